@@ -1,0 +1,26 @@
+/** The activities a linkflow worker registers. Thin: the logic lives in modellink/ and executors/. */
+import type { StagePlan } from '../modellink/plan.ts';
+import type { StageCheck } from '../modellink/run-state.ts';
+import { checkStageUpToDate, writeManifestFile } from './manifest.ts';
+
+export { runStageAttempt } from './run-stage.ts';
+
+export async function checkStage(input: { stage: StagePlan; upstream: Record<string, string> }): Promise<StageCheck> {
+  return checkStageUpToDate(input.stage, input.upstream);
+}
+
+export async function writeManifest(input: { pipeline: string; stage: StagePlan; fingerprint: string; finalIteration?: number }): Promise<void> {
+  const { stage } = input;
+  writeManifestFile(stage, {
+    pipeline: input.pipeline,
+    stage: stage.name,
+    kind: stage.kind,
+    fingerprint: input.fingerprint,
+    argv: stage.argv,
+    env: stage.env,
+    inputs: stage.inputs.map((i) => ({ path: i.path, fromStage: i.fromStage })),
+    output: stage.output,
+    finishedAt: new Date().toISOString(),
+    finalIteration: input.finalIteration,
+  });
+}

@@ -1,0 +1,213 @@
+/**
+ * One attempt of one stage: pick the checkpoint to resume from, launch the ModelLink entrypoint,
+ * watch its log (progress into heartbeats, NaN loss and hangs detected), and report success
+ * or a classified failure with the log excerpt that shows why.
+ */
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import fs from 'node:fs';
+import path from 'node:path';
+import { findResumePoint, iterationDirName, TRACKER_FILE, type ResumePoint } from '../modellink/checkpoint.ts';
+import { flattenArgs, resumeArgs } from '../modellink/commands.ts';
+import { classifyFailure, type FailureClass } from '../modellink/failures.ts';
+import type { StagePlan } from '../modellink/plan.ts';
+import type { AttemptFailureDetails, AttemptResult } from '../modellink/run-state.ts';
+import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
+import { loadSetupEnv, startProcess, type ExitStatus } from '../executors/local.ts';
+import { dataFiles, outputPresent } from './manifest.ts';
+
+export interface AttemptInput {
+  pipeline: string;
+  stage: StagePlan;
+  attempt: number;
+}
+
+/** What a heartbeat carries: enough for `linkflow status` to show live progress. */
+export interface HeartbeatDetails extends AttemptProgress {
+  stage: string;
+  attempt: number;
+  logFile: string;
+}
+
+const TAIL_LINES = 200;
+const HEARTBEAT_EVERY_MS = 1000;
+
+function fail(cls: FailureClass, message: string, details: AttemptFailureDetails, retryable: boolean): ApplicationFailure {
+  return ApplicationFailure.create({ type: cls, message, nonRetryable: !retryable, details: [details] });
+}
+
+/** Inputs that do not exist fail the attempt before launch, naming the spec field. */
+function checkInputs(stage: StagePlan, logFile: string): void {
+  for (const input of stage.inputs) {
+    const missing = dataFiles(input).filter((f) => !fs.existsSync(f));
+    if (input.kind === 'checkpoint' && fs.existsSync(input.path) && !fs.existsSync(path.join(input.path, TRACKER_FILE))) {
+      missing.push(path.join(input.path, TRACKER_FILE));
+    }
+    if (missing.length > 0) {
+      const reason = `${input.specPath}: ${missing[0]} does not exist${input.fromStage ? ` (output of stage ${input.fromStage})` : ''}`;
+      fs.appendFileSync(logFile, `linkflow: ${reason}\n`);
+      throw fail('missing-input', `stage ${stage.name}: missing input: ${reason}`, { failureClass: 'missing-input', reason, excerpt: [reason], logFile }, false);
+    }
+  }
+}
+
+/**
+ * Megatron loads whatever the tracker file names. To resume from an older complete checkpoint
+ * without touching the save directory, point --load at a small directory of our own holding a
+ * tracker and a link to that iteration.
+ */
+function resumeView(stage: StagePlan, iteration: number): string {
+  const view = path.join(stage.dir, 'resume', iterationDirName(iteration));
+  fs.mkdirSync(view, { recursive: true });
+  const link = path.join(view, iterationDirName(iteration));
+  if (!fs.existsSync(link)) fs.symlinkSync(path.join(stage.training!.saveDir, iterationDirName(iteration)), link);
+  fs.writeFileSync(path.join(view, TRACKER_FILE), `${iteration}\n`);
+  return view;
+}
+
+function planResume(stage: StagePlan): { args: StagePlan['args']; point: ResumePoint } {
+  const training = stage.training!;
+  const point = findResumePoint(training.saveDir, training);
+  if (point.kind === 'tracker') return { args: resumeArgs(stage.args, training.saveDir, training.lora), point };
+  if (point.kind === 'older') return { args: resumeArgs(stage.args, resumeView(stage, point.iteration), training.lora), point };
+  return { args: stage.args, point };
+}
+
+function timestamp(): string {
+  return new Date().toISOString().replace(/[:.]/g, '-');
+}
+
+export async function runStageAttempt({ pipeline, stage, attempt }: AttemptInput): Promise<AttemptResult> {
+  const ctx = Context.current();
+  fs.mkdirSync(stage.logDir, { recursive: true });
+  const logFile = path.join(stage.logDir, `attempt-${attempt}-${timestamp()}.log`);
+  fs.writeFileSync(logFile, `# linkflow pipeline ${pipeline}, stage ${stage.name} (${stage.kind}), attempt ${attempt}\n`);
+  checkInputs(stage, logFile);
+
+  let args = stage.args;
+  let resumeNote: string | undefined;
+  let loadedFrom: number | undefined;
+  if (stage.training) {
+    const { args: resumed, point } = planResume(stage);
+    args = resumed;
+    if (point.kind === 'tracker' && point.iteration === stage.training.trainIters) {
+      // Training already reached the end (the previous run stopped before its manifest): nothing to redo.
+      return { loadedIteration: point.iteration, finalIteration: point.iteration, lastCheckpoint: { iteration: point.iteration, dir: point.dir }, logFile };
+    }
+    if (point.kind !== 'none' && point.iteration !== 'release') loadedFrom = point.iteration;
+    if (point.kind === 'older') resumeNote = point.reason;
+  }
+  if (stage.kind === 'preprocess') fs.mkdirSync(path.dirname(stage.output), { recursive: true });
+
+  const argv = [...stage.launcher, stage.entrypoint, ...flattenArgs(args)];
+  const env = { ...process.env, ...(stage.setupScript ? loadSetupEnv(stage.setupScript) : {}), ...stage.env };
+  fs.appendFileSync(logFile, `# cwd: ${stage.cwd}\n# argv: ${JSON.stringify(argv)}\n${resumeNote ? `# ${resumeNote}\n` : ''}`);
+
+  const progress: AttemptProgress = {};
+  const tail: string[] = [];
+  let lastProgressAt = Date.now();
+  let detected: FailureClass | undefined;
+  const shape = stage.training ? { seqLength: stage.training.seqLength, globalBatchSize: stage.training.globalBatchSize, worldSize: stage.training.worldSize } : undefined;
+
+  const proc = startProcess({
+    argv,
+    cwd: stage.cwd,
+    env,
+    logFile,
+    onLine: (line) => {
+      tail.push(line);
+      if (tail.length > TAIL_LINES) tail.shift();
+      const event = parseLogLine(line);
+      if (event && applyLogEvent(progress, event, shape)) lastProgressAt = Date.now();
+      if (progress.nanLoss && !detected) {
+        detected = 'nan-loss';
+        void proc.kill();
+      }
+    },
+  });
+
+  const heartbeat = () => ctx.heartbeat({ ...progress, stage: stage.name, attempt, logFile } satisfies HeartbeatDetails);
+  heartbeat();
+  let cancelled: CancelledFailure | undefined;
+  const timer = setInterval(() => {
+    heartbeat();
+    // A save or load can legitimately take long; the window restarts with every line that shows progress.
+    if (stage.training && !detected && Date.now() - lastProgressAt > stage.training.noProgressTimeoutMs) {
+      detected = 'hang';
+      tail.push(`linkflow: no progress for ${Math.round((Date.now() - lastProgressAt) / 1000)} s (noProgressTimeout ${stage.training.noProgressTimeoutMs / 1000} s); killing the process group`);
+      void proc.kill();
+    }
+  }, HEARTBEAT_EVERY_MS);
+  ctx.cancelled.catch((err: unknown) => {
+    cancelled = err instanceof CancelledFailure ? err : new CancelledFailure(String(err));
+    void proc.kill();
+  });
+
+  let status: ExitStatus;
+  try {
+    status = await proc.exited;
+  } finally {
+    clearInterval(timer);
+  }
+  if (cancelled) {
+    fs.appendFileSync(logFile, 'linkflow: attempt cancelled; process group killed\n');
+    throw cancelled;
+  }
+
+  const details = (cls: FailureClass, reason: string, excerpt: string[]): AttemptFailureDetails => ({
+    failureClass: cls,
+    reason,
+    excerpt,
+    loadedIteration: loadedFrom,
+    resumeNote,
+    lastIteration: progress.iteration,
+    lastCheckpoint: progress.lastCheckpoint,
+    logFile,
+  });
+
+  if (status.exitCode === 0 && !detected) {
+    const problem = verifyOutput(stage, progress);
+    if (!problem) {
+      if (stage.evaluate) writeResults(stage, progress);
+      return { loadedIteration: loadedFrom, resumeNote, finalIteration: progress.iteration, lastCheckpoint: progress.lastCheckpoint, evalResults: progress.evalResults, logFile };
+    }
+    // Exit 0 without the output: ModelLink's evaluation swallows exceptions this way.
+    const report = classifyFailure({ exitCode: 1, signal: null }, tail);
+    const cls: FailureClass = report.class === 'missing-input' ? 'missing-input' : 'no-result';
+    const excerpt = report.class === 'missing-input' ? report.excerpt : tail.slice(-20);
+    throw fail(cls, `stage ${stage.name} attempt ${attempt}: ${problem}${cls === 'missing-input' ? `: ${report.reason}` : ''} (log: ${logFile})`, details(cls, problem, excerpt), false);
+  }
+
+  const report = classifyFailure(status, tail, detected);
+  const how = status.signal ? `killed by ${status.signal}` : `exit code ${status.exitCode}`;
+  throw fail(
+    report.class,
+    `stage ${stage.name} attempt ${attempt} failed (${report.class}, ${how}): ${report.reason}\n${report.excerpt.join('\n')}\n(log: ${logFile})`,
+    details(report.class, report.reason, report.excerpt),
+    report.retryable,
+  );
+}
+
+/** Exit code 0 is not proof: check the stage produced what it promised. */
+function verifyOutput(stage: StagePlan, progress: AttemptProgress): string | undefined {
+  if (stage.training) {
+    const point = findResumePoint(stage.training.saveDir, stage.training);
+    if (point.kind === 'tracker' && point.iteration === stage.training.trainIters) return undefined;
+    return `the trainer exited at iteration ${progress.iteration ?? 'unknown'} without a complete checkpoint at iteration ${stage.training.trainIters}`;
+  }
+  if (stage.evaluate) {
+    const got = new Set((progress.evalResults ?? []).map((r) => r.task));
+    const missing = stage.evaluate.tasks.filter((t) => !got.has(t));
+    return missing.length > 0 ? `evaluation printed no result for ${missing.join(', ')}` : undefined;
+  }
+  return outputPresent(stage) ? undefined : `the stage exited 0 but its output ${stage.output} is missing`;
+}
+
+function writeResults(stage: StagePlan, progress: AttemptProgress): void {
+  const tmp = `${stage.output}.tmp`;
+  fs.mkdirSync(path.dirname(stage.output), { recursive: true });
+  // Earlier results are kept beside the new ones, never overwritten.
+  if (fs.existsSync(stage.output)) fs.renameSync(stage.output, stage.output.replace(/\.json$/, `.${timestamp()}.json`));
+  fs.writeFileSync(tmp, JSON.stringify({ stage: stage.name, results: progress.evalResults ?? [], finishedAt: new Date().toISOString() }, null, 2) + '\n');
+  fs.renameSync(tmp, stage.output);
+}

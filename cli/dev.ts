@@ -1,0 +1,101 @@
+/** `linkflow dev`, `linkflow worker` and `linkflow demo`: long-running local processes. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { PROJECT_ROOT, loadConfig, type LinkflowConfig } from '../temporal.config.ts';
+import { createLinkflowWorker } from '../worker/worker.ts';
+import { isReachable, startDevServer, type DevServer } from '../server/dev-server.ts';
+import { formatProblems } from '../modellink/spec.ts';
+import { loadSpecFile } from './spec-file.ts';
+import { connectClient, startPipeline } from './pipeline-client.ts';
+import { summaryText } from './progress.ts';
+import { watchPipeline } from './watch.ts';
+
+function portOf(address: string): number {
+  const port = Number(address.split(':').at(-1));
+  return Number.isInteger(port) && port > 0 ? port : 7233;
+}
+
+/** The embedded server on the configured address, with its SQLite file, unless one already answers there. */
+async function ensureServer(config: LinkflowConfig): Promise<DevServer | undefined> {
+  if (await isReachable(config.address)) return undefined;
+  fs.mkdirSync(path.dirname(config.dev.dbFile), { recursive: true });
+  console.log(`starting the Temporal dev server on ${config.address} (state in ${config.dev.dbFile})`);
+  return startDevServer({ port: portOf(config.address), uiPort: config.dev.uiPort, dbFile: config.dev.dbFile, ui: true });
+}
+
+/** Resolves on SIGINT/SIGTERM; the Temporal runtime also hears them and stops the worker. */
+function untilInterrupted(): Promise<void> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+}
+
+export async function runDev(config: LinkflowConfig): Promise<void> {
+  const server = await ensureServer(config);
+  if (!server) console.log(`a Temporal server already answers at ${config.address}; starting only a worker`);
+  else console.log(`Temporal dev server at ${server.address}${server.uiUrl ? `, Web UI ${server.uiUrl}` : ''}`);
+  const { worker, close } = await createLinkflowWorker({ config });
+  console.log(`worker polling task queue "${config.taskQueue}" in namespace "${config.namespace}"; Ctrl-C stops everything`);
+  const running = worker.run();
+  await Promise.race([untilInterrupted(), running]);
+  console.log('stopping the worker…');
+  if (worker.getState() === 'RUNNING') worker.shutdown();
+  await running.catch((e: unknown) => console.error(`worker stopped with an error: ${(e as Error).message}`));
+  await close();
+  if (server) {
+    console.log('stopping the dev server…');
+    await server.stop();
+  }
+  console.log('stopped');
+}
+
+export async function runWorker(config: LinkflowConfig, taskQueue?: string): Promise<void> {
+  const { worker, close } = await createLinkflowWorker({ config, taskQueue });
+  console.log(`worker polling task queue "${taskQueue ?? config.taskQueue}" at ${config.address}`);
+  await worker.run();
+  await close();
+}
+
+/**
+ * The demo: the example pipeline on the emulator in a fresh workspace, with a crash injected at
+ * iteration 35 of pretraining. Exit 0 only when it completed and pretraining really resumed.
+ */
+export async function runDemo(config: LinkflowConfig): Promise<number> {
+  const specFile = path.join(PROJECT_ROOT, 'examples', 'demo.yaml');
+  const workspace = path.join(PROJECT_ROOT, '.linkflow', 'demo', new Date().toISOString().replace(/[:.]/g, '-'));
+  const planned = loadSpecFile(specFile, { workspace });
+  if (!planned.ok) {
+    console.error(formatProblems(planned.problems));
+    return 2;
+  }
+  const server = await ensureServer(config);
+  // A queue of its own, so only this process's worker (with this checkout's code) runs the demo.
+  const taskQueue = `linkflow-demo-${process.pid}`;
+  const { worker, close } = await createLinkflowWorker({ config: loadConfig({ taskQueue }) });
+  const running = worker.run();
+  try {
+    const client = await connectClient(config);
+    const handle = await startPipeline(client, config, planned.plan, taskQueue);
+    console.log(`demo pipeline ${planned.plan.name} started as ${handle.workflowId}`);
+    console.log(`workspace: ${workspace}`);
+    console.log('pretraining will crash at iteration 35 (MLEMU_FAULTS=crash@35); watch it resume from the checkpoint at 30\n');
+    const final = await watchPipeline(handle);
+    console.log('\n' + summaryText(handle.workflowId, final.state, final.failure));
+    const pretrain = final.state?.stages.find((s) => s.kind === 'pretrain');
+    const resumed = pretrain?.attempts.slice(1).find((a) => a.loadedIteration !== undefined);
+    if (final.workflowStatus === 'COMPLETED' && pretrain && resumed) {
+      const crash = pretrain.attempts[0];
+      console.log(`\npretrain: attempt 1 failed at iteration ${crash.lastIteration} (${crash.failureClass}); attempt ${resumed.attempt} resumed from the checkpoint at iteration ${resumed.loadedIteration} and finished at ${pretrain.finalIteration}.`);
+      if (server?.uiUrl) console.log(`The run's history stays in the dev server's database; start \`npx linkflow dev\` to browse it in the Web UI.`);
+      return 0;
+    }
+    console.error('\nthe demo did not complete with a resumed pretraining stage');
+    return 1;
+  } finally {
+    worker.shutdown();
+    await running.catch(() => undefined);
+    await close();
+    await server?.stop();
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * The `linkflow` command. Exit codes: 0 success, 1 the pipeline or a command failed,
+ * 2 the spec (or the command line) is invalid.
+ */
+import { Command, CommanderError } from 'commander';
+import { loadConfig } from '../temporal.config.ts';
+import { formatProblems } from '../modellink/spec.ts';
+import { presetNames, getPreset } from '../modellink/presets.ts';
+import { loadSpecFile } from './spec-file.ts';
+import { connectClient, ServerUnreachableError, snapshot, startPipeline } from './pipeline-client.ts';
+import { jsonSummary, summaryText } from './progress.ts';
+import { renderPlan } from './render.ts';
+import { watchPipeline } from './watch.ts';
+import { runDev, runDemo, runWorker } from './dev.ts';
+
+class ExitError extends Error {
+  constructor(message: string, readonly code: number) {
+    super(message);
+  }
+}
+
+function planOrExit(file: string, workspace?: string) {
+  const result = loadSpecFile(file, { workspace });
+  if (!result.ok) {
+    throw new ExitError(`${file}: invalid pipeline spec (${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}):\n${formatProblems(result.problems)}`, 2);
+  }
+  for (const w of result.warnings) console.error(`warning: ${w.path}: ${w.message}`);
+  return result;
+}
+
+const program = new Command('linkflow')
+  .description('ModelLink training pipelines as durable Temporal workflows')
+  .showHelpAfterError()
+  .exitOverride();
+
+program
+  .command('validate <spec>')
+  .description('check a pipeline spec without running anything')
+  .action((file: string) => {
+    const { plan } = planOrExit(file);
+    console.log(`${file}: valid; pipeline ${plan.name}, ${plan.stages.length} stages: ${plan.stages.map((s) => `${s.name} (${s.kind})`).join(', ')}`);
+  });
+
+program
+  .command('render <spec>')
+  .description('print the exact command of each stage (nothing runs)')
+  .option('--sh', 'print each stage as a shell line with safe quoting')
+  .option('--json', 'print the plan as JSON')
+  .action((file: string, opts: { sh?: boolean; json?: boolean }) => {
+    const { plan } = planOrExit(file);
+    console.log(opts.json ? JSON.stringify(plan, null, 2) : renderPlan(plan, opts.sh ? 'sh' : 'argv'));
+  });
+
+program
+  .command('run <spec>')
+  .description('start a pipeline; prints its workflow id')
+  .option('--wait', 'show live progress until the pipeline ends, then a summary')
+  .option('--json', 'wait, then print one JSON object { workflowId, status, stages }')
+  .option('--workspace <dir>', "override the spec's workspace directory")
+  .action(async (file: string, opts: { wait?: boolean; json?: boolean; workspace?: string }) => {
+    const { plan } = planOrExit(file, opts.workspace);
+    const config = loadConfig();
+    const client = await connectClient(config);
+    const handle = await startPipeline(client, config, plan);
+    if (!opts.wait && !opts.json) {
+      console.log(handle.workflowId);
+      return;
+    }
+    if (!opts.json) console.log(`started ${handle.workflowId}`);
+    const final = await watchPipeline(handle, { quiet: !!opts.json });
+    if (opts.json) console.log(JSON.stringify(jsonSummary(handle.workflowId, final.state, final.workflowStatus)));
+    else console.log(summaryText(handle.workflowId, final.state, final.failure));
+    if (final.workflowStatus !== 'COMPLETED') process.exitCode = 1;
+  });
+
+program
+  .command('status <workflowId>')
+  .description('show the progress of a pipeline')
+  .option('--json', 'print one JSON object')
+  .action(async (id: string, opts: { json?: boolean }) => {
+    const client = await connectClient(loadConfig());
+    const snap = await snapshot(client.workflow.getHandle(id));
+    if (opts.json) console.log(JSON.stringify({ ...jsonSummary(id, snap.state, snap.workflowStatus), live: snap.live }));
+    else console.log(summaryText(id, snap.state, snap.failure) + (snap.live ? `\n  live: ${JSON.stringify(snap.live)}` : ''));
+  });
+
+program
+  .command('cancel <workflowId>')
+  .description('cancel a pipeline: the running stage is stopped and its process group killed')
+  .action(async (id: string) => {
+    const client = await connectClient(loadConfig());
+    await client.workflow.getHandle(id).cancel();
+    console.log(`cancellation requested for ${id}`);
+  });
+
+program
+  .command('presets')
+  .description('list the model presets')
+  .option('--json', 'print JSON')
+  .action((opts: { json?: boolean }) => {
+    const presets = presetNames().map((n) => getPreset(n)!);
+    if (opts.json) console.log(JSON.stringify(presets, null, 2));
+    else for (const p of presets) console.log(`${p.name.padEnd(12)} ${p.description} (${p.impls.join(', ')}; reference ${p.reference.nodes}x${p.reference.devicesPerNode} TP${p.reference.tp} PP${p.reference.pp}${p.reference.tokensPerSecondPerDevice ? `, ${p.reference.tokensPerSecondPerDevice} tokens/s/device` : ''})`);
+  });
+
+program
+  .command('dev')
+  .description('run the embedded Temporal dev server (state kept under .linkflow/), its Web UI and a local worker; Ctrl-C stops all')
+  .action(async () => runDev(loadConfig()));
+
+program
+  .command('worker')
+  .description('run a worker on this node')
+  .option('--queue <taskQueue>', 'task queue to poll (default: the configured one)')
+  .action(async (opts: { queue?: string }) => runWorker(loadConfig(), opts.queue));
+
+program
+  .command('demo')
+  .description('run the demo pipeline on the emulator, with a crash injected in pretraining, and show the resume')
+  .action(async () => {
+    process.exitCode = await runDemo(loadConfig());
+  });
+
+program
+  .command('bootstrap')
+  .description('find or install the Temporal CLI (dev server)')
+  .action(async () => {
+    const { findTemporalCli } = await import('../server/temporal-cli.ts');
+    const cli = await findTemporalCli({ install: true });
+    if (!cli) throw new ExitError('no Temporal CLI could be found or installed; the dev server will be downloaded by @temporalio/testing where the internet is reachable', 1);
+    console.log(`temporal ${cli.version} at ${cli.path} (${cli.source})`);
+  });
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      process.exitCode = e.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    if (e instanceof ExitError) {
+      console.error(e.message);
+      process.exitCode = e.code;
+      return;
+    }
+    if (e instanceof ServerUnreachableError) {
+      console.error(e.message);
+      process.exitCode = 1;
+      return;
+    }
+    console.error(`linkflow: ${(e as Error).message}`);
+    process.exitCode = 1;
+  }
+}

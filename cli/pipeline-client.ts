@@ -1,0 +1,92 @@
+/**
+ * The client side of a pipeline run: connect, start, and read progress. Progress combines the
+ * workflow's `progress` query (stages, attempts) with the running attempt's last heartbeat
+ * (iteration, loss, throughput), which never enters the workflow history.
+ */
+import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
+import { createHash } from 'node:crypto';
+import { connectionOptions, retrySettings, type LinkflowConfig } from '../temporal.config.ts';
+import type { PipelinePlan } from '../modellink/plan.ts';
+import type { PipelineState } from '../modellink/run-state.ts';
+import type { HeartbeatDetails } from '../activities/run-stage.ts';
+
+export class ServerUnreachableError extends Error {}
+
+export async function connectClient(config: LinkflowConfig, timeoutMs = 5000): Promise<Client> {
+  let connection: Connection;
+  try {
+    connection = await Connection.connect({ ...connectionOptions(config), connectTimeout: timeoutMs });
+    await connection.workflowService.getSystemInfo({});
+  } catch (e) {
+    throw new ServerUnreachableError(
+      `no Temporal server reachable at ${config.address} (${(e as Error).message.split('\n')[0]}).\n` +
+        'Start one with `npx linkflow dev` (embedded dev server + worker), or point TEMPORAL_ADDRESS at your cluster.',
+    );
+  }
+  return new Client({ connection, namespace: config.namespace });
+}
+
+/** One workflow id per pipeline and workspace: a second concurrent run of the same pipeline is refused, not doubled. */
+export function workflowIdFor(plan: PipelinePlan): string {
+  return `linkflow-${plan.name}-${createHash('sha256').update(plan.dir).digest('hex').slice(0, 8)}`;
+}
+
+export async function startPipeline(client: Client, config: LinkflowConfig, plan: PipelinePlan, taskQueue?: string): Promise<WorkflowHandle> {
+  const workflowId = workflowIdFor(plan);
+  try {
+    return await client.workflow.start('pipelineWorkflow', {
+      workflowId,
+      taskQueue: taskQueue ?? plan.taskQueue ?? config.taskQueue,
+      args: [{ plan, retry: retrySettings(config) }],
+    });
+  } catch (e) {
+    if (e instanceof WorkflowExecutionAlreadyStartedError) {
+      throw new Error(`pipeline ${plan.name} is already running as ${workflowId} (workspace ${plan.workspace}); watch it with \`linkflow status ${workflowId}\` or stop it with \`linkflow cancel ${workflowId}\``);
+    }
+    throw e;
+  }
+}
+
+export interface Snapshot {
+  workflowId: string;
+  /** RUNNING, COMPLETED, FAILED, CANCELLED, TERMINATED, TIMED_OUT, ... */
+  workflowStatus: string;
+  state?: PipelineState;
+  live?: HeartbeatDetails;
+  failure?: string;
+}
+
+export async function snapshot(handle: WorkflowHandle): Promise<Snapshot> {
+  const description = await handle.describe();
+  const snap: Snapshot = { workflowId: handle.workflowId, workflowStatus: description.status.name };
+  try {
+    snap.state = await handle.query<PipelineState>('progress');
+  } catch {
+    // No worker to answer (a closed pipeline with every worker stopped): fall back to the result below.
+  }
+  for (const activity of description.raw.pendingActivities ?? []) {
+    const payload = activity.heartbeatDetails?.payloads?.[0];
+    if (payload) snap.live = defaultPayloadConverter.fromPayload<HeartbeatDetails>(payload);
+  }
+  if (snap.workflowStatus !== 'RUNNING') {
+    const outcome = await outcomeOf(handle);
+    snap.state = outcome.state ?? snap.state;
+    snap.failure = outcome.failure;
+  }
+  return snap;
+}
+
+/** The final state of a closed pipeline: its result, or the state carried by its failure. */
+export async function outcomeOf(handle: WorkflowHandle): Promise<{ state?: PipelineState; failure?: string }> {
+  try {
+    return { state: await handle.result() };
+  } catch (e) {
+    if (e instanceof WorkflowFailedError) {
+      const cause = e.cause;
+      const state = cause instanceof ApplicationFailure ? (cause.details?.[0] as PipelineState | undefined) : undefined;
+      return { state, failure: cause?.message ?? e.message };
+    }
+    return { failure: (e as Error).message };
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * Runs one command on this node as its own process group, streams its output to a log file
+ * line by line (never holding it whole), and kills the whole group on request — torchrun's
+ * children included.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import readline from 'node:readline';
+import type { Readable } from 'node:stream';
+
+export interface ExitStatus {
+  exitCode: number | null;
+  signal: string | null;
+}
+
+export interface StartOptions {
+  argv: string[];
+  cwd: string;
+  env: Record<string, string | undefined>;
+  /** Output of stdout and stderr is appended here as it arrives. */
+  logFile: string;
+  onLine?: (line: string) => void;
+}
+
+export interface RunningProcess {
+  pid: number;
+  /** Resolves when the main process has exited and its output is flushed to the log. */
+  exited: Promise<ExitStatus>;
+  /** SIGTERM to the group, SIGKILL after `graceMs`; resolves when the main process is gone. */
+  kill(graceMs?: number): Promise<void>;
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // ESRCH: the group is already gone.
+  }
+}
+
+export function groupAlive(pid: number): boolean {
+  try {
+    process.kill(-pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function startProcess(options: StartOptions): RunningProcess {
+  const [command, ...args] = options.argv;
+  if (!command) throw new Error('empty argv');
+  const log = fs.createWriteStream(options.logFile, { flags: 'a' });
+  const child = spawn(command, args, {
+    cwd: options.cwd,
+    env: options.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    // A new process group: one kill reaches the launcher and every rank it started.
+    detached: true,
+  });
+
+  const spawnError = new Promise<ExitStatus>((resolve) => {
+    child.once('error', (err) => {
+      log.write(`linkflow: could not start ${command}: ${err.message}\n`);
+      options.onLine?.(`linkflow: could not start ${command}: ${err.message}`);
+      resolve({ exitCode: 127, signal: null });
+    });
+  });
+
+  const streamsDone = [child.stdout, child.stderr].map((stream: Readable) => {
+    stream.pipe(log, { end: false });
+    const lines = readline.createInterface({ input: stream, crlfDelay: Infinity });
+    if (options.onLine) lines.on('line', options.onLine);
+    return new Promise<void>((resolve) => lines.once('close', () => resolve()));
+  });
+
+  const exitedMain = new Promise<ExitStatus>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ exitCode: code, signal }));
+  });
+
+  const exited = Promise.race([exitedMain, spawnError]).then(async (status) => {
+    // Whatever the launcher left behind in its group goes with it.
+    if (child.pid) signalGroup(child.pid, 'SIGKILL');
+    // Output still in the pipes is flushed before we report; a grandchild holding a pipe open cannot stall us.
+    await Promise.race([Promise.all(streamsDone), new Promise((r) => setTimeout(r, 5000))]);
+    await new Promise<void>((resolve) => log.end(() => resolve()));
+    return status;
+  });
+
+  return {
+    pid: child.pid ?? -1,
+    exited,
+    async kill(graceMs = 10_000) {
+      if (!child.pid) return;
+      signalGroup(child.pid, 'SIGTERM');
+      const timer = setTimeout(() => signalGroup(child.pid!, 'SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+const setupCache = new Map<string, Record<string, string>>();
+
+/**
+ * The environment after sourcing a setup script such as Ascend's set_env.sh. The path is passed
+ * as an argument to a fixed bash program, so it never becomes part of a shell string.
+ */
+export function loadSetupEnv(script: string, base: Record<string, string | undefined> = process.env): Record<string, string> {
+  const cached = setupCache.get(script);
+  if (cached) return cached;
+  if (!fs.existsSync(script)) throw new Error(`setup script ${script} does not exist (modellink.setupScript)`);
+  const result = spawnSync('bash', ['-c', 'set -a; . "$1" >/dev/null 2>&1 || exit 97; env -0', 'linkflow-setup', script], { env: base, encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
+  if (result.status !== 0) throw new Error(`sourcing ${script} failed (exit ${result.status}): ${result.stderr.trim().slice(0, 500)}`);
+  const env: Record<string, string> = {};
+  for (const entry of result.stdout.split('\0')) {
+    const eq = entry.indexOf('=');
+    if (eq > 0) env[entry.slice(0, eq)] = entry.slice(eq + 1);
+  }
+  setupCache.set(script, env);
+  return env;
+}

@@ -1,0 +1,327 @@
+/**
+ * Command builders: a stage of a spec → the argv ModelLink's own example scripts would run.
+ *
+ * Arguments are kept as ordered [flag, value] pairs (the shape of examples.json) so they can
+ * be checked against ModelLink's flag list, compared with the examples, and quoted for `render --sh`.
+ * The order follows examples/mcore/llama2/*_7b_*.sh.
+ */
+import type { Preset } from './presets.ts';
+import type { ConvertStage, EvaluateStage, PipelineSpec, PreprocessStage, TrainingStage } from './spec.ts';
+import flagNames from './flag-names.json' with { type: 'json' };
+
+export type Entrypoint = 'pretrain_gpt.py' | 'preprocess_data.py' | 'convert_ckpt.py' | 'evaluation.py' | 'inference.py';
+/** A flag and its value: null for a bare flag, a list for nargs="+" flags. */
+export type Arg = [flag: string, value: string | string[] | null];
+
+export interface Command {
+  entrypoint: Entrypoint;
+  /** Launcher argv up to (not including) the entrypoint, e.g. torchrun and its distributed options. */
+  launcher: string[];
+  args: Arg[];
+  env: Record<string, string>;
+}
+
+const knownFlags: Record<string, ReadonlySet<string>> = Object.fromEntries(
+  Object.entries(flagNames as Record<string, string[]>).map(([entry, names]) => [entry, new Set(names)]),
+);
+
+export function isKnownFlag(entrypoint: Entrypoint, flag: string): boolean {
+  return knownFlags[entrypoint]?.has(flag) ?? false;
+}
+
+export function flattenArgs(args: Arg[]): string[] {
+  const out: string[] = [];
+  for (const [flag, value] of args) {
+    out.push(flag);
+    if (value === null) continue;
+    if (Array.isArray(value)) out.push(...value);
+    else out.push(value);
+  }
+  return out;
+}
+
+export function commandArgv(cmd: Command): string[] {
+  return [...cmd.launcher, cmd.entrypoint, ...flattenArgs(cmd.args)];
+}
+
+/** Parses `extraArgs` (a flat list as a user writes it) into pairs: a value is every token up to the next flag. */
+export function parseExtraArgs(tokens: string[]): Arg[] {
+  const out: Arg[] = [];
+  for (const token of tokens) {
+    if (/^--[A-Za-z]/.test(token)) out.push([token, null]);
+    else if (out.length === 0) throw new Error(`"${token}" is not a flag (flags start with --)`);
+    else {
+      const last = out[out.length - 1];
+      last[1] = last[1] === null ? token : Array.isArray(last[1]) ? [...last[1], token] : [last[1], token];
+    }
+  }
+  return out;
+}
+
+function num(n: number): string {
+  return String(n);
+}
+
+/** ModelLink's scripts write learning rates as 1.25e-6, not 0.00000125. */
+function float(n: number): string {
+  if (n !== 0 && (Math.abs(n) < 1e-3 || Math.abs(n) >= 1e6)) return n.toExponential().replace('e+', 'e');
+  return String(n);
+}
+
+function flag(on: boolean | undefined, name: string): Arg[] {
+  return on ? [[name, null]] : [];
+}
+
+function launcherArgv(spec: PipelineSpec): string[] {
+  return Array.isArray(spec.modellink.launcher) ? [...spec.modellink.launcher] : [spec.modellink.launcher];
+}
+
+export function distributedLauncher(spec: PipelineSpec, nprocPerNode: number, nodeRank = 0): string[] {
+  return [
+    ...launcherArgv(spec),
+    '--nproc_per_node', num(nprocPerNode),
+    '--nnodes', num(spec.cluster.nodes),
+    '--node_rank', num(nodeRank),
+    '--master_addr', spec.cluster.masterAddr,
+    '--master_port', num(spec.cluster.masterPort),
+  ];
+}
+
+function tokenizerArgs(preset: Preset, tokenizer: string): Arg[] {
+  const type = preset.architecture.tokenizerType;
+  // Llama2Tokenizer and SentencePiece read a tokenizer.model file; PretrainedFromHF reads the HF directory.
+  const pathFlag = type === 'PretrainedFromHF' ? '--tokenizer-name-or-path' : '--tokenizer-model';
+  return [['--tokenizer-type', type], [pathFlag, tokenizer]];
+}
+
+function architectureArgs(preset: Preset): Arg[] {
+  const a = preset.architecture;
+  return [
+    ['--num-layers', num(a.numLayers)],
+    ['--hidden-size', num(a.hiddenSize)],
+    ['--ffn-hidden-size', num(a.ffnHiddenSize)],
+    ['--num-attention-heads', num(a.numAttentionHeads)],
+    ...(a.numQueryGroups ? ([['--group-query-attention', null], ['--num-query-groups', num(a.numQueryGroups)]] as Arg[]) : []),
+  ];
+}
+
+function shapeArgs(preset: Preset): Arg[] {
+  const a = preset.architecture;
+  return [
+    ...flag(a.untieEmbeddingsAndOutputWeights, '--untie-embeddings-and-output-weights'),
+    ...flag(a.disableBiasLinear, '--disable-bias-linear'),
+    ['--position-embedding-type', a.positionEmbeddingType],
+    ['--normalization', a.normalization],
+    ...(a.normEpsilon !== undefined ? ([['--norm-epsilon', float(a.normEpsilon)]] as Arg[]) : []),
+    ...(a.rotaryBase !== undefined ? ([['--rotary-base', float(a.rotaryBase)]] as Arg[]) : []),
+    ...(a.vocabSize !== undefined ? ([['--vocab-size', num(a.vocabSize)]] as Arg[]) : []),
+  ];
+}
+
+export interface PreprocessPaths {
+  input: string;
+  tokenizer: string;
+  outputPrefix: string;
+}
+
+export function buildPreprocess(spec: PipelineSpec, preset: Preset, stage: PreprocessStage, paths: PreprocessPaths): Command {
+  const instruction = stage.handler !== 'GeneralPretrainHandler';
+  const args: Arg[] = [
+    ['--input', paths.input],
+    ['--tokenizer-name-or-path', paths.tokenizer],
+    ['--tokenizer-type', 'PretrainedFromHF'],
+    ['--handler-name', stage.handler],
+    ['--output-prefix', paths.outputPrefix],
+    ...(stage.jsonKeys ? ([['--json-keys', stage.jsonKeys]] as Arg[]) : instruction ? [] : ([['--json-keys', ['text']]] as Arg[])),
+    ['--workers', num(stage.workers)],
+    ['--log-interval', num(stage.logInterval)],
+    ...(instruction ? ([['--overwrite-cache', null]] as Arg[]) : []),
+    ...(stage.promptType ? ([['--prompt-type', stage.promptType]] as Arg[]) : []),
+    ...flag(stage.appendEod, '--append-eod'),
+    ...flag(stage.pack, '--pack'),
+    ...(stage.seqLength ? ([['--seq-length', num(stage.seqLength)]] as Arg[]) : []),
+    ...parseExtraArgs(stage.extraArgs),
+  ];
+  return { entrypoint: 'preprocess_data.py', launcher: [spec.modellink.python], args, env: {} };
+}
+
+export interface ConvertPaths {
+  loadDir: string;
+  saveDir: string;
+  tokenizer: string;
+}
+
+/** HuggingFace → Megatron (mcore or legacy) at the pipeline's TP/PP, as ckpt_convert_*_hf2{mcore,legacy}.sh do. */
+export function buildConvert(spec: PipelineSpec, preset: Preset, stage: ConvertStage, paths: ConvertPaths): Command {
+  const mcore = spec.model.impl === 'mcore';
+  const tokenizerModel = preset.architecture.tokenizerType === 'PretrainedFromHF' ? [] : ([['--tokenizer-model', paths.tokenizer]] as Arg[]);
+  const args: Arg[] = [
+    ['--model-type', 'GPT'],
+    ['--load-model-type', 'hf'],
+    ['--save-model-type', 'mg'],
+    ['--target-tensor-parallel-size', num(spec.parallel.tp)],
+    ['--target-pipeline-parallel-size', num(spec.parallel.pp)],
+    ['--load-dir', paths.loadDir],
+    ['--save-dir', paths.saveDir],
+    ...tokenizerModel,
+    ...flag(mcore, '--use-mcore-models'),
+    ['--model-type-hf', preset.architecture.hfModelType],
+    ...parseExtraArgs(stage.extraArgs),
+  ];
+  return { entrypoint: 'convert_ckpt.py', launcher: [spec.modellink.python], args, env: {} };
+}
+
+export interface TrainingPaths {
+  data: string;
+  tokenizer: string;
+  save: string;
+  /** What the first attempt loads (converted weights or an earlier stage's checkpoints); later attempts load `save`. */
+  load?: string;
+}
+
+/** Flags that only make sense when loading weights from elsewhere; an attempt resuming its own checkpoint drops them. */
+export const FIRST_LOAD_ONLY_FLAGS = ['--finetune', '--no-load-optim', '--no-load-rng'] as const;
+
+export function buildTraining(spec: PipelineSpec, preset: Preset, stage: TrainingStage, paths: TrainingPaths): Command {
+  const a = preset.architecture;
+  const p = spec.parallel;
+  const mcore = spec.model.impl === 'mcore';
+  const finetune = stage.kind === 'finetune';
+  const lora = finetune ? stage.lora : undefined;
+  const seqLength = stage.seqLength ?? a.seqLength;
+  const lr = stage.lr ?? preset.training.lr;
+  const minLr = stage.minLr ?? preset.training.minLr;
+  const loadsWeights = paths.load !== undefined;
+  const args: Arg[] = [
+    ...flag(mcore, '--use-mcore-models'),
+    ['--tensor-model-parallel-size', num(p.tp)],
+    ['--pipeline-model-parallel-size', num(p.pp)],
+    ...flag(p.sequenceParallel, '--sequence-parallel'),
+    ...architectureArgs(preset),
+    ...tokenizerArgs(preset, paths.tokenizer),
+    ...(finetune ? ([['--tokenizer-not-use-fast', null]] as Arg[]) : []),
+    ...(finetune && stage.promptType ? ([['--prompt-type', stage.promptType]] as Arg[]) : []),
+    ...(finetune ? ([['--variable-seq-lengths', null]] as Arg[]) : []),
+    ['--seq-length', num(seqLength)],
+    ['--max-position-embeddings', num(a.maxPositionEmbeddings)],
+    ['--micro-batch-size', num(stage.microBatchSize)],
+    ['--global-batch-size', num(stage.globalBatchSize)],
+    ['--make-vocab-size-divisible-by', num(a.makeVocabSizeDivisibleBy)],
+    ['--lr', float(lr)],
+    ['--train-iters', num(stage.trainIters)],
+    ['--lr-decay-style', 'cosine'],
+    ...shapeArgs(preset),
+    ['--attention-dropout', '0.0'],
+    ['--init-method-std', '0.01'],
+    ['--hidden-dropout', '0.0'],
+    ...flag(preset.fused.rmsnorm && a.normalization === 'RMSNorm', '--use-fused-rmsnorm'),
+    ...flag(a.swiglu, '--swiglu'),
+    ...flag(preset.fused.flashAttn, '--use-flash-attn'),
+    ['--no-masked-softmax-fusion', null],
+    ['--attention-softmax-in-fp32', null],
+    ['--min-lr', float(minLr)],
+    ['--weight-decay', '1e-1'],
+    ['--lr-warmup-fraction', '0.01'],
+    ['--clip-grad', '1.0'],
+    ['--adam-beta1', '0.9'],
+    ['--initial-loss-scale', num(preset.training.initialLossScale)],
+    ['--adam-beta2', String(preset.training.adamBeta2)],
+    ['--no-gradient-accumulation-fusion', null],
+    ...(loadsWeights ? ([['--no-load-optim', null], ['--no-load-rng', null]] as Arg[]) : []),
+    ...flag(p.distributedOptimizer, '--use-distributed-optimizer'),
+    ...flag(preset.fused.swiglu && a.swiglu, '--use-fused-swiglu'),
+    ...flag(preset.fused.rotaryPosEmb && a.positionEmbeddingType === 'rope', '--use-fused-rotary-pos-emb'),
+    ...flag(p.distributedOptimizer, '--overlap-grad-reduce'),
+    ...flag(stage.logThroughput, '--log-throughput'),
+    [`--${stage.precision}`, null],
+    ...(finetune && loadsWeights ? ([['--finetune', null]] as Arg[]) : []),
+    ...(finetune ? ([['--is-instruction-dataset', null]] as Arg[]) : []),
+    ...(lora
+      ? ([
+          ['--lora-r', num(lora.r)],
+          ['--lora-alpha', num(lora.alpha)],
+          ...flag(lora.fusion, '--lora-fusion'),
+          ['--lora-target-modules', lora.targetModules ?? (mcore ? ['linear_qkv', 'linear_proj', 'linear_fc1', 'linear_fc2'] : ['query_key_value', 'dense', 'dense_h_to_4h', 'dense_4h_to_h'])],
+        ] as Arg[])
+      : []),
+    ['--data-path', paths.data],
+    ['--split', stage.split ?? (finetune ? '100,0,0' : '949,50,1')],
+    ['--log-interval', num(stage.logInterval)],
+    ['--save-interval', num(stage.saveInterval)],
+    ['--eval-interval', num(stage.evalInterval ?? Math.max(stage.trainIters, 1))],
+    ['--eval-iters', num(stage.evalIters)],
+    ['--distributed-backend', 'nccl'],
+    ...(!mcore ? ([['--jit-compile', null]] as Arg[]) : []),
+    ...(paths.load !== undefined ? ([['--load', paths.load]] as Arg[]) : []),
+    ['--save', paths.save],
+    ...parseExtraArgs(stage.extraArgs),
+  ];
+  const env: Record<string, string> = { CUDA_DEVICE_MAX_CONNECTIONS: '1', PYTORCH_NPU_ALLOC_CONF: 'expandable_segments:True' };
+  return { entrypoint: 'pretrain_gpt.py', launcher: distributedLauncher(spec, spec.cluster.devicesPerNode), args, env };
+}
+
+/**
+ * The argv of an attempt that resumes from the stage's own save directory: `--load` points at it
+ * (for LoRA: `--lora-load`, the base weights stay in `--load`), and the first-load-only flags go,
+ * so the iteration, optimizer and RNG state come back from the checkpoint.
+ */
+export function resumeArgs(args: Arg[], saveDir: string, lora: boolean): Arg[] {
+  const kept = args.filter(([f]) => !(FIRST_LOAD_ONLY_FLAGS as readonly string[]).includes(f));
+  if (lora) {
+    const withoutLoraLoad = kept.filter(([f]) => f !== '--lora-load');
+    const at = withoutLoraLoad.findIndex(([f]) => f === '--lora-target-modules');
+    const loraLoad: Arg = ['--lora-load', saveDir];
+    return at >= 0 ? [...withoutLoraLoad.slice(0, at + 1), loraLoad, ...withoutLoraLoad.slice(at + 1)] : [...withoutLoraLoad, loraLoad];
+  }
+  const at = kept.findIndex(([f]) => f === '--load');
+  if (at >= 0) return kept.map((arg, i) => (i === at ? (['--load', saveDir] as Arg) : arg));
+  const saveAt = kept.findIndex(([f]) => f === '--save');
+  return [...kept.slice(0, saveAt), ['--load', saveDir], ...kept.slice(saveAt)];
+}
+
+export interface EvaluatePaths {
+  load: string;
+  tokenizer: string;
+  tasks: { name: string; dataPath: string }[];
+  loraLoad?: string;
+}
+
+/** evaluation.py as evaluate_llama2_7b_mmlu_ptd.sh runs it, on TP×PP devices (the checkpoint's layout). */
+export function buildEvaluate(spec: PipelineSpec, preset: Preset, stage: EvaluateStage, paths: EvaluatePaths): Command {
+  const a = preset.architecture;
+  const p = spec.parallel;
+  const seqLength = stage.seqLength ?? a.seqLength;
+  const args: Arg[] = [
+    ['--task-data-path', paths.tasks.map((t) => t.dataPath)],
+    ['--task', paths.tasks.map((t) => t.name)],
+    ['--seq-length', num(seqLength)],
+    ['--max-new-tokens', num(stage.maxNewTokens)],
+    ['--evaluation-batch-size', '1'],
+    ['--max-position-embeddings', num(a.maxPositionEmbeddings)],
+    ['--tensor-model-parallel-size', num(p.tp)],
+    ['--pipeline-model-parallel-size', num(p.pp)],
+    ...architectureArgs(preset),
+    ...flag(a.swiglu, '--swiglu'),
+    ...flag(a.disableBiasLinear, '--disable-bias-linear'),
+    ['--load', paths.load],
+    ...(paths.loraLoad ? ([['--lora-load', paths.loraLoad]] as Arg[]) : []),
+    ['--normalization', a.normalization],
+    ...tokenizerArgs(preset, paths.tokenizer),
+    ['--tokenizer-not-use-fast', null],
+    ['--bf16', null],
+    ['--micro-batch-size', '1'],
+    ...flag(preset.fused.rmsnorm && a.normalization === 'RMSNorm', '--use-fused-rmsnorm'),
+    ['--position-embedding-type', a.positionEmbeddingType],
+    ['--exit-on-missing-checkpoint', null],
+    ['--no-load-rng', null],
+    ['--no-load-optim', null],
+    ...flag(a.untieEmbeddingsAndOutputWeights, '--untie-embeddings-and-output-weights'),
+    ['--no-masked-softmax-fusion', null],
+    ['--make-vocab-size-divisible-by', num(a.makeVocabSizeDivisibleBy)],
+    ...flag(spec.model.impl === 'mcore', '--use-mcore-models'),
+    ['--seed', '42'],
+    ...parseExtraArgs(stage.extraArgs),
+  ];
+  const env: Record<string, string> = { CUDA_DEVICE_MAX_CONNECTIONS: '1' };
+  return { entrypoint: 'evaluation.py', launcher: distributedLauncher(spec, p.tp * p.pp), args, env };
+}

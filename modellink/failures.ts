@@ -1,0 +1,89 @@
+/**
+ * Why an attempt failed, from its exit status and its log. Deterministic classes (bad arguments,
+ * missing input) fail the stage at once: retrying cannot help and would hide the cause.
+ */
+
+export type FailureClass =
+  | 'bad-arguments'
+  | 'missing-input'
+  | 'communication'
+  | 'out-of-memory'
+  | 'nan-loss'
+  | 'segfault'
+  | 'killed'
+  | 'hang'
+  | 'node-lost'
+  | 'no-result'
+  | 'exception'
+  | 'unknown';
+
+export const NON_RETRYABLE: ReadonlySet<FailureClass> = new Set(['bad-arguments', 'missing-input', 'no-result']);
+
+export interface FailureRule {
+  class: FailureClass;
+  pattern: RegExp;
+}
+
+/** Checked in order against the log tail; the first rule with a matching line wins. */
+export const FAILURE_RULES: readonly FailureRule[] = [
+  { class: 'bad-arguments', pattern: /error: (unrecognized arguments|argument \S+|the following arguments are required)/ },
+  { class: 'missing-input', pattern: /FileNotFoundError|No such file or directory|is not a directory or does not exist|'--exit-on-missing-checkpoint' set/ },
+  { class: 'communication', pattern: /HCCL|NCCL|EI0002|EI0006|connection reset|Connection reset by peer|Connection refused|communication timeout/i },
+  { class: 'out-of-memory', pattern: /out of memory|OutOfMemoryError/i },
+  { class: 'segfault', pattern: /Segmentation fault|SIGSEGV/ },
+  { class: 'exception', pattern: /^Traceback \(most recent call last\)|Error: |Exception: /m },
+];
+
+export interface ExitStatus {
+  exitCode: number | null;
+  signal: string | null;
+}
+
+export interface FailureReport {
+  class: FailureClass;
+  retryable: boolean;
+  /** One line a person reads first. */
+  reason: string;
+  /** The log lines that prove it (matching line with context, or the tail). */
+  excerpt: string[];
+}
+
+const CONTEXT_BEFORE = 3;
+const CONTEXT_AFTER = 6;
+const TAIL = 20;
+
+function excerptAround(lines: string[], index: number): string[] {
+  return lines.slice(Math.max(0, index - CONTEXT_BEFORE), Math.min(lines.length, index + CONTEXT_AFTER + 1));
+}
+
+/** Classifies a finished process. `detected` is a class the watcher established itself (hang, nan-loss). */
+export function classifyFailure(status: ExitStatus, logTail: string[], detected?: FailureClass): FailureReport {
+  const make = (cls: FailureClass, reason: string, excerpt: string[]): FailureReport => ({ class: cls, retryable: !NON_RETRYABLE.has(cls), reason, excerpt });
+  const tail = logTail.slice(-TAIL);
+  if (detected === 'hang') return make('hang', 'no progress within the no-progress window; the process group was killed', tail);
+  if (detected === 'nan-loss') {
+    const i = logTail.findIndex((l) => /lm loss: [-+]?nan|number of nan iterations:\s+[1-9]/i.test(l));
+    return make('nan-loss', 'the loss became NaN; the process group was killed', i >= 0 ? excerptAround(logTail, i) : tail);
+  }
+  if (detected) return make(detected, detected, tail);
+  for (const rule of FAILURE_RULES) {
+    // The last match is nearest to the failure (a traceback's final line names the error).
+    let hit = -1;
+    for (let i = logTail.length - 1; i >= 0; i--) {
+      if (rule.pattern.test(logTail[i])) {
+        hit = i;
+        break;
+      }
+    }
+    if (hit < 0) continue;
+    if (rule.class === 'bad-arguments' && status.exitCode !== 2 && status.exitCode !== 1) continue;
+    if (rule.class === 'exception' && status.signal) break;
+    const start = rule.class === 'bad-arguments' ? Math.max(0, logTail.findIndex((l) => l.startsWith('usage:'))) : undefined;
+    const excerpt = start !== undefined ? logTail.slice(start, hit + 1) : excerptAround(logTail, hit);
+    return make(rule.class, `${logTail[hit].trim()}`, excerpt);
+  }
+  if (status.signal === 'SIGSEGV') return make('segfault', 'the process was killed by SIGSEGV', tail);
+  if (status.signal) return make('killed', `the process was killed by ${status.signal}`, tail);
+  if (status.exitCode === 137 || status.exitCode === 143) return make('killed', `the process exited with ${status.exitCode} (killed)`, tail);
+  return make('unknown', `the process exited with code ${status.exitCode}`, tail);
+}

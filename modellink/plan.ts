@@ -1,0 +1,328 @@
+/**
+ * Spec → plan: validates a pipeline spec as a whole and resolves it into plain data the
+ * workflow can carry — per stage the exact command, its inputs, its output directory and,
+ * for training stages, what a resume needs. Pure: paths are resolved, never touched.
+ */
+import path from 'node:path';
+import { buildConvert, buildEvaluate, buildPreprocess, buildTraining, commandArgv, isKnownFlag, parseExtraArgs, type Arg, type Command, type Entrypoint } from './commands.ts';
+import { customPreset, getPreset, presetNames, type Preset } from './presets.ts';
+import { durationToMs, formatPath, pipelineSpecSchema, type PipelineSpec, type SpecProblem, type Stage, type StageKind } from './spec.ts';
+
+export type OutputKind = 'pretrain-data' | 'instruction-data' | 'checkpoint' | 'results';
+
+export interface StageInput {
+  /** Which field of the stage this came from, e.g. "stages[2].data". */
+  specPath: string;
+  path: string;
+  kind: 'file' | 'dir' | 'file-or-dir' | OutputKind;
+  /** Set when the input is an earlier stage's output. */
+  fromStage?: string;
+}
+
+export interface TrainingPlan {
+  saveDir: string;
+  trainIters: number;
+  saveInterval: number;
+  seqLength: number;
+  globalBatchSize: number;
+  worldSize: number;
+  tp: number;
+  pp: number;
+  lora: boolean;
+  noProgressTimeoutMs: number;
+}
+
+export interface StagePlan {
+  name: string;
+  kind: StageKind;
+  specPath: string;
+  /** <workspace>/<pipeline>/<stage>: output, logs and manifest live here. */
+  dir: string;
+  logDir: string;
+  manifestFile: string;
+  output: string;
+  outputKind: OutputKind;
+  entrypoint: Entrypoint;
+  launcher: string[];
+  args: Arg[];
+  /** The argv of the first attempt; training resumes rewrite --load (see resumeArgs). */
+  argv: string[];
+  /** The stage's own variables (ModelLink's defaults, then modellink.env, then stage env); the worker's environment is underneath. */
+  env: Record<string, string>;
+  cwd: string;
+  setupScript?: string;
+  inputs: StageInput[];
+  training?: TrainingPlan;
+  evaluate?: { tasks: string[]; resultsFile: string };
+  maxAttempts?: number;
+}
+
+export interface PipelinePlan {
+  name: string;
+  workspace: string;
+  dir: string;
+  taskQueue?: string;
+  stages: StagePlan[];
+}
+
+export type PlanResult = { ok: true; plan: PipelinePlan; spec: PipelineSpec; warnings: SpecProblem[] } | { ok: false; problems: SpecProblem[] };
+
+export interface PlanOptions {
+  /** Relative paths in the spec are relative to this directory (the spec file's). */
+  baseDir: string;
+  /** Overrides spec.workspace (the demo runs each time in a fresh one). */
+  workspace?: string;
+}
+
+const OUTPUT_KINDS: Record<StageKind, OutputKind> = {
+  preprocess: 'pretrain-data',
+  convert: 'checkpoint',
+  pretrain: 'checkpoint',
+  finetune: 'checkpoint',
+  evaluate: 'results',
+};
+
+export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
+  const parsed = pipelineSpecSchema.safeParse(raw);
+  if (!parsed.success) {
+    return { ok: false, problems: parsed.error.issues.map((i) => ({ path: formatPath(i.path), message: i.message })) };
+  }
+  const spec = parsed.data;
+  const problems: SpecProblem[] = [];
+  const warnings: SpecProblem[] = [];
+  const preset = resolvePreset(spec, problems);
+  if (preset) checkLayout(spec, preset, problems, warnings);
+  const names = new Map<string, number>();
+  spec.stages.forEach((s, i) => {
+    if (names.has(s.name)) problems.push({ path: `stages[${i}].name`, message: `"${s.name}" is already the name of stages[${names.get(s.name)}]; stage names must be unique` });
+    else names.set(s.name, i);
+  });
+  if (!preset || problems.length > 0) return { ok: false, problems };
+
+  const resolve = (p: string) => path.resolve(options.baseDir, p);
+  const workspace = options.workspace ? path.resolve(options.workspace) : resolve(spec.workspace);
+  const pipelineDir = path.join(workspace, spec.name);
+  const root = resolve(spec.modellink.root);
+  const launcher = Array.isArray(spec.modellink.launcher) ? spec.modellink.launcher : [spec.modellink.launcher];
+  const resolvedSpec: PipelineSpec = {
+    ...spec,
+    modellink: {
+      ...spec.modellink,
+      // A launcher or python given as a relative path (./emulator/torchrun) is relative to the spec; bare names stay for PATH lookup.
+      launcher: launcher.map((l) => (l.includes('/') ? resolve(l) : l)),
+      python: spec.modellink.python.includes('/') ? resolve(spec.modellink.python) : spec.modellink.python,
+    },
+  };
+  const tokenizer = resolveTokenizer(spec, preset, resolve, problems);
+  const plans: StagePlan[] = [];
+
+  spec.stages.forEach((stage, i) => {
+    const specPath = `stages[${i}]`;
+    const dir = path.join(pipelineDir, stage.name);
+    const inputs: StageInput[] = [];
+    const ref = (field: string, value: string, accepts: OutputKind[], kind: StageInput['kind']): string | undefined => {
+      const fieldPath = `${specPath}.${field}`;
+      const earlier = plans.find((p) => p.name === value);
+      if (earlier) {
+        if (!accepts.includes(earlier.outputKind)) {
+          problems.push({ path: fieldPath, message: `stage "${value}" produces ${earlier.outputKind}, but this field needs ${accepts.join(' or ')}` });
+          return undefined;
+        }
+        inputs.push({ specPath: fieldPath, path: earlier.output, kind: earlier.outputKind, fromStage: earlier.name });
+        return earlier.output;
+      }
+      const later = spec.stages.findIndex((s, j) => j >= i && s.name === value);
+      if (later >= 0) {
+        problems.push({ path: fieldPath, message: `stage "${value}" (stages[${later}]) does not run before this one; a stage can only use earlier stages' outputs` });
+        return undefined;
+      }
+      const p = resolve(value);
+      inputs.push({ specPath: fieldPath, path: p, kind });
+      return p;
+    };
+
+    let command: Command | undefined;
+    let output = '';
+    let outputKind = OUTPUT_KINDS[stage.kind];
+    let training: TrainingPlan | undefined;
+    let evaluate: StagePlan['evaluate'];
+
+    switch (stage.kind) {
+      case 'preprocess': {
+        const input = ref('input', stage.input, [], 'file-or-dir');
+        const outputPrefix = path.join(dir, 'data', stage.name);
+        if (input && tokenizer) command = buildPreprocess(resolvedSpec, preset, stage, { input, tokenizer, outputPrefix });
+        if (stage.handler === 'GeneralPretrainHandler') {
+          output = `${outputPrefix}_${stage.jsonKeys?.[0] ?? 'text'}_document`;
+        } else {
+          outputKind = 'instruction-data';
+          output = outputPrefix;
+        }
+        break;
+      }
+      case 'convert': {
+        const loadDir = ref('from', stage.from, [], 'dir');
+        output = path.join(dir, 'weights');
+        if (loadDir && tokenizer) command = buildConvert(resolvedSpec, preset, stage, { loadDir, saveDir: output, tokenizer: tokenizerFile(preset, loadDir) });
+        break;
+      }
+      case 'pretrain':
+      case 'finetune': {
+        const data = ref('data', stage.data, [stage.kind === 'finetune' ? 'instruction-data' : 'pretrain-data'], stage.kind === 'finetune' ? 'instruction-data' : 'pretrain-data');
+        const load = stage.load !== undefined ? ref('load', stage.load, ['checkpoint'], 'checkpoint') : undefined;
+        output = path.join(dir, 'checkpoints');
+        const lora = stage.kind === 'finetune' && stage.lora !== undefined;
+        if (lora && stage.load === undefined) problems.push({ path: `${specPath}.lora`, message: 'LoRA fine-tuning needs base weights: set load to a convert or training stage' });
+        if (data && tokenizer && (stage.load === undefined || load)) {
+          command = buildTraining(resolvedSpec, preset, stage, { data, tokenizer, save: output, load });
+        }
+        training = {
+          saveDir: output,
+          trainIters: stage.trainIters,
+          saveInterval: stage.saveInterval,
+          seqLength: stage.seqLength ?? preset.architecture.seqLength,
+          globalBatchSize: stage.globalBatchSize,
+          worldSize: spec.cluster.nodes * spec.cluster.devicesPerNode,
+          tp: spec.parallel.tp,
+          pp: spec.parallel.pp,
+          lora,
+          noProgressTimeoutMs: durationToMs(stage.noProgressTimeout),
+        };
+        break;
+      }
+      case 'evaluate': {
+        const load = ref('load', stage.load, ['checkpoint'], 'checkpoint');
+        const loraLoad = stage.loraLoad !== undefined ? ref('loraLoad', stage.loraLoad, ['checkpoint'], 'checkpoint') : undefined;
+        const tasks = stage.tasks.map((t, j) => ({ name: t.name, dataPath: ref(`tasks[${j}].dataPath`, t.dataPath, [], 'dir') ?? '' }));
+        output = path.join(dir, 'results.json');
+        evaluate = { tasks: stage.tasks.map((t) => t.name), resultsFile: output };
+        if (load && tokenizer) command = buildEvaluate(resolvedSpec, preset, stage, { load, tokenizer, tasks, loraLoad });
+        break;
+      }
+    }
+
+    checkStageRules(spec, preset, stage, specPath, problems, warnings);
+    if (!command) {
+      plans.push(placeholder(stage, specPath, dir, output, outputKind));
+      return;
+    }
+    checkFlags(command, stage, specPath, problems);
+    plans.push({
+      name: stage.name,
+      kind: stage.kind,
+      specPath,
+      dir,
+      logDir: path.join(dir, 'logs'),
+      manifestFile: path.join(dir, 'manifest.json'),
+      output,
+      outputKind,
+      entrypoint: command.entrypoint,
+      launcher: command.launcher,
+      args: command.args,
+      argv: commandArgv(command),
+      env: { ...command.env, ...spec.modellink.env, ...stage.env },
+      cwd: root,
+      setupScript: spec.modellink.setupScript ? resolve(spec.modellink.setupScript) : undefined,
+      inputs,
+      training,
+      evaluate,
+      maxAttempts: stage.maxAttempts,
+    });
+  });
+
+  if (problems.length > 0) return { ok: false, problems };
+  return { ok: true, spec, warnings, plan: { name: spec.name, workspace, dir: pipelineDir, taskQueue: spec.cluster.taskQueue, stages: plans } };
+}
+
+/** Keeps later stages resolvable after an earlier problem, so one run reports every problem. */
+function placeholder(stage: Stage, specPath: string, dir: string, output: string, outputKind: OutputKind): StagePlan {
+  return {
+    name: stage.name, kind: stage.kind, specPath, dir, logDir: '', manifestFile: '', output, outputKind,
+    entrypoint: 'pretrain_gpt.py', launcher: [], args: [], argv: [], env: {}, cwd: '', inputs: [],
+  };
+}
+
+function resolvePreset(spec: PipelineSpec, problems: SpecProblem[]): Preset | undefined {
+  const { preset: name, architecture } = spec.model;
+  if (name && architecture) {
+    problems.push({ path: 'model', message: 'give either preset or architecture, not both' });
+    return undefined;
+  }
+  if (!name && !architecture) {
+    problems.push({ path: 'model', message: `give a preset (one of ${presetNames().join(', ')}) or an architecture` });
+    return undefined;
+  }
+  const preset = name ? getPreset(name) : customPreset(architecture!);
+  if (!preset) {
+    problems.push({ path: 'model.preset', message: `unknown preset "${name}"; known presets: ${presetNames().join(', ')} (run \`linkflow presets\`)` });
+    return undefined;
+  }
+  if (!preset.impls.includes(spec.model.impl)) {
+    problems.push({ path: 'model.impl', message: `preset ${preset.name} exists only as ${preset.impls.join(', ')} in ModelLink` });
+  }
+  return preset;
+}
+
+function checkLayout(spec: PipelineSpec, preset: Preset, problems: SpecProblem[], warnings: SpecProblem[]): void {
+  const a = preset.architecture;
+  const { tp, pp } = spec.parallel;
+  const world = spec.cluster.nodes * spec.cluster.devicesPerNode;
+  if (spec.cluster.nodes > 1) {
+    problems.push({ path: 'cluster.nodes', message: 'multi-node gangs are not supported yet; use nodes: 1 (one node of up to 8 devices)' });
+  }
+  if (a.numAttentionHeads % tp !== 0) problems.push({ path: 'parallel.tp', message: `tensor parallel size ${tp} must divide the ${a.numAttentionHeads} attention heads of ${preset.name}` });
+  if (a.numQueryGroups !== undefined && a.numQueryGroups % tp !== 0) problems.push({ path: 'parallel.tp', message: `tensor parallel size ${tp} must divide the ${a.numQueryGroups} query groups of ${preset.name}` });
+  if (a.numLayers % pp !== 0) problems.push({ path: 'parallel.pp', message: `pipeline parallel size ${pp} must divide the ${a.numLayers} layers of ${preset.name}` });
+  if (world % (tp * pp) !== 0) problems.push({ path: 'parallel', message: `nodes × devicesPerNode = ${world} devices must be divisible by tp × pp = ${tp * pp}` });
+  if (spec.parallel.sequenceParallel && tp === 1) warnings.push({ path: 'parallel.sequenceParallel', message: 'sequence parallel has no effect with tp = 1' });
+}
+
+function checkStageRules(spec: PipelineSpec, preset: Preset, stage: Stage, specPath: string, problems: SpecProblem[], warnings: SpecProblem[]): void {
+  const a = preset.architecture;
+  if (stage.kind === 'pretrain' || stage.kind === 'finetune') {
+    const world = spec.cluster.nodes * spec.cluster.devicesPerNode;
+    const dp = Math.max(1, Math.floor(world / (spec.parallel.tp * spec.parallel.pp)));
+    if (stage.globalBatchSize % (stage.microBatchSize * dp) !== 0) {
+      problems.push({ path: `${specPath}.globalBatchSize`, message: `global batch size ${stage.globalBatchSize} must be divisible by micro batch size ${stage.microBatchSize} × data-parallel size ${dp}` });
+    }
+    const seq = stage.seqLength ?? a.seqLength;
+    if (seq > a.maxPositionEmbeddings) problems.push({ path: `${specPath}.seqLength`, message: `sequence length ${seq} exceeds the model's max position embeddings ${a.maxPositionEmbeddings}` });
+    if (stage.saveInterval > stage.trainIters) warnings.push({ path: `${specPath}.saveInterval`, message: `save interval ${stage.saveInterval} exceeds trainIters ${stage.trainIters}: only the final checkpoint is saved, so a crash restarts from the beginning` });
+  }
+  if (stage.kind === 'evaluate' && spec.parallel.tp * spec.parallel.pp > spec.cluster.devicesPerNode) {
+    problems.push({ path: `${specPath}`, message: `evaluation runs on tp × pp = ${spec.parallel.tp * spec.parallel.pp} devices, more than one node's ${spec.cluster.devicesPerNode}` });
+  }
+}
+
+function checkFlags(command: Command, stage: Stage, specPath: string, problems: SpecProblem[]): void {
+  let extra: Arg[];
+  try {
+    extra = parseExtraArgs(stage.extraArgs);
+  } catch (e) {
+    problems.push({ path: `${specPath}.extraArgs`, message: (e as Error).message });
+    return;
+  }
+  if (stage.allowUnknownFlags) return;
+  for (const [f] of extra) {
+    if (!isKnownFlag(command.entrypoint, f)) {
+      const j = stage.extraArgs.indexOf(f);
+      problems.push({ path: `${specPath}.extraArgs[${j}]`, message: `${f} is not a flag of ModelLink's ${command.entrypoint}; set allowUnknownFlags: true if your ModelLink version has it` });
+    }
+  }
+}
+
+function resolveTokenizer(spec: PipelineSpec, preset: Preset, resolve: (p: string) => string, problems: SpecProblem[]): string | undefined {
+  if (spec.model.tokenizer) return resolve(spec.model.tokenizer);
+  const convert = spec.stages.find((s) => s.kind === 'convert');
+  if (convert && convert.kind === 'convert' && !spec.stages.some((s) => s.name === convert.from)) {
+    return tokenizerFile(preset, resolve(convert.from));
+  }
+  problems.push({ path: 'model.tokenizer', message: 'required: the HuggingFace tokenizer directory (or tokenizer.model file), unless a convert stage names the HF model directory' });
+  return undefined;
+}
+
+/** Llama2Tokenizer / SentencePiece want the tokenizer.model file, PretrainedFromHF the HF directory. */
+function tokenizerFile(preset: Preset, hfDir: string): string {
+  const t = preset.architecture.tokenizerType;
+  return t === 'Llama2Tokenizer' || t === 'SentencePieceTokenizer' ? path.join(hfDir, 'tokenizer.model') : hfDir;
+}

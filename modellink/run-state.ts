@@ -1,0 +1,110 @@
+/**
+ * The plain data a pipeline run passes between the CLI, the workflow and the activities.
+ * Types only plus two tiny pure helpers: the workflow bundle imports this file.
+ */
+import type { FailureClass } from './failures.ts';
+import type { PipelinePlan, StagePlan } from './plan.ts';
+import type { AttemptProgress } from './training-log.ts';
+
+export interface RetrySettingsInput {
+  maximumAttempts: number;
+  initialIntervalMs: number;
+  backoffCoefficient: number;
+  maximumIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  startToCloseTimeoutMs: number;
+}
+
+export interface PipelineInput {
+  plan: PipelinePlan;
+  retry: RetrySettingsInput;
+}
+
+export type StageStatus = 'pending' | 'checking' | 'running' | 'retrying' | 'succeeded' | 'skipped' | 'failed' | 'cancelled';
+
+export interface AttemptRecord {
+  attempt: number;
+  /** The iteration the attempt loaded; undefined when it started from the converted weights or from scratch. */
+  loadedIteration?: number;
+  /** How the resume point was chosen (e.g. a torn newest checkpoint). */
+  resumeNote?: string;
+  lastIteration?: number;
+  outcome: 'succeeded' | 'failed' | 'cancelled';
+  failureClass?: FailureClass;
+  reason?: string;
+  excerpt?: string[];
+  logFile?: string;
+}
+
+export interface StageState {
+  name: string;
+  kind: StagePlan['kind'];
+  status: StageStatus;
+  output: string;
+  attempts: AttemptRecord[];
+  finalIteration?: number;
+  trainIters?: number;
+  lastCheckpoint?: { iteration: number; dir: string };
+  evalResults?: AttemptProgress['evalResults'];
+  /** Why the stage was skipped or failed, in a sentence. */
+  note?: string;
+}
+
+export interface PipelineState {
+  pipeline: string;
+  status: 'running' | 'succeeded' | 'failed' | 'cancelled';
+  currentStage?: string;
+  stages: StageState[];
+}
+
+/** What `run --json` and `status --json` print for a stage. */
+export interface StageSummary {
+  name: string;
+  kind: StagePlan['kind'];
+  status: StageStatus;
+  attempts: number;
+  resumedFrom: number[];
+  finalIteration?: number;
+  output: string;
+}
+
+export function summarizeStage(s: StageState): StageSummary {
+  return {
+    name: s.name,
+    kind: s.kind,
+    status: s.status,
+    attempts: s.attempts.length,
+    resumedFrom: s.attempts.slice(1).map((a) => a.loadedIteration).filter((i): i is number => i !== undefined),
+    finalIteration: s.finalIteration,
+    output: s.output,
+  };
+}
+
+/** Result of one attempt activity. */
+export interface AttemptResult {
+  loadedIteration?: number;
+  resumeNote?: string;
+  finalIteration?: number;
+  lastCheckpoint?: { iteration: number; dir: string };
+  evalResults?: AttemptProgress['evalResults'];
+  logFile: string;
+}
+
+/** Details attached to an attempt's ApplicationFailure so the workflow can record it. */
+export interface AttemptFailureDetails {
+  failureClass: FailureClass;
+  reason: string;
+  excerpt: string[];
+  loadedIteration?: number;
+  resumeNote?: string;
+  lastIteration?: number;
+  lastCheckpoint?: { iteration: number; dir: string };
+  logFile: string;
+}
+
+export interface StageCheck {
+  upToDate: boolean;
+  fingerprint: string;
+  /** Why the stage must run (or why it is up to date). */
+  reason: string;
+}

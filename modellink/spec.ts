@@ -1,0 +1,220 @@
+/**
+ * The pipeline spec: the one file a training engineer writes.
+ *
+ * Everything a user writes is parsed here with zod; the rest of the code works on the
+ * inferred types. Cross-field rules (references between stages, parallel layout) are
+ * checked in `validateSpec` so that every problem is reported with its path at once.
+ */
+import { z } from 'zod';
+
+const positiveInt = z.number({ error: 'expected a positive integer' }).int('expected a positive integer').positive('expected a positive integer');
+const nonNegativeInt = z.number({ error: 'expected a non-negative integer' }).int('expected a non-negative integer').min(0, 'expected a non-negative integer');
+const positiveNumber = z.number({ error: 'expected a positive number' }).positive('expected a positive number');
+const nonEmpty = z.string({ error: 'expected a non-empty string' }).min(1, 'expected a non-empty string');
+
+/** "90s", "10m", "2h", "1d" or a number of seconds. */
+export const durationSchema = z.union([
+  z.number().positive('expected a positive number of seconds'),
+  z.string().regex(/^\d+(\.\d+)?(ms|s|m|h|d)$/, 'expected a duration such as "90s", "10m" or "2h"'),
+]);
+export type Duration = z.infer<typeof durationSchema>;
+
+export function durationToMs(d: Duration): number {
+  if (typeof d === 'number') return d * 1000;
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(d);
+  if (!m) throw new Error(`invalid duration ${d}`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
+  return Number(m[1]) * unit;
+}
+
+const envSchema = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'), z.string({ error: 'expected a string value (quote numbers in YAML)' }));
+
+/** An architecture written out in full, for models without a preset. Names follow ModelLink's flags. */
+export const architectureSchema = z.strictObject({
+  numLayers: positiveInt,
+  hiddenSize: positiveInt,
+  ffnHiddenSize: positiveInt,
+  numAttentionHeads: positiveInt,
+  numQueryGroups: positiveInt.optional(),
+  maxPositionEmbeddings: positiveInt,
+  seqLength: positiveInt,
+  vocabSize: positiveInt.optional(),
+  makeVocabSizeDivisibleBy: positiveInt.default(1),
+  positionEmbeddingType: z.enum(['rope', 'learned_absolute', 'alibi']).default('rope'),
+  normalization: z.enum(['RMSNorm', 'LayerNorm']).default('RMSNorm'),
+  normEpsilon: positiveNumber.optional(),
+  rotaryBase: positiveNumber.optional(),
+  swiglu: z.boolean().default(true),
+  untieEmbeddingsAndOutputWeights: z.boolean().default(true),
+  disableBiasLinear: z.boolean().default(true),
+  tokenizerType: z.enum(['PretrainedFromHF', 'Llama2Tokenizer', 'GPT2BPETokenizer', 'SentencePieceTokenizer']).default('PretrainedFromHF'),
+  hfModelType: nonEmpty.default('llama2'),
+});
+export type Architecture = z.infer<typeof architectureSchema>;
+
+const modellinkSchema = z.strictObject({
+  /** ModelLink checkout on every node; commands run with it as working directory, as its scripts do. */
+  root: nonEmpty,
+  python: nonEmpty.default('python'),
+  /** torchrun, or an argv prefix such as ["python", "-m", "torch.distributed.launch"]. */
+  launcher: z.union([nonEmpty, z.array(nonEmpty).min(1)]).default('torchrun'),
+  /** Sourced once per launch to pick up Ascend's environment (the file path is never put into a shell string). */
+  setupScript: nonEmpty.optional(),
+  env: envSchema.default({}),
+});
+
+const clusterSchema = z.strictObject({
+  taskQueue: nonEmpty.optional(),
+  nodes: positiveInt.default(1),
+  devicesPerNode: positiveInt.default(8),
+  masterAddr: nonEmpty.default('localhost'),
+  masterPort: z.number().int().min(1024, 'expected a port between 1024 and 65535').max(65535, 'expected a port between 1024 and 65535').default(6000),
+});
+
+const modelSchema = z.strictObject({
+  preset: nonEmpty.optional(),
+  architecture: architectureSchema.optional(),
+  /** ModelLink's two implementations: Megatron-core models (--use-mcore-models) or the legacy ones. */
+  impl: z.enum(['mcore', 'legacy']).default('mcore'),
+  tokenizer: nonEmpty.optional(),
+});
+
+const parallelSchema = z.strictObject({
+  tp: positiveInt.default(1),
+  pp: positiveInt.default(1),
+  sequenceParallel: z.boolean().default(false),
+  distributedOptimizer: z.boolean().default(true),
+});
+
+/** A stage input: the name of an earlier stage (its output is used) or a path. */
+const reference = nonEmpty;
+
+const stageBase = {
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'expected a name of letters, digits, "-", "_" or "."'),
+  env: envSchema.default({}),
+  /** Extra flags appended verbatim (still checked against ModelLink's flag list before anything runs). */
+  extraArgs: z.array(z.string()).default([]),
+  /** For a ModelLink newer than linkflow's flag reference: extraArgs flags are then not checked before launch. */
+  allowUnknownFlags: z.boolean().default(false),
+  maxAttempts: positiveInt.optional(),
+};
+
+const preprocessStage = z.strictObject({
+  ...stageBase,
+  kind: z.literal('preprocess'),
+  input: reference,
+  handler: z.enum([
+    'GeneralPretrainHandler',
+    'AlpacaStyleInstructionHandler',
+    'SharegptStyleInstructionHandler',
+    'LlamaFactoryInstructionHandler',
+    'GeneralInstructionHandler',
+  ]).default('GeneralPretrainHandler'),
+  jsonKeys: z.array(nonEmpty).min(1).optional(),
+  promptType: nonEmpty.optional(),
+  workers: positiveInt.default(4),
+  logInterval: positiveInt.default(1000),
+  appendEod: z.boolean().default(false),
+  pack: z.boolean().default(false),
+  seqLength: positiveInt.optional(),
+});
+
+const convertStage = z.strictObject({
+  ...stageBase,
+  kind: z.literal('convert'),
+  /** HuggingFace model directory (weights, config and tokenizer). */
+  from: reference,
+});
+
+const trainingFields = {
+  ...stageBase,
+  data: reference,
+  load: reference.optional(),
+  trainIters: positiveInt,
+  saveInterval: positiveInt,
+  logInterval: positiveInt.default(1),
+  microBatchSize: positiveInt.default(1),
+  globalBatchSize: positiveInt,
+  seqLength: positiveInt.optional(),
+  lr: positiveNumber.optional(),
+  minLr: z.number().min(0).optional(),
+  precision: z.enum(['bf16', 'fp16']).default('bf16'),
+  evalInterval: positiveInt.optional(),
+  evalIters: nonNegativeInt.default(0),
+  split: z.string().regex(/^\d+,\d+,\d+$/, 'expected "train,valid,test" such as "949,50,1"').optional(),
+  logThroughput: z.boolean().default(true),
+  /** No new iteration, checkpoint or log line within this window counts as a hang. */
+  noProgressTimeout: durationSchema.default('30m'),
+};
+
+const pretrainStage = z.strictObject({ ...trainingFields, kind: z.literal('pretrain') });
+
+const loraSchema = z.strictObject({
+  r: positiveInt.default(16),
+  alpha: positiveInt.default(32),
+  targetModules: z.array(nonEmpty).min(1).optional(),
+  fusion: z.boolean().default(true),
+});
+
+const finetuneStage = z.strictObject({
+  ...trainingFields,
+  kind: z.literal('finetune'),
+  promptType: nonEmpty.optional(),
+  lora: loraSchema.optional(),
+});
+
+const evaluateStage = z.strictObject({
+  ...stageBase,
+  kind: z.literal('evaluate'),
+  load: reference,
+  tasks: z.array(z.strictObject({
+    name: z.enum(['mmlu', 'ceval', 'boolq', 'gsm8k', 'human_eval', 'bbh', 'agieval']),
+    dataPath: nonEmpty,
+  })).min(1, 'expected at least one task'),
+  maxNewTokens: positiveInt.default(1),
+  seqLength: positiveInt.optional(),
+  /** A LoRA stage's output to evaluate on top of `load`. */
+  loraLoad: reference.optional(),
+});
+
+export const stageSchema = z.discriminatedUnion('kind', [preprocessStage, convertStage, pretrainStage, finetuneStage, evaluateStage], {
+  error: (issue) => (issue.code === 'invalid_union' ? 'expected kind to be one of preprocess | convert | pretrain | finetune | evaluate' : undefined),
+});
+
+export const pipelineSpecSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'expected a name of letters, digits, "-", "_" or "."'),
+  workspace: nonEmpty,
+  modellink: modellinkSchema,
+  cluster: clusterSchema.default({ nodes: 1, devicesPerNode: 8, masterAddr: 'localhost', masterPort: 6000 }),
+  model: modelSchema,
+  parallel: parallelSchema.default({ tp: 1, pp: 1, sequenceParallel: false, distributedOptimizer: true }),
+  stages: z.array(stageSchema).min(1, 'expected at least one stage'),
+});
+
+export type PipelineSpec = z.infer<typeof pipelineSpecSchema>;
+export type Stage = z.infer<typeof stageSchema>;
+export type StageKind = Stage['kind'];
+export type PreprocessStage = z.infer<typeof preprocessStage>;
+export type ConvertStage = z.infer<typeof convertStage>;
+export type PretrainStage = z.infer<typeof pretrainStage>;
+export type FinetuneStage = z.infer<typeof finetuneStage>;
+export type EvaluateStage = z.infer<typeof evaluateStage>;
+export type TrainingStage = PretrainStage | FinetuneStage;
+
+export interface SpecProblem {
+  path: string;
+  message: string;
+}
+
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path) {
+    if (typeof p === 'number') out += `[${p}]`;
+    else out += out ? `.${String(p)}` : String(p);
+  }
+  return out || '(spec)';
+}
+
+export function formatProblems(problems: SpecProblem[]): string {
+  return problems.map((p) => `${p.path}: ${p.message}`).join('\n');
+}

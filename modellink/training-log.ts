@@ -1,0 +1,150 @@
+/**
+ * ModelLink/Megatron log lines → events → progress. The line formats are those of
+ * shared/modellink-reference/formats.md; the parser never throws on a line it does not know.
+ */
+
+export type LogEvent =
+  | {
+      type: 'iteration';
+      iteration: number;
+      trainIters: number;
+      consumedSamples?: number;
+      elapsedMsPerIteration: number;
+      tflopsPerDevice?: number;
+      learningRate?: number;
+      globalBatchSize?: number;
+      /** NaN when Megatron printed nan/inf; absent when the line had no loss (zero averages are dropped). */
+      loss?: number;
+      skippedIterations?: number;
+      nanIterations?: number;
+    }
+  | { type: 'checkpoint-saving'; iteration: number; dir: string }
+  | { type: 'checkpoint-saved'; iteration: number; dir: string }
+  | { type: 'checkpoint-loading'; iteration: number | 'release'; dir: string }
+  | { type: 'checkpoint-loaded'; iteration: number; dir: string }
+  | { type: 'no-checkpoint' }
+  | { type: 'eval-result'; task: string; correct: number; total: number; accuracy: number }
+  | { type: 'human-eval-result'; accuracy: number }
+  | { type: 'preprocess-progress'; documents: number };
+
+const ITERATION = /iteration\s+(\d+)\/\s*(\d+)\s*\|/;
+const FIELD = /\s*([^|:]+?):\s+([^|]+?)\s*\|/g;
+const SAVING = /saving checkpoint at iteration\s+(\d+) to (.+?) in \S+ format/;
+const SAVED = /successfully saved checkpoint at iteration\s+(\d+) to (.+?)\s*$/;
+const LOADING = /^\s*loading (?:distributed )?checkpoint from (.+?) at iteration (\d+)/;
+const LOADING_RELEASE = /^\s*loading release (?:distributed )?checkpoint from (.+?)\s*$/;
+const LOADED = /successfully loaded (?:distributed )?checkpoint from (.+?) \[.*\] at iteration (\d+)/;
+const NO_CHECKPOINT = /WARNING: could not find the metadata file/;
+const EVAL = /\b(mmlu|ceval|boolq|gsm8k|bbh|agieval) acc = (\d+)\/(\d+)=([0-9.eE+-]+)/;
+const HUMAN_EVAL = /^(?:INFO:[^:]*:)?acc = \{?([0-9.eE+-]+)\}?\s*$/;
+const PREPROCESS = /Processed (\d+) documents/;
+
+/** Megatron prints losses with {:.6E}; Python spells non-finite values nan/NAN/inf/INF. */
+function parseNumber(text: string): number {
+  const t = text.trim().toLowerCase();
+  if (t === 'nan' || t === '-nan') return Number.NaN;
+  if (t === 'inf' || t === '+inf') return Number.POSITIVE_INFINITY;
+  if (t === '-inf') return Number.NEGATIVE_INFINITY;
+  return Number(t);
+}
+
+export function parseLogLine(line: string): LogEvent | undefined {
+  const it = ITERATION.exec(line);
+  if (it) {
+    const fields = new Map<string, string>();
+    for (const m of line.slice(it.index + it[0].length).matchAll(FIELD)) fields.set(m[1].trim(), m[2]);
+    const numberField = (name: string) => (fields.has(name) ? parseNumber(fields.get(name)!) : undefined);
+    return {
+      type: 'iteration',
+      iteration: Number(it[1]),
+      trainIters: Number(it[2]),
+      consumedSamples: numberField('consumed samples'),
+      elapsedMsPerIteration: numberField('elapsed time per iteration (ms)') ?? Number.NaN,
+      tflopsPerDevice: numberField('throughput per GPU (TFLOP/s/GPU)'),
+      learningRate: numberField('learning rate'),
+      globalBatchSize: numberField('global batch size'),
+      loss: numberField('lm loss'),
+      skippedIterations: numberField('number of skipped iterations'),
+      nanIterations: numberField('number of nan iterations'),
+    };
+  }
+  let m: RegExpExecArray | null;
+  if ((m = SAVING.exec(line))) return { type: 'checkpoint-saving', iteration: Number(m[1]), dir: m[2] };
+  if ((m = SAVED.exec(line))) return { type: 'checkpoint-saved', iteration: Number(m[1]), dir: m[2] };
+  if ((m = LOADED.exec(line))) return { type: 'checkpoint-loaded', dir: m[1], iteration: Number(m[2]) };
+  if ((m = LOADING.exec(line))) return { type: 'checkpoint-loading', dir: m[1], iteration: Number(m[2]) };
+  if ((m = LOADING_RELEASE.exec(line))) return { type: 'checkpoint-loading', dir: m[1], iteration: 'release' };
+  if (NO_CHECKPOINT.test(line)) return { type: 'no-checkpoint' };
+  if ((m = EVAL.exec(line))) return { type: 'eval-result', task: m[1], correct: Number(m[2]), total: Number(m[3]), accuracy: Number(m[4]) };
+  if ((m = HUMAN_EVAL.exec(line))) return { type: 'human-eval-result', accuracy: Number(m[1]) };
+  if ((m = PREPROCESS.exec(line))) return { type: 'preprocess-progress', documents: Number(m[1]) };
+  return undefined;
+}
+
+/** What a running attempt has done so far; carried by heartbeats and shown by `linkflow status`. */
+export interface AttemptProgress {
+  iteration?: number;
+  trainIters?: number;
+  loss?: number;
+  tokensPerSecondPerDevice?: number;
+  tflopsPerDevice?: number;
+  elapsedMsPerIteration?: number;
+  /** The iteration this attempt loaded (undefined: started without a checkpoint). */
+  loadedIteration?: number;
+  lastCheckpoint?: { iteration: number; dir: string };
+  savingCheckpoint?: boolean;
+  nanLoss?: boolean;
+  evalResults?: { task: string; correct?: number; total?: number; accuracy: number }[];
+  documents?: number;
+}
+
+export interface ThroughputShape {
+  seqLength: number;
+  globalBatchSize: number;
+  worldSize: number;
+}
+
+/** ModelLink's unit: tokens per second per device = seq × global batch ÷ (time per iteration × world size). */
+export function tokensPerSecondPerDevice(shape: ThroughputShape, elapsedMsPerIteration: number): number | undefined {
+  if (!(elapsedMsPerIteration > 0)) return undefined;
+  return (shape.seqLength * shape.globalBatchSize) / ((elapsedMsPerIteration / 1000) * shape.worldSize);
+}
+
+/** Folds one event into the progress; returns true when the event counts as progress (resets the hang window). */
+export function applyLogEvent(progress: AttemptProgress, event: LogEvent, shape?: ThroughputShape): boolean {
+  switch (event.type) {
+    case 'iteration':
+      progress.iteration = event.iteration;
+      progress.trainIters = event.trainIters;
+      progress.elapsedMsPerIteration = event.elapsedMsPerIteration;
+      if (event.tflopsPerDevice !== undefined) progress.tflopsPerDevice = event.tflopsPerDevice;
+      if (event.loss !== undefined) progress.loss = event.loss;
+      if (event.loss !== undefined && !Number.isFinite(event.loss)) progress.nanLoss = true;
+      if ((event.nanIterations ?? 0) > 0) progress.nanLoss = true;
+      if (shape) progress.tokensPerSecondPerDevice = tokensPerSecondPerDevice({ ...shape, globalBatchSize: event.globalBatchSize ?? shape.globalBatchSize }, event.elapsedMsPerIteration);
+      return true;
+    case 'checkpoint-saving':
+      progress.savingCheckpoint = true;
+      return true;
+    case 'checkpoint-saved':
+      progress.savingCheckpoint = false;
+      progress.lastCheckpoint = { iteration: event.iteration, dir: event.dir };
+      return true;
+    case 'checkpoint-loaded':
+      progress.loadedIteration = event.iteration;
+      if (progress.iteration === undefined) progress.iteration = event.iteration;
+      return true;
+    case 'checkpoint-loading':
+    case 'no-checkpoint':
+      return true;
+    case 'eval-result':
+      (progress.evalResults ??= []).push({ task: event.task, correct: event.correct, total: event.total, accuracy: event.accuracy });
+      return true;
+    case 'human-eval-result':
+      (progress.evalResults ??= []).push({ task: 'human_eval', accuracy: event.accuracy });
+      return true;
+    case 'preprocess-progress':
+      progress.documents = event.documents;
+      return true;
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * How linkflow reaches Temporal and how patient it is. Defaults suit the local dev server;
+ * a cluster or Temporal Cloud is chosen by environment variables only (the names Temporal's
+ * own CLI uses: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { durationSchema, durationToMs, formatPath } from './modellink/spec.ts';
+
+export const PROJECT_ROOT = path.dirname(fileURLToPath(import.meta.url));
+
+const envBoolean = z.union([z.boolean(), z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1')]);
+const envInt = z.union([z.number(), z.string().regex(/^\d+$/, 'expected a whole number').transform(Number)]).pipe(z.number().int().positive());
+const envNumber = z.union([z.number(), z.string().regex(/^\d+(\.\d+)?$/, 'expected a number').transform(Number)]).pipe(z.number().positive());
+
+export const configSchema = z.strictObject({
+  address: z.string().min(1).default('127.0.0.1:7233'),
+  namespace: z.string().min(1).default('default'),
+  /** The pool's task queue; a spec's cluster.taskQueue overrides it per pipeline. */
+  taskQueue: z.string().min(1).default('linkflow'),
+  tls: z.strictObject({
+    enabled: envBoolean.default(false),
+    clientCertPath: z.string().optional(),
+    clientKeyPath: z.string().optional(),
+    serverCaCertPath: z.string().optional(),
+    serverName: z.string().optional(),
+  }).default({ enabled: false }),
+  /** Temporal Cloud API key; implies TLS. */
+  apiKey: z.string().optional(),
+  activity: z.strictObject({
+    /** A worker that stops heartbeating for this long is considered lost; its attempt moves to a live worker. */
+    heartbeatTimeout: durationSchema.default('60s'),
+    /** Upper bound of one attempt of a stage (a training run can take weeks). */
+    startToCloseTimeout: durationSchema.default('30d'),
+  }).default({ heartbeatTimeout: '60s', startToCloseTimeout: '30d' }),
+  retry: z.strictObject({
+    /** Attempts per stage, the first included; a stage's maxAttempts overrides it. */
+    maximumAttempts: envInt.default(5),
+    initialInterval: durationSchema.default('10s'),
+    backoffCoefficient: envNumber.default(2),
+    maximumInterval: durationSchema.default('5m'),
+  }).default({ maximumAttempts: 5, initialInterval: '10s', backoffCoefficient: 2, maximumInterval: '5m' }),
+  dev: z.strictObject({
+    /** SQLite file of the embedded dev server, so `linkflow dev` keeps its state across restarts. */
+    dbFile: z.string().default(path.join(PROJECT_ROOT, '.linkflow', 'temporal-dev.db')),
+    uiPort: envInt.default(8233),
+  }).default({ dbFile: path.join(PROJECT_ROOT, '.linkflow', 'temporal-dev.db'), uiPort: 8233 }),
+});
+
+export type LinkflowConfig = z.infer<typeof configSchema>;
+
+/** What a workflow needs of the config (plain data, carried in its input). */
+export interface RetrySettings {
+  maximumAttempts: number;
+  initialIntervalMs: number;
+  backoffCoefficient: number;
+  maximumIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  startToCloseTimeoutMs: number;
+}
+
+type Env = Record<string, string | undefined>;
+
+function fromEnv(env: Env): Record<string, unknown> {
+  const pick = (entries: [string, unknown][]): Record<string, unknown> => Object.fromEntries(entries.filter(([, v]) => v !== undefined && v !== ''));
+  return pick([
+    ['address', env.TEMPORAL_ADDRESS],
+    ['namespace', env.TEMPORAL_NAMESPACE],
+    ['taskQueue', env.LINKFLOW_TASK_QUEUE],
+    ['apiKey', env.TEMPORAL_API_KEY],
+    ['tls', pick([
+      ['enabled', env.TEMPORAL_TLS],
+      ['clientCertPath', env.TEMPORAL_TLS_CLIENT_CERT_PATH ?? env.TEMPORAL_TLS_CERT],
+      ['clientKeyPath', env.TEMPORAL_TLS_CLIENT_KEY_PATH ?? env.TEMPORAL_TLS_KEY],
+      ['serverCaCertPath', env.TEMPORAL_TLS_SERVER_CA_CERT_PATH ?? env.TEMPORAL_TLS_CA],
+      ['serverName', env.TEMPORAL_TLS_SERVER_NAME],
+    ])],
+    ['activity', pick([
+      ['heartbeatTimeout', env.LINKFLOW_HEARTBEAT_TIMEOUT],
+      ['startToCloseTimeout', env.LINKFLOW_STAGE_TIMEOUT],
+    ])],
+    ['retry', pick([
+      ['maximumAttempts', env.LINKFLOW_RETRY_MAX_ATTEMPTS],
+      ['initialInterval', env.LINKFLOW_RETRY_INITIAL_INTERVAL],
+      ['backoffCoefficient', env.LINKFLOW_RETRY_BACKOFF],
+      ['maximumInterval', env.LINKFLOW_RETRY_MAX_INTERVAL],
+    ])],
+    ['dev', pick([
+      ['dbFile', env.LINKFLOW_DEV_DB],
+      ['uiPort', env.LINKFLOW_DEV_UI_PORT],
+    ])],
+  ]);
+}
+
+function merge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    out[k] = v && typeof v === 'object' && !Array.isArray(v) && b && typeof b === 'object' ? merge(b as Record<string, unknown>, v as Record<string, unknown>) : v;
+  }
+  return out;
+}
+
+export type ConfigOverrides = { [K in keyof LinkflowConfig]?: LinkflowConfig[K] extends object ? Partial<LinkflowConfig[K]> : LinkflowConfig[K] };
+
+/** Defaults, then the environment, then explicit overrides (tests, CLI flags). Invalid values are reported with their path. */
+export function loadConfig(overrides: ConfigOverrides = {}, env: Env = process.env): LinkflowConfig {
+  const raw = merge(fromEnv(env), overrides as Record<string, unknown>);
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${formatPath(i.path)}: ${i.message}`);
+    throw new Error(`invalid linkflow configuration (temporal.config.ts / environment):\n${lines.join('\n')}`);
+  }
+  return parsed.data;
+}
+
+export function retrySettings(config: LinkflowConfig): RetrySettings {
+  return {
+    maximumAttempts: config.retry.maximumAttempts,
+    initialIntervalMs: durationToMs(config.retry.initialInterval),
+    backoffCoefficient: config.retry.backoffCoefficient,
+    maximumIntervalMs: durationToMs(config.retry.maximumInterval),
+    heartbeatTimeoutMs: durationToMs(config.activity.heartbeatTimeout),
+    startToCloseTimeoutMs: durationToMs(config.activity.startToCloseTimeout),
+  };
+}
+
+/** Connection options for @temporalio/client and @temporalio/worker alike. */
+export function connectionOptions(config: LinkflowConfig): { address: string; tls?: object | boolean; apiKey?: string } {
+  const { tls } = config;
+  const read = (p?: string) => (p ? fs.readFileSync(p) : undefined);
+  const useTls = tls.enabled || config.apiKey !== undefined || tls.clientCertPath !== undefined;
+  const tlsOptions = useTls
+    ? {
+        serverNameOverride: tls.serverName,
+        serverRootCACertificate: read(tls.serverCaCertPath),
+        clientCertPair: tls.clientCertPath && tls.clientKeyPath ? { crt: read(tls.clientCertPath)!, key: read(tls.clientKeyPath)! } : undefined,
+      }
+    : undefined;
+  return { address: config.address, ...(tlsOptions ? { tls: tlsOptions } : {}), ...(config.apiKey ? { apiKey: config.apiKey } : {}) };
+}

@@ -1,0 +1,31 @@
+/**
+ * A linkflow worker: polls a task queue and runs pipeline workflows and their stage activities
+ * on this node. One per Ascend node in a cluster; `linkflow dev` runs one locally.
+ */
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createRequire } from 'node:module';
+import { connectionOptions, type LinkflowConfig } from '../temporal.config.ts';
+import * as activities from '../activities/index.ts';
+
+const require = createRequire(import.meta.url);
+
+export interface WorkerOptions {
+  config: LinkflowConfig;
+  taskQueue?: string;
+  /** Reuse a connection (tests); otherwise one is opened from the config. */
+  connection?: NativeConnection;
+}
+
+export async function createLinkflowWorker({ config, taskQueue, connection }: WorkerOptions): Promise<{ worker: Worker; close: () => Promise<void> }> {
+  const conn = connection ?? (await NativeConnection.connect(connectionOptions(config)));
+  const worker = await Worker.create({
+    connection: conn,
+    namespace: config.namespace,
+    taskQueue: taskQueue ?? config.taskQueue,
+    workflowsPath: require.resolve('../workflows/index.ts'),
+    activities,
+    // The activity waits on a process for hours; workflow tasks are tiny. Keep shutdown prompt.
+    shutdownGraceTime: '30s',
+  });
+  return { worker, close: async () => { if (!connection) await conn.close(); } };
+}

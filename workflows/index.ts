@@ -1,0 +1,1 @@
+export { pipelineWorkflow, progressQuery } from './pipeline.ts';

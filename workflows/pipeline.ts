@@ -1,0 +1,149 @@
+/**
+ * A pipeline: its stages in order. A stage whose manifest still matches is skipped, so running a
+ * failed pipeline again resumes it. Each stage is a loop of attempts: an attempt that fails for a
+ * transient reason is retried after a backoff and resumes from the newest complete checkpoint;
+ * one that fails deterministically fails the pipeline with the log excerpt that shows why.
+ */
+import {
+  ActivityCancellationType,
+  ActivityFailure,
+  ApplicationFailure,
+  TimeoutFailure,
+  defineQuery,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  sleep,
+} from '@temporalio/workflow';
+import type * as activities from '../activities/index.ts';
+import type { FailureClass } from '../modellink/failures.ts';
+import type { StagePlan } from '../modellink/plan.ts';
+import type { AttemptFailureDetails, AttemptRecord, PipelineInput, PipelineState, RetrySettingsInput, StageState } from '../modellink/run-state.ts';
+
+export const progressQuery = defineQuery<PipelineState>('progress');
+
+const bookkeeping = proxyActivities<typeof activities>({
+  startToCloseTimeout: '10 minutes',
+  retry: { maximumAttempts: 10, initialInterval: '2s' },
+});
+
+export async function pipelineWorkflow({ plan, retry }: PipelineInput): Promise<PipelineState> {
+  const state: PipelineState = {
+    pipeline: plan.name,
+    status: 'running',
+    stages: plan.stages.map((s) => ({ name: s.name, kind: s.kind, status: 'pending', output: s.output, attempts: [], trainIters: s.training?.trainIters })),
+  };
+  setHandler(progressQuery, () => state);
+
+  const fingerprints: Record<string, string> = {};
+  try {
+    for (const [i, stage] of plan.stages.entries()) {
+      const s = state.stages[i];
+      state.currentStage = stage.name;
+      s.status = 'checking';
+      const upstream = Object.fromEntries(stage.inputs.filter((x) => x.fromStage).map((x) => [x.fromStage!, fingerprints[x.fromStage!]]));
+      const check = await bookkeeping.checkStage({ stage, upstream });
+      fingerprints[stage.name] = check.fingerprint;
+      s.note = check.reason;
+      if (check.upToDate) {
+        s.status = 'skipped';
+        continue;
+      }
+      await runStage(plan.name, stage, s, retry);
+      await bookkeeping.writeManifest({ pipeline: plan.name, stage, fingerprint: check.fingerprint, finalIteration: s.finalIteration });
+      s.status = 'succeeded';
+    }
+    state.currentStage = undefined;
+    state.status = 'succeeded';
+    return state;
+  } catch (err) {
+    if (isCancellation(err)) {
+      state.status = 'cancelled';
+      throw err;
+    }
+    state.status = 'failed';
+    // The failure carries the whole state, so `linkflow status` can show every stage of a failed pipeline.
+    throw ApplicationFailure.create({ type: 'PipelineFailed', nonRetryable: true, message: err instanceof Error ? err.message : String(err), details: [state] });
+  }
+}
+
+async function runStage(pipeline: string, stage: StagePlan, s: StageState, retry: RetrySettingsInput): Promise<void> {
+  const { runStageAttempt } = proxyActivities<typeof activities>({
+    startToCloseTimeout: retry.startToCloseTimeoutMs,
+    heartbeatTimeout: retry.heartbeatTimeoutMs,
+    // Retries are this loop's: each attempt re-reads the checkpoints and is recorded.
+    retry: { maximumAttempts: 1 },
+    // Cancelling waits until the activity has killed the process group.
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  });
+  const maxAttempts = stage.maxAttempts ?? retry.maximumAttempts;
+  for (let attempt = 1; ; attempt++) {
+    s.status = 'running';
+    try {
+      const result = await runStageAttempt({ pipeline, stage, attempt });
+      s.attempts.push({ attempt, outcome: 'succeeded', loadedIteration: result.loadedIteration, resumeNote: result.resumeNote, lastIteration: result.finalIteration, logFile: result.logFile });
+      s.finalIteration = result.finalIteration;
+      s.lastCheckpoint = result.lastCheckpoint ?? s.lastCheckpoint;
+      s.evalResults = result.evalResults;
+      return;
+    } catch (err) {
+      if (isCancellation(err)) {
+        s.attempts.push({ attempt, outcome: 'cancelled' });
+        s.status = 'cancelled';
+        throw err;
+      }
+      const record = attemptFailure(attempt, err);
+      s.attempts.push(record);
+      if (record.lastIteration !== undefined) s.finalIteration = record.lastIteration;
+      const retryable = isRetryable(err);
+      if (!retryable || attempt >= maxAttempts) {
+        s.status = 'failed';
+        s.note = retryable ? `gave up after ${attempt} attempts; last: ${record.reason}` : `${record.failureClass}: ${record.reason}`;
+        throw ApplicationFailure.create({
+          type: 'StageFailed',
+          nonRetryable: true,
+          message: `stage ${stage.name} failed (${record.failureClass}${retryable ? `, after ${attempt} attempts` : ', not retried'}): ${record.reason}` +
+            (record.excerpt?.length ? `\n--- log excerpt (${record.logFile ?? 'no log'}) ---\n${record.excerpt.join('\n')}` : ''),
+          details: [{ stage: stage.name, failureClass: record.failureClass, excerpt: record.excerpt ?? [], logFile: record.logFile }],
+        });
+      }
+      s.status = 'retrying';
+      await sleep(backoffMs(retry, attempt));
+    }
+  }
+}
+
+function backoffMs(retry: RetrySettingsInput, attempt: number): number {
+  return Math.min(retry.maximumIntervalMs, retry.initialIntervalMs * Math.pow(retry.backoffCoefficient, attempt - 1));
+}
+
+function isRetryable(err: unknown): boolean {
+  if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) return !err.cause.nonRetryable;
+  return true;
+}
+
+function attemptFailure(attempt: number, err: unknown): AttemptRecord {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  if (cause instanceof ApplicationFailure) {
+    const d = cause.details?.[0] as AttemptFailureDetails | undefined;
+    return {
+      attempt,
+      outcome: 'failed',
+      failureClass: (d?.failureClass ?? cause.type ?? 'unknown') as FailureClass,
+      reason: d?.reason ?? cause.message,
+      excerpt: d?.excerpt,
+      loadedIteration: d?.loadedIteration,
+      resumeNote: d?.resumeNote,
+      lastIteration: d?.lastIteration,
+      logFile: d?.logFile,
+    };
+  }
+  if (cause instanceof TimeoutFailure) {
+    if (cause.timeoutType === 'HEARTBEAT') {
+      // Heartbeats stopped: the worker (or its node) died; the next attempt runs on a live worker.
+      return { attempt, outcome: 'failed', failureClass: 'node-lost', reason: 'the worker running this attempt stopped heartbeating (worker or node lost)' };
+    }
+    return { attempt, outcome: 'failed', failureClass: 'unknown', reason: `the attempt timed out (${cause.timeoutType})` };
+  }
+  return { attempt, outcome: 'failed', failureClass: 'unknown', reason: err instanceof Error ? err.message : String(err) };
+}
