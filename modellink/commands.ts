@@ -110,6 +110,9 @@ function shapeArgs(preset: Preset): Arg[] {
   return [
     ...flag(a.untieEmbeddingsAndOutputWeights, '--untie-embeddings-and-output-weights'),
     ...flag(a.disableBiasLinear, '--disable-bias-linear'),
+    ['--attention-dropout', '0.0'],
+    ['--init-method-std', '0.01'],
+    ['--hidden-dropout', '0.0'],
     ['--position-embedding-type', a.positionEmbeddingType],
     ['--normalization', a.normalization],
     ...(a.normEpsilon !== undefined ? ([['--norm-epsilon', float(a.normEpsilon)]] as Arg[]) : []),
@@ -171,6 +174,23 @@ export function buildConvert(spec: PipelineSpec, preset: Preset, stage: ConvertS
   return { entrypoint: 'convert_ckpt.py', launcher: [spec.modellink.python], args, env: {} };
 }
 
+export interface LoraOptions {
+  r: number;
+  alpha: number;
+  fusion: boolean;
+  targetModules?: string[];
+}
+
+/** The LoRA flags, with ModelLink's default target modules of each implementation. */
+function loraArgs(lora: LoraOptions, mcore: boolean): Arg[] {
+  return [
+    ['--lora-r', num(lora.r)],
+    ['--lora-alpha', num(lora.alpha)],
+    ...flag(lora.fusion, '--lora-fusion'),
+    ['--lora-target-modules', lora.targetModules ?? (mcore ? ['linear_qkv', 'linear_proj', 'linear_fc1', 'linear_fc2'] : ['query_key_value', 'dense', 'dense_h_to_4h', 'dense_4h_to_h'])],
+  ];
+}
+
 export interface TrainingPaths {
   data: string;
   tokenizer: string;
@@ -211,9 +231,6 @@ export function buildTraining(spec: PipelineSpec, preset: Preset, stage: Trainin
     ['--train-iters', num(stage.trainIters)],
     ['--lr-decay-style', 'cosine'],
     ...shapeArgs(preset),
-    ['--attention-dropout', '0.0'],
-    ['--init-method-std', '0.01'],
-    ['--hidden-dropout', '0.0'],
     ...flag(preset.fused.rmsnorm && a.normalization === 'RMSNorm', '--use-fused-rmsnorm'),
     ...flag(a.swiglu, '--swiglu'),
     ...flag(preset.fused.flashAttn, '--use-flash-attn'),
@@ -236,14 +253,7 @@ export function buildTraining(spec: PipelineSpec, preset: Preset, stage: Trainin
     [`--${stage.precision}`, null],
     ...(finetune && loadsWeights ? ([['--finetune', null]] as Arg[]) : []),
     ...(finetune ? ([['--is-instruction-dataset', null]] as Arg[]) : []),
-    ...(lora
-      ? ([
-          ['--lora-r', num(lora.r)],
-          ['--lora-alpha', num(lora.alpha)],
-          ...flag(lora.fusion, '--lora-fusion'),
-          ['--lora-target-modules', lora.targetModules ?? (mcore ? ['linear_qkv', 'linear_proj', 'linear_fc1', 'linear_fc2'] : ['query_key_value', 'dense', 'dense_h_to_4h', 'dense_4h_to_h'])],
-        ] as Arg[])
-      : []),
+    ...(lora ? loraArgs(lora, mcore) : []),
     ['--data-path', paths.data],
     ['--split', stage.split ?? (finetune ? '100,0,0' : '949,50,1')],
     ['--log-interval', num(stage.logInterval)],
@@ -283,7 +293,8 @@ export interface EvaluatePaths {
   load: string;
   tokenizer: string;
   tasks: { name: string; dataPath: string }[];
-  loraLoad?: string;
+  /** LoRA weights on top of `load`, with the settings they were trained with. */
+  lora?: { load: string; options: LoraOptions };
 }
 
 /** evaluation.py as evaluate_llama2_7b_mmlu_ptd.sh runs it, on TP×PP devices (the checkpoint's layout). */
@@ -304,7 +315,6 @@ export function buildEvaluate(spec: PipelineSpec, preset: Preset, stage: Evaluat
     ...flag(a.swiglu, '--swiglu'),
     ...flag(a.disableBiasLinear, '--disable-bias-linear'),
     ['--load', paths.load],
-    ...(paths.loraLoad ? ([['--lora-load', paths.loraLoad]] as Arg[]) : []),
     ['--normalization', a.normalization],
     ...tokenizerArgs(preset, paths.tokenizer),
     ['--tokenizer-not-use-fast', null],
@@ -315,6 +325,7 @@ export function buildEvaluate(spec: PipelineSpec, preset: Preset, stage: Evaluat
     ['--exit-on-missing-checkpoint', null],
     ['--no-load-rng', null],
     ['--no-load-optim', null],
+    ...(paths.lora ? ([['--lora-load', paths.lora.load], ...loraArgs(paths.lora.options, spec.model.impl === 'mcore')] as Arg[]) : []),
     ...flag(a.untieEmbeddingsAndOutputWeights, '--untie-embeddings-and-output-weights'),
     ['--no-masked-softmax-fusion', null],
     ['--make-vocab-size-divisible-by', num(a.makeVocabSizeDivisibleBy)],

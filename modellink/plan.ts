@@ -97,7 +97,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
     if (names.has(s.name)) problems.push({ path: `stages[${i}].name`, message: `"${s.name}" is already the name of stages[${names.get(s.name)}]; stage names must be unique` });
     else names.set(s.name, i);
   });
-  if (!preset || problems.length > 0) return { ok: false, problems };
+  if (!preset) return { ok: false, problems };
 
   const resolve = (p: string) => path.resolve(options.baseDir, p);
   const workspace = options.workspace ? path.resolve(options.workspace) : resolve(spec.workspace);
@@ -193,10 +193,15 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
       case 'evaluate': {
         const load = ref('load', stage.load, ['checkpoint'], 'checkpoint');
         const loraLoad = stage.loraLoad !== undefined ? ref('loraLoad', stage.loraLoad, ['checkpoint'], 'checkpoint') : undefined;
+        const loraStage = spec.stages.find((s) => s.name === stage.loraLoad);
+        const loraOptions = loraStage?.kind === 'finetune' ? loraStage.lora : undefined;
+        if (stage.loraLoad !== undefined && loraLoad && !loraOptions) {
+          problems.push({ path: `${specPath}.loraLoad`, message: `stage "${stage.loraLoad}" is not a LoRA fine-tuning stage (a finetune stage with lora settings)` });
+        }
         const tasks = stage.tasks.map((t, j) => ({ name: t.name, dataPath: ref(`tasks[${j}].dataPath`, t.dataPath, [], 'dir') ?? '' }));
         output = path.join(dir, 'results.json');
         evaluate = { tasks: stage.tasks.map((t) => t.name), resultsFile: output };
-        if (load && tokenizer) command = buildEvaluate(resolvedSpec, preset, stage, { load, tokenizer, tasks, loraLoad });
+        if (load && tokenizer) command = buildEvaluate(resolvedSpec, preset, stage, { load, tokenizer, tasks, lora: loraLoad && loraOptions ? { load: loraLoad, options: loraOptions } : undefined });
         break;
       }
     }

@@ -1,0 +1,90 @@
+/** Command builders: shaped like ModelLink's example scripts, and never a flag ModelLink does not define. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { resumeArgs, type Arg } from '../modellink/commands.ts';
+import { planPipeline, type StagePlan } from '../modellink/plan.ts';
+import { presetNames } from '../modellink/presets.ts';
+import { fiveStageSpec, ROOT } from './helpers/specs.ts';
+
+const REFERENCE = path.join(ROOT, '..', 'shared', 'modellink-reference');
+const flagsJson = JSON.parse(fs.readFileSync(path.join(REFERENCE, 'flags.json'), 'utf8')) as {
+  entrypoints: Record<string, { flag: string }[]>;
+  convert_ckpt_plugin_combinations: Record<string, { flags: { flag: string }[] }>;
+};
+const examples = JSON.parse(fs.readFileSync(path.join(REFERENCE, 'examples.json'), 'utf8')) as {
+  scripts: { script: string; entrypoint: string; args: Arg[]; distributed: Record<string, unknown>; env: Record<string, string> }[];
+};
+
+function referenceFlags(entrypoint: string): Set<string> {
+  const names = new Set(flagsJson.entrypoints[entrypoint].map((f) => f.flag));
+  if (entrypoint === 'convert_ckpt.py') for (const c of Object.values(flagsJson.convert_ckpt_plugin_combinations)) for (const f of c.flags) names.add(f.flag);
+  return names;
+}
+
+/** Every combination of options a builder branches on, over every preset and both implementations. */
+function allPlans(): StagePlan[] {
+  const plans: StagePlan[] = [];
+  for (const preset of presetNames()) {
+    for (const impl of ['mcore', 'legacy']) {
+      for (const sequenceParallel of [false, true]) {
+        for (const lora of [undefined, { r: 8, alpha: 16 }]) {
+          const spec = fiveStageSpec('flags', '/tmp/ws');
+          spec.model = { preset, impl, tokenizer: '/tmp/tok' };
+          spec.parallel = { tp: 2, pp: 2, sequenceParallel, distributedOptimizer: !sequenceParallel };
+          spec.cluster = { nodes: 1, devicesPerNode: 8 };
+          Object.assign(spec.stages[4], { lora, globalBatchSize: 16 });
+          Object.assign(spec.stages[3], { globalBatchSize: 16, logThroughput: sequenceParallel, precision: sequenceParallel ? 'fp16' : 'bf16' });
+          Object.assign(spec.stages[5], { loraLoad: lora ? 'finetune' : undefined });
+          const r = planPipeline(spec, { baseDir: '/tmp' });
+          if (!r.ok) throw new Error(`${preset}/${impl}: ${JSON.stringify(r.problems)}`);
+          plans.push(...r.plan.stages);
+        }
+      }
+    }
+  }
+  return plans;
+}
+
+describe('command builders', () => {
+  it('emit only flags that flags.json defines for the entrypoint, in every option combination', () => {
+    const unknown: string[] = [];
+    for (const stage of allPlans()) {
+      const known = referenceFlags(stage.entrypoint);
+      const argsVariants = [stage.args];
+      if (stage.training) argsVariants.push(resumeArgs(stage.args, '/tmp/save', stage.training.lora));
+      for (const args of argsVariants) for (const [flag] of args) if (!known.has(flag)) unknown.push(`${stage.entrypoint} ${flag}`);
+    }
+    expect([...new Set(unknown)]).toEqual([]);
+  });
+
+  it('ships a flag list equal to the reference', () => {
+    const shipped = JSON.parse(fs.readFileSync(path.join(ROOT, 'modellink', 'flag-names.json'), 'utf8')) as Record<string, string[]>;
+    for (const entry of Object.keys(flagsJson.entrypoints)) expect(new Set(shipped[entry])).toEqual(referenceFlags(entry));
+  });
+
+  it('render llama2-7b pretraining with the arguments of examples/mcore/llama2/pretrain_llama2_7b_ptd.sh', () => {
+    const script = examples.scripts.find((s) => s.script === 'examples/mcore/llama2/pretrain_llama2_7b_ptd.sh')!;
+    const spec = fiveStageSpec('llama', '/tmp/ws');
+    spec.model = { preset: 'llama2-7b', impl: 'mcore', tokenizer: '/tmp/tok' };
+    spec.parallel = { tp: 1, pp: 2, sequenceParallel: true };
+    spec.cluster = { nodes: 1, devicesPerNode: 8, masterPort: 6000 };
+    spec.modellink = { root: '/opt/ModelLink', launcher: 'torchrun' };
+    Object.assign(spec.stages[3], { trainIters: 5000, saveInterval: 10000, evalInterval: 1000, evalIters: 10, globalBatchSize: 256, logThroughput: false });
+    const r = planPipeline(spec, { baseDir: '/tmp' });
+    if (!r.ok) throw new Error(JSON.stringify(r.problems));
+    const stage = r.plan.stages.find((s) => s.name === 'pretrain')!;
+    // Placeholders of the script (paths) aside, the flags and values are the script's, in its order.
+    const normalize = (args: Arg[]) => args.map(([f, v]) => [f, typeof v === 'string' && (v.startsWith('${') || v.startsWith('/')) ? '<path>' : v]);
+    expect(normalize(stage.args)).toEqual(normalize(script.args.filter(([f]) => f !== '--jit-compile')));
+    expect(stage.launcher).toEqual(['torchrun', '--nproc_per_node', '8', '--nnodes', '1', '--node_rank', '0', '--master_addr', 'localhost', '--master_port', '6000']);
+    expect(stage.env).toMatchObject(script.env);
+  });
+
+  it('resume drops the first-load flags and points --load (or --lora-load for LoRA) at the save directory', () => {
+    const args: Arg[] = [['--finetune', null], ['--no-load-optim', null], ['--no-load-rng', null], ['--lora-target-modules', ['a', 'b']], ['--load', '/w'], ['--save', '/s']];
+    expect(resumeArgs(args, '/s', false)).toEqual([['--lora-target-modules', ['a', 'b']], ['--load', '/s'], ['--save', '/s']]);
+    expect(resumeArgs(args, '/s', true)).toEqual([['--lora-target-modules', ['a', 'b']], ['--lora-load', '/s'], ['--load', '/w'], ['--save', '/s']]);
+    expect(resumeArgs([['--save', '/s']], '/s', false)).toEqual([['--load', '/s'], ['--save', '/s']]);
+  });
+});

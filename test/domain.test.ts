@@ -1,0 +1,97 @@
+/** The pure core: log lines → progress, exit status + log → failure class, directories → checkpoints. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { findResumePoint, shardDirNames } from '../modellink/checkpoint.ts';
+import { classifyFailure } from '../modellink/failures.ts';
+import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
+import { tempDir } from './helpers/specs.ts';
+
+const LINE = ' [2024-09-29 10:00:00] iteration       10/    2000 | consumed samples:         1280 | elapsed time per iteration (ms): 5432.1 | throughput per GPU (TFLOP/s/GPU): 180.2 | learning rate: 1.250000E-06 | global batch size:   128 | lm loss: 1.875432E+00 | loss scale: 1.0 | grad norm: 1.234 | number of skipped iterations:   0 | number of nan iterations:   0 |';
+
+describe('training log parser', () => {
+  it("reads Megatron's training line (formats.md example)", () => {
+    expect(parseLogLine(LINE)).toMatchObject({
+      type: 'iteration', iteration: 10, trainIters: 2000, consumedSamples: 1280, elapsedMsPerIteration: 5432.1,
+      tflopsPerDevice: 180.2, learningRate: 1.25e-6, globalBatchSize: 128, loss: 1.875432, nanIterations: 0,
+    });
+  });
+
+  it('turns a line into progress with tokens/s per device in the table unit', () => {
+    const progress: AttemptProgress = {};
+    expect(applyLogEvent(progress, parseLogLine(LINE)!, { seqLength: 4096, globalBatchSize: 128, worldSize: 8 })).toBe(true);
+    // 4096 × 128 / (5.4321 s × 8 devices)
+    expect(progress.tokensPerSecondPerDevice).toBeCloseTo((4096 * 128) / (5.4321 * 8), 3);
+    expect(progress.iteration).toBe(10);
+  });
+
+  it('sees a NaN loss', () => {
+    const progress: AttemptProgress = {};
+    applyLogEvent(progress, parseLogLine(LINE.replace('1.875432E+00', 'NAN').replace('nan iterations:   0', 'nan iterations:   1'))!);
+    expect(progress.nanLoss).toBe(true);
+  });
+
+  it('reads checkpoint save/load lines and evaluation results', () => {
+    expect(parseLogLine('saving checkpoint at iteration      30 to /ck in torch format')).toEqual({ type: 'checkpoint-saving', iteration: 30, dir: '/ck' });
+    expect(parseLogLine('  successfully saved checkpoint at iteration      30 to /ck')).toEqual({ type: 'checkpoint-saved', iteration: 30, dir: '/ck' });
+    expect(parseLogLine('  successfully loaded checkpoint from /ck [ t 0, p 0 ] at iteration 30')).toEqual({ type: 'checkpoint-loaded', iteration: 30, dir: '/ck' });
+    expect(parseLogLine(' loading release checkpoint from /w')).toEqual({ type: 'checkpoint-loading', iteration: 'release', dir: '/w' });
+    expect(parseLogLine('INFO:modellink.tasks.evaluation.eval_impl.mmlu_eval:mmlu acc = 7/20=0.35')).toEqual({ type: 'eval-result', task: 'mmlu', correct: 7, total: 20, accuracy: 0.35 });
+    expect(parseLogLine('INFO:__main__:acc = {0.125}')).toEqual({ type: 'human-eval-result', accuracy: 0.125 });
+    expect(parseLogLine('something else entirely')).toBeUndefined();
+  });
+});
+
+describe('failure classification', () => {
+  it('bad arguments are not retryable and the excerpt starts at the usage line', () => {
+    const r = classifyFailure({ exitCode: 2, signal: null }, ['noise', 'usage: pretrain_gpt.py [-h] ...', 'pretrain_gpt.py: error: unrecognized arguments: --bogus']);
+    expect(r).toMatchObject({ class: 'bad-arguments', retryable: false });
+    expect(r.excerpt[0]).toMatch(/^usage:/);
+  });
+
+  it('tells communication, memory, missing files, signals and plain crashes apart', () => {
+    expect(classifyFailure({ exitCode: 1, signal: null }, ['[ERROR] HCCL EI0002: The wait execution of the Notify register times out.']).class).toBe('communication');
+    expect(classifyFailure({ exitCode: 1, signal: null }, ['RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB']).class).toBe('out-of-memory');
+    expect(classifyFailure({ exitCode: 1, signal: null }, ["FileNotFoundError: [Errno 2] No such file or directory: '/x'"])).toMatchObject({ class: 'missing-input', retryable: false });
+    expect(classifyFailure({ exitCode: null, signal: 'SIGKILL' }, ['iteration 3']).class).toBe('killed');
+    expect(classifyFailure({ exitCode: null, signal: 'SIGSEGV' }, []).class).toBe('segfault');
+    expect(classifyFailure({ exitCode: 1, signal: null }, ['Traceback (most recent call last):', 'RuntimeError: boom'])).toMatchObject({ class: 'exception', retryable: true });
+    expect(classifyFailure({ exitCode: 3, signal: null }, []).class).toBe('unknown');
+    expect(classifyFailure({ exitCode: null, signal: 'SIGKILL' }, [], 'hang')).toMatchObject({ class: 'hang', retryable: true });
+  });
+});
+
+describe('checkpoints', () => {
+  function write(dir: string, iteration: number, shards: string[], tracker?: string) {
+    for (const s of shards) {
+      fs.mkdirSync(path.join(dir, `iter_${String(iteration).padStart(7, '0')}`, s), { recursive: true });
+      fs.writeFileSync(path.join(dir, `iter_${String(iteration).padStart(7, '0')}`, s, 'model_optim_rng.pt'), 'x');
+    }
+    if (tracker !== undefined) fs.writeFileSync(path.join(dir, 'latest_checkpointed_iteration.txt'), tracker);
+  }
+
+  it('names shards as Megatron does', () => {
+    expect(shardDirNames({ tp: 2, pp: 1 })).toEqual(['mp_rank_00', 'mp_rank_01']);
+    expect(shardDirNames({ tp: 1, pp: 2 })).toEqual(['mp_rank_00_000', 'mp_rank_00_001']);
+  });
+
+  it("resumes from the tracker's iteration when it is complete", () => {
+    const dir = tempDir('ckpt');
+    write(dir, 10, ['mp_rank_00_000', 'mp_rank_00_001']);
+    write(dir, 20, ['mp_rank_00_000', 'mp_rank_00_001'], '20');
+    expect(findResumePoint(dir, { tp: 1, pp: 2 })).toEqual({ kind: 'tracker', iteration: 20, dir });
+  });
+
+  it('falls back to the newest complete checkpoint below a torn one', () => {
+    const dir = tempDir('ckpt');
+    write(dir, 10, ['mp_rank_00_000', 'mp_rank_00_001']);
+    write(dir, 20, ['mp_rank_00_000'], '20');
+    const point = findResumePoint(dir, { tp: 1, pp: 2 });
+    expect(point).toMatchObject({ kind: 'older', iteration: 10 });
+    expect(point.kind === 'older' && point.reason).toMatch(/iter_0000020 is incomplete \(missing mp_rank_00_001\)/);
+  });
+
+  it('finds nothing in an empty directory', () => {
+    expect(findResumePoint(tempDir('ckpt'), { tp: 1, pp: 1 }).kind).toBe('none');
+  });
+});

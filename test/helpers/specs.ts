@@ -1,0 +1,46 @@
+/** Pipeline specs for tests: the demo's data on the emulator, in a temporary workspace. */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import YAML from 'yaml';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const DEMO = path.join(ROOT, 'examples', 'demo');
+export const EMULATOR = path.join(ROOT, 'emulator');
+
+export type RawSpec = Record<string, unknown> & { stages: Record<string, unknown>[] };
+
+export function tempDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `linkflow-${prefix}-`));
+}
+
+/** A five-stage pipeline (preprocess, convert, pretrain, finetune, evaluate) with fast emulator iterations. */
+export function fiveStageSpec(name: string, workspace: string, opts: { trainIters?: number; saveInterval?: number; pretrainEnv?: Record<string, string>; noProgressTimeout?: string } = {}): RawSpec {
+  return {
+    name,
+    workspace,
+    modellink: { root: EMULATOR, python: 'python3', launcher: path.join(EMULATOR, 'torchrun'), env: { MLEMU_ITER_TIME_MS: '15' } },
+    cluster: { nodes: 1, devicesPerNode: 1 },
+    model: { preset: 'tiny', impl: 'mcore', tokenizer: path.join(DEMO, 'hf-tiny') },
+    parallel: { tp: 1, pp: 1 },
+    stages: [
+      { name: 'data', kind: 'preprocess', input: path.join(DEMO, 'corpus.jsonl') },
+      { name: 'sft-data', kind: 'preprocess', input: path.join(DEMO, 'alpaca.jsonl'), handler: 'AlpacaStyleInstructionHandler', promptType: 'llama2' },
+      { name: 'weights', kind: 'convert', from: path.join(DEMO, 'hf-tiny') },
+      {
+        name: 'pretrain', kind: 'pretrain', data: 'data', load: 'weights',
+        trainIters: opts.trainIters ?? 100, saveInterval: opts.saveInterval ?? 10, globalBatchSize: 8,
+        noProgressTimeout: opts.noProgressTimeout ?? '60s', env: opts.pretrainEnv ?? {},
+      },
+      { name: 'finetune', kind: 'finetune', data: 'sft-data', load: 'pretrain', trainIters: 20, saveInterval: 10, globalBatchSize: 8, promptType: 'llama2' },
+      { name: 'evaluate', kind: 'evaluate', load: 'finetune', tasks: [{ name: 'mmlu', dataPath: path.join(DEMO, 'mmlu', 'test') }] },
+    ],
+  };
+}
+
+export function writeSpec(dir: string, spec: RawSpec, file = 'pipeline.yaml'): string {
+  const p = path.join(dir, file);
+  fs.writeFileSync(p, file.endsWith('.json') ? JSON.stringify(spec, null, 2) : YAML.stringify(spec));
+  return p;
+}

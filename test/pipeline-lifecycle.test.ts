@@ -1,0 +1,134 @@
+/**
+ * A whole pipeline on a real Temporal dev server with the emulator: all five kinds of stage,
+ * outputs and manifests on disk, reruns that skip what is done, cancellation, and a
+ * deterministic failure that is not retried.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { WorkflowFailedError } from '@temporalio/client';
+import { CancelledFailure } from '@temporalio/common';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { snapshot } from '../cli/pipeline-client.ts';
+import { DEMO, fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';
+import { runSpec, startSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
+
+let t: TestTemporal;
+beforeAll(async () => {
+  t = await startTestTemporal();
+});
+afterAll(async () => {
+  await t?.stop();
+});
+
+/** Processes whose command line mentions the path (the emulator's argv carries the workspace). */
+function processesMentioning(text: string): string[] {
+  const found: string[] = [];
+  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+      if (cmdline.includes(text)) found.push(`${pid}: ${cmdline}`);
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return found;
+}
+
+describe('a pipeline of every stage kind', () => {
+  it('succeeds with outputs and manifests on disk, and a rerun skips every stage', async () => {
+    const dir = tempDir('five');
+    const ws = path.join(dir, 'ws');
+    const specFile = writeSpec(dir, fiveStageSpec('five', ws, { trainIters: 30 }));
+    const { state } = await runSpec(t, specFile);
+    expect(state.status).toBe('succeeded');
+    expect(state.stages.map((s) => [s.name, s.status, s.attempts.length])).toEqual([
+      ['data', 'succeeded', 1], ['sft-data', 'succeeded', 1], ['weights', 'succeeded', 1],
+      ['pretrain', 'succeeded', 1], ['finetune', 'succeeded', 1], ['evaluate', 'succeeded', 1],
+    ]);
+    const out = (name: string) => state.stages.find((s) => s.name === name)!.output;
+    expect(fs.existsSync(`${out('data')}.bin`) && fs.existsSync(`${out('data')}.idx`)).toBe(true);
+    expect(fs.readFileSync(`${out('data')}.idx`).subarray(0, 9).toString('latin1')).toBe('MMIDIDX\0\0');
+    expect(fs.existsSync(`${out('sft-data')}_packed_input_ids_document.bin`)).toBe(true);
+    expect(fs.readFileSync(path.join(out('weights'), 'latest_checkpointed_iteration.txt'), 'utf8').trim()).toBe('1');
+    expect(fs.existsSync(path.join(out('pretrain'), 'iter_0000030', 'mp_rank_00', 'model_optim_rng.pt'))).toBe(true);
+    expect(fs.readFileSync(path.join(out('finetune'), 'latest_checkpointed_iteration.txt'), 'utf8').trim()).toBe('20');
+    const results = JSON.parse(fs.readFileSync(out('evaluate'), 'utf8'));
+    expect(results.results[0]).toMatchObject({ task: 'mmlu' });
+    expect(results.results[0].total).toBeGreaterThan(0);
+    for (const s of state.stages) {
+      const manifest = JSON.parse(fs.readFileSync(path.join(ws, 'five', s.name, 'manifest.json'), 'utf8'));
+      expect(manifest.stage).toBe(s.name);
+      expect(manifest.fingerprint).toMatch(/^[0-9a-f]{64}$/);
+    }
+    // Every attempt's output went to a log file under the workspace.
+    expect(fs.readdirSync(path.join(ws, 'five', 'pretrain', 'logs')).length).toBe(1);
+
+    const again = await runSpec(t, specFile);
+    expect(again.state.status).toBe('succeeded');
+    expect(again.state.stages.map((s) => s.status)).toEqual(Array(6).fill('skipped'));
+    expect(again.state.stages.every((s) => s.attempts.length === 0)).toBe(true);
+  });
+
+  it('after a failed evaluate stage, a rerun runs only evaluate', async () => {
+    const dir = tempDir('evalfail');
+    const evalData = path.join(dir, 'mmlu', 'test');
+    const spec = fiveStageSpec('evalfail', path.join(dir, 'ws'), { trainIters: 20 });
+    spec.stages = spec.stages.filter((s) => s.name !== 'finetune' && s.name !== 'sft-data');
+    spec.stages[3] = { name: 'evaluate', kind: 'evaluate', load: 'pretrain', tasks: [{ name: 'mmlu', dataPath: evalData }] };
+    const specFile = writeSpec(dir, spec);
+
+    const first = await runSpec(t, specFile);
+    expect(first.state.status).toBe('failed');
+    const evaluate = first.state.stages.find((s) => s.name === 'evaluate')!;
+    expect(evaluate.status).toBe('failed');
+    expect(evaluate.attempts).toHaveLength(1);
+    expect(evaluate.attempts[0].failureClass).toBe('missing-input');
+    expect(first.failure).toContain(evalData);
+
+    fs.mkdirSync(evalData, { recursive: true });
+    for (const f of fs.readdirSync(path.join(DEMO, 'mmlu', 'test'))) fs.copyFileSync(path.join(DEMO, 'mmlu', 'test', f), path.join(evalData, f));
+    const second = await runSpec(t, specFile);
+    expect(second.state.status).toBe('succeeded');
+    expect(second.state.stages.map((s) => [s.name, s.status])).toEqual([
+      ['data', 'skipped'], ['weights', 'skipped'], ['pretrain', 'skipped'], ['evaluate', 'succeeded'],
+    ]);
+  });
+
+  it('a flag ModelLink does not know fails the stage at once with the usage message', async () => {
+    const dir = tempDir('badflag');
+    const spec = fiveStageSpec('badflag', path.join(dir, 'ws'), { trainIters: 20 });
+    spec.stages = spec.stages.slice(0, 4).filter((s) => s.name !== 'sft-data');
+    Object.assign(spec.stages[2], { extraArgs: ['--no-such-flag', '3'], allowUnknownFlags: true });
+    const { state, failure } = await runSpec(t, writeSpec(dir, spec));
+    expect(state.status).toBe('failed');
+    const pretrain = state.stages.find((s) => s.name === 'pretrain')!;
+    expect(pretrain.attempts).toHaveLength(1);
+    expect(pretrain.attempts[0].failureClass).toBe('bad-arguments');
+    expect(failure).toMatch(/usage: pretrain_gpt\.py/);
+    expect(failure).toMatch(/unrecognized arguments: --no-such-flag 3/);
+    expect(failure).toMatch(/not retried/);
+  });
+
+  it('cancelling during training kills the trainer: no emulator process remains', async () => {
+    const dir = tempDir('cancel');
+    const ws = path.join(dir, 'ws');
+    const spec = fiveStageSpec('cancel', ws, { trainIters: 5000 });
+    spec.stages = spec.stages.slice(0, 4).filter((s) => s.name !== 'sft-data');
+    const handle = await startSpec(t, writeSpec(dir, spec));
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const snap = await snapshot(handle);
+      if (snap.live?.stage === 'pretrain' && (snap.live.iteration ?? 0) >= 5) break;
+      if (Date.now() > deadline) throw new Error(`training never started: ${JSON.stringify(snap)}`);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    expect(processesMentioning(ws).length).toBeGreaterThan(0);
+    await handle.cancel();
+    const error = await handle.result().then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(WorkflowFailedError);
+    expect((error as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
+    expect(processesMentioning(ws)).toEqual([]);
+    const state = await handle.query<{ stages: { name: string; status: string }[] }>('progress');
+    expect(state.stages.find((s) => s.name === 'pretrain')!.status).toBe('cancelled');
+  });
+});

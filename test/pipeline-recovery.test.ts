@@ -1,0 +1,77 @@
+/**
+ * Training attempts resume from the newest complete checkpoint after a crash, a SIGKILL and a hang,
+ * on a real Temporal dev server with the emulator.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';
+import { runSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
+import { runCli } from './helpers/cli.ts';
+import { outcomeOf } from '../cli/pipeline-client.ts';
+
+let t: TestTemporal;
+beforeAll(async () => {
+  t = await startTestTemporal();
+});
+afterAll(async () => {
+  await t?.stop();
+});
+
+/** Preprocess, convert and pretrain only: the fault is in pretraining. */
+function pretrainSpec(name: string, faults: string, extra: { noProgressTimeout?: string } = {}) {
+  const dir = tempDir(name);
+  const spec = fiveStageSpec(name, path.join(dir, 'ws'), { trainIters: 100, saveInterval: 10, pretrainEnv: { MLEMU_FAULTS: faults }, ...extra });
+  spec.stages = spec.stages.slice(0, 4).filter((s) => s.name !== 'sft-data');
+  return writeSpec(dir, spec);
+}
+
+describe('training resumes from the newest complete checkpoint', () => {
+  it('crash at iteration 35 with save interval 10: the second attempt loads 30 and finishes at 100 (via `linkflow run --json`)', async () => {
+    const cli = await runCli(['run', pretrainSpec('crash', 'crash@35'), '--json'], { TEMPORAL_ADDRESS: t.config.address, LINKFLOW_TASK_QUEUE: t.config.taskQueue });
+    expect(cli.code, cli.stderr).toBe(0);
+    const summary = JSON.parse(cli.stdout);
+    expect(summary.status).toBe('succeeded');
+    expect(summary.stages.find((s: { name: string }) => s.name === 'pretrain')).toMatchObject({ kind: 'pretrain', status: 'succeeded', attempts: 2, resumedFrom: [30], finalIteration: 100 });
+    expect(summary.stages.map((s: { name: string }) => s.name)).toEqual(['data', 'weights', 'pretrain']);
+    const { state } = await outcomeOf(t.client.workflow.getHandle(summary.workflowId));
+    if (!state) throw new Error('no state');
+    expect(state.status).toBe('succeeded');
+    const pretrain = state.stages.find((s) => s.name === 'pretrain')!;
+    expect(pretrain.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
+    expect(pretrain.attempts[0].failureClass).toBe('exception');
+    expect(pretrain.attempts[0].excerpt?.join('\n')).toMatch(/Traceback/);
+    expect(pretrain.attempts[1].loadedIteration).toBe(30);
+    expect(pretrain.finalIteration).toBe(100);
+    // At most one save interval is recomputed: the crash came after iteration 34 was logged, the resume loaded 30.
+    const recomputed = pretrain.attempts[0].lastIteration! - pretrain.attempts[1].loadedIteration!;
+    expect(recomputed).toBeGreaterThanOrEqual(0);
+    expect(recomputed).toBeLessThanOrEqual(10);
+    // The second attempt's log shows Megatron loading iteration 30 and continuing at 31.
+    const log = fs.readFileSync(pretrain.attempts[1].logFile!, 'utf8');
+    expect(log).toMatch(/successfully loaded checkpoint from .* at iteration 30/);
+    expect(log).toMatch(/iteration\s+31\/\s+100 \|/);
+    const saveDir = pretrain.output;
+    expect(fs.readFileSync(path.join(saveDir, 'latest_checkpointed_iteration.txt'), 'utf8').trim()).toBe('100');
+  });
+
+  it('a trainer killed with SIGKILL is retried and resumes', async () => {
+    const { state } = await runSpec(t, pretrainSpec('sigkill', 'sigkill@25'));
+    expect(state.status).toBe('succeeded');
+    const pretrain = state.stages.find((s) => s.name === 'pretrain')!;
+    expect(pretrain.attempts[0].failureClass).toBe('killed');
+    expect(pretrain.attempts[0].reason).toMatch(/SIGKILL/);
+    expect(pretrain.attempts[1].loadedIteration).toBe(20);
+    expect(pretrain.finalIteration).toBe(100);
+  });
+
+  it('a hung trainer is killed after the no-progress window and resumes', async () => {
+    const { state } = await runSpec(t, pretrainSpec('hang', 'hang@25', { noProgressTimeout: '3s' }));
+    expect(state.status).toBe('succeeded');
+    const pretrain = state.stages.find((s) => s.name === 'pretrain')!;
+    expect(pretrain.attempts[0].failureClass).toBe('hang');
+    expect(pretrain.attempts[0].lastIteration).toBe(24);
+    expect(pretrain.attempts[1].loadedIteration).toBe(20);
+    expect(pretrain.finalIteration).toBe(100);
+  });
+});

@@ -1,0 +1,75 @@
+/** Spec validation: every problem reported with its path, before anything starts. */
+import { describe, expect, it } from 'vitest';
+import { planPipeline } from '../modellink/plan.ts';
+import { fiveStageSpec } from './helpers/specs.ts';
+
+function problemsOf(raw: unknown): string[] {
+  const r = planPipeline(raw, { baseDir: '/tmp' });
+  if (r.ok) throw new Error('expected the spec to be rejected');
+  return r.problems.map((p) => `${p.path}: ${p.message}`);
+}
+
+describe('pipeline spec validation', () => {
+  it('accepts the five-stage spec and resolves stage references to outputs', () => {
+    const r = planPipeline(fiveStageSpec('ok', '/tmp/ws'), { baseDir: '/tmp' });
+    if (!r.ok) throw new Error(JSON.stringify(r.problems));
+    const pretrain = r.plan.stages.find((s) => s.name === 'pretrain')!;
+    expect(pretrain.inputs.map((i) => i.fromStage)).toEqual(['data', 'weights']);
+    expect(pretrain.argv).toContain('/tmp/ws/ok/data/data/data_text_document');
+    expect(pretrain.training).toMatchObject({ trainIters: 100, saveInterval: 10, saveDir: '/tmp/ws/ok/pretrain/checkpoints' });
+  });
+
+  it('lists every schema problem with its path', () => {
+    const spec = fiveStageSpec('bad', '/tmp/ws');
+    (spec.stages[3] as Record<string, unknown>).trainIters = -5;
+    (spec.stages[4] as Record<string, unknown>).saveInterval = 'ten';
+    (spec.stages[1] as Record<string, unknown>).kind = 'transmogrify';
+    (spec.modellink as Record<string, unknown>).root = '';
+    const problems = problemsOf(spec);
+    expect(problems).toContain('stages[3].trainIters: expected a positive integer');
+    expect(problems).toContain('stages[4].saveInterval: expected a positive integer');
+    expect(problems.some((p) => p.startsWith('stages[1].kind: ') || p.startsWith('stages[1]: expected kind'))).toBe(true);
+    expect(problems).toContain('modellink.root: expected a non-empty string');
+  });
+
+  it('rejects unknown fields, unknown presets, bad layouts and references to later stages', () => {
+    const spec = fiveStageSpec('bad', '/tmp/ws');
+    (spec.stages[3] as Record<string, unknown>).trainItrs = 5;
+    expect(problemsOf(spec).some((p) => p.startsWith('stages[3]: ') && p.includes('trainItrs'))).toBe(true);
+
+    const preset = fiveStageSpec('bad', '/tmp/ws');
+    (preset.model as Record<string, unknown>).preset = 'llama9';
+    expect(problemsOf(preset)[0]).toMatch(/^model\.preset: unknown preset "llama9"; known presets: .*llama2-7b/);
+
+    const layout = fiveStageSpec('bad', '/tmp/ws');
+    layout.parallel = { tp: 3, pp: 1 };
+    layout.cluster = { nodes: 1, devicesPerNode: 3 };
+    expect(problemsOf(layout)).toContain('parallel.tp: tensor parallel size 3 must divide the 4 attention heads of tiny');
+
+    const order = fiveStageSpec('bad', '/tmp/ws');
+    (order.stages[3] as Record<string, unknown>).data = 'evaluate';
+    expect(problemsOf(order).some((p) => p.startsWith('stages[3].data: stage "evaluate" (stages[5]) does not run before this one'))).toBe(true);
+
+    const kinds = fiveStageSpec('bad', '/tmp/ws');
+    (kinds.stages[3] as Record<string, unknown>).data = 'sft-data';
+    expect(problemsOf(kinds)).toContain('stages[3].data: stage "sft-data" produces instruction-data, but this field needs pretrain-data');
+  });
+
+  it('checks batch arithmetic and duplicate names', () => {
+    const spec = fiveStageSpec('bad', '/tmp/ws');
+    spec.cluster = { nodes: 1, devicesPerNode: 8 };
+    (spec.stages[3] as Record<string, unknown>).globalBatchSize = 12;
+    (spec.stages[4] as Record<string, unknown>).name = 'pretrain';
+    const problems = problemsOf(spec);
+    expect(problems).toContain('stages[3].globalBatchSize: global batch size 12 must be divisible by micro batch size 1 × data-parallel size 8');
+    expect(problems.some((p) => p.startsWith('stages[4].name: "pretrain" is already the name of stages[3]'))).toBe(true);
+  });
+
+  it('rejects extraArgs flags that ModelLink does not define, unless allowed', () => {
+    const spec = fiveStageSpec('bad', '/tmp/ws');
+    (spec.stages[3] as Record<string, unknown>).extraArgs = ['--use-fused-rmsnorm', '--bogus-flag', '1'];
+    expect(problemsOf(spec)).toEqual(["stages[3].extraArgs[1]: --bogus-flag is not a flag of ModelLink's pretrain_gpt.py; set allowUnknownFlags: true if your ModelLink version has it"]);
+    (spec.stages[3] as Record<string, unknown>).allowUnknownFlags = true;
+    expect(planPipeline(spec, { baseDir: '/tmp' }).ok).toBe(true);
+  });
+});
