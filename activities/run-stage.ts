@@ -29,6 +29,7 @@ export interface HeartbeatDetails extends AttemptProgress {
   logFile: string;
 }
 
+const HEAD_LINES = 50;
 const TAIL_LINES = 200;
 const HEARTBEAT_EVERY_MS = 1000;
 
@@ -104,7 +105,19 @@ export async function runStageAttempt({ pipeline, stage, attempt }: AttemptInput
   fs.appendFileSync(logFile, `# cwd: ${stage.cwd}\n# argv: ${JSON.stringify(argv)}\n${resumeNote ? `# ${resumeNote}\n` : ''}`);
 
   const progress: AttemptProgress = {};
+  // The first lines (argparse's usage, start-up errors) and the last ones are what explains a failure.
+  const head: string[] = [];
   const tail: string[] = [];
+  let lineCount = 0;
+  const remember = (line: string) => {
+    lineCount++;
+    if (head.length < HEAD_LINES) head.push(line);
+    else {
+      tail.push(line);
+      if (tail.length > TAIL_LINES) tail.shift();
+    }
+  };
+  const logLines = () => (lineCount > head.length + tail.length ? [...head, `... (${lineCount - head.length - tail.length} lines) ...`, ...tail] : [...head, ...tail]);
   let lastProgressAt = Date.now();
   let detected: FailureClass | undefined;
   const shape = stage.training ? { seqLength: stage.training.seqLength, globalBatchSize: stage.training.globalBatchSize, worldSize: stage.training.worldSize } : undefined;
@@ -115,8 +128,7 @@ export async function runStageAttempt({ pipeline, stage, attempt }: AttemptInput
     env,
     logFile,
     onLine: (line) => {
-      tail.push(line);
-      if (tail.length > TAIL_LINES) tail.shift();
+      remember(line);
       const event = parseLogLine(line);
       if (event && applyLogEvent(progress, event, shape)) lastProgressAt = Date.now();
       if (progress.nanLoss && !detected) {
@@ -134,7 +146,9 @@ export async function runStageAttempt({ pipeline, stage, attempt }: AttemptInput
     // A save or load can legitimately take long; the window restarts with every line that shows progress.
     if (stage.training && !detected && Date.now() - lastProgressAt > stage.training.noProgressTimeoutMs) {
       detected = 'hang';
-      tail.push(`linkflow: no progress for ${Math.round((Date.now() - lastProgressAt) / 1000)} s (noProgressTimeout ${stage.training.noProgressTimeoutMs / 1000} s); killing the process group`);
+      const note = `linkflow: no progress for ${Math.round((Date.now() - lastProgressAt) / 1000)} s (noProgressTimeout ${stage.training.noProgressTimeoutMs / 1000} s); killing the process group`;
+      remember(note);
+      fs.appendFileSync(logFile, `${note}\n`);
       void proc.kill();
     }
   }, HEARTBEAT_EVERY_MS);
@@ -172,13 +186,13 @@ export async function runStageAttempt({ pipeline, stage, attempt }: AttemptInput
       return { loadedIteration: loadedFrom, resumeNote, finalIteration: progress.iteration, lastCheckpoint: progress.lastCheckpoint, evalResults: progress.evalResults, logFile };
     }
     // Exit 0 without the output: ModelLink's evaluation swallows exceptions this way.
-    const report = classifyFailure({ exitCode: 1, signal: null }, tail);
+    const report = classifyFailure({ exitCode: 1, signal: null }, logLines());
     const cls: FailureClass = report.class === 'missing-input' ? 'missing-input' : 'no-result';
-    const excerpt = report.class === 'missing-input' ? report.excerpt : tail.slice(-20);
+    const excerpt = report.class === 'missing-input' ? report.excerpt : logLines().slice(-20);
     throw fail(cls, `stage ${stage.name} attempt ${attempt}: ${problem}${cls === 'missing-input' ? `: ${report.reason}` : ''} (log: ${logFile})`, details(cls, problem, excerpt), false);
   }
 
-  const report = classifyFailure(status, tail, detected);
+  const report = classifyFailure(status, logLines(), detected);
   const how = status.signal ? `killed by ${status.signal}` : `exit code ${status.exitCode}`;
   throw fail(
     report.class,

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT, loadConfig, type LinkflowConfig } from '../temporal.config.ts';
-import { createLinkflowWorker } from '../worker/worker.ts';
+import { createLinkflowWorker, installRuntime } from '../worker/worker.ts';
 import { isReachable, startDevServer, type DevServer } from '../server/dev-server.ts';
 import { formatProblems } from '../modellink/spec.ts';
 import { loadSpecFile } from './spec-file.ts';
@@ -32,6 +32,7 @@ function untilInterrupted(): Promise<void> {
 }
 
 export async function runDev(config: LinkflowConfig): Promise<void> {
+  installRuntime('WARN');
   const server = await ensureServer(config);
   if (!server) console.log(`a Temporal server already answers at ${config.address}; starting only a worker`);
   else console.log(`Temporal dev server at ${server.address}${server.uiUrl ? `, Web UI ${server.uiUrl}` : ''}`);
@@ -51,6 +52,7 @@ export async function runDev(config: LinkflowConfig): Promise<void> {
 }
 
 export async function runWorker(config: LinkflowConfig, taskQueue?: string): Promise<void> {
+  installRuntime('INFO');
   const { worker, close } = await createLinkflowWorker({ config, taskQueue });
   console.log(`worker polling task queue "${taskQueue ?? config.taskQueue}" at ${config.address}`);
   await worker.run();
@@ -69,6 +71,7 @@ export async function runDemo(config: LinkflowConfig): Promise<number> {
     console.error(formatProblems(planned.problems));
     return 2;
   }
+  installRuntime('ERROR');
   const server = await ensureServer(config);
   // A queue of its own, so only this process's worker (with this checkout's code) runs the demo.
   const taskQueue = `linkflow-demo-${process.pid}`;
@@ -76,7 +79,8 @@ export async function runDemo(config: LinkflowConfig): Promise<number> {
   const running = worker.run();
   try {
     const client = await connectClient(config);
-    const handle = await startPipeline(client, config, planned.plan, taskQueue);
+    // A short backoff: the demo's crash is retried after 2 s instead of the default 10 s.
+    const handle = await startPipeline(client, loadConfig({ retry: { initialInterval: '2s' } }), planned.plan, taskQueue);
     console.log(`demo pipeline ${planned.plan.name} started as ${handle.workflowId}`);
     console.log(`workspace: ${workspace}`);
     console.log('pretraining will crash at iteration 35 (MLEMU_FAULTS=crash@35); watch it resume from the checkpoint at 30\n');

@@ -151,13 +151,13 @@ export function buildPreprocess(spec: PipelineSpec, preset: Preset, stage: Prepr
 export interface ConvertPaths {
   loadDir: string;
   saveDir: string;
-  tokenizer: string;
+  /** The tokenizer.model file (or tokenizer.json) of the HF model. */
+  tokenizerModel: string;
 }
 
 /** HuggingFace → Megatron (mcore or legacy) at the pipeline's TP/PP, as ckpt_convert_*_hf2{mcore,legacy}.sh do. */
 export function buildConvert(spec: PipelineSpec, preset: Preset, stage: ConvertStage, paths: ConvertPaths): Command {
   const mcore = spec.model.impl === 'mcore';
-  const tokenizerModel = preset.architecture.tokenizerType === 'PretrainedFromHF' ? [] : ([['--tokenizer-model', paths.tokenizer]] as Arg[]);
   const args: Arg[] = [
     ['--model-type', 'GPT'],
     ['--load-model-type', 'hf'],
@@ -166,7 +166,8 @@ export function buildConvert(spec: PipelineSpec, preset: Preset, stage: ConvertS
     ['--target-pipeline-parallel-size', num(spec.parallel.pp)],
     ['--load-dir', paths.loadDir],
     ['--save-dir', paths.saveDir],
-    ...tokenizerModel,
+    // convert_ckpt.py's HF loader requires it, whatever tokenizer training uses.
+    ['--tokenizer-model', paths.tokenizerModel],
     ...flag(mcore, '--use-mcore-models'),
     ['--model-type-hf', preset.architecture.hfModelType],
     ...parseExtraArgs(stage.extraArgs),

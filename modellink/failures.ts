@@ -27,7 +27,7 @@ export interface FailureRule {
 /** Checked in order against the log tail; the first rule with a matching line wins. */
 export const FAILURE_RULES: readonly FailureRule[] = [
   { class: 'bad-arguments', pattern: /error: (unrecognized arguments|argument \S+|the following arguments are required)/ },
-  { class: 'missing-input', pattern: /FileNotFoundError|No such file or directory|is not a directory or does not exist|'--exit-on-missing-checkpoint' set/ },
+  { class: 'missing-input', pattern: /FileNotFoundError|No such file or directory|is not a directory or does not exist|'--exit-on-missing-checkpoint' set|Error no file named .* found in directory/ },
   { class: 'communication', pattern: /HCCL|NCCL|EI0002|EI0006|connection reset|Connection reset by peer|Connection refused|communication timeout/i },
   { class: 'out-of-memory', pattern: /out of memory|OutOfMemoryError/i },
   { class: 'segfault', pattern: /Segmentation fault|SIGSEGV/ },
@@ -52,11 +52,29 @@ const CONTEXT_BEFORE = 3;
 const CONTEXT_AFTER = 6;
 const TAIL = 20;
 
+const MAX_EXCERPT = 40;
+
+/** The lines around a hit; a Python traceback is shown from its first line, as people read it. */
 function excerptAround(lines: string[], index: number): string[] {
-  return lines.slice(Math.max(0, index - CONTEXT_BEFORE), Math.min(lines.length, index + CONTEXT_AFTER + 1));
+  let start = Math.max(0, index - CONTEXT_BEFORE);
+  for (let i = index; i >= Math.max(0, index - 100); i--) {
+    if (lines[i].startsWith('Traceback (most recent call last)')) {
+      start = i;
+      break;
+    }
+  }
+  return trim(lines.slice(start, Math.min(lines.length, index + CONTEXT_AFTER + 1)));
 }
 
-/** Classifies a finished process. `detected` is a class the watcher established itself (hang, nan-loss). */
+/** Long excerpts keep their first lines (a usage line, a traceback header) and their end. */
+function trim(excerpt: string[]): string[] {
+  return excerpt.length <= MAX_EXCERPT ? excerpt : [...excerpt.slice(0, 5), `... (${excerpt.length - MAX_EXCERPT + 5} lines) ...`, ...excerpt.slice(-(MAX_EXCERPT - 6))];
+}
+
+/**
+ * Classifies a finished process from its log lines (the first and the last lines of a long log).
+ * `detected` is a class the watcher established itself (hang, nan-loss).
+ */
 export function classifyFailure(status: ExitStatus, logTail: string[], detected?: FailureClass): FailureReport {
   const make = (cls: FailureClass, reason: string, excerpt: string[]): FailureReport => ({ class: cls, retryable: !NON_RETRYABLE.has(cls), reason, excerpt });
   const tail = logTail.slice(-TAIL);
@@ -79,7 +97,7 @@ export function classifyFailure(status: ExitStatus, logTail: string[], detected?
     if (rule.class === 'bad-arguments' && status.exitCode !== 2 && status.exitCode !== 1) continue;
     if (rule.class === 'exception' && status.signal) break;
     const start = rule.class === 'bad-arguments' ? Math.max(0, logTail.findIndex((l) => l.startsWith('usage:'))) : undefined;
-    const excerpt = start !== undefined ? logTail.slice(start, hit + 1) : excerptAround(logTail, hit);
+    const excerpt = start !== undefined ? trim(logTail.slice(start, hit + 1)) : excerptAround(logTail, hit);
     return make(rule.class, `${logTail[hit].trim()}`, excerpt);
   }
   if (status.signal === 'SIGSEGV') return make('segfault', 'the process was killed by SIGSEGV', tail);

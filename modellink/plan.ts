@@ -163,7 +163,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
       case 'convert': {
         const loadDir = ref('from', stage.from, [], 'dir');
         output = path.join(dir, 'weights');
-        if (loadDir && tokenizer) command = buildConvert(resolvedSpec, preset, stage, { loadDir, saveDir: output, tokenizer: tokenizerFile(preset, loadDir) });
+        if (loadDir) command = buildConvert(resolvedSpec, preset, stage, { loadDir, saveDir: output, tokenizerModel: stage.tokenizerModel ? resolve(stage.tokenizerModel) : path.join(loadDir, 'tokenizer.model') });
         break;
       }
       case 'pretrain':

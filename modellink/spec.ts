@@ -124,6 +124,8 @@ const convertStage = z.strictObject({
   kind: z.literal('convert'),
   /** HuggingFace model directory (weights, config and tokenizer). */
   from: reference,
+  /** The tokenizer file convert_ckpt.py reads (default: tokenizer.model in the HF directory). */
+  tokenizerModel: nonEmpty.optional(),
 });
 
 const trainingFields = {

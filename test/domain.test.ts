@@ -95,3 +95,12 @@ describe('checkpoints', () => {
     expect(findResumePoint(tempDir('ckpt'), { tp: 1, pp: 1 }).kind).toBe('none');
   });
 });
+
+describe('failure excerpts', () => {
+  it('show a traceback from its first line to the error', () => {
+    const log = ['iteration 33', 'Traceback (most recent call last):', ...Array.from({ length: 12 }, (_, i) => `  frame ${i}`), 'RuntimeError: boom'];
+    const r = classifyFailure({ exitCode: 1, signal: null }, log);
+    expect(r.excerpt[0]).toBe('Traceback (most recent call last):');
+    expect(r.excerpt.at(-1)).toBe('RuntimeError: boom');
+  });
+});

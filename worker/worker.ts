@@ -2,12 +2,21 @@
  * A linkflow worker: polls a task queue and runs pipeline workflows and their stage activities
  * on this node. One per Ascend node in a cluster; `linkflow dev` runs one locally.
  */
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel } from '@temporalio/worker';
 import { createRequire } from 'node:module';
 import { connectionOptions, type LinkflowConfig } from '../temporal.config.ts';
 import * as activities from '../activities/index.ts';
 
 const require = createRequire(import.meta.url);
+
+let runtimeInstalled = false;
+
+/** The worker's own log level (bundling, state changes are INFO); call before the first worker. */
+export function installRuntime(level: LogLevel): void {
+  if (runtimeInstalled) return;
+  Runtime.install({ logger: new DefaultLogger(level) });
+  runtimeInstalled = true;
+}
 
 export interface WorkerOptions {
   config: LinkflowConfig;
@@ -26,6 +35,8 @@ export async function createLinkflowWorker({ config, taskQueue, connection }: Wo
     activities,
     // The activity waits on a process for hours; workflow tasks are tiny. Keep shutdown prompt.
     shutdownGraceTime: '30s',
+    // Heartbeats carry progress and bring cancellations: send them at least every 5 s.
+    maxHeartbeatThrottleInterval: '5s',
   });
   return { worker, close: async () => { if (!connection) await conn.close(); } };
 }
