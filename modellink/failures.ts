@@ -28,6 +28,7 @@ export interface FailureRule {
 export const FAILURE_RULES: readonly FailureRule[] = [
   { class: 'bad-arguments', pattern: /error: (unrecognized arguments|argument \S+|the following arguments are required)/ },
   { class: 'missing-input', pattern: /FileNotFoundError|No such file or directory|is not a directory or does not exist|'--exit-on-missing-checkpoint' set|Error no file named .* found in directory/ },
+  { class: 'nan-loss', pattern: /found NaN in local (forward loss|grad norm)|Loss is NaN|nan in loss/i },
   { class: 'communication', pattern: /HCCL|NCCL|EI0002|EI0006|connection reset|Connection reset by peer|Connection refused|communication timeout/i },
   { class: 'out-of-memory', pattern: /out of memory|OutOfMemoryError/i },
   { class: 'segfault', pattern: /Segmentation fault|SIGSEGV/ },

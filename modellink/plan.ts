@@ -294,6 +294,9 @@ function checkStageRules(spec: PipelineSpec, preset: Preset, stage: Stage, specP
     if (seq > a.maxPositionEmbeddings) problems.push({ path: `${specPath}.seqLength`, message: `sequence length ${seq} exceeds the model's max position embeddings ${a.maxPositionEmbeddings}` });
     if (stage.saveInterval > stage.trainIters) warnings.push({ path: `${specPath}.saveInterval`, message: `save interval ${stage.saveInterval} exceeds trainIters ${stage.trainIters}: only the final checkpoint is saved, so a crash restarts from the beginning` });
   }
+  if (stage.kind === 'preprocess' && /^(AlpacaStyle|SharegptStyle)/.test(stage.handler) && !stage.promptType) {
+    problems.push({ path: `${specPath}.promptType`, message: `${stage.handler} needs a prompt type (e.g. llama2, qwen, empty), as ModelLink's preprocess_data.py does` });
+  }
   if (stage.kind === 'evaluate' && spec.parallel.tp * spec.parallel.pp > spec.cluster.devicesPerNode) {
     problems.push({ path: `${specPath}`, message: `evaluation runs on tp × pp = ${spec.parallel.tp * spec.parallel.pp} devices, more than one node's ${spec.cluster.devicesPerNode}` });
   }

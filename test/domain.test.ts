@@ -104,3 +104,9 @@ describe('failure excerpts', () => {
     expect(r.excerpt.at(-1)).toBe('RuntimeError: boom');
   });
 });
+
+describe('NaN loss', () => {
+  it("ModelLink's bf16 NaN check is a nan-loss failure, retried", () => {
+    expect(classifyFailure({ exitCode: 1, signal: null }, ['Traceback (most recent call last):', 'ValueError: Rank 0: found NaN in local forward loss calculation. Device: 0, node: host'])).toMatchObject({ class: 'nan-loss', retryable: true });
+  });
+});

@@ -1,0 +1,334 @@
+"""Megatron checkpoint layout, saving and loading (the parts an orchestrator can observe).
+
+Layout (formats.md (b)):
+    <dir>/latest_checkpointed_iteration.txt           "2000" or "release"
+    <dir>/iter_0002000/mp_rank_XX[_YYY][_ZZZ]/model_optim_rng.pt   (+ distrib_optim.pt)
+Shard files hold a small JSON document instead of a torch pickle: the iteration, the shard's
+ranks, the subset of args Megatron checks on load, and which top-level keys a real state dict
+would have ("optimizer", "rng_state", ...). Loading follows megatron/training/checkpointing.py
+at core_r0.6.0, including its quirks: several failures print a message and call sys.exit()
+(exit status 0), exactly like Megatron.
+"""
+import json
+import os
+import sys
+import time
+
+from . import tracebacks
+
+TRACKER_NAME = 'latest_checkpointed_iteration.txt'
+MODEL_FILE = 'model_optim_rng.pt'
+OPTIM_FILE = 'distrib_optim.pt'
+FORMAT = 'mlemu-megatron-checkpoint/1'
+CHECKPOINT_VERSION = 3.0
+ALL_KEYS = ['args', 'checkpoint_version', 'iteration', 'model', 'optimizer', 'opt_param_scheduler', 'rng_state',
+            'num_floating_point_operations_so_far']
+
+# Args stored in each shard: what check_checkpoint_args compares, plus what resuming needs.
+SAVED_ARGS = ['num_layers', 'hidden_size', 'ffn_hidden_size', 'num_attention_heads', 'num_query_groups',
+              'group_query_attention', 'add_position_embedding', 'max_position_embeddings', 'seq_length',
+              'padded_vocab_size', 'tokenizer_type', 'tensor_model_parallel_size', 'pipeline_model_parallel_size',
+              'expert_model_parallel_size', 'num_layer_list', 'num_layers_per_virtual_pipeline_stage',
+              'use_mcore_models', 'params_dtype', 'consumed_train_samples', 'consumed_valid_samples',
+              'global_batch_size', 'micro_batch_size', 'train_iters', 'lora_target_modules', 'lora_r', 'lora_alpha',
+              'swiglu', 'normalization', 'position_embedding_type', 'untie_embeddings_and_output_weights']
+
+
+# --- names ------------------------------------------------------------------------------------------
+
+def iter_dir_name(iteration, release=False):
+    return 'release' if release else 'iter_{:07d}'.format(iteration)
+
+
+def shard_dir_name(tp_rank, pp_rank, pp_size, ep_rank=0, ep_size=1):
+    name = f'mp_rank_{tp_rank:02d}' if pp_size <= 1 else f'mp_rank_{tp_rank:02d}_{pp_rank:03d}'
+    if ep_size > 1:
+        name += f'_{ep_rank:03d}'
+    return name
+
+
+def layout(tp, pp, ep=1):
+    """(tp_rank, pp_rank, ep_rank) of every shard, in the order the shard directories sort."""
+    return [(t, p, e) for t in range(tp) for p in range(pp) for e in range(ep)]
+
+
+def shard_path(base, iteration, release, tp_rank, pp_rank, pp, ep_rank=0, ep=1, filename=MODEL_FILE):
+    return os.path.join(base, iter_dir_name(iteration, release), shard_dir_name(tp_rank, pp_rank, pp, ep_rank, ep),
+                        filename)
+
+
+def owner_rank(tp_rank, pp_rank, ep_rank, tp, dp, cp=1):
+    """Global rank (Megatron's tp-cp-ep-dp-pp order) that writes a shard: DP rank 0 of its group."""
+    return pp_rank * tp * cp * dp + ep_rank * tp * cp + tp_rank
+
+
+def tracker_path(directory):
+    return os.path.join(directory, TRACKER_NAME)
+
+
+# --- tracker ----------------------------------------------------------------------------------------
+
+def read_tracker(directory):
+    """Returns None (no tracker), ('invalid', text) or (iteration, release)."""
+    path = tracker_path(directory)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding='utf-8') as f:
+        text = f.read().strip()
+    try:
+        return int(text), False
+    except ValueError:
+        if text == 'release':
+            return 0, True
+        return 'invalid', text
+
+
+def write_tracker(directory, iteration):
+    """Written last, atomically (tmp + rename), so a reader never sees a tracker ahead of its shards."""
+    path = tracker_path(directory)
+    tmp = f'{path}.tmp.{os.getpid()}'
+    with open(tmp, 'w', encoding='utf-8') as f:
+        f.write(str(iteration))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# --- shard files --------------------------------------------------------------------------------------
+
+def args_subset(args):
+    out = {}
+    for name in SAVED_ARGS:
+        if hasattr(args, name):
+            value = getattr(args, name)
+            out[name] = value if isinstance(value, (int, float, str, bool, list, type(None))) else str(value)
+    return out
+
+
+def write_json(path, document):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(document, f, indent=1, sort_keys=True)
+        f.write('\n')
+
+
+def read_state(path, tracker_iteration):
+    """Reads a shard. Files the emulator did not write (real checkpoints, fixtures) count as complete."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            document = json.load(f)
+        if isinstance(document, dict) and document.get('format') == FORMAT:
+            return document
+    except (OSError, ValueError, UnicodeDecodeError):
+        pass
+    return {'format': 'opaque', 'iteration': tracker_iteration, 'keys': list(ALL_KEYS), 'args': None,
+            'checkpoint_version': CHECKPOINT_VERSION}
+
+
+def shard_document(iteration, tp_rank, pp_rank, ep_rank, args, keys, lora=False, extra=None):
+    doc = {
+        'format': FORMAT,
+        'note': 'written by the ModelLink emulator (mlemu); a real checkpoint is a torch.save() zip',
+        'iteration': iteration,
+        'checkpoint_version': CHECKPOINT_VERSION,
+        'tp_rank': tp_rank, 'pp_rank': pp_rank, 'ep_rank': ep_rank,
+        'keys': keys,
+        'args': args_subset(args),
+        'model': {'lora_only': bool(lora)},
+    }
+    if extra:
+        doc.update(extra)
+    return doc
+
+
+# --- save -----------------------------------------------------------------------------------------------
+
+def save_checkpoint(rt, save_dir, iteration, args, keys, with_distrib_optim=False, lora=False, save_time_ms=0.0,
+                    extra=None):
+    """megatron.training.checkpointing.save_checkpoint, for the ranks this process stands for."""
+    rt.print0('saving checkpoint at iteration {:7d} to {} in {} format'.format(iteration, save_dir, 'torch'))
+    tp, pp, ep = args.tensor_model_parallel_size, args.pipeline_model_parallel_size, rt.ep
+    dp = max(1, getattr(args, 'data_parallel_size', 1))
+    cp = getattr(args, 'context_parallel_size', 1) or 1
+    mine = [s for s in layout(tp, pp, ep) if rt.dist.hosts(owner_rank(s[0], s[1], s[2], tp, dp, cp))]
+    pause = (save_time_ms / 1000.0) / max(1, len(mine))
+    for tp_rank, pp_rank, ep_rank in mine:
+        model_path = shard_path(save_dir, iteration, False, tp_rank, pp_rank, pp, ep_rank, ep)
+        if with_distrib_optim:
+            write_json(os.path.join(os.path.dirname(model_path), OPTIM_FILE), {
+                'format': FORMAT + '/distrib_optim', 'iteration': iteration,
+                'tp_rank': tp_rank, 'pp_rank': pp_rank, 'ep_rank': ep_rank, 'data_parallel_size': dp})
+        write_json(model_path, shard_document(iteration, tp_rank, pp_rank, ep_rank, args, keys, lora, extra))
+        if pause:
+            time.sleep(pause)
+    if rt.dist.hosts_rank0:
+        write_tracker(save_dir, iteration)
+    rt.print0('  successfully saved checkpoint at iteration {:7d} to {}'.format(iteration, save_dir))
+
+
+# --- load -----------------------------------------------------------------------------------------------
+
+class Loaded:
+    def __init__(self, iteration, release, state, checkpoint_name, optimizer_loaded):
+        self.iteration = iteration
+        self.release = release
+        self.state = state
+        self.checkpoint_name = checkpoint_name
+        self.optimizer_loaded = optimizer_loaded
+
+    @property
+    def checkpoint_args(self):
+        return self.state.get('args')
+
+
+def _load_base(rt, load_dir, exit_on_missing, stack):
+    """_load_base_checkpoint: tracker, then the rank-0 shard. Returns (state, name, release, iteration) or None."""
+    tracker = read_tracker(load_dir)
+    if tracker is None:
+        rt.print0('WARNING: could not find the metadata file {} '.format(tracker_path(load_dir)))
+        rt.print0('    will not load any checkpoints and will start from random')
+        if exit_on_missing:
+            rt.print0(">> '--exit-on-missing-checkpoint' set ... exiting. <<")
+            sys.exit()
+        return None
+    if tracker[0] == 'invalid':
+        rt.print0('ERROR: Invalid metadata file {}. Exiting'.format(tracker_path(load_dir)))
+        sys.exit()
+    iteration, release = tracker
+    if not (iteration > 0 or release):
+        tracebacks.die(stack + [('megatron/training/checkpointing.py', 208, 'read_metadata', None)],
+                       'AssertionError', 'error parsing metadata file {}'.format(tracker_path(load_dir)))
+    args = rt.args
+    name = shard_path(load_dir, iteration, release, 0, 0, args.pipeline_model_parallel_size, 0, rt.ep)
+    if release:
+        rt.print0(f' loading release checkpoint from {load_dir}')
+    else:
+        rt.print0(f' loading checkpoint from {load_dir} at iteration {iteration}')
+    if not os.path.isfile(name):
+        # torch.load raises; Megatron catches BaseException, prints it and calls sys.exit().
+        rt.print0('could not load the checkpoint')
+        rt.print0(tracebacks.errno_enoent(name))
+        sys.exit()
+    return read_state(name, iteration), name, release, iteration
+
+
+def _compare_args(rt, checkpoint_args, stack):
+    args = rt.args
+
+    def compare(name, default=None):
+        if name in checkpoint_args:
+            ckpt_value = checkpoint_args[name]
+        elif default is not None:
+            ckpt_value = default
+        else:
+            return  # the emulator did not store it; a real checkpoint would have it
+        value = getattr(args, name)
+        if ckpt_value != value:
+            tracebacks.die(stack + [
+                ('megatron/training/checkpointing.py', 711, 'load_checkpoint', 'check_checkpoint_args(checkpoint_args)'),
+                ('megatron/training/checkpointing.py', 58, 'check_checkpoint_args', "_compare('{}')".format(name)),
+                ('megatron/training/checkpointing.py', 54, '_compare', 'assert checkpoint_value == args_value, error_message'),
+            ], 'AssertionError', '{} value from checkpoint ({}) is not equal to the input argument value ({}).'.format(
+                name, ckpt_value, value))
+
+    compare('num_layers')
+    compare('hidden_size')
+    compare('num_attention_heads')
+    compare('add_position_embedding', default=True)
+    compare('tensor_model_parallel_size')
+    compare('pipeline_model_parallel_size')
+
+
+def load_checkpoint(rt, load_dir, stack, has_optimizer=True):
+    """megatron.training.checkpointing.load_checkpoint as ModelLink wraps it (LoRA: --lora-load on top).
+
+    Returns a Loaded, or None when there was nothing to load (training starts from random).
+    """
+    args = rt.args
+    base = _load_base(rt, load_dir, args.exit_on_missing_checkpoint, stack)
+    if base is None:
+        return None
+    state, name, release, tracker_iteration = base
+    sources = [(load_dir, tracker_iteration, release)]
+    lora_enabled = bool(getattr(args, 'lora_target_modules', None))
+    if lora_enabled and getattr(args, 'lora_load', None):
+        # ModelLink's _load_base_checkpoint_wrapper: the LoRA checkpoint is merged over the base one.
+        lora = _load_base(rt, args.lora_load, False, stack)
+        if lora is not None:
+            lora_state, name, release, lora_iteration = lora
+            sources.append((args.lora_load, lora_iteration, release))
+            merged = dict(state)
+            merged.update(lora_state)
+            merged['keys'] = sorted(set(state.get('keys', [])) | set(lora_state.get('keys', [])))
+            state = merged
+
+    if args.finetune or release:
+        iteration = 0
+    else:
+        if state.get('iteration') is None:
+            rt.print0('A metadata file exists but unable to load iteration from checkpoint {}, exiting'.format(name))
+            sys.exit()
+        iteration = state['iteration']
+
+    keys = set(state.get('keys', ALL_KEYS))
+    args.consumed_train_samples = 0
+    args.consumed_valid_samples = 0
+    if 'args' in keys and not args.finetune:
+        checkpoint_args = state.get('args')
+        if checkpoint_args is not None:
+            _compare_args(rt, checkpoint_args, stack)
+            args.consumed_train_samples = checkpoint_args.get('consumed_train_samples',
+                                                              iteration * args.global_batch_size)
+            args.consumed_valid_samples = checkpoint_args.get('consumed_valid_samples', 0)
+        else:
+            args.consumed_train_samples = iteration * args.global_batch_size
+    else:
+        rt.print0('could not find arguments in the checkpoint ...')
+
+    # Every rank reads its own shard. A rank whose file is missing prints nothing (print_rank_0)
+    # and exits, and the job dies at the next collective; report which shard was missing.
+    tp, pp, ep = args.tensor_model_parallel_size, args.pipeline_model_parallel_size, rt.ep
+    for source_dir, source_iteration, source_release in sources:
+        for tp_rank, pp_rank, ep_rank in layout(tp, pp, ep):
+            path = shard_path(source_dir, source_iteration, source_release, tp_rank, pp_rank, pp, ep_rank, ep)
+            if not os.path.isfile(path):
+                rt.print0('could not load the checkpoint')
+                rt.print0(tracebacks.errno_enoent(path))
+                sys.exit(1)
+
+    rt.print0(f' checkpoint version {state.get("checkpoint_version", CHECKPOINT_VERSION)}')
+
+    optimizer_loaded = False
+    if has_optimizer and not release and not args.finetune and not args.no_load_optim:
+        if 'optimizer' not in keys:
+            rt.print0('Unable to load optimizer from checkpoint {}. '
+                      'Specify --no-load-optim or --finetune to prevent '
+                      'attempting to load the optimizer state, '
+                      'exiting ...'.format(name))
+            sys.exit()
+        if args.use_distributed_optimizer:
+            optim_dir, optim_iteration, optim_release = sources[-1]  # the LoRA checkpoint when merged
+            for tp_rank, pp_rank, ep_rank in layout(tp, pp, ep):
+                optim = shard_path(optim_dir, optim_iteration, optim_release, tp_rank, pp_rank, pp, ep_rank, ep,
+                                   OPTIM_FILE)
+                if not os.path.isfile(optim):
+                    tracebacks.die(stack + [
+                        ('megatron/training/checkpointing.py', 749, 'load_checkpoint',
+                         'optimizer.load_parameter_state(optim_checkpoint_name)'),
+                        ('megatron/core/optimizer/distrib_optimizer.py', 884, 'load_parameter_state',
+                         'loaded_state = torch.load(filename)'),
+                        ('site:torch/serialization.py', 986, 'load', 'with _open_file_like(f, \'rb\') as opened_file:'),
+                    ], 'FileNotFoundError', tracebacks.errno_enoent(optim))
+        optimizer_loaded = True
+
+    if not release and not args.finetune and not args.no_load_rng:
+        if 'rng_state' not in keys:
+            rt.print0('Unable to load rng state from checkpoint {}. '
+                      'Specify --no-load-rng or --finetune to prevent '
+                      'attempting to load the rng state, '
+                      'exiting ...'.format(name))
+            sys.exit()
+
+    rt.print0(f'  successfully loaded checkpoint from {load_dir} '
+              f'[ t 0, p 0 ] at iteration {iteration}')
+    return Loaded(iteration, release, state, name, optimizer_loaded)

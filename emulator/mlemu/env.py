@@ -1,0 +1,114 @@
+"""Environment: emulator knobs (MLEMU_*) and the distributed layout torchrun describes.
+
+Every environment variable the emulator reads is listed here so the README can point at one file.
+"""
+import os
+import socket
+import sys
+
+# --- emulator knobs -----------------------------------------------------------------------------
+
+
+def env_ms(name, default):
+    """A duration in milliseconds from the environment (float allowed, negative treated as 0)."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == '':
+        return float(default)
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        sys.stderr.write(f'mlemu: ignoring {name}={raw!r} (not a number of milliseconds)\n')
+        return float(default)
+
+
+def iter_time_ms():
+    """MLEMU_ITER_TIME_MS: wall time of one training iteration (default 50)."""
+    return env_ms('MLEMU_ITER_TIME_MS', 50)
+
+
+def save_time_ms():
+    """MLEMU_SAVE_TIME_MS: extra time spent writing one checkpoint, spread over its shards (default 0)."""
+    return env_ms('MLEMU_SAVE_TIME_MS', 0)
+
+
+def eval_question_ms():
+    """MLEMU_EVAL_QUESTION_MS: time evaluation.py spends per question (default 5)."""
+    return env_ms('MLEMU_EVAL_QUESTION_MS', 5)
+
+
+def convert_time_ms():
+    """MLEMU_CONVERT_TIME_MS: total time convert_ckpt.py spends moving weights (default 200)."""
+    return env_ms('MLEMU_CONVERT_TIME_MS', 200)
+
+
+def hccl_delay_ms():
+    """MLEMU_HCCL_DELAY_MS: how long an injected hccl fault stays silent before erroring (default 0).
+
+    A real HCCL timeout only surfaces after HCCL_EXEC_TIMEOUT seconds of a stalled collective.
+    """
+    return env_ms('MLEMU_HCCL_DELAY_MS', 0)
+
+
+def faults_spec():
+    """MLEMU_FAULTS: comma list of [scope:]kind@iteration, see faults.py."""
+    return os.environ.get('MLEMU_FAULTS', '')
+
+
+# --- distributed layout ---------------------------------------------------------------------------
+
+
+class Dist:
+    """Which global ranks this process stands for.
+
+    torchrun (the stand-in) runs ONE process per node that emulates all of the node's local ranks;
+    it exports MLEMU_LOCAL_RANKS=<nproc_per_node> and RANK=<first global rank of the node>.
+    Under a real launcher (LOCAL_RANK set, no MLEMU_LOCAL_RANKS) a process is exactly one rank.
+    Run directly with python3 (no launcher) a process is every rank of WORLD_SIZE (default 1).
+    """
+
+    def __init__(self, environ=None):
+        env = os.environ if environ is None else environ
+        self.world_size = _int_env(env, 'WORLD_SIZE', 1)
+        self.rank = _int_env(env, 'RANK', 0)
+        if 'MLEMU_LOCAL_RANKS' in env:
+            count = _int_env(env, 'MLEMU_LOCAL_RANKS', 1)
+        elif 'LOCAL_RANK' in env:
+            count = 1
+        else:
+            count = self.world_size - self.rank
+        self.first = self.rank
+        self.last = min(self.rank + max(count, 1), self.world_size) - 1
+        self.hostname = socket.gethostname()
+
+    def hosts(self, rank):
+        return self.first <= rank <= self.last
+
+    @property
+    def hosts_rank0(self):
+        return self.hosts(0)
+
+    @property
+    def hosts_last_rank(self):
+        return self.hosts(self.world_size - 1)
+
+    def hosted_ranks(self):
+        return range(self.first, self.last + 1)
+
+
+def _int_env(env, name, default):
+    raw = env.get(name)
+    if raw is None or raw == '':
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        return default
+
+
+def line_buffered_stdio():
+    """Megatron prints with flush=True; line buffering gives the same promptness when piped."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True)
+        except (AttributeError, ValueError):
+            pass

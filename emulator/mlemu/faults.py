@@ -1,0 +1,219 @@
+"""Fault injection driven by MLEMU_FAULTS.
+
+Syntax: a comma-separated list of  [scope:]kind@iteration
+  kind       crash | sigkill | segfault | hccl | oom | nan | hang
+  iteration  training iteration at which the fault fires (before that iteration is logged);
+             0 = at start-up (the only point the non-training entrypoints have)
+  scope      optional; restricts the entry to one entrypoint:
+             pretrain | preprocess | convert | evaluation | inference (or the script file name)
+Example: MLEMU_FAULTS="crash@35,hang@80"  or  MLEMU_FAULTS="convert:crash@0,pretrain:oom@12"
+
+Each fault fires once per output directory: before it acts it writes the marker
+<dir>/.mlemu-fired-<kind>@<iteration> (so even sigkill leaves it behind), and an existing marker
+disarms it. That is what lets an orchestrator's retry of the same command succeed.
+"""
+import os
+import signal
+import sys
+import time
+from datetime import datetime
+
+from . import env, tracebacks
+
+KINDS = ('crash', 'sigkill', 'segfault', 'hccl', 'oom', 'nan', 'hang')
+SCOPES = {
+    'pretrain': 'pretrain_gpt.py', 'pretrain_gpt': 'pretrain_gpt.py', 'train': 'pretrain_gpt.py',
+    'preprocess': 'preprocess_data.py', 'preprocess_data': 'preprocess_data.py',
+    'convert': 'convert_ckpt.py', 'convert_ckpt': 'convert_ckpt.py',
+    'evaluation': 'evaluation.py', 'evaluate': 'evaluation.py', 'eval': 'evaluation.py',
+    'inference': 'inference.py',
+}
+
+
+class Fault:
+    def __init__(self, kind, iteration, scope=None):
+        self.kind = kind
+        self.iteration = iteration
+        self.scope = scope  # an entrypoint file name, or None for all
+
+    @property
+    def marker_name(self):
+        return f'.mlemu-fired-{self.kind}@{self.iteration}'
+
+    def __repr__(self):
+        return f'{self.kind}@{self.iteration}'
+
+
+class FaultSpecError(ValueError):
+    pass
+
+
+def parse_spec(spec):
+    faults = []
+    for raw in spec.split(','):
+        item = raw.strip()
+        if not item:
+            continue
+        scope = None
+        if ':' in item:
+            scope_name, item = item.split(':', 1)
+            scope_name = scope_name.strip()
+            scope = SCOPES.get(scope_name) or (scope_name if scope_name.endswith('.py') else None)
+            if scope is None:
+                raise FaultSpecError(f'unknown scope {scope_name!r} in {raw.strip()!r} '
+                                     f'(expected one of {", ".join(sorted(set(SCOPES)))})')
+        kind, sep, at = item.partition('@')
+        kind = kind.strip()
+        if not sep or kind not in KINDS:
+            raise FaultSpecError(f'bad entry {raw.strip()!r}: expected [scope:]kind@iteration with kind in {", ".join(KINDS)}')
+        try:
+            iteration = int(at.strip())
+        except ValueError:
+            raise FaultSpecError(f'bad iteration in {raw.strip()!r}') from None
+        if iteration < 0:
+            raise FaultSpecError(f'negative iteration in {raw.strip()!r}')
+        faults.append(Fault(kind, iteration, scope))
+    return faults
+
+
+class FaultInjector:
+    """The faults of MLEMU_FAULTS that apply to one entrypoint."""
+
+    def __init__(self, entrypoint, spec=None):
+        self.entrypoint = entrypoint
+        try:
+            all_faults = parse_spec(env.faults_spec() if spec is None else spec)
+        except FaultSpecError as e:
+            sys.stderr.write(f'mlemu: invalid MLEMU_FAULTS: {e}\n')
+            sys.exit(2)
+        self.faults = [f for f in all_faults if f.scope in (None, entrypoint)]
+
+    def due(self, iteration, marker_dir):
+        """Armed faults for this iteration (those without a marker in marker_dir)."""
+        return [f for f in self.faults
+                if f.iteration == iteration and not os.path.exists(os.path.join(marker_dir, f.marker_name))]
+
+    def check(self, iteration, marker_dir, stack, rank=0, training=True):
+        """Fires every armed fault for `iteration`. Returns True if a `nan` fault started.
+
+        `stack` is the fabricated traceback of the current code location; during training the
+        kind-specific tail (forward pass for crash/oom, all-reduce for hccl) is appended.
+        """
+        started_nan = False
+        for fault in self.due(iteration, marker_dir):
+            write_marker(marker_dir, fault)
+            if fault.kind == 'nan':
+                started_nan = True
+            else:
+                act(fault, stack, rank, training)
+        return started_nan
+
+
+def write_marker(marker_dir, fault):
+    os.makedirs(marker_dir, exist_ok=True)
+    path = os.path.join(marker_dir, fault.marker_name)
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(f'{fault.kind}@{fault.iteration} fired at {datetime.now().isoformat(timespec="seconds")} '
+                f'pid {os.getpid()}\n')
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _stamp():
+    now = datetime.now()
+    return now.strftime('%Y-%m-%d-%H:%M:%S'), now.strftime('%Y-%m-%d-%H:%M:%S.') + f'{now.microsecond // 1000:03d}.{now.microsecond % 1000:03d}'
+
+
+def act(fault, stack, rank=0, training=True):
+    """Carries out a non-nan fault; never returns."""
+    sys.stdout.flush()
+    kind = fault.kind
+    if kind == 'sigkill':
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif kind == 'segfault':
+        signal.signal(signal.SIGSEGV, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGSEGV)
+    elif kind == 'hang':
+        # A rank stuck in a collective: alive, silent, still killable (default SIGTERM/SIGINT).
+        while True:
+            time.sleep(3600)
+    elif kind == 'crash':
+        _crash(stack + (tracebacks.FORWARD if training else []), rank)
+    elif kind == 'oom':
+        _oom(stack + (tracebacks.FORWARD if training else []), rank)
+    elif kind == 'hccl':
+        _hccl(stack + (tracebacks.ALLREDUCE if training else []), rank)
+    time.sleep(1)  # a signal may take a moment to be delivered
+    os._exit(1)
+
+
+def _crash(stack, rank):
+    short, full = _stamp()
+    preamble = (
+        'EZ9999: Inner Error!\n'
+        f'EZ9999: {full}  The error from device(chipId:{rank % 8}, dieId:0), serial number is 1, there is an aicore error, '
+        'core id is 12, error code = 0x800000, dump info: pc start: 0x12c0c0bb6000, current: 0x12c0c0bb6254, '
+        'vec error info: 0x0, mte error info: 0x2000000, ifu error info: 0x0, ccu error info: 0x0, cube error info: 0x0, '
+        'biu error info: 0x0, aic error mask: 0x65000200d000288, para base: 0x12c1400cb000.'
+        '[FUNC:ProcessStarsCoreErrorInfo][FILE:device_error_proc.cc][LINE:1169]\n'
+        '        TraceBack (most recent call last):\n'
+        '        The extend info: errcode:(0x800000, 0, 0) errorStr: The DDR address of the MTE instruction is out of range. '
+        'fixp_error0 info: 0x0, fixp_error1 info: 0x0, fsmId:0, tslot:0, thread:0, ctxid:0, blk:0, sublk:0, subErrType:4.'
+        '[FUNC:ProcessStarsCoreErrorInfo][FILE:device_error_proc.cc][LINE:1181]\n'
+        '        Kernel task happen error, retCode=0x31, [vector core exception].[FUNC:PreCheckTaskErr][FILE:davinci_kernel_task.cc][LINE:1222]\n'
+        '        AIV Kernel happen error, retCode=0x31.[FUNC:GetError][FILE:stream.cc][LINE:1082]\n'
+    )
+    message = (
+        'The Inner error is reported as above. The process exits for this inner error, and the current working '
+        'operator name is MatMulV2.\n'
+        'Since the operator is called asynchronously, the stacktrace may be inaccurate. If you want to get the accurate '
+        'stacktrace, pleace set the environment variable ASCEND_LAUNCH_BLOCKING=1.\n'
+        f'[ERROR] {short} (PID:{os.getpid()}, Device:{rank % 8}, RankID:{rank}) ERR00100 PTA call acl api failed'
+    )
+    tracebacks.die(stack, 'RuntimeError', message, preamble=preamble)
+
+
+def _oom(stack, rank):
+    message = (
+        f'NPU out of memory. Tried to allocate 2.00 GiB (NPU {rank % 8}; 60.97 GiB total capacity; '
+        '56.51 GiB already allocated; 56.51 GiB current active; 1.18 GiB free; 58.73 GiB reserved in total by PyTorch) '
+        'If reserved memory is >> allocated memory try setting max_split_size_mb to avoid fragmentation.'
+    )
+    tracebacks.die(stack, 'RuntimeError', message)
+
+
+def _hccl(stack, rank):
+    delay = env.hccl_delay_ms()
+    if delay:
+        time.sleep(delay / 1000.0)
+    short, full = _stamp()
+    peer = rank + 1 if rank == 0 else rank - 1
+    preamble = (
+        f'[ERROR] {short} (PID:{os.getpid()}, Device:{rank % 8}, RankID:{rank}) ERR02200 DIST call hccl api failed.\n'
+        f'EI0002: {full} The wait execution of the Notify register times out. Reason: The Notify register has not '
+        f'received the Notify record from remote rank [{peer}].base information: [streamID:[5], taskID[12], '
+        'taskType[Notify Wait], tag[AllReduce_127.0.0.1%enp189s0f0_60000_0_1727576100123456]] task information: '
+        f'[notify id:[0x0000000100000058], stage:[ffffffff], remote rank:[{peer}]]\n'
+        '        Possible Cause: 1. An exception occurs during the execution on some NPUs in the cluster. As a result, '
+        'collective communication operation failed.2. The execution speed on some NPU in the cluster is too slow to '
+        'complete a communication operation within the timeout interval. (default 1800s, You can set the interval by '
+        'using HCCL_EXEC_TIMEOUT.)3. The number of training samples of each NPU is inconsistent.4. In a PyTorch '
+        'scenario, the program hangs due to an exception in the data loader or another operation, causing a timeout.\n'
+        '        Solution: 1. Check the rank service processes with other errors or no errors in the cluster.2. If this '
+        'error is reported for all NPUs, check whether the time difference between the earliest and latest errors is '
+        'greater than the connect timeout interval (120s by default). If so, adjust the timeout interval by using the '
+        'HCCL_CONNECT_TIMEOUT environment variable.3. Check the connectivity of the communication link between nodes. '
+        '(For details, see the TLS command and HCCN connectivity check examples.)\n'
+        '        TraceBack (most recent call last):\n'
+        '        Notify wait execute failed, device_id=0, stream_id=5, task_id=12, flip_num=0, notify_id=88'
+        '[FUNC:GetError][FILE:stream.cc][LINE:1082]\n'
+        '        rtStreamSynchronizeWithTimeout execute failed, reason=[notify wait timeout]'
+        '[FUNC:FuncErrorReason][FILE:error_message_manage.cc][LINE:53]\n'
+        '        synchronize stream failed, runtime result = 507010[FUNC:ReportCallError][FILE:log_inner.cpp][LINE:161]\n'
+    )
+    message = (
+        f'[Rank {rank}] HCCL AllReduce timeout: notify wait timeout (EI0002), error code 507010. '
+        'The Inner error is reported as above. The process exits for this inner error, and the current working '
+        'operator name is HcclAllreduce.'
+    )
+    tracebacks.die(stack, 'RuntimeError', message, preamble=preamble)

@@ -1,0 +1,375 @@
+/**
+ * The ModelLink emulator (emulator/): flags, files on disk, log lines and fault injection.
+ * Runs the Python entrypoints as child processes; no Temporal involved.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const EMULATOR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'emulator');
+const PYTHON = process.env.PYTHON ?? 'python3';
+/** formats.md (a): how linkflow (and ModelLink's CI) find the iteration in a training log line. */
+const ITERATION_RE = /iteration\s+(\d+)\/\s*(\d+) \|/;
+
+let tmp: string;
+let hf: string; // fake HF model + tokenizer directory
+let dataPrefix: string; // preprocessed pretraining data (<P>_text_document)
+
+interface Result {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(command: string[], env: Record<string, string> = {}, cwd = tmp): Result {
+  const [cmd, ...args] = command;
+  const r = spawnSync(cmd, args, {
+    cwd,
+    env: { ...process.env, MLEMU_ITER_TIME_MS: '5', MLEMU_CONVERT_TIME_MS: '5', MLEMU_EVAL_QUESTION_MS: '1', ...env },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  return { code: r.status, signal: r.signal, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+}
+
+const py = (script: string, args: string[], env: Record<string, string> = {}) => run([PYTHON, path.join(EMULATOR, script), ...args], env);
+const torchrun = (nproc: number, script: string, args: string[], env: Record<string, string> = {}) =>
+  run(
+    [path.join(EMULATOR, 'torchrun'), '--nproc_per_node', String(nproc), '--nnodes', '1', '--node_rank', '0', '--master_addr', 'localhost', '--master_port', '6000', path.join(EMULATOR, script), ...args],
+    env,
+  );
+
+function iterations(stdout: string): number[] {
+  return stdout
+    .split('\n')
+    .map((line) => ITERATION_RE.exec(line))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => Number(m[1]));
+}
+
+/** A small LLaMA-shaped model, as the examples/mcore/llama2 scripts pass it. */
+function modelArgs(extra: { tp?: number; pp?: number } = {}): string[] {
+  return [
+    '--use-mcore-models',
+    '--tensor-model-parallel-size', String(extra.tp ?? 1),
+    '--pipeline-model-parallel-size', String(extra.pp ?? 1),
+    '--num-layers', '4', '--hidden-size', '256', '--ffn-hidden-size', '688', '--num-attention-heads', '8',
+    '--tokenizer-type', 'PretrainedFromHF', '--tokenizer-name-or-path', hf,
+    '--seq-length', '128', '--max-position-embeddings', '128',
+    '--position-embedding-type', 'rope', '--normalization', 'RMSNorm', '--swiglu', '--disable-bias-linear',
+    '--untie-embeddings-and-output-weights', '--make-vocab-size-divisible-by', '1',
+  ];
+}
+
+function trainArgs(opts: { save?: string; load?: string; iters?: number; tp?: number; pp?: number; extra?: string[] } = {}): string[] {
+  return [
+    ...modelArgs(opts),
+    '--micro-batch-size', '1', '--global-batch-size', '8',
+    '--lr', '1.25e-6', '--min-lr', '1.25e-7', '--lr-decay-style', 'cosine', '--lr-warmup-fraction', '0.01',
+    '--train-iters', String(opts.iters ?? 30),
+    '--data-path', dataPrefix, '--split', '100,0,0',
+    '--log-interval', '1', '--save-interval', '10', '--eval-interval', '1000', '--eval-iters', '0',
+    '--bf16', '--no-load-optim', '--no-load-rng',
+    ...(opts.save ? ['--save', opts.save] : []),
+    ...(opts.load ? ['--load', opts.load] : []),
+    ...(opts.extra ?? []),
+  ];
+}
+
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'linkflow-emulator-test-'));
+  hf = path.join(tmp, 'hf');
+  for (const args of [['hf-model', hf], ['pretrain-jsonl', path.join(tmp, 'corpus.jsonl'), '--docs', '120'], ['eval', path.join(tmp, 'eval')]]) {
+    const r = run([PYTHON, path.join(EMULATOR, 'tools', 'make_fixtures.py'), ...args]);
+    expect(r.code, r.stderr).toBe(0);
+  }
+  fs.mkdirSync(path.join(tmp, 'data'));
+  const r = py('preprocess_data.py', ['--input', path.join(tmp, 'corpus.jsonl'), '--tokenizer-name-or-path', hf, '--output-prefix', path.join(tmp, 'data', 'corpus'), '--log-interval', '50']);
+  expect(r.code, r.stderr).toBe(0);
+  dataPrefix = path.join(tmp, 'data', 'corpus_text_document');
+});
+
+afterAll(() => {
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('argument parsing', () => {
+  it('rejects an unknown flag like argparse: usage, error line, exit 2', () => {
+    const r = py('pretrain_gpt.py', [...trainArgs(), '--no-such-flag']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^usage: pretrain_gpt\.py /);
+    expect(r.stderr).toContain('pretrain_gpt.py: error: unrecognized arguments: --no-such-flag');
+    expect(r.stdout).toBe('');
+  });
+
+  it('rejects a bad choice and a bad type', () => {
+    expect(py('pretrain_gpt.py', ['--lr-decay-style', 'exponential']).stderr).toContain("argument --lr-decay-style: invalid choice: 'exponential'");
+    const r = py('evaluation.py', ['--max-new-tokens', 'many']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("argument --max-new-tokens: invalid int value: 'many'");
+  });
+
+  it('builds convert_ckpt.py flags from the chosen plugins, as ModelLink does', () => {
+    const base = ['--model-type', 'GPT', '--load-model-type', 'hf', '--save-model-type', 'mg', '--load-dir', hf, '--save-dir', path.join(tmp, 'unused')];
+    const noTokenizer = py('convert_ckpt.py', base);
+    expect(noTokenizer.code).toBe(2);
+    expect(noTokenizer.stderr).toContain('the following arguments are required: --tokenizer-model');
+    // --lora-r exists for the mg loader only.
+    const lora = py('convert_ckpt.py', [...base, '--tokenizer-model', hf, '--lora-r', '8']);
+    expect(lora.code).toBe(2);
+    expect(lora.stderr).toContain('unrecognized arguments: --lora-r 8');
+  });
+});
+
+describe('preprocess_data.py', () => {
+  it('writes <prefix>_text_document.bin/.idx in Megatron MMIDIDX format', () => {
+    const idx = fs.readFileSync(`${dataPrefix}.idx`);
+    expect(idx.subarray(0, 9).equals(Buffer.from('MMIDIDX\x00\x00', 'latin1'))).toBe(true);
+    expect(idx.readBigUInt64LE(9)).toBe(1n); // version
+    const dtype = idx.readUInt8(17);
+    expect(dtype).toBe(4); // int32, ModelLink's IndexedDatasetBuilder default
+    const sequences = Number(idx.readBigUInt64LE(18));
+    const documents = Number(idx.readBigUInt64LE(26));
+    expect(sequences).toBe(120);
+    expect(documents).toBe(121);
+    const lengths = Array.from({ length: sequences }, (_, i) => idx.readInt32LE(34 + 4 * i));
+    expect(fs.statSync(`${dataPrefix}.bin`).size).toBe(lengths.reduce((a, b) => a + b, 0) * 4);
+  });
+
+  it('names instruction outputs <prefix>_packed_{input_ids,attention_mask,labels}_document', () => {
+    const input = path.join(tmp, 'alpaca.jsonl');
+    fs.writeFileSync(input, ['a', 'b', 'c'].map((x) => JSON.stringify({ instruction: `say ${x}`, input: '', output: x })).join('\n'));
+    const prefix = path.join(tmp, 'data', 'alpaca');
+    const r = py('preprocess_data.py', ['--input', input, '--tokenizer-name-or-path', hf, '--output-prefix', prefix, '--handler-name', 'AlpacaStyleInstructionHandler', '--prompt-type', 'llama2']);
+    expect(r.code, r.stderr).toBe(0);
+    for (const key of ['input_ids', 'attention_mask', 'labels']) {
+      for (const ext of ['bin', 'idx']) expect(fs.existsSync(`${prefix}_packed_${key}_document.${ext}`)).toBe(true);
+    }
+  });
+
+  it('fails with a FileNotFoundError traceback when --input is missing', () => {
+    const r = py('preprocess_data.py', ['--input', path.join(tmp, 'missing.jsonl'), '--tokenizer-name-or-path', hf, '--output-prefix', path.join(tmp, 'data', 'x')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('Traceback (most recent call last):');
+    expect(r.stderr).toMatch(/\nFileNotFoundError: .*missing\.jsonl/);
+  });
+});
+
+describe('convert_ckpt.py', () => {
+  it('hf -> mg writes iter_0000001 with one shard per TP x PP rank and tracker 1', () => {
+    const save = path.join(tmp, 'converted');
+    const r = py('convert_ckpt.py', ['--model-type', 'GPT', '--load-model-type', 'hf', '--save-model-type', 'mg', '--target-tensor-parallel-size', '2', '--target-pipeline-parallel-size', '2', '--load-dir', hf, '--save-dir', save, '--tokenizer-model', path.join(hf, 'tokenizer.model'), '--use-mcore-models', '--model-type-hf', 'llama2']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('Loaded modellink.tasks.checkpoint.loader_hf as the loader.');
+    expect(r.stdout).toContain('saving checkpoint at iteration       1 to');
+    expect(fs.readdirSync(path.join(save, 'iter_0000001')).sort()).toEqual(['mp_rank_00_000', 'mp_rank_00_001', 'mp_rank_01_000', 'mp_rank_01_001']);
+    for (const shard of fs.readdirSync(path.join(save, 'iter_0000001'))) {
+      expect(fs.readdirSync(path.join(save, 'iter_0000001', shard))).toEqual(['model_optim_rng.pt']); // no optimizer state
+    }
+    expect(fs.readFileSync(path.join(save, 'latest_checkpointed_iteration.txt'), 'utf8')).toBe('1');
+  });
+
+  it('fails like ModelLink when the HF directory does not exist', () => {
+    const missing = path.join(tmp, 'no-such-model');
+    const r = py('convert_ckpt.py', ['--model-type', 'GPT', '--load-model-type', 'hf', '--save-model-type', 'mg', '--load-dir', missing, '--save-dir', path.join(tmp, 'c2'), '--tokenizer-model', 'x']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`FileNotFoundError: [Errno 2] No such file or directory: '${path.join(missing, 'config.json')}'`);
+  });
+});
+
+describe('pretrain_gpt.py', () => {
+  const save = () => path.join(tmp, 'pretrain');
+
+  it('trains, logs every iteration and saves iter_0000010/20/30 with tracker 30', () => {
+    const r = torchrun(4, 'pretrain_gpt.py', trainArgs({ save: save(), tp: 2, pp: 2, extra: ['--use-distributed-optimizer'] }));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('------------------------ ModelLink Arguments ------------------------');
+    expect(r.stdout).toMatch(/\n {2}tensor_model_parallel_size \.+ 2\n/);
+    expect(iterations(r.stdout)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    const line = r.stdout.split('\n').find((l) => ITERATION_RE.test(l) && l.includes('iteration       30/      30'));
+    expect(line).toMatch(/^ \[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] iteration {7}30\/ {6}30 \| consumed samples: {10}240 \| elapsed time per iteration \(ms\): \d+\.\d \| learning rate: \d\.\d{6}E[+-]\d\d \| global batch size: {5}8 \| lm loss: \d\.\d{6}E\+00 \| loss scale: 1\.0 \| grad norm: \d+\.\d{3} \| number of skipped iterations: {3}0 \| number of nan iterations: {3}0 \|$/);
+    expect(r.stdout).toMatch(/\[Rank 0\] \(after 1 iterations\) memory \(MB\) \| allocated: [0-9.]+ \| max allocated: [0-9.]+/);
+    for (const it of [10, 20, 30]) expect(r.stdout).toContain(`saving checkpoint at iteration ${String(it).padStart(7)} to ${save()} in torch format`);
+    expect(fs.readdirSync(save()).sort()).toEqual(['iter_0000010', 'iter_0000020', 'iter_0000030', 'latest_checkpointed_iteration.txt']);
+    expect(fs.readdirSync(path.join(save(), 'iter_0000030', 'mp_rank_01_001')).sort()).toEqual(['distrib_optim.pt', 'model_optim_rng.pt']);
+    expect(fs.readFileSync(path.join(save(), 'latest_checkpointed_iteration.txt'), 'utf8')).toBe('30');
+  });
+
+  it('continues from the tracker iteration with --load', () => {
+    const r = torchrun(4, 'pretrain_gpt.py', trainArgs({ save: save(), load: save(), iters: 35, tp: 2, pp: 2 }));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(` loading checkpoint from ${save()} at iteration 30`);
+    expect(r.stdout).toContain(`  successfully loaded checkpoint from ${save()} [ t 0, p 0 ] at iteration 30`);
+    expect(iterations(r.stdout)[0]).toBe(31);
+    expect(r.stdout).toMatch(/iteration {7}31\/ {6}35 \| consumed samples: {10}248 \|/);
+    expect(fs.readFileSync(path.join(save(), 'latest_checkpointed_iteration.txt'), 'utf8')).toBe('35');
+  });
+
+  it('rejects a checkpoint whose TP layout differs from the job', () => {
+    // Rank 0's shard (mp_rank_00_000) exists, so Megatron's argument check fails.
+    const r = torchrun(2, 'pretrain_gpt.py', trainArgs({ save: path.join(tmp, 'other'), load: save(), iters: 40, tp: 1, pp: 2 }));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('AssertionError: tensor_model_parallel_size value from checkpoint (2) is not equal to the input argument value (1).');
+  });
+
+  it('prints the two WARNING lines and starts from iteration 1 without a tracker', () => {
+    const empty = path.join(tmp, 'empty-load');
+    const r = py('pretrain_gpt.py', trainArgs({ load: empty, iters: 2 }));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`WARNING: could not find the metadata file ${empty}/latest_checkpointed_iteration.txt`);
+    expect(r.stdout).toContain('    will not load any checkpoints and will start from random');
+    expect(iterations(r.stdout)).toEqual([1, 2]);
+  });
+
+  it('fails with Megatron’s batch-size assertion', () => {
+    const r = torchrun(4, 'pretrain_gpt.py', trainArgs({ iters: 2, extra: ['--global-batch-size', '6'] }));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('AssertionError: global batch size (6) is not divisible by micro batch size (1) times data parallel size (4)');
+  });
+
+  it('fails with a FileNotFoundError when the data prefix does not exist', () => {
+    const r = py('pretrain_gpt.py', trainArgs({ iters: 2, extra: ['--data-path', path.join(tmp, 'nothing')] }));
+    expect(r.code).toBe(1);
+    expect(r.stderr.trimEnd().split('\n').at(-1)).toBe(`FileNotFoundError: [Errno 2] No such file or directory: '${path.join(tmp, 'nothing')}.idx'`);
+  });
+});
+
+describe('fault injection', () => {
+  it('crash@15 exits 1 with a traceback once; the same command then succeeds', () => {
+    const save = path.join(tmp, 'crash');
+    const args = trainArgs({ save, iters: 20 });
+    const first = py('pretrain_gpt.py', args, { MLEMU_FAULTS: 'crash@15' });
+    expect(first.code).toBe(1);
+    expect(first.stderr).toContain('Traceback (most recent call last):');
+    expect(first.stderr).toMatch(/\nRuntimeError: /);
+    expect(Math.max(...iterations(first.stdout))).toBe(14);
+    expect(fs.existsSync(path.join(save, '.mlemu-fired-crash@15'))).toBe(true);
+    expect(fs.readFileSync(path.join(save, 'latest_checkpointed_iteration.txt'), 'utf8')).toBe('10');
+
+    const second = py('pretrain_gpt.py', args, { MLEMU_FAULTS: 'crash@15' });
+    expect(second.code, second.stderr).toBe(0);
+    expect(Math.max(...iterations(second.stdout))).toBe(20);
+  });
+
+  it('oom and hccl print the NPU/HCCL errors', () => {
+    const oom = py('pretrain_gpt.py', trainArgs({ save: path.join(tmp, 'oom'), iters: 5 }), { MLEMU_FAULTS: 'oom@3' });
+    expect(oom.code).toBe(1);
+    expect(oom.stderr).toContain('RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB (NPU 0; 60.97 GiB total capacity;');
+    const hccl = py('pretrain_gpt.py', trainArgs({ save: path.join(tmp, 'hccl'), iters: 5 }), { MLEMU_FAULTS: 'hccl@3' });
+    expect(hccl.code).toBe(1);
+    expect(hccl.stderr).toContain('EI0002');
+    expect(hccl.stderr).toMatch(/\nRuntimeError: .*HCCL.*timeout/);
+  });
+
+  it('sigkill kills the process and still leaves its marker', () => {
+    const save = path.join(tmp, 'sigkill');
+    const r = py('pretrain_gpt.py', trainArgs({ save, iters: 5 }), { MLEMU_FAULTS: 'pretrain:sigkill@2' });
+    expect(r.signal).toBe('SIGKILL');
+    expect(fs.existsSync(path.join(save, '.mlemu-fired-sigkill@2'))).toBe(true);
+  });
+
+  it('hang@5 stops printing but keeps the process alive', async () => {
+    const child = spawn(PYTHON, [path.join(EMULATOR, 'pretrain_gpt.py'), ...trainArgs({ save: path.join(tmp, 'hang'), iters: 20 })], {
+      cwd: tmp,
+      env: { ...process.env, MLEMU_ITER_TIME_MS: '5', MLEMU_FAULTS: 'hang@5' },
+    });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      expect(child.exitCode).toBeNull();
+      expect(iterations(stdout)).toEqual([1, 2, 3, 4]);
+      expect(fs.existsSync(path.join(tmp, 'hang', '.mlemu-fired-hang@5'))).toBe(true);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).toBe('SIGTERM');
+  });
+
+  it('nan: fp16 skips the steps and counts nan iterations; bf16 raises ModelLink’s NaN check', () => {
+    const base = trainArgs({ iters: 8 }).filter((a) => a !== '--bf16');
+    const fp16 = py('pretrain_gpt.py', [...base, '--fp16', '--save', path.join(tmp, 'nan16')], { MLEMU_FAULTS: 'nan@5' });
+    expect(fp16.code, fp16.stderr).toBe(0);
+    const lines = fp16.stdout.split('\n').filter((l) => ITERATION_RE.test(l));
+    expect(lines[3]).toContain('lm loss:');
+    expect(lines[4]).not.toContain('lm loss');
+    expect(lines[4]).toContain('number of skipped iterations:   1 | number of nan iterations:   1 |');
+    // DynamicGradScaler with hysteresis 2: the scale halves from the second skipped step on.
+    expect(lines[5]).toMatch(/loss scale: 2147483648\.0 \|/);
+    expect(lines[7]).toMatch(/loss scale: 536870912\.0 \|/);
+
+    const bf16 = py('pretrain_gpt.py', [...base, '--bf16', '--save', path.join(tmp, 'nan-bf16')], { MLEMU_FAULTS: 'nan@5' });
+    expect(bf16.code).toBe(1);
+    expect(bf16.stderr).toContain('ValueError: Rank 0: found NaN in local forward loss calculation.');
+  });
+
+  it('rejects a malformed MLEMU_FAULTS', () => {
+    const r = py('pretrain_gpt.py', trainArgs({ iters: 2 }), { MLEMU_FAULTS: 'explode@3' });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('mlemu: invalid MLEMU_FAULTS');
+  });
+});
+
+describe('evaluation.py', () => {
+  const evalArgs = (load: string, dataPath: string) => [
+    ...modelArgs(), '--micro-batch-size', '1', '--bf16', '--load', load,
+    '--task-data-path', dataPath, '--task', 'mmlu', '--max-new-tokens', '1',
+    '--exit-on-missing-checkpoint', '--no-load-rng', '--no-load-optim',
+  ];
+  let ckpt: string;
+
+  beforeAll(() => {
+    ckpt = path.join(tmp, 'eval-ckpt');
+    const r = py('pretrain_gpt.py', trainArgs({ save: ckpt, iters: 10 }));
+    expect(r.code, r.stderr).toBe(0);
+  });
+
+  it('scores mmlu: per-question lines, acc summary, DataFrame and running time', () => {
+    const r = py('evaluation.py', evalArgs(ckpt, path.join(tmp, 'eval', 'mmlu', 'test')));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/INFO:modellink\.tasks\.evaluation\.eval_impl\.mmlu_eval:correct: [ABCD], AI: [ABCD]\n/);
+    expect(r.stdout).toMatch(/INFO:modellink\.tasks\.evaluation\.eval_impl\.mmlu_eval:mmlu acc = \d+\/8=[0-9.]+\n/);
+    expect(r.stdout).toMatch(/INFO:__main__:\n {12}subject {2}question_n +acc\n/);
+    expect(r.stdout).toMatch(/\n2 +total +8 +[0-9.]+\n/);
+    expect(r.stdout).toMatch(/INFO:__main__:MMLU Running Time:, [0-9.]+/);
+  });
+
+  it('logs a missing data directory at INFO and exits 0 without a result line', () => {
+    const missing = path.join(tmp, 'eval', 'mmlu', 'nope');
+    const r = py('evaluation.py', evalArgs(ckpt, missing));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`INFO:__main__:[Errno 2] No such file or directory: '${missing}'`);
+    expect(r.stdout).not.toContain('acc =');
+  });
+
+  it('exits (status 0, like Megatron) on --exit-on-missing-checkpoint without a tracker', () => {
+    const r = py('evaluation.py', evalArgs(path.join(tmp, 'no-ckpt'), path.join(tmp, 'eval', 'mmlu', 'test')));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(">> '--exit-on-missing-checkpoint' set ... exiting. <<");
+    expect(r.stdout).not.toContain('acc =');
+  });
+});
+
+describe('torchrun stand-in', () => {
+  it('exports the rank layout and execs the script with its arguments unchanged', () => {
+    const script = path.join(tmp, 'show.py');
+    fs.writeFileSync(script, 'import json, os, sys\nprint(json.dumps({"env": {k: os.environ.get(k) for k in ["RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT", "MLEMU_LOCAL_RANKS"]}, "argv": sys.argv[1:]}))\n');
+    const r = run([path.join(EMULATOR, 'torchrun'), '--nproc-per-node', '8', '--nnodes', '2', '--node-rank', '1', '--master-addr', '10.0.0.1', '--master-port', '6001', script, '--a', '1', '--flag', 'x y']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({
+      env: { RANK: '8', LOCAL_RANK: '0', WORLD_SIZE: '16', LOCAL_WORLD_SIZE: '8', GROUP_RANK: '1', MASTER_ADDR: '10.0.0.1', MASTER_PORT: '6001', MLEMU_LOCAL_RANKS: '8' },
+      argv: ['--a', '1', '--flag', 'x y'],
+    });
+  });
+
+  it('rejects unknown torchrun options before the script', () => {
+    const r = run([path.join(EMULATOR, 'torchrun'), '--nproc_per_node', '2', '--bogus', '1', path.join(EMULATOR, 'pretrain_gpt.py')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('torchrun: error: unrecognized arguments: --bogus');
+  });
+});
