@@ -60,21 +60,26 @@ export interface Snapshot {
 export async function snapshot(handle: WorkflowHandle): Promise<Snapshot> {
   const description = await handle.describe();
   const snap: Snapshot = { workflowId: handle.workflowId, workflowStatus: description.status.name };
-  try {
-    snap.state = await handle.query<PipelineState>('progress');
-  } catch {
-    // No worker to answer (a closed pipeline with every worker stopped): fall back to the result below.
+  if (snap.workflowStatus !== 'RUNNING') {
+    // A closed pipeline's state is in its result or its failure; only a cancelled one needs a worker to answer a query.
+    const outcome = await outcomeOf(handle);
+    snap.state = outcome.state;
+    snap.failure = outcome.failure;
   }
+  if (!snap.state) snap.state = await queryProgress(handle);
   for (const activity of description.raw.pendingActivities ?? []) {
     const payload = activity.heartbeatDetails?.payloads?.[0];
     if (payload) snap.live = defaultPayloadConverter.fromPayload<HeartbeatDetails>(payload);
   }
-  if (snap.workflowStatus !== 'RUNNING') {
-    const outcome = await outcomeOf(handle);
-    snap.state = outcome.state ?? snap.state;
-    snap.failure = outcome.failure;
-  }
   return snap;
+}
+
+async function queryProgress(handle: WorkflowHandle): Promise<PipelineState | undefined> {
+  try {
+    return await handle.query<PipelineState>('progress');
+  } catch {
+    return undefined; // no worker polls this pipeline's task queue right now
+  }
 }
 
 /** The final state of a closed pipeline: its result, or the state carried by its failure. */

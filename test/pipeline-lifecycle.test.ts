@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshot } from '../cli/pipeline-client.ts';
 import { DEMO, fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';
 import { runSpec, startSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
+import { runCli } from './helpers/cli.ts';
 
 let t: TestTemporal;
 beforeAll(async () => {
@@ -123,7 +124,16 @@ describe('a pipeline of every stage kind', () => {
       await new Promise((r) => setTimeout(r, 300));
     }
     expect(processesMentioning(ws).length).toBeGreaterThan(0);
-    await handle.cancel();
+    const cliEnv = { TEMPORAL_ADDRESS: t.config.address };
+    const status = await runCli(['status', handle.workflowId, '--json'], cliEnv);
+    expect(status.code, status.stderr).toBe(0);
+    const live = JSON.parse(status.stdout);
+    expect(live).toMatchObject({ workflowId: handle.workflowId, status: 'running', live: { stage: 'pretrain', trainIters: 5000 } });
+    expect(live.live.iteration).toBeGreaterThanOrEqual(5);
+    expect(live.live.tokensPerSecondPerDevice).toBeGreaterThan(0);
+    expect(live.stages.find((s: { name: string }) => s.name === 'pretrain').status).toBe('running');
+    const cancel = await runCli(['cancel', handle.workflowId], cliEnv);
+    expect(cancel.code, cancel.stderr).toBe(0);
     const error = await handle.result().then(() => undefined, (e: unknown) => e);
     expect(error).toBeInstanceOf(WorkflowFailedError);
     expect((error as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
