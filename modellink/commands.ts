@@ -7,6 +7,7 @@
  */
 import type { Preset } from './presets.ts';
 import type { ConvertStage, EvaluateStage, PipelineSpec, PreprocessStage, TrainingStage } from './spec.ts';
+import { DETERMINISTIC_ENV, featureArgs, type Features } from './features.ts';
 import flagNames from './flag-names.json' with { type: 'json' };
 
 export type Entrypoint = 'pretrain_gpt.py' | 'preprocess_data.py' | 'convert_ckpt.py' | 'evaluation.py' | 'inference.py';
@@ -192,6 +193,28 @@ function loraArgs(lora: LoraOptions, mcore: boolean): Arg[] {
   ];
 }
 
+/** The spec's feature sections with the preset's defaults filled in (its example script's fused kernels). */
+export function resolveFeatures(spec: PipelineSpec, preset: Preset): Features {
+  const a = preset.architecture;
+  const k = spec.kernels;
+  return {
+    parallel: spec.parallel,
+    memory: spec.memory,
+    kernels: {
+      flashAttn: k.flashAttn ?? preset.fused.flashAttn,
+      fusedRmsnorm: k.fusedRmsnorm ?? (preset.fused.rmsnorm && a.normalization === 'RMSNorm'),
+      fusedSwiglu: k.fusedSwiglu ?? (preset.fused.swiglu && a.swiglu),
+      fusedRotaryPosEmb: k.fusedRotaryPosEmb ?? (preset.fused.rotaryPosEmb && a.positionEmbeddingType === 'rope'),
+      slidingWindow: k.slidingWindow,
+    },
+    communication: { ...spec.communication, overlapGradReduce: spec.communication.overlapGradReduce ?? spec.parallel.distributedOptimizer },
+    moe: spec.moe,
+    profiling: spec.profiling,
+    deterministic: spec.deterministic,
+    highAvailability: spec.highAvailability,
+  };
+}
+
 export interface TrainingPaths {
   data: string;
   tokenizer: string;
@@ -213,6 +236,7 @@ export function buildTraining(spec: PipelineSpec, preset: Preset, stage: Trainin
   const lr = stage.lr ?? preset.training.lr;
   const minLr = stage.minLr ?? preset.training.minLr;
   const loadsWeights = paths.load !== undefined;
+  const features = resolveFeatures(spec, preset);
   const args: Arg[] = [
     ...flag(mcore, '--use-mcore-models'),
     ['--tensor-model-parallel-size', num(p.tp)],
@@ -232,9 +256,7 @@ export function buildTraining(spec: PipelineSpec, preset: Preset, stage: Trainin
     ['--train-iters', num(stage.trainIters)],
     ['--lr-decay-style', 'cosine'],
     ...shapeArgs(preset),
-    ...flag(preset.fused.rmsnorm && a.normalization === 'RMSNorm', '--use-fused-rmsnorm'),
     ...flag(a.swiglu, '--swiglu'),
-    ...flag(preset.fused.flashAttn, '--use-flash-attn'),
     ['--no-masked-softmax-fusion', null],
     ['--attention-softmax-in-fp32', null],
     ['--min-lr', float(minLr)],
@@ -247,9 +269,7 @@ export function buildTraining(spec: PipelineSpec, preset: Preset, stage: Trainin
     ['--no-gradient-accumulation-fusion', null],
     ...(loadsWeights ? ([['--no-load-optim', null], ['--no-load-rng', null]] as Arg[]) : []),
     ...flag(p.distributedOptimizer, '--use-distributed-optimizer'),
-    ...flag(preset.fused.swiglu && a.swiglu, '--use-fused-swiglu'),
-    ...flag(preset.fused.rotaryPosEmb && a.positionEmbeddingType === 'rope', '--use-fused-rotary-pos-emb'),
-    ...flag(p.distributedOptimizer, '--overlap-grad-reduce'),
+    ...featureArgs(features),
     ...flag(stage.logThroughput, '--log-throughput'),
     [`--${stage.precision}`, null],
     ...(finetune && loadsWeights ? ([['--finetune', null]] as Arg[]) : []),
@@ -267,7 +287,11 @@ export function buildTraining(spec: PipelineSpec, preset: Preset, stage: Trainin
     ['--save', paths.save],
     ...parseExtraArgs(stage.extraArgs),
   ];
-  const env: Record<string, string> = { CUDA_DEVICE_MAX_CONNECTIONS: '1', PYTORCH_NPU_ALLOC_CONF: 'expandable_segments:True' };
+  const env: Record<string, string> = {
+    CUDA_DEVICE_MAX_CONNECTIONS: '1',
+    PYTORCH_NPU_ALLOC_CONF: 'expandable_segments:True',
+    ...(features.deterministic ? DETERMINISTIC_ENV : {}),
+  };
   return { entrypoint: 'pretrain_gpt.py', launcher: distributedLauncher(spec, spec.cluster.devicesPerNode), args, env };
 }
 
@@ -321,7 +345,7 @@ export function buildEvaluate(spec: PipelineSpec, preset: Preset, stage: Evaluat
     ['--tokenizer-not-use-fast', null],
     ['--bf16', null],
     ['--micro-batch-size', '1'],
-    ...flag(preset.fused.rmsnorm && a.normalization === 'RMSNorm', '--use-fused-rmsnorm'),
+    ...flag(resolveFeatures(spec, preset).kernels.fusedRmsnorm, '--use-fused-rmsnorm'),
     ['--position-embedding-type', a.positionEmbeddingType],
     ['--exit-on-missing-checkpoint', null],
     ['--no-load-rng', null],

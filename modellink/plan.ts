@@ -6,6 +6,7 @@
 import path from 'node:path';
 import { buildConvert, buildEvaluate, buildPreprocess, buildTraining, commandArgv, isKnownFlag, parseExtraArgs, type Arg, type Command, type Entrypoint } from './commands.ts';
 import { customPreset, getPreset, presetNames, type Preset } from './presets.ts';
+import { checkLayout, checkStageRules } from './rules.ts';
 import { durationToMs, formatPath, pipelineSpecSchema, type PipelineSpec, type SpecProblem, type Stage, type StageKind } from './spec.ts';
 
 export type OutputKind = 'pretrain-data' | 'instruction-data' | 'checkpoint' | 'results';
@@ -266,40 +267,6 @@ function resolvePreset(spec: PipelineSpec, problems: SpecProblem[]): Preset | un
     problems.push({ path: 'model.impl', message: `preset ${preset.name} exists only as ${preset.impls.join(', ')} in ModelLink` });
   }
   return preset;
-}
-
-function checkLayout(spec: PipelineSpec, preset: Preset, problems: SpecProblem[], warnings: SpecProblem[]): void {
-  const a = preset.architecture;
-  const { tp, pp } = spec.parallel;
-  const world = spec.cluster.nodes * spec.cluster.devicesPerNode;
-  if (spec.cluster.nodes > 1) {
-    problems.push({ path: 'cluster.nodes', message: 'multi-node gangs are not supported yet; use nodes: 1 (one node of up to 8 devices)' });
-  }
-  if (a.numAttentionHeads % tp !== 0) problems.push({ path: 'parallel.tp', message: `tensor parallel size ${tp} must divide the ${a.numAttentionHeads} attention heads of ${preset.name}` });
-  if (a.numQueryGroups !== undefined && a.numQueryGroups % tp !== 0) problems.push({ path: 'parallel.tp', message: `tensor parallel size ${tp} must divide the ${a.numQueryGroups} query groups of ${preset.name}` });
-  if (a.numLayers % pp !== 0) problems.push({ path: 'parallel.pp', message: `pipeline parallel size ${pp} must divide the ${a.numLayers} layers of ${preset.name}` });
-  if (world % (tp * pp) !== 0) problems.push({ path: 'parallel', message: `nodes × devicesPerNode = ${world} devices must be divisible by tp × pp = ${tp * pp}` });
-  if (spec.parallel.sequenceParallel && tp === 1) warnings.push({ path: 'parallel.sequenceParallel', message: 'sequence parallel has no effect with tp = 1' });
-}
-
-function checkStageRules(spec: PipelineSpec, preset: Preset, stage: Stage, specPath: string, problems: SpecProblem[], warnings: SpecProblem[]): void {
-  const a = preset.architecture;
-  if (stage.kind === 'pretrain' || stage.kind === 'finetune') {
-    const world = spec.cluster.nodes * spec.cluster.devicesPerNode;
-    const dp = Math.max(1, Math.floor(world / (spec.parallel.tp * spec.parallel.pp)));
-    if (stage.globalBatchSize % (stage.microBatchSize * dp) !== 0) {
-      problems.push({ path: `${specPath}.globalBatchSize`, message: `global batch size ${stage.globalBatchSize} must be divisible by micro batch size ${stage.microBatchSize} × data-parallel size ${dp}` });
-    }
-    const seq = stage.seqLength ?? a.seqLength;
-    if (seq > a.maxPositionEmbeddings) problems.push({ path: `${specPath}.seqLength`, message: `sequence length ${seq} exceeds the model's max position embeddings ${a.maxPositionEmbeddings}` });
-    if (stage.saveInterval > stage.trainIters) warnings.push({ path: `${specPath}.saveInterval`, message: `save interval ${stage.saveInterval} exceeds trainIters ${stage.trainIters}: only the final checkpoint is saved, so a crash restarts from the beginning` });
-  }
-  if (stage.kind === 'preprocess' && /^(AlpacaStyle|SharegptStyle)/.test(stage.handler) && !stage.promptType) {
-    problems.push({ path: `${specPath}.promptType`, message: `${stage.handler} needs a prompt type (e.g. llama2, qwen, empty), as ModelLink's preprocess_data.py does` });
-  }
-  if (stage.kind === 'evaluate' && spec.parallel.tp * spec.parallel.pp > spec.cluster.devicesPerNode) {
-    problems.push({ path: `${specPath}`, message: `evaluation runs on tp × pp = ${spec.parallel.tp * spec.parallel.pp} devices, more than one node's ${spec.cluster.devicesPerNode}` });
-  }
 }
 
 function checkFlags(command: Command, stage: Stage, specPath: string, problems: SpecProblem[]): void {

@@ -6,6 +6,7 @@
  * checked in `validateSpec` so that every problem is reported with its path at once.
  */
 import { z } from 'zod';
+import { communicationSchema, highAvailabilitySchema, kernelsSchema, memorySchema, moeSchema, parallelSchema, profilingSchema } from './features.ts';
 
 const positiveInt = z.number({ error: 'expected a positive integer' }).int('expected a positive integer').positive('expected a positive integer');
 const nonNegativeInt = z.number({ error: 'expected a non-negative integer' }).int('expected a non-negative integer').min(0, 'expected a non-negative integer');
@@ -79,12 +80,6 @@ const modelSchema = z.strictObject({
   tokenizer: nonEmpty.optional(),
 });
 
-const parallelSchema = z.strictObject({
-  tp: positiveInt.default(1),
-  pp: positiveInt.default(1),
-  sequenceParallel: z.boolean().default(false),
-  distributedOptimizer: z.boolean().default(true),
-});
 
 /** A stage input: the name of an earlier stage (its output is used) or a path. */
 const reference = nonEmpty;
@@ -189,7 +184,15 @@ export const pipelineSpecSchema = z.strictObject({
   modellink: modellinkSchema,
   cluster: clusterSchema.default({ nodes: 1, devicesPerNode: 8, masterAddr: 'localhost', masterPort: 6000 }),
   model: modelSchema,
-  parallel: parallelSchema.default({ tp: 1, pp: 1, sequenceParallel: false, distributedOptimizer: true }),
+  parallel: parallelSchema.default(parallelSchema.parse({})),
+  memory: memorySchema.default(memorySchema.parse({})),
+  kernels: kernelsSchema.default({}),
+  communication: communicationSchema.default(communicationSchema.parse({})),
+  moe: moeSchema.default(moeSchema.parse({})),
+  profiling: profilingSchema.optional(),
+  /** --use-deter-comp together with HCCL_DETERMINISTIC=True in the launch environment. */
+  deterministic: z.boolean().default(false),
+  highAvailability: highAvailabilitySchema.optional(),
   stages: z.array(stageSchema).min(1, 'expected at least one stage'),
 });
 

@@ -1,0 +1,113 @@
+/**
+ * Rules a layout must satisfy before anything runs — the checks Megatron and ModelLink would
+ * otherwise make minutes into a job, or not at all. Each problem names the spec path and the rule.
+ */
+import { mcoreOnlyInUse } from './features.ts';
+import { resolveFeatures } from './commands.ts';
+import type { Preset } from './presets.ts';
+import type { PipelineSpec, SpecProblem, Stage } from './spec.ts';
+
+type Problems = SpecProblem[];
+
+export function worldSize(spec: PipelineSpec): number {
+  return spec.cluster.nodes * spec.cluster.devicesPerNode;
+}
+
+/** Data-parallel size: the devices left after tensor, pipeline and context parallelism. */
+export function dataParallelSize(spec: PipelineSpec): number {
+  const { tp, pp, cp } = spec.parallel;
+  return Math.max(1, Math.floor(worldSize(spec) / (tp * pp * cp)));
+}
+
+export function checkLayout(spec: PipelineSpec, preset: Preset, problems: Problems, warnings: Problems): void {
+  const a = preset.architecture;
+  const p = spec.parallel;
+  const { tp, pp, cp, ep } = p;
+  const world = worldSize(spec);
+  if (spec.cluster.nodes > 1) {
+    problems.push({ path: 'cluster.nodes', message: 'multi-node gangs are not supported yet; use nodes: 1 (one node of up to 8 devices)' });
+  }
+  if (a.numAttentionHeads % tp !== 0) problems.push({ path: 'parallel.tp', message: `tensor parallel size ${tp} must divide the ${a.numAttentionHeads} attention heads of ${preset.name}` });
+  if (a.numQueryGroups !== undefined && a.numQueryGroups % tp !== 0) problems.push({ path: 'parallel.tp', message: `tensor parallel size ${tp} must divide the ${a.numQueryGroups} query groups of ${preset.name}` });
+  if (p.numLayerList) {
+    const sum = p.numLayerList.reduce((x, y) => x + y, 0);
+    if (p.numLayerList.length !== pp) problems.push({ path: 'parallel.numLayerList', message: `has ${p.numLayerList.length} entries; it needs one per pipeline stage (pp = ${pp})` });
+    if (sum !== a.numLayers) problems.push({ path: 'parallel.numLayerList', message: `sums to ${sum}; it must sum to the ${a.numLayers} layers of ${preset.name}` });
+  } else if (a.numLayers % pp !== 0) {
+    problems.push({ path: 'parallel.pp', message: `pipeline parallel size ${pp} must divide the ${a.numLayers} layers of ${preset.name} (or give parallel.numLayerList)` });
+  }
+  if (p.vpp !== undefined && (pp < 2 || (a.numLayers / pp) % p.vpp !== 0)) {
+    problems.push({ path: 'parallel.vpp', message: `virtual pipeline needs pp > 1 and ${p.vpp} layers per virtual stage must divide the ${a.numLayers / pp} layers of each pipeline stage` });
+  }
+  if (world % (tp * pp * cp) !== 0) {
+    problems.push({ path: 'parallel', message: `nodes × devicesPerNode = ${world} devices must be divisible by tp × pp × cp = ${tp * pp * cp}` });
+  }
+  const dp = dataParallelSize(spec);
+  if (ep > 1 && dp % ep !== 0) problems.push({ path: 'parallel.ep', message: `expert parallel size ${ep} must divide the data-parallel size ${dp} (devices ÷ (tp × pp × cp))` });
+  if (cp > 1) {
+    const algo = p.cpAlgo ?? 'ulysses_cp_algo';
+    if (algo === 'hybrid_cp_algo' && p.ulyssesDegreeInCp === undefined) problems.push({ path: 'parallel.ulyssesDegreeInCp', message: 'required with cpAlgo hybrid_cp_algo (ModelLink: --ulysses-degree-in-cp must be specified in hybrid_cp_algo)' });
+    const ulysses = algo === 'ulysses_cp_algo' ? cp : algo === 'hybrid_cp_algo' ? (p.ulyssesDegreeInCp ?? 1) : 1;
+    if (ulysses > 1 && a.numAttentionHeads % (ulysses * tp) !== 0) {
+      problems.push({ path: 'parallel.cp', message: `${a.numAttentionHeads} attention heads must be divisible by ulysses degree ${ulysses} × tp ${tp}` });
+    }
+    if (algo === 'hybrid_cp_algo' && p.ulyssesDegreeInCp !== undefined && cp % p.ulyssesDegreeInCp !== 0) {
+      problems.push({ path: 'parallel.ulyssesDegreeInCp', message: `must divide the context parallel size ${cp}` });
+    }
+  }
+  if (p.sequenceParallel && tp === 1) warnings.push({ path: 'parallel.sequenceParallel', message: 'sequence parallel has no effect with tp = 1' });
+
+  if (spec.model.impl === 'legacy') {
+    for (const { path, flag } of mcoreOnlyInUse(resolveFeatures(spec, preset))) {
+      problems.push({ path, message: `${flag} is supported only by Megatron-core models in ModelLink; set model.impl: mcore or remove it` });
+    }
+  }
+  const m = spec.memory;
+  if ((m.recomputeMethod !== undefined || m.recomputeNumLayers !== undefined) && m.recomputeGranularity !== 'full') {
+    problems.push({ path: 'memory.recomputeGranularity', message: 'recomputeMethod and recomputeNumLayers apply to full recomputation: set recomputeGranularity: full' });
+  }
+  if (spec.moe.expertCapacityFactor !== undefined && spec.moe.tokenDispatcherType !== 'alltoall') {
+    problems.push({ path: 'moe.expertCapacityFactor', message: 'moe_expert_capacity_factor only works with the alltoall token dispatcher: set moe.tokenDispatcherType: alltoall' });
+  }
+  if (spec.communication.mc2) warnings.push({ path: 'communication.mc2', message: 'MC2 needs CANN 8.0.RC2 (24RC2) or newer with matching drivers; it is off by default in ModelLink' });
+  if (spec.communication.overlapParamGather && !spec.parallel.distributedOptimizer) {
+    problems.push({ path: 'communication.overlapParamGather', message: 'overlapping the parameter all-gather needs the distributed optimizer (parallel.distributedOptimizer: true)' });
+  }
+  if (spec.highAvailability?.enabled) {
+    warnings.push({ path: 'highAvailability', message: 'ModelLink high availability needs the mindio_ttp package installed on every node' });
+    if (!spec.parallel.distributedOptimizer) problems.push({ path: 'highAvailability.enabled', message: 'high availability needs the distributed optimizer (parallel.distributedOptimizer: true)' });
+  }
+  if (spec.highAvailability?.optimizerStateLocalCopy && !spec.highAvailability.enabled) {
+    problems.push({ path: 'highAvailability.optimizerStateLocalCopy', message: 'needs highAvailability.enabled' });
+  }
+  if (spec.profiling && spec.profiling.stepEnd <= spec.profiling.stepStart) {
+    problems.push({ path: 'profiling.stepEnd', message: `must be greater than stepStart ${spec.profiling.stepStart} (the end step is exclusive)` });
+  }
+}
+
+export function checkStageRules(spec: PipelineSpec, preset: Preset, stage: Stage, specPath: string, problems: Problems, warnings: Problems): void {
+  const a = preset.architecture;
+  if (stage.kind === 'pretrain' || stage.kind === 'finetune') {
+    const dp = dataParallelSize(spec);
+    if (stage.globalBatchSize % (stage.microBatchSize * dp) !== 0) {
+      problems.push({ path: `${specPath}.globalBatchSize`, message: `global batch size ${stage.globalBatchSize} must be divisible by micro batch size ${stage.microBatchSize} × data-parallel size ${dp}` });
+    }
+    const seq = stage.seqLength ?? a.seqLength;
+    if (seq > a.maxPositionEmbeddings) problems.push({ path: `${specPath}.seqLength`, message: `sequence length ${seq} exceeds the model's max position embeddings ${a.maxPositionEmbeddings}` });
+    if (spec.parallel.cp > 1 && seq % spec.parallel.cp !== 0) problems.push({ path: `${specPath}.seqLength`, message: `sequence length ${seq} must be divisible by the context parallel size ${spec.parallel.cp}` });
+    if (stage.kind === 'finetune' && spec.parallel.cp > 1) {
+      problems.push({ path: 'parallel.cp', message: `stage ${stage.name} fine-tunes with variable sequence lengths, and ModelLink forbids context parallelism with them` });
+    }
+    if (spec.memory.reuseFp32Param && stage.precision !== 'bf16') {
+      problems.push({ path: `${specPath}.precision`, message: 'memory.reuseFp32Param works only with bf16 (ModelLink: --reuse-fp32-param only support for `bf16`)' });
+    }
+    if (stage.saveInterval > stage.trainIters) warnings.push({ path: `${specPath}.saveInterval`, message: `save interval ${stage.saveInterval} exceeds trainIters ${stage.trainIters}: only the final checkpoint is saved, so a crash restarts from the beginning` });
+    if (spec.profiling && spec.profiling.stepStart >= stage.trainIters) warnings.push({ path: 'profiling.stepStart', message: `stage ${stage.name} stops at iteration ${stage.trainIters}, before profiling starts` });
+  }
+  if (stage.kind === 'preprocess' && /^(AlpacaStyle|SharegptStyle)/.test(stage.handler) && !stage.promptType) {
+    problems.push({ path: `${specPath}.promptType`, message: `${stage.handler} needs a prompt type (e.g. llama2, qwen, empty), as ModelLink's preprocess_data.py does` });
+  }
+  if (stage.kind === 'evaluate' && spec.parallel.tp * spec.parallel.pp > spec.cluster.devicesPerNode) {
+    problems.push({ path: `${specPath}`, message: `evaluation runs on tp × pp = ${spec.parallel.tp * spec.parallel.pp} devices, more than one node's ${spec.cluster.devicesPerNode}` });
+  }
+}
