@@ -38,7 +38,7 @@ function allPlans(): StagePlan[] {
           Object.assign(spec.stages[5], { loraLoad: lora ? 'finetune' : undefined });
           if (impl === 'mcore' && sequenceParallel) {
             // Every typed feature at once: each must map to a flag ModelLink defines.
-            spec.parallel = { ...spec.parallel, tp: 1, pp: 2, cp: 2, cpAlgo: 'megatron_cp_algo', cpSendRecvOverlap: true, ep: 2, vpp: 1, distributedOptimizer: true };
+            spec.parallel = { ...(spec.parallel as object), tp: 1, pp: 2, cp: 2, cpAlgo: 'megatron_cp_algo', cpSendRecvOverlap: true, ep: 2, vpp: 1, distributedOptimizer: true };
             Object.assign(spec, {
               memory: { recomputeGranularity: 'full', recomputeMethod: 'block', recomputeNumLayers: 1, recomputeActivationFunction: true, reuseFp32Param: true },
               kernels: { flashAttn: true, fusedRmsnorm: true, fusedSwiglu: true, fusedRotaryPosEmb: true, slidingWindow: 4096 },
