@@ -93,6 +93,8 @@ export function outputPresent(stage: StagePlan): boolean {
       }
       return readTracker(stage.output) !== undefined;
     }
+    case 'hf-model':
+      return fs.existsSync(path.join(stage.output, 'config.json'));
     case 'results':
       return fs.existsSync(stage.output);
   }

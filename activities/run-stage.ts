@@ -74,6 +74,19 @@ function planResume(stage: StagePlan): { args: StagePlan['args']; point: ResumeP
   return { args: stage.args, point };
 }
 
+/**
+ * ModelLink's Megatron→HF saver reads the original HF model from --save-dir and writes mg2hf/
+ * into it. The user's HF directory stays untouched: the stage gets its own directory of links.
+ */
+function linkHfView(view: { from: string; dir: string }): void {
+  fs.mkdirSync(view.dir, { recursive: true });
+  for (const entry of fs.readdirSync(view.from)) {
+    if (entry === 'mg2hf') continue;
+    const link = path.join(view.dir, entry);
+    if (!fs.existsSync(link)) fs.symlinkSync(path.join(view.from, entry), link);
+  }
+}
+
 function timestamp(): string {
   return new Date().toISOString().replace(/[:.]/g, '-');
 }
@@ -99,6 +112,7 @@ export async function runStageAttempt({ pipeline, stage, attempt }: AttemptInput
     if (point.kind === 'older') resumeNote = point.reason;
   }
   if (stage.kind === 'preprocess') fs.mkdirSync(path.dirname(stage.output), { recursive: true });
+  if (stage.hfView) linkHfView(stage.hfView);
 
   const argv = [...stage.launcher, stage.entrypoint, ...flattenArgs(args)];
   const env = { ...process.env, ...(stage.setupScript ? loadSetupEnv(stage.setupScript) : {}), ...stage.env };

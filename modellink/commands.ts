@@ -149,48 +149,48 @@ export function buildPreprocess(spec: PipelineSpec, preset: Preset, stage: Prepr
   return { entrypoint: 'preprocess_data.py', launcher: [spec.modellink.python], args, env: {} };
 }
 
+export type WeightFormat = 'hf' | 'mcore' | 'legacy';
+
 export interface ConvertPaths {
   loadDir: string;
   saveDir: string;
-  /** The tokenizer.model file (or tokenizer.json) of the HF model. */
-  tokenizerModel: string;
+  from: WeightFormat;
+  to: WeightFormat;
+  layout: { tp: number; pp: number; ep: number; numLayerList?: number[]; vpp?: number };
+  /** The tokenizer.model file (or tokenizer.json) of the HF model; read when loading hf. */
+  tokenizerModel?: string;
+  lora?: { load: string; options: LoraOptions };
 }
 
-/** HuggingFace → Megatron (mcore or legacy) at the pipeline's TP/PP, as ckpt_convert_*_hf2{mcore,legacy}.sh do. */
+/**
+ * convert_ckpt.py across ModelLink's conversion matrix (seed-features.json "conversion"):
+ * hf → legacy/mcore, legacy ↔ mcore, legacy/mcore → hf, with the target layout, and a LoRA merge.
+ */
 export function buildConvert(spec: PipelineSpec, preset: Preset, stage: ConvertStage, paths: ConvertPaths): Command {
-  const mcore = spec.model.impl === 'mcore';
+  const { from, to, layout } = paths;
+  const mcoreModel = from === 'mcore' || (from === 'hf' && to === 'mcore') || (from === 'legacy' && to === 'mcore');
   const args: Arg[] = [
+    ...flag(mcoreModel, '--use-mcore-models'),
+    ['--model-type-hf', preset.architecture.hfModelType],
     ['--model-type', 'GPT'],
-    ['--load-model-type', 'hf'],
-    ['--save-model-type', 'mg'],
-    ['--target-tensor-parallel-size', num(spec.parallel.tp)],
-    ['--target-pipeline-parallel-size', num(spec.parallel.pp)],
+    ['--load-model-type', from === 'hf' ? 'hf' : 'mg'],
+    ['--save-model-type', to === 'hf' ? 'hf' : 'mg'],
+    ...flag(from === 'legacy' && to === 'mcore', '--load-from-legacy'),
+    ...flag(from === 'mcore' && to === 'legacy', '--save-to-legacy'),
+    ['--target-tensor-parallel-size', num(layout.tp)],
+    ['--target-pipeline-parallel-size', num(layout.pp)],
+    ...(layout.ep > 1 || (to === 'hf' && spec.parallel.ep > 1) ? ([['--target-expert-parallel-size', num(layout.ep)]] as Arg[]) : []),
+    ...(layout.numLayerList ? ([['--num-layer-list', layout.numLayerList.join(',')]] as Arg[]) : []),
+    ...(layout.vpp ? ([['--num-layers-per-virtual-pipeline-stage', num(layout.vpp)]] as Arg[]) : []),
+    ...flag(spec.moe.groupedGemm && mcoreModel, '--moe-grouped-gemm'),
     ['--load-dir', paths.loadDir],
     ['--save-dir', paths.saveDir],
-    // convert_ckpt.py's HF loader requires it, whatever tokenizer training uses.
-    ['--tokenizer-model', paths.tokenizerModel],
-    ...flag(mcore, '--use-mcore-models'),
-    ['--model-type-hf', preset.architecture.hfModelType],
+    // The HF loader requires it.
+    ...(from === 'hf' && paths.tokenizerModel ? ([['--tokenizer-model', paths.tokenizerModel]] as Arg[]) : []),
+    ...(paths.lora ? ([['--lora-load', paths.lora.load], ...loraArgs({ ...paths.lora.options, fusion: false }, from === 'mcore')] as Arg[]) : []),
     ...parseExtraArgs(stage.extraArgs),
   ];
   return { entrypoint: 'convert_ckpt.py', launcher: [spec.modellink.python], args, env: {} };
-}
-
-export interface LoraOptions {
-  r: number;
-  alpha: number;
-  fusion: boolean;
-  targetModules?: string[];
-}
-
-/** The LoRA flags, with ModelLink's default target modules of each implementation. */
-function loraArgs(lora: LoraOptions, mcore: boolean): Arg[] {
-  return [
-    ['--lora-r', num(lora.r)],
-    ['--lora-alpha', num(lora.alpha)],
-    ...flag(lora.fusion, '--lora-fusion'),
-    ['--lora-target-modules', lora.targetModules ?? (mcore ? ['linear_qkv', 'linear_proj', 'linear_fc1', 'linear_fc2'] : ['query_key_value', 'dense', 'dense_h_to_4h', 'dense_4h_to_h'])],
-  ];
 }
 
 /** The spec's feature sections with the preset's defaults filled in (its example script's fused kernels). */
@@ -213,6 +213,23 @@ export function resolveFeatures(spec: PipelineSpec, preset: Preset): Features {
     deterministic: spec.deterministic,
     highAvailability: spec.highAvailability,
   };
+}
+
+export interface LoraOptions {
+  r: number;
+  alpha: number;
+  fusion: boolean;
+  targetModules?: string[];
+}
+
+/** The LoRA flags, with ModelLink's default target modules of each implementation. */
+function loraArgs(lora: LoraOptions, mcore: boolean): Arg[] {
+  return [
+    ['--lora-r', num(lora.r)],
+    ['--lora-alpha', num(lora.alpha)],
+    ...flag(lora.fusion, '--lora-fusion'),
+    ['--lora-target-modules', lora.targetModules ?? (mcore ? ['linear_qkv', 'linear_proj', 'linear_fc1', 'linear_fc2'] : ['query_key_value', 'dense', 'dense_h_to_4h', 'dense_4h_to_h'])],
+  ];
 }
 
 export interface TrainingPaths {

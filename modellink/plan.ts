@@ -4,12 +4,19 @@
  * for training stages, what a resume needs. Pure: paths are resolved, never touched.
  */
 import path from 'node:path';
-import { buildConvert, buildEvaluate, buildPreprocess, buildTraining, commandArgv, isKnownFlag, parseExtraArgs, type Arg, type Command, type Entrypoint } from './commands.ts';
+import { buildConvert, buildEvaluate, buildPreprocess, buildTraining, commandArgv, isKnownFlag, parseExtraArgs, type Arg, type Command, type ConvertPaths, type Entrypoint } from './commands.ts';
 import { customPreset, getPreset, presetNames, type Preset } from './presets.ts';
 import { checkLayout, checkStageRules } from './rules.ts';
 import { durationToMs, formatPath, pipelineSpecSchema, type PipelineSpec, type SpecProblem, type Stage, type StageKind } from './spec.ts';
 
-export type OutputKind = 'pretrain-data' | 'instruction-data' | 'checkpoint' | 'results';
+export type OutputKind = 'pretrain-data' | 'instruction-data' | 'checkpoint' | 'hf-model' | 'results';
+
+/** What a checkpoint output holds: which implementation, at which layout. */
+export interface WeightsFormat {
+  impl: 'mcore' | 'legacy';
+  tp: number;
+  pp: number;
+}
 
 export interface StageInput {
   /** Which field of the stage this came from, e.g. "stages[2].data". */
@@ -55,6 +62,10 @@ export interface StagePlan {
   inputs: StageInput[];
   training?: TrainingPlan;
   evaluate?: { tasks: string[]; resultsFile: string };
+  /** Checkpoint outputs: their implementation and layout, so later stages are checked against them. */
+  format?: WeightsFormat;
+  /** Conversions to hf: ModelLink writes into a directory holding the original HF files; this one links to them. */
+  hfView?: { from: string; dir: string };
   maxAttempts?: number;
 }
 
@@ -147,6 +158,21 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
     let outputKind = OUTPUT_KINDS[stage.kind];
     let training: TrainingPlan | undefined;
     let evaluate: StagePlan['evaluate'];
+    let formatOut: WeightsFormat | undefined;
+    let extra: Partial<StagePlan> = {};
+    /** A training or evaluation stage must load weights in its own implementation and layout. */
+    const checkLoadFormat = (field: string, value: string | undefined) => {
+      const producer = plans.find((p) => p.name === value);
+      const f = producer?.format;
+      const own = { impl: spec.model.impl, tp: spec.parallel.tp, pp: spec.parallel.pp };
+      if (f && (f.impl !== own.impl || f.tp !== own.tp || f.pp !== own.pp)) {
+        problems.push({
+          path: `${specPath}.${field}`,
+          message: `stage "${value}" holds ${f.impl} weights at TP ${f.tp} PP ${f.pp}, but this stage runs ${own.impl} at TP ${own.tp} PP ${own.pp}: ` +
+            `convert them first (a stage { kind: convert, from: ${value}, to: ${own.impl}, tp: ${own.tp}, pp: ${own.pp} })`,
+        });
+      }
+    };
 
     switch (stage.kind) {
       case 'preprocess': {
@@ -162,16 +188,52 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
         break;
       }
       case 'convert': {
-        const loadDir = ref('from', stage.from, [], 'dir');
-        output = path.join(dir, 'weights');
-        if (loadDir) command = buildConvert(resolvedSpec, preset, stage, { loadDir, saveDir: output, tokenizerModel: stage.tokenizerModel ? resolve(stage.tokenizerModel) : path.join(loadDir, 'tokenizer.model') });
+        const earlier = plans.find((p) => p.name === stage.from);
+        const from = earlier ? (earlier.outputKind === 'hf-model' ? 'hf' : earlier.format?.impl ?? 'mcore') : stage.fromFormat ?? 'hf';
+        const to = stage.to ?? spec.model.impl;
+        if (from === to && to === 'hf') problems.push({ path: `${specPath}.to`, message: 'from and to are both hf: nothing to convert' });
+        const loadDir = ref('from', stage.from, ['checkpoint', 'hf-model'], from === 'hf' ? 'dir' : 'checkpoint');
+        const layout = to === 'hf'
+          ? { tp: 1, pp: 1, ep: 1 }
+          : { tp: stage.tp ?? spec.parallel.tp, pp: stage.pp ?? spec.parallel.pp, ep: stage.ep ?? spec.parallel.ep, numLayerList: stage.numLayerList ?? spec.parallel.numLayerList, vpp: stage.vpp ?? spec.parallel.vpp };
+        let saveDir = path.join(dir, 'weights');
+        let hfView: StagePlan['hfView'];
+        if (to === 'hf') {
+          const firstHf = spec.stages.find((s) => s.kind === 'convert' && (s.fromFormat ?? 'hf') === 'hf' && !spec.stages.some((t) => t.name === s.from));
+          const hfSource = stage.hfDir !== undefined ? ref('hfDir', stage.hfDir, ['hf-model'], 'dir') : firstHf?.kind === 'convert' ? resolve(firstHf.from) : undefined;
+          if (!hfSource) problems.push({ path: `${specPath}.hfDir`, message: 'required for a conversion to hf: the original HuggingFace model directory (its config and tokenizer)' });
+          saveDir = path.join(dir, 'hf');
+          output = path.join(saveDir, 'mg2hf');
+          outputKind = 'hf-model';
+          if (hfSource) hfView = { from: hfSource, dir: saveDir };
+        } else {
+          output = saveDir;
+          formatOut = { impl: to, tp: layout.tp, pp: layout.pp };
+        }
+        let lora: ConvertPaths['lora'];
+        if (stage.lora) {
+          const loraLoad = ref('lora.load', stage.lora.load, ['checkpoint'], 'checkpoint');
+          const trained = spec.stages.find((s) => s.name === stage.lora!.load);
+          const trainedLora = trained?.kind === 'finetune' ? trained.lora : undefined;
+          const r = stage.lora.r ?? trainedLora?.r;
+          const alpha = stage.lora.alpha ?? trainedLora?.alpha;
+          if (r === undefined || alpha === undefined) problems.push({ path: `${specPath}.lora`, message: 'give r and alpha (or load from a LoRA fine-tuning stage, whose settings are used)' });
+          if (loraLoad && r !== undefined && alpha !== undefined) lora = { load: loraLoad, options: { r, alpha, fusion: false, targetModules: stage.lora.targetModules ?? trainedLora?.targetModules } };
+        }
+        if (loadDir) {
+          const tokenizerModel = from === 'hf' ? (stage.tokenizerModel ? resolve(stage.tokenizerModel) : path.join(loadDir, 'tokenizer.model')) : undefined;
+          command = buildConvert(resolvedSpec, preset, stage, { loadDir, saveDir, from, to, layout, tokenizerModel, lora });
+        }
+        extra = { hfView };
         break;
       }
       case 'pretrain':
       case 'finetune': {
         const data = ref('data', stage.data, [stage.kind === 'finetune' ? 'instruction-data' : 'pretrain-data'], stage.kind === 'finetune' ? 'instruction-data' : 'pretrain-data');
         const load = stage.load !== undefined ? ref('load', stage.load, ['checkpoint'], 'checkpoint') : undefined;
+        checkLoadFormat('load', stage.load);
         output = path.join(dir, 'checkpoints');
+        formatOut = { impl: spec.model.impl, tp: spec.parallel.tp, pp: spec.parallel.pp };
         const lora = stage.kind === 'finetune' && stage.lora !== undefined;
         if (lora && stage.load === undefined) problems.push({ path: `${specPath}.lora`, message: 'LoRA fine-tuning needs base weights: set load to a convert or training stage' });
         if (data && tokenizer && (stage.load === undefined || load)) {
@@ -193,6 +255,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
       }
       case 'evaluate': {
         const load = ref('load', stage.load, ['checkpoint'], 'checkpoint');
+        checkLoadFormat('load', stage.load);
         const loraLoad = stage.loraLoad !== undefined ? ref('loraLoad', stage.loraLoad, ['checkpoint'], 'checkpoint') : undefined;
         const loraStage = spec.stages.find((s) => s.name === stage.loraLoad);
         const loraOptions = loraStage?.kind === 'finetune' ? loraStage.lora : undefined;
@@ -209,7 +272,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
 
     checkStageRules(spec, preset, stage, specPath, problems, warnings);
     if (!command) {
-      plans.push(placeholder(stage, specPath, dir, output, outputKind));
+      plans.push({ ...placeholder(stage, specPath, dir, output, outputKind), format: formatOut });
       return;
     }
     checkFlags(command, stage, specPath, problems);
@@ -232,6 +295,8 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
       inputs,
       training,
       evaluate,
+      format: formatOut,
+      ...extra,
       maxAttempts: stage.maxAttempts,
     });
   });

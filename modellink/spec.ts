@@ -114,12 +114,33 @@ const preprocessStage = z.strictObject({
   seqLength: positiveInt.optional(),
 });
 
+const weightFormat = z.enum(['hf', 'mcore', 'legacy']);
+
 const convertStage = z.strictObject({
   ...stageBase,
   kind: z.literal('convert'),
-  /** HuggingFace model directory (weights, config and tokenizer). */
+  /** The weights to convert: a HuggingFace model directory, a Megatron checkpoint, or an earlier stage. */
   from: reference,
-  /** The tokenizer file convert_ckpt.py reads (default: tokenizer.model in the HF directory). */
+  /** Format of `from` when it is a path (an earlier stage's format is known). Default hf. */
+  fromFormat: weightFormat.optional(),
+  /** Target format; default model.impl. */
+  to: weightFormat.optional(),
+  /** Target layout; default the pipeline's parallel settings (hf targets are always 1 × 1). */
+  tp: positiveInt.optional(),
+  pp: positiveInt.optional(),
+  ep: positiveInt.optional(),
+  numLayerList: z.array(positiveInt).min(1).optional(),
+  vpp: positiveInt.optional(),
+  /** For a conversion to hf: the original HuggingFace directory (config and tokenizer); ModelLink writes beside it. */
+  hfDir: reference.optional(),
+  /** Merge LoRA weights (an earlier LoRA fine-tuning stage or a path) while converting, as ckpt_convert_*_lora.sh do. */
+  lora: z.strictObject({
+    load: reference,
+    r: positiveInt.optional(),
+    alpha: positiveInt.optional(),
+    targetModules: z.array(nonEmpty).min(1).optional(),
+  }).optional(),
+  /** The tokenizer file convert_ckpt.py reads from a HF directory (default: its tokenizer.model). */
   tokenizerModel: nonEmpty.optional(),
 });
 

@@ -70,6 +70,28 @@ describe('a pipeline of every stage kind', () => {
     expect(again.state.stages.every((s) => s.attempts.length === 0)).toBe(true);
   });
 
+  it('converts across the matrix on the emulator without writing into the HF directory', async () => {
+    const dir = tempDir('convert');
+    const hf = path.join(dir, 'hf-model');
+    fs.cpSync(path.join(DEMO, 'hf-tiny'), hf, { recursive: true });
+    const spec = fiveStageSpec('convert', path.join(dir, 'ws'));
+    spec.stages = [
+      { name: 'weights', kind: 'convert', from: hf },
+      { name: 'legacy', kind: 'convert', from: 'weights', to: 'legacy' },
+      { name: 'back', kind: 'convert', from: 'legacy', to: 'mcore' },
+      { name: 'export', kind: 'convert', from: 'back', to: 'hf', hfDir: hf },
+    ];
+    const { state } = await runSpec(t, writeSpec(dir, spec));
+    expect(state.status, JSON.stringify(state.stages.map((s) => s.attempts))).toBe('succeeded');
+    for (const name of ['weights', 'legacy', 'back']) {
+      const out = state.stages.find((s) => s.name === name)!.output;
+      expect(fs.existsSync(path.join(out, 'latest_checkpointed_iteration.txt')), name).toBe(true);
+    }
+    const exported = state.stages.find((s) => s.name === 'export')!.output;
+    expect(fs.existsSync(path.join(exported, 'config.json'))).toBe(true);
+    expect(fs.existsSync(path.join(hf, 'mg2hf'))).toBe(false);
+  });
+
   it('after a failed evaluate stage, a rerun runs only evaluate', async () => {
     const dir = tempDir('evalfail');
     const evalData = path.join(dir, 'mmlu', 'test');
