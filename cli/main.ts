@@ -59,6 +59,9 @@ program
   .option('--workspace <dir>', "override the spec's workspace directory")
   .action(async (file: string, opts: { wait?: boolean; json?: boolean; workspace?: string }) => {
     const { plan } = planOrExit(file, opts.workspace);
+    if (plan.nodes > 1) {
+      throw new ExitError(`${file}: invalid pipeline spec (1 problem):\ncluster.nodes: multi-node gangs cannot run yet; \`linkflow render\` shows their commands, \`run\` needs nodes: 1`, 2);
+    }
     const config = loadConfig();
     const client = await connectClient(config);
     const handle = await startPipeline(client, config, plan);

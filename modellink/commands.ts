@@ -6,7 +6,7 @@
  * The order follows examples/mcore/llama2/*_7b_*.sh.
  */
 import type { Preset } from './presets.ts';
-import type { ConvertStage, EvaluateStage, PipelineSpec, PreprocessStage, TrainingStage } from './spec.ts';
+import type { ArgOverrides, ConvertStage, EvaluateStage, InferenceStage, PipelineSpec, PreprocessStage, TrainingStage } from './spec.ts';
 import { DETERMINISTIC_ENV, featureArgs, type Features } from './features.ts';
 import flagNames from './flag-names.json' with { type: 'json' };
 
@@ -45,16 +45,21 @@ export function commandArgv(cmd: Command): string[] {
   return [...cmd.launcher, cmd.entrypoint, ...flattenArgs(cmd.args)];
 }
 
-/** Parses `extraArgs` (a flat list as a user writes it) into pairs: a value is every token up to the next flag. */
-export function parseExtraArgs(tokens: string[]): Arg[] {
-  const out: Arg[] = [];
-  for (const token of tokens) {
-    if (/^--[A-Za-z]/.test(token)) out.push([token, null]);
-    else if (out.length === 0) throw new Error(`"${token}" is not a flag (flags start with --)`);
-    else {
-      const last = out[out.length - 1];
-      last[1] = last[1] === null ? token : Array.isArray(last[1]) ? [...last[1], token] : [last[1], token];
+/**
+ * Applies a stage's `args` overrides: a value replaces the flag's value in place (or appends the
+ * flag), `true` makes it a bare flag, `null` removes it.
+ */
+export function applyOverrides(args: Arg[], overrides: ArgOverrides): Arg[] {
+  let out = [...args];
+  for (const [flagName, value] of Object.entries(overrides)) {
+    if (value === null) {
+      out = out.filter(([f]) => f !== flagName);
+      continue;
     }
+    const arg: Arg = [flagName, value === true ? null : value];
+    const at = out.findIndex(([f]) => f === flagName);
+    if (at >= 0) out[at] = arg;
+    else out.push(arg);
   }
   return out;
 }
@@ -144,7 +149,6 @@ export function buildPreprocess(spec: PipelineSpec, preset: Preset, stage: Prepr
     ...flag(stage.appendEod, '--append-eod'),
     ...flag(stage.pack, '--pack'),
     ...(stage.seqLength ? ([['--seq-length', num(stage.seqLength)]] as Arg[]) : []),
-    ...parseExtraArgs(stage.extraArgs),
   ];
   return { entrypoint: 'preprocess_data.py', launcher: [spec.modellink.python], args, env: {} };
 }
@@ -188,7 +192,6 @@ export function buildConvert(spec: PipelineSpec, preset: Preset, stage: ConvertS
     // The HF loader requires it.
     ...(from === 'hf' && paths.tokenizerModel ? ([['--tokenizer-model', paths.tokenizerModel]] as Arg[]) : []),
     ...(paths.lora ? ([['--lora-load', paths.lora.load], ...loraArgs({ ...paths.lora.options, fusion: false }, from === 'mcore')] as Arg[]) : []),
-    ...parseExtraArgs(stage.extraArgs),
   ];
   return { entrypoint: 'convert_ckpt.py', launcher: [spec.modellink.python], args, env: {} };
 }
@@ -302,7 +305,6 @@ export function buildTraining(spec: PipelineSpec, preset: Preset, stage: Trainin
     ...(!mcore ? ([['--jit-compile', null]] as Arg[]) : []),
     ...(paths.load !== undefined ? ([['--load', paths.load]] as Arg[]) : []),
     ['--save', paths.save],
-    ...parseExtraArgs(stage.extraArgs),
   ];
   const env: Record<string, string> = {
     CUDA_DEVICE_MAX_CONNECTIONS: '1',
@@ -360,7 +362,7 @@ export function buildEvaluate(spec: PipelineSpec, preset: Preset, stage: Evaluat
     ['--normalization', a.normalization],
     ...tokenizerArgs(preset, paths.tokenizer),
     ['--tokenizer-not-use-fast', null],
-    ['--bf16', null],
+    [`--${stage.precision}`, null],
     ['--micro-batch-size', '1'],
     ...flag(resolveFeatures(spec, preset).kernels.fusedRmsnorm, '--use-fused-rmsnorm'),
     ['--position-embedding-type', a.positionEmbeddingType],
@@ -373,8 +375,60 @@ export function buildEvaluate(spec: PipelineSpec, preset: Preset, stage: Evaluat
     ['--make-vocab-size-divisible-by', num(a.makeVocabSizeDivisibleBy)],
     ...flag(spec.model.impl === 'mcore', '--use-mcore-models'),
     ['--seed', '42'],
-    ...parseExtraArgs(stage.extraArgs),
   ];
   const env: Record<string, string> = { CUDA_DEVICE_MAX_CONNECTIONS: '1' };
-  return { entrypoint: 'evaluation.py', launcher: distributedLauncher(spec, p.tp * p.pp), args, env };
+  return { entrypoint: 'evaluation.py', launcher: distributedLauncher(spec, stage.devices ?? p.tp * p.pp), args, env };
+}
+
+export interface InferencePaths {
+  load: string;
+  tokenizer: string;
+  lora?: { load: string; options: LoraOptions };
+}
+
+/** inference.py as generate_*.sh and chat_*.sh run it. */
+export function buildInference(spec: PipelineSpec, preset: Preset, stage: InferenceStage, paths: InferencePaths): Command {
+  const a = preset.architecture;
+  const p = spec.parallel;
+  const kernels = resolveFeatures(spec, preset).kernels;
+  const args: Arg[] = [
+    ['--tensor-model-parallel-size', num(p.tp)],
+    ['--pipeline-model-parallel-size', num(p.pp)],
+    ...flag(spec.model.impl === 'mcore', '--use-mcore-models'),
+    ...(stage.task === 'chat' ? ([['--task', 'chat']] as Arg[]) : []),
+    ...(stage.promptType ? ([['--prompt-type', stage.promptType]] as Arg[]) : []),
+    ['--use-kv-cache', null],
+    ...flag(kernels.flashAttn, '--use-flash-attn'),
+    ...(stage.topP !== undefined ? ([['--top-p', String(stage.topP)]] as Arg[]) : []),
+    ...(stage.topK !== undefined ? ([['--top-k', String(stage.topK)]] as Arg[]) : []),
+    ...(stage.temperature !== undefined ? ([['--temperature', String(stage.temperature)]] as Arg[]) : []),
+    ...flag(kernels.fusedSwiglu, '--use-fused-swiglu'),
+    ...flag(kernels.fusedRmsnorm, '--use-fused-rmsnorm'),
+    ...flag(kernels.fusedRotaryPosEmb, '--use-fused-rotary-pos-emb'),
+    ...architectureArgs(preset),
+    ['--position-embedding-type', a.positionEmbeddingType],
+    ['--seq-length', num(stage.seqLength ?? a.seqLength)],
+    ['--max-new-tokens', num(stage.maxNewTokens)],
+    ['--micro-batch-size', num(stage.microBatchSize)],
+    ['--global-batch-size', num(stage.globalBatchSize ?? stage.microBatchSize)],
+    ['--max-position-embeddings', num(a.maxPositionEmbeddings)],
+    ...flag(a.swiglu, '--swiglu'),
+    ['--load', paths.load],
+    ...tokenizerArgs(preset, paths.tokenizer),
+    ['--tokenizer-not-use-fast', null],
+    [`--${stage.precision}`, null],
+    ['--normalization', a.normalization],
+    ...flag(a.untieEmbeddingsAndOutputWeights, '--untie-embeddings-and-output-weights'),
+    ...flag(a.disableBiasLinear, '--disable-bias-linear'),
+    ['--attention-softmax-in-fp32', null],
+    ['--no-load-optim', null],
+    ['--no-load-rng', null],
+    ['--no-masked-softmax-fusion', null],
+    ['--no-gradient-accumulation-fusion', null],
+    ['--exit-on-missing-checkpoint', null],
+    ...(paths.lora ? ([['--lora-load', paths.lora.load], ...loraArgs(paths.lora.options, spec.model.impl === 'mcore')] as Arg[]) : []),
+    ['--make-vocab-size-divisible-by', num(a.makeVocabSizeDivisibleBy)],
+  ];
+  const env: Record<string, string> = { CUDA_DEVICE_MAX_CONNECTIONS: '1' };
+  return { entrypoint: 'inference.py', launcher: distributedLauncher(spec, stage.devices ?? p.tp * p.pp), args, env };
 }

@@ -4,7 +4,7 @@
  * for training stages, what a resume needs. Pure: paths are resolved, never touched.
  */
 import path from 'node:path';
-import { buildConvert, buildEvaluate, buildPreprocess, buildTraining, commandArgv, isKnownFlag, parseExtraArgs, type Arg, type Command, type ConvertPaths, type Entrypoint } from './commands.ts';
+import { applyOverrides, buildConvert, buildEvaluate, buildInference, buildPreprocess, buildTraining, commandArgv, isKnownFlag, type Arg, type Command, type ConvertPaths, type Entrypoint, type LoraOptions } from './commands.ts';
 import { customPreset, getPreset, presetNames, type Preset } from './presets.ts';
 import { checkLayout, checkStageRules } from './rules.ts';
 import { durationToMs, formatPath, pipelineSpecSchema, type PipelineSpec, type SpecProblem, type Stage, type StageKind } from './spec.ts';
@@ -71,6 +71,8 @@ export interface StagePlan {
 
 export interface PipelinePlan {
   name: string;
+  /** cluster.nodes: more than one is rendered (node rank 0 shown) but not yet run. */
+  nodes: number;
   workspace: string;
   dir: string;
   taskQueue?: string;
@@ -92,6 +94,7 @@ const OUTPUT_KINDS: Record<StageKind, OutputKind> = {
   pretrain: 'checkpoint',
   finetune: 'checkpoint',
   evaluate: 'results',
+  inference: 'results',
 };
 
 export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
@@ -130,6 +133,12 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
 
   spec.stages.forEach((stage, i) => {
     const specPath = `stages[${i}]`;
+    // A stage may launch differently from the pipeline (launcher, master port).
+    const stageSpec: PipelineSpec = {
+      ...resolvedSpec,
+      modellink: { ...resolvedSpec.modellink, launcher: stage.launcher ? (Array.isArray(stage.launcher) ? stage.launcher : [stage.launcher]).map((l) => (l.includes('/') ? resolve(l) : l)) : resolvedSpec.modellink.launcher },
+      cluster: { ...resolvedSpec.cluster, masterPort: stage.masterPort ?? resolvedSpec.cluster.masterPort },
+    };
     const dir = path.join(pipelineDir, stage.name);
     const inputs: StageInput[] = [];
     const ref = (field: string, value: string, accepts: OutputKind[], kind: StageInput['kind']): string | undefined => {
@@ -178,7 +187,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
       case 'preprocess': {
         const input = ref('input', stage.input, [], 'file-or-dir');
         const outputPrefix = path.join(dir, 'data', stage.name);
-        if (input && tokenizer) command = buildPreprocess(resolvedSpec, preset, stage, { input, tokenizer, outputPrefix });
+        if (input && tokenizer) command = buildPreprocess(stageSpec, preset, stage, { input, tokenizer, outputPrefix });
         if (stage.handler === 'GeneralPretrainHandler') {
           output = `${outputPrefix}_${stage.jsonKeys?.[0] ?? 'text'}_document`;
         } else {
@@ -222,7 +231,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
         }
         if (loadDir) {
           const tokenizerModel = from === 'hf' ? (stage.tokenizerModel ? resolve(stage.tokenizerModel) : path.join(loadDir, 'tokenizer.model')) : undefined;
-          command = buildConvert(resolvedSpec, preset, stage, { loadDir, saveDir, from, to, layout, tokenizerModel, lora });
+          command = buildConvert(stageSpec, preset, stage, { loadDir, saveDir, from, to, layout, tokenizerModel, lora });
         }
         extra = { hfView };
         break;
@@ -237,7 +246,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
         const lora = stage.kind === 'finetune' && stage.lora !== undefined;
         if (lora && stage.load === undefined) problems.push({ path: `${specPath}.lora`, message: 'LoRA fine-tuning needs base weights: set load to a convert or training stage' });
         if (data && tokenizer && (stage.load === undefined || load)) {
-          command = buildTraining(resolvedSpec, preset, stage, { data, tokenizer, save: output, load });
+          command = buildTraining(stageSpec, preset, stage, { data, tokenizer, save: output, load });
         }
         training = {
           saveDir: output,
@@ -253,19 +262,28 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
         };
         break;
       }
-      case 'evaluate': {
+      case 'evaluate':
+      case 'inference': {
         const load = ref('load', stage.load, ['checkpoint'], 'checkpoint');
         checkLoadFormat('load', stage.load);
         const loraLoad = stage.loraLoad !== undefined ? ref('loraLoad', stage.loraLoad, ['checkpoint'], 'checkpoint') : undefined;
         const loraStage = spec.stages.find((s) => s.name === stage.loraLoad);
-        const loraOptions = loraStage?.kind === 'finetune' ? loraStage.lora : undefined;
+        const loraOptions: LoraOptions | undefined = loraStage?.kind === 'finetune' ? loraStage.lora : undefined;
         if (stage.loraLoad !== undefined && loraLoad && !loraOptions) {
           problems.push({ path: `${specPath}.loraLoad`, message: `stage "${stage.loraLoad}" is not a LoRA fine-tuning stage (a finetune stage with lora settings)` });
+        }
+        const lora = loraLoad && loraOptions ? { load: loraLoad, options: loraOptions } : undefined;
+        if (stage.kind === 'inference') {
+          // Inference prints answers, it does not write files: its log is its output.
+          output = path.join(dir, 'logs');
+          outputKind = 'results';
+          if (load && tokenizer) command = buildInference(stageSpec, preset, stage, { load, tokenizer, lora });
+          break;
         }
         const tasks = stage.tasks.map((t, j) => ({ name: t.name, dataPath: ref(`tasks[${j}].dataPath`, t.dataPath, [], 'dir') ?? '' }));
         output = path.join(dir, 'results.json');
         evaluate = { tasks: stage.tasks.map((t) => t.name), resultsFile: output };
-        if (load && tokenizer) command = buildEvaluate(resolvedSpec, preset, stage, { load, tokenizer, tasks, lora: loraLoad && loraOptions ? { load: loraLoad, options: loraOptions } : undefined });
+        if (load && tokenizer) command = buildEvaluate(stageSpec, preset, stage, { load, tokenizer, tasks, lora });
         break;
       }
     }
@@ -276,6 +294,8 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
       return;
     }
     checkFlags(command, stage, specPath, problems);
+    const args = applyOverrides(command.args, stage.args);
+    command = { ...command, args };
     plans.push({
       name: stage.name,
       kind: stage.kind,
@@ -289,7 +309,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
       launcher: command.launcher,
       args: command.args,
       argv: commandArgv(command),
-      env: { ...command.env, ...spec.modellink.env, ...stage.env },
+      env: withoutNulls({ ...command.env, ...spec.modellink.env, ...stage.env }),
       cwd: root,
       setupScript: spec.modellink.setupScript ? resolve(spec.modellink.setupScript) : undefined,
       inputs,
@@ -302,7 +322,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
   });
 
   if (problems.length > 0) return { ok: false, problems };
-  return { ok: true, spec, warnings, plan: { name: spec.name, workspace, dir: pipelineDir, taskQueue: spec.cluster.taskQueue, stages: plans } };
+  return { ok: true, spec, warnings, plan: { name: spec.name, nodes: spec.cluster.nodes, workspace, dir: pipelineDir, taskQueue: spec.cluster.taskQueue, stages: plans } };
 }
 
 /** Keeps later stages resolvable after an earlier problem, so one run reports every problem. */
@@ -335,20 +355,16 @@ function resolvePreset(spec: PipelineSpec, problems: SpecProblem[]): Preset | un
 }
 
 function checkFlags(command: Command, stage: Stage, specPath: string, problems: SpecProblem[]): void {
-  let extra: Arg[];
-  try {
-    extra = parseExtraArgs(stage.extraArgs);
-  } catch (e) {
-    problems.push({ path: `${specPath}.extraArgs`, message: (e as Error).message });
-    return;
-  }
   if (stage.allowUnknownFlags) return;
-  for (const [f] of extra) {
+  for (const f of Object.keys(stage.args)) {
     if (!isKnownFlag(command.entrypoint, f)) {
-      const j = stage.extraArgs.indexOf(f);
-      problems.push({ path: `${specPath}.extraArgs[${j}]`, message: `${f} is not a flag of ModelLink's ${command.entrypoint}; set allowUnknownFlags: true if your ModelLink version has it` });
+      problems.push({ path: `${specPath}.args.${f}`, message: `${f} is not a flag of ModelLink's ${command.entrypoint}; set allowUnknownFlags: true if your ModelLink version has it` });
     }
   }
+}
+
+function withoutNulls(env: Record<string, string | null>): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== null));
 }
 
 function resolveTokenizer(spec: PipelineSpec, preset: Preset, resolve: (p: string) => string, problems: SpecProblem[]): string | undefined {

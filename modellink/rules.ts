@@ -24,9 +24,6 @@ export function checkLayout(spec: PipelineSpec, preset: Preset, problems: Proble
   const p = spec.parallel;
   const { tp, pp, cp, ep } = p;
   const world = worldSize(spec);
-  if (spec.cluster.nodes > 1) {
-    problems.push({ path: 'cluster.nodes', message: 'multi-node gangs are not supported yet; use nodes: 1 (one node of up to 8 devices)' });
-  }
   if (a.numAttentionHeads % tp !== 0) problems.push({ path: 'parallel.tp', message: `tensor parallel size ${tp} must divide the ${a.numAttentionHeads} attention heads of ${preset.name}` });
   if (a.numQueryGroups !== undefined && a.numQueryGroups % tp !== 0) problems.push({ path: 'parallel.tp', message: `tensor parallel size ${tp} must divide the ${a.numQueryGroups} query groups of ${preset.name}` });
   if (p.numLayerList) {

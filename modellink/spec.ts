@@ -84,13 +84,27 @@ const modelSchema = z.strictObject({
 /** A stage input: the name of an earlier stage (its output is used) or a path. */
 const reference = nonEmpty;
 
+/**
+ * ModelLink flags set directly, applied after linkflow's own: a value replaces the flag's value
+ * (or adds the flag), `true` adds a bare flag, `null` removes it. Checked against ModelLink's flag
+ * list before anything runs.
+ */
+const argsSchema = z.record(
+  z.string().regex(/^--[A-Za-z0-9][A-Za-z0-9_-]*$/, 'expected a flag such as --use-mc2'),
+  z.union([z.string(), z.number().transform(String), z.literal(true), z.null(), z.array(z.union([z.string(), z.number().transform(String)])).min(1)]),
+);
+export type ArgOverrides = z.infer<typeof argsSchema>;
+
 const stageBase = {
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'expected a name of letters, digits, "-", "_" or "."'),
-  env: envSchema.default({}),
-  /** Extra flags appended verbatim (still checked against ModelLink's flag list before anything runs). */
-  extraArgs: z.array(z.string()).default([]),
-  /** For a ModelLink newer than linkflow's flag reference: extraArgs flags are then not checked before launch. */
+  /** Added to the launch environment; null removes a variable linkflow would set. */
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'), z.union([z.string({ error: 'expected a string value (quote numbers in YAML)' }), z.null()])).default({}),
+  args: argsSchema.default({}),
+  /** For a ModelLink newer than linkflow's flag reference: `args` flags are then not checked before launch. */
   allowUnknownFlags: z.boolean().default(false),
+  /** This stage's launcher, when it differs from modellink.launcher (ModelLink's evaluation scripts use python -m torch.distributed.launch). */
+  launcher: z.union([nonEmpty, z.array(nonEmpty).min(1)]).optional(),
+  masterPort: z.number().int().min(1024).max(65535).optional(),
   maxAttempts: positiveInt.optional(),
 };
 
@@ -193,10 +207,33 @@ const evaluateStage = z.strictObject({
   seqLength: positiveInt.optional(),
   /** A LoRA stage's output to evaluate on top of `load`. */
   loraLoad: reference.optional(),
+  /** Devices to launch on; default tp × pp. */
+  devices: positiveInt.optional(),
+  precision: z.enum(['bf16', 'fp16']).default('bf16'),
 });
 
-export const stageSchema = z.discriminatedUnion('kind', [preprocessStage, convertStage, pretrainStage, finetuneStage, evaluateStage], {
-  error: (issue) => (issue.code === 'invalid_union' ? 'expected kind to be one of preprocess | convert | pretrain | finetune | evaluate' : undefined),
+const inferenceStage = z.strictObject({
+  ...stageBase,
+  kind: z.literal('inference'),
+  load: reference,
+  loraLoad: reference.optional(),
+  /** generate: ModelLink's scripted generation; chat: its interactive chat (reads stdin). */
+  task: z.enum(['generate', 'chat']).default('generate'),
+  promptType: nonEmpty.optional(),
+  maxNewTokens: positiveInt.default(256),
+  microBatchSize: positiveInt.default(1),
+  globalBatchSize: positiveInt.optional(),
+  seqLength: positiveInt.optional(),
+  topP: z.number().min(0).max(1).optional(),
+  topK: z.number().int().min(0).optional(),
+  temperature: z.number().positive().optional(),
+  /** Devices to launch on; default tp × pp. */
+  devices: positiveInt.optional(),
+  precision: z.enum(['bf16', 'fp16']).default('bf16'),
+});
+
+export const stageSchema = z.discriminatedUnion('kind', [preprocessStage, convertStage, pretrainStage, finetuneStage, evaluateStage, inferenceStage], {
+  error: (issue) => (issue.code === 'invalid_union' ? 'expected kind to be one of preprocess | convert | pretrain | finetune | evaluate | inference' : undefined),
 });
 
 export const pipelineSpecSchema = z.strictObject({
@@ -225,6 +262,7 @@ export type ConvertStage = z.infer<typeof convertStage>;
 export type PretrainStage = z.infer<typeof pretrainStage>;
 export type FinetuneStage = z.infer<typeof finetuneStage>;
 export type EvaluateStage = z.infer<typeof evaluateStage>;
+export type InferenceStage = z.infer<typeof inferenceStage>;
 export type TrainingStage = PretrainStage | FinetuneStage;
 
 export interface SpecProblem {

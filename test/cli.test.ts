@@ -36,6 +36,17 @@ describe('linkflow CLI', () => {
     expect(r.stderr).toContain('linkflow dev');
   });
 
+  it('run: a multi-node spec renders but does not run yet (exit 2)', async () => {
+    const dir = tempDir('cli');
+    const spec = fiveStageSpec('multi', path.join(dir, 'ws'));
+    spec.cluster = { nodes: 2, devicesPerNode: 1 };
+    const file = writeSpec(dir, spec);
+    expect((await runCli(['render', file])).code).toBe(0);
+    const r = await runCli(['run', file], { TEMPORAL_ADDRESS: `127.0.0.1:${await getFreePort()}` });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('cluster.nodes: multi-node gangs cannot run yet');
+  });
+
   it('render: prints each stage argv, and --sh quotes values safely', async () => {
     const dir = tempDir('cli');
     const spec = fiveStageSpec('quote', path.join(dir, "my ws's"));
@@ -43,7 +54,7 @@ describe('linkflow CLI', () => {
     const argv = await runCli(['render', file]);
     expect(argv.code).toBe(0);
     const lines = argv.stdout.split('\n').filter((l) => l.startsWith('['));
-    expect(lines).toHaveLength(6);
+    expect(lines).toHaveLength(7);
     expect(JSON.parse(lines[3])).toContain('pretrain_gpt.py');
     const sh = await runCli(['render', file, '--sh']);
     expect(sh.stdout).toContain(`'${path.join(dir, "my ws'\\''s")}/quote/pretrain/checkpoints'`);

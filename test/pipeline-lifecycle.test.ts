@@ -44,7 +44,7 @@ describe('a pipeline of every stage kind', () => {
     expect(state.status).toBe('succeeded');
     expect(state.stages.map((s) => [s.name, s.status, s.attempts.length])).toEqual([
       ['data', 'succeeded', 1], ['sft-data', 'succeeded', 1], ['weights', 'succeeded', 1],
-      ['pretrain', 'succeeded', 1], ['finetune', 'succeeded', 1], ['evaluate', 'succeeded', 1],
+      ['pretrain', 'succeeded', 1], ['finetune', 'succeeded', 1], ['evaluate', 'succeeded', 1], ['generate', 'succeeded', 1],
     ]);
     const out = (name: string) => state.stages.find((s) => s.name === name)!.output;
     expect(fs.existsSync(`${out('data')}.bin`) && fs.existsSync(`${out('data')}.idx`)).toBe(true);
@@ -61,12 +61,14 @@ describe('a pipeline of every stage kind', () => {
       expect(manifest.stage).toBe(s.name);
       expect(manifest.fingerprint).toMatch(/^[0-9a-f]{64}$/);
     }
+    const generated = fs.readdirSync(out('generate')).map((f) => fs.readFileSync(path.join(out('generate'), f), 'utf8')).join('');
+    expect(generated).toContain('inference.py');
     // Every attempt's output went to a log file under the workspace.
     expect(fs.readdirSync(path.join(ws, 'five', 'pretrain', 'logs')).length).toBe(1);
 
     const again = await runSpec(t, specFile);
     expect(again.state.status).toBe('succeeded');
-    expect(again.state.stages.map((s) => s.status)).toEqual(Array(6).fill('skipped'));
+    expect(again.state.stages.map((s) => s.status)).toEqual(Array(7).fill('skipped'));
     expect(again.state.stages.every((s) => s.attempts.length === 0)).toBe(true);
   });
 
@@ -96,7 +98,7 @@ describe('a pipeline of every stage kind', () => {
     const dir = tempDir('evalfail');
     const evalData = path.join(dir, 'mmlu', 'test');
     const spec = fiveStageSpec('evalfail', path.join(dir, 'ws'), { trainIters: 20 });
-    spec.stages = spec.stages.filter((s) => s.name !== 'finetune' && s.name !== 'sft-data');
+    spec.stages = spec.stages.filter((s) => s.name !== 'finetune' && s.name !== 'sft-data' && s.kind !== 'inference');
     spec.stages[3] = { name: 'evaluate', kind: 'evaluate', load: 'pretrain', tasks: [{ name: 'mmlu', dataPath: evalData }] };
     const specFile = writeSpec(dir, spec);
 
@@ -121,7 +123,7 @@ describe('a pipeline of every stage kind', () => {
     const dir = tempDir('badflag');
     const spec = fiveStageSpec('badflag', path.join(dir, 'ws'), { trainIters: 20 });
     spec.stages = spec.stages.slice(0, 4).filter((s) => s.name !== 'sft-data');
-    Object.assign(spec.stages[2], { extraArgs: ['--no-such-flag', '3'], allowUnknownFlags: true });
+    Object.assign(spec.stages[2], { args: { '--no-such-flag': '3' }, allowUnknownFlags: true });
     const { state, failure } = await runSpec(t, writeSpec(dir, spec));
     expect(state.status).toBe('failed');
     const pretrain = state.stages.find((s) => s.name === 'pretrain')!;

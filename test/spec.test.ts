@@ -65,11 +65,26 @@ describe('pipeline spec validation', () => {
     expect(problems.some((p) => p.startsWith('stages[4].name: "pretrain" is already the name of stages[3]'))).toBe(true);
   });
 
-  it('rejects extraArgs flags that ModelLink does not define, unless allowed', () => {
+  it('rejects args flags that ModelLink does not define, unless allowed', () => {
     const spec = fiveStageSpec('bad', '/tmp/ws');
-    (spec.stages[3] as Record<string, unknown>).extraArgs = ['--use-fused-rmsnorm', '--bogus-flag', '1'];
-    expect(problemsOf(spec)).toEqual(["stages[3].extraArgs[1]: --bogus-flag is not a flag of ModelLink's pretrain_gpt.py; set allowUnknownFlags: true if your ModelLink version has it"]);
+    (spec.stages[3] as Record<string, unknown>).args = { '--use-fused-rmsnorm': true, '--bogus-flag': 1 };
+    expect(problemsOf(spec)).toEqual(["stages[3].args.--bogus-flag: --bogus-flag is not a flag of ModelLink's pretrain_gpt.py; set allowUnknownFlags: true if your ModelLink version has it"]);
     (spec.stages[3] as Record<string, unknown>).allowUnknownFlags = true;
     expect(planPipeline(spec, { baseDir: '/tmp' }).ok).toBe(true);
+  });
+
+  it('args override, add and remove flags; env null removes a variable', () => {
+    const spec = fiveStageSpec('ov', '/tmp/ws');
+    Object.assign(spec.stages[3], { args: { '--lr': 3e-4, '--use-flash-attn': null, '--use-mc2': true, '--profile-ranks': [0, 1] }, env: { PYTORCH_NPU_ALLOC_CONF: null, HCCL_CONNECT_TIMEOUT: '1200' } });
+    const r = planPipeline(spec, { baseDir: '/tmp' });
+    if (!r.ok) throw new Error(JSON.stringify(r.problems));
+    const stage = r.plan.stages[3];
+    expect(stage.args).toContainEqual(['--lr', '0.0003']);
+    expect(stage.args.filter(([f]) => f === '--lr')).toHaveLength(1);
+    expect(stage.args.some(([f]) => f === '--use-flash-attn')).toBe(false);
+    expect(stage.args).toContainEqual(['--use-mc2', null]);
+    expect(stage.args).toContainEqual(['--profile-ranks', ['0', '1']]);
+    expect(stage.env).not.toHaveProperty('PYTORCH_NPU_ALLOC_CONF');
+    expect(stage.env.HCCL_CONNECT_TIMEOUT).toBe('1200');
   });
 });

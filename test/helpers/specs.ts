@@ -15,7 +15,7 @@ export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `linkflow-${prefix}-`));
 }
 
-/** A five-stage pipeline (preprocess, convert, pretrain, finetune, evaluate) with fast emulator iterations. */
+/** Every stage kind (preprocess, convert, pretrain, finetune, evaluate, inference) with fast emulator iterations. */
 export function fiveStageSpec(name: string, workspace: string, opts: { trainIters?: number; saveInterval?: number; pretrainEnv?: Record<string, string>; noProgressTimeout?: string } = {}): RawSpec {
   return {
     name,
@@ -35,6 +35,7 @@ export function fiveStageSpec(name: string, workspace: string, opts: { trainIter
       },
       { name: 'finetune', kind: 'finetune', data: 'sft-data', load: 'pretrain', trainIters: 20, saveInterval: 10, globalBatchSize: 8, promptType: 'llama2' },
       { name: 'evaluate', kind: 'evaluate', load: 'finetune', tasks: [{ name: 'mmlu', dataPath: path.join(DEMO, 'mmlu', 'test') }] },
+      { name: 'generate', kind: 'inference', load: 'finetune', maxNewTokens: 16 },
     ],
   };
 }
