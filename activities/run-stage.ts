@@ -141,6 +141,7 @@ export async function runStageAttempt({ pipeline, stage, attempt }: AttemptInput
     cwd: stage.cwd,
     env,
     logFile,
+    stdin: stage.stdin,
     onLine: (line) => {
       remember(line);
       const event = parseLogLine(line);

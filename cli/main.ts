@@ -103,7 +103,8 @@ program
   .action((opts: { json?: boolean }) => {
     const presets = presetNames().map((n) => getPreset(n)!);
     if (opts.json) console.log(JSON.stringify(presets, null, 2));
-    else for (const p of presets) console.log(`${p.name.padEnd(12)} ${p.description} (${p.impls.join(', ')}; reference ${p.reference.nodes}x${p.reference.devicesPerNode} TP${p.reference.tp} PP${p.reference.pp}${p.reference.tokensPerSecondPerDevice ? `, ${p.reference.tokensPerSecondPerDevice} tokens/s/device` : ''})`);
+    const width = Math.max(...presets.map((p) => p.name.length));
+    if (!opts.json) for (const p of presets) console.log(`${p.name.padEnd(width)} ${p.description} (${p.impls.join(', ')}; reference ${p.reference.nodes}x${p.reference.devicesPerNode} TP${p.reference.tp} PP${p.reference.pp}${p.reference.tokensPerSecondPerDevice ? `, ${p.reference.tokensPerSecondPerDevice} tokens/s/device` : ''})`);
   });
 
 program

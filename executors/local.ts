@@ -20,6 +20,8 @@ export interface StartOptions {
   /** Output of stdout and stderr is appended here as it arrives. */
   logFile: string;
   onLine?: (line: string) => void;
+  /** Written to standard input, which is then closed; without it standard input is /dev/null. */
+  stdin?: string;
 }
 
 export interface RunningProcess {
@@ -54,10 +56,15 @@ export function startProcess(options: StartOptions): RunningProcess {
   const child = spawn(command, args, {
     cwd: options.cwd,
     env: options.env,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [options.stdin !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     // A new process group: one kill reaches the launcher and every rank it started.
     detached: true,
   });
+
+  if (options.stdin !== undefined && child.stdin) {
+    child.stdin.on('error', () => undefined); // the process may exit before reading it all
+    child.stdin.end(options.stdin);
+  }
 
   const spawnError = new Promise<ExitStatus>((resolve) => {
     child.once('error', (err) => {
@@ -67,7 +74,7 @@ export function startProcess(options: StartOptions): RunningProcess {
     });
   });
 
-  const streamsDone = [child.stdout, child.stderr].map((stream: Readable) => {
+  const streamsDone = [child.stdout!, child.stderr!].map((stream: Readable) => {
     stream.pipe(log, { end: false });
     const lines = readline.createInterface({ input: stream, crlfDelay: Infinity });
     if (options.onLine) lines.on('line', options.onLine);

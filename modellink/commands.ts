@@ -93,38 +93,16 @@ export function distributedLauncher(spec: PipelineSpec, nprocPerNode: number, no
   ];
 }
 
-function tokenizerArgs(preset: Preset, tokenizer: string): Arg[] {
+/**
+ * The model's shape exactly as its ModelLink example script passes it (preset.architectureArgs,
+ * --tokenizer-type included), plus where the tokenizer is: Llama2Tokenizer and SentencePiece read a
+ * tokenizer.model file, PretrainedFromHF the HF directory.
+ */
+function modelArgs(spec: PipelineSpec, preset: Preset, tokenizer: string): Arg[] {
+  const shape = preset.architectureArgs[spec.model.impl] ?? [];
   const type = preset.architecture.tokenizerType;
-  // Llama2Tokenizer and SentencePiece read a tokenizer.model file; PretrainedFromHF reads the HF directory.
   const pathFlag = type === 'PretrainedFromHF' ? '--tokenizer-name-or-path' : '--tokenizer-model';
-  return [['--tokenizer-type', type], [pathFlag, tokenizer]];
-}
-
-function architectureArgs(preset: Preset): Arg[] {
-  const a = preset.architecture;
-  return [
-    ['--num-layers', num(a.numLayers)],
-    ['--hidden-size', num(a.hiddenSize)],
-    ['--ffn-hidden-size', num(a.ffnHiddenSize)],
-    ['--num-attention-heads', num(a.numAttentionHeads)],
-    ...(a.numQueryGroups ? ([['--group-query-attention', null], ['--num-query-groups', num(a.numQueryGroups)]] as Arg[]) : []),
-  ];
-}
-
-function shapeArgs(preset: Preset): Arg[] {
-  const a = preset.architecture;
-  return [
-    ...flag(a.untieEmbeddingsAndOutputWeights, '--untie-embeddings-and-output-weights'),
-    ...flag(a.disableBiasLinear, '--disable-bias-linear'),
-    ['--attention-dropout', '0.0'],
-    ['--init-method-std', '0.01'],
-    ['--hidden-dropout', '0.0'],
-    ['--position-embedding-type', a.positionEmbeddingType],
-    ['--normalization', a.normalization],
-    ...(a.normEpsilon !== undefined ? ([['--norm-epsilon', float(a.normEpsilon)]] as Arg[]) : []),
-    ...(a.rotaryBase !== undefined ? ([['--rotary-base', float(a.rotaryBase)]] as Arg[]) : []),
-    ...(a.vocabSize !== undefined ? ([['--vocab-size', num(a.vocabSize)]] as Arg[]) : []),
-  ];
+  return [...shape.map(([f, v]) => [f, Array.isArray(v) ? [...v] : v] as Arg), [pathFlag, tokenizer]];
 }
 
 export interface PreprocessPaths {
@@ -262,21 +240,19 @@ export function buildTraining(spec: PipelineSpec, preset: Preset, stage: Trainin
     ['--tensor-model-parallel-size', num(p.tp)],
     ['--pipeline-model-parallel-size', num(p.pp)],
     ...flag(p.sequenceParallel, '--sequence-parallel'),
-    ...architectureArgs(preset),
-    ...tokenizerArgs(preset, paths.tokenizer),
+    ...modelArgs(spec, preset, paths.tokenizer),
     ...(finetune ? ([['--tokenizer-not-use-fast', null]] as Arg[]) : []),
     ...(finetune && stage.promptType ? ([['--prompt-type', stage.promptType]] as Arg[]) : []),
     ...(finetune ? ([['--variable-seq-lengths', null]] as Arg[]) : []),
     ['--seq-length', num(seqLength)],
-    ['--max-position-embeddings', num(a.maxPositionEmbeddings)],
     ['--micro-batch-size', num(stage.microBatchSize)],
     ['--global-batch-size', num(stage.globalBatchSize)],
-    ['--make-vocab-size-divisible-by', num(a.makeVocabSizeDivisibleBy)],
     ['--lr', float(lr)],
     ['--train-iters', num(stage.trainIters)],
     ['--lr-decay-style', 'cosine'],
-    ...shapeArgs(preset),
-    ...flag(a.swiglu, '--swiglu'),
+    ['--attention-dropout', '0.0'],
+    ['--init-method-std', '0.01'],
+    ['--hidden-dropout', '0.0'],
     ['--no-masked-softmax-fusion', null],
     ['--attention-softmax-in-fp32', null],
     ['--min-lr', float(minLr)],
@@ -352,27 +328,19 @@ export function buildEvaluate(spec: PipelineSpec, preset: Preset, stage: Evaluat
     ['--seq-length', num(seqLength)],
     ['--max-new-tokens', num(stage.maxNewTokens)],
     ['--evaluation-batch-size', '1'],
-    ['--max-position-embeddings', num(a.maxPositionEmbeddings)],
     ['--tensor-model-parallel-size', num(p.tp)],
     ['--pipeline-model-parallel-size', num(p.pp)],
-    ...architectureArgs(preset),
-    ...flag(a.swiglu, '--swiglu'),
-    ...flag(a.disableBiasLinear, '--disable-bias-linear'),
+    ...modelArgs(spec, preset, paths.tokenizer),
     ['--load', paths.load],
-    ['--normalization', a.normalization],
-    ...tokenizerArgs(preset, paths.tokenizer),
     ['--tokenizer-not-use-fast', null],
     [`--${stage.precision}`, null],
     ['--micro-batch-size', '1'],
     ...flag(resolveFeatures(spec, preset).kernels.fusedRmsnorm, '--use-fused-rmsnorm'),
-    ['--position-embedding-type', a.positionEmbeddingType],
     ['--exit-on-missing-checkpoint', null],
     ['--no-load-rng', null],
     ['--no-load-optim', null],
     ...(paths.lora ? ([['--lora-load', paths.lora.load], ...loraArgs(paths.lora.options, spec.model.impl === 'mcore')] as Arg[]) : []),
-    ...flag(a.untieEmbeddingsAndOutputWeights, '--untie-embeddings-and-output-weights'),
     ['--no-masked-softmax-fusion', null],
-    ['--make-vocab-size-divisible-by', num(a.makeVocabSizeDivisibleBy)],
     ...flag(spec.model.impl === 'mcore', '--use-mcore-models'),
     ['--seed', '42'],
   ];
@@ -395,7 +363,7 @@ export function buildInference(spec: PipelineSpec, preset: Preset, stage: Infere
     ['--tensor-model-parallel-size', num(p.tp)],
     ['--pipeline-model-parallel-size', num(p.pp)],
     ...flag(spec.model.impl === 'mcore', '--use-mcore-models'),
-    ...(stage.task === 'chat' ? ([['--task', 'chat']] as Arg[]) : []),
+    ['--task', stage.tasks.length === 1 ? stage.tasks[0] : [...stage.tasks]],
     ...(stage.promptType ? ([['--prompt-type', stage.promptType]] as Arg[]) : []),
     ['--use-kv-cache', null],
     ...flag(kernels.flashAttn, '--use-flash-attn'),
@@ -405,21 +373,14 @@ export function buildInference(spec: PipelineSpec, preset: Preset, stage: Infere
     ...flag(kernels.fusedSwiglu, '--use-fused-swiglu'),
     ...flag(kernels.fusedRmsnorm, '--use-fused-rmsnorm'),
     ...flag(kernels.fusedRotaryPosEmb, '--use-fused-rotary-pos-emb'),
-    ...architectureArgs(preset),
-    ['--position-embedding-type', a.positionEmbeddingType],
+    ...modelArgs(spec, preset, paths.tokenizer),
     ['--seq-length', num(stage.seqLength ?? a.seqLength)],
     ['--max-new-tokens', num(stage.maxNewTokens)],
     ['--micro-batch-size', num(stage.microBatchSize)],
     ['--global-batch-size', num(stage.globalBatchSize ?? stage.microBatchSize)],
-    ['--max-position-embeddings', num(a.maxPositionEmbeddings)],
-    ...flag(a.swiglu, '--swiglu'),
     ['--load', paths.load],
-    ...tokenizerArgs(preset, paths.tokenizer),
     ['--tokenizer-not-use-fast', null],
     [`--${stage.precision}`, null],
-    ['--normalization', a.normalization],
-    ...flag(a.untieEmbeddingsAndOutputWeights, '--untie-embeddings-and-output-weights'),
-    ...flag(a.disableBiasLinear, '--disable-bias-linear'),
     ['--attention-softmax-in-fp32', null],
     ['--no-load-optim', null],
     ['--no-load-rng', null],
@@ -427,7 +388,6 @@ export function buildInference(spec: PipelineSpec, preset: Preset, stage: Infere
     ['--no-gradient-accumulation-fusion', null],
     ['--exit-on-missing-checkpoint', null],
     ...(paths.lora ? ([['--lora-load', paths.lora.load], ...loraArgs(paths.lora.options, spec.model.impl === 'mcore')] as Arg[]) : []),
-    ['--make-vocab-size-divisible-by', num(a.makeVocabSizeDivisibleBy)],
   ];
   const env: Record<string, string> = { CUDA_DEVICE_MAX_CONNECTIONS: '1' };
   return { entrypoint: 'inference.py', launcher: distributedLauncher(spec, stage.devices ?? p.tp * p.pp), args, env };

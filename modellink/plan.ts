@@ -64,6 +64,8 @@ export interface StagePlan {
   evaluate?: { tasks: string[]; resultsFile: string };
   /** Checkpoint outputs: their implementation and layout, so later stages are checked against them. */
   format?: WeightsFormat;
+  /** Written to the process's standard input (chat prompts), then closed. */
+  stdin?: string;
   /** Conversions to hf: ModelLink writes into a directory holding the original HF files; this one links to them. */
   hfView?: { from: string; dir: string };
   maxAttempts?: number;
@@ -278,6 +280,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
           output = path.join(dir, 'logs');
           outputKind = 'results';
           if (load && tokenizer) command = buildInference(stageSpec, preset, stage, { load, tokenizer, lora });
+          if (stage.prompts) extra = { stdin: [...stage.prompts, 'exit'].map((line) => `${line}\n`).join('') };
           break;
         }
         const tasks = stage.tasks.map((t, j) => ({ name: t.name, dataPath: ref(`tasks[${j}].dataPath`, t.dataPath, [], 'dir') ?? '' }));

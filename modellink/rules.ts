@@ -104,6 +104,9 @@ export function checkStageRules(spec: PipelineSpec, preset: Preset, stage: Stage
   if (stage.kind === 'preprocess' && /^(AlpacaStyle|SharegptStyle)/.test(stage.handler) && !stage.promptType) {
     problems.push({ path: `${specPath}.promptType`, message: `${stage.handler} needs a prompt type (e.g. llama2, qwen, empty), as ModelLink's preprocess_data.py does` });
   }
+  if (stage.kind === 'inference' && stage.tasks.includes('chat') && !stage.prompts) {
+    problems.push({ path: `${specPath}.prompts`, message: 'chat reads its prompts from standard input: give the prompts to ask' });
+  }
   if (stage.kind === 'evaluate' && spec.parallel.tp * spec.parallel.pp > spec.cluster.devicesPerNode) {
     problems.push({ path: `${specPath}`, message: `evaluation runs on tp × pp = ${spec.parallel.tp * spec.parallel.pp} devices, more than one node's ${spec.cluster.devicesPerNode}` });
   }

@@ -217,8 +217,10 @@ const inferenceStage = z.strictObject({
   kind: z.literal('inference'),
   load: reference,
   loraLoad: reference.optional(),
-  /** generate: ModelLink's scripted generation; chat: its interactive chat (reads stdin). */
-  task: z.enum(['generate', 'chat']).default('generate'),
+  /** inference.py's tasks (its --task); chat reads `prompts` from standard input. */
+  tasks: z.array(z.enum(['greedy', 'do_sample', 'beam_search', 'beam_search_with_sampling', 'return_output_log_probs', 'chat'])).min(1).default(['greedy']),
+  /** What chat is asked, one prompt per turn. */
+  prompts: z.array(nonEmpty).min(1).optional(),
   promptType: nonEmpty.optional(),
   maxNewTokens: positiveInt.default(256),
   microBatchSize: positiveInt.default(1),

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { resumeArgs, type Arg } from '../modellink/commands.ts';
 import { planPipeline, type StagePlan } from '../modellink/plan.ts';
-import { presetNames } from '../modellink/presets.ts';
+import { getPreset, presetNames } from '../modellink/presets.ts';
 import { fiveStageSpec, ROOT } from './helpers/specs.ts';
 
 const REFERENCE = path.join(ROOT, '..', 'shared', 'modellink-reference');
@@ -26,19 +26,23 @@ function referenceFlags(entrypoint: string): Set<string> {
 function allPlans(): StagePlan[] {
   const plans: StagePlan[] = [];
   for (const preset of presetNames()) {
-    for (const impl of ['mcore', 'legacy']) {
+    // Each preset in the implementations ModelLink has it in, at tp 2 / pp 2 where its heads, query groups and layers allow.
+    const { architecture: a, impls } = getPreset(preset)!;
+    const tp = a.numAttentionHeads % 2 === 0 && (a.numQueryGroups ?? 2) % 2 === 0 ? 2 : 1;
+    const pp = a.numLayers % 2 === 0 ? 2 : 1;
+    for (const impl of impls) {
       for (const sequenceParallel of [false, true]) {
         for (const lora of [undefined, { r: 8, alpha: 16 }]) {
           const spec = fiveStageSpec('flags', '/tmp/ws');
           spec.model = { preset, impl, tokenizer: '/tmp/tok' };
-          spec.parallel = { tp: 2, pp: 2, sequenceParallel, distributedOptimizer: !sequenceParallel };
+          spec.parallel = { tp, pp, sequenceParallel, distributedOptimizer: !sequenceParallel };
           spec.cluster = { nodes: 1, devicesPerNode: 8 };
           Object.assign(spec.stages[4], { lora, globalBatchSize: 16 });
           Object.assign(spec.stages[3], { globalBatchSize: 16, logThroughput: sequenceParallel, precision: sequenceParallel ? 'fp16' : 'bf16' });
           Object.assign(spec.stages[5], { loraLoad: lora ? 'finetune' : undefined });
           if (impl === 'mcore' && sequenceParallel) {
             // Every typed feature at once: each must map to a flag ModelLink defines.
-            spec.parallel = { ...(spec.parallel as object), tp: 1, pp: 2, cp: 2, cpAlgo: 'megatron_cp_algo', cpSendRecvOverlap: true, ep: 2, vpp: 1, distributedOptimizer: true };
+            spec.parallel = { ...(spec.parallel as object), tp: 1, pp, cp: 2, cpAlgo: 'megatron_cp_algo', cpSendRecvOverlap: true, ep: 2, ...(pp > 1 ? { vpp: 1 } : {}), distributedOptimizer: true };
             Object.assign(spec, {
               memory: { recomputeGranularity: 'full', recomputeMethod: 'block', recomputeNumLayers: 1, recomputeActivationFunction: true, reuseFp32Param: true },
               kernels: { flashAttn: true, fusedRmsnorm: true, fusedSwiglu: true, fusedRotaryPosEmb: true, slidingWindow: 4096 },

@@ -63,6 +63,8 @@ describe('a pipeline of every stage kind', () => {
     }
     const generated = fs.readdirSync(out('generate')).map((f) => fs.readFileSync(path.join(out('generate'), f), 'utf8')).join('');
     expect(generated).toContain('inference.py');
+    // chat was asked its prompt on standard input (one turn, then exit) and ended cleanly.
+    expect(generated.split('You >> ').length - 1).toBe(2);
     // Every attempt's output went to a log file under the workspace.
     expect(fs.readdirSync(path.join(ws, 'five', 'pretrain', 'logs')).length).toBe(1);
 

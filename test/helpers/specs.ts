@@ -35,7 +35,7 @@ export function fiveStageSpec(name: string, workspace: string, opts: { trainIter
       },
       { name: 'finetune', kind: 'finetune', data: 'sft-data', load: 'pretrain', trainIters: 20, saveInterval: 10, globalBatchSize: 8, promptType: 'llama2' },
       { name: 'evaluate', kind: 'evaluate', load: 'finetune', tasks: [{ name: 'mmlu', dataPath: path.join(DEMO, 'mmlu', 'test') }] },
-      { name: 'generate', kind: 'inference', load: 'finetune', maxNewTokens: 16 },
+      { name: 'generate', kind: 'inference', load: 'finetune', maxNewTokens: 16, tasks: ['greedy', 'chat'], prompts: ['What is a checkpoint?'] },
     ],
   };
 }
