@@ -49,7 +49,7 @@ function statSignature(p: string): string[] {
 /** The files a dataset prefix stands for (Megatron appends .bin/.idx; instruction data adds _packed_*). */
 export function dataFiles(input: StageInput): string[] {
   if (input.kind === 'pretrain-data') return [`${input.path}.bin`, `${input.path}.idx`];
-  if (input.kind === 'instruction-data') {
+  if (input.kind === 'instruction-data' || input.kind === 'pairwise-data') {
     const dir = path.dirname(input.path);
     const base = path.basename(input.path);
     let entries: string[] = [];
@@ -85,6 +85,7 @@ export function outputPresent(stage: StagePlan): boolean {
   switch (stage.outputKind) {
     case 'pretrain-data':
     case 'instruction-data':
+    case 'pairwise-data':
       return dataFiles({ specPath: '', path: stage.output, kind: stage.outputKind }).every((f) => fs.existsSync(f));
     case 'checkpoint': {
       if (stage.training) {

@@ -74,6 +74,13 @@ function float(n: number): string {
   return String(n);
 }
 
+/** A valued flag: the stage's value, else the default (written as ModelLink's scripts write it); null (or no default) leaves it out. */
+function opt(name: string, value: string | number | null | undefined, fallback: string | number | undefined): Arg[] {
+  const v = value === undefined ? fallback : value;
+  if (v === null || v === undefined) return [];
+  return [[name, typeof v === 'number' ? float(v) : v]];
+}
+
 function flag(on: boolean | undefined, name: string): Arg[] {
   return on ? [[name, null]] : [];
 }
@@ -82,14 +89,14 @@ function launcherArgv(spec: PipelineSpec): string[] {
   return Array.isArray(spec.modellink.launcher) ? [...spec.modellink.launcher] : [spec.modellink.launcher];
 }
 
-export function distributedLauncher(spec: PipelineSpec, nprocPerNode: number, nodeRank = 0): string[] {
+export function distributedLauncher(spec: PipelineSpec, nprocPerNode: number): string[] {
   return [
     ...launcherArgv(spec),
     '--nproc_per_node', num(nprocPerNode),
     '--nnodes', num(spec.cluster.nodes),
-    '--node_rank', num(nodeRank),
+    '--node_rank', String(spec.cluster.nodeRank ?? 0),
     '--master_addr', spec.cluster.masterAddr,
-    '--master_port', num(spec.cluster.masterPort),
+    '--master_port', String(spec.cluster.masterPort),
   ];
 }
 
@@ -98,9 +105,13 @@ export function distributedLauncher(spec: PipelineSpec, nprocPerNode: number, no
  * --tokenizer-type included), plus where the tokenizer is: Llama2Tokenizer and SentencePiece read a
  * tokenizer.model file, PretrainedFromHF the HF directory.
  */
-function modelArgs(spec: PipelineSpec, preset: Preset, tokenizer: string): Arg[] {
-  const shape = preset.architectureArgs[spec.model.impl] ?? [];
-  const type = preset.architecture.tokenizerType;
+function modelArgs(spec: PipelineSpec, preset: Preset, tokenizer: string, overrides: { maxPositionEmbeddings?: number; tokenizerType?: string } = {}): Arg[] {
+  const type = overrides.tokenizerType ?? preset.architecture.tokenizerType;
+  const shape = (preset.architectureArgs[spec.model.impl] ?? []).map(([f, v]): Arg => {
+    if (f === '--max-position-embeddings' && overrides.maxPositionEmbeddings !== undefined) return [f, num(overrides.maxPositionEmbeddings)];
+    if (f === '--tokenizer-type') return [f, type];
+    return [f, v];
+  });
   const pathFlag = type === 'PretrainedFromHF' ? '--tokenizer-name-or-path' : '--tokenizer-model';
   return [...shape.map(([f, v]) => [f, Array.isArray(v) ? [...v] : v] as Arg), [pathFlag, tokenizer]];
 }
@@ -124,6 +135,7 @@ export function buildPreprocess(spec: PipelineSpec, preset: Preset, stage: Prepr
     ['--log-interval', num(stage.logInterval)],
     ...(instruction ? ([['--overwrite-cache', null]] as Arg[]) : []),
     ...(stage.promptType ? ([['--prompt-type', stage.promptType]] as Arg[]) : []),
+    ...(stage.mapKeys ? ([['--map-keys', JSON.stringify(stage.mapKeys)]] as Arg[]) : []),
     ...flag(stage.appendEod, '--append-eod'),
     ...flag(stage.pack, '--pack'),
     ...(stage.seqLength ? ([['--seq-length', num(stage.seqLength)]] as Arg[]) : []),
@@ -232,15 +244,16 @@ export function buildTraining(spec: PipelineSpec, preset: Preset, stage: Trainin
   const lora = finetune ? stage.lora : undefined;
   const seqLength = stage.seqLength ?? a.seqLength;
   const lr = stage.lr ?? preset.training.lr;
-  const minLr = stage.minLr ?? preset.training.minLr;
+  const minLr = preset.training.minLr;
   const loadsWeights = paths.load !== undefined;
   const features = resolveFeatures(spec, preset);
+  const shapeFlags = new Set((preset.architectureArgs[spec.model.impl] ?? []).map(([f]) => f));
   const args: Arg[] = [
     ...flag(mcore, '--use-mcore-models'),
     ['--tensor-model-parallel-size', num(p.tp)],
     ['--pipeline-model-parallel-size', num(p.pp)],
     ...flag(p.sequenceParallel, '--sequence-parallel'),
-    ...modelArgs(spec, preset, paths.tokenizer),
+    ...modelArgs(spec, preset, paths.tokenizer, { maxPositionEmbeddings: stage.maxPositionEmbeddings, tokenizerType: stage.tokenizerType }),
     ...(finetune ? ([['--tokenizer-not-use-fast', null]] as Arg[]) : []),
     ...(finetune && stage.promptType ? ([['--prompt-type', stage.promptType]] as Arg[]) : []),
     ...(finetune ? ([['--variable-seq-lengths', null]] as Arg[]) : []),
@@ -249,23 +262,27 @@ export function buildTraining(spec: PipelineSpec, preset: Preset, stage: Trainin
     ['--global-batch-size', num(stage.globalBatchSize)],
     ['--lr', float(lr)],
     ['--train-iters', num(stage.trainIters)],
-    ['--lr-decay-style', 'cosine'],
-    ['--attention-dropout', '0.0'],
-    ['--init-method-std', '0.01'],
-    ['--hidden-dropout', '0.0'],
+    ...opt('--lr-decay-style', stage.lrDecayStyle, 'cosine'),
+    ...opt('--lr-decay-iters', stage.lrDecayIters, undefined),
+    ...opt('--attention-dropout', stage.attentionDropout, '0.0'),
+    ...opt('--init-method-std', stage.initMethodStd, 0.01),
+    ...opt('--hidden-dropout', stage.hiddenDropout, '0.0'),
     ['--no-masked-softmax-fusion', null],
     ['--attention-softmax-in-fp32', null],
-    ['--min-lr', float(minLr)],
-    ['--weight-decay', '1e-1'],
-    ['--lr-warmup-fraction', '0.01'],
-    ['--clip-grad', '1.0'],
-    ['--adam-beta1', '0.9'],
-    ['--initial-loss-scale', num(preset.training.initialLossScale)],
-    ['--adam-beta2', String(preset.training.adamBeta2)],
+    ...opt('--min-lr', stage.minLr === undefined ? minLr : stage.minLr, undefined),
+    ...opt('--weight-decay', stage.weightDecay, '1e-1'),
+    ...opt('--lr-warmup-fraction', stage.lrWarmupFraction, stage.lrWarmupIters ? undefined : '0.01'),
+    ...opt('--lr-warmup-iters', stage.lrWarmupIters, undefined),
+    ...opt('--clip-grad', stage.clipGrad, '1.0'),
+    ...opt('--adam-beta1', stage.adamBeta1, '0.9'),
+    ...opt('--initial-loss-scale', stage.initialLossScale, preset.training.initialLossScale),
+    ...opt('--adam-beta2', stage.adamBeta2, preset.training.adamBeta2),
+    ...opt('--seed', stage.seed, undefined),
     ['--no-gradient-accumulation-fusion', null],
     ...(loadsWeights ? ([['--no-load-optim', null], ['--no-load-rng', null]] as Arg[]) : []),
     ...flag(p.distributedOptimizer, '--use-distributed-optimizer'),
-    ...featureArgs(features),
+    // The model's own flags (e.g. its MoE router) come from the preset; features do not repeat them.
+    ...featureArgs(features).filter(([f]) => !shapeFlags.has(f)),
     ...flag(stage.logThroughput, '--log-throughput'),
     [`--${stage.precision}`, null],
     ...(finetune && loadsWeights ? ([['--finetune', null]] as Arg[]) : []),
@@ -278,7 +295,7 @@ export function buildTraining(spec: PipelineSpec, preset: Preset, stage: Trainin
     ['--eval-interval', num(stage.evalInterval ?? Math.max(stage.trainIters, 1))],
     ['--eval-iters', num(stage.evalIters)],
     ['--distributed-backend', 'nccl'],
-    ...(!mcore ? ([['--jit-compile', null]] as Arg[]) : []),
+    ...flag(stage.jitCompile ?? !mcore, '--jit-compile'),
     ...(paths.load !== undefined ? ([['--load', paths.load]] as Arg[]) : []),
     ['--save', paths.save],
   ];
@@ -323,14 +340,15 @@ export function buildEvaluate(spec: PipelineSpec, preset: Preset, stage: Evaluat
   const p = spec.parallel;
   const seqLength = stage.seqLength ?? a.seqLength;
   const args: Arg[] = [
-    ['--task-data-path', paths.tasks.map((t) => t.dataPath)],
-    ['--task', paths.tasks.map((t) => t.name)],
+    // One task is written as one value, as ModelLink's scripts do.
+    ['--task-data-path', paths.tasks.length === 1 ? paths.tasks[0].dataPath : paths.tasks.map((t) => t.dataPath)],
+    ['--task', paths.tasks.length === 1 ? paths.tasks[0].name : paths.tasks.map((t) => t.name)],
     ['--seq-length', num(seqLength)],
     ['--max-new-tokens', num(stage.maxNewTokens)],
     ['--evaluation-batch-size', '1'],
     ['--tensor-model-parallel-size', num(p.tp)],
     ['--pipeline-model-parallel-size', num(p.pp)],
-    ...modelArgs(spec, preset, paths.tokenizer),
+    ...modelArgs(spec, preset, paths.tokenizer, { tokenizerType: stage.tokenizerType }),
     ['--load', paths.load],
     ['--tokenizer-not-use-fast', null],
     [`--${stage.precision}`, null],
@@ -365,7 +383,7 @@ export function buildInference(spec: PipelineSpec, preset: Preset, stage: Infere
     ...flag(spec.model.impl === 'mcore', '--use-mcore-models'),
     ['--task', stage.tasks.length === 1 ? stage.tasks[0] : [...stage.tasks]],
     ...(stage.promptType ? ([['--prompt-type', stage.promptType]] as Arg[]) : []),
-    ['--use-kv-cache', null],
+    ...flag(stage.kvCache, '--use-kv-cache'),
     ...flag(kernels.flashAttn, '--use-flash-attn'),
     ...(stage.topP !== undefined ? ([['--top-p', String(stage.topP)]] as Arg[]) : []),
     ...(stage.topK !== undefined ? ([['--top-k', String(stage.topK)]] as Arg[]) : []),
@@ -373,11 +391,11 @@ export function buildInference(spec: PipelineSpec, preset: Preset, stage: Infere
     ...flag(kernels.fusedSwiglu, '--use-fused-swiglu'),
     ...flag(kernels.fusedRmsnorm, '--use-fused-rmsnorm'),
     ...flag(kernels.fusedRotaryPosEmb, '--use-fused-rotary-pos-emb'),
-    ...modelArgs(spec, preset, paths.tokenizer),
+    ...modelArgs(spec, preset, paths.tokenizer, { tokenizerType: stage.tokenizerType }),
     ['--seq-length', num(stage.seqLength ?? a.seqLength)],
     ['--max-new-tokens', num(stage.maxNewTokens)],
     ['--micro-batch-size', num(stage.microBatchSize)],
-    ['--global-batch-size', num(stage.globalBatchSize ?? stage.microBatchSize)],
+    ...(stage.globalBatchSize !== undefined ? ([['--global-batch-size', num(stage.globalBatchSize)]] as Arg[]) : []),
     ['--load', paths.load],
     ['--tokenizer-not-use-fast', null],
     [`--${stage.precision}`, null],

@@ -9,7 +9,7 @@ import { customPreset, getPreset, presetNames, type Preset } from './presets.ts'
 import { checkLayout, checkStageRules } from './rules.ts';
 import { durationToMs, formatPath, pipelineSpecSchema, type PipelineSpec, type SpecProblem, type Stage, type StageKind } from './spec.ts';
 
-export type OutputKind = 'pretrain-data' | 'instruction-data' | 'checkpoint' | 'hf-model' | 'results';
+export type OutputKind = 'pretrain-data' | 'instruction-data' | 'pairwise-data' | 'checkpoint' | 'hf-model' | 'results';
 
 /** What a checkpoint output holds: which implementation, at which layout. */
 export interface WeightsFormat {
@@ -192,6 +192,10 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
         if (input && tokenizer) command = buildPreprocess(stageSpec, preset, stage, { input, tokenizer, outputPrefix });
         if (stage.handler === 'GeneralPretrainHandler') {
           output = `${outputPrefix}_${stage.jsonKeys?.[0] ?? 'text'}_document`;
+        } else if (stage.handler.includes('Pairwise')) {
+          // Chosen/rejected pairs for DPO or reward models, which linkflow does not train yet.
+          outputKind = 'pairwise-data';
+          output = outputPrefix;
         } else {
           outputKind = 'instruction-data';
           output = outputPrefix;

@@ -61,7 +61,8 @@ export function checkLayout(spec: PipelineSpec, preset: Preset, problems: Proble
   }
   const m = spec.memory;
   if ((m.recomputeMethod !== undefined || m.recomputeNumLayers !== undefined) && m.recomputeGranularity !== 'full') {
-    problems.push({ path: 'memory.recomputeGranularity', message: 'recomputeMethod and recomputeNumLayers apply to full recomputation: set recomputeGranularity: full' });
+    // Some of ModelLink's own scripts do this; Megatron then ignores them.
+    warnings.push({ path: 'memory.recomputeGranularity', message: 'recomputeMethod and recomputeNumLayers take effect only with recomputeGranularity: full' });
   }
   if (spec.moe.expertCapacityFactor !== undefined && spec.moe.tokenDispatcherType !== 'alltoall') {
     problems.push({ path: 'moe.expertCapacityFactor', message: 'moe_expert_capacity_factor only works with the alltoall token dispatcher: set moe.tokenDispatcherType: alltoall' });
@@ -90,7 +91,8 @@ export function checkStageRules(spec: PipelineSpec, preset: Preset, stage: Stage
       problems.push({ path: `${specPath}.globalBatchSize`, message: `global batch size ${stage.globalBatchSize} must be divisible by micro batch size ${stage.microBatchSize} × data-parallel size ${dp}` });
     }
     const seq = stage.seqLength ?? a.seqLength;
-    if (seq > a.maxPositionEmbeddings) problems.push({ path: `${specPath}.seqLength`, message: `sequence length ${seq} exceeds the model's max position embeddings ${a.maxPositionEmbeddings}` });
+    const maxPos = stage.maxPositionEmbeddings ?? a.maxPositionEmbeddings;
+    if (seq > maxPos) problems.push({ path: `${specPath}.seqLength`, message: `sequence length ${seq} exceeds the max position embeddings ${maxPos} (the model's, unless maxPositionEmbeddings is set)` });
     if (spec.parallel.cp > 1 && seq % spec.parallel.cp !== 0) problems.push({ path: `${specPath}.seqLength`, message: `sequence length ${seq} must be divisible by the context parallel size ${spec.parallel.cp}` });
     if (stage.kind === 'finetune' && spec.parallel.cp > 1) {
       problems.push({ path: 'parallel.cp', message: `stage ${stage.name} fine-tunes with variable sequence lengths, and ModelLink forbids context parallelism with them` });
@@ -107,7 +109,7 @@ export function checkStageRules(spec: PipelineSpec, preset: Preset, stage: Stage
   if (stage.kind === 'inference' && stage.tasks.includes('chat') && !stage.prompts) {
     problems.push({ path: `${specPath}.prompts`, message: 'chat reads its prompts from standard input: give the prompts to ask' });
   }
-  if (stage.kind === 'evaluate' && spec.parallel.tp * spec.parallel.pp > spec.cluster.devicesPerNode) {
-    problems.push({ path: `${specPath}`, message: `evaluation runs on tp × pp = ${spec.parallel.tp * spec.parallel.pp} devices, more than one node's ${spec.cluster.devicesPerNode}` });
+  if ((stage.kind === 'evaluate' || stage.kind === 'inference') && spec.parallel.tp * spec.parallel.pp > worldSize(spec)) {
+    problems.push({ path: `${specPath}`, message: `${stage.kind} runs on tp × pp = ${spec.parallel.tp * spec.parallel.pp} devices, more than the cluster's ${worldSize(spec)}` });
   }
 }

@@ -28,6 +28,9 @@ export function durationToMs(d: Duration): number {
   return Number(m[1]) * unit;
 }
 
+/** --tokenizer-type's choices in ModelLink's parser. */
+const tokenizerTypeSchema = z.enum(['BertWordPieceLowerCase', 'BertWordPieceCase', 'GPT2BPETokenizer', 'SentencePieceTokenizer', 'GPTSentencePieceTokenizer', 'Llama2Tokenizer', 'PretrainedFromHF', 'NullTokenizer']);
+
 const envSchema = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'), z.string({ error: 'expected a string value (quote numbers in YAML)' }));
 
 /** An architecture written out in full, for models without a preset. Names follow ModelLink's flags. */
@@ -48,7 +51,7 @@ export const architectureSchema = z.strictObject({
   swiglu: z.boolean().default(true),
   untieEmbeddingsAndOutputWeights: z.boolean().default(true),
   disableBiasLinear: z.boolean().default(true),
-  tokenizerType: z.enum(['PretrainedFromHF', 'Llama2Tokenizer', 'GPT2BPETokenizer', 'SentencePieceTokenizer']).default('PretrainedFromHF'),
+  tokenizerType: tokenizerTypeSchema.default('PretrainedFromHF'),
   hfModelType: nonEmpty.default('llama2'),
 });
 export type Architecture = z.infer<typeof architectureSchema>;
@@ -69,7 +72,13 @@ const clusterSchema = z.strictObject({
   nodes: positiveInt.default(1),
   devicesPerNode: positiveInt.default(8),
   masterAddr: nonEmpty.default('localhost'),
-  masterPort: z.number().int().min(1024, 'expected a port between 1024 and 65535').max(65535, 'expected a port between 1024 and 65535').default(6000),
+  /** Which node's command `render` shows (a number, or a variable of an imported script); runs use each node's own rank. */
+  nodeRank: z.union([z.number().int().min(0), nonEmpty]).optional(),
+  masterPort: z.union([
+    z.number().int().min(1024, 'expected a port between 1024 and 65535').max(65535, 'expected a port between 1024 and 65535'),
+    // An imported script's variable, kept for `render`.
+    z.string().regex(/^\$\{[A-Za-z_][A-Za-z0-9_]*\}$/, 'expected a port between 1024 and 65535'),
+  ]).default(6000),
 });
 
 const modelSchema = z.strictObject({
@@ -118,7 +127,11 @@ const preprocessStage = z.strictObject({
     'SharegptStyleInstructionHandler',
     'LlamaFactoryInstructionHandler',
     'GeneralInstructionHandler',
+    'AlpacaStylePairwiseHandler',
+    'SharegptStylePairwiseHandler',
   ]).default('GeneralPretrainHandler'),
+  /** --map-keys: which JSON fields hold prompt, query, response, system… (ModelLink's handlers take a JSON object). */
+  mapKeys: z.record(z.string(), z.string()).optional(),
   jsonKeys: z.array(nonEmpty).min(1).optional(),
   promptType: nonEmpty.optional(),
   workers: positiveInt.default(4),
@@ -168,9 +181,29 @@ const trainingFields = {
   microBatchSize: positiveInt.default(1),
   globalBatchSize: positiveInt,
   seqLength: positiveInt.optional(),
+  /** Long-context variants (ModelLink's *_32k/_128k scripts) raise the model's position embeddings. */
+  maxPositionEmbeddings: positiveInt.optional(),
   lr: positiveNumber.optional(),
-  minLr: z.number().min(0).optional(),
+  minLr: z.number().min(0).nullable().optional(),
   precision: z.enum(['bf16', 'fp16']).default('bf16'),
+  // Optimizer and schedule; unset follows ModelLink's example scripts, null leaves the flag out (ModelLink's default).
+  lrDecayStyle: z.enum(['constant', 'linear', 'cosine', 'inverse-square-root']).nullable().optional(),
+  lrWarmupFraction: z.number().min(0).max(1).nullable().optional(),
+  lrWarmupIters: nonNegativeInt.nullable().optional(),
+  lrDecayIters: positiveInt.nullable().optional(),
+  weightDecay: z.number().min(0).nullable().optional(),
+  clipGrad: z.number().min(0).nullable().optional(),
+  adamBeta1: z.number().gt(0).lt(1).nullable().optional(),
+  adamBeta2: z.number().gt(0).lt(1).nullable().optional(),
+  initialLossScale: positiveNumber.nullable().optional(),
+  initMethodStd: positiveNumber.nullable().optional(),
+  attentionDropout: z.number().min(0).max(1).nullable().optional(),
+  hiddenDropout: z.number().min(0).max(1).nullable().optional(),
+  seed: nonNegativeInt.nullable().optional(),
+  /** --jit-compile; default on for legacy models, as their scripts do. */
+  jitCompile: z.boolean().optional(),
+  /** The tokenizer ModelLink loads (default the preset's). */
+  tokenizerType: tokenizerTypeSchema.optional(),
   evalInterval: positiveInt.optional(),
   evalIters: nonNegativeInt.default(0),
   split: z.string().regex(/^\d+,\d+,\d+$/, 'expected "train,valid,test" such as "949,50,1"').optional(),
@@ -210,6 +243,7 @@ const evaluateStage = z.strictObject({
   /** Devices to launch on; default tp × pp. */
   devices: positiveInt.optional(),
   precision: z.enum(['bf16', 'fp16']).default('bf16'),
+  tokenizerType: tokenizerTypeSchema.optional(),
 });
 
 const inferenceStage = z.strictObject({
@@ -232,6 +266,9 @@ const inferenceStage = z.strictObject({
   /** Devices to launch on; default tp × pp. */
   devices: positiveInt.optional(),
   precision: z.enum(['bf16', 'fp16']).default('bf16'),
+  tokenizerType: tokenizerTypeSchema.optional(),
+  /** --use-kv-cache (ModelLink's generate and chat scripts use it). */
+  kvCache: z.boolean().default(true),
 });
 
 export const stageSchema = z.discriminatedUnion('kind', [preprocessStage, convertStage, pretrainStage, finetuneStage, evaluateStage, inferenceStage], {

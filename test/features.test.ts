@@ -74,14 +74,16 @@ describe('feature options', () => {
     expect(problems(llamaSpec({ parallel: { tp: 1, pp: 2, cp: 2 } })).some((p) => p.includes('variable sequence lengths'))).toBe(true);
   });
 
-  it('checks batch arithmetic with context parallelism, bf16-only memory reuse and recompute settings', () => {
+  it('checks batch arithmetic with context parallelism and bf16-only memory reuse; warns about recompute settings without full recompute', () => {
     const spec = llamaSpec({ parallel: { tp: 2, pp: 1, cp: 2 }, memory: { reuseFp32Param: true, recomputeNumLayers: 2 } });
     spec.stages = spec.stages.filter((s) => s.kind !== 'finetune');
     Object.assign(spec.stages.find((s) => s.kind === 'pretrain')!, { globalBatchSize: 3, precision: 'fp16' });
     const p = problems(spec);
     expect(p).toContain('stages[3].globalBatchSize: global batch size 3 must be divisible by micro batch size 1 × data-parallel size 2');
     expect(p).toContain('stages[3].precision: memory.reuseFp32Param works only with bf16 (ModelLink: --reuse-fp32-param only support for `bf16`)');
-    expect(p).toContain('memory.recomputeGranularity: recomputeMethod and recomputeNumLayers apply to full recomputation: set recomputeGranularity: full');
+    const r = planPipeline(Object.assign(llamaSpec({ memory: { recomputeNumLayers: 2 } }), {}), { baseDir: '/tmp' });
+    if (!r.ok) throw new Error(JSON.stringify(r.problems));
+    expect(r.warnings.map((w) => `${w.path}: ${w.message}`)).toContain('memory.recomputeGranularity: recomputeMethod and recomputeNumLayers take effect only with recomputeGranularity: full');
   });
 
   it('warns about MC2 and high availability prerequisites, and sequence parallel with tp = 1', () => {

@@ -1,0 +1,348 @@
+/**
+ * `linkflow import`: a ModelLink example-style script → a one-stage pipeline spec.
+ *
+ * What linkflow models as typed options (layout, features, iterations, batch sizes, paths…) is read
+ * into those options; the spec is then rendered and whatever still differs from the script becomes
+ * the stage's `args` overrides (and `env` entries), so rendering the import gives back the script's
+ * command. The number of overrides says how much of the script linkflow's typed options explain.
+ */
+import path from 'node:path';
+import { isKnownFlag, type Arg } from './commands.ts';
+import { FEATURE_FLAGS } from './features.ts';
+import { planPipeline, type StagePlan } from './plan.ts';
+import { getPreset, presetNames, type Preset } from './presets.ts';
+import type { ParsedScript } from './shell-script.ts';
+
+type Json = Record<string, unknown>;
+
+export interface ImportOptions {
+  /** The pipeline (and stage) name. */
+  name: string;
+  /** The ModelLink checkout the script ran in (its relative paths are relative to it). */
+  root: string;
+  /** A preset id; otherwise chosen by the script's architecture (and its file name). */
+  preset?: string;
+  /** The script's path, used to tell presets of the same shape apart (e.g. examples/llama2/…). */
+  scriptPath?: string;
+  workspace?: string;
+}
+
+export interface ImportResult {
+  spec: Json;
+  kind: string;
+  preset: string;
+  /** `args` overrides needed beyond the typed options. */
+  overrides: number;
+  notes: string[];
+}
+
+/** Flags whose values linkflow manages (outputs live in the workspace): compared by presence only. */
+export const MANAGED_OUTPUT_FLAGS = new Set(['--save', '--save-dir', '--output-prefix']);
+
+function value(args: Arg[], flag: string): string | string[] | null | undefined {
+  const hit = args.find(([f]) => f === flag);
+  return hit ? hit[1] : undefined;
+}
+const str = (args: Arg[], flag: string): string | undefined => {
+  const v = value(args, flag);
+  return typeof v === 'string' ? v : Array.isArray(v) ? v.join(' ') : undefined;
+};
+const int = (args: Arg[], flag: string): number | undefined => {
+  const v = str(args, flag);
+  return v !== undefined && /^-?\d+$/.test(v) ? Number(v) : undefined;
+};
+const numberOf = (args: Arg[], flag: string): number | undefined => {
+  const v = str(args, flag);
+  return v !== undefined && v !== '' && !Number.isNaN(Number(v)) ? Number(v) : undefined;
+};
+const has = (args: Arg[], flag: string) => args.some(([f]) => f === flag);
+const list = (args: Arg[], flag: string): string[] | undefined => {
+  const v = value(args, flag);
+  return v === undefined || v === null ? undefined : Array.isArray(v) ? v : [v];
+};
+
+export function scriptKind(parsed: ParsedScript): 'preprocess' | 'convert' | 'pretrain' | 'finetune' | 'evaluate' | 'inference' {
+  const entry = path.basename(parsed.entrypoint);
+  if (entry === 'preprocess_data.py') return 'preprocess';
+  if (entry === 'convert_ckpt.py') return 'convert';
+  if (entry === 'evaluation.py') return 'evaluate';
+  if (entry === 'inference.py') return 'inference';
+  if (entry === 'pretrain_gpt.py') {
+    const a = parsed.args;
+    return has(a, '--finetune') || has(a, '--is-instruction-dataset') || has(a, '--lora-r') || has(a, '--lora-target-modules') ? 'finetune' : 'pretrain';
+  }
+  throw new Error(`cannot import ${parsed.entrypoint || 'a script without a ModelLink launch'}: linkflow runs preprocess_data.py, convert_ckpt.py, pretrain_gpt.py, evaluation.py and inference.py`);
+}
+
+/** The preset whose shape the script uses: same layers, hidden size and heads; the script's own preset first. */
+export function matchPreset(parsed: ParsedScript, scriptPath?: string): Preset | undefined {
+  const layers = int(parsed.args, '--num-layers');
+  const hidden = int(parsed.args, '--hidden-size');
+  const all = presetNames().map((n) => getPreset(n)!).filter((p) => p.name !== 'tiny');
+  if (scriptPath) {
+    const own = all.filter((p) => Object.values(p.sources).some((v) => (Array.isArray(v) ? v.includes(scriptPath) : Object.values(v ?? {}).includes(scriptPath))));
+    if (own.length === 1) return own[0];
+    const shaped = own.find((p) => p.architecture.numLayers === layers && p.architecture.hiddenSize === hidden);
+    if (shaped) return shaped;
+    if (own.length > 0) return own[0];
+  }
+  const candidates = all.filter((p) => p.architecture.numLayers === layers && p.architecture.hiddenSize === hidden);
+  const base = scriptPath ? path.basename(scriptPath).toLowerCase().replace(/[^a-z0-9]/g, '') : '';
+  return candidates.find((p) => base.includes(p.name.replace(/[^a-z0-9]/g, ''))) ?? candidates[0];
+}
+
+function launcherOf(parsed: ParsedScript): string | string[] {
+  const l = parsed.launcher.trim();
+  return l.includes(' ') ? l.split(/\s+/) : l;
+}
+
+/** Training hyper-parameters: spec key, flag, value kind. */
+const HYPER: [string, string, 'string' | 'number'][] = [
+  ['lrDecayStyle', '--lr-decay-style', 'string'],
+  ['lrWarmupFraction', '--lr-warmup-fraction', 'number'],
+  ['lrWarmupIters', '--lr-warmup-iters', 'number'],
+  ['lrDecayIters', '--lr-decay-iters', 'number'],
+  ['weightDecay', '--weight-decay', 'number'],
+  ['clipGrad', '--clip-grad', 'number'],
+  ['adamBeta1', '--adam-beta1', 'number'],
+  ['adamBeta2', '--adam-beta2', 'number'],
+  ['initialLossScale', '--initial-loss-scale', 'number'],
+  ['initMethodStd', '--init-method-std', 'number'],
+  ['attentionDropout', '--attention-dropout', 'number'],
+  ['hiddenDropout', '--hidden-dropout', 'number'],
+  ['seed', '--seed', 'number'],
+  ['minLr', '--min-lr', 'number'],
+];
+
+function stageFromScript(kind: string, a: Arg[], name: string, parsed: ParsedScript): Json {
+  const stage: Json = { name, kind };
+  const set = (key: string, v: unknown) => {
+    if (v !== undefined) stage[key] = v;
+  };
+  switch (kind) {
+    case 'preprocess':
+      set('input', str(a, '--input'));
+      set('handler', str(a, '--handler-name'));
+      set('jsonKeys', list(a, '--json-keys'));
+      set('promptType', str(a, '--prompt-type'));
+      set('workers', int(a, '--workers'));
+      set('logInterval', int(a, '--log-interval'));
+      set('appendEod', has(a, '--append-eod') || undefined);
+      set('pack', has(a, '--pack') || undefined);
+      set('seqLength', int(a, '--seq-length'));
+      {
+        const mapKeys = str(a, '--map-keys');
+        try {
+          const parsedKeys = mapKeys ? (JSON.parse(mapKeys) as unknown) : undefined;
+          if (parsedKeys && typeof parsedKeys === 'object' && Object.values(parsedKeys).every((v) => typeof v === 'string')) stage.mapKeys = parsedKeys;
+        } catch {
+          // Not JSON as written: the render's override keeps the script's text.
+        }
+      }
+      break;
+    case 'convert': {
+      const loadHf = str(a, '--load-model-type') === 'hf' || /_hf$/.test(str(a, '--loader') ?? '');
+      const saveHf = str(a, '--save-model-type') === 'hf' || /huggingface/.test(str(a, '--save-model-type') ?? '');
+      const mcore = has(a, '--use-mcore-models');
+      const from = loadHf ? 'hf' : has(a, '--load-from-legacy') ? 'legacy' : mcore ? 'mcore' : 'legacy';
+      const to = saveHf ? 'hf' : has(a, '--save-to-legacy') ? 'legacy' : mcore || from === 'legacy' && has(a, '--load-from-legacy') ? 'mcore' : 'legacy';
+      set('from', str(a, '--load-dir'));
+      stage.fromFormat = from;
+      stage.to = to;
+      if (to !== 'hf') {
+        set('tp', int(a, '--target-tensor-parallel-size'));
+        set('pp', int(a, '--target-pipeline-parallel-size'));
+        set('ep', int(a, '--target-expert-parallel-size'));
+        set('vpp', int(a, '--num-layers-per-virtual-pipeline-stage'));
+        const nll = str(a, '--num-layer-list');
+        if (nll && /^\d+(,\d+)*$/.test(nll)) stage.numLayerList = nll.split(',').map(Number);
+      } else {
+        set('hfDir', str(a, '--save-dir'));
+      }
+      if (has(a, '--lora-load')) stage.lora = { load: str(a, '--lora-load'), r: int(a, '--lora-r'), alpha: int(a, '--lora-alpha'), targetModules: list(a, '--lora-target-modules') };
+      set('tokenizerModel', str(a, '--tokenizer-model'));
+      break;
+    }
+    case 'pretrain':
+    case 'finetune':
+      set('data', str(a, '--data-path'));
+      set('load', str(a, '--load'));
+      set('trainIters', int(a, '--train-iters'));
+      set('saveInterval', int(a, '--save-interval') ?? int(a, '--train-iters'));
+      set('logInterval', int(a, '--log-interval'));
+      set('microBatchSize', int(a, '--micro-batch-size'));
+      set('globalBatchSize', int(a, '--global-batch-size'));
+      set('seqLength', int(a, '--seq-length'));
+      set('maxPositionEmbeddings', int(a, '--max-position-embeddings'));
+      set('lr', numberOf(a, '--lr'));
+      stage.precision = has(a, '--fp16') ? 'fp16' : 'bf16';
+      // Hyper-parameters the script leaves out stay out (null), so ModelLink's defaults apply as in the script.
+      for (const [key, flagName, kindOf] of HYPER) {
+        const v = kindOf === 'string' ? str(a, flagName) : numberOf(a, flagName);
+        stage[key] = v === undefined ? null : v;
+      }
+      stage.jitCompile = has(a, '--jit-compile');
+      set('tokenizerType', str(a, '--tokenizer-type'));
+      set('evalInterval', int(a, '--eval-interval'));
+      set('evalIters', int(a, '--eval-iters'));
+      set('split', str(a, '--split'));
+      stage.logThroughput = has(a, '--log-throughput');
+      if (kind === 'finetune') {
+        set('promptType', str(a, '--prompt-type'));
+        if (has(a, '--lora-r') || has(a, '--lora-target-modules')) {
+          stage.lora = { r: int(a, '--lora-r') ?? 16, alpha: int(a, '--lora-alpha') ?? 32, targetModules: list(a, '--lora-target-modules'), fusion: has(a, '--lora-fusion') };
+        }
+      }
+      break;
+    case 'evaluate': {
+      set('load', str(a, '--load'));
+      const tasks = list(a, '--task') ?? [];
+      const paths = list(a, '--task-data-path') ?? [];
+      // A task spelled as a script variable (${TASK}) is not a task linkflow knows: the render's override carries it.
+      const known = ['mmlu', 'ceval', 'boolq', 'gsm8k', 'human_eval', 'bbh', 'agieval'];
+      stage.tasks = (tasks.length ? tasks : ['mmlu']).map((t, i) => ({ name: known.includes(t) ? t : 'mmlu', dataPath: paths[i] ?? paths[0] ?? '.' }));
+      set('maxNewTokens', int(a, '--max-new-tokens'));
+      set('seqLength', int(a, '--seq-length'));
+      set('tokenizerType', str(a, '--tokenizer-type'));
+      set('devices', typeof parsed.distributed.nproc_per_node === 'number' ? parsed.distributed.nproc_per_node : undefined);
+      stage.precision = has(a, '--fp16') ? 'fp16' : 'bf16';
+      break;
+    }
+    case 'inference':
+      set('load', str(a, '--load'));
+      set('tasks', list(a, '--task')?.length ? list(a, '--task') : undefined);
+      set('promptType', str(a, '--prompt-type'));
+      set('maxNewTokens', int(a, '--max-new-tokens'));
+      set('microBatchSize', int(a, '--micro-batch-size'));
+      set('globalBatchSize', int(a, '--global-batch-size'));
+      set('seqLength', int(a, '--seq-length'));
+      set('topP', numberOf(a, '--top-p'));
+      set('topK', int(a, '--top-k'));
+      set('temperature', numberOf(a, '--temperature'));
+      set('tokenizerType', str(a, '--tokenizer-type'));
+      stage.kvCache = has(a, '--use-kv-cache');
+      set('devices', typeof parsed.distributed.nproc_per_node === 'number' ? parsed.distributed.nproc_per_node : undefined);
+      stage.precision = has(a, '--fp16') ? 'fp16' : 'bf16';
+      if (stage.tasks && (stage.tasks as string[]).includes('chat')) stage.prompts = ['(your prompt)'];
+      break;
+  }
+  return stage;
+}
+
+/** Feature sections from the flags the script uses (see modellink/features.ts). */
+function featuresFromScript(a: Arg[], runsModel: boolean): Json {
+  const sections: Record<string, Json> = {};
+  for (const f of FEATURE_FLAGS) {
+    if (!has(a, f.flag)) continue;
+    const v = value(a, f.flag);
+    const parsed = f.kind === 'bool' ? true
+      : f.kind === 'int' ? Number(v)
+      : f.kind === 'float' ? Number(v)
+      : f.kind === 'ints' ? (Array.isArray(v) ? v : [v]).map(Number)
+      : f.kind === 'csv' ? String(v).split(',').map(Number)
+      : v;
+    if (f.kind !== 'bool' && (v === null || (typeof parsed === 'number' && Number.isNaN(parsed)))) continue;
+    (sections[f.section] ??= {})[f.key] = parsed;
+  }
+  if (runsModel) {
+    // Kernels and overlap are explicit in an imported spec: absent in the script means off.
+    sections.kernels = { flashAttn: false, fusedRmsnorm: false, fusedSwiglu: false, fusedRotaryPosEmb: false, ...sections.kernels };
+    sections.communication = { overlapGradReduce: false, ...sections.communication };
+  }
+  if (sections.profiling) sections.profiling = { enabled: true, ...sections.profiling };
+  if (sections.highAvailability) sections.highAvailability = { enabled: true, ...sections.highAvailability };
+  return sections;
+}
+
+/** Values compared as the script means them: paths resolved against the ModelLink root. */
+export function normalizeValue(v: string | string[] | null, root: string): string {
+  const one = (x: string) => /^-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(x) ? String(Number(x)) : (x.startsWith('./') || x.startsWith('../') || x.startsWith('${') || (x.includes('/') && !x.includes(' ') && !x.startsWith('/')) ? path.resolve(root, x) : x.startsWith('/') ? path.normalize(x) : x);
+  if (v === null) return 'null';
+  return Array.isArray(v) ? JSON.stringify(v.map(one)) : one(v);
+}
+
+/** Overrides that turn `rendered` into `script` (flag → value, true for bare, null to remove). */
+export function argDifferences(rendered: Arg[], script: Arg[], root: string): Record<string, string | string[] | true | null> {
+  const out: Record<string, string | string[] | true | null> = {};
+  const renderedByFlag = new Map(rendered.map(([f, v]) => [f, v] as const));
+  const scriptFlags = new Set(script.map(([f]) => f));
+  for (const [f, v] of script) {
+    const r = renderedByFlag.get(f);
+    const same = renderedByFlag.has(f) && (MANAGED_OUTPUT_FLAGS.has(f) || normalizeValue(r ?? null, root) === normalizeValue(v, root));
+    if (!same) out[f] = v === null ? true : Array.isArray(v) ? [...v] : v;
+  }
+  for (const [f] of rendered) if (!scriptFlags.has(f)) out[f] = null;
+  return out;
+}
+
+export function importScript(parsed: ParsedScript, options: ImportOptions): ImportResult {
+  const kind = scriptKind(parsed);
+  const a = parsed.args;
+  const preset = options.preset ? getPreset(options.preset) : matchPreset(parsed, options.scriptPath);
+  if (!preset) throw new Error(`no preset has this script's shape (--num-layers ${str(a, '--num-layers')}, --hidden-size ${str(a, '--hidden-size')}); pass --preset`);
+  const impl = has(a, '--use-mcore-models') || (kind === 'convert' && has(a, '--load-from-legacy')) ? 'mcore' : 'legacy';
+  const training = kind === 'pretrain' || kind === 'finetune';
+  const d = parsed.distributed;
+  const asInt = (x: unknown, fallback: number) => (typeof x === 'number' ? x : typeof x === 'string' && /^\d+$/.test(x) ? Number(x) : fallback);
+  const features = featuresFromScript(a, kind !== 'convert' && kind !== 'preprocess');
+  const stage = stageFromScript(kind, a, options.name, parsed);
+  const spec: Json = {
+    name: options.name,
+    workspace: options.workspace ?? './linkflow-workspace',
+    modellink: { root: options.root, python: 'python', launcher: parsed.launcher && parsed.launcher !== 'python' ? launcherOf(parsed) : 'torchrun', ...(parsed.sources[0] ? { setupScript: parsed.sources[0] } : {}) },
+    cluster: {
+      nodes: asInt(d.nnodes, 1),
+      devicesPerNode: asInt(d.nproc_per_node, 8),
+      ...(typeof d.master_addr === 'string' && d.master_addr ? { masterAddr: d.master_addr } : {}),
+      ...(d.node_rank !== undefined && d.node_rank !== null && d.node_rank !== 0 ? { nodeRank: d.node_rank } : {}),
+      masterPort: typeof d.master_port === 'string' && d.master_port.startsWith('${') ? d.master_port : asInt(d.master_port, 6000),
+    },
+    model: {
+      preset: preset.name,
+      impl: preset.impls.includes(impl) ? impl : preset.impls[0],
+      tokenizer: str(a, '--tokenizer-name-or-path') ?? str(a, '--tokenizer-model') ?? str(a, '--load-dir') ?? '.',
+    },
+    parallel: {
+      tp: int(a, '--tensor-model-parallel-size') ?? 1,
+      pp: int(a, '--pipeline-model-parallel-size') ?? 1,
+      sequenceParallel: has(a, '--sequence-parallel'),
+      distributedOptimizer: has(a, '--use-distributed-optimizer'),
+      ...(features.parallel ?? {}),
+    },
+    ...Object.fromEntries(Object.entries(features).filter(([k]) => k !== 'parallel')),
+    ...(has(a, '--use-deter-comp') ? { deterministic: true } : {}),
+    stages: [stage],
+  };
+
+  // Render once, then record what the typed options did not reproduce.
+  const first = renderStage(spec, options.root);
+  const notes: string[] = [];
+  let overrides: Record<string, unknown> = {};
+  if (first.ok) {
+    overrides = argDifferences(first.stage.args, a, options.root);
+    const envDiff: Record<string, string | null> = {};
+    for (const [k, v] of Object.entries(parsed.env)) if (first.stage.env[k] !== v) envDiff[k] = v;
+    for (const k of Object.keys(first.stage.env)) if (!(k in parsed.env)) envDiff[k] = null;
+    if (Object.keys(envDiff).length) stage.env = envDiff;
+  } else {
+    notes.push(...first.problems);
+  }
+  if (Object.keys(overrides).length) {
+    stage.args = overrides;
+    const entry = first.ok ? first.stage.entrypoint : undefined;
+    const unknown = entry ? Object.keys(overrides).filter((f) => !isKnownFlag(entry, f)) : [];
+    if (unknown.length) {
+      // The script itself passes flags ModelLink does not define (examples.json lists such scripts as broken).
+      stage.allowUnknownFlags = true;
+      notes.push(`the script passes ${unknown.join(', ')}, which ModelLink's ${entry} does not define`);
+    }
+  }
+  if (parsed.warnings.length) notes.push(...parsed.warnings.map((w) => `script: ${w}`));
+  return { spec, kind, preset: preset.name, overrides: Object.keys(overrides).length, notes };
+}
+
+export function renderStage(spec: Json, root: string): { ok: true; stage: StagePlan } | { ok: false; problems: string[] } {
+  const r = planPipeline(spec, { baseDir: root });
+  if (!r.ok) return { ok: false, problems: r.problems.map((p) => `${p.path}: ${p.message}`) };
+  return { ok: true, stage: r.plan.stages[0] };
+}
