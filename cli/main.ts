@@ -3,6 +3,11 @@
  * 2 the spec (or the command line) is invalid.
  */
 import { Command, CommanderError } from 'commander';
+import fs from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { absolutizePaths, importScript } from '../modellink/import-script.ts';
+import { parseModelLinkScript } from '../modellink/shell-script.ts';
 import { loadConfig } from '../temporal.config.ts';
 import { formatProblems } from '../modellink/spec.ts';
 import { presetNames, getPreset } from '../modellink/presets.ts';
@@ -105,6 +110,44 @@ program
     if (opts.json) console.log(JSON.stringify(presets, null, 2));
     const width = Math.max(...presets.map((p) => p.name.length));
     if (!opts.json) for (const p of presets) console.log(`${p.name.padEnd(width)} ${p.description} (${p.impls.join(', ')}; reference ${p.reference.nodes}x${p.reference.devicesPerNode} TP${p.reference.tp} PP${p.reference.pp}${p.reference.tokensPerSecondPerDevice ? `, ${p.reference.tokensPerSecondPerDevice} tokens/s/device` : ''})`);
+  });
+
+program
+  .command('import <script>')
+  .description('read a ModelLink example-style shell script into a pipeline spec (printed as YAML)')
+  .option('--preset <id>', 'the model preset (default: the one with the script\'s architecture)')
+  .option('--name <name>', 'pipeline and stage name (default: from the file name)')
+  .option('--root <dir>', 'the ModelLink checkout the script runs in; its relative paths are relative to it', '.')
+  .option('-o, --output <file>', 'write the spec to a new file instead of standard output')
+  .action((file: string, opts: { preset?: string; name?: string; root: string; output?: string }) => {
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new ExitError(`cannot read ${file}: ${(e as Error).message}`, 2);
+    }
+    const name = opts.name ?? path.basename(file).replace(/\.sh$/, '').replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '') ?? 'imported';
+    let result;
+    try {
+      result = importScript(parseModelLinkScript(text), { name, root: opts.root, preset: opts.preset, scriptPath: file });
+    } catch (e) {
+      throw new ExitError(`${file}: ${(e as Error).message}`, 2);
+    }
+    const spec = absolutizePaths(result.spec, opts.root);
+    const header = [
+      `# Imported by linkflow from ${file}: a ${result.kind} stage of preset ${result.preset}.`,
+      `# ${result.overrides === 0 ? 'Every flag is expressed by typed options.' : `${result.overrides} flag(s) not covered by typed options are kept verbatim under args.`}`,
+      ...result.notes.map((n) => `# note: ${n}`),
+      '# Fill in the ${...} placeholders, set workspace, then: linkflow render <this file> --sh',
+    ].join('\n');
+    const yaml = `${header}\n${YAML.stringify(spec)}`;
+    if (!opts.output) {
+      process.stdout.write(yaml);
+      return;
+    }
+    if (fs.existsSync(opts.output)) throw new ExitError(`${opts.output} already exists; linkflow does not overwrite it (choose another --output)`, 1);
+    fs.writeFileSync(opts.output, yaml);
+    console.error(`wrote ${opts.output}`);
   });
 
 program

@@ -80,7 +80,11 @@ export function matchPreset(parsed: ParsedScript, scriptPath?: string): Preset |
   const hidden = int(parsed.args, '--hidden-size');
   const all = presetNames().map((n) => getPreset(n)!).filter((p) => p.name !== 'tiny');
   if (scriptPath) {
-    const own = all.filter((p) => Object.values(p.sources).some((v) => (Array.isArray(v) ? v.includes(scriptPath) : Object.values(v ?? {}).includes(scriptPath))));
+    // The presets that list this script (by file name) among their sources.
+    const base = path.basename(scriptPath);
+    const named = (v: unknown) => (Array.isArray(v) ? v : Object.values(v ?? {})).some((s) => typeof s === 'string' && path.basename(s) === base);
+    const exact = all.filter((p) => Object.values(p.sources).some((v) => (Array.isArray(v) ? v.includes(scriptPath) : Object.values(v ?? {}).includes(scriptPath))));
+    const own = exact.length > 0 ? exact : all.filter((p) => Object.values(p.sources).some(named));
     if (own.length === 1) return own[0];
     const shaped = own.find((p) => p.architecture.numLayers === layers && p.architecture.hiddenSize === hidden);
     if (shaped) return shaped;
@@ -256,7 +260,7 @@ function featuresFromScript(a: Arg[], runsModel: boolean): Json {
 
 /** Values compared as the script means them: paths resolved against the ModelLink root. */
 export function normalizeValue(v: string | string[] | null, root: string): string {
-  const one = (x: string) => /^-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(x) ? String(Number(x)) : (x.startsWith('./') || x.startsWith('../') || x.startsWith('${') || (x.includes('/') && !x.includes(' ') && !x.startsWith('/')) ? path.resolve(root, x) : x.startsWith('/') ? path.normalize(x) : x);
+  const one = (x: string) => x.includes('${') ? x.slice(x.indexOf('${')) : /^-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(x) ? String(Number(x)) : (x.startsWith('./') || x.startsWith('../') || x.startsWith('${') || (x.includes('/') && !x.includes(' ') && !x.startsWith('/')) ? path.resolve(root, x) : x.startsWith('/') ? path.normalize(x) : x);
   if (v === null) return 'null';
   return Array.isArray(v) ? JSON.stringify(v.map(one)) : one(v);
 }
@@ -345,4 +349,22 @@ export function renderStage(spec: Json, root: string): { ok: true; stage: StageP
   const r = planPipeline(spec, { baseDir: root });
   if (!r.ok) return { ok: false, problems: r.problems.map((p) => `${p.path}: ${p.message}`) };
   return { ok: true, stage: r.plan.stages[0] };
+}
+
+/**
+ * The imported stage's paths made absolute against the ModelLink checkout the script ran in, so
+ * the spec means the same wherever it is saved. Script variables (${NAME}) are left for the user.
+ */
+export function absolutizePaths(spec: Json, root: string): Json {
+  const fix = (v: unknown) => (typeof v === 'string' && !v.startsWith('/') && !v.includes('${') ? path.resolve(root, v) : v);
+  const model = spec.model as Json;
+  model.tokenizer = fix(model.tokenizer);
+  const modellink = spec.modellink as Json;
+  modellink.root = path.resolve(root);
+  for (const stage of spec.stages as Json[]) {
+    for (const key of ['input', 'from', 'data', 'load', 'hfDir', 'loraLoad', 'tokenizerModel']) if (key in stage) stage[key] = fix(stage[key]);
+    if (Array.isArray(stage.tasks) && typeof stage.tasks[0] === 'object') for (const t of stage.tasks as Json[]) t.dataPath = fix(t.dataPath);
+    if (stage.lora && typeof stage.lora === 'object') (stage.lora as Json).load = fix((stage.lora as Json).load);
+  }
+  return spec;
 }
