@@ -123,17 +123,17 @@ export interface PreprocessPaths {
 }
 
 export function buildPreprocess(spec: PipelineSpec, preset: Preset, stage: PreprocessStage, paths: PreprocessPaths): Command {
-  const instruction = stage.handler !== 'GeneralPretrainHandler';
+  // ModelLink's defaults (GeneralPretrainHandler, --json-keys text) are left unwritten, as its scripts mostly do.
   const args: Arg[] = [
     ['--input', paths.input],
     ['--tokenizer-name-or-path', paths.tokenizer],
     ['--tokenizer-type', 'PretrainedFromHF'],
-    ['--handler-name', stage.handler],
+    ...(stage.handler ? ([['--handler-name', stage.handler]] as Arg[]) : []),
     ['--output-prefix', paths.outputPrefix],
-    ...(stage.jsonKeys ? ([['--json-keys', stage.jsonKeys]] as Arg[]) : instruction ? [] : ([['--json-keys', ['text']]] as Arg[])),
+    ...(stage.jsonKeys ? ([['--json-keys', stage.jsonKeys.length === 1 ? stage.jsonKeys[0] : stage.jsonKeys]] as Arg[]) : []),
     ['--workers', num(stage.workers)],
     ['--log-interval', num(stage.logInterval)],
-    ...(instruction ? ([['--overwrite-cache', null]] as Arg[]) : []),
+    ...flag(stage.overwriteCache, '--overwrite-cache'),
     ...(stage.promptType ? ([['--prompt-type', stage.promptType]] as Arg[]) : []),
     ...(stage.mapKeys ? ([['--map-keys', JSON.stringify(stage.mapKeys)]] as Arg[]) : []),
     ...flag(stage.appendEod, '--append-eod'),
@@ -144,6 +144,13 @@ export function buildPreprocess(spec: PipelineSpec, preset: Preset, stage: Prepr
 }
 
 export type WeightFormat = 'hf' | 'mcore' | 'legacy';
+
+/** Model-shape flags that convert_ckpt.py's loaders also define (flags.json convert combinations). */
+const CONVERTER_SHAPE_FLAGS = ['--add-qkv-bias', '--add-dense-bias', '--post-norm', '--embed-layernorm'];
+
+function shapeHas(preset: Preset, spec: PipelineSpec, f: string): boolean {
+  return (preset.architectureArgs[spec.model.impl] ?? []).some(([g]) => g === f);
+}
 
 export interface ConvertPaths {
   loadDir: string;
@@ -177,6 +184,9 @@ export function buildConvert(spec: PipelineSpec, preset: Preset, stage: ConvertS
     ...(layout.numLayerList ? ([['--num-layer-list', layout.numLayerList.join(',')]] as Arg[]) : []),
     ...(layout.vpp ? ([['--num-layers-per-virtual-pipeline-stage', num(layout.vpp)]] as Arg[]) : []),
     ...flag(spec.moe.groupedGemm && mcoreModel, '--moe-grouped-gemm'),
+    ...(stage.paramsDtype ? ([['--params-dtype', stage.paramsDtype]] as Arg[]) : []),
+    // The converter must know the model's biases and norms; they come from the preset's shape.
+    ...CONVERTER_SHAPE_FLAGS.filter((f) => shapeHas(preset, spec, f)).map((f): Arg => [f, null]),
     ['--load-dir', paths.loadDir],
     ['--save-dir', paths.saveDir],
     // The HF loader requires it.
@@ -281,6 +291,9 @@ export function buildTraining(spec: PipelineSpec, preset: Preset, stage: Trainin
     ['--no-gradient-accumulation-fusion', null],
     ...(loadsWeights ? ([['--no-load-optim', null], ['--no-load-rng', null]] as Arg[]) : []),
     ...flag(p.distributedOptimizer, '--use-distributed-optimizer'),
+    ...flag(stage.saveOptimizer === false, '--no-save-optim'),
+    ...flag(stage.saveRng === false, '--no-save-rng'),
+    ...flag(stage.sharedStorage === false, '--no-shared-storage'),
     // The model's own flags (e.g. its MoE router) come from the preset; features do not repeat them.
     ...featureArgs(features).filter(([f]) => !shapeFlags.has(f)),
     ...flag(stage.logThroughput, '--log-throughput'),
@@ -345,7 +358,7 @@ export function buildEvaluate(spec: PipelineSpec, preset: Preset, stage: Evaluat
     ['--task', paths.tasks.length === 1 ? paths.tasks[0].name : paths.tasks.map((t) => t.name)],
     ['--seq-length', num(seqLength)],
     ['--max-new-tokens', num(stage.maxNewTokens)],
-    ['--evaluation-batch-size', '1'],
+    ...(stage.evaluationBatchSize !== undefined ? ([['--evaluation-batch-size', num(stage.evaluationBatchSize)]] as Arg[]) : []),
     ['--tensor-model-parallel-size', num(p.tp)],
     ['--pipeline-model-parallel-size', num(p.pp)],
     ...modelArgs(spec, preset, paths.tokenizer, { tokenizerType: stage.tokenizerType }),

@@ -134,6 +134,7 @@ function stageFromScript(kind: string, a: Arg[], name: string, parsed: ParsedScr
       set('appendEod', has(a, '--append-eod') || undefined);
       set('pack', has(a, '--pack') || undefined);
       set('seqLength', int(a, '--seq-length'));
+      set('overwriteCache', has(a, '--overwrite-cache') || undefined);
       {
         const mapKeys = str(a, '--map-keys');
         try {
@@ -165,6 +166,7 @@ function stageFromScript(kind: string, a: Arg[], name: string, parsed: ParsedScr
       }
       if (has(a, '--lora-load')) stage.lora = { load: str(a, '--lora-load'), r: int(a, '--lora-r'), alpha: int(a, '--lora-alpha'), targetModules: list(a, '--lora-target-modules') };
       set('tokenizerModel', str(a, '--tokenizer-model'));
+      set('paramsDtype', str(a, '--params-dtype'));
       break;
     }
     case 'pretrain':
@@ -186,6 +188,9 @@ function stageFromScript(kind: string, a: Arg[], name: string, parsed: ParsedScr
         stage[key] = v === undefined ? null : v;
       }
       stage.jitCompile = has(a, '--jit-compile');
+      if (has(a, '--no-save-optim')) stage.saveOptimizer = false;
+      if (has(a, '--no-save-rng')) stage.saveRng = false;
+      if (has(a, '--no-shared-storage')) stage.sharedStorage = false;
       set('tokenizerType', str(a, '--tokenizer-type'));
       set('evalInterval', int(a, '--eval-interval'));
       set('evalIters', int(a, '--eval-iters'));
@@ -206,6 +211,7 @@ function stageFromScript(kind: string, a: Arg[], name: string, parsed: ParsedScr
       const known = ['mmlu', 'ceval', 'boolq', 'gsm8k', 'human_eval', 'bbh', 'agieval'];
       stage.tasks = (tasks.length ? tasks : ['mmlu']).map((t, i) => ({ name: known.includes(t) ? t : 'mmlu', dataPath: paths[i] ?? paths[0] ?? '.' }));
       set('maxNewTokens', int(a, '--max-new-tokens'));
+      set('evaluationBatchSize', int(a, '--evaluation-batch-size'));
       set('seqLength', int(a, '--seq-length'));
       set('tokenizerType', str(a, '--tokenizer-type'));
       set('devices', typeof parsed.distributed.nproc_per_node === 'number' ? parsed.distributed.nproc_per_node : undefined);

@@ -190,9 +190,10 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
         const input = ref('input', stage.input, [], 'file-or-dir');
         const outputPrefix = path.join(dir, 'data', stage.name);
         if (input && tokenizer) command = buildPreprocess(stageSpec, preset, stage, { input, tokenizer, outputPrefix });
-        if (stage.handler === 'GeneralPretrainHandler') {
+        const handler = stage.handler ?? 'GeneralPretrainHandler';
+        if (handler === 'GeneralPretrainHandler') {
           output = `${outputPrefix}_${stage.jsonKeys?.[0] ?? 'text'}_document`;
-        } else if (stage.handler.includes('Pairwise')) {
+        } else if (handler.includes('Pairwise')) {
           // Chosen/rejected pairs for DPO or reward models, which linkflow does not train yet.
           outputKind = 'pairwise-data';
           output = outputPrefix;

@@ -103,7 +103,7 @@ export function checkStageRules(spec: PipelineSpec, preset: Preset, stage: Stage
     if (stage.saveInterval > stage.trainIters) warnings.push({ path: `${specPath}.saveInterval`, message: `save interval ${stage.saveInterval} exceeds trainIters ${stage.trainIters}: only the final checkpoint is saved, so a crash restarts from the beginning` });
     if (spec.profiling && spec.profiling.stepStart >= stage.trainIters) warnings.push({ path: 'profiling.stepStart', message: `stage ${stage.name} stops at iteration ${stage.trainIters}, before profiling starts` });
   }
-  if (stage.kind === 'preprocess' && /^(AlpacaStyle|SharegptStyle)/.test(stage.handler) && !stage.promptType) {
+  if (stage.kind === 'preprocess' && stage.handler && /^(AlpacaStyle|SharegptStyle)/.test(stage.handler) && !stage.promptType) {
     problems.push({ path: `${specPath}.promptType`, message: `${stage.handler} needs a prompt type (e.g. llama2, qwen, empty), as ModelLink's preprocess_data.py does` });
   }
   if (stage.kind === 'inference' && stage.tasks.includes('chat') && !stage.prompts) {

@@ -129,7 +129,9 @@ const preprocessStage = z.strictObject({
     'GeneralInstructionHandler',
     'AlpacaStylePairwiseHandler',
     'SharegptStylePairwiseHandler',
-  ]).default('GeneralPretrainHandler'),
+  ]).optional(),
+  /** --overwrite-cache: rebuild the handler's cached dataset instead of reusing it. */
+  overwriteCache: z.boolean().default(false),
   /** --map-keys: which JSON fields hold prompt, query, response, system… (ModelLink's handlers take a JSON object). */
   mapKeys: z.record(z.string(), z.string()).optional(),
   jsonKeys: z.array(nonEmpty).min(1).optional(),
@@ -167,6 +169,8 @@ const convertStage = z.strictObject({
     alpha: positiveInt.optional(),
     targetModules: z.array(nonEmpty).min(1).optional(),
   }).optional(),
+  /** --params-dtype of the converted weights. */
+  paramsDtype: z.enum(['bf16', 'fp16', 'fp32']).optional(),
   /** The tokenizer file convert_ckpt.py reads from a HF directory (default: its tokenizer.model). */
   tokenizerModel: nonEmpty.optional(),
 });
@@ -181,6 +185,11 @@ const trainingFields = {
   microBatchSize: positiveInt.default(1),
   globalBatchSize: positiveInt,
   seqLength: positiveInt.optional(),
+  /** false: --no-save-optim / --no-save-rng (smaller checkpoints; a resume then restarts the optimizer state). */
+  saveOptimizer: z.boolean().optional(),
+  saveRng: z.boolean().optional(),
+  /** false: --no-shared-storage, for nodes that do not share the save directory. */
+  sharedStorage: z.boolean().optional(),
   /** Long-context variants (ModelLink's *_32k/_128k scripts) raise the model's position embeddings. */
   maxPositionEmbeddings: positiveInt.optional(),
   lr: positiveNumber.optional(),
@@ -237,6 +246,7 @@ const evaluateStage = z.strictObject({
     dataPath: nonEmpty,
   })).min(1, 'expected at least one task'),
   maxNewTokens: positiveInt.default(1),
+  evaluationBatchSize: positiveInt.optional(),
   seqLength: positiveInt.optional(),
   /** A LoRA stage's output to evaluate on top of `load`. */
   loraLoad: reference.optional(),
