@@ -7,7 +7,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import fs from 'node:fs';
 import path from 'node:path';
-import { findResumePoint, iterationDirName, TRACKER_FILE, type ResumePoint } from '../modellink/checkpoint.ts';
+import { findResumePoint, iterationDirName, missingShards, readTracker, shardDirNames, TRACKER_FILE, type ResumePoint } from '../modellink/checkpoint.ts';
 import { flattenArgs, resumeArgs } from '../modellink/commands.ts';
 import { classifyFailure, type FailureClass } from '../modellink/failures.ts';
 import type { StagePlan } from '../modellink/plan.ts';
@@ -43,6 +43,20 @@ function checkInputs(stage: StagePlan, logFile: string): void {
     const missing = dataFiles(input).filter((f) => !fs.existsSync(f));
     if (input.kind === 'checkpoint' && fs.existsSync(input.path) && !fs.existsSync(path.join(input.path, TRACKER_FILE))) {
       missing.push(path.join(input.path, TRACKER_FILE));
+    }
+    if (missing.length === 0 && input.kind === 'checkpoint' && stage.loadLayout && !input.fromStage) {
+      // Weights from outside the pipeline: their shards must be of this stage's TP/PP layout.
+      const tracker = readTracker(input.path);
+      if (tracker !== undefined && tracker !== 'invalid') {
+        const iterDir = path.join(input.path, iterationDirName(tracker));
+        const present = fs.existsSync(iterDir) ? fs.readdirSync(iterDir).filter((d) => d.startsWith('mp_rank_')).sort() : [];
+        const expected = shardDirNames(stage.loadLayout);
+        if (missingShards(input.path, tracker, stage.loadLayout).length > 0 || present.join() !== [...expected].sort().join()) {
+          const reason = `${input.specPath}: ${input.path} holds shards ${present.join(', ') || '(none)'} at ${iterationDirName(tracker)}, not the TP ${stage.loadLayout.tp} × PP ${stage.loadLayout.pp} layout this stage runs (${expected.join(', ')}); add a convert stage that reshards it`;
+          fs.appendFileSync(logFile, `linkflow: ${reason}\n`);
+          throw fail('missing-input', `stage ${stage.name}: ${reason}`, { failureClass: 'missing-input', reason, excerpt: [reason], logFile }, false);
+        }
+      }
     }
     if (missing.length > 0) {
       const reason = `${input.specPath}: ${missing[0]} does not exist${input.fromStage ? ` (output of stage ${input.fromStage})` : ''}`;

@@ -27,6 +27,8 @@ export interface FailureRule {
 /** Checked in order against the log tail; the first rule with a matching line wins. */
 export const FAILURE_RULES: readonly FailureRule[] = [
   { class: 'bad-arguments', pattern: /error: (unrecognized arguments|argument \S+|the following arguments are required)/ },
+  // Megatron's check that a checkpoint's TP/PP match the job: retrying cannot change either.
+  { class: 'bad-arguments', pattern: /value from checkpoint \(\d+\) is not equal to the input argument value/ },
   { class: 'missing-input', pattern: /FileNotFoundError|No such file or directory|is not a directory or does not exist|'--exit-on-missing-checkpoint' set|Error no file named .* found in directory/ },
   { class: 'nan-loss', pattern: /found NaN in local (forward loss|grad norm)|Loss is NaN|nan in loss/i },
   { class: 'communication', pattern: /HCCL|NCCL|EI0002|EI0006|connection reset|Connection reset by peer|Connection refused|communication timeout/i },

@@ -64,6 +64,8 @@ export interface StagePlan {
   evaluate?: { tasks: string[]; resultsFile: string };
   /** Checkpoint outputs: their implementation and layout, so later stages are checked against them. */
   format?: WeightsFormat;
+  /** The TP/PP layout this stage loads weights in (training, evaluation, inference). */
+  loadLayout?: { tp: number; pp: number };
   /** Written to the process's standard input (chat prompts), then closed. */
   stdin?: string;
   /** Conversions to hf: ModelLink writes into a directory holding the original HF files; this one links to them. */
@@ -324,6 +326,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
       training,
       evaluate,
       format: formatOut,
+      loadLayout: ['pretrain', 'finetune', 'evaluate', 'inference'].includes(stage.kind) ? { tp: spec.parallel.tp, pp: spec.parallel.pp } : undefined,
       ...extra,
       maxAttempts: stage.maxAttempts,
     });

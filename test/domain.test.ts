@@ -110,3 +110,9 @@ describe('NaN loss', () => {
     expect(classifyFailure({ exitCode: 1, signal: null }, ['Traceback (most recent call last):', 'ValueError: Rank 0: found NaN in local forward loss calculation. Device: 0, node: host'])).toMatchObject({ class: 'nan-loss', retryable: true });
   });
 });
+
+describe('layout mismatch', () => {
+  it("Megatron's TP/PP check against a checkpoint is not retried", () => {
+    expect(classifyFailure({ exitCode: 1, signal: null }, ['AssertionError: tensor_model_parallel_size value from checkpoint (2) is not equal to the input argument value (1).'])).toMatchObject({ class: 'bad-arguments', retryable: false });
+  });
+});

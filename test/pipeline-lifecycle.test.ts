@@ -96,6 +96,24 @@ describe('a pipeline of every stage kind', () => {
     expect(fs.existsSync(path.join(hf, 'mg2hf'))).toBe(false);
   });
 
+  it('weights of another TP/PP layout are refused before launch, naming the shards found', async () => {
+    const dir = tempDir('layout');
+    const spec = fiveStageSpec('layout', path.join(dir, 'ws'), { trainIters: 10 });
+    const resharded = path.join(dir, 'ws', 'layout', 'tp2', 'weights');
+    spec.stages = [
+      spec.stages[0],
+      { name: 'tp2', kind: 'convert', from: path.join(DEMO, 'hf-tiny'), tp: 2 },
+      // The path (not the stage name) of TP 2 weights, loaded by a TP 1 stage.
+      { ...spec.stages[3], load: resharded },
+    ];
+    const { state, failure } = await runSpec(t, writeSpec(dir, spec));
+    expect(state.status).toBe('failed');
+    const pretrain = state.stages.find((s) => s.name === 'pretrain')!;
+    expect(pretrain.attempts).toHaveLength(1);
+    expect(pretrain.attempts[0].failureClass).toBe('missing-input');
+    expect(failure).toContain('holds shards mp_rank_00, mp_rank_01 at iter_0000001, not the TP 1 × PP 1 layout');
+  });
+
   it('after a failed evaluate stage, a rerun runs only evaluate', async () => {
     const dir = tempDir('evalfail');
     const evalData = path.join(dir, 'mmlu', 'test');
