@@ -241,6 +241,8 @@ export interface TrainingPaths {
   save: string;
   /** What the first attempt loads (converted weights or an earlier stage's checkpoints); later attempts load `save`. */
   load?: string;
+  /** LoRA weights the first attempt continues from. */
+  loraLoad?: string;
 }
 
 /** Flags that only make sense when loading weights from elsewhere; an attempt resuming its own checkpoint drops them. */
@@ -300,6 +302,7 @@ export function buildTraining(spec: PipelineSpec, preset: Preset, stage: Trainin
     [`--${stage.precision}`, null],
     ...(finetune && loadsWeights ? ([['--finetune', null]] as Arg[]) : []),
     ...(finetune ? ([['--is-instruction-dataset', null]] as Arg[]) : []),
+    ...(lora && paths.loraLoad ? ([['--lora-load', paths.loraLoad]] as Arg[]) : []),
     ...(lora ? loraArgs(lora, mcore) : []),
     ['--data-path', paths.data],
     ['--split', stage.split ?? (finetune ? '100,0,0' : '949,50,1')],

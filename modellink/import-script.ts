@@ -199,7 +199,7 @@ function stageFromScript(kind: string, a: Arg[], name: string, parsed: ParsedScr
       if (kind === 'finetune') {
         set('promptType', str(a, '--prompt-type'));
         if (has(a, '--lora-r') || has(a, '--lora-target-modules')) {
-          stage.lora = { r: int(a, '--lora-r') ?? 16, alpha: int(a, '--lora-alpha') ?? 32, targetModules: list(a, '--lora-target-modules'), fusion: has(a, '--lora-fusion') };
+          stage.lora = { r: int(a, '--lora-r') ?? 16, alpha: int(a, '--lora-alpha') ?? 32, targetModules: list(a, '--lora-target-modules'), fusion: has(a, '--lora-fusion'), ...(has(a, '--lora-load') ? { load: str(a, '--lora-load') } : {}) };
         }
       }
       break;

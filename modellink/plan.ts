@@ -255,7 +255,8 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
         const lora = stage.kind === 'finetune' && stage.lora !== undefined;
         if (lora && stage.load === undefined) problems.push({ path: `${specPath}.lora`, message: 'LoRA fine-tuning needs base weights: set load to a convert or training stage' });
         if (data && tokenizer && (stage.load === undefined || load)) {
-          command = buildTraining(stageSpec, preset, stage, { data, tokenizer, save: output, load });
+          const loraLoad = stage.kind === 'finetune' && stage.lora?.load !== undefined ? ref('lora.load', stage.lora.load, ['checkpoint'], 'checkpoint') : undefined;
+          command = buildTraining(stageSpec, preset, stage, { data, tokenizer, save: output, load, loraLoad });
         }
         training = {
           saveDir: output,

@@ -224,6 +224,8 @@ const trainingFields = {
 const pretrainStage = z.strictObject({ ...trainingFields, kind: z.literal('pretrain') });
 
 const loraSchema = z.strictObject({
+  /** Existing LoRA weights to continue from (--lora-load on the first attempt). */
+  load: reference.optional(),
   r: positiveInt.default(16),
   alpha: positiveInt.default(32),
   targetModules: z.array(nonEmpty).min(1).optional(),

@@ -88,3 +88,18 @@ describe('pipeline spec validation', () => {
     expect(stage.env.HCCL_CONNECT_TIMEOUT).toBe('1200');
   });
 });
+
+describe('LoRA fine-tuning', () => {
+  it('continues from existing LoRA weights on the first attempt, and from its own save directory after', async () => {
+    const { resumeArgs } = await import('../modellink/commands.ts');
+    const spec = fiveStageSpec('lora', '/tmp/ws');
+    Object.assign(spec.stages[4], { lora: { r: 8, alpha: 16, load: '/data/lora-v1' } });
+    const r = planPipeline(spec, { baseDir: '/tmp' });
+    if (!r.ok) throw new Error(JSON.stringify(r.problems));
+    const stage = r.plan.stages[4];
+    expect(stage.args).toContainEqual(['--lora-load', '/data/lora-v1']);
+    const resumed = resumeArgs(stage.args, stage.training!.saveDir, true);
+    expect(resumed.filter(([f]) => f === '--lora-load')).toEqual([['--lora-load', stage.training!.saveDir]]);
+    expect(resumed.some(([f]) => f === '--finetune')).toBe(false);
+  });
+});
