@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { durationSchema, durationToMs, formatPath } from './modellink/spec.ts';
+import type { RetrySettingsInput } from './modellink/run-state.ts';
 
 export const PROJECT_ROOT = path.dirname(fileURLToPath(import.meta.url));
 
@@ -52,14 +53,7 @@ export const configSchema = z.strictObject({
 export type LinkflowConfig = z.infer<typeof configSchema>;
 
 /** What a workflow needs of the config (plain data, carried in its input). */
-export interface RetrySettings {
-  maximumAttempts: number;
-  initialIntervalMs: number;
-  backoffCoefficient: number;
-  maximumIntervalMs: number;
-  heartbeatTimeoutMs: number;
-  startToCloseTimeoutMs: number;
-}
+export type RetrySettings = RetrySettingsInput;
 
 type Env = Record<string, string | undefined>;
 
