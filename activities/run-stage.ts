@@ -13,6 +13,7 @@ import { classifyFailure, type FailureClass } from '../modellink/failures.ts';
 import type { StagePlan } from '../modellink/plan.ts';
 import type { AttemptFailureDetails, AttemptResult } from '../modellink/run-state.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
+import { noProgressWindowMs, type TrainingPhase } from '../modellink/hang.ts';
 import { loadSetupEnv, startProcess, type ExitStatus } from '../executors/local.ts';
 import { dataFiles, outputPresent } from './manifest.ts';
 
@@ -172,10 +173,12 @@ export async function runStageAttempt({ pipeline, stage, attempt }: AttemptInput
   let cancelled: CancelledFailure | undefined;
   const timer = setInterval(() => {
     heartbeat();
-    // A save or load can legitimately take long; the window restarts with every line that shows progress.
-    if (stage.training && !detected && Date.now() - lastProgressAt > stage.training.noProgressTimeoutMs) {
+    // The window restarts with every line that shows progress and follows the phase the job is in.
+    const phase: TrainingPhase = progress.savingCheckpoint ? 'checkpoint' : progress.iteration === undefined || progress.iteration === progress.loadedIteration ? 'startup' : 'training';
+    const window = stage.training ? noProgressWindowMs(stage.training.hang, phase, progress.elapsedMsPerIteration) : Infinity;
+    if (stage.training && !detected && Date.now() - lastProgressAt > window) {
       detected = 'hang';
-      const note = `linkflow: no progress for ${Math.round((Date.now() - lastProgressAt) / 1000)} s (noProgressTimeout ${stage.training.noProgressTimeoutMs / 1000} s); killing the process group`;
+      const note = `linkflow: no progress for ${Math.round((Date.now() - lastProgressAt) / 1000)} s during ${phase} (window ${(window / 1000).toFixed(1)} s); killing the process group`;
       remember(note);
       fs.appendFileSync(logFile, `${note}\n`);
       void proc.kill();

@@ -6,6 +6,7 @@
 import path from 'node:path';
 import { applyOverrides, buildConvert, buildEvaluate, buildInference, buildPreprocess, buildTraining, commandArgv, isKnownFlag, type Arg, type Command, type ConvertPaths, type Entrypoint, type LoraOptions } from './commands.ts';
 import { customPreset, getPreset, presetNames, type Preset } from './presets.ts';
+import type { HangWindows } from './hang.ts';
 import { checkLayout, checkStageRules } from './rules.ts';
 import { durationToMs, formatPath, pipelineSpecSchema, type PipelineSpec, type SpecProblem, type Stage, type StageKind } from './spec.ts';
 
@@ -37,7 +38,7 @@ export interface TrainingPlan {
   tp: number;
   pp: number;
   lora: boolean;
-  noProgressTimeoutMs: number;
+  hang: HangWindows;
 }
 
 export interface StagePlan {
@@ -268,7 +269,13 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
           tp: spec.parallel.tp,
           pp: spec.parallel.pp,
           lora,
-          noProgressTimeoutMs: durationToMs(stage.noProgressTimeout),
+          hang: {
+            minMs: durationToMs(stage.noProgressTimeout),
+            factor: stage.noProgressFactor,
+            startupMs: durationToMs(stage.startupTimeout),
+            checkpointMs: durationToMs(stage.checkpointTimeout),
+            logInterval: stage.logInterval,
+          },
         };
         break;
       }

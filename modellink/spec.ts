@@ -217,8 +217,15 @@ const trainingFields = {
   evalIters: nonNegativeInt.default(0),
   split: z.string().regex(/^\d+,\d+,\d+$/, 'expected "train,valid,test" such as "949,50,1"').optional(),
   logThroughput: z.boolean().default(true),
-  /** No new iteration, checkpoint or log line within this window counts as a hang. */
-  noProgressTimeout: durationSchema.default('30m'),
+  /**
+   * Hang detection (see modellink/hang.ts): while training, no progress line within
+   * max(noProgressTimeout, noProgressFactor × the observed time between log lines) is a hang;
+   * before the first iteration the window is startupTimeout, during a checkpoint save checkpointTimeout.
+   */
+  noProgressTimeout: durationSchema.default('10m'),
+  noProgressFactor: positiveNumber.default(20),
+  startupTimeout: durationSchema.default('30m'),
+  checkpointTimeout: durationSchema.default('30m'),
 };
 
 const pretrainStage = z.strictObject({ ...trainingFields, kind: z.literal('pretrain') });

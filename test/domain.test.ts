@@ -116,3 +116,19 @@ describe('layout mismatch', () => {
     expect(classifyFailure({ exitCode: 1, signal: null }, ['AssertionError: tensor_model_parallel_size value from checkpoint (2) is not equal to the input argument value (1).'])).toMatchObject({ class: 'bad-arguments', retryable: false });
   });
 });
+
+describe('hang windows', () => {
+  const w = { minMs: 60_000, factor: 20, startupMs: 1_800_000, checkpointMs: 900_000, logInterval: 10 };
+  it('follow the observed iteration time, never below the floor', async () => {
+    const { noProgressWindowMs } = await import('../modellink/hang.ts');
+    expect(noProgressWindowMs(w, 'training', 100)).toBe(60_000);
+    // 5 s per iteration, a line every 10 iterations: silence up to 20 × 50 s.
+    expect(noProgressWindowMs(w, 'training', 5000)).toBe(1_000_000);
+    expect(noProgressWindowMs(w, 'training', undefined)).toBe(60_000);
+  });
+  it('are longer while the job starts and while it saves a checkpoint', async () => {
+    const { noProgressWindowMs } = await import('../modellink/hang.ts');
+    expect(noProgressWindowMs(w, 'startup', 100)).toBe(1_800_000);
+    expect(noProgressWindowMs(w, 'checkpoint', 100)).toBe(900_000);
+  });
+});

@@ -19,9 +19,9 @@ afterAll(async () => {
 });
 
 /** Preprocess, convert and pretrain only: the fault is in pretraining. */
-function pretrainSpec(name: string, faults: string, extra: { noProgressTimeout?: string } = {}) {
+function pretrainSpec(name: string, faults: string, extra: { noProgressTimeout?: string; env?: Record<string, string>; trainIters?: number } = {}) {
   const dir = tempDir(name);
-  const spec = fiveStageSpec(name, path.join(dir, 'ws'), { trainIters: 100, saveInterval: 10, pretrainEnv: { MLEMU_FAULTS: faults }, ...extra });
+  const spec = fiveStageSpec(name, path.join(dir, 'ws'), { trainIters: extra.trainIters ?? 100, saveInterval: 10, pretrainEnv: { MLEMU_FAULTS: faults, ...extra.env }, noProgressTimeout: extra.noProgressTimeout });
   spec.stages = spec.stages.slice(0, 4).filter((s) => s.name !== 'sft-data');
   return writeSpec(dir, spec);
 }
@@ -73,5 +73,14 @@ describe('training resumes from the newest complete checkpoint', () => {
     expect(pretrain.attempts[0].lastIteration).toBe(24);
     expect(pretrain.attempts[1].loadedIteration).toBe(20);
     expect(pretrain.finalIteration).toBe(100);
+  });
+
+  it('a slow checkpoint save is not mistaken for a hang', async () => {
+    // Each save takes 2.5 s; the training window is 1 s, but a save in progress has its own (default 30 min).
+    const { state } = await runSpec(t, pretrainSpec('slowsave', '', { noProgressTimeout: '1s', env: { MLEMU_SAVE_TIME_MS: '2500' }, trainIters: 20 }));
+    expect(state.status).toBe('succeeded');
+    const pretrain = state.stages.find((s) => s.name === 'pretrain')!;
+    expect(pretrain.attempts).toHaveLength(1);
+    expect(pretrain.finalIteration).toBe(20);
   });
 });
