@@ -37,12 +37,15 @@ export const configSchema = z.strictObject({
     startToCloseTimeout: durationSchema.default('30d'),
   }).default({ heartbeatTimeout: '60s', startToCloseTimeout: '30d' }),
   retry: z.strictObject({
-    /** Attempts per stage, the first included; a stage's maxAttempts overrides it. */
+    /** Attempts per stage that may end in errors of the job itself (crash, OOM, NaN…), the first included; a stage's maxAttempts overrides it. */
     maximumAttempts: envInt.default(5),
     initialInterval: durationSchema.default('10s'),
     backoffCoefficient: envNumber.default(2),
     maximumInterval: durationSchema.default('5m'),
-  }).default({ maximumAttempts: 5, initialInterval: '10s', backoffCoefficient: 2, maximumInterval: '5m' }),
+    /** Infrastructure faults (communication, lost node, killed, hang, segfault) have a budget of their own, so they never use up the one above. */
+    infrastructureAttempts: envInt.default(20),
+    infrastructureInitialInterval: durationSchema.default('30s'),
+  }).default({ maximumAttempts: 5, initialInterval: '10s', backoffCoefficient: 2, maximumInterval: '5m', infrastructureAttempts: 20, infrastructureInitialInterval: '30s' }),
   dev: z.strictObject({
     /** SQLite file of the embedded dev server, so `linkflow dev` keeps its state across restarts. */
     dbFile: z.string().default(path.join(PROJECT_ROOT, '.linkflow', 'temporal-dev.db')),
@@ -80,6 +83,8 @@ function fromEnv(env: Env): Record<string, unknown> {
       ['initialInterval', env.LINKFLOW_RETRY_INITIAL_INTERVAL],
       ['backoffCoefficient', env.LINKFLOW_RETRY_BACKOFF],
       ['maximumInterval', env.LINKFLOW_RETRY_MAX_INTERVAL],
+      ['infrastructureAttempts', env.LINKFLOW_RETRY_INFRA_ATTEMPTS],
+      ['infrastructureInitialInterval', env.LINKFLOW_RETRY_INFRA_INITIAL_INTERVAL],
     ])],
     ['dev', pick([
       ['dbFile', env.LINKFLOW_DEV_DB],
@@ -116,6 +121,8 @@ export function retrySettings(config: LinkflowConfig): RetrySettings {
     initialIntervalMs: durationToMs(config.retry.initialInterval),
     backoffCoefficient: config.retry.backoffCoefficient,
     maximumIntervalMs: durationToMs(config.retry.maximumInterval),
+    infrastructureAttempts: config.retry.infrastructureAttempts,
+    infrastructureInitialIntervalMs: durationToMs(config.retry.infrastructureInitialInterval),
     heartbeatTimeoutMs: durationToMs(config.activity.heartbeatTimeout),
     startToCloseTimeoutMs: durationToMs(config.activity.startToCloseTimeout),
   };

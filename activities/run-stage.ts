@@ -224,7 +224,7 @@ export async function runStageAttempt({ pipeline, stage, attempt }: AttemptInput
     throw fail(cls, `stage ${stage.name} attempt ${attempt}: ${problem}${cls === 'missing-input' ? `: ${report.reason}` : ''} (log: ${logFile})`, details(cls, problem, excerpt), false);
   }
 
-  const report = classifyFailure(status, logLines(), detected);
+  const report = classifyFailure(status, logLines(), detected, stage.failureRules.map((r) => ({ class: r.class, pattern: new RegExp(r.pattern) })));
   const how = status.signal ? `killed by ${status.signal}` : `exit code ${status.exitCode}`;
   throw fail(
     report.class,

@@ -19,6 +19,13 @@ export type FailureClass =
 
 export const NON_RETRYABLE: ReadonlySet<FailureClass> = new Set(['bad-arguments', 'missing-input', 'no-result']);
 
+/** Faults of the machines, not of the job: they have a retry budget of their own. */
+export const INFRASTRUCTURE: ReadonlySet<FailureClass> = new Set(['communication', 'node-lost', 'killed', 'hang', 'segfault']);
+
+export const FAILURE_CLASSES: readonly FailureClass[] = [
+  'bad-arguments', 'missing-input', 'communication', 'out-of-memory', 'nan-loss', 'segfault', 'killed', 'hang', 'node-lost', 'no-result', 'exception', 'unknown',
+];
+
 export interface FailureRule {
   class: FailureClass;
   pattern: RegExp;
@@ -78,7 +85,7 @@ function trim(excerpt: string[]): string[] {
  * Classifies a finished process from its log lines (the first and the last lines of a long log).
  * `detected` is a class the watcher established itself (hang, nan-loss).
  */
-export function classifyFailure(status: ExitStatus, logTail: string[], detected?: FailureClass): FailureReport {
+export function classifyFailure(status: ExitStatus, logTail: string[], detected?: FailureClass, extraRules: readonly FailureRule[] = []): FailureReport {
   const make = (cls: FailureClass, reason: string, excerpt: string[]): FailureReport => ({ class: cls, retryable: !NON_RETRYABLE.has(cls), reason, excerpt });
   const tail = logTail.slice(-TAIL);
   if (detected === 'hang') return make('hang', 'no progress within the no-progress window; the process group was killed', tail);
@@ -87,7 +94,8 @@ export function classifyFailure(status: ExitStatus, logTail: string[], detected?
     return make('nan-loss', 'the loss became NaN; the process group was killed', i >= 0 ? excerptAround(logTail, i) : tail);
   }
   if (detected) return make(detected, detected, tail);
-  for (const rule of FAILURE_RULES) {
+  // A pipeline's own rules (spec failureRules) come before the built-in ones.
+  for (const rule of [...extraRules, ...FAILURE_RULES]) {
     // The last match is nearest to the failure (a traceback's final line names the error).
     let hit = -1;
     for (let i = logTail.length - 1; i >= 0; i--) {

@@ -6,6 +6,7 @@
 import path from 'node:path';
 import { applyOverrides, buildConvert, buildEvaluate, buildInference, buildPreprocess, buildTraining, commandArgv, isKnownFlag, type Arg, type Command, type ConvertPaths, type Entrypoint, type LoraOptions } from './commands.ts';
 import { customPreset, getPreset, presetNames, type Preset } from './presets.ts';
+import type { FailureClass } from './failures.ts';
 import type { HangWindows } from './hang.ts';
 import { checkLayout, checkStageRules } from './rules.ts';
 import { durationToMs, formatPath, pipelineSpecSchema, type PipelineSpec, type SpecProblem, type Stage, type StageKind } from './spec.ts';
@@ -67,6 +68,8 @@ export interface StagePlan {
   format?: WeightsFormat;
   /** The TP/PP layout this stage loads weights in (training, evaluation, inference). */
   loadLayout?: { tp: number; pp: number };
+  /** The pipeline's own failure patterns (regular expression sources), checked before the built-in ones. */
+  failureRules: { class: FailureClass; pattern: string }[];
   /** Written to the process's standard input (chat prompts), then closed. */
   stdin?: string;
   /** Conversions to hf: ModelLink writes into a directory holding the original HF files; this one links to them. */
@@ -334,6 +337,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
       training,
       evaluate,
       format: formatOut,
+      failureRules: spec.failureRules,
       loadLayout: ['pretrain', 'finetune', 'evaluate', 'inference'].includes(stage.kind) ? { tp: spec.parallel.tp, pp: spec.parallel.pp } : undefined,
       ...extra,
       maxAttempts: stage.maxAttempts,
@@ -348,7 +352,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
 function placeholder(stage: Stage, specPath: string, dir: string, output: string, outputKind: OutputKind): StagePlan {
   return {
     name: stage.name, kind: stage.kind, specPath, dir, logDir: '', manifestFile: '', output, outputKind,
-    entrypoint: 'pretrain_gpt.py', launcher: [], args: [], argv: [], env: {}, cwd: '', inputs: [],
+    entrypoint: 'pretrain_gpt.py', launcher: [], args: [], argv: [], env: {}, cwd: '', inputs: [], failureRules: [],
   };
 }
 

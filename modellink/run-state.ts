@@ -11,6 +11,8 @@ export interface RetrySettingsInput {
   initialIntervalMs: number;
   backoffCoefficient: number;
   maximumIntervalMs: number;
+  infrastructureAttempts: number;
+  infrastructureInitialIntervalMs: number;
   heartbeatTimeoutMs: number;
   startToCloseTimeoutMs: number;
 }
@@ -29,6 +31,8 @@ export interface AttemptRecord {
   /** How the resume point was chosen (e.g. a torn newest checkpoint). */
   resumeNote?: string;
   lastIteration?: number;
+  /** Iterations the attempt redid: the previous attempt's last iteration minus the one this attempt loaded. */
+  recomputed?: number;
   outcome: 'succeeded' | 'failed' | 'cancelled';
   failureClass?: FailureClass;
   reason?: string;

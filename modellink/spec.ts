@@ -309,6 +309,18 @@ export const pipelineSpecSchema = z.strictObject({
   /** --use-deter-comp together with HCCL_DETERMINISTIC=True in the launch environment. */
   deterministic: z.boolean().default(false),
   highAvailability: highAvailabilitySchema.optional(),
+  /** Extra failure patterns, checked before the built-in ones (README: failure classes). */
+  failureRules: z.array(z.strictObject({
+    class: z.enum(['bad-arguments', 'missing-input', 'communication', 'out-of-memory', 'nan-loss', 'segfault', 'killed', 'hang', 'node-lost', 'no-result', 'exception', 'unknown']),
+    pattern: z.string().min(1).refine((p) => {
+      try {
+        new RegExp(p);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'expected a valid regular expression'),
+  })).default([]),
   stages: z.array(stageSchema).min(1, 'expected at least one stage'),
 });
 

@@ -3,6 +3,7 @@
  * on a real Temporal dev server with the emulator.
  */
 import fs from 'node:fs';
+import YAML from 'yaml';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';
@@ -82,5 +83,43 @@ describe('training resumes from the newest complete checkpoint', () => {
     const pretrain = state.stages.find((s) => s.name === 'pretrain')!;
     expect(pretrain.attempts).toHaveLength(1);
     expect(pretrain.finalIteration).toBe(20);
+  });
+
+  it('communication faults do not use up the budget for errors of the job', async () => {
+    // Two HCCL timeouts and a crash, with room for one retry of a job error (maxAttempts 2).
+    const file = pretrainSpec('budgets', 'hccl@15,hccl@25,crash@35', { trainIters: 50 });
+    const spec = YAML.parse(fs.readFileSync(file, 'utf8'));
+    spec.stages.find((s: { kind: string }) => s.kind === 'pretrain').maxAttempts = 2;
+    fs.writeFileSync(file, YAML.stringify(spec));
+    const { state } = await runSpec(t, file);
+    expect(state.status).toBe('succeeded');
+    const pretrain = state.stages.find((s) => s.name === 'pretrain')!;
+    expect(pretrain.attempts.map((a) => a.failureClass ?? a.outcome)).toEqual(['communication', 'communication', 'exception', 'succeeded']);
+    expect(pretrain.attempts.map((a) => a.loadedIteration)).toEqual([undefined, 10, 20, 30]);
+    // Each attempt records what it redid: crash points 14, 24, 34 minus the checkpoints 10, 20, 30 it loaded.
+    expect(pretrain.attempts.slice(1).map((a) => a.recomputed)).toEqual([4, 4, 4]);
+    expect(pretrain.attempts[0].excerpt?.join('\n')).toMatch(/HCCL|EI0002/);
+  });
+
+  it('a second job error with maxAttempts 2 fails the stage even after infrastructure retries', async () => {
+    const file = pretrainSpec('budgets2', 'hccl@15,crash@25,oom@35', { trainIters: 50 });
+    const spec = YAML.parse(fs.readFileSync(file, 'utf8'));
+    spec.stages.find((s: { kind: string }) => s.kind === 'pretrain').maxAttempts = 2;
+    fs.writeFileSync(file, YAML.stringify(spec));
+    const { state, failure } = await runSpec(t, file);
+    expect(state.status).toBe('failed');
+    const pretrain = state.stages.find((s) => s.name === 'pretrain')!;
+    expect(pretrain.attempts.map((a) => a.failureClass)).toEqual(['communication', 'exception', 'out-of-memory']);
+    expect(failure).toMatch(/after 2 job failures/);
+  });
+
+  it("a pipeline's own failure rule classifies a log line", async () => {
+    const file = pretrainSpec('rules', 'crash@15', { trainIters: 20 });
+    const spec = YAML.parse(fs.readFileSync(file, 'utf8'));
+    // The emulator's crash text names the operator; call that a communication fault.
+    spec.failureRules = [{ class: 'communication', pattern: 'current working operator name is MatMulV2' }];
+    fs.writeFileSync(file, YAML.stringify(spec));
+    const { state } = await runSpec(t, file);
+    expect(state.stages.find((s) => s.name === 'pretrain')!.attempts[0].failureClass).toBe('communication');
   });
 });

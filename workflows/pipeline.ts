@@ -16,7 +16,8 @@ import {
   sleep,
 } from '@temporalio/workflow';
 import type * as activities from '../activities/index.ts';
-import type { FailureClass } from '../modellink/failures.ts';
+// Pure data, no Node imports: safe inside the workflow sandbox.
+import { INFRASTRUCTURE, type FailureClass } from '../modellink/failures.ts';
 import type { StagePlan } from '../modellink/plan.ts';
 import type { AttemptFailureDetails, AttemptRecord, PipelineInput, PipelineState, RetrySettingsInput, StageState } from '../modellink/run-state.ts';
 
@@ -76,12 +77,17 @@ async function runStage(pipeline: string, stage: StagePlan, s: StageState, retry
     // Cancelling waits until the activity has killed the process group.
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   });
-  const maxAttempts = stage.maxAttempts ?? retry.maximumAttempts;
+  // Two budgets: faults of the machines never use up the retries meant for errors of the job.
+  const budget = { code: stage.maxAttempts ?? retry.maximumAttempts, infrastructure: retry.infrastructureAttempts };
+  const failures = { code: 0, infrastructure: 0 };
   for (let attempt = 1; ; attempt++) {
     s.status = 'running';
+    const previous = s.attempts.at(-1);
+    const recomputed = (loaded: number | undefined) =>
+      previous?.lastIteration !== undefined && loaded !== undefined ? Math.max(0, previous.lastIteration - loaded) : undefined;
     try {
       const result = await runStageAttempt({ pipeline, stage, attempt });
-      s.attempts.push({ attempt, outcome: 'succeeded', loadedIteration: result.loadedIteration, resumeNote: result.resumeNote, lastIteration: result.finalIteration, logFile: result.logFile });
+      s.attempts.push({ attempt, outcome: 'succeeded', loadedIteration: result.loadedIteration, resumeNote: result.resumeNote, lastIteration: result.finalIteration, recomputed: recomputed(result.loadedIteration), logFile: result.logFile });
       s.finalIteration = result.finalIteration;
       s.lastCheckpoint = result.lastCheckpoint ?? s.lastCheckpoint;
       s.evalResults = result.evalResults;
@@ -93,28 +99,33 @@ async function runStage(pipeline: string, stage: StagePlan, s: StageState, retry
         throw err;
       }
       const record = attemptFailure(attempt, err);
+      record.recomputed = recomputed(record.loadedIteration);
       s.attempts.push(record);
       if (record.lastIteration !== undefined) s.finalIteration = record.lastIteration;
+      const group = INFRASTRUCTURE.has(record.failureClass ?? 'unknown') ? 'infrastructure' : 'code';
+      failures[group]++;
       const retryable = isRetryable(err);
-      if (!retryable || attempt >= maxAttempts) {
+      if (!retryable || failures[group] >= budget[group]) {
         s.status = 'failed';
-        s.note = retryable ? `gave up after ${attempt} attempts; last: ${record.reason}` : `${record.failureClass}: ${record.reason}`;
+        const spent = `${failures[group]} ${group === 'code' ? 'job' : 'infrastructure'} failure${failures[group] === 1 ? '' : 's'}`;
+        s.note = retryable ? `gave up after ${spent}; last: ${record.reason}` : `${record.failureClass}: ${record.reason}`;
         throw ApplicationFailure.create({
           type: 'StageFailed',
           nonRetryable: true,
-          message: `stage ${stage.name} failed (${record.failureClass}${retryable ? `, after ${attempt} attempts` : ', not retried'}): ${record.reason}` +
+          message: `stage ${stage.name} failed (${record.failureClass}${retryable ? `, after ${spent}` : ', not retried'}): ${record.reason}` +
             (record.excerpt?.length ? `\n--- log excerpt (${record.logFile ?? 'no log'}) ---\n${record.excerpt.join('\n')}` : ''),
           details: [{ stage: stage.name, failureClass: record.failureClass, excerpt: record.excerpt ?? [], logFile: record.logFile }],
         });
       }
       s.status = 'retrying';
-      await sleep(backoffMs(retry, attempt));
+      await sleep(backoffMs(retry, group, failures[group]));
     }
   }
 }
 
-function backoffMs(retry: RetrySettingsInput, attempt: number): number {
-  return Math.min(retry.maximumIntervalMs, retry.initialIntervalMs * Math.pow(retry.backoffCoefficient, attempt - 1));
+function backoffMs(retry: RetrySettingsInput, group: 'code' | 'infrastructure', failures: number): number {
+  const initial = group === 'code' ? retry.initialIntervalMs : retry.infrastructureInitialIntervalMs;
+  return Math.min(retry.maximumIntervalMs, initial * Math.pow(retry.backoffCoefficient, failures - 1));
 }
 
 function isRetryable(err: unknown): boolean {

@@ -21,7 +21,7 @@ export async function startTestTemporal(): Promise<TestTemporal> {
   const config = loadConfig({
     address: server.address,
     taskQueue: `test-${randomUUID()}`,
-    retry: { maximumAttempts: 4, initialInterval: '500ms', backoffCoefficient: 1, maximumInterval: '1s' },
+    retry: { maximumAttempts: 4, initialInterval: '500ms', backoffCoefficient: 1, maximumInterval: '1s', infrastructureAttempts: 6, infrastructureInitialInterval: '500ms' },
     activity: { heartbeatTimeout: '10s', startToCloseTimeout: '10m' },
   }, {});
   const { worker, close } = await createLinkflowWorker({ config });
