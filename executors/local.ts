@@ -7,6 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import readline from 'node:readline';
 import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 
 export interface ExitStatus {
   exitCode: number | null;
@@ -22,7 +23,11 @@ export interface StartOptions {
   onLine?: (line: string) => void;
   /** Written to standard input, which is then closed; without it standard input is /dev/null. */
   stdin?: string;
+  /** Between SIGTERM and SIGKILL when the group is stopped. */
+  graceMs?: number;
 }
+
+const SUPERVISOR = fileURLToPath(new URL('./supervisor.mjs', import.meta.url));
 
 export interface RunningProcess {
   pid: number;
@@ -53,11 +58,12 @@ export function startProcess(options: StartOptions): RunningProcess {
   const [command, ...args] = options.argv;
   if (!command) throw new Error('empty argv');
   const log = fs.createWriteStream(options.logFile, { flags: 'a' });
-  const child = spawn(command, args, {
+  // The supervisor leads a new process group (one kill reaches the launcher and every rank it
+  // started) and stops that group if this worker dies: fd 3 is its lifeline to us.
+  const child = spawn(process.execPath, [SUPERVISOR, String(options.graceMs ?? 10_000), '--', command, ...args], {
     cwd: options.cwd,
     env: options.env,
-    stdio: [options.stdin !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'],
-    // A new process group: one kill reaches the launcher and every rank it started.
+    stdio: [options.stdin !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'],
     detached: true,
   });
 

@@ -1,0 +1,103 @@
+/**
+ * A worker killed with SIGKILL during training: its trainer does not survive it, and the next
+ * attempt runs on another worker, resuming from the newest checkpoint, with no two trainers at once.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectClient, outcomeOf, snapshot, startPipeline } from '../cli/pipeline-client.ts';
+import { startDevServer, type DevServer } from '../server/dev-server.ts';
+import { loadConfig } from '../temporal.config.ts';
+import { fiveStageSpec, ROOT, tempDir, writeSpec } from './helpers/specs.ts';
+import { planFile } from './helpers/temporal.ts';
+
+let server: DevServer;
+const workers: ChildProcess[] = [];
+
+beforeAll(async () => {
+  server = await startDevServer({ ui: false });
+});
+afterAll(async () => {
+  for (const w of workers) if (w.exitCode === null && w.signalCode === null) w.kill('SIGKILL');
+  await server?.stop();
+});
+
+function startWorker(queue: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'linkflow.js'), 'worker', '--queue', queue], {
+    cwd: ROOT,
+    env: { ...process.env, TEMPORAL_ADDRESS: server.address },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  workers.push(child);
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('worker polling')) resolve(child);
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.on('exit', (code) => reject(new Error(`worker exited (${code}):\n${out}`)));
+  });
+}
+
+function processesMentioning(text: string): string[] {
+  return fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).flatMap((pid) => {
+    try {
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+      return cmd.includes(text) ? [`${pid}: ${cmd.slice(0, 120)}`] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe('a worker killed during training', () => {
+  it('takes its trainer with it; the next attempt resumes on another worker', async () => {
+    const queue = `loss-${process.pid}`;
+    const workerA = await startWorker(queue);
+    const config = loadConfig({
+      address: server.address,
+      retry: { maximumAttempts: 3, initialInterval: '500ms', backoffCoefficient: 1, maximumInterval: '1s', infrastructureAttempts: 3, infrastructureInitialInterval: '500ms' },
+      activity: { heartbeatTimeout: '4s', startToCloseTimeout: '10m' },
+    }, {});
+    const client = await connectClient(config);
+    const dir = tempDir('workerloss');
+    const ws = path.join(dir, 'ws');
+    // The trainer hangs at 30 (prints nothing more), so only the supervisor, not a broken pipe, can stop it.
+    const spec = fiveStageSpec('workerloss', ws, { trainIters: 400, pretrainEnv: { MLEMU_FAULTS: 'hang@30' } });
+    spec.stages = spec.stages.slice(0, 4).filter((s) => s.name !== 'sft-data');
+    (spec.modellink as { env: Record<string, string> }).env.MLEMU_ITER_TIME_MS = '30';
+    const handle = await startPipeline(client, config, planFile(writeSpec(dir, spec)), queue);
+
+    await until('training to reach the hang at 30', async () => {
+      const snap = await snapshot(handle);
+      return snap.live?.stage === 'pretrain' && (snap.live.iteration ?? 0) >= 29 ? true : undefined;
+    });
+    expect(processesMentioning(ws).length).toBeGreaterThan(0);
+    workerA.kill('SIGKILL');
+    // The trainer (and its supervisor) stop with the worker, before any other attempt can start.
+    await until('the trainer to stop', async () => (processesMentioning(ws).length === 0 ? true : undefined), 15_000);
+
+    await startWorker(queue);
+    const { state } = await outcomeOf(handle);
+    expect(state?.status).toBe('succeeded');
+    const pretrain = state!.stages.find((s) => s.name === 'pretrain')!;
+    expect(pretrain.attempts[0].failureClass).toBe('node-lost');
+    expect(pretrain.attempts[1].outcome).toBe('succeeded');
+    expect(pretrain.attempts[1].loadedIteration).toBeGreaterThanOrEqual(20);
+    expect(pretrain.finalIteration).toBe(400);
+    await client.connection.close();
+  });
+});
