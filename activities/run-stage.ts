@@ -15,6 +15,7 @@ import type { AttemptFailureDetails, AttemptResult } from '../modellink/run-stat
 import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
 import { noProgressWindowMs, type TrainingPhase } from '../modellink/hang.ts';
 import { loadSetupEnv, startProcess, type ExitStatus } from '../executors/local.ts';
+import { acquireLease, type HeldLease } from './lease.ts';
 import { dataFiles, outputPresent } from './manifest.ts';
 
 export interface AttemptInput {
@@ -129,8 +130,21 @@ export async function runStageAttempt({ pipeline, stage, attempt }: AttemptInput
   if (stage.kind === 'preprocess') fs.mkdirSync(path.dirname(stage.output), { recursive: true });
   if (stage.hfView) linkHfView(stage.hfView);
 
-  const argv = [...stage.launcher, stage.entrypoint, ...flattenArgs(args)];
   const env = { ...process.env, ...(stage.setupScript ? loadSetupEnv(stage.setupScript) : {}), ...stage.env };
+  // One trainer per save directory: wait out a lease another attempt may still be using.
+  let lease: HeldLease | undefined;
+  if (stage.training) {
+    const ttl = ctx.info.heartbeatTimeoutMs ?? 60_000;
+    const owner = `${ctx.info.workflowExecution?.workflowId ?? pipeline}/${ctx.info.workflowExecution?.runId ?? ctx.info.activityId}/attempt-${attempt}`;
+    const taken = await acquireLease(stage.dir, owner, ttl, (held) => {
+      if (ctx.cancellationSignal.aborted) throw new CancelledFailure('cancelled while waiting for the save directory lease');
+      ctx.heartbeat({ stage: stage.name, attempt, logFile, waitingForLease: held.owner });
+    });
+    lease = taken.lease;
+    if (taken.waitedFor) fs.appendFileSync(logFile, `# waited for the lease of ${taken.waitedFor.owner} (host ${taken.waitedFor.host}, pid ${taken.waitedFor.pid}) to lapse before launching\n`);
+  }
+
+  const argv = [...stage.launcher, stage.entrypoint, ...flattenArgs(args)];
   fs.appendFileSync(logFile, `# cwd: ${stage.cwd}\n# argv: ${JSON.stringify(argv)}\n${resumeNote ? `# ${resumeNote}\n` : ''}`);
 
   const progress: AttemptProgress = {};
@@ -173,6 +187,7 @@ export async function runStageAttempt({ pipeline, stage, attempt }: AttemptInput
   let cancelled: CancelledFailure | undefined;
   const timer = setInterval(() => {
     heartbeat();
+    lease?.renew();
     // The window restarts with every line that shows progress and follows the phase the job is in.
     const phase: TrainingPhase = progress.savingCheckpoint ? 'checkpoint' : progress.iteration === undefined || progress.iteration === progress.loadedIteration ? 'startup' : 'training';
     const window = stage.training ? noProgressWindowMs(stage.training.hang, phase, progress.elapsedMsPerIteration) : Infinity;
@@ -194,6 +209,8 @@ export async function runStageAttempt({ pipeline, stage, attempt }: AttemptInput
     status = await proc.exited;
   } finally {
     clearInterval(timer);
+    // The trainer is gone: the next attempt need not wait.
+    lease?.release();
   }
   if (cancelled) {
     fs.appendFileSync(logFile, 'linkflow: attempt cancelled; process group killed\n');

@@ -132,3 +132,19 @@ describe('hang windows', () => {
     expect(noProgressWindowMs(w, 'checkpoint', 100)).toBe(900_000);
   });
 });
+
+describe('save directory lease', () => {
+  it('is held only by a fresh lease of another owner that may still be alive', async () => {
+    const { leaseHeld } = await import('../activities/lease.ts');
+    const os = await import('node:os');
+    const now = 1_000_000;
+    const other = { owner: 'wf/run/attempt-1', host: 'elsewhere', pid: 1, renewedAt: now - 1000 };
+    expect(leaseHeld(other, 'wf/run/attempt-2', 10_000, now)).toBe(true);
+    expect(leaseHeld({ ...other, renewedAt: now - 20_000 }, 'wf/run/attempt-2', 10_000, now)).toBe(false);
+    expect(leaseHeld({ ...other, released: true }, 'wf/run/attempt-2', 10_000, now)).toBe(false);
+    expect(leaseHeld(other, 'wf/run/attempt-1', 10_000, now)).toBe(false);
+    // On this host a dead owner is known to be dead.
+    expect(leaseHeld({ ...other, host: os.hostname(), pid: 2 ** 22 + 12345 }, 'x', 10_000, now)).toBe(false);
+    expect(leaseHeld(undefined, 'x', 10_000, now)).toBe(false);
+  });
+});

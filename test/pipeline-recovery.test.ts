@@ -7,7 +7,7 @@ import YAML from 'yaml';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';
-import { runSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
+import { planFile, runSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
 import { runCli } from './helpers/cli.ts';
 import { outcomeOf } from '../cli/pipeline-client.ts';
 
@@ -121,5 +121,22 @@ describe('training resumes from the newest complete checkpoint', () => {
     fs.writeFileSync(file, YAML.stringify(spec));
     const { state } = await runSpec(t, file);
     expect(state.stages.find((s) => s.name === 'pretrain')!.attempts[0].failureClass).toBe('communication');
+  });
+
+  it('an attempt waits while another trainer may still hold the save directory', async () => {
+    const file = pretrainSpec('lease', '', { trainIters: 20 });
+    const plan = planFile(file);
+    const pretrain = plan.stages.find((s) => s.kind === 'pretrain')!;
+    // A lease renewed just now by a trainer on another host (cut off from Temporal, still writing).
+    fs.mkdirSync(pretrain.dir, { recursive: true });
+    fs.writeFileSync(path.join(pretrain.dir, 'linkflow-lease.json'), JSON.stringify({ owner: 'other-run/attempt-3', host: 'elsewhere', pid: 1, renewedAt: Date.now() }));
+    const started = Date.now();
+    const { state } = await runSpec(t, file);
+    expect(state.status).toBe('succeeded');
+    const attempt = state.stages.find((s) => s.name === 'pretrain')!.attempts[0];
+    expect(fs.readFileSync(attempt.logFile!, 'utf8')).toContain('waited for the lease of other-run/attempt-3 (host elsewhere, pid 1)');
+    // It waited for the lease to lapse: one heartbeat timeout (10 s in these tests).
+    expect(Date.now() - started).toBeGreaterThanOrEqual(9_000);
+    expect(JSON.parse(fs.readFileSync(path.join(pretrain.dir, 'linkflow-lease.json'), 'utf8'))).toMatchObject({ released: true });
   });
 });

@@ -1,0 +1,83 @@
+/**
+ * One trainer per save directory. Before an attempt launches, it takes the stage's lease: a small
+ * file beside the checkpoints naming the attempt that may write them, renewed while it runs. A lease
+ * renewed within the last heartbeat timeout belongs to a trainer that may still be writing (a worker
+ * cut off from Temporal but not from the shared storage), so the new attempt waits for it to lapse.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export interface Lease {
+  /** Fencing token: the workflow and attempt that own the save directory. */
+  owner: string;
+  host: string;
+  pid: number;
+  renewedAt: number;
+  released?: boolean;
+}
+
+export const LEASE_FILE = 'linkflow-lease.json';
+
+export function readLease(dir: string): Lease | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(dir, LEASE_FILE), 'utf8')) as Lease;
+  } catch {
+    return undefined;
+  }
+}
+
+function write(dir: string, lease: Lease): void {
+  const file = path.join(dir, LEASE_FILE);
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify(lease));
+  fs.renameSync(tmp, file);
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether another owner's lease still fences the directory. */
+export function leaseHeld(lease: Lease | undefined, owner: string, ttlMs: number, now = Date.now()): boolean {
+  if (!lease || lease.released || lease.owner === owner) return false;
+  if (now - lease.renewedAt > ttlMs) return false;
+  // On this host we can tell for sure whether the owner is gone.
+  if (lease.host === os.hostname() && !pidAlive(lease.pid)) return false;
+  return true;
+}
+
+export interface HeldLease {
+  renew(): void;
+  release(): void;
+}
+
+/**
+ * Waits (calling `whileWaiting`, e.g. to heartbeat) until no other owner holds the lease, then takes it.
+ * Returns what the wait was about, for the attempt's log.
+ */
+export async function acquireLease(dir: string, owner: string, ttlMs: number, whileWaiting: (held: Lease) => void): Promise<{ lease: HeldLease; waitedFor?: Lease }> {
+  fs.mkdirSync(dir, { recursive: true });
+  let waitedFor: Lease | undefined;
+  for (;;) {
+    const current = readLease(dir);
+    if (!leaseHeld(current, owner, ttlMs)) break;
+    waitedFor = current;
+    whileWaiting(current!);
+    await new Promise((r) => setTimeout(r, Math.min(1000, ttlMs / 4)));
+  }
+  const mine = (): Lease => ({ owner, host: os.hostname(), pid: process.pid, renewedAt: Date.now() });
+  write(dir, mine());
+  return {
+    waitedFor,
+    lease: {
+      renew: () => write(dir, mine()),
+      release: () => write(dir, { ...mine(), released: true }),
+    },
+  };
+}
