@@ -212,11 +212,6 @@ export async function runStageAttempt({ pipeline, stage, attempt }: AttemptInput
     // The trainer is gone: the next attempt need not wait.
     lease?.release();
   }
-  if (cancelled) {
-    fs.appendFileSync(logFile, 'linkflow: attempt cancelled; process group killed\n');
-    throw cancelled;
-  }
-
   const details = (cls: FailureClass, reason: string, excerpt: string[]): AttemptFailureDetails => ({
     failureClass: cls,
     reason,
@@ -227,6 +222,20 @@ export async function runStageAttempt({ pipeline, stage, attempt }: AttemptInput
     lastCheckpoint: progress.lastCheckpoint,
     logFile,
   });
+
+  if (cancelled) {
+    if (cancelled.message === 'CANCELLED') {
+      fs.appendFileSync(logFile, 'linkflow: attempt cancelled; process group killed\n');
+      throw cancelled;
+    }
+    // Not the user's cancel: the worker is shutting down (a node drain) or Temporal gave up on this
+    // attempt. The trainer was stopped (with high availability it saved a last checkpoint first);
+    // the workflow retries. Rethrowing the CancelledFailure would read as a cancelled pipeline.
+    const cls: FailureClass = cancelled.message === 'WORKER_SHUTDOWN' ? 'killed' : 'node-lost';
+    const reason = cancelled.message === 'WORKER_SHUTDOWN' ? 'the worker was shut down; the trainer was stopped with SIGTERM' : `Temporal ended the attempt (${cancelled.message}); the trainer was stopped`;
+    fs.appendFileSync(logFile, `linkflow: ${reason}\n`);
+    throw fail(cls, `stage ${stage.name} attempt ${attempt}: ${reason}`, details(cls, reason, logLines().slice(-10)), true);
+  }
 
   if (status.exitCode === 0 && !detected) {
     const problem = verifyOutput(stage, progress);

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT, loadConfig, type LinkflowConfig } from '../temporal.config.ts';
-import { createLinkflowWorker, installRuntime } from '../worker/worker.ts';
+import { createLinkflowWorker, drainOnSigterm, installRuntime } from '../worker/worker.ts';
 import { isReachable, startDevServer, type DevServer } from '../server/dev-server.ts';
 import { formatProblems } from '../modellink/spec.ts';
 import { loadSpecFile } from './spec-file.ts';
@@ -33,6 +33,7 @@ function untilInterrupted(): Promise<void> {
 
 export async function runDev(config: LinkflowConfig): Promise<void> {
   installRuntime('WARN');
+  drainOnSigterm();
   const server = await ensureServer(config);
   if (!server) console.log(`a Temporal server already answers at ${config.address}; starting only a worker`);
   else console.log(`Temporal dev server at ${server.address}${server.uiUrl ? `, Web UI ${server.uiUrl}` : ''}`);
@@ -53,6 +54,7 @@ export async function runDev(config: LinkflowConfig): Promise<void> {
 
 export async function runWorker(config: LinkflowConfig, taskQueue?: string): Promise<void> {
   installRuntime('INFO');
+  drainOnSigterm();
   const { worker, close } = await createLinkflowWorker({ config, taskQueue });
   console.log(`worker polling task queue "${taskQueue ?? config.taskQueue}" at ${config.address}`);
   await worker.run();

@@ -54,6 +54,16 @@ export function groupAlive(pid: number): boolean {
   }
 }
 
+/** Every command this process has running, so a draining worker can stop them all at once. */
+const running = new Set<RunningProcess>();
+
+/** SIGTERM (then SIGKILL after the grace) to every running command's group; resolves when all are gone. */
+export async function stopAllProcesses(graceMs?: number): Promise<number> {
+  const all = [...running];
+  await Promise.all(all.map((p) => p.kill(graceMs)));
+  return all.length;
+}
+
 export function startProcess(options: StartOptions): RunningProcess {
   const [command, ...args] = options.argv;
   if (!command) throw new Error('empty argv');
@@ -100,7 +110,7 @@ export function startProcess(options: StartOptions): RunningProcess {
     return status;
   });
 
-  return {
+  const handle: RunningProcess = {
     pid: child.pid ?? -1,
     exited,
     async kill(graceMs = 10_000) {
@@ -111,6 +121,9 @@ export function startProcess(options: StartOptions): RunningProcess {
       clearTimeout(timer);
     },
   };
+  running.add(handle);
+  void exited.finally(() => running.delete(handle));
+  return handle;
 }
 
 const setupCache = new Map<string, Record<string, string>>();

@@ -100,4 +100,41 @@ describe('a worker killed during training', () => {
     expect(pretrain.finalIteration).toBe(400);
     await client.connection.close();
   });
+
+  it('SIGTERM (a node drain) with high availability: the trainer saves a last checkpoint and nothing is recomputed', async () => {
+    const queue = `drain-${process.pid}`;
+    const workerA = await startWorker(queue);
+    const config = loadConfig({
+      address: server.address,
+      retry: { maximumAttempts: 3, initialInterval: '500ms', backoffCoefficient: 1, maximumInterval: '1s', infrastructureAttempts: 3, infrastructureInitialInterval: '500ms' },
+      activity: { heartbeatTimeout: '10s', startToCloseTimeout: '10m' },
+    }, {});
+    const client = await connectClient(config);
+    const dir = tempDir('drain');
+    const spec = fiveStageSpec('drain', path.join(dir, 'ws'), { trainIters: 200 });
+    spec.stages = spec.stages.slice(0, 4).filter((s) => s.name !== 'sft-data');
+    (spec.modellink as { env: Record<string, string> }).env.MLEMU_ITER_TIME_MS = '30';
+    Object.assign(spec, { highAvailability: { enabled: true } });
+    const handle = await startPipeline(client, config, planFile(writeSpec(dir, spec)), queue);
+
+    await until('training past iteration 25', async () => {
+      const snap = await snapshot(handle);
+      return snap.live?.stage === 'pretrain' && (snap.live.iteration ?? 0) >= 25 ? true : undefined;
+    });
+    workerA.kill('SIGTERM');
+    await new Promise<void>((resolve) => workerA.once('exit', () => resolve()));
+    await startWorker(queue);
+    const { state } = await outcomeOf(handle);
+    expect(state?.status).toBe('succeeded');
+    const pretrain = state!.stages.find((s) => s.name === 'pretrain')!;
+    const [drained, resumed] = pretrain.attempts;
+    expect(drained.failureClass, JSON.stringify(pretrain.attempts, null, 1)).toBe('killed');
+    expect(fs.readFileSync(drained.logFile!, 'utf8')).toMatch(/high availability: stopped by SIGTERM after iteration \d+; checkpoint saved/);
+    // The next attempt starts where the drained one stopped, not at the last save interval.
+    expect(resumed.loadedIteration).toBe(drained.lastIteration);
+    expect(resumed.recomputed).toBe(0);
+    expect(drained.lastIteration! % 10).not.toBe(0);
+    expect(pretrain.finalIteration).toBe(200);
+    await client.connection.close();
+  });
 });

@@ -6,6 +6,7 @@ import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel } from 
 import { createRequire } from 'node:module';
 import { connectionOptions, type LinkflowConfig } from '../temporal.config.ts';
 import * as activities from '../activities/index.ts';
+import { stopAllProcesses } from '../executors/local.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -39,4 +40,16 @@ export async function createLinkflowWorker({ config, taskQueue, connection }: Wo
     maxHeartbeatThrottleInterval: '5s',
   });
   return { worker, close: async () => { if (!connection) await conn.close(); } };
+}
+
+/**
+ * A node drain (SIGTERM to the worker): stop the running trainers first, with SIGTERM, so that
+ * they can write a last checkpoint (ModelLink's high availability does); their attempts then fail as
+ * `killed` and resume elsewhere. Temporal's runtime shuts the worker down on the same signal.
+ */
+export function drainOnSigterm(log: (msg: string) => void = console.log): void {
+  process.once('SIGTERM', () => {
+    log('SIGTERM: stopping running trainers so they can save, then shutting the worker down');
+    void stopAllProcesses();
+  });
 }

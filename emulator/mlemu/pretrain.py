@@ -6,6 +6,7 @@ load_checkpoint -> datasets -> train loop (log / eval / save) -> final save -> f
 import glob
 import os
 import re
+import signal
 import sys
 import time
 
@@ -253,6 +254,11 @@ class Trainer:
 
     def run(self):
         args, rt = self.args, self.rt
+        self.stop_requested = False
+        if getattr(args, 'enable_high_availability', False):
+            # ModelLink's high availability (MindIO TTP) writes a last checkpoint when the job is
+            # stopped, so the next run loses no iteration; the emulator does it on SIGTERM.
+            signal.signal(signal.SIGTERM, self._on_sigterm)
         rt.print_datetime('before the start of training step')
         report_memory = True
         self._reset_interval()
@@ -274,12 +280,21 @@ class Trainer:
             if args.save and args.save_interval and self.iteration % args.save_interval == 0:
                 self._pause(lambda: save(rt, self.iteration))
                 saved = True
+            if self.stop_requested:
+                if args.save and not saved:
+                    self._pause(lambda: save(rt, self.iteration))
+                rt.print0('high availability: stopped by SIGTERM after iteration {}; checkpoint saved, exiting'.format(self.iteration))
+                sys.stdout.flush()
+                sys.exit(143)
             if args.exit_interval and self.iteration % args.exit_interval == 0:
                 if args.save and not saved:
                     self._pause(lambda: save(rt, self.iteration))
                 rt.print_datetime('exiting program at iteration {}'.format(self.iteration))
                 sys.exit()
         return self.iteration
+
+    def _on_sigterm(self, signum, frame):
+        self.stop_requested = True
 
     def step(self, iteration):
         args = self.args
