@@ -139,4 +139,25 @@ describe('training resumes from the newest complete checkpoint', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(9_000);
     expect(JSON.parse(fs.readFileSync(path.join(pretrain.dir, 'linkflow-lease.json'), 'utf8'))).toMatchObject({ released: true });
   });
+
+  it('a torn newest checkpoint: the attempt resumes from the previous complete one and says why', async () => {
+    const file = pretrainSpec('torn', '', { trainIters: 30 });
+    const first = await runSpec(t, file);
+    expect(first.state.status).toBe('succeeded');
+    const saveDir = first.state.stages.find((s) => s.name === 'pretrain')!.output;
+    // A save that never finished: iteration 40's shard directory is empty, yet the tracker names it.
+    fs.mkdirSync(path.join(saveDir, 'iter_0000040', 'mp_rank_00'), { recursive: true });
+    fs.writeFileSync(path.join(saveDir, 'latest_checkpointed_iteration.txt'), '40');
+    const spec = YAML.parse(fs.readFileSync(file, 'utf8'));
+    spec.stages.find((s: { kind: string }) => s.kind === 'pretrain').trainIters = 50;
+    fs.writeFileSync(file, YAML.stringify(spec));
+    const { state } = await runSpec(t, file);
+    expect(state.status).toBe('succeeded');
+    const attempt = state.stages.find((s) => s.name === 'pretrain')!.attempts[0];
+    expect(attempt.loadedIteration).toBe(30);
+    expect(attempt.resumeNote).toMatch(/iter_0000040 is incomplete \(missing mp_rank_00\); resuming from iter_0000030/);
+    expect(fs.readFileSync(attempt.logFile!, 'utf8')).toMatch(/successfully loaded checkpoint from .* at iteration 30/);
+    // The checkpoint linkflow skipped is still there: nothing is deleted.
+    expect(fs.existsSync(path.join(saveDir, 'iter_0000030', 'mp_rank_00', 'model_optim_rng.pt'))).toBe(true);
+  });
 });

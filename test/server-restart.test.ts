@@ -1,0 +1,51 @@
+/** The Temporal dev server restarted (same SQLite file) in the middle of training: nothing is lost. */
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { connectClient, outcomeOf, snapshot, startPipeline } from '../cli/pipeline-client.ts';
+import { getFreePort, startDevServer } from '../server/dev-server.ts';
+import { loadConfig } from '../temporal.config.ts';
+import { createLinkflowWorker } from '../worker/worker.ts';
+import { fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';
+import { planFile } from './helpers/temporal.ts';
+
+describe('a restarted Temporal server', () => {
+  it('the pipeline goes on when the server is back', async () => {
+    const dir = tempDir('restart');
+    const port = await getFreePort();
+    const dbFile = path.join(dir, 'temporal.db');
+    let server = await startDevServer({ port, dbFile, ui: false });
+    const config = loadConfig({
+      address: server.address,
+      taskQueue: `restart-${process.pid}`,
+      retry: { maximumAttempts: 3, initialInterval: '500ms', backoffCoefficient: 1, maximumInterval: '1s', infrastructureAttempts: 5, infrastructureInitialInterval: '500ms' },
+      activity: { heartbeatTimeout: '20s', startToCloseTimeout: '10m' },
+    }, {});
+    const { worker, close } = await createLinkflowWorker({ config });
+    const running = worker.run();
+    try {
+      const client = await connectClient(config);
+      const spec = fiveStageSpec('restart', path.join(dir, 'ws'), { trainIters: 300 });
+      spec.stages = spec.stages.slice(0, 4).filter((s) => s.name !== 'sft-data');
+      (spec.modellink as { env: Record<string, string> }).env.MLEMU_ITER_TIME_MS = '30';
+      const handle = await startPipeline(client, config, planFile(writeSpec(dir, spec)));
+      for (;;) {
+        const snap = await snapshot(handle);
+        if (snap.live?.stage === 'pretrain' && (snap.live.iteration ?? 0) >= 20) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      await server.stop();
+      await new Promise((r) => setTimeout(r, 3000));
+      server = await startDevServer({ port, dbFile, ui: false });
+      const { state, failure } = await outcomeOf(handle);
+      expect(state?.status, failure).toBe('succeeded');
+      const pretrain = state!.stages.find((s) => s.name === 'pretrain')!;
+      expect(pretrain.finalIteration).toBe(300);
+      await client.connection.close();
+    } finally {
+      worker.shutdown();
+      await running.catch(() => undefined);
+      await close();
+      await server.stop();
+    }
+  });
+});
