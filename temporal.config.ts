@@ -45,7 +45,9 @@ export const configSchema = z.strictObject({
     /** Infrastructure faults (communication, lost node, killed, hang, segfault) have a budget of their own, so they never use up the one above. */
     infrastructureAttempts: envInt.default(20),
     infrastructureInitialInterval: durationSchema.default('30s'),
-  }).default({ maximumAttempts: 5, initialInterval: '10s', backoffCoefficient: 2, maximumInterval: '5m', infrastructureAttempts: 20, infrastructureInitialInterval: '30s' }),
+    /** A workflow run continues as new after this many attempts (or when Temporal suggests it), keeping its attempt log. */
+    continueAsNewAfterAttempts: envInt.default(50),
+  }).default({ maximumAttempts: 5, initialInterval: '10s', backoffCoefficient: 2, maximumInterval: '5m', infrastructureAttempts: 20, infrastructureInitialInterval: '30s', continueAsNewAfterAttempts: 50 }),
   dev: z.strictObject({
     /** SQLite file of the embedded dev server, so `linkflow dev` keeps its state across restarts. */
     dbFile: z.string().default(path.join(PROJECT_ROOT, '.linkflow', 'temporal-dev.db')),
@@ -85,6 +87,7 @@ function fromEnv(env: Env): Record<string, unknown> {
       ['maximumInterval', env.LINKFLOW_RETRY_MAX_INTERVAL],
       ['infrastructureAttempts', env.LINKFLOW_RETRY_INFRA_ATTEMPTS],
       ['infrastructureInitialInterval', env.LINKFLOW_RETRY_INFRA_INITIAL_INTERVAL],
+      ['continueAsNewAfterAttempts', env.LINKFLOW_CONTINUE_AS_NEW_AFTER],
     ])],
     ['dev', pick([
       ['dbFile', env.LINKFLOW_DEV_DB],
@@ -123,6 +126,7 @@ export function retrySettings(config: LinkflowConfig): RetrySettings {
     maximumIntervalMs: durationToMs(config.retry.maximumInterval),
     infrastructureAttempts: config.retry.infrastructureAttempts,
     infrastructureInitialIntervalMs: durationToMs(config.retry.infrastructureInitialInterval),
+    continueAsNewAfterAttempts: config.retry.continueAsNewAfterAttempts,
     heartbeatTimeoutMs: durationToMs(config.activity.heartbeatTimeout),
     startToCloseTimeoutMs: durationToMs(config.activity.startToCloseTimeout),
   };

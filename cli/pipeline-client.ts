@@ -3,7 +3,7 @@
  * workflow's `progress` query (stages, attempts) with the running attempt's last heartbeat
  * (iteration, loss, throughput), which never enters the workflow history.
  */
-import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
 import { createHash } from 'node:crypto';
 import { connectionOptions, retrySettings, type LinkflowConfig } from '../temporal.config.ts';
@@ -32,7 +32,7 @@ export function workflowIdFor(plan: PipelinePlan): string {
   return `linkflow-${plan.name}-${createHash('sha256').update(plan.dir).digest('hex').slice(0, 8)}`;
 }
 
-export async function startPipeline(client: Client, config: LinkflowConfig, plan: PipelinePlan, taskQueue?: string): Promise<WorkflowHandle> {
+export async function startPipeline(client: Client, config: LinkflowConfig, plan: PipelinePlan, taskQueue?: string): Promise<WorkflowHandleWithFirstExecutionRunId> {
   const workflowId = workflowIdFor(plan);
   try {
     return await client.workflow.start('pipelineWorkflow', {

@@ -15,11 +15,23 @@ export interface RetrySettingsInput {
   infrastructureInitialIntervalMs: number;
   heartbeatTimeoutMs: number;
   startToCloseTimeoutMs: number;
+  /** Attempts one workflow run makes before it continues as new (history stays bounded on long runs). */
+  continueAsNewAfterAttempts: number;
+}
+
+/** What a run hands to the next when it continues as new in the middle of a stage. */
+export interface PipelineContinuation {
+  state: PipelineState;
+  fingerprints: Record<string, string>;
+  stageIndex: number;
+  stageFingerprint: string;
+  failures: { code: number; infrastructure: number };
 }
 
 export interface PipelineInput {
   plan: PipelinePlan;
   retry: RetrySettingsInput;
+  continuation?: PipelineContinuation;
 }
 
 export type StageStatus = 'pending' | 'checking' | 'running' | 'retrying' | 'succeeded' | 'skipped' | 'failed' | 'cancelled';

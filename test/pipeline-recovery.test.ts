@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';
 import { planFile, runSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
 import { runCli } from './helpers/cli.ts';
-import { outcomeOf } from '../cli/pipeline-client.ts';
+import { outcomeOf, startPipeline } from '../cli/pipeline-client.ts';
+import { loadConfig } from '../temporal.config.ts';
 
 let t: TestTemporal;
 beforeAll(async () => {
@@ -159,5 +160,22 @@ describe('training resumes from the newest complete checkpoint', () => {
     expect(fs.readFileSync(attempt.logFile!, 'utf8')).toMatch(/successfully loaded checkpoint from .* at iteration 30/);
     // The checkpoint linkflow skipped is still there: nothing is deleted.
     expect(fs.existsSync(path.join(saveDir, 'iter_0000030', 'mp_rank_00', 'model_optim_rng.pt'))).toBe(true);
+  });
+
+  it('a long run continues as new, keeping its attempt log and budgets', async () => {
+    const file = pretrainSpec('longrun', 'crash@5,crash@8,crash@11', { trainIters: 20 });
+    const config = loadConfig({ ...t.config, retry: { ...t.config.retry, maximumAttempts: 5, continueAsNewAfterAttempts: 2 } }, {});
+    const handle = await startPipeline(t.client, config, planFile(file));
+    const firstRun = handle.firstExecutionRunId;
+    const { state } = await outcomeOf(handle);
+    expect(state?.status).toBe('succeeded');
+    const pretrain = state!.stages.find((s) => s.name === 'pretrain')!;
+    expect(pretrain.attempts.map((a) => a.attempt)).toEqual([1, 2, 3, 4]);
+    expect(pretrain.attempts.map((a) => a.outcome)).toEqual(['failed', 'failed', 'failed', 'succeeded']);
+    expect(pretrain.finalIteration).toBe(20);
+    const first = await t.client.workflow.getHandle(handle.workflowId, firstRun).describe();
+    expect(first.status.name).toBe('CONTINUED_AS_NEW');
+    // Stages finished before the hand-over are not run again.
+    expect(state!.stages.find((s) => s.name === 'data')!.attempts).toHaveLength(1);
   });
 });

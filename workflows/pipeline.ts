@@ -8,12 +8,15 @@ import {
   ActivityCancellationType,
   ActivityFailure,
   ApplicationFailure,
+  ContinueAsNew,
   TimeoutFailure,
+  continueAsNew,
   defineQuery,
   isCancellation,
   proxyActivities,
   setHandler,
   sleep,
+  workflowInfo,
 } from '@temporalio/workflow';
 import type * as activities from '../activities/index.ts';
 // Pure data, no Node imports: safe inside the workflow sandbox.
@@ -28,36 +31,51 @@ const bookkeeping = proxyActivities<typeof activities>({
   retry: { maximumAttempts: 10, initialInterval: '2s' },
 });
 
-export async function pipelineWorkflow({ plan, retry }: PipelineInput): Promise<PipelineState> {
-  const state: PipelineState = {
+export async function pipelineWorkflow({ plan, retry, continuation }: PipelineInput): Promise<PipelineState> {
+  const state: PipelineState = continuation?.state ?? {
     pipeline: plan.name,
     status: 'running',
     stages: plan.stages.map((s) => ({ name: s.name, kind: s.kind, status: 'pending', output: s.output, attempts: [], trainIters: s.training?.trainIters })),
   };
   setHandler(progressQuery, () => state);
 
-  const fingerprints: Record<string, string> = {};
+  const fingerprints: Record<string, string> = { ...continuation?.fingerprints };
   try {
-    for (const [i, stage] of plan.stages.entries()) {
+    for (let i = continuation?.stageIndex ?? 0; i < plan.stages.length; i++) {
+      const stage = plan.stages[i];
       const s = state.stages[i];
       state.currentStage = stage.name;
-      s.status = 'checking';
-      const upstream = Object.fromEntries(stage.inputs.filter((x) => x.fromStage).map((x) => [x.fromStage!, fingerprints[x.fromStage!]]));
-      const check = await bookkeeping.checkStage({ stage, upstream });
-      fingerprints[stage.name] = check.fingerprint;
-      s.note = check.reason;
-      if (check.upToDate) {
-        s.status = 'skipped';
-        continue;
+      let fingerprint: string;
+      let failures = { code: 0, infrastructure: 0 };
+      if (continuation && i === continuation.stageIndex) {
+        // The previous run was in the middle of this stage: go on with its attempts and budgets.
+        fingerprint = continuation.stageFingerprint;
+        failures = { ...continuation.failures };
+      } else {
+        s.status = 'checking';
+        const upstream = Object.fromEntries(stage.inputs.filter((x) => x.fromStage).map((x) => [x.fromStage!, fingerprints[x.fromStage!]]));
+        const check = await bookkeeping.checkStage({ stage, upstream });
+        fingerprints[stage.name] = check.fingerprint;
+        s.note = check.reason;
+        if (check.upToDate) {
+          s.status = 'skipped';
+          continue;
+        }
+        fingerprint = check.fingerprint;
       }
-      await runStage(plan.name, stage, s, retry);
-      await bookkeeping.writeManifest({ pipeline: plan.name, stage, fingerprint: check.fingerprint, finalIteration: s.finalIteration });
+      const outcome = await runStage(plan.name, stage, s, retry, failures);
+      if (outcome === 'continue-as-new') {
+        // History stays bounded on long runs: the next run takes over this stage with its attempt log.
+        await continueAsNew<typeof pipelineWorkflow>({ plan, retry, continuation: { state, fingerprints, stageIndex: i, stageFingerprint: fingerprint, failures } });
+      }
+      await bookkeeping.writeManifest({ pipeline: plan.name, stage, fingerprint, finalIteration: s.finalIteration });
       s.status = 'succeeded';
     }
     state.currentStage = undefined;
     state.status = 'succeeded';
     return state;
   } catch (err) {
+    if (err instanceof ContinueAsNew) throw err;
     if (isCancellation(err)) {
       state.status = 'cancelled';
       throw err;
@@ -68,7 +86,7 @@ export async function pipelineWorkflow({ plan, retry }: PipelineInput): Promise<
   }
 }
 
-async function runStage(pipeline: string, stage: StagePlan, s: StageState, retry: RetrySettingsInput): Promise<void> {
+async function runStage(pipeline: string, stage: StagePlan, s: StageState, retry: RetrySettingsInput, failures: { code: number; infrastructure: number }): Promise<'done' | 'continue-as-new'> {
   const { runStageAttempt } = proxyActivities<typeof activities>({
     startToCloseTimeout: retry.startToCloseTimeoutMs,
     heartbeatTimeout: retry.heartbeatTimeoutMs,
@@ -79,8 +97,9 @@ async function runStage(pipeline: string, stage: StagePlan, s: StageState, retry
   });
   // Two budgets: faults of the machines never use up the retries meant for errors of the job.
   const budget = { code: stage.maxAttempts ?? retry.maximumAttempts, infrastructure: retry.infrastructureAttempts };
-  const failures = { code: 0, infrastructure: 0 };
-  for (let attempt = 1; ; attempt++) {
+  let attemptsThisRun = 0;
+  for (let attempt = s.attempts.length + 1; ; attempt++) {
+    attemptsThisRun++;
     s.status = 'running';
     const previous = s.attempts.at(-1);
     const recomputed = (loaded: number | undefined) =>
@@ -91,7 +110,7 @@ async function runStage(pipeline: string, stage: StagePlan, s: StageState, retry
       s.finalIteration = result.finalIteration;
       s.lastCheckpoint = result.lastCheckpoint ?? s.lastCheckpoint;
       s.evalResults = result.evalResults;
-      return;
+      return 'done';
     } catch (err) {
       if (isCancellation(err)) {
         s.attempts.push({ attempt, outcome: 'cancelled' });
@@ -119,6 +138,7 @@ async function runStage(pipeline: string, stage: StagePlan, s: StageState, retry
       }
       s.status = 'retrying';
       await sleep(backoffMs(retry, group, failures[group]));
+      if (workflowInfo().continueAsNewSuggested || attemptsThisRun >= retry.continueAsNewAfterAttempts) return 'continue-as-new';
     }
   }
 }
