@@ -22,6 +22,8 @@ export interface AttemptInput {
   pipeline: string;
   stage: StagePlan;
   attempt: number;
+  /** A save interval set while the pipeline runs (setSaveInterval signal). */
+  saveInterval?: number;
 }
 
 /** What a heartbeat carries: enough for `linkflow status` to show live progress. */
@@ -107,7 +109,7 @@ function timestamp(): string {
   return new Date().toISOString().replace(/[:.]/g, '-');
 }
 
-export async function runStageAttempt({ pipeline, stage, attempt }: AttemptInput): Promise<AttemptResult> {
+export async function runStageAttempt({ pipeline, stage, attempt, saveInterval }: AttemptInput): Promise<AttemptResult> {
   const ctx = Context.current();
   fs.mkdirSync(stage.logDir, { recursive: true });
   const logFile = path.join(stage.logDir, `attempt-${attempt}-${timestamp()}.log`);
@@ -127,6 +129,7 @@ export async function runStageAttempt({ pipeline, stage, attempt }: AttemptInput
     if (point.kind !== 'none' && point.iteration !== 'release') loadedFrom = point.iteration;
     if (point.kind === 'older') resumeNote = point.reason;
   }
+  if (saveInterval !== undefined && stage.training) args = args.map(([f, v]) => (f === '--save-interval' ? [f, String(saveInterval)] : [f, v]));
   if (stage.kind === 'preprocess') fs.mkdirSync(path.dirname(stage.output), { recursive: true });
   if (stage.hfView) linkHfView(stage.hfView);
 
@@ -225,8 +228,9 @@ export async function runStageAttempt({ pipeline, stage, attempt }: AttemptInput
 
   if (cancelled) {
     if (cancelled.message === 'CANCELLED') {
-      fs.appendFileSync(logFile, 'linkflow: attempt cancelled; process group killed\n');
-      throw cancelled;
+      fs.appendFileSync(logFile, 'linkflow: attempt cancelled; process group stopped\n');
+      // Where the trainer got to (a stop with --exit-signal-handler or high availability saved it).
+      throw new CancelledFailure('CANCELLED', [details('killed', 'cancelled', [])]);
     }
     // Not the user's cancel: the worker is shutting down (a node drain) or Temporal gave up on this
     // attempt. The trainer was stopped (with high availability it saved a last checkpoint first);

@@ -102,6 +102,26 @@ program
   });
 
 program
+  .command('stop <workflowId>')
+  .description('checkpoint now and stop: the running training attempt saves (with exitSignalHandler or high availability) and the pipeline ends as stopped; run it again to resume')
+  .action(async (id: string) => {
+    const client = await connectClient(loadConfig());
+    await client.workflow.getHandle(id).signal('checkpointAndStop');
+    console.log(`asked ${id} to checkpoint and stop`);
+  });
+
+program
+  .command('save-interval <workflowId> <iterations>')
+  .description('set the save interval of training attempts, from the next attempt on')
+  .action(async (id: string, iterations: string) => {
+    const n = Number(iterations);
+    if (!Number.isInteger(n) || n <= 0) throw new ExitError(`save interval: expected a positive integer, got ${iterations}`, 2);
+    const client = await connectClient(loadConfig());
+    await client.workflow.getHandle(id).signal('setSaveInterval', n);
+    console.log(`${id}: training attempts from the next one on save every ${n} iterations`);
+  });
+
+program
   .command('presets')
   .description('list the model presets')
   .option('--json', 'print JSON')

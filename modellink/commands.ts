@@ -296,6 +296,7 @@ export function buildTraining(spec: PipelineSpec, preset: Preset, stage: Trainin
     ...flag(stage.saveOptimizer === false, '--no-save-optim'),
     ...flag(stage.saveRng === false, '--no-save-rng'),
     ...flag(stage.sharedStorage === false, '--no-shared-storage'),
+    ...flag(stage.exitSignalHandler, '--exit-signal-handler'),
     // The model's own flags (e.g. its MoE router) come from the preset; features do not repeat them.
     ...featureArgs(features).filter(([f]) => !shapeFlags.has(f)),
     ...flag(stage.logThroughput, '--log-throughput'),

@@ -34,7 +34,7 @@ export interface PipelineInput {
   continuation?: PipelineContinuation;
 }
 
-export type StageStatus = 'pending' | 'checking' | 'running' | 'retrying' | 'succeeded' | 'skipped' | 'failed' | 'cancelled';
+export type StageStatus = 'pending' | 'checking' | 'running' | 'retrying' | 'succeeded' | 'skipped' | 'failed' | 'cancelled' | 'stopped';
 
 export interface AttemptRecord {
   attempt: number;
@@ -45,7 +45,7 @@ export interface AttemptRecord {
   lastIteration?: number;
   /** Iterations the attempt redid: the previous attempt's last iteration minus the one this attempt loaded. */
   recomputed?: number;
-  outcome: 'succeeded' | 'failed' | 'cancelled';
+  outcome: 'succeeded' | 'failed' | 'cancelled' | 'stopped';
   failureClass?: FailureClass;
   reason?: string;
   excerpt?: string[];
@@ -68,7 +68,10 @@ export interface StageState {
 
 export interface PipelineState {
   pipeline: string;
-  status: 'running' | 'succeeded' | 'failed' | 'cancelled';
+  status: 'running' | 'succeeded' | 'failed' | 'cancelled' | 'stopped';
+  /** Set by the setSaveInterval signal: the save interval of training attempts from the next one on. */
+  saveInterval?: number;
+  stopRequested?: boolean;
   currentStage?: string;
   stages: StageState[];
 }

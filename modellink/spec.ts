@@ -185,6 +185,8 @@ const trainingFields = {
   microBatchSize: positiveInt.default(1),
   globalBatchSize: positiveInt,
   seqLength: positiveInt.optional(),
+  /** --exit-signal-handler: on SIGTERM Megatron saves a checkpoint at the end of the iteration and exits, so `linkflow stop` and node drains lose nothing. */
+  exitSignalHandler: z.boolean().default(false),
   /** false: --no-save-optim / --no-save-rng (smaller checkpoints; a resume then restarts the optimizer state). */
   saveOptimizer: z.boolean().optional(),
   saveRng: z.boolean().optional(),

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';
 import { planFile, runSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
 import { runCli } from './helpers/cli.ts';
-import { outcomeOf, startPipeline } from '../cli/pipeline-client.ts';
+import { outcomeOf, snapshot, startPipeline } from '../cli/pipeline-client.ts';
 import { loadConfig } from '../temporal.config.ts';
 
 let t: TestTemporal;
@@ -19,6 +19,14 @@ beforeAll(async () => {
 afterAll(async () => {
   await t?.stop();
 });
+
+async function until(condition: () => Promise<boolean>, everyMs = 200, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('timed out waiting for the pipeline');
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
 
 /** Preprocess, convert and pretrain only: the fault is in pretraining. */
 function pretrainSpec(name: string, faults: string, extra: { noProgressTimeout?: string; env?: Record<string, string>; trainIters?: number } = {}) {
@@ -177,5 +185,47 @@ describe('training resumes from the newest complete checkpoint', () => {
     expect(first.status.name).toBe('CONTINUED_AS_NEW');
     // Stages finished before the hand-over are not run again.
     expect(state!.stages.find((s) => s.name === 'data')!.attempts).toHaveLength(1);
+  });
+
+  it('checkpoint now and stop: the trainer saves where it is, and a rerun goes on from there', async () => {
+    const file = pretrainSpec('stop', '', { trainIters: 1000 });
+    const spec = YAML.parse(fs.readFileSync(file, 'utf8'));
+    spec.stages.find((s: { kind: string }) => s.kind === 'pretrain').exitSignalHandler = true;
+    fs.writeFileSync(file, YAML.stringify(spec));
+    const handle = await startPipeline(t.client, t.config, planFile(file));
+    await until(async () => {
+      const snap = await snapshot(handle);
+      return snap.live?.stage === 'pretrain' && (snap.live.iteration ?? 0) >= 15;
+    });
+    const stop = await runCli(['stop', handle.workflowId], { TEMPORAL_ADDRESS: t.config.address });
+    expect(stop.code, stop.stderr).toBe(0);
+    const { state } = await outcomeOf(handle);
+    expect(state?.status).toBe('stopped');
+    const pretrain = state!.stages.find((s) => s.name === 'pretrain')!;
+    expect(pretrain.status).toBe('stopped');
+    const stoppedAt = pretrain.attempts[0].lastIteration!;
+    expect(pretrain.attempts[0].outcome).toBe('stopped');
+    expect(fs.readFileSync(path.join(pretrain.output, 'latest_checkpointed_iteration.txt'), 'utf8').trim()).toBe(String(stoppedAt));
+
+    const rerun = await runSpec(t, file);
+    expect(rerun.state.status).toBe('succeeded');
+    const resumed = rerun.state.stages.find((s) => s.name === 'pretrain')!.attempts[0];
+    expect(resumed.loadedIteration).toBe(stoppedAt);
+    expect(rerun.state.stages.find((s) => s.name === 'pretrain')!.finalIteration).toBe(1000);
+  });
+
+  it('a new save interval applies from the next attempt', async () => {
+    const file = pretrainSpec('interval', 'crash@25', { trainIters: 40 });
+    const handle = await startPipeline(t.client, t.config, planFile(file));
+    // Once the first training attempt is under way (its input, with the old interval, is fixed).
+    await until(async () => (await snapshot(handle)).state?.stages.find((s) => s.name === 'pretrain')?.status === 'running', 50);
+    const set = await runCli(['save-interval', handle.workflowId, '4'], { TEMPORAL_ADDRESS: t.config.address });
+    expect(set.code, set.stderr).toBe(0);
+    const { state } = await outcomeOf(handle);
+    expect(state?.status).toBe('succeeded');
+    const saveDir = state!.stages.find((s) => s.name === 'pretrain')!.output;
+    const saved = fs.readdirSync(saveDir).filter((d) => d.startsWith('iter_')).sort();
+    // The first attempt kept its interval (10, 20); the second, from 20, saved every 4.
+    expect(saved).toEqual(['iter_0000010', 'iter_0000020', 'iter_0000024', 'iter_0000028', 'iter_0000032', 'iter_0000036', 'iter_0000040']);
   });
 });

@@ -28,9 +28,11 @@ describe('a restarted Temporal server', () => {
       spec.stages = spec.stages.slice(0, 4).filter((s) => s.name !== 'sft-data');
       (spec.modellink as { env: Record<string, string> }).env.MLEMU_ITER_TIME_MS = '30';
       const handle = await startPipeline(client, config, planFile(writeSpec(dir, spec)));
+      const deadline = Date.now() + 60_000;
       for (;;) {
         const snap = await snapshot(handle);
         if (snap.live?.stage === 'pretrain' && (snap.live.iteration ?? 0) >= 20) break;
+        if (Date.now() > deadline) throw new Error('training never reached iteration 20');
         await new Promise((r) => setTimeout(r, 200));
       }
       await server.stop();

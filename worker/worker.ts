@@ -36,8 +36,8 @@ export async function createLinkflowWorker({ config, taskQueue, connection }: Wo
     activities,
     // The activity waits on a process for hours; workflow tasks are tiny. Keep shutdown prompt.
     shutdownGraceTime: '30s',
-    // Heartbeats carry progress and bring cancellations: send them at least every 5 s.
-    maxHeartbeatThrottleInterval: '5s',
+    // Heartbeats carry progress and bring cancellations: send them at least every 2 s.
+    maxHeartbeatThrottleInterval: '2s',
   });
   return { worker, close: async () => { if (!connection) await conn.close(); } };
 }

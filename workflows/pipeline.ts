@@ -8,10 +8,13 @@ import {
   ActivityCancellationType,
   ActivityFailure,
   ApplicationFailure,
+  CancellationScope,
+  CancelledFailure,
   ContinueAsNew,
   TimeoutFailure,
   continueAsNew,
   defineQuery,
+  defineSignal,
   isCancellation,
   proxyActivities,
   setHandler,
@@ -25,6 +28,15 @@ import type { StagePlan } from '../modellink/plan.ts';
 import type { AttemptFailureDetails, AttemptRecord, PipelineInput, PipelineState, RetrySettingsInput, StageState } from '../modellink/run-state.ts';
 
 export const progressQuery = defineQuery<PipelineState>('progress');
+/** Checkpoint now and stop: the running training attempt is sent SIGTERM (Megatron saves with --exit-signal-handler or high availability); the pipeline ends as stopped and a rerun resumes it. */
+export const checkpointAndStopSignal = defineSignal('checkpointAndStop');
+/** A new save interval for training attempts, from the next attempt on. */
+export const setSaveIntervalSignal = defineSignal<[number]>('setSaveInterval');
+
+/** The running attempt's scope, so a stop can cancel just the attempt. */
+interface AttemptControl {
+  scope?: CancellationScope;
+}
 
 const bookkeeping = proxyActivities<typeof activities>({
   startToCloseTimeout: '10 minutes',
@@ -38,6 +50,14 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
     stages: plan.stages.map((s) => ({ name: s.name, kind: s.kind, status: 'pending', output: s.output, attempts: [], trainIters: s.training?.trainIters })),
   };
   setHandler(progressQuery, () => state);
+  const control: AttemptControl = {};
+  setHandler(checkpointAndStopSignal, () => {
+    state.stopRequested = true;
+    control.scope?.cancel();
+  });
+  setHandler(setSaveIntervalSignal, (interval) => {
+    if (Number.isInteger(interval) && interval > 0) state.saveInterval = interval;
+  });
 
   const fingerprints: Record<string, string> = { ...continuation?.fingerprints };
   try {
@@ -63,7 +83,9 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
         }
         fingerprint = check.fingerprint;
       }
-      const outcome = await runStage(plan.name, stage, s, retry, failures);
+      if (state.stopRequested) break;
+      const outcome = await runStage(plan.name, stage, s, retry, failures, state, control);
+      if (outcome === 'stopped') break;
       if (outcome === 'continue-as-new') {
         // History stays bounded on long runs: the next run takes over this stage with its attempt log.
         await continueAsNew<typeof pipelineWorkflow>({ plan, retry, continuation: { state, fingerprints, stageIndex: i, stageFingerprint: fingerprint, failures } });
@@ -72,7 +94,7 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
       s.status = 'succeeded';
     }
     state.currentStage = undefined;
-    state.status = 'succeeded';
+    state.status = state.stopRequested ? 'stopped' : 'succeeded';
     return state;
   } catch (err) {
     if (err instanceof ContinueAsNew) throw err;
@@ -86,7 +108,7 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
   }
 }
 
-async function runStage(pipeline: string, stage: StagePlan, s: StageState, retry: RetrySettingsInput, failures: { code: number; infrastructure: number }): Promise<'done' | 'continue-as-new'> {
+async function runStage(pipeline: string, stage: StagePlan, s: StageState, retry: RetrySettingsInput, failures: { code: number; infrastructure: number }, pipelineState: PipelineState, control: AttemptControl): Promise<'done' | 'continue-as-new' | 'stopped'> {
   const { runStageAttempt } = proxyActivities<typeof activities>({
     startToCloseTimeout: retry.startToCloseTimeoutMs,
     heartbeatTimeout: retry.heartbeatTimeoutMs,
@@ -105,7 +127,9 @@ async function runStage(pipeline: string, stage: StagePlan, s: StageState, retry
     const recomputed = (loaded: number | undefined) =>
       previous?.lastIteration !== undefined && loaded !== undefined ? Math.max(0, previous.lastIteration - loaded) : undefined;
     try {
-      const result = await runStageAttempt({ pipeline, stage, attempt });
+      const scope = new CancellationScope();
+      control.scope = scope;
+      const result = await scope.run(() => runStageAttempt({ pipeline, stage, attempt, saveInterval: stage.training ? pipelineState.saveInterval : undefined }));
       s.attempts.push({ attempt, outcome: 'succeeded', loadedIteration: result.loadedIteration, resumeNote: result.resumeNote, lastIteration: result.finalIteration, recomputed: recomputed(result.loadedIteration), logFile: result.logFile });
       s.finalIteration = result.finalIteration;
       s.lastCheckpoint = result.lastCheckpoint ?? s.lastCheckpoint;
@@ -113,6 +137,14 @@ async function runStage(pipeline: string, stage: StagePlan, s: StageState, retry
       return 'done';
     } catch (err) {
       if (isCancellation(err)) {
+        if (pipelineState.stopRequested && !CancellationScope.current().consideredCancelled) {
+          const d = (err instanceof ActivityFailure && err.cause instanceof CancelledFailure ? err.cause.details?.[0] : undefined) as AttemptFailureDetails | undefined;
+          s.attempts.push({ attempt, outcome: 'stopped', loadedIteration: d?.loadedIteration, lastIteration: d?.lastIteration, logFile: d?.logFile });
+          if (d?.lastIteration !== undefined) s.finalIteration = d.lastIteration;
+          s.status = 'stopped';
+          s.note = 'stopped on request (checkpointAndStop); run the pipeline again to resume';
+          return 'stopped';
+        }
         s.attempts.push({ attempt, outcome: 'cancelled' });
         s.status = 'cancelled';
         throw err;

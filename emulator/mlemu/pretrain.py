@@ -255,9 +255,10 @@ class Trainer:
     def run(self):
         args, rt = self.args, self.rt
         self.stop_requested = False
-        if getattr(args, 'enable_high_availability', False):
+        if getattr(args, 'enable_high_availability', False) or getattr(args, 'exit_signal_handler', False):
             # ModelLink's high availability (MindIO TTP) writes a last checkpoint when the job is
-            # stopped, so the next run loses no iteration; the emulator does it on SIGTERM.
+            # stopped, and so does Megatron's --exit-signal-handler at the end of the current
+            # iteration; the emulator does both on SIGTERM.
             signal.signal(signal.SIGTERM, self._on_sigterm)
         rt.print_datetime('before the start of training step')
         report_memory = True
@@ -283,9 +284,14 @@ class Trainer:
             if self.stop_requested:
                 if args.save and not saved:
                     self._pause(lambda: save(rt, self.iteration))
-                rt.print0('high availability: stopped by SIGTERM after iteration {}; checkpoint saved, exiting'.format(self.iteration))
+                if getattr(args, 'enable_high_availability', False):
+                    rt.print0('high availability: stopped by SIGTERM after iteration {}; checkpoint saved, exiting'.format(self.iteration))
+                    sys.stdout.flush()
+                    sys.exit(143)
+                # Megatron's exit signal handler: save, then sys.exit() (status 0).
+                rt.print_datetime('exiting program after receiving SIGTERM.')
                 sys.stdout.flush()
-                sys.exit(143)
+                sys.exit()
             if args.exit_interval and self.iteration % args.exit_interval == 0:
                 if args.save and not saved:
                     self._pause(lambda: save(rt, self.iteration))
