@@ -12,6 +12,7 @@ import { snapshot } from '../cli/pipeline-client.ts';
 import { DEMO, fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';
 import { runSpec, startSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
 import { runCli } from './helpers/cli.ts';
+import { processesMentioning } from './helpers/wait.ts';
 
 let t: TestTemporal;
 beforeAll(async () => {
@@ -20,20 +21,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await t?.stop();
 });
-
-/** Processes whose command line mentions the path (the emulator's argv carries the workspace). */
-function processesMentioning(text: string): string[] {
-  const found: string[] = [];
-  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
-      if (cmdline.includes(text)) found.push(`${pid}: ${cmdline}`);
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  return found;
-}
 
 describe('a pipeline of every stage kind', () => {
   it('succeeds with outputs and manifests on disk, and a rerun skips every stage', async () => {

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';
 import { planFile, runSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
 import { runCli } from './helpers/cli.ts';
+import { until } from './helpers/wait.ts';
 import { outcomeOf, snapshot, startPipeline } from '../cli/pipeline-client.ts';
 import { loadConfig } from '../temporal.config.ts';
 
@@ -19,14 +20,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await t?.stop();
 });
-
-async function until(condition: () => Promise<boolean>, everyMs = 200, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('timed out waiting for the pipeline');
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
 /** Preprocess, convert and pretrain only: the fault is in pretraining. */
 function pretrainSpec(name: string, faults: string, extra: { noProgressTimeout?: string; env?: Record<string, string>; trainIters?: number } = {}) {
@@ -193,7 +186,7 @@ describe('training resumes from the newest complete checkpoint', () => {
     spec.stages.find((s: { kind: string }) => s.kind === 'pretrain').exitSignalHandler = true;
     fs.writeFileSync(file, YAML.stringify(spec));
     const handle = await startPipeline(t.client, t.config, planFile(file));
-    await until(async () => {
+    await until('training past iteration 15', async () => {
       const snap = await snapshot(handle);
       return snap.live?.stage === 'pretrain' && (snap.live.iteration ?? 0) >= 15;
     });
@@ -218,7 +211,7 @@ describe('training resumes from the newest complete checkpoint', () => {
     const file = pretrainSpec('interval', 'crash@25', { trainIters: 40 });
     const handle = await startPipeline(t.client, t.config, planFile(file));
     // Once the first training attempt is under way (its input, with the old interval, is fixed).
-    await until(async () => (await snapshot(handle)).state?.stages.find((s) => s.name === 'pretrain')?.status === 'running', 50);
+    await until('the first training attempt', async () => (await snapshot(handle)).state?.stages.find((s) => s.name === 'pretrain')?.status === 'running', { everyMs: 50 });
     const set = await runCli(['save-interval', handle.workflowId, '4'], { TEMPORAL_ADDRESS: t.config.address });
     expect(set.code, set.stderr).toBe(0);
     const { state } = await outcomeOf(handle);

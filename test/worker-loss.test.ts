@@ -8,9 +8,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectClient, outcomeOf, snapshot, startPipeline } from '../cli/pipeline-client.ts';
 import { startDevServer, type DevServer } from '../server/dev-server.ts';
-import { loadConfig } from '../temporal.config.ts';
 import { fiveStageSpec, ROOT, tempDir, writeSpec } from './helpers/specs.ts';
 import { planFile } from './helpers/temporal.ts';
+import { fastRetryConfig, processesMentioning, until } from './helpers/wait.ts';
 
 let server: DevServer;
 const workers: ChildProcess[] = [];
@@ -42,36 +42,11 @@ function startWorker(queue: string): Promise<ChildProcess> {
   });
 }
 
-function processesMentioning(text: string): string[] {
-  return fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).flatMap((pid) => {
-    try {
-      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
-      return cmd.includes(text) ? [`${pid}: ${cmd.slice(0, 120)}`] : [];
-    } catch {
-      return [];
-    }
-  });
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
 describe('a worker killed during training', () => {
   it('takes its trainer with it; the next attempt resumes on another worker', async () => {
     const queue = `loss-${process.pid}`;
     const workerA = await startWorker(queue);
-    const config = loadConfig({
-      address: server.address,
-      retry: { maximumAttempts: 3, initialInterval: '500ms', backoffCoefficient: 1, maximumInterval: '1s', infrastructureAttempts: 3, infrastructureInitialInterval: '500ms' },
-      activity: { heartbeatTimeout: '4s', startToCloseTimeout: '10m' },
-    }, {});
+    const config = fastRetryConfig(server.address, '4s');
     const client = await connectClient(config);
     const dir = tempDir('workerloss');
     const ws = path.join(dir, 'ws');
@@ -88,7 +63,7 @@ describe('a worker killed during training', () => {
     expect(processesMentioning(ws).length).toBeGreaterThan(0);
     workerA.kill('SIGKILL');
     // The trainer (and its supervisor) stop with the worker, before any other attempt can start.
-    await until('the trainer to stop', async () => (processesMentioning(ws).length === 0 ? true : undefined), 15_000);
+    await until('the trainer to stop', async () => processesMentioning(ws).length === 0, { timeoutMs: 15_000 });
 
     await startWorker(queue);
     const { state } = await outcomeOf(handle);
@@ -104,11 +79,7 @@ describe('a worker killed during training', () => {
   it('SIGTERM (a node drain) with high availability: the trainer saves a last checkpoint and nothing is recomputed', async () => {
     const queue = `drain-${process.pid}`;
     const workerA = await startWorker(queue);
-    const config = loadConfig({
-      address: server.address,
-      retry: { maximumAttempts: 3, initialInterval: '500ms', backoffCoefficient: 1, maximumInterval: '1s', infrastructureAttempts: 3, infrastructureInitialInterval: '500ms' },
-      activity: { heartbeatTimeout: '10s', startToCloseTimeout: '10m' },
-    }, {});
+    const config = fastRetryConfig(server.address, '10s');
     const client = await connectClient(config);
     const dir = tempDir('drain');
     const spec = fiveStageSpec('drain', path.join(dir, 'ws'), { trainIters: 200 });
