@@ -168,6 +168,8 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval }
   let detected: FailureClass | undefined;
   const shape = stage.training ? { seqLength: stage.training.seqLength, globalBatchSize: stage.training.globalBatchSize, worldSize: stage.training.worldSize } : undefined;
 
+  const launchedAt = Date.now();
+  let saveStartedAt: number | undefined;
   const proc = startProcess({
     argv,
     cwd: stage.cwd,
@@ -178,6 +180,14 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval }
       remember(line);
       const event = parseLogLine(line);
       if (event && applyLogEvent(progress, event, shape)) lastProgressAt = Date.now();
+      // Timings for save-interval advice (linkflow advise).
+      if (event?.type === 'iteration' && progress.startupMs === undefined) progress.startupMs = Date.now() - launchedAt;
+      if (event?.type === 'checkpoint-saving') saveStartedAt = Date.now();
+      if (event?.type === 'checkpoint-saved' && saveStartedAt !== undefined) {
+        progress.saveMsTotal = (progress.saveMsTotal ?? 0) + (Date.now() - saveStartedAt);
+        progress.saves = (progress.saves ?? 0) + 1;
+        saveStartedAt = undefined;
+      }
       if (progress.nanLoss && !detected) {
         detected = 'nan-loss';
         void proc.kill();
@@ -224,6 +234,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval }
     lastIteration: progress.iteration,
     lastCheckpoint: progress.lastCheckpoint,
     logFile,
+    timings: { startupMs: progress.startupMs, saveMsTotal: progress.saveMsTotal, saves: progress.saves, msPerIteration: progress.elapsedMsPerIteration },
   });
 
   if (cancelled) {
@@ -245,7 +256,10 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval }
     const problem = verifyOutput(stage, progress);
     if (!problem) {
       if (stage.evaluate) writeResults(stage, progress);
-      return { loadedIteration: loadedFrom, resumeNote, finalIteration: progress.iteration, lastCheckpoint: progress.lastCheckpoint, evalResults: progress.evalResults, logFile };
+      return {
+        loadedIteration: loadedFrom, resumeNote, finalIteration: progress.iteration, lastCheckpoint: progress.lastCheckpoint, evalResults: progress.evalResults, logFile,
+        timings: { startupMs: progress.startupMs, saveMsTotal: progress.saveMsTotal, saves: progress.saves, msPerIteration: progress.elapsedMsPerIteration },
+      };
     }
     // Exit 0 without the output: ModelLink's evaluation swallows exceptions this way.
     const report = classifyFailure({ exitCode: 1, signal: null }, logLines());

@@ -11,6 +11,7 @@ import { parseModelLinkScript } from '../modellink/shell-script.ts';
 import { loadConfig } from '../temporal.config.ts';
 import { formatProblems } from '../modellink/spec.ts';
 import { presetNames, getPreset } from '../modellink/presets.ts';
+import { adviseSaveInterval, observationsOf } from '../modellink/advise.ts';
 import { loadSpecFile } from './spec-file.ts';
 import { connectClient, ServerUnreachableError, snapshot, startPipeline } from './pipeline-client.ts';
 import { jsonSummary, summaryText } from './progress.ts';
@@ -119,6 +120,34 @@ program
     const client = await connectClient(loadConfig());
     await client.workflow.getHandle(id).signal('setSaveInterval', n);
     console.log(`${id}: training attempts from the next one on save every ${n} iterations`);
+  });
+
+program
+  .command('advise <workflowId>')
+  .description("recommend a save interval from a pipeline's attempt log (Young/Daly)")
+  .option('--json', 'print JSON')
+  .action(async (id: string, opts: { json?: boolean }) => {
+    const client = await connectClient(loadConfig());
+    const snap = await snapshot(client.workflow.getHandle(id));
+    const advice = (snap.state?.stages ?? []).filter((s) => s.kind === 'pretrain' || s.kind === 'finetune').map((s) => {
+      const observed = observationsOf(s);
+      return { stage: s.name, observed, advice: observed ? adviseSaveInterval(observed) : undefined };
+    });
+    if (opts.json) {
+      console.log(JSON.stringify({ workflowId: id, stages: advice }));
+      return;
+    }
+    const sec = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+    for (const a of advice) {
+      if (!a.observed || !a.advice) {
+        console.log(`${a.stage}: no failures (or no saves) observed yet; nothing to advise`);
+        continue;
+      }
+      const o = a.observed;
+      console.log(`${a.stage}: ${o.failures} failure(s) in ${sec(o.runMs)} (MTBF ${sec(a.advice.mtbfMs)}); a save takes ${sec(o.saveMs)}, recovery ${sec(o.recoveryMs)}, an iteration ${o.iterationMs.toFixed(0)} ms`);
+      console.log(`  save every ${a.advice.recommendedIterations} iterations (Daly ${sec(a.advice.dalyMs)}, Young ${sec(a.advice.youngMs)}) instead of ${o.saveInterval}: expected time lost ${(a.advice.wasteRecommended * 100).toFixed(1)} % instead of ${(a.advice.wasteNow * 100).toFixed(1)} %`);
+      console.log(`  apply it: linkflow save-interval ${id} ${a.advice.recommendedIterations}   (or saveInterval in the spec)`);
+    }
   });
 
 program

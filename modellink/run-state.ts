@@ -36,8 +36,20 @@ export interface PipelineInput {
 
 export type StageStatus = 'pending' | 'checking' | 'running' | 'retrying' | 'succeeded' | 'skipped' | 'failed' | 'cancelled' | 'stopped';
 
+/** Measured by the attempt's watcher, for `linkflow advise`. */
+export interface AttemptTimings {
+  startupMs?: number;
+  saveMsTotal?: number;
+  saves?: number;
+  msPerIteration?: number;
+}
+
 export interface AttemptRecord {
   attempt: number;
+  /** Workflow time when the attempt was scheduled and when it ended. */
+  startedAt?: number;
+  endedAt?: number;
+  timings?: AttemptTimings;
   /** The iteration the attempt loaded; undefined when it started from the converted weights or from scratch. */
   loadedIteration?: number;
   /** How the resume point was chosen (e.g. a torn newest checkpoint). */
@@ -60,6 +72,7 @@ export interface StageState {
   attempts: AttemptRecord[];
   finalIteration?: number;
   trainIters?: number;
+  saveInterval?: number;
   lastCheckpoint?: { iteration: number; dir: string };
   evalResults?: AttemptProgress['evalResults'];
   /** Why the stage was skipped or failed, in a sentence. */
@@ -107,6 +120,7 @@ export interface AttemptResult {
   lastCheckpoint?: { iteration: number; dir: string };
   evalResults?: AttemptProgress['evalResults'];
   logFile: string;
+  timings?: AttemptTimings;
 }
 
 /** Details attached to an attempt's ApplicationFailure so the workflow can record it. */
@@ -119,6 +133,7 @@ export interface AttemptFailureDetails {
   lastIteration?: number;
   lastCheckpoint?: { iteration: number; dir: string };
   logFile: string;
+  timings?: AttemptTimings;
 }
 
 export interface StageCheck {

@@ -96,6 +96,10 @@ export interface AttemptProgress {
   nanLoss?: boolean;
   evalResults?: { task: string; correct?: number; total?: number; accuracy: number }[];
   documents?: number;
+  /** Measured by the watcher: from launch to the first iteration logged, and checkpoint saves. */
+  startupMs?: number;
+  saveMsTotal?: number;
+  saves?: number;
 }
 
 export interface ThroughputShape {

@@ -148,3 +148,32 @@ describe('save directory lease', () => {
     expect(leaseHeld(undefined, 'x', 10_000, now)).toBe(false);
   });
 });
+
+describe('save interval advice', () => {
+  it("follows Young's and Daly's formulas", async () => {
+    const { youngIntervalMs, dalyIntervalMs } = await import('../modellink/advise.ts');
+    // A 60 s checkpoint and a failure a day: Young's √(2·60·86400) s ≈ 3220 s; Daly's is a little shorter.
+    expect(youngIntervalMs(60_000, 86_400_000) / 1000).toBeCloseTo(3219.9, 0);
+    const daly = dalyIntervalMs(60_000, 86_400_000, 0) / 1000;
+    expect(daly).toBeGreaterThan(3170);
+    expect(daly).toBeLessThan(3190);
+    // Checkpoints slower than twice the failure interval: save once per failure interval.
+    expect(dalyIntervalMs(300_000, 100_000, 0)).toBe(100_000);
+  });
+
+  it("reads a stage's attempt log: failures, save cost, recovery", async () => {
+    const { adviseSaveInterval, observationsOf } = await import('../modellink/advise.ts');
+    const observed = observationsOf({
+      name: 'pretrain', kind: 'pretrain', status: 'succeeded', output: '/x', saveInterval: 100,
+      attempts: [
+        { attempt: 1, outcome: 'failed', failureClass: 'communication', startedAt: 0, endedAt: 3_600_000, timings: { saves: 10, saveMsTotal: 300_000, msPerIteration: 1000, startupMs: 60_000 } },
+        { attempt: 2, outcome: 'succeeded', startedAt: 3_630_000, endedAt: 7_230_000, timings: { saves: 10, saveMsTotal: 300_000, msPerIteration: 1000, startupMs: 90_000 } },
+      ],
+    });
+    expect(observed).toEqual({ runMs: 7_200_000, failures: 1, saveMs: 30_000, recoveryMs: 120_000, iterationMs: 1000, saveInterval: 100 });
+    const advice = adviseSaveInterval(observed!)!;
+    expect(advice.mtbfMs).toBe(7_200_000);
+    expect(advice.recommendedIterations).toBe(Math.round(advice.dalyMs / 1000));
+    expect(advice.wasteRecommended).toBeLessThan(advice.wasteNow);
+  });
+});

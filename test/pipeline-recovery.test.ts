@@ -56,6 +56,14 @@ describe('training resumes from the newest complete checkpoint', () => {
     expect(log).toMatch(/iteration\s+31\/\s+100 \|/);
     const saveDir = pretrain.output;
     expect(fs.readFileSync(path.join(saveDir, 'latest_checkpointed_iteration.txt'), 'utf8').trim()).toBe('100');
+    // linkflow advise reads this attempt log: one failure, measured save and recovery times.
+    const advise = await runCli(['advise', summary.workflowId, '--json'], { TEMPORAL_ADDRESS: t.config.address });
+    expect(advise.code, advise.stderr).toBe(0);
+    const advice = JSON.parse(advise.stdout).stages.find((s: { stage: string }) => s.stage === 'pretrain');
+    expect(advice.observed).toMatchObject({ failures: 1, saveInterval: 10 });
+    expect(advice.observed.saveMs).toBeGreaterThan(0);
+    expect(advice.observed.recoveryMs).toBeGreaterThan(0);
+    expect(advice.advice.recommendedIterations).toBeGreaterThanOrEqual(1);
   });
 
   it('a trainer killed with SIGKILL is retried and resumes', async () => {

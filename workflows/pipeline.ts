@@ -47,7 +47,7 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
   const state: PipelineState = continuation?.state ?? {
     pipeline: plan.name,
     status: 'running',
-    stages: plan.stages.map((s) => ({ name: s.name, kind: s.kind, status: 'pending', output: s.output, attempts: [], trainIters: s.training?.trainIters })),
+    stages: plan.stages.map((s) => ({ name: s.name, kind: s.kind, status: 'pending', output: s.output, attempts: [], trainIters: s.training?.trainIters, saveInterval: s.training?.saveInterval })),
   };
   setHandler(progressQuery, () => state);
   const control: AttemptControl = {};
@@ -126,11 +126,12 @@ async function runStage(pipeline: string, stage: StagePlan, s: StageState, retry
     const previous = s.attempts.at(-1);
     const recomputed = (loaded: number | undefined) =>
       previous?.lastIteration !== undefined && loaded !== undefined ? Math.max(0, previous.lastIteration - loaded) : undefined;
+    const startedAt = Date.now(); // workflow time: deterministic
     try {
       const scope = new CancellationScope();
       control.scope = scope;
       const result = await scope.run(() => runStageAttempt({ pipeline, stage, attempt, saveInterval: stage.training ? pipelineState.saveInterval : undefined }));
-      s.attempts.push({ attempt, outcome: 'succeeded', loadedIteration: result.loadedIteration, resumeNote: result.resumeNote, lastIteration: result.finalIteration, recomputed: recomputed(result.loadedIteration), logFile: result.logFile });
+      s.attempts.push({ attempt, outcome: 'succeeded', startedAt, endedAt: Date.now(), timings: result.timings, loadedIteration: result.loadedIteration, resumeNote: result.resumeNote, lastIteration: result.finalIteration, recomputed: recomputed(result.loadedIteration), logFile: result.logFile });
       s.finalIteration = result.finalIteration;
       s.lastCheckpoint = result.lastCheckpoint ?? s.lastCheckpoint;
       s.evalResults = result.evalResults;
@@ -151,6 +152,8 @@ async function runStage(pipeline: string, stage: StagePlan, s: StageState, retry
       }
       const record = attemptFailure(attempt, err);
       record.recomputed = recomputed(record.loadedIteration);
+      record.startedAt = startedAt;
+      record.endedAt = Date.now();
       s.attempts.push(record);
       if (record.lastIteration !== undefined) s.finalIteration = record.lastIteration;
       const group = INFRASTRUCTURE.has(record.failureClass ?? 'unknown') ? 'infrastructure' : 'code';
@@ -199,6 +202,7 @@ function attemptFailure(attempt: number, err: unknown): AttemptRecord {
       resumeNote: d?.resumeNote,
       lastIteration: d?.lastIteration,
       logFile: d?.logFile,
+      timings: d?.timings,
     };
   }
   if (cause instanceof TimeoutFailure) {
