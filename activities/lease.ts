@@ -53,7 +53,8 @@ export function leaseHeld(lease: Lease | undefined, owner: string, ttlMs: number
 }
 
 export interface HeldLease {
-  renew(): void;
+  /** False when another attempt has taken the lease since: this trainer must stop writing. */
+  renew(): boolean;
   release(): void;
 }
 
@@ -76,8 +77,15 @@ export async function acquireLease(dir: string, owner: string, ttlMs: number, wh
   return {
     waitedFor,
     lease: {
-      renew: () => write(dir, mine()),
-      release: () => write(dir, { ...mine(), released: true }),
+      renew: () => {
+        // The fencing token: renew only a lease that still names us.
+        if (readLease(dir)?.owner !== owner) return false;
+        write(dir, mine());
+        return true;
+      },
+      release: () => {
+        if (readLease(dir)?.owner === owner) write(dir, { ...mine(), released: true });
+      },
     },
   };
 }

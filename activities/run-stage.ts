@@ -140,15 +140,30 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval }
     const ttl = ctx.info.heartbeatTimeoutMs ?? 60_000;
     const owner = `${ctx.info.workflowExecution?.workflowId ?? pipeline}/${ctx.info.workflowExecution?.runId ?? ctx.info.activityId}/attempt-${attempt}`;
     const taken = await acquireLease(stage.dir, owner, ttl, (held) => {
-      if (ctx.cancellationSignal.aborted) throw new CancelledFailure('cancelled while waiting for the save directory lease');
+      if (ctx.cancellationSignal.aborted) {
+        const why = ctx.cancellationSignal.reason;
+        // Only the user's cancel is a cancellation; a worker shutdown or timeout is a retryable end of the attempt.
+        if (why instanceof CancelledFailure && why.message === 'CANCELLED') throw why;
+        const reason = `stopped while waiting for the save directory lease (${why instanceof Error ? why.message : String(why)})`;
+        throw fail('killed', `stage ${stage.name} attempt ${attempt}: ${reason}`, { failureClass: 'killed', reason, excerpt: [], logFile }, true);
+      }
       ctx.heartbeat({ stage: stage.name, attempt, logFile, waitingForLease: held.owner });
     });
     lease = taken.lease;
     if (taken.waitedFor) fs.appendFileSync(logFile, `# waited for the lease of ${taken.waitedFor.owner} (host ${taken.waitedFor.host}, pid ${taken.waitedFor.pid}) to lapse before launching\n`);
   }
 
+  // Until the process runs, any throw must give the lease back, or the next attempt waits out its TTL.
+  const releaseOnThrow = <T>(fn: () => T): T => {
+    try {
+      return fn();
+    } catch (e) {
+      lease?.release();
+      throw e;
+    }
+  };
   const argv = [...stage.launcher, stage.entrypoint, ...flattenArgs(args)];
-  fs.appendFileSync(logFile, `# cwd: ${stage.cwd}\n# argv: ${JSON.stringify(argv)}\n${resumeNote ? `# ${resumeNote}\n` : ''}`);
+  releaseOnThrow(() => fs.appendFileSync(logFile, `# cwd: ${stage.cwd}\n# argv: ${JSON.stringify(argv)}\n${resumeNote ? `# ${resumeNote}\n` : ''}`));
 
   const progress: AttemptProgress = {};
   // The first lines (argparse's usage, start-up errors) and the last ones are what explains a failure.
@@ -170,7 +185,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval }
 
   const launchedAt = Date.now();
   let saveStartedAt: number | undefined;
-  const proc = startProcess({
+  const proc = releaseOnThrow(() => startProcess({
     argv,
     cwd: stage.cwd,
     env,
@@ -193,14 +208,21 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval }
         void proc.kill();
       }
     },
-  });
+  }));
 
   const heartbeat = () => ctx.heartbeat({ ...progress, stage: stage.name, attempt, logFile } satisfies HeartbeatDetails);
   heartbeat();
   let cancelled: CancelledFailure | undefined;
   const timer = setInterval(() => {
     heartbeat();
-    lease?.renew();
+    if (lease && !lease.renew() && !detected) {
+      // Another attempt holds the save directory now (Temporal gave up on this one): stop writing.
+      detected = 'node-lost';
+      const note = 'linkflow: another attempt took the save directory lease; stopping this trainer';
+      remember(note);
+      fs.appendFileSync(logFile, `${note}\n`);
+      void proc.kill();
+    }
     // The window restarts with every line that shows progress and follows the phase the job is in.
     const phase: TrainingPhase = progress.savingCheckpoint ? 'checkpoint' : progress.iteration === undefined || progress.iteration === progress.loadedIteration ? 'startup' : 'training';
     const window = stage.training ? noProgressWindowMs(stage.training.hang, phase, progress.elapsedMsPerIteration) : Infinity;

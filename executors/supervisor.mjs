@@ -18,6 +18,11 @@ if (dashes !== '--' || !command) {
 }
 const graceMs = Number(graceArg) || 10_000;
 
+// Our stderr is a pipe to the worker; once the worker is gone, writing to it must not kill us
+// before the group is stopped.
+process.stdout.on('error', () => {});
+process.stderr.on('error', () => {});
+
 // The group's SIGTERM (from the worker's kill, or our own below) is for the command: we stay to report its exit.
 process.on('SIGTERM', () => {});
 process.on('SIGINT', () => {});
@@ -27,7 +32,15 @@ child.on('error', (err) => {
   process.stderr.write(`linkflow supervisor: could not start ${command}: ${err.message}\n`);
   process.exit(127);
 });
+let stopping = false;
 child.on('exit', (code, signal) => {
+  if (stopping) {
+    // The worker is gone: whatever the launcher left in the group goes now (and this process with it).
+    try {
+      process.kill(-process.pid, 'SIGKILL');
+    } catch {}
+    process.exit(1);
+  }
   if (signal) {
     process.removeAllListeners('SIGTERM');
     process.removeAllListeners('SIGINT');
@@ -52,14 +65,16 @@ if (lifeline) {
 }
 
 function stopGroup(why) {
-  if (child.exitCode !== null || child.signalCode !== null) return;
+  if (stopping || child.exitCode !== null || child.signalCode !== null) return;
+  stopping = true;
   process.stderr.write(`linkflow supervisor: ${why}; stopping the process group\n`);
   try {
     process.kill(-process.pid, 'SIGTERM');
   } catch {}
+  // Kept referenced: this process stays until the group is surely gone.
   setTimeout(() => {
     try {
       process.kill(-process.pid, 'SIGKILL');
     } catch {}
-  }, graceMs).unref();
+  }, graceMs);
 }

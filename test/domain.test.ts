@@ -177,3 +177,20 @@ describe('save interval advice', () => {
     expect(advice.wasteRecommended).toBeLessThan(advice.wasteNow);
   });
 });
+
+describe('lease fencing', () => {
+  it('a trainer whose lease was taken over cannot renew or release it', async () => {
+    const { acquireLease, readLease } = await import('../activities/lease.ts');
+    const fsMod = await import('node:fs');
+    const pathMod = await import('node:path');
+    const dir = tempDir('lease');
+    const first = await acquireLease(dir, 'run-1/attempt-1', 10_000, () => undefined);
+    expect(first.lease.renew()).toBe(true);
+    // Another attempt takes over (as after Temporal timed the first one out).
+    fsMod.writeFileSync(pathMod.join(dir, 'linkflow-lease.json'), JSON.stringify({ owner: 'run-1/attempt-2', host: 'elsewhere', pid: 1, renewedAt: Date.now() }));
+    expect(first.lease.renew()).toBe(false);
+    first.lease.release();
+    expect(readLease(dir)).toMatchObject({ owner: 'run-1/attempt-2' });
+    expect(readLease(dir)?.released).toBeUndefined();
+  });
+});

@@ -60,6 +60,7 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
   });
 
   const fingerprints: Record<string, string> = { ...continuation?.fingerprints };
+  let stopped = false;
   try {
     for (let i = continuation?.stageIndex ?? 0; i < plan.stages.length; i++) {
       const stage = plan.stages[i];
@@ -83,9 +84,17 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
         }
         fingerprint = check.fingerprint;
       }
-      if (state.stopRequested) break;
+      if (state.stopRequested) {
+        s.status = 'stopped';
+        s.note = 'not started: the pipeline was asked to stop';
+        stopped = true;
+        break;
+      }
       const outcome = await runStage(plan.name, stage, s, retry, failures, state, control);
-      if (outcome === 'stopped') break;
+      if (outcome === 'stopped') {
+        stopped = true;
+        break;
+      }
       if (outcome === 'continue-as-new') {
         // History stays bounded on long runs: the next run takes over this stage with its attempt log.
         await continueAsNew<typeof pipelineWorkflow>({ plan, retry, continuation: { state, fingerprints, stageIndex: i, stageFingerprint: fingerprint, failures } });
@@ -94,7 +103,8 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
       s.status = 'succeeded';
     }
     state.currentStage = undefined;
-    state.status = state.stopRequested ? 'stopped' : 'succeeded';
+    // A stop that came after the last stage finished stops nothing.
+    state.status = stopped ? 'stopped' : 'succeeded';
     return state;
   } catch (err) {
     if (err instanceof ContinueAsNew) throw err;
@@ -173,6 +183,12 @@ async function runStage(pipeline: string, stage: StagePlan, s: StageState, retry
       }
       s.status = 'retrying';
       await sleep(backoffMs(retry, group, failures[group]));
+      if (pipelineState.stopRequested) {
+        // Asked to stop during the backoff: no further attempt (the failed one saved what it could).
+        s.status = 'stopped';
+        s.note = 'stopped on request (checkpointAndStop) between attempts; run the pipeline again to resume';
+        return 'stopped';
+      }
       if (workflowInfo().continueAsNewSuggested || attemptsThisRun >= retry.continueAsNewAfterAttempts) return 'continue-as-new';
     }
   }
