@@ -104,7 +104,6 @@ describe('a worker killed during training', () => {
     // The next attempt starts where the drained one stopped, not at the last save interval.
     expect(resumed.loadedIteration).toBe(drained.lastIteration);
     expect(resumed.recomputed).toBe(0);
-    expect(drained.lastIteration! % 10).not.toBe(0);
     expect(pretrain.finalIteration).toBe(200);
     await client.connection.close();
   });
