@@ -11,7 +11,7 @@ import { findResumePoint, iterationDirName, missingShards, readTracker, shardDir
 import { flattenArgs, resumeArgs } from '../modellink/commands.ts';
 import { classifyFailure, type FailureClass } from '../modellink/failures.ts';
 import type { StagePlan } from '../modellink/plan.ts';
-import type { AttemptFailureDetails, AttemptResult } from '../modellink/run-state.ts';
+import type { AttemptFailureDetails, AttemptResult, AttemptTimings } from '../modellink/run-state.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
 import { noProgressWindowMs, type TrainingPhase } from '../modellink/hang.ts';
 import { loadSetupEnv, startProcess, type ExitStatus } from '../executors/local.ts';
@@ -256,7 +256,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval }
     lastIteration: progress.iteration,
     lastCheckpoint: progress.lastCheckpoint,
     logFile,
-    timings: { startupMs: progress.startupMs, saveMsTotal: progress.saveMsTotal, saves: progress.saves, msPerIteration: progress.elapsedMsPerIteration },
+    timings: timingsOf(progress),
   });
 
   if (cancelled) {
@@ -280,7 +280,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval }
       if (stage.evaluate) writeResults(stage, progress);
       return {
         loadedIteration: loadedFrom, resumeNote, finalIteration: progress.iteration, lastCheckpoint: progress.lastCheckpoint, evalResults: progress.evalResults, logFile,
-        timings: { startupMs: progress.startupMs, saveMsTotal: progress.saveMsTotal, saves: progress.saves, msPerIteration: progress.elapsedMsPerIteration },
+        timings: timingsOf(progress),
       };
     }
     // Exit 0 without the output: ModelLink's evaluation swallows exceptions this way.
@@ -300,11 +300,15 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval }
   );
 }
 
+/** What the watcher measured, for `linkflow advise`. */
+function timingsOf(progress: AttemptProgress): AttemptTimings {
+  return { startupMs: progress.startupMs, saveMsTotal: progress.saveMsTotal, saves: progress.saves, msPerIteration: progress.elapsedMsPerIteration };
+}
+
 /** Exit code 0 is not proof: check the stage produced what it promised. */
 function verifyOutput(stage: StagePlan, progress: AttemptProgress): string | undefined {
   if (stage.training) {
-    const point = findResumePoint(stage.training.saveDir, stage.training);
-    if (point.kind === 'tracker' && point.iteration === stage.training.trainIters) return undefined;
+    if (outputPresent(stage)) return undefined;
     return `the trainer exited at iteration ${progress.iteration ?? 'unknown'} without a complete checkpoint at iteration ${stage.training.trainIters}`;
   }
   if (stage.evaluate) {

@@ -148,8 +148,9 @@ export type WeightFormat = 'hf' | 'mcore' | 'legacy';
 /** Model-shape flags that convert_ckpt.py's loaders also define (flags.json convert combinations). */
 const CONVERTER_SHAPE_FLAGS = ['--add-qkv-bias', '--add-dense-bias', '--post-norm', '--embed-layernorm'];
 
-function shapeHas(preset: Preset, spec: PipelineSpec, f: string): boolean {
-  return (preset.architectureArgs[spec.model.impl] ?? []).some(([g]) => g === f);
+/** The flags of the model's shape (preset.architectureArgs) for the pipeline's implementation. */
+function shapeFlags(preset: Preset, spec: PipelineSpec): Set<string> {
+  return new Set((preset.architectureArgs[spec.model.impl] ?? []).map(([f]) => f));
 }
 
 export interface ConvertPaths {
@@ -170,6 +171,7 @@ export interface ConvertPaths {
 export function buildConvert(spec: PipelineSpec, preset: Preset, stage: ConvertStage, paths: ConvertPaths): Command {
   const { from, to, layout } = paths;
   const mcoreModel = from === 'mcore' || (from === 'hf' && to === 'mcore') || (from === 'legacy' && to === 'mcore');
+  const shape = shapeFlags(preset, spec);
   const args: Arg[] = [
     ...flag(mcoreModel, '--use-mcore-models'),
     ['--model-type-hf', preset.architecture.hfModelType],
@@ -186,7 +188,7 @@ export function buildConvert(spec: PipelineSpec, preset: Preset, stage: ConvertS
     ...flag(spec.moe.groupedGemm && mcoreModel, '--moe-grouped-gemm'),
     ...(stage.paramsDtype ? ([['--params-dtype', stage.paramsDtype]] as Arg[]) : []),
     // The converter must know the model's biases and norms; they come from the preset's shape.
-    ...CONVERTER_SHAPE_FLAGS.filter((f) => shapeHas(preset, spec, f)).map((f): Arg => [f, null]),
+    ...CONVERTER_SHAPE_FLAGS.filter((f) => shape.has(f)).map((f): Arg => [f, null]),
     ['--load-dir', paths.loadDir],
     ['--save-dir', paths.saveDir],
     // The HF loader requires it.
@@ -259,7 +261,7 @@ export function buildTraining(spec: PipelineSpec, preset: Preset, stage: Trainin
   const minLr = preset.training.minLr;
   const loadsWeights = paths.load !== undefined;
   const features = resolveFeatures(spec, preset);
-  const shapeFlags = new Set((preset.architectureArgs[spec.model.impl] ?? []).map(([f]) => f));
+  const shape = shapeFlags(preset, spec);
   const args: Arg[] = [
     ...flag(mcore, '--use-mcore-models'),
     ['--tensor-model-parallel-size', num(p.tp)],
@@ -298,7 +300,7 @@ export function buildTraining(spec: PipelineSpec, preset: Preset, stage: Trainin
     ...flag(stage.sharedStorage === false, '--no-shared-storage'),
     ...flag(stage.exitSignalHandler, '--exit-signal-handler'),
     // The model's own flags (e.g. its MoE router) come from the preset; features do not repeat them.
-    ...featureArgs(features).filter(([f]) => !shapeFlags.has(f)),
+    ...featureArgs(features).filter(([f]) => !shape.has(f)),
     ...flag(stage.logThroughput, '--log-throughput'),
     [`--${stage.precision}`, null],
     ...(finetune && loadsWeights ? ([['--finetune', null]] as Arg[]) : []),
