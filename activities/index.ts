@@ -4,6 +4,7 @@ import type { StageCheck } from '../modellink/run-state.ts';
 import { checkStageUpToDate, writeManifestFile } from './manifest.ts';
 
 export { runStageAttempt } from './run-stage.ts';
+export { nodeInfo, poolNodes } from './node.ts';
 
 export async function checkStage(input: { stage: StagePlan; upstream: Record<string, string> }): Promise<StageCheck> {
   return checkStageUpToDate(input.stage, input.upstream);

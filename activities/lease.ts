@@ -19,19 +19,24 @@ export interface Lease {
 
 export const LEASE_FILE = 'linkflow-lease.json';
 
-export function readLease(dir: string): Lease | undefined {
+/** A gang has one lease per node rank: each rank's trainer writes its own shards. */
+export function leaseFile(nodeRank?: number): string {
+  return nodeRank === undefined ? LEASE_FILE : `linkflow-lease.rank-${nodeRank}.json`;
+}
+
+export function readLease(dir: string, file = LEASE_FILE): Lease | undefined {
   try {
-    return JSON.parse(fs.readFileSync(path.join(dir, LEASE_FILE), 'utf8')) as Lease;
+    return JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as Lease;
   } catch {
     return undefined;
   }
 }
 
-function write(dir: string, lease: Lease): void {
-  const file = path.join(dir, LEASE_FILE);
-  const tmp = `${file}.${process.pid}.tmp`;
+function write(dir: string, file: string, lease: Lease): void {
+  const target = path.join(dir, file);
+  const tmp = `${target}.${process.pid}.tmp`;
   fs.writeFileSync(tmp, JSON.stringify(lease));
-  fs.renameSync(tmp, file);
+  fs.renameSync(tmp, target);
 }
 
 function pidAlive(pid: number): boolean {
@@ -62,29 +67,29 @@ export interface HeldLease {
  * Waits (calling `whileWaiting`, e.g. to heartbeat) until no other owner holds the lease, then takes it.
  * Returns what the wait was about, for the attempt's log.
  */
-export async function acquireLease(dir: string, owner: string, ttlMs: number, whileWaiting: (held: Lease) => void): Promise<{ lease: HeldLease; waitedFor?: Lease }> {
+export async function acquireLease(dir: string, owner: string, ttlMs: number, whileWaiting: (held: Lease) => void, file = LEASE_FILE): Promise<{ lease: HeldLease; waitedFor?: Lease }> {
   fs.mkdirSync(dir, { recursive: true });
   let waitedFor: Lease | undefined;
   for (;;) {
-    const current = readLease(dir);
+    const current = readLease(dir, file);
     if (!leaseHeld(current, owner, ttlMs)) break;
     waitedFor = current;
     whileWaiting(current!);
     await new Promise((r) => setTimeout(r, Math.min(1000, ttlMs / 4)));
   }
   const mine = (): Lease => ({ owner, host: os.hostname(), pid: process.pid, renewedAt: Date.now() });
-  write(dir, mine());
+  write(dir, file, mine());
   return {
     waitedFor,
     lease: {
       renew: () => {
         // The fencing token: renew only a lease that still names us.
-        if (readLease(dir)?.owner !== owner) return false;
-        write(dir, mine());
+        if (readLease(dir, file)?.owner !== owner) return false;
+        write(dir, file, mine());
         return true;
       },
       release: () => {
-        if (readLease(dir)?.owner === owner) write(dir, { ...mine(), released: true });
+        if (readLease(dir, file)?.owner === owner) write(dir, file, { ...mine(), released: true });
       },
     },
   };

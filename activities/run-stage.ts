@@ -15,7 +15,8 @@ import type { AttemptFailureDetails, AttemptResult, AttemptTimings } from '../mo
 import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
 import { noProgressWindowMs, type TrainingPhase } from '../modellink/hang.ts';
 import { loadSetupEnv, startProcess, type ExitStatus } from '../executors/local.ts';
-import { acquireLease, type HeldLease } from './lease.ts';
+import { acquireLease, leaseFile, type HeldLease } from './lease.ts';
+import { launcherForRank, logsIterations, type RankAssignment } from '../modellink/gang.ts';
 import { dataFiles, outputPresent } from './manifest.ts';
 
 export interface AttemptInput {
@@ -24,6 +25,8 @@ export interface AttemptInput {
   attempt: number;
   /** A save interval set while the pipeline runs (setSaveInterval signal). */
   saveInterval?: number;
+  /** One node rank of a multi-node gang: where this rank runs and where rank 0 listens. */
+  rank?: RankAssignment;
 }
 
 /** What a heartbeat carries: enough for `linkflow status` to show live progress. */
@@ -31,6 +34,8 @@ export interface HeartbeatDetails extends AttemptProgress {
   stage: string;
   attempt: number;
   logFile: string;
+  node?: string;
+  nodeRank?: number;
 }
 
 const HEAD_LINES = 50;
@@ -79,7 +84,12 @@ function resumeView(stage: StagePlan, iteration: number): string {
   const view = path.join(stage.dir, 'resume', iterationDirName(iteration));
   fs.mkdirSync(view, { recursive: true });
   const link = path.join(view, iterationDirName(iteration));
-  if (!fs.existsSync(link)) fs.symlinkSync(path.join(stage.training!.saveDir, iterationDirName(iteration)), link);
+  try {
+    fs.symlinkSync(path.join(stage.training!.saveDir, iterationDirName(iteration)), link);
+  } catch (e) {
+    // Every rank of a gang builds the same view; the first one's link serves all.
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
   fs.writeFileSync(path.join(view, TRACKER_FILE), `${iteration}\n`);
   return view;
 }
@@ -109,11 +119,11 @@ function timestamp(): string {
   return new Date().toISOString().replace(/[:.]/g, '-');
 }
 
-export async function runStageAttempt({ pipeline, stage, attempt, saveInterval }: AttemptInput): Promise<AttemptResult> {
+export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, rank }: AttemptInput): Promise<AttemptResult> {
   const ctx = Context.current();
   fs.mkdirSync(stage.logDir, { recursive: true });
-  const logFile = path.join(stage.logDir, `attempt-${attempt}-${timestamp()}.log`);
-  fs.writeFileSync(logFile, `# linkflow pipeline ${pipeline}, stage ${stage.name} (${stage.kind}), attempt ${attempt}\n`);
+  const logFile = path.join(stage.logDir, `attempt-${attempt}${rank ? `-rank-${rank.nodeRank}` : ''}-${timestamp()}.log`);
+  fs.writeFileSync(logFile, `# linkflow pipeline ${pipeline}, stage ${stage.name} (${stage.kind}), attempt ${attempt}${rank ? `, node rank ${rank.nodeRank} of ${rank.nodes} on ${rank.node} (master ${rank.masterAddr}:${rank.masterPort})` : ''}\n`);
   checkInputs(stage, logFile);
 
   let args = stage.args;
@@ -138,7 +148,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval }
   let lease: HeldLease | undefined;
   if (stage.training) {
     const ttl = ctx.info.heartbeatTimeoutMs ?? 60_000;
-    const owner = `${ctx.info.workflowExecution?.workflowId ?? pipeline}/${ctx.info.workflowExecution?.runId ?? ctx.info.activityId}/attempt-${attempt}`;
+    const owner = `${ctx.info.workflowExecution?.workflowId ?? pipeline}/${ctx.info.workflowExecution?.runId ?? ctx.info.activityId}/attempt-${attempt}${rank ? `/rank-${rank.nodeRank}` : ''}`;
     const taken = await acquireLease(stage.dir, owner, ttl, (held) => {
       if (ctx.cancellationSignal.aborted) {
         const why = ctx.cancellationSignal.reason;
@@ -148,7 +158,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval }
         throw fail('killed', `stage ${stage.name} attempt ${attempt}: ${reason}`, { failureClass: 'killed', reason, excerpt: [], logFile }, true);
       }
       ctx.heartbeat({ stage: stage.name, attempt, logFile, waitingForLease: held.owner });
-    });
+    }, leaseFile(rank?.nodeRank));
     lease = taken.lease;
     if (taken.waitedFor) fs.appendFileSync(logFile, `# waited for the lease of ${taken.waitedFor.owner} (host ${taken.waitedFor.host}, pid ${taken.waitedFor.pid}) to lapse before launching\n`);
   }
@@ -162,7 +172,8 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval }
       throw e;
     }
   };
-  const argv = [...stage.launcher, stage.entrypoint, ...flattenArgs(args)];
+  const launcher = rank ? launcherForRank(stage.launcher, rank) : stage.launcher;
+  const argv = [...launcher, stage.entrypoint, ...flattenArgs(args)];
   releaseOnThrow(() => fs.appendFileSync(logFile, `# cwd: ${stage.cwd}\n# argv: ${JSON.stringify(argv)}\n${resumeNote ? `# ${resumeNote}\n` : ''}`));
 
   const progress: AttemptProgress = {};
@@ -210,7 +221,9 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval }
     },
   }));
 
-  const heartbeat = () => ctx.heartbeat({ ...progress, stage: stage.name, attempt, logFile } satisfies HeartbeatDetails);
+  const heartbeat = () => ctx.heartbeat({ ...progress, stage: stage.name, attempt, logFile, node: rank?.node, nodeRank: rank?.nodeRank } satisfies HeartbeatDetails);
+  // Only the node that prints the training log can tell a hang; the others wait on it in collectives.
+  const watchHang = stage.training !== undefined && logsIterations(rank);
   heartbeat();
   let cancelled: CancelledFailure | undefined;
   const timer = setInterval(() => {
@@ -225,8 +238,8 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval }
     }
     // The window restarts with every line that shows progress and follows the phase the job is in.
     const phase: TrainingPhase = progress.savingCheckpoint ? 'checkpoint' : progress.iteration === undefined || progress.iteration === progress.loadedIteration ? 'startup' : 'training';
-    const window = stage.training ? noProgressWindowMs(stage.training.hang, phase, progress.elapsedMsPerIteration) : Infinity;
-    if (stage.training && !detected && Date.now() - lastProgressAt > window) {
+    const window = watchHang ? noProgressWindowMs(stage.training!.hang, phase, progress.elapsedMsPerIteration) : Infinity;
+    if (watchHang && !detected && Date.now() - lastProgressAt > window) {
       detected = 'hang';
       const note = `linkflow: no progress for ${Math.round((Date.now() - lastProgressAt) / 1000)} s during ${phase} (window ${(window / 1000).toFixed(1)} s); killing the process group`;
       remember(note);
@@ -257,7 +270,10 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval }
     lastCheckpoint: progress.lastCheckpoint,
     logFile,
     timings: timingsOf(progress),
+    node: rank?.node,
+    nodeRank: rank?.nodeRank,
   });
+  const where = rank ? ` (node rank ${rank.nodeRank} on ${rank.node})` : '';
 
   if (cancelled) {
     if (cancelled.message === 'CANCELLED') {
@@ -271,7 +287,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval }
     const cls: FailureClass = cancelled.message === 'WORKER_SHUTDOWN' ? 'killed' : 'node-lost';
     const reason = cancelled.message === 'WORKER_SHUTDOWN' ? 'the worker was shut down; the trainer was stopped with SIGTERM' : `Temporal ended the attempt (${cancelled.message}); the trainer was stopped`;
     fs.appendFileSync(logFile, `linkflow: ${reason}\n`);
-    throw fail(cls, `stage ${stage.name} attempt ${attempt}: ${reason}`, details(cls, reason, logLines().slice(-10)), true);
+    throw fail(cls, `stage ${stage.name} attempt ${attempt}${where}: ${reason}`, details(cls, reason, logLines().slice(-10)), true);
   }
 
   if (status.exitCode === 0 && !detected) {
@@ -294,7 +310,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval }
   const how = status.signal ? `killed by ${status.signal}` : `exit code ${status.exitCode}`;
   throw fail(
     report.class,
-    `stage ${stage.name} attempt ${attempt} failed (${report.class}, ${how}): ${report.reason}\n${report.excerpt.join('\n')}\n(log: ${logFile})`,
+    `stage ${stage.name} attempt ${attempt}${where} failed (${report.class}, ${how}): ${report.reason}\n${report.excerpt.join('\n')}\n(log: ${logFile})`,
     details(report.class, report.reason, report.excerpt),
     report.retryable,
   );

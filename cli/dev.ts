@@ -3,6 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PROJECT_ROOT, loadConfig, type LinkflowConfig } from '../temporal.config.ts';
 import { createLinkflowWorker, drainOnSigterm, installRuntime } from '../worker/worker.ts';
+import type { NodeIdentity } from '../activities/node.ts';
+import { nodeQueue } from '../modellink/gang.ts';
 import { isReachable, startDevServer, type DevServer } from '../server/dev-server.ts';
 import { formatProblems } from '../modellink/spec.ts';
 import { loadSpecFile } from './spec-file.ts';
@@ -52,13 +54,14 @@ export async function runDev(config: LinkflowConfig): Promise<void> {
   console.log('stopped');
 }
 
-export async function runWorker(config: LinkflowConfig, taskQueue?: string): Promise<void> {
+export async function runWorker(config: LinkflowConfig, taskQueue?: string, node?: NodeIdentity): Promise<void> {
   installRuntime('INFO');
   drainOnSigterm();
-  const { worker, close } = await createLinkflowWorker({ config, taskQueue });
-  console.log(`worker polling task queue "${taskQueue ?? config.taskQueue}" at ${config.address}`);
-  await worker.run();
-  await close();
+  const workers = await createLinkflowWorker({ config, taskQueue, node });
+  const pool = taskQueue ?? config.taskQueue;
+  console.log(`worker polling task queue "${pool}"${node ? ` and node queue "${nodeQueue(pool, node.node)}" (node ${node.node}, address ${node.address})` : ''} at ${config.address}`);
+  await workers.run();
+  await workers.close();
 }
 
 /**

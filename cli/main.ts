@@ -18,6 +18,7 @@ import { jsonSummary, summaryText } from './progress.ts';
 import { renderPlan } from './render.ts';
 import { watchPipeline } from './watch.ts';
 import { runDev, runDemo, runWorker } from './dev.ts';
+import { defaultNodeAddress } from '../activities/node.ts';
 
 class ExitError extends Error {
   constructor(message: string, readonly code: number) {
@@ -65,9 +66,6 @@ program
   .option('--workspace <dir>', "override the spec's workspace directory")
   .action(async (file: string, opts: { wait?: boolean; json?: boolean; workspace?: string }) => {
     const { plan } = planOrExit(file, opts.workspace);
-    if (plan.nodes > 1) {
-      throw new ExitError(`${file}: invalid pipeline spec (1 problem):\ncluster.nodes: multi-node gangs cannot run yet; \`linkflow render\` shows their commands, \`run\` needs nodes: 1`, 2);
-    }
     const config = loadConfig();
     const client = await connectClient(config);
     const handle = await startPipeline(client, config, plan);
@@ -207,8 +205,14 @@ program
 program
   .command('worker')
   .description('run a worker on this node')
-  .option('--queue <taskQueue>', 'task queue to poll (default: the configured one)')
-  .action(async (opts: { queue?: string }) => runWorker(loadConfig(), opts.queue));
+  .option('--queue <taskQueue>', 'task queue of the pool to poll (default: the configured one)')
+  .option('--node <name>', "this node's name: also poll the node's own queue, where ranks of multi-node stages are placed")
+  .option('--address <host>', 'where the other nodes reach this one (rank 0 becomes the master address; default: LINKFLOW_NODE_ADDRESS or the first non-loopback IPv4)')
+  .action(async (opts: { queue?: string; node?: string; address?: string }) => {
+    if (opts.address && !opts.node) throw new ExitError('--address needs --node: only a named node takes ranks of multi-node stages', 2);
+    const node = opts.node ? { node: opts.node, address: opts.address ?? process.env.LINKFLOW_NODE_ADDRESS ?? defaultNodeAddress() } : undefined;
+    await runWorker(loadConfig(), opts.queue, node);
+  });
 
 program
   .command('demo')

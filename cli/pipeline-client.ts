@@ -69,7 +69,10 @@ export async function snapshot(handle: WorkflowHandle): Promise<Snapshot> {
   if (!snap.state) snap.state = await queryProgress(handle);
   for (const activity of description.raw.pendingActivities ?? []) {
     const payload = activity.heartbeatDetails?.payloads?.[0];
-    if (payload) snap.live = defaultPayloadConverter.fromPayload<HeartbeatDetails>(payload);
+    if (!payload) continue;
+    const live = defaultPayloadConverter.fromPayload<HeartbeatDetails>(payload);
+    // A gang has one pending attempt per node rank; the last node's carries the iterations.
+    if (!snap.live || (live.nodeRank ?? 0) > (snap.live.nodeRank ?? 0)) snap.live = live;
   }
   return snap;
 }

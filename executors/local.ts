@@ -57,6 +57,11 @@ export function groupAlive(pid: number): boolean {
 /** Every command this process has running, so a draining worker can stop them all at once. */
 const running = new Set<RunningProcess>();
 
+/** How many commands this worker is running: a node running one is not free for another gang. */
+export function runningCount(): number {
+  return running.size;
+}
+
 /** SIGTERM (then SIGKILL after the grace) to every running command's group; resolves when all are gone. */
 export async function stopAllProcesses(graceMs?: number): Promise<number> {
   const all = [...running];

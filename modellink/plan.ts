@@ -8,7 +8,7 @@ import { applyOverrides, buildConvert, buildEvaluate, buildInference, buildPrepr
 import { customPreset, getPreset, presetNames, type Preset } from './presets.ts';
 import type { FailureClass } from './failures.ts';
 import type { HangWindows } from './hang.ts';
-import { checkLayout, checkStageRules } from './rules.ts';
+import { checkHosts, checkLayout, checkStageRules } from './rules.ts';
 import { durationToMs, formatPath, pipelineSpecSchema, type PipelineSpec, type SpecProblem, type Stage, type StageKind } from './spec.ts';
 
 export type OutputKind = 'pretrain-data' | 'instruction-data' | 'pairwise-data' | 'checkpoint' | 'hf-model' | 'results';
@@ -79,8 +79,10 @@ export interface StagePlan {
 
 export interface PipelinePlan {
   name: string;
-  /** cluster.nodes: more than one is rendered (node rank 0 shown) but not yet run. */
+  /** cluster.nodes: stages launched with torchrun run as a gang of this many node ranks. */
   nodes: number;
+  /** Named hosts, rank k on hosts[k]; otherwise free workers of the pool (the task queue). */
+  hosts?: string[];
   workspace: string;
   dir: string;
   taskQueue?: string;
@@ -115,6 +117,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
   const warnings: SpecProblem[] = [];
   const preset = resolvePreset(spec, problems);
   if (preset) checkLayout(spec, preset, problems, warnings);
+  checkHosts(spec, problems);
   const names = new Map<string, number>();
   spec.stages.forEach((s, i) => {
     if (names.has(s.name)) problems.push({ path: `stages[${i}].name`, message: `"${s.name}" is already the name of stages[${names.get(s.name)}]; stage names must be unique` });
@@ -345,7 +348,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
   });
 
   if (problems.length > 0) return { ok: false, problems };
-  return { ok: true, spec, warnings, plan: { name: spec.name, nodes: spec.cluster.nodes, workspace, dir: pipelineDir, taskQueue: spec.cluster.taskQueue, stages: plans } };
+  return { ok: true, spec, warnings, plan: { name: spec.name, nodes: spec.cluster.nodes, hosts: spec.cluster.hosts, workspace, dir: pipelineDir, taskQueue: spec.cluster.taskQueue, stages: plans } };
 }
 
 /** Keeps later stages resolvable after an earlier problem, so one run reports every problem. */

@@ -19,6 +19,16 @@ export function dataParallelSize(spec: PipelineSpec): number {
   return Math.max(1, Math.floor(worldSize(spec) / (tp * pp * cp)));
 }
 
+/** Named hosts: one per node, each once (rank k runs on hosts[k]). */
+export function checkHosts(spec: PipelineSpec, problems: Problems): void {
+  const hosts = spec.cluster.hosts;
+  if (!hosts) return;
+  if (hosts.length !== spec.cluster.nodes) problems.push({ path: 'cluster.hosts', message: `names ${hosts.length} host${hosts.length === 1 ? '' : 's'} for ${spec.cluster.nodes} node${spec.cluster.nodes === 1 ? '' : 's'}; give one per node (rank k runs on hosts[k])` });
+  hosts.forEach((h, i) => {
+    if (hosts.indexOf(h) !== i) problems.push({ path: `cluster.hosts[${i}]`, message: `"${h}" is already hosts[${hosts.indexOf(h)}]; each node rank needs its own host` });
+  });
+}
+
 export function checkLayout(spec: PipelineSpec, preset: Preset, problems: Problems, warnings: Problems): void {
   const a = preset.architecture;
   const p = spec.parallel;

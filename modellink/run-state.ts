@@ -34,7 +34,7 @@ export interface PipelineInput {
   continuation?: PipelineContinuation;
 }
 
-export type StageStatus = 'pending' | 'checking' | 'running' | 'retrying' | 'succeeded' | 'skipped' | 'failed' | 'cancelled' | 'stopped';
+export type StageStatus = 'pending' | 'checking' | 'waiting-for-nodes' | 'running' | 'retrying' | 'succeeded' | 'skipped' | 'failed' | 'cancelled' | 'stopped';
 
 /** Measured by the attempt's watcher, for `linkflow advise`. */
 export interface AttemptTimings {
@@ -62,6 +62,9 @@ export interface AttemptRecord {
   reason?: string;
   excerpt?: string[];
   logFile?: string;
+  /** A gang's attempt: the nodes it ran on (rank k on nodes[k]) and the rank whose failure explains it. */
+  nodes?: string[];
+  failedNode?: string;
 }
 
 export interface StageState {
@@ -120,6 +123,8 @@ export interface AttemptResult {
   lastCheckpoint?: { iteration: number; dir: string };
   evalResults?: AttemptProgress['evalResults'];
   logFile: string;
+  /** A gang's attempt: one log per node rank. */
+  logFiles?: string[];
   timings?: AttemptTimings;
 }
 
@@ -134,6 +139,9 @@ export interface AttemptFailureDetails {
   lastCheckpoint?: { iteration: number; dir: string };
   logFile: string;
   timings?: AttemptTimings;
+  /** A gang's rank that failed. */
+  node?: string;
+  nodeRank?: number;
 }
 
 export interface StageCheck {

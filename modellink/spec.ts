@@ -70,6 +70,8 @@ const modellinkSchema = z.strictObject({
 const clusterSchema = z.strictObject({
   taskQueue: nonEmpty.optional(),
   nodes: positiveInt.default(1),
+  /** Named hosts for a multi-node job, rank k on hosts[k]; without them, the first free workers of the pool. */
+  hosts: z.array(nonEmpty).min(1).optional(),
   devicesPerNode: positiveInt.default(8),
   masterAddr: nonEmpty.default('localhost'),
   /** Which node's command `render` shows (a number, or a variable of an imported script); runs use each node's own rank. */

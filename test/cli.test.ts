@@ -36,15 +36,17 @@ describe('linkflow CLI', () => {
     expect(r.stderr).toContain('linkflow dev');
   });
 
-  it('run: a multi-node spec renders but does not run yet (exit 2)', async () => {
+  it('run: a multi-node spec whose hosts do not match its nodes is refused before anything starts (exit 2)', async () => {
     const dir = tempDir('cli');
     const spec = fiveStageSpec('multi', path.join(dir, 'ws'));
-    spec.cluster = { nodes: 2, devicesPerNode: 1 };
+    spec.cluster = { nodes: 2, devicesPerNode: 1, hosts: ['a', 'a', 'b'] };
     const file = writeSpec(dir, spec);
-    expect((await runCli(['render', file])).code).toBe(0);
     const r = await runCli(['run', file], { TEMPORAL_ADDRESS: `127.0.0.1:${await getFreePort()}` });
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('cluster.nodes: multi-node gangs cannot run yet');
+    expect(r.stderr).toContain('cluster.hosts: names 3 hosts for 2 nodes');
+    expect(r.stderr).toContain('cluster.hosts[1]: "a" is already hosts[0]');
+    spec.cluster = { nodes: 2, devicesPerNode: 1, hosts: ['a', 'b'] };
+    expect((await runCli(['validate', writeSpec(dir, spec)])).code).toBe(0);
   });
 
   it('render: prints each stage argv, and --sh quotes values safely', async () => {

@@ -4,9 +4,12 @@
  */
 import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel } from '@temporalio/worker';
 import { createRequire } from 'node:module';
+import os from 'node:os';
 import { connectionOptions, type LinkflowConfig } from '../temporal.config.ts';
 import * as activities from '../activities/index.ts';
 import { stopAllProcesses } from '../executors/local.ts';
+import { configureNode, type NodeIdentity } from '../activities/node.ts';
+import { nodeIdentity, nodeQueue } from '../modellink/gang.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -24,14 +27,31 @@ export interface WorkerOptions {
   taskQueue?: string;
   /** Reuse a connection (tests); otherwise one is opened from the config. */
   connection?: NativeConnection;
+  /** This worker is a node of the pool: it also polls the node's own queue, where gang ranks are placed. */
+  node?: NodeIdentity;
 }
 
-export async function createLinkflowWorker({ config, taskQueue, connection }: WorkerOptions): Promise<{ worker: Worker; close: () => Promise<void> }> {
+export interface LinkflowWorker {
+  /** The pool's worker: pipeline workflows and single-node stages. */
+  worker: Worker;
+  /** The node queue's worker, when started with a node name: ranks of multi-node stages. */
+  nodeWorker?: Worker;
+  /** Runs every worker until all are shut down. */
+  run(): Promise<void>;
+  shutdown(): void;
+  close(): Promise<void>;
+}
+
+export async function createLinkflowWorker({ config, taskQueue, connection, node }: WorkerOptions): Promise<LinkflowWorker> {
   const conn = connection ?? (await NativeConnection.connect(connectionOptions(config)));
+  const pool = taskQueue ?? config.taskQueue;
+  const identity = node ? nodeIdentity(node.node, os.hostname(), process.pid) : undefined;
+  if (node) configureNode(node);
   const worker = await Worker.create({
     connection: conn,
     namespace: config.namespace,
-    taskQueue: taskQueue ?? config.taskQueue,
+    identity,
+    taskQueue: pool,
     workflowsPath: require.resolve('../workflows/index.ts'),
     activities,
     // The activity waits on a process for hours; workflow tasks are tiny. Keep shutdown prompt.
@@ -39,7 +59,28 @@ export async function createLinkflowWorker({ config, taskQueue, connection }: Wo
     // Heartbeats carry progress and bring cancellations: send them at least every 2 s.
     maxHeartbeatThrottleInterval: '2s',
   });
-  return { worker, close: async () => { if (!connection) await conn.close(); } };
+  const nodeWorker = node
+    ? await Worker.create({
+      connection: conn,
+      namespace: config.namespace,
+      identity,
+      taskQueue: nodeQueue(pool, node.node),
+      activities,
+      shutdownGraceTime: '30s',
+      maxHeartbeatThrottleInterval: '2s',
+    })
+    : undefined;
+  const all = nodeWorker ? [worker, nodeWorker] : [worker];
+  return {
+    worker,
+    nodeWorker,
+    run: async () => {
+      // One worker stopping (a fatal error) stops the other, so the node never half-polls.
+      await Promise.all(all.map((w) => w.run().finally(() => all.forEach((x) => x.getState() === 'RUNNING' && x.shutdown()))));
+    },
+    shutdown: () => all.forEach((w) => w.getState() === 'RUNNING' && w.shutdown()),
+    close: async () => { if (!connection) await conn.close(); },
+  };
 }
 
 /**

@@ -24,8 +24,9 @@ import {
 import type * as activities from '../activities/index.ts';
 // Pure data, no Node imports: safe inside the workflow sandbox.
 import { INFRASTRUCTURE, type FailureClass } from '../modellink/failures.ts';
-import type { StagePlan } from '../modellink/plan.ts';
-import type { AttemptFailureDetails, AttemptRecord, PipelineInput, PipelineState, RetrySettingsInput, StageState } from '../modellink/run-state.ts';
+import { chooseNodes, launchesAcrossNodes, mergeRankResults, nodeQueue, rootCauseRank, type RankAssignment } from '../modellink/gang.ts';
+import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
+import type { AttemptFailureDetails, AttemptRecord, AttemptResult, PipelineInput, PipelineState, RetrySettingsInput, StageState } from '../modellink/run-state.ts';
 
 export const progressQuery = defineQuery<PipelineState>('progress');
 /** Checkpoint now and stop: the running training attempt is sent SIGTERM (Megatron saves with --exit-signal-handler or high availability); the pipeline ends as stopped and a rerun resumes it. */
@@ -90,7 +91,7 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
         stopped = true;
         break;
       }
-      const outcome = await runStage(plan.name, stage, s, retry, failures, state, control);
+      const outcome = await runStage(plan, stage, s, retry, failures, state, control);
       if (outcome === 'stopped') {
         stopped = true;
         break;
@@ -118,8 +119,10 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
   }
 }
 
-async function runStage(pipeline: string, stage: StagePlan, s: StageState, retry: RetrySettingsInput, failures: { code: number; infrastructure: number }, pipelineState: PipelineState, control: AttemptControl): Promise<'done' | 'continue-as-new' | 'stopped'> {
-  const { runStageAttempt } = proxyActivities<typeof activities>({
+/** The attempt activity, on the pool's queue or on one node's queue. */
+function attemptActivities(retry: RetrySettingsInput, taskQueue?: string) {
+  return proxyActivities<typeof activities>({
+    taskQueue,
     startToCloseTimeout: retry.startToCloseTimeoutMs,
     heartbeatTimeout: retry.heartbeatTimeoutMs,
     // Retries are this loop's: each attempt re-reads the checkpoints and is recorded.
@@ -127,6 +130,50 @@ async function runStage(pipeline: string, stage: StagePlan, s: StageState, retry
     // Cancelling waits until the activity has killed the process group.
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   });
+}
+
+/** Asks a node's worker about itself; a node that does not answer within seconds is not up. */
+async function probeNode(pool: string, node: string, reservePort = false) {
+  const { nodeInfo } = proxyActivities<typeof activities>({ taskQueue: nodeQueue(pool, node), scheduleToCloseTimeout: '15s', retry: { maximumAttempts: 1 } });
+  try {
+    return await nodeInfo({ reservePort });
+  } catch (err) {
+    if (isCancellation(err)) throw err;
+    return undefined;
+  }
+}
+
+const PLACEMENT_RETRY = '15s';
+
+interface GangPlacement {
+  /** Rank k runs on nodes[k]. */
+  nodes: string[];
+  masterAddr: string;
+  masterPort: number;
+}
+
+/** Nodes for one attempt of a gang: the named hosts or free workers of the pool, and rank 0's address and a free port. */
+async function placeGang(plan: PipelinePlan, pool: string, s: StageState): Promise<GangPlacement> {
+  for (;;) {
+    const candidates = plan.hosts ?? (await bookkeeping.poolNodes({ pool }));
+    const answers = await Promise.all(candidates.map((node) => probeNode(pool, node)));
+    const free = answers.filter((a) => a !== undefined && a.running === 0).map((a) => a!.node);
+    const choice = chooseNodes({ hosts: plan.hosts, count: plan.nodes }, free);
+    if ('nodes' in choice) {
+      const master = await probeNode(pool, choice.nodes[0], true);
+      if (master?.port !== undefined) return { nodes: choice.nodes, masterAddr: master.address, masterPort: master.port };
+    }
+    s.status = 'waiting-for-nodes';
+    s.note = `waiting for ${plan.nodes} nodes in pool ${pool}: ${'missing' in choice ? choice.missing : `node ${choice.nodes[0]} did not answer`}`;
+    await sleep(PLACEMENT_RETRY);
+  }
+}
+
+async function runStage(plan: PipelinePlan, stage: StagePlan, s: StageState, retry: RetrySettingsInput, failures: { code: number; infrastructure: number }, pipelineState: PipelineState, control: AttemptControl): Promise<'done' | 'continue-as-new' | 'stopped'> {
+  const pipeline = plan.name;
+  const { runStageAttempt } = attemptActivities(retry);
+  const pool = plan.taskQueue ?? workflowInfo().taskQueue;
+  const gang = plan.nodes > 1 && launchesAcrossNodes(stage.launcher);
   // Two budgets: faults of the machines never use up the retries meant for errors of the job.
   const budget = { code: stage.maxAttempts ?? retry.maximumAttempts, infrastructure: retry.infrastructureAttempts };
   let attemptsThisRun = 0;
@@ -137,11 +184,13 @@ async function runStage(pipeline: string, stage: StagePlan, s: StageState, retry
     const recomputed = (loaded: number | undefined) =>
       previous?.lastIteration !== undefined && loaded !== undefined ? Math.max(0, previous.lastIteration - loaded) : undefined;
     const startedAt = Date.now(); // workflow time: deterministic
+    const placed: GangOutcome = {};
     try {
       const scope = new CancellationScope();
       control.scope = scope;
-      const result = await scope.run(() => runStageAttempt({ pipeline, stage, attempt, saveInterval: stage.training ? pipelineState.saveInterval : undefined }));
-      s.attempts.push({ attempt, outcome: 'succeeded', startedAt, endedAt: Date.now(), timings: result.timings, loadedIteration: result.loadedIteration, resumeNote: result.resumeNote, lastIteration: result.finalIteration, recomputed: recomputed(result.loadedIteration), logFile: result.logFile });
+      const input = { pipeline, stage, attempt, saveInterval: stage.training ? pipelineState.saveInterval : undefined };
+      const result = await scope.run(() => (gang ? runGangAttempt(plan, pool, s, retry, input, placed) : runStageAttempt(input)));
+      s.attempts.push({ attempt, outcome: 'succeeded', startedAt, endedAt: Date.now(), timings: result.timings, loadedIteration: result.loadedIteration, resumeNote: result.resumeNote, lastIteration: result.finalIteration, recomputed: recomputed(result.loadedIteration), logFile: result.logFile, nodes: placed.nodes });
       s.finalIteration = result.finalIteration;
       s.lastCheckpoint = result.lastCheckpoint ?? s.lastCheckpoint;
       s.evalResults = result.evalResults;
@@ -161,6 +210,8 @@ async function runStage(pipeline: string, stage: StagePlan, s: StageState, retry
         throw err;
       }
       const record = attemptFailure(attempt, err);
+      record.nodes = placed.nodes;
+      record.failedNode = placed.failedNode;
       record.recomputed = recomputed(record.loadedIteration);
       record.startedAt = startedAt;
       record.endedAt = Date.now();
@@ -192,6 +243,52 @@ async function runStage(pipeline: string, stage: StagePlan, s: StageState, retry
       if (workflowInfo().continueAsNewSuggested || attemptsThisRun >= retry.continueAsNewAfterAttempts) return 'continue-as-new';
     }
   }
+}
+
+interface GangOutcome {
+  nodes?: string[];
+  failedNode?: string;
+}
+
+type RankOutcome = { nodeRank: number; node: string } & ({ result: AttemptResult } | { error: unknown });
+
+/**
+ * One attempt of a gang: every node rank at once, all pointed at rank 0's address and port. When
+ * one rank fails the others are cancelled (their process groups killed) instead of waiting out a
+ * collective's timeout, and the rank that explains the failure is the one reported.
+ */
+async function runGangAttempt(plan: PipelinePlan, pool: string, s: StageState, retry: RetrySettingsInput, input: { pipeline: string; stage: StagePlan; attempt: number; saveInterval?: number }, placed: GangOutcome): Promise<AttemptResult> {
+  const placement = await placeGang(plan, pool, s);
+  placed.nodes = placement.nodes;
+  s.status = 'running';
+  s.note = `node ranks on ${placement.nodes.join(', ')}; master ${placement.masterAddr}:${placement.masterPort}`;
+  const gangScope = new CancellationScope();
+  const outcomes = await gangScope.run(() =>
+    Promise.all(
+      placement.nodes.map((node, nodeRank): Promise<RankOutcome> => {
+        const rank: RankAssignment = { nodeRank, nodes: placement.nodes.length, node, masterAddr: placement.masterAddr, masterPort: placement.masterPort };
+        return attemptActivities(retry, nodeQueue(pool, node))
+          .runStageAttempt({ ...input, rank })
+          .then(
+            (result) => ({ nodeRank, node, result }),
+            (error: unknown) => {
+              if (!isCancellation(error)) gangScope.cancel();
+              return { nodeRank, node, error };
+            },
+          );
+      }),
+    ),
+  );
+  const errors = outcomes.flatMap((o) => ('error' in o ? [{ ...o, failureClass: attemptFailure(input.attempt, o.error).failureClass ?? 'unknown' }] : []));
+  const failed = errors.filter((o) => !isCancellation(o.error));
+  if (failed.length > 0) {
+    const root = rootCauseRank(failed)!;
+    placed.failedNode = root.node;
+    throw root.error;
+  }
+  // Cancelled from outside (stop or cancel): the last node's error knows the iteration it reached.
+  if (errors.length > 0) throw errors.at(-1)!.error;
+  return mergeRankResults(outcomes.map((o) => (o as { result: AttemptResult }).result));
 }
 
 function backoffMs(retry: RetrySettingsInput, group: 'code' | 'infrastructure', failures: number): number {

@@ -1,0 +1,67 @@
+/**
+ * What a node tells the workflow that places a gang: its name, the address its peers reach it at,
+ * whether it is busy, and (for rank 0) a free port for torchrun's rendezvous. The pool's pollers,
+ * read from Temporal, say which nodes are up.
+ */
+import { Context } from '@temporalio/activity';
+import { temporal } from '@temporalio/proto';
+import net from 'node:net';
+import os from 'node:os';
+import { nodeOfIdentity } from '../modellink/gang.ts';
+import { runningCount } from '../executors/local.ts';
+
+export interface NodeIdentity {
+  node: string;
+  /** Where the other nodes reach this one (rank 0's address becomes the master address). */
+  address: string;
+}
+
+let thisNode: NodeIdentity | undefined;
+
+/** Called once by a worker started with --node. */
+export function configureNode(node: NodeIdentity): void {
+  thisNode = node;
+}
+
+/** The first non-internal IPv4 address, else the host name: what peers on a cluster network can reach. */
+export function defaultNodeAddress(): string {
+  for (const addrs of Object.values(os.networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return os.hostname();
+}
+
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface NodeInfo extends NodeIdentity {
+  /** Commands this worker is running now: a busy node is not free for a new gang. */
+  running: number;
+  port?: number;
+}
+
+export async function nodeInfo(input: { reservePort?: boolean }): Promise<NodeInfo> {
+  if (!thisNode) throw new Error('this worker was started without --node; it cannot take a node rank');
+  const port = input.reservePort ? await freePort(thisNode.address) : undefined;
+  return { ...thisNode, running: runningCount(), port };
+}
+
+/** The nodes whose workers poll the pool now (Temporal lists the activity pollers of a task queue). */
+export async function poolNodes(input: { pool: string }): Promise<string[]> {
+  const client = Context.current().client;
+  const response = await client.workflowService.describeTaskQueue({
+    namespace: client.options.namespace,
+    taskQueue: { name: input.pool, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+    taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+  });
+  const nodes = (response.pollers ?? []).map((p) => nodeOfIdentity(p.identity ?? '')).filter((n): n is string => n !== undefined);
+  return [...new Set(nodes)].sort();
+}

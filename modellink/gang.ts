@@ -1,0 +1,121 @@
+/**
+ * Multi-node gangs: a stage on N nodes runs as N attempts, one per node rank, that torchrun joins
+ * into one job. Pure helpers: where a rank's activity goes, what its command line says, which
+ * rank's failure explains the gang's, and what the gang's result is.
+ */
+import type { AttemptResult, AttemptTimings } from './run-state.ts';
+import type { FailureClass } from './failures.ts';
+
+/** A node's own task queue in a pool: `linkflow worker --queue POOL --node NAME` polls it beside POOL. */
+export function nodeQueue(pool: string, node: string): string {
+  return `${pool}@${node}`;
+}
+
+/** Worker identities carry the node name, so the pool's pollers tell which nodes are up. */
+export function nodeIdentity(node: string, host: string, pid: number): string {
+  return `${pid}@${host} node=${node}`;
+}
+
+export function nodeOfIdentity(identity: string): string | undefined {
+  return /\snode=(\S+)$/.exec(identity)?.[1];
+}
+
+/** Which node rank k runs on, and where rank 0 listens: the same for every rank of an attempt. */
+export interface RankAssignment {
+  nodeRank: number;
+  nodes: number;
+  node: string;
+  masterAddr: string;
+  masterPort: number;
+}
+
+const RANK_FLAGS: Record<string, (r: RankAssignment) => string> = {
+  '--node_rank': (r) => String(r.nodeRank),
+  '--node-rank': (r) => String(r.nodeRank),
+  '--master_addr': (r) => r.masterAddr,
+  '--master-addr': (r) => r.masterAddr,
+  '--master_port': (r) => String(r.masterPort),
+  '--master-port': (r) => String(r.masterPort),
+  '--nnodes': (r) => String(r.nodes),
+};
+
+/**
+ * The launcher's argv for one rank: torchrun's --node_rank, --master_addr, --master_port and
+ * --nnodes take this attempt's values. Only the launcher is touched, never the script's own flags.
+ */
+export function launcherForRank(launcher: string[], rank: RankAssignment): string[] {
+  const out = [...launcher];
+  for (let i = 0; i < out.length - 1; i++) {
+    const value = RANK_FLAGS[out[i]];
+    if (value) out[i + 1] = value(rank);
+  }
+  for (let i = 0; i < out.length; i++) {
+    const eq = out[i].indexOf('=');
+    const value = eq > 0 ? RANK_FLAGS[out[i].slice(0, eq)] : undefined;
+    if (value) out[i] = `${out[i].slice(0, eq)}=${value(rank)}`;
+  }
+  return out;
+}
+
+/** Whether a stage's launcher starts a distributed job across nodes (torchrun with --nnodes). */
+export function launchesAcrossNodes(launcher: string[]): boolean {
+  return launcher.some((a) => a === '--nnodes' || a.startsWith('--nnodes='));
+}
+
+/** Megatron prints the training log on the last rank, so the last node is the one that sees iterations. */
+export function logsIterations(rank: RankAssignment | undefined): boolean {
+  return !rank || rank.nodeRank === rank.nodes - 1;
+}
+
+export interface RankFailure {
+  nodeRank: number;
+  failureClass: FailureClass;
+}
+
+/**
+ * When one rank dies, the others fail too: they lose their peer (communication) or are cancelled.
+ * The rank that explains the gang's failure is the first one that failed for another reason.
+ */
+export function rootCauseRank<T extends RankFailure>(failures: T[]): T | undefined {
+  return failures.find((f) => f.failureClass !== 'communication') ?? failures[0];
+}
+
+/**
+ * One result for the gang: iterations come from the last node (the one that logs them), saved
+ * checkpoints from node 0 (which prints the saving lines), the rest from whichever rank knows.
+ */
+export function mergeRankResults(results: AttemptResult[]): AttemptResult {
+  const last = results.at(-1)!;
+  const first = results[0];
+  const max = (xs: (number | undefined)[]) => {
+    const known = xs.filter((x): x is number => x !== undefined);
+    return known.length ? Math.max(...known) : undefined;
+  };
+  const checkpoints = results.map((r) => r.lastCheckpoint).filter((c) => c !== undefined);
+  const timings: AttemptTimings = {
+    startupMs: last.timings?.startupMs,
+    msPerIteration: last.timings?.msPerIteration,
+    saveMsTotal: first.timings?.saveMsTotal ?? last.timings?.saveMsTotal,
+    saves: first.timings?.saves ?? last.timings?.saves,
+  };
+  return {
+    loadedIteration: first.loadedIteration ?? last.loadedIteration,
+    resumeNote: first.resumeNote ?? last.resumeNote,
+    finalIteration: max(results.map((r) => r.finalIteration)),
+    lastCheckpoint: checkpoints.sort((a, b) => b.iteration - a.iteration)[0],
+    evalResults: results.find((r) => r.evalResults?.length)?.evalResults ?? last.evalResults,
+    logFile: last.logFile,
+    logFiles: results.map((r) => r.logFile),
+    timings,
+  };
+}
+
+/** Nodes for a gang: the named hosts (all of them), or the first free ones of the pool, by name. */
+export function chooseNodes(wanted: { hosts?: string[]; count: number }, free: string[]): { nodes: string[] } | { missing: string } {
+  if (wanted.hosts) {
+    const down = wanted.hosts.filter((h) => !free.includes(h));
+    return down.length === 0 ? { nodes: wanted.hosts } : { missing: `host${down.length > 1 ? 's' : ''} ${down.join(', ')} not free or not polling` };
+  }
+  const sorted = [...new Set(free)].sort();
+  return sorted.length >= wanted.count ? { nodes: sorted.slice(0, wanted.count) } : { missing: `${wanted.count} free nodes needed, ${sorted.length} free (${sorted.join(', ') || 'none'})` };
+}

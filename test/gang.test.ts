@@ -1,0 +1,71 @@
+/** Multi-node gangs without Temporal: rank command lines, placement, root cause, merged results. */
+import { describe, expect, it } from 'vitest';
+import { chooseNodes, launcherForRank, launchesAcrossNodes, logsIterations, mergeRankResults, nodeIdentity, nodeOfIdentity, nodeQueue, rootCauseRank } from '../modellink/gang.ts';
+import { planPipeline } from '../modellink/plan.ts';
+import { fiveStageSpec, ROOT } from './helpers/specs.ts';
+
+const rank = { nodeRank: 1, nodes: 2, node: 'n2', masterAddr: '10.0.0.7', masterPort: 29411 };
+
+describe('a rank of a gang', () => {
+  it("gets its node rank and rank 0's address and port, and nothing else of the command changes", () => {
+    const launcher = ['torchrun', '--nproc_per_node', '8', '--nnodes', '2', '--node_rank', '0', '--master_addr', 'localhost', '--master_port', '6000'];
+    expect(launcherForRank(launcher, rank)).toEqual(['torchrun', '--nproc_per_node', '8', '--nnodes', '2', '--node_rank', '1', '--master_addr', '10.0.0.7', '--master_port', '29411']);
+    expect(launcherForRank(['torchrun', '--node-rank=0', '--master-addr=x', '--nproc_per_node', '8'], rank)).toEqual(['torchrun', '--node-rank=1', '--master-addr=10.0.0.7', '--nproc_per_node', '8']);
+    expect(launcher[6]).toBe('0');
+  });
+
+  it("every stage launched with torchrun in a 2-node spec is a gang, and a rank's command keeps the planned launcher flags", () => {
+    const spec = fiveStageSpec('gang', '/tmp/ws');
+    spec.cluster = { nodes: 2, devicesPerNode: 1, hosts: ['n1', 'n2'] };
+    spec.parallel = { tp: 1, pp: 2 };
+    const planned = planPipeline(spec, { baseDir: ROOT });
+    if (!planned.ok) throw new Error(JSON.stringify(planned.problems));
+    expect(planned.plan.hosts).toEqual(['n1', 'n2']);
+    const gangs = planned.plan.stages.filter((s) => launchesAcrossNodes(s.launcher)).map((s) => s.name);
+    expect(gangs).toEqual(['pretrain', 'finetune', 'evaluate', 'generate']);
+    const pretrain = planned.plan.stages.find((s) => s.name === 'pretrain')!;
+    const ranked = launcherForRank(pretrain.launcher, rank);
+    expect(ranked.filter((a) => a.startsWith('--'))).toEqual(pretrain.launcher.filter((a) => a.startsWith('--')));
+  });
+
+  it('only the last node watches for hangs: Megatron prints the training log on the last rank', () => {
+    expect(logsIterations(undefined)).toBe(true);
+    expect(logsIterations({ ...rank, nodeRank: 0 })).toBe(false);
+    expect(logsIterations(rank)).toBe(true);
+  });
+});
+
+describe('placing a gang', () => {
+  it('uses the named hosts when all are free, and says which are not', () => {
+    expect(chooseNodes({ hosts: ['b', 'a'], count: 2 }, ['a', 'b', 'c'])).toEqual({ nodes: ['b', 'a'] });
+    expect(chooseNodes({ hosts: ['a', 'd'], count: 2 }, ['a', 'b'])).toEqual({ missing: 'host d not free or not polling' });
+  });
+
+  it('takes the first free nodes of the pool by name, or says how many are missing', () => {
+    expect(chooseNodes({ count: 2 }, ['c', 'a', 'b', 'a'])).toEqual({ nodes: ['a', 'b'] });
+    expect(chooseNodes({ count: 3 }, ['a'])).toEqual({ missing: '3 free nodes needed, 1 free (a)' });
+  });
+
+  it('node queues and worker identities name the node', () => {
+    expect(nodeQueue('pool', 'n1')).toBe('pool@n1');
+    expect(nodeOfIdentity(nodeIdentity('n1', 'host', 42))).toBe('n1');
+    expect(nodeOfIdentity('42@host')).toBeUndefined();
+  });
+});
+
+describe("a gang's outcome", () => {
+  it('blames the rank that failed first for a reason other than losing its peer', () => {
+    expect(rootCauseRank([{ nodeRank: 0, failureClass: 'communication' }, { nodeRank: 1, failureClass: 'segfault' }])?.nodeRank).toBe(1);
+    expect(rootCauseRank([{ nodeRank: 0, failureClass: 'communication' }, { nodeRank: 1, failureClass: 'communication' }])?.nodeRank).toBe(0);
+    expect(rootCauseRank([])).toBeUndefined();
+  });
+
+  it('takes iterations from the last node and saved checkpoints from node 0', () => {
+    const merged = mergeRankResults([
+      { logFile: 'r0.log', loadedIteration: 10, lastCheckpoint: { iteration: 40, dir: '/s/iter_0000040' }, timings: { saveMsTotal: 300, saves: 3 } },
+      { logFile: 'r1.log', loadedIteration: 10, finalIteration: 40, timings: { startupMs: 900, msPerIteration: 20 } },
+    ]);
+    expect(merged).toMatchObject({ loadedIteration: 10, finalIteration: 40, lastCheckpoint: { iteration: 40 }, logFile: 'r1.log', logFiles: ['r0.log', 'r1.log'] });
+    expect(merged.timings).toEqual({ startupMs: 900, msPerIteration: 20, saveMsTotal: 300, saves: 3 });
+  });
+});
