@@ -4,7 +4,7 @@
  * read from Temporal, say which nodes are up.
  */
 import { Context } from '@temporalio/activity';
-import { temporal } from '@temporalio/proto';
+import proto from '@temporalio/proto';
 import net from 'node:net';
 import os from 'node:os';
 import { nodeOfIdentity } from '../modellink/gang.ts';
@@ -59,8 +59,8 @@ export async function poolNodes(input: { pool: string }): Promise<string[]> {
   const client = Context.current().client;
   const response = await client.workflowService.describeTaskQueue({
     namespace: client.options.namespace,
-    taskQueue: { name: input.pool, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
-    taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+    taskQueue: { name: input.pool, kind: proto.temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+    taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
   });
   const nodes = (response.pollers ?? []).map((p) => nodeOfIdentity(p.identity ?? '')).filter((n): n is string => n !== undefined);
   return [...new Set(nodes)].sort();

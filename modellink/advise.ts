@@ -87,3 +87,20 @@ export function observationsOf(stage: StageState): RunObservations | undefined {
     saveInterval: stage.saveInterval,
   };
 }
+
+/**
+ * The save interval the next attempt should use when the stage lets linkflow apply the advice
+ * (training.autoSaveInterval), or undefined to keep the current one.
+ */
+export function autoSaveInterval(stage: StageState, trainIters: number): { interval: number; reason: string } | undefined {
+  const observed = observationsOf(stage);
+  const advice = observed && adviseSaveInterval(observed);
+  if (!observed || !advice) return undefined;
+  const interval = Math.min(trainIters, advice.recommendedIterations);
+  if (interval === observed.saveInterval) return undefined;
+  const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+  return {
+    interval,
+    reason: `save interval ${observed.saveInterval} → ${interval} iterations (Young/Daly: mean time between failures ${s(advice.mtbfMs)}, save ${s(observed.saveMs)}, recovery ${s(observed.recoveryMs)}, ${observed.iterationMs.toFixed(0)} ms per iteration)`,
+  };
+}

@@ -33,6 +33,8 @@ export interface TrainingPlan {
   saveDir: string;
   trainIters: number;
   saveInterval: number;
+  /** Apply save-interval advice (Young/Daly) from the attempt log at the next attempt. */
+  autoSaveInterval: boolean;
   seqLength: number;
   globalBatchSize: number;
   worldSize: number;
@@ -269,6 +271,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
           saveDir: output,
           trainIters: stage.trainIters,
           saveInterval: stage.saveInterval,
+          autoSaveInterval: stage.autoSaveInterval,
           seqLength: stage.seqLength ?? preset.architecture.seqLength,
           globalBatchSize: stage.globalBatchSize,
           worldSize: spec.cluster.nodes * spec.cluster.devicesPerNode,

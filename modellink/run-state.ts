@@ -65,6 +65,8 @@ export interface AttemptRecord {
   /** A gang's attempt: the nodes it ran on (rank k on nodes[k]) and the rank whose failure explains it. */
   nodes?: string[];
   failedNode?: string;
+  /** The save interval linkflow chose for the attempts after this one (training.autoSaveInterval), and why. */
+  saveIntervalAdvice?: string;
 }
 
 export interface StageState {

@@ -183,6 +183,8 @@ const trainingFields = {
   load: reference.optional(),
   trainIters: positiveInt,
   saveInterval: positiveInt,
+  /** After a failure, the next attempt saves at the interval Young/Daly recommend from the attempt log (as `linkflow advise` prints it). A setSaveInterval signal still wins. */
+  autoSaveInterval: z.boolean().default(false),
   logInterval: positiveInt.default(1),
   microBatchSize: positiveInt.default(1),
   globalBatchSize: positiveInt,

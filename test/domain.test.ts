@@ -176,6 +176,21 @@ describe('save interval advice', () => {
     expect(advice.recommendedIterations).toBe(Math.round(advice.dalyMs / 1000));
     expect(advice.wasteRecommended).toBeLessThan(advice.wasteNow);
   });
+
+  it('applied automatically: the next interval is the advice, capped at the run length, and nothing changes without failures', async () => {
+    const { autoSaveInterval } = await import('../modellink/advise.ts');
+    const failedOnce = {
+      name: 'pretrain', kind: 'pretrain' as const, status: 'retrying' as const, output: '/x', saveInterval: 10,
+      attempts: [{ attempt: 1, outcome: 'failed' as const, failureClass: 'communication' as const, startedAt: 0, endedAt: 600_000, timings: { saves: 60, saveMsTotal: 60_000, msPerIteration: 100 } }],
+    };
+    // One failure in 10 min, 1 s saves: Daly's interval is ≈ 34 s, i.e. about 340 iterations of 100 ms.
+    const auto = autoSaveInterval(failedOnce, 10_000)!;
+    expect(auto.interval).toBeGreaterThan(300);
+    expect(auto.interval).toBeLessThan(360);
+    expect(auto.reason).toContain(`save interval 10 → ${auto.interval} iterations`);
+    expect(autoSaveInterval(failedOnce, 200)!.interval).toBe(200);
+    expect(autoSaveInterval({ ...failedOnce, attempts: [{ ...failedOnce.attempts[0], outcome: 'succeeded' as const, failureClass: undefined }] }, 10_000)).toBeUndefined();
+  });
 });
 
 describe('lease fencing', () => {

@@ -229,4 +229,23 @@ describe('training resumes from the newest complete checkpoint', () => {
     // The first attempt kept its interval (10, 20); the second, from 20, saved every 4.
     expect(saved).toEqual(['iter_0000010', 'iter_0000020', 'iter_0000024', 'iter_0000028', 'iter_0000032', 'iter_0000036', 'iter_0000040']);
   });
+
+  it('autoSaveInterval: after a failure the next attempt saves at the interval Young/Daly recommend', async () => {
+    const dir = tempDir('autointerval');
+    const spec = fiveStageSpec('autointerval', path.join(dir, 'ws'), { trainIters: 80, saveInterval: 10, pretrainEnv: { MLEMU_FAULTS: 'crash@25', MLEMU_SAVE_TIME_MS: '300' } });
+    spec.stages = spec.stages.slice(0, 4).filter((s) => s.name !== 'sft-data');
+    Object.assign(spec.stages.find((s) => s.name === 'pretrain')!, { autoSaveInterval: true });
+    const { state } = await runSpec(t, writeSpec(dir, spec));
+    expect(state.status).toBe('succeeded');
+    const pretrain = state.stages.find((s) => s.name === 'pretrain')!;
+    const advice = /save interval 10 → (\d+) iterations \(Young\/Daly/.exec(pretrain.attempts[0].saveIntervalAdvice ?? '');
+    expect(advice, pretrain.attempts[0].saveIntervalAdvice).not.toBeNull();
+    const interval = Number(advice![1]);
+    expect(interval).not.toBe(10);
+    // The second attempt ran with it.
+    const argv = /# argv: (.*)/.exec(fs.readFileSync(pretrain.attempts[1].logFile!, 'utf8'))![1];
+    const args = JSON.parse(argv) as string[];
+    expect(args[args.indexOf('--save-interval') + 1]).toBe(String(interval));
+    expect(pretrain.saveInterval).toBe(interval);
+  });
 });

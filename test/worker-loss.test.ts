@@ -2,15 +2,16 @@
  * A worker killed with SIGKILL during training: its trainer does not survive it, and the next
  * attempt runs on another worker, resuming from the newest checkpoint, with no two trainers at once.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectClient, outcomeOf, snapshot, startPipeline } from '../cli/pipeline-client.ts';
 import { startDevServer, type DevServer } from '../server/dev-server.ts';
-import { fiveStageSpec, ROOT, tempDir, writeSpec } from './helpers/specs.ts';
+import { fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';
 import { planFile } from './helpers/temporal.ts';
 import { fastRetryConfig, processesMentioning, until } from './helpers/wait.ts';
+import { startWorkerProcess, stopWorkers } from './helpers/workers.ts';
 
 let server: DevServer;
 const workers: ChildProcess[] = [];
@@ -19,27 +20,12 @@ beforeAll(async () => {
   server = await startDevServer({ ui: false });
 });
 afterAll(async () => {
-  for (const w of workers) if (w.exitCode === null && w.signalCode === null) w.kill('SIGKILL');
+  stopWorkers(workers);
   await server?.stop();
 });
 
 function startWorker(queue: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'linkflow.js'), 'worker', '--queue', queue], {
-    cwd: ROOT,
-    env: { ...process.env, TEMPORAL_ADDRESS: server.address },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  workers.push(child);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const onData = (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('worker polling')) resolve(child);
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.on('exit', (code) => reject(new Error(`worker exited (${code}):\n${out}`)));
-  });
+  return startWorkerProcess(server.address, ['--queue', queue], workers);
 }
 
 describe('a worker killed during training', () => {

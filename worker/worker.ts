@@ -50,7 +50,8 @@ export async function createLinkflowWorker({ config, taskQueue, connection, node
   const worker = await Worker.create({
     connection: conn,
     namespace: config.namespace,
-    identity,
+    // An explicit undefined identity is rejected by the native worker.
+    ...(identity ? { identity } : {}),
     taskQueue: pool,
     workflowsPath: require.resolve('../workflows/index.ts'),
     activities,

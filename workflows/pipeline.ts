@@ -24,6 +24,7 @@ import {
 import type * as activities from '../activities/index.ts';
 // Pure data, no Node imports: safe inside the workflow sandbox.
 import { INFRASTRUCTURE, type FailureClass } from '../modellink/failures.ts';
+import { autoSaveInterval } from '../modellink/advise.ts';
 import { chooseNodes, launchesAcrossNodes, mergeRankResults, nodeQueue, rootCauseRank, type RankAssignment } from '../modellink/gang.ts';
 import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
 import type { AttemptFailureDetails, AttemptRecord, AttemptResult, PipelineInput, PipelineState, RetrySettingsInput, StageState } from '../modellink/run-state.ts';
@@ -188,7 +189,9 @@ async function runStage(plan: PipelinePlan, stage: StagePlan, s: StageState, ret
     try {
       const scope = new CancellationScope();
       control.scope = scope;
-      const input = { pipeline, stage, attempt, saveInterval: stage.training ? pipelineState.saveInterval : undefined };
+      // A signalled save interval wins over one linkflow chose itself.
+      const saveInterval = stage.training ? pipelineState.saveInterval ?? (s.saveInterval !== stage.training.saveInterval ? s.saveInterval : undefined) : undefined;
+      const input = { pipeline, stage, attempt, saveInterval };
       const result = await scope.run(() => (gang ? runGangAttempt(plan, pool, s, retry, input, placed) : runStageAttempt(input)));
       s.attempts.push({ attempt, outcome: 'succeeded', startedAt, endedAt: Date.now(), timings: result.timings, loadedIteration: result.loadedIteration, resumeNote: result.resumeNote, lastIteration: result.finalIteration, recomputed: recomputed(result.loadedIteration), logFile: result.logFile, nodes: placed.nodes });
       s.finalIteration = result.finalIteration;
@@ -231,6 +234,13 @@ async function runStage(plan: PipelinePlan, stage: StagePlan, s: StageState, ret
             (record.excerpt?.length ? `\n--- log excerpt (${record.logFile ?? 'no log'}) ---\n${record.excerpt.join('\n')}` : ''),
           details: [{ stage: stage.name, failureClass: record.failureClass, excerpt: record.excerpt ?? [], logFile: record.logFile }],
         });
+      }
+      if (stage.training?.autoSaveInterval && pipelineState.saveInterval === undefined) {
+        const advice = autoSaveInterval(s, stage.training.trainIters);
+        if (advice) {
+          s.saveInterval = advice.interval;
+          record.saveIntervalAdvice = advice.reason;
+        }
       }
       s.status = 'retrying';
       await sleep(backoffMs(retry, group, failures[group]));

@@ -1,0 +1,121 @@
+/**
+ * Multi-node gangs on one machine: `linkflow worker --queue POOL --node NAME` processes stand for
+ * the nodes, the emulator's torchrun joins their ranks over TCP. A rank that fails takes the gang
+ * down (the other ranks are cancelled, no trainer is left) and the gang restarts from the newest
+ * complete checkpoint.
+ */
+import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectClient, outcomeOf, snapshot, startPipeline } from '../cli/pipeline-client.ts';
+import { startDevServer, type DevServer } from '../server/dev-server.ts';
+import { fiveStageSpec, tempDir, writeSpec, type RawSpec } from './helpers/specs.ts';
+import { planFile } from './helpers/temporal.ts';
+import { fastRetryConfig, processesMentioning, until } from './helpers/wait.ts';
+import { startWorkerProcess, stopWorkers } from './helpers/workers.ts';
+
+let server: DevServer;
+const workers: ChildProcess[] = [];
+
+beforeAll(async () => {
+  server = await startDevServer({ ui: false });
+});
+afterAll(async () => {
+  stopWorkers(workers);
+  await server?.stop();
+});
+
+function node(pool: string, name: string): Promise<ChildProcess> {
+  return startWorkerProcess(server.address, ['--queue', pool, '--node', name, '--address', '127.0.0.1'], workers);
+}
+
+/** Data, weights (resharded for pp 2) and a pretraining stage on two nodes of one device each: node 1 owns the second pipeline stage. */
+function gangSpec(name: string, ws: string, cluster: Record<string, unknown>, pretrain: { trainIters: number; env?: Record<string, string> }): RawSpec {
+  const spec = fiveStageSpec(name, ws, { trainIters: pretrain.trainIters, saveInterval: 10, pretrainEnv: pretrain.env });
+  spec.cluster = { devicesPerNode: 1, ...cluster };
+  spec.parallel = { tp: 1, pp: 2 };
+  spec.stages = spec.stages.filter((s) => ['data', 'weights', 'pretrain'].includes(s.name as string));
+  return spec;
+}
+
+function rankLogs(ws: string, pipeline: string, attempt: number): string[] {
+  const dir = path.join(ws, pipeline, 'pretrain', 'logs');
+  return fs.readdirSync(dir).filter((f) => f.startsWith(`attempt-${attempt}-rank-`)).sort();
+}
+
+describe('a two-node gang', () => {
+  it('forms on the named hosts; rank 1 crashes, both ranks stop and the gang restarts from the checkpoint', async () => {
+    const pool = `gang-${process.pid}`;
+    await Promise.all([node(pool, 'n1'), node(pool, 'n2')]);
+    const config = fastRetryConfig(server.address, '10s');
+    const client = await connectClient(config);
+    const dir = tempDir('gang');
+    const ws = path.join(dir, 'ws');
+    const spec = gangSpec('gang', ws, { nodes: 2, hosts: ['n1', 'n2'] }, { trainIters: 40, env: { MLEMU_FAULTS: 'node1:crash@15' } });
+    const handle = await startPipeline(client, config, planFile(writeSpec(dir, spec)), pool);
+    const { state, failure } = await outcomeOf(handle);
+    expect(failure).toBeUndefined();
+    expect(state?.status).toBe('succeeded');
+    const pretrain = state!.stages.find((s) => s.name === 'pretrain')!;
+    const [crashed, resumed] = pretrain.attempts;
+    expect(crashed.outcome).toBe('failed');
+    // Rank 0 lost its peer (a communication error); the failure is blamed on the rank that crashed.
+    expect(crashed.failureClass).not.toBe('communication');
+    expect(crashed.failedNode).toBe('n2');
+    expect(crashed.nodes).toEqual(['n1', 'n2']);
+    expect(resumed.outcome).toBe('succeeded');
+    expect(resumed.nodes).toEqual(['n1', 'n2']);
+    expect(resumed.loadedIteration).toBe(10);
+    expect(pretrain.finalIteration).toBe(40);
+    // One log per rank and attempt; rank 0's first attempt ended because its peer was gone.
+    expect(rankLogs(ws, 'gang', 1)).toHaveLength(2);
+    expect(rankLogs(ws, 'gang', 2)).toHaveLength(2);
+    const rank0 = fs.readFileSync(path.join(ws, 'gang', 'pretrain', 'logs', rankLogs(ws, 'gang', 1)[0]), 'utf8');
+    expect(rank0).toMatch(/node rank 0 of 2 on n1/);
+    expect(rank0).toMatch(/hccl|HCCL|cancelled/);
+    // Both nodes wrote their shards of the final checkpoint.
+    const saveDir = path.join(ws, 'gang', 'pretrain', 'checkpoints');
+    expect(fs.readFileSync(path.join(saveDir, 'latest_checkpointed_iteration.txt'), 'utf8').trim()).toBe('40');
+    expect(fs.readdirSync(path.join(saveDir, 'iter_0000040')).sort()).toEqual(['mp_rank_00_000', 'mp_rank_00_001']);
+    expect(processesMentioning(ws)).toEqual([]);
+    await client.connection.close();
+  });
+
+  it('placed on free nodes of a pool; a node killed with SIGKILL takes its rank down and the gang re-forms on the nodes left', async () => {
+    const pool = `pool-${process.pid}`;
+    const [a, b] = await Promise.all([node(pool, 'a'), node(pool, 'b'), node(pool, 'c')]);
+    const config = fastRetryConfig(server.address, '5s');
+    const client = await connectClient(config);
+    const dir = tempDir('gangpool');
+    const ws = path.join(dir, 'ws');
+    const spec = gangSpec('gangpool', ws, { nodes: 2 }, { trainIters: 300 });
+    (spec.modellink as { env: Record<string, string> }).env.MLEMU_ITER_TIME_MS = '30';
+    const handle = await startPipeline(client, config, planFile(writeSpec(dir, spec)), pool);
+
+    await until('the gang to train past iteration 20', async () => {
+      const snap = await snapshot(handle);
+      return snap.live?.stage === 'pretrain' && (snap.live.iteration ?? 0) >= 20 ? true : undefined;
+    }, { timeoutMs: 120_000 });
+    const first = (await snapshot(handle)).state?.stages.find((s) => s.name === 'pretrain');
+    // The first free nodes by name.
+    expect(first?.note).toContain('node ranks on a, b');
+    b.kill('SIGKILL');
+
+    const { state, failure } = await outcomeOf(handle);
+    expect(failure).toBeUndefined();
+    const pretrain = state!.stages.find((s) => s.name === 'pretrain')!;
+    const lost = pretrain.attempts[0];
+    expect(lost.nodes).toEqual(['a', 'b']);
+    expect(lost.failedNode).toBe('b');
+    expect(lost.failureClass).toBe('node-lost');
+    const last = pretrain.attempts.at(-1)!;
+    expect(last.outcome).toBe('succeeded');
+    expect(last.nodes).toEqual(['a', 'c']);
+    expect(last.loadedIteration).toBeGreaterThanOrEqual(20);
+    expect(pretrain.finalIteration).toBe(300);
+    expect(processesMentioning(ws)).toEqual([]);
+    expect(a.exitCode).toBeNull();
+    await client.connection.close();
+  });
+});
