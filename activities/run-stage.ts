@@ -196,6 +196,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
 
   const launchedAt = Date.now();
   let saveStartedAt: number | undefined;
+  let loadStartedAt: number | undefined;
   const proc = releaseOnThrow(() => startProcess({
     argv,
     cwd: stage.cwd,
@@ -209,6 +210,8 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
       // Timings for save-interval advice (linkflow advise).
       if (event?.type === 'iteration' && progress.startupMs === undefined) progress.startupMs = Date.now() - launchedAt;
       if (event?.type === 'checkpoint-saving') saveStartedAt = Date.now();
+      if (event?.type === 'checkpoint-loading') loadStartedAt = Date.now();
+      if (event?.type === 'checkpoint-loaded' && loadStartedAt !== undefined) progress.loadMs = Date.now() - loadStartedAt;
       if (event?.type === 'checkpoint-saved' && saveStartedAt !== undefined) {
         progress.saveMsTotal = (progress.saveMsTotal ?? 0) + (Date.now() - saveStartedAt);
         progress.saves = (progress.saves ?? 0) + 1;
@@ -318,7 +321,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
 
 /** What the watcher measured, for `linkflow advise`. */
 function timingsOf(progress: AttemptProgress): AttemptTimings {
-  return { startupMs: progress.startupMs, saveMsTotal: progress.saveMsTotal, saves: progress.saves, msPerIteration: progress.elapsedMsPerIteration };
+  return { startupMs: progress.startupMs, loadMs: progress.loadMs, saveMsTotal: progress.saveMsTotal, saves: progress.saves, msPerIteration: progress.elapsedMsPerIteration };
 }
 
 /** Exit code 0 is not proof: check the stage produced what it promised. */

@@ -94,6 +94,7 @@ export function mergeRankResults(results: AttemptResult[]): AttemptResult {
   const checkpoints = results.map((r) => r.lastCheckpoint).filter((c) => c !== undefined);
   const timings: AttemptTimings = {
     startupMs: last.timings?.startupMs,
+    loadMs: first.timings?.loadMs ?? last.timings?.loadMs,
     msPerIteration: last.timings?.msPerIteration,
     saveMsTotal: first.timings?.saveMsTotal ?? last.timings?.saveMsTotal,
     saves: first.timings?.saves ?? last.timings?.saves,

@@ -38,7 +38,9 @@ export type StageStatus = 'pending' | 'checking' | 'waiting-for-nodes' | 'runnin
 
 /** Measured by the attempt's watcher, for `linkflow advise`. */
 export interface AttemptTimings {
+  /** From launch to the first iteration logged, checkpoint load included. */
   startupMs?: number;
+  loadMs?: number;
   saveMsTotal?: number;
   saves?: number;
   msPerIteration?: number;

@@ -98,6 +98,8 @@ export interface AttemptProgress {
   documents?: number;
   /** Measured by the watcher: from launch to the first iteration logged, and checkpoint saves. */
   startupMs?: number;
+  /** From "loading checkpoint" to "successfully loaded": part of the start-up. */
+  loadMs?: number;
   saveMsTotal?: number;
   saves?: number;
 }
