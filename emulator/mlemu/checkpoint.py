@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from . import tracebacks
+from . import gang, tracebacks
 
 TRACKER_NAME = 'latest_checkpointed_iteration.txt'
 MODEL_FILE = 'model_optim_rng.pt'
@@ -144,8 +144,11 @@ def shard_document(iteration, tp_rank, pp_rank, ep_rank, args, keys, lora=False,
 # --- save -----------------------------------------------------------------------------------------------
 
 def save_checkpoint(rt, save_dir, iteration, args, keys, with_distrib_optim=False, lora=False, save_time_ms=0.0,
-                    extra=None):
-    """megatron.training.checkpointing.save_checkpoint, for the ranks this process stands for."""
+                    extra=None, stack=()):
+    """megatron.training.checkpointing.save_checkpoint, for the ranks this process stands for.
+
+    `stack`: traceback frames down to the call of save_checkpoint (for a failed barrier).
+    """
     rt.print0('saving checkpoint at iteration {:7d} to {} in {} format'.format(iteration, save_dir, 'torch'))
     tp, pp, ep = args.tensor_model_parallel_size, args.pipeline_model_parallel_size, rt.ep
     dp = max(1, getattr(args, 'data_parallel_size', 1))
@@ -161,9 +164,13 @@ def save_checkpoint(rt, save_dir, iteration, args, keys, with_distrib_optim=Fals
         write_json(model_path, shard_document(iteration, tp_rank, pp_rank, ep_rank, args, keys, lora, extra))
         if pause:
             time.sleep(pause)
+    # Megatron: barrier, so the tracker never names an iteration whose shards another node is still
+    # writing (or never wrote: a node lost here fails the barrier); then a second barrier.
+    gang.barrier(list(stack) + tracebacks.SAVE_BARRIER)
     if rt.dist.hosts_rank0:
         write_tracker(save_dir, iteration)
     rt.print0('  successfully saved checkpoint at iteration {:7d} to {}'.format(iteration, save_dir))
+    gang.barrier(list(stack) + tracebacks.SAVE_BARRIER)
 
 
 # --- load -----------------------------------------------------------------------------------------------

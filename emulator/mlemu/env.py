@@ -54,6 +54,36 @@ def faults_spec():
     return os.environ.get('MLEMU_FAULTS', '')
 
 
+def env_seconds(name, default):
+    """A duration in seconds from the environment; unset, empty, non-numeric or <= 0 gives `default`."""
+    raw = os.environ.get(name, '').strip()
+    try:
+        value = float(raw) if raw else 0.0
+    except ValueError:
+        sys.stderr.write(f'mlemu: ignoring {name}={raw!r} (not a number of seconds)\n')
+        value = 0.0
+    return value if value > 0 else float(default)
+
+
+def rdzv_timeout_s(default_s):
+    """MLEMU_RDZV_TIMEOUT_S: how long nodes wait for each other at start-up.
+
+    The default is Megatron's --distributed-timeout-minutes (init_process_group's timeout, which
+    torch's TCPStore rendezvous uses); the variable only exists to make tests fast.
+    """
+    return env_seconds('MLEMU_RDZV_TIMEOUT_S', default_s)
+
+
+def hccl_exec_timeout_s():
+    """HCCL_EXEC_TIMEOUT (real HCCL name, seconds, default 1800): how long a collective waits for a silent peer."""
+    return env_seconds('HCCL_EXEC_TIMEOUT', 1800)
+
+
+def group_rank():
+    """GROUP_RANK (set by torchrun): this node's index; node-scoped faults match it. 0 without torchrun."""
+    return _int_env(os.environ, 'GROUP_RANK', 0)
+
+
 # --- distributed layout ---------------------------------------------------------------------------
 
 

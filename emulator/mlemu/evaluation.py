@@ -18,7 +18,7 @@ import zlib
 
 from . import EMULATOR_ROOT
 from . import args as argsmod
-from . import checkpoint, env, faults, logs, megatron
+from . import checkpoint, env, faults, gang, logs, megatron, tracebacks
 from .dataframe import format_scores
 
 ENTRYPOINT = 'evaluation.py'
@@ -107,6 +107,8 @@ def main(argv=None):
         except Exception as e:  # noqa: BLE001 -- evaluation.py catches everything and logs str(e)
             log.info(e)
         log.info(label.format(time.time() - start))
+    # No node may leave while another still needs it (it would see a lost peer).
+    gang.barrier(INIT_STACK[:1] + [('evaluation.py', 360, 'main', 'torch.distributed.barrier()')] + tracebacks.BARRIER)
     return 0
 
 

@@ -1,18 +1,23 @@
 """Fault injection driven by MLEMU_FAULTS.
 
-Syntax: a comma-separated list of  [scope:]kind@iteration
+Syntax: a comma-separated list of  [scope:][nodeN:]kind@iteration
   kind       crash | sigkill | segfault | hccl | oom | nan | hang
   iteration  training iteration at which the fault fires (before that iteration is logged);
              0 = at start-up (the only point the non-training entrypoints have)
   scope      optional; restricts the entry to one entrypoint:
              pretrain | preprocess | convert | evaluation | inference (or the script file name)
-Example: MLEMU_FAULTS="crash@35,hang@80"  or  MLEMU_FAULTS="convert:crash@0,pretrain:oom@12"
+  nodeN      optional; restricts the entry to the node whose GROUP_RANK (torchrun --node_rank) is N.
+             The two prefixes may come in either order.
+Example: MLEMU_FAULTS="crash@35,hang@80"  or  MLEMU_FAULTS="convert:crash@0,pretrain:node1:oom@12"
 
-Each fault fires once per output directory: before it acts it writes the marker
-<dir>/.mlemu-fired-<kind>@<iteration> (so even sigkill leaves it behind), and an existing marker
-disarms it. That is what lets an orchestrator's retry of the same command succeed.
+Each fault fires once per output directory: before it acts it creates the marker
+<dir>/.mlemu-fired-[nodeN-]<kind>@<iteration> (so even sigkill leaves it behind); an existing marker
+disarms it. That is what lets an orchestrator's retry of the same command (or of the whole gang,
+when the nodes share the directory) succeed. The marker is created exclusively, so when several
+nodes of a gang share the directory an unscoped fault fires on exactly one of them.
 """
 import os
+import re
 import signal
 import sys
 import time
@@ -31,17 +36,19 @@ SCOPES = {
 
 
 class Fault:
-    def __init__(self, kind, iteration, scope=None):
+    def __init__(self, kind, iteration, scope=None, node=None):
         self.kind = kind
         self.iteration = iteration
         self.scope = scope  # an entrypoint file name, or None for all
+        self.node = node  # a GROUP_RANK, or None for every node
 
     @property
     def marker_name(self):
-        return f'.mlemu-fired-{self.kind}@{self.iteration}'
+        node = '' if self.node is None else f'node{self.node}-'
+        return f'.mlemu-fired-{node}{self.kind}@{self.iteration}'
 
     def __repr__(self):
-        return f'{self.kind}@{self.iteration}'
+        return ('' if self.node is None else f'node{self.node}:') + f'{self.kind}@{self.iteration}'
 
 
 class FaultSpecError(ValueError):
@@ -54,25 +61,30 @@ def parse_spec(spec):
         item = raw.strip()
         if not item:
             continue
-        scope = None
-        if ':' in item:
-            scope_name, item = item.split(':', 1)
-            scope_name = scope_name.strip()
-            scope = SCOPES.get(scope_name) or (scope_name if scope_name.endswith('.py') else None)
-            if scope is None:
-                raise FaultSpecError(f'unknown scope {scope_name!r} in {raw.strip()!r} '
-                                     f'(expected one of {", ".join(sorted(set(SCOPES)))})')
+        scope = node = None
+        *prefixes, item = item.split(':')
+        for name in (p.strip() for p in prefixes):
+            node_match = re.fullmatch(r'node(\d+)', name)
+            entry = SCOPES.get(name) or (name if name.endswith('.py') else None)
+            if node_match and node is None:
+                node = int(node_match.group(1))
+            elif entry and scope is None:
+                scope = entry
+            else:
+                raise FaultSpecError(f'unknown or repeated scope {name!r} in {raw.strip()!r} '
+                                     f'(expected nodeN and/or one of {", ".join(sorted(set(SCOPES)))})')
         kind, sep, at = item.partition('@')
         kind = kind.strip()
         if not sep or kind not in KINDS:
-            raise FaultSpecError(f'bad entry {raw.strip()!r}: expected [scope:]kind@iteration with kind in {", ".join(KINDS)}')
+            raise FaultSpecError(f'bad entry {raw.strip()!r}: expected [scope:][nodeN:]kind@iteration '
+                                 f'with kind in {", ".join(KINDS)}')
         try:
             iteration = int(at.strip())
         except ValueError:
             raise FaultSpecError(f'bad iteration in {raw.strip()!r}') from None
         if iteration < 0:
             raise FaultSpecError(f'negative iteration in {raw.strip()!r}')
-        faults.append(Fault(kind, iteration, scope))
+        faults.append(Fault(kind, iteration, scope, node))
     return faults
 
 
@@ -86,7 +98,8 @@ class FaultInjector:
         except FaultSpecError as e:
             sys.stderr.write(f'mlemu: invalid MLEMU_FAULTS: {e}\n')
             sys.exit(2)
-        self.faults = [f for f in all_faults if f.scope in (None, entrypoint)]
+        node = env.group_rank()
+        self.faults = [f for f in all_faults if f.scope in (None, entrypoint) and f.node in (None, node)]
 
     def due(self, iteration, marker_dir):
         """Armed faults for this iteration (those without a marker in marker_dir)."""
@@ -101,7 +114,8 @@ class FaultInjector:
         """
         started_nan = False
         for fault in self.due(iteration, marker_dir):
-            write_marker(marker_dir, fault)
+            if not claim_marker(marker_dir, fault):
+                continue  # another node of the gang got there first
             if fault.kind == 'nan':
                 started_nan = True
             else:
@@ -109,14 +123,20 @@ class FaultInjector:
         return started_nan
 
 
-def write_marker(marker_dir, fault):
+def claim_marker(marker_dir, fault):
+    """Creates the fault's marker; False if it already exists (the fault has fired already)."""
     os.makedirs(marker_dir, exist_ok=True)
     path = os.path.join(marker_dir, fault.marker_name)
-    with open(path, 'w', encoding='utf-8') as f:
-        f.write(f'{fault.kind}@{fault.iteration} fired at {datetime.now().isoformat(timespec="seconds")} '
-                f'pid {os.getpid()}\n')
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, 'w', encoding='utf-8') as f:
+        f.write(f'{fault!r} fired at {datetime.now().isoformat(timespec="seconds")} '
+                f'pid {os.getpid()} node {env.group_rank()}\n')
         f.flush()
         os.fsync(f.fileno())
+    return True
 
 
 def _stamp():
@@ -186,10 +206,19 @@ def _hccl(stack, rank):
     delay = env.hccl_delay_ms()
     if delay:
         time.sleep(delay / 1000.0)
-    short, full = _stamp()
-    peer = rank + 1 if rank == 0 else rank - 1
+    hccl_timeout(stack, rank, rank + 1 if rank == 0 else rank - 1)
+
+
+def _hccl_error_line(rank):
+    short, _ = _stamp()
+    return f'[ERROR] {short} (PID:{os.getpid()}, Device:{rank % 8}, RankID:{rank}) ERR02200 DIST call hccl api failed.\n'
+
+
+def hccl_timeout(stack, rank, peer):
+    """What a rank prints when a collective's peer stayed silent for HCCL_EXEC_TIMEOUT; never returns."""
+    _, full = _stamp()
     preamble = (
-        f'[ERROR] {short} (PID:{os.getpid()}, Device:{rank % 8}, RankID:{rank}) ERR02200 DIST call hccl api failed.\n'
+        _hccl_error_line(rank) +
         f'EI0002: {full} The wait execution of the Notify register times out. Reason: The Notify register has not '
         f'received the Notify record from remote rank [{peer}].base information: [streamID:[5], taskID[12], '
         'taskType[Notify Wait], tag[AllReduce_127.0.0.1%enp189s0f0_60000_0_1727576100123456]] task information: '
@@ -215,5 +244,27 @@ def _hccl(stack, rank):
         f'[Rank {rank}] HCCL AllReduce timeout: notify wait timeout (EI0002), error code 507010. '
         'The Inner error is reported as above. The process exits for this inner error, and the current working '
         'operator name is HcclAllreduce.'
+    )
+    tracebacks.die(stack, 'RuntimeError', message, preamble=preamble)
+
+
+def hccl_peer_lost(stack, rank, peer, detail):
+    """What a rank prints when a collective's peer is gone (its connection closed or reset); never returns.
+
+    Real HCCL mostly notices a dead peer only at HCCL_EXEC_TIMEOUT (see hccl_timeout); the emulator
+    reports it at once, framed like that error (the wording of the reason is the emulator's own),
+    so that a gang fails promptly and together.
+    """
+    preamble = (
+        _hccl_error_line(rank) +
+        f'        The connection to remote rank [{peer}] was lost: {detail}. '
+        'Reason: the remote process exited or the network between the nodes failed.\n'
+        '        Solution: 1. Check the rank service processes with other errors or no errors in the cluster.'
+        '2. Check the connectivity of the communication link between nodes.\n'
+    )
+    message = (
+        f'[Rank {rank}] HCCL AllReduce failed: lost the connection to remote rank [{peer}] ({detail}). '
+        'The Inner error is reported as above. The process exits for this inner error, '
+        'and the current working operator name is HcclAllreduce.'
     )
     tracebacks.die(stack, 'RuntimeError', message, preamble=preamble)

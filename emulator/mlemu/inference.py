@@ -11,7 +11,7 @@ import time
 import zlib
 
 from . import args as argsmod
-from . import checkpoint, env, faults, logs, megatron, tracebacks
+from . import checkpoint, env, faults, gang, logs, megatron, tracebacks
 
 ENTRYPOINT = 'inference.py'
 MAIN = [('inference.py', 71, '<module>', 'main()')]
@@ -52,6 +52,8 @@ def main(argv=None):
             chat(rt)
         else:
             one_shot(rt, task)
+    # No node may leave while another still needs it (it would see a lost peer).
+    gang.barrier(MAIN + [('inference.py', 68, 'main', 'torch.distributed.barrier()')] + tracebacks.BARRIER)
     return 0
 
 

@@ -8,8 +8,8 @@ import os
 import sys
 from datetime import datetime
 
+from . import env, gang, tracebacks
 from . import tokenizer as tok
-from . import tracebacks
 from .env import Dist, line_buffered_stdio
 
 DTYPE_NAMES = {'fp16': 'torch.float16', 'bf16': 'torch.bfloat16', 'fp32': 'torch.float32'}
@@ -86,6 +86,10 @@ def initialize(entrypoint, args, entry_stack, args_defaults=None, dist=None):
 
     # finish_mpu_init / _compile_dependencies
     rt.print0('> initializing torch distributed ...')
+    # init_process_group: several nodes form a gang over TCP (mlemu/gang.py); its timeout is
+    # Megatron's --distributed-timeout-minutes (default 10).
+    minutes = getattr(args, 'distributed_timeout_minutes', None) or 10
+    gang.init(rt.dist, env.rdzv_timeout_s(60 * minutes), entry_stack + tracebacks.INIT_DISTRIBUTED)
     rt.print0('> initialized tensor model parallel with size {}'.format(args.tensor_model_parallel_size))
     rt.print0('> initialized pipeline model parallel with size {}'.format(args.pipeline_model_parallel_size))
     rt.print0('> setting random seeds to {} ...'.format(args.seed))

@@ -11,10 +11,14 @@ import sys
 import time
 
 from . import args as argsmod
-from . import checkpoint, env, faults, indexed_dataset, megatron, tracebacks
+from . import checkpoint, env, faults, gang, indexed_dataset, megatron, tracebacks
 from . import training_log as tlog
 
 ENTRYPOINT = 'pretrain_gpt.py'
+FINAL_SAVE_STACK = tracebacks.PRETRAIN_MAIN + [
+    ('modellink/training/training.py', 346, 'pretrain', 'save_checkpoint(iteration, model, optimizer, opt_param_scheduler,')]
+END_BARRIER_STACK = tracebacks.PRETRAIN_MAIN + [
+    ('modellink/training/training.py', 359, 'pretrain', 'torch.distributed.barrier()')] + tracebacks.BARRIER
 
 
 def main(argv=None):
@@ -70,7 +74,7 @@ def main(argv=None):
             iteration = trainer.run()
         rt.print_datetime('after training is done')
         if args.save and iteration != 0 and iteration % args.save_interval != 0:
-            save(rt, iteration)
+            save(rt, iteration, FINAL_SAVE_STACK)
     else:
         rt.print0('skipping training (--skip-train is on) ...')
         iteration = args.iteration
@@ -79,6 +83,8 @@ def main(argv=None):
         evaluate_and_print(rt, f'iteration {iteration} on validation set', iteration)
     if do_test:
         evaluate_and_print(rt, f'iteration {iteration} on test set', iteration)
+    # No node may leave while another still needs it: the other would see a lost peer.
+    gang.barrier(END_BARRIER_STACK)
     return 0
 
 
@@ -281,7 +287,12 @@ class Trainer:
             if args.save and args.save_interval and self.iteration % args.save_interval == 0:
                 self._pause(lambda: save(rt, self.iteration))
                 saved = True
-            if self.stop_requested:
+            # One collective per iteration keeps the nodes in lock-step (a dead peer is noticed here) and,
+            # like Megatron's DistributedSignalHandler, ORs "SIGTERM received" over the gang, so every
+            # node saves the same iteration and stops.
+            flags = gang.all_reduce_or(gang.STOP if self.stop_requested else 0,
+                                       tracebacks.PRETRAIN_TRAIN_STEP[:-1] + tracebacks.ALLREDUCE)
+            if flags & gang.STOP:
                 if args.save and not saved:
                     self._pause(lambda: save(rt, self.iteration))
                 if getattr(args, 'enable_high_availability', False):
@@ -295,6 +306,8 @@ class Trainer:
             if args.exit_interval and self.iteration % args.exit_interval == 0:
                 if args.save and not saved:
                     self._pause(lambda: save(rt, self.iteration))
+                gang.barrier(tracebacks.PRETRAIN_TRAIN_SAVE[:-2] + [
+                    ('modellink/training/training.py', 497, 'train', 'torch.distributed.barrier()')] + tracebacks.BARRIER)
                 rt.print_datetime('exiting program at iteration {}'.format(self.iteration))
                 sys.exit()
         return self.iteration
@@ -372,7 +385,7 @@ class Trainer:
         self.paused += time.monotonic() - t0
 
 
-def save(rt, iteration):
+def save(rt, iteration, stack=tracebacks.PRETRAIN_TRAIN_SAVE):
     args = rt.args
     t0 = time.monotonic()
     keys = ['args', 'checkpoint_version', 'iteration', 'model', 'num_floating_point_operations_so_far']
@@ -383,7 +396,7 @@ def save(rt, iteration):
     checkpoint.save_checkpoint(
         rt, args.save, iteration, args, sorted(keys),
         with_distrib_optim=bool(args.use_distributed_optimizer and not args.no_save_optim),
-        lora=bool(args.lora_target_modules), save_time_ms=env.save_time_ms())
+        lora=bool(args.lora_target_modules), save_time_ms=env.save_time_ms(), stack=stack)
     ms = (time.monotonic() - t0) * 1000
     rt.print_last(tlog.timers_block([('save-checkpoint', (ms * 0.99, ms))]))
 

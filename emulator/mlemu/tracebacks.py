@@ -75,6 +75,30 @@ INIT_TOKENIZER = INIT_GLOBALS + [
     ('megatron/training/global_vars.py', 127, '_build_tokenizer', '_GLOBAL_TOKENIZER = build_tokenizer(args)'),
 ]
 
+# initialize_megatron -> torch.distributed.init_process_group, whose env:// rendezvous builds a TCPStore.
+INIT_DISTRIBUTED = [
+    ('modellink/training/initialize.py', 90, 'initialize_megatron', 'finish_mpu_init()'),
+    ('modellink/training/initialize.py', 71, 'finish_mpu_init', '_initialize_distributed()'),
+    ('megatron/training/initialize.py', 241, '_initialize_distributed', 'torch.distributed.init_process_group('),
+    ('site:torch/distributed/c10d_logger.py', 74, 'wrapper', 'func_return = func(*args, **kwargs)'),
+    ('site:torch/distributed/distributed_c10d.py', 1141, 'init_process_group',
+     'store, rank, world_size = next(rendezvous_iterator)'),
+    ('site:torch/distributed/rendezvous.py', 241, '_env_rendezvous_handler',
+     'store = _create_c10d_store(master_addr, master_port, rank, world_size, timeout)'),
+    ('site:torch/distributed/rendezvous.py', 172, '_create_c10d_store', 'return TCPStore('),
+]
+
+# torch.distributed.barrier() (ProcessGroupHCCL implements it as an all-reduce).
+BARRIER = [
+    ('site:torch/distributed/c10d_logger.py', 47, 'wrapper', 'return func(*args, **kwargs)'),
+    ('site:torch/distributed/distributed_c10d.py', 3439, 'barrier', 'work = default_pg.barrier(opts=opts)'),
+]
+
+# megatron save_checkpoint: barrier after every rank wrote its shards, and again after the tracker.
+SAVE_BARRIER = [
+    ('megatron/training/checkpointing.py', 330, 'save_checkpoint', 'torch.distributed.barrier()'),
+] + BARRIER
+
 # pretrain_gpt.py -> pretrain() -> initialize_megatron()
 PRETRAIN_INIT = PRETRAIN_MAIN + [
     ('modellink/training/training.py', 289, 'pretrain', 'initialize_megatron(extra_args_provider=extra_args_provider,'),
@@ -111,6 +135,13 @@ PRETRAIN_TRAIN_STEP = PRETRAIN_MAIN + [
     ('modellink/training/training.py', 341, 'pretrain', 'iteration, num_floating_point_operations_so_far = train(*train_args)'),
     ('modellink/training/training.py', 459, 'train', 'train_step(forward_step_func,'),
     ('megatron/training/training.py', 545, 'train_step', 'losses_reduced = forward_backward_func('),
+]
+
+# train() -> save_checkpoint_and_time() -> save_checkpoint()
+PRETRAIN_TRAIN_SAVE = PRETRAIN_MAIN + [
+    ('modellink/training/training.py', 341, 'pretrain', 'iteration, num_floating_point_operations_so_far = train(*train_args)'),
+    ('modellink/training/training.py', 488, 'train', 'save_checkpoint_and_time(iteration, model, optimizer,'),
+    ('megatron/training/training.py', 1014, 'save_checkpoint_and_time', 'save_checkpoint(iteration, model, optimizer, opt_param_scheduler,'),
 ]
 
 FORWARD = [
