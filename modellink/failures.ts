@@ -38,7 +38,7 @@ export const FAILURE_RULES: readonly FailureRule[] = [
   { class: 'bad-arguments', pattern: /value from checkpoint \(\d+\) is not equal to the input argument value/ },
   { class: 'missing-input', pattern: /FileNotFoundError|No such file or directory|is not a directory or does not exist|'--exit-on-missing-checkpoint' set|Error no file named .* found in directory/ },
   { class: 'nan-loss', pattern: /found NaN in local (forward loss|grad norm)|Loss is NaN|nan in loss/i },
-  { class: 'communication', pattern: /HCCL|NCCL|EI0002|EI0006|connection reset|Connection reset by peer|Connection refused|communication timeout/i },
+  { class: 'communication', pattern: /HCCL|NCCL|EI0002|EI0006|connection reset|Connection reset by peer|Connection refused|communication timeout|DistNetworkError|DistStoreError|clients joined/i },
   { class: 'out-of-memory', pattern: /out of memory|OutOfMemoryError/i },
   { class: 'segfault', pattern: /Segmentation fault|SIGSEGV/ },
   { class: 'exception', pattern: /^Traceback \(most recent call last\)|Error: |Exception: /m },

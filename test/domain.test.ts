@@ -58,6 +58,8 @@ describe('failure classification', () => {
     expect(classifyFailure({ exitCode: 1, signal: null }, ['Traceback (most recent call last):', 'RuntimeError: boom'])).toMatchObject({ class: 'exception', retryable: true });
     expect(classifyFailure({ exitCode: 3, signal: null }, []).class).toBe('unknown');
     expect(classifyFailure({ exitCode: null, signal: 'SIGKILL' }, [], 'hang')).toMatchObject({ class: 'hang', retryable: true });
+    // A node of a gang that never came: the rendezvous times out, a fault of the machines.
+    expect(classifyFailure({ exitCode: 1, signal: null }, ['Traceback (most recent call last):', 'torch.distributed.DistStoreError: Timed out after 600 seconds waiting for clients. 1/2 clients joined.']).class).toBe('communication');
   });
 });
 
