@@ -129,10 +129,11 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
   let args = stage.args;
   let resumeNote: string | undefined;
   let loadedFrom: number | undefined;
-  if (stage.training) {
+  const savesCheckpoints = stage.training !== undefined && !stage.training.measureOnly;
+  if (savesCheckpoints) {
     const { args: resumed, point } = planResume(stage);
     args = resumed;
-    if (point.kind === 'tracker' && point.iteration === stage.training.trainIters) {
+    if (point.kind === 'tracker' && point.iteration === stage.training!.trainIters) {
       // Training already reached the end (the previous run stopped before its manifest): nothing to redo.
       return { loadedIteration: point.iteration, finalIteration: point.iteration, lastCheckpoint: { iteration: point.iteration, dir: point.dir }, logFile };
     }
@@ -146,7 +147,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
   const env = { ...process.env, ...(stage.setupScript ? loadSetupEnv(stage.setupScript) : {}), ...stage.env };
   // One trainer per save directory: wait out a lease another attempt may still be using.
   let lease: HeldLease | undefined;
-  if (stage.training) {
+  if (savesCheckpoints) {
     const ttl = ctx.info.heartbeatTimeoutMs ?? 60_000;
     const owner = `${ctx.info.workflowExecution?.workflowId ?? pipeline}/${ctx.info.workflowExecution?.runId ?? ctx.info.activityId}/attempt-${attempt}${rank ? `/rank-${rank.nodeRank}` : ''}`;
     const taken = await acquireLease(stage.dir, owner, ttl, (held) => {
@@ -294,7 +295,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
   }
 
   if (status.exitCode === 0 && !detected) {
-    const problem = verifyOutput(stage, progress);
+    const problem = verifyOutput(stage, progress, rank);
     if (!problem) {
       if (stage.evaluate) writeResults(stage, progress);
       return {
@@ -325,7 +326,12 @@ function timingsOf(progress: AttemptProgress): AttemptTimings {
 }
 
 /** Exit code 0 is not proof: check the stage produced what it promised. */
-function verifyOutput(stage: StagePlan, progress: AttemptProgress): string | undefined {
+function verifyOutput(stage: StagePlan, progress: AttemptProgress, rank: RankAssignment | undefined): string | undefined {
+  if (stage.training?.measureOnly) {
+    // Only the last node sees the iterations; the others' clean exit follows the gang's final barrier.
+    if (!logsIterations(rank)) return undefined;
+    return progress.iteration === stage.training.trainIters ? undefined : `the job exited at iteration ${progress.iteration ?? 'unknown'} before its ${stage.training.trainIters} iterations`;
+  }
   if (stage.training) {
     if (outputPresent(stage)) return undefined;
     return `the trainer exited at iteration ${progress.iteration ?? 'unknown'} without a complete checkpoint at iteration ${stage.training.trainIters}`;

@@ -35,6 +35,8 @@ export interface TrainingPlan {
   saveInterval: number;
   /** Apply save-interval advice (Young/Daly) from the attempt log at the next attempt. */
   autoSaveInterval: boolean;
+  /** A benchmark case: the job runs its iterations and saves nothing, so there is nothing to resume from or to fence. */
+  measureOnly?: boolean;
   seqLength: number;
   globalBatchSize: number;
   worldSize: number;
