@@ -54,14 +54,19 @@ export async function nodeInfo(input: { reservePort?: boolean }): Promise<NodeIn
   return { ...thisNode, running: runningCount(), port };
 }
 
-/** The nodes whose workers poll the pool now (Temporal lists the activity pollers of a task queue). */
-export async function poolNodes(input: { pool: string }): Promise<string[]> {
+/** Identities of the workers that poll a task queue for activities now (Temporal lists them). */
+export async function activityPollers(taskQueue: string): Promise<string[]> {
   const client = Context.current().client;
   const response = await client.workflowService.describeTaskQueue({
     namespace: client.options.namespace,
-    taskQueue: { name: input.pool, kind: proto.temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+    taskQueue: { name: taskQueue, kind: proto.temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
     taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
   });
-  const nodes = (response.pollers ?? []).map((p) => nodeOfIdentity(p.identity ?? '')).filter((n): n is string => n !== undefined);
+  return (response.pollers ?? []).map((p) => p.identity ?? '');
+}
+
+/** The nodes whose workers poll the pool now (their identities carry the node name). */
+export async function poolNodes(input: { pool: string }): Promise<string[]> {
+  const nodes = (await activityPollers(input.pool)).map(nodeOfIdentity).filter((n): n is string => n !== undefined);
   return [...new Set(nodes)].sort();
 }

@@ -19,12 +19,9 @@ import { renderPlan } from './render.ts';
 import { watchPipeline } from './watch.ts';
 import { runDev, runDemo, runWorker } from './dev.ts';
 import { defaultNodeAddress } from '../activities/node.ts';
+import { ExitError } from './errors.ts';
+import { registerBenchCommands } from './bench.ts';
 
-class ExitError extends Error {
-  constructor(message: string, readonly code: number) {
-    super(message);
-  }
-}
 
 function planOrExit(file: string, workspace?: string) {
   const result = loadSpecFile(file, { workspace });
@@ -220,6 +217,8 @@ program
   .action(async () => {
     process.exitCode = await runDemo(loadConfig());
   });
+
+registerBenchCommands(program);
 
 program
   .command('bootstrap')

@@ -6,7 +6,7 @@
  * 45 rows). Everything here is plain data: the workflow turns each case into a short pretraining job.
  */
 import { z } from 'zod';
-import { formatPath, type SpecProblem } from './spec.ts';
+import { formatPath, modellinkSchema, type SpecProblem } from './spec.ts';
 import { getPreset, IMPLS, presetNames, type Impl, type Preset, type TrainingReference } from './presets.ts';
 import tableData from './performance-table.json' with { type: 'json' };
 
@@ -74,6 +74,14 @@ export const suiteSchema = z.strictObject({
   taskQueue: nonEmpty.optional(),
   /** The name history is kept under ("the same cluster"); default: the task queue, else "default". */
   cluster: name.optional(),
+  /** ModelLink on the nodes, as in a pipeline spec (root, python, launcher, setupScript, env). */
+  modellink: modellinkSchema.optional(),
+  /** Logs of every case and the results database (benchmarks.sqlite); relative to the suite file. */
+  workspace: nonEmpty.default('.linkflow/bench'),
+  /** Tokenizers per preset (a HF directory or tokenizer.model); a preset without one runs with Megatron's NullTokenizer and the preset's vocabulary size. */
+  tokenizers: z.record(nonEmpty, nonEmpty).default({}),
+  /** NPUs per node of the pool: a case needing more than the pool's nodes × this is skipped. */
+  devicesPerNode: positiveInt.default(8),
 });
 
 export type BenchmarkSuite = z.infer<typeof suiteSchema>;

@@ -56,7 +56,7 @@ export const architectureSchema = z.strictObject({
 });
 export type Architecture = z.infer<typeof architectureSchema>;
 
-const modellinkSchema = z.strictObject({
+export const modellinkSchema = z.strictObject({
   /** ModelLink checkout on every node; commands run with it as working directory, as its scripts do. */
   root: nonEmpty,
   python: nonEmpty.default('python'),

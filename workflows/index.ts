@@ -1,1 +1,2 @@
 export { pipelineWorkflow, progressQuery } from './pipeline.ts';
+export { benchmarkWorkflow, benchmarkProgressQuery } from './benchmark.ts';

@@ -1,0 +1,149 @@
+/**
+ * The benchmark workflow's activities: record a run with what it ran on, turn a case into a
+ * pipeline (or a reason to skip it), measure a finished case from its log and judge it against its
+ * history, and finish the run (with a webhook when something regressed or failed).
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import { capacitySkipReason, judgeCase, measureThroughput, planSuite, suiteCluster, type BenchmarkCase, type BenchmarkSuite, type CaseOutcome, type CaseResult, type EnvironmentFingerprint, type IterationSample } from '../modellink/benchmark.ts';
+import { planBenchmarkCase } from '../modellink/benchmark-plan.ts';
+import type { FailureClass } from '../modellink/failures.ts';
+import type { PipelinePlan } from '../modellink/plan.ts';
+import type { RetrySettingsInput } from '../modellink/run-state.ts';
+import { parseLogLine } from '../modellink/training-log.ts';
+import { defaultStorePath, openBenchmarkStore, type BenchmarkStore } from '../benchmarks/store.ts';
+import { loadRunReport, needsNotification, webhookSummary, type WebhookSummary } from '../benchmarks/report.ts';
+import type { RunStatus } from '../benchmarks/records.ts';
+import { PROJECT_ROOT, loadConfig, retrySettings } from '../temporal.config.ts';
+import { activityPollers, poolNodes } from './node.ts';
+
+export interface BenchmarkRunInput {
+  suite: BenchmarkSuite;
+  /** Unique per run: the benchmark workflow's id. */
+  runId: string;
+}
+
+function withStore<T>(suite: BenchmarkSuite, fn: (store: BenchmarkStore) => T): T {
+  const store = openBenchmarkStore(defaultStorePath(suite.workspace));
+  try {
+    return fn(store);
+  } finally {
+    store.close();
+  }
+}
+
+function firstLine(file: string, pattern?: RegExp): string | undefined {
+  try {
+    const lines = fs.readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter(Boolean);
+    return pattern ? lines.map((l) => pattern.exec(l)?.[1]).find((x) => x !== undefined) : lines[0];
+  } catch {
+    return undefined;
+  }
+}
+
+function command(argv: string[], cwd?: string): string | undefined {
+  try {
+    return execFileSync(argv[0], argv.slice(1), { cwd, encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'ignore'] }).trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What the run ran on: ModelLink's commit, CANN and driver versions where the node says, linkflow's version, the suite. */
+export function environmentFingerprint(suite: BenchmarkSuite): EnvironmentFingerprint {
+  const toolkit = process.env.ASCEND_TOOLKIT_HOME ?? '/usr/local/Ascend/ascend-toolkit/latest';
+  const pkg = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
+  const root = suite.modellink?.root;
+  const cann = process.env.LINKFLOW_CANN_VERSION ?? firstLine(path.join(toolkit, 'version.cfg'), /version=\[?([^\]\s]+)/i) ?? firstLine(path.join(toolkit, 'compiler', 'version.info'), /^Version=(.+)$/);
+  const driver = process.env.LINKFLOW_DRIVER_VERSION ?? firstLine('/usr/local/Ascend/driver/version.info', /^Version=(.+)$/);
+  const fingerprint: EnvironmentFingerprint = { linkflowVersion: `${pkg.version}${gitCommit(PROJECT_ROOT) ? `+${gitCommit(PROJECT_ROOT)!.slice(0, 12)}` : ''}`, suite };
+  const commit = root ? gitCommit(root) : undefined;
+  if (commit) fingerprint.modellinkCommit = commit;
+  if (cann) fingerprint.cannVersion = cann;
+  if (driver) fingerprint.driverVersion = driver;
+  return fingerprint;
+}
+
+function gitCommit(dir: string): string | undefined {
+  return fs.existsSync(dir) ? command(['git', 'rev-parse', 'HEAD'], dir) : undefined;
+}
+
+/** Starts the run's record (idempotent: a retried activity writes the same row) and lists its cases. */
+export async function beginBenchmarkRun({ suite, runId }: BenchmarkRunInput): Promise<{ cases: BenchmarkCase[] }> {
+  withStore(suite, (store) => {
+    if (!store.getRun(runId)) {
+      store.startRun({ id: runId, suiteName: suite.name, cluster: suiteCluster(suite), startedAt: new Date().toISOString(), fingerprint: environmentFingerprint(suite) });
+    }
+  });
+  return { cases: planSuite(suite) };
+}
+
+export type PreparedCase = { plan: PipelinePlan; retry: RetrySettingsInput } | { skip: string };
+
+/** The case's pipeline, or why it cannot run here now (not enough nodes in the pool, preset missing): skipped, not failed. */
+export async function prepareBenchmarkCase({ suite, runId, benchmarkCase, taskQueue }: BenchmarkRunInput & { benchmarkCase: BenchmarkCase; taskQueue: string }): Promise<PreparedCase> {
+  // Nodes of the pool that answer with a name; a pool of unnamed workers runs single-node cases.
+  const named = await poolNodes({ pool: taskQueue });
+  const anyWorker = named.length > 0 || (await activityPollers(taskQueue)).length > 0;
+  const nodes = named.length > 0 ? named.length : anyWorker ? 1 : 0;
+  const capacity = capacitySkipReason(benchmarkCase, { nodes, devicesPerNode: suite.devicesPerNode });
+  if (capacity) return { skip: capacity };
+  const runDir = path.join(suite.workspace, 'runs', runId.replace(/[^A-Za-z0-9_.-]/g, '_'));
+  const planned = planBenchmarkCase(suite, benchmarkCase, { runDir, taskQueue });
+  if (!planned.ok) return { skip: planned.reason };
+  // A benchmark is not a training run: one attempt for errors of the job, one more for a fault of the machines.
+  const retry = { ...retrySettings(loadConfig()), maximumAttempts: 1, infrastructureAttempts: 2 };
+  return { plan: planned.plan, retry };
+}
+
+/** What the case's pipeline came to: its log (to measure) or its failure. */
+export type CaseRunOutcome =
+  | { kind: 'ran'; logFile: string; plan: PipelinePlan }
+  | { kind: 'failed'; failureClass: FailureClass; reason: string; excerpt: string[] }
+  | { kind: 'skipped'; reason: string };
+
+async function iterationSamples(logFile: string): Promise<IterationSample[]> {
+  const samples: IterationSample[] = [];
+  const lines = readline.createInterface({ input: fs.createReadStream(logFile), crlfDelay: Infinity });
+  for await (const line of lines) {
+    const event = parseLogLine(line);
+    if (event?.type === 'iteration') samples.push(event);
+  }
+  return samples;
+}
+
+/** Measures (from the log), judges against the case's history on this cluster, and stores the result. */
+export async function recordBenchmarkCase({ suite, runId, benchmarkCase, position, outcome }: BenchmarkRunInput & { benchmarkCase: BenchmarkCase; position: number; outcome: CaseRunOutcome }): Promise<CaseResult> {
+  let judged: CaseOutcome;
+  if (outcome.kind === 'ran') {
+    const training = outcome.plan.stages[0].training!;
+    const measured = measureThroughput(await iterationSamples(outcome.logFile), training, { warmup: suite.iterations.warmup });
+    judged = measured.ok ? { kind: 'measured', throughput: measured.throughput } : { kind: 'failed', failureClass: 'no-result', reason: `${measured.reason} (log: ${outcome.logFile})`, excerpt: [] };
+  } else {
+    judged = outcome;
+  }
+  return withStore(suite, (store) => {
+    const history = store.caseHistory({ caseId: benchmarkCase.id, cluster: suiteCluster(suite), nights: suite.thresholds.historyNights, beforeRunId: runId }).map((n) => n.tokensPerSecondPerDevice);
+    const result = judgeCase(benchmarkCase, judged, history, suite.thresholds);
+    const existing = store.runCases(runId).find((c) => c.caseId === benchmarkCase.id);
+    // A retried activity finds its row already written: the first judgement stands.
+    if (existing) return existing;
+    store.recordCase(runId, result, { position });
+    return result;
+  });
+}
+
+/** Ends the run's record and posts the summary to the suite's webhook when a case regressed or failed. */
+export async function finishBenchmarkRun({ suite, runId, status }: BenchmarkRunInput & { status: Exclude<RunStatus, 'running'> }): Promise<{ summary: WebhookSummary; notified?: string }> {
+  const summary = withStore(suite, (store) => {
+    if (store.getRun(runId)?.status === 'running') store.finishRun(runId, status);
+    return webhookSummary(loadRunReport(store, { runId })!);
+  });
+  if (!suite.webhook || !needsNotification(summary)) return { summary };
+  const response = await fetch(suite.webhook, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(summary), signal: AbortSignal.timeout(30_000) });
+  // A refused notification is retried by the activity; the run's results are already stored.
+  if (!response.ok) throw new Error(`webhook ${suite.webhook} answered ${response.status} ${response.statusText}`);
+  return { summary, notified: suite.webhook };
+}

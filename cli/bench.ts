@@ -1,0 +1,222 @@
+/**
+ * `linkflow bench …`: the nightly benchmark as a Temporal Schedule (create or update, pause,
+ * unpause, delete, list), a run now, and the report of the last run from the results database.
+ */
+import { ScheduleNotFoundError, ScheduleOverlapPolicy, WorkflowFailedError, type Client, type ScheduleOptionsAction } from '@temporalio/client';
+import type { Command } from 'commander';
+import fs from 'node:fs';
+import path from 'node:path';
+import { suiteCluster, type BenchmarkSuite } from '../modellink/benchmark.ts';
+import { formatProblems } from '../modellink/spec.ts';
+import { defaultStorePath, openBenchmarkStore } from '../benchmarks/store.ts';
+import { htmlReport, loadRunReport, terminalReport, webhookSummary } from '../benchmarks/report.ts';
+import { loadSuiteFile } from '../benchmarks/suite-file.ts';
+import { loadConfig } from '../temporal.config.ts';
+import type { BenchmarkOutcome } from '../workflows/benchmark.ts';
+import { connectClient } from './pipeline-client.ts';
+import { ExitError } from './errors.ts';
+
+const SCHEDULE_PREFIX = 'linkflow-bench-';
+
+/**
+ * The suite with its paths made absolute (relative to the suite file, or to the current directory
+ * for the default suite): the workers and the report read them wherever they run.
+ */
+export function loadSuite(file: string | undefined, env: NodeJS.ProcessEnv = process.env): BenchmarkSuite {
+  const result = loadSuiteFile(file);
+  if (!result.ok) throw new ExitError(`${file ?? 'default suite'}: invalid benchmark suite (${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}):\n${formatProblems(result.problems)}`, 2);
+  for (const w of result.warnings) console.error(`warning: ${w.path}: ${w.message}`);
+  const base = file ? path.dirname(path.resolve(file)) : process.cwd();
+  const resolve = (p: string) => path.resolve(base, p);
+  const suite = result.suite;
+  // The default suite has no file to say where ModelLink is: the environment can.
+  const modellink = suite.modellink ?? (env.LINKFLOW_MODELLINK_ROOT ? { root: env.LINKFLOW_MODELLINK_ROOT, python: env.LINKFLOW_MODELLINK_PYTHON ?? 'python', launcher: env.LINKFLOW_MODELLINK_LAUNCHER ?? 'torchrun', env: {} } : undefined);
+  if (!modellink) throw new ExitError(`${file ?? 'default suite'}: the suite does not say where ModelLink is: add modellink: { root: … } to a suite file (--suite), or set LINKFLOW_MODELLINK_ROOT`, 2);
+  const launcher = Array.isArray(modellink.launcher) ? modellink.launcher : [modellink.launcher];
+  return {
+    ...suite,
+    workspace: resolve(suite.workspace),
+    tokenizers: Object.fromEntries(Object.entries(suite.tokenizers).map(([k, v]) => [k, resolve(v)])),
+    modellink: {
+      ...modellink,
+      root: resolve(modellink.root),
+      // Relative paths (./emulator/torchrun) are relative to the suite; bare names stay for PATH lookup.
+      launcher: launcher.map((l) => (l.includes('/') ? resolve(l) : l)),
+      ...(modellink.setupScript ? { setupScript: resolve(modellink.setupScript) } : {}),
+    },
+  };
+}
+
+/** The suite for commands that run nothing (names, workspace): ModelLink's location is not needed. */
+function suiteOnly(file: string | undefined): BenchmarkSuite {
+  const result = loadSuiteFile(file);
+  if (!result.ok) throw new ExitError(`${file}: invalid benchmark suite:\n${formatProblems(result.problems)}`, 2);
+  const base = file ? path.dirname(path.resolve(file)) : process.cwd();
+  return { ...result.suite, workspace: path.resolve(base, result.suite.workspace) };
+}
+
+export function scheduleId(suite: BenchmarkSuite, id?: string): string {
+  return id ?? `${SCHEDULE_PREFIX}${suite.name}`;
+}
+
+function action(suite: BenchmarkSuite, taskQueue: string): ScheduleOptionsAction {
+  return { type: 'startWorkflow', workflowType: 'benchmarkWorkflow', workflowId: `bench-${suite.name}`, args: [{ suite }], taskQueue };
+}
+
+export async function createOrUpdateSchedule(client: Client, suite: BenchmarkSuite, options: { id?: string; cron: string; timezone: string; catchupWindow: string; pauseOnFailure: boolean; taskQueue: string }): Promise<'created' | 'updated'> {
+  const id = scheduleId(suite, options.id);
+  const spec = { cronExpressions: [options.cron], timezone: options.timezone };
+  // A night missed while the server was down runs when it is back, within the catch-up window; a night still running makes the next one skip.
+  const policies = { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: options.catchupWindow, pauseOnFailure: options.pauseOnFailure };
+  try {
+    await client.schedule.getHandle(id).update((previous) => ({ ...previous, spec, action: action(suite, options.taskQueue), policies }));
+    return 'updated';
+  } catch (err) {
+    if (!(err instanceof ScheduleNotFoundError)) throw err;
+  }
+  await client.schedule.create({ scheduleId: id, spec, action: action(suite, options.taskQueue), policies, state: { note: `linkflow nightly benchmark of suite ${suite.name}` } });
+  return 'created';
+}
+
+function storeOf(suite: BenchmarkSuite, db?: string) {
+  const file = db ?? defaultStorePath(suite.workspace);
+  if (!fs.existsSync(file)) throw new ExitError(`no benchmark results yet at ${file}; run \`linkflow bench run\` first`, 1);
+  return openBenchmarkStore(file);
+}
+
+/** The terminal report of a run (default: the newest of the suite's cluster), `--html` and `--json` as asked. */
+export function report(suite: BenchmarkSuite, options: { db?: string; runId?: string; html?: string; json?: boolean }): string {
+  const store = storeOf(suite, options.db);
+  try {
+    const r = loadRunReport(store, { cluster: suiteCluster(suite), ...(options.runId ? { runId: options.runId } : {}) });
+    if (!r) throw new ExitError(`no benchmark run${options.runId ? ` ${options.runId}` : ''} recorded for cluster ${suiteCluster(suite)}`, 1);
+    if (options.html) {
+      fs.mkdirSync(path.dirname(path.resolve(options.html)), { recursive: true });
+      fs.writeFileSync(options.html, htmlReport(r));
+      console.error(`wrote ${options.html}`);
+    }
+    return options.json ? JSON.stringify(webhookSummary(r), null, 2) : terminalReport(r);
+  } finally {
+    store.close();
+  }
+}
+
+async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
+  const client = await connectClient(loadConfig());
+  try {
+    return await fn(client);
+  } finally {
+    await client.connection.close();
+  }
+}
+
+export function registerBenchCommands(program: Command): void {
+  const bench = program.command('bench').description('nightly throughput benchmarks against ModelLink\'s published table (a Temporal Schedule)');
+  const suiteOption = ['--suite <file>', 'benchmark suite file (default: every row of the performance table)'] as const;
+
+  bench
+    .command('schedule')
+    .description('create or update the Schedule that runs the suite (overlap: skip)')
+    .requiredOption('--cron <expr>', 'when, e.g. "0 2 * * *"')
+    .option('--timezone <tz>', 'IANA time zone of the cron expression', 'UTC')
+    .option(...suiteOption)
+    .option('--id <scheduleId>', 'schedule id (default: linkflow-bench-<suite name>)')
+    .option('--catchup-window <duration>', 'run a night missed while the server was down if it is back within this long', '6h')
+    .option('--pause-on-failure', 'pause the Schedule when a run fails (not when a case fails)')
+    .action(async (opts: { cron: string; timezone: string; suite?: string; id?: string; catchupWindow: string; pauseOnFailure?: boolean }) => {
+      const suite = loadSuite(opts.suite);
+      const config = loadConfig();
+      const taskQueue = suite.taskQueue ?? config.taskQueue;
+      const what = await withClient((client) => createOrUpdateSchedule(client, suite, { id: opts.id, cron: opts.cron, timezone: opts.timezone, catchupWindow: opts.catchupWindow, pauseOnFailure: opts.pauseOnFailure ?? false, taskQueue }));
+      console.log(`${what} schedule ${scheduleId(suite, opts.id)}: "${opts.cron}" (${opts.timezone}), suite ${suite.name}, task queue ${taskQueue}; results in ${defaultStorePath(suite.workspace)}`);
+    });
+
+  bench
+    .command('run')
+    .description('run the suite once now, wait for it and print the report')
+    .option(...suiteOption)
+    .option('--no-wait', 'start it and print its workflow id')
+    .action(async (opts: { suite?: string; wait: boolean }) => {
+      const suite = loadSuite(opts.suite);
+      const config = loadConfig();
+      await withClient(async (client) => {
+        const workflowId = `bench-${suite.name}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+        const handle = await client.workflow.start('benchmarkWorkflow', { workflowId, taskQueue: suite.taskQueue ?? config.taskQueue, args: [{ suite }] });
+        console.error(`benchmark run ${workflowId} started (${suite.name})`);
+        if (!opts.wait) {
+          console.log(workflowId);
+          return;
+        }
+        let outcome: BenchmarkOutcome;
+        try {
+          outcome = await handle.result();
+        } catch (err) {
+          if (err instanceof WorkflowFailedError) throw new ExitError(`benchmark run ${workflowId} failed: ${err.cause?.message ?? err.message}`, 1);
+          throw err;
+        }
+        console.log(report(suite, { runId: outcome.runId }));
+        if (outcome.notified) console.error(`summary sent to ${outcome.notified}`);
+        if ((outcome.counts.regression ?? 0) > 0 || (outcome.counts.failed ?? 0) > 0) process.exitCode = 1;
+      });
+    });
+
+  bench
+    .command('list')
+    .description('the benchmark Schedules: cron, paused or not, next and last runs')
+    .action(async () => {
+      await withClient(async (client) => {
+        let any = false;
+        for await (const s of client.schedule.list()) {
+          if (!s.scheduleId.startsWith(SCHEDULE_PREFIX)) continue;
+          any = true;
+          const d = await client.schedule.getHandle(s.scheduleId).describe();
+          const last = d.info.recentActions.at(-1);
+          console.log([
+            s.scheduleId,
+            d.state.paused ? `paused${d.state.note ? ` (${d.state.note})` : ''}` : 'active',
+            `timezone ${d.spec.timezone ?? 'UTC'}`,
+            `next ${d.info.nextActionTimes[0]?.toISOString() ?? '—'}`,
+            `last ${last ? `${last.takenAt.toISOString()} (${last.action.workflow.workflowId})` : '—'}`,
+          ].join('  '));
+        }
+        if (!any) console.log('no benchmark schedules; create one with `linkflow bench schedule --cron "0 2 * * *"`');
+      });
+    });
+
+  for (const [name, description, act] of [
+    ['pause', 'pause a benchmark Schedule', (h: ReturnType<Client['schedule']['getHandle']>) => h.pause('paused with linkflow bench pause')],
+    ['unpause', 'unpause a benchmark Schedule', (h: ReturnType<Client['schedule']['getHandle']>) => h.unpause('unpaused with linkflow bench unpause')],
+    ['delete', 'delete a benchmark Schedule (stored results stay)', (h: ReturnType<Client['schedule']['getHandle']>) => h.delete()],
+  ] as const) {
+    bench
+      .command(name)
+      .description(description)
+      .option(...suiteOption)
+      .option('--id <scheduleId>', 'schedule id (default: linkflow-bench-<suite name>)')
+      .action(async (opts: { suite?: string; id?: string }) => {
+        const id = opts.id ?? scheduleId(suiteOnly(opts.suite));
+        await withClient(async (client) => {
+          try {
+            await act(client.schedule.getHandle(id));
+          } catch (err) {
+            if (err instanceof ScheduleNotFoundError) throw new ExitError(`no schedule ${id}; \`linkflow bench list\` shows them`, 1);
+            throw err;
+          }
+        });
+        console.log(`${name === 'delete' ? 'deleted' : `${name}d`} schedule ${id}`);
+      });
+  }
+
+  bench
+    .command('report')
+    .description('the last run: case, baseline, last, history median, change, verdict')
+    .option(...suiteOption)
+    .option('--db <file>', 'results database (default: <suite workspace>/.linkflow/benchmarks.sqlite)')
+    .option('--run <runId>', 'a given run instead of the newest')
+    .option('--html <file>', 'also write a self-contained HTML page with a chart per case')
+    .option('--json', 'print the JSON summary (what the webhook receives) instead of the table')
+    .action((opts: { suite?: string; db?: string; run?: string; html?: string; json?: boolean }) => {
+      const suite = suiteOnly(opts.suite);
+      console.log(report(suite, { db: opts.db, runId: opts.run, html: opts.html, json: opts.json }));
+    });
+}
