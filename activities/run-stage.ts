@@ -264,6 +264,8 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
     // The trainer is gone: the next attempt need not wait.
     lease?.release();
   }
+  // When the process ran, in the log itself: what the job cost, apart from what linkflow added around it.
+  fs.appendFileSync(logFile, `# launched ${new Date(launchedAt).toISOString()}, exited ${new Date().toISOString()} (${status.signal ?? `exit code ${status.exitCode}`}) after ${((Date.now() - launchedAt) / 1000).toFixed(3)} s\n`);
   const details = (cls: FailureClass, reason: string, excerpt: string[]): AttemptFailureDetails => ({
     failureClass: cls,
     reason,
