@@ -54,6 +54,32 @@ def faults_spec():
     return os.environ.get('MLEMU_FAULTS', '')
 
 
+def slowdown_spec():
+    """MLEMU_SLOWDOWN: comma list of <case>=<factor> (`*` for every job), see throughput.py."""
+    return os.environ.get('MLEMU_SLOWDOWN', '')
+
+
+def bench_case():
+    """LINKFLOW_BENCH_CASE: the benchmark case a job measures (linkflow exports it); MLEMU_SLOWDOWN keys match it."""
+    return os.environ.get('LINKFLOW_BENCH_CASE', '').strip() or None
+
+
+def time_scale():
+    """MLEMU_TIME_SCALE: wall seconds slept per modelled second of a table job; None (unset) = sleep
+    min(modelled time, MLEMU_ITER_TIME_MS). Non-numeric or negative values are ignored (None)."""
+    raw = os.environ.get('MLEMU_TIME_SCALE', '').strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float('inf'):
+        sys.stderr.write(f'mlemu: ignoring MLEMU_TIME_SCALE={raw!r} (not a number >= 0)\n')
+        return None
+    return value
+
+
 def env_seconds(name, default):
     """A duration in seconds from the environment; unset, empty, non-numeric or <= 0 gives `default`."""
     raw = os.environ.get(name, '').strip()

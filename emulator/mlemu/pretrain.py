@@ -11,7 +11,7 @@ import sys
 import time
 
 from . import args as argsmod
-from . import checkpoint, env, faults, gang, indexed_dataset, megatron, tracebacks
+from . import checkpoint, env, faults, gang, indexed_dataset, megatron, throughput, tracebacks
 from . import training_log as tlog
 
 ENTRYPOINT = 'pretrain_gpt.py'
@@ -26,6 +26,7 @@ def main(argv=None):
     start = time.time()
     dist = env.Dist()
     injector = faults.FaultInjector(ENTRYPOINT)
+    slowdown = throughput.slowdown_from_env()
     marker_dir = args.save or os.getcwd()
     env.line_buffered_stdio()
 
@@ -70,7 +71,7 @@ def main(argv=None):
                                "'<' not supported between instances of 'int' and 'NoneType'")
         iteration = 0
         if args.train_iters > 0:
-            trainer = Trainer(rt, injector, marker_dir, loaded, nan_active, do_valid)
+            trainer = Trainer(rt, injector, marker_dir, loaded, nan_active, do_valid, slowdown)
             iteration = trainer.run()
         rt.print_datetime('after training is done')
         if args.save and iteration != 0 and iteration % args.save_interval != 0:
@@ -242,7 +243,7 @@ def check_instruction_prefix(prefix, stack):
 # --- training loop -------------------------------------------------------------------------------------------
 
 class Trainer:
-    def __init__(self, rt, injector, marker_dir, loaded, nan_active, do_valid):
+    def __init__(self, rt, injector, marker_dir, loaded, nan_active, do_valid, slowdown=None):
         self.rt = rt
         self.args = rt.args
         self.injector = injector
@@ -256,7 +257,10 @@ class Trainer:
         self.schedule = tlog.LRSchedule(self.args)
         self.scaler = tlog.LossScaler(self.args)
         self.finetune = is_finetune(self.args)
-        self.iter_s = env.iter_time_ms() / 1000.0
+        # The throughput model (throughput.py): a job of ModelLink's performance table logs the table's
+        # time per iteration and sleeps only a little of it; any other job sleeps MLEMU_ITER_TIME_MS and
+        # logs the time it measured. MLEMU_SLOWDOWN scales either.
+        self.clock = throughput.IterationClock(self.args, rt.dist.world_size, slowdown or {})
 
     def run(self):
         args, rt = self.args, self.rt
@@ -317,7 +321,10 @@ class Trainer:
 
     def step(self, iteration):
         args = self.args
-        time.sleep(self.iter_s)
+        time.sleep(self.clock.wall_s(iteration))
+        modelled = self.clock.logged_s(iteration)
+        if modelled is not None:
+            self.modelled_s += modelled
         self.iteration = iteration
         self.consumed += args.global_batch_size
         args.consumed_train_samples = self.consumed
@@ -349,7 +356,10 @@ class Trainer:
 
     def log(self, lr):
         args = self.args
-        elapsed = time.monotonic() - self.interval_start - self.paused
+        if self.clock.modelled:
+            elapsed = self.modelled_s
+        else:
+            elapsed = time.monotonic() - self.interval_start - self.paused
         per_iter = elapsed / max(1, self.advanced + self.skipped)
         avg = self.loss_sum / max(1, self.advanced)
         line = tlog.format_log_line(
@@ -373,6 +383,7 @@ class Trainer:
     def _reset_interval(self):
         self.interval_start = time.monotonic()
         self.paused = 0.0
+        self.modelled_s = 0.0
         self.loss_sum = 0.0
         self.advanced = 0
         self.skipped = 0
