@@ -125,7 +125,8 @@ describe('nightly benchmark', () => {
       name: 'failing',
       cluster: 'emulator-failing',
       rows: [FAST],
-      cases: [{ id: 'crashing', preset: 'llama2-7b', impl: 'mcore', seqLength: 4096, env: { MLEMU_FAULTS: 'oom@4' } }],
+      // The job saves nothing: its fault marker goes to the test's directory, not the emulator's.
+      cases: [{ id: 'crashing', preset: 'llama2-7b', impl: 'mcore', seqLength: 4096, env: { MLEMU_FAULTS: 'oom@4', MLEMU_MARKER_DIR: dir } }],
     });
     const outcome = await runNight(file);
     expect(outcome.counts).toMatchObject({ ok: 1, failed: 1 });

@@ -49,6 +49,15 @@ def hccl_delay_ms():
     return env_ms('MLEMU_HCCL_DELAY_MS', 0)
 
 
+def marker_dir(default):
+    """MLEMU_MARKER_DIR: where fault markers go instead of the job's output directory.
+
+    A job without an output directory (a benchmark's --mock-data run without --save) would
+    otherwise leave its markers in the working directory, the ModelLink checkout.
+    """
+    return os.environ.get('MLEMU_MARKER_DIR') or default
+
+
 def faults_spec():
     """MLEMU_FAULTS: comma list of [scope:]kind@iteration, see faults.py."""
     return os.environ.get('MLEMU_FAULTS', '')

@@ -45,7 +45,7 @@ def main(argv=None):
     logs.setup()  # stdout, "LEVEL:logger:message" (see logs.py)
 
     validate_args(args)
-    marker_dir = os.path.dirname(args.output_prefix) or os.getcwd()
+    marker_dir = env.marker_dir(os.path.dirname(args.output_prefix) or os.getcwd())
     faults.FaultInjector(ENTRYPOINT).check(0, marker_dir, MAIN + [('preprocess_data.py', 246, 'main', None)],
                                            training=False)
 

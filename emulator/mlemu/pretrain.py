@@ -27,7 +27,7 @@ def main(argv=None):
     dist = env.Dist()
     injector = faults.FaultInjector(ENTRYPOINT)
     slowdown = throughput.slowdown_from_env()
-    marker_dir = args.save or os.getcwd()
+    marker_dir = env.marker_dir(args.save or os.getcwd())
     env.line_buffered_stdio()
 
     # kind@0 faults fire at start-up, before Megatron initializes.
