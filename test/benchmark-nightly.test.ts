@@ -16,6 +16,7 @@ import type { BenchmarkOutcome } from '../workflows/benchmark.ts';
 import { EMULATOR, tempDir } from './helpers/specs.ts';
 import { startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
 import { until } from './helpers/wait.ts';
+import { runCli } from './helpers/cli.ts';
 
 let t: TestTemporal;
 beforeAll(async () => {
@@ -159,5 +160,34 @@ describe('nightly benchmark', () => {
     expect(run?.status).toBe('completed');
     expect(run?.fingerprint.suite.name).toBe('scheduled');
     await handle.delete();
+  });
+
+  it('the bench commands: run once now with its report, schedule, list, pause, unpause, delete; a bad suite is refused with its path', async () => {
+    const dir = tempDir('nightly-cli');
+    const file = writeSuite(dir, { name: 'cli', cluster: 'emulator-cli', rows: [FAST, TWO_NODES] });
+    const env = { TEMPORAL_ADDRESS: t.config.address, LINKFLOW_TASK_QUEUE: t.config.taskQueue };
+    const run = await runCli(['bench', 'run', '--suite', file], env);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(new RegExp(`${FAST}.*ok`));
+    expect(run.stdout).toMatch(new RegExp(`${TWO_NODES}.*skipped`));
+    const json = await runCli(['bench', 'report', '--suite', file, '--json'], env);
+    expect(JSON.parse(json.stdout)).toMatchObject({ suite: 'cli', counts: { ok: 1, skipped: 1 } });
+
+    expect((await runCli(['bench', 'schedule', '--suite', file, '--cron', '0 2 * * *', '--timezone', 'Asia/Shanghai'], env)).stdout).toContain('created schedule linkflow-bench-cli');
+    expect((await runCli(['bench', 'list'], env)).stdout).toMatch(/linkflow-bench-cli\s+active\s+timezone Asia\/Shanghai/);
+    expect((await runCli(['bench', 'pause', '--suite', file], env)).code).toBe(0);
+    expect((await runCli(['bench', 'list'], env)).stdout).toMatch(/linkflow-bench-cli\s+paused/);
+    expect((await runCli(['bench', 'unpause', '--id', 'linkflow-bench-cli'], env)).code).toBe(0);
+    expect((await runCli(['bench', 'delete', '--suite', file], env)).code).toBe(0);
+    const gone = await runCli(['bench', 'pause', '--suite', file], env);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toContain('no schedule linkflow-bench-cli');
+
+    const bad = path.join(dir, 'bad.json');
+    fs.writeFileSync(bad, JSON.stringify({ name: 'bad', rows: ['llama2-7b-seq4k-mcore-1x8-bf61'] }));
+    const refused = await runCli(['bench', 'run', '--suite', bad], env);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('rows[0]: no table case "llama2-7b-seq4k-mcore-1x8-bf61"');
+    expect(refused.stderr).toContain('llama2-7b-seq4k-mcore-1x8-bf16');
   });
 });
