@@ -1,34 +1,58 @@
 /**
  * Records workflow histories for test/replay.test.ts: a pipeline that succeeds after a crash and a
- * retry, and one that fails on a bad flag. Run after an intended change to the workflow's
- * commands (and only then):  node --import tsx scripts/record-histories.ts
+ * retry, one that fails on a bad flag, and a benchmark run (one case measured, one skipped). Run after an intended change to the workflow's
+ * commands (and only then):  node --import tsx scripts/record-histories.ts [name…]
+ * (names: crash-and-resume, bad-flag, benchmark; default all). Keep the old histories of the ones
+ * you did not mean to change: they are what proves running workflows still replay.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import proto from '@temporalio/proto';
 import { outcomeOf } from '../cli/pipeline-client.ts';
-import { fiveStageSpec, tempDir, writeSpec } from '../test/helpers/specs.ts';
+import { loadSuite } from '../cli/bench.ts';
+import type { History } from '@temporalio/common/lib/proto-utils.js';
+import { EMULATOR, fiveStageSpec, tempDir, writeSpec } from '../test/helpers/specs.ts';
 import { startSpec, startTestTemporal } from '../test/helpers/temporal.ts';
 
 const out = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'test', 'histories');
+function save(name: string, history: History): void {
+  // Protobuf bytes: decoded again by the same @temporalio/proto module the worker uses.
+  fs.writeFileSync(path.join(out, `${name}.history.bin`), proto.temporal.api.history.v1.History.encode(history).finish());
+  console.log(`recorded ${name}: ${history.events?.length} events`);
+}
+
+const only = process.argv.slice(2);
+const wanted = (name: string) => only.length === 0 || only.includes(name);
+
 const t = await startTestTemporal();
 try {
   const cases: [string, (spec: ReturnType<typeof fiveStageSpec>) => void][] = [
     ['crash-and-resume', (spec) => Object.assign(spec.stages[3], { env: { MLEMU_FAULTS: 'crash@15' } })],
     ['bad-flag', (spec) => Object.assign(spec.stages[3], { args: { '--no-such-flag': '1' }, allowUnknownFlags: true })],
   ];
-  for (const [name, edit] of cases) {
+  for (const [name, edit] of cases.filter(([n]) => wanted(n))) {
     const dir = tempDir(`history-${name}`);
     const spec = fiveStageSpec(name, path.join(dir, 'ws'), { trainIters: 20 });
     edit(spec);
     const handle = await startSpec(t, writeSpec(dir, spec));
     await outcomeOf(handle);
-    const history = await handle.fetchHistory();
-    // Protobuf bytes: decoded again by the same @temporalio/proto module the worker uses.
-    fs.writeFileSync(path.join(out, `${name}.history.bin`), proto.temporal.api.history.v1.History.encode(history).finish());
-    console.log(`recorded ${name}: ${history.events?.length} events`);
+    save(name, await handle.fetchHistory());
   }
+  if (wanted('benchmark')) await recordBenchmark();
 } finally {
   await t.stop();
+}
+
+async function recordBenchmark(): Promise<void> {
+  const dir = tempDir('history-benchmark');
+  const suiteFile = path.join(dir, 'suite.json');
+  fs.writeFileSync(suiteFile, JSON.stringify({
+    name: 'replay', taskQueue: t.config.taskQueue, workspace: './bench', iterations: { warmup: 1, measured: 3 },
+    rows: ['llama2-7b-seq4k-mcore-1x8-bf16', 'aquila2-34b-seq4k-legacy-2x8-bf16'],
+    modellink: { root: EMULATOR, python: 'python3', launcher: path.join(EMULATOR, 'torchrun') },
+  }));
+  const bench = await t.client.workflow.start('benchmarkWorkflow', { workflowId: 'benchmark.history.bin' /* replay.test.ts replays under the file name */, taskQueue: t.config.taskQueue, args: [{ suite: loadSuite(suiteFile) }] });
+  await bench.result();
+  save('benchmark', await bench.fetchHistory());
 }
