@@ -299,7 +299,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
   if (status.exitCode === 0 && !detected) {
     const problem = verifyOutput(stage, progress, rank);
     if (!problem) {
-      if (stage.evaluate) writeResults(stage, progress);
+      if (stage.evaluate && (!rank || rank.nodeRank === 0)) writeResults(stage, progress);
       return {
         loadedIteration: loadedFrom, resumeNote, finalIteration: progress.iteration, lastCheckpoint: progress.lastCheckpoint, evalResults: progress.evalResults, logFile,
         timings: timingsOf(progress),
@@ -339,6 +339,8 @@ function verifyOutput(stage: StagePlan, progress: AttemptProgress, rank: RankAss
     return `the trainer exited at iteration ${progress.iteration ?? 'unknown'} without a complete checkpoint at iteration ${stage.training.trainIters}`;
   }
   if (stage.evaluate) {
+    // ModelLink's evaluation logs its results on rank 0 only; the other nodes' clean exit is enough.
+    if (rank && rank.nodeRank !== 0) return undefined;
     const got = new Set((progress.evalResults ?? []).map((r) => r.task));
     const missing = stage.evaluate.tasks.filter((t) => !got.has(t));
     return missing.length > 0 ? `evaluation printed no result for ${missing.join(', ')}` : undefined;

@@ -85,15 +85,27 @@ function flag(on: boolean | undefined, name: string): Arg[] {
   return on ? [[name, null]] : [];
 }
 
+/**
+ * Evaluation and inference run exactly tp × pp ranks (ModelLink forbids data parallelism there):
+ * on as few nodes as hold them, a single node unless they need more devices than one has.
+ */
+function modelParallelLauncher(spec: PipelineSpec, devicesPerNode: number | undefined): string[] {
+  // A stage's own `devices` is its processes per node on every node of the cluster, as in ModelLink's scripts.
+  if (devicesPerNode !== undefined) return distributedLauncher(spec, devicesPerNode);
+  const ranks = spec.parallel.tp * spec.parallel.pp;
+  const nodes = Math.min(spec.cluster.nodes, Math.max(1, Math.ceil(ranks / spec.cluster.devicesPerNode)));
+  return distributedLauncher(spec, Math.ceil(ranks / nodes), nodes);
+}
+
 function launcherArgv(spec: PipelineSpec): string[] {
   return Array.isArray(spec.modellink.launcher) ? [...spec.modellink.launcher] : [spec.modellink.launcher];
 }
 
-export function distributedLauncher(spec: PipelineSpec, nprocPerNode: number): string[] {
+export function distributedLauncher(spec: PipelineSpec, nprocPerNode: number, nnodes = spec.cluster.nodes): string[] {
   return [
     ...launcherArgv(spec),
     '--nproc_per_node', num(nprocPerNode),
-    '--nnodes', num(spec.cluster.nodes),
+    '--nnodes', num(nnodes),
     '--node_rank', String(spec.cluster.nodeRank ?? 0),
     '--master_addr', spec.cluster.masterAddr,
     '--master_port', String(spec.cluster.masterPort),
@@ -382,7 +394,7 @@ export function buildEvaluate(spec: PipelineSpec, preset: Preset, stage: Evaluat
     ['--seed', '42'],
   ];
   const env: Record<string, string> = { CUDA_DEVICE_MAX_CONNECTIONS: '1' };
-  return { entrypoint: 'evaluation.py', launcher: distributedLauncher(spec, stage.devices ?? p.tp * p.pp), args, env };
+  return { entrypoint: 'evaluation.py', launcher: modelParallelLauncher(spec, stage.devices), args, env };
 }
 
 export interface InferencePaths {
@@ -427,5 +439,5 @@ export function buildInference(spec: PipelineSpec, preset: Preset, stage: Infere
     ...(paths.lora ? ([['--lora-load', paths.lora.load], ...loraArgs(paths.lora.options, spec.model.impl === 'mcore')] as Arg[]) : []),
   ];
   const env: Record<string, string> = { CUDA_DEVICE_MAX_CONNECTIONS: '1' };
-  return { entrypoint: 'inference.py', launcher: distributedLauncher(spec, stage.devices ?? p.tp * p.pp), args, env };
+  return { entrypoint: 'inference.py', launcher: modelParallelLauncher(spec, stage.devices), args, env };
 }

@@ -57,9 +57,20 @@ export function launcherForRank(launcher: string[], rank: RankAssignment): strin
   return out;
 }
 
-/** Whether a stage's launcher starts a distributed job across nodes (torchrun with --nnodes). */
+/** How many nodes a stage's launcher spans (torchrun's --nnodes, N or MIN:MAX); 1 without it. */
+export function nodesOf(launcher: string[]): number {
+  let value: string | undefined;
+  launcher.forEach((a, i) => {
+    if (a === '--nnodes') value = launcher[i + 1];
+    else if (a.startsWith('--nnodes=')) value = a.slice('--nnodes='.length);
+  });
+  const n = Number(value?.split(':').at(-1));
+  return Number.isInteger(n) && n > 0 ? n : 1;
+}
+
+/** Whether a stage runs as a gang: its launcher spans more than one node. */
 export function launchesAcrossNodes(launcher: string[]): boolean {
-  return launcher.some((a) => a === '--nnodes' || a.startsWith('--nnodes='));
+  return nodesOf(launcher) > 1;
 }
 
 /** Megatron prints the training log on the last rank, so the last node is the one that sees iterations. */

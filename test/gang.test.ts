@@ -1,6 +1,6 @@
 /** Multi-node gangs without Temporal: rank command lines, placement, root cause, merged results. */
 import { describe, expect, it } from 'vitest';
-import { chooseNodes, launcherForRank, launchesAcrossNodes, logsIterations, mergeRankResults, nodeIdentity, nodeOfIdentity, nodeQueue, rootCauseRank } from '../modellink/gang.ts';
+import { chooseNodes, launcherForRank, launchesAcrossNodes, nodesOf, logsIterations, mergeRankResults, nodeIdentity, nodeOfIdentity, nodeQueue, rootCauseRank } from '../modellink/gang.ts';
 import { planPipeline } from '../modellink/plan.ts';
 import { fiveStageSpec, ROOT } from './helpers/specs.ts';
 
@@ -26,6 +26,20 @@ describe('a rank of a gang', () => {
     const pretrain = planned.plan.stages.find((s) => s.name === 'pretrain')!;
     const ranked = launcherForRank(pretrain.launcher, rank);
     expect(ranked.filter((a) => a.startsWith('--'))).toEqual(pretrain.launcher.filter((a) => a.startsWith('--')));
+  });
+
+  it('evaluation and inference run tp × pp ranks on as few nodes as hold them: one node of 8 devices for pp 2', () => {
+    const spec = fiveStageSpec('gang', '/tmp/ws');
+    spec.cluster = { nodes: 2, devicesPerNode: 8 };
+    spec.parallel = { tp: 1, pp: 2 };
+    const planned = planPipeline(spec, { baseDir: ROOT });
+    if (!planned.ok) throw new Error(JSON.stringify(planned.problems));
+    const nodes = Object.fromEntries(planned.plan.stages.map((s) => [s.name, nodesOf(s.launcher)]));
+    expect(nodes).toMatchObject({ pretrain: 2, finetune: 2, evaluate: 1, generate: 1 });
+    const evaluate = planned.plan.stages.find((s) => s.name === 'evaluate')!;
+    expect(evaluate.launcher.slice(1, 5)).toEqual(['--nproc_per_node', '2', '--nnodes', '1']);
+    expect(nodesOf(['torchrun', '--nnodes=1:4'])).toBe(4);
+    expect(nodesOf(['python'])).toBe(1);
   });
 
   it('only the last node watches for hangs: Megatron prints the training log on the last rank', () => {

@@ -82,6 +82,30 @@ describe('a two-node gang', () => {
     await client.connection.close();
   });
 
+  it('every torchrun stage runs as a gang: pretrain, finetune, evaluate and inference on two nodes', async () => {
+    const pool = `all-${process.pid}`;
+    await Promise.all([node(pool, 'x1'), node(pool, 'x2')]);
+    const config = fastRetryConfig(server.address, '10s');
+    const client = await connectClient(config);
+    const dir = tempDir('gangall');
+    const ws = path.join(dir, 'ws');
+    const spec = fiveStageSpec('gangall', ws, { trainIters: 20, saveInterval: 10 });
+    spec.cluster = { devicesPerNode: 1, nodes: 2 };
+    spec.parallel = { tp: 1, pp: 2 };
+    const handle = await startPipeline(client, config, planFile(writeSpec(dir, spec)), pool);
+    const { state, failure } = await outcomeOf(handle);
+    expect(failure).toBeUndefined();
+    for (const name of ['pretrain', 'finetune', 'evaluate', 'generate']) {
+      const stage = state!.stages.find((s) => s.name === name)!;
+      expect(stage.status, name).toBe('succeeded');
+      expect(stage.attempts.at(-1)!.nodes, name).toEqual(['x1', 'x2']);
+    }
+    expect(state!.stages.find((s) => s.name === 'evaluate')!.evalResults?.map((r) => r.task)).toEqual(['mmlu']);
+    expect(JSON.parse(fs.readFileSync(path.join(ws, 'gangall', 'evaluate', 'results.json'), 'utf8')).results[0].task).toBe('mmlu');
+    expect(processesMentioning(ws)).toEqual([]);
+    await client.connection.close();
+  });
+
   it('placed on free nodes of a pool; a node killed with SIGKILL takes its rank down and the gang re-forms on the nodes left', async () => {
     const pool = `pool-${process.pid}`;
     const [a, b] = await Promise.all([node(pool, 'a'), node(pool, 'b'), node(pool, 'c')]);

@@ -25,7 +25,7 @@ import type * as activities from '../activities/index.ts';
 // Pure data, no Node imports: safe inside the workflow sandbox.
 import { INFRASTRUCTURE, type FailureClass } from '../modellink/failures.ts';
 import { autoSaveInterval } from '../modellink/advise.ts';
-import { chooseNodes, launchesAcrossNodes, mergeRankResults, nodeQueue, rootCauseRank, type RankAssignment } from '../modellink/gang.ts';
+import { chooseNodes, launchesAcrossNodes, mergeRankResults, nodeQueue, nodesOf, rootCauseRank, type RankAssignment } from '../modellink/gang.ts';
 import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
 import type { AttemptFailureDetails, AttemptRecord, AttemptResult, PipelineInput, PipelineState, RetrySettingsInput, StageState } from '../modellink/run-state.ts';
 
@@ -154,18 +154,21 @@ interface GangPlacement {
 }
 
 /** Nodes for one attempt of a gang: the named hosts or free workers of the pool, and rank 0's address and a free port. */
-async function placeGang(plan: PipelinePlan, pool: string, s: StageState): Promise<GangPlacement> {
+async function placeGang(plan: PipelinePlan, stage: StagePlan, pool: string, s: StageState): Promise<GangPlacement> {
+  // A stage may span fewer nodes than the job (evaluation runs tp × pp ranks): the first hosts.
+  const count = nodesOf(stage.launcher);
+  const hosts = plan.hosts?.slice(0, count);
   for (;;) {
-    const candidates = plan.hosts ?? (await bookkeeping.poolNodes({ pool }));
+    const candidates = hosts ?? (await bookkeeping.poolNodes({ pool }));
     const answers = await Promise.all(candidates.map((node) => probeNode(pool, node)));
     const free = answers.filter((a) => a !== undefined && a.running === 0).map((a) => a!.node);
-    const choice = chooseNodes({ hosts: plan.hosts, count: plan.nodes }, free);
+    const choice = chooseNodes({ hosts, count }, free);
     if ('nodes' in choice) {
       const master = await probeNode(pool, choice.nodes[0], true);
       if (master?.port !== undefined) return { nodes: choice.nodes, masterAddr: master.address, masterPort: master.port };
     }
     s.status = 'waiting-for-nodes';
-    s.note = `waiting for ${plan.nodes} nodes in pool ${pool}: ${'missing' in choice ? choice.missing : `node ${choice.nodes[0]} did not answer`}`;
+    s.note = `waiting for ${count} nodes in pool ${pool}: ${'missing' in choice ? choice.missing : `node ${choice.nodes[0]} did not answer`}`;
     await sleep(PLACEMENT_RETRY);
   }
 }
@@ -174,7 +177,7 @@ async function runStage(plan: PipelinePlan, stage: StagePlan, s: StageState, ret
   const pipeline = plan.name;
   const { runStageAttempt } = attemptActivities(retry);
   const pool = plan.taskQueue ?? workflowInfo().taskQueue;
-  const gang = plan.nodes > 1 && launchesAcrossNodes(stage.launcher);
+  const gang = launchesAcrossNodes(stage.launcher);
   // Two budgets: faults of the machines never use up the retries meant for errors of the job.
   const budget = { code: stage.maxAttempts ?? retry.maximumAttempts, infrastructure: retry.infrastructureAttempts };
   let attemptsThisRun = 0;
@@ -268,7 +271,7 @@ type RankOutcome = { nodeRank: number; node: string } & ({ result: AttemptResult
  * collective's timeout, and the rank that explains the failure is the one reported.
  */
 async function runGangAttempt(plan: PipelinePlan, pool: string, s: StageState, retry: RetrySettingsInput, input: { pipeline: string; stage: StagePlan; attempt: number; saveInterval?: number }, placed: GangOutcome): Promise<AttemptResult> {
-  const placement = await placeGang(plan, pool, s);
+  const placement = await placeGang(plan, input.stage, pool, s);
   placed.nodes = placement.nodes;
   s.status = 'running';
   s.note = `node ranks on ${placement.nodes.join(', ')}; master ${placement.masterAddr}:${placement.masterPort}`;
