@@ -305,6 +305,13 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
         timings: timingsOf(progress),
       };
     }
+    if (stage.training && rank) {
+      // A node of the gang was stopped (a drain): Megatron's exit signal handler stops every node
+      // together, each exiting 0 after the same last checkpoint. The gang resumes from it.
+      const reason = `the gang stopped at iteration ${progress.iteration ?? 'unknown'} before the end (another node was stopped); its checkpoints are kept`;
+      fs.appendFileSync(logFile, `linkflow: ${reason}\n`);
+      throw fail('killed', `stage ${stage.name} attempt ${attempt}${where}: ${reason}`, { ...details('killed', reason, logLines().slice(-10)), followsPeer: true }, true);
+    }
     // Exit 0 without the output: ModelLink's evaluation swallows exceptions this way.
     const report = classifyFailure({ exitCode: 1, signal: null }, logLines());
     const cls: FailureClass = report.class === 'missing-input' ? 'missing-input' : 'no-result';

@@ -81,14 +81,16 @@ export function logsIterations(rank: RankAssignment | undefined): boolean {
 export interface RankFailure {
   nodeRank: number;
   failureClass: FailureClass;
+  /** The rank stopped because another did (the gang's exit signal handler stopped it with its peer). */
+  followsPeer?: boolean;
 }
 
 /**
- * When one rank dies, the others fail too: they lose their peer (communication) or are cancelled.
- * The rank that explains the gang's failure is the first one that failed for another reason.
+ * When one rank dies, the others fail too: they lose their peer (communication), stop with it, or
+ * are cancelled. The rank that explains the gang's failure is the first one that failed for another reason.
  */
 export function rootCauseRank<T extends RankFailure>(failures: T[]): T | undefined {
-  return failures.find((f) => f.failureClass !== 'communication') ?? failures[0];
+  return failures.find((f) => f.failureClass !== 'communication' && !f.followsPeer) ?? failures.find((f) => !f.followsPeer) ?? failures[0];
 }
 
 /**

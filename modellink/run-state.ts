@@ -146,6 +146,8 @@ export interface AttemptFailureDetails {
   /** A gang's rank that failed. */
   node?: string;
   nodeRank?: number;
+  /** This rank only stopped because another node of its gang did. */
+  followsPeer?: boolean;
 }
 
 export interface StageCheck {

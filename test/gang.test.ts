@@ -72,6 +72,8 @@ describe("a gang's outcome", () => {
     expect(rootCauseRank([{ nodeRank: 0, failureClass: 'communication' }, { nodeRank: 1, failureClass: 'segfault' }])?.nodeRank).toBe(1);
     expect(rootCauseRank([{ nodeRank: 0, failureClass: 'communication' }, { nodeRank: 1, failureClass: 'communication' }])?.nodeRank).toBe(0);
     expect(rootCauseRank([])).toBeUndefined();
+    // A drain: node 1 was stopped, node 0 stopped with it.
+    expect(rootCauseRank([{ nodeRank: 0, failureClass: 'killed', followsPeer: true }, { nodeRank: 1, failureClass: 'killed' }])?.nodeRank).toBe(1);
   });
 
   it('takes iterations from the last node and saved checkpoints from node 0', () => {

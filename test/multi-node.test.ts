@@ -106,6 +106,40 @@ describe('a two-node gang', () => {
     await client.connection.close();
   });
 
+  it('a node drained (SIGTERM) mid-training: every node saves the same last checkpoint and the gang re-forms without recomputing', async () => {
+    const pool = `drain-${process.pid}`;
+    const [, second] = await Promise.all([node(pool, 'd1'), node(pool, 'd2'), node(pool, 'd3')]);
+    const config = fastRetryConfig(server.address, '5s');
+    const client = await connectClient(config);
+    const dir = tempDir('gangdrain');
+    const ws = path.join(dir, 'ws');
+    const spec = gangSpec('gangdrain', ws, { nodes: 2 }, { trainIters: 200 });
+    (spec.modellink as { env: Record<string, string> }).env.MLEMU_ITER_TIME_MS = '30';
+    Object.assign(spec.stages.find((s) => s.name === 'pretrain')!, { exitSignalHandler: true, saveInterval: 50 });
+    const handle = await startPipeline(client, config, planFile(writeSpec(dir, spec)), pool);
+    await until('the gang to train past iteration 15', async () => {
+      const snap = await snapshot(handle);
+      return snap.live?.stage === 'pretrain' && (snap.live.iteration ?? 0) >= 15 ? true : undefined;
+    }, { timeoutMs: 120_000 });
+    second.kill('SIGTERM');
+
+    const { state, failure } = await outcomeOf(handle);
+    expect(failure).toBeUndefined();
+    const pretrain = state!.stages.find((s) => s.name === 'pretrain')!;
+    const drained = pretrain.attempts[0];
+    expect(drained.nodes).toEqual(['d1', 'd2']);
+    expect(drained.failureClass).toBe('killed');
+    const last = pretrain.attempts.at(-1)!;
+    expect(last.outcome).toBe('succeeded');
+    expect(last.nodes).toEqual(['d1', 'd3']);
+    // Saved where it stopped, between two save-interval checkpoints: nothing to recompute.
+    expect(last.loadedIteration).toBe(drained.lastIteration);
+    expect(last.recomputed).toBe(0);
+    expect(pretrain.finalIteration).toBe(200);
+    expect(processesMentioning(ws)).toEqual([]);
+    await client.connection.close();
+  });
+
   it('placed on free nodes of a pool; a node killed with SIGKILL takes its rank down and the gang re-forms on the nodes left', async () => {
     const pool = `pool-${process.pid}`;
     const [a, b] = await Promise.all([node(pool, 'a'), node(pool, 'b'), node(pool, 'c')]);

@@ -218,6 +218,7 @@ async function runStage(plan: PipelinePlan, stage: StagePlan, s: StageState, ret
       const record = attemptFailure(attempt, err);
       record.nodes = placed.nodes;
       record.failedNode = placed.failedNode;
+      record.lastIteration ??= placed.lastIteration;
       record.recomputed = recomputed(record.loadedIteration);
       record.startedAt = startedAt;
       record.endedAt = Date.now();
@@ -261,6 +262,7 @@ async function runStage(plan: PipelinePlan, stage: StagePlan, s: StageState, ret
 interface GangOutcome {
   nodes?: string[];
   failedNode?: string;
+  lastIteration?: number;
 }
 
 type RankOutcome = { nodeRank: number; node: string } & ({ result: AttemptResult } | { error: unknown });
@@ -292,7 +294,15 @@ async function runGangAttempt(plan: PipelinePlan, pool: string, s: StageState, r
       }),
     ),
   );
-  const errors = outcomes.flatMap((o) => ('error' in o ? [{ ...o, failureClass: attemptFailure(input.attempt, o.error).failureClass ?? 'unknown' }] : []));
+  const errors = outcomes.flatMap((o) => {
+    if (!('error' in o)) return [];
+    const cause = o.error instanceof ActivityFailure ? o.error.cause : o.error;
+    const details = (cause instanceof ApplicationFailure || cause instanceof CancelledFailure ? cause.details?.[0] : undefined) as AttemptFailureDetails | undefined;
+    return [{ ...o, failureClass: attemptFailure(input.attempt, o.error).failureClass ?? 'unknown', followsPeer: details?.followsPeer, lastIteration: details?.lastIteration }];
+  });
+  // Only the last node logs iterations: the gang got as far as it says, whichever rank is blamed.
+  const reached = errors.map((e) => e.lastIteration).filter((x): x is number => x !== undefined);
+  if (reached.length > 0) placed.lastIteration = Math.max(...reached);
   const failed = errors.filter((o) => !isCancellation(o.error));
   if (failed.length > 0) {
     const root = rootCauseRank(failed)!;
