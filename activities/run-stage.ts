@@ -14,7 +14,7 @@ import type { StagePlan } from '../modellink/plan.ts';
 import type { AttemptFailureDetails, AttemptResult, AttemptTimings } from '../modellink/run-state.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
 import { noProgressWindowMs, type TrainingPhase } from '../modellink/hang.ts';
-import { loadSetupEnv, startProcess, type ExitStatus } from '../executors/local.ts';
+import { loadSetupEnv, startProcess, stoppingAllProcesses, type ExitStatus } from '../executors/local.ts';
 import { acquireLease, leaseFile, type HeldLease } from './lease.ts';
 import { launcherForRank, logsIterations, type RankAssignment } from '../modellink/gang.ts';
 import { dataFiles, outputPresent } from './manifest.ts';
@@ -272,7 +272,8 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
     excerpt,
     loadedIteration: loadedFrom,
     resumeNote,
-    lastIteration: progress.iteration,
+    // Only the node that prints the training log knows the iteration.
+    lastIteration: logsIterations(rank) ? progress.iteration : undefined,
     lastCheckpoint: progress.lastCheckpoint,
     logFile,
     timings: timingsOf(progress),
@@ -308,9 +309,15 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
     if (stage.training && rank) {
       // A node of the gang was stopped (a drain): Megatron's exit signal handler stops every node
       // together, each exiting 0 after the same last checkpoint. The gang resumes from it.
-      const reason = `the gang stopped at iteration ${progress.iteration ?? 'unknown'} before the end (another node was stopped); its checkpoints are kept`;
+      const drained = stoppingAllProcesses();
+      const saved = progress.lastCheckpoint?.iteration;
+      const reason = drained
+        ? `this node was drained (SIGTERM to its worker); the gang saved${saved !== undefined ? ` iteration ${saved}` : ''} and stopped`
+        : `the gang stopped before the end because another node was stopped${saved !== undefined ? `; last checkpoint at iteration ${saved}` : ''}`;
       fs.appendFileSync(logFile, `linkflow: ${reason}\n`);
-      throw fail('killed', `stage ${stage.name} attempt ${attempt}${where}: ${reason}`, { ...details('killed', reason, logLines().slice(-10)), followsPeer: true }, true);
+      // A node that does not log iterations knows where the gang stopped from the checkpoint it saved.
+      const reached = logsIterations(rank) ? progress.iteration : saved;
+      throw fail('killed', `stage ${stage.name} attempt ${attempt}${where}: ${reason}`, { ...details('killed', reason, logLines().slice(-10)), lastIteration: reached, followsPeer: !drained }, true);
     }
     // Exit 0 without the output: ModelLink's evaluation swallows exceptions this way.
     const report = classifyFailure({ exitCode: 1, signal: null }, logLines());

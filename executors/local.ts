@@ -63,7 +63,15 @@ export function runningCount(): number {
 }
 
 /** SIGTERM (then SIGKILL after the grace) to every running command's group; resolves when all are gone. */
+let stoppingAll = false;
+
+/** Whether this worker is stopping every command (a node drain): a trainer that exits now was stopped by us. */
+export function stoppingAllProcesses(): boolean {
+  return stoppingAll;
+}
+
 export async function stopAllProcesses(graceMs?: number): Promise<number> {
+  stoppingAll = true;
   const all = [...running];
   await Promise.all(all.map((p) => p.kill(graceMs)));
   return all.length;

@@ -129,6 +129,8 @@ describe('a two-node gang', () => {
     const drained = pretrain.attempts[0];
     expect(drained.nodes).toEqual(['d1', 'd2']);
     expect(drained.failureClass).toBe('killed');
+    expect(drained.failedNode).toBe('d2');
+    expect(drained.reason).toContain('this node was drained');
     const last = pretrain.attempts.at(-1)!;
     expect(last.outcome).toBe('succeeded');
     expect(last.nodes).toEqual(['d1', 'd3']);

@@ -218,7 +218,7 @@ async function runStage(plan: PipelinePlan, stage: StagePlan, s: StageState, ret
       const record = attemptFailure(attempt, err);
       record.nodes = placed.nodes;
       record.failedNode = placed.failedNode;
-      record.lastIteration ??= placed.lastIteration;
+      if (placed.lastIteration !== undefined) record.lastIteration = Math.max(record.lastIteration ?? 0, placed.lastIteration);
       record.recomputed = recomputed(record.loadedIteration);
       record.startedAt = startedAt;
       record.endedAt = Date.now();
