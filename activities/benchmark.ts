@@ -6,18 +6,17 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import readline from 'node:readline';
+import { durationToMs } from '../modellink/spec.ts';
 import { capacitySkipReason, judgeCase, measureThroughput, planSuite, suiteCluster, type BenchmarkCase, type BenchmarkSuite, type CaseOutcome, type CaseResult, type EnvironmentFingerprint, type IterationSample } from '../modellink/benchmark.ts';
 import { planBenchmarkCase } from '../modellink/benchmark-plan.ts';
 import type { FailureClass } from '../modellink/failures.ts';
 import type { PipelinePlan } from '../modellink/plan.ts';
 import type { RetrySettingsInput } from '../modellink/run-state.ts';
-import { parseLogLine } from '../modellink/training-log.ts';
 import { defaultStorePath, openBenchmarkStore, type BenchmarkStore } from '../benchmarks/store.ts';
 import { loadRunReport, needsNotification, webhookSummary, type WebhookSummary } from '../benchmarks/report.ts';
 import type { RunStatus } from '../benchmarks/records.ts';
 import { PROJECT_ROOT, loadConfig, retrySettings } from '../temporal.config.ts';
-import { activityPollers, poolNodes } from './node.ts';
+import { activityPollers } from './node.ts';
 
 export interface BenchmarkRunInput {
   suite: BenchmarkSuite;
@@ -80,14 +79,15 @@ export async function beginBenchmarkRun({ suite, runId }: BenchmarkRunInput): Pr
   return { cases: planSuite(suite) };
 }
 
-export type PreparedCase = { plan: PipelinePlan; retry: RetrySettingsInput } | { skip: string };
+export type PreparedCase = { plan: PipelinePlan; retry: RetrySettingsInput; timeoutMs: number } | { skip: string };
 
-/** The case's pipeline, or why it cannot run here now (not enough nodes in the pool, preset missing): skipped, not failed. */
-export async function prepareBenchmarkCase({ suite, runId, benchmarkCase, taskQueue }: BenchmarkRunInput & { benchmarkCase: BenchmarkCase; taskQueue: string }): Promise<PreparedCase> {
-  // Nodes of the pool that answer with a name; a pool of unnamed workers runs single-node cases.
-  const named = await poolNodes({ pool: taskQueue });
-  const anyWorker = named.length > 0 || (await activityPollers(taskQueue)).length > 0;
-  const nodes = named.length > 0 ? named.length : anyWorker ? 1 : 0;
+/**
+ * The case's pipeline, or why it cannot run here now (not enough free nodes in the pool, preset
+ * missing): skipped, not failed. `freeNodes` are the named nodes that answered and run nothing.
+ */
+export async function prepareBenchmarkCase({ suite, runId, benchmarkCase, taskQueue, freeNodes }: BenchmarkRunInput & { benchmarkCase: BenchmarkCase; taskQueue: string; freeNodes: number }): Promise<PreparedCase> {
+  // A pool of unnamed workers (no --node) runs single-node cases on whichever worker polls.
+  const nodes = freeNodes > 0 ? freeNodes : (await activityPollers(taskQueue)).length > 0 ? 1 : 0;
   const capacity = capacitySkipReason(benchmarkCase, { nodes, devicesPerNode: suite.devicesPerNode });
   if (capacity) return { skip: capacity };
   const runDir = path.join(suite.workspace, 'runs', runId.replace(/[^A-Za-z0-9_.-]/g, '_'));
@@ -95,32 +95,22 @@ export async function prepareBenchmarkCase({ suite, runId, benchmarkCase, taskQu
   if (!planned.ok) return { skip: planned.reason };
   // A benchmark is not a training run: one attempt for errors of the job, one more for a fault of the machines.
   const retry = { ...retrySettings(loadConfig()), maximumAttempts: 1, infrastructureAttempts: 2 };
-  return { plan: planned.plan, retry };
+  return { plan: planned.plan, retry, timeoutMs: durationToMs(suite.caseTimeout) };
 }
 
-/** What the case's pipeline came to: its log (to measure) or its failure. */
+/** What the case's pipeline came to: its iteration lines (to measure) or its failure. */
 export type CaseRunOutcome =
-  | { kind: 'ran'; logFile: string; plan: PipelinePlan }
+  | { kind: 'ran'; samples: IterationSample[]; plan: PipelinePlan; logFile?: string }
   | { kind: 'failed'; failureClass: FailureClass; reason: string; excerpt: string[] }
   | { kind: 'skipped'; reason: string };
-
-async function iterationSamples(logFile: string): Promise<IterationSample[]> {
-  const samples: IterationSample[] = [];
-  const lines = readline.createInterface({ input: fs.createReadStream(logFile), crlfDelay: Infinity });
-  for await (const line of lines) {
-    const event = parseLogLine(line);
-    if (event?.type === 'iteration') samples.push(event);
-  }
-  return samples;
-}
 
 /** Measures (from the log), judges against the case's history on this cluster, and stores the result. */
 export async function recordBenchmarkCase({ suite, runId, benchmarkCase, position, outcome }: BenchmarkRunInput & { benchmarkCase: BenchmarkCase; position: number; outcome: CaseRunOutcome }): Promise<CaseResult> {
   let judged: CaseOutcome;
   if (outcome.kind === 'ran') {
     const training = outcome.plan.stages[0].training!;
-    const measured = measureThroughput(await iterationSamples(outcome.logFile), training, { warmup: suite.iterations.warmup });
-    judged = measured.ok ? { kind: 'measured', throughput: measured.throughput } : { kind: 'failed', failureClass: 'no-result', reason: `${measured.reason} (log: ${outcome.logFile})`, excerpt: [] };
+    const measured = measureThroughput(outcome.samples, training, { warmup: suite.iterations.warmup });
+    judged = measured.ok ? { kind: 'measured', throughput: measured.throughput } : { kind: 'failed', failureClass: 'no-result', reason: `${measured.reason}${outcome.logFile ? ` (log: ${outcome.logFile})` : ''}`, excerpt: [] };
   } else {
     judged = outcome;
   }
@@ -135,15 +125,24 @@ export async function recordBenchmarkCase({ suite, runId, benchmarkCase, positio
   });
 }
 
-/** Ends the run's record and posts the summary to the suite's webhook when a case regressed or failed. */
-export async function finishBenchmarkRun({ suite, runId, status }: BenchmarkRunInput & { status: Exclude<RunStatus, 'running'> }): Promise<{ summary: WebhookSummary; notified?: string }> {
+/** Ends the run's record; the summary says whether anyone should hear of it. */
+export async function finishBenchmarkRun({ suite, runId, status }: BenchmarkRunInput & { status: Exclude<RunStatus, 'running'> }): Promise<{ summary: WebhookSummary; notify: boolean }> {
   const summary = withStore(suite, (store) => {
     if (store.getRun(runId)?.status === 'running') store.finishRun(runId, status);
     return webhookSummary(loadRunReport(store, { runId })!);
   });
-  if (!suite.webhook || !needsNotification(summary)) return { summary };
-  const response = await fetch(suite.webhook, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(summary), signal: AbortSignal.timeout(30_000) });
-  // A refused notification is retried by the activity; the run's results are already stored.
+  return { summary, notify: suite.webhook !== undefined && needsNotification(summary) };
+}
+
+/** Posts the summary to the suite's webhook. Retried POSTs carry the run id as an idempotency key, so a receiver can drop duplicates. */
+export async function notifyBenchmarkWebhook({ suite, runId, summary }: BenchmarkRunInput & { summary: WebhookSummary }): Promise<string> {
+  if (!suite.webhook) throw new Error('the suite has no webhook');
+  const response = await fetch(suite.webhook, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'idempotency-key': runId },
+    body: JSON.stringify(summary),
+    signal: AbortSignal.timeout(30_000),
+  });
   if (!response.ok) throw new Error(`webhook ${suite.webhook} answered ${response.status} ${response.statusText}`);
-  return { summary, notified: suite.webhook };
+  return suite.webhook;
 }

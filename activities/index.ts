@@ -5,7 +5,7 @@ import { checkStageUpToDate, writeManifestFile } from './manifest.ts';
 
 export { runStageAttempt } from './run-stage.ts';
 export { nodeInfo, poolNodes } from './node.ts';
-export { beginBenchmarkRun, prepareBenchmarkCase, recordBenchmarkCase, finishBenchmarkRun } from './benchmark.ts';
+export { beginBenchmarkRun, prepareBenchmarkCase, recordBenchmarkCase, finishBenchmarkRun, notifyBenchmarkWebhook } from './benchmark.ts';
 
 export async function checkStage(input: { stage: StagePlan; upstream: Record<string, string> }): Promise<StageCheck> {
   return checkStageUpToDate(input.stage, input.upstream);

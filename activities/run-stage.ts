@@ -12,6 +12,7 @@ import { flattenArgs, resumeArgs } from '../modellink/commands.ts';
 import { classifyFailure, type FailureClass } from '../modellink/failures.ts';
 import type { StagePlan } from '../modellink/plan.ts';
 import type { AttemptFailureDetails, AttemptResult, AttemptTimings } from '../modellink/run-state.ts';
+import type { IterationSample } from '../modellink/benchmark-throughput.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
 import { noProgressWindowMs, type TrainingPhase } from '../modellink/hang.ts';
 import { loadSetupEnv, startProcess, stoppingAllProcesses, type ExitStatus } from '../executors/local.ts';
@@ -37,6 +38,9 @@ export interface HeartbeatDetails extends AttemptProgress {
   node?: string;
   nodeRank?: number;
 }
+
+/** Megatron's exit signal handler and ModelLink's high availability, saying they stopped on SIGTERM. */
+const SIGNAL_EXIT = /exiting program after receiving SIGTERM|stopped by SIGTERM/;
 
 const HEAD_LINES = 50;
 const TAIL_LINES = 200;
@@ -195,6 +199,8 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
   let detected: FailureClass | undefined;
   const shape = stage.training ? { seqLength: stage.training.seqLength, globalBatchSize: stage.training.globalBatchSize, worldSize: stage.training.worldSize } : undefined;
 
+  // A benchmark case is measured from its iteration lines, here on the node that logged them.
+  const samples: IterationSample[] | undefined = stage.training?.measureOnly ? [] : undefined;
   const launchedAt = Date.now();
   let saveStartedAt: number | undefined;
   let loadStartedAt: number | undefined;
@@ -208,6 +214,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
       remember(line);
       const event = parseLogLine(line);
       if (event && applyLogEvent(progress, event, shape)) lastProgressAt = Date.now();
+      if (samples && event?.type === 'iteration') samples.push({ iteration: event.iteration, elapsedMsPerIteration: event.elapsedMsPerIteration, tflopsPerDevice: event.tflopsPerDevice, globalBatchSize: event.globalBatchSize });
       // Timings for save-interval advice (linkflow advise).
       if (event?.type === 'iteration' && progress.startupMs === undefined) progress.startupMs = Date.now() - launchedAt;
       if (event?.type === 'checkpoint-saving') saveStartedAt = Date.now();
@@ -304,12 +311,15 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
       return {
         loadedIteration: loadedFrom, resumeNote, finalIteration: progress.iteration, lastCheckpoint: progress.lastCheckpoint, evalResults: progress.evalResults, logFile,
         timings: timingsOf(progress),
+        ...(samples ? { iterationSamples: samples } : {}),
       };
     }
-    if (stage.training && rank) {
+    const drained = stoppingAllProcesses();
+    // Only node 0 prints that it stopped; the others just exit 0 with it, which only a job that stops on SIGTERM does.
+    const stopsOnSignal = argv.includes('--exit-signal-handler') || argv.includes('--enable-high-availability');
+    if (stage.training && rank && (drained || stopsOnSignal || logLines().some((l) => SIGNAL_EXIT.test(l)))) {
       // A node of the gang was stopped (a drain): Megatron's exit signal handler stops every node
       // together, each exiting 0 after the same last checkpoint. The gang resumes from it.
-      const drained = stoppingAllProcesses();
       const saved = progress.lastCheckpoint?.iteration;
       const reason = drained
         ? `this node was drained (SIGTERM to its worker); the gang saved${saved !== undefined ? ` iteration ${saved}` : ''} and stopped`

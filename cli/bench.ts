@@ -151,11 +151,17 @@ export function registerBenchCommands(program: Command): void {
         try {
           outcome = await handle.result();
         } catch (err) {
-          if (err instanceof WorkflowFailedError) throw new ExitError(`benchmark run ${workflowId} failed: ${err.cause?.message ?? err.message}`, 1);
+          if (err instanceof WorkflowFailedError) {
+            // The innermost cause says what went wrong ("Activity task failed" does not).
+            let cause: Error = err;
+            while (cause.cause instanceof Error) cause = cause.cause;
+            throw new ExitError(`benchmark run ${workflowId} failed: ${cause.message}`, 1);
+          }
           throw err;
         }
         console.log(report(suite, { runId: outcome.runId }));
         if (outcome.notified) console.error(`summary sent to ${outcome.notified}`);
+        if (outcome.notifyError) console.error(`warning: the webhook did not receive the summary: ${outcome.notifyError}`);
         if ((outcome.counts.regression ?? 0) > 0 || (outcome.counts.failed ?? 0) > 0) process.exitCode = 1;
       });
     });

@@ -60,8 +60,11 @@ export async function runWorker(config: LinkflowConfig, taskQueue?: string, node
   const workers = await createLinkflowWorker({ config, taskQueue, node });
   const pool = taskQueue ?? config.taskQueue;
   console.log(`worker polling task queue "${pool}"${node ? ` and node queue "${nodeQueue(pool, node.node)}" (node ${node.node}, address ${node.address})` : ''} at ${config.address}`);
-  await workers.run();
-  await workers.close();
+  try {
+    await workers.run();
+  } finally {
+    await workers.close();
+  }
 }
 
 /**

@@ -6,7 +6,7 @@
  * 45 rows). Everything here is plain data: the workflow turns each case into a short pretraining job.
  */
 import { z } from 'zod';
-import { formatPath, modellinkSchema, type SpecProblem } from './spec.ts';
+import { durationSchema, formatPath, modellinkSchema, type SpecProblem } from './spec.ts';
 import { getPreset, IMPLS, presetNames, type Impl, type Preset, type TrainingReference } from './presets.ts';
 import tableData from './performance-table.json' with { type: 'json' };
 
@@ -82,6 +82,8 @@ export const suiteSchema = z.strictObject({
   tokenizers: z.record(nonEmpty, nonEmpty).default({}),
   /** NPUs per node of the pool: a case needing more than the pool's nodes × this is skipped. */
   devicesPerNode: positiveInt.default(8),
+  /** A case still running after this long (stuck waiting for nodes, a hang) is recorded failed and the night goes on. */
+  caseTimeout: durationSchema.default('2h'),
 });
 
 export type BenchmarkSuite = z.infer<typeof suiteSchema>;

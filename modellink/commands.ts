@@ -93,8 +93,11 @@ function modelParallelLauncher(spec: PipelineSpec, devicesPerNode: number | unde
   // A stage's own `devices` is its processes per node on every node of the cluster, as in ModelLink's scripts.
   if (devicesPerNode !== undefined) return distributedLauncher(spec, devicesPerNode);
   const ranks = spec.parallel.tp * spec.parallel.pp;
-  const nodes = Math.min(spec.cluster.nodes, Math.max(1, Math.ceil(ranks / spec.cluster.devicesPerNode)));
-  return distributedLauncher(spec, Math.ceil(ranks / nodes), nodes);
+  // The fewest nodes that hold the ranks in equal shares (torchrun starts the same number on each).
+  let nodes = Math.max(1, Math.ceil(ranks / spec.cluster.devicesPerNode));
+  while (nodes < spec.cluster.nodes && ranks % nodes !== 0) nodes++;
+  if (ranks % nodes !== 0) nodes = 1;
+  return distributedLauncher(spec, ranks / nodes, nodes);
 }
 
 function launcherArgv(spec: PipelineSpec): string[] {

@@ -105,13 +105,7 @@ export function mergeRankResults(results: AttemptResult[]): AttemptResult {
     return known.length ? Math.max(...known) : undefined;
   };
   const checkpoints = results.map((r) => r.lastCheckpoint).filter((c) => c !== undefined);
-  const timings: AttemptTimings = {
-    startupMs: last.timings?.startupMs,
-    loadMs: first.timings?.loadMs ?? last.timings?.loadMs,
-    msPerIteration: last.timings?.msPerIteration,
-    saveMsTotal: first.timings?.saveMsTotal ?? last.timings?.saveMsTotal,
-    saves: first.timings?.saves ?? last.timings?.saves,
-  };
+  const timings = mergeRankTimings(results.map((r) => r.timings));
   return {
     loadedIteration: first.loadedIteration ?? last.loadedIteration,
     resumeNote: first.resumeNote ?? last.resumeNote,
@@ -120,7 +114,21 @@ export function mergeRankResults(results: AttemptResult[]): AttemptResult {
     evalResults: results.find((r) => r.evalResults?.length)?.evalResults ?? last.evalResults,
     logFile: last.logFile,
     logFiles: results.map((r) => r.logFile),
+    ...(last.iterationSamples ? { iterationSamples: last.iterationSamples } : {}),
     timings,
+  };
+}
+
+/** A gang's timings, one per node rank (undefined where a rank reported none): iterations from the last node, saves from node 0. */
+export function mergeRankTimings(byRank: (AttemptTimings | undefined)[]): AttemptTimings {
+  const first = byRank[0];
+  const last = byRank.at(-1);
+  return {
+    startupMs: last?.startupMs,
+    loadMs: first?.loadMs ?? last?.loadMs,
+    msPerIteration: last?.msPerIteration,
+    saveMsTotal: first?.saveMsTotal ?? last?.saveMsTotal,
+    saves: first?.saves ?? last?.saves,
   };
 }
 

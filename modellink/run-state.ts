@@ -2,6 +2,7 @@
  * The plain data a pipeline run passes between the CLI, the workflow and the activities.
  * Types only plus two tiny pure helpers: the workflow bundle imports this file.
  */
+import type { IterationSample } from './benchmark-throughput.ts';
 import type { FailureClass } from './failures.ts';
 import type { PipelinePlan, StagePlan } from './plan.ts';
 import type { AttemptProgress } from './training-log.ts';
@@ -82,6 +83,8 @@ export interface StageState {
   saveInterval?: number;
   lastCheckpoint?: { iteration: number; dir: string };
   evalResults?: AttemptProgress['evalResults'];
+  /** A measure-only stage (a benchmark case): the iteration lines of its successful attempt. */
+  iterationSamples?: IterationSample[];
   /** Why the stage was skipped or failed, in a sentence. */
   note?: string;
 }
@@ -129,6 +132,8 @@ export interface AttemptResult {
   logFile: string;
   /** A gang's attempt: one log per node rank. */
   logFiles?: string[];
+  /** A measure-only job (a benchmark case): its iteration lines, read on the node that logged them. */
+  iterationSamples?: IterationSample[];
   timings?: AttemptTimings;
 }
 

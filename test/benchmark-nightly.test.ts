@@ -16,6 +16,7 @@ import type { BenchmarkOutcome } from '../workflows/benchmark.ts';
 import { EMULATOR, tempDir } from './helpers/specs.ts';
 import { startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
 import { until } from './helpers/wait.ts';
+import { getFreePort } from '../server/dev-server.ts';
 import { runCli } from './helpers/cli.ts';
 
 let t: TestTemporal;
@@ -128,9 +129,13 @@ describe('nightly benchmark', () => {
       rows: [FAST],
       // The job saves nothing: its fault marker goes to the test's directory, not the emulator's.
       cases: [{ id: 'crashing', preset: 'llama2-7b', impl: 'mcore', seqLength: 4096, env: { MLEMU_FAULTS: 'oom@4', MLEMU_MARKER_DIR: dir } }],
+      // Nobody listens there: the night still completes, and says the summary did not get through.
+      webhook: `http://127.0.0.1:${await getFreePort()}/hook`,
     });
     const outcome = await runNight(file);
     expect(outcome.counts).toMatchObject({ ok: 1, failed: 1 });
+    expect(outcome.notified).toBeUndefined();
+    expect(outcome.notifyError).toMatch(/fetch failed|ECONNREFUSED/);
     const store = openBenchmarkStore(defaultStorePath(loadSuite(file).workspace));
     const crashing = store.runCases(outcome.runId).find((c) => c.caseId === 'crashing')!;
     store.close();

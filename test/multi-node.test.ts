@@ -61,7 +61,7 @@ describe('a two-node gang', () => {
     const [crashed, resumed] = pretrain.attempts;
     expect(crashed.outcome).toBe('failed');
     // Rank 0 lost its peer (a communication error); the failure is blamed on the rank that crashed.
-    expect(crashed.failureClass).not.toBe('communication');
+    expect(crashed.failureClass).toBe('exception');
     expect(crashed.failedNode).toBe('n2');
     expect(crashed.nodes).toEqual(['n1', 'n2']);
     expect(resumed.outcome).toBe('succeeded');
@@ -73,7 +73,7 @@ describe('a two-node gang', () => {
     expect(rankLogs(ws, 'gang', 2)).toHaveLength(2);
     const rank0 = fs.readFileSync(path.join(ws, 'gang', 'pretrain', 'logs', rankLogs(ws, 'gang', 1)[0]), 'utf8');
     expect(rank0).toMatch(/node rank 0 of 2 on n1/);
-    expect(rank0).toMatch(/hccl|HCCL|cancelled/);
+    expect(rank0).toMatch(/HCCL|linkflow: attempt cancelled/);
     // Both nodes wrote their shards of the final checkpoint.
     const saveDir = path.join(ws, 'gang', 'pretrain', 'checkpoints');
     expect(fs.readFileSync(path.join(saveDir, 'latest_checkpointed_iteration.txt'), 'utf8').trim()).toBe('40');
@@ -102,6 +102,35 @@ describe('a two-node gang', () => {
     }
     expect(state!.stages.find((s) => s.name === 'evaluate')!.evalResults?.map((r) => r.task)).toEqual(['mmlu']);
     expect(JSON.parse(fs.readFileSync(path.join(ws, 'gangall', 'evaluate', 'results.json'), 'utf8')).results[0].task).toBe('mmlu');
+    expect(processesMentioning(ws)).toEqual([]);
+    await client.connection.close();
+  });
+
+  it('checkpoint now and stop on a gang: both nodes save the same iteration, the attempt is stopped, not failed', async () => {
+    const pool = `stop-${process.pid}`;
+    await Promise.all([node(pool, 's1'), node(pool, 's2')]);
+    const config = fastRetryConfig(server.address, '10s');
+    const client = await connectClient(config);
+    const dir = tempDir('gangstop');
+    const ws = path.join(dir, 'ws');
+    const spec = gangSpec('gangstop', ws, { nodes: 2, hosts: ['s1', 's2'] }, { trainIters: 300 });
+    (spec.modellink as { env: Record<string, string> }).env.MLEMU_ITER_TIME_MS = '30';
+    Object.assign(spec.stages.find((s) => s.name === 'pretrain')!, { exitSignalHandler: true, saveInterval: 100 });
+    const handle = await startPipeline(client, config, planFile(writeSpec(dir, spec)), pool);
+    await until('the gang to train past iteration 15', async () => {
+      const snap = await snapshot(handle);
+      return snap.live?.stage === 'pretrain' && (snap.live.iteration ?? 0) >= 15 ? true : undefined;
+    }, { timeoutMs: 120_000 });
+    await handle.signal('checkpointAndStop');
+    const { state } = await outcomeOf(handle);
+    expect(state?.status).toBe('stopped');
+    const pretrain = state!.stages.find((s) => s.name === 'pretrain')!;
+    expect(pretrain.attempts).toHaveLength(1);
+    expect(pretrain.attempts[0]).toMatchObject({ outcome: 'stopped', nodes: ['s1', 's2'] });
+    const stoppedAt = pretrain.attempts[0].lastIteration!;
+    expect(stoppedAt).toBeGreaterThanOrEqual(15);
+    const saveDir = path.join(ws, 'gangstop', 'pretrain', 'checkpoints');
+    expect(fs.readFileSync(path.join(saveDir, 'latest_checkpointed_iteration.txt'), 'utf8').trim()).toBe(String(stoppedAt));
     expect(processesMentioning(ws)).toEqual([]);
     await client.connection.close();
   });

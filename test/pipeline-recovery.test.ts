@@ -216,7 +216,8 @@ describe('training resumes from the newest complete checkpoint', () => {
   });
 
   it('a new save interval applies from the next attempt', async () => {
-    const file = pretrainSpec('interval', 'crash@25', { trainIters: 40 });
+    // Slow iterations: the CLI's signal must land while the first attempt runs, even on a loaded machine.
+    const file = pretrainSpec('interval', 'crash@25', { trainIters: 40, env: { MLEMU_ITER_TIME_MS: '250' } });
     const handle = await startPipeline(t.client, t.config, planFile(file));
     // Once the first training attempt is under way (its input, with the old interval, is fixed).
     await until('the first training attempt', async () => (await snapshot(handle)).state?.stages.find((s) => s.name === 'pretrain')?.status === 'running', { everyMs: 50 });

@@ -79,8 +79,10 @@ export async function createLinkflowWorker({ config, taskQueue, connection, node
     worker,
     nodeWorker,
     run: async () => {
-      // One worker stopping (a fatal error) stops the other, so the node never half-polls.
-      await Promise.all(all.map((w) => w.run().finally(() => all.forEach((x) => x.getState() === 'RUNNING' && x.shutdown()))));
+      // One worker stopping (a fatal error) stops the other, so the node never half-polls; both finish before this returns.
+      const ended = await Promise.allSettled(all.map((w) => w.run().finally(() => all.forEach((x) => x.getState() === 'RUNNING' && x.shutdown()))));
+      const failed = ended.find((e): e is PromiseRejectedResult => e.status === 'rejected');
+      if (failed) throw failed.reason;
     },
     shutdown: () => all.forEach((w) => w.getState() === 'RUNNING' && w.shutdown()),
     close: async () => { if (!connection) await conn.close(); },

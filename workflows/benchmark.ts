@@ -4,12 +4,12 @@
  * case that cannot run here is skipped with the reason; one whose job fails is recorded as failed
  * with its class and log excerpt; the others go on. A Temporal Schedule starts it every night.
  */
-import { ApplicationFailure, CancellationScope, ChildWorkflowFailure, defineQuery, executeChild, isCancellation, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, ChildWorkflowFailure, TimeoutFailure, defineQuery, executeChild, isCancellation, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type * as activities from '../activities/index.ts';
 import type { CaseRunOutcome } from '../activities/benchmark.ts';
-import type { BenchmarkSuite, CaseResult, Verdict } from '../modellink/benchmark.ts';
-import type { FailureClass } from '../modellink/failures.ts';
+import type { BenchmarkCase, BenchmarkSuite, CaseResult, Verdict } from '../modellink/benchmark.ts';
 import type { PipelineState } from '../modellink/run-state.ts';
+import { freeNodes } from './gang.ts';
 import { pipelineWorkflow } from './pipeline.ts';
 
 export interface BenchmarkProgress {
@@ -23,7 +23,10 @@ export interface BenchmarkProgress {
 export interface BenchmarkOutcome {
   runId: string;
   counts: Partial<Record<Verdict, number>>;
+  /** The webhook that received the summary. */
   notified?: string;
+  /** Why the webhook did not receive it (the results are stored all the same). */
+  notifyError?: string;
 }
 
 export const benchmarkProgressQuery = defineQuery<BenchmarkProgress>('benchmarkProgress');
@@ -33,39 +36,41 @@ const bench = proxyActivities<typeof activities>({
   retry: { maximumAttempts: 5, initialInterval: '2s' },
 });
 
+const notifier = proxyActivities<typeof activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { maximumAttempts: 3, initialInterval: '5s' },
+});
+
 export async function benchmarkWorkflow({ suite }: { suite: BenchmarkSuite }): Promise<BenchmarkOutcome> {
   const runId = workflowInfo().workflowId;
   const taskQueue = suite.taskQueue ?? workflowInfo().taskQueue;
-  const { cases } = await bench.beginBenchmarkRun({ suite, runId });
-  const progress: BenchmarkProgress = { runId, suite: suite.name, cases: cases.length, done: [] };
+  const progress: BenchmarkProgress = { runId, suite: suite.name, cases: 0, done: [] };
   setHandler(benchmarkProgressQuery, () => progress);
   try {
+    const { cases } = await bench.beginBenchmarkRun({ suite, runId });
+    progress.cases = cases.length;
     for (const [position, benchmarkCase] of cases.entries()) {
       progress.currentCase = benchmarkCase.id;
-      const prepared = await bench.prepareBenchmarkCase({ suite, runId, benchmarkCase, taskQueue });
       let outcome: CaseRunOutcome;
-      if ('skip' in prepared) {
-        outcome = { kind: 'skipped', reason: prepared.skip };
-      } else {
-        try {
-          const state = await executeChild(pipelineWorkflow, {
-            args: [{ plan: prepared.plan, retry: prepared.retry }],
-            workflowId: `${runId}/${benchmarkCase.id}`,
-            taskQueue,
-          });
-          const attempt = state.stages[0].attempts.at(-1);
-          outcome = attempt?.logFile ? { kind: 'ran', logFile: attempt.logFile, plan: prepared.plan } : { kind: 'failed', failureClass: 'no-result', reason: 'the case ran no attempt', excerpt: [] };
-        } catch (err) {
-          if (isCancellation(err)) throw err;
-          outcome = failedCase(err);
-        }
+      try {
+        outcome = await runCase(suite, runId, taskQueue, benchmarkCase);
+      } catch (err) {
+        if (CancellationScope.current().consideredCancelled) throw err;
+        // Something around the case broke (not its job): the case is failed, the night goes on.
+        outcome = { kind: 'failed', failureClass: 'unknown', reason: `linkflow could not run the case: ${innermost(err)}`, excerpt: [] };
       }
       const result: CaseResult = await bench.recordBenchmarkCase({ suite, runId, benchmarkCase, position, outcome });
       progress.done.push({ caseId: result.caseId, verdict: result.verdict, reason: result.reason });
     }
     progress.currentCase = undefined;
-    const { summary, notified } = await bench.finishBenchmarkRun({ suite, runId, status: 'completed' });
-    return { runId, counts: summary.counts, ...(notified ? { notified } : {}) };
+    const { summary, notify } = await bench.finishBenchmarkRun({ suite, runId, status: 'completed' });
+    if (!notify) return { runId, counts: summary.counts };
+    try {
+      return { runId, counts: summary.counts, notified: await notifier.notifyBenchmarkWebhook({ suite, runId, summary }) };
+    } catch (err) {
+      // The results are stored; a receiver that is down does not make the night a failure.
+      return { runId, counts: summary.counts, notifyError: innermost(err) };
+    }
   } catch (err) {
     // The stored run must not stay "running": record how it ended, even when cancelled.
     await CancellationScope.nonCancellable(() => bench.finishBenchmarkRun({ suite, runId, status: isCancellation(err) ? 'cancelled' : 'failed' })).catch(() => undefined);
@@ -73,8 +78,39 @@ export async function benchmarkWorkflow({ suite }: { suite: BenchmarkSuite }): P
   }
 }
 
+/** One case: skipped with the reason, or its pipeline run to the end and measured from its iteration lines. */
+async function runCase(suite: BenchmarkSuite, runId: string, taskQueue: string, benchmarkCase: BenchmarkCase): Promise<CaseRunOutcome> {
+  const free = benchmarkCase.shape.nodes > 1 ? (await freeNodes(taskQueue)).length : 0;
+  const prepared = await bench.prepareBenchmarkCase({ suite, runId, benchmarkCase, taskQueue, freeNodes: free });
+  if ('skip' in prepared) return { kind: 'skipped', reason: prepared.skip };
+  try {
+    const state = await executeChild(pipelineWorkflow, {
+      args: [{ plan: prepared.plan, retry: prepared.retry }],
+      workflowId: `${runId}/${benchmarkCase.id}`,
+      taskQueue,
+      // A case stuck waiting for nodes or hung must not hold the night (and, with overlap skip, the next ones).
+      workflowExecutionTimeout: prepared.timeoutMs,
+    });
+    const stage = state.stages[0];
+    const attempt = stage.attempts.at(-1);
+    if (attempt?.outcome !== 'succeeded' || !stage.iterationSamples) {
+      return { kind: 'failed', failureClass: 'no-result', reason: `the case's pipeline ended ${state.status} without a measured run`, excerpt: [] };
+    }
+    return { kind: 'ran', samples: stage.iterationSamples, plan: prepared.plan, logFile: attempt.logFile };
+  } catch (err) {
+    if (CancellationScope.current().consideredCancelled) throw err;
+    return failedCase(err, prepared.timeoutMs);
+  }
+}
+
+function innermost(err: unknown): string {
+  let e: unknown = err;
+  while (e instanceof Error && e.cause instanceof Error) e = e.cause;
+  return e instanceof Error ? e.message : String(e);
+}
+
 /** A case's pipeline failed: its class, reason and log excerpt come with the pipeline's state. */
-function failedCase(err: unknown): CaseRunOutcome {
+function failedCase(err: unknown, timeoutMs: number): CaseRunOutcome {
   const cause = err instanceof ChildWorkflowFailure ? err.cause : err;
   if (cause instanceof ApplicationFailure) {
     const state = cause.details?.[0] as PipelineState | undefined;
@@ -82,7 +118,10 @@ function failedCase(err: unknown): CaseRunOutcome {
     if (attempt?.failureClass) {
       return { kind: 'failed', failureClass: attempt.failureClass, reason: attempt.reason ?? cause.message, excerpt: attempt.excerpt ?? [] };
     }
-    return { kind: 'failed', failureClass: (cause.type ?? 'unknown') as FailureClass, reason: cause.message, excerpt: [] };
+    return { kind: 'failed', failureClass: 'unknown', reason: cause.message, excerpt: [] };
   }
-  return { kind: 'failed', failureClass: 'unknown', reason: err instanceof Error ? err.message : String(err), excerpt: [] };
+  if (cause instanceof TimeoutFailure) {
+    return { kind: 'failed', failureClass: 'hang', reason: `the case did not finish within caseTimeout (${Math.round(timeoutMs / 60_000)} min): waiting for nodes, or hung`, excerpt: [] };
+  }
+  return { kind: 'failed', failureClass: 'unknown', reason: innermost(err), excerpt: [] };
 }

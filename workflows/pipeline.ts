@@ -5,13 +5,10 @@
  * one that fails deterministically fails the pipeline with the log excerpt that shows why.
  */
 import {
-  ActivityCancellationType,
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
-  CancelledFailure,
   ContinueAsNew,
-  TimeoutFailure,
   continueAsNew,
   defineQuery,
   defineSignal,
@@ -23,11 +20,13 @@ import {
 } from '@temporalio/workflow';
 import type * as activities from '../activities/index.ts';
 // Pure data, no Node imports: safe inside the workflow sandbox.
-import { INFRASTRUCTURE, type FailureClass } from '../modellink/failures.ts';
+import { INFRASTRUCTURE } from '../modellink/failures.ts';
 import { autoSaveInterval } from '../modellink/advise.ts';
-import { chooseNodes, launchesAcrossNodes, mergeRankResults, nodeQueue, nodesOf, rootCauseRank, type RankAssignment } from '../modellink/gang.ts';
+import { launchesAcrossNodes } from '../modellink/gang.ts';
 import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
-import type { AttemptFailureDetails, AttemptRecord, AttemptResult, PipelineInput, PipelineState, RetrySettingsInput, StageState } from '../modellink/run-state.ts';
+import type { PipelineInput, PipelineState, RetrySettingsInput, StageState } from '../modellink/run-state.ts';
+import { attemptFailure, failureDetails } from './attempts.ts';
+import { attemptActivities, PlacementDeferred, runGangAttempt, type GangOutcome } from './gang.ts';
 
 export const progressQuery = defineQuery<PipelineState>('progress');
 /** Checkpoint now and stop: the running training attempt is sent SIGTERM (Megatron saves with --exit-signal-handler or high availability); the pipeline ends as stopped and a rerun resumes it. */
@@ -120,59 +119,6 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
   }
 }
 
-/** The attempt activity, on the pool's queue or on one node's queue. */
-function attemptActivities(retry: RetrySettingsInput, taskQueue?: string) {
-  return proxyActivities<typeof activities>({
-    taskQueue,
-    startToCloseTimeout: retry.startToCloseTimeoutMs,
-    heartbeatTimeout: retry.heartbeatTimeoutMs,
-    // Retries are this loop's: each attempt re-reads the checkpoints and is recorded.
-    retry: { maximumAttempts: 1 },
-    // Cancelling waits until the activity has killed the process group.
-    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-  });
-}
-
-/** Asks a node's worker about itself; a node that does not answer within seconds is not up. */
-async function probeNode(pool: string, node: string, reservePort = false) {
-  const { nodeInfo } = proxyActivities<typeof activities>({ taskQueue: nodeQueue(pool, node), scheduleToCloseTimeout: '15s', retry: { maximumAttempts: 1 } });
-  try {
-    return await nodeInfo({ reservePort });
-  } catch (err) {
-    if (isCancellation(err)) throw err;
-    return undefined;
-  }
-}
-
-const PLACEMENT_RETRY = '15s';
-
-interface GangPlacement {
-  /** Rank k runs on nodes[k]. */
-  nodes: string[];
-  masterAddr: string;
-  masterPort: number;
-}
-
-/** Nodes for one attempt of a gang: the named hosts or free workers of the pool, and rank 0's address and a free port. */
-async function placeGang(plan: PipelinePlan, stage: StagePlan, pool: string, s: StageState): Promise<GangPlacement> {
-  // A stage may span fewer nodes than the job (evaluation runs tp × pp ranks): the first hosts.
-  const count = nodesOf(stage.launcher);
-  const hosts = plan.hosts?.slice(0, count);
-  for (;;) {
-    const candidates = hosts ?? (await bookkeeping.poolNodes({ pool }));
-    const answers = await Promise.all(candidates.map((node) => probeNode(pool, node)));
-    const free = answers.filter((a) => a !== undefined && a.running === 0).map((a) => a!.node);
-    const choice = chooseNodes({ hosts, count }, free);
-    if ('nodes' in choice) {
-      const master = await probeNode(pool, choice.nodes[0], true);
-      if (master?.port !== undefined) return { nodes: choice.nodes, masterAddr: master.address, masterPort: master.port };
-    }
-    s.status = 'waiting-for-nodes';
-    s.note = `waiting for ${count} nodes in pool ${pool}: ${'missing' in choice ? choice.missing : `node ${choice.nodes[0]} did not answer`}`;
-    await sleep(PLACEMENT_RETRY);
-  }
-}
-
 async function runStage(plan: PipelinePlan, stage: StagePlan, s: StageState, retry: RetrySettingsInput, failures: { code: number; infrastructure: number }, pipelineState: PipelineState, control: AttemptControl): Promise<'done' | 'continue-as-new' | 'stopped'> {
   const pipeline = plan.name;
   const { runStageAttempt } = attemptActivities(retry);
@@ -196,16 +142,21 @@ async function runStage(plan: PipelinePlan, stage: StagePlan, s: StageState, ret
       const saveInterval = stage.training ? pipelineState.saveInterval ?? (s.saveInterval !== stage.training.saveInterval ? s.saveInterval : undefined) : undefined;
       const input = { pipeline, stage, attempt, saveInterval };
       const result = await scope.run(() => (gang ? runGangAttempt(plan, pool, s, retry, input, placed) : runStageAttempt(input)));
-      s.attempts.push({ attempt, outcome: 'succeeded', startedAt, endedAt: Date.now(), timings: result.timings, loadedIteration: result.loadedIteration, resumeNote: result.resumeNote, lastIteration: result.finalIteration, recomputed: recomputed(result.loadedIteration), logFile: result.logFile, nodes: placed.nodes });
+      s.attempts.push({ attempt, outcome: 'succeeded', startedAt: placed.placedAt ?? startedAt, endedAt: Date.now(), timings: result.timings, loadedIteration: result.loadedIteration, resumeNote: result.resumeNote, lastIteration: result.finalIteration, recomputed: recomputed(result.loadedIteration), logFile: result.logFile, nodes: placed.nodes });
       s.finalIteration = result.finalIteration;
       s.lastCheckpoint = result.lastCheckpoint ?? s.lastCheckpoint;
       s.evalResults = result.evalResults;
+      if (result.iterationSamples) s.iterationSamples = result.iterationSamples;
       return 'done';
     } catch (err) {
+      if (err instanceof PlacementDeferred) {
+        // Waited for nodes so long that the history grew: go on waiting in a fresh run (no attempt was made).
+        return 'continue-as-new';
+      }
       if (isCancellation(err)) {
         if (pipelineState.stopRequested && !CancellationScope.current().consideredCancelled) {
-          const d = (err instanceof ActivityFailure && err.cause instanceof CancelledFailure ? err.cause.details?.[0] : undefined) as AttemptFailureDetails | undefined;
-          s.attempts.push({ attempt, outcome: 'stopped', loadedIteration: d?.loadedIteration, lastIteration: d?.lastIteration, logFile: d?.logFile });
+          const d = failureDetails(err);
+          s.attempts.push({ attempt, outcome: 'stopped', loadedIteration: d?.loadedIteration, lastIteration: d?.lastIteration, logFile: d?.logFile, nodes: placed.nodes });
           if (d?.lastIteration !== undefined) s.finalIteration = d.lastIteration;
           s.status = 'stopped';
           s.note = 'stopped on request (checkpointAndStop); run the pipeline again to resume';
@@ -219,8 +170,10 @@ async function runStage(plan: PipelinePlan, stage: StagePlan, s: StageState, ret
       record.nodes = placed.nodes;
       record.failedNode = placed.failedNode;
       if (placed.lastIteration !== undefined) record.lastIteration = Math.max(record.lastIteration ?? 0, placed.lastIteration);
+      // A gang's timings come from all its ranks (iterations from the last node, saves from node 0).
+      if (placed.timings) record.timings = placed.timings;
       record.recomputed = recomputed(record.loadedIteration);
-      record.startedAt = startedAt;
+      record.startedAt = placed.placedAt ?? startedAt;
       record.endedAt = Date.now();
       s.attempts.push(record);
       if (record.lastIteration !== undefined) s.finalIteration = record.lastIteration;
@@ -259,61 +212,6 @@ async function runStage(plan: PipelinePlan, stage: StagePlan, s: StageState, ret
   }
 }
 
-interface GangOutcome {
-  nodes?: string[];
-  failedNode?: string;
-  lastIteration?: number;
-}
-
-type RankOutcome = { nodeRank: number; node: string } & ({ result: AttemptResult } | { error: unknown });
-
-/**
- * One attempt of a gang: every node rank at once, all pointed at rank 0's address and port. When
- * one rank fails the others are cancelled (their process groups killed) instead of waiting out a
- * collective's timeout, and the rank that explains the failure is the one reported.
- */
-async function runGangAttempt(plan: PipelinePlan, pool: string, s: StageState, retry: RetrySettingsInput, input: { pipeline: string; stage: StagePlan; attempt: number; saveInterval?: number }, placed: GangOutcome): Promise<AttemptResult> {
-  const placement = await placeGang(plan, input.stage, pool, s);
-  placed.nodes = placement.nodes;
-  s.status = 'running';
-  s.note = `node ranks on ${placement.nodes.join(', ')}; master ${placement.masterAddr}:${placement.masterPort}`;
-  const gangScope = new CancellationScope();
-  const outcomes = await gangScope.run(() =>
-    Promise.all(
-      placement.nodes.map((node, nodeRank): Promise<RankOutcome> => {
-        const rank: RankAssignment = { nodeRank, nodes: placement.nodes.length, node, masterAddr: placement.masterAddr, masterPort: placement.masterPort };
-        return attemptActivities(retry, nodeQueue(pool, node))
-          .runStageAttempt({ ...input, rank })
-          .then(
-            (result) => ({ nodeRank, node, result }),
-            (error: unknown) => {
-              if (!isCancellation(error)) gangScope.cancel();
-              return { nodeRank, node, error };
-            },
-          );
-      }),
-    ),
-  );
-  const errors = outcomes.flatMap((o) => {
-    if (!('error' in o)) return [];
-    const cause = o.error instanceof ActivityFailure ? o.error.cause : o.error;
-    const details = (cause instanceof ApplicationFailure || cause instanceof CancelledFailure ? cause.details?.[0] : undefined) as AttemptFailureDetails | undefined;
-    return [{ ...o, failureClass: attemptFailure(input.attempt, o.error).failureClass ?? 'unknown', followsPeer: details?.followsPeer, lastIteration: details?.lastIteration }];
-  });
-  // Only the last node logs iterations: the gang got as far as it says, whichever rank is blamed.
-  const reached = errors.map((e) => e.lastIteration).filter((x): x is number => x !== undefined);
-  if (reached.length > 0) placed.lastIteration = Math.max(...reached);
-  const failed = errors.filter((o) => !isCancellation(o.error));
-  if (failed.length > 0) {
-    const root = rootCauseRank(failed)!;
-    placed.failedNode = root.node;
-    throw root.error;
-  }
-  // Cancelled from outside (stop or cancel): the last node's error knows the iteration it reached.
-  if (errors.length > 0) throw errors.at(-1)!.error;
-  return mergeRankResults(outcomes.map((o) => (o as { result: AttemptResult }).result));
-}
-
 function backoffMs(retry: RetrySettingsInput, group: 'code' | 'infrastructure', failures: number): number {
   const initial = group === 'code' ? retry.initialIntervalMs : retry.infrastructureInitialIntervalMs;
   return Math.min(retry.maximumIntervalMs, initial * Math.pow(retry.backoffCoefficient, failures - 1));
@@ -324,29 +222,3 @@ function isRetryable(err: unknown): boolean {
   return true;
 }
 
-function attemptFailure(attempt: number, err: unknown): AttemptRecord {
-  const cause = err instanceof ActivityFailure ? err.cause : err;
-  if (cause instanceof ApplicationFailure) {
-    const d = cause.details?.[0] as AttemptFailureDetails | undefined;
-    return {
-      attempt,
-      outcome: 'failed',
-      failureClass: (d?.failureClass ?? cause.type ?? 'unknown') as FailureClass,
-      reason: d?.reason ?? cause.message,
-      excerpt: d?.excerpt,
-      loadedIteration: d?.loadedIteration,
-      resumeNote: d?.resumeNote,
-      lastIteration: d?.lastIteration,
-      logFile: d?.logFile,
-      timings: d?.timings,
-    };
-  }
-  if (cause instanceof TimeoutFailure) {
-    if (cause.timeoutType === 'HEARTBEAT') {
-      // Heartbeats stopped: the worker (or its node) died; the next attempt runs on a live worker.
-      return { attempt, outcome: 'failed', failureClass: 'node-lost', reason: 'the worker running this attempt stopped heartbeating (worker or node lost)' };
-    }
-    return { attempt, outcome: 'failed', failureClass: 'unknown', reason: `the attempt timed out (${cause.timeoutType})` };
-  }
-  return { attempt, outcome: 'failed', failureClass: 'unknown', reason: err instanceof Error ? err.message : String(err) };
-}
