@@ -2,7 +2,7 @@
  * Records workflow histories for test/replay.test.ts: a pipeline that succeeds after a crash and a
  * retry, one that fails on a bad flag, and a benchmark run (one case measured, one skipped). Run after an intended change to the workflow's
  * commands (and only then):  node --import tsx scripts/record-histories.ts [name…]
- * (names: crash-and-resume, bad-flag, benchmark; default all). Keep the old histories of the ones
+ * (names: crash-and-resume, bad-flag, benchmark, gang-crash; default all). Keep the old histories of the ones
  * you did not mean to change: they are what proves running workflows still replay.
  */
 import fs from 'node:fs';
@@ -13,7 +13,10 @@ import { outcomeOf } from '../cli/pipeline-client.ts';
 import { loadSuite } from '../cli/bench.ts';
 import type { History } from '@temporalio/common/lib/proto-utils.js';
 import { EMULATOR, fiveStageSpec, tempDir, writeSpec } from '../test/helpers/specs.ts';
-import { startSpec, startTestTemporal } from '../test/helpers/temporal.ts';
+import { planFile, startSpec, startTestTemporal } from '../test/helpers/temporal.ts';
+import { startWorkerProcess, stopWorkers } from '../test/helpers/workers.ts';
+import { retrySettings } from '../temporal.config.ts';
+import type { ChildProcess } from 'node:child_process';
 
 const out = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'test', 'histories');
 function save(name: string, history: History): void {
@@ -40,6 +43,7 @@ try {
     save(name, await handle.fetchHistory());
   }
   if (wanted('benchmark')) await recordBenchmark();
+  if (wanted('gang-crash')) await recordGang();
 } finally {
   await t.stop();
 }
@@ -55,4 +59,24 @@ async function recordBenchmark(): Promise<void> {
   const bench = await t.client.workflow.start('benchmarkWorkflow', { workflowId: 'benchmark.history.bin' /* replay.test.ts replays under the file name */, taskQueue: t.config.taskQueue, args: [{ suite: loadSuite(suiteFile) }] });
   await bench.result();
   save('benchmark', await bench.fetchHistory());
+}
+
+/** A two-node gang whose rank 1 crashes and re-forms: two `linkflow worker --node` processes on a pool of their own. */
+async function recordGang(): Promise<void> {
+  const pool = `history-gang-${process.pid}`;
+  const workers: ChildProcess[] = [];
+  try {
+    await Promise.all(['n1', 'n2'].map((n) => startWorkerProcess(t.server.address, ['--queue', pool, '--node', n, '--address', '127.0.0.1'], workers)));
+    const dir = tempDir('history-gang');
+    const spec = fiveStageSpec('gang-crash', path.join(dir, 'ws'), { trainIters: 20, pretrainEnv: { MLEMU_FAULTS: 'node1:crash@15' } });
+    spec.cluster = { nodes: 2, devicesPerNode: 1, hosts: ['n1', 'n2'] };
+    spec.parallel = { tp: 1, pp: 2 };
+    spec.stages = spec.stages.filter((s) => ['data', 'weights', 'pretrain'].includes(s.name as string));
+    const plan = planFile(writeSpec(dir, spec));
+    const handle = await t.client.workflow.start('pipelineWorkflow', { workflowId: 'gang-crash.history.bin', taskQueue: pool, args: [{ plan, retry: retrySettings(t.config) }] });
+    await outcomeOf(handle);
+    save('gang-crash', await handle.fetchHistory());
+  } finally {
+    stopWorkers(workers);
+  }
 }
