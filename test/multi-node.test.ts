@@ -5,6 +5,7 @@
  * complete checkpoint.
  */
 import type { ChildProcess } from 'node:child_process';
+import type { WorkflowHandle } from '@temporalio/client';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,6 +31,16 @@ function node(pool: string, name: string): Promise<ChildProcess> {
   return startWorkerProcess(server.address, ['--queue', pool, '--node', name, '--address', '127.0.0.1'], workers);
 }
 
+/** A pool of node workers of its own, a client with short retries, and a workspace. */
+async function cluster(name: string, nodes: string[], heartbeatTimeout: string) {
+  const pool = `${name}-${process.pid}`;
+  const started = await Promise.all(nodes.map((n) => node(pool, n)));
+  const config = fastRetryConfig(server.address, heartbeatTimeout);
+  const client = await connectClient(config);
+  const dir = tempDir(name);
+  return { pool, workers: started, config, client, dir, ws: path.join(dir, 'ws') };
+}
+
 /** Data, weights (resharded for pp 2) and a pretraining stage on two nodes of one device each: node 1 owns the second pipeline stage. */
 function gangSpec(name: string, ws: string, cluster: Record<string, unknown>, pretrain: { trainIters: number; env?: Record<string, string> }): RawSpec {
   const spec = fiveStageSpec(name, ws, { trainIters: pretrain.trainIters, saveInterval: 10, pretrainEnv: pretrain.env });
@@ -39,6 +50,14 @@ function gangSpec(name: string, ws: string, cluster: Record<string, unknown>, pr
   return spec;
 }
 
+/** Waits until the gang's last node has logged past an iteration (heartbeats carry it). */
+async function trainedPast(handle: WorkflowHandle, iteration: number): Promise<void> {
+  await until(`the gang to train past iteration ${iteration}`, async () => {
+    const snap = await snapshot(handle);
+    return snap.live?.stage === 'pretrain' && (snap.live.iteration ?? 0) >= iteration ? true : undefined;
+  }, { timeoutMs: 120_000 });
+}
+
 function rankLogs(ws: string, pipeline: string, attempt: number): string[] {
   const dir = path.join(ws, pipeline, 'pretrain', 'logs');
   return fs.readdirSync(dir).filter((f) => f.startsWith(`attempt-${attempt}-rank-`)).sort();
@@ -46,12 +65,7 @@ function rankLogs(ws: string, pipeline: string, attempt: number): string[] {
 
 describe('a two-node gang', () => {
   it('forms on the named hosts; rank 1 crashes, both ranks stop and the gang restarts from the checkpoint', async () => {
-    const pool = `gang-${process.pid}`;
-    await Promise.all([node(pool, 'n1'), node(pool, 'n2')]);
-    const config = fastRetryConfig(server.address, '10s');
-    const client = await connectClient(config);
-    const dir = tempDir('gang');
-    const ws = path.join(dir, 'ws');
+    const { pool, config, client, dir, ws } = await cluster('gang', ['n1', 'n2'], '10s');
     const spec = gangSpec('gang', ws, { nodes: 2, hosts: ['n1', 'n2'] }, { trainIters: 40, env: { MLEMU_FAULTS: 'node1:crash@15' } });
     const handle = await startPipeline(client, config, planFile(writeSpec(dir, spec)), pool);
     const { state, failure } = await outcomeOf(handle);
@@ -83,12 +97,7 @@ describe('a two-node gang', () => {
   });
 
   it('every torchrun stage runs as a gang: pretrain, finetune, evaluate and inference on two nodes', async () => {
-    const pool = `all-${process.pid}`;
-    await Promise.all([node(pool, 'x1'), node(pool, 'x2')]);
-    const config = fastRetryConfig(server.address, '10s');
-    const client = await connectClient(config);
-    const dir = tempDir('gangall');
-    const ws = path.join(dir, 'ws');
+    const { pool, config, client, dir, ws } = await cluster('gangall', ['x1', 'x2'], '10s');
     const spec = fiveStageSpec('gangall', ws, { trainIters: 20, saveInterval: 10 });
     spec.cluster = { devicesPerNode: 1, nodes: 2 };
     spec.parallel = { tp: 1, pp: 2 };
@@ -107,20 +116,12 @@ describe('a two-node gang', () => {
   });
 
   it('checkpoint now and stop on a gang: both nodes save the same iteration, the attempt is stopped, not failed', async () => {
-    const pool = `stop-${process.pid}`;
-    await Promise.all([node(pool, 's1'), node(pool, 's2')]);
-    const config = fastRetryConfig(server.address, '10s');
-    const client = await connectClient(config);
-    const dir = tempDir('gangstop');
-    const ws = path.join(dir, 'ws');
+    const { pool, config, client, dir, ws } = await cluster('gangstop', ['s1', 's2'], '10s');
     const spec = gangSpec('gangstop', ws, { nodes: 2, hosts: ['s1', 's2'] }, { trainIters: 300 });
     (spec.modellink as { env: Record<string, string> }).env.MLEMU_ITER_TIME_MS = '30';
     Object.assign(spec.stages.find((s) => s.name === 'pretrain')!, { exitSignalHandler: true, saveInterval: 100 });
     const handle = await startPipeline(client, config, planFile(writeSpec(dir, spec)), pool);
-    await until('the gang to train past iteration 15', async () => {
-      const snap = await snapshot(handle);
-      return snap.live?.stage === 'pretrain' && (snap.live.iteration ?? 0) >= 15 ? true : undefined;
-    }, { timeoutMs: 120_000 });
+    await trainedPast(handle, 15);
     await handle.signal('checkpointAndStop');
     const { state } = await outcomeOf(handle);
     expect(state?.status).toBe('stopped');
@@ -136,20 +137,12 @@ describe('a two-node gang', () => {
   });
 
   it('a node drained (SIGTERM) mid-training: every node saves the same last checkpoint and the gang re-forms without recomputing', async () => {
-    const pool = `drain-${process.pid}`;
-    const [, second] = await Promise.all([node(pool, 'd1'), node(pool, 'd2'), node(pool, 'd3')]);
-    const config = fastRetryConfig(server.address, '5s');
-    const client = await connectClient(config);
-    const dir = tempDir('gangdrain');
-    const ws = path.join(dir, 'ws');
+    const { pool, config, client, dir, ws, workers: [, second] } = await cluster('gangdrain', ['d1', 'd2', 'd3'], '5s');
     const spec = gangSpec('gangdrain', ws, { nodes: 2 }, { trainIters: 200 });
     (spec.modellink as { env: Record<string, string> }).env.MLEMU_ITER_TIME_MS = '30';
     Object.assign(spec.stages.find((s) => s.name === 'pretrain')!, { exitSignalHandler: true, saveInterval: 50 });
     const handle = await startPipeline(client, config, planFile(writeSpec(dir, spec)), pool);
-    await until('the gang to train past iteration 15', async () => {
-      const snap = await snapshot(handle);
-      return snap.live?.stage === 'pretrain' && (snap.live.iteration ?? 0) >= 15 ? true : undefined;
-    }, { timeoutMs: 120_000 });
+    await trainedPast(handle, 15);
     second.kill('SIGTERM');
 
     const { state, failure } = await outcomeOf(handle);
@@ -172,20 +165,12 @@ describe('a two-node gang', () => {
   });
 
   it('placed on free nodes of a pool; a node killed with SIGKILL takes its rank down and the gang re-forms on the nodes left', async () => {
-    const pool = `pool-${process.pid}`;
-    const [a, b] = await Promise.all([node(pool, 'a'), node(pool, 'b'), node(pool, 'c')]);
-    const config = fastRetryConfig(server.address, '5s');
-    const client = await connectClient(config);
-    const dir = tempDir('gangpool');
-    const ws = path.join(dir, 'ws');
+    const { pool, config, client, dir, ws, workers: [a, b] } = await cluster('gangpool', ['a', 'b', 'c'], '5s');
     const spec = gangSpec('gangpool', ws, { nodes: 2 }, { trainIters: 300 });
     (spec.modellink as { env: Record<string, string> }).env.MLEMU_ITER_TIME_MS = '30';
     const handle = await startPipeline(client, config, planFile(writeSpec(dir, spec)), pool);
 
-    await until('the gang to train past iteration 20', async () => {
-      const snap = await snapshot(handle);
-      return snap.live?.stage === 'pretrain' && (snap.live.iteration ?? 0) >= 20 ? true : undefined;
-    }, { timeoutMs: 120_000 });
+    await trainedPast(handle, 20);
     const first = (await snapshot(handle)).state?.stages.find((s) => s.name === 'pretrain');
     // The first free nodes by name.
     expect(first?.note).toContain('node ranks on a, b');
