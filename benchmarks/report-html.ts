@@ -150,7 +150,7 @@ export function htmlReport(report: RunReport): string {
   const changes = report.previous ? fingerprintChanges(report.previous.fingerprint, fp) : [];
   const changed = report.previous
     ? changes.length > 0
-      ? `<p>Changed since run ${e(report.previous.runId)}:</p><ul class="changes">${changes.map((ch) => `<li>${e(ch.field)}: ${e(ch.before ?? '—')} → ${e(ch.after ?? '—')}</li>`).join('')}</ul>`
+      ? `<p>Changed since run ${e(report.previous.runId)}:</p><ul class="changes">${changes.map((ch) => (ch.field === 'suite' ? '<li>the suite (cases, iterations, thresholds or environment)</li>' : `<li>${e(ch.field)}: ${e(ch.before ?? '—')} → ${e(ch.after ?? '—')}</li>`)).join('')}</ul>`
       : `<p class="changes">Nothing in the environment changed since run ${e(report.previous.runId)}.</p>`
     : '';
   const head = `<h1>Benchmark ${e(run.suiteName)} on ${e(run.cluster)}</h1>`
