@@ -57,7 +57,8 @@ export function environmentFingerprint(suite: BenchmarkSuite): EnvironmentFinger
   const root = suite.modellink?.root;
   const cann = process.env.LINKFLOW_CANN_VERSION ?? firstLine(path.join(toolkit, 'version.cfg'), /version=\[?([^\]\s]+)/i) ?? firstLine(path.join(toolkit, 'compiler', 'version.info'), /^Version=(.+)$/);
   const driver = process.env.LINKFLOW_DRIVER_VERSION ?? firstLine('/usr/local/Ascend/driver/version.info', /^Version=(.+)$/);
-  const fingerprint: EnvironmentFingerprint = { linkflowVersion: `${pkg.version}${gitCommit(PROJECT_ROOT) ? `+${gitCommit(PROJECT_ROOT)!.slice(0, 12)}` : ''}`, suite };
+  const linkflowCommit = gitCommit(PROJECT_ROOT);
+  const fingerprint: EnvironmentFingerprint = { linkflowVersion: `${pkg.version}${linkflowCommit ? `+${linkflowCommit.slice(0, 12)}` : ''}`, suite };
   const commit = root ? gitCommit(root) : undefined;
   if (commit) fingerprint.modellinkCommit = commit;
   if (cann) fingerprint.cannVersion = cann;

@@ -5,10 +5,10 @@
  */
 import { Context } from '@temporalio/activity';
 import proto from '@temporalio/proto';
-import net from 'node:net';
 import os from 'node:os';
 import { nodeOfIdentity } from '../modellink/gang.ts';
 import { runningCount } from '../executors/local.ts';
+import { getFreePort } from '../server/dev-server.ts';
 
 export interface NodeIdentity {
   node: string;
@@ -31,17 +31,6 @@ export function defaultNodeAddress(): string {
   return os.hostname();
 }
 
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 export interface NodeInfo extends NodeIdentity {
   /** Commands this worker is running now: a busy node is not free for a new gang. */
   running: number;
@@ -50,7 +39,7 @@ export interface NodeInfo extends NodeIdentity {
 
 export async function nodeInfo(input: { reservePort?: boolean }): Promise<NodeInfo> {
   if (!thisNode) throw new Error('this worker was started without --node; it cannot take a node rank');
-  const port = input.reservePort ? await freePort(thisNode.address) : undefined;
+  const port = input.reservePort ? await getFreePort(thisNode.address) : undefined;
   return { ...thisNode, running: runningCount(), port };
 }
 

@@ -1,25 +1,12 @@
 /** Reads a benchmark suite file (YAML or JSON) and validates it; every problem comes back with its path. */
 import fs from 'node:fs';
-import YAML from 'yaml';
+import { parseStructuredText } from '../modellink/structured-text.ts';
 import { defaultSuite, parseSuite, type SuiteResult } from '../modellink/benchmark.ts';
 
 /** Parses the text of a suite file; `file` only names it in messages and picks JSON by its extension. */
 export function parseSuiteText(text: string, file: string): SuiteResult {
-  let raw: unknown;
-  if (file.endsWith('.json')) {
-    try {
-      raw = JSON.parse(text);
-    } catch (err) {
-      return { ok: false, problems: [{ path: file, message: `not valid JSON: ${(err as Error).message}` }] };
-    }
-  } else {
-    const doc = YAML.parseDocument(text, { prettyErrors: true });
-    if (doc.errors.length > 0) {
-      return { ok: false, problems: doc.errors.map((err) => ({ path: `${file}:${err.linePos?.[0]?.line ?? '?'}`, message: err.message.split('\n')[0] })) };
-    }
-    raw = doc.toJS();
-  }
-  return parseSuite(raw);
+  const parsed = parseStructuredText(text, file);
+  return parsed.ok ? parseSuite(parsed.raw) : parsed;
 }
 
 /** The suite of a file, or the default suite (every table row) without one. */

@@ -18,24 +18,31 @@ import { ExitError } from './errors.ts';
 
 const SCHEDULE_PREFIX = 'linkflow-bench-';
 
-/**
- * The suite with its paths made absolute (relative to the suite file, or to the current directory
- * for the default suite): the workers and the report read them wherever they run.
- */
-export function loadSuite(file: string | undefined, env: NodeJS.ProcessEnv = process.env): BenchmarkSuite {
+/** The suite of a file (or the default), its workspace made absolute, and how its other relative paths resolve. */
+function readSuite(file: string | undefined): { suite: BenchmarkSuite; resolve: (p: string) => string } {
   const result = loadSuiteFile(file);
   if (!result.ok) throw new ExitError(`${file ?? 'default suite'}: invalid benchmark suite (${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}):\n${formatProblems(result.problems)}`, 2);
   for (const w of result.warnings) console.error(`warning: ${w.path}: ${w.message}`);
+  // Relative to the suite file, or to the current directory for the default suite.
   const base = file ? path.dirname(path.resolve(file)) : process.cwd();
   const resolve = (p: string) => path.resolve(base, p);
-  const suite = result.suite;
+  return { suite: { ...result.suite, workspace: resolve(result.suite.workspace) }, resolve };
+}
+
+/** The suite for commands that run nothing (names, workspace): ModelLink's location is not needed. */
+function suiteOnly(file: string | undefined): BenchmarkSuite {
+  return readSuite(file).suite;
+}
+
+/** The suite to run, with every path made absolute: the workers and the report read them wherever they run. */
+export function loadSuite(file: string | undefined, env: NodeJS.ProcessEnv = process.env): BenchmarkSuite {
+  const { suite, resolve } = readSuite(file);
   // The default suite has no file to say where ModelLink is: the environment can.
   const modellink = suite.modellink ?? (env.LINKFLOW_MODELLINK_ROOT ? { root: env.LINKFLOW_MODELLINK_ROOT, python: env.LINKFLOW_MODELLINK_PYTHON ?? 'python', launcher: env.LINKFLOW_MODELLINK_LAUNCHER ?? 'torchrun', env: {} } : undefined);
   if (!modellink) throw new ExitError(`${file ?? 'default suite'}: the suite does not say where ModelLink is: add modellink: { root: … } to a suite file (--suite), or set LINKFLOW_MODELLINK_ROOT`, 2);
   const launcher = Array.isArray(modellink.launcher) ? modellink.launcher : [modellink.launcher];
   return {
     ...suite,
-    workspace: resolve(suite.workspace),
     tokenizers: Object.fromEntries(Object.entries(suite.tokenizers).map(([k, v]) => [k, resolve(v)])),
     modellink: {
       ...modellink,
@@ -45,14 +52,6 @@ export function loadSuite(file: string | undefined, env: NodeJS.ProcessEnv = pro
       ...(modellink.setupScript ? { setupScript: resolve(modellink.setupScript) } : {}),
     },
   };
-}
-
-/** The suite for commands that run nothing (names, workspace): ModelLink's location is not needed. */
-function suiteOnly(file: string | undefined): BenchmarkSuite {
-  const result = loadSuiteFile(file);
-  if (!result.ok) throw new ExitError(`${file}: invalid benchmark suite:\n${formatProblems(result.problems)}`, 2);
-  const base = file ? path.dirname(path.resolve(file)) : process.cwd();
-  return { ...result.suite, workspace: path.resolve(base, result.suite.workspace) };
 }
 
 export function scheduleId(suite: BenchmarkSuite, id?: string): string {

@@ -11,10 +11,10 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { classifyFailure } from '../modellink/failures.ts';
+import { iterations } from './helpers/emulator-log.ts';
 
 const EMULATOR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'emulator');
 const PYTHON = process.env.PYTHON ?? 'python3';
-const ITERATION_RE = /iteration\s+(\d+)\/\s*(\d+) \|/;
 const PEER_LOST = /RuntimeError: \[Rank \d+\] HCCL AllReduce failed: lost the connection to remote rank \[(\d+)\]/;
 
 let tmp: string;
@@ -91,14 +91,6 @@ async function until(cond: () => boolean, ms: number, what: string): Promise<voi
     if (Date.now() > end) throw new Error(`deadline: ${what} after ${ms} ms`);
     await new Promise((r) => setTimeout(r, 20));
   }
-}
-
-function iterations(stdout: string): number[] {
-  return stdout
-    .split('\n')
-    .map((line) => ITERATION_RE.exec(line))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => Number(m[1]));
 }
 
 const logLines = (n: Node) => [...n.stdout().split('\n'), ...n.stderr().split('\n')].filter((l) => l !== '');

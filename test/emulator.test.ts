@@ -8,11 +8,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ITERATION_RE, iterations } from './helpers/emulator-log.ts';
 
 const EMULATOR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'emulator');
 const PYTHON = process.env.PYTHON ?? 'python3';
 /** formats.md (a): how linkflow (and ModelLink's CI) find the iteration in a training log line. */
-const ITERATION_RE = /iteration\s+(\d+)\/\s*(\d+) \|/;
 
 let tmp: string;
 let hf: string; // fake HF model + tokenizer directory
@@ -42,14 +42,6 @@ const torchrun = (nproc: number, script: string, args: string[], env: Record<str
     [path.join(EMULATOR, 'torchrun'), '--nproc_per_node', String(nproc), '--nnodes', '1', '--node_rank', '0', '--master_addr', 'localhost', '--master_port', '6000', path.join(EMULATOR, script), ...args],
     env,
   );
-
-function iterations(stdout: string): number[] {
-  return stdout
-    .split('\n')
-    .map((line) => ITERATION_RE.exec(line))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => Number(m[1]));
-}
 
 /** A small LLaMA-shaped model, as the examples/mcore/llama2 scripts pass it. */
 function modelArgs(extra: { tp?: number; pp?: number } = {}): string[] {
