@@ -1,6 +1,6 @@
 /**
  * ModelLink/Megatron log lines → events → progress. The line formats are those of
- * shared/modellink-reference/formats.md; the parser never throws on a line it does not know.
+ * reference/modellink/formats.md; the parser never throws on a line it does not know.
  */
 
 export type LogEvent =

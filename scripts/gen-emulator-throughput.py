@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate emulator/mlemu/throughput.json: the emulator's throughput model (see emulator/README.md).
 
-    python3 scripts/gen-emulator-throughput.py [REFERENCE_DIR]          # default: ../shared/modellink-reference
+    python3 scripts/gen-emulator-throughput.py [REFERENCE_DIR]          # default: reference/modellink
     python3 scripts/gen-emulator-throughput.py --check [REFERENCE_DIR]  # exit 1 when the committed file is stale
 
 Reads the reference's seed-performance.json (45 rows) and linkflow's modellink/presets.json (which preset
@@ -183,7 +183,7 @@ def generate(reference_dir: str):
         e['ms_per_iteration'] = round(ms, 1) if layout else None
 
     data = {
-        'generated_by': 'scripts/gen-emulator-throughput.py from shared/modellink-reference/seed-performance.json '
+        'generated_by': 'scripts/gen-emulator-throughput.py from reference/modellink/seed-performance.json '
                         'and modellink/presets.json; do not edit by hand',
         'signature': list(throughput.SIGNATURE),
         'rows': entries,
@@ -195,7 +195,7 @@ def generate(reference_dir: str):
 def main(argv: list[str]) -> int:
     check = '--check' in argv
     rest = [a for a in argv if a != '--check']
-    reference_dir = rest[0] if rest else os.path.join(os.path.dirname(ROOT), 'shared', 'modellink-reference')
+    reference_dir = rest[0] if rest else os.path.join(ROOT, 'reference', 'modellink')
     text, notes, indistinguishable = generate(reference_dir)
     for note in notes:
         print(f'note: {note}')

@@ -1,13 +1,16 @@
-"""Regenerate modellink/flag-names.json from shared/modellink-reference/flags.json.
+"""Regenerate modellink/flag-names.json from reference/modellink/flags.json.
 
 linkflow checks every flag it emits (and every `extraArgs` flag a user writes) against
 this list at run time, so it must ship with the project; test/flags.test.ts proves the
 copy still equals the reference.
 """
 import json
+import os
 import sys
 
-src = sys.argv[1] if len(sys.argv) > 1 else '../shared/modellink-reference/flags.json'
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+src = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, 'reference', 'modellink', 'flags.json')
 flags = json.load(open(src))
 out = {}
 for entry, records in flags['entrypoints'].items():
@@ -16,5 +19,5 @@ for entry, records in flags['entrypoints'].items():
 # convert_ckpt.py: loader/saver plugins add flags for particular selections; keep their union.
 for combo in flags.get('convert_ckpt_plugin_combinations', {}).values():
     out['convert_ckpt.py'] = sorted(set(out['convert_ckpt.py']) | set(r['flag'] for r in combo['flags']))
-json.dump(out, open('modellink/flag-names.json', 'w'), indent=0, sort_keys=True)
+json.dump(out, open(os.path.join(ROOT, 'modellink', 'flag-names.json'), 'w'), indent=0, sort_keys=True)
 print({k: len(v) for k, v in out.items()})

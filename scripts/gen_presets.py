@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate modellink/presets.json (the model zoo) from ModelLink's parsed example scripts.
 
-    python3 scripts/gen_presets.py [REFERENCE_DIR]          # default: ../shared/modellink-reference
+    python3 scripts/gen_presets.py [REFERENCE_DIR]          # default: reference/modellink
     python3 scripts/gen_presets.py --check [REFERENCE_DIR]  # exit 1 when the committed output is stale
 
 Reads examples.json, flags.json and seed-performance.json of the reference, builds one preset per
@@ -470,7 +470,7 @@ NOT_COMPARED = {'--max-position-embeddings', '--tokenizer-type'}
 def main(argv: list[str]) -> int:
     args = [a for a in argv[1:] if a != '--check']
     check = '--check' in argv[1:]
-    ref_dir = args[0] if args else os.path.join(ROOT, '..', 'shared', 'modellink-reference')
+    ref_dir = args[0] if args else os.path.join(ROOT, 'reference', 'modellink')
     ref_dir = os.path.abspath(ref_dir)
     examples = load_json(os.path.join(ref_dir, 'examples.json'))
     flags = load_json(os.path.join(ref_dir, 'flags.json'))

@@ -12,7 +12,7 @@ import { parseLogLine } from '../modellink/training-log.ts';
 import { loadSuiteFile, parseSuiteText } from '../benchmarks/suite-file.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const REFERENCE = path.join(ROOT, '..', 'shared', 'modellink-reference', 'seed-performance.json');
+const REFERENCE = path.join(ROOT, 'reference', 'modellink', 'seed-performance.json');
 const THRESHOLDS: Thresholds = defaultSuite().thresholds;
 
 function problemsOf(raw: unknown): { path: string; message: string }[] {

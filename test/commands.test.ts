@@ -7,7 +7,7 @@ import { planPipeline, type StagePlan } from '../modellink/plan.ts';
 import { getPreset, presetNames } from '../modellink/presets.ts';
 import { fiveStageSpec, ROOT } from './helpers/specs.ts';
 
-const REFERENCE = path.join(ROOT, '..', 'shared', 'modellink-reference');
+const REFERENCE = path.join(ROOT, 'reference', 'modellink');
 const flagsJson = JSON.parse(fs.readFileSync(path.join(REFERENCE, 'flags.json'), 'utf8')) as {
   entrypoints: Record<string, { flag: string }[]>;
   convert_ckpt_plugin_combinations: Record<string, { flags: { flag: string }[] }>;

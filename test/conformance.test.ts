@@ -26,7 +26,7 @@ interface Example {
   issues?: string[];
 }
 
-const examples = JSON.parse(fs.readFileSync(path.join(ROOT, '..', 'shared', 'modellink-reference', 'examples.json'), 'utf8')) as { scripts: Example[] };
+const examples = JSON.parse(fs.readFileSync(path.join(ROOT, 'reference', 'modellink', 'examples.json'), 'utf8')) as { scripts: Example[] };
 const KINDS = ['pretrain', 'tune_full', 'tune_lora', 'convert', 'data_pretrain', 'data_instruction', 'data_other', 'evaluate', 'generate', 'chat'];
 const ML_ROOT = '/opt/ModelLink';
 

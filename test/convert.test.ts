@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { planPipeline } from '../modellink/plan.ts';
 import { DEMO, fiveStageSpec, type RawSpec } from './helpers/specs.ts';
 
-const REFERENCE = path.join(DEMO, '..', '..', '..', 'shared', 'modellink-reference');
+const REFERENCE = path.join(DEMO, '..', '..', 'reference', 'modellink');
 const flagsJson = JSON.parse(fs.readFileSync(path.join(REFERENCE, 'flags.json'), 'utf8')) as { convert_ckpt_plugin_combinations: Record<string, { flags: { flag: string }[] }> };
 
 function convertSpec(stages: Record<string, unknown>[], patch: Record<string, unknown> = {}): RawSpec {

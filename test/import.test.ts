@@ -18,7 +18,7 @@ interface Example {
   args: Arg[];
   placeholders: Record<string, { script_value: string }>;
 }
-const examples = JSON.parse(fs.readFileSync(path.join(ROOT, '..', 'shared', 'modellink-reference', 'examples.json'), 'utf8')) as { scripts: Example[] };
+const examples = JSON.parse(fs.readFileSync(path.join(ROOT, 'reference', 'modellink', 'examples.json'), 'utf8')) as { scripts: Example[] };
 
 const quote = (v: string) => (/^[A-Za-z0-9_@%+=:,./${}-]+$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`);
 

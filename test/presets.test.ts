@@ -8,7 +8,7 @@ import { architectureSchema } from '../modellink/spec.ts';
 import { customPreset, getPreset, presetNames, IMPLS, type Impl, type Preset, type PresetArg } from '../modellink/presets.ts';
 import { ROOT } from './helpers/specs.ts';
 
-const REFERENCE = path.join(ROOT, '..', 'shared', 'modellink-reference');
+const REFERENCE = path.join(ROOT, 'reference', 'modellink');
 const readJson = (p: string) => JSON.parse(fs.readFileSync(p, 'utf8'));
 
 interface Script {

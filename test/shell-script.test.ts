@@ -1,7 +1,7 @@
 /**
  * The ModelLink shell-script parser (first half of `linkflow import`).
  *
- * The reference is ../shared/modellink-reference/examples.json: ModelLink's 423 example scripts, each parsed.
+ * The reference is reference/modellink/examples.json: ModelLink's 423 example scripts, each parsed.
  * The original .sh files are not in this repo, so a script is reconstructed from every entry, in the shape of
  * ModelLink's examples (exports, `source`, placeholder and value variables, DISTRIBUTED_ARGS and GPT_ARGS-style
  * multi-line blocks with continuations, the launch line with `| tee`), then parsed and compared with the entry.
@@ -31,7 +31,7 @@ interface Example {
   warnings?: string[];
 }
 
-const examples = JSON.parse(fs.readFileSync(path.join(ROOT, '..', 'shared', 'modellink-reference', 'examples.json'), 'utf8')) as {
+const examples = JSON.parse(fs.readFileSync(path.join(ROOT, 'reference', 'modellink', 'examples.json'), 'utf8')) as {
   scripts: Example[];
 };
 

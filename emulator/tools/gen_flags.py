@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Generate emulator/modellink_flags.json from the shared ModelLink flag reference.
+"""Generate emulator/modellink_flags.json from the ModelLink flag reference (reference/modellink/flags.json).
 
 Usage:  python3 emulator/tools/gen_flags.py [path/to/flags.json]
-        (default: /work/shared/modellink-reference/flags.json)
+        (default: reference/modellink/flags.json of this repository)
 
 The emulator must be self-contained, so the argparse-relevant part of the reference
 (flag, action, type, nargs, choices, required, default, const, dest) is copied into
@@ -17,7 +17,7 @@ import json
 import os
 import sys
 
-DEFAULT_SOURCE = '/work/shared/modellink-reference/flags.json'
+DEFAULT_SOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'reference', 'modellink', 'flags.json')
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUTPUT = os.path.join(os.path.dirname(HERE), 'modellink_flags.json')
 
