@@ -105,6 +105,25 @@ describe('a LoRA fine-tune with the distributed optimizer resumes its own checkp
     expect(touched).toEqual([]);
   });
 
+
+  it('a torn newest LoRA checkpoint: --lora-load and --load both show the previous complete iteration', async () => {
+    const file = loraSpec('lora-torn', 'weights');
+    const first = await runSpec(t, file);
+    expect(first.state.status, first.failure).toBe('succeeded');
+    const saveDir = first.state.stages.find((s) => s.name === 'finetune')!.output;
+    // A save that never finished: iteration 40's shard directory is empty, yet the tracker names it.
+    fs.mkdirSync(path.join(saveDir, 'iter_0000040', 'mp_rank_00'), { recursive: true });
+    fs.writeFileSync(path.join(saveDir, 'latest_checkpointed_iteration.txt'), '40');
+    fs.writeFileSync(file, fs.readFileSync(file, 'utf8').replace('trainIters: 30', 'trainIters: 50'));
+    const { state, failure } = await runSpec(t, file);
+    expect(state.status, failure).toBe('succeeded');
+    const attempt = state.stages.find((s) => s.name === 'finetune')!.attempts[0];
+    expect(attempt.loadedIteration).toBe(30);
+    const argv = argvOf(attempt.logFile!);
+    expect(valueOf(argv, '--lora-load')).toBe(path.join(path.dirname(saveDir), 'resume', 'iter_0000030'));
+    expect(valueOf(argv, '--load')).toBe(path.join(path.dirname(saveDir), 'resume', 'lora-iter_0000030'));
+    expect(fs.readFileSync(attempt.logFile!, 'utf8')).toMatch(/iteration {7}31\/ {6}50 \|/);
+  });
 });
 
 /**
