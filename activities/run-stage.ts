@@ -6,6 +6,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describeLayout, findResumePoint, iterationDirName, loraResumeView, missingShards, readTracker, shardDirNames, TRACKER_FILE, type ResumePoint } from '../modellink/checkpoint.ts';
 import { flattenArgs, resumeArgs } from '../modellink/commands.ts';
@@ -98,6 +99,9 @@ function resumeView(stage: StagePlan, iteration: number): string {
   return view;
 }
 
+/** A name for a file about to be renamed into place, unique across the nodes of a gang sharing the storage. */
+const tmpName = (file: string) => `${file}.${os.hostname()}.${process.pid}.tmp`;
+
 /** A link of a view, made or re-pointed atomically (a new link renamed over the old one), so ranks building the same view never race. */
 function placeLink(link: string, target: string): void {
   fs.mkdirSync(path.dirname(link), { recursive: true });
@@ -106,7 +110,7 @@ function placeLink(link: string, target: string): void {
   } catch {
     // not there yet
   }
-  const tmp = `${link}.${process.pid}.tmp`;
+  const tmp = tmpName(link);
   fs.rmSync(tmp, { force: true });
   fs.symlinkSync(target, tmp);
   fs.renameSync(tmp, link);
@@ -133,7 +137,7 @@ function loraLoadView(stage: StagePlan, iteration: number, loraDir: string, logF
   // Without the distributed optimizer the LoRA checkpoint has no distrib_optim.pt, and Megatron reads none.
   for (const { link, target } of planned.links) if (fs.existsSync(target)) placeLink(path.join(view, link), target);
   const tracker = path.join(view, TRACKER_FILE);
-  const tmp = `${tracker}.${process.pid}.tmp`;
+  const tmp = tmpName(tracker);
   fs.writeFileSync(tmp, `${planned.tracker}\n`);
   fs.renameSync(tmp, tracker);
   return view;
