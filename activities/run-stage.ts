@@ -6,8 +6,9 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { findResumePoint, iterationDirName, missingShards, readTracker, shardDirNames, TRACKER_FILE, type ResumePoint } from '../modellink/checkpoint.ts';
+import { describeLayout, findResumePoint, iterationDirName, loraResumeView, missingShards, readTracker, shardDirNames, TRACKER_FILE, type ResumePoint } from '../modellink/checkpoint.ts';
 import { flattenArgs, resumeArgs } from '../modellink/commands.ts';
 import { classifyFailure, type FailureClass } from '../modellink/failures.ts';
 import type { StagePlan } from '../modellink/plan.ts';
@@ -58,14 +59,14 @@ function checkInputs(stage: StagePlan, logFile: string): void {
       missing.push(path.join(input.path, TRACKER_FILE));
     }
     if (missing.length === 0 && input.kind === 'checkpoint' && stage.loadLayout && !input.fromStage) {
-      // Weights from outside the pipeline: their shards must be of this stage's TP/PP layout.
+      // Weights from outside the pipeline: their shards must be of this stage's TP/PP/EP layout.
       const tracker = readTracker(input.path);
       if (tracker !== undefined && tracker !== 'invalid') {
         const iterDir = path.join(input.path, iterationDirName(tracker));
         const present = fs.existsSync(iterDir) ? fs.readdirSync(iterDir).filter((d) => d.startsWith('mp_rank_')).sort() : [];
         const expected = shardDirNames(stage.loadLayout);
         if (missingShards(input.path, tracker, stage.loadLayout).length > 0 || present.join() !== [...expected].sort().join()) {
-          const reason = `${input.specPath}: ${input.path} holds shards ${present.join(', ') || '(none)'} at ${iterationDirName(tracker)}, not the TP ${stage.loadLayout.tp} × PP ${stage.loadLayout.pp} layout this stage runs (${expected.join(', ')}); add a convert stage that reshards it`;
+          const reason = `${input.specPath}: ${input.path} holds shards ${present.join(', ') || '(none)'} at ${iterationDirName(tracker)}, not the ${describeLayout(stage.loadLayout)} layout this stage runs (${expected.join(', ')}); add a convert stage that reshards it`;
           fs.appendFileSync(logFile, `linkflow: ${reason}\n`);
           throw fail('missing-input', `stage ${stage.name}: ${reason}`, { failureClass: 'missing-input', reason, excerpt: [reason], logFile }, false);
         }
@@ -98,12 +99,60 @@ function resumeView(stage: StagePlan, iteration: number): string {
   return view;
 }
 
-function planResume(stage: StagePlan): { args: StagePlan['args']; point: ResumePoint } {
+/** A name for a file about to be renamed into place, unique across the nodes of a gang sharing the storage. */
+const tmpName = (file: string) => `${file}.${os.hostname()}.${process.pid}.tmp`;
+
+/** A link of a view, made or re-pointed atomically (a new link renamed over the old one), so ranks building the same view never race. */
+function placeLink(link: string, target: string): void {
+  fs.mkdirSync(path.dirname(link), { recursive: true });
+  try {
+    if (fs.readlinkSync(link) === target) return;
+  } catch {
+    // not there yet
+  }
+  const tmp = tmpName(link);
+  fs.rmSync(tmp, { force: true });
+  fs.symlinkSync(target, tmp);
+  fs.renameSync(tmp, link);
+}
+
+/**
+ * A LoRA attempt that resumes needs `--load` to show the base weights under the LoRA checkpoint's
+ * tracker and distributed-optimizer files (see loraResumeView for why Megatron needs that). The view
+ * is `<stage>/resume/lora-iter_N`, made of links only: neither checkpoint is touched.
+ */
+function loraLoadView(stage: StagePlan, iteration: number, loraDir: string, logFile: string): string {
+  const training = stage.training!;
+  const baseDir = training.loraBase!;
+  const base = readTracker(baseDir);
+  const layout = { tp: training.tp, pp: training.pp, ep: training.ep };
+  const missing = base === undefined || base === 'invalid' ? [TRACKER_FILE] : missingShards(baseDir, base, layout);
+  if (base === undefined || base === 'invalid' || missing.length > 0) {
+    const reason = `the base weights ${baseDir} a LoRA resume loads are incomplete (missing ${missing.slice(0, 3).join(', ')} of the ${describeLayout(layout)} layout)`;
+    fs.appendFileSync(logFile, `linkflow: ${reason}\n`);
+    throw fail('missing-input', `stage ${stage.name}: ${reason}`, { failureClass: 'missing-input', reason, excerpt: [reason], logFile }, false);
+  }
+  const view = path.join(stage.dir, 'resume', `lora-${iterationDirName(iteration)}`);
+  const planned = loraResumeView(iteration, loraDir, { dir: baseDir, iteration: base }, layout);
+  // Without the distributed optimizer the LoRA checkpoint has no distrib_optim.pt, and Megatron reads none.
+  for (const { link, target } of planned.links) if (fs.existsSync(target)) placeLink(path.join(view, link), target);
+  const tracker = path.join(view, TRACKER_FILE);
+  const tmp = tmpName(tracker);
+  fs.writeFileSync(tmp, `${planned.tracker}\n`);
+  fs.renameSync(tmp, tracker);
+  return view;
+}
+
+function planResume(stage: StagePlan, logFile: string): { args: StagePlan['args']; point: ResumePoint } {
   const training = stage.training!;
   const point = findResumePoint(training.saveDir, training);
-  if (point.kind === 'tracker') return { args: resumeArgs(stage.args, training.saveDir, training.lora), point };
-  if (point.kind === 'older') return { args: resumeArgs(stage.args, resumeView(stage, point.iteration), training.lora), point };
-  return { args: stage.args, point };
+  if (point.kind === 'none') return { args: stage.args, point };
+  // The checkpoint --load (or, for LoRA, --lora-load) resumes: the save directory, or a view of an older complete iteration.
+  const dir = point.kind === 'tracker' ? training.saveDir : resumeView(stage, point.iteration);
+  if (training.lora && training.loraBase !== undefined && point.iteration !== 'release') {
+    return { args: resumeArgs(stage.args, dir, true, loraLoadView(stage, point.iteration, training.saveDir, logFile)), point };
+  }
+  return { args: resumeArgs(stage.args, dir, training.lora), point };
 }
 
 /**
@@ -135,7 +184,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
   let loadedFrom: number | undefined;
   const savesCheckpoints = stage.training !== undefined && !stage.training.measureOnly;
   if (savesCheckpoints) {
-    const { args: resumed, point } = planResume(stage);
+    const { args: resumed, point } = planResume(stage, logFile);
     args = resumed;
     if (point.kind === 'tracker' && point.iteration === stage.training!.trainIters) {
       // Training already reached the end (the previous run stopped before its manifest): nothing to redo.

@@ -2,9 +2,9 @@
  * Megatron's checkpoint layout (formats.md (b)) and which checkpoint an attempt can resume from.
  *
  *   <save>/latest_checkpointed_iteration.txt   "2000" or "release", written last by rank 0
- *   <save>/iter_0002000/mp_rank_00[_000]/model_optim_rng.pt
+ *   <save>/iter_0002000/mp_rank_00[_000][_000]/model_optim_rng.pt   (+ distrib_optim.pt)
  *
- * A checkpoint counts only when every shard of the job's TP×PP layout is present with its file.
+ * A checkpoint counts only when every shard of the job's TP×PP×EP layout is present with its file.
  * Nothing here writes into a save directory.
  */
 import fs from 'node:fs';
@@ -12,26 +12,43 @@ import path from 'node:path';
 
 export const TRACKER_FILE = 'latest_checkpointed_iteration.txt';
 export const MODEL_FILE = 'model_optim_rng.pt';
+/** The distributed optimizer's state, beside each model shard (Megatron get_distributed_optimizer_checkpoint_name). */
+export const OPTIMIZER_FILE = 'distrib_optim.pt';
 
 export interface Layout {
   tp: number;
   pp: number;
+  /** Expert parallel size (MoE); absent means 1. */
+  ep?: number;
 }
 
 export function iterationDirName(iteration: number | 'release'): string {
   return iteration === 'release' ? 'release' : `iter_${String(iteration).padStart(7, '0')}`;
 }
 
-/** mp_rank_{tp:02d} when PP is 1, mp_rank_{tp:02d}_{pp:03d} otherwise. */
+/**
+ * Megatron's get_checkpoint_name (megatron/training/checkpointing.py l. 81-120, core_r0.6.0):
+ * mp_rank_{tp:02d} when PP is 1, mp_rank_{tp:02d}_{pp:03d} otherwise, and _{ep:03d} appended when
+ * the expert-parallel world size is above 1.
+ */
 export function shardDirNames(layout: Layout): string[] {
+  const ep = layout.ep ?? 1;
   const names: string[] = [];
   for (let t = 0; t < layout.tp; t++) {
     for (let p = 0; p < layout.pp; p++) {
-      const tp = String(t).padStart(2, '0');
-      names.push(layout.pp === 1 ? `mp_rank_${tp}` : `mp_rank_${tp}_${String(p).padStart(3, '0')}`);
+      for (let e = 0; e < ep; e++) {
+        const tp = String(t).padStart(2, '0');
+        const base = layout.pp === 1 ? `mp_rank_${tp}` : `mp_rank_${tp}_${String(p).padStart(3, '0')}`;
+        names.push(ep > 1 ? `${base}_${String(e).padStart(3, '0')}` : base);
+      }
     }
   }
   return names;
+}
+
+/** "TP 2 × PP 1" (and "× EP 2" for MoE), for messages. */
+export function describeLayout(layout: Layout): string {
+  return `TP ${layout.tp} × PP ${layout.pp}${(layout.ep ?? 1) > 1 ? ` × EP ${layout.ep}` : ''}`;
 }
 
 export function readTracker(saveDir: string): number | 'release' | 'invalid' | undefined {
@@ -89,4 +106,33 @@ export function findResumePoint(saveDir: string, layout: Layout): ResumePoint {
     .find((i) => missingShards(saveDir, i, layout).length === 0);
   if (older === undefined) return { kind: 'none', reason: `${why}, and no older complete checkpoint exists` };
   return { kind: 'older', iteration: older, dir: saveDir, reason: `${why}; resuming from ${iterationDirName(older)}` };
+}
+
+/** A link of a resume view: `link` (relative to the view) points at `target` (absolute). */
+export interface ViewLink {
+  link: string;
+  target: string;
+}
+
+/**
+ * The directory a LoRA attempt's `--load` points at when it resumes its own checkpoint.
+ *
+ * Megatron (load_checkpoint, megatron/training/checkpointing.py l. 738-746) reads the distributed
+ * optimizer's state through the tracker of `--load`, at `<load>/<iter>/mp_rank_XX/distrib_optim.pt`,
+ * and overwrites the iteration with that tracker's; ModelLink's `_load_base_checkpoint_wrapper`
+ * (modellink/training/checkpointing.py) merges the `--lora-load` checkpoint's state dict (iteration,
+ * optimizer, scheduler, RNG, args) over the one `--load` names. So the view's tracker names the LoRA
+ * checkpoint's iteration, and under that iteration each shard holds the base weights' model file and
+ * the LoRA checkpoint's optimizer state. `iteration` is the LoRA checkpoint's; `loraDir` the directory
+ * `--lora-load` names (whose tracker names that iteration); `base` the base weights' directory and
+ * the iteration its tracker names. The optimizer files are listed whether or not they exist (a run
+ * without the distributed optimizer has none; the caller links only those present).
+ */
+export function loraResumeView(iteration: number, loraDir: string, base: { dir: string; iteration: number | 'release' }, layout: Layout): { tracker: string; links: ViewLink[] } {
+  const iterDir = iterationDirName(iteration);
+  const links = shardDirNames(layout).flatMap((shard) => [
+    { link: path.join(iterDir, shard, MODEL_FILE), target: path.join(base.dir, iterationDirName(base.iteration), shard, MODEL_FILE) },
+    { link: path.join(iterDir, shard, OPTIMIZER_FILE), target: path.join(loraDir, iterDir, shard, OPTIMIZER_FILE) },
+  ]);
+  return { tracker: String(iteration), links };
 }

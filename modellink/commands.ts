@@ -343,13 +343,17 @@ export function buildTraining(spec: PipelineSpec, preset: Preset, stage: Trainin
 
 /**
  * The argv of an attempt that resumes from the stage's own save directory: `--load` points at it
- * (for LoRA: `--lora-load`, the base weights stay in `--load`), and the first-load-only flags go,
- * so the iteration, optimizer and RNG state come back from the checkpoint.
+ * (for LoRA: `--lora-load`, and `--load` at `loraLoadView` when given: the base weights seen through
+ * a view whose tracker and distributed-optimizer files are the LoRA checkpoint's, see
+ * loraResumeView), and the first-load-only flags go, so the iteration, optimizer and RNG state come
+ * back from the checkpoint.
  */
-export function resumeArgs(args: Arg[], saveDir: string, lora: boolean): Arg[] {
+export function resumeArgs(args: Arg[], saveDir: string, lora: boolean, loraLoadView?: string): Arg[] {
   const kept = args.filter(([f]) => !(FIRST_LOAD_ONLY_FLAGS as readonly string[]).includes(f));
   if (lora) {
-    const withoutLoraLoad = kept.filter(([f]) => f !== '--lora-load');
+    const withoutLoraLoad = kept
+      .filter(([f]) => f !== '--lora-load')
+      .map((arg): Arg => (loraLoadView !== undefined && arg[0] === '--load' ? ['--load', loraLoadView] : arg));
     const at = withoutLoraLoad.findIndex(([f]) => f === '--lora-target-modules');
     const loraLoad: Arg = ['--lora-load', saveDir];
     return at >= 0 ? [...withoutLoraLoad.slice(0, at + 1), loraLoad, ...withoutLoraLoad.slice(at + 1)] : [...withoutLoraLoad, loraLoad];

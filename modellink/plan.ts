@@ -18,6 +18,8 @@ export interface WeightsFormat {
   impl: 'mcore' | 'legacy';
   tp: number;
   pp: number;
+  /** Expert parallel size: MoE shards carry an expert rank in their names. */
+  ep: number;
 }
 
 export interface StageInput {
@@ -42,7 +44,11 @@ export interface TrainingPlan {
   worldSize: number;
   tp: number;
   pp: number;
+  /** Expert parallel size (MoE): its checkpoints have TP × PP × EP shards. */
+  ep: number;
   lora: boolean;
+  /** LoRA: the base weights the first attempt's --load names; a resume loads them through a view (see loraResumeView). */
+  loraBase?: string;
   hang: HangWindows;
 }
 
@@ -70,8 +76,8 @@ export interface StagePlan {
   evaluate?: { tasks: string[]; resultsFile: string };
   /** Checkpoint outputs: their implementation and layout, so later stages are checked against them. */
   format?: WeightsFormat;
-  /** The TP/PP layout this stage loads weights in (training, evaluation, inference). */
-  loadLayout?: { tp: number; pp: number };
+  /** The TP/PP/EP layout this stage loads weights in (training, evaluation, inference). */
+  loadLayout?: { tp: number; pp: number; ep: number };
   /** The pipeline's own failure patterns (regular expression sources), checked before the built-in ones. */
   failureRules: { class: FailureClass; pattern: string }[];
   /** Written to the process's standard input (chat prompts), then closed. */
@@ -184,16 +190,21 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
     let evaluate: StagePlan['evaluate'];
     let formatOut: WeightsFormat | undefined;
     let extra: Partial<StagePlan> = {};
-    /** A training or evaluation stage must load weights in its own implementation and layout. */
-    const checkLoadFormat = (field: string, value: string | undefined) => {
+    /**
+     * A training or evaluation stage must load weights in its own implementation and layout. Training
+     * stages run the pipeline's expert parallel size; evaluation and inference pass none (ModelLink's
+     * evaluate/generate scripts run TP × PP processes), so their EP is not compared here.
+     */
+    const checkLoadFormat = (field: string, value: string | undefined, compareEp: boolean) => {
       const producer = plans.find((p) => p.name === value);
       const f = producer?.format;
-      const own = { impl: spec.model.impl, tp: spec.parallel.tp, pp: spec.parallel.pp };
-      if (f && (f.impl !== own.impl || f.tp !== own.tp || f.pp !== own.pp)) {
+      const own = { impl: spec.model.impl, tp: spec.parallel.tp, pp: spec.parallel.pp, ep: spec.parallel.ep };
+      if (f && (f.impl !== own.impl || f.tp !== own.tp || f.pp !== own.pp || (compareEp && f.ep !== own.ep))) {
+        const ep = (x: { ep: number }) => (compareEp && (f.ep > 1 || own.ep > 1) ? ` EP ${x.ep}` : '');
         problems.push({
           path: `${specPath}.${field}`,
-          message: `stage "${value}" holds ${f.impl} weights at TP ${f.tp} PP ${f.pp}, but this stage runs ${own.impl} at TP ${own.tp} PP ${own.pp}: ` +
-            `convert them first (a stage { kind: convert, from: ${value}, to: ${own.impl}, tp: ${own.tp}, pp: ${own.pp} })`,
+          message: `stage "${value}" holds ${f.impl} weights at TP ${f.tp} PP ${f.pp}${ep(f)}, but this stage runs ${own.impl} at TP ${own.tp} PP ${own.pp}${ep(own)}: ` +
+            `convert them first (a stage { kind: convert, from: ${value}, to: ${own.impl}, tp: ${own.tp}, pp: ${own.pp}${compareEp && own.ep > 1 ? `, ep: ${own.ep}` : ''} })`,
         });
       }
     };
@@ -237,7 +248,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
           if (hfSource) hfView = { from: hfSource, dir: saveDir };
         } else {
           output = saveDir;
-          formatOut = { impl: to, tp: layout.tp, pp: layout.pp };
+          formatOut = { impl: to, tp: layout.tp, pp: layout.pp, ep: layout.ep };
         }
         let lora: ConvertPaths['lora'];
         if (stage.lora) {
@@ -260,9 +271,9 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
       case 'finetune': {
         const data = ref('data', stage.data, [stage.kind === 'finetune' ? 'instruction-data' : 'pretrain-data'], stage.kind === 'finetune' ? 'instruction-data' : 'pretrain-data');
         const load = stage.load !== undefined ? ref('load', stage.load, ['checkpoint'], 'checkpoint') : undefined;
-        checkLoadFormat('load', stage.load);
+        checkLoadFormat('load', stage.load, true);
         output = path.join(dir, 'checkpoints');
-        formatOut = { impl: spec.model.impl, tp: spec.parallel.tp, pp: spec.parallel.pp };
+        formatOut = { impl: spec.model.impl, tp: spec.parallel.tp, pp: spec.parallel.pp, ep: spec.parallel.ep };
         const lora = stage.kind === 'finetune' && stage.lora !== undefined;
         if (lora && stage.load === undefined) problems.push({ path: `${specPath}.lora`, message: 'LoRA fine-tuning needs base weights: set load to a convert or training stage' });
         if (data && tokenizer && (stage.load === undefined || load)) {
@@ -279,7 +290,9 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
           worldSize: spec.cluster.nodes * spec.cluster.devicesPerNode,
           tp: spec.parallel.tp,
           pp: spec.parallel.pp,
+          ep: spec.parallel.ep,
           lora,
+          loraBase: lora ? load : undefined,
           hang: {
             minMs: durationToMs(stage.noProgressTimeout),
             factor: stage.noProgressFactor,
@@ -293,7 +306,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
       case 'evaluate':
       case 'inference': {
         const load = ref('load', stage.load, ['checkpoint'], 'checkpoint');
-        checkLoadFormat('load', stage.load);
+        checkLoadFormat('load', stage.load, false);
         const loraLoad = stage.loraLoad !== undefined ? ref('loraLoad', stage.loraLoad, ['checkpoint'], 'checkpoint') : undefined;
         const loraStage = spec.stages.find((s) => s.name === stage.loraLoad);
         const loraOptions: LoraOptions | undefined = loraStage?.kind === 'finetune' ? loraStage.lora : undefined;
@@ -346,7 +359,10 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
       evaluate,
       format: formatOut,
       failureRules: spec.failureRules,
-      loadLayout: ['pretrain', 'finetune', 'evaluate', 'inference'].includes(stage.kind) ? { tp: spec.parallel.tp, pp: spec.parallel.pp } : undefined,
+      // Training runs the pipeline's expert parallel size; evaluation and inference run without one.
+      loadLayout: ['pretrain', 'finetune', 'evaluate', 'inference'].includes(stage.kind)
+        ? { tp: spec.parallel.tp, pp: spec.parallel.pp, ep: stage.kind === 'pretrain' || stage.kind === 'finetune' ? spec.parallel.ep : 1 }
+        : undefined,
       ...extra,
       maxAttempts: stage.maxAttempts,
     });

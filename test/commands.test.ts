@@ -106,5 +106,7 @@ describe('command builders', () => {
     expect(resumeArgs(args, '/s', false)).toEqual([['--lora-target-modules', ['a', 'b']], ['--load', '/s'], ['--save', '/s']]);
     expect(resumeArgs(args, '/s', true)).toEqual([['--lora-target-modules', ['a', 'b']], ['--lora-load', '/s'], ['--load', '/w'], ['--save', '/s']]);
     expect(resumeArgs([['--save', '/s']], '/s', false)).toEqual([['--load', '/s'], ['--save', '/s']]);
+    // LoRA with the distributed optimizer: --load at the resume view (see loraResumeView).
+    expect(resumeArgs(args, '/s', true, '/v')).toEqual([['--lora-target-modules', ['a', 'b']], ['--lora-load', '/s'], ['--load', '/v'], ['--save', '/s']]);
   });
 });

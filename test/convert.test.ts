@@ -53,8 +53,8 @@ describe('convert stages', () => {
   });
 
   it('records formats and layouts, and writes hf output beside links to the original model', () => {
-    expect(stage('reshard').format).toEqual({ impl: 'mcore', tp: 8, pp: 1 });
-    expect(stage('mcore2legacy').format).toEqual({ impl: 'legacy', tp: 2, pp: 2 });
+    expect(stage('reshard').format).toEqual({ impl: 'mcore', tp: 8, pp: 1, ep: 1 });
+    expect(stage('mcore2legacy').format).toEqual({ impl: 'legacy', tp: 2, pp: 2, ep: 1 });
     expect(stage('mcore2hf').outputKind).toBe('hf-model');
     expect(stage('mcore2hf').output).toBe('/tmp/ws/conv/mcore2hf/hf/mg2hf');
     expect(stage('mcore2hf').hfView).toEqual({ from: '/tmp/hf', dir: '/tmp/ws/conv/mcore2hf/hf' });

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { findResumePoint, shardDirNames } from '../modellink/checkpoint.ts';
+import { describeLayout, findResumePoint, loraResumeView, shardDirNames } from '../modellink/checkpoint.ts';
 import { classifyFailure } from '../modellink/failures.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
 import { tempDir } from './helpers/specs.ts';
@@ -75,6 +75,39 @@ describe('checkpoints', () => {
   it('names shards as Megatron does', () => {
     expect(shardDirNames({ tp: 2, pp: 1 })).toEqual(['mp_rank_00', 'mp_rank_01']);
     expect(shardDirNames({ tp: 1, pp: 2 })).toEqual(['mp_rank_00_000', 'mp_rank_00_001']);
+  });
+
+  it('names expert-parallel shards mp_rank_XX[_YYY]_EEE (get_checkpoint_name: only when EP > 1)', () => {
+    expect(shardDirNames({ tp: 1, pp: 1, ep: 1 })).toEqual(['mp_rank_00']);
+    expect(shardDirNames({ tp: 1, pp: 1, ep: 2 })).toEqual(['mp_rank_00_000', 'mp_rank_00_001']);
+    expect(shardDirNames({ tp: 2, pp: 1, ep: 2 })).toEqual(['mp_rank_00_000', 'mp_rank_00_001', 'mp_rank_01_000', 'mp_rank_01_001']);
+    expect(shardDirNames({ tp: 1, pp: 2, ep: 2 })).toEqual(['mp_rank_00_000_000', 'mp_rank_00_000_001', 'mp_rank_00_001_000', 'mp_rank_00_001_001']);
+    expect(describeLayout({ tp: 1, pp: 2, ep: 2 })).toBe('TP 1 × PP 2 × EP 2');
+    expect(describeLayout({ tp: 1, pp: 2 })).toBe('TP 1 × PP 2');
+  });
+
+  it('finds an expert-parallel checkpoint only with every expert shard', () => {
+    const dir = tempDir('ckpt');
+    write(dir, 10, ['mp_rank_00_000', 'mp_rank_00_001']);
+    write(dir, 20, ['mp_rank_00_000'], '20');
+    expect(findResumePoint(dir, { tp: 1, pp: 1, ep: 2 })).toMatchObject({ kind: 'older', iteration: 10 });
+    // Read as TP × PP alone, the same directory holds no checkpoint at all.
+    expect(findResumePoint(dir, { tp: 1, pp: 1 }).kind).toBe('none');
+  });
+
+  it('a LoRA resume view: the LoRA tracker and optimizer state over the base model shards', () => {
+    const view = loraResumeView(30, '/run/sft/checkpoints', { dir: '/run/weights', iteration: 1 }, { tp: 1, pp: 2 });
+    expect(view.tracker).toBe('30');
+    expect(view.links).toEqual([
+      { link: 'iter_0000030/mp_rank_00_000/model_optim_rng.pt', target: '/run/weights/iter_0000001/mp_rank_00_000/model_optim_rng.pt' },
+      { link: 'iter_0000030/mp_rank_00_000/distrib_optim.pt', target: '/run/sft/checkpoints/iter_0000030/mp_rank_00_000/distrib_optim.pt' },
+      { link: 'iter_0000030/mp_rank_00_001/model_optim_rng.pt', target: '/run/weights/iter_0000001/mp_rank_00_001/model_optim_rng.pt' },
+      { link: 'iter_0000030/mp_rank_00_001/distrib_optim.pt', target: '/run/sft/checkpoints/iter_0000030/mp_rank_00_001/distrib_optim.pt' },
+    ]);
+    expect(loraResumeView(10, '/l', { dir: '/b', iteration: 'release' }, { tp: 1, pp: 1, ep: 2 }).links.map((l) => l.target)).toEqual([
+      '/b/release/mp_rank_00_000/model_optim_rng.pt', '/l/iter_0000010/mp_rank_00_000/distrib_optim.pt',
+      '/b/release/mp_rank_00_001/model_optim_rng.pt', '/l/iter_0000010/mp_rank_00_001/distrib_optim.pt',
+    ]);
   });
 
   it("resumes from the tracker's iteration when it is complete", () => {

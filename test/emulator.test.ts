@@ -230,6 +230,70 @@ describe('pretrain_gpt.py', () => {
   });
 });
 
+describe('LoRA resume with the distributed optimizer (Megatron load_checkpoint l. 738-746)', () => {
+  const lora = ['--lora-r', '8', '--lora-alpha', '16', '--lora-target-modules', 'linear_qkv', 'linear_proj', '--use-distributed-optimizer'];
+  const weights = () => path.join(tmp, 'lora-base');
+  const save = () => path.join(tmp, 'lora-save');
+  /** A LoRA run's arguments without the first-load flags (trainArgs adds --no-load-optim/--no-load-rng). */
+  const resumeArgs = (opts: { load: string; save: string; iters?: number; extra?: string[] }) =>
+    trainArgs({ save: opts.save, load: opts.load, iters: opts.iters ?? 20, extra: [...lora, ...(opts.extra ?? [])] }).filter((a) => a !== '--no-load-optim' && a !== '--no-load-rng');
+
+  beforeAll(() => {
+    const c = py('convert_ckpt.py', ['--model-type', 'GPT', '--load-model-type', 'hf', '--save-model-type', 'mg', '--load-dir', hf, '--save-dir', weights(), '--tokenizer-model', path.join(hf, 'tokenizer.model'), '--use-mcore-models', '--model-type-hf', 'llama2']);
+    expect(c.code, c.stderr).toBe(0);
+    // The first attempt of a LoRA fine-tune: converted weights, --finetune, stopped after iteration 10.
+    const first = py('pretrain_gpt.py', trainArgs({ save: save(), load: weights(), iters: 20, extra: [...lora, '--finetune', '--exit-interval', '10'] }));
+    expect(first.code, first.stderr).toBe(0);
+    expect(fs.readdirSync(path.join(save(), 'iter_0000010', 'mp_rank_00')).sort()).toEqual(['distrib_optim.pt', 'model_optim_rng.pt']);
+  });
+
+  it('--load at converted weights with --lora-load at the LoRA checkpoint: FileNotFoundError for <load>/iter_0000001/.../distrib_optim.pt, exit 1', () => {
+    const r = py('pretrain_gpt.py', [...resumeArgs({ load: weights(), save: save() }), '--lora-load', save()]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(` loading checkpoint from ${save()} at iteration 10`);
+    const stderr = r.stderr.trimEnd().split('\n');
+    expect(stderr.at(-1)).toBe(`FileNotFoundError: [Errno 2] No such file or directory: '${path.join(weights(), 'iter_0000001', 'mp_rank_00', 'distrib_optim.pt')}'`);
+    expect(r.stderr).toMatch(/megatron\/training\/checkpointing.py", line 746, in load_checkpoint\n {4}optimizer.load_parameter_state\(optim_checkpoint_name\)/);
+    expect(r.stderr).toMatch(/distrib_optimizer.py", line 1144, in load_parameter_state\n {4}state_dict = torch.load\(filename\)/);
+    expect(iterations(r.stdout)).toEqual([]);
+  });
+
+  it('--load at a full pretraining checkpoint: its optimizer state is the whole model\'s, and the bucket assertion fails', () => {
+    const full = path.join(tmp, 'lora-full-base');
+    const pre = py('pretrain_gpt.py', trainArgs({ save: full, load: weights(), iters: 10, extra: ['--use-distributed-optimizer', '--finetune'] }));
+    expect(pre.code, pre.stderr).toBe(0);
+    const r = py('pretrain_gpt.py', [...resumeArgs({ load: full, save: save() }), '--lora-load', save()]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trimEnd().split('\n').at(-1)).toMatch(/^AssertionError: Number of unpadded elements in each bucket need to be the same in current run \(\[\{\(torch.bfloat16, torch.float32\): \[\d+\]\}\]\) and checkpoint \(\[\{\(torch.bfloat16, torch.float32\): \[\d+\]\}\]\)$/);
+  });
+
+  it('--load at a view whose tracker and distrib_optim.pt are the LoRA checkpoint\'s and whose model shard is the base\'s resumes at iteration 11', () => {
+    const view = path.join(tmp, 'lora-view');
+    fs.mkdirSync(path.join(view, 'iter_0000010', 'mp_rank_00'), { recursive: true });
+    fs.symlinkSync(path.join(weights(), 'iter_0000001', 'mp_rank_00', 'model_optim_rng.pt'), path.join(view, 'iter_0000010', 'mp_rank_00', 'model_optim_rng.pt'));
+    fs.symlinkSync(path.join(save(), 'iter_0000010', 'mp_rank_00', 'distrib_optim.pt'), path.join(view, 'iter_0000010', 'mp_rank_00', 'distrib_optim.pt'));
+    fs.writeFileSync(path.join(view, 'latest_checkpointed_iteration.txt'), '10');
+    const r = py('pretrain_gpt.py', [...resumeArgs({ load: view, save: save() }), '--lora-load', save()]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`  successfully loaded checkpoint from ${view} [ t 0, p 0 ] at iteration 10`);
+    expect(iterations(r.stdout)[0]).toBe(11);
+    expect(r.stdout).toMatch(/iteration {7}11\/ {6}20 \| consumed samples: {11}88 \|/);
+  });
+});
+
+describe('expert parallelism: shard names (Megatron get_checkpoint_name l. 81-120)', () => {
+  const moe = ['--num-experts', '4', '--moe-router-topk', '2', '--expert-model-parallel-size', '2'];
+  it.each([
+    [1, ['mp_rank_00_000', 'mp_rank_00_001']],
+    [2, ['mp_rank_00_000_000', 'mp_rank_00_000_001', 'mp_rank_00_001_000', 'mp_rank_00_001_001']],
+  ])('EP 2, PP %i: mp_rank_XX[_YYY]_EEE', (pp, names) => {
+    const save = path.join(tmp, `ep2-pp${pp}`);
+    const r = torchrun(2 * pp, 'pretrain_gpt.py', trainArgs({ save, pp, iters: 10, extra: moe }));
+    expect(r.code, r.stderr).toBe(0);
+    expect(fs.readdirSync(path.join(save, 'iter_0000010')).sort()).toEqual(names);
+  });
+});
+
 describe('fault injection', () => {
   it('crash@15 exits 1 with a traceback once; the same command then succeeds', () => {
     const save = path.join(tmp, 'crash');

@@ -90,6 +90,20 @@ describe('pipeline spec validation', () => {
 });
 
 describe('LoRA fine-tuning', () => {
+  it('a training stage loads weights of its own expert-parallel layout', () => {
+    const spec = fiveStageSpec('ep', '/tmp/ws');
+    Object.assign(spec, { model: { preset: 'mixtral-8x7b', impl: 'mcore', tokenizer: '/tmp/tok' }, cluster: { nodes: 1, devicesPerNode: 2 }, parallel: { tp: 1, pp: 1, ep: 2 } });
+    spec.stages = spec.stages.filter((s) => ['data', 'weights', 'pretrain'].includes(s.name as string));
+    Object.assign(spec.stages.find((s) => s.name === 'weights')!, { ep: 1 });
+    expect(problemsOf(spec)).toContain(
+      'stages[2].load: stage "weights" holds mcore weights at TP 1 PP 1 EP 1, but this stage runs mcore at TP 1 PP 1 EP 2: convert them first (a stage { kind: convert, from: weights, to: mcore, tp: 1, pp: 1, ep: 2 })',
+    );
+    Object.assign(spec.stages.find((s) => s.name === 'weights')!, { ep: 2 });
+    const r = planPipeline(spec, { baseDir: '/tmp' });
+    if (!r.ok) throw new Error(JSON.stringify(r.problems));
+    expect(r.plan.stages.find((s) => s.name === 'pretrain')).toMatchObject({ training: { tp: 1, pp: 1, ep: 2 }, loadLayout: { tp: 1, pp: 1, ep: 2 } });
+  });
+
   it('continues from existing LoRA weights on the first attempt, and from its own save directory after', async () => {
     const { resumeArgs } = await import('../modellink/commands.ts');
     const spec = fiveStageSpec('lora', '/tmp/ws');

@@ -144,10 +144,11 @@ def shard_document(iteration, tp_rank, pp_rank, ep_rank, args, keys, lora=False,
 # --- save -----------------------------------------------------------------------------------------------
 
 def save_checkpoint(rt, save_dir, iteration, args, keys, with_distrib_optim=False, lora=False, save_time_ms=0.0,
-                    extra=None, stack=()):
+                    extra=None, stack=(), trainable=None):
     """megatron.training.checkpointing.save_checkpoint, for the ranks this process stands for.
 
     `stack`: traceback frames down to the call of save_checkpoint (for a failed barrier).
+    `trainable`: the trainable parameters of one model-parallel shard (what the distributed optimizer holds).
     """
     rt.print0('saving checkpoint at iteration {:7d} to {} in {} format'.format(iteration, save_dir, 'torch'))
     tp, pp, ep = args.tensor_model_parallel_size, args.pipeline_model_parallel_size, rt.ep
@@ -160,7 +161,8 @@ def save_checkpoint(rt, save_dir, iteration, args, keys, with_distrib_optim=Fals
         if with_distrib_optim:
             write_json(os.path.join(os.path.dirname(model_path), OPTIM_FILE), {
                 'format': FORMAT + '/distrib_optim', 'iteration': iteration,
-                'tp_rank': tp_rank, 'pp_rank': pp_rank, 'ep_rank': ep_rank, 'data_parallel_size': dp})
+                'tp_rank': tp_rank, 'pp_rank': pp_rank, 'ep_rank': ep_rank, 'data_parallel_size': dp,
+                'per_bucket_numel_unpadded': bucket_numel(args, trainable)})
         write_json(model_path, shard_document(iteration, tp_rank, pp_rank, ep_rank, args, keys, lora, extra))
         if pause:
             time.sleep(pause)
@@ -246,8 +248,10 @@ def _compare_args(rt, checkpoint_args, stack):
     compare('pipeline_model_parallel_size')
 
 
-def load_checkpoint(rt, load_dir, stack, has_optimizer=True):
+def load_checkpoint(rt, load_dir, stack, has_optimizer=True, trainable=None):
     """megatron.training.checkpointing.load_checkpoint as ModelLink wraps it (LoRA: --lora-load on top).
+
+    `trainable`: the trainable parameters of one model-parallel shard (what the distributed optimizer holds).
 
     Returns a Loaded, or None when there was nothing to load (training starts from random).
     """
@@ -314,18 +318,11 @@ def load_checkpoint(rt, load_dir, stack, has_optimizer=True):
                       'exiting ...'.format(name))
             sys.exit()
         if args.use_distributed_optimizer:
-            optim_dir, optim_iteration, optim_release = sources[-1]  # the LoRA checkpoint when merged
-            for tp_rank, pp_rank, ep_rank in layout(tp, pp, ep):
-                optim = shard_path(optim_dir, optim_iteration, optim_release, tp_rank, pp_rank, pp, ep_rank, ep,
-                                   OPTIM_FILE)
-                if not os.path.isfile(optim):
-                    tracebacks.die(stack + [
-                        ('megatron/training/checkpointing.py', 749, 'load_checkpoint',
-                         'optimizer.load_parameter_state(optim_checkpoint_name)'),
-                        ('megatron/core/optimizer/distrib_optimizer.py', 884, 'load_parameter_state',
-                         'loaded_state = torch.load(filename)'),
-                        ('site:torch/serialization.py', 986, 'load', 'with _open_file_like(f, \'rb\') as opened_file:'),
-                    ], 'FileNotFoundError', tracebacks.errno_enoent(optim))
+            # load_checkpoint l. 738-746: the distributed optimizer's state is found through the tracker
+            # of load_dir (--load), whatever checkpoint the state dict came from (ModelLink's LoRA wrapper
+            # merges --lora-load into it), and the iteration and release flag are overwritten by it.
+            iteration, release = _read_metadata(rt, load_dir, stack)
+            _load_parameter_state(rt, load_dir, iteration, release, stack, trainable)
         optimizer_loaded = True
 
     if not release and not args.finetune and not args.no_load_rng:
@@ -339,3 +336,106 @@ def load_checkpoint(rt, load_dir, stack, has_optimizer=True):
     rt.print0(f'  successfully loaded checkpoint from {load_dir} '
               f'[ t 0, p 0 ] at iteration {iteration}')
     return Loaded(iteration, release, state, name, optimizer_loaded)
+
+
+# --- the distributed optimizer's state -------------------------------------------------------------------
+
+# ModelLink patches megatron.training.training.load_checkpoint with load_checkpoint_wrapper
+# (modellink/patchs/megatron_patch.py l. 327; modellink/training/checkpointing.py l. 56).
+LOAD_WRAPPER = [('modellink/training/checkpointing.py', 56, 'wrapper', 'return fn(*args, **kwargs)')]
+LOAD_PARAMETER_STATE = ('megatron/training/checkpointing.py', 746, 'load_checkpoint',
+                        'optimizer.load_parameter_state(optim_checkpoint_name)')
+# torch 2.1's torch.load of a path that does not exist.
+TORCH_LOAD_OPEN = [
+    ('site:torch/serialization.py', 986, 'load', "with _open_file_like(f, 'rb') as opened_file:"),
+    ('site:torch/serialization.py', 435, '_open_file_like', 'return _open_file(name_or_buffer, mode)'),
+    ('site:torch/serialization.py', 416, '__init__', 'super().__init__(open(name, mode))'),
+]
+
+DTYPES = {'fp32': 'torch.float32', 'fp16': 'torch.float16', 'bf16': 'torch.bfloat16'}
+
+
+def bucket_numel(args, trainable):
+    """repr of DistributedOptimizer.per_bucket_numel_unpadded (distrib_optimizer.py l. 416-431), one bucket.
+
+    The buffer's dtypes are (param dtype, grad dtype); bf16 accumulates grads in fp32 (Megatron's
+    validate_args). Only the trainable parameters are in the buffer: a LoRA run's optimizer holds the
+    LoRA weights, a full run's the whole shard.
+    """
+    param = str(getattr(args, 'params_dtype', 'torch.float32'))
+    grad = 'torch.float32' if getattr(args, 'accumulate_allreduce_grads_in_fp32', False) else param
+    return '[{(%s, %s): [%d]}]' % (param, grad, int(trainable or 0))
+
+
+def _read_metadata(rt, load_dir, stack):
+    """read_metadata(get_checkpoint_tracker_filename(load_dir)) (checkpointing.py l. 193-215)."""
+    tracker = read_tracker(load_dir)
+    if tracker is None:
+        tracebacks.die(stack + LOAD_WRAPPER + [
+            ('megatron/training/checkpointing.py', 740, 'load_checkpoint', 'iteration, release = read_metadata(tracker_filename)'),
+            ('megatron/training/checkpointing.py', 198, 'read_metadata', "with open(tracker_filename, 'r') as f:"),
+        ], 'FileNotFoundError', tracebacks.errno_enoent(tracker_path(load_dir)))
+    if tracker[0] == 'invalid':
+        rt.print0('ERROR: Invalid metadata file {}. Exiting'.format(tracker_path(load_dir)))
+        sys.exit()
+    return tracker
+
+
+def _load_parameter_state(rt, load_dir, iteration, release, stack, trainable):
+    """optimizer.load_parameter_state(<load_dir>/<iter>/mp_rank_XX[_YYY][_EEE]/distrib_optim.pt).
+
+    DistributedOptimizer.load_parameter_state (distrib_optimizer.py l. 1136-1146) -- for MoE models a
+    ChainedOptimizer (optimizer.py l. 820-836, get_megatron_optimizer l. 339-342) -- torch.loads the file
+    on the rank that is data-parallel rank 0 of its shard, i.e. the rank that wrote it. A missing file
+    raises FileNotFoundError there (exit 1); the other ranks wait for it in the scatter of
+    load_parameter_state_from_dp_zero and die with it. A file of another model (a full model's optimizer
+    state loaded into a LoRA run, or the reverse) fails load_parameter_state_from_dp_zero's assertion
+    (l. 969-975).
+    """
+    args = rt.args
+    tp, pp, ep = args.tensor_model_parallel_size, args.pipeline_model_parallel_size, rt.ep
+    dp = max(1, getattr(args, 'data_parallel_size', 1))
+    cp = getattr(args, 'context_parallel_size', 1) or 1
+    if getattr(args, 'num_experts', None):
+        load = ('megatron/core/optimizer/optimizer.py', 833, 'load_parameter_state', 'states = torch.load(filename)')
+        scatter = ('megatron/core/optimizer/optimizer.py', 836, 'load_parameter_state',
+                   'optimizer.load_parameter_state_from_dp_zero(state_dict)')
+    else:
+        load = ('megatron/core/optimizer/distrib_optimizer.py', 1144, 'load_parameter_state', 'state_dict = torch.load(filename)')
+        scatter = ('megatron/core/optimizer/distrib_optimizer.py', 1146, 'load_parameter_state',
+                   'self.load_parameter_state_from_dp_zero(state_dict)')
+    expected = bucket_numel(args, trainable)
+    waiting = False
+    for tp_rank, pp_rank, ep_rank in layout(tp, pp, ep):
+        path = shard_path(load_dir, iteration, release, tp_rank, pp_rank, pp, ep_rank, ep, OPTIM_FILE)
+        mine = rt.dist.hosts(owner_rank(tp_rank, pp_rank, ep_rank, tp, dp, cp))
+        if not os.path.isfile(path):
+            if mine:
+                tracebacks.die(stack + LOAD_WRAPPER + [LOAD_PARAMETER_STATE, load] + TORCH_LOAD_OPEN,
+                               'FileNotFoundError', tracebacks.errno_enoent(path))
+            waiting = True
+            continue
+        saved = _read_json(path).get('per_bucket_numel_unpadded')
+        if mine and trainable is not None and saved is not None and saved != expected:
+            tracebacks.die(stack + LOAD_WRAPPER + [LOAD_PARAMETER_STATE, scatter,
+                ('megatron/core/optimizer/distrib_optimizer.py', 971, 'load_parameter_state_from_dp_zero',
+                 'assert self.per_bucket_numel_unpadded == per_bucket_numel_unpadded_in_checkpoint, ('),
+            ], 'AssertionError',
+                'Number of unpadded elements in each bucket need to be the same in current run ({}) and checkpoint ({})'.format(
+                    expected, saved))
+    if waiting:
+        # The rank that reads the file is another process; it fails, and this one waits for it in the
+        # scatter until its peer is gone (a gang notices; torchrun stops the workers of a node).
+        gang.barrier(stack + LOAD_WRAPPER + [LOAD_PARAMETER_STATE])
+        while True:
+            time.sleep(3600)
+
+
+def _read_json(path):
+    """The emulator's JSON document, or {} for a file it did not write (a real torch pickle)."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            document = json.load(f)
+        return document if isinstance(document, dict) else {}
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}

@@ -42,7 +42,7 @@ def main(argv=None):
     iteration = 0
     loaded = None
     if args.load is not None:
-        loaded = checkpoint.load_checkpoint(rt, args.load, tracebacks.PRETRAIN_LOAD)
+        loaded = checkpoint.load_checkpoint(rt, args.load, tracebacks.PRETRAIN_LOAD, trainable=trainable_per_shard(args))
     if loaded is not None:
         iteration = loaded.iteration
     else:
@@ -129,6 +129,15 @@ def build_model(rt):
         rt.print0('trainable params: {:,} || all params: {:,} || trainable%: {}'.format(
             trainable, per_shard + trainable, 100 * trainable / (per_shard + trainable)))
     rt.print0('> learning rate decay style: {}'.format(args.lr_decay_style))
+
+
+def trainable_per_shard(args):
+    """What one model-parallel shard's optimizer holds: the LoRA weights of a LoRA run (ModelLink freezes
+    the base model), otherwise every parameter of the shard."""
+    shards = args.tensor_model_parallel_size * args.pipeline_model_parallel_size
+    if args.lora_target_modules:
+        return lora_parameter_count(args) // shards
+    return tlog.parameter_count(args) // shards
 
 
 def lora_parameter_count(args):
@@ -407,7 +416,8 @@ def save(rt, iteration, stack=tracebacks.PRETRAIN_TRAIN_SAVE):
     checkpoint.save_checkpoint(
         rt, args.save, iteration, args, sorted(keys),
         with_distrib_optim=bool(args.use_distributed_optimizer and not args.no_save_optim),
-        lora=bool(args.lora_target_modules), save_time_ms=env.save_time_ms(), stack=stack)
+        lora=bool(args.lora_target_modules), save_time_ms=env.save_time_ms(), stack=stack,
+        trainable=trainable_per_shard(args))
     ms = (time.monotonic() - t0) * 1000
     rt.print_last(tlog.timers_block([('save-checkpoint', (ms * 0.99, ms))]))
 
