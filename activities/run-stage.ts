@@ -9,7 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { findResumePoint, iterationDirName, missingShards, readTracker, shardDirNames, TRACKER_FILE, type ResumePoint } from '../modellink/checkpoint.ts';
 import { flattenArgs, resumeArgs } from '../modellink/commands.ts';
-import { classifyFailure, type FailureClass } from '../modellink/failures.ts';
+import { causeLine, classifyFailure, type FailureClass } from '../modellink/failures.ts';
+import { LogWindow } from '../modellink/log-window.ts';
 import type { StagePlan } from '../modellink/plan.ts';
 import type { AttemptFailureDetails, AttemptResult, AttemptTimings } from '../modellink/run-state.ts';
 import type { IterationSample } from '../modellink/benchmark-throughput.ts';
@@ -182,19 +183,12 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
   releaseOnThrow(() => fs.appendFileSync(logFile, `# cwd: ${stage.cwd}\n# argv: ${JSON.stringify(argv)}\n${resumeNote ? `# ${resumeNote}\n` : ''}`));
 
   const progress: AttemptProgress = {};
-  // The first lines (argparse's usage, start-up errors) and the last ones are what explains a failure.
-  const head: string[] = [];
-  const tail: string[] = [];
-  let lineCount = 0;
-  const remember = (line: string) => {
-    lineCount++;
-    if (head.length < HEAD_LINES) head.push(line);
-    else {
-      tail.push(line);
-      if (tail.length > TAIL_LINES) tail.shift();
-    }
-  };
-  const logLines = () => (lineCount > head.length + tail.length ? [...head, `... (${lineCount - head.length - tail.length} lines) ...`, ...tail] : [...head, ...tail]);
+  // The first lines (argparse's usage, start-up errors), the lines around root causes and the last
+  // ones are what explains a failure.
+  const failureRules = stage.failureRules.map((r) => ({ class: r.class, pattern: new RegExp(r.pattern) }));
+  const window = new LogWindow({ head: HEAD_LINES, tail: TAIL_LINES, isCause: causeLine(failureRules) });
+  const remember = (line: string) => window.push(line);
+  const logLines = () => window.lines();
   let lastProgressAt = Date.now();
   let detected: FailureClass | undefined;
   const shape = stage.training ? { seqLength: stage.training.seqLength, globalBatchSize: stage.training.globalBatchSize, worldSize: stage.training.worldSize } : undefined;
@@ -336,7 +330,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
     throw fail(cls, `stage ${stage.name} attempt ${attempt}: ${problem}${cls === 'missing-input' ? `: ${report.reason}` : ''} (log: ${logFile})`, details(cls, problem, excerpt), false);
   }
 
-  const report = classifyFailure(status, logLines(), detected, stage.failureRules.map((r) => ({ class: r.class, pattern: new RegExp(r.pattern) })));
+  const report = classifyFailure(status, logLines(), detected, failureRules);
   const how = status.signal ? `killed by ${status.signal}` : `exit code ${status.exitCode}`;
   throw fail(
     report.class,

@@ -26,23 +26,72 @@ export const FAILURE_CLASSES: readonly FailureClass[] = [
   'bad-arguments', 'missing-input', 'communication', 'out-of-memory', 'nan-loss', 'segfault', 'killed', 'hang', 'node-lost', 'no-result', 'exception', 'unknown',
 ];
 
+/**
+ * How a rule's lines relate to the failure. In a job of many ranks one rank fails first (its device
+ * ran out of memory, it crashed) and the others then fail only because their peer vanished: they
+ * log HCCL errors (EI0002, EI0006, ERR02200), launchers log their summaries. Those are `echo`es: a
+ * `cause` found anywhere in the same log wins over them, whatever their order or number.
+ * `fallback` rules (a bare traceback) speak only when neither causes nor echoes do.
+ */
+export type RuleRole = 'cause' | 'echo' | 'fallback';
+
 export interface FailureRule {
   class: FailureClass;
   pattern: RegExp;
+  /** Default `cause`. */
+  role?: RuleRole;
 }
 
-/** Checked in order against the log tail; the first rule with a matching line wins. */
+/** Ascend's device out-of-memory, in each form a CANN log prints it (reference/modellink/real-sources.md). */
+const DEVICE_OOM = /NPU out of memory|\bEL0004\b|Failed to allocate memory|rtMalloc\b.*(failed|out of memory)|out of memory|OutOfMemoryError/i;
+
+/** Within a role, rules are checked in this order; the first rule with a matching line wins. */
 export const FAILURE_RULES: readonly FailureRule[] = [
   { class: 'bad-arguments', pattern: /error: (unrecognized arguments|argument \S+|the following arguments are required)/ },
   // Megatron's check that a checkpoint's TP/PP match the job: retrying cannot change either.
   { class: 'bad-arguments', pattern: /value from checkpoint \(\d+\) is not equal to the input argument value/ },
   { class: 'missing-input', pattern: /FileNotFoundError|No such file or directory|is not a directory or does not exist|'--exit-on-missing-checkpoint' set|Error no file named .* found in directory/ },
   { class: 'nan-loss', pattern: /found NaN in local (forward loss|grad norm)|Loss is NaN|nan in loss/i },
-  { class: 'communication', pattern: /HCCL|NCCL|EI0002|EI0006|connection reset|Connection reset by peer|Connection refused|communication timeout|DistNetworkError|DistStoreError|clients joined/i },
-  { class: 'out-of-memory', pattern: /out of memory|OutOfMemoryError/i },
+  { class: 'out-of-memory', pattern: DEVICE_OOM },
   { class: 'segfault', pattern: /Segmentation fault|SIGSEGV/ },
-  { class: 'exception', pattern: /^Traceback \(most recent call last\)|Error: |Exception: /m },
+  // What every rank prints when a peer is gone, and what a real network fault prints too.
+  { class: 'communication', pattern: /HCCL|NCCL|EI0002|EI0006|ERR02200|connection reset|Connection reset by peer|Connection refused|communication timeout|DistNetworkError|DistStoreError|clients joined/i, role: 'echo' },
+  { class: 'exception', pattern: /^Traceback \(most recent call last\)|Error: |Exception: /m, role: 'fallback' },
 ];
+
+const ROLE_ORDER: readonly RuleRole[] = ['cause', 'echo', 'fallback'];
+
+/**
+ * The order rules are tried in: a pipeline's own rules (spec failureRules) first, then the built-in
+ * causes, echoes and fallbacks.
+ */
+export function rulesInOrder(extraRules: readonly FailureRule[] = []): FailureRule[] {
+  return [...extraRules, ...ROLE_ORDER.flatMap((role) => FAILURE_RULES.filter((r) => (r.role ?? 'cause') === role))];
+}
+
+/** A line a cause rule (a pipeline's own, or a built-in one) matches: worth keeping however long the log grows. */
+export function causeLine(extraRules: readonly FailureRule[] = []): (line: string) => boolean {
+  const causes = [...extraRules, ...FAILURE_RULES.filter((r) => (r.role ?? 'cause') === 'cause')];
+  return (line) => causes.some((r) => r.pattern.test(line));
+}
+
+/**
+ * CANN's pointer to the real error: torch_npu ends a device error's traceback with "The Inner error
+ * is reported as above" (E39999, EZ9999, EL0004, ...), so the error code line above says what happened.
+ */
+const INNER_ERROR_POINTER = /The Inner error is reported as above/;
+/** A CANN error code line: `EZ9999: ...`, `EL0004: ...`, `Memory_Allocation_Failure(EL0004): ...`. */
+const CANN_ERROR_CODE = /\bE[A-Z0-9]\d{4}\b[):]/;
+const INNER_ERROR_LOOKBACK = 120;
+
+/** The nearest CANN error code line above a pointer line, if any. */
+export function innerErrorAbove(lines: readonly string[], index: number): number | undefined {
+  if (!INNER_ERROR_POINTER.test(lines[index])) return undefined;
+  for (let i = index - 1; i >= Math.max(0, index - INNER_ERROR_LOOKBACK); i--) {
+    if (CANN_ERROR_CODE.test(lines[i])) return i;
+  }
+  return undefined;
+}
 
 export interface ExitStatus {
   exitCode: number | null;
@@ -94,25 +143,28 @@ export function classifyFailure(status: ExitStatus, logTail: string[], detected?
     return make('nan-loss', 'the loss became NaN; the process group was killed', i >= 0 ? excerptAround(logTail, i) : tail);
   }
   if (detected) return make(detected, detected, tail);
-  // A pipeline's own rules (spec failureRules) come before the built-in ones.
-  for (const rule of [...extraRules, ...FAILURE_RULES]) {
-    // The last match is nearest to the failure (a traceback's final line names the error).
-    let hit = -1;
-    for (let i = logTail.length - 1; i >= 0; i--) {
-      if (rule.pattern.test(logTail[i])) {
-        hit = i;
-        break;
-      }
-    }
+  for (const rule of rulesInOrder(extraRules)) {
+    const hit = lastHit(logTail, rule.pattern);
     if (hit < 0) continue;
     if (rule.class === 'bad-arguments' && status.exitCode !== 2 && status.exitCode !== 1) continue;
     if (rule.class === 'exception' && status.signal) break;
-    const start = rule.class === 'bad-arguments' ? Math.max(0, logTail.findIndex((l) => l.startsWith('usage:'))) : undefined;
-    const excerpt = start !== undefined ? trim(logTail.slice(start, hit + 1)) : excerptAround(logTail, hit);
-    return make(rule.class, `${logTail[hit].trim()}`, excerpt);
+    if (rule.class === 'bad-arguments') {
+      const start = Math.max(0, logTail.findIndex((l) => l.startsWith('usage:')));
+      return make(rule.class, logTail[hit].trim(), trim(logTail.slice(start, hit + 1)));
+    }
+    // "The Inner error is reported as above": the error code line above is the reason to read.
+    const inner = innerErrorAbove(logTail, hit);
+    if (inner !== undefined) return make(rule.class, logTail[inner].trim(), trim(logTail.slice(Math.max(0, inner - 1), hit + 1)));
+    return make(rule.class, logTail[hit].trim(), excerptAround(logTail, hit));
   }
   if (status.signal === 'SIGSEGV') return make('segfault', 'the process was killed by SIGSEGV', tail);
   if (status.signal) return make('killed', `the process was killed by ${status.signal}`, tail);
   if (status.exitCode === 137 || status.exitCode === 143) return make('killed', `the process exited with ${status.exitCode} (killed)`, tail);
   return make('unknown', `the process exited with code ${status.exitCode}`, tail);
+}
+
+/** The last matching line is nearest to the failure (a traceback's final line names the error). */
+function lastHit(lines: readonly string[], pattern: RegExp): number {
+  for (let i = lines.length - 1; i >= 0; i--) if (pattern.test(lines[i])) return i;
+  return -1;
 }

@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { findResumePoint, shardDirNames } from '../modellink/checkpoint.ts';
-import { classifyFailure } from '../modellink/failures.ts';
+import { causeLine, classifyFailure } from '../modellink/failures.ts';
+import { LogWindow } from '../modellink/log-window.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
 import { tempDir } from './helpers/specs.ts';
 
@@ -60,6 +61,71 @@ describe('failure classification', () => {
     expect(classifyFailure({ exitCode: null, signal: 'SIGKILL' }, [], 'hang')).toMatchObject({ class: 'hang', retryable: true });
     // A node of a gang that never came: the rendezvous times out, a fault of the machines.
     expect(classifyFailure({ exitCode: 1, signal: null }, ['Traceback (most recent call last):', 'torch.distributed.DistStoreError: Timed out after 600 seconds waiting for clients. 1/2 clients joined.']).class).toBe('communication');
+  });
+});
+
+/** A realistic 8-rank ending: rank 3's device runs out of memory, the 7 others lose their peer (real CANN texts). */
+function oomWithEchoes(): string[] {
+  const oom = [
+    'EL0004: 2024-09-29-10:12:01.123.456 Failed to allocate memory.',
+    '        Possible Cause: Available memory is insufficient.',
+    '        Solution: Close applications not in use.',
+    '        TraceBack (most recent call last):',
+    '        rtMalloc execute failed, reason=[driver error:out of memory][FUNC:FuncErrorReason][FILE:error_message_manage.cc][LINE:53]',
+    'Traceback (most recent call last):',
+    '  File "/opt/ModelLink/pretrain_gpt.py", line 262, in <module>',
+    '    main()',
+    'RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB (NPU 3; 60.97 GiB total capacity; 56.51 GiB already allocated; 56.51 GiB current active; 1.18 GiB free; 58.73 GiB reserved in total by PyTorch)',
+  ];
+  const echo = (rank: number) => [
+    `[ERROR] 2024-09-29-10:42:01 (PID:${4000 + rank}, Device:${rank}, RankID:${rank}) ERR02200 DIST call hccl api failed.`,
+    'EI0002: 2024-09-29-10:42:01.000.001 The wait execution of the Notify register times out. Reason: The Notify register has not received the Notify record from remote rank [3].',
+    '        Possible Cause: 1. An exception occurs during the execution on some NPUs in the cluster.',
+    '        TraceBack (most recent call last):',
+    '        rtStreamSynchronizeWithTimeout execute failed, reason=[notify wait timeout][FUNC:FuncErrorReason][FILE:error_message_manage.cc][LINE:53]',
+    'Traceback (most recent call last):',
+    ...Array.from({ length: 20 }, (_, i) => `  File "/opt/ModelLink/megatron/frame${i}.py", line ${i}, in f${i}`),
+    `RuntimeError: [Rank ${rank}] HCCL AllReduce timeout: notify wait timeout (EI0002), error code 507010. The Inner error is reported as above. The process exits for this inner error, and the current working operator name is HcclAllreduce.`,
+  ];
+  return [' [2024-09-29 10:12:00] iteration       41/    2000 | lm loss: 1.875432E+00 |', ...oom, ...[0, 1, 2, 4, 5, 6, 7].flatMap(echo)];
+}
+
+describe('root causes win over their echoes', () => {
+  it('an OOM followed by the HCCL errors of the 7 other ranks is out-of-memory', () => {
+    const r = classifyFailure({ exitCode: 1, signal: null }, oomWithEchoes());
+    expect(r).toMatchObject({ class: 'out-of-memory', retryable: true });
+    expect(r.reason).toMatch(/^RuntimeError: NPU out of memory\. Tried to allocate 2\.00 GiB \(NPU 3;/);
+  });
+
+  it('each CANN form of the OOM is enough alone', () => {
+    for (const line of ['EL0004: 2024-09-29-10:12:01.123.456 Failed to allocate memory.', '[ERROR] RecentErrMsg: Memory_Allocation_Failure(EL0004): Failed to allocate memory.', '        rtMalloc execute failed, reason=[driver error:out of memory]']) {
+      expect(classifyFailure({ exitCode: 1, signal: null }, [line, ...oomWithEchoes().slice(11)]).class, line).toBe('out-of-memory');
+    }
+  });
+
+  it('HCCL errors alone are still communication, and the reason is the inner error above the traceback', () => {
+    const r = classifyFailure({ exitCode: 1, signal: null }, oomWithEchoes().slice(11));
+    expect(r.class).toBe('communication');
+    expect(r.reason).toMatch(/^EI0002: .*The wait execution of the Notify register times out/);
+  });
+
+  it('"The Inner error is reported as above" points at the device error, not at the RuntimeError', () => {
+    const log = ['EZ9999: Inner Error!', 'EZ9999: 2024-09-29-10:12:01.1 The error from device(chipId:0, dieId:0), there is an aicore error', 'Traceback (most recent call last):', '  File "pretrain_gpt.py", line 262, in <module>', 'RuntimeError: The Inner error is reported as above. The process exits for this inner error, and the current working operator name is MatMulV2.'];
+    const r = classifyFailure({ exitCode: 1, signal: null }, log);
+    expect(r.class).toBe('exception');
+    expect(r.reason).toMatch(/^EZ9999: 2024.*aicore error/);
+  });
+
+  it('a bounded log window keeps the root cause when hundreds of echo lines follow it', () => {
+    const window = new LogWindow({ head: 5, tail: 50, isCause: causeLine() });
+    for (let i = 0; i < 100; i++) window.push(`noise ${i}`);
+    for (const line of oomWithEchoes()) window.push(line);
+    for (let r = 8; r < 16; r++) for (const line of oomWithEchoes().slice(11)) window.push(line.replace('Device:', `Device:${r}`));
+    const lines = window.lines();
+    expect(lines.length).toBeLessThan(100);
+    expect(lines).toContain('noise 0');
+    expect(lines.some((l) => /^\.\.\. \(\d+ lines\) \.\.\.$/.test(l))).toBe(true);
+    expect(classifyFailure({ exitCode: 1, signal: null }, lines).class).toBe('out-of-memory');
   });
 });
 

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ITERATION_RE, iterations } from './helpers/emulator-log.ts';
+import { classifyFailure } from '../modellink/failures.ts';
 
 const EMULATOR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'emulator');
 const PYTHON = process.env.PYTHON ?? 'python3';
@@ -255,6 +256,24 @@ describe('fault injection', () => {
     expect(hccl.code).toBe(1);
     expect(hccl.stderr).toContain('EI0002');
     expect(hccl.stderr).toMatch(/\nRuntimeError: .*HCCL.*timeout/);
+  });
+
+  it('oom prints the three CANN forms, then the other ranks print their HCCL echoes; linkflow blames the OOM', () => {
+    const r = torchrun(4, 'pretrain_gpt.py', trainArgs({ save: path.join(tmp, 'oom-ranks'), iters: 5 }), { MLEMU_FAULTS: 'oom@3' });
+    expect(r.code, r.stderr).toBe(1);
+    const oomAt = r.stderr.indexOf('RuntimeError: NPU out of memory. Tried to allocate');
+    expect(r.stderr).toMatch(/EL0004: .* Failed to allocate memory\./);
+    expect(r.stderr).toContain('rtMalloc execute failed, reason=[driver error:out of memory]');
+    expect(oomAt).toBeGreaterThan(r.stderr.indexOf('EL0004'));
+    // Ranks 1 to 3, whose peer vanished, fail in their next collective after it.
+    for (const peer of [1, 2, 3]) {
+      const echo = r.stderr.indexOf(`RuntimeError: [Rank ${peer}] HCCL AllReduce timeout`);
+      expect(echo, `rank ${peer}`).toBeGreaterThan(oomAt);
+    }
+    expect(r.stderr.match(/ERR02200 DIST call hccl api failed/g)).toHaveLength(3);
+    const report = classifyFailure({ exitCode: 1, signal: null }, (r.stdout + r.stderr).split('\n'));
+    expect(report.class).toBe('out-of-memory');
+    expect(report.reason).toMatch(/^RuntimeError: NPU out of memory/);
   });
 
   it('sigkill kills the process and still leaves its marker', () => {
