@@ -3,6 +3,8 @@
  * missing input) fail the stage at once: retrying cannot help and would hide the cause.
  */
 
+import { lossIsNaN, parseLogLine } from './training-log.ts';
+
 export type FailureClass =
   | 'bad-arguments'
   | 'missing-input'
@@ -139,8 +141,10 @@ export function classifyFailure(status: ExitStatus, logTail: string[], detected?
   const tail = logTail.slice(-TAIL);
   if (detected === 'hang') return make('hang', 'no progress within the no-progress window; the process group was killed', tail);
   if (detected === 'nan-loss') {
-    const i = logTail.findIndex((l) => /lm loss: [-+]?nan|number of nan iterations:\s+[1-9]/i.test(l));
-    return make('nan-loss', 'the loss became NaN; the process group was killed', i >= 0 ? excerptAround(logTail, i) : tail);
+    const i = firstNaNLine(logTail);
+    const event = i >= 0 ? parseLogLine(logTail[i]) : undefined;
+    const where = event?.type === 'iteration' ? ` at iteration ${event.iteration}` : '';
+    return make('nan-loss', `the loss became NaN${where}; the process group was killed`, i >= 0 ? excerptAround(logTail, i) : tail);
   }
   if (detected) return make(detected, detected, tail);
   for (const rule of rulesInOrder(extraRules)) {
@@ -161,6 +165,18 @@ export function classifyFailure(status: ExitStatus, logTail: string[], detected?
   if (status.signal) return make('killed', `the process was killed by ${status.signal}`, tail);
   if (status.exitCode === 137 || status.exitCode === 143) return make('killed', `the process exited with ${status.exitCode} (killed)`, tail);
   return make('unknown', `the process exited with code ${status.exitCode}`, tail);
+}
+
+/** The first training log line that shows a NaN loss (see lossIsNaN), or -1. */
+export function firstNaNLine(lines: readonly string[]): number {
+  let sawLoss = false;
+  for (let i = 0; i < lines.length; i++) {
+    const event = parseLogLine(lines[i]);
+    if (event?.type !== 'iteration') continue;
+    if (lossIsNaN(event, sawLoss)) return i;
+    if (event.loss !== undefined) sawLoss = true;
+  }
+  return -1;
 }
 
 /** The last matching line is nearest to the failure (a traceback's final line names the error). */

@@ -15,6 +15,7 @@ export type LogEvent =
       globalBatchSize?: number;
       /** NaN when Megatron printed nan/inf; absent when the line had no loss (zero averages are dropped). */
       loss?: number;
+      gradNorm?: number;
       skippedIterations?: number;
       nanIterations?: number;
     }
@@ -64,6 +65,7 @@ export function parseLogLine(line: string): LogEvent | undefined {
       learningRate: numberField('learning rate'),
       globalBatchSize: numberField('global batch size'),
       loss: numberField('lm loss'),
+      gradNorm: numberField('grad norm'),
       skippedIterations: numberField('number of skipped iterations'),
       nanIterations: numberField('number of nan iterations'),
     };
@@ -79,6 +81,25 @@ export function parseLogLine(line: string): LogEvent | undefined {
   if ((m = HUMAN_EVAL.exec(line))) return { type: 'human-eval-result', accuracy: Number(m[1]) };
   if ((m = PREPROCESS.exec(line))) return { type: 'preprocess-progress', documents: Number(m[1]) };
   return undefined;
+}
+
+type IterationEvent = Extract<LogEvent, { type: 'iteration' }>;
+
+/**
+ * Whether an iteration line shows a NaN (or infinite) loss. Megatron's training_log (core_r0.6.0
+ * megatron/training/training.py, l. 619-631 and 793-797) counts `nan iterations` only for skipped
+ * steps, which only fp16's loss scaler skips; in bf16/fp32 a NaN loss is summed like any other and
+ * then left out of the line, since only averages > 0 are printed. So with
+ * `--no-check-for-nan-in-loss-and-grad` (pretrain_gpt.py loss_func no longer raises) a NaN shows
+ * only as a line without `lm loss` in an interval where no step was skipped: the loss was there in
+ * earlier lines, or the gradient norm is NaN too. A cross-entropy average is never ≤ 0 otherwise.
+ */
+export function lossIsNaN(event: IterationEvent, sawLossBefore: boolean): boolean {
+  if ((event.nanIterations ?? 0) > 0) return true;
+  if (event.loss !== undefined) return !Number.isFinite(event.loss);
+  const noStepSkipped = event.skippedIterations === 0;
+  const gradNormNaN = event.gradNorm !== undefined && !Number.isFinite(event.gradNorm);
+  return noStepSkipped && (sawLossBefore || gradNormNaN);
 }
 
 /** What a running attempt has done so far; carried by heartbeats and shown by `linkflow status`. */
@@ -124,9 +145,8 @@ export function applyLogEvent(progress: AttemptProgress, event: LogEvent, shape?
       progress.trainIters = event.trainIters;
       progress.elapsedMsPerIteration = event.elapsedMsPerIteration;
       if (event.tflopsPerDevice !== undefined) progress.tflopsPerDevice = event.tflopsPerDevice;
+      if (lossIsNaN(event, progress.loss !== undefined)) progress.nanLoss = true;
       if (event.loss !== undefined) progress.loss = event.loss;
-      if (event.loss !== undefined && !Number.isFinite(event.loss)) progress.nanLoss = true;
-      if ((event.nanIterations ?? 0) > 0) progress.nanLoss = true;
       if (shape) progress.tokensPerSecondPerDevice = tokensPerSecondPerDevice({ ...shape, globalBatchSize: event.globalBatchSize ?? shape.globalBatchSize }, event.elapsedMsPerIteration);
       return true;
     case 'checkpoint-saving':

@@ -179,6 +179,40 @@ describe('NaN loss', () => {
   });
 });
 
+describe('NaN loss without the NaN check (bf16, --no-check-for-nan-in-loss-and-grad)', () => {
+  const line = (it: number, fields: string) => ` [2024-09-29 10:00:00] iteration ${String(it).padStart(8)}/     100 | consumed samples:           ${it * 8} | elapsed time per iteration (ms): 15.2 | learning rate: 1.000000E-04 | global batch size:     8 | ${fields}number of skipped iterations:   0 | number of nan iterations:   0 |`;
+  const good = (it: number) => line(it, 'lm loss: 7.778504E+00 | loss scale: 1.0 | grad norm: 4.133 | ');
+  const nan = (it: number) => line(it, 'loss scale: 1.0 | grad norm: nan | ');
+
+  it('a line without lm loss after lines with one is a NaN loss, though the nan counter stays 0', () => {
+    const progress: AttemptProgress = {};
+    applyLogEvent(progress, parseLogLine(good(4))!);
+    expect(progress.nanLoss).toBeUndefined();
+    applyLogEvent(progress, parseLogLine(nan(5).replace('grad norm: nan | ', ''))!);
+    expect(progress.nanLoss).toBe(true);
+  });
+
+  it('so is a first line without lm loss and with a NaN gradient norm', () => {
+    const progress: AttemptProgress = {};
+    applyLogEvent(progress, parseLogLine(nan(1))!);
+    expect(progress.nanLoss).toBe(true);
+  });
+
+  it("fp16's skipped steps (no lm loss, skipped > 0, no NaN) are not a NaN loss", () => {
+    const progress: AttemptProgress = {};
+    applyLogEvent(progress, parseLogLine(good(1))!);
+    applyLogEvent(progress, parseLogLine(line(2, 'loss scale: 2147483648.0 | ').replace('skipped iterations:   0', 'skipped iterations:   1'))!);
+    expect(progress.nanLoss).toBeUndefined();
+  });
+
+  it('the failure names the first iteration that showed it', () => {
+    const r = classifyFailure({ exitCode: null, signal: 'SIGTERM' }, [good(3), good(4), nan(5), nan(6)], 'nan-loss');
+    expect(r).toMatchObject({ class: 'nan-loss', retryable: true });
+    expect(r.reason).toContain('at iteration 5');
+    expect(r.excerpt).toContain(nan(5));
+  });
+});
+
 describe('layout mismatch', () => {
   it("Megatron's TP/PP check against a checkpoint is not retried", () => {
     expect(classifyFailure({ exitCode: 1, signal: null }, ['AssertionError: tensor_model_parallel_size value from checkpoint (2) is not equal to the input argument value (1).'])).toMatchObject({ class: 'bad-arguments', retryable: false });

@@ -317,6 +317,16 @@ describe('fault injection', () => {
     const bf16 = py('pretrain_gpt.py', [...base, '--bf16', '--save', path.join(tmp, 'nan-bf16')], { MLEMU_FAULTS: 'nan@5' });
     expect(bf16.code).toBe(1);
     expect(bf16.stderr).toContain('ValueError: Rank 0: found NaN in local forward loss calculation.');
+
+    // Without the check bf16 trains on: no lm loss from the NaN on, and Megatron counts no nan iteration.
+    const unchecked = py('pretrain_gpt.py', [...base, '--bf16', '--no-check-for-nan-in-loss-and-grad', '--save', path.join(tmp, 'nan-bf16-unchecked')], { MLEMU_FAULTS: 'nan@5' });
+    expect(unchecked.code, unchecked.stderr).toBe(0);
+    const uncheckedLines = unchecked.stdout.split('\n').filter((l) => ITERATION_RE.test(l));
+    expect(uncheckedLines[3]).toContain('lm loss:');
+    for (const line of uncheckedLines.slice(4)) {
+      expect(line).not.toContain('lm loss');
+      expect(line).toContain('grad norm: nan | number of skipped iterations:   0 | number of nan iterations:   0 |');
+    }
   });
 
   it('rejects a malformed MLEMU_FAULTS', () => {
