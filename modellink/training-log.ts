@@ -36,7 +36,14 @@ const LOADING = /^\s*loading (?:distributed )?checkpoint from (.+?) at iteration
 const LOADING_RELEASE = /^\s*loading release (?:distributed )?checkpoint from (.+?)\s*$/;
 const LOADED = /successfully loaded (?:distributed )?checkpoint from (.+?) \[.*\] at iteration (\d+)/;
 const NO_CHECKPOINT = /WARNING: could not find the metadata file/;
-const EVAL = /\b(mmlu|ceval|boolq|gsm8k|bbh|agieval) acc = (\d+)\/(\d+)=([0-9.eE+-]+)/;
+/**
+ * Each task's summary line as ModelLink's eval_impl/*.py (d4feda79) logs it: `mmlu acc = a/b=x` (and
+ * ceval, boolq, gsm8k, bbh, with Python's str of the fraction), agi_eval.py's `AGIEval acc = %d/%d=%e`.
+ * The per-subject lines of bbh and agieval (`<subject> acc = ...`) are not results of a task.
+ */
+const EVAL = /\b(mmlu|ceval|boolq|gsm8k|bbh|AGIEval) acc = (\d+)\/(\d+)=([0-9.eE+-]+|nan|inf)/;
+/** The spec's task name for each summary line's spelling. */
+const EVAL_TASK: Record<string, string> = { mmlu: 'mmlu', ceval: 'ceval', boolq: 'boolq', gsm8k: 'gsm8k', bbh: 'bbh', AGIEval: 'agieval' };
 const HUMAN_EVAL = /^(?:INFO:[^:]*:)?acc = \{?([0-9.eE+-]+)\}?\s*$/;
 const PREPROCESS = /Processed (\d+) documents/;
 
@@ -77,7 +84,7 @@ export function parseLogLine(line: string): LogEvent | undefined {
   if ((m = LOADING.exec(line))) return { type: 'checkpoint-loading', dir: m[1], iteration: Number(m[2]) };
   if ((m = LOADING_RELEASE.exec(line))) return { type: 'checkpoint-loading', dir: m[1], iteration: 'release' };
   if (NO_CHECKPOINT.test(line)) return { type: 'no-checkpoint' };
-  if ((m = EVAL.exec(line))) return { type: 'eval-result', task: m[1], correct: Number(m[2]), total: Number(m[3]), accuracy: Number(m[4]) };
+  if ((m = EVAL.exec(line))) return { type: 'eval-result', task: EVAL_TASK[m[1]], correct: Number(m[2]), total: Number(m[3]), accuracy: parseNumber(m[4]) };
   if ((m = HUMAN_EVAL.exec(line))) return { type: 'human-eval-result', accuracy: Number(m[1]) };
   if ((m = PREPROCESS.exec(line))) return { type: 'preprocess-progress', documents: Number(m[1]) };
   return undefined;
