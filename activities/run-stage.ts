@@ -10,7 +10,7 @@ import path from 'node:path';
 import { findResumePoint, iterationDirName, missingShards, readTracker, shardDirNames, TRACKER_FILE, type ResumePoint } from '../modellink/checkpoint.ts';
 import { flattenArgs, resumeArgs } from '../modellink/commands.ts';
 import { causeLine, classifyFailure, type FailureClass } from '../modellink/failures.ts';
-import { LogWindow } from '../modellink/log-window.ts';
+import { ATTEMPT_LOG_WINDOW, LogWindow } from '../modellink/log-window.ts';
 import type { StagePlan } from '../modellink/plan.ts';
 import type { AttemptFailureDetails, AttemptResult, AttemptTimings } from '../modellink/run-state.ts';
 import type { IterationSample } from '../modellink/benchmark-throughput.ts';
@@ -43,8 +43,6 @@ export interface HeartbeatDetails extends AttemptProgress {
 /** Megatron's exit signal handler and ModelLink's high availability, saying they stopped on SIGTERM. */
 const SIGNAL_EXIT = /exiting program after receiving SIGTERM|stopped by SIGTERM/;
 
-const HEAD_LINES = 50;
-const TAIL_LINES = 200;
 const HEARTBEAT_EVERY_MS = 1000;
 
 function fail(cls: FailureClass, message: string, details: AttemptFailureDetails, retryable: boolean): ApplicationFailure {
@@ -186,7 +184,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
   // The first lines (argparse's usage, start-up errors), the lines around root causes and the last
   // ones are what explains a failure.
   const failureRules = stage.failureRules.map((r) => ({ class: r.class, pattern: new RegExp(r.pattern) }));
-  const window = new LogWindow({ head: HEAD_LINES, tail: TAIL_LINES, isCause: causeLine(failureRules) });
+  const window = new LogWindow({ ...ATTEMPT_LOG_WINDOW, isCause: causeLine(failureRules) });
   const remember = (line: string) => window.push(line);
   const logLines = () => window.lines();
   let lastProgressAt = Date.now();

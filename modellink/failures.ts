@@ -107,6 +107,8 @@ export interface FailureReport {
   reason: string;
   /** The log lines that prove it (matching line with context, or the tail). */
   excerpt: string[];
+  /** Index (in the lines classified) of the line that decided the class, when one did. */
+  decidedBy?: number;
 }
 
 const CONTEXT_BEFORE = 3;
@@ -137,14 +139,14 @@ function trim(excerpt: string[]): string[] {
  * `detected` is a class the watcher established itself (hang, nan-loss).
  */
 export function classifyFailure(status: ExitStatus, logTail: string[], detected?: FailureClass, extraRules: readonly FailureRule[] = []): FailureReport {
-  const make = (cls: FailureClass, reason: string, excerpt: string[]): FailureReport => ({ class: cls, retryable: !NON_RETRYABLE.has(cls), reason, excerpt });
+  const make = (cls: FailureClass, reason: string, excerpt: string[], decidedBy?: number): FailureReport => ({ class: cls, retryable: !NON_RETRYABLE.has(cls), reason, excerpt, ...(decidedBy !== undefined ? { decidedBy } : {}) });
   const tail = logTail.slice(-TAIL);
   if (detected === 'hang') return make('hang', 'no progress within the no-progress window; the process group was killed', tail);
   if (detected === 'nan-loss') {
     const i = firstNaNLine(logTail);
     const event = i >= 0 ? parseLogLine(logTail[i]) : undefined;
     const where = event?.type === 'iteration' ? ` at iteration ${event.iteration}` : '';
-    return make('nan-loss', `the loss became NaN${where}; the process group was killed`, i >= 0 ? excerptAround(logTail, i) : tail);
+    return make('nan-loss', `the loss became NaN${where}`, i >= 0 ? excerptAround(logTail, i) : tail, i >= 0 ? i : undefined);
   }
   if (detected) return make(detected, detected, tail);
   for (const rule of rulesInOrder(extraRules)) {
@@ -154,12 +156,12 @@ export function classifyFailure(status: ExitStatus, logTail: string[], detected?
     if (rule.class === 'exception' && status.signal) break;
     if (rule.class === 'bad-arguments') {
       const start = Math.max(0, logTail.findIndex((l) => l.startsWith('usage:')));
-      return make(rule.class, logTail[hit].trim(), trim(logTail.slice(start, hit + 1)));
+      return make(rule.class, logTail[hit].trim(), trim(logTail.slice(start, hit + 1)), hit);
     }
     // "The Inner error is reported as above": the error code line above is the reason to read.
     const inner = innerErrorAbove(logTail, hit);
-    if (inner !== undefined) return make(rule.class, logTail[inner].trim(), trim(logTail.slice(Math.max(0, inner - 1), hit + 1)));
-    return make(rule.class, logTail[hit].trim(), excerptAround(logTail, hit));
+    if (inner !== undefined) return make(rule.class, logTail[inner].trim(), trim(logTail.slice(Math.max(0, inner - 1), hit + 1)), inner);
+    return make(rule.class, logTail[hit].trim(), excerptAround(logTail, hit), hit);
   }
   if (status.signal === 'SIGSEGV') return make('segfault', 'the process was killed by SIGSEGV', tail);
   if (status.signal) return make('killed', `the process was killed by ${status.signal}`, tail);

@@ -6,6 +6,9 @@
  * line, by the attempt's watcher and by `linkflow diagnose`.
  */
 
+/** What an attempt keeps of its log: enough head for argparse's usage, enough tail for a traceback. */
+export const ATTEMPT_LOG_WINDOW = { head: 50, tail: 200 } as const;
+
 export interface LogWindowOptions {
   head: number;
   tail: number;
@@ -69,15 +72,19 @@ export class LogWindow {
     return [...byNumber.values()].sort((a, b) => a.n - b.n);
   }
 
-  /** The kept lines in log order, `... (N lines) ...` where lines were left out. */
-  lines(): string[] {
-    const out: string[] = [];
+  /** The kept lines in log order, `... (N lines) ...` where lines were left out (that marker has no number). */
+  numberedLines(): { n?: number; text: string }[] {
+    const out: { n?: number; text: string }[] = [];
     let previous = 0;
-    for (const { n, text } of this.entries()) {
-      if (n > previous + 1) out.push(`... (${n - previous - 1} lines) ...`);
-      out.push(text);
-      previous = n;
+    for (const line of this.entries()) {
+      if (line.n > previous + 1) out.push({ text: `... (${line.n - previous - 1} lines) ...` });
+      out.push(line);
+      previous = line.n;
     }
     return out;
+  }
+
+  lines(): string[] {
+    return this.numberedLines().map((l) => l.text);
   }
 }

@@ -39,6 +39,10 @@ describe('training log parser', () => {
     expect(parseLogLine(' loading release checkpoint from /w')).toEqual({ type: 'checkpoint-loading', iteration: 'release', dir: '/w' });
     expect(parseLogLine('INFO:modellink.tasks.evaluation.eval_impl.mmlu_eval:mmlu acc = 7/20=0.35')).toEqual({ type: 'eval-result', task: 'mmlu', correct: 7, total: 20, accuracy: 0.35 });
     expect(parseLogLine('INFO:__main__:acc = {0.125}')).toEqual({ type: 'human-eval-result', accuracy: 0.125 });
+    // agi_eval.py: the task's summary is upper case with %e; its per-subject lines (and bbh's) are not a task's result.
+    expect(parseLogLine('INFO:modellink.tasks.evaluation.eval_impl.agi_eval:AGIEval acc = 7/20=3.500000e-01')).toEqual({ type: 'eval-result', task: 'agieval', correct: 7, total: 20, accuracy: 0.35 });
+    expect(parseLogLine('INFO:modellink.tasks.evaluation.eval_impl.agi_eval:logiqa-en acc = 3/6=5.000000e-01')).toBeUndefined();
+    expect(parseLogLine('INFO:root:boolean_expressions acc = 1/2=0.5')).toBeUndefined();
     expect(parseLogLine('something else entirely')).toBeUndefined();
   });
 });
