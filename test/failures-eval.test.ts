@@ -65,3 +65,20 @@ describe('NaN loss without ModelLink’s NaN check', () => {
     expect(firstLog).toMatch(/iteration\s+15\/\s+30 \|(?!.*lm loss).*number of nan iterations:\s+0 \|/);
   });
 });
+
+describe('a root cause wins over its echoes', () => {
+  it('rank 0 runs out of device memory and rank 1 then logs HCCL errors: the attempt is out-of-memory, not communication', async () => {
+    const dir = tempDir('oom-echo');
+    const spec = fiveStageSpec('oom-echo', path.join(dir, 'ws'), { trainIters: 20, saveInterval: 10, pretrainEnv: { MLEMU_FAULTS: 'oom@15' } });
+    spec.cluster = { nodes: 1, devicesPerNode: 2 };
+    spec.stages = spec.stages.slice(0, 4).filter((s) => s.name !== 'sft-data');
+    const { state, failure } = await runSpec(t, writeSpec(dir, spec));
+    expect(state.status, failure).toBe('succeeded');
+    const pretrain = state.stages.find((s) => s.name === 'pretrain')!;
+    expect(pretrain.attempts.map((a) => [a.outcome, a.failureClass])).toEqual([['failed', 'out-of-memory'], ['succeeded', undefined]]);
+    expect(pretrain.attempts[0].reason).toMatch(/^RuntimeError: NPU out of memory/);
+    // The echo is in the same log, after the cause.
+    const log = fs.readFileSync(pretrain.attempts[0].logFile!, 'utf8');
+    expect(log.indexOf('RuntimeError: [Rank 1] HCCL AllReduce timeout')).toBeGreaterThan(log.indexOf('NPU out of memory'));
+  });
+});
