@@ -58,7 +58,10 @@ export const FAILURE_RULES: readonly FailureRule[] = [
   { class: 'segfault', pattern: /Segmentation fault|SIGSEGV/ },
   // What every rank prints when a peer is gone, and what a real network fault prints too.
   { class: 'communication', pattern: /HCCL|NCCL|EI0002|EI0006|ERR02200|connection reset|Connection reset by peer|Connection refused|communication timeout|DistNetworkError|DistStoreError|clients joined/i, role: 'echo' },
-  { class: 'exception', pattern: /^Traceback \(most recent call last\)|Error: |Exception: /m, role: 'fallback' },
+  // A worker's own error line, not the ChildFailedError that torchrun raises about it afterwards
+  // (torch/distributed/elastic/multiprocessing/errors): that one only reports the worker's failure.
+  { class: 'exception', pattern: /(?<!ChildFailed)Error: |Exception: /, role: 'fallback' },
+  { class: 'exception', pattern: /^Traceback \(most recent call last\)/, role: 'fallback' },
 ];
 
 const ROLE_ORDER: readonly RuleRole[] = ['cause', 'echo', 'fallback'];

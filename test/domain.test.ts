@@ -120,6 +120,13 @@ describe('root causes win over their echoes', () => {
     expect(r.reason).toMatch(/^EZ9999: 2024.*aicore error/);
   });
 
+  it("a worker's own error is the reason, not torchrun's ChildFailedError about it", () => {
+    const log = ['Traceback (most recent call last):', '  File "pretrain_gpt.py", line 262, in <module>', 'KeyError: \'lm_head\'',
+      'Traceback (most recent call last):', '  File "/usr/local/bin/torchrun", line 8, in <module>', 'torch.distributed.elastic.multiprocessing.errors.ChildFailedError: ',
+      '============================================================', 'pretrain_gpt.py FAILED', 'Root Cause (first observed failure):', '[0]:', '  exitcode  : 1 (pid: 4321)'];
+    expect(classifyFailure({ exitCode: 1, signal: null }, log)).toMatchObject({ class: 'exception', reason: "KeyError: 'lm_head'" });
+  });
+
   it('a bounded log window keeps the root cause when hundreds of echo lines follow it', () => {
     const window = new LogWindow({ head: 5, tail: 50, isCause: causeLine() });
     for (let i = 0; i < 100; i++) window.push(`noise ${i}`);
