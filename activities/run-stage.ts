@@ -184,9 +184,9 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
   // The first lines (argparse's usage, start-up errors), the lines around root causes and the last
   // ones are what explains a failure.
   const failureRules = stage.failureRules.map((r) => ({ class: r.class, pattern: new RegExp(r.pattern) }));
-  const window = new LogWindow({ ...ATTEMPT_LOG_WINDOW, isCause: causeLine(failureRules) });
-  const remember = (line: string) => window.push(line);
-  const logLines = () => window.lines();
+  const logWindow = new LogWindow({ ...ATTEMPT_LOG_WINDOW, isCause: causeLine(failureRules) });
+  const remember = (line: string) => logWindow.push(line);
+  const logLines = () => logWindow.lines();
   let lastProgressAt = Date.now();
   let detected: FailureClass | undefined;
   const shape = stage.training ? { seqLength: stage.training.seqLength, globalBatchSize: stage.training.globalBatchSize, worldSize: stage.training.worldSize } : undefined;

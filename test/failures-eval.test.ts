@@ -7,6 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO, fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';
 import { runSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
+import { runCli } from './helpers/cli.ts';
 
 let t: TestTemporal;
 beforeAll(async () => {
@@ -63,6 +64,9 @@ describe('NaN loss without ModelLink’s NaN check', () => {
     expect(pretrain.attempts[1].loadedIteration).toBe(10);
     const firstLog = fs.readFileSync(pretrain.attempts[0].logFile!, 'utf8');
     expect(firstLog).toMatch(/iteration\s+15\/\s+30 \|(?!.*lm loss).*number of nan iterations:\s+0 \|/);
+    // `linkflow diagnose` on the attempt's log says what the attempt said, with the status linkflow wrote.
+    const diagnosed = await runCli(['diagnose', pretrain.attempts[0].logFile!, '--json']);
+    expect(JSON.parse(diagnosed.stdout)).toMatchObject({ class: 'nan-loss', reason: pretrain.attempts[0].reason, exitStatus: { source: 'linkflow' } });
   });
 });
 
@@ -80,5 +84,7 @@ describe('a root cause wins over its echoes', () => {
     // The echo is in the same log, after the cause.
     const log = fs.readFileSync(pretrain.attempts[0].logFile!, 'utf8');
     expect(log.indexOf('RuntimeError: [Rank 1] HCCL AllReduce timeout')).toBeGreaterThan(log.indexOf('NPU out of memory'));
+    const diagnosed = await runCli(['diagnose', pretrain.attempts[0].logFile!, '--json']);
+    expect(JSON.parse(diagnosed.stdout)).toMatchObject({ class: 'out-of-memory', reason: pretrain.attempts[0].reason, exitStatus: { exitCode: 1, source: 'linkflow' } });
   });
 });
