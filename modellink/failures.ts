@@ -74,9 +74,14 @@ export function rulesInOrder(extraRules: readonly FailureRule[] = []): FailureRu
   return [...extraRules, ...ROLE_ORDER.flatMap((role) => FAILURE_RULES.filter((r) => (r.role ?? 'cause') === role))];
 }
 
-/** A line a cause rule (a pipeline's own, or a built-in one) matches: worth keeping however long the log grows. */
+/**
+ * A line worth keeping however long the log grows: one a pipeline's own rule or a built-in cause
+ * that other ranks' echoes can bury matches (out of memory, NaN, segfault). Not the non-retryable
+ * causes: argparse and missing inputs fail at start-up, within the log's first lines, and a stray
+ * "No such file or directory" kept from the middle of a long run must not end a stage unretried.
+ */
 export function causeLine(extraRules: readonly FailureRule[] = []): (line: string) => boolean {
-  const causes = [...extraRules, ...FAILURE_RULES.filter((r) => (r.role ?? 'cause') === 'cause')];
+  const causes = [...extraRules, ...FAILURE_RULES.filter((r) => (r.role ?? 'cause') === 'cause' && !NON_RETRYABLE.has(r.class))];
   return (line) => causes.some((r) => r.pattern.test(line));
 }
 

@@ -138,6 +138,15 @@ describe('root causes win over their echoes', () => {
     expect(lines.some((l) => /^\.\.\. \(\d+ lines\) \.\.\.$/.test(l))).toBe(true);
     expect(classifyFailure({ exitCode: 1, signal: null }, lines).class).toBe('out-of-memory');
   });
+
+  it('does not keep a non-retryable match from the middle of a long run (a stray warning must not end the stage)', () => {
+    const window = new LogWindow({ head: 5, tail: 50, isCause: causeLine() });
+    for (let i = 0; i < 100; i++) window.push(`noise ${i}`);
+    window.push("UserWarning: could not read /etc/hostname-extra: No such file or directory");
+    for (let i = 0; i < 100; i++) window.push(`iteration line ${i}`);
+    for (const line of oomWithEchoes().slice(11)) window.push(line);
+    expect(classifyFailure({ exitCode: 1, signal: null }, window.lines()).class).toBe('communication');
+  });
 });
 
 describe('checkpoints', () => {
