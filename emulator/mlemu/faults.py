@@ -160,8 +160,9 @@ def act(fault, stack, rank=0, training=True):
     elif kind == 'crash':
         _crash(stack + (tracebacks.FORWARD if training else []), rank)
     elif kind == 'oom':
+        # At start-up (@0) the other ranks are in no collective yet: no echoes.
         _oom(stack + (tracebacks.FORWARD if training else []), rank,
-             stack[:-1] + tracebacks.ALLREDUCE if training else stack)
+             stack[:-1] + tracebacks.ALLREDUCE if training else None)
     elif kind == 'hccl':
         _hccl(stack + (tracebacks.ALLREDUCE if training else []), rank)
     time.sleep(1)  # a signal may take a moment to be delivered
@@ -222,7 +223,7 @@ def _oom(stack, rank, peer_stack):
     tracebacks.write(stack, 'RuntimeError', message, preamble=preamble)
     # One process plays every local rank (see env.Dist): the others print their echo here. Where each
     # rank is its own process, each prints its own in the collective it is waiting in.
-    for peer in env.Dist().hosted_ranks():
+    for peer in env.Dist().hosted_ranks() if peer_stack is not None else []:
         if peer != rank:
             tracebacks.write(peer_stack, 'RuntimeError', *_hccl_timeout_text(peer, rank))
     sys.stderr.flush()
