@@ -42,10 +42,22 @@ export interface FailureRule {
   pattern: RegExp;
   /** Default `cause`. */
   role?: RuleRole;
+  /** A further test of a matching line in its context. */
+  accept?: (lines: readonly string[], index: number) => boolean;
 }
 
 /** Ascend's device out-of-memory, in each form a CANN log prints it (reference/modellink/real-sources.md). */
 const DEVICE_OOM = /NPU out of memory|\bEL0004\b|Failed to allocate memory|rtMalloc\b.*(failed|out of memory)|out of memory|OutOfMemoryError/i;
+
+/** What every rank prints when a peer is gone, and what a real network fault prints too. */
+const COMMUNICATION = 'HCCL|NCCL|EI0002|EI0006|ERR02200|connection reset|Connection reset by peer|Connection refused|communication timeout|DistNetworkError|DistStoreError|clients joined';
+
+/**
+ * A Python error line of the job's own (`KeyError: ...`, `RuntimeError: The Inner error is reported
+ * as above` after a device error), not one about a lost peer, and not torchrun's ChildFailedError
+ * that only reports a worker's failure (torch/distributed/elastic/multiprocessing/errors).
+ */
+const OWN_ERROR = new RegExp(`^(?!.*(?:${COMMUNICATION}))[\\w.]*(?<!ChildFailed)(?:Error|Exception): `, 'i');
 
 /** Within a role, rules are checked in this order; the first rule with a matching line wins. */
 export const FAILURE_RULES: readonly FailureRule[] = [
@@ -56,15 +68,24 @@ export const FAILURE_RULES: readonly FailureRule[] = [
   { class: 'nan-loss', pattern: /found NaN in local (forward loss|grad norm)|Loss is NaN|nan in loss/i },
   { class: 'out-of-memory', pattern: DEVICE_OOM },
   { class: 'segfault', pattern: /Segmentation fault|SIGSEGV/ },
-  // What every rank prints when a peer is gone, and what a real network fault prints too.
-  { class: 'communication', pattern: /HCCL|NCCL|EI0002|EI0006|ERR02200|connection reset|Connection reset by peer|Connection refused|communication timeout|DistNetworkError|DistStoreError|clients joined/i, role: 'echo' },
-  // A worker's own error line, not the ChildFailedError that torchrun raises about it afterwards
-  // (torch/distributed/elastic/multiprocessing/errors): that one only reports the worker's failure.
+  // A rank's own crash (an AICore error, a KeyError in its data loader) is a cause like an OOM:
+  // the error line that ends a traceback, not an error merely mentioned in a message.
+  { class: 'exception', pattern: OWN_ERROR, accept: endsTraceback },
+  { class: 'communication', pattern: new RegExp(COMMUNICATION, 'i'), role: 'echo' },
   { class: 'exception', pattern: /(?<!ChildFailed)Error: |Exception: /, role: 'fallback' },
   { class: 'exception', pattern: /^Traceback \(most recent call last\)/, role: 'fallback' },
 ];
 
 const ROLE_ORDER: readonly RuleRole[] = ['cause', 'echo', 'fallback'];
+
+/** Whether the line ends a Python traceback: above it only frames (indented) up to the header. */
+function endsTraceback(lines: readonly string[], index: number): boolean {
+  for (let i = index - 1; i >= Math.max(0, index - 400); i--) {
+    if (lines[i].startsWith('Traceback (most recent call last)')) return true;
+    if (!lines[i].startsWith('  ')) return false;
+  }
+  return false;
+}
 
 /**
  * The order rules are tried in: a pipeline's own rules (spec failureRules) first, then the built-in
@@ -79,9 +100,10 @@ export function rulesInOrder(extraRules: readonly FailureRule[] = []): FailureRu
  * that other ranks' echoes can bury matches (out of memory, NaN, segfault). Not the non-retryable
  * causes: argparse and missing inputs fail at start-up, within the log's first lines, and a stray
  * "No such file or directory" kept from the middle of a long run must not end a stage unretried.
+ * Nor a rank's own traceback, which is recognised only whole (see endsTraceback).
  */
 export function causeLine(extraRules: readonly FailureRule[] = []): (line: string) => boolean {
-  const causes = [...extraRules, ...FAILURE_RULES.filter((r) => (r.role ?? 'cause') === 'cause' && !NON_RETRYABLE.has(r.class))];
+  const causes = [...extraRules, ...FAILURE_RULES.filter((r) => (r.role ?? 'cause') === 'cause' && !NON_RETRYABLE.has(r.class) && !r.accept)];
   return (line) => causes.some((r) => r.pattern.test(line));
 }
 
@@ -158,7 +180,7 @@ export function classifyFailure(status: ExitStatus, logTail: string[], detected?
   }
   if (detected) return make(detected, detected, tail);
   for (const rule of rulesInOrder(extraRules)) {
-    const hit = lastHit(logTail, rule.pattern);
+    const hit = lastHit(logTail, rule);
     if (hit < 0) continue;
     if (rule.class === 'bad-arguments' && status.exitCode !== 2 && status.exitCode !== 1) continue;
     if (rule.class === 'exception' && status.signal) break;
@@ -190,7 +212,7 @@ export function firstNaNLine(lines: readonly string[]): number {
 }
 
 /** The last matching line is nearest to the failure (a traceback's final line names the error). */
-function lastHit(lines: readonly string[], pattern: RegExp): number {
-  for (let i = lines.length - 1; i >= 0; i--) if (pattern.test(lines[i])) return i;
+function lastHit(lines: readonly string[], rule: FailureRule): number {
+  for (let i = lines.length - 1; i >= 0; i--) if (rule.pattern.test(lines[i]) && (rule.accept?.(lines, i) ?? true)) return i;
   return -1;
 }

@@ -113,6 +113,13 @@ describe('root causes win over their echoes', () => {
     expect(r.reason).toMatch(/^EI0002: .*The wait execution of the Notify register times out/);
   });
 
+  it("one rank's own crash (an AICore error, a Python error) followed by the others' HCCL errors is that crash", () => {
+    const crash = ['EZ9999: Inner Error!', 'EZ9999: 2024-09-29-10:12:01.1 The error from device(chipId:3, dieId:0), there is an aicore error', 'Traceback (most recent call last):', '  File "pretrain_gpt.py", line 262, in <module>', 'RuntimeError: The Inner error is reported as above. The process exits for this inner error, and the current working operator name is MatMulV2.'];
+    const echoes = oomWithEchoes().slice(11);
+    expect(classifyFailure({ exitCode: 1, signal: null }, [...crash, ...echoes])).toMatchObject({ class: 'exception', reason: expect.stringMatching(/^EZ9999: 2024.*aicore error/) });
+    expect(classifyFailure({ exitCode: 1, signal: null }, ['Traceback (most recent call last):', "KeyError: 'input_ids'", ...echoes])).toMatchObject({ class: 'exception', reason: "KeyError: 'input_ids'" });
+  });
+
   it('"The Inner error is reported as above" points at the device error, not at the RuntimeError', () => {
     const log = ['EZ9999: Inner Error!', 'EZ9999: 2024-09-29-10:12:01.1 The error from device(chipId:0, dieId:0), there is an aicore error', 'Traceback (most recent call last):', '  File "pretrain_gpt.py", line 262, in <module>', 'RuntimeError: The Inner error is reported as above. The process exits for this inner error, and the current working operator name is MatMulV2.'];
     const r = classifyFailure({ exitCode: 1, signal: null }, log);
