@@ -39,6 +39,12 @@ export function exitStatusInLog(lines: readonly string[]): KnownExitStatus | und
   return undefined;
 }
 
+/** What linkflow's watcher wrote into an attempt log when it stopped the trainer itself (activities/run-stage.ts). */
+const WATCHER_NOTES: readonly { class: FailureClass; pattern: RegExp }[] = [
+  { class: 'hang', pattern: /^linkflow: no progress for \d+ s during \S+ .*killing the process group/ },
+  { class: 'node-lost', pattern: /^linkflow: another attempt took the save directory lease/ },
+];
+
 export interface Diagnosis {
   /** undefined: the log shows no failure (a run that succeeded, or one still running). */
   failure?: FailureReport;
@@ -51,7 +57,8 @@ export interface Diagnosis {
  */
 export function diagnoseLog(lines: readonly string[], opts: { nanLoss: boolean; status?: ExitStatus; extraRules?: readonly FailureRule[] }): Diagnosis {
   const status: KnownExitStatus | undefined = opts.status ? { ...opts.status, source: 'given' } : exitStatusInLog(lines);
-  const detected: FailureClass | undefined = opts.nanLoss ? 'nan-loss' : undefined;
+  const noted = WATCHER_NOTES.find((n) => lines.some((l) => n.pattern.test(l)))?.class;
+  const detected: FailureClass | undefined = noted ?? (opts.nanLoss ? 'nan-loss' : undefined);
   // Without a stated status, a log that shows an error came from a process that exited 1 (Python's
   // status for an uncaught exception); one that shows none is not a failure we can see.
   const report = classifyFailure(status ?? { exitCode: 1, signal: null }, [...lines], detected, opts.extraRules);

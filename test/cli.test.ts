@@ -135,6 +135,15 @@ describe('linkflow diagnose', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ class: 'killed', retryable: true, budget: 'infrastructure', exitStatus: { exitCode: null, signal: 'SIGKILL', source: 'torchrun' } });
 
+    // An attempt log in which linkflow's watcher stopped a hung trainer.
+    const hung = path.join(dir, 'hung.log');
+    fs.writeFileSync(hung, [
+      ' [2024-09-29 10:00:00] iteration       41/    2000 | lm loss: 1.875432E+00 |',
+      'linkflow: no progress for 31 s during training (window 30.0 s); killing the process group',
+      '# launched 2024-09-29T10:00:00.000Z, exited 2024-09-29T10:01:00.000Z (SIGTERM) after 60.000 s',
+    ].join('\n') + '\n');
+    expect(JSON.parse((await runCli(['diagnose', hung, '--json'])).stdout)).toMatchObject({ class: 'hang', budget: 'infrastructure', exitStatus: { signal: 'SIGTERM', source: 'linkflow' } });
+
     const fine = path.join(dir, 'fine.log');
     fs.writeFileSync(fine, ' [2024-09-29 10:00:00] iteration       10/      10 | lm loss: 1.875432E+00 | number of skipped iterations:   0 | number of nan iterations:   0 |\n');
     const none = await runCli(['diagnose', fine]);
