@@ -10,7 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { describeLayout, findResumePoint, iterationDirName, loraResumeView, missingShards, readTracker, shardDirNames, TRACKER_FILE, type ResumePoint } from '../modellink/checkpoint.ts';
 import { flattenArgs, resumeArgs } from '../modellink/commands.ts';
-import { classifyFailure, type FailureClass } from '../modellink/failures.ts';
+import { causeLine, classifyFailure, type FailureClass } from '../modellink/failures.ts';
+import { ATTEMPT_LOG_WINDOW, LogWindow } from '../modellink/log-window.ts';
 import type { StagePlan } from '../modellink/plan.ts';
 import type { AttemptFailureDetails, AttemptResult, AttemptTimings } from '../modellink/run-state.ts';
 import type { IterationSample } from '../modellink/benchmark-throughput.ts';
@@ -43,8 +44,6 @@ export interface HeartbeatDetails extends AttemptProgress {
 /** Megatron's exit signal handler and ModelLink's high availability, saying they stopped on SIGTERM. */
 const SIGNAL_EXIT = /exiting program after receiving SIGTERM|stopped by SIGTERM/;
 
-const HEAD_LINES = 50;
-const TAIL_LINES = 200;
 const HEARTBEAT_EVERY_MS = 1000;
 
 function fail(cls: FailureClass, message: string, details: AttemptFailureDetails, retryable: boolean): ApplicationFailure {
@@ -231,19 +230,12 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
   releaseOnThrow(() => fs.appendFileSync(logFile, `# cwd: ${stage.cwd}\n# argv: ${JSON.stringify(argv)}\n${resumeNote ? `# ${resumeNote}\n` : ''}`));
 
   const progress: AttemptProgress = {};
-  // The first lines (argparse's usage, start-up errors) and the last ones are what explains a failure.
-  const head: string[] = [];
-  const tail: string[] = [];
-  let lineCount = 0;
-  const remember = (line: string) => {
-    lineCount++;
-    if (head.length < HEAD_LINES) head.push(line);
-    else {
-      tail.push(line);
-      if (tail.length > TAIL_LINES) tail.shift();
-    }
-  };
-  const logLines = () => (lineCount > head.length + tail.length ? [...head, `... (${lineCount - head.length - tail.length} lines) ...`, ...tail] : [...head, ...tail]);
+  // The first lines (argparse's usage, start-up errors), the lines around root causes and the last
+  // ones are what explains a failure.
+  const failureRules = stage.failureRules.map((r) => ({ class: r.class, pattern: new RegExp(r.pattern) }));
+  const logWindow = new LogWindow({ ...ATTEMPT_LOG_WINDOW, isCause: causeLine(failureRules) });
+  const remember = (line: string) => logWindow.push(line);
+  const logLines = () => logWindow.lines();
   let lastProgressAt = Date.now();
   let detected: FailureClass | undefined;
   const shape = stage.training ? { seqLength: stage.training.seqLength, globalBatchSize: stage.training.globalBatchSize, worldSize: stage.training.worldSize } : undefined;
@@ -385,7 +377,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
     throw fail(cls, `stage ${stage.name} attempt ${attempt}: ${problem}${cls === 'missing-input' ? `: ${report.reason}` : ''} (log: ${logFile})`, details(cls, problem, excerpt), false);
   }
 
-  const report = classifyFailure(status, logLines(), detected, stage.failureRules.map((r) => ({ class: r.class, pattern: new RegExp(r.pattern) })));
+  const report = classifyFailure(status, logLines(), detected, failureRules);
   const how = status.signal ? `killed by ${status.signal}` : `exit code ${status.exitCode}`;
   throw fail(
     report.class,

@@ -1,6 +1,7 @@
 /**
  * The `linkflow` command. Exit codes: 0 success, 1 the pipeline or a command failed,
- * 2 the spec (or the command line) is invalid.
+ * 2 the spec (or the command line) is invalid. `diagnose`: 0 a failure was classified, 1 the log
+ * shows no failure, 2 bad input.
  */
 import { Command, CommanderError } from 'commander';
 import fs from 'node:fs';
@@ -21,6 +22,7 @@ import { runDev, runDemo, runWorker } from './dev.ts';
 import { defaultNodeAddress } from '../activities/node.ts';
 import { ExitError } from './errors.ts';
 import { registerBenchCommands } from './bench.ts';
+import { diagnoseCommand } from './diagnose.ts';
 
 
 function planOrExit(file: string, workspace?: string) {
@@ -143,6 +145,15 @@ program
       console.log(`  save every ${a.advice.recommendedIterations} iterations (Daly ${sec(a.advice.dalyMs)}, Young ${sec(a.advice.youngMs)}) instead of ${o.saveInterval}: expected time lost ${(a.advice.wasteRecommended * 100).toFixed(1)} % instead of ${(a.advice.wasteNow * 100).toFixed(1)} %`);
       console.log(`  apply it: linkflow save-interval ${id} ${a.advice.recommendedIterations}   (or saveInterval in the spec)`);
     }
+  });
+
+program
+  .command('diagnose <log>')
+  .description('classify a log file (a manual run that failed, an attempt log) as linkflow classifies an attempt; exit 0 a failure was classified, 1 no failure in the log, 2 bad input')
+  .option('--json', 'print one JSON object { file, lines, failed, exitStatus, class, retryable, budget, reason, line, excerpt }')
+  .option('--exit-code <n>', "the process's exit status, when known (otherwise read from the log)")
+  .action(async (file: string, opts: { json?: boolean; exitCode?: string }) => {
+    process.exitCode = await diagnoseCommand(file, opts);
   });
 
 program

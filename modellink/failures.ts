@@ -3,6 +3,8 @@
  * missing input) fail the stage at once: retrying cannot help and would hide the cause.
  */
 
+import { lossIsNaN, parseLogLine } from './training-log.ts';
+
 export type FailureClass =
   | 'bad-arguments'
   | 'missing-input'
@@ -26,23 +28,102 @@ export const FAILURE_CLASSES: readonly FailureClass[] = [
   'bad-arguments', 'missing-input', 'communication', 'out-of-memory', 'nan-loss', 'segfault', 'killed', 'hang', 'node-lost', 'no-result', 'exception', 'unknown',
 ];
 
+/**
+ * How a rule's lines relate to the failure. In a job of many ranks one rank fails first (its device
+ * ran out of memory, it crashed) and the others then fail only because their peer vanished: they
+ * log HCCL errors (EI0002, EI0006, ERR02200), launchers log their summaries. Those are `echo`es: a
+ * `cause` found anywhere in the same log wins over them, whatever their order or number.
+ * `fallback` rules (a bare traceback) speak only when neither causes nor echoes do.
+ */
+export type RuleRole = 'cause' | 'echo' | 'fallback';
+
 export interface FailureRule {
   class: FailureClass;
   pattern: RegExp;
+  /** Default `cause`. */
+  role?: RuleRole;
+  /** A further test of a matching line in its context. */
+  accept?: (lines: readonly string[], index: number) => boolean;
 }
 
-/** Checked in order against the log tail; the first rule with a matching line wins. */
+/** Ascend's device out-of-memory, in each form a CANN log prints it (reference/modellink/real-sources.md). */
+const DEVICE_OOM = /NPU out of memory|\bEL0004\b|Failed to allocate memory|rtMalloc\b.*(failed|out of memory)|out of memory|OutOfMemoryError/i;
+
+/** What every rank prints when a peer is gone, and what a real network fault prints too. */
+const COMMUNICATION = 'HCCL|NCCL|EI0002|EI0006|ERR02200|connection reset|Connection reset by peer|Connection refused|communication timeout|DistNetworkError|DistStoreError|clients joined';
+
+/**
+ * A Python error line of the job's own (`KeyError: ...`, `RuntimeError: The Inner error is reported
+ * as above` after a device error), not one about a lost peer, and not torchrun's ChildFailedError
+ * that only reports a worker's failure (torch/distributed/elastic/multiprocessing/errors).
+ */
+const OWN_ERROR = new RegExp(`^(?!.*(?:${COMMUNICATION}))[\\w.]*(?<!ChildFailed)(?:Error|Exception): `, 'i');
+
+/** Within a role, rules are checked in this order; the first rule with a matching line wins. */
 export const FAILURE_RULES: readonly FailureRule[] = [
   { class: 'bad-arguments', pattern: /error: (unrecognized arguments|argument \S+|the following arguments are required)/ },
   // Megatron's check that a checkpoint's TP/PP match the job: retrying cannot change either.
   { class: 'bad-arguments', pattern: /value from checkpoint \(\d+\) is not equal to the input argument value/ },
   { class: 'missing-input', pattern: /FileNotFoundError|No such file or directory|is not a directory or does not exist|'--exit-on-missing-checkpoint' set|Error no file named .* found in directory/ },
   { class: 'nan-loss', pattern: /found NaN in local (forward loss|grad norm)|Loss is NaN|nan in loss/i },
-  { class: 'communication', pattern: /HCCL|NCCL|EI0002|EI0006|connection reset|Connection reset by peer|Connection refused|communication timeout|DistNetworkError|DistStoreError|clients joined/i },
-  { class: 'out-of-memory', pattern: /out of memory|OutOfMemoryError/i },
+  { class: 'out-of-memory', pattern: DEVICE_OOM },
   { class: 'segfault', pattern: /Segmentation fault|SIGSEGV/ },
-  { class: 'exception', pattern: /^Traceback \(most recent call last\)|Error: |Exception: /m },
+  // A rank's own crash (an AICore error, a KeyError in its data loader) is a cause like an OOM:
+  // the error line that ends a traceback, not an error merely mentioned in a message.
+  { class: 'exception', pattern: OWN_ERROR, accept: endsTraceback },
+  { class: 'communication', pattern: new RegExp(COMMUNICATION, 'i'), role: 'echo' },
+  { class: 'exception', pattern: /(?<!ChildFailed)Error: |Exception: /, role: 'fallback' },
+  { class: 'exception', pattern: /^Traceback \(most recent call last\)/, role: 'fallback' },
 ];
+
+const ROLE_ORDER: readonly RuleRole[] = ['cause', 'echo', 'fallback'];
+
+/** Whether the line ends a Python traceback: above it only frames (indented) up to the header. */
+function endsTraceback(lines: readonly string[], index: number): boolean {
+  for (let i = index - 1; i >= Math.max(0, index - 400); i--) {
+    if (lines[i].startsWith('Traceback (most recent call last)')) return true;
+    if (!lines[i].startsWith('  ')) return false;
+  }
+  return false;
+}
+
+/**
+ * The order rules are tried in: a pipeline's own rules (spec failureRules) first, then the built-in
+ * causes, echoes and fallbacks.
+ */
+export function rulesInOrder(extraRules: readonly FailureRule[] = []): FailureRule[] {
+  return [...extraRules, ...ROLE_ORDER.flatMap((role) => FAILURE_RULES.filter((r) => (r.role ?? 'cause') === role))];
+}
+
+/**
+ * A line worth keeping however long the log grows: one a pipeline's own rule or a built-in cause
+ * that other ranks' echoes can bury matches (out of memory, NaN, segfault). Not the non-retryable
+ * causes: argparse and missing inputs fail at start-up, within the log's first lines, and a stray
+ * "No such file or directory" kept from the middle of a long run must not end a stage unretried.
+ * Nor a rank's own traceback, which is recognised only whole (see endsTraceback).
+ */
+export function causeLine(extraRules: readonly FailureRule[] = []): (line: string) => boolean {
+  const causes = [...extraRules, ...FAILURE_RULES.filter((r) => (r.role ?? 'cause') === 'cause' && !NON_RETRYABLE.has(r.class) && !r.accept)];
+  return (line) => causes.some((r) => r.pattern.test(line));
+}
+
+/**
+ * CANN's pointer to the real error: torch_npu ends a device error's traceback with "The Inner error
+ * is reported as above" (E39999, EZ9999, EL0004, ...), so the error code line above says what happened.
+ */
+const INNER_ERROR_POINTER = /The Inner error is reported as above/;
+/** A CANN error code line: `EZ9999: ...`, `EL0004: ...`, `Memory_Allocation_Failure(EL0004): ...`. */
+const CANN_ERROR_CODE = /\bE[A-Z0-9]\d{4}\b[):]/;
+const INNER_ERROR_LOOKBACK = 120;
+
+/** The nearest CANN error code line above a pointer line, if any. */
+export function innerErrorAbove(lines: readonly string[], index: number): number | undefined {
+  if (!INNER_ERROR_POINTER.test(lines[index])) return undefined;
+  for (let i = index - 1; i >= Math.max(0, index - INNER_ERROR_LOOKBACK); i--) {
+    if (CANN_ERROR_CODE.test(lines[i])) return i;
+  }
+  return undefined;
+}
 
 export interface ExitStatus {
   exitCode: number | null;
@@ -56,6 +137,8 @@ export interface FailureReport {
   reason: string;
   /** The log lines that prove it (matching line with context, or the tail). */
   excerpt: string[];
+  /** Index (in the lines classified) of the line that decided the class, when one did. */
+  decidedBy?: number;
 }
 
 const CONTEXT_BEFORE = 3;
@@ -86,33 +169,50 @@ function trim(excerpt: string[]): string[] {
  * `detected` is a class the watcher established itself (hang, nan-loss).
  */
 export function classifyFailure(status: ExitStatus, logTail: string[], detected?: FailureClass, extraRules: readonly FailureRule[] = []): FailureReport {
-  const make = (cls: FailureClass, reason: string, excerpt: string[]): FailureReport => ({ class: cls, retryable: !NON_RETRYABLE.has(cls), reason, excerpt });
+  const make = (cls: FailureClass, reason: string, excerpt: string[], decidedBy?: number): FailureReport => ({ class: cls, retryable: !NON_RETRYABLE.has(cls), reason, excerpt, ...(decidedBy !== undefined ? { decidedBy } : {}) });
   const tail = logTail.slice(-TAIL);
   if (detected === 'hang') return make('hang', 'no progress within the no-progress window; the process group was killed', tail);
   if (detected === 'nan-loss') {
-    const i = logTail.findIndex((l) => /lm loss: [-+]?nan|number of nan iterations:\s+[1-9]/i.test(l));
-    return make('nan-loss', 'the loss became NaN; the process group was killed', i >= 0 ? excerptAround(logTail, i) : tail);
+    const i = firstNaNLine(logTail);
+    const event = i >= 0 ? parseLogLine(logTail[i]) : undefined;
+    const where = event?.type === 'iteration' ? ` at iteration ${event.iteration}` : '';
+    return make('nan-loss', `the loss became NaN${where}`, i >= 0 ? excerptAround(logTail, i) : tail, i >= 0 ? i : undefined);
   }
   if (detected) return make(detected, detected, tail);
-  // A pipeline's own rules (spec failureRules) come before the built-in ones.
-  for (const rule of [...extraRules, ...FAILURE_RULES]) {
-    // The last match is nearest to the failure (a traceback's final line names the error).
-    let hit = -1;
-    for (let i = logTail.length - 1; i >= 0; i--) {
-      if (rule.pattern.test(logTail[i])) {
-        hit = i;
-        break;
-      }
-    }
+  for (const rule of rulesInOrder(extraRules)) {
+    const hit = lastHit(logTail, rule);
     if (hit < 0) continue;
     if (rule.class === 'bad-arguments' && status.exitCode !== 2 && status.exitCode !== 1) continue;
     if (rule.class === 'exception' && status.signal) break;
-    const start = rule.class === 'bad-arguments' ? Math.max(0, logTail.findIndex((l) => l.startsWith('usage:'))) : undefined;
-    const excerpt = start !== undefined ? trim(logTail.slice(start, hit + 1)) : excerptAround(logTail, hit);
-    return make(rule.class, `${logTail[hit].trim()}`, excerpt);
+    if (rule.class === 'bad-arguments') {
+      const start = Math.max(0, logTail.findIndex((l) => l.startsWith('usage:')));
+      return make(rule.class, logTail[hit].trim(), trim(logTail.slice(start, hit + 1)), hit);
+    }
+    // "The Inner error is reported as above": the error code line above is the reason to read.
+    const inner = innerErrorAbove(logTail, hit);
+    if (inner !== undefined) return make(rule.class, logTail[inner].trim(), trim(logTail.slice(Math.max(0, inner - 1), hit + 1)), inner);
+    return make(rule.class, logTail[hit].trim(), excerptAround(logTail, hit), hit);
   }
   if (status.signal === 'SIGSEGV') return make('segfault', 'the process was killed by SIGSEGV', tail);
   if (status.signal) return make('killed', `the process was killed by ${status.signal}`, tail);
   if (status.exitCode === 137 || status.exitCode === 143) return make('killed', `the process exited with ${status.exitCode} (killed)`, tail);
   return make('unknown', `the process exited with code ${status.exitCode}`, tail);
+}
+
+/** The first training log line that shows a NaN loss (see lossIsNaN), or -1. */
+export function firstNaNLine(lines: readonly string[]): number {
+  let sawLoss = false;
+  for (let i = 0; i < lines.length; i++) {
+    const event = parseLogLine(lines[i]);
+    if (event?.type !== 'iteration') continue;
+    if (lossIsNaN(event, sawLoss)) return i;
+    if (event.loss !== undefined) sawLoss = true;
+  }
+  return -1;
+}
+
+/** The last matching line is nearest to the failure (a traceback's final line names the error). */
+function lastHit(lines: readonly string[], rule: FailureRule): number {
+  for (let i = lines.length - 1; i >= 0; i--) if (rule.pattern.test(lines[i]) && (rule.accept?.(lines, i) ?? true)) return i;
+  return -1;
 }

@@ -210,7 +210,8 @@ function stageFromScript(kind: string, a: Arg[], name: string, parsed: ParsedScr
       const paths = list(a, '--task-data-path') ?? [];
       // A task spelled as a script variable (${TASK}) is not a task linkflow knows: the render's override carries it.
       const known = ['mmlu', 'ceval', 'boolq', 'gsm8k', 'human_eval', 'bbh', 'agieval'];
-      stage.tasks = (tasks.length ? tasks : ['mmlu']).map((t, i) => ({ name: known.includes(t) ? t : 'mmlu', dataPath: paths[i] ?? paths[0] ?? '.' }));
+      // A script without a data path evaluates nothing (evaluation.py skips a task without one): left for the user to fill in.
+      stage.tasks = (tasks.length ? tasks : ['mmlu']).map((t, i) => ({ name: known.includes(t) ? t : 'mmlu', dataPath: paths[i] ?? paths[0] ?? '${TASK_DATA_PATH}' }));
       set('maxNewTokens', int(a, '--max-new-tokens'));
       set('evaluationBatchSize', int(a, '--evaluation-batch-size'));
       set('seqLength', int(a, '--seq-length'));

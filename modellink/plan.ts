@@ -8,7 +8,7 @@ import { applyOverrides, buildConvert, buildEvaluate, buildInference, buildPrepr
 import { customPreset, getPreset, presetNames, type Preset } from './presets.ts';
 import type { FailureClass } from './failures.ts';
 import type { HangWindows } from './hang.ts';
-import { checkHosts, checkLayout, checkStageRules } from './rules.ts';
+import { checkEvaluationDataPaths, checkHosts, checkLayout, checkStageRules } from './rules.ts';
 import { durationToMs, formatPath, pipelineSpecSchema, type PipelineSpec, type SpecProblem, type Stage, type StageKind } from './spec.ts';
 
 export type OutputKind = 'pretrain-data' | 'instruction-data' | 'pairwise-data' | 'checkpoint' | 'hf-model' | 'results';
@@ -323,6 +323,8 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
           break;
         }
         const tasks = stage.tasks.map((t, j) => ({ name: t.name, dataPath: ref(`tasks[${j}].dataPath`, t.dataPath, [], 'dir') ?? '' }));
+        // A verbatim --task-data-path in args replaces the tasks' paths: that is what evaluation.py gets.
+        if (!(stage.args && '--task-data-path' in stage.args)) checkEvaluationDataPaths(tasks, specPath, problems);
         output = path.join(dir, 'results.json');
         evaluate = { tasks: stage.tasks.map((t) => t.name), resultsFile: output };
         if (load && tokenizer) command = buildEvaluate(stageSpec, preset, stage, { load, tokenizer, tasks, lora });

@@ -123,3 +123,25 @@ export function checkStageRules(spec: PipelineSpec, preset: Preset, stage: Stage
     problems.push({ path: `${specPath}`, message: `${stage.kind} runs on tp × pp = ${spec.parallel.tp * spec.parallel.pp} devices, more than the cluster's ${worldSize(spec)}` });
   }
 }
+
+/**
+ * ModelLink's evaluation.py picks each task's data directory by name: for a task in --task it takes
+ * the last --task-data-path entry whose path contains the task's name (`if 'mmlu' in path`, one
+ * function per task, d4feda79 evaluation.py l. 176-312), and silently skips the task when there is
+ * none. So each task's path (as passed, resolved) must contain its name and be the last that does.
+ */
+export function checkEvaluationDataPaths(tasks: readonly { name: string; dataPath: string }[], specPath: string, problems: Problems): void {
+  tasks.forEach((task, i) => {
+    const path = `${specPath}.tasks[${i}].dataPath`;
+    // Unresolved (reported where it was resolved), or a ${NAME} placeholder left for the user to fill in.
+    if (task.dataPath === '' || task.dataPath.includes('${')) return;
+    if (!task.dataPath.includes(task.name)) {
+      problems.push({ path, message: `${task.dataPath} does not contain "${task.name}": ModelLink's evaluation.py uses a data path for ${task.name} only when the path contains the task's name, and otherwise skips the task without a word; put the data under a directory named so (e.g. …/${task.name}/test)` });
+      return;
+    }
+    const picked = tasks.map((t) => t.dataPath).filter((p) => p.includes(task.name)).at(-1);
+    if (picked !== task.dataPath) {
+      problems.push({ path, message: `ModelLink's evaluation.py would read ${task.name} from ${picked}, the last data path containing "${task.name}", not from ${task.dataPath}; give each task a path only its own name appears in` });
+    }
+  });
+}

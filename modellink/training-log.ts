@@ -15,6 +15,7 @@ export type LogEvent =
       globalBatchSize?: number;
       /** NaN when Megatron printed nan/inf; absent when the line had no loss (zero averages are dropped). */
       loss?: number;
+      gradNorm?: number;
       skippedIterations?: number;
       nanIterations?: number;
     }
@@ -35,7 +36,14 @@ const LOADING = /^\s*loading (?:distributed )?checkpoint from (.+?) at iteration
 const LOADING_RELEASE = /^\s*loading release (?:distributed )?checkpoint from (.+?)\s*$/;
 const LOADED = /successfully loaded (?:distributed )?checkpoint from (.+?) \[.*\] at iteration (\d+)/;
 const NO_CHECKPOINT = /WARNING: could not find the metadata file/;
-const EVAL = /\b(mmlu|ceval|boolq|gsm8k|bbh|agieval) acc = (\d+)\/(\d+)=([0-9.eE+-]+)/;
+/**
+ * Each task's summary line as ModelLink's eval_impl/*.py (d4feda79) logs it: `mmlu acc = a/b=x` (and
+ * ceval, boolq, gsm8k, bbh, with Python's str of the fraction), agi_eval.py's `AGIEval acc = %d/%d=%e`.
+ * The per-subject lines of bbh and agieval (`<subject> acc = ...`) are not results of a task.
+ */
+const EVAL = /\b(mmlu|ceval|boolq|gsm8k|bbh|AGIEval) acc = (\d+)\/(\d+)=([0-9.eE+-]+|nan|inf)/;
+/** The spec's task name for each summary line's spelling. */
+const EVAL_TASK: Record<string, string> = { mmlu: 'mmlu', ceval: 'ceval', boolq: 'boolq', gsm8k: 'gsm8k', bbh: 'bbh', AGIEval: 'agieval' };
 const HUMAN_EVAL = /^(?:INFO:[^:]*:)?acc = \{?([0-9.eE+-]+)\}?\s*$/;
 const PREPROCESS = /Processed (\d+) documents/;
 
@@ -64,6 +72,7 @@ export function parseLogLine(line: string): LogEvent | undefined {
       learningRate: numberField('learning rate'),
       globalBatchSize: numberField('global batch size'),
       loss: numberField('lm loss'),
+      gradNorm: numberField('grad norm'),
       skippedIterations: numberField('number of skipped iterations'),
       nanIterations: numberField('number of nan iterations'),
     };
@@ -75,10 +84,29 @@ export function parseLogLine(line: string): LogEvent | undefined {
   if ((m = LOADING.exec(line))) return { type: 'checkpoint-loading', dir: m[1], iteration: Number(m[2]) };
   if ((m = LOADING_RELEASE.exec(line))) return { type: 'checkpoint-loading', dir: m[1], iteration: 'release' };
   if (NO_CHECKPOINT.test(line)) return { type: 'no-checkpoint' };
-  if ((m = EVAL.exec(line))) return { type: 'eval-result', task: m[1], correct: Number(m[2]), total: Number(m[3]), accuracy: Number(m[4]) };
+  if ((m = EVAL.exec(line))) return { type: 'eval-result', task: EVAL_TASK[m[1]], correct: Number(m[2]), total: Number(m[3]), accuracy: parseNumber(m[4]) };
   if ((m = HUMAN_EVAL.exec(line))) return { type: 'human-eval-result', accuracy: Number(m[1]) };
   if ((m = PREPROCESS.exec(line))) return { type: 'preprocess-progress', documents: Number(m[1]) };
   return undefined;
+}
+
+type IterationEvent = Extract<LogEvent, { type: 'iteration' }>;
+
+/**
+ * Whether an iteration line shows a NaN (or infinite) loss. Megatron's training_log (core_r0.6.0
+ * megatron/training/training.py, l. 619-631 and 793-797) counts `nan iterations` only for skipped
+ * steps, which only fp16's loss scaler skips; in bf16/fp32 a NaN loss is summed like any other and
+ * then left out of the line, since only averages > 0 are printed. So with
+ * `--no-check-for-nan-in-loss-and-grad` (pretrain_gpt.py loss_func no longer raises) a NaN shows
+ * only as a line without `lm loss` in an interval where no step was skipped: the loss was there in
+ * earlier lines, or the gradient norm is NaN too. A cross-entropy average is never ≤ 0 otherwise.
+ */
+export function lossIsNaN(event: IterationEvent, sawLossBefore: boolean): boolean {
+  if ((event.nanIterations ?? 0) > 0) return true;
+  if (event.loss !== undefined) return !Number.isFinite(event.loss);
+  const noStepSkipped = event.skippedIterations === 0;
+  const gradNormNaN = event.gradNorm !== undefined && !Number.isFinite(event.gradNorm);
+  return noStepSkipped && (sawLossBefore || gradNormNaN);
 }
 
 /** What a running attempt has done so far; carried by heartbeats and shown by `linkflow status`. */
@@ -124,9 +152,8 @@ export function applyLogEvent(progress: AttemptProgress, event: LogEvent, shape?
       progress.trainIters = event.trainIters;
       progress.elapsedMsPerIteration = event.elapsedMsPerIteration;
       if (event.tflopsPerDevice !== undefined) progress.tflopsPerDevice = event.tflopsPerDevice;
+      if (lossIsNaN(event, progress.loss !== undefined)) progress.nanLoss = true;
       if (event.loss !== undefined) progress.loss = event.loss;
-      if (event.loss !== undefined && !Number.isFinite(event.loss)) progress.nanLoss = true;
-      if ((event.nanIterations ?? 0) > 0) progress.nanLoss = true;
       if (shape) progress.tokensPerSecondPerDevice = tokensPerSecondPerDevice({ ...shape, globalBatchSize: event.globalBatchSize ?? shape.globalBatchSize }, event.elapsedMsPerIteration);
       return true;
     case 'checkpoint-saving':

@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { describeLayout, findResumePoint, loraResumeView, shardDirNames } from '../modellink/checkpoint.ts';
-import { classifyFailure } from '../modellink/failures.ts';
+import { causeLine, classifyFailure } from '../modellink/failures.ts';
+import { LogWindow } from '../modellink/log-window.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
 import { tempDir } from './helpers/specs.ts';
 
@@ -38,6 +39,10 @@ describe('training log parser', () => {
     expect(parseLogLine(' loading release checkpoint from /w')).toEqual({ type: 'checkpoint-loading', iteration: 'release', dir: '/w' });
     expect(parseLogLine('INFO:modellink.tasks.evaluation.eval_impl.mmlu_eval:mmlu acc = 7/20=0.35')).toEqual({ type: 'eval-result', task: 'mmlu', correct: 7, total: 20, accuracy: 0.35 });
     expect(parseLogLine('INFO:__main__:acc = {0.125}')).toEqual({ type: 'human-eval-result', accuracy: 0.125 });
+    // agi_eval.py: the task's summary is upper case with %e; its per-subject lines (and bbh's) are not a task's result.
+    expect(parseLogLine('INFO:modellink.tasks.evaluation.eval_impl.agi_eval:AGIEval acc = 7/20=3.500000e-01')).toEqual({ type: 'eval-result', task: 'agieval', correct: 7, total: 20, accuracy: 0.35 });
+    expect(parseLogLine('INFO:modellink.tasks.evaluation.eval_impl.agi_eval:logiqa-en acc = 3/6=5.000000e-01')).toBeUndefined();
+    expect(parseLogLine('INFO:root:boolean_expressions acc = 1/2=0.5')).toBeUndefined();
     expect(parseLogLine('something else entirely')).toBeUndefined();
   });
 });
@@ -60,6 +65,94 @@ describe('failure classification', () => {
     expect(classifyFailure({ exitCode: null, signal: 'SIGKILL' }, [], 'hang')).toMatchObject({ class: 'hang', retryable: true });
     // A node of a gang that never came: the rendezvous times out, a fault of the machines.
     expect(classifyFailure({ exitCode: 1, signal: null }, ['Traceback (most recent call last):', 'torch.distributed.DistStoreError: Timed out after 600 seconds waiting for clients. 1/2 clients joined.']).class).toBe('communication');
+  });
+});
+
+/** A realistic 8-rank ending: rank 3's device runs out of memory, the 7 others lose their peer (real CANN texts). */
+function oomWithEchoes(): string[] {
+  const oom = [
+    'EL0004: 2024-09-29-10:12:01.123.456 Failed to allocate memory.',
+    '        Possible Cause: Available memory is insufficient.',
+    '        Solution: Close applications not in use.',
+    '        TraceBack (most recent call last):',
+    '        rtMalloc execute failed, reason=[driver error:out of memory][FUNC:FuncErrorReason][FILE:error_message_manage.cc][LINE:53]',
+    'Traceback (most recent call last):',
+    '  File "/opt/ModelLink/pretrain_gpt.py", line 262, in <module>',
+    '    main()',
+    'RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB (NPU 3; 60.97 GiB total capacity; 56.51 GiB already allocated; 56.51 GiB current active; 1.18 GiB free; 58.73 GiB reserved in total by PyTorch)',
+  ];
+  const echo = (rank: number) => [
+    `[ERROR] 2024-09-29-10:42:01 (PID:${4000 + rank}, Device:${rank}, RankID:${rank}) ERR02200 DIST call hccl api failed.`,
+    'EI0002: 2024-09-29-10:42:01.000.001 The wait execution of the Notify register times out. Reason: The Notify register has not received the Notify record from remote rank [3].',
+    '        Possible Cause: 1. An exception occurs during the execution on some NPUs in the cluster.',
+    '        TraceBack (most recent call last):',
+    '        rtStreamSynchronizeWithTimeout execute failed, reason=[notify wait timeout][FUNC:FuncErrorReason][FILE:error_message_manage.cc][LINE:53]',
+    'Traceback (most recent call last):',
+    ...Array.from({ length: 20 }, (_, i) => `  File "/opt/ModelLink/megatron/frame${i}.py", line ${i}, in f${i}`),
+    `RuntimeError: [Rank ${rank}] HCCL AllReduce timeout: notify wait timeout (EI0002), error code 507010. The Inner error is reported as above. The process exits for this inner error, and the current working operator name is HcclAllreduce.`,
+  ];
+  return [' [2024-09-29 10:12:00] iteration       41/    2000 | lm loss: 1.875432E+00 |', ...oom, ...[0, 1, 2, 4, 5, 6, 7].flatMap(echo)];
+}
+
+describe('root causes win over their echoes', () => {
+  it('an OOM followed by the HCCL errors of the 7 other ranks is out-of-memory', () => {
+    const r = classifyFailure({ exitCode: 1, signal: null }, oomWithEchoes());
+    expect(r).toMatchObject({ class: 'out-of-memory', retryable: true });
+    expect(r.reason).toMatch(/^RuntimeError: NPU out of memory\. Tried to allocate 2\.00 GiB \(NPU 3;/);
+  });
+
+  it('each CANN form of the OOM is enough alone', () => {
+    for (const line of ['EL0004: 2024-09-29-10:12:01.123.456 Failed to allocate memory.', '[ERROR] RecentErrMsg: Memory_Allocation_Failure(EL0004): Failed to allocate memory.', '        rtMalloc execute failed, reason=[driver error:out of memory]']) {
+      expect(classifyFailure({ exitCode: 1, signal: null }, [line, ...oomWithEchoes().slice(11)]).class, line).toBe('out-of-memory');
+    }
+  });
+
+  it('HCCL errors alone are still communication, and the reason is the inner error above the traceback', () => {
+    const r = classifyFailure({ exitCode: 1, signal: null }, oomWithEchoes().slice(11));
+    expect(r.class).toBe('communication');
+    expect(r.reason).toMatch(/^EI0002: .*The wait execution of the Notify register times out/);
+  });
+
+  it("one rank's own crash (an AICore error, a Python error) followed by the others' HCCL errors is that crash", () => {
+    const crash = ['EZ9999: Inner Error!', 'EZ9999: 2024-09-29-10:12:01.1 The error from device(chipId:3, dieId:0), there is an aicore error', 'Traceback (most recent call last):', '  File "pretrain_gpt.py", line 262, in <module>', 'RuntimeError: The Inner error is reported as above. The process exits for this inner error, and the current working operator name is MatMulV2.'];
+    const echoes = oomWithEchoes().slice(11);
+    expect(classifyFailure({ exitCode: 1, signal: null }, [...crash, ...echoes])).toMatchObject({ class: 'exception', reason: expect.stringMatching(/^EZ9999: 2024.*aicore error/) });
+    expect(classifyFailure({ exitCode: 1, signal: null }, ['Traceback (most recent call last):', "KeyError: 'input_ids'", ...echoes])).toMatchObject({ class: 'exception', reason: "KeyError: 'input_ids'" });
+  });
+
+  it('"The Inner error is reported as above" points at the device error, not at the RuntimeError', () => {
+    const log = ['EZ9999: Inner Error!', 'EZ9999: 2024-09-29-10:12:01.1 The error from device(chipId:0, dieId:0), there is an aicore error', 'Traceback (most recent call last):', '  File "pretrain_gpt.py", line 262, in <module>', 'RuntimeError: The Inner error is reported as above. The process exits for this inner error, and the current working operator name is MatMulV2.'];
+    const r = classifyFailure({ exitCode: 1, signal: null }, log);
+    expect(r.class).toBe('exception');
+    expect(r.reason).toMatch(/^EZ9999: 2024.*aicore error/);
+  });
+
+  it("a worker's own error is the reason, not torchrun's ChildFailedError about it", () => {
+    const log = ['Traceback (most recent call last):', '  File "pretrain_gpt.py", line 262, in <module>', 'KeyError: \'lm_head\'',
+      'Traceback (most recent call last):', '  File "/usr/local/bin/torchrun", line 8, in <module>', 'torch.distributed.elastic.multiprocessing.errors.ChildFailedError: ',
+      '============================================================', 'pretrain_gpt.py FAILED', 'Root Cause (first observed failure):', '[0]:', '  exitcode  : 1 (pid: 4321)'];
+    expect(classifyFailure({ exitCode: 1, signal: null }, log)).toMatchObject({ class: 'exception', reason: "KeyError: 'lm_head'" });
+  });
+
+  it('a bounded log window keeps the root cause when hundreds of echo lines follow it', () => {
+    const window = new LogWindow({ head: 5, tail: 50, isCause: causeLine() });
+    for (let i = 0; i < 100; i++) window.push(`noise ${i}`);
+    for (const line of oomWithEchoes()) window.push(line);
+    for (let r = 8; r < 16; r++) for (const line of oomWithEchoes().slice(11)) window.push(line.replace('Device:', `Device:${r}`));
+    const lines = window.lines();
+    expect(lines.length).toBeLessThan(100);
+    expect(lines).toContain('noise 0');
+    expect(lines.some((l) => /^\.\.\. \(\d+ lines\) \.\.\.$/.test(l))).toBe(true);
+    expect(classifyFailure({ exitCode: 1, signal: null }, lines).class).toBe('out-of-memory');
+  });
+
+  it('does not keep a non-retryable match from the middle of a long run (a stray warning must not end the stage)', () => {
+    const window = new LogWindow({ head: 5, tail: 50, isCause: causeLine() });
+    for (let i = 0; i < 100; i++) window.push(`noise ${i}`);
+    window.push("UserWarning: could not read /etc/hostname-extra: No such file or directory");
+    for (let i = 0; i < 100; i++) window.push(`iteration line ${i}`);
+    for (const line of oomWithEchoes().slice(11)) window.push(line);
+    expect(classifyFailure({ exitCode: 1, signal: null }, window.lines()).class).toBe('communication');
   });
 });
 
@@ -143,6 +236,40 @@ describe('failure excerpts', () => {
 describe('NaN loss', () => {
   it("ModelLink's bf16 NaN check is a nan-loss failure, retried", () => {
     expect(classifyFailure({ exitCode: 1, signal: null }, ['Traceback (most recent call last):', 'ValueError: Rank 0: found NaN in local forward loss calculation. Device: 0, node: host'])).toMatchObject({ class: 'nan-loss', retryable: true });
+  });
+});
+
+describe('NaN loss without the NaN check (bf16, --no-check-for-nan-in-loss-and-grad)', () => {
+  const line = (it: number, fields: string) => ` [2024-09-29 10:00:00] iteration ${String(it).padStart(8)}/     100 | consumed samples:           ${it * 8} | elapsed time per iteration (ms): 15.2 | learning rate: 1.000000E-04 | global batch size:     8 | ${fields}number of skipped iterations:   0 | number of nan iterations:   0 |`;
+  const good = (it: number) => line(it, 'lm loss: 7.778504E+00 | loss scale: 1.0 | grad norm: 4.133 | ');
+  const nan = (it: number) => line(it, 'loss scale: 1.0 | grad norm: nan | ');
+
+  it('a line without lm loss after lines with one is a NaN loss, though the nan counter stays 0', () => {
+    const progress: AttemptProgress = {};
+    applyLogEvent(progress, parseLogLine(good(4))!);
+    expect(progress.nanLoss).toBeUndefined();
+    applyLogEvent(progress, parseLogLine(nan(5).replace('grad norm: nan | ', ''))!);
+    expect(progress.nanLoss).toBe(true);
+  });
+
+  it('so is a first line without lm loss and with a NaN gradient norm', () => {
+    const progress: AttemptProgress = {};
+    applyLogEvent(progress, parseLogLine(nan(1))!);
+    expect(progress.nanLoss).toBe(true);
+  });
+
+  it("fp16's skipped steps (no lm loss, skipped > 0, no NaN) are not a NaN loss", () => {
+    const progress: AttemptProgress = {};
+    applyLogEvent(progress, parseLogLine(good(1))!);
+    applyLogEvent(progress, parseLogLine(line(2, 'loss scale: 2147483648.0 | ').replace('skipped iterations:   0', 'skipped iterations:   1'))!);
+    expect(progress.nanLoss).toBeUndefined();
+  });
+
+  it('the failure names the first iteration that showed it', () => {
+    const r = classifyFailure({ exitCode: null, signal: 'SIGTERM' }, [good(3), good(4), nan(5), nan(6)], 'nan-loss');
+    expect(r).toMatchObject({ class: 'nan-loss', retryable: true });
+    expect(r.reason).toContain('at iteration 5');
+    expect(r.excerpt).toContain(nan(5));
   });
 });
 

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ITERATION_RE, iterations } from './helpers/emulator-log.ts';
+import { classifyFailure } from '../modellink/failures.ts';
 
 const EMULATOR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'emulator');
 const PYTHON = process.env.PYTHON ?? 'python3';
@@ -321,6 +322,24 @@ describe('fault injection', () => {
     expect(hccl.stderr).toMatch(/\nRuntimeError: .*HCCL.*timeout/);
   });
 
+  it('oom prints the three CANN forms, then the other ranks print their HCCL echoes; linkflow blames the OOM', () => {
+    const r = torchrun(4, 'pretrain_gpt.py', trainArgs({ save: path.join(tmp, 'oom-ranks'), iters: 5 }), { MLEMU_FAULTS: 'oom@3' });
+    expect(r.code, r.stderr).toBe(1);
+    const oomAt = r.stderr.indexOf('RuntimeError: NPU out of memory. Tried to allocate');
+    expect(r.stderr).toMatch(/EL0004: .* Failed to allocate memory\./);
+    expect(r.stderr).toContain('rtMalloc execute failed, reason=[driver error:out of memory]');
+    expect(oomAt).toBeGreaterThan(r.stderr.indexOf('EL0004'));
+    // Ranks 1 to 3, whose peer vanished, fail in their next collective after it.
+    for (const peer of [1, 2, 3]) {
+      const echo = r.stderr.indexOf(`RuntimeError: [Rank ${peer}] HCCL AllReduce timeout`);
+      expect(echo, `rank ${peer}`).toBeGreaterThan(oomAt);
+    }
+    expect(r.stderr.match(/ERR02200 DIST call hccl api failed/g)).toHaveLength(3);
+    const report = classifyFailure({ exitCode: 1, signal: null }, (r.stdout + r.stderr).split('\n'));
+    expect(report.class).toBe('out-of-memory');
+    expect(report.reason).toMatch(/^RuntimeError: NPU out of memory/);
+  });
+
   it('sigkill kills the process and still leaves its marker', () => {
     const save = path.join(tmp, 'sigkill');
     const r = py('pretrain_gpt.py', trainArgs({ save, iters: 5 }), { MLEMU_FAULTS: 'pretrain:sigkill@2' });
@@ -362,6 +381,16 @@ describe('fault injection', () => {
     const bf16 = py('pretrain_gpt.py', [...base, '--bf16', '--save', path.join(tmp, 'nan-bf16')], { MLEMU_FAULTS: 'nan@5' });
     expect(bf16.code).toBe(1);
     expect(bf16.stderr).toContain('ValueError: Rank 0: found NaN in local forward loss calculation.');
+
+    // Without the check bf16 trains on: no lm loss from the NaN on, and Megatron counts no nan iteration.
+    const unchecked = py('pretrain_gpt.py', [...base, '--bf16', '--no-check-for-nan-in-loss-and-grad', '--save', path.join(tmp, 'nan-bf16-unchecked')], { MLEMU_FAULTS: 'nan@5' });
+    expect(unchecked.code, unchecked.stderr).toBe(0);
+    const uncheckedLines = unchecked.stdout.split('\n').filter((l) => ITERATION_RE.test(l));
+    expect(uncheckedLines[3]).toContain('lm loss:');
+    for (const line of uncheckedLines.slice(4)) {
+      expect(line).not.toContain('lm loss');
+      expect(line).toContain('grad norm: nan | number of skipped iterations:   0 | number of nan iterations:   0 |');
+    }
   });
 
   it('rejects a malformed MLEMU_FAULTS', () => {

@@ -55,6 +55,23 @@ describe('pipeline spec validation', () => {
     expect(problemsOf(kinds)).toContain('stages[3].data: stage "sft-data" produces instruction-data, but this field needs pretrain-data');
   });
 
+  it("rejects an evaluation data path that ModelLink's evaluation.py would not use for its task", () => {
+    const unnamed = fiveStageSpec('bad', '/tmp/ws');
+    (unnamed.stages[5] as Record<string, unknown>).tasks = [{ name: 'agieval', dataPath: '/data/eval/test' }];
+    expect(problemsOf(unnamed).some((p) => p.startsWith('stages[5].tasks[0].dataPath: /data/eval/test does not contain "agieval"'))).toBe(true);
+
+    // mmlu would be read from the last path containing "mmlu": ceval's.
+    const shadowed = fiveStageSpec('bad', '/tmp/ws');
+    (shadowed.stages[5] as Record<string, unknown>).tasks = [{ name: 'mmlu', dataPath: '/data/mmlu/test' }, { name: 'ceval', dataPath: '/data/ceval-like-mmlu/val' }];
+    const problems = problemsOf(shadowed);
+    expect(problems.some((p) => p.startsWith("stages[5].tasks[0].dataPath: ModelLink's evaluation.py would read mmlu from /data/ceval-like-mmlu/val"))).toBe(true);
+    expect(problems.some((p) => p.startsWith('stages[5].tasks[1]'))).toBe(false);
+
+    const named = fiveStageSpec('ok', '/tmp/ws');
+    (named.stages[5] as Record<string, unknown>).tasks = [{ name: 'agieval', dataPath: '/data/agieval/test' }, { name: 'mmlu', dataPath: '/data/mmlu/test' }];
+    expect(planPipeline(named, { baseDir: '/tmp' }).ok).toBe(true);
+  });
+
   it('checks batch arithmetic and duplicate names', () => {
     const spec = fiveStageSpec('bad', '/tmp/ws');
     spec.cluster = { nodes: 1, devicesPerNode: 8 };

@@ -49,6 +49,10 @@ BBH_SUBJECTS = set('''boolean_expressions causal_judgement date_understanding di
 formal_fallacies geometric_shapes hyperbaton logical_deduction movie_recommendation multistep_arithmetic_two navigate
 object_counting penguins_in_a_table reasoning_about_colored_objects ruin_names salient_translation_error_detection
 snarks sports_understanding temporal_sequences tracking_shuffled_objects web_of_lies word_sorting'''.split())
+# The keys of ModelLink's fewshot_template/AGI_fewshot.json (d4feda79).
+AGIEVAL_SUBJECTS = set('''aqua-rat gaokao-biology gaokao-chemistry gaokao-chinese gaokao-english gaokao-geography
+gaokao-history gaokao-mathcloze gaokao-mathqa gaokao-physics jec-qa-ca jec-qa-kd logiqa-en logiqa-zh lsat-ar lsat-lr
+lsat-rc math sat-en sat-en-without-passage sat-math'''.split())
 
 INIT_STACK = [('evaluation.py', 365, '<module>', 'main()'),
               ('evaluation.py', 316, 'main', 'initialize_megatron(extra_args_provider=add_text_generate_args,')]
@@ -281,7 +285,7 @@ def run_bbh(ctx, data_path):
     for file in _listdir(data_path):
         with open(os.path.join(data_path, file), encoding='utf-8') as f:
             examples = json.load(f).get('examples', [])
-        subject = file.split('.')[0]
+        subject = _subject(file)  # bbh_eval.py: re.sub(r'(?:_test|_val|_dev)?\.\w+$', "", file)
         if subject not in BBH_SUBJECTS:
             logging.error(f"missing '{subject}' instruction_template in {os.path.join(TEMPLATE_DIR, 'bbh_template.json')}")
             continue
@@ -310,33 +314,45 @@ def run_bbh(ctx, data_path):
 
 
 def run_agieval(ctx, data_path):
+    """modellink/tasks/evaluation/eval_impl/agi_eval.py AGIEvalExam.eval (d4feda79)."""
     logger_ = logging.getLogger('modellink.tasks.evaluation.eval_impl.agi_eval')
     score, total_acc, total_n, rank = [], 0, 0, None
     for file in _listdir(data_path):
         items = _jsonl(os.path.join(data_path, file))
-        subject = file.split('.')[0]
+        subject = _subject(file)
+        if subject not in AGIEVAL_SUBJECTS:
+            logging.error(f"missing '{subject}' instruction_template in {os.path.join(TEMPLATE_DIR, 'AGI_fewshot.json')}")
+            continue
         acc_n = 0
         for i, item in enumerate(items):
+            # The fields the real code reads (a missing one is a KeyError that evaluation.py logs).
+            question = (item['passage'] + '\n' + item['question']) if item['passage'] else item['question']
+            if item['label']:
+                correct = ','.join(item['label']) if isinstance(item['label'], list) else item['label']
+            else:
+                correct = item['answer'].replace('$', '') if item['answer'] else None
             ctx.chat()
             rank = 0
-            label = str(item.get('label', item.get('answer', '')))
-            key = f'agieval|{subject}|{i}'
-            ai = label if ctx.correct(key, 0.25) else _wrong_letter(label[:1] or 'A', key)
-            logger_.info('correct: %s, AI: %s', label, ai)
-            acc_n += ai == label
+            key = f'agieval|{subject}|{i}|{question}'
+            ai = correct if ctx.correct(key, 0.25) else _wrong_letter(str(correct)[:1] or 'A', key)
+            logger_.info('correct: %s, AI: %s', correct, ai)
+            acc_n += ai == correct
         if rank == 0:
-            if not items:
-                raise ZeroDivisionError('')
-            logger_.info('%s acc = %d/%d=%e', subject, acc_n, len(items), acc_n / len(items))
+            logger_.info('%s acc = %d/%d=%e', subject, acc_n, len(items), _divide(acc_n, len(items)))
             total_n += len(items)
             total_acc += acc_n
-            score.append([subject, len(items), acc_n / len(items)])
+            score.append([subject, len(items), _divide(acc_n, len(items))])
     if rank == 0:
-        if total_n == 0:
-            raise ZeroDivisionError('')
-        logger_.info('AGIEval acc = %d/%d=%e', total_acc, total_n, total_acc / total_n)
-        score.append(['total', total_n, total_acc / total_n])
+        logger_.info('AGIEval acc = %d/%d=%e', total_acc, total_n, _divide(total_acc, total_n))
+        score.append(['total', total_n, _divide(total_acc, total_n)])
     return format_scores(score)
+
+
+def _divide(dividend, divisor):
+    """modellink/tasks/error_utils.py check_divisible_by_zero."""
+    if divisor == 0:
+        raise ZeroDivisionError
+    return dividend / divisor
 
 
 def run_human_eval(ctx, data_path):

@@ -160,7 +160,9 @@ def act(fault, stack, rank=0, training=True):
     elif kind == 'crash':
         _crash(stack + (tracebacks.FORWARD if training else []), rank)
     elif kind == 'oom':
-        _oom(stack + (tracebacks.FORWARD if training else []), rank)
+        # At start-up (@0) the other ranks are in no collective yet: no echoes.
+        _oom(stack + (tracebacks.FORWARD if training else []), rank,
+             stack[:-1] + tracebacks.ALLREDUCE if training else None)
     elif kind == 'hccl':
         _hccl(stack + (tracebacks.ALLREDUCE if training else []), rank)
     time.sleep(1)  # a signal may take a moment to be delivered
@@ -193,13 +195,39 @@ def _crash(stack, rank):
     tracebacks.die(stack, 'RuntimeError', message, preamble=preamble)
 
 
-def _oom(stack, rank):
+def _oom(stack, rank, peer_stack):
+    """A device out of memory, in the three forms a CANN log prints it, then what the peers print.
+
+    torch_npu's caching allocator (torch_npu/csrc/core/npu/NPUCachingAllocator.cpp) raises
+    `NPU out of memory. Tried to allocate ...` once the runtime's malloc failed, after CANN logged the
+    failure as EL0004 with the rtMalloc line (reference/modellink/real-sources.md, "Ascend error
+    texts"). The other ranks of this process then block in the next collective on a peer that is
+    gone and fail with HCCL errors: the echoes of the root cause.
+    """
+    _, full = _stamp()
+    preamble = (
+        f'EL0004: {full} Failed to allocate memory.\n'
+        '        Possible Cause: Available memory is insufficient.\n'
+        '        Solution: Close applications not in use.\n'
+        '        TraceBack (most recent call last):\n'
+        '        rtMalloc execute failed, reason=[driver error:out of memory]'
+        '[FUNC:FuncErrorReason][FILE:error_message_manage.cc][LINE:53]\n'
+        '        alloc device memory failed, runtime result = 207001'
+        '[FUNC:ReportCallError][FILE:log_inner.cpp][LINE:161]\n'
+    )
     message = (
         f'NPU out of memory. Tried to allocate 2.00 GiB (NPU {rank % 8}; 60.97 GiB total capacity; '
         '56.51 GiB already allocated; 56.51 GiB current active; 1.18 GiB free; 58.73 GiB reserved in total by PyTorch) '
         'If reserved memory is >> allocated memory try setting max_split_size_mb to avoid fragmentation.'
     )
-    tracebacks.die(stack, 'RuntimeError', message)
+    tracebacks.write(stack, 'RuntimeError', message, preamble=preamble)
+    # One process plays every local rank (see env.Dist): the others print their echo here. Where each
+    # rank is its own process, each prints its own in the collective it is waiting in.
+    for peer in env.Dist().hosted_ranks() if peer_stack is not None else []:
+        if peer != rank:
+            tracebacks.write(peer_stack, 'RuntimeError', *_hccl_timeout_text(peer, rank))
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def _hccl(stack, rank):
@@ -216,6 +244,12 @@ def _hccl_error_line(rank):
 
 def hccl_timeout(stack, rank, peer):
     """What a rank prints when a collective's peer stayed silent for HCCL_EXEC_TIMEOUT; never returns."""
+    message, preamble = _hccl_timeout_text(rank, peer)
+    tracebacks.die(stack, 'RuntimeError', message, preamble=preamble)
+
+
+def _hccl_timeout_text(rank, peer):
+    """(message, preamble) of the EI0002 notify-wait timeout rank `rank` reports about `peer`."""
     _, full = _stamp()
     preamble = (
         _hccl_error_line(rank) +
@@ -245,7 +279,7 @@ def hccl_timeout(stack, rank, peer):
         'The Inner error is reported as above. The process exits for this inner error, and the current working '
         'operator name is HcclAllreduce.'
     )
-    tracebacks.die(stack, 'RuntimeError', message, preamble=preamble)
+    return message, preamble
 
 
 def hccl_peer_lost(stack, rank, peer, detail):

@@ -349,6 +349,11 @@ class Trainer:
                 skipped, got_nan = 1, 1
                 self.scaler.update(True)
             else:
+                # bf16/fp32 with --no-check-for-nan-in-loss-and-grad (ModelLink pretrain_gpt.py loss_func no
+                # longer raises): no loss scaler, so the step is not skipped; Megatron's training_log
+                # (core_r0.6.0 megatron/training/training.py l. 619-631) sums the NaN, counts no `nan
+                # iterations` (it counts only skipped steps), and drops `lm loss` as an average not > 0
+                # (l. 793-797); the gradient norm is NaN too.
                 loss, gnorm = float('nan'), float('nan')
                 self.sched_steps += args.global_batch_size
         else:

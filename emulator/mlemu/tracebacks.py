@@ -31,13 +31,18 @@ def format_traceback(frames, exc_type, message):
     return '\n'.join(lines)
 
 
-def die(frames, exc_type, message, preamble=None, code=1):
-    """Prints `preamble` (e.g. CANN error text) and the traceback to stderr, then exits like Python does."""
+def write(frames, exc_type, message, preamble=None):
+    """Prints `preamble` (e.g. CANN error text) and the traceback to stderr."""
     sys.stdout.flush()
     if preamble:
         sys.stderr.write(preamble.rstrip('\n') + '\n')
     sys.stderr.write(format_traceback(frames, exc_type, message) + '\n')
     sys.stderr.flush()
+
+
+def die(frames, exc_type, message, preamble=None, code=1):
+    """Prints `preamble` and the traceback to stderr, then exits like Python does."""
+    write(frames, exc_type, message, preamble)
     os._exit(code)
 
 
