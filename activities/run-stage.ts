@@ -39,8 +39,12 @@ export interface HeartbeatDetails extends AttemptProgress {
   nodeRank?: number;
 }
 
-/** Megatron's exit signal handler and ModelLink's high availability, saying they stopped on SIGTERM. */
-const SIGNAL_EXIT = /exiting program after receiving SIGTERM|stopped by SIGTERM/;
+/**
+ * Megatron's exit signal handler saying it saved and stopped on SIGTERM (ModelLink
+ * modellink/training/training.py train(): print_datetime('exiting program after receiving SIGTERM.')).
+ * High availability prints nothing of the kind in any public source, so it is not matched.
+ */
+const SIGNAL_EXIT = /exiting program after receiving SIGTERM/;
 
 const HEAD_LINES = 50;
 const TAIL_LINES = 200;
@@ -292,11 +296,11 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
   if (cancelled) {
     if (cancelled.message === 'CANCELLED') {
       fs.appendFileSync(logFile, 'linkflow: attempt cancelled; process group stopped\n');
-      // Where the trainer got to (a stop with --exit-signal-handler or high availability saved it).
+      // Where the trainer got to (a stop with --exit-signal-handler saved it).
       throw new CancelledFailure('CANCELLED', [details('killed', 'cancelled', [])]);
     }
     // Not the user's cancel: the worker is shutting down (a node drain) or Temporal gave up on this
-    // attempt. The trainer was stopped (with high availability it saved a last checkpoint first);
+    // attempt. The trainer was stopped (with --exit-signal-handler it saved a last checkpoint first);
     // the workflow retries. Rethrowing the CancelledFailure would read as a cancelled pipeline.
     const cls: FailureClass = cancelled.message === 'WORKER_SHUTDOWN' ? 'killed' : 'node-lost';
     const reason = cancelled.message === 'WORKER_SHUTDOWN' ? 'the worker was shut down; the trainer was stopped with SIGTERM' : `Temporal ended the attempt (${cancelled.message}); the trainer was stopped`;
@@ -316,18 +320,24 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
     }
     const drained = stoppingAllProcesses();
     // Only node 0 prints that it stopped; the others just exit 0 with it, which only a job that stops on SIGTERM does.
-    const stopsOnSignal = argv.includes('--exit-signal-handler') || argv.includes('--enable-high-availability');
-    if (stage.training && rank && (drained || stopsOnSignal || logLines().some((l) => SIGNAL_EXIT.test(l)))) {
+    const stopsOnSignal = argv.includes('--exit-signal-handler');
+    const savedOnSignal = logLines().some((l) => SIGNAL_EXIT.test(l));
+    // A single node that saved and stopped on SIGTERM (a drain, or a signal from outside linkflow) is
+    // retried from that checkpoint, like a gang's node; it is not an evaluation that printed nothing.
+    if (stage.training && (drained || savedOnSignal || (rank && stopsOnSignal))) {
       // A node of the gang was stopped (a drain): Megatron's exit signal handler stops every node
       // together, each exiting 0 after the same last checkpoint. The gang resumes from it.
       const saved = progress.lastCheckpoint?.iteration;
+      const who = rank ? 'the gang' : 'the trainer';
       const reason = drained
-        ? `this node was drained (SIGTERM to its worker); the gang saved${saved !== undefined ? ` iteration ${saved}` : ''} and stopped`
-        : `the gang stopped before the end because another node was stopped${saved !== undefined ? `; last checkpoint at iteration ${saved}` : ''}`;
+        ? `this node was drained (SIGTERM to its worker); ${who} saved${saved !== undefined ? ` iteration ${saved}` : ''} and stopped`
+        : rank
+          ? `the gang stopped before the end because another node was stopped${saved !== undefined ? `; last checkpoint at iteration ${saved}` : ''}`
+          : `the trainer received SIGTERM from outside linkflow and stopped${saved !== undefined ? ` after saving iteration ${saved}` : ''}`;
       fs.appendFileSync(logFile, `linkflow: ${reason}\n`);
       // A node that does not log iterations knows where the gang stopped from the checkpoint it saved.
       const reached = logsIterations(rank) ? progress.iteration : saved;
-      throw fail('killed', `stage ${stage.name} attempt ${attempt}${where}: ${reason}`, { ...details('killed', reason, logLines().slice(-10)), lastIteration: reached, followsPeer: !drained }, true);
+      throw fail('killed', `stage ${stage.name} attempt ${attempt}${where}: ${reason}`, { ...details('killed', reason, logLines().slice(-10)), lastIteration: reached, followsPeer: rank ? !drained : undefined }, true);
     }
     // Exit 0 without the output: ModelLink's evaluation swallows exceptions this way.
     const report = classifyFailure({ exitCode: 1, signal: null }, logLines());
