@@ -15,6 +15,7 @@ import type { AttemptFailureDetails, AttemptResult, AttemptTimings } from '../mo
 import type { IterationSample } from '../modellink/benchmark-throughput.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
 import { noProgressWindowMs, type TrainingPhase } from '../modellink/hang.ts';
+import { stopGraceMs } from '../modellink/stop-grace.ts';
 import { loadSetupEnv, startProcess, stoppingAllProcesses, type ExitStatus } from '../executors/local.ts';
 import { acquireLease, leaseFile, type HeldLease } from './lease.ts';
 import { launcherForRank, logsIterations, type RankAssignment } from '../modellink/gang.ts';
@@ -208,12 +209,22 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
   const launchedAt = Date.now();
   let saveStartedAt: number | undefined;
   let loadStartedAt: number | undefined;
+  let longestSaveMs: number | undefined;
+  // A stop (linkflow stop, cancel, a drain) lets the trainer finish its stop save: the grace follows
+  // this attempt's measured saves. A trainer killed for a fault (NaN, hang, lost lease) gets SIGKILL
+  // at once: with --exit-signal-handler a SIGTERM would make it save that state.
+  const stopGrace = () => stage.training
+    ? stopGraceMs({ longestSaveMs, msPerIteration: progress.elapsedMsPerIteration, savingNow: progress.savingCheckpoint, checkpointTimeoutMs: stage.training.hang.checkpointMs })
+    : undefined;
   const proc = releaseOnThrow(() => startProcess({
     argv,
     cwd: stage.cwd,
     env,
     logFile,
     stdin: stage.stdin,
+    graceMs: stopGrace(),
+    // Training: SIGTERM to torchrun's workers, not to the agent, whose own shutdown SIGKILLs them after 30 s.
+    stopSignalTo: stage.training ? 'workers' : 'group',
     onLine: (line) => {
       remember(line);
       const event = parseLogLine(line);
@@ -225,13 +236,14 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
       if (event?.type === 'checkpoint-loading') loadStartedAt = Date.now();
       if (event?.type === 'checkpoint-loaded' && loadStartedAt !== undefined) progress.loadMs = Date.now() - loadStartedAt;
       if (event?.type === 'checkpoint-saved' && saveStartedAt !== undefined) {
+        longestSaveMs = Math.max(longestSaveMs ?? 0, Date.now() - saveStartedAt);
         progress.saveMsTotal = (progress.saveMsTotal ?? 0) + (Date.now() - saveStartedAt);
         progress.saves = (progress.saves ?? 0) + 1;
         saveStartedAt = undefined;
       }
       if (progress.nanLoss && !detected) {
         detected = 'nan-loss';
-        void proc.kill();
+        void proc.kill(0);
       }
     },
   }));
@@ -243,13 +255,15 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
   let cancelled: CancelledFailure | undefined;
   const timer = setInterval(() => {
     heartbeat();
+    const grace = stopGrace();
+    if (grace !== undefined) proc.setGrace(grace);
     if (lease && !lease.renew() && !detected) {
       // Another attempt holds the save directory now (Temporal gave up on this one): stop writing.
       detected = 'node-lost';
       const note = 'linkflow: another attempt took the save directory lease; stopping this trainer';
       remember(note);
       fs.appendFileSync(logFile, `${note}\n`);
-      void proc.kill();
+      void proc.kill(0);
     }
     // The window restarts with every line that shows progress and follows the phase the job is in.
     const phase: TrainingPhase = progress.savingCheckpoint ? 'checkpoint' : progress.iteration === undefined || progress.iteration === progress.loadedIteration ? 'startup' : 'training';
@@ -259,7 +273,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
       const note = `linkflow: no progress for ${Math.round((Date.now() - lastProgressAt) / 1000)} s during ${phase} (window ${(window / 1000).toFixed(1)} s); killing the process group`;
       remember(note);
       fs.appendFileSync(logFile, `${note}\n`);
-      void proc.kill();
+      void proc.kill(0);
     }
   }, HEARTBEAT_EVERY_MS);
   ctx.cancelled.catch((err: unknown) => {
