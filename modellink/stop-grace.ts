@@ -23,16 +23,14 @@ export interface StopGraceInput {
 export const UNMEASURED_SAVE_MS = 120_000;
 /** Measured saves vary (storage load, a bigger optimizer state at a later iteration): their margin. */
 export const SAVE_TIME_FACTOR = 1.5;
-/** After the save: Python's exit, HCCL teardown, torchrun noticing its workers ended. */
+/** After the save: Python's exit, HCCL teardown, torchrun noticing its workers ended (the old fixed grace). */
 export const EXIT_MS = 10_000;
-/** Never below the fixed grace linkflow used before it measured anything. */
-export const MIN_STOP_GRACE_MS = 10_000;
 
 export function stopGraceMs(input: StopGraceInput): number {
   const save = input.longestSaveMs === undefined ? UNMEASURED_SAVE_MS : input.longestSaveMs * SAVE_TIME_FACTOR;
   const iteration = input.msPerIteration !== undefined && Number.isFinite(input.msPerIteration) ? input.msPerIteration : 0;
   // During an interval save the stop save comes after it and one more iteration.
   const saves = input.savingNow ? 2 : 1;
-  const wanted = Math.max(MIN_STOP_GRACE_MS, saves * save + iteration + EXIT_MS);
+  const wanted = saves * save + iteration + EXIT_MS;
   return Math.round(Math.min(input.checkpointTimeoutMs, wanted));
 }

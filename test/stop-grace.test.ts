@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startProcess } from '../executors/local.ts';
-import { EXIT_MS, MIN_STOP_GRACE_MS, stopGraceMs, UNMEASURED_SAVE_MS } from '../modellink/stop-grace.ts';
+import { EXIT_MS, stopGraceMs, UNMEASURED_SAVE_MS } from '../modellink/stop-grace.ts';
 import { outcomeOf, snapshot, startPipeline } from '../cli/pipeline-client.ts';
 import { fiveStageSpec, tempDir, writeSpec, type RawSpec } from './helpers/specs.ts';
 import { planFile, runSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
@@ -24,8 +24,8 @@ describe('the stop grace', () => {
     expect(stopGraceMs({ longestSaveMs: 20 * 60_000, msPerIteration: 2_000, checkpointTimeoutMs: timeout })).toBe(timeout);
     // Before any save was measured, a save is assumed to take minutes.
     expect(stopGraceMs({ msPerIteration: 500, checkpointTimeoutMs: timeout })).toBe(UNMEASURED_SAVE_MS + 500 + EXIT_MS);
-    // Never below the old fixed grace, unless checkpointTimeout itself is shorter.
-    expect(stopGraceMs({ longestSaveMs: 100, msPerIteration: 10, checkpointTimeoutMs: timeout })).toBe(MIN_STOP_GRACE_MS);
+    // A quick save still leaves the old fixed grace for the exit, unless checkpointTimeout itself is shorter.
+    expect(stopGraceMs({ longestSaveMs: 100, msPerIteration: 10, checkpointTimeoutMs: timeout })).toBe(150 + 10 + EXIT_MS);
     expect(stopGraceMs({ longestSaveMs: 100, checkpointTimeoutMs: 3_000 })).toBe(3_000);
   });
 });
