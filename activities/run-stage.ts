@@ -20,6 +20,7 @@ import { loadSetupEnv, startProcess, stoppingAllProcesses, type ExitStatus } fro
 import { acquireLease, leaseFile, type HeldLease } from './lease.ts';
 import { launcherForRank, logsIterations, type RankAssignment } from '../modellink/gang.ts';
 import { dataFiles, outputPresent } from './manifest.ts';
+import { nodeName } from './node.ts';
 
 export interface AttemptInput {
   pipeline: string;
@@ -144,7 +145,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
     args = resumed;
     if (point.kind === 'tracker' && point.iteration === stage.training!.trainIters) {
       // Training already reached the end (the previous run stopped before its manifest): nothing to redo.
-      return { loadedIteration: point.iteration, finalIteration: point.iteration, lastCheckpoint: { iteration: point.iteration, dir: point.dir }, logFile };
+      return { loadedIteration: point.iteration, finalIteration: point.iteration, lastCheckpoint: { iteration: point.iteration, dir: point.dir }, logFile, node: rank?.node ?? nodeName() };
     }
     if (point.kind !== 'none' && point.iteration !== 'release') loadedFrom = point.iteration;
     if (point.kind === 'older') resumeNote = point.reason;
@@ -248,7 +249,8 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
     },
   }));
 
-  const heartbeat = () => ctx.heartbeat({ ...progress, stage: stage.name, attempt, logFile, node: rank?.node, nodeRank: rank?.nodeRank } satisfies HeartbeatDetails);
+  // The node rides on every heartbeat: if the worker is lost, the workflow still knows where the attempt ran.
+  const heartbeat = () => ctx.heartbeat({ ...progress, stage: stage.name, attempt, logFile, node: rank?.node ?? nodeName(), nodeRank: rank?.nodeRank } satisfies HeartbeatDetails);
   // Only the node that prints the training log can tell a hang; the others wait on it in collectives.
   const watchHang = stage.training !== undefined && logsIterations(rank);
   heartbeat();
@@ -302,7 +304,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
     lastCheckpoint: progress.lastCheckpoint,
     logFile,
     timings: timingsOf(progress),
-    node: rank?.node,
+    node: rank?.node ?? nodeName(),
     nodeRank: rank?.nodeRank,
   });
   const where = rank ? ` (node rank ${rank.nodeRank} on ${rank.node})` : '';
@@ -327,7 +329,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
     if (!problem) {
       if (stage.evaluate && (!rank || rank.nodeRank === 0)) writeResults(stage, progress);
       return {
-        loadedIteration: loadedFrom, resumeNote, finalIteration: progress.iteration, lastCheckpoint: progress.lastCheckpoint, evalResults: progress.evalResults, logFile,
+        loadedIteration: loadedFrom, resumeNote, finalIteration: progress.iteration, lastCheckpoint: progress.lastCheckpoint, evalResults: progress.evalResults, logFile, node: rank?.node ?? nodeName(),
         timings: timingsOf(progress),
         ...(samples ? { iterationSamples: samples } : {}),
       };
