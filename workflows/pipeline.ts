@@ -29,7 +29,7 @@ import { attemptFailure, failureDetails } from './attempts.ts';
 import { attemptActivities, PlacementDeferred, runGangAttempt, type GangOutcome } from './gang.ts';
 
 export const progressQuery = defineQuery<PipelineState>('progress');
-/** Checkpoint now and stop: the running training attempt is sent SIGTERM (Megatron saves with --exit-signal-handler or high availability); the pipeline ends as stopped and a rerun resumes it. */
+/** Checkpoint now and stop: the running training attempt is sent SIGTERM (Megatron saves with --exit-signal-handler, on by default); the pipeline ends as stopped and a rerun resumes it. */
 export const checkpointAndStopSignal = defineSignal('checkpointAndStop');
 /** A new save interval for training attempts, from the next attempt on. */
 export const setSaveIntervalSignal = defineSignal<[number]>('setSaveInterval');
