@@ -4,13 +4,14 @@
  * not to torchrun's agent (executors/supervisor.mjs), and training stages pass --exit-signal-handler
  * so that a stop saves even with high availability alone. Pipelines on a real dev server with the emulator.
  */
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startProcess } from '../executors/local.ts';
 import { EXIT_MS, stopGraceMs, UNMEASURED_SAVE_MS } from '../modellink/stop-grace.ts';
 import { outcomeOf, snapshot, startPipeline } from '../cli/pipeline-client.ts';
-import { fiveStageSpec, tempDir, writeSpec, type RawSpec } from './helpers/specs.ts';
+import { fiveStageSpec, ROOT, tempDir, writeSpec, type RawSpec } from './helpers/specs.ts';
 import { planFile, runSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
 import { runCli } from './helpers/cli.ts';
 import { until } from './helpers/wait.ts';
@@ -88,6 +89,34 @@ describe('whom a stop signals', () => {
     await proc.kill(20_000);
     expect(await proc.exited).toEqual({ exitCode: 0, signal: null });
     expect(fs.existsSync(path.join(marks, 'lone-sigterm'))).toBe(true);
+  });
+});
+
+/** A trainer that, on SIGTERM, takes 3 s to save before it exits. */
+const SLOW_SAVER = `
+import os, signal, sys, time
+marks = sys.argv[1]
+stop = []
+signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+open(os.path.join(marks, 'up'), 'w').close()
+while not stop:
+    time.sleep(0.05)
+time.sleep(3)
+open(os.path.join(marks, 'saved'), 'w').close()
+`;
+
+describe('a worker that dies', () => {
+  it('its trainer is stopped with the latest grace the worker gave the supervisor, not the one it started with', async () => {
+    const dir = tempDir('lifeline-grace');
+    const marks = path.join(dir, 'marks');
+    fs.mkdirSync(marks);
+    fs.writeFileSync(path.join(dir, 'saver.py'), SLOW_SAVER);
+    // Started with a 1 s grace, raised to 20 s: the 3 s save must finish.
+    const worker = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test', 'fixtures', 'start-with-grace.ts'), path.join(dir, 'log'), '1000', '20000', 'python3', path.join(dir, 'saver.py'), marks], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    await until('the trainer up', async () => fs.existsSync(path.join(marks, 'up')), { timeoutMs: 30_000 });
+    worker.kill('SIGKILL');
+    // With the 1 s it started with, the group would be SIGKILLed two seconds before the save ends.
+    await until('the trainer saved', async () => fs.existsSync(path.join(marks, 'saved')), { timeoutMs: 15_000 });
   });
 });
 
