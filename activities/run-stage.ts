@@ -15,7 +15,7 @@ import type { AttemptFailureDetails, AttemptResult, AttemptTimings } from '../mo
 import type { IterationSample } from '../modellink/benchmark-throughput.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
 import { noProgressWindowMs, type TrainingPhase } from '../modellink/hang.ts';
-import { stopGraceMs } from '../modellink/stop-grace.ts';
+import { launchesElasticAgent, stopGraceMs } from '../modellink/stop-grace.ts';
 import { loadSetupEnv, startProcess, stoppingAllProcesses, type ExitStatus } from '../executors/local.ts';
 import { acquireLease, leaseFile, type HeldLease } from './lease.ts';
 import { launcherForRank, logsIterations, type RankAssignment } from '../modellink/gang.ts';
@@ -224,8 +224,8 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
     logFile,
     stdin: stage.stdin,
     graceMs: stopGrace(),
-    // Training: SIGTERM to torchrun's workers, not to the agent, whose own shutdown SIGKILLs them after 30 s.
-    stopSignalTo: stage.training ? 'workers' : 'group',
+    // Training under torchrun: SIGTERM to its workers, not to the agent, whose own shutdown SIGKILLs them after 30 s.
+    stopSignalTo: stage.training && launchesElasticAgent(launcher) ? 'workers' : 'group',
     onLine: (line) => {
       remember(line);
       const event = parseLogLine(line);

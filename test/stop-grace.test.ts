@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startProcess } from '../executors/local.ts';
-import { EXIT_MS, stopGraceMs, UNMEASURED_SAVE_MS } from '../modellink/stop-grace.ts';
+import { EXIT_MS, launchesElasticAgent, stopGraceMs, UNMEASURED_SAVE_MS } from '../modellink/stop-grace.ts';
 import { outcomeOf, snapshot, startPipeline } from '../cli/pipeline-client.ts';
 import { fiveStageSpec, ROOT, tempDir, writeSpec, type RawSpec } from './helpers/specs.ts';
 import { planFile, runSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
@@ -64,6 +64,16 @@ open(os.path.join(marks, 'lone-sigterm'), 'w').close()
 `;
 
 describe('whom a stop signals', () => {
+  it('the workers only under torch’s elastic agent; any other launcher is the trainer itself', () => {
+    expect(launchesElasticAgent(['torchrun', '--nproc_per_node', '8'])).toBe(true);
+    expect(launchesElasticAgent(['/opt/linkflow/emulator/torchrun', '--nnodes', '2'])).toBe(true);
+    expect(launchesElasticAgent(['python', '-m', 'torch.distributed.launch', '--nproc_per_node', '8'])).toBe(true);
+    expect(launchesElasticAgent(['python3', '-m', 'torch.distributed.run'])).toBe(true);
+    expect(launchesElasticAgent(['python'])).toBe(false);
+    expect(launchesElasticAgent([])).toBe(false);
+  });
+
+
   it('SIGTERM goes to the launcher’s workers, not to the agent, which then ends as they did', async () => {
     const dir = tempDir('stop-workers');
     const marks = path.join(dir, 'marks');
