@@ -23,6 +23,11 @@ export function configureNode(node: NodeIdentity): void {
   thisNode = node;
 }
 
+/** The name of this node in attempt records: its --node name, else the host name. */
+export function nodeName(): string {
+  return thisNode?.node ?? os.hostname();
+}
+
 /** The first non-internal IPv4 address, else the host name: what peers on a cluster network can reach. */
 export function defaultNodeAddress(): string {
   for (const addrs of Object.values(os.networkInterfaces())) {

@@ -17,10 +17,12 @@ import type { AttemptFailureDetails, AttemptResult, AttemptTimings } from '../mo
 import type { IterationSample } from '../modellink/benchmark-throughput.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
 import { noProgressWindowMs, type TrainingPhase } from '../modellink/hang.ts';
+import { launchesElasticAgent, stopGraceMs } from '../modellink/stop-grace.ts';
 import { loadSetupEnv, startProcess, stoppingAllProcesses, type ExitStatus } from '../executors/local.ts';
 import { acquireLease, leaseFile, type HeldLease } from './lease.ts';
 import { launcherForRank, logsIterations, type RankAssignment } from '../modellink/gang.ts';
 import { dataFiles, outputPresent } from './manifest.ts';
+import { nodeName } from './node.ts';
 
 export interface AttemptInput {
   pipeline: string;
@@ -41,8 +43,12 @@ export interface HeartbeatDetails extends AttemptProgress {
   nodeRank?: number;
 }
 
-/** Megatron's exit signal handler and ModelLink's high availability, saying they stopped on SIGTERM. */
-const SIGNAL_EXIT = /exiting program after receiving SIGTERM|stopped by SIGTERM/;
+/**
+ * Megatron's exit signal handler saying it saved and stopped on SIGTERM (ModelLink
+ * modellink/training/training.py train(): print_datetime('exiting program after receiving SIGTERM.')).
+ * High availability prints nothing of the kind in any public source, so it is not matched.
+ */
+const SIGNAL_EXIT = /exiting program after receiving SIGTERM/;
 
 const HEARTBEAT_EVERY_MS = 1000;
 
@@ -187,7 +193,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
     args = resumed;
     if (point.kind === 'tracker' && point.iteration === stage.training!.trainIters) {
       // Training already reached the end (the previous run stopped before its manifest): nothing to redo.
-      return { loadedIteration: point.iteration, finalIteration: point.iteration, lastCheckpoint: { iteration: point.iteration, dir: point.dir }, logFile };
+      return { loadedIteration: point.iteration, finalIteration: point.iteration, lastCheckpoint: { iteration: point.iteration, dir: point.dir }, logFile, node: rank?.node ?? nodeName() };
     }
     if (point.kind !== 'none' && point.iteration !== 'release') loadedFrom = point.iteration;
     if (point.kind === 'older') resumeNote = point.reason;
@@ -245,12 +251,22 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
   const launchedAt = Date.now();
   let saveStartedAt: number | undefined;
   let loadStartedAt: number | undefined;
+  let longestSaveMs: number | undefined;
+  // A stop (linkflow stop, cancel, a drain) lets the trainer finish its stop save: the grace follows
+  // this attempt's measured saves. A trainer killed for a fault (NaN, hang, lost lease) gets SIGKILL
+  // at once: with --exit-signal-handler a SIGTERM would make it save that state.
+  const stopGrace = () => stage.training
+    ? stopGraceMs({ longestSaveMs, msPerIteration: progress.elapsedMsPerIteration, savingNow: progress.savingCheckpoint, checkpointTimeoutMs: stage.training.hang.checkpointMs })
+    : undefined;
   const proc = releaseOnThrow(() => startProcess({
     argv,
     cwd: stage.cwd,
     env,
     logFile,
     stdin: stage.stdin,
+    graceMs: stopGrace(),
+    // Training under torchrun: SIGTERM to its workers, not to the agent, whose own shutdown SIGKILLs them after 30 s.
+    stopSignalTo: stage.training && launchesElasticAgent(launcher) ? 'workers' : 'group',
     onLine: (line) => {
       remember(line);
       const event = parseLogLine(line);
@@ -262,31 +278,35 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
       if (event?.type === 'checkpoint-loading') loadStartedAt = Date.now();
       if (event?.type === 'checkpoint-loaded' && loadStartedAt !== undefined) progress.loadMs = Date.now() - loadStartedAt;
       if (event?.type === 'checkpoint-saved' && saveStartedAt !== undefined) {
+        longestSaveMs = Math.max(longestSaveMs ?? 0, Date.now() - saveStartedAt);
         progress.saveMsTotal = (progress.saveMsTotal ?? 0) + (Date.now() - saveStartedAt);
         progress.saves = (progress.saves ?? 0) + 1;
         saveStartedAt = undefined;
       }
       if (progress.nanLoss && !detected) {
         detected = 'nan-loss';
-        void proc.kill();
+        void proc.kill(0);
       }
     },
   }));
 
-  const heartbeat = () => ctx.heartbeat({ ...progress, stage: stage.name, attempt, logFile, node: rank?.node, nodeRank: rank?.nodeRank } satisfies HeartbeatDetails);
+  // The node rides on every heartbeat: if the worker is lost, the workflow still knows where the attempt ran.
+  const heartbeat = () => ctx.heartbeat({ ...progress, stage: stage.name, attempt, logFile, node: rank?.node ?? nodeName(), nodeRank: rank?.nodeRank } satisfies HeartbeatDetails);
   // Only the node that prints the training log can tell a hang; the others wait on it in collectives.
   const watchHang = stage.training !== undefined && logsIterations(rank);
   heartbeat();
   let cancelled: CancelledFailure | undefined;
   const timer = setInterval(() => {
     heartbeat();
+    const grace = stopGrace();
+    if (grace !== undefined) proc.setGrace(grace);
     if (lease && !lease.renew() && !detected) {
       // Another attempt holds the save directory now (Temporal gave up on this one): stop writing.
       detected = 'node-lost';
       const note = 'linkflow: another attempt took the save directory lease; stopping this trainer';
       remember(note);
       fs.appendFileSync(logFile, `${note}\n`);
-      void proc.kill();
+      void proc.kill(0);
     }
     // The window restarts with every line that shows progress and follows the phase the job is in.
     const phase: TrainingPhase = progress.savingCheckpoint ? 'checkpoint' : progress.iteration === undefined || progress.iteration === progress.loadedIteration ? 'startup' : 'training';
@@ -296,7 +316,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
       const note = `linkflow: no progress for ${Math.round((Date.now() - lastProgressAt) / 1000)} s during ${phase} (window ${(window / 1000).toFixed(1)} s); killing the process group`;
       remember(note);
       fs.appendFileSync(logFile, `${note}\n`);
-      void proc.kill();
+      void proc.kill(0);
     }
   }, HEARTBEAT_EVERY_MS);
   ctx.cancelled.catch((err: unknown) => {
@@ -325,7 +345,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
     lastCheckpoint: progress.lastCheckpoint,
     logFile,
     timings: timingsOf(progress),
-    node: rank?.node,
+    node: rank?.node ?? nodeName(),
     nodeRank: rank?.nodeRank,
   });
   const where = rank ? ` (node rank ${rank.nodeRank} on ${rank.node})` : '';
@@ -333,11 +353,11 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
   if (cancelled) {
     if (cancelled.message === 'CANCELLED') {
       fs.appendFileSync(logFile, 'linkflow: attempt cancelled; process group stopped\n');
-      // Where the trainer got to (a stop with --exit-signal-handler or high availability saved it).
+      // Where the trainer got to (a stop with --exit-signal-handler saved it).
       throw new CancelledFailure('CANCELLED', [details('killed', 'cancelled', [])]);
     }
     // Not the user's cancel: the worker is shutting down (a node drain) or Temporal gave up on this
-    // attempt. The trainer was stopped (with high availability it saved a last checkpoint first);
+    // attempt. The trainer was stopped (with --exit-signal-handler it saved a last checkpoint first);
     // the workflow retries. Rethrowing the CancelledFailure would read as a cancelled pipeline.
     const cls: FailureClass = cancelled.message === 'WORKER_SHUTDOWN' ? 'killed' : 'node-lost';
     const reason = cancelled.message === 'WORKER_SHUTDOWN' ? 'the worker was shut down; the trainer was stopped with SIGTERM' : `Temporal ended the attempt (${cancelled.message}); the trainer was stopped`;
@@ -350,25 +370,31 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
     if (!problem) {
       if (stage.evaluate && (!rank || rank.nodeRank === 0)) writeResults(stage, progress);
       return {
-        loadedIteration: loadedFrom, resumeNote, finalIteration: progress.iteration, lastCheckpoint: progress.lastCheckpoint, evalResults: progress.evalResults, logFile,
+        loadedIteration: loadedFrom, resumeNote, finalIteration: progress.iteration, lastCheckpoint: progress.lastCheckpoint, evalResults: progress.evalResults, logFile, node: rank?.node ?? nodeName(),
         timings: timingsOf(progress),
         ...(samples ? { iterationSamples: samples } : {}),
       };
     }
     const drained = stoppingAllProcesses();
     // Only node 0 prints that it stopped; the others just exit 0 with it, which only a job that stops on SIGTERM does.
-    const stopsOnSignal = argv.includes('--exit-signal-handler') || argv.includes('--enable-high-availability');
-    if (stage.training && rank && (drained || stopsOnSignal || logLines().some((l) => SIGNAL_EXIT.test(l)))) {
+    const stopsOnSignal = argv.includes('--exit-signal-handler');
+    const savedOnSignal = logLines().some((l) => SIGNAL_EXIT.test(l));
+    // A single node that saved and stopped on SIGTERM (a drain, or a signal from outside linkflow) is
+    // retried from that checkpoint, like a gang's node; it is not an evaluation that printed nothing.
+    if (stage.training && (drained || savedOnSignal || (rank && stopsOnSignal))) {
       // A node of the gang was stopped (a drain): Megatron's exit signal handler stops every node
       // together, each exiting 0 after the same last checkpoint. The gang resumes from it.
       const saved = progress.lastCheckpoint?.iteration;
+      const who = rank ? 'the gang' : 'the trainer';
       const reason = drained
-        ? `this node was drained (SIGTERM to its worker); the gang saved${saved !== undefined ? ` iteration ${saved}` : ''} and stopped`
-        : `the gang stopped before the end because another node was stopped${saved !== undefined ? `; last checkpoint at iteration ${saved}` : ''}`;
+        ? `this node was drained (SIGTERM to its worker); ${who} saved${saved !== undefined ? ` iteration ${saved}` : ''} and stopped`
+        : rank
+          ? `the gang stopped before the end because another node was stopped${saved !== undefined ? `; last checkpoint at iteration ${saved}` : ''}`
+          : `the trainer received SIGTERM from outside linkflow and stopped${saved !== undefined ? ` after saving iteration ${saved}` : ''}`;
       fs.appendFileSync(logFile, `linkflow: ${reason}\n`);
       // A node that does not log iterations knows where the gang stopped from the checkpoint it saved.
       const reached = logsIterations(rank) ? progress.iteration : saved;
-      throw fail('killed', `stage ${stage.name} attempt ${attempt}${where}: ${reason}`, { ...details('killed', reason, logLines().slice(-10)), lastIteration: reached, followsPeer: !drained }, true);
+      throw fail('killed', `stage ${stage.name} attempt ${attempt}${where}: ${reason}`, { ...details('killed', reason, logLines().slice(-10)), lastIteration: reached, followsPeer: rank ? !drained : undefined }, true);
     }
     // Exit 0 without the output: ModelLink's evaluation swallows exceptions this way.
     const report = classifyFailure({ exitCode: 1, signal: null }, logLines());

@@ -101,7 +101,7 @@ program
 
 program
   .command('stop <workflowId>')
-  .description('checkpoint now and stop: the running training attempt saves (with exitSignalHandler or high availability) and the pipeline ends as stopped; run it again to resume')
+  .description('checkpoint now and stop: the running training attempt saves (--exit-signal-handler, on unless exitSignalHandler: false) and the pipeline ends as stopped; run it again to resume')
   .action(async (id: string) => {
     const client = await connectClient(loadConfig());
     await client.workflow.getHandle(id).signal('checkpointAndStop');

@@ -6,7 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import readline from 'node:readline';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
 export interface ExitStatus {
@@ -23,18 +23,34 @@ export interface StartOptions {
   onLine?: (line: string) => void;
   /** Written to standard input, which is then closed; without it standard input is /dev/null. */
   stdin?: string;
-  /** Between SIGTERM and SIGKILL when the group is stopped. */
+  /** Between SIGTERM and SIGKILL when the group is stopped (until setGrace changes it); default 10 s. */
   graceMs?: number;
+  /**
+   * Whom a stop sends SIGTERM to. 'group' (default): the whole process group. 'workers': the
+   * launcher's child processes (torchrun's workers), or the launcher itself while it has none, so
+   * that an elastic agent's own 30 s shutdown never cuts a checkpoint save (see supervisor.mjs).
+   * Either way the whole group gets SIGKILL after the grace.
+   */
+  stopSignalTo?: 'group' | 'workers';
 }
 
 const SUPERVISOR = fileURLToPath(new URL('./supervisor.mjs', import.meta.url));
+const DEFAULT_GRACE_MS = 10_000;
+/** After the grace, how long we give the supervisor to kill the group before we do. */
+const BACKSTOP_MS = 2_000;
 
 export interface RunningProcess {
   pid: number;
   /** Resolves when the main process has exited and its output is flushed to the log. */
   exited: Promise<ExitStatus>;
-  /** SIGTERM to the group, SIGKILL after `graceMs`; resolves when the main process is gone. */
+  /**
+   * SIGTERM (to the group or the launcher's workers), SIGKILL to the group after `graceMs` (default:
+   * the current grace; 0: SIGKILL at once); resolves when the main process is gone. A second call
+   * can shorten a stop under way, never lengthen it.
+   */
   kill(graceMs?: number): Promise<void>;
+  /** The grace of later stops, including the one the supervisor makes when this worker dies. */
+  setGrace(graceMs: number): void;
 }
 
 function signalGroup(pid: number, signal: NodeJS.Signals): void {
@@ -83,7 +99,9 @@ export function startProcess(options: StartOptions): RunningProcess {
   const log = fs.createWriteStream(options.logFile, { flags: 'a' });
   // The supervisor leads a new process group (one kill reaches the launcher and every rank it
   // started) and stops that group if this worker dies: fd 3 is its lifeline to us.
-  const child = spawn(process.execPath, [SUPERVISOR, String(options.graceMs ?? 10_000), '--', command, ...args], {
+  let graceMs = options.graceMs ?? DEFAULT_GRACE_MS;
+  const supervisorOptions = [String(graceMs), ...(options.stopSignalTo === 'workers' ? ['--stop-workers'] : [])];
+  const child = spawn(process.execPath, [SUPERVISOR, ...supervisorOptions, '--', command, ...args], {
     cwd: options.cwd,
     env: options.env,
     stdio: [options.stdin !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe'],
@@ -123,15 +141,41 @@ export function startProcess(options: StartOptions): RunningProcess {
     return status;
   });
 
+  // fd 3: the supervisor's lifeline, and how we tell it the grace and when to stop.
+  const control = child.stdio[3] as Writable | null;
+  control?.on('error', () => undefined); // the supervisor may be gone already
+  const tell = (line: string): boolean => {
+    if (!control || control.destroyed) return false;
+    control.write(`${line}\n`);
+    return true;
+  };
+  let killAt: number | undefined;
+  let backstop: NodeJS.Timeout | undefined;
+
   const handle: RunningProcess = {
     pid: child.pid ?? -1,
     exited,
-    async kill(graceMs = 10_000) {
+    async kill(ms = graceMs) {
       if (!child.pid) return;
-      signalGroup(child.pid, 'SIGTERM');
-      const timer = setTimeout(() => signalGroup(child.pid!, 'SIGKILL'), graceMs);
+      const deadline = Date.now() + ms;
+      if (killAt === undefined || deadline < killAt) {
+        killAt = deadline;
+        clearTimeout(backstop);
+        if (ms <= 0) signalGroup(child.pid, 'SIGKILL');
+        else {
+          // The supervisor sends SIGTERM where the launcher needs it and SIGKILL after the grace;
+          // should it not, the group goes a little later from here.
+          if (!tell(`stop ${ms}`)) signalGroup(child.pid, 'SIGTERM');
+          backstop = setTimeout(() => signalGroup(child.pid!, 'SIGKILL'), ms + BACKSTOP_MS);
+        }
+      }
       await exited;
-      clearTimeout(timer);
+      clearTimeout(backstop);
+    },
+    setGrace(ms) {
+      if (ms === graceMs) return;
+      graceMs = ms;
+      tell(`grace ${ms}`);
     },
   };
   running.add(handle);

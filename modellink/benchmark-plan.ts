@@ -65,6 +65,8 @@ export function planBenchmarkCase(suite: BenchmarkSuite, c: BenchmarkCase, optio
       precision: c.shape.precision,
       logInterval: 1,
       logThroughput: true,
+      // A measurement saves nothing and is never stopped to resume: no per-iteration signal all-gather.
+      exitSignalHandler: false,
       env: { ...c.env, [CASE_ENV]: c.id },
       args,
     }],

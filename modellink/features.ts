@@ -80,8 +80,13 @@ export const profilingSchema = z.strictObject({
 });
 
 export const highAvailabilitySchema = z.strictObject({
-  /** ModelLink's high availability (needs the mindio_ttp package on every node). */
+  /**
+   * ModelLink's high availability (needs the mindio_ttp package on every node). Its replica optimizer
+   * replaces the optimizer with or without the distributed one; rules.ts checkHighAvailability has
+   * ModelLink's checks. linkflow's stops do not rely on it saving on SIGTERM (--exit-signal-handler does).
+   */
   enabled: z.boolean().default(true),
+  /** --enable-optimizer-state-local-copy: keeps the previous step's optimizer state; only with `enabled`. */
   optimizerStateLocalCopy: z.boolean().default(false),
 });
 

@@ -191,7 +191,8 @@ function stageFromScript(kind: string, a: Arg[], name: string, parsed: ParsedScr
       if (has(a, '--no-save-optim')) stage.saveOptimizer = false;
       if (has(a, '--no-save-rng')) stage.saveRng = false;
       if (has(a, '--no-shared-storage')) stage.sharedStorage = false;
-      if (has(a, '--exit-signal-handler')) stage.exitSignalHandler = true;
+      // linkflow's default is on (stop and drain save); a script without the flag keeps it off.
+      stage.exitSignalHandler = has(a, '--exit-signal-handler');
       set('tokenizerType', str(a, '--tokenizer-type'));
       set('evalInterval', int(a, '--eval-interval'));
       set('evalIters', int(a, '--eval-iters'));

@@ -81,13 +81,7 @@ export function checkLayout(spec: PipelineSpec, preset: Preset, problems: Proble
   if (spec.communication.overlapParamGather && !spec.parallel.distributedOptimizer) {
     problems.push({ path: 'communication.overlapParamGather', message: 'overlapping the parameter all-gather needs the distributed optimizer (parallel.distributedOptimizer: true)' });
   }
-  if (spec.highAvailability?.enabled) {
-    warnings.push({ path: 'highAvailability', message: 'ModelLink high availability needs the mindio_ttp package installed on every node' });
-    if (!spec.parallel.distributedOptimizer) problems.push({ path: 'highAvailability.enabled', message: 'high availability needs the distributed optimizer (parallel.distributedOptimizer: true)' });
-  }
-  if (spec.highAvailability?.optimizerStateLocalCopy && !spec.highAvailability.enabled) {
-    problems.push({ path: 'highAvailability.optimizerStateLocalCopy', message: 'needs highAvailability.enabled' });
-  }
+  checkHighAvailability(spec, problems, warnings);
   if (spec.profiling && spec.profiling.stepEnd <= spec.profiling.stepStart) {
     problems.push({ path: 'profiling.stepEnd', message: `must be greater than stepStart ${spec.profiling.stepStart} (the end step is exclusive)` });
   }
@@ -110,6 +104,7 @@ export function checkStageRules(spec: PipelineSpec, preset: Preset, stage: Stage
     if (spec.memory.reuseFp32Param && stage.precision !== 'bf16') {
       problems.push({ path: `${specPath}.precision`, message: 'memory.reuseFp32Param works only with bf16 (ModelLink: --reuse-fp32-param only support for `bf16`)' });
     }
+    checkStageHighAvailability(spec, stage, specPath, problems);
     if (stage.saveInterval > stage.trainIters) warnings.push({ path: `${specPath}.saveInterval`, message: `save interval ${stage.saveInterval} exceeds trainIters ${stage.trainIters}: only the final checkpoint is saved, so a crash restarts from the beginning` });
     if (spec.profiling && spec.profiling.stepStart >= stage.trainIters) warnings.push({ path: 'profiling.stepStart', message: `stage ${stage.name} stops at iteration ${stage.trainIters}, before profiling starts` });
   }
@@ -144,4 +139,47 @@ export function checkEvaluationDataPaths(tasks: readonly { name: string; dataPat
       problems.push({ path, message: `ModelLink's evaluation.py would read ${task.name} from ${picked}, the last data path containing "${task.name}", not from ${task.dataPath}; give each task a path only its own name appears in` });
     }
   });
+}
+
+/**
+ * High availability as ModelLink and MindSpeed check it. It replaces the optimizer with mindio_ttp's
+ * replica optimizer whether or not the distributed optimizer is on (ModelLink
+ * modellink/core/optimizer/__init__.py get_megatron_optimizer_wrapper), so it does not need
+ * `--use-distributed-optimizer`. That optimizer splits the data-parallel group (with context
+ * parallelism, ttp_get_dp_cp_replica_group) into two replica groups (ModelLink README, "基于昇腾芯片的高可用特性";
+ * MindSpeed docs/features/high_availability.md): the split itself is in closed-source mindio_ttp
+ * (ttp_initialize_replica_dp_group), so the rule below is the documented one, two replicas.
+ */
+export const HA_REPLICAS = 2;
+
+export function checkHighAvailability(spec: PipelineSpec, problems: Problems, warnings: Problems): void {
+  const ha = spec.highAvailability;
+  if (ha?.optimizerStateLocalCopy && !ha.enabled) {
+    // modellink/training/arguments.py _validate_high_availability: 'switch of the high availability feature is unsupported'.
+    problems.push({ path: 'highAvailability.optimizerStateLocalCopy', message: 'needs highAvailability.enabled (ModelLink: --enable-optimizer-state-local-copy without --enable-high-availability is unsupported)' });
+  }
+  if (!ha?.enabled) return;
+  warnings.push({ path: 'highAvailability', message: 'ModelLink high availability needs the mindio_ttp package installed on every node' });
+  if (spec.memory.reuseFp32Param) {
+    // modellink/training/arguments.py _validate_optimizer.
+    problems.push({ path: 'memory.reuseFp32Param', message: 'cannot be used with highAvailability.enabled (ModelLink: reuse-fp32-param and enable-high-availability do not support enabling together)' });
+  }
+  const dpWithCp = dataParallelSize(spec) * spec.parallel.cp;
+  if (dpWithCp < HA_REPLICAS || dpWithCp % HA_REPLICAS !== 0) {
+    problems.push({ path: 'highAvailability.enabled', message: `the replica optimizer of high availability splits the data-parallel group (data-parallel size × cp = ${dpWithCp}) into ${HA_REPLICAS} replicas: it needs a size above 1 divisible by ${HA_REPLICAS} (more devices, or smaller tp × pp)` });
+  }
+}
+
+/** A stage's own `args` can switch high availability or its incompatible flags on too. */
+export function checkStageHighAvailability(spec: PipelineSpec, stage: Stage, specPath: string, problems: Problems): void {
+  const args = 'args' in stage ? stage.args : {};
+  const on = (flag: string, typed: boolean | undefined) => (flag in args ? args[flag] !== null : !!typed);
+  if (!on('--enable-high-availability', spec.highAvailability?.enabled)) return;
+  if (on('--use-dist-ckpt', false)) {
+    // modellink/training/arguments.py _validate_high_availability: HA with --use-dist-ckpt is unsupported.
+    problems.push({ path: `${specPath}.args.--use-dist-ckpt`, message: 'cannot be used with high availability (ModelLink: --enable-high-availability with --use-dist-ckpt is unsupported)' });
+  }
+  if (on('--reuse-fp32-param', false) && '--reuse-fp32-param' in args) {
+    problems.push({ path: `${specPath}.args.--reuse-fp32-param`, message: 'cannot be used with high availability (ModelLink: reuse-fp32-param and enable-high-availability do not support enabling together)' });
+  }
 }

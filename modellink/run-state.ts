@@ -65,6 +65,8 @@ export interface AttemptRecord {
   reason?: string;
   excerpt?: string[];
   logFile?: string;
+  /** A single-node attempt: the node it ran on (the worker's --node name, else its host name). */
+  node?: string;
   /** A gang's attempt: the nodes it ran on (rank k on nodes[k]) and the rank whose failure explains it. */
   nodes?: string[];
   failedNode?: string;
@@ -108,6 +110,36 @@ export interface StageSummary {
   resumedFrom: number[];
   finalIteration?: number;
   output: string;
+  /** Why each attempt ended, one entry per attempt. */
+  attemptLog: AttemptLogEntry[];
+}
+
+/** One attempt as `run --json` and `status --json` print it; fields without a value are left out. */
+export interface AttemptLogEntry {
+  attempt: number;
+  outcome: AttemptRecord['outcome'];
+  failureClass?: FailureClass;
+  reason?: string;
+  loadedIteration?: number;
+  lastIteration?: number;
+  recomputed?: number;
+  /** Where it ran; for a gang, the node whose failure explains the attempt. */
+  node?: string;
+}
+
+export function attemptLogEntry(a: AttemptRecord): AttemptLogEntry {
+  const entry: AttemptLogEntry = {
+    attempt: a.attempt,
+    outcome: a.outcome,
+    failureClass: a.failureClass,
+    reason: a.reason,
+    loadedIteration: a.loadedIteration,
+    lastIteration: a.lastIteration,
+    recomputed: a.recomputed,
+    node: a.failedNode ?? a.node,
+  };
+  for (const key of Object.keys(entry) as (keyof AttemptLogEntry)[]) if (entry[key] === undefined) delete entry[key];
+  return entry;
 }
 
 export function summarizeStage(s: StageState): StageSummary {
@@ -119,6 +151,7 @@ export function summarizeStage(s: StageState): StageSummary {
     resumedFrom: s.attempts.slice(1).map((a) => a.loadedIteration).filter((i): i is number => i !== undefined),
     finalIteration: s.finalIteration,
     output: s.output,
+    attemptLog: s.attempts.map(attemptLogEntry),
   };
 }
 
@@ -130,6 +163,8 @@ export interface AttemptResult {
   lastCheckpoint?: { iteration: number; dir: string };
   evalResults?: AttemptProgress['evalResults'];
   logFile: string;
+  /** The node the attempt ran on. */
+  node?: string;
   /** A gang's attempt: one log per node rank. */
   logFiles?: string[];
   /** A measure-only job (a benchmark case): its iteration lines, read on the node that logged them. */

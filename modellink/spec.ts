@@ -189,8 +189,13 @@ const trainingFields = {
   microBatchSize: positiveInt.default(1),
   globalBatchSize: positiveInt,
   seqLength: positiveInt.optional(),
-  /** --exit-signal-handler: on SIGTERM Megatron saves a checkpoint at the end of the iteration and exits, so `linkflow stop` and node drains lose nothing. */
-  exitSignalHandler: z.boolean().default(false),
+  /**
+   * --exit-signal-handler: on SIGTERM Megatron saves a checkpoint at the end of the iteration and exits
+   * (ModelLink modellink/training/training.py train(), l. 572-578), so `linkflow stop`, cancel and node
+   * drains lose nothing. On by default: it is the only public way a trainer saves on SIGTERM (high
+   * availability is not shown to), and linkflow's stops rely on it. false leaves SIGTERM fatal.
+   */
+  exitSignalHandler: z.boolean().default(true),
   /** false: --no-save-optim / --no-save-rng (smaller checkpoints; a resume then restarts the optimizer state). */
   saveOptimizer: z.boolean().optional(),
   saveRng: z.boolean().optional(),

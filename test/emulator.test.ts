@@ -347,6 +347,38 @@ describe('fault injection', () => {
     expect(fs.existsSync(path.join(save, '.mlemu-fired-sigkill@2'))).toBe(true);
   });
 
+  it('high availability: ModelLink’s argument checks (reuse-fp32-param, dist-ckpt, local copy)', () => {
+    const cases: [string[], string][] = [
+      [['--enable-high-availability', '--reuse-fp32-param'], 'AssertionError: reuse-fp32-param and enable-high-availability do not support enabling together.'],
+      [['--enable-high-availability', '--use-dist-ckpt'], 'AssertionError: switch of the high availability feature is unsupported'],
+      [['--enable-optimizer-state-local-copy'], 'AssertionError: switch of the high availability feature is unsupported'],
+    ];
+    for (const [extra, error] of cases) {
+      const r = py('pretrain_gpt.py', trainArgs({ iters: 2, extra }));
+      expect(r.code, extra.join(' ')).toBe(1);
+      expect(r.stderr).toContain(error);
+    }
+    const ok = py('pretrain_gpt.py', trainArgs({ iters: 2, save: path.join(tmp, 'ha-no-distopt'), extra: ['--enable-high-availability'] }));
+    expect(ok.code, ok.stderr).toBe(0);
+  });
+
+  it('SIGTERM with high availability alone ends the process by the signal and saves nothing (no public source saves there)', async () => {
+    const save = path.join(tmp, 'ha-sigterm');
+    const child = spawn(PYTHON, [path.join(EMULATOR, 'pretrain_gpt.py'), ...trainArgs({ save, iters: 2000, extra: ['--enable-high-availability', '--save-interval', '1000'] })], {
+      cwd: tmp,
+      env: { ...process.env, MLEMU_ITER_TIME_MS: '5' },
+    });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+    const deadline = Date.now() + 30_000;
+    while (iterations(stdout).length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    child.kill('SIGTERM');
+    expect(await exited).toBe('SIGTERM');
+    expect(stdout).not.toContain('saving checkpoint');
+    expect(fs.existsSync(path.join(save, 'latest_checkpointed_iteration.txt'))).toBe(false);
+  });
+
   it('hang@5 stops printing but keeps the process alive', async () => {
     const child = spawn(PYTHON, [path.join(EMULATOR, 'pretrain_gpt.py'), ...trainArgs({ save: path.join(tmp, 'hang'), iters: 20 })], {
       cwd: tmp,

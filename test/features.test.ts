@@ -97,3 +97,37 @@ describe('feature options', () => {
     expect(argv).toContain('--enable-high-availability');
   });
 });
+
+describe('high availability, as ModelLink and MindSpeed check it', () => {
+  const ha = (patch: Record<string, unknown> = {}) => llamaSpec({ highAvailability: { enabled: true }, ...patch });
+
+  it('does not need the distributed optimizer (its replica optimizer replaces either)', () => {
+    expect(problems(ha({ parallel: { tp: 2, pp: 2, distributedOptimizer: false } }))).toEqual([]);
+  });
+
+  it('is refused with reuseFp32Param and with --use-dist-ckpt, naming the spec path', () => {
+    expect(problems(ha({ memory: { reuseFp32Param: true } }))).toContain('memory.reuseFp32Param: cannot be used with highAvailability.enabled (ModelLink: reuse-fp32-param and enable-high-availability do not support enabling together)');
+    const spec = ha();
+    spec.stages.find((s) => s.kind === 'pretrain')!.args = { '--use-dist-ckpt': true };
+    expect(problems(spec)).toContain('stages[3].args.--use-dist-ckpt: cannot be used with high availability (ModelLink: --enable-high-availability with --use-dist-ckpt is unsupported)');
+  });
+
+  it('needs a data-parallel size above 1 and divisible by its 2 replicas', () => {
+    const one = problems(ha({ parallel: { tp: 4, pp: 2 } }));
+    expect(one).toContain('highAvailability.enabled: the replica optimizer of high availability splits the data-parallel group (data-parallel size × cp = 1) into 2 replicas: it needs a size above 1 divisible by 2 (more devices, or smaller tp × pp)');
+    const three = problems(ha({ cluster: { nodes: 1, devicesPerNode: 6 }, parallel: { tp: 2, pp: 1 } }));
+    expect(three.some((p) => p.startsWith('highAvailability.enabled: the replica optimizer') && p.includes('= 3)'))).toBe(true);
+    expect(problems(ha({ parallel: { tp: 2, pp: 2 } }))).toEqual([]);
+  });
+
+  it('optimizerStateLocalCopy needs high availability', () => {
+    expect(problems(llamaSpec({ highAvailability: { enabled: false, optimizerStateLocalCopy: true } }))).toContain('highAvailability.optimizerStateLocalCopy: needs highAvailability.enabled (ModelLink: --enable-optimizer-state-local-copy without --enable-high-availability is unsupported)');
+  });
+
+  it('training stages pass --exit-signal-handler by default, so stop and drain save (high availability is not relied on)', () => {
+    const spec = ha();
+    expect(plan(spec).plan.stages.find((s) => s.kind === 'pretrain')!.argv).toContain('--exit-signal-handler');
+    Object.assign(spec.stages.find((s) => s.kind === 'pretrain')!, { exitSignalHandler: false });
+    expect(plan(spec).plan.stages.find((s) => s.kind === 'pretrain')!.argv).not.toContain('--exit-signal-handler');
+  });
+});

@@ -90,9 +90,10 @@ export async function createLinkflowWorker({ config, taskQueue, connection, node
 }
 
 /**
- * A node drain (SIGTERM to the worker): stop the running trainers first, with SIGTERM, so that
- * they can write a last checkpoint (ModelLink's high availability does); their attempts then fail as
- * `killed` and resume elsewhere. Temporal's runtime shuts the worker down on the same signal.
+ * A node drain (SIGTERM to the worker): stop the running trainers first, as `linkflow stop` does
+ * (SIGTERM to torchrun's workers, SIGKILL only after the grace their measured saves need), so that
+ * they write a last checkpoint (--exit-signal-handler); their attempts then fail as `killed` and
+ * resume elsewhere. Temporal's runtime shuts the worker down on the same signal, and waits for them.
  */
 export function drainOnSigterm(log: (msg: string) => void = console.log): void {
   process.once('SIGTERM', () => {

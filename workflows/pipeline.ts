@@ -29,7 +29,7 @@ import { attemptFailure, failureDetails } from './attempts.ts';
 import { attemptActivities, PlacementDeferred, runGangAttempt, type GangOutcome } from './gang.ts';
 
 export const progressQuery = defineQuery<PipelineState>('progress');
-/** Checkpoint now and stop: the running training attempt is sent SIGTERM (Megatron saves with --exit-signal-handler or high availability); the pipeline ends as stopped and a rerun resumes it. */
+/** Checkpoint now and stop: the running training attempt is sent SIGTERM (Megatron saves with --exit-signal-handler, on by default); the pipeline ends as stopped and a rerun resumes it. */
 export const checkpointAndStopSignal = defineSignal('checkpointAndStop');
 /** A new save interval for training attempts, from the next attempt on. */
 export const setSaveIntervalSignal = defineSignal<[number]>('setSaveInterval');
@@ -142,7 +142,7 @@ async function runStage(plan: PipelinePlan, stage: StagePlan, s: StageState, ret
       const saveInterval = stage.training ? pipelineState.saveInterval ?? (s.saveInterval !== stage.training.saveInterval ? s.saveInterval : undefined) : undefined;
       const input = { pipeline, stage, attempt, saveInterval };
       const result = await scope.run(() => (gang ? runGangAttempt(plan, pool, s, retry, input, placed) : runStageAttempt(input)));
-      s.attempts.push({ attempt, outcome: 'succeeded', startedAt: placed.placedAt ?? startedAt, endedAt: Date.now(), timings: result.timings, loadedIteration: result.loadedIteration, resumeNote: result.resumeNote, lastIteration: result.finalIteration, recomputed: recomputed(result.loadedIteration), logFile: result.logFile, nodes: placed.nodes });
+      s.attempts.push({ attempt, outcome: 'succeeded', startedAt: placed.placedAt ?? startedAt, endedAt: Date.now(), timings: result.timings, loadedIteration: result.loadedIteration, resumeNote: result.resumeNote, lastIteration: result.finalIteration, recomputed: recomputed(result.loadedIteration), logFile: result.logFile, node: gang ? undefined : result.node, nodes: placed.nodes });
       s.finalIteration = result.finalIteration;
       s.lastCheckpoint = result.lastCheckpoint ?? s.lastCheckpoint;
       s.evalResults = result.evalResults;
@@ -156,7 +156,7 @@ async function runStage(plan: PipelinePlan, stage: StagePlan, s: StageState, ret
       if (isCancellation(err)) {
         if (pipelineState.stopRequested && !CancellationScope.current().consideredCancelled) {
           const d = failureDetails(err);
-          s.attempts.push({ attempt, outcome: 'stopped', loadedIteration: d?.loadedIteration, lastIteration: d?.lastIteration, logFile: d?.logFile, nodes: placed.nodes });
+          s.attempts.push({ attempt, outcome: 'stopped', loadedIteration: d?.loadedIteration, lastIteration: d?.lastIteration, logFile: d?.logFile, node: gang ? undefined : d?.node, nodes: placed.nodes });
           if (d?.lastIteration !== undefined) s.finalIteration = d.lastIteration;
           s.status = 'stopped';
           s.note = 'stopped on request (checkpointAndStop); run the pipeline again to resume';

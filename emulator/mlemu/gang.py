@@ -23,7 +23,7 @@ import time
 
 from . import env, faults, tracebacks
 
-STOP = 1  # flag bit: this node received SIGTERM (--exit-signal-handler / --enable-high-availability)
+STOP = 1  # flag bit: this node received SIGTERM (--exit-signal-handler)
 
 _gang = None
 

@@ -265,9 +265,20 @@ def _validate_modellink(rt, args, stack):
         if total != args.num_layers:
             tracebacks.die(stack, 'ValueError', f'Incorrect num_layer_list config since its sum({total} is unequal '
                                                 f'to total num layers({args.num_layers}).')
+    # modellink/training/arguments.py _validate_high_availability (l. 612-616), called by
+    # validate_args_decorator before the MoE checks.
+    if getattr(args, 'enable_optimizer_state_local_copy', False) and not getattr(args, 'enable_high_availability', False):
+        tracebacks.die(stack, 'AssertionError', 'switch of the high availability feature is unsupported')
+    if getattr(args, 'enable_high_availability', False) and getattr(args, 'use_dist_ckpt', False):
+        tracebacks.die(stack, 'AssertionError', 'switch of the high availability feature is unsupported')
     if args.num_experts is not None and not args.use_mcore_models:
         tracebacks.die(stack, 'AssertionError', 'MOE is not supported in legacy model. Please activate '
                                                 '`--use-mcore-models` to enable moe features.')
+    # modellink/training/arguments.py _validate_optimizer (l. 778-782), the decorator's last check.
+    if getattr(args, 'reuse_fp32_param', False) and not args.bf16:
+        tracebacks.die(stack, 'AssertionError', '--reuse-fp32-param only support for `bf16`')
+    if getattr(args, 'reuse_fp32_param', False) and getattr(args, 'enable_high_availability', False):
+        tracebacks.die(stack, 'AssertionError', 'reuse-fp32-param and enable-high-availability do not support enabling together.')
     # _add_dummy_args
     for name, value in (('reduce_recompute_for_last_chunk', False), ('adaptive_recompute_device_swap', False),
                         ('adaptive_recompute_device_size', -1), ('adaptive_recompute_profiling_step', 10),

@@ -274,10 +274,13 @@ class Trainer:
     def run(self):
         args, rt = self.args, self.rt
         self.stop_requested = False
-        if getattr(args, 'enable_high_availability', False) or getattr(args, 'exit_signal_handler', False):
-            # ModelLink's high availability (MindIO TTP) writes a last checkpoint when the job is
-            # stopped, and so does Megatron's --exit-signal-handler at the end of the current
-            # iteration; the emulator does both on SIGTERM.
+        if getattr(args, 'exit_signal_handler', False):
+            # Megatron's --exit-signal-handler (megatron/training/global_vars.py _set_signal_handler:
+            # DistributedSignalHandler(SIGTERM)) only records the signal; ModelLink's train()
+            # (modellink/training/training.py l. 572-578) saves and exits at the end of the iteration.
+            # High availability (--enable-high-availability, closed-source mindio_ttp) installs no
+            # SIGTERM handler in any public source, so without this flag SIGTERM ends the process
+            # as Python's default action does: killed by the signal, nothing saved.
             signal.signal(signal.SIGTERM, self._on_sigterm)
         rt.print_datetime('before the start of training step')
         report_memory = True
@@ -308,10 +311,6 @@ class Trainer:
             if flags & gang.STOP:
                 if args.save and not saved:
                     self._pause(lambda: save(rt, self.iteration))
-                if getattr(args, 'enable_high_availability', False):
-                    rt.print0('high availability: stopped by SIGTERM after iteration {}; checkpoint saved, exiting'.format(self.iteration))
-                    sys.stdout.flush()
-                    sys.exit(143)
                 # Megatron's exit signal handler: save, then sys.exit() (status 0).
                 rt.print_datetime('exiting program after receiving SIGTERM.')
                 sys.stdout.flush()
