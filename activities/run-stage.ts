@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { findResumePoint, iterationDirName, missingShards, readTracker, shardDirNames, TRACKER_FILE, type ResumePoint } from '../modellink/checkpoint.ts';
 import { flattenArgs, resumeArgs } from '../modellink/commands.ts';
-import { classifyFailure, type FailureClass } from '../modellink/failures.ts';
+import { classifyFailure, readTorchrunReport, type FailureClass } from '../modellink/failures.ts';
 import type { StagePlan } from '../modellink/plan.ts';
 import type { AttemptFailureDetails, AttemptResult, AttemptTimings } from '../modellink/run-state.ts';
 import type { IterationSample } from '../modellink/benchmark-throughput.ts';
@@ -304,7 +304,14 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
     throw fail(cls, `stage ${stage.name} attempt ${attempt}${where}: ${reason}`, details(cls, reason, logLines().slice(-10)), true);
   }
 
-  if (status.exitCode === 0 && !detected) {
+  // torchrun that got the drain's SIGTERM itself passes it to its workers, waits for them (they save and
+  // exit 0 with --exit-signal-handler) and then dies of the signal, exit 1: the workers' end is what counts.
+  const agentStoppedCleanly = (): boolean => {
+    if (status.exitCode === 0 || !stoppingAllProcesses()) return false;
+    const torchrun = readTorchrunReport(logLines());
+    return torchrun.deathSignal !== undefined && torchrun.failures.length === 0;
+  };
+  if ((status.exitCode === 0 || agentStoppedCleanly()) && !detected) {
     const problem = verifyOutput(stage, progress, rank);
     if (!problem) {
       if (stage.evaluate && (!rank || rank.nodeRank === 0)) writeResults(stage, progress);
