@@ -304,10 +304,11 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
     throw fail(cls, `stage ${stage.name} attempt ${attempt}${where}: ${reason}`, details(cls, reason, logLines().slice(-10)), true);
   }
 
-  // torchrun that got the drain's SIGTERM itself passes it to its workers, waits for them (they save and
-  // exit 0 with --exit-signal-handler) and then dies of the signal, exit 1: the workers' end is what counts.
+  // A gang node's torchrun that got the drain's SIGTERM itself passes it to its workers, waits for them (they
+  // save and exit 0 with --exit-signal-handler) and then dies of the signal, exit 1: the workers' end is what
+  // counts. (On one node the classifier reads the same as `killed`.)
   const agentStoppedCleanly = (): boolean => {
-    if (status.exitCode === 0 || !stoppingAllProcesses()) return false;
+    if (status.exitCode === 0 || !rank || !stoppingAllProcesses()) return false;
     const torchrun = readTorchrunReport(logLines());
     return torchrun.deathSignal !== undefined && torchrun.failures.length === 0;
   };
