@@ -303,9 +303,10 @@ class Trainer:
             if args.save and args.save_interval and self.iteration % args.save_interval == 0:
                 self._pause(lambda: save(rt, self.iteration))
                 saved = True
-            # One collective per iteration keeps the nodes in lock-step (a dead peer is noticed here) and,
-            # like Megatron's DistributedSignalHandler, ORs "SIGTERM received" over the gang, so every
-            # node saves the same iteration and stops.
+            # One collective per iteration keeps the ranks in lock-step (a dead peer is noticed here) and,
+            # like ModelLink's train() (modellink/training/training.py l. 572-578: signal_handler.signals_received()
+            # all-gathers over the ranks, then save_checkpoint_and_time and exit), ORs "SIGTERM received" over
+            # the gang, so every rank saves the same iteration and stops.
             flags = gang.all_reduce_or(gang.STOP if self.stop_requested else 0,
                                        tracebacks.PRETRAIN_TRAIN_STEP[:-1] + tracebacks.ALLREDUCE)
             if flags & gang.STOP:
