@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describeLayout, findResumePoint, iterationDirName, loraResumeView, missingShards, readTracker, shardDirNames, TRACKER_FILE, type ResumePoint } from '../modellink/checkpoint.ts';
 import { flattenArgs, resumeArgs } from '../modellink/commands.ts';
-import { causeLine, classifyFailure, type FailureClass } from '../modellink/failures.ts';
+import { causeLine, classifyFailure, readTorchrunReport, type FailureClass } from '../modellink/failures.ts';
 import { ATTEMPT_LOG_WINDOW, LogWindow } from '../modellink/log-window.ts';
 import type { StagePlan } from '../modellink/plan.ts';
 import type { AttemptFailureDetails, AttemptResult, AttemptTimings } from '../modellink/run-state.ts';
@@ -365,7 +365,15 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
     throw fail(cls, `stage ${stage.name} attempt ${attempt}${where}: ${reason}`, details(cls, reason, logLines().slice(-10)), true);
   }
 
-  if (status.exitCode === 0 && !detected) {
+  // A gang node's torchrun that got the drain's SIGTERM itself passes it to its workers, waits for them (they
+  // save and exit 0 with --exit-signal-handler) and then dies of the signal, exit 1: the workers' end is what
+  // counts. (On one node the classifier reads the same as `killed`.)
+  const agentStoppedCleanly = (): boolean => {
+    if (status.exitCode === 0 || !rank || !stoppingAllProcesses()) return false;
+    const torchrun = readTorchrunReport(logLines());
+    return torchrun.deathSignal !== undefined && torchrun.failures.length === 0;
+  };
+  if ((status.exitCode === 0 || agentStoppedCleanly()) && !detected) {
     const problem = verifyOutput(stage, progress, rank);
     if (!problem) {
       if (stage.evaluate && (!rank || rank.nodeRank === 0)) writeResults(stage, progress);

@@ -164,6 +164,74 @@ function trim(excerpt: string[]): string[] {
   return excerpt.length <= MAX_EXCERPT ? excerpt : [...excerpt.slice(0, 5), `... (${excerpt.length - MAX_EXCERPT + 5} lines) ...`, ...excerpt.slice(-(MAX_EXCERPT - 6))];
 }
 
+/** One failed worker as torchrun's ChildFailedError block lists it. */
+export interface TorchrunWorkerFailure {
+  rank: number;
+  exitCode: number;
+  /** The signal that killed the worker (exitcode -N), e.g. SIGKILL. */
+  signal?: string;
+  /** Index of its `exitcode  :` line in the log. */
+  line: number;
+}
+
+/** What torchrun (torch.distributed.run's elastic agent) printed about its end. */
+export interface TorchrunReport {
+  failures: TorchrunWorkerFailure[];
+  /** The agent itself got a death signal (SIGTERM, SIGINT...) and shut its workers down. */
+  deathSignal?: { signal: string; line: number };
+  /** Log line indices of torchrun's own traceback and failure block: they are not the workers' errors. */
+  ownLines: Set<number>;
+}
+
+const SIGNAL_NAMES: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 3: 'SIGQUIT', 6: 'SIGABRT', 7: 'SIGBUS', 9: 'SIGKILL', 11: 'SIGSEGV', 15: 'SIGTERM' };
+
+/**
+ * Reads torchrun's failure report: its ChildFailedError block (torch/distributed/elastic/multiprocessing/
+ * errors/__init__.py: `rank : R (local_rank: L)` then `exitcode : -9 (pid: N)` per failed worker) and its
+ * death-signal warning (agent/server/api.py: `Received Signals.SIGTERM death signal, shutting down workers`).
+ */
+export function readTorchrunReport(lines: readonly string[]): TorchrunReport {
+  const report: TorchrunReport = { failures: [], ownLines: new Set() };
+  let rank: number | undefined;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    const death = /death signal, shutting down workers$/.test(line) ? /Received (?:Signals\.)?(\w+) death signal/.exec(line) : null;
+    if (death) report.deathSignal = { signal: /^\d+$/.test(death[1]) ? (SIGNAL_NAMES[Number(death[1])] ?? `signal ${death[1]}`) : death[1], line: i };
+    if (/^torch\.distributed\.elastic\.multiprocessing\.(errors\.ChildFailedError|api\.SignalException):/.test(line)) markOwnTraceback(lines, i, report.ownLines);
+    const rankLine = /^\s+rank\s+: (\d+) \(local_rank: \d+\)$/.exec(line);
+    if (rankLine) rank = Number(rankLine[1]);
+    const exit = /^\s+exitcode\s+: (-?\d+) \(pid: \d+\)$/.exec(line);
+    if (exit && rank !== undefined) {
+      const code = Number(exit[1]);
+      const failure: TorchrunWorkerFailure = { rank, exitCode: code, line: i };
+      if (code < 0) failure.signal = SIGNAL_NAMES[-code] ?? `signal ${-code}`;
+      if (!report.failures.some((f) => f.rank === rank)) report.failures.push(failure);
+      rank = undefined;
+    }
+  }
+  return report;
+}
+
+/** From the `Traceback` line above torchrun's exception to the closing `====` of its failure block. */
+function markOwnTraceback(lines: readonly string[], at: number, own: Set<number>): void {
+  let start = at;
+  for (let i = at; i >= Math.max(0, at - 40); i--) {
+    if (lines[i].startsWith('Traceback (most recent call last)')) {
+      start = i;
+      break;
+    }
+  }
+  let end = at;
+  let borders = 0;
+  for (let i = at + 1; i < lines.length && i <= at + 400; i++) {
+    if (/^=+$/.test(lines[i]) && ++borders === 2) {
+      end = i;
+      break;
+    }
+  }
+  for (let i = start; i <= end; i++) own.add(i);
+}
+
 /**
  * Classifies a finished process from its log lines (the first and the last lines of a long log).
  * `detected` is a class the watcher established itself (hang, nan-loss).
@@ -179,8 +247,19 @@ export function classifyFailure(status: ExitStatus, logTail: string[], detected?
     return make('nan-loss', `the loss became NaN${where}`, i >= 0 ? excerptAround(logTail, i) : tail, i >= 0 ? i : undefined);
   }
   if (detected) return make(detected, detected, tail);
+  // torchrun exits 1 whatever ended its workers. Its own traceback (ChildFailedError, SignalException)
+  // only says that a worker failed, never why, so no rule reads those lines.
+  const torchrun = readTorchrunReport(logTail);
+  let torchrunRead = false;
   for (const rule of rulesInOrder(extraRules)) {
-    const hit = lastHit(logTail, rule);
+    if (!torchrunRead && (rule.role ?? 'cause') !== 'cause') {
+      // A worker killed by a signal (the host's OOM killer, a SIGKILL) printed nothing of its own: after
+      // the causes, before its peers' HCCL errors, which only echo its loss.
+      torchrunRead = true;
+      const signalled = torchrunSignalReport(torchrun, logTail);
+      if (signalled) return make(signalled.class, signalled.reason, excerptAround(logTail, signalled.line), signalled.line);
+    }
+    const hit = lastHit(logTail, rule, torchrun.ownLines);
     if (hit < 0) continue;
     if (rule.class === 'bad-arguments' && status.exitCode !== 2 && status.exitCode !== 1) continue;
     if (rule.class === 'exception' && status.signal) break;
@@ -196,6 +275,8 @@ export function classifyFailure(status: ExitStatus, logTail: string[], detected?
   if (status.signal === 'SIGSEGV') return make('segfault', 'the process was killed by SIGSEGV', tail);
   if (status.signal) return make('killed', `the process was killed by ${status.signal}`, tail);
   if (status.exitCode === 137 || status.exitCode === 143) return make('killed', `the process exited with ${status.exitCode} (killed)`, tail);
+  const worker = torchrun.failures[0];
+  if (worker) return make('unknown', `rank ${worker.rank} exited with code ${worker.exitCode} (torchrun)`, excerptAround(logTail, worker.line));
   return make('unknown', `the process exited with code ${status.exitCode}`, tail);
 }
 
@@ -212,7 +293,21 @@ export function firstNaNLine(lines: readonly string[]): number {
 }
 
 /** The last matching line is nearest to the failure (a traceback's final line names the error). */
-function lastHit(lines: readonly string[], rule: FailureRule): number {
-  for (let i = lines.length - 1; i >= 0; i--) if (rule.pattern.test(lines[i]) && (rule.accept?.(lines, i) ?? true)) return i;
+function lastHit(lines: readonly string[], rule: FailureRule, skip: ReadonlySet<number>): number {
+  for (let i = lines.length - 1; i >= 0; i--) if (!skip.has(i) && rule.pattern.test(lines[i]) && (rule.accept?.(lines, i) ?? true)) return i;
   return -1;
+}
+
+/** A worker that torchrun reports killed by a signal, or torchrun itself shut down by one. */
+function torchrunSignalReport(torchrun: TorchrunReport, lines: readonly string[]): { class: FailureClass; reason: string; line: number } | undefined {
+  const signalled = torchrun.failures.find((f) => f.signal);
+  if (signalled?.signal) {
+    const cls: FailureClass = signalled.signal === 'SIGSEGV' ? 'segfault' : 'killed';
+    return { class: cls, reason: `rank ${signalled.rank} was killed by ${signalled.signal} (torchrun: ${lines[signalled.line].trim()})`, line: signalled.line };
+  }
+  if (torchrun.deathSignal) {
+    const { signal, line } = torchrun.deathSignal;
+    return { class: 'killed', reason: `torchrun received ${signal} and shut its workers down`, line };
+  }
+  return undefined;
 }

@@ -156,6 +156,49 @@ describe('root causes win over their echoes', () => {
   });
 });
 
+describe('failure classification under torchrun (it exits 1 and prints ChildFailedError whatever ended its workers)', () => {
+  /** torch/distributed/elastic/multiprocessing/errors/__init__.py's block, as torch 2.1 prints it. */
+  function torchrunEnd(failures: { rank: number; exitcode: number; pid: number }[]): string[] {
+    const entry = (f: { rank: number; exitcode: number; pid: number }, i: number) => [
+      `[${i}]:`, '  time      : 2024-05-01_10:00:00', '  host      : node-a', `  rank      : ${f.rank} (local_rank: ${f.rank})`,
+      `  exitcode  : ${f.exitcode} (pid: ${f.pid})`, '  error_file: <N/A>',
+      f.exitcode < 0 ? `  traceback : Signal ${-f.exitcode} (${f.exitcode === -9 ? 'SIGKILL' : 'SIGSEGV'}) received by PID ${f.pid}` : '  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html',
+    ];
+    const [root, ...others] = failures;
+    return [
+      `ERROR:torch.distributed.elastic.multiprocessing.api:failed (exitcode: ${root.exitcode}) local_rank: ${root.rank} (pid: ${root.pid}) of binary: /usr/bin/python3`,
+      'Traceback (most recent call last):', '  File "/usr/local/bin/torchrun", line 8, in <module>', '    sys.exit(main())',
+      '  File "/usr/local/lib/python3.8/site-packages/torch/distributed/launcher/api.py", line 264, in launch_agent', '    raise ChildFailedError(',
+      'torch.distributed.elastic.multiprocessing.errors.ChildFailedError: ', '='.repeat(60), 'pretrain_gpt.py FAILED', '-'.repeat(60), 'Failures:',
+      ...(others.length ? others.flatMap((f, i) => entry(f, i + 1)) : ['  <NO_OTHER_FAILURES>']), '-'.repeat(60), 'Root Cause (first observed failure):', ...entry(root, 0), '='.repeat(60),
+    ];
+  }
+  const hcclEcho = ['Traceback (most recent call last):', 'RuntimeError: [Rank 0] HCCL AllReduce failed: lost the connection to remote rank [1] (connection closed by peer).'];
+
+  it('a worker killed by SIGKILL is killed, though its peers echo HCCL errors and torchrun raised an exception', () => {
+    const r = classifyFailure({ exitCode: 1, signal: null }, [' iteration 3', ...hcclEcho, ...torchrunEnd([{ rank: 0, exitcode: 1, pid: 10 }, { rank: 1, exitcode: -9, pid: 11 }])]);
+    expect(r).toMatchObject({ class: 'killed', retryable: true });
+    expect(r.reason).toMatch(/^rank 1 was killed by SIGKILL/);
+    expect(r.excerpt.join('\n')).toContain('exitcode  : -9 (pid: 11)');
+    expect(classifyFailure({ exitCode: 1, signal: null }, torchrunEnd([{ rank: 0, exitcode: -11, pid: 10 }])).class).toBe('segfault');
+  });
+
+  it('a worker that failed on its own is classified from its own lines, not from ChildFailedError', () => {
+    const own = ['Traceback (most recent call last):', '  File "pretrain_gpt.py", line 262, in <module>', 'RuntimeError: boom'];
+    const r = classifyFailure({ exitCode: 1, signal: null }, [...own, ...torchrunEnd([{ rank: 0, exitcode: 1, pid: 10 }])]);
+    expect(r).toMatchObject({ class: 'exception', reason: 'RuntimeError: boom' });
+    const usage = ['usage: pretrain_gpt.py [-h] ...', 'pretrain_gpt.py: error: unrecognized arguments: --bogus'];
+    expect(classifyFailure({ exitCode: 1, signal: null }, [...usage, ...torchrunEnd([{ rank: 0, exitcode: 2, pid: 10 }])])).toMatchObject({ class: 'bad-arguments', retryable: false });
+    // Nothing of its own: torchrun's report still names the rank and its exit code.
+    expect(classifyFailure({ exitCode: 1, signal: null }, torchrunEnd([{ rank: 3, exitcode: 7, pid: 10 }]))).toMatchObject({ class: 'unknown', reason: 'rank 3 exited with code 7 (torchrun)' });
+  });
+
+  it('torchrun stopped by a death signal is killed', () => {
+    const lines = ['WARNING:torch.distributed.elastic.agent.server.api:Received Signals.SIGTERM death signal, shutting down workers', 'Traceback (most recent call last):', 'torch.distributed.elastic.multiprocessing.api.SignalException: Process 5 got signal: 15'];
+    expect(classifyFailure({ exitCode: 1, signal: null }, lines)).toMatchObject({ class: 'killed', reason: 'torchrun received SIGTERM and shut its workers down' });
+  });
+});
+
 describe('checkpoints', () => {
   function write(dir: string, iteration: number, shards: string[], tracker?: string) {
     for (const s of shards) {

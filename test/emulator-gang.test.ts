@@ -47,10 +47,10 @@ function freePort(): Promise<number> {
   });
 }
 
-/** One node of a gang: the emulator's torchrun with this node's rank, exec'ing pretrain_gpt.py (same pid). */
-function startNode(opts: { rank: number; nodes: number; port: number; args: string[]; env?: Record<string, string>; script?: string }): Node {
+/** One node of a gang: the emulator's torchrun (the elastic agent) with this node's rank; its worker runs pretrain_gpt.py. */
+function startNode(opts: { rank: number; nodes: number; port: number; args: string[]; env?: Record<string, string>; script?: string; nproc?: number }): Node {
   const argv = [
-    '--nnodes', String(opts.nodes), '--node_rank', String(opts.rank), '--nproc_per_node', '1',
+    '--nnodes', String(opts.nodes), '--node_rank', String(opts.rank), '--nproc_per_node', String(opts.nproc ?? 1),
     '--master_addr', '127.0.0.1', '--master_port', String(opts.port),
     path.join(EMULATOR, opts.script ?? 'pretrain_gpt.py'), ...opts.args,
   ];
@@ -201,14 +201,20 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
     expect(tracker(save)).toBe('20');
   });
 
-  it('node 1 sees node 0 die (sigkill) and exits promptly with the HCCL error', async () => {
+  it('node 0’s worker SIGKILLed: its torchrun reports it in ChildFailedError (killed); node 1 exits promptly with the HCCL error', async () => {
     const save = path.join(tmp, 'kill0');
     const gang = startGang(2, await freePort(), () => trainArgs({ pp: 2, save, iters: 20 }), () => ({ MLEMU_FAULTS: 'node0:sigkill@5' }));
     const [e0, e1] = await all(gang, 60_000);
-    expect(e0.signal).toBe('SIGKILL');
+    // The agent outlives its worker (torch.distributed.run): exit 1 and the failure block, not the signal.
+    expect(e0.code).toBe(1);
+    expect(e0.signal).toBeNull();
+    expect(gang[0].stderr()).toMatch(/\n {2}rank {6}: 0 \(local_rank: 0\)\n {2}exitcode {2}: -9 \(pid: (\d+)\)\n {2}error_file: <N\/A>\n {2}traceback : Signal 9 \(SIGKILL\) received by PID \1\n/);
     expect(e1.code).toBe(1);
-    expect(e1.at - e0.at).toBeLessThan(5_000);
+    expect(Math.abs(e1.at - e0.at)).toBeLessThan(5_000);
     expect(PEER_LOST.exec(gang[1].stderr())?.[1]).toBe('0');
+    expect(gang[1].stderr()).toContain('exitcode  : 1 (pid: ');
+    expect(gang[1].stderr()).toContain('traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html');
+    expect(classifyFailure({ exitCode: e0.code, signal: e0.signal }, logLines(gang[0])).class).toBe('killed');
     expect(classifyFailure({ exitCode: e1.code, signal: e1.signal }, logLines(gang[1])).class).toBe('communication');
   });
 
@@ -255,26 +261,27 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
     expect(iterations(lone1.stdout())).toEqual([]);
   });
 
-  // Only Megatron's exit signal handler saves on SIGTERM; high availability alone does not (emulator.test.ts).
-  for (const [flag, status] of [['--exit-signal-handler', 0]] as const) {
-    it(`SIGTERM to node 1 only with ${flag}: both nodes save the same iteration and exit ${status}`, async () => {
-      const save = path.join(tmp, `sigterm${status}`);
-      // A save interval that is never reached: the only checkpoint is the SIGTERM one.
-      const gang = startGang(2, await freePort(), () => trainArgs({ pp: 2, save, iters: 2000, saveInterval: 1000, extra: [flag] }));
-      const [node0, node1] = gang;
-      await until(() => iterations(node1.stdout()).length >= 3, 30_000, 'node 1 training');
-      node1.child.kill('SIGTERM');
-      const [e0, e1] = await all(gang, 30_000);
-      expect(e0.code, node0.stderr()).toBe(status);
-      expect(e1.code, node1.stderr()).toBe(status);
-      const last = Math.max(...iterations(node1.stdout()));
-      expect(last).toBeLessThan(2000);
-      expect(node0.stdout()).toContain(`saving checkpoint at iteration ${String(last).padStart(7)} to ${save}`);
-      expect(shards(save, last)).toEqual(['mp_rank_00_000', 'mp_rank_00_001']);
-      expect(tracker(save)).toBe(String(last));
-      expect(node0.stderr() + node1.stderr()).toBe('');
-    });
-  }
+  it('SIGTERM to node 1’s torchrun only, with --exit-signal-handler: it passes it to its worker, both nodes save the same iteration; node 0 exits 0, node 1’s agent dies of the signal', async () => {
+    const save = path.join(tmp, 'sigterm');
+    // A save interval that is never reached: the only checkpoint is the SIGTERM one.
+    const gang = startGang(2, await freePort(), () => trainArgs({ pp: 2, save, iters: 2000, saveInterval: 1000, extra: ['--exit-signal-handler'] }));
+    const [node0, node1] = gang;
+    await until(() => iterations(node1.stdout()).length >= 3, 30_000, 'node 1 training');
+    node1.child.kill('SIGTERM');
+    const [e0, e1] = await all(gang, 30_000);
+    expect(e0.code, node0.stderr()).toBe(0);
+    expect(node0.stderr()).toBe('');
+    // torch.distributed.run: the agent forwards the signal, waits for its worker, then raises SignalException.
+    expect(e1.code, node1.stderr()).toBe(1);
+    expect(node1.stderr()).toContain('WARNING:torch.distributed.elastic.agent.server.api:Received Signals.SIGTERM death signal, shutting down workers\n');
+    expect(node1.stderr()).toMatch(/\ntorch\.distributed\.elastic\.multiprocessing\.api\.SignalException: Process \d+ got signal: 15\n$/);
+    const last = Math.max(...iterations(node1.stdout()));
+    expect(last).toBeLessThan(2000);
+    expect(node0.stdout()).toContain(`saving checkpoint at iteration ${String(last).padStart(7)} to ${save}`);
+    expect(shards(save, last)).toEqual(['mp_rank_00_000', 'mp_rank_00_001']);
+    expect(tracker(save)).toBe(String(last));
+    expect(classifyFailure({ exitCode: e1.code, signal: e1.signal }, logLines(node1)).class).toBe('killed');
+  });
 
   it('a gang of four nodes forms and trains (PP 4, one shard per node)', async () => {
     const save = path.join(tmp, 'four');
@@ -284,6 +291,22 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
     expect(iterations(gang[3].stdout())).toEqual([1, 2, 3]);
     expect(shards(save, 3)).toEqual(['mp_rank_00_000', 'mp_rank_00_001', 'mp_rank_00_002', 'mp_rank_00_003']);
     expect(tracker(save)).toBe('3');
+  });
+
+  it('two nodes of two ranks each (TP 2, PP 2): the four rank processes train in lock-step and each writes its own shard', async () => {
+    const save = path.join(tmp, 'two-by-two');
+    const port = await freePort();
+    const args = [...trainArgs({ pp: 2, save, iters: 4, saveInterval: 2 }), '--tensor-model-parallel-size', '2'];
+    const gang = [0, 1].map((rank) => startNode({ rank, nodes: 2, port, args, nproc: 2 }));
+    const exits = await all(gang, 60_000);
+    exits.forEach((e, k) => expect(e.code, gang[k].stderr()).toBe(0));
+    // Rank 0 (node 0) prints rank-0 lines; the last rank (3, on node 1) the training log.
+    expect(gang[0].stdout()).toContain('successfully saved checkpoint at iteration       4');
+    expect(gang[1].stdout()).not.toContain('successfully saved checkpoint');
+    expect(iterations(gang[0].stdout())).toEqual([]);
+    expect(iterations(gang[1].stdout())).toEqual([1, 2, 3, 4]);
+    expect(shards(save, 4)).toEqual(['mp_rank_00_000', 'mp_rank_00_001', 'mp_rank_01_000', 'mp_rank_01_001']);
+    expect(tracker(save)).toBe('4');
   });
 
   it('evaluation forms the gang too: a lone node times out, a pair finishes with status 0', async () => {

@@ -4,12 +4,13 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ITERATION_RE, iterations } from './helpers/emulator-log.ts';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { classifyFailure } from '../modellink/failures.ts';
+import { ITERATION_RE, iterations } from './helpers/emulator-log.ts';
 
 const EMULATOR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'emulator');
 const PYTHON = process.env.PYTHON ?? 'python3';
@@ -40,9 +41,20 @@ function run(command: string[], env: Record<string, string> = {}, cwd = tmp): Re
 const py = (script: string, args: string[], env: Record<string, string> = {}) => run([PYTHON, path.join(EMULATOR, script), ...args], env);
 const torchrun = (nproc: number, script: string, args: string[], env: Record<string, string> = {}) =>
   run(
-    [path.join(EMULATOR, 'torchrun'), '--nproc_per_node', String(nproc), '--nnodes', '1', '--node_rank', '0', '--master_addr', 'localhost', '--master_port', '6000', path.join(EMULATOR, script), ...args],
+    [path.join(EMULATOR, 'torchrun'), '--nproc_per_node', String(nproc), '--nnodes', '1', '--node_rank', '0', '--master_addr', 'localhost', '--master_port', String(masterPort), path.join(EMULATOR, script), ...args],
     env,
   );
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
 
 /** A small LLaMA-shaped model, as the examples/mcore/llama2 scripts pass it. */
 function modelArgs(extra: { tp?: number; pp?: number } = {}): string[] {
@@ -73,7 +85,9 @@ function trainArgs(opts: { save?: string; load?: string; iters?: number; tp?: nu
   ];
 }
 
-beforeAll(() => {
+let masterPort: number; // node 0's torchrun serves the ranks' store there
+beforeAll(async () => {
+  masterPort = await freePort();
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'linkflow-emulator-test-'));
   hf = path.join(tmp, 'hf');
   for (const args of [['hf-model', hf], ['pretrain-jsonl', path.join(tmp, 'corpus.jsonl'), '--docs', '120'], ['eval', path.join(tmp, 'eval')]]) {
@@ -473,15 +487,24 @@ describe('evaluation.py', () => {
 });
 
 describe('torchrun stand-in', () => {
-  it('exports the rank layout and execs the script with its arguments unchanged', () => {
+  it('starts one worker per --nproc-per-node with torch’s environment and passes the script its arguments unchanged', () => {
     const script = path.join(tmp, 'show.py');
-    fs.writeFileSync(script, 'import json, os, sys\nprint(json.dumps({"env": {k: os.environ.get(k) for k in ["RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT", "MLEMU_LOCAL_RANKS"]}, "argv": sys.argv[1:]}))\n');
+    const names = ['RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'LOCAL_WORLD_SIZE', 'GROUP_RANK', 'ROLE_RANK', 'GROUP_WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT', 'TORCHELASTIC_RESTART_COUNT', 'TORCHELASTIC_MAX_RESTARTS', 'TORCHELASTIC_RUN_ID', 'TORCHELASTIC_USE_AGENT_STORE'];
+    fs.writeFileSync(script, `import json, os, sys\nsys.stdout.write(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "env": {k: os.environ.get(k) for k in ${JSON.stringify(names)}}, "argv": sys.argv[1:]}) + "\\n")\n`);
     const r = run([path.join(EMULATOR, 'torchrun'), '--nproc-per-node', '8', '--nnodes', '2', '--node-rank', '1', '--master-addr', '10.0.0.1', '--master-port', '6001', script, '--a', '1', '--flag', 'x y']);
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({
-      env: { RANK: '8', LOCAL_RANK: '0', WORLD_SIZE: '16', LOCAL_WORLD_SIZE: '8', GROUP_RANK: '1', MASTER_ADDR: '10.0.0.1', MASTER_PORT: '6001', MLEMU_LOCAL_RANKS: '8' },
-      argv: ['--a', '1', '--flag', 'x y'],
-    });
+    const workers = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { pid: number; ppid: number; env: Record<string, string>; argv: string[] });
+    expect(workers.map((w) => Number(w.env.RANK)).sort((a, b) => a - b)).toEqual([8, 9, 10, 11, 12, 13, 14, 15]);
+    expect(new Set(workers.map((w) => w.pid)).size).toBe(8); // eight processes, one parent: the agent
+    expect(new Set(workers.map((w) => w.ppid)).size).toBe(1);
+    for (const w of workers) {
+      const rank = Number(w.env.RANK);
+      expect(w.env).toEqual({
+        RANK: String(rank), LOCAL_RANK: String(rank - 8), WORLD_SIZE: '16', LOCAL_WORLD_SIZE: '8', GROUP_RANK: '1', ROLE_RANK: String(rank), GROUP_WORLD_SIZE: '2',
+        MASTER_ADDR: '10.0.0.1', MASTER_PORT: '6001', TORCHELASTIC_RESTART_COUNT: '0', TORCHELASTIC_MAX_RESTARTS: '0', TORCHELASTIC_RUN_ID: 'none', TORCHELASTIC_USE_AGENT_STORE: 'True',
+      });
+      expect(w.argv).toEqual(['--a', '1', '--flag', 'x y']);
+    }
   });
 
   it('rejects unknown torchrun options before the script', () => {
@@ -489,4 +512,175 @@ describe('torchrun stand-in', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('torchrun: error: unrecognized arguments: --bogus');
   });
+
+  // --- a running job: the agent and its workers -------------------------------------------------------
+
+  const PEER_LOST = /RuntimeError: \[Rank (\d+)\] HCCL AllReduce failed: lost the connection to remote rank \[(\d+)\]/g;
+
+  interface Job {
+    pid: number;
+    out: () => string;
+    err: () => string;
+    done: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
+  }
+
+  /** torchrun on one node, as a child process; the test kills what it started (afterEach below). */
+  const jobs = new Set<number>();
+  function startTorchrun(nproc: number, args: string[], env: Record<string, string> = {}): Job {
+    const child = spawn(path.join(EMULATOR, 'torchrun'), ['--nproc_per_node', String(nproc), '--master_addr', 'localhost', '--master_port', String(masterPort), path.join(EMULATOR, 'pretrain_gpt.py'), ...args], {
+      cwd: tmp,
+      env: { ...process.env, MLEMU_ITER_TIME_MS: '20', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    jobs.add(child.pid!);
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) =>
+      child.on('close', (code, signal) => {
+        jobs.delete(child.pid!);
+        resolve({ code, signal, at: Date.now() });
+      }),
+    );
+    return { pid: child.pid!, out: () => out, err: () => err, done };
+  }
+
+  afterEach(() => {
+    for (const pid of jobs) for (const p of [...childrenOf(pid), pid]) signalQuietly(p, 'SIGKILL');
+    jobs.clear();
+  });
+
+  function signalQuietly(pid: number, signal: NodeJS.Signals): void {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+
+  /** The processes whose parent is `pid` (from /proc/<pid>/stat, field 4). */
+  function childrenOf(pid: number): number[] {
+    const kids: number[] = [];
+    for (const name of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(name)) continue;
+      try {
+        const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+        if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) kids.push(Number(name));
+      } catch {
+        // exited meanwhile
+      }
+    }
+    return kids;
+  }
+
+  const procList = (pid: number, file: 'environ' | 'cmdline') => fs.readFileSync(`/proc/${pid}/${file}`, 'utf8').split('\0').filter((x) => x !== '');
+  const environOf = (pid: number) => Object.fromEntries(procList(pid, 'environ').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+
+  async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+    const end = Date.now() + ms;
+    while (!cond()) {
+      if (Date.now() > end) throw new Error(`deadline: ${what} after ${ms} ms`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  const lines = (job: Job) => [...job.out().split('\n'), ...job.err().split('\n')].filter((l) => l !== '');
+
+  /** Worker pid by global rank, read from /proc while the job runs. */
+  function workersByRank(agent: number): Map<number, number> {
+    return new Map(childrenOf(agent).map((pid) => [Number(environOf(pid).RANK), pid]));
+  }
+
+  it('runs each rank as a child process of the agent; a SIGKILLed worker ends the job with torch’s ChildFailedError block, exit 1, classified killed', async () => {
+    const job = startTorchrun(4, trainArgs({ save: path.join(tmp, 'tr-kill'), iters: 2000, tp: 2, pp: 2 }));
+    await until(() => iterations(job.out()).length >= 3, 60_000, 'training');
+    const workers = workersByRank(job.pid);
+    expect([...workers.keys()].sort()).toEqual([0, 1, 2, 3]);
+    for (const [rank, pid] of workers) {
+      const env = environOf(pid);
+      expect({ RANK: env.RANK, LOCAL_RANK: env.LOCAL_RANK, WORLD_SIZE: env.WORLD_SIZE, LOCAL_WORLD_SIZE: env.LOCAL_WORLD_SIZE, GROUP_RANK: env.GROUP_RANK, MASTER_PORT: env.MASTER_PORT }).toEqual({
+        RANK: String(rank), LOCAL_RANK: String(rank), WORLD_SIZE: '4', LOCAL_WORLD_SIZE: '4', GROUP_RANK: '0', MASTER_PORT: String(masterPort),
+      });
+      expect(procList(pid, 'cmdline').slice(1, 3)).toEqual(['-u', path.join(EMULATOR, 'pretrain_gpt.py')]);
+      expect(childrenOf(pid)).toEqual([]); // a worker is one rank, it starts nobody
+    }
+    expect(procList(job.pid, 'cmdline').some((a) => a.endsWith('/torchrun'))).toBe(true);
+
+    const victim = workers.get(2)!;
+    process.kill(victim, 'SIGKILL');
+    const end = await within(job.done, 60_000, 'torchrun did not exit');
+    expect(end.code, job.err()).toBe(1);
+    expect(end.signal).toBeNull();
+    expect(job.err()).toContain(`  rank      : 2 (local_rank: 2)\n  exitcode  : -9 (pid: ${victim})\n  error_file: <N/A>\n  traceback : Signal 9 (SIGKILL) received by PID ${victim}\n`);
+    expect(job.err()).toMatch(/\ntorch\.distributed\.elastic\.multiprocessing\.errors\.ChildFailedError: \n=+\n\S*pretrain_gpt\.py FAILED\n-+\nFailures:\n/);
+    expect(job.err()).toMatch(/\nERROR:torch\.distributed\.elastic\.multiprocessing\.api:failed \(exitcode: -?\d+\) local_rank: \d \(pid: \d+\) of binary: /);
+    // The peers noticed the loss at their next collective, as on real hardware.
+    const echoes = [...job.err().matchAll(PEER_LOST)];
+    expect(echoes.length).toBeGreaterThan(0);
+    expect(echoes.every((m) => m[2] === '2')).toBe(true);
+    expect(childrenOf(job.pid)).toEqual([]);
+    const report = classifyFailure({ exitCode: end.code, signal: end.signal }, lines(job));
+    expect(report.class).toBe('killed');
+    expect(report.reason).toContain('rank 2 was killed by SIGKILL');
+  }, 120_000);
+
+  it('OOM on one rank: its EL0004/rtMalloc/NPU out of memory lines come first, then its peers’ HCCL errors, then torchrun’s block', async () => {
+    const job = startTorchrun(4, trainArgs({ save: path.join(tmp, 'tr-oom'), iters: 20, tp: 2, pp: 2 }), { MLEMU_FAULTS: 'oom@5' });
+    const end = await within(job.done, 60_000, 'torchrun did not exit');
+    expect(end.code).toBe(1);
+    const err = job.err();
+    const oom = err.indexOf('RuntimeError: NPU out of memory. Tried to allocate');
+    expect(err).toMatch(/EL0004: \S+ Failed to allocate memory/);
+    expect(err).toContain('rtMalloc execute failed, reason=[driver error:out of memory]');
+    expect(err.indexOf('EL0004')).toBeLessThan(oom);
+    const echoes = [...err.matchAll(PEER_LOST)];
+    expect(echoes.map((m) => m[1]).sort()).toEqual(['1', '2', '3']); // every peer of rank 0
+    expect(echoes.every((m) => m[2] === '0' && (m.index ?? 0) > oom)).toBe(true);
+    expect(err.indexOf('ChildFailedError')).toBeGreaterThan(Math.max(...echoes.map((m) => m.index ?? 0)));
+    expect((err.match(/NPU out of memory/g) ?? []).length).toBe(1); // one rank ran out, the others echo
+  }, 90_000);
+
+  it('SIGTERM to the agent: it logs the death signal, passes SIGTERM to every worker, waits for them (a save finishes), then dies of SignalException', async () => {
+    const save = path.join(tmp, 'tr-term');
+    const job = startTorchrun(2, trainArgs({ save, iters: 2000, pp: 2, extra: ['--save-interval', '1000', '--exit-signal-handler'] }), { MLEMU_SAVE_TIME_MS: '1500' });
+    await until(() => iterations(job.out()).length >= 3, 60_000, 'training');
+    const workers = [...workersByRank(job.pid).values()];
+    process.kill(job.pid, 'SIGTERM');
+    const end = await within(job.done, 60_000, 'torchrun did not exit');
+    expect(end.code).toBe(1);
+    const err = job.err();
+    expect(err).toContain('WARNING:torch.distributed.elastic.agent.server.api:Received Signals.SIGTERM death signal, shutting down workers\n');
+    for (const pid of workers) expect(err).toContain(`WARNING:torch.distributed.elastic.multiprocessing.api:Sending process ${pid} closing signal SIGTERM\n`);
+    expect(err).not.toContain('Unable to shutdown process');
+    expect(err).toMatch(new RegExp(`\\ntorch\\.distributed\\.elastic\\.multiprocessing\\.api\\.SignalException: Process ${job.pid} got signal: 15\\n$`));
+    // The workers' exit signal handler saved the iteration they agreed on; the agent waited for it.
+    const last = Math.max(...iterations(job.out()));
+    expect(job.out()).toContain(`  successfully saved checkpoint at iteration ${String(last).padStart(7)} to ${save}`);
+    expect(fs.readFileSync(path.join(save, 'latest_checkpointed_iteration.txt'), 'utf8')).toBe(String(last));
+    expect(classifyFailure({ exitCode: end.code, signal: end.signal }, lines(job)).class).toBe('killed');
+  }, 90_000);
+
+  it('SIGTERM to the agent during a save longer than 30 s: the workers are SIGKILLed 30 s later and no checkpoint is completed', async () => {
+    const save = path.join(tmp, 'tr-term-long');
+    const job = startTorchrun(2, trainArgs({ save, iters: 2000, pp: 2, extra: ['--save-interval', '1000', '--exit-signal-handler'] }), { MLEMU_SAVE_TIME_MS: '120000' });
+    await until(() => iterations(job.out()).length >= 3, 60_000, 'training');
+    const workers = [...workersByRank(job.pid).values()];
+    const sent = Date.now();
+    process.kill(job.pid, 'SIGTERM');
+    await until(() => job.out().includes('saving checkpoint at iteration'), 30_000, 'the stop save');
+    const end = await within(job.done, 90_000, 'torchrun did not exit');
+    expect(end.code).toBe(1);
+    expect(end.at - sent).toBeGreaterThanOrEqual(29_500);
+    expect(end.at - sent).toBeLessThan(80_000);
+    for (const pid of workers) expect(job.err()).toContain(`WARNING:torch.distributed.elastic.multiprocessing.api:Unable to shutdown process ${pid} via Signals.SIGTERM, forcefully exiting via Signals.SIGKILL\n`);
+    expect(fs.existsSync(path.join(save, 'latest_checkpointed_iteration.txt'))).toBe(false);
+    expect(job.out()).not.toContain('successfully saved checkpoint');
+  }, 150_000);
 });
+
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`deadline: ${what} after ${ms} ms`)), ms)));
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}

@@ -66,12 +66,22 @@ describe('training resumes from the newest complete checkpoint', () => {
     expect(advice.advice.recommendedIterations).toBeGreaterThanOrEqual(1);
   });
 
-  it('a trainer killed with SIGKILL is retried and resumes', async () => {
-    const { state } = await runSpec(t, pretrainSpec('sigkill', 'sigkill@25'));
+  it('a worker killed with SIGKILL (the host’s OOM killer) on a two-device node: torchrun exits 1 with its ChildFailedError block, the attempt is killed, retried and resumes', async () => {
+    const file = pretrainSpec('sigkill', 'sigkill@25');
+    const spec = YAML.parse(fs.readFileSync(file, 'utf8'));
+    spec.cluster = { ...spec.cluster, devicesPerNode: 2 };
+    spec.parallel = { ...spec.parallel, tp: 1, pp: 2 };
+    fs.writeFileSync(file, YAML.stringify(spec));
+    const { state } = await runSpec(t, file);
     expect(state.status).toBe('succeeded');
     const pretrain = state.stages.find((s) => s.name === 'pretrain')!;
     expect(pretrain.attempts[0].failureClass).toBe('killed');
-    expect(pretrain.attempts[0].reason).toMatch(/SIGKILL/);
+    expect(pretrain.attempts[0].reason).toMatch(/^rank 0 was killed by SIGKILL/);
+    // What decided it: torchrun's report of the worker, not its own traceback nor the peer's HCCL echo.
+    expect(pretrain.attempts[0].excerpt?.join('\n')).toMatch(/exitcode {2}: -9 \(pid: \d+\)\n {2}error_file: <N\/A>\n {2}traceback : Signal 9 \(SIGKILL\) received by PID \d+/);
+    const log = fs.readFileSync(pretrain.attempts[0].logFile!, 'utf8');
+    expect(log).toContain('torch.distributed.elastic.multiprocessing.errors.ChildFailedError');
+    expect(log).toMatch(/HCCL AllReduce failed: lost the connection to remote rank \[0\]/);
     expect(pretrain.attempts[1].loadedIteration).toBe(20);
     expect(pretrain.finalIteration).toBe(100);
   });

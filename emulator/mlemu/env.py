@@ -119,28 +119,28 @@ def group_rank():
     return _int_env(os.environ, 'GROUP_RANK', 0)
 
 
+def local_world_size():
+    """LOCAL_WORLD_SIZE (set by torchrun): ranks per node. 1 without torchrun."""
+    return max(1, _int_env(os.environ, 'LOCAL_WORLD_SIZE', 1))
+
+
 # --- distributed layout ---------------------------------------------------------------------------
 
 
 class Dist:
     """Which global ranks this process stands for.
 
-    torchrun (the stand-in) runs ONE process per node that emulates all of the node's local ranks;
-    it exports MLEMU_LOCAL_RANKS=<nproc_per_node> and RANK=<first global rank of the node>.
-    Under a real launcher (LOCAL_RANK set, no MLEMU_LOCAL_RANKS) a process is exactly one rank.
-    Run directly with python3 (no launcher) a process is every rank of WORLD_SIZE (default 1).
+    Under torchrun (the stand-in, like torch's elastic agent) every worker process is exactly one
+    rank: RANK, LOCAL_RANK, WORLD_SIZE come from the agent. Run directly with python3 (no
+    launcher, no LOCAL_RANK) a process stands for every rank from RANK to WORLD_SIZE - 1 (so a
+    plain `python3 pretrain_gpt.py` is the whole job, WORLD_SIZE 1 by default).
     """
 
     def __init__(self, environ=None):
         env = os.environ if environ is None else environ
         self.world_size = _int_env(env, 'WORLD_SIZE', 1)
         self.rank = _int_env(env, 'RANK', 0)
-        if 'MLEMU_LOCAL_RANKS' in env:
-            count = _int_env(env, 'MLEMU_LOCAL_RANKS', 1)
-        elif 'LOCAL_RANK' in env:
-            count = 1
-        else:
-            count = self.world_size - self.rank
+        count = 1 if 'LOCAL_RANK' in env else self.world_size - self.rank
         self.first = self.rank
         self.last = min(self.rank + max(count, 1), self.world_size) - 1
         self.hostname = socket.gethostname()

@@ -10,6 +10,12 @@ Syntax: a comma-separated list of  [scope:][nodeN:]kind@iteration
              The two prefixes may come in either order.
 Example: MLEMU_FAULTS="crash@35,hang@80"  or  MLEMU_FAULTS="convert:crash@0,pretrain:node1:oom@12"
 
+Each fault acts on ONE rank (every rank is its own process under torchrun): local rank 0 of node N
+for a nodeN fault, global rank 0 otherwise. A `nan` fault is agreed on by every rank (Megatron
+all-reduces the loss, so every rank sees it). The other ranks see the consequences as on real
+hardware: a dead rank's peers fail with an HCCL error at their next collective, a hung one's after
+HCCL_EXEC_TIMEOUT.
+
 Each fault fires once per output directory: before it acts it creates the marker
 <dir>/.mlemu-fired-[nodeN-]<kind>@<iteration> (so even sigkill leaves it behind); an existing marker
 disarms it. That is what lets an orchestrator's retry of the same command (or of the whole gang,
@@ -98,29 +104,45 @@ class FaultInjector:
         except FaultSpecError as e:
             sys.stderr.write(f'mlemu: invalid MLEMU_FAULTS: {e}\n')
             sys.exit(2)
+        # Every rank of the job keeps the same list (whatever its node), so that all of them know
+        # where a nan fault's all-reduce happens.
+        self.all_faults = [f for f in all_faults if f.scope in (None, entrypoint)]
         node = env.group_rank()
-        self.faults = [f for f in all_faults if f.scope in (None, entrypoint) and f.node in (None, node)]
+        self.faults = [f for f in self.all_faults if f.node in (None, node)]
 
     def due(self, iteration, marker_dir):
         """Armed faults for this iteration (those without a marker in marker_dir)."""
         return [f for f in self.faults
                 if f.iteration == iteration and not os.path.exists(os.path.join(marker_dir, f.marker_name))]
 
-    def check(self, iteration, marker_dir, stack, rank=0, training=True):
-        """Fires every armed fault for `iteration`. Returns True if a `nan` fault started.
+    def nan_scheduled(self, iteration):
+        """Whether any rank of the job may start a nan fault at `iteration` (the ranks then agree on it)."""
+        return any(f.kind == 'nan' and f.iteration == iteration for f in self.all_faults)
+
+    def check(self, iteration, marker_dir, stack, dist=None, training=True):
+        """Fires every armed fault for `iteration` whose rank this process stands for. Returns True if a
+        `nan` fault started here (the caller lets every rank know, see nan_scheduled).
 
         `stack` is the fabricated traceback of the current code location; during training the
         kind-specific tail (forward pass for crash/oom, all-reduce for hccl) is appended.
         """
         started_nan = False
         for fault in self.due(iteration, marker_dir):
+            rank = target_rank(fault)
+            if dist is not None and not dist.hosts(rank):
+                continue  # another rank's fault
             if not claim_marker(marker_dir, fault):
-                continue  # another node of the gang got there first
+                continue  # fired already (another node of the gang sharing the directory got there first)
             if fault.kind == 'nan':
                 started_nan = True
             else:
                 act(fault, stack, rank, training)
         return started_nan
+
+
+def target_rank(fault):
+    """The rank a fault acts on: local rank 0 of its node, or global rank 0 for an unscoped fault."""
+    return 0 if fault.node is None else fault.node * env.local_world_size()
 
 
 def claim_marker(marker_dir, fault):
@@ -160,9 +182,7 @@ def act(fault, stack, rank=0, training=True):
     elif kind == 'crash':
         _crash(stack + (tracebacks.FORWARD if training else []), rank)
     elif kind == 'oom':
-        # At start-up (@0) the other ranks are in no collective yet: no echoes.
-        _oom(stack + (tracebacks.FORWARD if training else []), rank,
-             stack[:-1] + tracebacks.ALLREDUCE if training else None)
+        _oom(stack + (tracebacks.FORWARD if training else []), rank)
     elif kind == 'hccl':
         _hccl(stack + (tracebacks.ALLREDUCE if training else []), rank)
     time.sleep(1)  # a signal may take a moment to be delivered
@@ -195,14 +215,14 @@ def _crash(stack, rank):
     tracebacks.die(stack, 'RuntimeError', message, preamble=preamble)
 
 
-def _oom(stack, rank, peer_stack):
-    """A device out of memory, in the three forms a CANN log prints it, then what the peers print.
+def _oom(stack, rank):
+    """A device out of memory, in the three forms a CANN log prints it.
 
     torch_npu's caching allocator (torch_npu/csrc/core/npu/NPUCachingAllocator.cpp) raises
     `NPU out of memory. Tried to allocate ...` once the runtime's malloc failed, after CANN logged the
     failure as EL0004 with the rtMalloc line (reference/modellink/real-sources.md, "Ascend error
-    texts"). The other ranks of this process then block in the next collective on a peer that is
-    gone and fail with HCCL errors: the echoes of the root cause.
+    texts"). The other ranks, each its own process, then block in the next collective on a peer that
+    is gone and fail with HCCL errors of their own (gang.py): the echoes of the root cause.
     """
     _, full = _stamp()
     preamble = (
@@ -210,24 +230,15 @@ def _oom(stack, rank, peer_stack):
         '        Possible Cause: Available memory is insufficient.\n'
         '        Solution: Close applications not in use.\n'
         '        TraceBack (most recent call last):\n'
-        '        rtMalloc execute failed, reason=[driver error:out of memory]'
-        '[FUNC:FuncErrorReason][FILE:error_message_manage.cc][LINE:53]\n'
-        '        alloc device memory failed, runtime result = 207001'
-        '[FUNC:ReportCallError][FILE:log_inner.cpp][LINE:161]\n'
+        '        rtMalloc execute failed, reason=[driver error:out of memory][FUNC:FuncErrorReason][FILE:error_message_manage.cc][LINE:53]\n'
+        '        alloc device memory failed, runtime result = 207001[FUNC:ReportCallError][FILE:log_inner.cpp][LINE:161]\n'
     )
     message = (
         f'NPU out of memory. Tried to allocate 2.00 GiB (NPU {rank % 8}; 60.97 GiB total capacity; '
         '56.51 GiB already allocated; 56.51 GiB current active; 1.18 GiB free; 58.73 GiB reserved in total by PyTorch) '
         'If reserved memory is >> allocated memory try setting max_split_size_mb to avoid fragmentation.'
     )
-    tracebacks.write(stack, 'RuntimeError', message, preamble=preamble)
-    # One process plays every local rank (see env.Dist): the others print their echo here. Where each
-    # rank is its own process, each prints its own in the collective it is waiting in.
-    for peer in env.Dist().hosted_ranks() if peer_stack is not None else []:
-        if peer != rank:
-            tracebacks.write(peer_stack, 'RuntimeError', *_hccl_timeout_text(peer, rank))
-    sys.stderr.flush()
-    os._exit(1)
+    tracebacks.die(stack, 'RuntimeError', message, preamble=preamble)
 
 
 def _hccl(stack, rank):

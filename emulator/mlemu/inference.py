@@ -34,7 +34,7 @@ def main(argv=None):
     dist = env.Dist()
     env.line_buffered_stdio()
     marker_dir = env.marker_dir(os.path.dirname(os.path.abspath(args.load)) if args.load else os.getcwd())
-    faults.FaultInjector(ENTRYPOINT).check(0, marker_dir, MAIN, dist.first, training=False)
+    faults.FaultInjector(ENTRYPOINT).check(0, marker_dir, MAIN, dist, training=False)
     rt = megatron.initialize(ENTRYPOINT, args, INIT_STACK, args_defaults={'no_load_rng': True, 'no_load_optim': True},
                              dist=dist)
     logs.setup(dist.hosts_rank0)

@@ -26,7 +26,7 @@ class Runtime:
         self.args = args
         self.dist = dist or Dist()
 
-    # print_rank_0 / print_rank_last: one emulator process may stand for several ranks.
+    # print_rank_0 / print_rank_last: a worker under torchrun is one rank; a plain `python3` run is all of them.
     def print0(self, *parts):
         if self.dist.hosts_rank0:
             print(*parts, flush=True)
@@ -86,7 +86,7 @@ def initialize(entrypoint, args, entry_stack, args_defaults=None, dist=None):
 
     # finish_mpu_init / _compile_dependencies
     rt.print0('> initializing torch distributed ...')
-    # init_process_group: several nodes form a gang over TCP (mlemu/gang.py); its timeout is
+    # init_process_group: the rank processes form a gang at the store (mlemu/gang.py); its timeout is
     # Megatron's --distributed-timeout-minutes (default 10).
     minutes = getattr(args, 'distributed_timeout_minutes', None) or 10
     gang.init(rt.dist, env.rdzv_timeout_s(60 * minutes), entry_stack + tracebacks.INIT_DISTRIBUTED)

@@ -31,9 +31,10 @@ def main(argv=None):
     env.line_buffered_stdio()
 
     # kind@0 faults fire at start-up, before Megatron initializes.
-    nan_active = injector.check(0, marker_dir, tracebacks.PRETRAIN_INIT, dist.first, training=False)
+    nan_started = injector.check(0, marker_dir, tracebacks.PRETRAIN_INIT, dist, training=False)
 
     rt = megatron.initialize(ENTRYPOINT, args, tracebacks.PRETRAIN_INIT, dist=dist)
+    nan_active = agree_on_nan(injector, 0, nan_started)
     rt.print0('time to initialize megatron (seconds): {:.3f}'.format(time.time() - start))
     rt.print_datetime('after megatron is initialized')
 
@@ -87,6 +88,16 @@ def main(argv=None):
     # No node may leave while another still needs it: the other would see a lost peer.
     gang.barrier(END_BARRIER_STACK)
     return 0
+
+
+def agree_on_nan(injector, iteration, started_here):
+    """A NaN loss is the whole job's: Megatron averages the loss over the data-parallel group
+    (pretrain_gpt.py loss_func: average_losses_across_data_parallel_group) and the last rank logs it,
+    so the rank a nan fault hit tells the others. Every rank knows from MLEMU_FAULTS when to ask."""
+    if not injector.nan_scheduled(iteration):
+        return started_here
+    flags = gang.all_reduce_or(gang.NAN if started_here else 0, tracebacks.PRETRAIN_TRAIN_STEP[:-1] + tracebacks.ALLREDUCE)
+    return bool(flags & gang.NAN)
 
 
 # --- model --------------------------------------------------------------------------------------------------
@@ -288,7 +299,8 @@ class Trainer:
         saved = False
         while self.iteration < args.train_iters:
             next_iteration = self.iteration + 1
-            if self.injector.check(next_iteration, self.marker_dir, tracebacks.PRETRAIN_TRAIN_STEP, rt.dist.first):
+            started = self.injector.check(next_iteration, self.marker_dir, tracebacks.PRETRAIN_TRAIN_STEP, rt.dist)
+            if agree_on_nan(self.injector, next_iteration, started):
                 self.nan_active = True
             self.step(next_iteration)
             lr = self.schedule.get_lr(self.sched_steps)
@@ -303,9 +315,10 @@ class Trainer:
             if args.save and args.save_interval and self.iteration % args.save_interval == 0:
                 self._pause(lambda: save(rt, self.iteration))
                 saved = True
-            # One collective per iteration keeps the nodes in lock-step (a dead peer is noticed here) and,
-            # like Megatron's DistributedSignalHandler, ORs "SIGTERM received" over the gang, so every
-            # node saves the same iteration and stops.
+            # One collective per iteration keeps the ranks in lock-step (a dead peer is noticed here) and,
+            # like ModelLink's train() (modellink/training/training.py l. 572-578: signal_handler.signals_received()
+            # all-gathers over the ranks, then save_checkpoint_and_time and exit), ORs "SIGTERM received" over
+            # the gang, so every rank saves the same iteration and stops.
             flags = gang.all_reduce_or(gang.STOP if self.stop_requested else 0,
                                        tracebacks.PRETRAIN_TRAIN_STEP[:-1] + tracebacks.ALLREDUCE)
             if flags & gang.STOP:

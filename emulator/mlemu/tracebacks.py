@@ -13,11 +13,14 @@ import sysconfig
 from . import EMULATOR_ROOT
 
 SITE_PACKAGES = sysconfig.get_paths().get('purelib', '/usr/local/lib/python3/site-packages')
+SCRIPTS = sysconfig.get_paths().get('scripts', '/usr/local/bin')
 
 
 def _path(rel):
     if rel.startswith('site:'):
         return os.path.join(SITE_PACKAGES, rel[len('site:'):])
+    if rel.startswith('bin:'):  # a console script (torchrun)
+        return os.path.join(SCRIPTS, rel[len('bin:'):])
     return os.path.join(EMULATOR_ROOT, rel)
 
 
@@ -34,10 +37,13 @@ def format_traceback(frames, exc_type, message):
 def write(frames, exc_type, message, preamble=None):
     """Prints `preamble` (e.g. CANN error text) and the traceback to stderr."""
     sys.stdout.flush()
-    if preamble:
-        sys.stderr.write(preamble.rstrip('\n') + '\n')
-    sys.stderr.write(format_traceback(frames, exc_type, message) + '\n')
     sys.stderr.flush()
+    text = (preamble.rstrip('\n') + '\n' if preamble else '') + format_traceback(frames, exc_type, message) + '\n'
+    # One write: the ranks of a node share torchrun's stderr, and a block written at once (below the
+    # pipe's atomic size) is not interleaved with another rank's.
+    data = text.encode('utf-8', 'replace')
+    while data:
+        data = data[os.write(2, data):]
 
 
 def die(frames, exc_type, message, preamble=None, code=1):
