@@ -20,7 +20,8 @@ import { noProgressWindowMs, type TrainingPhase } from '../modellink/hang.ts';
 import { launchesElasticAgent, stopGraceMs } from '../modellink/stop-grace.ts';
 import { loadSetupEnv, startProcess, stoppingAllProcesses, type ExitStatus } from '../executors/local.ts';
 import { acquireLease, leaseFile, type HeldLease } from './lease.ts';
-import { launcherForRank, logsIterations, type RankAssignment } from '../modellink/gang.ts';
+import { launcherForRank, logsIterations, withMasterPort, type RankAssignment } from '../modellink/gang.ts';
+import { getFreePort } from '../server/dev-server.ts';
 import { dataFiles, outputPresent } from './manifest.ts';
 import { nodeName } from './node.ts';
 
@@ -203,6 +204,8 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
   if (stage.hfView) linkHfView(stage.hfView);
 
   const env = { ...process.env, ...(stage.setupScript ? loadSetupEnv(stage.setupScript) : {}), ...stage.env };
+  // A gang's rank 0 chose its port; a single-node job takes one free on this node now.
+  const launcher = rank ? launcherForRank(stage.launcher, rank) : withMasterPort(stage.launcher, await getFreePort('0.0.0.0'));
   // One trainer per save directory: wait out a lease another attempt may still be using.
   let lease: HeldLease | undefined;
   if (savesCheckpoints) {
@@ -231,7 +234,6 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
       throw e;
     }
   };
-  const launcher = rank ? launcherForRank(stage.launcher, rank) : stage.launcher;
   const argv = [...launcher, stage.entrypoint, ...flattenArgs(args)];
   releaseOnThrow(() => fs.appendFileSync(logFile, `# cwd: ${stage.cwd}\n# argv: ${JSON.stringify(argv)}\n${resumeNote ? `# ${resumeNote}\n` : ''}`));
 

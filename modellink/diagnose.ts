@@ -3,7 +3,7 @@
  * run that failed, or an attempt's log). The exit status is rarely known then, so it is read from
  * the log where the log says it.
  */
-import { classifyFailure, type ExitStatus, type FailureClass, type FailureReport, type FailureRule } from './failures.ts';
+import { classifyFailure, readTorchrunReport, type ExitStatus, type FailureClass, type FailureReport, type FailureRule } from './failures.ts';
 
 export interface KnownExitStatus extends ExitStatus {
   /** Where it came from: the user, linkflow's own line at the end of an attempt log, torchrun's error block. */
@@ -12,31 +12,21 @@ export interface KnownExitStatus extends ExitStatus {
 
 /** linkflow's last line of an attempt log: `# launched …, exited … (SIGKILL | exit code 1) after 12.3 s`. */
 const LINKFLOW_EXIT = /^# launched \S+, exited \S+ \((?:(SIG[A-Z0-9]+)|exit code (-?\d+|null))\) after /;
-/** torchrun's ChildFailedError block (torch/distributed/elastic/multiprocessing/errors/__init__.py). */
-const TORCHRUN_ROOT_CAUSE = /^Root Cause \(first observed failure\):/;
-const TORCHRUN_EXITCODE = /^\s*exitcode\s*: (-?\d+) \(pid: \d+\)/;
-const TORCHRUN_SIGNAL = /^\s*traceback\s*: Signal \d+ \((SIG[A-Z0-9]+)\) received by PID/;
 
 /**
- * The exit status a log states. linkflow's own line wins; otherwise torchrun's root cause: a
- * negative exitcode is the signal that killed the worker (torchrun itself then exits 1).
+ * The exit status a log states. linkflow's own line wins; otherwise torchrun's report (readTorchrunReport):
+ * the status of the worker that decides, a signal when one killed it (torchrun itself then exits 1).
  */
 export function exitStatusInLog(lines: readonly string[]): KnownExitStatus | undefined {
   for (let i = lines.length - 1; i >= 0; i--) {
     const m = LINKFLOW_EXIT.exec(lines[i]);
     if (m) return m[1] ? { exitCode: null, signal: m[1], source: 'linkflow' } : { exitCode: m[2] === 'null' ? null : Number(m[2]), signal: null, source: 'linkflow' };
   }
-  const root = lines.findIndex((l) => TORCHRUN_ROOT_CAUSE.test(l));
-  if (root < 0) return undefined;
-  for (let i = root + 1; i < Math.min(lines.length, root + 12); i++) {
-    const code = TORCHRUN_EXITCODE.exec(lines[i]);
-    if (!code) continue;
-    const exitcode = Number(code[1]);
-    if (exitcode >= 0) return { exitCode: exitcode, signal: null, source: 'torchrun' };
-    const named = lines.slice(i, i + 3).map((l) => TORCHRUN_SIGNAL.exec(l)?.[1]).find(Boolean);
-    return { exitCode: null, signal: named ?? `SIG${-exitcode}`, source: 'torchrun' };
-  }
-  return undefined;
+  const { failures } = readTorchrunReport(lines);
+  // The root cause is printed last in the block; a signalled worker decides the class (failures.ts).
+  const worker = failures.find((f) => f.signal) ?? failures.at(-1);
+  if (!worker) return undefined;
+  return worker.signal ? { exitCode: null, signal: worker.signal, source: 'torchrun' } : { exitCode: worker.exitCode, signal: null, source: 'torchrun' };
 }
 
 /** What linkflow's watcher wrote into an attempt log when it stopped the trainer itself (activities/run-stage.ts). */

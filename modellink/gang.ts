@@ -44,15 +44,30 @@ const RANK_FLAGS: Record<string, (r: RankAssignment) => string> = {
  * --nnodes take this attempt's values. Only the launcher is touched, never the script's own flags.
  */
 export function launcherForRank(launcher: string[], rank: RankAssignment): string[] {
+  return withLauncherValues(launcher, (flag) => RANK_FLAGS[flag]?.(rank));
+}
+
+/**
+ * The launcher's argv with torchrun's --master_port at `port`. A single-node torchrun binds its
+ * store there too (torch/distributed/elastic/rendezvous/static_tcp_rendezvous.py, TCPStore with
+ * is_master on MASTER_PORT), so two jobs on one node with the scripts' fixed port 6000 collide:
+ * each attempt takes a port that is free on its node.
+ */
+export function withMasterPort(launcher: string[], port: number): string[] {
+  return withLauncherValues(launcher, (flag) => (flag === '--master_port' || flag === '--master-port' ? String(port) : undefined));
+}
+
+/** Replaces the values of launcher flags (`--flag value` and `--flag=value`) for which `value` answers. */
+function withLauncherValues(launcher: string[], value: (flag: string) => string | undefined): string[] {
   const out = [...launcher];
   for (let i = 0; i < out.length - 1; i++) {
-    const value = RANK_FLAGS[out[i]];
-    if (value) out[i + 1] = value(rank);
+    const v = value(out[i]);
+    if (v !== undefined) out[i + 1] = v;
   }
   for (let i = 0; i < out.length; i++) {
     const eq = out[i].indexOf('=');
-    const value = eq > 0 ? RANK_FLAGS[out[i].slice(0, eq)] : undefined;
-    if (value) out[i] = `${out[i].slice(0, eq)}=${value(rank)}`;
+    const v = eq > 0 ? value(out[i].slice(0, eq)) : undefined;
+    if (v !== undefined) out[i] = `${out[i].slice(0, eq)}=${v}`;
   }
   return out;
 }

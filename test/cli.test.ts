@@ -72,9 +72,9 @@ describe('linkflow CLI', () => {
 
 describe('linkflow diagnose', () => {
   /** A manual run of the emulator's torchrun with 4 ranks whose rank 0 runs out of device memory: its log as `| tee` writes it. */
-  function oomLog(dir: string): string {
+  function oomLog(dir: string, port: number): string {
     const r = spawnSync(path.join(EMULATOR, 'torchrun'), [
-      '--nproc_per_node', '4', '--nnodes', '1', '--node_rank', '0', '--master_addr', 'localhost', '--master_port', '6000', path.join(EMULATOR, 'pretrain_gpt.py'),
+      '--nproc_per_node', '4', '--nnodes', '1', '--node_rank', '0', '--master_addr', 'localhost', '--master_port', String(port), path.join(EMULATOR, 'pretrain_gpt.py'),
       '--use-mcore-models', '--num-layers', '2', '--hidden-size', '64', '--num-attention-heads', '4', '--tokenizer-type', 'PretrainedFromHF', '--tokenizer-name-or-path', path.join(DEMO, 'hf-tiny'),
       '--seq-length', '32', '--max-position-embeddings', '32', '--micro-batch-size', '1', '--global-batch-size', '8', '--lr', '1e-4', '--train-iters', '10', '--mock-data',
       '--log-interval', '1', '--bf16', '--save', path.join(dir, 'ckpt'), '--save-interval', '5',
@@ -87,7 +87,7 @@ describe('linkflow diagnose', () => {
 
   it('classifies a log file of a failed manual run: class, retryable, the deciding line, the excerpt (text and --json)', async () => {
     const dir = tempDir('diagnose');
-    const file = oomLog(dir);
+    const file = oomLog(dir, await getFreePort());
     const lines = fs.readFileSync(file, 'utf8').split('\n');
     // The other ranks' HCCL errors come after the OOM: the root cause still decides.
     const lastHccl = lines.length - 1 - [...lines].reverse().findIndex((l) => l.includes('HCCL'));

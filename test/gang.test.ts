@@ -1,6 +1,6 @@
 /** Multi-node gangs without Temporal: rank command lines, placement, root cause, merged results. */
 import { describe, expect, it } from 'vitest';
-import { chooseNodes, launcherForRank, launchesAcrossNodes, nodesOf, logsIterations, mergeRankResults, nodeIdentity, nodeOfIdentity, nodeQueue, rootCauseRank } from '../modellink/gang.ts';
+import { chooseNodes, launcherForRank, withMasterPort, launchesAcrossNodes, nodesOf, logsIterations, mergeRankResults, nodeIdentity, nodeOfIdentity, nodeQueue, rootCauseRank } from '../modellink/gang.ts';
 import { planPipeline } from '../modellink/plan.ts';
 import { fiveStageSpec, ROOT } from './helpers/specs.ts';
 
@@ -12,6 +12,12 @@ describe('a rank of a gang', () => {
     expect(launcherForRank(launcher, rank)).toEqual(['torchrun', '--nproc_per_node', '8', '--nnodes', '2', '--node_rank', '1', '--master_addr', '10.0.0.7', '--master_port', '29411']);
     expect(launcherForRank(['torchrun', '--node-rank=0', '--master-addr=x', '--nproc_per_node', '8'], rank)).toEqual(['torchrun', '--node-rank=1', '--master-addr=10.0.0.7', '--nproc_per_node', '8']);
     expect(launcher[6]).toBe('0');
+  });
+
+  it('a single-node job moves only torchrun\'s master port (its store binds it on the node)', () => {
+    expect(withMasterPort(['torchrun', '--nproc_per_node', '8', '--master_port', '6000', '--master_addr', 'localhost'], 41234)).toEqual(['torchrun', '--nproc_per_node', '8', '--master_port', '41234', '--master_addr', 'localhost']);
+    expect(withMasterPort(['torchrun', '--master-port=6000'], 41234)).toEqual(['torchrun', '--master-port=41234']);
+    expect(withMasterPort(['python3'], 41234)).toEqual(['python3']);
   });
 
   it("every stage launched with torchrun in a 2-node spec is a gang, and a rank's command keeps the planned launcher flags", () => {

@@ -4,6 +4,7 @@
  * deterministic failure that is not retried.
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';
@@ -139,6 +140,22 @@ describe('a pipeline of every stage kind', () => {
     expect(failure).toMatch(/usage: pretrain_gpt\.py/);
     expect(failure).toMatch(/unrecognized arguments: --no-such-flag 3/);
     expect(failure).toMatch(/not retried/);
+  });
+
+  it("a single-node training runs though the spec's master port is taken on the node (torchrun's store binds it)", async () => {
+    const dir = tempDir('port-taken');
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '0.0.0.0', resolve));
+    try {
+      const spec = fiveStageSpec('port-taken', path.join(dir, 'ws'), { trainIters: 10 });
+      spec.cluster = { nodes: 1, devicesPerNode: 2, masterPort: (taken.address() as net.AddressInfo).port };
+      spec.stages = spec.stages.slice(0, 4).filter((s) => s.name !== 'sft-data');
+      const { state, failure } = await runSpec(t, writeSpec(dir, spec));
+      expect(state.status, failure).toBe('succeeded');
+      expect(state.stages.find((s) => s.name === 'pretrain')!.attempts).toHaveLength(1);
+    } finally {
+      taken.close();
+    }
   });
 
   it('cancelling during training kills the trainer: no emulator process remains', async () => {
