@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { classifyFailure } from '../modellink/failures.ts';
 import { iterations } from './helpers/emulator-log.ts';
+import { untilTrue } from './helpers/wait.ts';
 
 const EMULATOR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'emulator');
 const PYTHON = process.env.PYTHON ?? 'python3';
@@ -84,14 +85,6 @@ function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 const all = (nodes: Node[], ms: number) => within(Promise.all(nodes.map((n) => n.exited)), ms, 'gang did not exit');
-
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`deadline: ${what} after ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const logLines = (n: Node) => [...n.stdout().split('\n'), ...n.stderr().split('\n')].filter((l) => l !== '');
 
@@ -233,7 +226,7 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
     const save = path.join(tmp, 'hang');
     const gang = startGang(2, await freePort(), () => trainArgs({ pp: 2, save, iters: 20 }), () => ({ MLEMU_FAULTS: 'node1:hang@5', HCCL_EXEC_TIMEOUT: '2' }));
     const [node0, node1] = gang;
-    await until(() => iterations(node1.stdout()).includes(4), 30_000, 'node 1 reaching iteration 4');
+    await untilTrue(() => iterations(node1.stdout()).includes(4), 30_000, 'node 1 reaching iteration 4');
     const stalled = Date.now();
     const e0 = await within(node0.exited, 30_000, 'node 0 did not time out');
     expect(e0.code).toBe(1);
@@ -266,7 +259,7 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
     // A save interval that is never reached: the only checkpoint is the SIGTERM one.
     const gang = startGang(2, await freePort(), () => trainArgs({ pp: 2, save, iters: 2000, saveInterval: 1000, extra: ['--exit-signal-handler'] }));
     const [node0, node1] = gang;
-    await until(() => iterations(node1.stdout()).length >= 3, 30_000, 'node 1 training');
+    await untilTrue(() => iterations(node1.stdout()).length >= 3, 30_000, 'node 1 training');
     node1.child.kill('SIGTERM');
     const [e0, e1] = await all(gang, 30_000);
     expect(e0.code, node0.stderr()).toBe(0);

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { classifyFailure } from '../modellink/failures.ts';
 import { ITERATION_RE, iterations } from './helpers/emulator-log.ts';
+import { untilTrue } from './helpers/wait.ts';
 
 const EMULATOR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'emulator');
 const PYTHON = process.env.PYTHON ?? 'python3';
@@ -577,14 +578,6 @@ describe('torchrun stand-in', () => {
   const procList = (pid: number, file: 'environ' | 'cmdline') => fs.readFileSync(`/proc/${pid}/${file}`, 'utf8').split('\0').filter((x) => x !== '');
   const environOf = (pid: number) => Object.fromEntries(procList(pid, 'environ').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 
-  async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-    const end = Date.now() + ms;
-    while (!cond()) {
-      if (Date.now() > end) throw new Error(`deadline: ${what} after ${ms} ms`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-
   const lines = (job: Job) => [...job.out().split('\n'), ...job.err().split('\n')].filter((l) => l !== '');
 
   /** Worker pid by global rank, read from /proc while the job runs. */
@@ -594,7 +587,7 @@ describe('torchrun stand-in', () => {
 
   it('runs each rank as a child process of the agent; a SIGKILLed worker ends the job with torch’s ChildFailedError block, exit 1, classified killed', async () => {
     const job = startTorchrun(4, trainArgs({ save: path.join(tmp, 'tr-kill'), iters: 2000, tp: 2, pp: 2 }));
-    await until(() => iterations(job.out()).length >= 3, 60_000, 'training');
+    await untilTrue(() => iterations(job.out()).length >= 3, 60_000, 'training');
     const workers = workersByRank(job.pid);
     expect([...workers.keys()].sort()).toEqual([0, 1, 2, 3]);
     for (const [rank, pid] of workers) {
@@ -644,7 +637,7 @@ describe('torchrun stand-in', () => {
   it('SIGTERM to the agent: it logs the death signal, passes SIGTERM to every worker, waits for them (a save finishes), then dies of SignalException', async () => {
     const save = path.join(tmp, 'tr-term');
     const job = startTorchrun(2, trainArgs({ save, iters: 2000, pp: 2, extra: ['--save-interval', '1000', '--exit-signal-handler'] }), { MLEMU_SAVE_TIME_MS: '1500' });
-    await until(() => iterations(job.out()).length >= 3, 60_000, 'training');
+    await untilTrue(() => iterations(job.out()).length >= 3, 60_000, 'training');
     const workers = [...workersByRank(job.pid).values()];
     process.kill(job.pid, 'SIGTERM');
     const end = await within(job.done, 60_000, 'torchrun did not exit');
@@ -664,11 +657,11 @@ describe('torchrun stand-in', () => {
   it('SIGTERM to the agent during a save longer than 30 s: the workers are SIGKILLed 30 s later and no checkpoint is completed', async () => {
     const save = path.join(tmp, 'tr-term-long');
     const job = startTorchrun(2, trainArgs({ save, iters: 2000, pp: 2, extra: ['--save-interval', '1000', '--exit-signal-handler'] }), { MLEMU_SAVE_TIME_MS: '120000' });
-    await until(() => iterations(job.out()).length >= 3, 60_000, 'training');
+    await untilTrue(() => iterations(job.out()).length >= 3, 60_000, 'training');
     const workers = [...workersByRank(job.pid).values()];
     const sent = Date.now();
     process.kill(job.pid, 'SIGTERM');
-    await until(() => job.out().includes('saving checkpoint at iteration'), 30_000, 'the stop save');
+    await untilTrue(() => job.out().includes('saving checkpoint at iteration'), 30_000, 'the stop save');
     const end = await within(job.done, 90_000, 'torchrun did not exit');
     expect(end.code).toBe(1);
     expect(end.at - sent).toBeGreaterThanOrEqual(29_500);

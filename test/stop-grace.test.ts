@@ -51,7 +51,7 @@ workers = [subprocess.Popen([sys.executable, '-c', WORKER, marks, str(r)]) for r
 sys.exit(max(w.wait() for w in workers))
 `;
 
-/** A launcher that runs the job in its own process (the emulator's torchrun today): it is the one to signal. */
+/** A launcher that runs the job in its own process (no agent above it): it is the one to signal. */
 const LONE_LAUNCHER = `
 import os, signal, sys, time
 marks = sys.argv[1]

@@ -13,6 +13,15 @@ export async function until<T>(what: string, check: () => Promise<T | undefined 
   }
 }
 
+/** Polls a synchronous condition (a process's output, a file) every 20 ms; fails with `what` after `ms`. */
+export async function untilTrue(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`deadline: ${what} after ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** Processes whose command line mentions the text (the emulator's argv carries the workspace). */
 export function processesMentioning(text: string): string[] {
   const found: string[] = [];
