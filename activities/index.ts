@@ -1,4 +1,4 @@
-/** The activities a linkflow worker registers. Thin: the logic lives in modellink/ and executors/. */
+/** The activities a linkflow worker registers. Thin: the logic lives in modellink/ and node/. */
 import type { StagePlan } from '../modellink/plan.ts';
 import type { StageCheck } from '../modellink/run-state.ts';
 import { checkStageUpToDate, writeManifestFile } from './manifest.ts';

@@ -18,10 +18,11 @@ import type { IterationSample } from '../modellink/benchmark-throughput.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
 import { noProgressWindowMs, type TrainingPhase } from '../modellink/hang.ts';
 import { launchesElasticAgent, stopGraceMs } from '../modellink/stop-grace.ts';
-import { loadSetupEnv, startProcess, stoppingAllProcesses, type ExitStatus } from '../executors/local.ts';
+import { startProcess, stoppingAllProcesses, type ExitStatus } from '../node/process-group.ts';
+import { loadSetupEnv } from '../node/setup-env.ts';
 import { acquireLease, leaseFile, type HeldLease } from './lease.ts';
 import { launcherForRank, logsIterations, withMasterPort, type RankAssignment } from '../modellink/gang.ts';
-import { getFreePort } from '../server/dev-server.ts';
+import { getFreePort } from '../node/free-port.ts';
 import { dataFiles, outputPresent } from './manifest.ts';
 import { nodeName } from './node.ts';
 

@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { loadSuite } from '../cli/bench.ts';
 import { connectClient } from '../cli/pipeline-client.ts';
 import { tableCases } from '../modellink/benchmark.ts';
-import { startDevServer } from '../server/dev-server.ts';
+import { startDevServer } from '../devserver/dev-server.ts';
 import { loadConfig } from '../temporal.config.ts';
 import { EMULATOR, tempDir } from '../test/helpers/specs.ts';
 import { createLinkflowWorker, installRuntime } from '../worker/worker.ts';

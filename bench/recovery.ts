@@ -22,7 +22,7 @@ import { noProgressWindowMs } from '../modellink/hang.ts';
 import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
 import type { AttemptRecord, PipelineState, StageState } from '../modellink/run-state.ts';
 import { durationToMs } from '../modellink/spec.ts';
-import { startDevServer, type DevServer } from '../server/dev-server.ts';
+import { startDevServer, type DevServer } from '../devserver/dev-server.ts';
 import { loadConfig, type LinkflowConfig } from '../temporal.config.ts';
 import { EMULATOR, fiveStageSpec, ROOT, tempDir, writeSpec } from '../test/helpers/specs.ts';
 import { processesMentioning, until } from '../test/helpers/wait.ts';

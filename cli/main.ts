@@ -235,7 +235,7 @@ program
   .command('bootstrap')
   .description('find or install the Temporal CLI (dev server)')
   .action(async () => {
-    const { findTemporalCli } = await import('../server/temporal-cli.ts');
+    const { findTemporalCli } = await import('../devserver/temporal-cli.ts');
     const cli = await findTemporalCli({ install: true });
     if (!cli) throw new ExitError('no Temporal CLI could be found or installed; the dev server will be downloaded by @temporalio/testing where the internet is reachable', 1);
     console.log(`temporal ${cli.version} at ${cli.path} (${cli.source})`);

@@ -16,7 +16,7 @@ import type { BenchmarkOutcome } from '../workflows/benchmark.ts';
 import { EMULATOR, tempDir } from './helpers/specs.ts';
 import { startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
 import { until } from './helpers/wait.ts';
-import { getFreePort } from '../server/dev-server.ts';
+import { getFreePort } from '../node/free-port.ts';
 import { runCli } from './helpers/cli.ts';
 
 let t: TestTemporal;

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectClient, outcomeOf, snapshot, startPipeline } from '../cli/pipeline-client.ts';
-import { startDevServer, type DevServer } from '../server/dev-server.ts';
+import { startDevServer, type DevServer } from '../devserver/dev-server.ts';
 import { fiveStageSpec, tempDir, writeSpec, type RawSpec } from './helpers/specs.ts';
 import { planFile } from './helpers/temporal.ts';
 import { fastRetryConfig, processesMentioning, until } from './helpers/wait.ts';

@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import { connectionOptions, type LinkflowConfig } from '../temporal.config.ts';
 import * as activities from '../activities/index.ts';
-import { stopAllProcesses } from '../executors/local.ts';
+import { stopAllProcesses } from '../node/process-group.ts';
 import { configureNode, type NodeIdentity } from '../activities/node.ts';
 import { nodeIdentity, nodeQueue } from '../modellink/gang.ts';
 

@@ -2,7 +2,7 @@
 import type { Client } from '@temporalio/client';
 import { randomUUID } from 'node:crypto';
 import { loadConfig, type LinkflowConfig } from '../../temporal.config.ts';
-import { startDevServer, type DevServer } from '../../server/dev-server.ts';
+import { startDevServer, type DevServer } from '../../devserver/dev-server.ts';
 import { createLinkflowWorker } from '../../worker/worker.ts';
 import { connectClient } from '../../cli/pipeline-client.ts';
 import type { Worker } from '@temporalio/worker';
