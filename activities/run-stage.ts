@@ -14,7 +14,7 @@ import { causeLine, classifyFailure, readTorchrunReport, type FailureClass } fro
 import { ATTEMPT_LOG_WINDOW, LogWindow } from '../modellink/log-window.ts';
 import type { StagePlan } from '../modellink/plan.ts';
 import type { AttemptFailureDetails, AttemptResult, AttemptTimings } from '../modellink/run-state.ts';
-import type { IterationSample } from '../modellink/benchmark-throughput.ts';
+import type { IterationSample } from '../benchmark/throughput.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
 import { noProgressWindowMs, type TrainingPhase } from '../modellink/hang.ts';
 import { launchesElasticAgent, stopGraceMs } from '../modellink/stop-grace.ts';

@@ -20,7 +20,7 @@ import { renderPlan } from './render.ts';
 import { watchPipeline } from './watch.ts';
 import { runDev, runDemo, runWorker } from './dev.ts';
 import { defaultNodeAddress } from '../activities/node.ts';
-import { ExitError } from './errors.ts';
+import { ExitError } from '../errors.ts';
 import { registerBenchCommands } from './bench.ts';
 import { diagnoseCommand } from './diagnose.ts';
 

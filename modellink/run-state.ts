@@ -2,7 +2,7 @@
  * The plain data a pipeline run passes between the CLI, the workflow and the activities.
  * Types only plus two tiny pure helpers: the workflow bundle imports this file.
  */
-import type { IterationSample } from './benchmark-throughput.ts';
+import type { IterationSample } from '../benchmark/throughput.ts';
 import type { FailureClass } from './failures.ts';
 import type { PipelinePlan, StagePlan } from './plan.ts';
 import type { AttemptProgress } from './training-log.ts';

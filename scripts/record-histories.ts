@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import proto from '@temporalio/proto';
 import { outcomeOf } from '../cli/pipeline-client.ts';
-import { loadSuite } from '../cli/bench.ts';
+import { loadSuite } from '../benchmark/suite-file.ts';
 import type { History } from '@temporalio/common/lib/proto-utils.js';
 import { EMULATOR, fiveStageSpec, tempDir, writeSpec } from '../test/helpers/specs.ts';
 import { planFile, startSpec, startTestTemporal } from '../test/helpers/temporal.ts';

@@ -60,7 +60,7 @@ export async function createLinkflowWorker({ config, taskQueue, connection, node
     // Heartbeats carry progress and bring cancellations: send them at least every 2 s.
     maxHeartbeatThrottleInterval: '2s',
     // A worker that died holding a pipeline's workflow delays its next step by this much (SDK default
-    // 10 s, measured in bench/RESULTS.md); another worker then replays it from history.
+    // 10 s, measured in perf/RESULTS.md); another worker then replays it from history.
     stickyQueueScheduleToStartTimeout: '3s',
   });
   const nodeWorker = node

@@ -7,7 +7,7 @@
 import { ApplicationFailure, CancellationScope, ChildWorkflowFailure, TimeoutFailure, defineQuery, executeChild, isCancellation, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type * as activities from '../activities/index.ts';
 import type { CaseRunOutcome } from '../activities/benchmark.ts';
-import type { BenchmarkCase, BenchmarkSuite, CaseResult, Verdict } from '../modellink/benchmark.ts';
+import type { BenchmarkCase, BenchmarkSuite, CaseResult, Verdict } from '../benchmark/core.ts';
 import type { PipelineState } from '../modellink/run-state.ts';
 import { freeNodes } from './gang.ts';
 import { pipelineWorkflow } from './pipeline.ts';
