@@ -11,7 +11,7 @@ import { capacitySkipReason, judgeCase, measureThroughput, planSuite, suiteClust
 import { planBenchmarkCase } from '../benchmark/plan.ts';
 import type { FailureClass } from '../modellink/failures.ts';
 import type { PipelinePlan } from '../modellink/plan.ts';
-import type { RetrySettingsInput } from '../modellink/run-state.ts';
+import type { RetrySettingsInput } from '../contracts/run-state.ts';
 import { defaultStorePath, openBenchmarkStore, type BenchmarkStore } from '../benchmark/store.ts';
 import { loadRunReport, needsNotification, webhookSummary, type WebhookSummary } from '../benchmark/report.ts';
 import type { RunStatus } from '../benchmark/records.ts';

@@ -13,7 +13,8 @@ import { flattenArgs, resumeArgs } from '../modellink/commands.ts';
 import { causeLine, classifyFailure, readTorchrunReport, type FailureClass } from '../modellink/failures.ts';
 import { ATTEMPT_LOG_WINDOW, LogWindow } from '../modellink/log-window.ts';
 import type { StagePlan } from '../modellink/plan.ts';
-import type { AttemptFailureDetails, AttemptResult, AttemptTimings } from '../modellink/run-state.ts';
+import type { AttemptFailureDetails, AttemptResult, AttemptTimings } from '../contracts/run-state.ts';
+import type { HeartbeatDetails } from '../contracts/heartbeat.ts';
 import type { IterationSample } from '../benchmark/throughput.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
 import { noProgressWindowMs, type TrainingPhase } from '../modellink/hang.ts';
@@ -34,15 +35,6 @@ export interface AttemptInput {
   saveInterval?: number;
   /** One node rank of a multi-node gang: where this rank runs and where rank 0 listens. */
   rank?: RankAssignment;
-}
-
-/** What a heartbeat carries: enough for `linkflow status` to show live progress. */
-export interface HeartbeatDetails extends AttemptProgress {
-  stage: string;
-  attempt: number;
-  logFile: string;
-  node?: string;
-  nodeRank?: number;
 }
 
 /**

@@ -9,7 +9,7 @@ import { defaultStorePath } from '../benchmark/store.ts';
 import { report } from '../benchmark/report.ts';
 import { loadSuite, suiteOnly } from '../benchmark/suite-file.ts';
 import { loadConfig } from '../temporal.config.ts';
-import type { BenchmarkOutcome } from '../workflows/benchmark.ts';
+import { benchmarkWorkflowType, type BenchmarkOutcome, type BenchmarkWorkflow } from '../contracts/workflows.ts';
 import { ExitError } from '../errors.ts';
 import { connectClient } from './pipeline-client.ts';
 
@@ -20,7 +20,7 @@ export function scheduleId(suite: BenchmarkSuite, id?: string): string {
 }
 
 function action(suite: BenchmarkSuite, taskQueue: string): ScheduleOptionsAction {
-  return { type: 'startWorkflow', workflowType: 'benchmarkWorkflow', workflowId: `bench-${suite.name}`, args: [{ suite }], taskQueue };
+  return { type: 'startWorkflow', workflowType: benchmarkWorkflowType, workflowId: `bench-${suite.name}`, args: [{ suite }], taskQueue };
 }
 
 export async function createOrUpdateSchedule(client: Client, suite: BenchmarkSuite, options: { id?: string; cron: string; timezone: string; catchupWindow: string; pauseOnFailure: boolean; taskQueue: string }): Promise<'created' | 'updated'> {
@@ -78,7 +78,7 @@ export function registerBenchCommands(program: Command): void {
       const config = loadConfig();
       await withClient(async (client) => {
         const workflowId = `bench-${suite.name}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-        const handle = await client.workflow.start('benchmarkWorkflow', { workflowId, taskQueue: suite.taskQueue ?? config.taskQueue, args: [{ suite }] });
+        const handle = await client.workflow.start<BenchmarkWorkflow>(benchmarkWorkflowType, { workflowId, taskQueue: suite.taskQueue ?? config.taskQueue, args: [{ suite }] });
         console.error(`benchmark run ${workflowId} started (${suite.name})`);
         if (!opts.wait) {
           console.log(workflowId);

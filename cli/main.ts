@@ -21,6 +21,7 @@ import { watchPipeline } from './watch.ts';
 import { runDev, runDemo, runWorker } from './dev.ts';
 import { defaultNodeAddress } from '../activities/node.ts';
 import { ExitError } from '../errors.ts';
+import { checkpointAndStopSignal, setSaveIntervalSignal } from '../contracts/workflows.ts';
 import { registerBenchCommands } from './bench.ts';
 import { diagnoseCommand } from './diagnose.ts';
 
@@ -104,7 +105,7 @@ program
   .description('checkpoint now and stop: the running training attempt saves (--exit-signal-handler, on unless exitSignalHandler: false) and the pipeline ends as stopped; run it again to resume')
   .action(async (id: string) => {
     const client = await connectClient(loadConfig());
-    await client.workflow.getHandle(id).signal('checkpointAndStop');
+    await client.workflow.getHandle(id).signal(checkpointAndStopSignal);
     console.log(`asked ${id} to checkpoint and stop`);
   });
 
@@ -115,7 +116,7 @@ program
     const n = Number(iterations);
     if (!Number.isInteger(n) || n <= 0) throw new ExitError(`save interval: expected a positive integer, got ${iterations}`, 2);
     const client = await connectClient(loadConfig());
-    await client.workflow.getHandle(id).signal('setSaveInterval', n);
+    await client.workflow.getHandle(id).signal(setSaveIntervalSignal, n);
     console.log(`${id}: training attempts from the next one on save every ${n} iterations`);
   });
 

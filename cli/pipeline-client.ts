@@ -8,8 +8,9 @@ import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common'
 import { createHash } from 'node:crypto';
 import { connectionOptions, retrySettings, type LinkflowConfig } from '../temporal.config.ts';
 import type { PipelinePlan } from '../modellink/plan.ts';
-import type { PipelineState } from '../modellink/run-state.ts';
-import type { HeartbeatDetails } from '../activities/run-stage.ts';
+import type { PipelineState } from '../contracts/run-state.ts';
+import type { HeartbeatDetails } from '../contracts/heartbeat.ts';
+import { pipelineWorkflowType, progressQuery, type PipelineWorkflow } from '../contracts/workflows.ts';
 
 export class ServerUnreachableError extends Error {}
 
@@ -35,7 +36,7 @@ export function workflowIdFor(plan: PipelinePlan): string {
 export async function startPipeline(client: Client, config: LinkflowConfig, plan: PipelinePlan, taskQueue?: string): Promise<WorkflowHandleWithFirstExecutionRunId> {
   const workflowId = workflowIdFor(plan);
   try {
-    return await client.workflow.start('pipelineWorkflow', {
+    return await client.workflow.start<PipelineWorkflow>(pipelineWorkflowType, {
       workflowId,
       taskQueue: taskQueue ?? plan.taskQueue ?? config.taskQueue,
       args: [{ plan, retry: retrySettings(config) }],
@@ -79,7 +80,7 @@ export async function snapshot(handle: WorkflowHandle): Promise<Snapshot> {
 
 async function queryProgress(handle: WorkflowHandle): Promise<PipelineState | undefined> {
   try {
-    return await handle.query<PipelineState>('progress');
+    return await handle.query(progressQuery);
   } catch {
     return undefined; // no worker polls this pipeline's task queue right now
   }

@@ -1,6 +1,6 @@
 /** Human-readable progress and summaries of a pipeline run. */
-import type { PipelineState, StageState } from '../modellink/run-state.ts';
-import { summarizeStage } from '../modellink/run-state.ts';
+import type { PipelineState, StageState } from '../contracts/run-state.ts';
+import { summarizeStage } from '../contracts/run-state.ts';
 import type { Snapshot } from './pipeline-client.ts';
 
 function fmt(n: number | undefined, digits = 0): string {

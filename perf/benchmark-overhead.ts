@@ -16,7 +16,7 @@ import { startDevServer } from '../devserver/dev-server.ts';
 import { loadConfig } from '../temporal.config.ts';
 import { EMULATOR, tempDir } from '../test/helpers/specs.ts';
 import { createLinkflowWorker, installRuntime } from '../worker/worker.ts';
-import type { BenchmarkOutcome } from '../workflows/benchmark.ts';
+import { benchmarkWorkflowType, type BenchmarkOutcome, type BenchmarkWorkflow } from '../contracts/workflows.ts';
 import { describeMachine, LoadSampler, mean, table } from './lib.ts';
 
 const { values } = parseArgs({ options: { cases: { type: 'string', default: '6' }, warmup: { type: 'string', default: '2' }, measured: { type: 'string', default: '20' }, 'write-results': { type: 'boolean', default: false } } });
@@ -53,7 +53,7 @@ async function main(): Promise<void> {
     }));
     const suite = loadSuite(file);
     const started = Date.now();
-    const handle = await client.workflow.start('benchmarkWorkflow', { workflowId: `bench-overhead-${Date.now()}`, taskQueue: config.taskQueue, args: [{ suite }] });
+    const handle = await client.workflow.start<BenchmarkWorkflow>(benchmarkWorkflowType, { workflowId: `bench-overhead-${Date.now()}`, taskQueue: config.taskQueue, args: [{ suite }] });
     const outcome = (await handle.result()) as BenchmarkOutcome;
     const totalS = (Date.now() - started) / 1000;
     const logs = logFiles(path.join(suite.workspace, 'runs'));

@@ -20,7 +20,7 @@ import { loadSpecFile } from '../cli/spec-file.ts';
 import { dalyIntervalMs, wasteFraction, youngIntervalMs } from '../modellink/advise.ts';
 import { noProgressWindowMs } from '../modellink/hang.ts';
 import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
-import type { AttemptRecord, PipelineState, StageState } from '../modellink/run-state.ts';
+import type { AttemptRecord, PipelineState, StageState } from '../contracts/run-state.ts';
 import { durationToMs } from '../modellink/spec.ts';
 import { startDevServer, type DevServer } from '../devserver/dev-server.ts';
 import { loadConfig, type LinkflowConfig } from '../temporal.config.ts';

@@ -14,7 +14,7 @@ import { createOrUpdateSchedule } from '../cli/bench.ts';
 import { report } from '../benchmark/report.ts';
 import { loadSuite } from '../benchmark/suite-file.ts';
 import { defaultStorePath, openBenchmarkStore } from '../benchmark/store.ts';
-import type { BenchmarkOutcome } from '../workflows/benchmark.ts';
+import { benchmarkWorkflowType, type BenchmarkOutcome, type BenchmarkWorkflow } from '../contracts/workflows.ts';
 import { EMULATOR, tempDir } from './helpers/specs.ts';
 import { startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
 import { until } from './helpers/wait.ts';
@@ -50,7 +50,7 @@ function writeSuite(dir: string, extra: Record<string, unknown> = {}, env: Recor
 
 async function runNight(suiteFile: string): Promise<BenchmarkOutcome> {
   const suite = loadSuite(suiteFile);
-  const handle = await t.client.workflow.start('benchmarkWorkflow', { workflowId: `bench-test-${Date.now()}-${Math.random().toString(36).slice(2)}`, taskQueue: t.config.taskQueue, args: [{ suite }] });
+  const handle = await t.client.workflow.start<BenchmarkWorkflow>(benchmarkWorkflowType, { workflowId: `bench-test-${Date.now()}-${Math.random().toString(36).slice(2)}`, taskQueue: t.config.taskQueue, args: [{ suite }] });
   return (await handle.result()) as BenchmarkOutcome;
 }
 

@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectClient, outcomeOf, snapshot, startPipeline } from '../cli/pipeline-client.ts';
+import { checkpointAndStopSignal } from '../contracts/workflows.ts';
 import { startDevServer, type DevServer } from '../devserver/dev-server.ts';
 import { fiveStageSpec, tempDir, writeSpec, type RawSpec } from './helpers/specs.ts';
 import { planFile } from './helpers/temporal.ts';
@@ -122,7 +123,7 @@ describe('a two-node gang', () => {
     Object.assign(spec.stages.find((s) => s.name === 'pretrain')!, { exitSignalHandler: true, saveInterval: 100 });
     const handle = await startPipeline(client, config, planFile(writeSpec(dir, spec)), pool);
     await trainedPast(handle, 15);
-    await handle.signal('checkpointAndStop');
+    await handle.signal(checkpointAndStopSignal);
     const { state } = await outcomeOf(handle);
     expect(state?.status).toBe('stopped');
     const pretrain = state!.stages.find((s) => s.name === 'pretrain')!;

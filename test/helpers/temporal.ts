@@ -45,7 +45,7 @@ export async function startTestTemporal(): Promise<TestTemporal> {
 import { loadSpecFile } from '../../cli/spec-file.ts';
 import { outcomeOf, startPipeline } from '../../cli/pipeline-client.ts';
 import type { PipelinePlan } from '../../modellink/plan.ts';
-import type { PipelineState } from '../../modellink/run-state.ts';
+import type { PipelineState } from '../../contracts/run-state.ts';
 import type { WorkflowHandle } from '@temporalio/client';
 
 export function planFile(specFile: string): PipelinePlan {
