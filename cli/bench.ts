@@ -2,41 +2,16 @@
  * `linkflow bench …`: the nightly benchmark as a Temporal Schedule (create or update, pause,
  * unpause, delete, list), a run now, and the report of the last run from the results database.
  */
-import { ScheduleNotFoundError, ScheduleOverlapPolicy, WorkflowFailedError, type Client, type ScheduleOptionsAction } from '@temporalio/client';
+import { ScheduleNotFoundError, WorkflowFailedError, type Client } from '@temporalio/client';
 import type { Command } from 'commander';
-import type { BenchmarkSuite } from '../benchmark/core.ts';
 import { defaultStorePath } from '../benchmark/store.ts';
 import { report } from '../benchmark/report.ts';
 import { loadSuite, suiteOnly } from '../benchmark/suite-file.ts';
 import { loadConfig } from '../temporal.config.ts';
 import { benchmarkWorkflowType, type BenchmarkOutcome, type BenchmarkWorkflow } from '../contracts/workflows.ts';
 import { ExitError } from '../errors.ts';
-import { connectClient } from './pipeline-client.ts';
-
-const SCHEDULE_PREFIX = 'linkflow-bench-';
-
-export function scheduleId(suite: BenchmarkSuite, id?: string): string {
-  return id ?? `${SCHEDULE_PREFIX}${suite.name}`;
-}
-
-function action(suite: BenchmarkSuite, taskQueue: string): ScheduleOptionsAction {
-  return { type: 'startWorkflow', workflowType: benchmarkWorkflowType, workflowId: `bench-${suite.name}`, args: [{ suite }], taskQueue };
-}
-
-export async function createOrUpdateSchedule(client: Client, suite: BenchmarkSuite, options: { id?: string; cron: string; timezone: string; catchupWindow: string; pauseOnFailure: boolean; taskQueue: string }): Promise<'created' | 'updated'> {
-  const id = scheduleId(suite, options.id);
-  const spec = { cronExpressions: [options.cron], timezone: options.timezone };
-  // A night missed while the server was down runs when it is back, within the catch-up window; a night still running makes the next one skip.
-  const policies = { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: options.catchupWindow, pauseOnFailure: options.pauseOnFailure };
-  try {
-    await client.schedule.getHandle(id).update((previous) => ({ ...previous, spec, action: action(suite, options.taskQueue), policies }));
-    return 'updated';
-  } catch (err) {
-    if (!(err instanceof ScheduleNotFoundError)) throw err;
-  }
-  await client.schedule.create({ scheduleId: id, spec, action: action(suite, options.taskQueue), policies, state: { note: `linkflow nightly benchmark of suite ${suite.name}` } });
-  return 'created';
-}
+import { connectClient } from '../client/connect.ts';
+import { createOrUpdateSchedule, SCHEDULE_PREFIX, scheduleId } from '../client/schedules.ts';
 
 async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
   const client = await connectClient(loadConfig());

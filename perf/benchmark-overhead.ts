@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadSuite } from '../benchmark/suite-file.ts';
-import { connectClient } from '../cli/pipeline-client.ts';
+import { connectClient } from '../client/connect.ts';
 import { tableCases } from '../benchmark/core.ts';
 import { startDevServer } from '../devserver/dev-server.ts';
 import { loadConfig } from '../temporal.config.ts';

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import proto from '@temporalio/proto';
-import { outcomeOf } from '../cli/pipeline-client.ts';
+import { outcomeOf } from '../client/pipeline.ts';
 import { loadSuite } from '../benchmark/suite-file.ts';
 import { benchmarkWorkflowType, pipelineWorkflowType, type BenchmarkWorkflow, type PipelineWorkflow } from '../contracts/workflows.ts';
 import type { History } from '@temporalio/common/lib/proto-utils.js';

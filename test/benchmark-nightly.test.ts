@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { parse } from 'node-html-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createOrUpdateSchedule } from '../cli/bench.ts';
+import { createOrUpdateSchedule } from '../client/schedules.ts';
 import { report } from '../benchmark/report.ts';
 import { loadSuite } from '../benchmark/suite-file.ts';
 import { defaultStorePath, openBenchmarkStore } from '../benchmark/store.ts';

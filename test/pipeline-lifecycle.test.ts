@@ -9,7 +9,7 @@ import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { snapshot } from '../cli/pipeline-client.ts';
+import { snapshot } from '../client/pipeline.ts';
 import { progressQuery } from '../contracts/workflows.ts';
 import { DEMO, fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';
 import { runSpec, startSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startProcess } from '../node/process-group.ts';
 import { EXIT_MS, launchesElasticAgent, stopGraceMs, UNMEASURED_SAVE_MS } from '../modellink/stop-grace.ts';
-import { outcomeOf, snapshot, startPipeline } from '../cli/pipeline-client.ts';
+import { outcomeOf, snapshot, startPipeline } from '../client/pipeline.ts';
 import { fiveStageSpec, ROOT, tempDir, writeSpec, type RawSpec } from './helpers/specs.ts';
 import { planFile, runSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
 import { runCli } from './helpers/cli.ts';

@@ -1,32 +1,16 @@
 /**
- * The client side of a pipeline run: connect, start, and read progress. Progress combines the
+ * The client side of a pipeline run: start it, and read its progress and outcome. Progress combines the
  * workflow's `progress` query (stages, attempts) with the running attempt's last heartbeat
  * (iteration, loss, throughput), which never enters the workflow history.
  */
-import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type Client, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
 import { createHash } from 'node:crypto';
-import { connectionOptions, retrySettings, type LinkflowConfig } from '../temporal.config.ts';
+import { retrySettings, type LinkflowConfig } from '../temporal.config.ts';
 import type { PipelinePlan } from '../modellink/plan.ts';
 import type { PipelineState } from '../contracts/run-state.ts';
 import type { HeartbeatDetails } from '../contracts/heartbeat.ts';
 import { pipelineWorkflowType, progressQuery, type PipelineWorkflow } from '../contracts/workflows.ts';
-
-export class ServerUnreachableError extends Error {}
-
-export async function connectClient(config: LinkflowConfig, timeoutMs = 5000): Promise<Client> {
-  let connection: Connection;
-  try {
-    connection = await Connection.connect({ ...connectionOptions(config), connectTimeout: timeoutMs });
-    await connection.workflowService.getSystemInfo({});
-  } catch (e) {
-    throw new ServerUnreachableError(
-      `no Temporal server reachable at ${config.address} (${(e as Error).message.split('\n')[0]}).\n` +
-        'Start one with `npx linkflow dev` (embedded dev server + worker), or point TEMPORAL_ADDRESS at your cluster.',
-    );
-  }
-  return new Client({ connection, namespace: config.namespace });
-}
 
 /** One workflow id per pipeline and workspace: a second concurrent run of the same pipeline is refused, not doubled. */
 export function workflowIdFor(plan: PipelinePlan): string {
