@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { durationSchema, durationToMs, formatPath } from './modellink/spec.ts';
-import type { RetrySettingsInput } from './modellink/run-state.ts';
+import type { RetrySettingsInput } from './contracts/run-state.ts';
 
 export const PROJECT_ROOT = path.dirname(fileURLToPath(import.meta.url));
 

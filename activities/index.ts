@@ -1,6 +1,6 @@
-/** The activities a linkflow worker registers. Thin: the logic lives in modellink/ and executors/. */
+/** The activities a linkflow worker registers. Thin: the logic lives in modellink/ and node/. */
 import type { StagePlan } from '../modellink/plan.ts';
-import type { StageCheck } from '../modellink/run-state.ts';
+import type { StageCheck } from '../contracts/run-state.ts';
 import { checkStageUpToDate, writeManifestFile } from './manifest.ts';
 
 export { runStageAttempt } from './run-stage.ts';

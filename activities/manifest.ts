@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { findResumePoint, readTracker } from '../modellink/checkpoint.ts';
 import type { StageInput, StagePlan } from '../modellink/plan.ts';
-import type { StageCheck } from '../modellink/run-state.ts';
+import type { StageCheck } from '../contracts/run-state.ts';
 
 export interface Manifest {
   pipeline?: string;

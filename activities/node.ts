@@ -7,8 +7,8 @@ import { Context } from '@temporalio/activity';
 import proto from '@temporalio/proto';
 import os from 'node:os';
 import { nodeOfIdentity } from '../modellink/gang.ts';
-import { runningCount } from '../executors/local.ts';
-import { getFreePort } from '../server/dev-server.ts';
+import { runningCount } from '../node/process-group.ts';
+import { getFreePort } from '../node/free-port.ts';
 
 export interface NodeIdentity {
   node: string;

@@ -13,15 +13,17 @@ import { flattenArgs, resumeArgs } from '../modellink/commands.ts';
 import { causeLine, classifyFailure, readTorchrunReport, type FailureClass } from '../modellink/failures.ts';
 import { ATTEMPT_LOG_WINDOW, LogWindow } from '../modellink/log-window.ts';
 import type { StagePlan } from '../modellink/plan.ts';
-import type { AttemptFailureDetails, AttemptResult, AttemptTimings } from '../modellink/run-state.ts';
-import type { IterationSample } from '../modellink/benchmark-throughput.ts';
+import type { AttemptFailureDetails, AttemptResult, AttemptTimings } from '../contracts/run-state.ts';
+import type { HeartbeatDetails } from '../contracts/heartbeat.ts';
+import type { IterationSample } from '../benchmark/throughput.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
 import { noProgressWindowMs, type TrainingPhase } from '../modellink/hang.ts';
 import { launchesElasticAgent, stopGraceMs } from '../modellink/stop-grace.ts';
-import { loadSetupEnv, startProcess, stoppingAllProcesses, type ExitStatus } from '../executors/local.ts';
+import { startProcess, stoppingAllProcesses, type ExitStatus } from '../node/process-group.ts';
+import { loadSetupEnv } from '../node/setup-env.ts';
 import { acquireLease, leaseFile, type HeldLease } from './lease.ts';
 import { launcherForRank, logsIterations, withMasterPort, type RankAssignment } from '../modellink/gang.ts';
-import { getFreePort } from '../server/dev-server.ts';
+import { getFreePort } from '../node/free-port.ts';
 import { dataFiles, outputPresent } from './manifest.ts';
 import { nodeName } from './node.ts';
 
@@ -33,15 +35,6 @@ export interface AttemptInput {
   saveInterval?: number;
   /** One node rank of a multi-node gang: where this rank runs and where rank 0 listens. */
   rank?: RankAssignment;
-}
-
-/** What a heartbeat carries: enough for `linkflow status` to show live progress. */
-export interface HeartbeatDetails extends AttemptProgress {
-  stage: string;
-  attempt: number;
-  logFile: string;
-  node?: string;
-  nodeRank?: number;
 }
 
 /**

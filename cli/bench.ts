@@ -2,103 +2,16 @@
  * `linkflow bench …`: the nightly benchmark as a Temporal Schedule (create or update, pause,
  * unpause, delete, list), a run now, and the report of the last run from the results database.
  */
-import { ScheduleNotFoundError, ScheduleOverlapPolicy, WorkflowFailedError, type Client, type ScheduleOptionsAction } from '@temporalio/client';
+import { ScheduleNotFoundError, WorkflowFailedError, type Client } from '@temporalio/client';
 import type { Command } from 'commander';
-import fs from 'node:fs';
-import path from 'node:path';
-import { suiteCluster, type BenchmarkSuite } from '../modellink/benchmark.ts';
-import { formatProblems } from '../modellink/spec.ts';
-import { defaultStorePath, openBenchmarkStore } from '../benchmarks/store.ts';
-import { htmlReport, loadRunReport, terminalReport, webhookSummary } from '../benchmarks/report.ts';
-import { loadSuiteFile } from '../benchmarks/suite-file.ts';
+import { defaultStorePath } from '../benchmark/store.ts';
+import { report } from '../benchmark/report.ts';
+import { loadSuite, suiteOnly } from '../benchmark/suite-file.ts';
 import { loadConfig } from '../temporal.config.ts';
-import type { BenchmarkOutcome } from '../workflows/benchmark.ts';
-import { connectClient } from './pipeline-client.ts';
-import { ExitError } from './errors.ts';
-
-const SCHEDULE_PREFIX = 'linkflow-bench-';
-
-/** The suite of a file (or the default), its workspace made absolute, and how its other relative paths resolve. */
-function readSuite(file: string | undefined): { suite: BenchmarkSuite; resolve: (p: string) => string } {
-  const result = loadSuiteFile(file);
-  if (!result.ok) throw new ExitError(`${file ?? 'default suite'}: invalid benchmark suite (${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}):\n${formatProblems(result.problems)}`, 2);
-  for (const w of result.warnings) console.error(`warning: ${w.path}: ${w.message}`);
-  // Relative to the suite file, or to the current directory for the default suite.
-  const base = file ? path.dirname(path.resolve(file)) : process.cwd();
-  const resolve = (p: string) => path.resolve(base, p);
-  return { suite: { ...result.suite, workspace: resolve(result.suite.workspace) }, resolve };
-}
-
-/** The suite for commands that run nothing (names, workspace): ModelLink's location is not needed. */
-function suiteOnly(file: string | undefined): BenchmarkSuite {
-  return readSuite(file).suite;
-}
-
-/** The suite to run, with every path made absolute: the workers and the report read them wherever they run. */
-export function loadSuite(file: string | undefined, env: NodeJS.ProcessEnv = process.env): BenchmarkSuite {
-  const { suite, resolve } = readSuite(file);
-  // The default suite has no file to say where ModelLink is: the environment can.
-  const modellink = suite.modellink ?? (env.LINKFLOW_MODELLINK_ROOT ? { root: env.LINKFLOW_MODELLINK_ROOT, python: env.LINKFLOW_MODELLINK_PYTHON ?? 'python', launcher: env.LINKFLOW_MODELLINK_LAUNCHER ?? 'torchrun', env: {} } : undefined);
-  if (!modellink) throw new ExitError(`${file ?? 'default suite'}: the suite does not say where ModelLink is: add modellink: { root: … } to a suite file (--suite), or set LINKFLOW_MODELLINK_ROOT`, 2);
-  const launcher = Array.isArray(modellink.launcher) ? modellink.launcher : [modellink.launcher];
-  return {
-    ...suite,
-    tokenizers: Object.fromEntries(Object.entries(suite.tokenizers).map(([k, v]) => [k, resolve(v)])),
-    modellink: {
-      ...modellink,
-      root: resolve(modellink.root),
-      // Relative paths (./emulator/torchrun) are relative to the suite; bare names stay for PATH lookup.
-      launcher: launcher.map((l) => (l.includes('/') ? resolve(l) : l)),
-      ...(modellink.setupScript ? { setupScript: resolve(modellink.setupScript) } : {}),
-    },
-  };
-}
-
-export function scheduleId(suite: BenchmarkSuite, id?: string): string {
-  return id ?? `${SCHEDULE_PREFIX}${suite.name}`;
-}
-
-function action(suite: BenchmarkSuite, taskQueue: string): ScheduleOptionsAction {
-  return { type: 'startWorkflow', workflowType: 'benchmarkWorkflow', workflowId: `bench-${suite.name}`, args: [{ suite }], taskQueue };
-}
-
-export async function createOrUpdateSchedule(client: Client, suite: BenchmarkSuite, options: { id?: string; cron: string; timezone: string; catchupWindow: string; pauseOnFailure: boolean; taskQueue: string }): Promise<'created' | 'updated'> {
-  const id = scheduleId(suite, options.id);
-  const spec = { cronExpressions: [options.cron], timezone: options.timezone };
-  // A night missed while the server was down runs when it is back, within the catch-up window; a night still running makes the next one skip.
-  const policies = { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: options.catchupWindow, pauseOnFailure: options.pauseOnFailure };
-  try {
-    await client.schedule.getHandle(id).update((previous) => ({ ...previous, spec, action: action(suite, options.taskQueue), policies }));
-    return 'updated';
-  } catch (err) {
-    if (!(err instanceof ScheduleNotFoundError)) throw err;
-  }
-  await client.schedule.create({ scheduleId: id, spec, action: action(suite, options.taskQueue), policies, state: { note: `linkflow nightly benchmark of suite ${suite.name}` } });
-  return 'created';
-}
-
-function storeOf(suite: BenchmarkSuite, db?: string) {
-  const file = db ?? defaultStorePath(suite.workspace);
-  if (!fs.existsSync(file)) throw new ExitError(`no benchmark results yet at ${file}; run \`linkflow bench run\` first`, 1);
-  return openBenchmarkStore(file);
-}
-
-/** The terminal report of a run (default: the newest of the suite's cluster), `--html` and `--json` as asked. */
-export function report(suite: BenchmarkSuite, options: { db?: string; runId?: string; html?: string; json?: boolean }): string {
-  const store = storeOf(suite, options.db);
-  try {
-    const r = loadRunReport(store, { cluster: suiteCluster(suite), ...(options.runId ? { runId: options.runId } : {}) });
-    if (!r) throw new ExitError(`no benchmark run${options.runId ? ` ${options.runId}` : ''} recorded for cluster ${suiteCluster(suite)}`, 1);
-    if (options.html) {
-      fs.mkdirSync(path.dirname(path.resolve(options.html)), { recursive: true });
-      fs.writeFileSync(options.html, htmlReport(r));
-      console.error(`wrote ${options.html}`);
-    }
-    return options.json ? JSON.stringify(webhookSummary(r), null, 2) : terminalReport(r);
-  } finally {
-    store.close();
-  }
-}
+import { benchmarkWorkflowType, type BenchmarkOutcome, type BenchmarkWorkflow } from '../contracts/workflows.ts';
+import { ExitError } from '../errors.ts';
+import { connectClient } from '../client/connect.ts';
+import { createOrUpdateSchedule, SCHEDULE_PREFIX, scheduleId } from '../client/schedules.ts';
 
 async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
   const client = await connectClient(loadConfig());
@@ -140,7 +53,7 @@ export function registerBenchCommands(program: Command): void {
       const config = loadConfig();
       await withClient(async (client) => {
         const workflowId = `bench-${suite.name}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-        const handle = await client.workflow.start('benchmarkWorkflow', { workflowId, taskQueue: suite.taskQueue ?? config.taskQueue, args: [{ suite }] });
+        const handle = await client.workflow.start<BenchmarkWorkflow>(benchmarkWorkflowType, { workflowId, taskQueue: suite.taskQueue ?? config.taskQueue, args: [{ suite }] });
         console.error(`benchmark run ${workflowId} started (${suite.name})`);
         if (!opts.wait) {
           console.log(workflowId);

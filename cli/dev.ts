@@ -5,10 +5,11 @@ import { PROJECT_ROOT, loadConfig, type LinkflowConfig } from '../temporal.confi
 import { createLinkflowWorker, drainOnSigterm, installRuntime } from '../worker/worker.ts';
 import type { NodeIdentity } from '../activities/node.ts';
 import { nodeQueue } from '../modellink/gang.ts';
-import { isReachable, startDevServer, type DevServer } from '../server/dev-server.ts';
+import { isReachable, startDevServer, type DevServer } from '../devserver/dev-server.ts';
 import { formatProblems } from '../modellink/spec.ts';
-import { loadSpecFile } from './spec-file.ts';
-import { connectClient, startPipeline } from './pipeline-client.ts';
+import { loadSpecFile } from '../client/spec-file.ts';
+import { connectClient } from '../client/connect.ts';
+import { startPipeline } from '../client/pipeline.ts';
 import { summaryText } from './progress.ts';
 import { watchPipeline } from './watch.ts';
 

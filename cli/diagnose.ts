@@ -12,7 +12,7 @@ import { diagnoseLog, type Diagnosis } from '../modellink/diagnose.ts';
 import { causeLine, INFRASTRUCTURE } from '../modellink/failures.ts';
 import { ATTEMPT_LOG_WINDOW, LogWindow } from '../modellink/log-window.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
-import { ExitError } from './errors.ts';
+import { ExitError } from '../errors.ts';
 
 export interface DiagnoseOptions {
   json?: boolean;

@@ -7,20 +7,22 @@ import { Command, CommanderError } from 'commander';
 import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import { absolutizePaths, importScript } from '../modellink/import-script.ts';
-import { parseModelLinkScript } from '../modellink/shell-script.ts';
+import { absolutizePaths, importScript } from '../import/import-script.ts';
+import { parseModelLinkScript } from '../import/shell-script.ts';
 import { loadConfig } from '../temporal.config.ts';
 import { formatProblems } from '../modellink/spec.ts';
 import { presetNames, getPreset } from '../modellink/presets.ts';
 import { adviseSaveInterval, observationsOf } from '../modellink/advise.ts';
-import { loadSpecFile } from './spec-file.ts';
-import { connectClient, ServerUnreachableError, snapshot, startPipeline } from './pipeline-client.ts';
+import { loadSpecFile } from '../client/spec-file.ts';
+import { connectClient, ServerUnreachableError } from '../client/connect.ts';
+import { snapshot, startPipeline } from '../client/pipeline.ts';
 import { jsonSummary, summaryText } from './progress.ts';
 import { renderPlan } from './render.ts';
 import { watchPipeline } from './watch.ts';
 import { runDev, runDemo, runWorker } from './dev.ts';
 import { defaultNodeAddress } from '../activities/node.ts';
-import { ExitError } from './errors.ts';
+import { ExitError } from '../errors.ts';
+import { checkpointAndStopSignal, setSaveIntervalSignal } from '../contracts/workflows.ts';
 import { registerBenchCommands } from './bench.ts';
 import { diagnoseCommand } from './diagnose.ts';
 
@@ -104,7 +106,7 @@ program
   .description('checkpoint now and stop: the running training attempt saves (--exit-signal-handler, on unless exitSignalHandler: false) and the pipeline ends as stopped; run it again to resume')
   .action(async (id: string) => {
     const client = await connectClient(loadConfig());
-    await client.workflow.getHandle(id).signal('checkpointAndStop');
+    await client.workflow.getHandle(id).signal(checkpointAndStopSignal);
     console.log(`asked ${id} to checkpoint and stop`);
   });
 
@@ -115,7 +117,7 @@ program
     const n = Number(iterations);
     if (!Number.isInteger(n) || n <= 0) throw new ExitError(`save interval: expected a positive integer, got ${iterations}`, 2);
     const client = await connectClient(loadConfig());
-    await client.workflow.getHandle(id).signal('setSaveInterval', n);
+    await client.workflow.getHandle(id).signal(setSaveIntervalSignal, n);
     console.log(`${id}: training attempts from the next one on save every ${n} iterations`);
   });
 
@@ -235,7 +237,7 @@ program
   .command('bootstrap')
   .description('find or install the Temporal CLI (dev server)')
   .action(async () => {
-    const { findTemporalCli } = await import('../server/temporal-cli.ts');
+    const { findTemporalCli } = await import('../devserver/temporal-cli.ts');
     const cli = await findTemporalCli({ install: true });
     if (!cli) throw new ExitError('no Temporal CLI could be found or installed; the dev server will be downloaded by @temporalio/testing where the internet is reachable', 1);
     console.log(`temporal ${cli.version} at ${cli.path} (${cli.source})`);

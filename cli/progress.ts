@@ -1,7 +1,7 @@
 /** Human-readable progress and summaries of a pipeline run. */
-import type { PipelineState, StageState } from '../modellink/run-state.ts';
-import { summarizeStage } from '../modellink/run-state.ts';
-import type { Snapshot } from './pipeline-client.ts';
+import type { PipelineState, StageState } from '../contracts/run-state.ts';
+import { summarizeStage } from '../contracts/run-state.ts';
+import type { Snapshot } from '../client/pipeline.ts';
 
 function fmt(n: number | undefined, digits = 0): string {
   if (n === undefined || n === null) return '-';

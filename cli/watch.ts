@@ -1,7 +1,7 @@
 /** Live progress of a running pipeline, polled once a second until it closes. */
 import type { WorkflowHandle } from '@temporalio/client';
 import { liveLine } from './progress.ts';
-import { snapshot, type Snapshot } from './pipeline-client.ts';
+import { snapshot, type Snapshot } from '../client/pipeline.ts';
 
 export async function watchPipeline(handle: WorkflowHandle, options: { quiet?: boolean; intervalMs?: number; print?: (line: string) => void } = {}): Promise<Snapshot> {
   const print = options.print ?? ((line: string) => console.log(line));

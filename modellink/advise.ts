@@ -5,7 +5,7 @@
  *   τ = √(2·C·(M+R)) · [1 + ⅓·√(C / (2(M+R))) + ⅑·C / (2(M+R))] − C   (for C < 2(M+R)), else M+R.
  */
 import { NON_RETRYABLE } from './failures.ts';
-import type { StageState } from './run-state.ts';
+import type { StageState } from '../contracts/run-state.ts';
 
 export interface RunObservations {
   /** Wall time the stage's attempts ran, in ms. */

@@ -3,7 +3,7 @@
  * into one job. Pure helpers: where a rank's activity goes, what its command line says, which
  * rank's failure explains the gang's, and what the gang's result is.
  */
-import type { AttemptResult, AttemptTimings } from './run-state.ts';
+import type { AttemptResult, AttemptTimings } from '../contracts/run-state.ts';
 import type { FailureClass } from './failures.ts';
 
 /** A node's own task queue in a pool: `linkflow worker --queue POOL --node NAME` polls it beside POOL. */

@@ -51,7 +51,7 @@ DISCRIMINATORS = (
 
 
 def slug(model: str, size: str) -> str:
-    """linkflow's table id rule (modellink/benchmark-suite.ts): lowercase, '.' dropped in names, 'point' in sizes."""
+    """linkflow's table id rule (benchmark/suite.ts): lowercase, '.' dropped in names, 'point' in sizes."""
     return f"{model.lower().replace('.', '')}-{size.lower().replace('.', 'point')}"
 
 
@@ -73,7 +73,7 @@ def preset_for(row: dict, presets: dict):
 
 
 def layout_for(preset: dict, row: dict):
-    """linkflow's layoutFor (modellink/benchmark-suite.ts) for a table row."""
+    """linkflow's layoutFor (benchmark/suite.ts) for a table row."""
     pretrain = [r for r in preset.get('references', [])
                 if r.get('kind') == 'pretrain' and r.get('impl') == row['impl'] and r.get('seqLength') == row['seq_length']]
     exact = [r for r in pretrain if r['nodes'] == row['nodes'] and r['devicesPerNode'] == row['devices_per_node']]

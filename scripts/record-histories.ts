@@ -9,8 +9,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import proto from '@temporalio/proto';
-import { outcomeOf } from '../cli/pipeline-client.ts';
-import { loadSuite } from '../cli/bench.ts';
+import { outcomeOf } from '../client/pipeline.ts';
+import { loadSuite } from '../benchmark/suite-file.ts';
+import { benchmarkWorkflowType, pipelineWorkflowType, type BenchmarkWorkflow, type PipelineWorkflow } from '../contracts/workflows.ts';
 import type { History } from '@temporalio/common/lib/proto-utils.js';
 import { EMULATOR, fiveStageSpec, tempDir, writeSpec } from '../test/helpers/specs.ts';
 import { planFile, startSpec, startTestTemporal } from '../test/helpers/temporal.ts';
@@ -56,7 +57,7 @@ async function recordBenchmark(): Promise<void> {
     rows: ['llama2-7b-seq4k-mcore-1x8-bf16', 'aquila2-34b-seq4k-legacy-2x8-bf16'],
     modellink: { root: EMULATOR, python: 'python3', launcher: path.join(EMULATOR, 'torchrun') },
   }));
-  const bench = await t.client.workflow.start('benchmarkWorkflow', { workflowId: 'benchmark.history.bin' /* replay.test.ts replays under the file name */, taskQueue: t.config.taskQueue, args: [{ suite: loadSuite(suiteFile) }] });
+  const bench = await t.client.workflow.start<BenchmarkWorkflow>(benchmarkWorkflowType, { workflowId: 'benchmark.history.bin' /* replay.test.ts replays under the file name */, taskQueue: t.config.taskQueue, args: [{ suite: loadSuite(suiteFile) }] });
   await bench.result();
   save('benchmark', await bench.fetchHistory());
 }
@@ -73,7 +74,7 @@ async function recordGang(): Promise<void> {
     spec.parallel = { tp: 1, pp: 2 };
     spec.stages = spec.stages.filter((s) => ['data', 'weights', 'pretrain'].includes(s.name as string));
     const plan = planFile(writeSpec(dir, spec));
-    const handle = await t.client.workflow.start('pipelineWorkflow', { workflowId: 'gang-crash.history.bin', taskQueue: pool, args: [{ plan, retry: retrySettings(t.config) }] });
+    const handle = await t.client.workflow.start<PipelineWorkflow>(pipelineWorkflowType, { workflowId: 'gang-crash.history.bin', taskQueue: pool, args: [{ plan, retry: retrySettings(t.config) }] });
     await outcomeOf(handle);
     save('gang-crash', await handle.fetchHistory());
   } finally {

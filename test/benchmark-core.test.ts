@@ -6,10 +6,10 @@ import { describe, expect, it } from 'vitest';
 import {
   capacitySkipReason, caseFromSuiteCase, caseFromTableRow, decideVerdict, defaultSuite, fingerprintChanges, judgeCase, measureThroughput,
   msPerIterationAt, parseSuite, performanceTable, planSuite, suiteCluster, suiteSchema, tableCaseId, tableCases, type BenchmarkCase, type Thresholds,
-} from '../modellink/benchmark.ts';
+} from '../benchmark/core.ts';
 import { getPreset } from '../modellink/presets.ts';
 import { parseLogLine } from '../modellink/training-log.ts';
-import { loadSuiteFile, parseSuiteText } from '../benchmarks/suite-file.ts';
+import { loadSuiteFile, parseSuiteText } from '../benchmark/suite-file.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const REFERENCE = path.join(ROOT, 'reference', 'modellink', 'seed-performance.json');

@@ -10,13 +10,15 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { parse } from 'node-html-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createOrUpdateSchedule, loadSuite, report } from '../cli/bench.ts';
-import { defaultStorePath, openBenchmarkStore } from '../benchmarks/store.ts';
-import type { BenchmarkOutcome } from '../workflows/benchmark.ts';
+import { createOrUpdateSchedule } from '../client/schedules.ts';
+import { report } from '../benchmark/report.ts';
+import { loadSuite } from '../benchmark/suite-file.ts';
+import { defaultStorePath, openBenchmarkStore } from '../benchmark/store.ts';
+import { benchmarkWorkflowType, type BenchmarkOutcome, type BenchmarkWorkflow } from '../contracts/workflows.ts';
 import { EMULATOR, tempDir } from './helpers/specs.ts';
 import { startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
 import { until } from './helpers/wait.ts';
-import { getFreePort } from '../server/dev-server.ts';
+import { getFreePort } from '../node/free-port.ts';
 import { runCli } from './helpers/cli.ts';
 
 let t: TestTemporal;
@@ -48,7 +50,7 @@ function writeSuite(dir: string, extra: Record<string, unknown> = {}, env: Recor
 
 async function runNight(suiteFile: string): Promise<BenchmarkOutcome> {
   const suite = loadSuite(suiteFile);
-  const handle = await t.client.workflow.start('benchmarkWorkflow', { workflowId: `bench-test-${Date.now()}-${Math.random().toString(36).slice(2)}`, taskQueue: t.config.taskQueue, args: [{ suite }] });
+  const handle = await t.client.workflow.start<BenchmarkWorkflow>(benchmarkWorkflowType, { workflowId: `bench-test-${Date.now()}-${Math.random().toString(36).slice(2)}`, taskQueue: t.config.taskQueue, args: [{ suite }] });
   return (await handle.result()) as BenchmarkOutcome;
 }
 

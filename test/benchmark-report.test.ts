@@ -1,10 +1,10 @@
 /** Benchmark reports: the terminal table, the self-contained HTML page (parsed), the webhook summary. */
 import { parse, type HTMLElement } from 'node-html-parser';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { caseChart, htmlReport, loadRunReport, needsNotification, terminalReport, webhookSummary } from '../benchmarks/report.ts';
-import { defaultStorePath, openBenchmarkStore, type BenchmarkStore } from '../benchmarks/store.ts';
-import type { RunReport } from '../benchmarks/records.ts';
-import { formatPercent } from '../benchmarks/report-format.ts';
+import { caseChart, htmlReport, loadRunReport, needsNotification, terminalReport, webhookSummary } from '../benchmark/report.ts';
+import { defaultStorePath, openBenchmarkStore, type BenchmarkStore } from '../benchmark/store.ts';
+import type { RunReport } from '../benchmark/records.ts';
+import { formatPercent } from '../benchmark/report-format.ts';
 import { tempDir } from './helpers/specs.ts';
 import { fingerprint, simulateNight } from './helpers/benchmarks.ts';
 

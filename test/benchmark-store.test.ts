@@ -3,9 +3,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { judgeCase } from '../modellink/benchmark.ts';
-import { BenchmarkStore, defaultStorePath, openBenchmarkStore } from '../benchmarks/store.ts';
-import { SCHEMA_VERSION } from '../benchmarks/schema.ts';
+import { judgeCase } from '../benchmark/core.ts';
+import { BenchmarkStore, defaultStorePath, openBenchmarkStore } from '../benchmark/store.ts';
+import { SCHEMA_VERSION } from '../benchmark/schema.ts';
 import { tempDir } from './helpers/specs.ts';
 import { fingerprint, simulateNight, tableCase, throughputOf } from './helpers/benchmarks.ts';
 
@@ -163,7 +163,7 @@ describe('benchmark store', () => {
   });
 
   it('the schema is plain SQL a server database also accepts', () => {
-    const sql = fs.readFileSync(path.join(import.meta.dirname, '..', 'benchmarks', 'schema.ts'), 'utf8');
+    const sql = fs.readFileSync(path.join(import.meta.dirname, '..', 'benchmark', 'schema.ts'), 'utf8');
     expect(sql).not.toMatch(/AUTOINCREMENT|WITHOUT ROWID|STRICT|\bBLOB\b|\bREAL\b|datetime\(|json_/i);
   });
 });

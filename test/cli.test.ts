@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { getFreePort } from '../server/dev-server.ts';
+import { getFreePort } from '../node/free-port.ts';
 import { runCli } from './helpers/cli.ts';
 import { DEMO, EMULATOR, fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';
 

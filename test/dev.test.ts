@@ -3,7 +3,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { getFreePort, isReachable } from '../server/dev-server.ts';
+import { isReachable } from '../devserver/dev-server.ts';
+import { getFreePort } from '../node/free-port.ts';
 import { runCli } from './helpers/cli.ts';
 import { ROOT, tempDir } from './helpers/specs.ts';
 

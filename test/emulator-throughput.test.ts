@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { measureThroughput, tableCases, type BenchmarkCase } from '../modellink/benchmark.ts';
+import { measureThroughput, tableCases, type BenchmarkCase } from '../benchmark/core.ts';
 import { getPreset, type Impl } from '../modellink/presets.ts';
 import { parseLogLine } from '../modellink/training-log.ts';
 

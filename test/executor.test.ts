@@ -2,7 +2,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { startProcess } from '../executors/local.ts';
+import { startProcess } from '../node/process-group.ts';
 import { ROOT, tempDir } from './helpers/specs.ts';
 import { processesMentioning, until } from './helpers/wait.ts';
 

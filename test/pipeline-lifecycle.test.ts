@@ -9,7 +9,8 @@ import path from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { snapshot } from '../cli/pipeline-client.ts';
+import { snapshot } from '../client/pipeline.ts';
+import { progressQuery } from '../contracts/workflows.ts';
 import { DEMO, fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';
 import { runSpec, startSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
 import { runCli } from './helpers/cli.ts';
@@ -186,7 +187,7 @@ describe('a pipeline of every stage kind', () => {
     expect(error).toBeInstanceOf(WorkflowFailedError);
     expect((error as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
     expect(processesMentioning(ws)).toEqual([]);
-    const state = await handle.query<{ stages: { name: string; status: string }[] }>('progress');
+    const state = await handle.query(progressQuery);
     expect(state.stages.find((s) => s.name === 'pretrain')!.status).toBe('cancelled');
   });
 });

@@ -10,7 +10,7 @@ import { fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';
 import { planFile, runSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
 import { runCli } from './helpers/cli.ts';
 import { until } from './helpers/wait.ts';
-import { outcomeOf, snapshot, startPipeline } from '../cli/pipeline-client.ts';
+import { outcomeOf, snapshot, startPipeline } from '../client/pipeline.ts';
 import { loadConfig } from '../temporal.config.ts';
 
 let t: TestTemporal;

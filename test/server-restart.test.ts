@@ -1,8 +1,10 @@
 /** The Temporal dev server restarted (same SQLite file) in the middle of training: nothing is lost. */
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { connectClient, outcomeOf, snapshot, startPipeline } from '../cli/pipeline-client.ts';
-import { getFreePort, startDevServer } from '../server/dev-server.ts';
+import { connectClient } from '../client/connect.ts';
+import { outcomeOf, snapshot, startPipeline } from '../client/pipeline.ts';
+import { startDevServer } from '../devserver/dev-server.ts';
+import { getFreePort } from '../node/free-port.ts';
 import { loadConfig } from '../temporal.config.ts';
 import { createLinkflowWorker } from '../worker/worker.ts';
 import { fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';

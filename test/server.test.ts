@@ -3,8 +3,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isReachable, startDevServer, type DevServer } from '../server/dev-server.ts';
-import { findTemporalCli, parseTemporalVersion, type TemporalCli } from '../server/temporal-cli.ts';
+import { isReachable, startDevServer, type DevServer } from '../devserver/dev-server.ts';
+import { findTemporalCli, parseTemporalVersion, type TemporalCli } from '../devserver/temporal-cli.ts';
 
 const logs: string[] = [];
 const log = (msg: string) => {

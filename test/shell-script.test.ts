@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { groupArgs, looksLikePlaceholder, parseModelLinkScript, type ParsedScript } from '../modellink/shell-script.ts';
+import { groupArgs, looksLikePlaceholder, parseModelLinkScript, type ParsedScript } from '../import/shell-script.ts';
 import type { Arg } from '../modellink/commands.ts';
 import { ROOT } from './helpers/specs.ts';
 
@@ -531,7 +531,7 @@ ASCEND_RT_VISIBLE_DEVICES=0,1 python -m torch.distributed.launch $DISTRIBUTED_AR
       ['--z', `$(touch ${marker}.d)`],
     ]);
     expect(p.placeholders).toEqual({ X: `$(touch ${marker}.a)`, Y: `\`touch ${marker}.b\`` });
-    const source = fs.readFileSync(path.join(ROOT, 'modellink', 'shell-script.ts'), 'utf8');
+    const source = fs.readFileSync(path.join(ROOT, 'import', 'shell-script.ts'), 'utf8');
     expect(source).not.toMatch(/child_process|node:vm|\beval\(|new Function/);
   });
 

@@ -1,16 +1,16 @@
 /**
  * Stop, cancel and drain let a checkpoint save finish: the grace between SIGTERM and SIGKILL follows
  * the attempt's measured saves (modellink/stop-grace.ts), SIGTERM goes to the launcher's workers and
- * not to torchrun's agent (executors/supervisor.mjs), and training stages pass --exit-signal-handler
+ * not to torchrun's agent (node/supervisor.mjs), and training stages pass --exit-signal-handler
  * so that a stop saves even with high availability alone. Pipelines on a real dev server with the emulator.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startProcess } from '../executors/local.ts';
+import { startProcess } from '../node/process-group.ts';
 import { EXIT_MS, launchesElasticAgent, stopGraceMs, UNMEASURED_SAVE_MS } from '../modellink/stop-grace.ts';
-import { outcomeOf, snapshot, startPipeline } from '../cli/pipeline-client.ts';
+import { outcomeOf, snapshot, startPipeline } from '../client/pipeline.ts';
 import { fiveStageSpec, ROOT, tempDir, writeSpec, type RawSpec } from './helpers/specs.ts';
 import { planFile, runSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
 import { runCli } from './helpers/cli.ts';

@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import { connectionOptions, type LinkflowConfig } from '../temporal.config.ts';
 import * as activities from '../activities/index.ts';
-import { stopAllProcesses } from '../executors/local.ts';
+import { stopAllProcesses } from '../node/process-group.ts';
 import { configureNode, type NodeIdentity } from '../activities/node.ts';
 import { nodeIdentity, nodeQueue } from '../modellink/gang.ts';
 
@@ -60,7 +60,7 @@ export async function createLinkflowWorker({ config, taskQueue, connection, node
     // Heartbeats carry progress and bring cancellations: send them at least every 2 s.
     maxHeartbeatThrottleInterval: '2s',
     // A worker that died holding a pipeline's workflow delays its next step by this much (SDK default
-    // 10 s, measured in bench/RESULTS.md); another worker then replays it from history.
+    // 10 s, measured in perf/RESULTS.md); another worker then replays it from history.
     stickyQueueScheduleToStartTimeout: '3s',
   });
   const nodeWorker = node

@@ -4,32 +4,14 @@
  * case that cannot run here is skipped with the reason; one whose job fails is recorded as failed
  * with its class and log excerpt; the others go on. A Temporal Schedule starts it every night.
  */
-import { ApplicationFailure, CancellationScope, ChildWorkflowFailure, TimeoutFailure, defineQuery, executeChild, isCancellation, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, ChildWorkflowFailure, TimeoutFailure, executeChild, isCancellation, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type * as activities from '../activities/index.ts';
 import type { CaseRunOutcome } from '../activities/benchmark.ts';
-import type { BenchmarkCase, BenchmarkSuite, CaseResult, Verdict } from '../modellink/benchmark.ts';
-import type { PipelineState } from '../modellink/run-state.ts';
+import type { BenchmarkCase, BenchmarkSuite, CaseResult, Verdict } from '../benchmark/core.ts';
+import type { PipelineState } from '../contracts/run-state.ts';
+import { benchmarkProgressQuery, type BenchmarkOutcome, type BenchmarkProgress } from '../contracts/workflows.ts';
 import { freeNodes } from './gang.ts';
 import { pipelineWorkflow } from './pipeline.ts';
-
-export interface BenchmarkProgress {
-  runId: string;
-  suite: string;
-  cases: number;
-  currentCase?: string;
-  done: { caseId: string; verdict: Verdict; reason: string }[];
-}
-
-export interface BenchmarkOutcome {
-  runId: string;
-  counts: Partial<Record<Verdict, number>>;
-  /** The webhook that received the summary. */
-  notified?: string;
-  /** Why the webhook did not receive it (the results are stored all the same). */
-  notifyError?: string;
-}
-
-export const benchmarkProgressQuery = defineQuery<BenchmarkProgress>('benchmarkProgress');
 
 const bench = proxyActivities<typeof activities>({
   startToCloseTimeout: '10 minutes',

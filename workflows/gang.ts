@@ -14,7 +14,7 @@ import {
 import type * as activities from '../activities/index.ts';
 import { chooseNodes, mergeRankResults, mergeRankTimings, nodeQueue, nodesOf, rootCauseRank, type RankAssignment } from '../modellink/gang.ts';
 import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
-import type { AttemptFailureDetails, AttemptResult, AttemptTimings, RetrySettingsInput, StageState } from '../modellink/run-state.ts';
+import type { AttemptFailureDetails, AttemptResult, AttemptTimings, RetrySettingsInput, StageState } from '../contracts/run-state.ts';
 import { attemptFailure, failureDetails } from './attempts.ts';
 
 const bookkeeping = proxyActivities<typeof activities>({

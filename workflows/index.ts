@@ -1,2 +1,3 @@
-export { pipelineWorkflow, progressQuery } from './pipeline.ts';
-export { benchmarkWorkflow, benchmarkProgressQuery } from './benchmark.ts';
+export { pipelineWorkflow } from './pipeline.ts';
+export { benchmarkWorkflow } from './benchmark.ts';
+export { progressQuery, benchmarkProgressQuery } from '../contracts/workflows.ts';

@@ -10,8 +10,6 @@ import {
   CancellationScope,
   ContinueAsNew,
   continueAsNew,
-  defineQuery,
-  defineSignal,
   isCancellation,
   proxyActivities,
   setHandler,
@@ -24,15 +22,10 @@ import { INFRASTRUCTURE } from '../modellink/failures.ts';
 import { autoSaveInterval } from '../modellink/advise.ts';
 import { launchesAcrossNodes } from '../modellink/gang.ts';
 import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
-import type { PipelineInput, PipelineState, RetrySettingsInput, StageState } from '../modellink/run-state.ts';
+import type { PipelineInput, PipelineState, RetrySettingsInput, StageState } from '../contracts/run-state.ts';
+import { checkpointAndStopSignal, progressQuery, setSaveIntervalSignal } from '../contracts/workflows.ts';
 import { attemptFailure, failureDetails } from './attempts.ts';
 import { attemptActivities, PlacementDeferred, runGangAttempt, type GangOutcome } from './gang.ts';
-
-export const progressQuery = defineQuery<PipelineState>('progress');
-/** Checkpoint now and stop: the running training attempt is sent SIGTERM (Megatron saves with --exit-signal-handler, on by default); the pipeline ends as stopped and a rerun resumes it. */
-export const checkpointAndStopSignal = defineSignal('checkpointAndStop');
-/** A new save interval for training attempts, from the next attempt on. */
-export const setSaveIntervalSignal = defineSignal<[number]>('setSaveInterval');
 
 /** The running attempt's scope, so a stop can cancel just the attempt. */
 interface AttemptControl {

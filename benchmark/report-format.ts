@@ -1,5 +1,5 @@
 /** How a case's numbers read, the same in the terminal table, the HTML page and the webhook text. */
-import { VERDICTS, type Verdict } from '../modellink/benchmark.ts';
+import { VERDICTS, type Verdict } from './core.ts';
 import type { CaseRecord, VerdictCounts } from './records.ts';
 
 /** tokens/s per device: whole numbers from 100 up (as the table prints them), three digits below. */

@@ -3,7 +3,7 @@
  * anywhere, so it opens from a file in any browser without a server or internet. Charts are inline SVG.
  * Every piece of text that comes from data (case ids, reasons, log lines, versions) is escaped.
  */
-import { fingerprintChanges, VERDICTS } from '../modellink/benchmark.ts';
+import { fingerprintChanges, VERDICTS } from './core.ts';
 import type { CaseRecord, RunReport, SeriesPoint } from './records.ts';
 import { caseLine, countVerdicts, formatPercent, formatThroughput } from './report-format.ts';
 

@@ -1,7 +1,7 @@
 /**
  * Finds or installs the Temporal CLI (dev server).
  *
- *   node --import tsx server/bootstrap.ts
+ *   node --import tsx devserver/bootstrap.ts
  *
  * Exit 0: prints the CLI path and `temporal --version`.
  * Exit 1: nothing found or installable; prints what was tried. Without CI=true

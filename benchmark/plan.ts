@@ -4,10 +4,10 @@
  * command is checked against ModelLink's flags and runs, retries and places nodes the same way.
  */
 import path from 'node:path';
-import type { BenchmarkCase, BenchmarkSuite } from './benchmark-suite.ts';
-import { getPreset } from './presets.ts';
-import { planPipeline, type PipelinePlan } from './plan.ts';
-import { formatProblems } from './spec.ts';
+import type { BenchmarkCase, BenchmarkSuite } from './suite.ts';
+import { getPreset } from '../modellink/presets.ts';
+import { planPipeline, type PipelinePlan } from '../modellink/plan.ts';
+import { formatProblems } from '../modellink/spec.ts';
 
 export const BENCHMARK_STAGE = 'benchmark';
 /** Exported to every case's job, so tools on the node (profilers, the emulator) can tell cases apart. */

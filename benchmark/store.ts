@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { FAILURE_CLASSES, type FailureClass } from '../modellink/failures.ts';
-import { VERDICTS, type CaseResult, type Comparison, type EnvironmentFingerprint } from '../modellink/benchmark.ts';
+import { VERDICTS, type CaseResult, type Comparison, type EnvironmentFingerprint } from './core.ts';
 import { MIGRATIONS, MIGRATIONS_TABLE, SCHEMA_VERSION } from './schema.ts';
 import { RUN_STATUSES, type CaseRecord, type HistoryNight, type NewRun, type RunRecord, type RunStatus, type RunSummary, type SeriesPoint, type VerdictCounts } from './records.ts';
 

@@ -6,9 +6,9 @@
  * regressionPercent below the history median: the band alone fires on a quiet case whose MAD is ~0,
  * the percentage alone fires on a noisy one.
  */
-import type { FailureClass } from './failures.ts';
-import { median, medianAbsoluteDeviation, type Throughput } from './benchmark-throughput.ts';
-import type { BenchmarkCase, CaseParallel, CaseShape, Thresholds } from './benchmark-suite.ts';
+import type { FailureClass } from '../modellink/failures.ts';
+import { median, medianAbsoluteDeviation, type Throughput } from './throughput.ts';
+import type { BenchmarkCase, CaseParallel, CaseShape, Thresholds } from './suite.ts';
 
 export const VERDICTS = ['ok', 'regression', 'improvement', 'failed', 'skipped'] as const;
 export type Verdict = (typeof VERDICTS)[number];

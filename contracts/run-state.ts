@@ -1,11 +1,11 @@
 /**
- * The plain data a pipeline run passes between the CLI, the workflow and the activities.
+ * The plain data a pipeline run passes between the client, the workflow and the activities (contracts/: what crosses Temporal).
  * Types only plus two tiny pure helpers: the workflow bundle imports this file.
  */
-import type { IterationSample } from './benchmark-throughput.ts';
-import type { FailureClass } from './failures.ts';
-import type { PipelinePlan, StagePlan } from './plan.ts';
-import type { AttemptProgress } from './training-log.ts';
+import type { IterationSample } from '../benchmark/throughput.ts';
+import type { FailureClass } from '../modellink/failures.ts';
+import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
+import type { AttemptProgress } from '../modellink/training-log.ts';
 
 export interface RetrySettingsInput {
   maximumAttempts: number;

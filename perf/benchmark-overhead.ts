@@ -4,19 +4,19 @@
  * job time is what its attempt log says the process ran ("# launched …, exited … after X s");
  * orchestration is everything else (planning, child workflow, placement, measuring, storing).
  *
- *   node --import tsx bench/benchmark-overhead.ts [--cases 6] [--measured 20] [--write-results]
+ *   node --import tsx perf/benchmark-overhead.ts [--cases 6] [--measured 20] [--write-results]
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadSuite } from '../cli/bench.ts';
-import { connectClient } from '../cli/pipeline-client.ts';
-import { tableCases } from '../modellink/benchmark.ts';
-import { startDevServer } from '../server/dev-server.ts';
+import { loadSuite } from '../benchmark/suite-file.ts';
+import { connectClient } from '../client/connect.ts';
+import { tableCases } from '../benchmark/core.ts';
+import { startDevServer } from '../devserver/dev-server.ts';
 import { loadConfig } from '../temporal.config.ts';
 import { EMULATOR, tempDir } from '../test/helpers/specs.ts';
 import { createLinkflowWorker, installRuntime } from '../worker/worker.ts';
-import type { BenchmarkOutcome } from '../workflows/benchmark.ts';
+import { benchmarkWorkflowType, type BenchmarkOutcome, type BenchmarkWorkflow } from '../contracts/workflows.ts';
 import { describeMachine, LoadSampler, mean, table } from './lib.ts';
 
 const { values } = parseArgs({ options: { cases: { type: 'string', default: '6' }, warmup: { type: 'string', default: '2' }, measured: { type: 'string', default: '20' }, 'write-results': { type: 'boolean', default: false } } });
@@ -53,7 +53,7 @@ async function main(): Promise<void> {
     }));
     const suite = loadSuite(file);
     const started = Date.now();
-    const handle = await client.workflow.start('benchmarkWorkflow', { workflowId: `bench-overhead-${Date.now()}`, taskQueue: config.taskQueue, args: [{ suite }] });
+    const handle = await client.workflow.start<BenchmarkWorkflow>(benchmarkWorkflowType, { workflowId: `bench-overhead-${Date.now()}`, taskQueue: config.taskQueue, args: [{ suite }] });
     const outcome = (await handle.result()) as BenchmarkOutcome;
     const totalS = (Date.now() - started) / 1000;
     const logs = logFiles(path.join(suite.workspace, 'runs'));
@@ -84,7 +84,7 @@ async function main(): Promise<void> {
       fs.writeFileSync(out, [
         '# Benchmark workflow overhead (issue 5)',
         '',
-        `Measured ${new Date().toISOString()} by \`node --import tsx bench/benchmark-overhead.ts --write-results\`.`,
+        `Measured ${new Date().toISOString()} by \`node --import tsx perf/benchmark-overhead.ts --write-results\`.`,
         `Machine: ${m.cores} cores (${m.cpu}), ${m.ramGiB} GiB, ${m.os}, Node ${m.node}, ${m.python}. Load average before/after: ${sampler.before.map((x) => x.toFixed(2)).join(' ')} / ${sampler.after?.map((x) => x.toFixed(2)).join(' ')}${sampler.samplesWithOtherTests > 0 ? ' (other test runs were active on the machine)' : ''}.`,
         '',
         '```',

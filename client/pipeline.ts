@@ -1,31 +1,16 @@
 /**
- * The client side of a pipeline run: connect, start, and read progress. Progress combines the
+ * The client side of a pipeline run: start it, and read its progress and outcome. Progress combines the
  * workflow's `progress` query (stages, attempts) with the running attempt's last heartbeat
  * (iteration, loss, throughput), which never enters the workflow history.
  */
-import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type Client, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
 import { createHash } from 'node:crypto';
-import { connectionOptions, retrySettings, type LinkflowConfig } from '../temporal.config.ts';
+import { retrySettings, type LinkflowConfig } from '../temporal.config.ts';
 import type { PipelinePlan } from '../modellink/plan.ts';
-import type { PipelineState } from '../modellink/run-state.ts';
-import type { HeartbeatDetails } from '../activities/run-stage.ts';
-
-export class ServerUnreachableError extends Error {}
-
-export async function connectClient(config: LinkflowConfig, timeoutMs = 5000): Promise<Client> {
-  let connection: Connection;
-  try {
-    connection = await Connection.connect({ ...connectionOptions(config), connectTimeout: timeoutMs });
-    await connection.workflowService.getSystemInfo({});
-  } catch (e) {
-    throw new ServerUnreachableError(
-      `no Temporal server reachable at ${config.address} (${(e as Error).message.split('\n')[0]}).\n` +
-        'Start one with `npx linkflow dev` (embedded dev server + worker), or point TEMPORAL_ADDRESS at your cluster.',
-    );
-  }
-  return new Client({ connection, namespace: config.namespace });
-}
+import type { PipelineState } from '../contracts/run-state.ts';
+import type { HeartbeatDetails } from '../contracts/heartbeat.ts';
+import { pipelineWorkflowType, progressQuery, type PipelineWorkflow } from '../contracts/workflows.ts';
 
 /** One workflow id per pipeline and workspace: a second concurrent run of the same pipeline is refused, not doubled. */
 export function workflowIdFor(plan: PipelinePlan): string {
@@ -35,7 +20,7 @@ export function workflowIdFor(plan: PipelinePlan): string {
 export async function startPipeline(client: Client, config: LinkflowConfig, plan: PipelinePlan, taskQueue?: string): Promise<WorkflowHandleWithFirstExecutionRunId> {
   const workflowId = workflowIdFor(plan);
   try {
-    return await client.workflow.start('pipelineWorkflow', {
+    return await client.workflow.start<PipelineWorkflow>(pipelineWorkflowType, {
       workflowId,
       taskQueue: taskQueue ?? plan.taskQueue ?? config.taskQueue,
       args: [{ plan, retry: retrySettings(config) }],
@@ -79,7 +64,7 @@ export async function snapshot(handle: WorkflowHandle): Promise<Snapshot> {
 
 async function queryProgress(handle: WorkflowHandle): Promise<PipelineState | undefined> {
   try {
-    return await handle.query<PipelineState>('progress');
+    return await handle.query(progressQuery);
   } catch {
     return undefined; // no worker polls this pipeline's task queue right now
   }

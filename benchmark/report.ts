@@ -3,10 +3,15 @@
  * and the JSON summary a webhook receives. All are functions of a RunReport, plain data that
  * `loadRunReport` reads from the store.
  */
-import { fingerprintChanges, type Comparison, type EnvironmentFingerprint, type FingerprintChange } from '../modellink/benchmark.ts';
-import type { BenchmarkStore } from './store.ts';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ExitError } from '../errors.ts';
+import { fingerprintChanges, suiteCluster, type BenchmarkSuite, type Comparison, type EnvironmentFingerprint, type FingerprintChange } from './core.ts';
+import { defaultStorePath, openBenchmarkStore, type BenchmarkStore } from './store.ts';
 import type { CaseRecord, RunReport, VerdictCounts } from './records.ts';
 import { caseLine, countVerdicts, formatCounts, formatPercent, formatThroughput } from './report-format.ts';
+
+import { htmlReport } from './report-html.ts';
 
 export { htmlReport, escapeHtml, caseChart } from './report-html.ts';
 
@@ -158,4 +163,27 @@ export function webhookSummary(report: RunReport): WebhookSummary {
 /** The issue's rule: the webhook hears about a run only when something regressed or failed. */
 export function needsNotification(summary: WebhookSummary): boolean {
   return summary.counts.regression > 0 || summary.counts.failed > 0;
+}
+
+function storeOf(suite: BenchmarkSuite, db?: string) {
+  const file = db ?? defaultStorePath(suite.workspace);
+  if (!fs.existsSync(file)) throw new ExitError(`no benchmark results yet at ${file}; run \`linkflow bench run\` first`, 1);
+  return openBenchmarkStore(file);
+}
+
+/** The terminal report of a run (default: the newest of the suite's cluster), `--html` and `--json` as asked. */
+export function report(suite: BenchmarkSuite, options: { db?: string; runId?: string; html?: string; json?: boolean }): string {
+  const store = storeOf(suite, options.db);
+  try {
+    const r = loadRunReport(store, { cluster: suiteCluster(suite), ...(options.runId ? { runId: options.runId } : {}) });
+    if (!r) throw new ExitError(`no benchmark run${options.runId ? ` ${options.runId}` : ''} recorded for cluster ${suiteCluster(suite)}`, 1);
+    if (options.html) {
+      fs.mkdirSync(path.dirname(path.resolve(options.html)), { recursive: true });
+      fs.writeFileSync(options.html, htmlReport(r));
+      console.error(`wrote ${options.html}`);
+    }
+    return options.json ? JSON.stringify(webhookSummary(r), null, 2) : terminalReport(r);
+  } finally {
+    store.close();
+  }
 }

@@ -5,9 +5,9 @@
  *   3. iterations recomputed per fault against the save interval,
  *   4. goodput with crashes at a given MTBF: no faults, a fixed save interval, the Young/Daly interval.
  *
- *   node --import tsx bench/recovery.ts [--quick] [--write-results] [--sections detect,recompute,goodput] [...]
+ *   node --import tsx perf/recovery.ts [--quick] [--write-results] [--sections detect,recompute,goodput] [...]
  *
- * See bench/README.md; `--help` lists every parameter.
+ * See perf/README.md; `--help` lists every parameter.
  */
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -15,14 +15,15 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter, tsToMs } from '@temporalio/common';
-import { connectClient, outcomeOf, startPipeline } from '../cli/pipeline-client.ts';
-import { loadSpecFile } from '../cli/spec-file.ts';
+import { connectClient } from '../client/connect.ts';
+import { outcomeOf, startPipeline } from '../client/pipeline.ts';
+import { loadSpecFile } from '../client/spec-file.ts';
 import { dalyIntervalMs, wasteFraction, youngIntervalMs } from '../modellink/advise.ts';
 import { noProgressWindowMs } from '../modellink/hang.ts';
 import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
-import type { AttemptRecord, PipelineState, StageState } from '../modellink/run-state.ts';
+import type { AttemptRecord, PipelineState, StageState } from '../contracts/run-state.ts';
 import { durationToMs } from '../modellink/spec.ts';
-import { startDevServer, type DevServer } from '../server/dev-server.ts';
+import { startDevServer, type DevServer } from '../devserver/dev-server.ts';
 import { loadConfig, type LinkflowConfig } from '../temporal.config.ts';
 import { EMULATOR, fiveStageSpec, ROOT, tempDir, writeSpec } from '../test/helpers/specs.ts';
 import { processesMentioning, until } from '../test/helpers/wait.ts';
@@ -38,7 +39,7 @@ import {
 const OPTIONS = {
   help: { type: 'boolean', default: false, describe: 'this list' },
   quick: { type: 'boolean', default: false, describe: 'smaller sizes: fewer faults, shorter goodput runs (about 3 min instead of about 7)' },
-  'write-results': { type: 'boolean', default: false, describe: 'write bench/RESULTS.md from this run' },
+  'write-results': { type: 'boolean', default: false, describe: 'write perf/RESULTS.md from this run' },
   sections: { type: 'string', default: 'detect,recompute,goodput', describe: 'which sections to run (detect = sections 1 and 2)' },
   'iter-ms': { type: 'string', default: '20', describe: 'emulated iteration time of sections 1–3 (MLEMU_ITER_TIME_MS)' },
   samples: { type: 'string', default: '3', quick: '1', describe: 'faults per kind in sections 1–2' },
@@ -645,7 +646,7 @@ function header(ctx: Ctx, load: LoadSampler, elapsedMs: number): string {
   return [
     '# Recovery benchmarks (issue 4)',
     '',
-    `Produced by \`node --import tsx bench/recovery.ts ${p.argv}\` on ${new Date().toISOString()} at commit ${gitCommit()}, in ${(elapsedMs / 60_000).toFixed(1)} min. Real Temporal dev server (${m.temporal}), ${ctx.workers.length} \`linkflow worker\` processes started over the run, ModelLink emulator; every number below comes from this one run.`,
+    `Produced by \`node --import tsx perf/recovery.ts ${p.argv}\` on ${new Date().toISOString()} at commit ${gitCommit()}, in ${(elapsedMs / 60_000).toFixed(1)} min. Real Temporal dev server (${m.temporal}), ${ctx.workers.length} \`linkflow worker\` processes started over the run, ModelLink emulator; every number below comes from this one run.`,
     '',
     table(['machine', ''], [
       ['cores', String(m.cores)], ['CPU', m.cpu], ['RAM', `${m.ramGiB} GiB`], ['OS', m.os], ['Node', m.node], ['Python', m.python],

@@ -1,0 +1,11 @@
+/** What a stage attempt's heartbeat carries, read by the client side (`linkflow status`, watch); never in the workflow history. */
+import type { AttemptProgress } from '../modellink/training-log.ts';
+
+/** What a heartbeat carries: enough for `linkflow status` to show live progress. */
+export interface HeartbeatDetails extends AttemptProgress {
+  stage: string;
+  attempt: number;
+  logFile: string;
+  node?: string;
+  nodeRank?: number;
+}

@@ -1,0 +1,41 @@
+/**
+ * The workflows' names, signals and queries, shared by the workflows (which set the handlers) and the
+ * client side (which starts, signals and queries them), as Temporal's samples share them. Safe in the
+ * workflow sandbox: defineSignal and defineQuery only name a handler, and the other imports are types.
+ */
+import { defineQuery, defineSignal } from '@temporalio/workflow';
+import type { Verdict } from '../benchmark/core.ts';
+import type * as workflows from '../workflows/index.ts';
+import type { PipelineState } from './run-state.ts';
+
+/** The workflow types the worker registers: workflows/index.ts exports a function under each name (checked by tsc). */
+export const pipelineWorkflowType = 'pipelineWorkflow' satisfies keyof typeof workflows;
+export const benchmarkWorkflowType = 'benchmarkWorkflow' satisfies keyof typeof workflows;
+/** Their signatures, for typed starts: `client.workflow.start<PipelineWorkflow>(pipelineWorkflowType, …)`. */
+export type PipelineWorkflow = typeof workflows.pipelineWorkflow;
+export type BenchmarkWorkflow = typeof workflows.benchmarkWorkflow;
+
+export const progressQuery = defineQuery<PipelineState>('progress');
+/** Checkpoint now and stop: the running training attempt is sent SIGTERM (Megatron saves with --exit-signal-handler, on by default); the pipeline ends as stopped and a rerun resumes it. */
+export const checkpointAndStopSignal = defineSignal('checkpointAndStop');
+/** A new save interval for training attempts, from the next attempt on. */
+export const setSaveIntervalSignal = defineSignal<[number]>('setSaveInterval');
+
+export interface BenchmarkProgress {
+  runId: string;
+  suite: string;
+  cases: number;
+  currentCase?: string;
+  done: { caseId: string; verdict: Verdict; reason: string }[];
+}
+
+export interface BenchmarkOutcome {
+  runId: string;
+  counts: Partial<Record<Verdict, number>>;
+  /** The webhook that received the summary. */
+  notified?: string;
+  /** Why the webhook did not receive it (the results are stored all the same). */
+  notifyError?: string;
+}
+
+export const benchmarkProgressQuery = defineQuery<BenchmarkProgress>('benchmarkProgress');
