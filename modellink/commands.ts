@@ -8,11 +8,10 @@
 import type { Preset } from './presets.ts';
 import type { ArgOverrides, ConvertStage, EvaluateStage, InferenceStage, PipelineSpec, PreprocessStage, TrainingStage } from './spec.ts';
 import { DETERMINISTIC_ENV, featureArgs, type Features } from './features.ts';
+import { float, num, type Arg } from './args.ts';
 import flagNames from './flag-names.json' with { type: 'json' };
 
 export type Entrypoint = 'pretrain_gpt.py' | 'preprocess_data.py' | 'convert_ckpt.py' | 'evaluation.py' | 'inference.py';
-/** A flag and its value: null for a bare flag, a list for nargs="+" flags. */
-export type Arg = [flag: string, value: string | string[] | null];
 
 export interface Command {
   entrypoint: Entrypoint;
@@ -62,16 +61,6 @@ export function applyOverrides(args: Arg[], overrides: ArgOverrides): Arg[] {
     else out.push(arg);
   }
   return out;
-}
-
-function num(n: number): string {
-  return String(n);
-}
-
-/** ModelLink's scripts write learning rates as 1.25e-6, not 0.00000125. */
-function float(n: number): string {
-  if (n !== 0 && (Math.abs(n) < 1e-3 || Math.abs(n) >= 1e6)) return n.toExponential().replace('e+', 'e');
-  return String(n);
 }
 
 /** A valued flag: the stage's value, else the default (written as ModelLink's scripts write it); null (or no default) leaves it out. */

@@ -8,9 +8,8 @@
  * from its `mcoreOnly` column (the acceleration table of seed-features.json).
  */
 import { z } from 'zod';
-import type { Arg } from './commands.ts';
-
-const positiveInt = z.number({ error: 'expected a positive integer' }).int('expected a positive integer').positive('expected a positive integer');
+import type { Arg } from './args.ts';
+import { positiveInt } from './schema-parts.ts';
 
 export const parallelSchema = z.strictObject({
   tp: positiveInt.default(1),

@@ -4,12 +4,15 @@
  * for training stages, what a resume needs. Pure: paths are resolved, never touched.
  */
 import path from 'node:path';
-import { applyOverrides, buildConvert, buildEvaluate, buildInference, buildPreprocess, buildTraining, commandArgv, isKnownFlag, type Arg, type Command, type ConvertPaths, type Entrypoint, type LoraOptions } from './commands.ts';
+import { applyOverrides, buildConvert, buildEvaluate, buildInference, buildPreprocess, buildTraining, commandArgv, isKnownFlag, type Command, type ConvertPaths, type Entrypoint, type LoraOptions } from './commands.ts';
+import type { Arg } from './args.ts';
 import { customPreset, getPreset, presetNames, type Preset } from './presets.ts';
 import type { FailureClass } from './failures.ts';
 import type { HangWindows } from './hang.ts';
 import { checkEvaluationDataPaths, checkHosts, checkLayout, checkStageRules } from './rules.ts';
-import { durationToMs, formatPath, pipelineSpecSchema, type PipelineSpec, type SpecProblem, type Stage, type StageKind } from './spec.ts';
+import { durationToMs } from '../common/duration.ts';
+import { formatPath } from '../common/issue-path.ts';
+import { pipelineSpecSchema, type PipelineSpec, type SpecProblem, type Stage, type StageKind } from './spec.ts';
 
 export type OutputKind = 'pretrain-data' | 'instruction-data' | 'pairwise-data' | 'checkpoint' | 'hf-model' | 'results';
 

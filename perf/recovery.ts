@@ -22,7 +22,7 @@ import { dalyIntervalMs, wasteFraction, youngIntervalMs } from '../modellink/adv
 import { noProgressWindowMs } from '../modellink/hang.ts';
 import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
 import type { AttemptRecord, PipelineState, StageState } from '../contracts/run-state.ts';
-import { durationToMs } from '../modellink/spec.ts';
+import { durationToMs } from '../common/duration.ts';
 import { startDevServer, type DevServer } from '../devserver/dev-server.ts';
 import { loadConfig, type LinkflowConfig } from '../temporal.config.ts';
 import { EMULATOR, fiveStageSpec, ROOT, tempDir, writeSpec } from '../test/helpers/specs.ts';
