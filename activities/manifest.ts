@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { findResumePoint, readTracker } from '../modellink/checkpoint.ts';
+import { findResumePoint, readTracker } from './checkpoints.ts';
 import type { StageInput, StagePlan } from '../modellink/plan.ts';
 import type { StageCheck } from '../contracts/run-state.ts';
 
