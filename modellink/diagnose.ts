@@ -3,7 +3,8 @@
  * run that failed, or an attempt's log). The exit status is rarely known then, so it is read from
  * the log where the log says it.
  */
-import { classifyFailure, readTorchrunReport, type ExitStatus, type FailureClass, type FailureReport, type FailureRule } from './failures.ts';
+import type { ExitStatus } from '../common/exit-status.ts';
+import { classifyFailure, readTorchrunReport, type FailureClass, type FailureReport, type FailureRule } from './failures.ts';
 
 export interface KnownExitStatus extends ExitStatus {
   /** Where it came from: the user, linkflow's own line at the end of an attempt log, torchrun's error block. */

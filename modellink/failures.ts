@@ -2,7 +2,7 @@
  * Why an attempt failed, from its exit status and its log. Deterministic classes (bad arguments,
  * missing input) fail the stage at once: retrying cannot help and would hide the cause.
  */
-
+import type { ExitStatus } from '../common/exit-status.ts';
 import { lossIsNaN, parseLogLine } from './training-log.ts';
 
 export type FailureClass =
@@ -123,11 +123,6 @@ export function innerErrorAbove(lines: readonly string[], index: number): number
     if (CANN_ERROR_CODE.test(lines[i])) return i;
   }
   return undefined;
-}
-
-export interface ExitStatus {
-  exitCode: number | null;
-  signal: string | null;
 }
 
 export interface FailureReport {

@@ -52,6 +52,7 @@ const tableRowSchema = z.strictObject({
   devicesPerNode: count,
   precision: z.enum(['bf16', 'fp16']),
   tokensPerSecondPerDevice: z.number().positive(),
+  /** The comparison figure the README prints beside it (null where it gives none). */
   referenceTokensPerSecondPerDevice: z.number().positive().nullable(),
 });
 
