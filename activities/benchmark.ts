@@ -44,7 +44,7 @@ function firstLine(file: string, pattern?: RegExp): string | undefined {
 }
 
 /** What the run ran on: ModelLink's commit, CANN and driver versions where the node says, linkflow's version, the suite. */
-export function environmentFingerprint(suite: BenchmarkSuite): EnvironmentFingerprint {
+function environmentFingerprint(suite: BenchmarkSuite): EnvironmentFingerprint {
   const toolkit = process.env.ASCEND_TOOLKIT_HOME ?? '/usr/local/Ascend/ascend-toolkit/latest';
   const pkg = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
   const root = suite.modellink?.root;

@@ -23,7 +23,7 @@ export function missingShards(saveDir: string, iteration: number | 'release', la
 }
 
 /** The iteration directories of a save directory, ascending. */
-export function listIterations(saveDir: string): number[] {
+function listIterations(saveDir: string): number[] {
   let entries: string[];
   try {
     entries = fs.readdirSync(saveDir);

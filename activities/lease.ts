@@ -18,7 +18,7 @@ export interface Lease {
   released?: boolean;
 }
 
-export const LEASE_FILE = 'linkflow-lease.json';
+const LEASE_FILE = 'linkflow-lease.json';
 
 /** A gang has one lease per node rank: each rank's trainer writes its own shards. */
 export function leaseFile(nodeRank?: number): string {

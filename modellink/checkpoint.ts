@@ -12,7 +12,7 @@ import path from 'node:path';
 export const TRACKER_FILE = 'latest_checkpointed_iteration.txt';
 export const MODEL_FILE = 'model_optim_rng.pt';
 /** The distributed optimizer's state, beside each model shard (Megatron get_distributed_optimizer_checkpoint_name). */
-export const OPTIMIZER_FILE = 'distrib_optim.pt';
+const OPTIMIZER_FILE = 'distrib_optim.pt';
 
 export interface Layout {
   tp: number;

@@ -252,7 +252,7 @@ export interface TrainingPaths {
 }
 
 /** Flags that only make sense when loading weights from elsewhere; an attempt resuming its own checkpoint drops them. */
-export const FIRST_LOAD_ONLY_FLAGS = ['--finetune', '--no-load-optim', '--no-load-rng'] as const;
+const FIRST_LOAD_ONLY_FLAGS = ['--finetune', '--no-load-optim', '--no-load-rng'] as const;
 
 export function buildTraining(spec: PipelineSpec, preset: Preset, stage: TrainingStage, paths: TrainingPaths): Command {
   const a = preset.architecture;

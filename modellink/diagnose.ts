@@ -18,7 +18,7 @@ const LINKFLOW_EXIT = /^# launched \S+, exited \S+ \((?:(SIG[A-Z0-9]+)|exit code
  * The exit status a log states. linkflow's own line wins; otherwise torchrun's report (readTorchrunReport):
  * the status of the worker that decides, a signal when one killed it (torchrun itself then exits 1).
  */
-export function exitStatusInLog(lines: readonly string[]): KnownExitStatus | undefined {
+function exitStatusInLog(lines: readonly string[]): KnownExitStatus | undefined {
   for (let i = lines.length - 1; i >= 0; i--) {
     const m = LINKFLOW_EXIT.exec(lines[i]);
     if (m) return m[1] ? { exitCode: null, signal: m[1], source: 'linkflow' } : { exitCode: m[2] === 'null' ? null : Number(m[2]), signal: null, source: 'linkflow' };

@@ -161,7 +161,7 @@ export const FEATURE_FLAGS: readonly FeatureFlag[] = [
   { section: 'highAvailability', key: 'optimizerStateLocalCopy', flag: '--enable-optimizer-state-local-copy', kind: 'bool' },
 ];
 
-export const DETERMINISTIC_FLAG = '--use-deter-comp';
+const DETERMINISTIC_FLAG = '--use-deter-comp';
 /** ModelLink's README: deterministic computation needs the flag and this variable together. */
 export const DETERMINISTIC_ENV = { HCCL_DETERMINISTIC: 'True' } as const;
 

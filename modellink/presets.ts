@@ -125,7 +125,7 @@ const noSources = (): PresetSources => ({ canonical: {}, pretrain: [], tune: [],
  * The model-shape flags of a written-out architecture, in the order of ModelLink's
  * examples/mcore/llama2/pretrain_llama2_7b_ptd.sh (for presets that no example script describes).
  */
-export function architectureArgsOf(a: Architecture): Arg[] {
+function architectureArgsOf(a: Architecture): Arg[] {
   const args: Arg[] = [
     ['--num-layers', num(a.numLayers)],
     ['--hidden-size', num(a.hiddenSize)],

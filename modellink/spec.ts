@@ -282,7 +282,7 @@ const inferenceStage = z.strictObject({
   kvCache: z.boolean().default(true),
 });
 
-export const stageSchema = z.discriminatedUnion('kind', [preprocessStage, convertStage, pretrainStage, finetuneStage, evaluateStage, inferenceStage], {
+const stageSchema = z.discriminatedUnion('kind', [preprocessStage, convertStage, pretrainStage, finetuneStage, evaluateStage, inferenceStage], {
   error: (issue) => (issue.code === 'invalid_union' ? 'expected kind to be one of preprocess | convert | pretrain | finetune | evaluate | inference' : undefined),
 });
 
