@@ -5,10 +5,10 @@
  * be checked against ModelLink's flag list, compared with the examples, and quoted for `render --sh`.
  * The order follows examples/mcore/llama2/*_7b_*.sh.
  */
-import type { Preset } from './presets.ts';
-import type { ArgOverrides, ConvertStage, EvaluateStage, InferenceStage, PipelineSpec, PreprocessStage, TrainingStage } from './spec.ts';
-import { DETERMINISTIC_ENV, featureArgs, type Features } from './features.ts';
 import { float, num, type Arg } from './args.ts';
+import type { Preset } from './presets.ts';
+import type { ArgOverrides, ConvertStage, EvaluateStage, InferenceStage, PipelineSpec, PreprocessStage, TrainingStage, WeightFormat } from './spec.ts';
+import { DETERMINISTIC_ENV, featureArgs, type Features } from './features.ts';
 import flagNames from './flag-names.json' with { type: 'json' };
 
 export type Entrypoint = 'pretrain_gpt.py' | 'preprocess_data.py' | 'convert_ckpt.py' | 'evaluation.py' | 'inference.py';
@@ -146,8 +146,6 @@ export function buildPreprocess(spec: PipelineSpec, preset: Preset, stage: Prepr
   ];
   return { entrypoint: 'preprocess_data.py', launcher: [spec.modellink.python], args, env: {} };
 }
-
-export type WeightFormat = 'hf' | 'mcore' | 'legacy';
 
 /** Model-shape flags that convert_ckpt.py's loaders also define (flags.json convert combinations). */
 const CONVERTER_SHAPE_FLAGS = ['--add-qkv-bias', '--add-dense-bias', '--post-norm', '--embed-layernorm'];

@@ -321,6 +321,8 @@ export type Stage = z.infer<typeof stageSchema>;
 export type StageKind = Stage['kind'];
 export type PreprocessStage = z.infer<typeof preprocessStage>;
 export type ConvertStage = z.infer<typeof convertStage>;
+/** hf, mcore or legacy: a convert stage's from and to formats. */
+export type WeightFormat = z.infer<typeof weightFormat>;
 export type PretrainStage = z.infer<typeof pretrainStage>;
 export type FinetuneStage = z.infer<typeof finetuneStage>;
 export type EvaluateStage = z.infer<typeof evaluateStage>;
