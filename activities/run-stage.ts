@@ -18,11 +18,12 @@ import type { HeartbeatDetails } from '../contracts/heartbeat.ts';
 import type { IterationSample } from '../benchmark/throughput.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
 import { noProgressWindowMs, type TrainingPhase } from '../modellink/hang.ts';
-import { launchesElasticAgent, stopGraceMs } from '../modellink/stop-grace.ts';
+import { stopGraceMs } from '../modellink/stop-grace.ts';
+import { launchesElasticAgent, launchForRank, launchOf, renderLaunch, withMasterPort } from '../modellink/launch.ts';
 import { startProcess, stoppingAllProcesses, type ExitStatus } from '../node/process-group.ts';
 import { loadSetupEnv } from '../node/setup-env.ts';
 import { acquireLease, leaseFile, type HeldLease } from './lease.ts';
-import { launcherForRank, logsIterations, withMasterPort, type RankAssignment } from '../modellink/gang.ts';
+import { logsIterations, type RankAssignment } from '../modellink/gang.ts';
 import { getFreePort } from '../node/free-port.ts';
 import { dataFiles, outputPresent } from './manifest.ts';
 import { nodeName } from './node.ts';
@@ -198,7 +199,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
 
   const env = { ...process.env, ...(stage.setupScript ? loadSetupEnv(stage.setupScript) : {}), ...stage.env };
   // A gang's rank 0 chose its port; a single-node job takes one free on this node now.
-  const launcher = rank ? launcherForRank(stage.launcher, rank) : withMasterPort(stage.launcher, await getFreePort('0.0.0.0'));
+  const launch = rank ? launchForRank(launchOf(stage), rank) : withMasterPort(launchOf(stage), await getFreePort('0.0.0.0'));
   // One trainer per save directory: wait out a lease another attempt may still be using.
   let lease: HeldLease | undefined;
   if (savesCheckpoints) {
@@ -227,7 +228,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
       throw e;
     }
   };
-  const argv = [...launcher, stage.entrypoint, ...flattenArgs(args)];
+  const argv = [...renderLaunch(launch), stage.entrypoint, ...flattenArgs(args)];
   releaseOnThrow(() => fs.appendFileSync(logFile, `# cwd: ${stage.cwd}\n# argv: ${JSON.stringify(argv)}\n${resumeNote ? `# ${resumeNote}\n` : ''}`));
 
   const progress: AttemptProgress = {};
@@ -261,7 +262,7 @@ export async function runStageAttempt({ pipeline, stage, attempt, saveInterval, 
     stdin: stage.stdin,
     graceMs: stopGrace(),
     // Training under torchrun: SIGTERM to its workers, not to the agent, whose own shutdown SIGKILLs them after 30 s.
-    stopSignalTo: stage.training && launchesElasticAgent(launcher) ? 'workers' : 'group',
+    stopSignalTo: stage.training && launchesElasticAgent(launch) ? 'workers' : 'group',
     onLine: (line) => {
       remember(line);
       const event = parseLogLine(line);

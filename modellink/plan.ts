@@ -8,6 +8,7 @@ import { applyOverrides, buildConvert, buildEvaluate, buildInference, buildPrepr
 import { customPreset, getPreset, presetNames, type Preset } from './presets.ts';
 import type { FailureClass } from './failures.ts';
 import type { HangWindows } from './hang.ts';
+import type { Launch } from './launch.ts';
 import { checkEvaluationDataPaths, checkHosts, checkLayout, checkStageRules } from './rules.ts';
 import { durationToMs, formatPath, pipelineSpecSchema, type PipelineSpec, type SpecProblem, type Stage, type StageKind } from './spec.ts';
 
@@ -63,7 +64,8 @@ export interface StagePlan {
   output: string;
   outputKind: OutputKind;
   entrypoint: Entrypoint;
-  launcher: string[];
+  /** How the entrypoint starts (torchrun and its options, or python): rendered to argv only where it runs or is shown. */
+  launch: Launch;
   args: Arg[];
   /** The argv of the first attempt; training resumes rewrite --load (see resumeArgs). */
   argv: string[];
@@ -350,7 +352,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
       output,
       outputKind,
       entrypoint: command.entrypoint,
-      launcher: command.launcher,
+      launch: command.launch,
       args: command.args,
       argv: commandArgv(command),
       env: withoutNulls({ ...command.env, ...spec.modellink.env, ...stage.env }),
@@ -378,7 +380,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
 function placeholder(stage: Stage, specPath: string, dir: string, output: string, outputKind: OutputKind): StagePlan {
   return {
     name: stage.name, kind: stage.kind, specPath, dir, logDir: '', manifestFile: '', output, outputKind,
-    entrypoint: 'pretrain_gpt.py', launcher: [], args: [], argv: [], env: {}, cwd: '', inputs: [], failureRules: [],
+    entrypoint: 'pretrain_gpt.py', launch: { kind: 'python', program: [] }, args: [], argv: [], env: {}, cwd: '', inputs: [], failureRules: [],
   };
 }
 
