@@ -60,7 +60,27 @@ export function stageContext(
     modellink: { ...resolvedSpec.modellink, launcher: stage.launcher ? (Array.isArray(stage.launcher) ? stage.launcher : [stage.launcher]).map((l) => (l.includes('/') ? resolve(l) : l)) : resolvedSpec.modellink.launcher },
     cluster: { ...resolvedSpec.cluster, masterPort: stage.masterPort ?? resolvedSpec.cluster.masterPort },
   };
-  const ref: StageContext['ref'] = (field, value, accepts, kind) => {
+  const ref = inputRef(spec, index, specPath, earlier, resolve, inputs, problems);
+  const checkLoadFormat = loadFormatCheck(spec, specPath, earlier, problems);
+  return { ...base, stageSpec, specPath, dir: path.join(pipelineDir, stage.name), ref, checkLoadFormat };
+}
+
+/** Evaluation and inference: the weights they load, checked against their layout, and a LoRA fine-tuning stage's adapter on top. */
+export function weightsToLoad(ctx: StageContext, stage: { load: string; loraLoad?: string }): { load?: string; lora?: { load: string; options: LoraOptions } } {
+  const load = ctx.ref('load', stage.load, ['checkpoint'], 'checkpoint');
+  ctx.checkLoadFormat('load', stage.load, false);
+  const loraLoad = stage.loraLoad !== undefined ? ctx.ref('loraLoad', stage.loraLoad, ['checkpoint'], 'checkpoint') : undefined;
+  const loraStage = ctx.spec.stages.find((s) => s.name === stage.loraLoad);
+  const loraOptions: LoraOptions | undefined = loraStage?.kind === 'finetune' ? loraStage.lora : undefined;
+  if (stage.loraLoad !== undefined && loraLoad && !loraOptions) {
+    ctx.problems.push({ path: `${ctx.specPath}.loraLoad`, message: `stage "${stage.loraLoad}" is not a LoRA fine-tuning stage (a finetune stage with lora settings)` });
+  }
+  return { load, lora: loraLoad && loraOptions ? { load: loraLoad, options: loraOptions } : undefined };
+}
+
+/** A field naming an earlier stage's output or a path, recorded as an input of the stage. */
+function inputRef(spec: PipelineSpec, index: number, specPath: string, earlier: StagePlan[], resolve: (p: string) => string, inputs: StageInput[], problems: SpecProblem[]): StageContext['ref'] {
+  return (field, value, accepts, kind) => {
     const fieldPath = `${specPath}.${field}`;
     const producer = earlier.find((p) => p.name === value);
     if (producer) {
@@ -80,11 +100,15 @@ export function stageContext(
     inputs.push({ specPath: fieldPath, path: p, kind });
     return p;
   };
-  /**
-   * Training stages run the pipeline's expert parallel size; evaluation and inference pass none
-   * (ModelLink's evaluate/generate scripts run TP × PP processes), so their EP is not compared.
-   */
-  const checkLoadFormat: StageContext['checkLoadFormat'] = (field, value, compareEp) => {
+}
+
+/**
+ * A stage must load weights in its own implementation and layout. Training stages run the
+ * pipeline's expert parallel size; evaluation and inference pass none (ModelLink's evaluate/generate
+ * scripts run TP × PP processes), so their EP is not compared.
+ */
+function loadFormatCheck(spec: PipelineSpec, specPath: string, earlier: StagePlan[], problems: SpecProblem[]): StageContext['checkLoadFormat'] {
+  return (field, value, compareEp) => {
     const f = earlier.find((p) => p.name === value)?.format;
     const own = { impl: spec.model.impl, tp: spec.parallel.tp, pp: spec.parallel.pp, ep: spec.parallel.ep };
     if (f && (f.impl !== own.impl || f.tp !== own.tp || f.pp !== own.pp || (compareEp && f.ep !== own.ep))) {
@@ -96,18 +120,4 @@ export function stageContext(
       });
     }
   };
-  return { ...base, stageSpec, specPath, dir: path.join(pipelineDir, stage.name), ref, checkLoadFormat };
-}
-
-/** Evaluation and inference: the weights they load, checked against their layout, and a LoRA fine-tuning stage's adapter on top. */
-export function weightsToLoad(ctx: StageContext, stage: { load: string; loraLoad?: string }): { load?: string; lora?: { load: string; options: LoraOptions } } {
-  const load = ctx.ref('load', stage.load, ['checkpoint'], 'checkpoint');
-  ctx.checkLoadFormat('load', stage.load, false);
-  const loraLoad = stage.loraLoad !== undefined ? ctx.ref('loraLoad', stage.loraLoad, ['checkpoint'], 'checkpoint') : undefined;
-  const loraStage = ctx.spec.stages.find((s) => s.name === stage.loraLoad);
-  const loraOptions: LoraOptions | undefined = loraStage?.kind === 'finetune' ? loraStage.lora : undefined;
-  if (stage.loraLoad !== undefined && loraLoad && !loraOptions) {
-    ctx.problems.push({ path: `${ctx.specPath}.loraLoad`, message: `stage "${stage.loraLoad}" is not a LoRA fine-tuning stage (a finetune stage with lora settings)` });
-  }
-  return { load, lora: loraLoad && loraOptions ? { load: loraLoad, options: loraOptions } : undefined };
 }
