@@ -6,6 +6,7 @@
  */
 import path from 'node:path';
 import { applyOverrides, commandArgv, isKnownFlag, type Command } from './commands.ts';
+import { launchOf, type LaunchCarrier } from './launch.ts';
 import { customPreset, getPreset, presetNames, type Preset } from './presets.ts';
 import { checkHosts, checkLayout, checkStageRules } from './rules.ts';
 import { formatPath, pipelineSpecSchema, type PipelineSpec, type SpecProblem, type Stage } from './spec.ts';
@@ -46,6 +47,11 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
 
   if (problems.length > 0) return { ok: false, problems };
   return { ok: true, spec, warnings, plan: { name: spec.name, nodes: spec.cluster.nodes, hosts: spec.cluster.hosts, workspace, dir: pipelineDir, taskQueue: spec.cluster.taskQueue, stages: plans } };
+}
+
+/** A planned stage's command line, rendered from its launch, entrypoint and arguments (`linkflow render`). */
+export function plannedArgv(stage: Pick<StagePlan, 'entrypoint' | 'args'> & LaunchCarrier): string[] {
+  return commandArgv({ entrypoint: stage.entrypoint, launch: launchOf(stage), args: stage.args, env: {} });
 }
 
 /** Checks of the pipeline as a whole: its model preset (returned when it resolves), layout, hosts and unique stage names. */

@@ -13,7 +13,7 @@ import { loadSpecFile } from '../client/spec-file.ts';
 import { importScript, renderStage } from '../import/import-script.ts';
 import type { ParsedScript } from '../import/shell-script.ts';
 import { launchesAcrossNodes, launchesElasticAgent, launchForRank, launchOf, nodesOf, pythonLaunch, renderLaunch, torchrunLaunch, withMasterPort, type Launch } from '../modellink/launch.ts';
-import { planPipeline, type StagePlan } from '../modellink/plan.ts';
+import { plannedArgv, planPipeline, type StagePlan } from '../modellink/plan.ts';
 import { fiveStageSpec, ROOT } from './helpers/specs.ts';
 
 const golden = JSON.parse(fs.readFileSync(path.join(ROOT, 'test', 'fixtures', 'launch-golden.json'), 'utf8')) as {
@@ -74,6 +74,8 @@ describe('a typed launch renders the argv of the string launcher it replaced', (
     for (const [key, stage] of cases) {
       expectGolden(key, stage.launch, stage.argv);
       expect(stage.argv.slice(0, renderLaunch(stage.launch).length)).toEqual(renderLaunch(stage.launch));
+      // `linkflow render` renders the launch itself: the same command line as the plan records.
+      expect(plannedArgv(stage), key).toEqual(stage.argv);
     }
   });
 

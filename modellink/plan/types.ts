@@ -63,7 +63,11 @@ export interface StagePlan {
   /** How the entrypoint starts (torchrun and its options, or python): rendered to argv only where it runs or is shown. */
   launch: Launch;
   args: Arg[];
-  /** The argv of the first attempt; training resumes rewrite --load (see resumeArgs). */
+  /**
+   * The argv of the first attempt as planned (plannedArgv of launch, entrypoint and args): what the
+   * stage's fingerprint and manifest record. Nothing decides from it; an attempt renders its own launch.
+   * Training resumes rewrite --load (see resumeArgs).
+   */
   argv: string[];
   /** The stage's own variables (ModelLink's defaults, then modellink.env, then stage env); the worker's environment is underneath. */
   env: Record<string, string>;
