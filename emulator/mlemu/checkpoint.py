@@ -364,7 +364,7 @@ def bucket_numel(args, trainable):
     """
     param = str(getattr(args, 'params_dtype', 'torch.float32'))
     grad = 'torch.float32' if getattr(args, 'accumulate_allreduce_grads_in_fp32', False) else param
-    return '[{(%s, %s): [%d]}]' % (param, grad, int(trainable or 0))
+    return f'[{{({param}, {grad}): [{int(trainable or 0):d}]}}]'
 
 
 def _read_metadata(rt, load_dir, stack):
@@ -372,7 +372,8 @@ def _read_metadata(rt, load_dir, stack):
     tracker = read_tracker(load_dir)
     if tracker is None:
         tracebacks.die(stack + LOAD_WRAPPER + [
-            ('megatron/training/checkpointing.py', 740, 'load_checkpoint', 'iteration, release = read_metadata(tracker_filename)'),
+            ('megatron/training/checkpointing.py', 740, 'load_checkpoint',
+             'iteration, release = read_metadata(tracker_filename)'),
             ('megatron/training/checkpointing.py', 198, 'read_metadata', "with open(tracker_filename, 'r') as f:"),
         ], 'FileNotFoundError', tracebacks.errno_enoent(tracker_path(load_dir)))
     if tracker[0] == 'invalid':

@@ -163,7 +163,8 @@ def claim_marker(marker_dir, fault):
 
 def _stamp():
     now = datetime.now()
-    return now.strftime('%Y-%m-%d-%H:%M:%S'), now.strftime('%Y-%m-%d-%H:%M:%S.') + f'{now.microsecond // 1000:03d}.{now.microsecond % 1000:03d}'
+    full = now.strftime('%Y-%m-%d-%H:%M:%S.') + f'{now.microsecond // 1000:03d}.{now.microsecond % 1000:03d}'
+    return now.strftime('%Y-%m-%d-%H:%M:%S'), full
 
 
 def act(fault, stack, rank=0, training=True):
@@ -202,7 +203,8 @@ def _crash(stack, rank):
         '        The extend info: errcode:(0x800000, 0, 0) errorStr: The DDR address of the MTE instruction is out of range. '
         'fixp_error0 info: 0x0, fixp_error1 info: 0x0, fsmId:0, tslot:0, thread:0, ctxid:0, blk:0, sublk:0, subErrType:4.'
         '[FUNC:ProcessStarsCoreErrorInfo][FILE:device_error_proc.cc][LINE:1181]\n'
-        '        Kernel task happen error, retCode=0x31, [vector core exception].[FUNC:PreCheckTaskErr][FILE:davinci_kernel_task.cc][LINE:1222]\n'
+        '        Kernel task happen error, retCode=0x31, [vector core exception].'
+        '[FUNC:PreCheckTaskErr][FILE:davinci_kernel_task.cc][LINE:1222]\n'
         '        AIV Kernel happen error, retCode=0x31.[FUNC:GetError][FILE:stream.cc][LINE:1082]\n'
     )
     message = (
@@ -230,7 +232,8 @@ def _oom(stack, rank):
         '        Possible Cause: Available memory is insufficient.\n'
         '        Solution: Close applications not in use.\n'
         '        TraceBack (most recent call last):\n'
-        '        rtMalloc execute failed, reason=[driver error:out of memory][FUNC:FuncErrorReason][FILE:error_message_manage.cc][LINE:53]\n'
+        '        rtMalloc execute failed, reason=[driver error:out of memory]'
+        '[FUNC:FuncErrorReason][FILE:error_message_manage.cc][LINE:53]\n'
         '        alloc device memory failed, runtime result = 207001[FUNC:ReportCallError][FILE:log_inner.cpp][LINE:161]\n'
     )
     message = (

@@ -323,7 +323,7 @@ class Gang:
             self.conn.settimeout(remaining)
             try:
                 chunk = self.conn.recv(4096)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError as e:
                 self._lost(e.strerror or str(e), stack, during_init)

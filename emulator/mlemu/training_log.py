@@ -7,7 +7,6 @@ run continues the same curve.
 import math
 from datetime import datetime
 
-
 # --- simulated training signals ------------------------------------------------------------------------
 
 def lm_loss(iteration, finetune=False):
