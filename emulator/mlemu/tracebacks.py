@@ -9,14 +9,20 @@ with megatron/ copied inside it, as its README instructs).
 import os
 import sys
 import sysconfig
+from collections.abc import Sequence
+from typing import NoReturn
 
 from . import EMULATOR_ROOT
+
+# One fabricated frame: (file, line, function, source line or None). `file` is relative to the ModelLink
+# checkout (the emulator directory), or `site:<path>` (site-packages) or `bin:<script>` (a console script).
+Frame = tuple[str, int, str, str | None]
 
 SITE_PACKAGES = sysconfig.get_paths().get('purelib', '/usr/local/lib/python3/site-packages')
 SCRIPTS = sysconfig.get_paths().get('scripts', '/usr/local/bin')
 
 
-def _path(rel):
+def _path(rel: str) -> str:
     if rel.startswith('site:'):
         return os.path.join(SITE_PACKAGES, rel[len('site:'):])
     if rel.startswith('bin:'):  # a console script (torchrun)
@@ -24,7 +30,7 @@ def _path(rel):
     return os.path.join(EMULATOR_ROOT, rel)
 
 
-def format_traceback(frames, exc_type, message):
+def format_traceback(frames: Sequence[Frame], exc_type: str, message: str) -> str:
     lines = ['Traceback (most recent call last):']
     for rel, lineno, func, code in frames:
         lines.append(f'  File "{_path(rel)}", line {lineno}, in {func}')
@@ -34,7 +40,7 @@ def format_traceback(frames, exc_type, message):
     return '\n'.join(lines)
 
 
-def write(frames, exc_type, message, preamble=None):
+def write(frames: Sequence[Frame], exc_type: str, message: str, preamble: str | None = None) -> None:
     """Prints `preamble` (e.g. CANN error text) and the traceback to stderr."""
     sys.stdout.flush()
     sys.stderr.flush()
@@ -46,13 +52,13 @@ def write(frames, exc_type, message, preamble=None):
         data = data[os.write(2, data):]
 
 
-def die(frames, exc_type, message, preamble=None, code=1):
+def die(frames: Sequence[Frame], exc_type: str, message: str, preamble: str | None = None, code: int = 1) -> NoReturn:
     """Prints `preamble` and the traceback to stderr, then exits like Python does."""
     write(frames, exc_type, message, preamble)
     os._exit(code)
 
 
-def errno_enoent(path):
+def errno_enoent(path: str) -> str:
     """str() of the FileNotFoundError that open()/np.memmap raise for a missing path."""
     return f"[Errno 2] No such file or directory: '{path}'"
 
