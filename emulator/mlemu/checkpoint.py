@@ -369,17 +369,17 @@ def load_checkpoint(rt: 'Runtime', load_dir: str, stack: list[Frame], has_optimi
 
 # ModelLink patches megatron.training.training.load_checkpoint with load_checkpoint_wrapper
 # (modellink/patchs/megatron_patch.py l. 327; modellink/training/checkpointing.py l. 56).
-LOAD_WRAPPER = [('modellink/training/checkpointing.py', 56, 'wrapper', 'return fn(*args, **kwargs)')]
-LOAD_PARAMETER_STATE = ('megatron/training/checkpointing.py', 746, 'load_checkpoint',
+LOAD_WRAPPER: list[Frame] = [('modellink/training/checkpointing.py', 56, 'wrapper', 'return fn(*args, **kwargs)')]
+LOAD_PARAMETER_STATE: Frame = ('megatron/training/checkpointing.py', 746, 'load_checkpoint',
                         'optimizer.load_parameter_state(optim_checkpoint_name)')
 # torch 2.1's torch.load of a path that does not exist.
-TORCH_LOAD_OPEN = [
+TORCH_LOAD_OPEN: list[Frame] = [
     ('site:torch/serialization.py', 986, 'load', "with _open_file_like(f, 'rb') as opened_file:"),
     ('site:torch/serialization.py', 435, '_open_file_like', 'return _open_file(name_or_buffer, mode)'),
     ('site:torch/serialization.py', 416, '__init__', 'super().__init__(open(name, mode))'),
 ]
 
-DTYPES = {'fp32': 'torch.float32', 'fp16': 'torch.float16', 'bf16': 'torch.bfloat16'}
+DTYPES: dict[str, str] = {'fp32': 'torch.float32', 'fp16': 'torch.float16', 'bf16': 'torch.bfloat16'}
 
 
 def bucket_numel(args: Namespace, trainable: int | None) -> str:
@@ -425,6 +425,8 @@ def _load_parameter_state(rt: 'Runtime', load_dir: str, iteration: int, release:
     tp, pp, ep = args.tensor_model_parallel_size, args.pipeline_model_parallel_size, rt.ep
     dp = max(1, getattr(args, 'data_parallel_size', 1))
     cp = getattr(args, 'context_parallel_size', 1) or 1
+    load: Frame
+    scatter: Frame
     if getattr(args, 'num_experts', None):
         load = ('megatron/core/optimizer/optimizer.py', 833, 'load_parameter_state', 'states = torch.load(filename)')
         scatter = ('megatron/core/optimizer/optimizer.py', 836, 'load_parameter_state',

@@ -181,6 +181,6 @@ def line_buffered_stdio() -> None:
     """Megatron prints with flush=True; line buffering gives the same promptness when piped."""
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.reconfigure(line_buffering=True)
+            stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # a TextIOWrapper, unless replaced
         except (AttributeError, ValueError):
             pass

@@ -124,7 +124,7 @@ class Store(threading.Thread):
                 if key.fileobj is self.server:
                     self._accept()
                 else:
-                    self._read(key.fileobj)
+                    self._read(key.fileobj)  # type: ignore[arg-type]  # only sockets are registered
             self._check_deadlines()
 
     def _timeout(self) -> float | None:
@@ -263,7 +263,7 @@ class Gang:
         self.count = dist.last - dist.first + 1  # ranks this process stands for (1 under torchrun)
         self.world = dist.world_size
         self.addr, self.port = addr, port
-        self.conn: socket.socket | None = None
+        self.conn: socket.socket = None  # type: ignore[assignment]  # connected by rendezvous(), before any use
         self.buffer = b''
         self.seq = 0  # collectives so far: the tag of the next is `<seq + 1>:<op>`
 

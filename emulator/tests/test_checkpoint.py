@@ -3,12 +3,14 @@ which shard (parallel_state's rank order tp-cp-ep-dp-pp, data-parallel rank 0 sa
 
 import json
 import os
-from types import SimpleNamespace
+from argparse import Namespace
+from pathlib import Path
 
 import pytest
 
 from mlemu import checkpoint, env
 from mlemu.checkpoint import layout, owner_rank, read_tracker, shard_dir_name, shard_path, write_tracker
+from mlemu.megatron import Runtime
 
 
 def megatron_checkpoint_name(path: str, iteration: int, release: bool, tp_size: int, pp_size: int, ep_size: int,
@@ -106,7 +108,7 @@ def test_owner_is_data_parallel_rank_0_of_its_shard(tp: int, cp: int, ep: int, d
 # --- the tracker ---------------------------------------------------------------------------------------------
 
 
-def test_tracker_reading_as_read_metadata(tmp_path) -> None:
+def test_tracker_reading_as_read_metadata(tmp_path: Path) -> None:
     d = str(tmp_path)
     assert read_tracker(d) is None
     tracker = tmp_path / 'latest_checkpointed_iteration.txt'
@@ -122,7 +124,7 @@ def test_tracker_reading_as_read_metadata(tmp_path) -> None:
     assert read_tracker(d) == ('invalid', '')
 
 
-def test_write_tracker_leaves_only_the_tracker(tmp_path) -> None:
+def test_write_tracker_leaves_only_the_tracker(tmp_path: Path) -> None:
     write_tracker(str(tmp_path), 30)
     write_tracker(str(tmp_path), 40)
     assert os.listdir(tmp_path) == ['latest_checkpointed_iteration.txt']
@@ -133,33 +135,21 @@ def test_write_tracker_leaves_only_the_tracker(tmp_path) -> None:
 # --- save: each process writes the shards it owns; rank 0 the tracker --------------------------------------
 
 
-class FakeRuntime:
-    def __init__(self, dist: env.Dist, ep: int = 1) -> None:
-        self.dist = dist
-        self.ep = ep
-        self.printed: list[str] = []
-
-    def print0(self, text: str) -> None:
-        if self.dist.hosts_rank0:
-            self.printed.append(text)
-
-
-def save_as(rank: int, world: int, save_dir: str, tp: int, pp: int, distrib_optim: bool = False) -> FakeRuntime:
-    args = SimpleNamespace(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp,
+def save_as(rank: int, world: int, save_dir: str, tp: int, pp: int, distrib_optim: bool = False) -> None:
+    args = Namespace(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp,
                            data_parallel_size=world // (tp * pp), context_parallel_size=1,
                            num_layers=4, hidden_size=64, params_dtype='torch.bfloat16',
                            accumulate_allreduce_grads_in_fp32=True)
-    rt = FakeRuntime(env.Dist({'WORLD_SIZE': str(world), 'RANK': str(rank), 'LOCAL_RANK': str(rank % 8)}))
+    rt = Runtime('pretrain_gpt.py', args, env.Dist({'WORLD_SIZE': str(world), 'RANK': str(rank), 'LOCAL_RANK': str(rank % 8)}))
     checkpoint.save_checkpoint(rt, save_dir, 10, args, list(checkpoint.ALL_KEYS), with_distrib_optim=distrib_optim,
                                trainable=1000)
-    return rt
 
 
-def files_under(root) -> set[str]:
+def files_under(root: Path) -> set[str]:
     return {os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs}
 
 
-def test_each_rank_writes_its_own_shard(tmp_path) -> None:
+def test_each_rank_writes_its_own_shard(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # TP 2, PP 2, DP 2 on 8 ranks: shard owners 0, 1 (stage 0) and 4, 5 (stage 1)
     for rank, shard in [(1, 'mp_rank_01_000'), (4, 'mp_rank_00_001'), (5, 'mp_rank_01_001')]:
         out = tmp_path / f'rank{rank}'
@@ -169,10 +159,11 @@ def test_each_rank_writes_its_own_shard(tmp_path) -> None:
         out = tmp_path / f'rank{rank}'
         save_as(rank, 8, str(out), 2, 2)
         assert not out.exists()
+    assert capsys.readouterr().out == ''  # print_rank_0
 
 
-def test_rank_0_writes_its_shard_then_the_tracker(tmp_path) -> None:
-    rt = save_as(0, 8, str(tmp_path), 2, 2, distrib_optim=True)
+def test_rank_0_writes_its_shard_then_the_tracker(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    save_as(0, 8, str(tmp_path), 2, 2, distrib_optim=True)
     assert files_under(tmp_path) == {'iter_0000010/mp_rank_00_000/model_optim_rng.pt',
                                      'iter_0000010/mp_rank_00_000/distrib_optim.pt',
                                      'latest_checkpointed_iteration.txt'}
@@ -182,20 +173,20 @@ def test_rank_0_writes_its_shard_then_the_tracker(tmp_path) -> None:
     assert shard['args']['tensor_model_parallel_size'] == 2
     optim = json.loads((tmp_path / 'iter_0000010/mp_rank_00_000/distrib_optim.pt').read_text())
     assert optim['per_bucket_numel_unpadded'] == '[{(torch.bfloat16, torch.float32): [1000]}]'
-    assert rt.printed == [f'saving checkpoint at iteration      10 to {tmp_path} in torch format',
-                          f'  successfully saved checkpoint at iteration      10 to {tmp_path}']
+    assert capsys.readouterr().out.splitlines() == [f'saving checkpoint at iteration      10 to {tmp_path} in torch format',
+                                                    f'  successfully saved checkpoint at iteration      10 to {tmp_path}']
 
 
-def test_a_process_without_launcher_writes_every_shard(tmp_path) -> None:
-    args = SimpleNamespace(tensor_model_parallel_size=2, pipeline_model_parallel_size=2, data_parallel_size=1)
-    rt = FakeRuntime(env.Dist({'WORLD_SIZE': '4'}))
+def test_a_process_without_launcher_writes_every_shard(tmp_path: Path) -> None:
+    args = Namespace(tensor_model_parallel_size=2, pipeline_model_parallel_size=2, data_parallel_size=1)
+    rt = Runtime('pretrain_gpt.py', args, env.Dist({'WORLD_SIZE': '4'}))
     checkpoint.save_checkpoint(rt, str(tmp_path), 3, args, [])
     assert files_under(tmp_path) == {f'iter_0000003/{n}/model_optim_rng.pt'
                                      for n in ('mp_rank_00_000', 'mp_rank_00_001', 'mp_rank_01_000', 'mp_rank_01_001')} | \
         {'latest_checkpointed_iteration.txt'}
 
 
-def test_a_file_the_emulator_did_not_write_counts_as_complete(tmp_path) -> None:
+def test_a_file_the_emulator_did_not_write_counts_as_complete(tmp_path: Path) -> None:
     path = tmp_path / 'model_optim_rng.pt'
     path.write_bytes(b'PK\x03\x04 a torch zip')
     state = checkpoint.read_state(str(path), 7)

@@ -1,6 +1,7 @@
 """MLEMU_FAULTS: the grammar `[scope:][nodeN:]kind@iteration` (README, Faults), who fires, and once per directory."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -136,7 +137,7 @@ def test_without_group_rank_the_node_is_0() -> None:
     assert [repr(f) for f in FaultInjector('pretrain_gpt.py', 'node0:crash@1,node1:crash@2').faults] == ['node0:crash@1']
 
 
-def test_a_marker_disarms_its_fault(tmp_path) -> None:
+def test_a_marker_disarms_its_fault(tmp_path: Path) -> None:
     injector = FaultInjector('pretrain_gpt.py', 'crash@3,hang@3,oom@4')
     assert [f.kind for f in injector.due(3, str(tmp_path))] == ['crash', 'hang']
     (tmp_path / '.mlemu-fired-crash@3').write_text('')
@@ -144,7 +145,7 @@ def test_a_marker_disarms_its_fault(tmp_path) -> None:
     assert injector.due(5, str(tmp_path)) == []
 
 
-def test_a_nan_fault_fires_once_per_directory(tmp_path) -> None:
+def test_a_nan_fault_fires_once_per_directory(tmp_path: Path) -> None:
     injector = FaultInjector('pretrain_gpt.py', 'nan@6')
     directory = str(tmp_path / 'save')
     assert injector.check(5, directory, []) is False
@@ -155,7 +156,7 @@ def test_a_nan_fault_fires_once_per_directory(tmp_path) -> None:
     assert FaultInjector('pretrain_gpt.py', 'nan@6').check(6, directory, []) is False
 
 
-def test_only_the_target_ranks_process_fires(tmp_path) -> None:
+def test_only_the_target_ranks_process_fires(tmp_path: Path) -> None:
     injector = FaultInjector('pretrain_gpt.py', 'nan@2')
     rank3 = env.Dist({'WORLD_SIZE': '4', 'RANK': '3', 'LOCAL_RANK': '3'})
     assert injector.check(2, str(tmp_path), [], rank3) is False
