@@ -11,6 +11,7 @@ import { capacitySkipReason, judgeCase, measureThroughput, planSuite, suiteClust
 import { planBenchmarkCase } from '../benchmark/plan.ts';
 import type { FailureClass } from '../modellink/failures.ts';
 import type { PipelinePlan } from '../modellink/plan.ts';
+import type { CaseRunOutcome } from '../contracts/workflows.ts';
 import type { RetrySettingsInput } from '../contracts/run-state.ts';
 import { defaultStorePath, openBenchmarkStore, type BenchmarkStore } from '../benchmark/store.ts';
 import { loadRunReport, needsNotification, webhookSummary, type WebhookSummary } from '../benchmark/report.ts';
@@ -99,11 +100,6 @@ export async function prepareBenchmarkCase({ suite, runId, benchmarkCase, taskQu
   return { plan: planned.plan, retry, timeoutMs: durationToMs(suite.caseTimeout) };
 }
 
-/** What the case's pipeline came to: its iteration lines (to measure) or its failure. */
-export type CaseRunOutcome =
-  | { kind: 'ran'; samples: IterationSample[]; plan: PipelinePlan; logFile?: string }
-  | { kind: 'failed'; failureClass: FailureClass; reason: string; excerpt: string[] }
-  | { kind: 'skipped'; reason: string };
 
 /** Measures (from the log), judges against the case's history on this cluster, and stores the result. */
 export async function recordBenchmarkCase({ suite, runId, benchmarkCase, position, outcome }: BenchmarkRunInput & { benchmarkCase: BenchmarkCase; position: number; outcome: CaseRunOutcome }): Promise<CaseResult> {
