@@ -60,7 +60,11 @@ export interface StagePlan {
   output: string;
   outputKind: OutputKind;
   entrypoint: Entrypoint;
-  /** How the entrypoint starts (torchrun and its options, or python): rendered to argv only where it runs or is shown. */
+  /**
+   * How the entrypoint starts (torchrun and its options, or python): rendered to argv only where it
+   * runs or is shown. Plans recorded before it (histories, running pipelines) carry the rendered
+   * `launcher` argv instead: read a stage's launch through launchOf.
+   */
   launch: Launch;
   args: Arg[];
   /**
