@@ -6,10 +6,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { durationToMs } from '../common/duration.ts';
-import { capacitySkipReason, judgeCase, measureThroughput, planSuite, suiteCluster, type BenchmarkCase, type BenchmarkSuite, type CaseOutcome, type CaseResult, type EnvironmentFingerprint, type IterationSample } from '../benchmark/core.ts';
+import { capacitySkipReason, judgeCase, measureThroughput, planSuite, suiteCluster, type BenchmarkCase, type BenchmarkSuite, type CaseOutcome, type CaseResult, type EnvironmentFingerprint } from '../benchmark/core.ts';
 import { planBenchmarkCase } from '../benchmark/plan.ts';
-import type { FailureClass } from '../modellink/failures.ts';
 import type { PipelinePlan } from '../modellink/plan.ts';
+import type { CaseRunOutcome } from '../contracts/workflows.ts';
 import type { RetrySettingsInput } from '../contracts/run-state.ts';
 import { defaultStorePath, openBenchmarkStore, type BenchmarkStore } from '../benchmark/store.ts';
 import { loadRunReport, needsNotification, webhookSummary, type WebhookSummary } from '../benchmark/report.ts';
@@ -88,11 +88,6 @@ export async function prepareBenchmarkCase({ suite, runId, benchmarkCase, taskQu
   return { plan: planned.plan, retry, timeoutMs: durationToMs(suite.caseTimeout) };
 }
 
-/** What the case's pipeline came to: its iteration lines (to measure) or its failure. */
-export type CaseRunOutcome =
-  | { kind: 'ran'; samples: IterationSample[]; plan: PipelinePlan; logFile?: string }
-  | { kind: 'failed'; failureClass: FailureClass; reason: string; excerpt: string[] }
-  | { kind: 'skipped'; reason: string };
 
 /** Measures (from the log), judges against the case's history on this cluster, and stores the result. */
 export async function recordBenchmarkCase({ suite, runId, benchmarkCase, position, outcome }: BenchmarkRunInput & { benchmarkCase: BenchmarkCase; position: number; outcome: CaseRunOutcome }): Promise<CaseResult> {

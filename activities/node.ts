@@ -9,12 +9,7 @@ import os from 'node:os';
 import { nodeOfIdentity } from '../modellink/gang.ts';
 import { runningCount } from '../node/process-group.ts';
 import { getFreePort } from '../node/free-port.ts';
-
-export interface NodeIdentity {
-  node: string;
-  /** Where the other nodes reach this one (rank 0's address becomes the master address). */
-  address: string;
-}
+import type { NodeIdentity } from '../node/identity.ts';
 
 let thisNode: NodeIdentity | undefined;
 
@@ -28,13 +23,6 @@ export function nodeName(): string {
   return thisNode?.node ?? os.hostname();
 }
 
-/** The first non-internal IPv4 address, else the host name: what peers on a cluster network can reach. */
-export function defaultNodeAddress(): string {
-  for (const addrs of Object.values(os.networkInterfaces())) {
-    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
-  }
-  return os.hostname();
-}
 
 export interface NodeInfo extends NodeIdentity {
   /** Commands this worker is running now: a busy node is not free for a new gang. */

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { PROJECT_ROOT } from '../common/project-root.ts';
 import { loadConfig, type LinkflowConfig } from '../temporal.config.ts';
 import { createLinkflowWorker, drainOnSigterm, installRuntime } from '../worker/worker.ts';
-import type { NodeIdentity } from '../activities/node.ts';
+import type { NodeIdentity } from '../node/identity.ts';
 import { nodeQueue } from '../modellink/gang.ts';
 import { isReachable, startDevServer, type DevServer } from '../devserver/dev-server.ts';
 import { formatProblems } from '../modellink/spec.ts';

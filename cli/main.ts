@@ -20,7 +20,7 @@ import { jsonSummary, summaryText } from './progress.ts';
 import { renderPlan } from './render.ts';
 import { watchPipeline } from './watch.ts';
 import { runDev, runDemo, runWorker } from './dev.ts';
-import { defaultNodeAddress } from '../activities/node.ts';
+import { defaultNodeAddress } from '../node/identity.ts';
 import { ExitError } from '../errors.ts';
 import { checkpointAndStopSignal, setSaveIntervalSignal } from '../contracts/workflows.ts';
 import { registerBenchCommands } from './bench.ts';

@@ -1,5 +1,5 @@
 /** `linkflow render`: each stage's command as argv (JSON) or as a safely quoted shell line. */
-import type { PipelinePlan } from '../modellink/plan.ts';
+import { plannedArgv, type PipelinePlan } from '../modellink/plan.ts';
 
 /** POSIX single-quoting: safe for any value, including spaces, quotes and $. */
 function shellQuote(word: string): string {
@@ -11,13 +11,14 @@ export function renderPlan(plan: PipelinePlan, format: 'argv' | 'sh'): string {
   const out: string[] = [];
   for (const stage of plan.stages) {
     out.push(`# stage ${stage.name} (${stage.kind}) in ${stage.cwd}${stage.training ? '; later attempts resume with --load ' + stage.training.saveDir : ''}`);
+    const argv = plannedArgv(stage);
     if (format === 'argv') {
-      out.push(JSON.stringify(stage.argv));
+      out.push(JSON.stringify(argv));
       continue;
     }
     const env = Object.entries(stage.env).map(([k, v]) => `${k}=${shellQuote(v)}`);
     const source = stage.setupScript ? `source ${shellQuote(stage.setupScript)} && ` : '';
-    out.push(`(cd ${shellQuote(stage.cwd)} && ${source}${[...env, ...stage.argv.map(shellQuote)].join(' ')})`);
+    out.push(`(cd ${shellQuote(stage.cwd)} && ${source}${[...env, ...argv.map(shellQuote)].join(' ')})`);
   }
   return out.join('\n');
 }

@@ -4,7 +4,9 @@
  * workflow sandbox: defineSignal and defineQuery only name a handler, and the other imports are types.
  */
 import { defineQuery, defineSignal } from '@temporalio/workflow';
-import type { Verdict } from '../benchmark/core.ts';
+import type { IterationSample, Verdict } from '../benchmark/core.ts';
+import type { FailureClass } from '../modellink/failures.ts';
+import type { PipelinePlan } from '../modellink/plan.ts';
 import type * as workflows from '../workflows/index.ts';
 import type { PipelineState } from './run-state.ts';
 
@@ -39,3 +41,9 @@ export interface BenchmarkOutcome {
 }
 
 export const benchmarkProgressQuery = defineQuery<BenchmarkProgress>('benchmarkProgress');
+
+/** What the case's pipeline came to: its iteration lines (to measure) or its failure. */
+export type CaseRunOutcome =
+  | { kind: 'ran'; samples: IterationSample[]; plan: PipelinePlan; logFile?: string }
+  | { kind: 'failed'; failureClass: FailureClass; reason: string; excerpt: string[] }
+  | { kind: 'skipped'; reason: string };

@@ -11,6 +11,7 @@ import type { Arg } from '../modellink/args.ts';
 import { isKnownFlag } from '../modellink/commands.ts';
 import { FEATURE_FLAGS } from '../modellink/features.ts';
 import { planPipeline, type StagePlan } from '../modellink/plan.ts';
+import { renderLaunch } from '../modellink/launch.ts';
 import { getPreset, presetNames, type Preset } from '../modellink/presets.ts';
 import type { ParsedScript } from './shell-script.ts';
 
@@ -354,10 +355,12 @@ export function importScript(parsed: ParsedScript, options: ImportOptions): Impo
   return { spec, kind, preset: preset.name, overrides: Object.keys(overrides).length, notes };
 }
 
-export function renderStage(spec: Json, root: string): { ok: true; stage: StagePlan } | { ok: false; problems: string[] } {
+/** The imported spec's one stage as linkflow would run it, with its launcher rendered to argv (what the script wrote). */
+export function renderStage(spec: Json, root: string): { ok: true; stage: StagePlan & { launcher: string[] } } | { ok: false; problems: string[] } {
   const r = planPipeline(spec, { baseDir: root });
   if (!r.ok) return { ok: false, problems: r.problems.map((p) => `${p.path}: ${p.message}`) };
-  return { ok: true, stage: r.plan.stages[0] };
+  const stage = r.plan.stages[0];
+  return { ok: true, stage: { ...stage, launcher: renderLaunch(stage.launch) } };
 }
 
 /**

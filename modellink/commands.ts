@@ -10,13 +10,14 @@ import type { Preset } from './presets.ts';
 import type { ArgOverrides, ConvertStage, EvaluateStage, InferenceStage, PipelineSpec, PreprocessStage, TrainingStage, WeightFormat } from './spec.ts';
 import { DETERMINISTIC_ENV, featureArgs, type Features } from './features.ts';
 import flagNames from './flag-names.json' with { type: 'json' };
+import { pythonLaunch, renderLaunch, torchrunLaunch, type Launch, type TorchrunLaunch } from './launch.ts';
 
 export type Entrypoint = 'pretrain_gpt.py' | 'preprocess_data.py' | 'convert_ckpt.py' | 'evaluation.py' | 'inference.py';
 
 export interface Command {
   entrypoint: Entrypoint;
-  /** Launcher argv up to (not including) the entrypoint, e.g. torchrun and its distributed options. */
-  launcher: string[];
+  /** How the entrypoint starts: torchrun and its distributed options, or the Python interpreter. */
+  launch: Launch;
   args: Arg[];
   env: Record<string, string>;
 }
@@ -41,7 +42,7 @@ export function flattenArgs(args: Arg[]): string[] {
 }
 
 export function commandArgv(cmd: Command): string[] {
-  return [...cmd.launcher, cmd.entrypoint, ...flattenArgs(cmd.args)];
+  return [...renderLaunch(cmd.launch), cmd.entrypoint, ...flattenArgs(cmd.args)];
 }
 
 /**
@@ -78,30 +79,29 @@ function flag(on: boolean | undefined, name: string): Arg[] {
  * Evaluation and inference run exactly tp × pp ranks (ModelLink forbids data parallelism there):
  * on as few nodes as hold them, a single node unless they need more devices than one has.
  */
-function modelParallelLauncher(spec: PipelineSpec, devicesPerNode: number | undefined): string[] {
+function modelParallelLaunch(spec: PipelineSpec, devicesPerNode: number | undefined): TorchrunLaunch {
   // A stage's own `devices` is its processes per node on every node of the cluster, as in ModelLink's scripts.
-  if (devicesPerNode !== undefined) return distributedLauncher(spec, devicesPerNode);
+  if (devicesPerNode !== undefined) return distributedLaunch(spec, devicesPerNode);
   const ranks = spec.parallel.tp * spec.parallel.pp;
   // The fewest nodes that hold the ranks in equal shares (torchrun starts the same number on each).
   let nodes = Math.max(1, Math.ceil(ranks / spec.cluster.devicesPerNode));
   while (nodes < spec.cluster.nodes && ranks % nodes !== 0) nodes++;
   if (ranks % nodes !== 0) nodes = 1;
-  return distributedLauncher(spec, ranks / nodes, nodes);
+  return distributedLaunch(spec, ranks / nodes, nodes);
 }
 
 function launcherArgv(spec: PipelineSpec): string[] {
   return Array.isArray(spec.modellink.launcher) ? [...spec.modellink.launcher] : [spec.modellink.launcher];
 }
 
-export function distributedLauncher(spec: PipelineSpec, nprocPerNode: number, nnodes = spec.cluster.nodes): string[] {
-  return [
-    ...launcherArgv(spec),
-    '--nproc_per_node', num(nprocPerNode),
-    '--nnodes', num(nnodes),
-    '--node_rank', String(spec.cluster.nodeRank ?? 0),
-    '--master_addr', spec.cluster.masterAddr,
-    '--master_port', String(spec.cluster.masterPort),
-  ];
+export function distributedLaunch(spec: PipelineSpec, nprocPerNode: number, nnodes = spec.cluster.nodes): TorchrunLaunch {
+  return torchrunLaunch(launcherArgv(spec), {
+    nprocPerNode,
+    nnodes,
+    nodeRank: spec.cluster.nodeRank ?? 0,
+    masterAddr: spec.cluster.masterAddr,
+    masterPort: spec.cluster.masterPort,
+  });
 }
 
 /**
@@ -144,7 +144,7 @@ export function buildPreprocess(spec: PipelineSpec, preset: Preset, stage: Prepr
     ...flag(stage.pack, '--pack'),
     ...(stage.seqLength ? ([['--seq-length', num(stage.seqLength)]] as Arg[]) : []),
   ];
-  return { entrypoint: 'preprocess_data.py', launcher: [spec.modellink.python], args, env: {} };
+  return { entrypoint: 'preprocess_data.py', launch: pythonLaunch(spec.modellink.python), args, env: {} };
 }
 
 /** Model-shape flags that convert_ckpt.py's loaders also define (flags.json convert combinations). */
@@ -197,7 +197,7 @@ export function buildConvert(spec: PipelineSpec, preset: Preset, stage: ConvertS
     ...(from === 'hf' && paths.tokenizerModel ? ([['--tokenizer-model', paths.tokenizerModel]] as Arg[]) : []),
     ...(paths.lora ? ([['--lora-load', paths.lora.load], ...loraArgs({ ...paths.lora.options, fusion: false }, from === 'mcore')] as Arg[]) : []),
   ];
-  return { entrypoint: 'convert_ckpt.py', launcher: [spec.modellink.python], args, env: {} };
+  return { entrypoint: 'convert_ckpt.py', launch: pythonLaunch(spec.modellink.python), args, env: {} };
 }
 
 /** The spec's feature sections with the preset's defaults filled in (its example script's fused kernels). */
@@ -325,7 +325,7 @@ export function buildTraining(spec: PipelineSpec, preset: Preset, stage: Trainin
     PYTORCH_NPU_ALLOC_CONF: 'expandable_segments:True',
     ...(features.deterministic ? DETERMINISTIC_ENV : {}),
   };
-  return { entrypoint: 'pretrain_gpt.py', launcher: distributedLauncher(spec, spec.cluster.devicesPerNode), args, env };
+  return { entrypoint: 'pretrain_gpt.py', launch: distributedLaunch(spec, spec.cluster.devicesPerNode), args, env };
 }
 
 /**
@@ -388,7 +388,7 @@ export function buildEvaluate(spec: PipelineSpec, preset: Preset, stage: Evaluat
     ['--seed', '42'],
   ];
   const env: Record<string, string> = { CUDA_DEVICE_MAX_CONNECTIONS: '1' };
-  return { entrypoint: 'evaluation.py', launcher: modelParallelLauncher(spec, stage.devices), args, env };
+  return { entrypoint: 'evaluation.py', launch: modelParallelLaunch(spec, stage.devices), args, env };
 }
 
 export interface InferencePaths {
@@ -433,5 +433,5 @@ export function buildInference(spec: PipelineSpec, preset: Preset, stage: Infere
     ...(paths.lora ? ([['--lora-load', paths.lora.load], ...loraArgs(paths.lora.options, spec.model.impl === 'mcore')] as Arg[]) : []),
   ];
   const env: Record<string, string> = { CUDA_DEVICE_MAX_CONNECTIONS: '1' };
-  return { entrypoint: 'inference.py', launcher: modelParallelLauncher(spec, stage.devices), args, env };
+  return { entrypoint: 'inference.py', launch: modelParallelLaunch(spec, stage.devices), args, env };
 }

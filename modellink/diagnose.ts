@@ -30,7 +30,7 @@ function exitStatusInLog(lines: readonly string[]): KnownExitStatus | undefined 
   return worker.signal ? { exitCode: null, signal: worker.signal, source: 'torchrun' } : { exitCode: worker.exitCode, signal: null, source: 'torchrun' };
 }
 
-/** What linkflow's watcher wrote into an attempt log when it stopped the trainer itself (activities/run-stage.ts). */
+/** What linkflow's watcher wrote into an attempt log when it stopped the trainer itself (activities/attempt/watch.ts). */
 const WATCHER_NOTES: readonly { class: FailureClass; pattern: RegExp }[] = [
   { class: 'hang', pattern: /^linkflow: no progress for \d+ s during \S+ .*killing the process group/ },
   { class: 'node-lost', pattern: /^linkflow: another attempt took the save directory lease/ },

@@ -1,7 +1,7 @@
 /**
  * Multi-node gangs: a stage on N nodes runs as N attempts, one per node rank, that torchrun joins
- * into one job. Pure helpers: where a rank's activity goes, what its command line says, which
- * rank's failure explains the gang's, and what the gang's result is.
+ * into one job. Pure helpers: where a rank's activity goes, which rank's failure explains the
+ * gang's, and what the gang's result is (a rank's launch is launch.ts's launchForRank).
  */
 import type { AttemptResult, AttemptTimings } from '../contracts/run-state.ts';
 import type { FailureClass } from './failures.ts';
@@ -27,65 +27,6 @@ export interface RankAssignment {
   node: string;
   masterAddr: string;
   masterPort: number;
-}
-
-const RANK_FLAGS: Record<string, (r: RankAssignment) => string> = {
-  '--node_rank': (r) => String(r.nodeRank),
-  '--node-rank': (r) => String(r.nodeRank),
-  '--master_addr': (r) => r.masterAddr,
-  '--master-addr': (r) => r.masterAddr,
-  '--master_port': (r) => String(r.masterPort),
-  '--master-port': (r) => String(r.masterPort),
-  '--nnodes': (r) => String(r.nodes),
-};
-
-/**
- * The launcher's argv for one rank: torchrun's --node_rank, --master_addr, --master_port and
- * --nnodes take this attempt's values. Only the launcher is touched, never the script's own flags.
- */
-export function launcherForRank(launcher: string[], rank: RankAssignment): string[] {
-  return withLauncherValues(launcher, (flag) => RANK_FLAGS[flag]?.(rank));
-}
-
-/**
- * The launcher's argv with torchrun's --master_port at `port`. A single-node torchrun binds its
- * store there too (torch/distributed/elastic/rendezvous/static_tcp_rendezvous.py, TCPStore with
- * is_master on MASTER_PORT), so two jobs on one node with the scripts' fixed port 6000 collide:
- * each attempt takes a port that is free on its node.
- */
-export function withMasterPort(launcher: string[], port: number): string[] {
-  return withLauncherValues(launcher, (flag) => (flag === '--master_port' || flag === '--master-port' ? String(port) : undefined));
-}
-
-/** Replaces the values of launcher flags (`--flag value` and `--flag=value`) for which `value` answers. */
-function withLauncherValues(launcher: string[], value: (flag: string) => string | undefined): string[] {
-  const out = [...launcher];
-  for (let i = 0; i < out.length - 1; i++) {
-    const v = value(out[i]);
-    if (v !== undefined) out[i + 1] = v;
-  }
-  for (let i = 0; i < out.length; i++) {
-    const eq = out[i].indexOf('=');
-    const v = eq > 0 ? value(out[i].slice(0, eq)) : undefined;
-    if (v !== undefined) out[i] = `${out[i].slice(0, eq)}=${v}`;
-  }
-  return out;
-}
-
-/** How many nodes a stage's launcher spans (torchrun's --nnodes, N or MIN:MAX); 1 without it. */
-export function nodesOf(launcher: string[]): number {
-  let value: string | undefined;
-  launcher.forEach((a, i) => {
-    if (a === '--nnodes') value = launcher[i + 1];
-    else if (a.startsWith('--nnodes=')) value = a.slice('--nnodes='.length);
-  });
-  const n = Number(value?.split(':').at(-1));
-  return Number.isInteger(n) && n > 0 ? n : 1;
-}
-
-/** Whether a stage runs as a gang: its launcher spans more than one node. */
-export function launchesAcrossNodes(launcher: string[]): boolean {
-  return nodesOf(launcher) > 1;
 }
 
 /** Megatron prints the training log on the last rank, so the last node is the one that sees iterations. */

@@ -34,15 +34,3 @@ export function stopGraceMs(input: StopGraceInput): number {
   const wanted = saves * save + iteration + EXIT_MS;
   return Math.round(Math.min(input.checkpointTimeoutMs, wanted));
 }
-
-/**
- * Whether a launcher is torch's elastic agent (torchrun, `python -m torch.distributed.run` or
- * `.launch`): then a stop signals its worker processes, not the agent. Any other launcher is the
- * trainer itself (its children would be data loader workers), so the stop signals its whole group.
- */
-export function launchesElasticAgent(launcher: string[]): boolean {
-  const [first] = launcher;
-  if (first !== undefined && /(^|\/)torchrun$/.test(first)) return true;
-  const module = launcher.indexOf('-m');
-  return module >= 0 && ['torch.distributed.run', 'torch.distributed.launch'].includes(launcher[module + 1] ?? '');
-}

@@ -27,7 +27,7 @@ function logFiles(dir: string): string[] {
   return fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile() && e.name.endsWith('.log')).map((e) => path.join(e.parentPath, e.name));
 }
 
-/** Seconds the case's process ran, from the line run-stage appends when it exits. */
+/** Seconds the case's process ran, from the line the attempt's watcher (activities/attempt/watch.ts) appends when it exits. */
 function jobSeconds(log: string): number {
   const m = /^# launched .* after ([\d.]+) s$/m.exec(fs.readFileSync(log, 'utf8'));
   if (!m) throw new Error(`${log}: no "# launched … after X s" line`);

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Arg } from '../modellink/args.ts';
 import { resumeArgs } from '../modellink/commands.ts';
+import { renderLaunch } from '../modellink/launch.ts';
 import { planPipeline, type StagePlan } from '../modellink/plan.ts';
 import { getPreset, presetNames } from '../modellink/presets.ts';
 import { fiveStageSpec, ROOT } from './helpers/specs.ts';
@@ -100,7 +101,8 @@ describe('command builders', () => {
     const normalize = (args: Arg[]) => args.map(([f, v]) => JSON.stringify([f, typeof v === 'string' && (v.startsWith('${') || v.startsWith('/')) ? '<path>' : v])).sort();
     // One deliberate addition: training stages pass --exit-signal-handler by default, so a stop or drain saves.
     expect(normalize(stage.args)).toEqual(normalize([...script.args, ['--exit-signal-handler', null]]));
-    expect(stage.launcher).toEqual(['torchrun', '--nproc_per_node', '8', '--nnodes', '1', '--node_rank', '0', '--master_addr', 'localhost', '--master_port', '6000']);
+    expect(stage.launch).toMatchObject({ kind: 'torchrun', program: ['torchrun'], nprocPerNode: 8, nnodes: 1, nodeRank: 0, masterAddr: 'localhost', masterPort: 6000 });
+    expect(renderLaunch(stage.launch)).toEqual(['torchrun', '--nproc_per_node', '8', '--nnodes', '1', '--node_rank', '0', '--master_addr', 'localhost', '--master_port', '6000']);
     expect(stage.env).toMatchObject(script.env);
   });
 

@@ -1,6 +1,7 @@
 /** Multi-node gangs without Temporal: rank command lines, placement, root cause, merged results. */
 import { describe, expect, it } from 'vitest';
-import { chooseNodes, launcherForRank, withMasterPort, launchesAcrossNodes, nodesOf, logsIterations, mergeRankResults, nodeIdentity, nodeOfIdentity, nodeQueue, rootCauseRank } from '../modellink/gang.ts';
+import { chooseNodes, logsIterations, mergeRankResults, nodeIdentity, nodeOfIdentity, nodeQueue, rootCauseRank } from '../modellink/gang.ts';
+import { launchesAcrossNodes, launchForRank, nodesOf, pythonLaunch, renderLaunch, torchrunLaunch, withMasterPort } from '../modellink/launch.ts';
 import { planPipeline } from '../modellink/plan.ts';
 import { fiveStageSpec, ROOT } from './helpers/specs.ts';
 
@@ -8,16 +9,17 @@ const rank = { nodeRank: 1, nodes: 2, node: 'n2', masterAddr: '10.0.0.7', master
 
 describe('a rank of a gang', () => {
   it("gets its node rank and rank 0's address and port, and nothing else of the command changes", () => {
-    const launcher = ['torchrun', '--nproc_per_node', '8', '--nnodes', '2', '--node_rank', '0', '--master_addr', 'localhost', '--master_port', '6000'];
-    expect(launcherForRank(launcher, rank)).toEqual(['torchrun', '--nproc_per_node', '8', '--nnodes', '2', '--node_rank', '1', '--master_addr', '10.0.0.7', '--master_port', '29411']);
-    expect(launcherForRank(['torchrun', '--node-rank=0', '--master-addr=x', '--nproc_per_node', '8'], rank)).toEqual(['torchrun', '--node-rank=1', '--master-addr=10.0.0.7', '--nproc_per_node', '8']);
-    expect(launcher[6]).toBe('0');
+    const launch = torchrunLaunch(['torchrun'], { nprocPerNode: 8, nnodes: 2, nodeRank: 0, masterAddr: 'localhost', masterPort: 6000 });
+    expect(renderLaunch(launchForRank(launch, rank))).toEqual(['torchrun', '--nproc_per_node', '8', '--nnodes', '2', '--node_rank', '1', '--master_addr', '10.0.0.7', '--master_port', '29411']);
+    expect(launch.nodeRank).toBe(0);
+    expect(launchForRank(pythonLaunch('python3'), rank)).toEqual(pythonLaunch('python3'));
   });
 
   it('a single-node job moves only torchrun\'s master port (its store binds it on the node)', () => {
-    expect(withMasterPort(['torchrun', '--nproc_per_node', '8', '--master_port', '6000', '--master_addr', 'localhost'], 41234)).toEqual(['torchrun', '--nproc_per_node', '8', '--master_port', '41234', '--master_addr', 'localhost']);
-    expect(withMasterPort(['torchrun', '--master-port=6000'], 41234)).toEqual(['torchrun', '--master-port=41234']);
-    expect(withMasterPort(['python3'], 41234)).toEqual(['python3']);
+    const launch = torchrunLaunch(['python', '-m', 'torch.distributed.launch'], { nprocPerNode: 8, nnodes: 1, nodeRank: 0, masterAddr: 'localhost', masterPort: 6000 });
+    expect(withMasterPort(launch, 41234)).toEqual({ ...launch, masterPort: 41234 });
+    expect(renderLaunch(withMasterPort(launch, 41234))).toEqual(['python', '-m', 'torch.distributed.launch', '--nproc_per_node', '8', '--nnodes', '1', '--node_rank', '0', '--master_addr', 'localhost', '--master_port', '41234']);
+    expect(withMasterPort(pythonLaunch('python3'), 41234)).toEqual(pythonLaunch('python3'));
   });
 
   it("every stage launched with torchrun in a 2-node spec is a gang, and a rank's command keeps the planned launcher flags", () => {
@@ -27,11 +29,12 @@ describe('a rank of a gang', () => {
     const planned = planPipeline(spec, { baseDir: ROOT });
     if (!planned.ok) throw new Error(JSON.stringify(planned.problems));
     expect(planned.plan.hosts).toEqual(['n1', 'n2']);
-    const gangs = planned.plan.stages.filter((s) => launchesAcrossNodes(s.launcher)).map((s) => s.name);
+    const gangs = planned.plan.stages.filter((s) => launchesAcrossNodes(s.launch)).map((s) => s.name);
     expect(gangs).toEqual(['pretrain', 'finetune', 'evaluate', 'generate']);
     const pretrain = planned.plan.stages.find((s) => s.name === 'pretrain')!;
-    const ranked = launcherForRank(pretrain.launcher, rank);
-    expect(ranked.filter((a) => a.startsWith('--'))).toEqual(pretrain.launcher.filter((a) => a.startsWith('--')));
+    const ranked = renderLaunch(launchForRank(pretrain.launch, rank));
+    const plannedArgv = renderLaunch(pretrain.launch);
+    expect(ranked.filter((a) => a.startsWith('--'))).toEqual(plannedArgv.filter((a) => a.startsWith('--')));
   });
 
   it('evaluation and inference run tp × pp ranks on as few nodes as hold them: one node of 8 devices for pp 2', () => {
@@ -40,12 +43,11 @@ describe('a rank of a gang', () => {
     spec.parallel = { tp: 1, pp: 2 };
     const planned = planPipeline(spec, { baseDir: ROOT });
     if (!planned.ok) throw new Error(JSON.stringify(planned.problems));
-    const nodes = Object.fromEntries(planned.plan.stages.map((s) => [s.name, nodesOf(s.launcher)]));
+    const nodes = Object.fromEntries(planned.plan.stages.map((s) => [s.name, nodesOf(s.launch)]));
     expect(nodes).toMatchObject({ pretrain: 2, finetune: 2, evaluate: 1, generate: 1 });
     const evaluate = planned.plan.stages.find((s) => s.name === 'evaluate')!;
-    expect(evaluate.launcher.slice(1, 5)).toEqual(['--nproc_per_node', '2', '--nnodes', '1']);
-    expect(nodesOf(['torchrun', '--nnodes=1:4'])).toBe(4);
-    expect(nodesOf(['python'])).toBe(1);
+    expect(evaluate.launch).toMatchObject({ kind: 'torchrun', nprocPerNode: 2, nnodes: 1 });
+    expect(nodesOf(pythonLaunch('python'))).toBe(1);
   });
 
   it('only the last node watches for hangs: Megatron prints the training log on the last rank', () => {

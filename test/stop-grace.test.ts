@@ -9,7 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startProcess } from '../node/process-group.ts';
-import { EXIT_MS, launchesElasticAgent, stopGraceMs, UNMEASURED_SAVE_MS } from '../modellink/stop-grace.ts';
+import { EXIT_MS, stopGraceMs, UNMEASURED_SAVE_MS } from '../modellink/stop-grace.ts';
+import { isElasticAgent, launchesElasticAgent, pythonLaunch, torchrunLaunch } from '../modellink/launch.ts';
 import { outcomeOf, snapshot, startPipeline } from '../client/pipeline.ts';
 import { fiveStageSpec, ROOT, tempDir, writeSpec, type RawSpec } from './helpers/specs.ts';
 import { planFile, runSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
@@ -65,12 +66,17 @@ open(os.path.join(marks, 'lone-sigterm'), 'w').close()
 
 describe('whom a stop signals', () => {
   it('the workers only under torch’s elastic agent; any other launcher is the trainer itself', () => {
-    expect(launchesElasticAgent(['torchrun', '--nproc_per_node', '8'])).toBe(true);
-    expect(launchesElasticAgent(['/opt/linkflow/emulator/torchrun', '--nnodes', '2'])).toBe(true);
-    expect(launchesElasticAgent(['python', '-m', 'torch.distributed.launch', '--nproc_per_node', '8'])).toBe(true);
-    expect(launchesElasticAgent(['python3', '-m', 'torch.distributed.run'])).toBe(true);
-    expect(launchesElasticAgent(['python'])).toBe(false);
-    expect(launchesElasticAgent([])).toBe(false);
+    expect(isElasticAgent(['torchrun'])).toBe(true);
+    expect(isElasticAgent(['/opt/linkflow/emulator/torchrun'])).toBe(true);
+    expect(isElasticAgent(['python', '-m', 'torch.distributed.launch'])).toBe(true);
+    expect(isElasticAgent(['python3', '-m', 'torch.distributed.run'])).toBe(true);
+    expect(isElasticAgent(['python'])).toBe(false);
+    expect(isElasticAgent([])).toBe(false);
+    // The decision reads the planned launch: set once from its program, never from a rendered argv.
+    const rendezvous = { nprocPerNode: 8, nnodes: 2, nodeRank: 0, masterAddr: 'localhost', masterPort: 6000 };
+    expect(launchesElasticAgent(torchrunLaunch(['python', '-m', 'torch.distributed.launch'], rendezvous))).toBe(true);
+    expect(launchesElasticAgent(torchrunLaunch(['/opt/wrap/launch.sh'], rendezvous))).toBe(false);
+    expect(launchesElasticAgent(pythonLaunch('python3'))).toBe(false);
   });
 
 

@@ -8,7 +8,8 @@ import os from 'node:os';
 import { connectionOptions, type LinkflowConfig } from '../temporal.config.ts';
 import * as activities from '../activities/index.ts';
 import { stopAllProcesses } from '../node/process-group.ts';
-import { configureNode, type NodeIdentity } from '../activities/node.ts';
+import { configureNode } from '../activities/node.ts';
+import type { NodeIdentity } from '../node/identity.ts';
 import { nodeIdentity, nodeQueue } from '../modellink/gang.ts';
 
 const require = createRequire(import.meta.url);

@@ -12,7 +12,8 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type * as activities from '../activities/index.ts';
-import { chooseNodes, mergeRankResults, mergeRankTimings, nodeQueue, nodesOf, rootCauseRank, type RankAssignment } from '../modellink/gang.ts';
+import { launchOf, nodesOf } from '../modellink/launch.ts';
+import { chooseNodes, mergeRankResults, mergeRankTimings, nodeQueue, rootCauseRank, type RankAssignment } from '../modellink/gang.ts';
 import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
 import type { AttemptFailureDetails, AttemptResult, AttemptTimings, RetrySettingsInput, StageState } from '../contracts/run-state.ts';
 import { attemptFailure, failureDetails } from './attempts.ts';
@@ -68,7 +69,7 @@ interface GangPlacement {
 /** Nodes for one attempt of a gang: the named hosts or free workers of the pool, and rank 0's address and a free port. */
 async function placeGang(plan: PipelinePlan, stage: StagePlan, pool: string, s: StageState): Promise<GangPlacement> {
   // A stage may span fewer nodes than the job (evaluation runs tp × pp ranks): the first hosts.
-  const count = nodesOf(stage.launcher);
+  const count = nodesOf(launchOf(stage));
   const hosts = plan.hosts?.slice(0, count);
   // Poll often at first, then every 5 minutes: a busy pool may stay busy for hours.
   for (let waitS = 15; ; waitS = Math.min(300, waitS * 2)) {

@@ -20,7 +20,7 @@ import type * as activities from '../activities/index.ts';
 // Pure data, no Node imports: safe inside the workflow sandbox.
 import { INFRASTRUCTURE } from '../modellink/failures.ts';
 import { autoSaveInterval } from '../modellink/advise.ts';
-import { launchesAcrossNodes } from '../modellink/gang.ts';
+import { launchesAcrossNodes, launchOf } from '../modellink/launch.ts';
 import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
 import type { PipelineInput, PipelineState, RetrySettingsInput, StageState } from '../contracts/run-state.ts';
 import { checkpointAndStopSignal, progressQuery, setSaveIntervalSignal } from '../contracts/workflows.ts';
@@ -116,7 +116,7 @@ async function runStage(plan: PipelinePlan, stage: StagePlan, s: StageState, ret
   const pipeline = plan.name;
   const { runStageAttempt } = attemptActivities(retry);
   const pool = plan.taskQueue ?? workflowInfo().taskQueue;
-  const gang = launchesAcrossNodes(stage.launcher);
+  const gang = launchesAcrossNodes(launchOf(stage));
   // Two budgets: faults of the machines never use up the retries meant for errors of the job.
   const budget = { code: stage.maxAttempts ?? retry.maximumAttempts, infrastructure: retry.infrastructureAttempts };
   let attemptsThisRun = 0;

@@ -7,19 +7,26 @@ bad choices fail exactly as they do in ModelLink: a `usage: ...` block and
 import argparse
 import json
 import os
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from . import EMULATOR_ROOT
+
+# One flag of modellink_flags.json: flag, and optionally action, type (a key of TYPES), nargs, choices, const,
+# default, dest, required -- add_argument's keywords as ModelLink passes them.
+FlagRecord = dict[str, Any]
 
 FLAGS_FILE = os.path.join(EMULATOR_ROOT, 'modellink_flags.json')
 
 # "type" values in the flag reference -> callables. "bool" and "json.loads" are what ModelLink
 # literally passes to add_argument (so "--w-pack False" is True there too).
-TYPES = {'int': int, 'float': float, 'str': str, 'bool': bool, 'json.loads': json.loads}
+TYPES: dict[str, Callable[[str], Any]] = {'int': int, 'float': float, 'str': str, 'bool': bool, 'json.loads': json.loads}
 
-_SPEC_CACHE = None
+_SPEC_CACHE: dict[str, Any] | None = None
 
 
-def flag_spec():
+def flag_spec() -> dict[str, Any]:
+    """modellink_flags.json's entrypoints: {script: {parser: options, flags: [FlagRecord], plugins?: ...}}."""
     global _SPEC_CACHE
     if _SPEC_CACHE is None:
         with open(FLAGS_FILE, encoding='utf-8') as f:
@@ -27,9 +34,9 @@ def flag_spec():
     return _SPEC_CACHE
 
 
-def add_flags(parser, records):
+def add_flags(parser: argparse.ArgumentParser, records: Sequence[FlagRecord]) -> None:
     for record in records:
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         action = record.get('action')
         if action:
             kwargs['action'] = action
@@ -51,9 +58,9 @@ def add_flags(parser, records):
         parser.add_argument(record['flag'], **kwargs)
 
 
-def new_parser(entrypoint):
+def new_parser(entrypoint: str) -> argparse.ArgumentParser:
     options = flag_spec()[entrypoint]['parser']
-    kwargs = {'prog': entrypoint, 'allow_abbrev': options.get('allow_abbrev', True)}
+    kwargs: dict[str, Any] = {'prog': entrypoint, 'allow_abbrev': options.get('allow_abbrev', True)}
     if options.get('description'):
         kwargs['description'] = options['description']
     if options.get('conflict_handler'):
@@ -61,16 +68,16 @@ def new_parser(entrypoint):
     return argparse.ArgumentParser(**kwargs)
 
 
-def build_parser(entrypoint):
+def build_parser(entrypoint: str) -> argparse.ArgumentParser:
     parser = new_parser(entrypoint)
     add_flags(parser, flag_spec()[entrypoint]['flags'])
     return parser
 
 
-def parse(entrypoint, argv=None):
+def parse(entrypoint: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parses argv (default sys.argv[1:]); on error argparse prints usage and exits 2."""
     return build_parser(entrypoint).parse_args(argv)
 
 
-def convert_plugin_flags(plugin):
+def convert_plugin_flags(plugin: str) -> list[FlagRecord] | None:
     return flag_spec()['convert_ckpt.py']['plugins'].get(plugin)

@@ -13,8 +13,22 @@ import json
 import os
 import sys
 import time
+from argparse import Namespace
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import gang, tracebacks
+from .tracebacks import Frame
+
+if TYPE_CHECKING:  # megatron imports more than checkpointing needs at run time
+    from .megatron import Runtime
+
+# (tp_rank, pp_rank, ep_rank) of one shard.
+Shard = tuple[int, int, int]
+# What read_tracker finds: (iteration, release), or ('invalid', the tracker's text).
+Tracker = tuple[int, bool] | tuple[Literal['invalid'], str]
+# A shard's JSON document (the emulator's stand-in for a torch state dict).
+State = dict[str, Any]
 
 TRACKER_NAME = 'latest_checkpointed_iteration.txt'
 MODEL_FILE = 'model_optim_rng.pt'
@@ -36,39 +50,41 @@ SAVED_ARGS = ['num_layers', 'hidden_size', 'ffn_hidden_size', 'num_attention_hea
 
 # --- names ------------------------------------------------------------------------------------------
 
-def iter_dir_name(iteration, release=False):
+def iter_dir_name(iteration: int, release: bool = False) -> str:
     return 'release' if release else 'iter_{:07d}'.format(iteration)
 
 
-def shard_dir_name(tp_rank, pp_rank, pp_size, ep_rank=0, ep_size=1):
+def shard_dir_name(tp_rank: int, pp_rank: int, pp_size: int, ep_rank: int = 0, ep_size: int = 1) -> str:
+    """mp_rank_XX, mp_rank_XX_YYY with PP > 1, then _EEE with EP > 1 (get_checkpoint_name)."""
     name = f'mp_rank_{tp_rank:02d}' if pp_size <= 1 else f'mp_rank_{tp_rank:02d}_{pp_rank:03d}'
     if ep_size > 1:
         name += f'_{ep_rank:03d}'
     return name
 
 
-def layout(tp, pp, ep=1):
+def layout(tp: int, pp: int, ep: int = 1) -> list[Shard]:
     """(tp_rank, pp_rank, ep_rank) of every shard, in the order the shard directories sort."""
     return [(t, p, e) for t in range(tp) for p in range(pp) for e in range(ep)]
 
 
-def shard_path(base, iteration, release, tp_rank, pp_rank, pp, ep_rank=0, ep=1, filename=MODEL_FILE):
+def shard_path(base: str, iteration: int, release: bool, tp_rank: int, pp_rank: int, pp: int, ep_rank: int = 0, ep: int = 1,
+               filename: str = MODEL_FILE) -> str:
     return os.path.join(base, iter_dir_name(iteration, release), shard_dir_name(tp_rank, pp_rank, pp, ep_rank, ep),
                         filename)
 
 
-def owner_rank(tp_rank, pp_rank, ep_rank, tp, dp, cp=1):
+def owner_rank(tp_rank: int, pp_rank: int, ep_rank: int, tp: int, dp: int, cp: int = 1) -> int:
     """Global rank (Megatron's tp-cp-ep-dp-pp order) that writes a shard: DP rank 0 of its group."""
     return pp_rank * tp * cp * dp + ep_rank * tp * cp + tp_rank
 
 
-def tracker_path(directory):
+def tracker_path(directory: str) -> str:
     return os.path.join(directory, TRACKER_NAME)
 
 
 # --- tracker ----------------------------------------------------------------------------------------
 
-def read_tracker(directory):
+def read_tracker(directory: str) -> Tracker | None:
     """Returns None (no tracker), ('invalid', text) or (iteration, release)."""
     path = tracker_path(directory)
     if not os.path.isfile(path):
@@ -83,7 +99,7 @@ def read_tracker(directory):
         return 'invalid', text
 
 
-def write_tracker(directory, iteration):
+def write_tracker(directory: str, iteration: int) -> None:
     """Written last, atomically (tmp + rename), so a reader never sees a tracker ahead of its shards."""
     path = tracker_path(directory)
     tmp = f'{path}.tmp.{os.getpid()}'
@@ -96,8 +112,8 @@ def write_tracker(directory, iteration):
 
 # --- shard files --------------------------------------------------------------------------------------
 
-def args_subset(args):
-    out = {}
+def args_subset(args: Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for name in SAVED_ARGS:
         if hasattr(args, name):
             value = getattr(args, name)
@@ -105,14 +121,14 @@ def args_subset(args):
     return out
 
 
-def write_json(path, document):
+def write_json(path: str, document: State) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, 'w', encoding='utf-8') as f:
         json.dump(document, f, indent=1, sort_keys=True)
         f.write('\n')
 
 
-def read_state(path, tracker_iteration):
+def read_state(path: str, tracker_iteration: int) -> State:
     """Reads a shard. Files the emulator did not write (real checkpoints, fixtures) count as complete."""
     try:
         with open(path, encoding='utf-8') as f:
@@ -125,7 +141,8 @@ def read_state(path, tracker_iteration):
             'checkpoint_version': CHECKPOINT_VERSION}
 
 
-def shard_document(iteration, tp_rank, pp_rank, ep_rank, args, keys, lora=False, extra=None):
+def shard_document(iteration: int, tp_rank: int, pp_rank: int, ep_rank: int, args: Namespace, keys: list[str],
+                   lora: bool = False, extra: State | None = None) -> State:
     doc = {
         'format': FORMAT,
         'note': 'written by the ModelLink emulator (mlemu); a real checkpoint is a torch.save() zip',
@@ -143,8 +160,9 @@ def shard_document(iteration, tp_rank, pp_rank, ep_rank, args, keys, lora=False,
 
 # --- save -----------------------------------------------------------------------------------------------
 
-def save_checkpoint(rt, save_dir, iteration, args, keys, with_distrib_optim=False, lora=False, save_time_ms=0.0,
-                    extra=None, stack=(), trainable=None):
+def save_checkpoint(rt: 'Runtime', save_dir: str, iteration: int, args: Namespace, keys: list[str],
+                    with_distrib_optim: bool = False, lora: bool = False, save_time_ms: float = 0.0,
+                    extra: State | None = None, stack: Sequence[Frame] = (), trainable: int | None = None) -> None:
     """megatron.training.checkpointing.save_checkpoint, for the ranks this process stands for.
 
     `stack`: traceback frames down to the call of save_checkpoint (for a failed barrier).
@@ -178,7 +196,15 @@ def save_checkpoint(rt, save_dir, iteration, args, keys, with_distrib_optim=Fals
 # --- load -----------------------------------------------------------------------------------------------
 
 class Loaded:
-    def __init__(self, iteration, release, state, checkpoint_name, optimizer_loaded):
+    """What load_checkpoint loaded."""
+
+    iteration: int  # training goes on from here (0 for --finetune or a release checkpoint)
+    release: bool
+    state: State  # the rank-0 shard's document (merged with --lora-load's)
+    checkpoint_name: str  # path of that shard
+    optimizer_loaded: bool
+
+    def __init__(self, iteration: int, release: bool, state: State, checkpoint_name: str, optimizer_loaded: bool) -> None:
         self.iteration = iteration
         self.release = release
         self.state = state
@@ -186,11 +212,11 @@ class Loaded:
         self.optimizer_loaded = optimizer_loaded
 
     @property
-    def checkpoint_args(self):
+    def checkpoint_args(self) -> dict[str, Any] | None:
         return self.state.get('args')
 
 
-def _load_base(rt, load_dir, exit_on_missing, stack):
+def _load_base(rt: 'Runtime', load_dir: str, exit_on_missing: bool, stack: list[Frame]) -> tuple[State, str, bool, int] | None:
     """_load_base_checkpoint: tracker, then the rank-0 shard. Returns (state, name, release, iteration) or None."""
     tracker = read_tracker(load_dir)
     if tracker is None:
@@ -221,10 +247,10 @@ def _load_base(rt, load_dir, exit_on_missing, stack):
     return read_state(name, iteration), name, release, iteration
 
 
-def _compare_args(rt, checkpoint_args, stack):
+def _compare_args(rt: 'Runtime', checkpoint_args: dict[str, Any], stack: list[Frame]) -> None:
     args = rt.args
 
-    def compare(name, default=None):
+    def compare(name: str, default: Any = None) -> None:
         if name in checkpoint_args:
             ckpt_value = checkpoint_args[name]
         elif default is not None:
@@ -248,7 +274,8 @@ def _compare_args(rt, checkpoint_args, stack):
     compare('pipeline_model_parallel_size')
 
 
-def load_checkpoint(rt, load_dir, stack, has_optimizer=True, trainable=None):
+def load_checkpoint(rt: 'Runtime', load_dir: str, stack: list[Frame], has_optimizer: bool = True,
+                    trainable: int | None = None) -> Loaded | None:
     """megatron.training.checkpointing.load_checkpoint as ModelLink wraps it (LoRA: --lora-load on top).
 
     `trainable`: the trainable parameters of one model-parallel shard (what the distributed optimizer holds).
@@ -342,20 +369,20 @@ def load_checkpoint(rt, load_dir, stack, has_optimizer=True, trainable=None):
 
 # ModelLink patches megatron.training.training.load_checkpoint with load_checkpoint_wrapper
 # (modellink/patchs/megatron_patch.py l. 327; modellink/training/checkpointing.py l. 56).
-LOAD_WRAPPER = [('modellink/training/checkpointing.py', 56, 'wrapper', 'return fn(*args, **kwargs)')]
-LOAD_PARAMETER_STATE = ('megatron/training/checkpointing.py', 746, 'load_checkpoint',
+LOAD_WRAPPER: list[Frame] = [('modellink/training/checkpointing.py', 56, 'wrapper', 'return fn(*args, **kwargs)')]
+LOAD_PARAMETER_STATE: Frame = ('megatron/training/checkpointing.py', 746, 'load_checkpoint',
                         'optimizer.load_parameter_state(optim_checkpoint_name)')
 # torch 2.1's torch.load of a path that does not exist.
-TORCH_LOAD_OPEN = [
+TORCH_LOAD_OPEN: list[Frame] = [
     ('site:torch/serialization.py', 986, 'load', "with _open_file_like(f, 'rb') as opened_file:"),
     ('site:torch/serialization.py', 435, '_open_file_like', 'return _open_file(name_or_buffer, mode)'),
     ('site:torch/serialization.py', 416, '__init__', 'super().__init__(open(name, mode))'),
 ]
 
-DTYPES = {'fp32': 'torch.float32', 'fp16': 'torch.float16', 'bf16': 'torch.bfloat16'}
+DTYPES: dict[str, str] = {'fp32': 'torch.float32', 'fp16': 'torch.float16', 'bf16': 'torch.bfloat16'}
 
 
-def bucket_numel(args, trainable):
+def bucket_numel(args: Namespace, trainable: int | None) -> str:
     """repr of DistributedOptimizer.per_bucket_numel_unpadded (distrib_optimizer.py l. 416-431), one bucket.
 
     The buffer's dtypes are (param dtype, grad dtype); bf16 accumulates grads in fp32 (Megatron's
@@ -364,15 +391,16 @@ def bucket_numel(args, trainable):
     """
     param = str(getattr(args, 'params_dtype', 'torch.float32'))
     grad = 'torch.float32' if getattr(args, 'accumulate_allreduce_grads_in_fp32', False) else param
-    return '[{(%s, %s): [%d]}]' % (param, grad, int(trainable or 0))
+    return f'[{{({param}, {grad}): [{int(trainable or 0):d}]}}]'
 
 
-def _read_metadata(rt, load_dir, stack):
+def _read_metadata(rt: 'Runtime', load_dir: str, stack: list[Frame]) -> tuple[int, bool]:
     """read_metadata(get_checkpoint_tracker_filename(load_dir)) (checkpointing.py l. 193-215)."""
     tracker = read_tracker(load_dir)
     if tracker is None:
         tracebacks.die(stack + LOAD_WRAPPER + [
-            ('megatron/training/checkpointing.py', 740, 'load_checkpoint', 'iteration, release = read_metadata(tracker_filename)'),
+            ('megatron/training/checkpointing.py', 740, 'load_checkpoint',
+             'iteration, release = read_metadata(tracker_filename)'),
             ('megatron/training/checkpointing.py', 198, 'read_metadata', "with open(tracker_filename, 'r') as f:"),
         ], 'FileNotFoundError', tracebacks.errno_enoent(tracker_path(load_dir)))
     if tracker[0] == 'invalid':
@@ -381,7 +409,8 @@ def _read_metadata(rt, load_dir, stack):
     return tracker
 
 
-def _load_parameter_state(rt, load_dir, iteration, release, stack, trainable):
+def _load_parameter_state(rt: 'Runtime', load_dir: str, iteration: int, release: bool, stack: list[Frame],
+                          trainable: int | None) -> None:
     """optimizer.load_parameter_state(<load_dir>/<iter>/mp_rank_XX[_YYY][_EEE]/distrib_optim.pt).
 
     DistributedOptimizer.load_parameter_state (distrib_optimizer.py l. 1136-1146) -- for MoE models a
@@ -396,6 +425,8 @@ def _load_parameter_state(rt, load_dir, iteration, release, stack, trainable):
     tp, pp, ep = args.tensor_model_parallel_size, args.pipeline_model_parallel_size, rt.ep
     dp = max(1, getattr(args, 'data_parallel_size', 1))
     cp = getattr(args, 'context_parallel_size', 1) or 1
+    load: Frame
+    scatter: Frame
     if getattr(args, 'num_experts', None):
         load = ('megatron/core/optimizer/optimizer.py', 833, 'load_parameter_state', 'states = torch.load(filename)')
         scatter = ('megatron/core/optimizer/optimizer.py', 836, 'load_parameter_state',
@@ -431,7 +462,7 @@ def _load_parameter_state(rt, load_dir, iteration, release, stack, trainable):
             time.sleep(3600)
 
 
-def _read_json(path):
+def _read_json(path: str) -> State:
     """The emulator's JSON document, or {} for a file it did not write (a real torch pickle)."""
     try:
         with open(path, encoding='utf-8') as f:

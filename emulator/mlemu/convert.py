@@ -310,7 +310,7 @@ def save_hf(args, md, hf_cfg, say):
         with open(os.path.join(out, 'generation_config.json'), 'w', encoding='utf-8') as f:
             json.dump({'_from_model_config': True, 'bos_token_id': 1, 'eos_token_id': 2}, f, indent=2)
     write_empty_safetensors(os.path.join(out, 'model.safetensors'),
-                            {'format': 'pt', 'mlemu': 'converted from Megatron iteration %d' % md.iteration})
+                            {'format': 'pt', 'mlemu': f'converted from Megatron iteration {md.iteration:d}'})
 
 
 def write_empty_safetensors(path, metadata):

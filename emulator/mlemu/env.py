@@ -5,11 +5,12 @@ Every environment variable the emulator reads is listed here so the README can p
 import os
 import socket
 import sys
+from collections.abc import Mapping
 
 # --- emulator knobs -----------------------------------------------------------------------------
 
 
-def env_ms(name, default):
+def env_ms(name: str, default: float) -> float:
     """A duration in milliseconds from the environment (float allowed, negative treated as 0)."""
     raw = os.environ.get(name)
     if raw is None or raw.strip() == '':
@@ -21,27 +22,27 @@ def env_ms(name, default):
         return float(default)
 
 
-def iter_time_ms():
+def iter_time_ms() -> float:
     """MLEMU_ITER_TIME_MS: wall time of one training iteration (default 50)."""
     return env_ms('MLEMU_ITER_TIME_MS', 50)
 
 
-def save_time_ms():
+def save_time_ms() -> float:
     """MLEMU_SAVE_TIME_MS: extra time spent writing one checkpoint, spread over its shards (default 0)."""
     return env_ms('MLEMU_SAVE_TIME_MS', 0)
 
 
-def eval_question_ms():
+def eval_question_ms() -> float:
     """MLEMU_EVAL_QUESTION_MS: time evaluation.py spends per question (default 5)."""
     return env_ms('MLEMU_EVAL_QUESTION_MS', 5)
 
 
-def convert_time_ms():
+def convert_time_ms() -> float:
     """MLEMU_CONVERT_TIME_MS: total time convert_ckpt.py spends moving weights (default 200)."""
     return env_ms('MLEMU_CONVERT_TIME_MS', 200)
 
 
-def hccl_delay_ms():
+def hccl_delay_ms() -> float:
     """MLEMU_HCCL_DELAY_MS: how long an injected hccl fault stays silent before erroring (default 0).
 
     A real HCCL timeout only surfaces after HCCL_EXEC_TIMEOUT seconds of a stalled collective.
@@ -49,7 +50,7 @@ def hccl_delay_ms():
     return env_ms('MLEMU_HCCL_DELAY_MS', 0)
 
 
-def marker_dir(default):
+def marker_dir(default: str) -> str:
     """MLEMU_MARKER_DIR: where fault markers go instead of the job's output directory.
 
     A job without an output directory (a benchmark's --mock-data run without --save) would
@@ -58,22 +59,22 @@ def marker_dir(default):
     return os.environ.get('MLEMU_MARKER_DIR') or default
 
 
-def faults_spec():
+def faults_spec() -> str:
     """MLEMU_FAULTS: comma list of [scope:]kind@iteration, see faults.py."""
     return os.environ.get('MLEMU_FAULTS', '')
 
 
-def slowdown_spec():
+def slowdown_spec() -> str:
     """MLEMU_SLOWDOWN: comma list of <case>=<factor> (`*` for every job), see throughput.py."""
     return os.environ.get('MLEMU_SLOWDOWN', '')
 
 
-def bench_case():
+def bench_case() -> str | None:
     """LINKFLOW_BENCH_CASE: the benchmark case a job measures (linkflow exports it); MLEMU_SLOWDOWN keys match it."""
     return os.environ.get('LINKFLOW_BENCH_CASE', '').strip() or None
 
 
-def time_scale():
+def time_scale() -> float | None:
     """MLEMU_TIME_SCALE: wall seconds slept per modelled second of a table job; None (unset) = sleep
     min(modelled time, MLEMU_ITER_TIME_MS). Non-numeric or negative values are ignored (None)."""
     raw = os.environ.get('MLEMU_TIME_SCALE', '').strip()
@@ -89,7 +90,7 @@ def time_scale():
     return value
 
 
-def env_seconds(name, default):
+def env_seconds(name: str, default: float) -> float:
     """A duration in seconds from the environment; unset, empty, non-numeric or <= 0 gives `default`."""
     raw = os.environ.get(name, '').strip()
     try:
@@ -100,7 +101,7 @@ def env_seconds(name, default):
     return value if value > 0 else float(default)
 
 
-def rdzv_timeout_s(default_s):
+def rdzv_timeout_s(default_s: float) -> float:
     """MLEMU_RDZV_TIMEOUT_S: how long nodes wait for each other at start-up.
 
     The default is Megatron's --distributed-timeout-minutes (init_process_group's timeout, which
@@ -109,17 +110,17 @@ def rdzv_timeout_s(default_s):
     return env_seconds('MLEMU_RDZV_TIMEOUT_S', default_s)
 
 
-def hccl_exec_timeout_s():
+def hccl_exec_timeout_s() -> float:
     """HCCL_EXEC_TIMEOUT (real HCCL name, seconds, default 1800): how long a collective waits for a silent peer."""
     return env_seconds('HCCL_EXEC_TIMEOUT', 1800)
 
 
-def group_rank():
+def group_rank() -> int:
     """GROUP_RANK (set by torchrun): this node's index; node-scoped faults match it. 0 without torchrun."""
     return _int_env(os.environ, 'GROUP_RANK', 0)
 
 
-def local_world_size():
+def local_world_size() -> int:
     """LOCAL_WORLD_SIZE (set by torchrun): ranks per node. 1 without torchrun."""
     return max(1, _int_env(os.environ, 'LOCAL_WORLD_SIZE', 1))
 
@@ -136,7 +137,13 @@ class Dist:
     plain `python3 pretrain_gpt.py` is the whole job, WORLD_SIZE 1 by default).
     """
 
-    def __init__(self, environ=None):
+    world_size: int  # WORLD_SIZE (default 1)
+    rank: int  # RANK (default 0): the first rank this process stands for
+    first: int  # first and last rank this process stands for (both included)
+    last: int
+    hostname: str
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
         self.world_size = _int_env(env, 'WORLD_SIZE', 1)
         self.rank = _int_env(env, 'RANK', 0)
@@ -145,22 +152,22 @@ class Dist:
         self.last = min(self.rank + max(count, 1), self.world_size) - 1
         self.hostname = socket.gethostname()
 
-    def hosts(self, rank):
+    def hosts(self, rank: int) -> bool:
         return self.first <= rank <= self.last
 
     @property
-    def hosts_rank0(self):
+    def hosts_rank0(self) -> bool:
         return self.hosts(0)
 
     @property
-    def hosts_last_rank(self):
+    def hosts_last_rank(self) -> bool:
         return self.hosts(self.world_size - 1)
 
-    def hosted_ranks(self):
+    def hosted_ranks(self) -> range:
         return range(self.first, self.last + 1)
 
 
-def _int_env(env, name, default):
+def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == '':
         return default
@@ -170,10 +177,10 @@ def _int_env(env, name, default):
         return default
 
 
-def line_buffered_stdio():
+def line_buffered_stdio() -> None:
     """Megatron prints with flush=True; line buffering gives the same promptness when piped."""
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.reconfigure(line_buffering=True)
+            stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # a TextIOWrapper, unless replaced
         except (AttributeError, ValueError):
             pass

@@ -16,9 +16,8 @@ import re
 import time
 import zlib
 
-from . import EMULATOR_ROOT
+from . import EMULATOR_ROOT, checkpoint, env, faults, gang, logs, megatron, tracebacks
 from . import args as argsmod
-from . import checkpoint, env, faults, gang, logs, megatron, tracebacks
 from .dataframe import format_scores
 
 ENTRYPOINT = 'evaluation.py'
@@ -72,7 +71,7 @@ def main(argv=None):
     args = argsmod.parse(ENTRYPOINT, argv)
     dist = env.Dist()
     env.line_buffered_stdio()
-    marker_dir = env.marker_dir((os.path.dirname(os.path.abspath(args.load)) if args.load else os.getcwd()))
+    marker_dir = env.marker_dir(os.path.dirname(os.path.abspath(args.load)) if args.load else os.getcwd())
     faults.FaultInjector(ENTRYPOINT).check(0, marker_dir, INIT_STACK, dist, training=False)
 
     rt = megatron.initialize(ENTRYPOINT, args, INIT_STACK, args_defaults={'no_load_rng': True, 'no_load_optim': True},
@@ -133,7 +132,7 @@ class EvalContext:
 
     def correct(self, key, chance):
         p = chance + (0.9 - chance) * self.skill
-        return (zlib.crc32(f'{key}|{self.iteration}'.encode('utf-8')) % 10000) / 10000.0 < p
+        return (zlib.crc32(f'{key}|{self.iteration}'.encode()) % 10000) / 10000.0 < p
 
 
 def _listdir(path):
@@ -170,7 +169,7 @@ def _choice_task(ctx, data_path, name, logger, subjects, template_file, reader, 
             if log_instruction:
                 logger_.info('The following are multiple choice questions (with answers) about  {}.\n{}\n{}\nAnswer:'
                              .format(subject.replace('_', ' '), question,
-                                     '\n'.join(f'{k}. {v}' for k, v in zip('ABCD', options))))
+                                     '\n'.join(f'{k}. {v}' for k, v in zip('ABCD', options, strict=False))))
             key = f'{name}|{subject}|{i}|{question}'
             ai = answer if ctx.correct(key, 0.25) else _wrong_letter(answer, key)
             logger_.info(f'correct: {answer}, AI: {ai}')

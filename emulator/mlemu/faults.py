@@ -27,9 +27,12 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime
+from typing import NoReturn
 
 from . import env, tracebacks
+from .tracebacks import Frame
 
 KINDS = ('crash', 'sigkill', 'segfault', 'hccl', 'oom', 'nan', 'hang')
 SCOPES = {
@@ -42,18 +45,25 @@ SCOPES = {
 
 
 class Fault:
-    def __init__(self, kind, iteration, scope=None, node=None):
+    """One entry of MLEMU_FAULTS."""
+
+    kind: str  # one of KINDS
+    iteration: int  # the training iteration it fires at (0: start-up)
+    scope: str | None  # an entrypoint file name (a value of SCOPES), or None for all
+    node: int | None  # a GROUP_RANK, or None for every node
+
+    def __init__(self, kind: str, iteration: int, scope: str | None = None, node: int | None = None) -> None:
         self.kind = kind
         self.iteration = iteration
-        self.scope = scope  # an entrypoint file name, or None for all
-        self.node = node  # a GROUP_RANK, or None for every node
+        self.scope = scope
+        self.node = node
 
     @property
-    def marker_name(self):
+    def marker_name(self) -> str:
         node = '' if self.node is None else f'node{self.node}-'
         return f'.mlemu-fired-{node}{self.kind}@{self.iteration}'
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return ('' if self.node is None else f'node{self.node}:') + f'{self.kind}@{self.iteration}'
 
 
@@ -61,13 +71,15 @@ class FaultSpecError(ValueError):
     pass
 
 
-def parse_spec(spec):
-    faults = []
+def parse_spec(spec: str) -> list[Fault]:
+    """MLEMU_FAULTS -> its faults, in order. Raises FaultSpecError (a ValueError) on the first bad entry."""
+    faults: list[Fault] = []
     for raw in spec.split(','):
         item = raw.strip()
         if not item:
             continue
-        scope = node = None
+        scope: str | None = None
+        node: int | None = None
         *prefixes, item = item.split(':')
         for name in (p.strip() for p in prefixes):
             node_match = re.fullmatch(r'node(\d+)', name)
@@ -97,7 +109,11 @@ def parse_spec(spec):
 class FaultInjector:
     """The faults of MLEMU_FAULTS that apply to one entrypoint."""
 
-    def __init__(self, entrypoint, spec=None):
+    entrypoint: str
+    all_faults: list[Fault]  # the entrypoint's faults, every node's (all ranks agree on nan faults)
+    faults: list[Fault]  # those of this node
+
+    def __init__(self, entrypoint: str, spec: str | None = None) -> None:
         self.entrypoint = entrypoint
         try:
             all_faults = parse_spec(env.faults_spec() if spec is None else spec)
@@ -110,16 +126,17 @@ class FaultInjector:
         node = env.group_rank()
         self.faults = [f for f in self.all_faults if f.node in (None, node)]
 
-    def due(self, iteration, marker_dir):
+    def due(self, iteration: int, marker_dir: str) -> list[Fault]:
         """Armed faults for this iteration (those without a marker in marker_dir)."""
         return [f for f in self.faults
                 if f.iteration == iteration and not os.path.exists(os.path.join(marker_dir, f.marker_name))]
 
-    def nan_scheduled(self, iteration):
+    def nan_scheduled(self, iteration: int) -> bool:
         """Whether any rank of the job may start a nan fault at `iteration` (the ranks then agree on it)."""
         return any(f.kind == 'nan' and f.iteration == iteration for f in self.all_faults)
 
-    def check(self, iteration, marker_dir, stack, dist=None, training=True):
+    def check(self, iteration: int, marker_dir: str, stack: list[Frame], dist: env.Dist | None = None,
+              training: bool = True) -> bool:
         """Fires every armed fault for `iteration` whose rank this process stands for. Returns True if a
         `nan` fault started here (the caller lets every rank know, see nan_scheduled).
 
@@ -140,12 +157,12 @@ class FaultInjector:
         return started_nan
 
 
-def target_rank(fault):
+def target_rank(fault: Fault) -> int:
     """The rank a fault acts on: local rank 0 of its node, or global rank 0 for an unscoped fault."""
     return 0 if fault.node is None else fault.node * env.local_world_size()
 
 
-def claim_marker(marker_dir, fault):
+def claim_marker(marker_dir: str, fault: Fault) -> bool:
     """Creates the fault's marker; False if it already exists (the fault has fired already)."""
     os.makedirs(marker_dir, exist_ok=True)
     path = os.path.join(marker_dir, fault.marker_name)
@@ -161,12 +178,13 @@ def claim_marker(marker_dir, fault):
     return True
 
 
-def _stamp():
+def _stamp() -> tuple[str, str]:
     now = datetime.now()
-    return now.strftime('%Y-%m-%d-%H:%M:%S'), now.strftime('%Y-%m-%d-%H:%M:%S.') + f'{now.microsecond // 1000:03d}.{now.microsecond % 1000:03d}'
+    full = now.strftime('%Y-%m-%d-%H:%M:%S.') + f'{now.microsecond // 1000:03d}.{now.microsecond % 1000:03d}'
+    return now.strftime('%Y-%m-%d-%H:%M:%S'), full
 
 
-def act(fault, stack, rank=0, training=True):
+def act(fault: Fault, stack: list[Frame], rank: int = 0, training: bool = True) -> NoReturn:
     """Carries out a non-nan fault; never returns."""
     sys.stdout.flush()
     kind = fault.kind
@@ -189,7 +207,7 @@ def act(fault, stack, rank=0, training=True):
     os._exit(1)
 
 
-def _crash(stack, rank):
+def _crash(stack: list[Frame], rank: int) -> NoReturn:
     short, full = _stamp()
     preamble = (
         'EZ9999: Inner Error!\n'
@@ -202,7 +220,8 @@ def _crash(stack, rank):
         '        The extend info: errcode:(0x800000, 0, 0) errorStr: The DDR address of the MTE instruction is out of range. '
         'fixp_error0 info: 0x0, fixp_error1 info: 0x0, fsmId:0, tslot:0, thread:0, ctxid:0, blk:0, sublk:0, subErrType:4.'
         '[FUNC:ProcessStarsCoreErrorInfo][FILE:device_error_proc.cc][LINE:1181]\n'
-        '        Kernel task happen error, retCode=0x31, [vector core exception].[FUNC:PreCheckTaskErr][FILE:davinci_kernel_task.cc][LINE:1222]\n'
+        '        Kernel task happen error, retCode=0x31, [vector core exception].'
+        '[FUNC:PreCheckTaskErr][FILE:davinci_kernel_task.cc][LINE:1222]\n'
         '        AIV Kernel happen error, retCode=0x31.[FUNC:GetError][FILE:stream.cc][LINE:1082]\n'
     )
     message = (
@@ -215,7 +234,7 @@ def _crash(stack, rank):
     tracebacks.die(stack, 'RuntimeError', message, preamble=preamble)
 
 
-def _oom(stack, rank):
+def _oom(stack: list[Frame], rank: int) -> NoReturn:
     """A device out of memory, in the three forms a CANN log prints it.
 
     torch_npu's caching allocator (torch_npu/csrc/core/npu/NPUCachingAllocator.cpp) raises
@@ -230,7 +249,8 @@ def _oom(stack, rank):
         '        Possible Cause: Available memory is insufficient.\n'
         '        Solution: Close applications not in use.\n'
         '        TraceBack (most recent call last):\n'
-        '        rtMalloc execute failed, reason=[driver error:out of memory][FUNC:FuncErrorReason][FILE:error_message_manage.cc][LINE:53]\n'
+        '        rtMalloc execute failed, reason=[driver error:out of memory]'
+        '[FUNC:FuncErrorReason][FILE:error_message_manage.cc][LINE:53]\n'
         '        alloc device memory failed, runtime result = 207001[FUNC:ReportCallError][FILE:log_inner.cpp][LINE:161]\n'
     )
     message = (
@@ -241,25 +261,25 @@ def _oom(stack, rank):
     tracebacks.die(stack, 'RuntimeError', message, preamble=preamble)
 
 
-def _hccl(stack, rank):
+def _hccl(stack: list[Frame], rank: int) -> NoReturn:
     delay = env.hccl_delay_ms()
     if delay:
         time.sleep(delay / 1000.0)
     hccl_timeout(stack, rank, rank + 1 if rank == 0 else rank - 1)
 
 
-def _hccl_error_line(rank):
+def _hccl_error_line(rank: int) -> str:
     short, _ = _stamp()
     return f'[ERROR] {short} (PID:{os.getpid()}, Device:{rank % 8}, RankID:{rank}) ERR02200 DIST call hccl api failed.\n'
 
 
-def hccl_timeout(stack, rank, peer):
+def hccl_timeout(stack: Sequence[Frame], rank: int, peer: int) -> NoReturn:
     """What a rank prints when a collective's peer stayed silent for HCCL_EXEC_TIMEOUT; never returns."""
     message, preamble = _hccl_timeout_text(rank, peer)
     tracebacks.die(stack, 'RuntimeError', message, preamble=preamble)
 
 
-def _hccl_timeout_text(rank, peer):
+def _hccl_timeout_text(rank: int, peer: int) -> tuple[str, str]:
     """(message, preamble) of the EI0002 notify-wait timeout rank `rank` reports about `peer`."""
     _, full = _stamp()
     preamble = (
@@ -293,7 +313,7 @@ def _hccl_timeout_text(rank, peer):
     return message, preamble
 
 
-def hccl_peer_lost(stack, rank, peer, detail):
+def hccl_peer_lost(stack: Sequence[Frame], rank: int, peer: int, detail: str) -> NoReturn:
     """What a rank prints when a collective's peer is gone (its connection closed or reset); never returns.
 
     Real HCCL mostly notices a dead peer only at HCCL_EXEC_TIMEOUT (see hccl_timeout); the emulator

@@ -26,16 +26,19 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Sequence
+from typing import NoReturn
 
 from . import env, faults, tracebacks
+from .tracebacks import Frame
 
 STOP = 1  # flag bit: this rank received SIGTERM (--exit-signal-handler)
 NAN = 2  # flag bit: this rank's loss became NaN (the loss is all-reduced, so every rank sees it)
 
-_gang = None
+_gang: 'Gang | None' = None
 
 
-def init(dist, timeout_s, stack):
+def init(dist: env.Dist, timeout_s: float, stack: list[Frame]) -> None:
     """torch.distributed.init_process_group: joins the gang if this process does not host every rank."""
     global _gang
     if _gang is not None or (dist.first == 0 and dist.last == dist.world_size - 1):
@@ -58,24 +61,25 @@ def init(dist, timeout_s, stack):
     _gang.rendezvous(timeout_s, stack)
 
 
-def all_reduce_or(flags, stack):
+def all_reduce_or(flags: int, stack: Sequence[Frame]) -> int:
     """The gang's OR of every rank's `flags` (just `flags` without a gang)."""
     return flags if _gang is None else _gang.collective('allreduce', flags, stack)
 
 
-def barrier(stack):
+def barrier(stack: Sequence[Frame]) -> None:
+    """torch.distributed.barrier over the gang (a collective without flags); a no-op without a gang."""
     if _gang is not None:
         _gang.collective('barrier', 0, stack)
 
 
-def bind_error_message(port, e):
+def bind_error_message(port: int, e: OSError) -> str:
     return ('The server socket has failed to listen on any local network address. The server socket has '
             f'failed to bind to [::]:{port} (errno: {e.errno} - {e.strerror}).')
 
 
 # --- the store (server side) -----------------------------------------------------------------------
 
-def listen(port):
+def listen(port: int) -> socket.socket:
     """Like torch's TCPStore server: every interface, SO_REUSEADDR (set by create_server) so a re-formed
     gang can bind again while the last one's connections sit in TIME_WAIT. Raises OSError."""
     if socket.has_dualstack_ipv6():
@@ -93,41 +97,43 @@ class Store(threading.Thread):
                      | `lost <rank>` (a peer's process is gone) | `timeout <rank>` (a peer stayed silent)
     """
 
-    def __init__(self, port):
+    def __init__(self, port: int) -> None:
+        """Binds MASTER_PORT at once (raises OSError when it is taken); start() serves it."""
         super().__init__(daemon=True, name='mlemu-store')
         self.server = listen(port)
         self.server.setblocking(False)
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.server, selectors.EVENT_READ, None)
-        self.buffers = {}  # socket -> bytes received, not yet a line
-        self.ranks = {}  # socket -> (first rank, rank count) once it said hello
-        self.world = None
-        self.deadline = None  # of the rendezvous
+        self.buffers: dict[socket.socket, bytes] = {}  # bytes received, not yet a line
+        self.ranks: dict[socket.socket, tuple[int, int]] = {}  # (first rank, rank count) once it said hello
+        self.world: int | None = None
+        self.deadline: float | None = None  # of the rendezvous
         self.formed = False
-        self.pending = {}  # collective tag -> {first rank: flags}
-        self.started = {}  # collective tag -> monotonic time of its first arrival
-        self.gone = []  # first ranks whose process left after the gang formed
+        self.pending: dict[str, dict[int, int]] = {}  # collective tag -> {first rank: flags}
+        self.started: dict[str, float] = {}  # collective tag -> monotonic time of its first arrival
+        self.gone: list[int] = []  # first ranks whose process left after the gang formed
         self.ever_connected = threading.Event()
 
-    def connections(self):
+    def connections(self) -> int:
+        """Open connections (torchrun's exit barrier waits until every rank has left)."""
         return len(self.buffers)
 
-    def run(self):
+    def run(self) -> None:
         while True:
             for key, _ in self.sel.select(self._timeout()):
                 if key.fileobj is self.server:
                     self._accept()
                 else:
-                    self._read(key.fileobj)
+                    self._read(key.fileobj)  # type: ignore[arg-type]  # only sockets are registered
             self._check_deadlines()
 
-    def _timeout(self):
+    def _timeout(self) -> float | None:
         now = time.monotonic()
         ends = [self.deadline] if self.deadline is not None and not self.formed else []
         ends += [t + env.hccl_exec_timeout_s() for t in self.started.values()]
         return None if not ends else max(0.0, min(ends) - now)
 
-    def _accept(self):
+    def _accept(self) -> None:
         try:
             conn, _ = self.server.accept()
         except OSError:
@@ -139,7 +145,7 @@ class Store(threading.Thread):
         self.sel.register(conn, selectors.EVENT_READ, None)
         self.ever_connected.set()
 
-    def _read(self, conn):
+    def _read(self, conn: socket.socket) -> None:
         try:
             chunk = conn.recv(4096)
         except OSError:
@@ -152,7 +158,7 @@ class Store(threading.Thread):
             line, self.buffers[conn] = self.buffers[conn].split(b'\n', 1)
             self._message(conn, line.decode('ascii', 'replace').split())
 
-    def _message(self, conn, words):
+    def _message(self, conn: socket.socket, words: list[str]) -> None:
         if words and words[0] == 'hello':
             self._hello(conn, words)
         elif len(words) == 2 and conn in self.ranks and self.formed:
@@ -160,7 +166,7 @@ class Store(threading.Thread):
         else:
             self._drop(conn)  # a stranger, or a protocol error
 
-    def _hello(self, conn, words):
+    def _hello(self, conn: socket.socket, words: list[str]) -> None:
         ok = len(words) == 5 and all(w.isdigit() for w in words[1:4])
         first, count, world = (int(w) for w in words[1:4]) if ok else (0, 0, 0)
         taken = {r for f, c in self.ranks.values() for r in range(f, f + c)}
@@ -176,7 +182,7 @@ class Store(threading.Thread):
             for member in list(self.ranks):
                 self._send(member, 'go')
 
-    def _contribute(self, conn, tag, flags):
+    def _contribute(self, conn: socket.socket, tag: str, flags: int) -> None:
         first = self.ranks[conn][0]
         if self.gone:
             self._send(conn, f'lost {self.gone[0]}')  # the collective can never complete
@@ -191,7 +197,7 @@ class Store(threading.Thread):
             for member in list(self.ranks):
                 self._send(member, f'{tag} {total}')
 
-    def _closed(self, conn):
+    def _closed(self, conn: socket.socket) -> None:
         """A rank's process is gone. Before the gang formed it simply never joined; afterwards every
         collective that waits for it, now or later, fails with an HCCL error in the ranks still there."""
         member = self.ranks.get(conn)
@@ -205,7 +211,7 @@ class Store(threading.Thread):
             if first not in contributed:
                 self._fail(tag, f'lost {self.gone[0]}')
 
-    def _check_deadlines(self):
+    def _check_deadlines(self) -> None:
         now = time.monotonic()
         if not self.formed and self.deadline is not None and now >= self.deadline:
             joined = sum(c for _, c in self.ranks.values())
@@ -220,23 +226,23 @@ class Store(threading.Thread):
                     len(contributed) < len(self.ranks) else min(contributed)
                 self._fail(tag, f'timeout {silent}')
 
-    def _fail(self, tag, message):
+    def _fail(self, tag: str, message: str) -> None:
         contributed = self.pending.pop(tag, {})
         self.started.pop(tag, None)
         for member, (first, _) in list(self.ranks.items()):
             if first in contributed:
                 self._send(member, message)
 
-    def _send(self, conn, text):
+    def _send(self, conn: socket.socket, text: str) -> None:
         try:
             conn.sendall((text + '\n').encode('ascii'))
         except OSError:
             self._closed(conn)
 
-    def _drop(self, conn):
+    def _drop(self, conn: socket.socket) -> None:
         self._forget(conn)
 
-    def _forget(self, conn):
+    def _forget(self, conn: socket.socket) -> None:
         if conn in self.buffers:
             del self.buffers[conn]
             self.ranks.pop(conn, None)
@@ -250,16 +256,18 @@ class Store(threading.Thread):
 # --- a rank (client side) ----------------------------------------------------------------------------
 
 class Gang:
-    def __init__(self, dist, addr, port):
+    """This process's connection to the store: the rendezvous, then one collective after another."""
+
+    def __init__(self, dist: env.Dist, addr: str, port: int) -> None:
         self.rank = dist.first  # the rank named in error messages
         self.count = dist.last - dist.first + 1  # ranks this process stands for (1 under torchrun)
         self.world = dist.world_size
         self.addr, self.port = addr, port
-        self.conn = None
+        self.conn: socket.socket = None  # type: ignore[assignment]  # connected by rendezvous(), before any use
         self.buffer = b''
-        self.seq = 0
+        self.seq = 0  # collectives so far: the tag of the next is `<seq + 1>:<op>`
 
-    def rendezvous(self, timeout_s, stack):
+    def rendezvous(self, timeout_s: float, stack: list[Frame]) -> None:
         deadline = time.monotonic() + timeout_s
         self._connect(deadline, timeout_s, stack)
         self._send(f'hello {self.rank} {self.count} {self.world} {timeout_s}', stack, during_init=True)
@@ -273,7 +281,7 @@ class Gang:
         if words != ['go']:
             _store_error(stack, 'DistNetworkError', 'Connection reset by peer')
 
-    def _connect(self, deadline, timeout_s, stack):
+    def _connect(self, deadline: float, timeout_s: float, stack: list[Frame]) -> None:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -290,7 +298,7 @@ class Gang:
         self.conn.settimeout(None)
         self.conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def collective(self, op, flags, stack):
+    def collective(self, op: str, flags: int, stack: Sequence[Frame]) -> int:
         """Sends this rank's `flags`; the store answers with their OR over the gang once all have."""
         self.seq += 1
         tag = f'{self.seq}:{op}'
@@ -307,13 +315,13 @@ class Gang:
             os._exit(1)
         return int(words[1])
 
-    def _send(self, text, stack, during_init=False):
+    def _send(self, text: str, stack: Sequence[Frame], during_init: bool = False) -> None:
         try:
             self.conn.sendall((text + '\n').encode('ascii'))
         except OSError as e:
             self._lost(e.strerror or str(e), stack, during_init)
 
-    def _recv(self, stack, deadline, during_init=False):
+    def _recv(self, stack: Sequence[Frame], deadline: float, during_init: bool = False) -> str:
         while b'\n' not in self.buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -323,7 +331,7 @@ class Gang:
             self.conn.settimeout(remaining)
             try:
                 chunk = self.conn.recv(4096)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError as e:
                 self._lost(e.strerror or str(e), stack, during_init)
@@ -333,16 +341,16 @@ class Gang:
         line, self.buffer = self.buffer.split(b'\n', 1)
         return line.decode('ascii', 'replace').strip()
 
-    def _lost(self, detail, stack, during_init):
+    def _lost(self, detail: str, stack: Sequence[Frame], during_init: bool) -> NoReturn:
         """The store itself is gone (the process serving it died): name rank 0, whose store it is."""
         if during_init:
             _store_error(stack, 'DistNetworkError', 'Connection reset by peer')
         faults.hccl_peer_lost(stack, self.rank, 0, detail)
 
 
-def _store_error(stack, kind, message):
+def _store_error(stack: Sequence[Frame], kind: str, message: str) -> NoReturn:
     tracebacks.die(stack, 'torch.distributed.' + kind, message)
 
 
-def _secs(seconds):
+def _secs(seconds: float) -> int | float:
     return int(seconds) if seconds == int(seconds) else seconds

@@ -181,7 +181,7 @@ def data_prefixes(paths):
     if len(paths) % 2 != 0:
         return list(paths)
     prefixes = []
-    for weight, prefix in zip(paths[0::2], paths[1::2]):
+    for weight, prefix in zip(paths[0::2], paths[1::2], strict=False):
         try:
             float(weight)
         except ValueError:
@@ -212,10 +212,14 @@ def build_datasets(rt):
             check_instruction_prefix(prefix, stack)
         else:
             check_indexed_prefix(prefix, stack + [
-                ('pretrain_gpt.py', 233, 'train_valid_test_datasets_provider', 'train_ds, valid_ds, test_ds = BlendedMegatronDatasetBuilder('),
-                ('megatron/core/datasets/blended_megatron_dataset_builder.py', 131, 'build', 'return self._build_blended_dataset_splits()'),
-                ('megatron/core/datasets/blended_megatron_dataset_builder.py', 160, '_build_blended_dataset_splits', 'return self._build_megatron_dataset_splits(blend[0], split, self.sizes)'),
-                ('megatron/core/datasets/blended_megatron_dataset_builder.py', 268, '_build_megatron_dataset_splits', 'indexed_dataset = self.build_generic_dataset('),
+                ('pretrain_gpt.py', 233, 'train_valid_test_datasets_provider',
+                 'train_ds, valid_ds, test_ds = BlendedMegatronDatasetBuilder('),
+                ('megatron/core/datasets/blended_megatron_dataset_builder.py', 131, 'build',
+                 'return self._build_blended_dataset_splits()'),
+                ('megatron/core/datasets/blended_megatron_dataset_builder.py', 160, '_build_blended_dataset_splits',
+                 'return self._build_megatron_dataset_splits(blend[0], split, self.sizes)'),
+                ('megatron/core/datasets/blended_megatron_dataset_builder.py', 268, '_build_megatron_dataset_splits',
+                 'indexed_dataset = self.build_generic_dataset('),
                 ('megatron/core/datasets/indexed_dataset.py', 356, '__init__', 'self.initialize(path_prefix, multimodal, mmap)'),
             ])
     rt.print0('> finished creating GPT datasets ...')
@@ -228,16 +232,20 @@ def build_datasets(rt):
 def check_indexed_prefix(prefix, stack):
     idx, bin_ = prefix + '.idx', prefix + '.bin'
     if not os.path.isfile(idx):
-        tracebacks.die(stack + [('megatron/core/datasets/indexed_dataset.py', 212, '__init__', 'with open(idx_path, "rb") as stream:')],
+        tracebacks.die(stack + [('megatron/core/datasets/indexed_dataset.py', 212, '__init__',
+                                 'with open(idx_path, "rb") as stream:')],
                        'FileNotFoundError', tracebacks.errno_enoent(idx))
     try:
         index = indexed_dataset.read_index(idx)
     except indexed_dataset.BadIndex as e:
-        tracebacks.die(stack + [('megatron/core/datasets/indexed_dataset.py', 214, '__init__', 'assert header == _INDEX_HEADER, f"bad header, cannot read: {idx_path}"')],
+        tracebacks.die(stack + [('megatron/core/datasets/indexed_dataset.py', 214, '__init__',
+                                 'assert header == _INDEX_HEADER, f"bad header, cannot read: {idx_path}"')],
                        'AssertionError', str(e))
     if not os.path.isfile(bin_):
-        tracebacks.die(stack + [('megatron/core/datasets/indexed_dataset.py', 382, 'initialize', 'self.bin_buffer_mmap = numpy.memmap(get_bin_path(self.path_prefix), mode="r", order="C")'),
-                                ('site:numpy/core/memmap.py', 229, '__new__', 'f_ctx = open(os_fspath(filename), (\'r\' if mode == \'c\' else mode)+\'b\')')],
+        tracebacks.die(stack + [('megatron/core/datasets/indexed_dataset.py', 382, 'initialize',
+                                 'self.bin_buffer_mmap = numpy.memmap(get_bin_path(self.path_prefix), mode="r", order="C")'),
+                                ('site:numpy/core/memmap.py', 229, '__new__',
+                                 'f_ctx = open(os_fspath(filename), (\'r\' if mode == \'c\' else mode)+\'b\')')],
                        'FileNotFoundError', tracebacks.errno_enoent(bin_))
     return index
 
@@ -245,7 +253,8 @@ def check_indexed_prefix(prefix, stack):
 def check_instruction_prefix(prefix, stack):
     """modellink get_packed_indexed_dataset: globs <P>_packed_*_document*; nothing found -> IndexError."""
     stack = stack + [
-        ('pretrain_gpt.py', 233, 'train_valid_test_datasets_provider', 'train_ds, valid_ds, test_ds = build_instruction_dataset('),
+        ('pretrain_gpt.py', 233, 'train_valid_test_datasets_provider',
+         'train_ds, valid_ds, test_ds = build_instruction_dataset('),
         ('modellink/tasks/preprocess/decoder_packed_mtf_dataset.py', 78, '_build_train_valid_test_datasets',
          'total_num_of_documents = len(list(packed_indexed_dataset.values())[0])'),
     ]

@@ -22,8 +22,16 @@ import json
 import math
 import os
 import sys
+from argparse import Namespace
+from typing import Any
 
 from . import env
+
+# One row of throughput.json: case, model, title, preset, signature (a list in SIGNATURE's order),
+# tokens_per_s_per_device, optional `when` {flag dest: value}, ms_per_iteration.
+Row = dict[str, Any]
+# (num_layers, hidden_size, ffn_hidden_size, num_attention_heads, seq_length, world_size, impl, precision)
+Signature = tuple[int, int, int, int, int, int, str, str]
 
 DATA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'throughput.json')
 
@@ -32,12 +40,12 @@ SIGNATURE = ('num_layers', 'hidden_size', 'ffn_hidden_size', 'num_attention_head
 NOISE = 0.005
 _PHI = (math.sqrt(5.0) - 1.0) / 2.0
 
-_DATA_CACHE = None
+_DATA_CACHE: dict[str, Any] | None = None
 
 
 # --- the job's signature --------------------------------------------------------------------------
 
-def ffn_hidden_size(args):
+def ffn_hidden_size(args: Namespace) -> int:
     """--ffn-hidden-size, or Megatron's default for it (validate_args)."""
     if args.ffn_hidden_size is not None:
         return args.ffn_hidden_size
@@ -46,23 +54,23 @@ def ffn_hidden_size(args):
     return 4 * args.hidden_size
 
 
-def precision(args):
+def precision(args: Namespace) -> str:
     return 'bf16' if args.bf16 else 'fp16' if args.fp16 else 'fp32'
 
 
-def job_signature(args, world_size):
+def job_signature(args: Namespace, world_size: int) -> Signature:
     """The signature tuple (see SIGNATURE) of parsed pretrain_gpt.py args on `world_size` devices."""
     return (args.num_layers, args.hidden_size, ffn_hidden_size(args), args.num_attention_heads,
             args.seq_length, world_size, 'mcore' if args.use_mcore_models else 'legacy', precision(args))
 
 
-def flag_value(args, name):
+def flag_value(args: Namespace, name: str) -> Any:
     return getattr(args, name, None)
 
 
 # --- the table -------------------------------------------------------------------------------------
 
-def load_data(path=DATA_FILE):
+def load_data(path: str = DATA_FILE) -> dict[str, Any]:
     global _DATA_CACHE
     if path != DATA_FILE:
         with open(path, encoding='utf-8') as f:
@@ -77,7 +85,7 @@ def load_data(path=DATA_FILE):
     return _DATA_CACHE
 
 
-def match_rows(args, world_size, rows):
+def match_rows(args: Namespace, world_size: int, rows: list[Row]) -> list[Row]:
     """Every row of `rows` the job matches (normally zero or one), in table order."""
     sig = list(job_signature(args, world_size))
     return [row for row in rows
@@ -85,18 +93,18 @@ def match_rows(args, world_size, rows):
             and all(flag_value(args, name) == value for name, value in row.get('when', {}).items())]
 
 
-def recognise(args, world_size, data=None):
+def recognise(args: Namespace, world_size: int, data: dict[str, Any] | None = None) -> Row | None:
     """The table row the job is, or None. Rows the generator could not tell apart: the first."""
     found = match_rows(args, world_size, (data or load_data())['rows'])
     return found[0] if found else None
 
 
-def modelled_ms(row, args, world_size):
+def modelled_ms(row: Row, args: Namespace, world_size: int) -> float:
     """The table's time per iteration for the job, ms (no noise, no slowdown)."""
     return args.seq_length * args.global_batch_size / (row['tokens_per_s_per_device'] * world_size) * 1000.0
 
 
-def noise(iteration):
+def noise(iteration: int) -> float:
     """A factor in [1 - NOISE, 1 + NOISE], a function of the iteration only.
 
     frac(i x golden ratio) spreads any run of consecutive iterations evenly over the interval, so the
@@ -112,9 +120,9 @@ class SlowdownSpecError(ValueError):
     pass
 
 
-def parse_slowdown(spec):
+def parse_slowdown(spec: str | None) -> dict[str, float]:
     """'<case>=<factor>,...' (`*` = every job) -> {key: factor}. Factors are finite numbers > 0."""
-    factors = {}
+    factors: dict[str, float] = {}
     for raw in (spec or '').split(','):
         item = raw.strip()
         if not item:
@@ -135,7 +143,7 @@ def parse_slowdown(spec):
     return factors
 
 
-def slowdown_from_env():
+def slowdown_from_env() -> dict[str, float]:
     """MLEMU_SLOWDOWN parsed; an invalid value prints `mlemu: invalid MLEMU_SLOWDOWN: ...` and exits 2."""
     try:
         return parse_slowdown(env.slowdown_spec())
@@ -144,13 +152,13 @@ def slowdown_from_env():
         sys.exit(2)
 
 
-def slowdown_factor(factors, case=None, row=None):
+def slowdown_factor(factors: dict[str, float], case: str | None = None, row: Row | None = None) -> float:
     """The factor of the most specific key that names the job, else 1.0.
 
     Order: LINKFLOW_BENCH_CASE (`case`), the recognised row's case id, the row's model (preset-style
     name, e.g. `llama2-7b`, every row of that model), then `*`.
     """
-    keys = [case] if case else []
+    keys: list[str | None] = [case] if case else []
     if row is not None:
         keys += [row.get('case'), row.get('model')]
     keys.append('*')
@@ -165,7 +173,14 @@ def slowdown_factor(factors, case=None, row=None):
 class IterationClock:
     """What one training iteration of this job logs and how long it really sleeps."""
 
-    def __init__(self, args, world_size, factors):
+    args: Namespace
+    world_size: int
+    row: Row | None  # the table row the job is, or None
+    factor: float  # MLEMU_SLOWDOWN's factor for the job
+    cap_ms: float  # MLEMU_ITER_TIME_MS
+    scale: float | None  # MLEMU_TIME_SCALE
+
+    def __init__(self, args: Namespace, world_size: int, factors: dict[str, float]) -> None:
         self.args = args
         self.world_size = world_size
         self.row = recognise(args, world_size)
@@ -174,16 +189,16 @@ class IterationClock:
         self.scale = env.time_scale()
 
     @property
-    def modelled(self):
+    def modelled(self) -> bool:
         return self.row is not None
 
-    def logged_s(self, iteration):
+    def logged_s(self, iteration: int) -> float | None:
         """The modelled time of `iteration` (seconds), or None when the job is not in the table."""
         if self.row is None:
             return None
         return modelled_ms(self.row, self.args, self.world_size) * noise(iteration) * self.factor / 1000.0
 
-    def wall_s(self, iteration):
+    def wall_s(self, iteration: int) -> float:
         """Seconds to sleep: modelled x MLEMU_TIME_SCALE if set, else min(modelled, MLEMU_ITER_TIME_MS);
         a job outside the table sleeps MLEMU_ITER_TIME_MS x slowdown (and logs what it measured)."""
         logged = self.logged_s(iteration)

@@ -5,12 +5,13 @@ The line format follows megatron/training/training.py training_log() at core_r0.
 run continues the same curve.
 """
 import math
+from argparse import Namespace
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-
 
 # --- simulated training signals ------------------------------------------------------------------------
 
-def lm_loss(iteration, finetune=False):
+def lm_loss(iteration: int, finetune: bool = False) -> float:
     """Decreasing loss with a small deterministic wobble; fine-tuning starts lower and flattens sooner."""
     wobble = 0.015 * math.sin(iteration * 1.7) + 0.01 * math.cos(iteration * 0.31)
     if finetune:
@@ -18,18 +19,25 @@ def lm_loss(iteration, finetune=False):
     return 2.0 + 8.0 * math.exp(-iteration / 40.0) + wobble
 
 
-def grad_norm(iteration):
+def grad_norm(iteration: int) -> float:
     return 0.8 + 6.0 * math.exp(-iteration / 25.0) + 0.05 * abs(math.sin(iteration * 0.9))
 
 
-def validation_loss(iteration, finetune=False):
+def validation_loss(iteration: int, finetune: bool = False) -> float:
     return lm_loss(iteration, finetune) + 0.05
 
 
 class LRSchedule:
     """megatron.core.optimizer_param_scheduler.OptimizerParamScheduler.get_lr (steps counted in samples)."""
 
-    def __init__(self, args):
+    max_lr: float
+    min_lr: float
+    init_lr: float
+    style: str  # --lr-decay-style: constant | linear | cosine | inverse-square-root
+    decay_steps: float  # in samples
+    warmup_steps: float  # in samples
+
+    def __init__(self, args: Namespace) -> None:
         gbs = args.global_batch_size
         self.max_lr = args.lr if args.lr is not None else 0.0
         self.min_lr = args.min_lr or 0.0
@@ -43,7 +51,7 @@ class LRSchedule:
         else:
             self.warmup_steps = (args.lr_warmup_iters or 0) * gbs
 
-    def get_lr(self, num_steps):
+    def get_lr(self, num_steps: float) -> float:
         if self.warmup_steps > 0 and num_steps <= self.warmup_steps:
             return self.init_lr + (self.max_lr - self.init_lr) * float(num_steps) / float(self.warmup_steps)
         if self.style == 'constant':
@@ -67,7 +75,15 @@ class LRSchedule:
 class LossScaler:
     """Megatron's loss scale: constant (bf16/fp32 or --loss-scale) or DynamicGradScaler (fp16)."""
 
-    def __init__(self, args):
+    dynamic: bool  # DynamicGradScaler (fp16 without --loss-scale)
+    scale: float
+    min_scale: float
+    growth_interval: int
+    hysteresis: int
+    hysteresis_tracker: int
+    growth_tracker: int
+
+    def __init__(self, args: Namespace) -> None:
         self.dynamic = bool(args.fp16 and not args.loss_scale)
         if args.fp16 and args.loss_scale:
             self.scale = float(args.loss_scale)
@@ -81,7 +97,7 @@ class LossScaler:
         self.hysteresis_tracker = self.hysteresis
         self.growth_tracker = 0
 
-    def update(self, found_inf):
+    def update(self, found_inf: bool) -> None:
         if not self.dynamic:
             return
         if found_inf:
@@ -99,7 +115,7 @@ class LossScaler:
 
 # --- derived figures ----------------------------------------------------------------------------------------
 
-def num_floating_point_operations(args, batch_size):
+def num_floating_point_operations(args: Namespace, batch_size: int) -> float:
     """megatron.training.training.num_floating_point_operations."""
     groups = args.num_query_groups if args.group_query_attention and args.num_query_groups else args.num_attention_heads
     routed = 1 if args.num_experts is None else args.moe_router_topk
@@ -113,7 +129,7 @@ def num_floating_point_operations(args, batch_size):
         + (args.padded_vocab_size / (2 * args.num_layers * h))))
 
 
-def parameter_count(args):
+def parameter_count(args: Namespace) -> int:
     h, layers = args.hidden_size, args.num_layers
     groups = args.num_query_groups if args.group_query_attention and args.num_query_groups else args.num_attention_heads
     kv = args.kv_channels * groups
@@ -123,7 +139,7 @@ def parameter_count(args):
     return layers * (attention + mlp + 2 * h) + embeddings
 
 
-def memory_report(args, rank, iteration):
+def memory_report(args: Namespace, rank: int, iteration: int) -> str:
     """`[Rank N] (after N iterations) memory (MB) | ...` with plausible, deterministic figures."""
     per_rank = parameter_count(args) / (args.tensor_model_parallel_size * args.pipeline_model_parallel_size)
     dp = args.data_parallel_size
@@ -144,8 +160,9 @@ def memory_report(args, rank, iteration):
 
 # --- the line ----------------------------------------------------------------------------------------------
 
-def format_log_line(args, iteration, consumed_samples, elapsed_per_iter_s, learning_rate, batch_size, losses,
-                    loss_scale, grad_norm_value, skipped, nan_count, params_norm=None, num_zeros=None):
+def format_log_line(args: Namespace, iteration: int, consumed_samples: int, elapsed_per_iter_s: float, learning_rate: float,
+                    batch_size: int, losses: Mapping[str, float | None], loss_scale: float, grad_norm_value: float | None,
+                    skipped: int, nan_count: int, params_norm: float | None = None, num_zeros: float | None = None) -> str:
     """Megatron's training_log string. `losses` maps key -> interval average (None/<=0 are dropped)."""
     log_string = f" [{datetime.now().strftime('%Y-%m-%d %H:%M:%S')}]"
     log_string += ' iteration {:8d}/{:8d} |'.format(iteration, args.train_iters)
@@ -175,7 +192,7 @@ def format_log_line(args, iteration, consumed_samples, elapsed_per_iter_s, learn
     return log_string
 
 
-def validation_block(prefix, loss):
+def validation_block(prefix: str, loss: float) -> str:
     string = ' validation loss at {} | '.format(prefix)
     string += '{} value: {:.6E} | '.format('lm loss', loss)
     string += '{} PPL: {:.6E} | '.format('lm loss', math.exp(min(20, loss)))
@@ -183,7 +200,7 @@ def validation_block(prefix, loss):
     return '\n'.join([rule, string, rule])
 
 
-def timers_block(pairs):
+def timers_block(pairs: Iterable[tuple[str, tuple[float, float]]]) -> str:
     """Timers.log with the default 'minmax' option: (min, max) over ranks, in ms."""
     out = '(min, max) time across ranks (ms):'
     for name, (lo, hi) in pairs:

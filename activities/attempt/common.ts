@@ -1,0 +1,24 @@
+/** What every phase of an attempt shares: its input, the failure it throws and the timestamps it writes. */
+import { ApplicationFailure } from '@temporalio/common';
+import type { AttemptFailureDetails } from '../../contracts/run-state.ts';
+import type { FailureClass } from '../../modellink/failures.ts';
+import type { RankAssignment } from '../../modellink/gang.ts';
+import type { StagePlan } from '../../modellink/plan.ts';
+
+export interface AttemptInput {
+  pipeline: string;
+  stage: StagePlan;
+  attempt: number;
+  /** A save interval set while the pipeline runs (setSaveInterval signal). */
+  saveInterval?: number;
+  /** One node rank of a multi-node gang: where this rank runs and where rank 0 listens. */
+  rank?: RankAssignment;
+}
+
+export function fail(cls: FailureClass, message: string, details: AttemptFailureDetails, retryable: boolean): ApplicationFailure {
+  return ApplicationFailure.create({ type: cls, message, nonRetryable: !retryable, details: [details] });
+}
+
+export function timestamp(): string {
+  return new Date().toISOString().replace(/[:.]/g, '-');
+}

@@ -1,0 +1,141 @@
+/**
+ * Before the trainer starts: its inputs exist, the checkpoint it resumes from, its arguments and
+ * environment, its launch (a gang rank's, or a free master port on this node) and the lease on its
+ * save directory. Ends with the argv the attempt runs, written into its log.
+ */
+import { Context } from '@temporalio/activity';
+import { CancelledFailure } from '@temporalio/common';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { AttemptResult } from '../../contracts/run-state.ts';
+import { describeLayout, iterationDirName, shardDirNames, TRACKER_FILE } from '../../modellink/checkpoint.ts';
+import { missingShards, readTracker } from '../checkpoints.ts';
+import { flattenArgs } from '../../modellink/commands.ts';
+import { launchForRank, launchOf, renderLaunch, withMasterPort, type Launch } from '../../modellink/launch.ts';
+import type { StagePlan } from '../../modellink/plan.ts';
+import { getFreePort } from '../../node/free-port.ts';
+import { loadSetupEnv } from '../../node/setup-env.ts';
+import { acquireLease, leaseFile, type HeldLease } from '../lease.ts';
+import { dataFiles } from '../manifest.ts';
+import { nodeName } from '../node.ts';
+import { fail, type AttemptInput } from './common.ts';
+import { planResume } from './resume.ts';
+
+/** An attempt ready to launch. */
+export interface PreparedAttempt {
+  argv: string[];
+  env: NodeJS.ProcessEnv;
+  /** This attempt's launch: the gang rank's, or the planned one at a port free on this node. */
+  launch: Launch;
+  /** Held while the trainer may write the save directory. */
+  lease?: HeldLease;
+  /** The iteration the attempt resumes from. */
+  loadedFrom?: number;
+  /** Why it resumes from an older checkpoint than the newest. */
+  resumeNote?: string;
+}
+
+/** A stage that saves checkpoints: it resumes and holds its save directory's lease (a benchmark case saves nothing). */
+export function savesCheckpoints(stage: StagePlan): boolean {
+  return stage.training !== undefined && !stage.training.measureOnly;
+}
+
+export async function prepareAttempt(ctx: Context, input: AttemptInput, logFile: string): Promise<{ done: AttemptResult } | { ready: PreparedAttempt }> {
+  const { stage, saveInterval, rank } = input;
+  checkInputs(stage, logFile);
+
+  let args = stage.args;
+  let resumeNote: string | undefined;
+  let loadedFrom: number | undefined;
+  if (savesCheckpoints(stage)) {
+    const { args: resumed, point } = planResume(stage, logFile);
+    args = resumed;
+    if (point.kind === 'tracker' && point.iteration === stage.training!.trainIters) {
+      // Training already reached the end (the previous run stopped before its manifest): nothing to redo.
+      return { done: { loadedIteration: point.iteration, finalIteration: point.iteration, lastCheckpoint: { iteration: point.iteration, dir: point.dir }, logFile, node: rank?.node ?? nodeName() } };
+    }
+    if (point.kind !== 'none' && point.iteration !== 'release') loadedFrom = point.iteration;
+    if (point.kind === 'older') resumeNote = point.reason;
+  }
+  if (saveInterval !== undefined && stage.training) args = args.map(([f, v]) => (f === '--save-interval' ? [f, String(saveInterval)] : [f, v]));
+  if (stage.kind === 'preprocess') fs.mkdirSync(path.dirname(stage.output), { recursive: true });
+  if (stage.hfView) linkHfView(stage.hfView);
+
+  const env = { ...process.env, ...(stage.setupScript ? loadSetupEnv(stage.setupScript) : {}), ...stage.env };
+  // A gang's rank 0 chose its port; a single-node job takes one free on this node now.
+  const launch = rank ? launchForRank(launchOf(stage), rank) : withMasterPort(launchOf(stage), await getFreePort('0.0.0.0'));
+  const lease = savesCheckpoints(stage) ? await takeLease(ctx, input, logFile) : undefined;
+  const argv = [...renderLaunch(launch), stage.entrypoint, ...flattenArgs(args)];
+  releaseOnThrow(lease, () => fs.appendFileSync(logFile, `# cwd: ${stage.cwd}\n# argv: ${JSON.stringify(argv)}\n${resumeNote ? `# ${resumeNote}\n` : ''}`));
+  return { ready: { argv, env, launch, lease, loadedFrom, resumeNote } };
+}
+
+/** Until the process runs, any throw must give the lease back, or the next attempt waits out its TTL. */
+export function releaseOnThrow<T>(lease: HeldLease | undefined, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    lease?.release();
+    throw e;
+  }
+}
+
+/** One trainer per save directory: wait out a lease another attempt may still be using. */
+async function takeLease(ctx: Context, { pipeline, stage, attempt, rank }: AttemptInput, logFile: string): Promise<HeldLease> {
+  const ttl = ctx.info.heartbeatTimeoutMs ?? 60_000;
+  const owner = `${ctx.info.workflowExecution?.workflowId ?? pipeline}/${ctx.info.workflowExecution?.runId ?? ctx.info.activityId}/attempt-${attempt}${rank ? `/rank-${rank.nodeRank}` : ''}`;
+  const taken = await acquireLease(stage.dir, owner, ttl, (held) => {
+    if (ctx.cancellationSignal.aborted) {
+      const why = ctx.cancellationSignal.reason;
+      // Only the user's cancel is a cancellation; a worker shutdown or timeout is a retryable end of the attempt.
+      if (why instanceof CancelledFailure && why.message === 'CANCELLED') throw why;
+      const reason = `stopped while waiting for the save directory lease (${why instanceof Error ? why.message : String(why)})`;
+      throw fail('killed', `stage ${stage.name} attempt ${attempt}: ${reason}`, { failureClass: 'killed', reason, excerpt: [], logFile }, true);
+    }
+    ctx.heartbeat({ stage: stage.name, attempt, logFile, waitingForLease: held.owner });
+  }, leaseFile(rank?.nodeRank));
+  if (taken.waitedFor) fs.appendFileSync(logFile, `# waited for the lease of ${taken.waitedFor.owner} (host ${taken.waitedFor.host}, pid ${taken.waitedFor.pid}) to lapse before launching\n`);
+  return taken.lease;
+}
+
+/** Inputs that do not exist fail the attempt before launch, naming the spec field. */
+function checkInputs(stage: StagePlan, logFile: string): void {
+  for (const input of stage.inputs) {
+    const missing = dataFiles(input).filter((f) => !fs.existsSync(f));
+    if (input.kind === 'checkpoint' && fs.existsSync(input.path) && !fs.existsSync(path.join(input.path, TRACKER_FILE))) {
+      missing.push(path.join(input.path, TRACKER_FILE));
+    }
+    if (missing.length === 0 && input.kind === 'checkpoint' && stage.loadLayout && !input.fromStage) {
+      // Weights from outside the pipeline: their shards must be of this stage's TP/PP/EP layout.
+      const tracker = readTracker(input.path);
+      if (tracker !== undefined && tracker !== 'invalid') {
+        const iterDir = path.join(input.path, iterationDirName(tracker));
+        const present = fs.existsSync(iterDir) ? fs.readdirSync(iterDir).filter((d) => d.startsWith('mp_rank_')).sort() : [];
+        const expected = shardDirNames(stage.loadLayout);
+        if (missingShards(input.path, tracker, stage.loadLayout).length > 0 || present.join() !== [...expected].sort().join()) {
+          const reason = `${input.specPath}: ${input.path} holds shards ${present.join(', ') || '(none)'} at ${iterationDirName(tracker)}, not the ${describeLayout(stage.loadLayout)} layout this stage runs (${expected.join(', ')}); add a convert stage that reshards it`;
+          fs.appendFileSync(logFile, `linkflow: ${reason}\n`);
+          throw fail('missing-input', `stage ${stage.name}: ${reason}`, { failureClass: 'missing-input', reason, excerpt: [reason], logFile }, false);
+        }
+      }
+    }
+    if (missing.length > 0) {
+      const reason = `${input.specPath}: ${missing[0]} does not exist${input.fromStage ? ` (output of stage ${input.fromStage})` : ''}`;
+      fs.appendFileSync(logFile, `linkflow: ${reason}\n`);
+      throw fail('missing-input', `stage ${stage.name}: missing input: ${reason}`, { failureClass: 'missing-input', reason, excerpt: [reason], logFile }, false);
+    }
+  }
+}
+
+/**
+ * ModelLink's Megatron→HF saver reads the original HF model from --save-dir and writes mg2hf/
+ * into it. The user's HF directory stays untouched: the stage gets its own directory of links.
+ */
+function linkHfView(view: { from: string; dir: string }): void {
+  fs.mkdirSync(view.dir, { recursive: true });
+  for (const entry of fs.readdirSync(view.from)) {
+    if (entry === 'mg2hf') continue;
+    const link = path.join(view.dir, entry);
+    if (!fs.existsSync(link)) fs.symlinkSync(path.join(view.from, entry), link);
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * A convert stage: convert_ckpt.py between HF, Megatron-core and legacy weights, or to another
+ * TP/PP/EP layout. A conversion to HF writes into a directory of links to the original HF model.
+ */
+import path from 'node:path';
+import { buildConvert, type ConvertPaths } from '../commands.ts';
+import type { ConvertStage } from '../spec.ts';
+import type { StageContext, StageDraft } from './context.ts';
+
+/** Where the converted weights go: --save-dir, the stage's output, and what it holds. */
+type Target = Pick<StageDraft, 'output' | 'outputKind' | 'format' | 'hfView'> & { saveDir: string };
+
+export function planConvert(ctx: StageContext, stage: ConvertStage): StageDraft {
+  const { spec, problems, specPath } = ctx;
+  const producer = ctx.earlier.find((p) => p.name === stage.from);
+  const from = producer ? (producer.outputKind === 'hf-model' ? 'hf' : producer.format?.impl ?? 'mcore') : stage.fromFormat ?? 'hf';
+  const to = stage.to ?? spec.model.impl;
+  if (from === to && to === 'hf') problems.push({ path: `${specPath}.to`, message: 'from and to are both hf: nothing to convert' });
+  const loadDir = ctx.ref('from', stage.from, ['checkpoint', 'hf-model'], from === 'hf' ? 'dir' : 'checkpoint');
+  const layout = to === 'hf'
+    ? { tp: 1, pp: 1, ep: 1 }
+    : { tp: stage.tp ?? spec.parallel.tp, pp: stage.pp ?? spec.parallel.pp, ep: stage.ep ?? spec.parallel.ep, numLayerList: stage.numLayerList ?? spec.parallel.numLayerList, vpp: stage.vpp ?? spec.parallel.vpp };
+  const target: Target = to === 'hf' ? hfTarget(ctx, stage) : { saveDir: path.join(ctx.dir, 'weights'), output: path.join(ctx.dir, 'weights'), outputKind: 'checkpoint', format: { impl: to, tp: layout.tp, pp: layout.pp, ep: layout.ep } };
+  const lora = loraToMerge(ctx, stage);
+  let command;
+  if (loadDir) {
+    const tokenizerModel = from === 'hf' ? (stage.tokenizerModel ? ctx.resolve(stage.tokenizerModel) : path.join(loadDir, 'tokenizer.model')) : undefined;
+    command = buildConvert(ctx.stageSpec, ctx.preset, stage, { loadDir, saveDir: target.saveDir, from, to, layout, tokenizerModel, lora });
+  }
+  return { command, output: target.output, outputKind: target.outputKind, format: target.format, hfView: target.hfView };
+}
+
+/** Megatron → HF: ModelLink writes mg2hf/ into a directory holding the original HF model's files; the stage's own links to them. */
+function hfTarget(ctx: StageContext, stage: ConvertStage): Target {
+  const { spec } = ctx;
+  const firstHf = spec.stages.find((s) => s.kind === 'convert' && (s.fromFormat ?? 'hf') === 'hf' && !spec.stages.some((t) => t.name === s.from));
+  const hfSource = stage.hfDir !== undefined ? ctx.ref('hfDir', stage.hfDir, ['hf-model'], 'dir') : firstHf?.kind === 'convert' ? ctx.resolve(firstHf.from) : undefined;
+  if (!hfSource) ctx.problems.push({ path: `${ctx.specPath}.hfDir`, message: 'required for a conversion to hf: the original HuggingFace model directory (its config and tokenizer)' });
+  const saveDir = path.join(ctx.dir, 'hf');
+  return { saveDir, output: path.join(saveDir, 'mg2hf'), outputKind: 'hf-model', hfView: hfSource ? { from: hfSource, dir: saveDir } : undefined };
+}
+
+/** LoRA weights merged into the base during the conversion, with the settings of the stage that trained them unless given. */
+function loraToMerge(ctx: StageContext, stage: ConvertStage): ConvertPaths['lora'] {
+  if (!stage.lora) return undefined;
+  const loraLoad = ctx.ref('lora.load', stage.lora.load, ['checkpoint'], 'checkpoint');
+  const trained = ctx.spec.stages.find((s) => s.name === stage.lora!.load);
+  const trainedLora = trained?.kind === 'finetune' ? trained.lora : undefined;
+  const r = stage.lora.r ?? trainedLora?.r;
+  const alpha = stage.lora.alpha ?? trainedLora?.alpha;
+  if (r === undefined || alpha === undefined) ctx.problems.push({ path: `${ctx.specPath}.lora`, message: 'give r and alpha (or load from a LoRA fine-tuning stage, whose settings are used)' });
+  if (loraLoad && r !== undefined && alpha !== undefined) return { load: loraLoad, options: { r, alpha, fusion: false, targetModules: stage.lora.targetModules ?? trainedLora?.targetModules } };
+  return undefined;
+}

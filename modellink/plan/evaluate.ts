@@ -1,0 +1,16 @@
+/** An evaluate stage: evaluation.py on the loaded weights, its results written to results.json. */
+import path from 'node:path';
+import { buildEvaluate } from '../commands.ts';
+import { checkEvaluationDataPaths } from '../rules.ts';
+import type { EvaluateStage } from '../spec.ts';
+import { weightsToLoad, type StageContext, type StageDraft } from './context.ts';
+
+export function planEvaluate(ctx: StageContext, stage: EvaluateStage): StageDraft {
+  const { load, lora } = weightsToLoad(ctx, stage);
+  const tasks = stage.tasks.map((t, j) => ({ name: t.name, dataPath: ctx.ref(`tasks[${j}].dataPath`, t.dataPath, [], 'dir') ?? '' }));
+  // A verbatim --task-data-path in args replaces the tasks' paths: that is what evaluation.py gets.
+  if (!(stage.args && '--task-data-path' in stage.args)) checkEvaluationDataPaths(tasks, ctx.specPath, ctx.problems);
+  const output = path.join(ctx.dir, 'results.json');
+  const command = load && ctx.tokenizer ? buildEvaluate(ctx.stageSpec, ctx.preset, stage, { load, tokenizer: ctx.tokenizer, tasks, lora }) : undefined;
+  return { command, output, outputKind: 'results', evaluate: { tasks: stage.tasks.map((t) => t.name), resultsFile: output } };
+}

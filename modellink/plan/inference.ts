@@ -1,0 +1,14 @@
+/** An inference stage: inference.py answers the stage's prompts; its log is its output. */
+import path from 'node:path';
+import { buildInference } from '../commands.ts';
+import type { InferenceStage } from '../spec.ts';
+import { weightsToLoad, type StageContext, type StageDraft } from './context.ts';
+
+export function planInference(ctx: StageContext, stage: InferenceStage): StageDraft {
+  const { load, lora } = weightsToLoad(ctx, stage);
+  // Inference prints answers, it does not write files: its log is its output.
+  const output = path.join(ctx.dir, 'logs');
+  const command = load && ctx.tokenizer ? buildInference(ctx.stageSpec, ctx.preset, stage, { load, tokenizer: ctx.tokenizer, lora }) : undefined;
+  const stdin = stage.prompts ? [...stage.prompts, 'exit'].map((line) => `${line}\n`).join('') : undefined;
+  return { command, output, outputKind: 'results', ...(stdin !== undefined ? { stdin } : {}) };
+}

@@ -1,0 +1,50 @@
+/** A pretrain or finetune stage: pretrain_gpt.py under torchrun, saving checkpoints a later attempt resumes from. */
+import path from 'node:path';
+import { buildTraining } from '../commands.ts';
+import { durationToMs } from '../../common/duration.ts';
+import type { TrainingStage } from '../spec.ts';
+import type { StageContext, StageDraft } from './context.ts';
+
+export function planTraining(ctx: StageContext, stage: TrainingStage): StageDraft {
+  const { spec, problems } = ctx;
+  const dataKind = stage.kind === 'finetune' ? 'instruction-data' : 'pretrain-data';
+  const data = ctx.ref('data', stage.data, [dataKind], dataKind);
+  const load = stage.load !== undefined ? ctx.ref('load', stage.load, ['checkpoint'], 'checkpoint') : undefined;
+  ctx.checkLoadFormat('load', stage.load, true);
+  const output = path.join(ctx.dir, 'checkpoints');
+  const lora = stage.kind === 'finetune' && stage.lora !== undefined;
+  if (lora && stage.load === undefined) problems.push({ path: `${ctx.specPath}.lora`, message: 'LoRA fine-tuning needs base weights: set load to a convert or training stage' });
+  let command;
+  if (data && ctx.tokenizer && (stage.load === undefined || load)) {
+    const loraLoad = stage.kind === 'finetune' && stage.lora?.load !== undefined ? ctx.ref('lora.load', stage.lora.load, ['checkpoint'], 'checkpoint') : undefined;
+    command = buildTraining(ctx.stageSpec, ctx.preset, stage, { data, tokenizer: ctx.tokenizer, save: output, load, loraLoad });
+  }
+  const { tp, pp, ep } = spec.parallel;
+  return {
+    command,
+    output,
+    outputKind: 'checkpoint',
+    format: { impl: spec.model.impl, tp, pp, ep },
+    training: {
+      saveDir: output,
+      trainIters: stage.trainIters,
+      saveInterval: stage.saveInterval,
+      autoSaveInterval: stage.autoSaveInterval,
+      seqLength: stage.seqLength ?? ctx.preset.architecture.seqLength,
+      globalBatchSize: stage.globalBatchSize,
+      worldSize: spec.cluster.nodes * spec.cluster.devicesPerNode,
+      tp,
+      pp,
+      ep,
+      lora,
+      loraBase: lora ? load : undefined,
+      hang: {
+        minMs: durationToMs(stage.noProgressTimeout),
+        factor: stage.noProgressFactor,
+        startupMs: durationToMs(stage.startupTimeout),
+        checkpointMs: durationToMs(stage.checkpointTimeout),
+        logInterval: stage.logInterval,
+      },
+    },
+  };
+}

@@ -1,0 +1,116 @@
+/**
+ * What planning produces: plain data the workflow carries (it crosses Temporal as JSON), per stage
+ * the exact command, its inputs, its output and, for training stages, what a resume needs.
+ */
+import type { Arg } from '../args.ts';
+import type { Entrypoint } from '../commands.ts';
+import type { FailureClass } from '../failures.ts';
+import type { HangWindows } from '../hang.ts';
+import type { Launch } from '../launch.ts';
+import type { PipelineSpec, SpecProblem, StageKind } from '../spec.ts';
+
+export type OutputKind = 'pretrain-data' | 'instruction-data' | 'pairwise-data' | 'checkpoint' | 'hf-model' | 'results';
+
+/** What a checkpoint output holds: which implementation, at which layout. */
+export interface WeightsFormat {
+  impl: 'mcore' | 'legacy';
+  tp: number;
+  pp: number;
+  /** Expert parallel size: MoE shards carry an expert rank in their names. */
+  ep: number;
+}
+
+export interface StageInput {
+  /** Which field of the stage this came from, e.g. "stages[2].data". */
+  specPath: string;
+  path: string;
+  kind: 'file' | 'dir' | 'file-or-dir' | OutputKind;
+  /** Set when the input is an earlier stage's output. */
+  fromStage?: string;
+}
+
+export interface TrainingPlan {
+  saveDir: string;
+  trainIters: number;
+  saveInterval: number;
+  /** Apply save-interval advice (Young/Daly) from the attempt log at the next attempt. */
+  autoSaveInterval: boolean;
+  /** A benchmark case: the job runs its iterations and saves nothing, so there is nothing to resume from or to fence. */
+  measureOnly?: boolean;
+  seqLength: number;
+  globalBatchSize: number;
+  worldSize: number;
+  tp: number;
+  pp: number;
+  /** Expert parallel size (MoE): its checkpoints have TP × PP × EP shards. */
+  ep: number;
+  lora: boolean;
+  /** LoRA: the base weights the first attempt's --load names; a resume loads them through a view (see loraResumeView). */
+  loraBase?: string;
+  hang: HangWindows;
+}
+
+export interface StagePlan {
+  name: string;
+  kind: StageKind;
+  specPath: string;
+  /** <workspace>/<pipeline>/<stage>: output, logs and manifest live here. */
+  dir: string;
+  logDir: string;
+  manifestFile: string;
+  output: string;
+  outputKind: OutputKind;
+  entrypoint: Entrypoint;
+  /**
+   * How the entrypoint starts (torchrun and its options, or python): rendered to argv only where it
+   * runs or is shown. Plans recorded before it (histories, running pipelines) carry the rendered
+   * `launcher` argv instead: read a stage's launch through launchOf.
+   */
+  launch: Launch;
+  args: Arg[];
+  /**
+   * The argv of the first attempt as planned (plannedArgv of launch, entrypoint and args): what the
+   * stage's fingerprint and manifest record. Nothing decides from it; an attempt renders its own launch.
+   * Training resumes rewrite --load (see resumeArgs).
+   */
+  argv: string[];
+  /** The stage's own variables (ModelLink's defaults, then modellink.env, then stage env); the worker's environment is underneath. */
+  env: Record<string, string>;
+  cwd: string;
+  setupScript?: string;
+  inputs: StageInput[];
+  training?: TrainingPlan;
+  evaluate?: { tasks: string[]; resultsFile: string };
+  /** Checkpoint outputs: their implementation and layout, so later stages are checked against them. */
+  format?: WeightsFormat;
+  /** The TP/PP/EP layout this stage loads weights in (training, evaluation, inference). */
+  loadLayout?: { tp: number; pp: number; ep: number };
+  /** The pipeline's own failure patterns (regular expression sources), checked before the built-in ones. */
+  failureRules: { class: FailureClass; pattern: string }[];
+  /** Written to the process's standard input (chat prompts), then closed. */
+  stdin?: string;
+  /** Conversions to hf: ModelLink writes into a directory holding the original HF files; this one links to them. */
+  hfView?: { from: string; dir: string };
+  maxAttempts?: number;
+}
+
+export interface PipelinePlan {
+  name: string;
+  /** cluster.nodes: stages launched with torchrun run as a gang of this many node ranks. */
+  nodes: number;
+  /** Named hosts, rank k on hosts[k]; otherwise free workers of the pool (the task queue). */
+  hosts?: string[];
+  workspace: string;
+  dir: string;
+  taskQueue?: string;
+  stages: StagePlan[];
+}
+
+export type PlanResult = { ok: true; plan: PipelinePlan; spec: PipelineSpec; warnings: SpecProblem[] } | { ok: false; problems: SpecProblem[] };
+
+export interface PlanOptions {
+  /** Relative paths in the spec are relative to this directory (the spec file's). */
+  baseDir: string;
+  /** Overrides spec.workspace (the demo runs each time in a fresh one). */
+  workspace?: string;
+}

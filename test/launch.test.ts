@@ -1,0 +1,115 @@
+/**
+ * The typed launch (modellink/launch.ts) renders the argv the string launcher gave before it: for the
+ * demo spec, a five-stage spec on one and two nodes, and every script of examples.json (the
+ * conformance corpus), the planned launcher, a gang rank's, a single node's free master port, the
+ * node count, whom a stop signals and the whole argv are those recorded in test/fixtures/launch-golden.json.
+ * Plans recorded before the type carry only the rendered argv: launchOf reads them back the same.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadSpecFile } from '../client/spec-file.ts';
+import { importScript, renderStage } from '../import/import-script.ts';
+import type { ParsedScript } from '../import/shell-script.ts';
+import { launchesAcrossNodes, launchesElasticAgent, launchForRank, launchOf, nodesOf, pythonLaunch, renderLaunch, torchrunLaunch, withMasterPort, type Launch } from '../modellink/launch.ts';
+import { plannedArgv, planPipeline, type StagePlan } from '../modellink/plan.ts';
+import { fiveStageSpec, ROOT } from './helpers/specs.ts';
+
+const golden = JSON.parse(fs.readFileSync(path.join(ROOT, 'test', 'fixtures', 'launch-golden.json'), 'utf8')) as {
+  argv: string[][];
+  cases: Record<string, [launcher: number, rank: number, port: number, nodes: number, agent: boolean, argvSha: string]>;
+};
+const rank = { nodeRank: 1, nodes: 2, masterAddr: '10.0.0.7', masterPort: 29411 };
+const relative = (argv: string[]) => argv.map((a) => a.replaceAll(ROOT, '<root>'));
+const sha = (argv: string[]) => createHash('sha256').update(JSON.stringify(argv)).digest('hex').slice(0, 16);
+
+/** Every case of the golden file, planned by today's code. */
+function plannedCases(): Map<string, StagePlan> {
+  const cases = new Map<string, StagePlan>();
+  const demo = loadSpecFile(path.join(ROOT, 'examples', 'demo.yaml'), { workspace: '/tmp/ws' });
+  if (!demo.ok) throw new Error(JSON.stringify(demo.problems));
+  for (const s of demo.plan.stages) cases.set(`demo/${s.name}`, s);
+  for (const nodes of [1, 2]) {
+    const spec = fiveStageSpec('gang', '/tmp/ws');
+    spec.cluster = { nodes, devicesPerNode: 2 };
+    spec.parallel = { tp: 1, pp: 2 };
+    const planned = planPipeline(spec, { baseDir: ROOT });
+    if (!planned.ok) throw new Error(JSON.stringify(planned.problems));
+    for (const s of planned.plan.stages) cases.set(`five-${nodes}/${s.name}`, s);
+  }
+  const examples = JSON.parse(fs.readFileSync(path.join(ROOT, 'reference', 'modellink', 'examples.json'), 'utf8')) as { scripts: (ParsedScript & { script: string })[] };
+  for (const e of examples.scripts) {
+    const parsed = { ...e, placeholders: {}, logFile: null, warnings: [], argv: [], launcherOptions: [], otherCommands: [], commentedOutFlags: [], orphanedArgs: [] } as ParsedScript;
+    let rendered;
+    try {
+      rendered = renderStage(importScript(parsed, { name: 'imported', root: '/opt/ModelLink', scriptPath: e.script }).spec, '/opt/ModelLink');
+    } catch {
+      continue; // scripts linkflow does not import (the golden file has none of them)
+    }
+    if (rendered.ok) cases.set(`examples/${e.script}`, rendered.stage);
+  }
+  return cases;
+}
+
+function expectGolden(key: string, launch: Launch, argv: string[] | undefined): void {
+  const [launcher, ranked, port, nodes, agent, argvSha] = golden.cases[key];
+  expect(relative(renderLaunch(launch)), key).toEqual(golden.argv[launcher]);
+  expect(relative(renderLaunch(launchForRank(launch, rank))), key).toEqual(golden.argv[ranked]);
+  expect(relative(renderLaunch(withMasterPort(launch, 41234))), key).toEqual(golden.argv[port]);
+  expect(nodesOf(launch), key).toBe(nodes);
+  expect(launchesElasticAgent(launch), key).toBe(agent);
+  if (argv) expect(sha(relative(argv)), key).toBe(argvSha);
+}
+
+describe('a typed launch renders the argv of the string launcher it replaced', () => {
+  const cases = plannedCases();
+
+  it('plans every case of the golden file (the demo, a five-stage spec, the conformance corpus)', () => {
+    expect([...cases.keys()].sort()).toEqual(Object.keys(golden.cases).sort());
+    expect(cases.size).toBeGreaterThan(400);
+  });
+
+  it('launcher, gang rank, free master port, node count, stop target and whole argv, as before', () => {
+    for (const [key, stage] of cases) {
+      expectGolden(key, stage.launch, stage.argv);
+      expect(stage.argv.slice(0, renderLaunch(stage.launch).length)).toEqual(renderLaunch(stage.launch));
+      // `linkflow render` renders the launch itself: the same command line as the plan records.
+      expect(plannedArgv(stage), key).toEqual(stage.argv);
+    }
+  });
+
+  it('reads plans recorded before the type (only the rendered launcher) the same way', () => {
+    for (const [key, stage] of cases) {
+      const legacy = launchOf({ launcher: renderLaunch(stage.launch) });
+      expectGolden(key, legacy, undefined);
+      expect(legacy, key).toEqual(stage.launch);
+    }
+    expect(launchOf({ launch: pythonLaunch('python3'), launcher: ['ignored'] })).toEqual(pythonLaunch('python3'));
+  });
+
+  it('crosses Temporal as plain data', () => {
+    for (const stage of cases.values()) expect(JSON.parse(JSON.stringify(stage.launch))).toEqual(stage.launch);
+  });
+});
+
+describe('decisions read the type', () => {
+  const on = (nnodes: number) => torchrunLaunch(['torchrun'], { nprocPerNode: 8, nnodes, nodeRank: 0, masterAddr: 'localhost', masterPort: 6000 });
+
+  it('a gang is a torchrun launch on more than one node; python never is', () => {
+    expect(launchesAcrossNodes(on(2))).toBe(true);
+    expect(launchesAcrossNodes(on(1))).toBe(false);
+    expect(launchesAcrossNodes(pythonLaunch('python'))).toBe(false);
+  });
+
+  it("a rank's launch changes only its rank, the gang's size and the rendezvous", () => {
+    expect(launchForRank(on(2), rank)).toEqual({ ...on(2), nodeRank: 1, masterAddr: '10.0.0.7', masterPort: 29411 });
+    expect(withMasterPort(on(1), 41234)).toEqual({ ...on(1), masterPort: 41234 });
+  });
+
+  it('an older plan with an elastic --nnodes MIN:MAX spans MAX nodes', () => {
+    const launcher = ['torchrun', '--nproc_per_node', '8', '--nnodes', '1:4', '--node_rank', '0', '--master_addr', 'localhost', '--master_port', '6000'];
+    expect(nodesOf(launchOf({ launcher }))).toBe(4);
+    expect(launchOf({ launcher: ['python3'] })).toEqual(pythonLaunch('python3'));
+  });
+});
