@@ -15,7 +15,7 @@ const envBoolean = z.union([z.boolean(), z.enum(['true', 'false', '1', '0']).tra
 const envInt = z.union([z.number(), z.string().regex(/^\d+$/, 'expected a whole number').transform(Number)]).pipe(z.number().int().positive());
 const envNumber = z.union([z.number(), z.string().regex(/^\d+(\.\d+)?$/, 'expected a number').transform(Number)]).pipe(z.number().positive());
 
-export const configSchema = z.strictObject({
+const configSchema = z.strictObject({
   address: z.string().min(1).default('127.0.0.1:7233'),
   namespace: z.string().min(1).default('default'),
   /** The pool's task queue; a spec's cluster.taskQueue overrides it per pipeline. */

@@ -94,7 +94,7 @@ function launcherArgv(spec: PipelineSpec): string[] {
   return Array.isArray(spec.modellink.launcher) ? [...spec.modellink.launcher] : [spec.modellink.launcher];
 }
 
-export function distributedLaunch(spec: PipelineSpec, nprocPerNode: number, nnodes = spec.cluster.nodes): TorchrunLaunch {
+function distributedLaunch(spec: PipelineSpec, nprocPerNode: number, nnodes = spec.cluster.nodes): TorchrunLaunch {
   return torchrunLaunch(launcherArgv(spec), {
     nprocPerNode,
     nnodes,

@@ -19,7 +19,7 @@ import { planPreprocess } from './plan/preprocess.ts';
 import { planTraining } from './plan/training.ts';
 import type { OutputKind, PlanOptions, PlanResult, StageInput, StagePlan } from './plan/types.ts';
 
-export type { OutputKind, PipelinePlan, PlanOptions, PlanResult, StageInput, StagePlan, TrainingPlan, WeightsFormat } from './plan/types.ts';
+export type { PipelinePlan, PlanOptions, PlanResult, StageInput, StagePlan } from './plan/types.ts';
 
 export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
   const parsed = pipelineSpecSchema.safeParse(raw);

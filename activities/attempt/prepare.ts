@@ -36,7 +36,7 @@ export interface PreparedAttempt {
 }
 
 /** A stage that saves checkpoints: it resumes and holds its save directory's lease (a benchmark case saves nothing). */
-export function savesCheckpoints(stage: StagePlan): boolean {
+function savesCheckpoints(stage: StagePlan): boolean {
   return stage.training !== undefined && !stage.training.measureOnly;
 }
 
