@@ -5,18 +5,17 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { durationSchema, durationToMs, formatPath } from './modellink/spec.ts';
+import { durationSchema, durationToMs } from './common/duration.ts';
+import { formatPath } from './common/issue-path.ts';
+import { PROJECT_ROOT } from './common/project-root.ts';
 import type { RetrySettingsInput } from './contracts/run-state.ts';
-
-export const PROJECT_ROOT = path.dirname(fileURLToPath(import.meta.url));
 
 const envBoolean = z.union([z.boolean(), z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1')]);
 const envInt = z.union([z.number(), z.string().regex(/^\d+$/, 'expected a whole number').transform(Number)]).pipe(z.number().int().positive());
 const envNumber = z.union([z.number(), z.string().regex(/^\d+(\.\d+)?$/, 'expected a number').transform(Number)]).pipe(z.number().positive());
 
-export const configSchema = z.strictObject({
+const configSchema = z.strictObject({
   address: z.string().min(1).default('127.0.0.1:7233'),
   namespace: z.string().min(1).default('default'),
   /** The pool's task queue; a spec's cluster.taskQueue overrides it per pipeline. */

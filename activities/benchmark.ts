@@ -3,20 +3,20 @@
  * pipeline (or a reason to skip it), measure a finished case from its log and judge it against its
  * history, and finish the run (with a webhook when something regressed or failed).
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { durationToMs } from '../modellink/spec.ts';
-import { capacitySkipReason, judgeCase, measureThroughput, planSuite, suiteCluster, type BenchmarkCase, type BenchmarkSuite, type CaseOutcome, type CaseResult, type EnvironmentFingerprint, type IterationSample } from '../benchmark/core.ts';
+import { durationToMs } from '../common/duration.ts';
+import { capacitySkipReason, judgeCase, measureThroughput, planSuite, suiteCluster, type BenchmarkCase, type BenchmarkSuite, type CaseOutcome, type CaseResult, type EnvironmentFingerprint } from '../benchmark/core.ts';
 import { planBenchmarkCase } from '../benchmark/plan.ts';
-import type { FailureClass } from '../modellink/failures.ts';
 import type { PipelinePlan } from '../modellink/plan.ts';
 import type { CaseRunOutcome } from '../contracts/workflows.ts';
 import type { RetrySettingsInput } from '../contracts/run-state.ts';
 import { defaultStorePath, openBenchmarkStore, type BenchmarkStore } from '../benchmark/store.ts';
 import { loadRunReport, needsNotification, webhookSummary, type WebhookSummary } from '../benchmark/report.ts';
 import type { RunStatus } from '../benchmark/records.ts';
-import { PROJECT_ROOT, loadConfig, retrySettings } from '../temporal.config.ts';
+import { PROJECT_ROOT } from '../common/project-root.ts';
+import { gitCommit } from '../node/git.ts';
+import { loadConfig, retrySettings } from '../temporal.config.ts';
 import { activityPollers } from './node.ts';
 
 export interface BenchmarkRunInput {
@@ -43,16 +43,8 @@ function firstLine(file: string, pattern?: RegExp): string | undefined {
   }
 }
 
-function command(argv: string[], cwd?: string): string | undefined {
-  try {
-    return execFileSync(argv[0], argv.slice(1), { cwd, encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'ignore'] }).trim() || undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** What the run ran on: ModelLink's commit, CANN and driver versions where the node says, linkflow's version, the suite. */
-export function environmentFingerprint(suite: BenchmarkSuite): EnvironmentFingerprint {
+function environmentFingerprint(suite: BenchmarkSuite): EnvironmentFingerprint {
   const toolkit = process.env.ASCEND_TOOLKIT_HOME ?? '/usr/local/Ascend/ascend-toolkit/latest';
   const pkg = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
   const root = suite.modellink?.root;
@@ -65,10 +57,6 @@ export function environmentFingerprint(suite: BenchmarkSuite): EnvironmentFinger
   if (cann) fingerprint.cannVersion = cann;
   if (driver) fingerprint.driverVersion = driver;
   return fingerprint;
-}
-
-function gitCommit(dir: string): string | undefined {
-  return fs.existsSync(dir) ? command(['git', 'rev-parse', 'HEAD'], dir) : undefined;
 }
 
 /** Starts the run's record (idempotent: a retried activity writes the same row) and lists its cases. */

@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { pidAlive } from '../node/process-group.ts';
 
 export interface Lease {
   /** Fencing token: the workflow and attempt that own the save directory. */
@@ -17,7 +18,7 @@ export interface Lease {
   released?: boolean;
 }
 
-export const LEASE_FILE = 'linkflow-lease.json';
+const LEASE_FILE = 'linkflow-lease.json';
 
 /** A gang has one lease per node rank: each rank's trainer writes its own shards. */
 export function leaseFile(nodeRank?: number): string {
@@ -37,15 +38,6 @@ function write(dir: string, file: string, lease: Lease): void {
   const tmp = `${target}.${process.pid}.tmp`;
   fs.writeFileSync(tmp, JSON.stringify(lease));
   fs.renameSync(tmp, target);
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Whether another owner's lease still fences the directory. */

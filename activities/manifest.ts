@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { findResumePoint, readTracker } from '../modellink/checkpoint.ts';
+import { findResumePoint, readTracker } from './checkpoints.ts';
 import type { StageInput, StagePlan } from '../modellink/plan.ts';
 import type { StageCheck } from '../contracts/run-state.ts';
 
@@ -64,7 +64,7 @@ export function dataFiles(input: StageInput): string[] {
   return [input.path];
 }
 
-export function stageFingerprint(stage: StagePlan, upstream: Record<string, string>): string {
+function stageFingerprint(stage: StagePlan, upstream: Record<string, string>): string {
   const inputs = stage.inputs.map((input) =>
     input.fromStage ? { stage: input.fromStage, fingerprint: upstream[input.fromStage] ?? 'unknown' } : { path: input.path, files: dataFiles(input).flatMap(statSignature) },
   );
@@ -72,7 +72,7 @@ export function stageFingerprint(stage: StagePlan, upstream: Record<string, stri
   return createHash('sha256').update(canonical).digest('hex');
 }
 
-export function readManifest(stage: StagePlan): Manifest | undefined {
+function readManifest(stage: StagePlan): Manifest | undefined {
   try {
     return JSON.parse(fs.readFileSync(stage.manifestFile, 'utf8')) as Manifest;
   } catch {

@@ -9,9 +9,9 @@ import { getPreset } from '../modellink/presets.ts';
 import { planPipeline, type PipelinePlan } from '../modellink/plan.ts';
 import { formatProblems } from '../modellink/spec.ts';
 
-export const BENCHMARK_STAGE = 'benchmark';
+const BENCHMARK_STAGE = 'benchmark';
 /** Exported to every case's job, so tools on the node (profilers, the emulator) can tell cases apart. */
-export const CASE_ENV = 'LINKFLOW_BENCH_CASE';
+const CASE_ENV = 'LINKFLOW_BENCH_CASE';
 
 export type CasePlan = { ok: true; plan: PipelinePlan; iterations: number } | { ok: false; reason: string };
 

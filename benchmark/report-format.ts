@@ -17,7 +17,7 @@ export function formatPercent(n: number | undefined): string {
 }
 
 /** The change the verdict was decided on: against history when it was long enough, else against the baseline. */
-export function formatChange(c: CaseRecord): string {
+function formatChange(c: CaseRecord): string {
   const k = c.comparison;
   if (k.comparedWith === 'history' && k.changeVsHistoryPercent !== undefined) return `${formatPercent(k.changeVsHistoryPercent)} vs history`;
   if (k.comparedWith === 'baseline' && k.changeVsBaselinePercent !== undefined) return `${formatPercent(k.changeVsBaselinePercent)} vs baseline`;

@@ -13,7 +13,7 @@ import { caseLine, countVerdicts, formatCounts, formatPercent, formatThroughput 
 
 import { htmlReport } from './report-html.ts';
 
-export { htmlReport, escapeHtml, caseChart } from './report-html.ts';
+export { htmlReport, caseChart } from './report-html.ts';
 
 /** The report of one run (default: the newest of the cluster), with up to `nights` nights per case chart. */
 export function loadRunReport(store: BenchmarkStore, options: { runId?: string; cluster?: string; nights?: number } = {}): RunReport | undefined {

@@ -74,7 +74,7 @@ interface CaseRow {
 }
 
 /** UTC with milliseconds, so that comparing the text compares the time. */
-export function isoTime(t: string | Date): string {
+function isoTime(t: string | Date): string {
   const d = typeof t === 'string' ? new Date(t) : t;
   if (Number.isNaN(d.getTime())) throw new Error(`not a timestamp: ${String(t)}`);
   return d.toISOString();

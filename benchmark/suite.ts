@@ -6,20 +6,18 @@
  * 45 rows). Everything here is plain data: the workflow turns each case into a short pretraining job.
  */
 import { z } from 'zod';
-import { durationSchema, formatPath, modellinkSchema, type SpecProblem } from '../modellink/spec.ts';
-import { getPreset, IMPLS, presetNames, type Impl, type Preset, type TrainingReference } from '../modellink/presets.ts';
+import { durationSchema } from '../common/duration.ts';
+import { formatPath } from '../common/issue-path.ts';
+import { modellinkSchema, type SpecProblem } from '../modellink/spec.ts';
+import { getPreset, IMPLS, presetNames, type Impl, type Preset, type TableRow, type TrainingReference } from '../modellink/presets.ts';
+import { envSchema, nonEmpty, nonNegativeInt, positiveInt, positiveNumber } from '../modellink/schema-parts.ts';
 import tableData from '../modellink/performance-table.json' with { type: 'json' };
 
-const positiveInt = z.number({ error: 'expected a positive integer' }).int('expected a positive integer').positive('expected a positive integer');
-const nonNegativeInt = z.number({ error: 'expected a non-negative integer' }).int('expected a non-negative integer').min(0, 'expected a non-negative integer');
-const positiveNumber = z.number({ error: 'expected a positive number' }).positive('expected a positive number');
 const nonNegativeNumber = z.number({ error: 'expected a non-negative number' }).min(0, 'expected a non-negative number');
-const nonEmpty = z.string({ error: 'expected a non-empty string' }).min(1, 'expected a non-empty string');
 const name = z.string({ error: 'expected a name' }).regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'expected a name of letters, digits, "-", "_" or "."');
 const caseId = z.string({ error: 'expected a case id' }).regex(/^[a-z0-9][a-z0-9_.-]*$/, 'expected a case id of lowercase letters, digits, "-", "_" or "."');
-const envSchema = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'), z.string({ error: 'expected a string value (quote numbers in YAML)' }));
 
-export const PRECISIONS = ['bf16', 'fp16'] as const;
+const PRECISIONS = ['bf16', 'fp16'] as const;
 export type Precision = (typeof PRECISIONS)[number];
 
 /** A case the user adds to the table's rows. Unset fields come from the preset's published layout. */
@@ -92,20 +90,6 @@ export type Thresholds = z.infer<typeof thresholdsSchema>;
 export type Iterations = z.infer<typeof iterationsSchema>;
 
 export type SuiteResult = { ok: true; suite: BenchmarkSuite; warnings: SpecProblem[] } | { ok: false; problems: SpecProblem[] };
-
-/** One row of ModelLink's performance table, in the table's own words. */
-export interface TableRow {
-  model: string;
-  size: string;
-  seqLength: number;
-  impl: Impl;
-  nodes: number;
-  devicesPerNode: number;
-  precision: Precision;
-  tokensPerSecondPerDevice: number;
-  /** The comparison figure the README prints beside it (null where it gives none). */
-  referenceTokensPerSecondPerDevice: number | null;
-}
 
 const tableRowSchema = z.strictObject({
   model: z.string(),
@@ -206,7 +190,7 @@ function sameRow(a: TableRow, b: TableRow): boolean {
 }
 
 /** The preset whose `table` lists the row (the preset generator maps every published row to exactly one). */
-export function presetForTableRow(row: TableRow): Preset | undefined {
+function presetForTableRow(row: TableRow): Preset | undefined {
   for (const n of presetNames()) {
     const p = getPreset(n);
     if (p?.table.some((t) => sameRow(t, row))) return p;
@@ -250,7 +234,7 @@ function layoutFor(preset: Preset, shape: CaseShape): { parallel: CaseParallel; 
  * The divisibility rules Megatron checks at start-up (modellink/rules.ts checks them on a whole spec), for a
  * layout that was moved to the table's device count: such a case cannot run as published and is skipped.
  */
-export function layoutProblem(shape: CaseShape, p: CaseParallel): string | undefined {
+function layoutProblem(shape: CaseShape, p: CaseParallel): string | undefined {
   const world = shape.nodes * shape.devicesPerNode;
   const split = p.tp * p.pp * p.cp;
   if (world % split !== 0) return `${world} devices are not divisible by tp × pp × cp = ${split}`;
@@ -293,7 +277,7 @@ export function tableCases(): BenchmarkCase[] {
 }
 
 /** The id a suite case gets when it does not name one. */
-export function suiteCaseId(c: SuiteCase): string {
+function suiteCaseId(c: SuiteCase): string {
   const preset = getPreset(c.preset);
   const shape = suiteCaseShape(c, preset);
   const parallel = [c.tp !== undefined ? `tp${c.tp}` : '', c.pp !== undefined ? `pp${c.pp}` : '', c.cp !== undefined ? `cp${c.cp}` : '', c.ep !== undefined ? `ep${c.ep}` : '', c.globalBatchSize !== undefined ? `gbs${c.globalBatchSize}` : ''].filter(Boolean);

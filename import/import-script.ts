@@ -7,7 +7,8 @@
  * command. The number of overrides says how much of the script linkflow's typed options explain.
  */
 import path from 'node:path';
-import { isKnownFlag, type Arg } from '../modellink/commands.ts';
+import type { Arg } from '../modellink/args.ts';
+import { isKnownFlag } from '../modellink/commands.ts';
 import { FEATURE_FLAGS } from '../modellink/features.ts';
 import { planPipeline, type StagePlan } from '../modellink/plan.ts';
 import { renderLaunch } from '../modellink/launch.ts';
@@ -62,7 +63,7 @@ const list = (args: Arg[], flag: string): string[] | undefined => {
   return v === undefined || v === null ? undefined : Array.isArray(v) ? v : [v];
 };
 
-export function scriptKind(parsed: ParsedScript): 'preprocess' | 'convert' | 'pretrain' | 'finetune' | 'evaluate' | 'inference' {
+function scriptKind(parsed: ParsedScript): 'preprocess' | 'convert' | 'pretrain' | 'finetune' | 'evaluate' | 'inference' {
   const entry = path.basename(parsed.entrypoint);
   if (entry === 'preprocess_data.py') return 'preprocess';
   if (entry === 'convert_ckpt.py') return 'convert';
@@ -76,7 +77,7 @@ export function scriptKind(parsed: ParsedScript): 'preprocess' | 'convert' | 'pr
 }
 
 /** The preset whose shape the script uses: same layers, hidden size and heads; the script's own preset first. */
-export function matchPreset(parsed: ParsedScript, scriptPath?: string): Preset | undefined {
+function matchPreset(parsed: ParsedScript, scriptPath?: string): Preset | undefined {
   const layers = int(parsed.args, '--num-layers');
   const hidden = int(parsed.args, '--hidden-size');
   const all = presetNames().map((n) => getPreset(n)!).filter((p) => p.name !== 'tiny');
@@ -276,7 +277,7 @@ export function normalizeValue(v: string | string[] | null, root: string): strin
 }
 
 /** Overrides that turn `rendered` into `script` (flag → value, true for bare, null to remove). */
-export function argDifferences(rendered: Arg[], script: Arg[], root: string): Record<string, string | string[] | true | null> {
+function argDifferences(rendered: Arg[], script: Arg[], root: string): Record<string, string | string[] | true | null> {
   const out: Record<string, string | string[] | true | null> = {};
   const renderedByFlag = new Map(rendered.map(([f, v]) => [f, v] as const));
   const scriptFlags = new Set(script.map(([f]) => f));
@@ -295,7 +296,6 @@ export function importScript(parsed: ParsedScript, options: ImportOptions): Impo
   const preset = options.preset ? getPreset(options.preset) : matchPreset(parsed, options.scriptPath);
   if (!preset) throw new Error(`no preset has this script's shape (--num-layers ${str(a, '--num-layers')}, --hidden-size ${str(a, '--hidden-size')}); pass --preset`);
   const impl = has(a, '--use-mcore-models') || (kind === 'convert' && has(a, '--load-from-legacy')) ? 'mcore' : 'legacy';
-  const training = kind === 'pretrain' || kind === 'finetune';
   const d = parsed.distributed;
   const asInt = (x: unknown, fallback: number) => (typeof x === 'number' ? x : typeof x === 'string' && /^\d+$/.test(x) ? Number(x) : fallback);
   const features = featuresFromScript(a, kind !== 'convert' && kind !== 'preprocess');

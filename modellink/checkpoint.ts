@@ -5,15 +5,14 @@
  *   <save>/iter_0002000/mp_rank_00[_000][_000]/model_optim_rng.pt   (+ distrib_optim.pt)
  *
  * A checkpoint counts only when every shard of the job's TP×PP×EP layout is present with its file.
- * Nothing here writes into a save directory.
+ * Names and decisions only: activities/checkpoints.ts reads the save directory, and nothing writes into it.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 
 export const TRACKER_FILE = 'latest_checkpointed_iteration.txt';
 export const MODEL_FILE = 'model_optim_rng.pt';
 /** The distributed optimizer's state, beside each model shard (Megatron get_distributed_optimizer_checkpoint_name). */
-export const OPTIMIZER_FILE = 'distrib_optim.pt';
+const OPTIMIZER_FILE = 'distrib_optim.pt';
 
 export interface Layout {
   tp: number;
@@ -51,35 +50,27 @@ export function describeLayout(layout: Layout): string {
   return `TP ${layout.tp} × PP ${layout.pp}${(layout.ep ?? 1) > 1 ? ` × EP ${layout.ep}` : ''}`;
 }
 
-export function readTracker(saveDir: string): number | 'release' | 'invalid' | undefined {
-  let text: string;
-  try {
-    text = fs.readFileSync(path.join(saveDir, TRACKER_FILE), 'utf8').trim();
-  } catch {
-    return undefined;
-  }
-  if (text === 'release') return 'release';
-  return /^\d+$/.test(text) ? Number(text) : 'invalid';
+/** What the tracker file says: an iteration, "release", or 'invalid' when it is neither. */
+export function parseTracker(text: string): number | 'release' | 'invalid' {
+  const trimmed = text.trim();
+  if (trimmed === 'release') return 'release';
+  return /^\d+$/.test(trimmed) ? Number(trimmed) : 'invalid';
 }
 
-/** The shards of `layout` that are missing in one iteration directory (empty: complete). */
-export function missingShards(saveDir: string, iteration: number | 'release', layout: Layout): string[] {
-  const iterDir = path.join(saveDir, iterationDirName(iteration));
-  return shardDirNames(layout).filter((shard) => !fs.existsSync(path.join(iterDir, shard, MODEL_FILE)));
+/** The iteration an entry of a save directory holds (iter_0002000 → 2000), if it is an iteration directory. */
+export function iterationOfDirName(name: string): number | undefined {
+  const m = /^iter_(\d{7,})$/.exec(name);
+  return m ? Number(m[1]) : undefined;
 }
 
-export function listIterations(saveDir: string): number[] {
-  let entries: string[];
-  try {
-    entries = fs.readdirSync(saveDir);
-  } catch {
-    return [];
-  }
-  return entries
-    .map((e) => /^iter_(\d{7,})$/.exec(e))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => Number(m[1]))
-    .sort((a, b) => a - b);
+/** What resumePoint needs to know of a save directory (activities/checkpoints.ts reads it from disk). */
+export interface SaveDirView {
+  /** The tracker file's content parsed, undefined when there is none. */
+  tracker(): number | 'release' | 'invalid' | undefined;
+  /** The iteration directories present, ascending. */
+  iterations(): number[];
+  /** The shards of the layout missing in one iteration directory (empty: complete). */
+  missingShards(iteration: number | 'release'): string[];
 }
 
 export type ResumePoint =
@@ -90,20 +81,20 @@ export type ResumePoint =
   | { kind: 'older'; iteration: number; dir: string; reason: string };
 
 /** Where an attempt of a training stage resumes: the newest complete checkpoint Megatron can load. */
-export function findResumePoint(saveDir: string, layout: Layout): ResumePoint {
-  const tracker = readTracker(saveDir);
+export function resumePoint(saveDir: string, dir: SaveDirView): ResumePoint {
+  const tracker = dir.tracker();
   if (tracker === undefined) return { kind: 'none', reason: `no ${TRACKER_FILE} in ${saveDir}` };
   if (tracker !== 'invalid') {
-    const missing = missingShards(saveDir, tracker, layout);
+    const missing = dir.missingShards(tracker);
     if (missing.length === 0) return { kind: 'tracker', iteration: tracker, dir: saveDir };
   }
   const why = tracker === 'invalid'
     ? `${TRACKER_FILE} is unreadable`
-    : `checkpoint ${iterationDirName(tracker)} is incomplete (missing ${missingShards(saveDir, tracker, layout).slice(0, 3).join(', ')})`;
-  const older = listIterations(saveDir)
+    : `checkpoint ${iterationDirName(tracker)} is incomplete (missing ${dir.missingShards(tracker).slice(0, 3).join(', ')})`;
+  const older = dir.iterations()
     .filter((i) => tracker === 'invalid' || tracker === 'release' || i < tracker)
     .reverse()
-    .find((i) => missingShards(saveDir, i, layout).length === 0);
+    .find((i) => dir.missingShards(i).length === 0);
   if (older === undefined) return { kind: 'none', reason: `${why}, and no older complete checkpoint exists` };
   return { kind: 'older', iteration: older, dir: saveDir, reason: `${why}; resuming from ${iterationDirName(older)}` };
 }

@@ -5,15 +5,14 @@
  * be checked against ModelLink's flag list, compared with the examples, and quoted for `render --sh`.
  * The order follows examples/mcore/llama2/*_7b_*.sh.
  */
+import { float, num, type Arg } from './args.ts';
 import type { Preset } from './presets.ts';
-import type { ArgOverrides, ConvertStage, EvaluateStage, InferenceStage, PipelineSpec, PreprocessStage, TrainingStage } from './spec.ts';
+import type { ArgOverrides, ConvertStage, EvaluateStage, InferenceStage, PipelineSpec, PreprocessStage, TrainingStage, WeightFormat } from './spec.ts';
 import { DETERMINISTIC_ENV, featureArgs, type Features } from './features.ts';
 import flagNames from './flag-names.json' with { type: 'json' };
 import { pythonLaunch, renderLaunch, torchrunLaunch, type Launch, type TorchrunLaunch } from './launch.ts';
 
 export type Entrypoint = 'pretrain_gpt.py' | 'preprocess_data.py' | 'convert_ckpt.py' | 'evaluation.py' | 'inference.py';
-/** A flag and its value: null for a bare flag, a list for nargs="+" flags. */
-export type Arg = [flag: string, value: string | string[] | null];
 
 export interface Command {
   entrypoint: Entrypoint;
@@ -65,16 +64,6 @@ export function applyOverrides(args: Arg[], overrides: ArgOverrides): Arg[] {
   return out;
 }
 
-function num(n: number): string {
-  return String(n);
-}
-
-/** ModelLink's scripts write learning rates as 1.25e-6, not 0.00000125. */
-function float(n: number): string {
-  if (n !== 0 && (Math.abs(n) < 1e-3 || Math.abs(n) >= 1e6)) return n.toExponential().replace('e+', 'e');
-  return String(n);
-}
-
 /** A valued flag: the stage's value, else the default (written as ModelLink's scripts write it); null (or no default) leaves it out. */
 function opt(name: string, value: string | number | null | undefined, fallback: string | number | undefined): Arg[] {
   const v = value === undefined ? fallback : value;
@@ -105,7 +94,7 @@ function launcherArgv(spec: PipelineSpec): string[] {
   return Array.isArray(spec.modellink.launcher) ? [...spec.modellink.launcher] : [spec.modellink.launcher];
 }
 
-export function distributedLaunch(spec: PipelineSpec, nprocPerNode: number, nnodes = spec.cluster.nodes): TorchrunLaunch {
+function distributedLaunch(spec: PipelineSpec, nprocPerNode: number, nnodes = spec.cluster.nodes): TorchrunLaunch {
   return torchrunLaunch(launcherArgv(spec), {
     nprocPerNode,
     nnodes,
@@ -157,8 +146,6 @@ export function buildPreprocess(spec: PipelineSpec, preset: Preset, stage: Prepr
   ];
   return { entrypoint: 'preprocess_data.py', launch: pythonLaunch(spec.modellink.python), args, env: {} };
 }
-
-export type WeightFormat = 'hf' | 'mcore' | 'legacy';
 
 /** Model-shape flags that convert_ckpt.py's loaders also define (flags.json convert combinations). */
 const CONVERTER_SHAPE_FLAGS = ['--add-qkv-bias', '--add-dense-bias', '--post-norm', '--embed-layernorm'];
@@ -263,7 +250,7 @@ export interface TrainingPaths {
 }
 
 /** Flags that only make sense when loading weights from elsewhere; an attempt resuming its own checkpoint drops them. */
-export const FIRST_LOAD_ONLY_FLAGS = ['--finetune', '--no-load-optim', '--no-load-rng'] as const;
+const FIRST_LOAD_ONLY_FLAGS = ['--finetune', '--no-load-optim', '--no-load-rng'] as const;
 
 export function buildTraining(spec: PipelineSpec, preset: Preset, stage: TrainingStage, paths: TrainingPaths): Command {
   const a = preset.architecture;

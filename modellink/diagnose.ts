@@ -3,7 +3,8 @@
  * run that failed, or an attempt's log). The exit status is rarely known then, so it is read from
  * the log where the log says it.
  */
-import { classifyFailure, readTorchrunReport, type ExitStatus, type FailureClass, type FailureReport, type FailureRule } from './failures.ts';
+import type { ExitStatus } from '../common/exit-status.ts';
+import { classifyFailure, readTorchrunReport, type FailureClass, type FailureReport, type FailureRule } from './failures.ts';
 
 export interface KnownExitStatus extends ExitStatus {
   /** Where it came from: the user, linkflow's own line at the end of an attempt log, torchrun's error block. */
@@ -17,7 +18,7 @@ const LINKFLOW_EXIT = /^# launched \S+, exited \S+ \((?:(SIG[A-Z0-9]+)|exit code
  * The exit status a log states. linkflow's own line wins; otherwise torchrun's report (readTorchrunReport):
  * the status of the worker that decides, a signal when one killed it (torchrun itself then exits 1).
  */
-export function exitStatusInLog(lines: readonly string[]): KnownExitStatus | undefined {
+function exitStatusInLog(lines: readonly string[]): KnownExitStatus | undefined {
   for (let i = lines.length - 1; i >= 0; i--) {
     const m = LINKFLOW_EXIT.exec(lines[i]);
     if (m) return m[1] ? { exitCode: null, signal: m[1], source: 'linkflow' } : { exitCode: m[2] === 'null' ? null : Number(m[2]), signal: null, source: 'linkflow' };

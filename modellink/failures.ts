@@ -2,7 +2,7 @@
  * Why an attempt failed, from its exit status and its log. Deterministic classes (bad arguments,
  * missing input) fail the stage at once: retrying cannot help and would hide the cause.
  */
-
+import type { ExitStatus } from '../common/exit-status.ts';
 import { lossIsNaN, parseLogLine } from './training-log.ts';
 
 export type FailureClass =
@@ -60,7 +60,7 @@ const COMMUNICATION = 'HCCL|NCCL|EI0002|EI0006|ERR02200|connection reset|Connect
 const OWN_ERROR = new RegExp(`^(?!.*(?:${COMMUNICATION}))[\\w.]*(?<!ChildFailed)(?:Error|Exception): `, 'i');
 
 /** Within a role, rules are checked in this order; the first rule with a matching line wins. */
-export const FAILURE_RULES: readonly FailureRule[] = [
+const FAILURE_RULES: readonly FailureRule[] = [
   { class: 'bad-arguments', pattern: /error: (unrecognized arguments|argument \S+|the following arguments are required)/ },
   // Megatron's check that a checkpoint's TP/PP match the job: retrying cannot change either.
   { class: 'bad-arguments', pattern: /value from checkpoint \(\d+\) is not equal to the input argument value/ },
@@ -91,7 +91,7 @@ function endsTraceback(lines: readonly string[], index: number): boolean {
  * The order rules are tried in: a pipeline's own rules (spec failureRules) first, then the built-in
  * causes, echoes and fallbacks.
  */
-export function rulesInOrder(extraRules: readonly FailureRule[] = []): FailureRule[] {
+function rulesInOrder(extraRules: readonly FailureRule[] = []): FailureRule[] {
   return [...extraRules, ...ROLE_ORDER.flatMap((role) => FAILURE_RULES.filter((r) => (r.role ?? 'cause') === role))];
 }
 
@@ -117,17 +117,12 @@ const CANN_ERROR_CODE = /\bE[A-Z0-9]\d{4}\b[):]/;
 const INNER_ERROR_LOOKBACK = 120;
 
 /** The nearest CANN error code line above a pointer line, if any. */
-export function innerErrorAbove(lines: readonly string[], index: number): number | undefined {
+function innerErrorAbove(lines: readonly string[], index: number): number | undefined {
   if (!INNER_ERROR_POINTER.test(lines[index])) return undefined;
   for (let i = index - 1; i >= Math.max(0, index - INNER_ERROR_LOOKBACK); i--) {
     if (CANN_ERROR_CODE.test(lines[i])) return i;
   }
   return undefined;
-}
-
-export interface ExitStatus {
-  exitCode: number | null;
-  signal: string | null;
 }
 
 export interface FailureReport {
@@ -281,7 +276,7 @@ export function classifyFailure(status: ExitStatus, logTail: string[], detected?
 }
 
 /** The first training log line that shows a NaN loss (see lossIsNaN), or -1. */
-export function firstNaNLine(lines: readonly string[]): number {
+function firstNaNLine(lines: readonly string[]): number {
   let sawLoss = false;
   for (let i = 0; i < lines.length; i++) {
     const event = parseLogLine(lines[i]);

@@ -8,9 +8,8 @@
  * from its `mcoreOnly` column (the acceleration table of seed-features.json).
  */
 import { z } from 'zod';
-import type { Arg } from './commands.ts';
-
-const positiveInt = z.number({ error: 'expected a positive integer' }).int('expected a positive integer').positive('expected a positive integer');
+import type { Arg } from './args.ts';
+import { positiveInt } from './schema-parts.ts';
 
 export const parallelSchema = z.strictObject({
   tp: positiveInt.default(1),
@@ -162,7 +161,7 @@ export const FEATURE_FLAGS: readonly FeatureFlag[] = [
   { section: 'highAvailability', key: 'optimizerStateLocalCopy', flag: '--enable-optimizer-state-local-copy', kind: 'bool' },
 ];
 
-export const DETERMINISTIC_FLAG = '--use-deter-comp';
+const DETERMINISTIC_FLAG = '--use-deter-comp';
 /** ModelLink's README: deterministic computation needs the flag and this variable together. */
 export const DETERMINISTIC_ENV = { HCCL_DETERMINISTIC: 'True' } as const;
 

@@ -9,7 +9,8 @@ import { applyOverrides, commandArgv, isKnownFlag, type Command } from './comman
 import { launchOf, type LaunchCarrier } from './launch.ts';
 import { customPreset, getPreset, presetNames, type Preset } from './presets.ts';
 import { checkHosts, checkLayout, checkStageRules } from './rules.ts';
-import { formatPath, pipelineSpecSchema, type PipelineSpec, type SpecProblem, type Stage } from './spec.ts';
+import { formatPath } from '../common/issue-path.ts';
+import { pipelineSpecSchema, type PipelineSpec, type SpecProblem, type Stage } from './spec.ts';
 import { stageContext, type StageContext, type StageDraft } from './plan/context.ts';
 import { planConvert } from './plan/convert.ts';
 import { planEvaluate } from './plan/evaluate.ts';
@@ -18,7 +19,7 @@ import { planPreprocess } from './plan/preprocess.ts';
 import { planTraining } from './plan/training.ts';
 import type { OutputKind, PlanOptions, PlanResult, StageInput, StagePlan } from './plan/types.ts';
 
-export type { OutputKind, PipelinePlan, PlanOptions, PlanResult, StageInput, StagePlan, TrainingPlan, WeightsFormat } from './plan/types.ts';
+export type { PipelinePlan, PlanOptions, PlanResult, StageInput, StagePlan } from './plan/types.ts';
 
 export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
   const parsed = pipelineSpecSchema.safeParse(raw);

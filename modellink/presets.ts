@@ -8,13 +8,12 @@
  * Validated on load, so a bad edit fails loudly.
  */
 import { z } from 'zod';
+import { float, num, type Arg } from './args.ts';
 import { architectureSchema, type Architecture } from './spec.ts';
 import presetData from './presets.json' with { type: 'json' };
 
 export const IMPLS = ['mcore', 'legacy'] as const;
 export type Impl = (typeof IMPLS)[number];
-/** A flag and its value as an example script passes it: null for a bare flag, a list for nargs="+". */
-export type PresetArg = [flag: string, value: string | string[] | null];
 
 const implSchema = z.enum(IMPLS);
 const count = z.number().int().positive();
@@ -53,6 +52,7 @@ const tableRowSchema = z.strictObject({
   devicesPerNode: count,
   precision: z.enum(['bf16', 'fp16']),
   tokensPerSecondPerDevice: z.number().positive(),
+  /** The comparison figure the README prints beside it (null where it gives none). */
   referenceTokensPerSecondPerDevice: z.number().positive().nullable(),
 });
 
@@ -115,27 +115,18 @@ export type PresetSources = z.infer<typeof sourcesSchema>;
 
 export type Preset = Omit<ParsedPreset, 'architectureArgs' | 'sources'> & {
   name: string;
-  architectureArgs: Partial<Record<Impl, PresetArg[]>>;
+  architectureArgs: Partial<Record<Impl, Arg[]>>;
   sources: PresetSources;
 };
 
 const noSources = (): PresetSources => ({ canonical: {}, pretrain: [], tune: [], dpo: [], convert: [], evaluate: [], generate: [], chat: [], data: [] });
 
-function num(n: number): string {
-  return String(n);
-}
-
-function float(n: number): string {
-  if (n !== 0 && (Math.abs(n) < 1e-3 || Math.abs(n) >= 1e6)) return n.toExponential().replace('e+', 'e');
-  return String(n);
-}
-
 /**
  * The model-shape flags of a written-out architecture, in the order of ModelLink's
  * examples/mcore/llama2/pretrain_llama2_7b_ptd.sh (for presets that no example script describes).
  */
-export function architectureArgsOf(a: Architecture): PresetArg[] {
-  const args: PresetArg[] = [
+function architectureArgsOf(a: Architecture): Arg[] {
+  const args: Arg[] = [
     ['--num-layers', num(a.numLayers)],
     ['--hidden-size', num(a.hiddenSize)],
     ['--ffn-hidden-size', num(a.ffnHiddenSize)],
@@ -169,11 +160,6 @@ export function presetNames(): string[] {
 
 export function getPreset(name: string): Preset | undefined {
   return Object.hasOwn(presets, name) ? presets[name] : undefined;
-}
-
-/** The model-shape flags of a preset for one implementation (undefined when ModelLink has no such script). */
-export function presetArchitectureArgs(preset: Preset, impl: Impl): PresetArg[] | undefined {
-  return preset.architectureArgs[impl];
 }
 
 /** Defaults used when the spec writes an architecture instead of naming a preset. */

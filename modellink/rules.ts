@@ -9,12 +9,12 @@ import type { PipelineSpec, SpecProblem, Stage } from './spec.ts';
 
 type Problems = SpecProblem[];
 
-export function worldSize(spec: PipelineSpec): number {
+function worldSize(spec: PipelineSpec): number {
   return spec.cluster.nodes * spec.cluster.devicesPerNode;
 }
 
 /** Data-parallel size: the devices left after tensor, pipeline and context parallelism. */
-export function dataParallelSize(spec: PipelineSpec): number {
+function dataParallelSize(spec: PipelineSpec): number {
   const { tp, pp, cp } = spec.parallel;
   return Math.max(1, Math.floor(worldSize(spec) / (tp * pp * cp)));
 }
@@ -150,9 +150,9 @@ export function checkEvaluationDataPaths(tasks: readonly { name: string; dataPat
  * MindSpeed docs/features/high_availability.md): the split itself is in closed-source mindio_ttp
  * (ttp_initialize_replica_dp_group), so the rule below is the documented one, two replicas.
  */
-export const HA_REPLICAS = 2;
+const HA_REPLICAS = 2;
 
-export function checkHighAvailability(spec: PipelineSpec, problems: Problems, warnings: Problems): void {
+function checkHighAvailability(spec: PipelineSpec, problems: Problems, warnings: Problems): void {
   const ha = spec.highAvailability;
   if (ha?.optimizerStateLocalCopy && !ha.enabled) {
     // modellink/training/arguments.py _validate_high_availability: 'switch of the high availability feature is unsupported'.
@@ -171,7 +171,7 @@ export function checkHighAvailability(spec: PipelineSpec, problems: Problems, wa
 }
 
 /** A stage's own `args` can switch high availability or its incompatible flags on too. */
-export function checkStageHighAvailability(spec: PipelineSpec, stage: Stage, specPath: string, problems: Problems): void {
+function checkStageHighAvailability(spec: PipelineSpec, stage: Stage, specPath: string, problems: Problems): void {
   const args = 'args' in stage ? stage.args : {};
   const on = (flag: string, typed: boolean | undefined) => (flag in args ? args[flag] !== null : !!typed);
   if (!on('--enable-high-availability', spec.highAvailability?.enabled)) return;

@@ -3,35 +3,16 @@
  *
  * Everything a user writes is parsed here with zod; the rest of the code works on the
  * inferred types. Cross-field rules (references between stages, parallel layout) are
- * checked in `validateSpec` so that every problem is reported with its path at once.
+ * checked by planPipeline (modellink/plan.ts, with modellink/rules.ts) so that every problem
+ * is reported with its path at once.
  */
 import { z } from 'zod';
+import { durationSchema } from '../common/duration.ts';
 import { communicationSchema, highAvailabilitySchema, kernelsSchema, memorySchema, moeSchema, parallelSchema, profilingSchema } from './features.ts';
-
-const positiveInt = z.number({ error: 'expected a positive integer' }).int('expected a positive integer').positive('expected a positive integer');
-const nonNegativeInt = z.number({ error: 'expected a non-negative integer' }).int('expected a non-negative integer').min(0, 'expected a non-negative integer');
-const positiveNumber = z.number({ error: 'expected a positive number' }).positive('expected a positive number');
-const nonEmpty = z.string({ error: 'expected a non-empty string' }).min(1, 'expected a non-empty string');
-
-/** "90s", "10m", "2h", "1d" or a number of seconds. */
-export const durationSchema = z.union([
-  z.number().positive('expected a positive number of seconds'),
-  z.string().regex(/^\d+(\.\d+)?(ms|s|m|h|d)$/, 'expected a duration such as "90s", "10m" or "2h"'),
-]);
-export type Duration = z.infer<typeof durationSchema>;
-
-export function durationToMs(d: Duration): number {
-  if (typeof d === 'number') return d * 1000;
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(d);
-  if (!m) throw new Error(`invalid duration ${d}`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
-  return Number(m[1]) * unit;
-}
+import { envSchema, nonEmpty, nonNegativeInt, positiveInt, positiveNumber } from './schema-parts.ts';
 
 /** --tokenizer-type's choices in ModelLink's parser. */
 const tokenizerTypeSchema = z.enum(['BertWordPieceLowerCase', 'BertWordPieceCase', 'GPT2BPETokenizer', 'SentencePieceTokenizer', 'GPTSentencePieceTokenizer', 'Llama2Tokenizer', 'PretrainedFromHF', 'NullTokenizer']);
-
-const envSchema = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'), z.string({ error: 'expected a string value (quote numbers in YAML)' }));
 
 /** An architecture written out in full, for models without a preset. Names follow ModelLink's flags. */
 export const architectureSchema = z.strictObject({
@@ -301,7 +282,7 @@ const inferenceStage = z.strictObject({
   kvCache: z.boolean().default(true),
 });
 
-export const stageSchema = z.discriminatedUnion('kind', [preprocessStage, convertStage, pretrainStage, finetuneStage, evaluateStage, inferenceStage], {
+const stageSchema = z.discriminatedUnion('kind', [preprocessStage, convertStage, pretrainStage, finetuneStage, evaluateStage, inferenceStage], {
   error: (issue) => (issue.code === 'invalid_union' ? 'expected kind to be one of preprocess | convert | pretrain | finetune | evaluate | inference' : undefined),
 });
 
@@ -340,6 +321,8 @@ export type Stage = z.infer<typeof stageSchema>;
 export type StageKind = Stage['kind'];
 export type PreprocessStage = z.infer<typeof preprocessStage>;
 export type ConvertStage = z.infer<typeof convertStage>;
+/** hf, mcore or legacy: a convert stage's from and to formats. */
+export type WeightFormat = z.infer<typeof weightFormat>;
 export type PretrainStage = z.infer<typeof pretrainStage>;
 export type FinetuneStage = z.infer<typeof finetuneStage>;
 export type EvaluateStage = z.infer<typeof evaluateStage>;
@@ -349,15 +332,6 @@ export type TrainingStage = PretrainStage | FinetuneStage;
 export interface SpecProblem {
   path: string;
   message: string;
-}
-
-export function formatPath(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const p of path) {
-    if (typeof p === 'number') out += `[${p}]`;
-    else out += out ? `.${String(p)}` : String(p);
-  }
-  return out || '(spec)';
 }
 
 export function formatProblems(problems: SpecProblem[]): string {

@@ -22,7 +22,7 @@ export interface StopGraceInput {
 /** Before any save was measured: a save of a large model on shared storage takes minutes. */
 export const UNMEASURED_SAVE_MS = 120_000;
 /** Measured saves vary (storage load, a bigger optimizer state at a later iteration): their margin. */
-export const SAVE_TIME_FACTOR = 1.5;
+const SAVE_TIME_FACTOR = 1.5;
 /** After the save: Python's exit, HCCL teardown, torchrun noticing its workers ended (the old fixed grace). */
 export const EXIT_MS = 10_000;
 

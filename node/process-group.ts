@@ -8,11 +8,10 @@ import fs from 'node:fs';
 import readline from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import type { ExitStatus } from '../common/exit-status.ts';
 
-export interface ExitStatus {
-  exitCode: number | null;
-  signal: string | null;
-}
+/** How the command ended (common/exit-status.ts), re-exported with the API that reports it. */
+export type { ExitStatus };
 
 export interface StartOptions {
   argv: string[];
@@ -61,12 +60,13 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-export function groupAlive(pid: number): boolean {
+/** Whether a process of this machine is still there (EPERM: it is, owned by someone else). */
+export function pidAlive(pid: number): boolean {
   try {
-    process.kill(-pid, 0);
+    process.kill(pid, 0);
     return true;
-  } catch {
-    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

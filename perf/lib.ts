@@ -156,7 +156,7 @@ export function table(headers: string[], rows: string[][]): string {
 }
 
 /** The parent pid of a process (from /proc), or undefined once it is gone. */
-export function parentPid(pid: number): number | undefined {
+function parentPid(pid: number): number | undefined {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);

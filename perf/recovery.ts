@@ -9,7 +9,7 @@
  *
  * See perf/README.md; `--help` lists every parameter.
  */
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -22,7 +22,8 @@ import { dalyIntervalMs, wasteFraction, youngIntervalMs } from '../modellink/adv
 import { noProgressWindowMs } from '../modellink/hang.ts';
 import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
 import type { AttemptRecord, PipelineState, StageState } from '../contracts/run-state.ts';
-import { durationToMs } from '../modellink/spec.ts';
+import { durationToMs } from '../common/duration.ts';
+import { gitCommit, gitTreeDirty } from '../node/git.ts';
 import { startDevServer, type DevServer } from '../devserver/dev-server.ts';
 import { loadConfig, type LinkflowConfig } from '../temporal.config.ts';
 import { EMULATOR, fiveStageSpec, ROOT, tempDir, writeSpec } from '../test/helpers/specs.ts';
@@ -628,14 +629,11 @@ function section4(g: GoodputResult, p: Params): string {
 // ---------------------------------------------------------------------------------------------
 
 /** The commit the run measured, and whether the working tree (other engineers' work in progress) differed from it. */
-function gitCommit(): string {
-  try {
-    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: ROOT, encoding: 'utf8' }).trim() !== '';
-    return dirty ? `${head} (with uncommitted changes in the working tree)` : head;
-  } catch {
-    return 'unknown';
-  }
+function measuredCommit(): string {
+  const head = gitCommit(ROOT, { short: true });
+  const dirty = gitTreeDirty(ROOT);
+  if (head === undefined || dirty === undefined) return 'unknown';
+  return dirty ? `${head} (with uncommitted changes in the working tree)` : head;
 }
 
 function header(ctx: Ctx, load: LoadSampler, elapsedMs: number): string {
@@ -646,7 +644,7 @@ function header(ctx: Ctx, load: LoadSampler, elapsedMs: number): string {
   return [
     '# Recovery benchmarks (issue 4)',
     '',
-    `Produced by \`node --import tsx perf/recovery.ts ${p.argv}\` on ${new Date().toISOString()} at commit ${gitCommit()}, in ${(elapsedMs / 60_000).toFixed(1)} min. Real Temporal dev server (${m.temporal}), ${ctx.workers.length} \`linkflow worker\` processes started over the run, ModelLink emulator; every number below comes from this one run.`,
+    `Produced by \`node --import tsx perf/recovery.ts ${p.argv}\` on ${new Date().toISOString()} at commit ${measuredCommit()}, in ${(elapsedMs / 60_000).toFixed(1)} min. Real Temporal dev server (${m.temporal}), ${ctx.workers.length} \`linkflow worker\` processes started over the run, ModelLink emulator; every number below comes from this one run.`,
     '',
     table(['machine', ''], [
       ['cores', String(m.cores)], ['CPU', m.cpu], ['RAM', `${m.ramGiB} GiB`], ['OS', m.os], ['Node', m.node], ['Python', m.python],

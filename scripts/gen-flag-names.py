@@ -1,7 +1,7 @@
 """Regenerate modellink/flag-names.json from reference/modellink/flags.json.
 
-linkflow checks every flag it emits (and every `extraArgs` flag a user writes) against
-this list at run time, so it must ship with the project; test/flags.test.ts proves the
+linkflow checks every flag it emits (and every flag a stage's `args` sets) against
+this list at run time, so it must ship with the project; test/commands.test.ts proves the
 copy still equals the reference.
 """
 import json

@@ -1,7 +1,6 @@
 /** Nightly benchmarks, the pure core: suite files, the default suite from the table, throughput, verdicts. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
   capacitySkipReason, caseFromSuiteCase, caseFromTableRow, decideVerdict, defaultSuite, fingerprintChanges, judgeCase, measureThroughput,
@@ -10,8 +9,8 @@ import {
 import { getPreset } from '../modellink/presets.ts';
 import { parseLogLine } from '../modellink/training-log.ts';
 import { loadSuiteFile, parseSuiteText } from '../benchmark/suite-file.ts';
+import { ROOT } from './helpers/specs.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const REFERENCE = path.join(ROOT, 'reference', 'modellink', 'seed-performance.json');
 const THRESHOLDS: Thresholds = defaultSuite().thresholds;
 

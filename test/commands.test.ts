@@ -2,7 +2,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { resumeArgs, type Arg } from '../modellink/commands.ts';
+import type { Arg } from '../modellink/args.ts';
+import { resumeArgs } from '../modellink/commands.ts';
 import { renderLaunch } from '../modellink/launch.ts';
 import { planPipeline, type StagePlan } from '../modellink/plan.ts';
 import { getPreset, presetNames } from '../modellink/presets.ts';

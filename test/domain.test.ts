@@ -2,7 +2,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { describeLayout, findResumePoint, loraResumeView, shardDirNames } from '../modellink/checkpoint.ts';
+import { describeLayout, loraResumeView, shardDirNames } from '../modellink/checkpoint.ts';
+import { findResumePoint } from '../activities/checkpoints.ts';
 import { causeLine, classifyFailure } from '../modellink/failures.ts';
 import { LogWindow } from '../modellink/log-window.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';

@@ -5,14 +5,14 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { classifyFailure } from '../modellink/failures.ts';
 import { iterations } from './helpers/emulator-log.ts';
-import { untilTrue } from './helpers/wait.ts';
+import { untilTrue, within } from './helpers/wait.ts';
+import { getFreePort } from '../node/free-port.ts';
 
 const EMULATOR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'emulator');
 const PYTHON = process.env.PYTHON ?? 'python3';
@@ -36,17 +36,6 @@ interface Node {
 }
 
 const running = new Set<ChildProcess>();
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** One node of a gang: the emulator's torchrun (the elastic agent) with this node's rank; its worker runs pretrain_gpt.py. */
 function startNode(opts: { rank: number; nodes: number; port: number; args: string[]; env?: Record<string, string>; script?: string; nproc?: number }): Node {
@@ -76,12 +65,6 @@ function startNode(opts: { rank: number; nodes: number; port: number; args: stri
 
 function startGang(nodes: number, port: number, args: (rank: number) => string[], env: (rank: number) => Record<string, string> = () => ({})): Node[] {
   return Array.from({ length: nodes }, (_, rank) => startNode({ rank, nodes, port, args: args(rank), env: env(rank) }));
-}
-
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`deadline: ${what} after ${ms} ms`)), ms)));
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
 
 const all = (nodes: Node[], ms: number) => within(Promise.all(nodes.map((n) => n.exited)), ms, 'gang did not exit');
@@ -141,7 +124,7 @@ afterAll(() => {
 
 describe('emulator gang (torchrun --nnodes > 1)', () => {
   it('two nodes rendezvous, train in lock-step, each writes its own shards, and the tracker follows both', async () => {
-    const port = await freePort();
+    const port = await getFreePort();
     const save = path.join(tmp, 'formed');
     // Node 1 first: it must wait at the rendezvous until node 0 listens.
     const node1 = startNode({ rank: 1, nodes: 2, port, args: trainArgs({ pp: 2, save, iters: 20 }) });
@@ -165,7 +148,7 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
   it('a node-scoped crash on node 1 fails node 0 at once with an HCCL error; the gang re-forms from the checkpoint and the fault does not fire again', async () => {
     const save = path.join(tmp, 'crash');
     const env = { MLEMU_FAULTS: 'pretrain:node1:crash@15' };
-    const first = startGang(2, await freePort(), () => trainArgs({ pp: 2, save, iters: 20 }), () => env);
+    const first = startGang(2, await getFreePort(), () => trainArgs({ pp: 2, save, iters: 20 }), () => env);
     const [e0, e1] = await all(first, 60_000);
     const [node0, node1] = first;
     // Node 1: its own crash (CANN EZ9999 + RuntimeError), after logging iteration 14.
@@ -185,7 +168,7 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
     expect(tracker(save)).toBe('10');
 
     // The same gang again, resuming: the marker disarms the fault, both finish.
-    const again = startGang(2, await freePort(), () => trainArgs({ pp: 2, save, load: save, iters: 20 }), () => env);
+    const again = startGang(2, await getFreePort(), () => trainArgs({ pp: 2, save, load: save, iters: 20 }), () => env);
     const [a0, a1] = await all(again, 60_000);
     expect(a0.code, again[0].stderr()).toBe(0);
     expect(a1.code, again[1].stderr()).toBe(0);
@@ -196,7 +179,7 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
 
   it('node 0’s worker SIGKILLed: its torchrun reports it in ChildFailedError (killed); node 1 exits promptly with the HCCL error', async () => {
     const save = path.join(tmp, 'kill0');
-    const gang = startGang(2, await freePort(), () => trainArgs({ pp: 2, save, iters: 20 }), () => ({ MLEMU_FAULTS: 'node0:sigkill@5' }));
+    const gang = startGang(2, await getFreePort(), () => trainArgs({ pp: 2, save, iters: 20 }), () => ({ MLEMU_FAULTS: 'node0:sigkill@5' }));
     const [e0, e1] = await all(gang, 60_000);
     // The agent outlives its worker (torch.distributed.run): exit 1 and the failure block, not the signal.
     expect(e0.code).toBe(1);
@@ -213,7 +196,7 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
 
   it('an unscoped fault in a gang that shares --save fires on exactly one node', async () => {
     const save = path.join(tmp, 'unscoped');
-    const gang = startGang(2, await freePort(), () => trainArgs({ pp: 2, save, iters: 20 }), () => ({ MLEMU_FAULTS: 'crash@5' }));
+    const gang = startGang(2, await getFreePort(), () => trainArgs({ pp: 2, save, iters: 20 }), () => ({ MLEMU_FAULTS: 'crash@5' }));
     const exits = await all(gang, 60_000);
     expect(exits.map((e) => e.code)).toEqual([1, 1]);
     const crashed = gang.filter((n) => n.stderr().includes('EZ9999: Inner Error!'));
@@ -224,7 +207,7 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
 
   it('a silent (hung) node makes the others fail after HCCL_EXEC_TIMEOUT with HCCL’s EI0002 timeout', async () => {
     const save = path.join(tmp, 'hang');
-    const gang = startGang(2, await freePort(), () => trainArgs({ pp: 2, save, iters: 20 }), () => ({ MLEMU_FAULTS: 'node1:hang@5', HCCL_EXEC_TIMEOUT: '2' }));
+    const gang = startGang(2, await getFreePort(), () => trainArgs({ pp: 2, save, iters: 20 }), () => ({ MLEMU_FAULTS: 'node1:hang@5', HCCL_EXEC_TIMEOUT: '2' }));
     const [node0, node1] = gang;
     await untilTrue(() => iterations(node1.stdout()).includes(4), 30_000, 'node 1 reaching iteration 4');
     const stalled = Date.now();
@@ -240,7 +223,7 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
   it('times out at the rendezvous like torch when the other node never comes (both sides)', async () => {
     const env = { MLEMU_RDZV_TIMEOUT_S: '2' };
     // Different ports: a lone node 1 (nobody listens) and a lone node 0 (nobody connects).
-    const [p1, p0] = [await freePort(), await freePort()];
+    const [p1, p0] = [await getFreePort(), await getFreePort()];
     const t0 = Date.now();
     const lone1 = startNode({ rank: 1, nodes: 2, port: p1, args: trainArgs({ pp: 2, save: path.join(tmp, 'lone1'), iters: 5 }), env });
     const lone0 = startNode({ rank: 0, nodes: 2, port: p0, args: trainArgs({ pp: 2, save: path.join(tmp, 'lone0'), iters: 5 }), env });
@@ -257,7 +240,7 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
   it('SIGTERM to node 1’s torchrun only, with --exit-signal-handler: it passes it to its worker, both nodes save the same iteration; node 0 exits 0, node 1’s agent dies of the signal', async () => {
     const save = path.join(tmp, 'sigterm');
     // A save interval that is never reached: the only checkpoint is the SIGTERM one.
-    const gang = startGang(2, await freePort(), () => trainArgs({ pp: 2, save, iters: 2000, saveInterval: 1000, extra: ['--exit-signal-handler'] }));
+    const gang = startGang(2, await getFreePort(), () => trainArgs({ pp: 2, save, iters: 2000, saveInterval: 1000, extra: ['--exit-signal-handler'] }));
     const [node0, node1] = gang;
     await untilTrue(() => iterations(node1.stdout()).length >= 3, 30_000, 'node 1 training');
     node1.child.kill('SIGTERM');
@@ -278,7 +261,7 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
 
   it('a gang of four nodes forms and trains (PP 4, one shard per node)', async () => {
     const save = path.join(tmp, 'four');
-    const gang = startGang(4, await freePort(), () => trainArgs({ pp: 4, save, iters: 3, saveInterval: 3 }));
+    const gang = startGang(4, await getFreePort(), () => trainArgs({ pp: 4, save, iters: 3, saveInterval: 3 }));
     const exits = await all(gang, 60_000);
     exits.forEach((e, k) => expect(e.code, gang[k].stderr()).toBe(0));
     expect(iterations(gang[3].stdout())).toEqual([1, 2, 3]);
@@ -288,7 +271,7 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
 
   it('two nodes of two ranks each (TP 2, PP 2): the four rank processes train in lock-step and each writes its own shard', async () => {
     const save = path.join(tmp, 'two-by-two');
-    const port = await freePort();
+    const port = await getFreePort();
     const args = [...trainArgs({ pp: 2, save, iters: 4, saveInterval: 2 }), '--tensor-model-parallel-size', '2'];
     const gang = [0, 1].map((rank) => startNode({ rank, nodes: 2, port, args, nproc: 2 }));
     const exits = await all(gang, 60_000);
@@ -306,11 +289,11 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
     const noCheckpoint = path.join(tmp, 'no-checkpoint'); // Megatron warns and goes on from random weights
     const missing = path.join(tmp, 'eval', 'mmlu', 'missing');
     const args = [...modelArgs(2), '--micro-batch-size', '1', '--bf16', '--load', noCheckpoint, '--task', 'mmlu', '--task-data-path', missing, '--no-load-rng', '--no-load-optim'];
-    const lone = startNode({ rank: 1, nodes: 2, port: await freePort(), args, script: 'evaluation.py', env: { MLEMU_RDZV_TIMEOUT_S: '1' } });
+    const lone = startNode({ rank: 1, nodes: 2, port: await getFreePort(), args, script: 'evaluation.py', env: { MLEMU_RDZV_TIMEOUT_S: '1' } });
     expect((await within(lone.exited, 30_000, 'lone evaluation node')).code).toBe(1);
     expect(lone.stderr()).toContain('torch.distributed.DistNetworkError: The client socket has timed out after 1s');
 
-    const port = await freePort();
+    const port = await getFreePort();
     const gang = [0, 1].map((rank) => startNode({ rank, nodes: 2, port, args, script: 'evaluation.py' }));
     const exits = await all(gang, 60_000);
     exits.forEach((e, k) => expect(e.code, gang[k].stderr()).toBe(0));

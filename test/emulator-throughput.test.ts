@@ -9,14 +9,12 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { measureThroughput, tableCases, type BenchmarkCase } from '../benchmark/core.ts';
 import { getPreset, type Impl } from '../modellink/presets.ts';
 import { parseLogLine } from '../modellink/training-log.ts';
+import { EMULATOR } from './helpers/specs.ts';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const EMULATOR = path.join(ROOT, 'emulator');
 const PYTHON = process.env.PYTHON ?? 'python3';
 
 let tmp: string;

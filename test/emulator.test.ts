@@ -4,14 +4,14 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { classifyFailure } from '../modellink/failures.ts';
 import { ITERATION_RE, iterations } from './helpers/emulator-log.ts';
-import { untilTrue } from './helpers/wait.ts';
+import { untilTrue, within } from './helpers/wait.ts';
+import { getFreePort } from '../node/free-port.ts';
 
 const EMULATOR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'emulator');
 const PYTHON = process.env.PYTHON ?? 'python3';
@@ -46,17 +46,6 @@ const torchrun = (nproc: number, script: string, args: string[], env: Record<str
     env,
   );
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 /** A small LLaMA-shaped model, as the examples/mcore/llama2 scripts pass it. */
 function modelArgs(extra: { tp?: number; pp?: number } = {}): string[] {
   return [
@@ -88,7 +77,7 @@ function trainArgs(opts: { save?: string; load?: string; iters?: number; tp?: nu
 
 let masterPort: number; // node 0's torchrun serves the ranks' store there
 beforeAll(async () => {
-  masterPort = await freePort();
+  masterPort = await getFreePort();
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'linkflow-emulator-test-'));
   hf = path.join(tmp, 'hf');
   for (const args of [['hf-model', hf], ['pretrain-jsonl', path.join(tmp, 'corpus.jsonl'), '--docs', '120'], ['eval', path.join(tmp, 'eval')]]) {
@@ -672,8 +661,3 @@ describe('torchrun stand-in', () => {
   }, 150_000);
 });
 
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`deadline: ${what} after ${ms} ms`)), ms)));
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
-}

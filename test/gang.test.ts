@@ -1,7 +1,7 @@
 /** Multi-node gangs without Temporal: rank command lines, placement, root cause, merged results. */
 import { describe, expect, it } from 'vitest';
 import { chooseNodes, logsIterations, mergeRankResults, nodeIdentity, nodeOfIdentity, nodeQueue, rootCauseRank } from '../modellink/gang.ts';
-import { launchesAcrossNodes, launchForRank, launchOf, nodesOf, pythonLaunch, renderLaunch, torchrunLaunch, withMasterPort } from '../modellink/launch.ts';
+import { launchesAcrossNodes, launchForRank, nodesOf, pythonLaunch, renderLaunch, torchrunLaunch, withMasterPort } from '../modellink/launch.ts';
 import { planPipeline } from '../modellink/plan.ts';
 import { fiveStageSpec, ROOT } from './helpers/specs.ts';
 

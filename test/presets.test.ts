@@ -5,7 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { architectureSchema } from '../modellink/spec.ts';
-import { customPreset, getPreset, presetNames, IMPLS, type Impl, type Preset, type PresetArg } from '../modellink/presets.ts';
+import { customPreset, getPreset, presetNames, IMPLS, type Impl, type Preset } from '../modellink/presets.ts';
+import type { Arg } from '../modellink/args.ts';
 import { ROOT } from './helpers/specs.ts';
 
 const REFERENCE = path.join(ROOT, 'reference', 'modellink');
@@ -18,7 +19,7 @@ interface Script {
   kind: string;
   kind_detail?: string;
   entrypoint: string;
-  args: PresetArg[];
+  args: Arg[];
   distributed: { nnodes?: number; nproc_per_node?: number };
 }
 interface FlagRecord {
@@ -101,11 +102,11 @@ function architectureFlagSet(): Set<string> {
   return set;
 }
 
-const valueOf = (args: PresetArg[], flag: string): string | string[] | null | undefined => {
+const valueOf = (args: Arg[], flag: string): string | string[] | null | undefined => {
   const hits = args.filter(([f]) => f === flag);
   return hits.length ? hits[hits.length - 1][1] : undefined;
 };
-const has = (args: PresetArg[], flag: string) => args.some(([f]) => f === flag);
+const has = (args: Arg[], flag: string) => args.some(([f]) => f === flag);
 const intOf = (v: unknown) => Math.trunc(Number(v));
 const primaryImpl = (p: Preset): Impl => p.reference.impl ?? p.impls[0];
 

@@ -7,7 +7,7 @@
 import { ApplicationFailure, CancellationScope, ChildWorkflowFailure, TimeoutFailure, executeChild, isCancellation, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type * as activities from '../activities/index.ts';
 import type { CaseRunOutcome } from '../contracts/workflows.ts';
-import type { BenchmarkCase, BenchmarkSuite, CaseResult, Verdict } from '../benchmark/core.ts';
+import type { BenchmarkCase, BenchmarkSuite, CaseResult } from '../benchmark/core.ts';
 import type { PipelineState } from '../contracts/run-state.ts';
 import { benchmarkProgressQuery, type BenchmarkOutcome, type BenchmarkProgress } from '../contracts/workflows.ts';
 import { freeNodes } from './gang.ts';

@@ -8,7 +8,8 @@ import { CancelledFailure } from '@temporalio/common';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { AttemptResult } from '../../contracts/run-state.ts';
-import { describeLayout, iterationDirName, missingShards, readTracker, shardDirNames, TRACKER_FILE } from '../../modellink/checkpoint.ts';
+import { describeLayout, iterationDirName, shardDirNames, TRACKER_FILE } from '../../modellink/checkpoint.ts';
+import { missingShards, readTracker } from '../checkpoints.ts';
 import { flattenArgs } from '../../modellink/commands.ts';
 import { launchForRank, launchOf, renderLaunch, withMasterPort, type Launch } from '../../modellink/launch.ts';
 import type { StagePlan } from '../../modellink/plan.ts';
@@ -35,7 +36,7 @@ export interface PreparedAttempt {
 }
 
 /** A stage that saves checkpoints: it resumes and holds its save directory's lease (a benchmark case saves nothing). */
-export function savesCheckpoints(stage: StagePlan): boolean {
+function savesCheckpoints(stage: StagePlan): boolean {
   return stage.training !== undefined && !stage.training.measureOnly;
 }
 

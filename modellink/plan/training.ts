@@ -1,7 +1,8 @@
 /** A pretrain or finetune stage: pretrain_gpt.py under torchrun, saving checkpoints a later attempt resumes from. */
 import path from 'node:path';
 import { buildTraining } from '../commands.ts';
-import { durationToMs, type TrainingStage } from '../spec.ts';
+import { durationToMs } from '../../common/duration.ts';
+import type { TrainingStage } from '../spec.ts';
 import type { StageContext, StageDraft } from './context.ts';
 
 export function planTraining(ctx: StageContext, stage: TrainingStage): StageDraft {

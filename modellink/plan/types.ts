@@ -2,7 +2,8 @@
  * What planning produces: plain data the workflow carries (it crosses Temporal as JSON), per stage
  * the exact command, its inputs, its output and, for training stages, what a resume needs.
  */
-import type { Arg, Entrypoint } from '../commands.ts';
+import type { Arg } from '../args.ts';
+import type { Entrypoint } from '../commands.ts';
 import type { FailureClass } from '../failures.ts';
 import type { HangWindows } from '../hang.ts';
 import type { Launch } from '../launch.ts';

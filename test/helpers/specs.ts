@@ -2,10 +2,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
+import { PROJECT_ROOT } from '../../common/project-root.ts';
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** linkflow's checkout (common/project-root.ts), under the name the tests use. */
+export const ROOT = PROJECT_ROOT;
 export const DEMO = path.join(ROOT, 'examples', 'demo');
 export const EMULATOR = path.join(ROOT, 'emulator');
 

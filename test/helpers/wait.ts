@@ -22,6 +22,13 @@ export async function untilTrue(cond: () => boolean, ms: number, what: string): 
   }
 }
 
+/** `promise`, or a failure naming `what` if it has not settled after `ms`. */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`deadline: ${what} after ${ms} ms`)), ms)));
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
 /** Processes whose command line mentions the text (the emulator's argv carries the workspace). */
 export function processesMentioning(text: string): string[] {
   const found: string[] = [];

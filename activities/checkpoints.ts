@@ -1,0 +1,46 @@
+/**
+ * A training stage's save directory as it is on disk: the tracker, the iteration directories and
+ * their shards, read for modellink/checkpoint.ts's layout rules. Reads only; nothing here writes.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { iterationDirName, iterationOfDirName, MODEL_FILE, parseTracker, resumePoint, shardDirNames, TRACKER_FILE, type Layout, type ResumePoint } from '../modellink/checkpoint.ts';
+
+export function readTracker(saveDir: string): number | 'release' | 'invalid' | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(path.join(saveDir, TRACKER_FILE), 'utf8');
+  } catch {
+    return undefined;
+  }
+  return parseTracker(text);
+}
+
+/** The shards of `layout` that are missing in one iteration directory (empty: complete). */
+export function missingShards(saveDir: string, iteration: number | 'release', layout: Layout): string[] {
+  const iterDir = path.join(saveDir, iterationDirName(iteration));
+  return shardDirNames(layout).filter((shard) => !fs.existsSync(path.join(iterDir, shard, MODEL_FILE)));
+}
+
+/** The iteration directories of a save directory, ascending. */
+function listIterations(saveDir: string): number[] {
+  let entries: string[];
+  try {
+    entries = fs.readdirSync(saveDir);
+  } catch {
+    return [];
+  }
+  return entries
+    .map(iterationOfDirName)
+    .filter((i): i is number => i !== undefined)
+    .sort((a, b) => a - b);
+}
+
+/** Where an attempt of a training stage resumes: the newest complete checkpoint in `saveDir` Megatron can load. */
+export function findResumePoint(saveDir: string, layout: Layout): ResumePoint {
+  return resumePoint(saveDir, {
+    tracker: () => readTracker(saveDir),
+    iterations: () => listIterations(saveDir),
+    missingShards: (iteration) => missingShards(saveDir, iteration, layout),
+  });
+}
