@@ -14,7 +14,7 @@ import { connectClient } from '../client/connect.ts';
 import { tableCases } from '../benchmark/core.ts';
 import { startDevServer } from '../devserver/dev-server.ts';
 import { loadConfig } from '../temporal.config.ts';
-import { EMULATOR, tempDir } from '../test/helpers/specs.ts';
+import { EMULATOR, tempDir } from '../testkit/specs.ts';
 import { createLinkflowWorker, installRuntime } from '../worker/worker.ts';
 import { benchmarkWorkflowType, type BenchmarkOutcome, type BenchmarkWorkflow } from '../contracts/workflows.ts';
 import { describeMachine, LoadSampler, mean, table } from './lib.ts';

@@ -26,9 +26,9 @@ import { durationToMs } from '../common/duration.ts';
 import { gitCommit, gitTreeDirty } from '../node/git.ts';
 import { startDevServer, type DevServer } from '../devserver/dev-server.ts';
 import { loadConfig, type LinkflowConfig } from '../temporal.config.ts';
-import { EMULATOR, fiveStageSpec, ROOT, tempDir, writeSpec } from '../test/helpers/specs.ts';
-import { processesMentioning, until } from '../test/helpers/wait.ts';
-import { startWorkerProcess, stopWorkers } from '../test/helpers/workers.ts';
+import { EMULATOR, fiveStageSpec, ROOT, tempDir, writeSpec } from '../testkit/specs.ts';
+import { processesMentioning, until } from '../testkit/wait.ts';
+import { startWorkerProcess, stopWorkers } from '../testkit/workers.ts';
 import {
   ancestorAmong, defined, describeMachine, distinctUniform, faultMarkers, fixed, LoadSampler, LogWatcher, mean, rng, sec, secRange, table,
   type AttemptLog,

@@ -13,9 +13,9 @@ import { outcomeOf } from '../client/pipeline.ts';
 import { loadSuite } from '../benchmark/suite-file.ts';
 import { benchmarkWorkflowType, pipelineWorkflowType, type BenchmarkWorkflow, type PipelineWorkflow } from '../contracts/workflows.ts';
 import type { History } from '@temporalio/common/lib/proto-utils.js';
-import { EMULATOR, fiveStageSpec, tempDir, writeSpec } from '../test/helpers/specs.ts';
-import { planFile, startSpec, startTestTemporal } from '../test/helpers/temporal.ts';
-import { startWorkerProcess, stopWorkers } from '../test/helpers/workers.ts';
+import { EMULATOR, fiveStageSpec, tempDir, writeSpec } from '../testkit/specs.ts';
+import { planFile, startSpec, startTestTemporal } from '../testkit/temporal.ts';
+import { startWorkerProcess, stopWorkers } from '../testkit/workers.ts';
 import { retrySettings } from '../temporal.config.ts';
 import type { ChildProcess } from 'node:child_process';
 

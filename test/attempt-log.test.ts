@@ -6,9 +6,9 @@
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';
-import { startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
-import { runCli } from './helpers/cli.ts';
+import { fiveStageSpec, tempDir, writeSpec } from '../testkit/specs.ts';
+import { startTestTemporal, type TestTemporal } from '../testkit/temporal.ts';
+import { runCli } from '../testkit/cli.ts';
 
 let t: TestTemporal;
 beforeAll(async () => {

@@ -9,7 +9,7 @@ import {
 import { getPreset } from '../modellink/presets.ts';
 import { parseLogLine } from '../modellink/training-log.ts';
 import { loadSuiteFile, parseSuiteText } from '../benchmark/suite-file.ts';
-import { ROOT } from './helpers/specs.ts';
+import { ROOT } from '../testkit/specs.ts';
 
 const REFERENCE = path.join(ROOT, 'reference', 'modellink', 'seed-performance.json');
 const THRESHOLDS: Thresholds = defaultSuite().thresholds;

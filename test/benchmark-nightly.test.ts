@@ -15,11 +15,11 @@ import { report } from '../benchmark/report.ts';
 import { loadSuite } from '../benchmark/suite-file.ts';
 import { defaultStorePath, openBenchmarkStore } from '../benchmark/store.ts';
 import { benchmarkWorkflowType, type BenchmarkOutcome, type BenchmarkWorkflow } from '../contracts/workflows.ts';
-import { EMULATOR, tempDir } from './helpers/specs.ts';
-import { startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
-import { until } from './helpers/wait.ts';
+import { EMULATOR, tempDir } from '../testkit/specs.ts';
+import { startTestTemporal, type TestTemporal } from '../testkit/temporal.ts';
+import { until } from '../testkit/wait.ts';
 import { getFreePort } from '../node/free-port.ts';
-import { runCli } from './helpers/cli.ts';
+import { runCli } from '../testkit/cli.ts';
 
 let t: TestTemporal;
 beforeAll(async () => {

@@ -5,8 +5,8 @@ import { caseChart, htmlReport, loadRunReport, needsNotification, terminalReport
 import { defaultStorePath, openBenchmarkStore, type BenchmarkStore } from '../benchmark/store.ts';
 import type { RunReport } from '../benchmark/records.ts';
 import { formatPercent } from '../benchmark/report-format.ts';
-import { tempDir } from './helpers/specs.ts';
-import { fingerprint, simulateNight } from './helpers/benchmarks.ts';
+import { tempDir } from '../testkit/specs.ts';
+import { fingerprint, simulateNight } from '../testkit/benchmarks.ts';
 
 const OK = 'llama2-7b-seq4k-mcore-1x8-bf16';
 const SLOW = 'qwen15-7b-seq8k-legacy-1x8-bf16';

@@ -6,8 +6,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { judgeCase } from '../benchmark/core.ts';
 import { BenchmarkStore, defaultStorePath, openBenchmarkStore } from '../benchmark/store.ts';
 import { SCHEMA_VERSION } from '../benchmark/schema.ts';
-import { tempDir } from './helpers/specs.ts';
-import { fingerprint, simulateNight, tableCase, throughputOf } from './helpers/benchmarks.ts';
+import { tempDir } from '../testkit/specs.ts';
+import { fingerprint, simulateNight, tableCase, throughputOf } from '../testkit/benchmarks.ts';
 
 const A = 'llama2-7b-seq4k-mcore-1x8-bf16';
 const B = 'qwen15-7b-seq8k-legacy-1x8-bf16';

@@ -4,8 +4,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { getFreePort } from '../node/free-port.ts';
-import { runCli } from './helpers/cli.ts';
-import { DEMO, EMULATOR, fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';
+import { runCli } from '../testkit/cli.ts';
+import { DEMO, EMULATOR, fiveStageSpec, tempDir, writeSpec } from '../testkit/specs.ts';
 
 describe('linkflow CLI', () => {
   it('validate: an invalid spec exits 2 and lists each problem with its path', async () => {

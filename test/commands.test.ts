@@ -7,7 +7,7 @@ import { resumeArgs } from '../modellink/commands.ts';
 import { renderLaunch } from '../modellink/launch.ts';
 import { planPipeline, type StagePlan } from '../modellink/plan.ts';
 import { getPreset, presetNames } from '../modellink/presets.ts';
-import { fiveStageSpec, ROOT } from './helpers/specs.ts';
+import { fiveStageSpec, ROOT } from '../testkit/specs.ts';
 
 const REFERENCE = path.join(ROOT, 'reference', 'modellink');
 const flagsJson = JSON.parse(fs.readFileSync(path.join(REFERENCE, 'flags.json'), 'utf8')) as {

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import type { Arg } from '../modellink/args.ts';
 import { importScript, MANAGED_OUTPUT_FLAGS, normalizeValue, renderStage } from '../import/import-script.ts';
 import type { ParsedScript } from '../import/shell-script.ts';
-import { ROOT } from './helpers/specs.ts';
+import { ROOT } from '../testkit/specs.ts';
 
 interface Example {
   script: string;

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { planPipeline } from '../modellink/plan.ts';
-import { DEMO, fiveStageSpec, type RawSpec } from './helpers/specs.ts';
+import { DEMO, fiveStageSpec, type RawSpec } from '../testkit/specs.ts';
 
 const REFERENCE = path.join(DEMO, '..', '..', 'reference', 'modellink');
 const flagsJson = JSON.parse(fs.readFileSync(path.join(REFERENCE, 'flags.json'), 'utf8')) as { convert_ckpt_plugin_combinations: Record<string, { flags: { flag: string }[] }> };

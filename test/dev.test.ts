@@ -5,8 +5,8 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isReachable } from '../devserver/dev-server.ts';
 import { getFreePort } from '../node/free-port.ts';
-import { runCli } from './helpers/cli.ts';
-import { ROOT, tempDir } from './helpers/specs.ts';
+import { runCli } from '../testkit/cli.ts';
+import { ROOT, tempDir } from '../testkit/specs.ts';
 
 describe('linkflow dev', () => {
   it('starts the dev server with its SQLite file and a worker; Ctrl-C stops all of them', async () => {

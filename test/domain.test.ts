@@ -7,7 +7,7 @@ import { findResumePoint } from '../activities/checkpoints.ts';
 import { causeLine, classifyFailure } from '../modellink/failures.ts';
 import { LogWindow } from '../modellink/log-window.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
-import { tempDir } from './helpers/specs.ts';
+import { tempDir } from '../testkit/specs.ts';
 
 const LINE = ' [2024-09-29 10:00:00] iteration       10/    2000 | consumed samples:         1280 | elapsed time per iteration (ms): 5432.1 | throughput per GPU (TFLOP/s/GPU): 180.2 | learning rate: 1.250000E-06 | global batch size:   128 | lm loss: 1.875432E+00 | loss scale: 1.0 | grad norm: 1.234 | number of skipped iterations:   0 | number of nan iterations:   0 |';
 

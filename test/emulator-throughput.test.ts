@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { measureThroughput, tableCases, type BenchmarkCase } from '../benchmark/core.ts';
 import { getPreset, type Impl } from '../modellink/presets.ts';
 import { parseLogLine } from '../modellink/training-log.ts';
-import { EMULATOR } from './helpers/specs.ts';
+import { EMULATOR } from '../testkit/specs.ts';
 
 const PYTHON = process.env.PYTHON ?? 'python3';
 

@@ -9,8 +9,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { classifyFailure } from '../modellink/failures.ts';
-import { ITERATION_RE, iterations } from './helpers/emulator-log.ts';
-import { untilTrue, within } from './helpers/wait.ts';
+import { ITERATION_RE, iterations } from '../testkit/emulator-log.ts';
+import { untilTrue, within } from '../testkit/wait.ts';
 import { getFreePort } from '../node/free-port.ts';
 
 const EMULATOR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'emulator');

@@ -3,8 +3,8 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startProcess } from '../node/process-group.ts';
-import { ROOT, tempDir } from './helpers/specs.ts';
-import { processesMentioning, until } from './helpers/wait.ts';
+import { ROOT, tempDir } from '../testkit/specs.ts';
+import { processesMentioning, until } from '../testkit/wait.ts';
 
 describe('local executor', () => {
   it('reports exit codes and signals of the command itself', async () => {

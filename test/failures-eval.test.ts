@@ -5,9 +5,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO, fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';
-import { runSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
-import { runCli } from './helpers/cli.ts';
+import { DEMO, fiveStageSpec, tempDir, writeSpec } from '../testkit/specs.ts';
+import { runSpec, startTestTemporal, type TestTemporal } from '../testkit/temporal.ts';
+import { runCli } from '../testkit/cli.ts';
 
 let t: TestTemporal;
 beforeAll(async () => {

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { chooseNodes, logsIterations, mergeRankResults, nodeIdentity, nodeOfIdentity, nodeQueue, rootCauseRank } from '../modellink/gang.ts';
 import { launchesAcrossNodes, launchForRank, nodesOf, pythonLaunch, renderLaunch, torchrunLaunch, withMasterPort } from '../modellink/launch.ts';
 import { planPipeline } from '../modellink/plan.ts';
-import { fiveStageSpec, ROOT } from './helpers/specs.ts';
+import { fiveStageSpec, ROOT } from '../testkit/specs.ts';
 
 const rank = { nodeRank: 1, nodes: 2, node: 'n2', masterAddr: '10.0.0.7', masterPort: 29411 };
 

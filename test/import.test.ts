@@ -5,8 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { loadSpecFile } from '../client/spec-file.ts';
 import type { Arg } from '../modellink/args.ts';
 import { MANAGED_OUTPUT_FLAGS, normalizeValue } from '../import/import-script.ts';
-import { runCli } from './helpers/cli.ts';
-import { ROOT, tempDir } from './helpers/specs.ts';
+import { runCli } from '../testkit/cli.ts';
+import { ROOT, tempDir } from '../testkit/specs.ts';
 
 interface Example {
   script: string;

@@ -14,7 +14,7 @@ import { importScript, renderStage } from '../import/import-script.ts';
 import type { ParsedScript } from '../import/shell-script.ts';
 import { launchesAcrossNodes, launchesElasticAgent, launchForRank, launchOf, nodesOf, pythonLaunch, renderLaunch, torchrunLaunch, withMasterPort, type Launch } from '../modellink/launch.ts';
 import { plannedArgv, planPipeline, type StagePlan } from '../modellink/plan.ts';
-import { fiveStageSpec, ROOT } from './helpers/specs.ts';
+import { fiveStageSpec, ROOT } from '../testkit/specs.ts';
 
 const golden = JSON.parse(fs.readFileSync(path.join(ROOT, 'test', 'fixtures', 'launch-golden.json'), 'utf8')) as {
   argv: string[][];

@@ -11,10 +11,10 @@ import { CancelledFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshot } from '../client/pipeline.ts';
 import { progressQuery } from '../contracts/workflows.ts';
-import { DEMO, fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';
-import { runSpec, startSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
-import { runCli } from './helpers/cli.ts';
-import { processesMentioning } from './helpers/wait.ts';
+import { DEMO, fiveStageSpec, tempDir, writeSpec } from '../testkit/specs.ts';
+import { runSpec, startSpec, startTestTemporal, type TestTemporal } from '../testkit/temporal.ts';
+import { runCli } from '../testkit/cli.ts';
+import { processesMentioning } from '../testkit/wait.ts';
 
 let t: TestTemporal;
 beforeAll(async () => {

@@ -6,10 +6,10 @@ import fs from 'node:fs';
 import YAML from 'yaml';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';
-import { planFile, runSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
-import { runCli } from './helpers/cli.ts';
-import { until } from './helpers/wait.ts';
+import { fiveStageSpec, tempDir, writeSpec } from '../testkit/specs.ts';
+import { planFile, runSpec, startTestTemporal, type TestTemporal } from '../testkit/temporal.ts';
+import { runCli } from '../testkit/cli.ts';
+import { until } from '../testkit/wait.ts';
 import { outcomeOf, snapshot, startPipeline } from '../client/pipeline.ts';
 import { loadConfig } from '../temporal.config.ts';
 

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { architectureSchema } from '../modellink/spec.ts';
 import { customPreset, getPreset, presetNames, IMPLS, type Impl, type Preset } from '../modellink/presets.ts';
 import type { Arg } from '../modellink/args.ts';
-import { ROOT } from './helpers/specs.ts';
+import { ROOT } from '../testkit/specs.ts';
 
 const REFERENCE = path.join(ROOT, 'reference', 'modellink');
 const readJson = (p: string) => JSON.parse(fs.readFileSync(p, 'utf8'));

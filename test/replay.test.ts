@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import proto from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
-import { ROOT } from './helpers/specs.ts';
+import { ROOT } from '../testkit/specs.ts';
 
 const require = createRequire(import.meta.url);
 const dir = path.join(ROOT, 'test', 'histories');

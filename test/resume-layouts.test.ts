@@ -8,8 +8,8 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO, EMULATOR, fiveStageSpec, tempDir, writeSpec, type RawSpec } from './helpers/specs.ts';
-import { runSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
+import { DEMO, EMULATOR, fiveStageSpec, tempDir, writeSpec, type RawSpec } from '../testkit/specs.ts';
+import { runSpec, startTestTemporal, type TestTemporal } from '../testkit/temporal.ts';
 
 let t: TestTemporal;
 beforeAll(async () => {

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ROOT } from './helpers/specs.ts';
+import { ROOT } from '../testkit/specs.ts';
 
 const tracked = execFileSync('git', ['ls-files'], { cwd: ROOT, encoding: 'utf8' }).split('\n').filter(Boolean);
 const code = tracked.filter((f) => /\.(ts|mjs|js|py)$/.test(f) || f.startsWith('emulator/') && !f.includes('.'));

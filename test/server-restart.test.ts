@@ -7,8 +7,8 @@ import { startDevServer } from '../devserver/dev-server.ts';
 import { getFreePort } from '../node/free-port.ts';
 import { loadConfig } from '../temporal.config.ts';
 import { createLinkflowWorker } from '../worker/worker.ts';
-import { fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';
-import { planFile } from './helpers/temporal.ts';
+import { fiveStageSpec, tempDir, writeSpec } from '../testkit/specs.ts';
+import { planFile } from '../testkit/temporal.ts';
 
 describe('a restarted Temporal server', () => {
   it('the pipeline goes on when the server is back', async () => {

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { groupArgs, looksLikePlaceholder, parseModelLinkScript, type ParsedScript } from '../import/shell-script.ts';
 import type { Arg } from '../modellink/args.ts';
-import { ROOT } from './helpers/specs.ts';
+import { ROOT } from '../testkit/specs.ts';
 
 interface Example {
   script: string;

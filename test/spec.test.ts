@@ -1,7 +1,7 @@
 /** Spec validation: every problem reported with its path, before anything starts. */
 import { describe, expect, it } from 'vitest';
 import { planPipeline } from '../modellink/plan.ts';
-import { fiveStageSpec } from './helpers/specs.ts';
+import { fiveStageSpec } from '../testkit/specs.ts';
 
 function problemsOf(raw: unknown): string[] {
   const r = planPipeline(raw, { baseDir: '/tmp' });

@@ -12,10 +12,10 @@ import { startProcess } from '../node/process-group.ts';
 import { EXIT_MS, stopGraceMs, UNMEASURED_SAVE_MS } from '../modellink/stop-grace.ts';
 import { isElasticAgent, launchesElasticAgent, pythonLaunch, torchrunLaunch } from '../modellink/launch.ts';
 import { outcomeOf, snapshot, startPipeline } from '../client/pipeline.ts';
-import { fiveStageSpec, ROOT, tempDir, writeSpec, type RawSpec } from './helpers/specs.ts';
-import { planFile, runSpec, startTestTemporal, type TestTemporal } from './helpers/temporal.ts';
-import { runCli } from './helpers/cli.ts';
-import { until } from './helpers/wait.ts';
+import { fiveStageSpec, ROOT, tempDir, writeSpec, type RawSpec } from '../testkit/specs.ts';
+import { planFile, runSpec, startTestTemporal, type TestTemporal } from '../testkit/temporal.ts';
+import { runCli } from '../testkit/cli.ts';
+import { until } from '../testkit/wait.ts';
 
 describe('the stop grace', () => {
   it('is the measured save (with a margin) plus one iteration, bounded by checkpointTimeout', () => {

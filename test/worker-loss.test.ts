@@ -9,10 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectClient } from '../client/connect.ts';
 import { outcomeOf, snapshot, startPipeline } from '../client/pipeline.ts';
 import { startDevServer, type DevServer } from '../devserver/dev-server.ts';
-import { fiveStageSpec, tempDir, writeSpec } from './helpers/specs.ts';
-import { planFile } from './helpers/temporal.ts';
-import { fastRetryConfig, processesMentioning, until } from './helpers/wait.ts';
-import { startWorkerProcess, stopWorkers } from './helpers/workers.ts';
+import { fiveStageSpec, tempDir, writeSpec } from '../testkit/specs.ts';
+import { planFile } from '../testkit/temporal.ts';
+import { fastRetryConfig, processesMentioning, until } from '../testkit/wait.ts';
+import { startWorkerProcess, stopWorkers } from '../testkit/workers.ts';
 
 let server: DevServer;
 const workers: ChildProcess[] = [];

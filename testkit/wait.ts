@@ -1,6 +1,6 @@
 /** Waiting and looking at processes, for tests that run real pipelines. */
 import fs from 'node:fs';
-import { loadConfig, type LinkflowConfig } from '../../temporal.config.ts';
+import { loadConfig, type LinkflowConfig } from '../temporal.config.ts';
 
 /** Polls until `check` gives a value (not undefined or false); fails with `what` after the timeout. */
 export async function until<T>(what: string, check: () => Promise<T | undefined | false>, options: { everyMs?: number; timeoutMs?: number } = {}): Promise<T> {

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
-import { PROJECT_ROOT } from '../../common/project-root.ts';
+import { PROJECT_ROOT } from '../common/project-root.ts';
 
 /** linkflow's checkout (common/project-root.ts), under the name the tests use. */
 export const ROOT = PROJECT_ROOT;

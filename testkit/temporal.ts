@@ -1,10 +1,10 @@
 /** A real Temporal dev server and a linkflow worker for one test file. */
 import type { Client } from '@temporalio/client';
 import { randomUUID } from 'node:crypto';
-import { loadConfig, type LinkflowConfig } from '../../temporal.config.ts';
-import { startDevServer, type DevServer } from '../../devserver/dev-server.ts';
-import { createLinkflowWorker } from '../../worker/worker.ts';
-import { connectClient } from '../../client/connect.ts';
+import { loadConfig, type LinkflowConfig } from '../temporal.config.ts';
+import { startDevServer, type DevServer } from '../devserver/dev-server.ts';
+import { createLinkflowWorker } from '../worker/worker.ts';
+import { connectClient } from '../client/connect.ts';
 import type { Worker } from '@temporalio/worker';
 
 export interface TestTemporal {
@@ -42,10 +42,10 @@ export async function startTestTemporal(): Promise<TestTemporal> {
   };
 }
 
-import { loadSpecFile } from '../../client/spec-file.ts';
-import { outcomeOf, startPipeline } from '../../client/pipeline.ts';
-import type { PipelinePlan } from '../../modellink/plan.ts';
-import type { PipelineState } from '../../contracts/run-state.ts';
+import { loadSpecFile } from '../client/spec-file.ts';
+import { outcomeOf, startPipeline } from '../client/pipeline.ts';
+import type { PipelinePlan } from '../modellink/plan.ts';
+import type { PipelineState } from '../contracts/run-state.ts';
 import type { WorkflowHandle } from '@temporalio/client';
 
 export function planFile(specFile: string): PipelinePlan {

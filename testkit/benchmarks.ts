@@ -1,6 +1,6 @@
 /** Simulated benchmark nights for the store and report tests: what the benchmark workflow does per run, minus Temporal. */
-import { defaultSuite, judgeCase, tableCases, type BenchmarkCase, type BenchmarkSuite, type CaseOutcome, type EnvironmentFingerprint, type Throughput } from '../../benchmark/core.ts';
-import type { BenchmarkStore } from '../../benchmark/store.ts';
+import { defaultSuite, judgeCase, tableCases, type BenchmarkCase, type BenchmarkSuite, type CaseOutcome, type EnvironmentFingerprint, type Throughput } from '../benchmark/core.ts';
+import type { BenchmarkStore } from '../benchmark/store.ts';
 
 export function throughputOf(tokensPerSecondPerDevice: number): Throughput {
   return { tokensPerSecondPerDevice, min: tokensPerSecondPerDevice * 0.99, max: tokensPerSecondPerDevice * 1.01, mad: tokensPerSecondPerDevice * 0.002, msPerIteration: 1000, iterations: 20, tflopsPerDevice: 150 };
