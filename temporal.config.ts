@@ -13,45 +13,69 @@ import type { RetrySettingsInput } from './contracts/run-state.ts';
 
 const envBoolean = z.union([z.boolean(), z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1')]);
 const envInt = z.union([z.number(), z.string().regex(/^\d+$/, 'expected a whole number').transform(Number)]).pipe(z.number().int().positive());
-const envNumber = z.union([z.number(), z.string().regex(/^\d+(\.\d+)?$/, 'expected a number').transform(Number)]).pipe(z.number().positive());
+const envNumber = z
+  .union([
+    z.number(),
+    z
+      .string()
+      .regex(/^\d+(\.\d+)?$/, 'expected a number')
+      .transform(Number),
+  ])
+  .pipe(z.number().positive());
 
 const configSchema = z.strictObject({
   address: z.string().min(1).default('127.0.0.1:7233'),
   namespace: z.string().min(1).default('default'),
   /** The pool's task queue; a spec's cluster.taskQueue overrides it per pipeline. */
   taskQueue: z.string().min(1).default('linkflow'),
-  tls: z.strictObject({
-    enabled: envBoolean.default(false),
-    clientCertPath: z.string().optional(),
-    clientKeyPath: z.string().optional(),
-    serverCaCertPath: z.string().optional(),
-    serverName: z.string().optional(),
-  }).default({ enabled: false }),
+  tls: z
+    .strictObject({
+      enabled: envBoolean.default(false),
+      clientCertPath: z.string().optional(),
+      clientKeyPath: z.string().optional(),
+      serverCaCertPath: z.string().optional(),
+      serverName: z.string().optional(),
+    })
+    .default({ enabled: false }),
   /** Temporal Cloud API key; implies TLS. */
   apiKey: z.string().optional(),
-  activity: z.strictObject({
-    /** A worker that stops heartbeating for this long is considered lost; its attempt moves to a live worker. */
-    heartbeatTimeout: durationSchema.default('60s'),
-    /** Upper bound of one attempt of a stage (a training run can take weeks). */
-    startToCloseTimeout: durationSchema.default('30d'),
-  }).default({ heartbeatTimeout: '60s', startToCloseTimeout: '30d' }),
-  retry: z.strictObject({
-    /** Attempts per stage that may end in errors of the job itself (crash, OOM, NaN…), the first included; a stage's maxAttempts overrides it. */
-    maximumAttempts: envInt.default(5),
-    initialInterval: durationSchema.default('10s'),
-    backoffCoefficient: envNumber.default(2),
-    maximumInterval: durationSchema.default('5m'),
-    /** Infrastructure faults (communication, lost node, killed, hang, segfault) have a budget of their own, so they never use up the one above. */
-    infrastructureAttempts: envInt.default(20),
-    infrastructureInitialInterval: durationSchema.default('30s'),
-    /** A workflow run continues as new after this many attempts (or when Temporal suggests it), keeping its attempt log. */
-    continueAsNewAfterAttempts: envInt.default(50),
-  }).default({ maximumAttempts: 5, initialInterval: '10s', backoffCoefficient: 2, maximumInterval: '5m', infrastructureAttempts: 20, infrastructureInitialInterval: '30s', continueAsNewAfterAttempts: 50 }),
-  dev: z.strictObject({
-    /** SQLite file of the embedded dev server, so `linkflow dev` keeps its state across restarts. */
-    dbFile: z.string().default(path.join(PROJECT_ROOT, '.linkflow', 'temporal-dev.db')),
-    uiPort: envInt.default(8233),
-  }).default({ dbFile: path.join(PROJECT_ROOT, '.linkflow', 'temporal-dev.db'), uiPort: 8233 }),
+  activity: z
+    .strictObject({
+      /** A worker that stops heartbeating for this long is considered lost; its attempt moves to a live worker. */
+      heartbeatTimeout: durationSchema.default('60s'),
+      /** Upper bound of one attempt of a stage (a training run can take weeks). */
+      startToCloseTimeout: durationSchema.default('30d'),
+    })
+    .default({ heartbeatTimeout: '60s', startToCloseTimeout: '30d' }),
+  retry: z
+    .strictObject({
+      /** Attempts per stage that may end in errors of the job itself (crash, OOM, NaN…), the first included; a stage's maxAttempts overrides it. */
+      maximumAttempts: envInt.default(5),
+      initialInterval: durationSchema.default('10s'),
+      backoffCoefficient: envNumber.default(2),
+      maximumInterval: durationSchema.default('5m'),
+      /** Infrastructure faults (communication, lost node, killed, hang, segfault) have a budget of their own, so they never use up the one above. */
+      infrastructureAttempts: envInt.default(20),
+      infrastructureInitialInterval: durationSchema.default('30s'),
+      /** A workflow run continues as new after this many attempts (or when Temporal suggests it), keeping its attempt log. */
+      continueAsNewAfterAttempts: envInt.default(50),
+    })
+    .default({
+      maximumAttempts: 5,
+      initialInterval: '10s',
+      backoffCoefficient: 2,
+      maximumInterval: '5m',
+      infrastructureAttempts: 20,
+      infrastructureInitialInterval: '30s',
+      continueAsNewAfterAttempts: 50,
+    }),
+  dev: z
+    .strictObject({
+      /** SQLite file of the embedded dev server, so `linkflow dev` keeps its state across restarts. */
+      dbFile: z.string().default(path.join(PROJECT_ROOT, '.linkflow', 'temporal-dev.db')),
+      uiPort: envInt.default(8233),
+    })
+    .default({ dbFile: path.join(PROJECT_ROOT, '.linkflow', 'temporal-dev.db'), uiPort: 8233 }),
 });
 
 export type LinkflowConfig = z.infer<typeof configSchema>;
@@ -68,30 +92,42 @@ function fromEnv(env: Env): Record<string, unknown> {
     ['namespace', env.TEMPORAL_NAMESPACE],
     ['taskQueue', env.LINKFLOW_TASK_QUEUE],
     ['apiKey', env.TEMPORAL_API_KEY],
-    ['tls', pick([
-      ['enabled', env.TEMPORAL_TLS],
-      ['clientCertPath', env.TEMPORAL_TLS_CLIENT_CERT_PATH ?? env.TEMPORAL_TLS_CERT],
-      ['clientKeyPath', env.TEMPORAL_TLS_CLIENT_KEY_PATH ?? env.TEMPORAL_TLS_KEY],
-      ['serverCaCertPath', env.TEMPORAL_TLS_SERVER_CA_CERT_PATH ?? env.TEMPORAL_TLS_CA],
-      ['serverName', env.TEMPORAL_TLS_SERVER_NAME],
-    ])],
-    ['activity', pick([
-      ['heartbeatTimeout', env.LINKFLOW_HEARTBEAT_TIMEOUT],
-      ['startToCloseTimeout', env.LINKFLOW_STAGE_TIMEOUT],
-    ])],
-    ['retry', pick([
-      ['maximumAttempts', env.LINKFLOW_RETRY_MAX_ATTEMPTS],
-      ['initialInterval', env.LINKFLOW_RETRY_INITIAL_INTERVAL],
-      ['backoffCoefficient', env.LINKFLOW_RETRY_BACKOFF],
-      ['maximumInterval', env.LINKFLOW_RETRY_MAX_INTERVAL],
-      ['infrastructureAttempts', env.LINKFLOW_RETRY_INFRA_ATTEMPTS],
-      ['infrastructureInitialInterval', env.LINKFLOW_RETRY_INFRA_INITIAL_INTERVAL],
-      ['continueAsNewAfterAttempts', env.LINKFLOW_CONTINUE_AS_NEW_AFTER],
-    ])],
-    ['dev', pick([
-      ['dbFile', env.LINKFLOW_DEV_DB],
-      ['uiPort', env.LINKFLOW_DEV_UI_PORT],
-    ])],
+    [
+      'tls',
+      pick([
+        ['enabled', env.TEMPORAL_TLS],
+        ['clientCertPath', env.TEMPORAL_TLS_CLIENT_CERT_PATH ?? env.TEMPORAL_TLS_CERT],
+        ['clientKeyPath', env.TEMPORAL_TLS_CLIENT_KEY_PATH ?? env.TEMPORAL_TLS_KEY],
+        ['serverCaCertPath', env.TEMPORAL_TLS_SERVER_CA_CERT_PATH ?? env.TEMPORAL_TLS_CA],
+        ['serverName', env.TEMPORAL_TLS_SERVER_NAME],
+      ]),
+    ],
+    [
+      'activity',
+      pick([
+        ['heartbeatTimeout', env.LINKFLOW_HEARTBEAT_TIMEOUT],
+        ['startToCloseTimeout', env.LINKFLOW_STAGE_TIMEOUT],
+      ]),
+    ],
+    [
+      'retry',
+      pick([
+        ['maximumAttempts', env.LINKFLOW_RETRY_MAX_ATTEMPTS],
+        ['initialInterval', env.LINKFLOW_RETRY_INITIAL_INTERVAL],
+        ['backoffCoefficient', env.LINKFLOW_RETRY_BACKOFF],
+        ['maximumInterval', env.LINKFLOW_RETRY_MAX_INTERVAL],
+        ['infrastructureAttempts', env.LINKFLOW_RETRY_INFRA_ATTEMPTS],
+        ['infrastructureInitialInterval', env.LINKFLOW_RETRY_INFRA_INITIAL_INTERVAL],
+        ['continueAsNewAfterAttempts', env.LINKFLOW_CONTINUE_AS_NEW_AFTER],
+      ]),
+    ],
+    [
+      'dev',
+      pick([
+        ['dbFile', env.LINKFLOW_DEV_DB],
+        ['uiPort', env.LINKFLOW_DEV_UI_PORT],
+      ]),
+    ],
   ]);
 }
 
@@ -99,7 +135,8 @@ function merge(base: Record<string, unknown>, over: Record<string, unknown>): Re
   const out: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(over)) {
     const b = out[k];
-    out[k] = v && typeof v === 'object' && !Array.isArray(v) && b && typeof b === 'object' ? merge(b as Record<string, unknown>, v as Record<string, unknown>) : v;
+    out[k] =
+      v && typeof v === 'object' && !Array.isArray(v) && b && typeof b === 'object' ? merge(b as Record<string, unknown>, v as Record<string, unknown>) : v;
   }
   return out;
 }

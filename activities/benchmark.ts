@@ -6,7 +6,18 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { durationToMs } from '../common/duration.ts';
-import { capacitySkipReason, judgeCase, measureThroughput, planSuite, suiteCluster, type BenchmarkCase, type BenchmarkSuite, type CaseOutcome, type CaseResult, type EnvironmentFingerprint } from '../benchmark/core.ts';
+import {
+  capacitySkipReason,
+  judgeCase,
+  measureThroughput,
+  planSuite,
+  suiteCluster,
+  type BenchmarkCase,
+  type BenchmarkSuite,
+  type CaseOutcome,
+  type CaseResult,
+  type EnvironmentFingerprint,
+} from '../benchmark/core.ts';
 import { planBenchmarkCase } from '../benchmark/plan.ts';
 import type { PipelinePlan } from '../modellink/plan.ts';
 import type { CaseRunOutcome } from '../contracts/workflows.ts';
@@ -36,7 +47,11 @@ function withStore<T>(suite: BenchmarkSuite, fn: (store: BenchmarkStore) => T): 
 
 function firstLine(file: string, pattern?: RegExp): string | undefined {
   try {
-    const lines = fs.readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).filter(Boolean);
+    const lines = fs
+      .readFileSync(file, 'utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
     return pattern ? lines.map((l) => pattern.exec(l)?.[1]).find((x) => x !== undefined) : lines[0];
   } catch {
     return undefined;
@@ -48,7 +63,10 @@ function environmentFingerprint(suite: BenchmarkSuite): EnvironmentFingerprint {
   const toolkit = process.env.ASCEND_TOOLKIT_HOME ?? '/usr/local/Ascend/ascend-toolkit/latest';
   const pkg = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string };
   const root = suite.modellink?.root;
-  const cann = process.env.LINKFLOW_CANN_VERSION ?? firstLine(path.join(toolkit, 'version.cfg'), /version=\[?([^\]\s]+)/i) ?? firstLine(path.join(toolkit, 'compiler', 'version.info'), /^Version=(.+)$/);
+  const cann =
+    process.env.LINKFLOW_CANN_VERSION ??
+    firstLine(path.join(toolkit, 'version.cfg'), /version=\[?([^\]\s]+)/i) ??
+    firstLine(path.join(toolkit, 'compiler', 'version.info'), /^Version=(.+)$/);
   const driver = process.env.LINKFLOW_DRIVER_VERSION ?? firstLine('/usr/local/Ascend/driver/version.info', /^Version=(.+)$/);
   const linkflowCommit = gitCommit(PROJECT_ROOT);
   const fingerprint: EnvironmentFingerprint = { linkflowVersion: `${pkg.version}${linkflowCommit ? `+${linkflowCommit.slice(0, 12)}` : ''}`, suite };
@@ -63,7 +81,13 @@ function environmentFingerprint(suite: BenchmarkSuite): EnvironmentFingerprint {
 export async function beginBenchmarkRun({ suite, runId }: BenchmarkRunInput): Promise<{ cases: BenchmarkCase[] }> {
   withStore(suite, (store) => {
     if (!store.getRun(runId)) {
-      store.startRun({ id: runId, suiteName: suite.name, cluster: suiteCluster(suite), startedAt: new Date().toISOString(), fingerprint: environmentFingerprint(suite) });
+      store.startRun({
+        id: runId,
+        suiteName: suite.name,
+        cluster: suiteCluster(suite),
+        startedAt: new Date().toISOString(),
+        fingerprint: environmentFingerprint(suite),
+      });
     }
   });
   return { cases: planSuite(suite) };
@@ -75,7 +99,13 @@ export type PreparedCase = { plan: PipelinePlan; retry: RetrySettingsInput; time
  * The case's pipeline, or why it cannot run here now (not enough free nodes in the pool, preset
  * missing): skipped, not failed. `freeNodes` are the named nodes that answered and run nothing.
  */
-export async function prepareBenchmarkCase({ suite, runId, benchmarkCase, taskQueue, freeNodes }: BenchmarkRunInput & { benchmarkCase: BenchmarkCase; taskQueue: string; freeNodes: number }): Promise<PreparedCase> {
+export async function prepareBenchmarkCase({
+  suite,
+  runId,
+  benchmarkCase,
+  taskQueue,
+  freeNodes,
+}: BenchmarkRunInput & { benchmarkCase: BenchmarkCase; taskQueue: string; freeNodes: number }): Promise<PreparedCase> {
   // A pool of unnamed workers (no --node) runs single-node cases on whichever worker polls.
   const nodes = freeNodes > 0 ? freeNodes : (await activityPollers(taskQueue)).length > 0 ? 1 : 0;
   const capacity = capacitySkipReason(benchmarkCase, { nodes, devicesPerNode: suite.devicesPerNode });
@@ -88,19 +118,28 @@ export async function prepareBenchmarkCase({ suite, runId, benchmarkCase, taskQu
   return { plan: planned.plan, retry, timeoutMs: durationToMs(suite.caseTimeout) };
 }
 
-
 /** Measures (from the log), judges against the case's history on this cluster, and stores the result. */
-export async function recordBenchmarkCase({ suite, runId, benchmarkCase, position, outcome }: BenchmarkRunInput & { benchmarkCase: BenchmarkCase; position: number; outcome: CaseRunOutcome }): Promise<CaseResult> {
+export async function recordBenchmarkCase({
+  suite,
+  runId,
+  benchmarkCase,
+  position,
+  outcome,
+}: BenchmarkRunInput & { benchmarkCase: BenchmarkCase; position: number; outcome: CaseRunOutcome }): Promise<CaseResult> {
   let judged: CaseOutcome;
   if (outcome.kind === 'ran') {
     const training = outcome.plan.stages[0].training!;
     const measured = measureThroughput(outcome.samples, training, { warmup: suite.iterations.warmup });
-    judged = measured.ok ? { kind: 'measured', throughput: measured.throughput } : { kind: 'failed', failureClass: 'no-result', reason: `${measured.reason}${outcome.logFile ? ` (log: ${outcome.logFile})` : ''}`, excerpt: [] };
+    judged = measured.ok
+      ? { kind: 'measured', throughput: measured.throughput }
+      : { kind: 'failed', failureClass: 'no-result', reason: `${measured.reason}${outcome.logFile ? ` (log: ${outcome.logFile})` : ''}`, excerpt: [] };
   } else {
     judged = outcome;
   }
   return withStore(suite, (store) => {
-    const history = store.caseHistory({ caseId: benchmarkCase.id, cluster: suiteCluster(suite), nights: suite.thresholds.historyNights, beforeRunId: runId }).map((n) => n.tokensPerSecondPerDevice);
+    const history = store
+      .caseHistory({ caseId: benchmarkCase.id, cluster: suiteCluster(suite), nights: suite.thresholds.historyNights, beforeRunId: runId })
+      .map((n) => n.tokensPerSecondPerDevice);
     const result = judgeCase(benchmarkCase, judged, history, suite.thresholds);
     const existing = store.runCases(runId).find((c) => c.caseId === benchmarkCase.id);
     // A retried activity finds its row already written: the first judgement stands.
@@ -111,7 +150,11 @@ export async function recordBenchmarkCase({ suite, runId, benchmarkCase, positio
 }
 
 /** Ends the run's record; the summary says whether anyone should hear of it. */
-export async function finishBenchmarkRun({ suite, runId, status }: BenchmarkRunInput & { status: Exclude<RunStatus, 'running'> }): Promise<{ summary: WebhookSummary; notify: boolean }> {
+export async function finishBenchmarkRun({
+  suite,
+  runId,
+  status,
+}: BenchmarkRunInput & { status: Exclude<RunStatus, 'running'> }): Promise<{ summary: WebhookSummary; notify: boolean }> {
   const summary = withStore(suite, (store) => {
     if (store.getRun(runId)?.status === 'running') store.finishRun(runId, status);
     return webhookSummary(loadRunReport(store, { runId })!);

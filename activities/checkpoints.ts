@@ -4,7 +4,17 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { iterationDirName, iterationOfDirName, MODEL_FILE, parseTracker, resumePoint, shardDirNames, TRACKER_FILE, type Layout, type ResumePoint } from '../modellink/checkpoint.ts';
+import {
+  iterationDirName,
+  iterationOfDirName,
+  MODEL_FILE,
+  parseTracker,
+  resumePoint,
+  shardDirNames,
+  TRACKER_FILE,
+  type Layout,
+  type ResumePoint,
+} from '../modellink/checkpoint.ts';
 
 export function readTracker(saveDir: string): number | 'release' | 'invalid' | undefined {
   let text: string;

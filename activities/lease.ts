@@ -59,7 +59,13 @@ export interface HeldLease {
  * Waits (calling `whileWaiting`, e.g. to heartbeat) until no other owner holds the lease, then takes it.
  * Returns what the wait was about, for the attempt's log.
  */
-export async function acquireLease(dir: string, owner: string, ttlMs: number, whileWaiting: (held: Lease) => void, file = LEASE_FILE): Promise<{ lease: HeldLease; waitedFor?: Lease }> {
+export async function acquireLease(
+  dir: string,
+  owner: string,
+  ttlMs: number,
+  whileWaiting: (held: Lease) => void,
+  file = LEASE_FILE,
+): Promise<{ lease: HeldLease; waitedFor?: Lease }> {
   fs.mkdirSync(dir, { recursive: true });
   let waitedFor: Lease | undefined;
   for (;;) {

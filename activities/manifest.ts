@@ -58,7 +58,10 @@ export function dataFiles(input: StageInput): string[] {
     } catch {
       return [`${input.path}_packed_input_ids_document.bin`];
     }
-    const files = entries.filter((e) => e.startsWith(`${base}_packed_`)).sort().map((e) => path.join(dir, e));
+    const files = entries
+      .filter((e) => e.startsWith(`${base}_packed_`))
+      .sort()
+      .map((e) => path.join(dir, e));
     return files.length > 0 ? files : [`${input.path}_packed_input_ids_document.bin`];
   }
   return [input.path];
@@ -66,7 +69,9 @@ export function dataFiles(input: StageInput): string[] {
 
 function stageFingerprint(stage: StagePlan, upstream: Record<string, string>): string {
   const inputs = stage.inputs.map((input) =>
-    input.fromStage ? { stage: input.fromStage, fingerprint: upstream[input.fromStage] ?? 'unknown' } : { path: input.path, files: dataFiles(input).flatMap(statSignature) },
+    input.fromStage
+      ? { stage: input.fromStage, fingerprint: upstream[input.fromStage] ?? 'unknown' }
+      : { path: input.path, files: dataFiles(input).flatMap(statSignature) },
   );
   const canonical = JSON.stringify({ argv: stage.argv, env: stage.env, inputs });
   return createHash('sha256').update(canonical).digest('hex');
@@ -105,7 +110,8 @@ export function checkStageUpToDate(stage: StagePlan, upstream: Record<string, st
   const fingerprint = stageFingerprint(stage, upstream);
   const manifest = readManifest(stage);
   if (!manifest) return { upToDate: false, fingerprint, reason: 'no manifest: the stage has not completed before' };
-  if (manifest.fingerprint !== fingerprint) return { upToDate: false, fingerprint, reason: `inputs or command changed since it completed at ${manifest.finishedAt}` };
+  if (manifest.fingerprint !== fingerprint)
+    return { upToDate: false, fingerprint, reason: `inputs or command changed since it completed at ${manifest.finishedAt}` };
   if (!outputPresent(stage)) return { upToDate: false, fingerprint, reason: `its output ${stage.output} is missing or incomplete` };
   return { upToDate: true, fingerprint, reason: `up to date: completed at ${manifest.finishedAt} with the same inputs and command` };
 }

@@ -23,7 +23,6 @@ export function nodeName(): string {
   return thisNode?.node ?? os.hostname();
 }
 
-
 export interface NodeInfo extends NodeIdentity {
   /** Commands this worker is running now: a busy node is not free for a new gang. */
   running: number;

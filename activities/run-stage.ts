@@ -28,6 +28,9 @@ export async function runStageAttempt(input: AttemptInput): Promise<AttemptResul
 function openAttemptLog({ pipeline, stage, attempt, rank }: AttemptInput): string {
   fs.mkdirSync(stage.logDir, { recursive: true });
   const logFile = path.join(stage.logDir, `attempt-${attempt}${rank ? `-rank-${rank.nodeRank}` : ''}-${timestamp()}.log`);
-  fs.writeFileSync(logFile, `# linkflow pipeline ${pipeline}, stage ${stage.name} (${stage.kind}), attempt ${attempt}${rank ? `, node rank ${rank.nodeRank} of ${rank.nodes} on ${rank.node} (master ${rank.masterAddr}:${rank.masterPort})` : ''}\n`);
+  fs.writeFileSync(
+    logFile,
+    `# linkflow pipeline ${pipeline}, stage ${stage.name} (${stage.kind}), attempt ${attempt}${rank ? `, node rank ${rank.nodeRank} of ${rank.nodes} on ${rank.node} (master ${rank.masterAddr}:${rank.masterPort})` : ''}\n`,
+  );
   return logFile;
 }

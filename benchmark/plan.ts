@@ -49,27 +49,36 @@ export function planBenchmarkCase(suite: BenchmarkSuite, c: BenchmarkCase, optio
     cluster: { nodes: c.shape.nodes, devicesPerNode: c.shape.devicesPerNode, ...(options.taskQueue ? { taskQueue: options.taskQueue } : {}) },
     // Without a tokenizer the path is never passed (NullTokenizer); the spec still wants one.
     model: { preset: c.preset, impl: c.shape.impl, tokenizer: tokenizer ?? path.join(options.runDir, 'no-tokenizer') },
-    parallel: { tp: p.tp, pp: p.pp, cp: p.cp, ep: p.ep, ...(p.vpp !== undefined ? { vpp: p.vpp } : {}), ...(p.numLayerList ? { numLayerList: p.numLayerList } : {}) },
-    stages: [{
-      name: BENCHMARK_STAGE,
-      kind: 'pretrain',
-      // Replaced by --mock-data; the spec needs a data reference.
-      data: path.join(options.runDir, 'mock-data'),
-      trainIters: iterations,
-      saveInterval: iterations,
-      globalBatchSize: p.globalBatchSize,
-      microBatchSize: p.microBatchSize,
-      seqLength: c.shape.seqLength,
-      // Long-sequence rows run past the model's usual positions, as their scripts do.
-      ...(c.shape.seqLength > preset.architecture.maxPositionEmbeddings ? { maxPositionEmbeddings: c.shape.seqLength } : {}),
-      precision: c.shape.precision,
-      logInterval: 1,
-      logThroughput: true,
-      // A measurement saves nothing and is never stopped to resume: no per-iteration signal all-gather.
-      exitSignalHandler: false,
-      env: { ...c.env, [CASE_ENV]: c.id },
-      args,
-    }],
+    parallel: {
+      tp: p.tp,
+      pp: p.pp,
+      cp: p.cp,
+      ep: p.ep,
+      ...(p.vpp !== undefined ? { vpp: p.vpp } : {}),
+      ...(p.numLayerList ? { numLayerList: p.numLayerList } : {}),
+    },
+    stages: [
+      {
+        name: BENCHMARK_STAGE,
+        kind: 'pretrain',
+        // Replaced by --mock-data; the spec needs a data reference.
+        data: path.join(options.runDir, 'mock-data'),
+        trainIters: iterations,
+        saveInterval: iterations,
+        globalBatchSize: p.globalBatchSize,
+        microBatchSize: p.microBatchSize,
+        seqLength: c.shape.seqLength,
+        // Long-sequence rows run past the model's usual positions, as their scripts do.
+        ...(c.shape.seqLength > preset.architecture.maxPositionEmbeddings ? { maxPositionEmbeddings: c.shape.seqLength } : {}),
+        precision: c.shape.precision,
+        logInterval: 1,
+        logThroughput: true,
+        // A measurement saves nothing and is never stopped to resume: no per-iteration signal all-gather.
+        exitSignalHandler: false,
+        env: { ...c.env, [CASE_ENV]: c.id },
+        args,
+      },
+    ],
   };
   const planned = planPipeline(raw, { baseDir: options.runDir });
   if (!planned.ok) return { ok: false, reason: `cannot plan the case: ${formatProblems(planned.problems).replace(/\n/g, '; ')}` };

@@ -78,12 +78,17 @@ export function caseChart(c: CaseRecord, points: readonly SeriesPoint[]): string
   parts.push(`<text class="label" x="${M.left - 6}" y="${r(M.top + 10)}" text-anchor="end">${e(formatThroughput(hi))}</text>`);
   parts.push(`<text class="label" x="${M.left - 6}" y="${r(M.top + plotH)}" text-anchor="end">${e(formatThroughput(lo))}</text>`);
   parts.push(`<text class="label" x="${M.left}" y="${H - 8}">${e(day(points[0].startedAt))}</text>`);
-  if (points.length > 1) parts.push(`<text class="label" x="${W - M.right}" y="${H - 8}" text-anchor="end">${e(day(points[points.length - 1].startedAt))}</text>`);
+  if (points.length > 1)
+    parts.push(`<text class="label" x="${W - M.right}" y="${H - 8}" text-anchor="end">${e(day(points[points.length - 1].startedAt))}</text>`);
   if (noiseLow !== undefined && noiseHigh !== undefined) {
-    parts.push(`<rect class="noise-band" x="${M.left}" y="${r(y(noiseHigh))}" width="${plotW}" height="${r(Math.max(1, y(noiseLow) - y(noiseHigh)))}"><title>${e(`noise band ${formatThroughput(noiseLow)}–${formatThroughput(noiseHigh)}`)}</title></rect>`);
+    parts.push(
+      `<rect class="noise-band" x="${M.left}" y="${r(y(noiseHigh))}" width="${plotW}" height="${r(Math.max(1, y(noiseLow) - y(noiseHigh)))}"><title>${e(`noise band ${formatThroughput(noiseLow)}–${formatThroughput(noiseHigh)}`)}</title></rect>`,
+    );
   }
   if (baseline !== undefined) {
-    parts.push(`<line class="baseline" x1="${M.left}" y1="${r(y(baseline))}" x2="${W - M.right}" y2="${r(y(baseline))}"><title>${e(`baseline ${formatThroughput(baseline)}`)}</title></line>`);
+    parts.push(
+      `<line class="baseline" x1="${M.left}" y1="${r(y(baseline))}" x2="${W - M.right}" y2="${r(y(baseline))}"><title>${e(`baseline ${formatThroughput(baseline)}`)}</title></line>`,
+    );
   }
   const line = points.map((p, i) => (p.tokensPerSecondPerDevice !== undefined ? `${r(x(i))},${r(y(p.tokensPerSecondPerDevice))}` : '')).filter(Boolean);
   if (line.length > 1) parts.push(`<polyline class="throughput" points="${line.join(' ')}"/>`);
@@ -94,11 +99,15 @@ export function caseChart(c: CaseRecord, points: readonly SeriesPoint[]): string
       // Failed and skipped nights sit on the axis as a cross: the gap in the line is explained.
       const cx = x(i);
       const cy = M.top + plotH - 6;
-      parts.push(`<path class="night ${p.verdict}" ${data} d="M${r(cx - 5)},${r(cy - 5)}L${r(cx + 5)},${r(cy + 5)}M${r(cx - 5)},${r(cy + 5)}L${r(cx + 5)},${r(cy - 5)}"><title>${e(tip)}</title></path>`);
+      parts.push(
+        `<path class="night ${p.verdict}" ${data} d="M${r(cx - 5)},${r(cy - 5)}L${r(cx + 5)},${r(cy + 5)}M${r(cx - 5)},${r(cy + 5)}L${r(cx + 5)},${r(cy - 5)}"><title>${e(tip)}</title></path>`,
+      );
       return;
     }
     const marked = p.verdict === 'regression' || p.verdict === 'improvement';
-    parts.push(`<circle class="night${marked ? ` mark ${p.verdict}` : ''}" ${data} cx="${r(x(i))}" cy="${r(y(p.tokensPerSecondPerDevice))}" r="${marked ? 6 : 3.5}"><title>${e(tip)}</title></circle>`);
+    parts.push(
+      `<circle class="night${marked ? ` mark ${p.verdict}` : ''}" ${data} cx="${r(x(i))}" cy="${r(y(p.tokensPerSecondPerDevice))}" r="${marked ? 6 : 3.5}"><title>${e(tip)}</title></circle>`,
+    );
   });
   return `<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img">${parts.join('')}</svg>`;
 }
@@ -120,20 +129,40 @@ function caseSection(c: CaseRecord, points: readonly SeriesPoint[]): string {
   const t = c.throughput;
   const facts: [string, string][] = [
     ['preset', c.preset ?? '—'],
-    ['layout', `${c.shape.nodes}×${c.shape.devicesPerNode}${c.parallel ? `, tp ${c.parallel.tp}, pp ${c.parallel.pp}${c.parallel.cp > 1 ? `, cp ${c.parallel.cp}` : ''}${c.parallel.ep > 1 ? `, ep ${c.parallel.ep}` : ''}, global batch ${c.parallel.globalBatchSize}` : ''}`],
+    [
+      'layout',
+      `${c.shape.nodes}×${c.shape.devicesPerNode}${c.parallel ? `, tp ${c.parallel.tp}, pp ${c.parallel.pp}${c.parallel.cp > 1 ? `, cp ${c.parallel.cp}` : ''}${c.parallel.ep > 1 ? `, ep ${c.parallel.ep}` : ''}, global batch ${c.parallel.globalBatchSize}` : ''}`,
+    ],
     ['baseline', formatThroughput(c.baseline)],
-    ['last', t ? `${formatThroughput(t.tokensPerSecondPerDevice)} (min ${formatThroughput(t.min)}, max ${formatThroughput(t.max)}, MAD ${formatThroughput(t.mad)}, ${t.iterations} iterations)` : '—'],
+    [
+      'last',
+      t
+        ? `${formatThroughput(t.tokensPerSecondPerDevice)} (min ${formatThroughput(t.min)}, max ${formatThroughput(t.max)}, MAD ${formatThroughput(t.mad)}, ${t.iterations} iterations)`
+        : '—',
+    ],
     ['TFLOP/s per device', t?.tflopsPerDevice !== undefined ? t.tflopsPerDevice.toFixed(1) : '—'],
-    ['history', k.historyMedian !== undefined ? `median ${formatThroughput(k.historyMedian)}, MAD ${formatThroughput(k.historyMad)} over ${k.historyNights} nights` : `${k.historyNights} nights`],
-    ['change', `${formatPercent(k.changeVsHistoryPercent)} vs history, ${formatPercent(k.changeVsBaselinePercent)} vs baseline (judged against ${k.comparedWith})`],
+    [
+      'history',
+      k.historyMedian !== undefined
+        ? `median ${formatThroughput(k.historyMedian)}, MAD ${formatThroughput(k.historyMad)} over ${k.historyNights} nights`
+        : `${k.historyNights} nights`,
+    ],
+    [
+      'change',
+      `${formatPercent(k.changeVsHistoryPercent)} vs history, ${formatPercent(k.changeVsBaselinePercent)} vs baseline (judged against ${k.comparedWith})`,
+    ],
   ];
   if (c.failureClass) facts.push(['failure class', c.failureClass]);
   const excerpt = c.excerpt && c.excerpt.length > 0 ? `<pre class="excerpt">${e(c.excerpt.join('\n'))}</pre>` : '';
-  return `<section class="case" id="${e(anchor(c.caseId))}" data-case="${e(c.caseId)}" data-verdict="${c.verdict}">`
-    + `<h2>${e(c.caseId)} <span class="verdict ${c.verdict}">${e(c.verdict)}</span></h2>`
-    + `<div>${e(c.title)}</div><p class="reason">${e(c.reason)}</p>`
-    + `<table class="facts">${facts.map(([k2, v]) => `<tr><th>${e(k2)}</th><td>${e(v)}</td></tr>`).join('')}</table>`
-    + caseChart(c, points) + excerpt + '</section>';
+  return (
+    `<section class="case" id="${e(anchor(c.caseId))}" data-case="${e(c.caseId)}" data-verdict="${c.verdict}">` +
+    `<h2>${e(c.caseId)} <span class="verdict ${c.verdict}">${e(c.verdict)}</span></h2>` +
+    `<div>${e(c.title)}</div><p class="reason">${e(c.reason)}</p>` +
+    `<table class="facts">${facts.map(([k2, v]) => `<tr><th>${e(k2)}</th><td>${e(v)}</td></tr>`).join('')}</table>` +
+    caseChart(c, points) +
+    excerpt +
+    '</section>'
+  );
 }
 
 export function htmlReport(report: RunReport): string {
@@ -153,14 +182,17 @@ export function htmlReport(report: RunReport): string {
       ? `<p>Changed since run ${e(report.previous.runId)}:</p><ul class="changes">${changes.map((ch) => (ch.field === 'suite' ? '<li>the suite (cases, iterations, thresholds or environment)</li>' : `<li>${e(ch.field)}: ${e(ch.before ?? '—')} → ${e(ch.after ?? '—')}</li>`)).join('')}</ul>`
       : `<p class="changes">Nothing in the environment changed since run ${e(report.previous.runId)}.</p>`
     : '';
-  const head = `<h1>Benchmark ${e(run.suiteName)} on ${e(run.cluster)}</h1>`
-    + `<p>Run ${e(run.id)} · started ${e(run.startedAt)}${run.finishedAt ? ` · finished ${e(run.finishedAt)}` : ''} · ${e(run.status)}</p>`
-    + `<p class="counts">${VERDICTS.map((v) => `<span class="${v}" data-verdict="${v}" data-count="${counts[v]}">${counts[v]} ${v}</span>`).join('')}</p>`
-    + `<p class="legend">Charts: tokens/s per device per night (blue line), the table's baseline (dashed orange), the history's noise band `
-    + `the verdict used (shaded), regressions as red dots, improvements green, failed and skipped nights as crosses on the axis.</p>`
-    + `<table class="environment">${env.map(([k, v]) => `<tr><th>${e(k)}</th><td>${e(v)}</td></tr>`).join('')}</table>${changed}`;
+  const head =
+    `<h1>Benchmark ${e(run.suiteName)} on ${e(run.cluster)}</h1>` +
+    `<p>Run ${e(run.id)} · started ${e(run.startedAt)}${run.finishedAt ? ` · finished ${e(run.finishedAt)}` : ''} · ${e(run.status)}</p>` +
+    `<p class="counts">${VERDICTS.map((v) => `<span class="${v}" data-verdict="${v}" data-count="${counts[v]}">${counts[v]} ${v}</span>`).join('')}</p>` +
+    `<p class="legend">Charts: tokens/s per device per night (blue line), the table's baseline (dashed orange), the history's noise band ` +
+    `the verdict used (shaded), regressions as red dots, improvements green, failed and skipped nights as crosses on the axis.</p>` +
+    `<table class="environment">${env.map(([k, v]) => `<tr><th>${e(k)}</th><td>${e(v)}</td></tr>`).join('')}</table>${changed}`;
   const sections = cases.map((c) => caseSection(c, report.series[c.caseId] ?? [])).join('\n');
-  return `<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">`
-    + `<title>${e(`linkflow benchmark: ${run.suiteName} ${run.startedAt.slice(0, 10)}`)}</title><style>${STYLE}</style></head>\n<body>`
-    + `<header>${head}</header>\n<main>${summaryTable(cases)}\n${sections}</main></body></html>\n`;
+  return (
+    `<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">` +
+    `<title>${e(`linkflow benchmark: ${run.suiteName} ${run.startedAt.slice(0, 10)}`)}</title><style>${STYLE}</style></head>\n<body>` +
+    `<header>${head}</header>\n<main>${summaryTable(cases)}\n${sections}</main></body></html>\n`
+  );
 }

@@ -36,7 +36,8 @@ export function terminalReport(report: RunReport): string {
   });
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const right = [false, true, true, true, true, false];
-  const line = (cells: string[]) => cells.map((cell, i) => (right[i] ? cell.padStart(widths[i]) : i === cells.length - 1 ? cell : cell.padEnd(widths[i]))).join('  ');
+  const line = (cells: string[]) =>
+    cells.map((cell, i) => (right[i] ? cell.padStart(widths[i]) : i === cells.length - 1 ? cell : cell.padEnd(widths[i]))).join('  ');
   const out = [
     `Benchmark ${run.suiteName} on ${run.cluster}: run ${run.id}, started ${run.startedAt}${run.finishedAt ? `, finished ${run.finishedAt}` : ''} (${run.status})`,
     formatCounts(countVerdicts(cases)),
@@ -51,9 +52,12 @@ export function terminalReport(report: RunReport): string {
   }
   if (report.previous) {
     const changes = fingerprintChanges(report.previous.fingerprint, run.fingerprint);
-    out.push('', changes.length > 0
-      ? `Changed since run ${report.previous.runId}: ${changes.map((ch) => (ch.field === 'suite' ? 'the suite' : `${ch.field} ${ch.before ?? '—'} → ${ch.after ?? '—'}`)).join('; ')}`
-      : `Nothing in the environment changed since run ${report.previous.runId}.`);
+    out.push(
+      '',
+      changes.length > 0
+        ? `Changed since run ${report.previous.runId}: ${changes.map((ch) => (ch.field === 'suite' ? 'the suite' : `${ch.field} ${ch.before ?? '—'} → ${ch.after ?? '—'}`)).join('; ')}`
+        : `Nothing in the environment changed since run ${report.previous.runId}.`,
+    );
   }
   return out.join('\n') + '\n';
 }
@@ -127,21 +131,26 @@ export function webhookSummary(report: RunReport): WebhookSummary {
   const counts = countVerdicts(cases);
   const regressions = cases.filter((c) => c.verdict === 'regression').map(figures);
   const improvements = cases.filter((c) => c.verdict === 'improvement').map(figures);
-  const failed: FailedCase[] = cases.filter((c) => c.verdict === 'failed').map((c) => ({
-    caseId: c.caseId,
-    title: c.title,
-    ...(c.preset !== undefined ? { preset: c.preset } : {}),
-    ...(c.failureClass !== undefined ? { failureClass: c.failureClass } : {}),
-    reason: c.reason,
-    logExcerpt: (c.excerpt ?? []).slice(-EXCERPT_LINES),
-  }));
+  const failed: FailedCase[] = cases
+    .filter((c) => c.verdict === 'failed')
+    .map((c) => ({
+      caseId: c.caseId,
+      title: c.title,
+      ...(c.preset !== undefined ? { preset: c.preset } : {}),
+      ...(c.failureClass !== undefined ? { failureClass: c.failureClass } : {}),
+      reason: c.reason,
+      logExcerpt: (c.excerpt ?? []).slice(-EXCERPT_LINES),
+    }));
   const changes = report.previous ? fingerprintChanges(report.previous.fingerprint, run.fingerprint) : [];
   const what = [
-    regressions.length > 0 ? `${regressions.length} regression${regressions.length > 1 ? 's' : ''} (${regressions.map((r) => `${r.caseId} ${change(r)} at ${formatThroughput(r.last)}`).join(', ')})` : '',
+    regressions.length > 0
+      ? `${regressions.length} regression${regressions.length > 1 ? 's' : ''} (${regressions.map((r) => `${r.caseId} ${change(r)} at ${formatThroughput(r.last)}`).join(', ')})`
+      : '',
     failed.length > 0 ? `${failed.length} failed (${failed.map((f) => `${f.caseId}${f.failureClass ? `: ${f.failureClass}` : ''}`).join(', ')})` : '',
   ].filter(Boolean);
-  const text = `linkflow benchmark ${run.suiteName} on ${run.cluster}, run ${run.id}: ${what.length > 0 ? what.join('; ') : formatCounts(counts)}`
-    + (changes.length > 0 ? `; changed: ${changes.map((c) => c.field).join(', ')}` : '');
+  const text =
+    `linkflow benchmark ${run.suiteName} on ${run.cluster}, run ${run.id}: ${what.length > 0 ? what.join('; ') : formatCounts(counts)}` +
+    (changes.length > 0 ? `; changed: ${changes.map((c) => c.field).join(', ')}` : '');
   return {
     kind: 'linkflow.benchmark',
     text,

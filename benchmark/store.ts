@@ -13,7 +13,17 @@ import Database from 'better-sqlite3';
 import { FAILURE_CLASSES, type FailureClass } from '../modellink/failures.ts';
 import { VERDICTS, type CaseResult, type Comparison, type EnvironmentFingerprint } from './core.ts';
 import { MIGRATIONS, MIGRATIONS_TABLE, SCHEMA_VERSION } from './schema.ts';
-import { RUN_STATUSES, type CaseRecord, type HistoryNight, type NewRun, type RunRecord, type RunStatus, type RunSummary, type SeriesPoint, type VerdictCounts } from './records.ts';
+import {
+  RUN_STATUSES,
+  type CaseRecord,
+  type HistoryNight,
+  type NewRun,
+  type RunRecord,
+  type RunStatus,
+  type RunSummary,
+  type SeriesPoint,
+  type VerdictCounts,
+} from './records.ts';
 
 export function defaultStorePath(workspace: string): string {
   return path.join(workspace, '.linkflow', 'benchmarks.sqlite');
@@ -157,10 +167,17 @@ function caseToRow(runId: string, c: CaseResult, position: number, recordedAt: s
 }
 
 function rowToCase(r: CaseRow): CaseRecord {
-  const comparison: Comparison = { comparedWith: oneOf(['history', 'baseline', 'nothing'] as const, r.compared_with, 'comparison'), historyNights: r.history_nights };
+  const comparison: Comparison = {
+    comparedWith: oneOf(['history', 'baseline', 'nothing'] as const, r.compared_with, 'comparison'),
+    historyNights: r.history_nights,
+  };
   const numbers = {
-    historyMedian: r.history_median, historyMad: r.history_mad, noiseLow: r.noise_low, noiseHigh: r.noise_high,
-    changeVsHistoryPercent: r.change_vs_history_percent, changeVsBaselinePercent: r.change_vs_baseline_percent,
+    historyMedian: r.history_median,
+    historyMad: r.history_mad,
+    noiseLow: r.noise_low,
+    noiseHigh: r.noise_high,
+    changeVsHistoryPercent: r.change_vs_history_percent,
+    changeVsBaselinePercent: r.change_vs_baseline_percent,
   };
   for (const [key, value] of Object.entries(numbers)) if (value !== null) comparison[key as keyof typeof numbers] = value;
   const rec: CaseRecord = {
@@ -228,13 +245,18 @@ export class BenchmarkStore {
   private migrate(): void {
     this.db.exec(MIGRATIONS_TABLE);
     const current = this.schemaVersion();
-    if (current > SCHEMA_VERSION) throw new Error(`${this.file}: benchmark database schema version ${current} is newer than this linkflow knows (${SCHEMA_VERSION})`);
+    if (current > SCHEMA_VERSION)
+      throw new Error(`${this.file}: benchmark database schema version ${current} is newer than this linkflow knows (${SCHEMA_VERSION})`);
     for (const m of MIGRATIONS) {
       if (m.version <= current) continue;
-      this.db.transaction(() => {
-        for (const s of m.statements) this.db.exec(s);
-        this.db.prepare('INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)').run(m.version, m.description, new Date().toISOString());
-      }).immediate();
+      this.db
+        .transaction(() => {
+          for (const s of m.statements) this.db.exec(s);
+          this.db
+            .prepare('INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)')
+            .run(m.version, m.description, new Date().toISOString());
+        })
+        .immediate();
     }
   }
 
@@ -246,14 +268,17 @@ export class BenchmarkStore {
   /** Records a run as running. The same run again (an activity retry) is a no-op; a different one with its id is an error. */
   startRun(run: NewRun): void {
     const row = runToRow(run);
-    this.db.transaction(() => {
-      const existing = this.db.prepare('SELECT * FROM runs WHERE id = ?').get(run.id) as RunRow | undefined;
-      if (existing) {
-        if (!sameRow(existing, row, ['status', 'finished_at'])) throw new Error(`benchmark run ${run.id} is already recorded with other details; runs are never overwritten`);
-        return;
-      }
-      this.insert('runs', row);
-    }).immediate();
+    this.db
+      .transaction(() => {
+        const existing = this.db.prepare('SELECT * FROM runs WHERE id = ?').get(run.id) as RunRow | undefined;
+        if (existing) {
+          if (!sameRow(existing, row, ['status', 'finished_at']))
+            throw new Error(`benchmark run ${run.id} is already recorded with other details; runs are never overwritten`);
+          return;
+        }
+        this.insert('runs', row);
+      })
+      .immediate();
   }
 
   /**
@@ -262,31 +287,37 @@ export class BenchmarkStore {
    */
   recordCase(runId: string, result: CaseResult, options: { position: number; recordedAt?: string }): void {
     const row = caseToRow(runId, result, options.position, options.recordedAt ?? new Date().toISOString());
-    this.db.transaction(() => {
-      const run = this.db.prepare('SELECT status FROM runs WHERE id = ?').get(runId) as { status: string } | undefined;
-      if (!run) throw new Error(`benchmark run ${runId} is not recorded: start it first`);
-      const existing = this.db.prepare('SELECT * FROM case_results WHERE run_id = ? AND case_id = ?').get(runId, result.caseId) as CaseRow | undefined;
-      if (existing) {
-        if (!sameRow(existing, row, ['recorded_at'])) throw new Error(`case ${result.caseId} of run ${runId} is already recorded with another result; results are never overwritten`);
-        return;
-      }
-      if (run.status !== 'running') throw new Error(`benchmark run ${runId} is ${run.status}: no more cases can be added`);
-      this.insert('case_results', row);
-    }).immediate();
+    this.db
+      .transaction(() => {
+        const run = this.db.prepare('SELECT status FROM runs WHERE id = ?').get(runId) as { status: string } | undefined;
+        if (!run) throw new Error(`benchmark run ${runId} is not recorded: start it first`);
+        const existing = this.db.prepare('SELECT * FROM case_results WHERE run_id = ? AND case_id = ?').get(runId, result.caseId) as CaseRow | undefined;
+        if (existing) {
+          if (!sameRow(existing, row, ['recorded_at']))
+            throw new Error(`case ${result.caseId} of run ${runId} is already recorded with another result; results are never overwritten`);
+          return;
+        }
+        if (run.status !== 'running') throw new Error(`benchmark run ${runId} is ${run.status}: no more cases can be added`);
+        this.insert('case_results', row);
+      })
+      .immediate();
   }
 
   /** Sets the run's status and finish time, once: the only update the store makes. */
   finishRun(runId: string, status: Exclude<RunStatus, 'running'>, finishedAt: string = new Date().toISOString()): void {
     const at = isoTime(finishedAt);
-    this.db.transaction(() => {
-      const run = this.db.prepare('SELECT status, finished_at FROM runs WHERE id = ?').get(runId) as { status: string; finished_at: string | null } | undefined;
-      if (!run) throw new Error(`benchmark run ${runId} is not recorded`);
-      if (run.finished_at !== null) {
-        if (run.status === status) return; // a retried finish
-        throw new Error(`benchmark run ${runId} already finished as ${run.status}`);
-      }
-      this.db.prepare('UPDATE runs SET status = ?, finished_at = ? WHERE id = ? AND finished_at IS NULL').run(status, at, runId);
-    }).immediate();
+    this.db
+      .transaction(() => {
+        const run = this.db.prepare('SELECT status, finished_at FROM runs WHERE id = ?').get(runId) as
+          { status: string; finished_at: string | null } | undefined;
+        if (!run) throw new Error(`benchmark run ${runId} is not recorded`);
+        if (run.finished_at !== null) {
+          if (run.status === status) return; // a retried finish
+          throw new Error(`benchmark run ${runId} already finished as ${run.status}`);
+        }
+        this.db.prepare('UPDATE runs SET status = ?, finished_at = ? WHERE id = ? AND finished_at IS NULL').run(status, at, runId);
+      })
+      .immediate();
   }
 
   getRun(runId: string): RunRecord | undefined {
@@ -341,13 +372,17 @@ export class BenchmarkStore {
    */
   caseHistory(q: { caseId: string; cluster: string; nights: number; beforeRunId?: string }): HistoryNight[] {
     const b = this.before(q.beforeRunId);
-    const rows = this.db.prepare(
-      `SELECT r.id AS run_id, r.started_at AS started_at, c.tokens_per_s_per_device AS t, c.verdict AS verdict
+    const rows = this.db
+      .prepare(
+        `SELECT r.id AS run_id, r.started_at AS started_at, c.tokens_per_s_per_device AS t, c.verdict AS verdict
        FROM case_results c JOIN runs r ON r.id = c.run_id
        WHERE c.case_id = ? AND r.cluster_name = ? AND c.tokens_per_s_per_device IS NOT NULL${b.clause}
        ORDER BY r.started_at DESC, r.id DESC LIMIT ?`,
-    ).all(q.caseId, q.cluster, ...b.args, q.nights) as { run_id: string; started_at: string; t: number; verdict: string }[];
-    return rows.reverse().map((r) => ({ runId: r.run_id, startedAt: r.started_at, tokensPerSecondPerDevice: r.t, verdict: oneOf(VERDICTS, r.verdict, 'verdict') }));
+      )
+      .all(q.caseId, q.cluster, ...b.args, q.nights) as { run_id: string; started_at: string; t: number; verdict: string }[];
+    return rows
+      .reverse()
+      .map((r) => ({ runId: r.run_id, startedAt: r.started_at, tokensPerSecondPerDevice: r.t, verdict: oneOf(VERDICTS, r.verdict, 'verdict') }));
   }
 
   /** A case's nights for a chart, failed and skipped ones included, up to and including `upToRunId`, oldest first. */
@@ -360,12 +395,14 @@ export class BenchmarkStore {
       clause = ' AND (r.started_at < ? OR r.id = ?)';
       args.push(run.startedAt, run.id);
     }
-    const rows = this.db.prepare(
-      `SELECT r.id AS run_id, r.started_at AS started_at, c.tokens_per_s_per_device AS t, c.verdict AS verdict, c.baseline AS baseline
+    const rows = this.db
+      .prepare(
+        `SELECT r.id AS run_id, r.started_at AS started_at, c.tokens_per_s_per_device AS t, c.verdict AS verdict, c.baseline AS baseline
        FROM case_results c JOIN runs r ON r.id = c.run_id
        WHERE c.case_id = ? AND r.cluster_name = ?${clause}
        ORDER BY r.started_at DESC, r.id DESC LIMIT ?`,
-    ).all(q.caseId, q.cluster, ...args, q.nights) as { run_id: string; started_at: string; t: number | null; verdict: string; baseline: number | null }[];
+      )
+      .all(q.caseId, q.cluster, ...args, q.nights) as { run_id: string; started_at: string; t: number | null; verdict: string; baseline: number | null }[];
     return rows.reverse().map((r) => ({
       runId: r.run_id,
       startedAt: r.started_at,
@@ -379,7 +416,9 @@ export class BenchmarkStore {
   previousRun(runId: string): RunRecord | undefined {
     const run = this.getRun(runId);
     if (!run) return undefined;
-    const r = this.db.prepare('SELECT * FROM runs WHERE cluster_name = ? AND id <> ? AND started_at <= ? ORDER BY started_at DESC, id DESC LIMIT 1').get(run.cluster, run.id, run.startedAt) as RunRow | undefined;
+    const r = this.db
+      .prepare('SELECT * FROM runs WHERE cluster_name = ? AND id <> ? AND started_at <= ? ORDER BY started_at DESC, id DESC LIMIT 1')
+      .get(run.cluster, run.id, run.startedAt) as RunRow | undefined;
     return r ? rowToRun(r) : undefined;
   }
 

@@ -27,7 +27,11 @@ export function loadSuiteFile(file?: string): SuiteResult {
 /** The suite of a file (or the default), its workspace made absolute, and how its other relative paths resolve. */
 function readSuite(file: string | undefined): { suite: BenchmarkSuite; resolve: (p: string) => string } {
   const result = loadSuiteFile(file);
-  if (!result.ok) throw new ExitError(`${file ?? 'default suite'}: invalid benchmark suite (${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}):\n${formatProblems(result.problems)}`, 2);
+  if (!result.ok)
+    throw new ExitError(
+      `${file ?? 'default suite'}: invalid benchmark suite (${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}):\n${formatProblems(result.problems)}`,
+      2,
+    );
   for (const w of result.warnings) console.error(`warning: ${w.path}: ${w.message}`);
   // Relative to the suite file, or to the current directory for the default suite.
   const base = file ? path.dirname(path.resolve(file)) : process.cwd();
@@ -44,8 +48,21 @@ export function suiteOnly(file: string | undefined): BenchmarkSuite {
 export function loadSuite(file: string | undefined, env: NodeJS.ProcessEnv = process.env): BenchmarkSuite {
   const { suite, resolve } = readSuite(file);
   // The default suite has no file to say where ModelLink is: the environment can.
-  const modellink = suite.modellink ?? (env.LINKFLOW_MODELLINK_ROOT ? { root: env.LINKFLOW_MODELLINK_ROOT, python: env.LINKFLOW_MODELLINK_PYTHON ?? 'python', launcher: env.LINKFLOW_MODELLINK_LAUNCHER ?? 'torchrun', env: {} } : undefined);
-  if (!modellink) throw new ExitError(`${file ?? 'default suite'}: the suite does not say where ModelLink is: add modellink: { root: … } to a suite file (--suite), or set LINKFLOW_MODELLINK_ROOT`, 2);
+  const modellink =
+    suite.modellink ??
+    (env.LINKFLOW_MODELLINK_ROOT
+      ? {
+          root: env.LINKFLOW_MODELLINK_ROOT,
+          python: env.LINKFLOW_MODELLINK_PYTHON ?? 'python',
+          launcher: env.LINKFLOW_MODELLINK_LAUNCHER ?? 'torchrun',
+          env: {},
+        }
+      : undefined);
+  if (!modellink)
+    throw new ExitError(
+      `${file ?? 'default suite'}: the suite does not say where ModelLink is: add modellink: { root: … } to a suite file (--suite), or set LINKFLOW_MODELLINK_ROOT`,
+      2,
+    );
   const launcher = Array.isArray(modellink.launcher) ? modellink.launcher : [modellink.launcher];
   return {
     ...suite,

@@ -105,17 +105,20 @@ const tableRowSchema = z.strictObject({
   certification: z.string(),
 });
 
-const TABLE: readonly TableRow[] = z.strictObject({ source: z.string(), rows: z.array(tableRowSchema) }).parse(tableData).rows.map((r) => ({
-  model: r.model,
-  size: r.size,
-  seqLength: r.seq_length,
-  impl: r.impl,
-  nodes: r.nodes,
-  devicesPerNode: r.devices_per_node,
-  precision: r.precision,
-  tokensPerSecondPerDevice: r.tokens_per_s_per_device,
-  referenceTokensPerSecondPerDevice: r.reference_tokens_per_s_per_device,
-}));
+const TABLE: readonly TableRow[] = z
+  .strictObject({ source: z.string(), rows: z.array(tableRowSchema) })
+  .parse(tableData)
+  .rows.map((r) => ({
+    model: r.model,
+    size: r.size,
+    seqLength: r.seq_length,
+    impl: r.impl,
+    nodes: r.nodes,
+    devicesPerNode: r.devices_per_node,
+    precision: r.precision,
+    tokensPerSecondPerDevice: r.tokens_per_s_per_device,
+    referenceTokensPerSecondPerDevice: r.reference_tokens_per_s_per_device,
+  }));
 
 export function performanceTable(): readonly TableRow[] {
   return TABLE;
@@ -185,8 +188,15 @@ function titleOf(what: string, shape: CaseShape): string {
 }
 
 function sameRow(a: TableRow, b: TableRow): boolean {
-  return a.model === b.model && a.size === b.size && a.seqLength === b.seqLength && a.impl === b.impl
-    && a.nodes === b.nodes && a.devicesPerNode === b.devicesPerNode && a.precision === b.precision;
+  return (
+    a.model === b.model &&
+    a.size === b.size &&
+    a.seqLength === b.seqLength &&
+    a.impl === b.impl &&
+    a.nodes === b.nodes &&
+    a.devicesPerNode === b.devicesPerNode &&
+    a.precision === b.precision
+  );
 }
 
 /** The preset whose `table` lists the row (the preset generator maps every published row to exactly one). */
@@ -207,10 +217,14 @@ function layoutFor(preset: Preset, shape: CaseShape): { parallel: CaseParallel; 
   const pretrain = preset.references.filter((r) => r.kind === 'pretrain' && r.impl === shape.impl && r.seqLength === shape.seqLength);
   const exact = pretrain.find((r) => r.nodes === shape.nodes && r.devicesPerNode === shape.devicesPerNode);
   const fromScript = (r: TrainingReference): CaseParallel => ({
-    tp: r.tp, pp: r.pp, cp: r.cp ?? 1, ep: r.ep ?? 1,
+    tp: r.tp,
+    pp: r.pp,
+    cp: r.cp ?? 1,
+    ep: r.ep ?? 1,
     ...(r.vpp !== undefined ? { vpp: r.vpp } : {}),
     ...(r.numLayerList !== undefined ? { numLayerList: r.numLayerList } : {}),
-    microBatchSize: r.microBatchSize, globalBatchSize: r.globalBatchSize,
+    microBatchSize: r.microBatchSize,
+    globalBatchSize: r.globalBatchSize,
   });
   if (exact) return { parallel: fromScript(exact), script: exact.script };
   const other = pretrain[0];
@@ -239,8 +253,10 @@ function layoutProblem(shape: CaseShape, p: CaseParallel): string | undefined {
   const split = p.tp * p.pp * p.cp;
   if (world % split !== 0) return `${world} devices are not divisible by tp × pp × cp = ${split}`;
   const dp = world / split;
-  if (p.ep > 1 && dp % p.ep !== 0) return `expert parallel size ${p.ep} does not divide the data-parallel size ${dp} on ${shape.nodes}×${shape.devicesPerNode} devices`;
-  if (p.globalBatchSize % (p.microBatchSize * dp) !== 0) return `global batch size ${p.globalBatchSize} is not divisible by micro batch size ${p.microBatchSize} × data-parallel size ${dp}`;
+  if (p.ep > 1 && dp % p.ep !== 0)
+    return `expert parallel size ${p.ep} does not divide the data-parallel size ${dp} on ${shape.nodes}×${shape.devicesPerNode} devices`;
+  if (p.globalBatchSize % (p.microBatchSize * dp) !== 0)
+    return `global batch size ${p.globalBatchSize} is not divisible by micro batch size ${p.microBatchSize} × data-parallel size ${dp}`;
   return undefined;
 }
 
@@ -252,7 +268,14 @@ function noLayout(preset: Preset, shape: CaseShape): string {
 
 export function caseFromTableRow(row: TableRow, findPreset: (row: TableRow) => Preset | undefined = presetForTableRow): BenchmarkCase {
   const shape: CaseShape = { impl: row.impl, precision: row.precision, seqLength: row.seqLength, nodes: row.nodes, devicesPerNode: row.devicesPerNode };
-  const base = { id: tableCaseId(row), title: titleOf(`${row.model} ${row.size}`, shape), origin: 'table' as const, shape, baseline: row.tokensPerSecondPerDevice, env: {} };
+  const base = {
+    id: tableCaseId(row),
+    title: titleOf(`${row.model} ${row.size}`, shape),
+    origin: 'table' as const,
+    shape,
+    baseline: row.tokensPerSecondPerDevice,
+    env: {},
+  };
   const preset = findPreset(row);
   if (!preset) return { ...base, skipReason: 'preset missing' };
   const layout = layoutFor(preset, shape);
@@ -280,7 +303,13 @@ export function tableCases(): BenchmarkCase[] {
 function suiteCaseId(c: SuiteCase): string {
   const preset = getPreset(c.preset);
   const shape = suiteCaseShape(c, preset);
-  const parallel = [c.tp !== undefined ? `tp${c.tp}` : '', c.pp !== undefined ? `pp${c.pp}` : '', c.cp !== undefined ? `cp${c.cp}` : '', c.ep !== undefined ? `ep${c.ep}` : '', c.globalBatchSize !== undefined ? `gbs${c.globalBatchSize}` : ''].filter(Boolean);
+  const parallel = [
+    c.tp !== undefined ? `tp${c.tp}` : '',
+    c.pp !== undefined ? `pp${c.pp}` : '',
+    c.cp !== undefined ? `cp${c.cp}` : '',
+    c.ep !== undefined ? `ep${c.ep}` : '',
+    c.globalBatchSize !== undefined ? `gbs${c.globalBatchSize}` : '',
+  ].filter(Boolean);
   return [layoutId(c.preset.toLowerCase().replace(/[^a-z0-9_.-]/g, '-'), shape), ...parallel].join('-');
 }
 
@@ -311,7 +340,8 @@ export function caseFromSuiteCase(c: SuiteCase): BenchmarkCase {
   const given = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined)) as Partial<CaseParallel>;
   if (!layout) {
     // The user may give the whole layout themselves.
-    if (c.tp === undefined || c.pp === undefined || c.globalBatchSize === undefined) return { ...base, preset: preset.name, skipReason: `${noLayout(preset, shape)}; give tp, pp and globalBatchSize in the case` };
+    if (c.tp === undefined || c.pp === undefined || c.globalBatchSize === undefined)
+      return { ...base, preset: preset.name, skipReason: `${noLayout(preset, shape)}; give tp, pp and globalBatchSize in the case` };
     return withLayout({ ...base, preset: preset.name }, { cp: 1, ep: 1, microBatchSize: 1, ...given } as CaseParallel, undefined, undefined);
   }
   const parallel: CaseParallel = { ...layout.parallel, ...given };
@@ -364,11 +394,19 @@ export function parseSuite(raw: unknown): SuiteResult {
     const taken = ids.get(id);
     if (taken) problems.push({ path: `cases[${i}]${c.id ? '.id' : ''}`, message: `case id "${id}" is already used by ${taken}; give this case its own id` });
     else ids.set(id, `cases[${i}]`);
-    if (!getPreset(c.preset)) warnings.push({ path: `cases[${i}].preset`, message: `no preset named "${c.preset}"${nearest(c.preset, new Set(presetNames()))}; the case will be skipped (preset missing)` });
+    if (!getPreset(c.preset))
+      warnings.push({
+        path: `cases[${i}].preset`,
+        message: `no preset named "${c.preset}"${nearest(c.preset, new Set(presetNames()))}; the case will be skipped (preset missing)`,
+      });
   });
-  if (suite.rows !== 'all' && suite.rows.length === 0 && suite.cases.length === 0) problems.push({ path: 'rows', message: 'the suite runs no case: list table rows or add cases' });
+  if (suite.rows !== 'all' && suite.rows.length === 0 && suite.cases.length === 0)
+    problems.push({ path: 'rows', message: 'the suite runs no case: list table rows or add cases' });
   if (suite.thresholds.minHistoryNights > suite.thresholds.historyNights) {
-    problems.push({ path: 'thresholds.minHistoryNights', message: `must not exceed historyNights (${suite.thresholds.historyNights}): the history could never be long enough` });
+    problems.push({
+      path: 'thresholds.minHistoryNights',
+      message: `must not exceed historyNights (${suite.thresholds.historyNights}): the history could never be long enough`,
+    });
   }
   return problems.length > 0 ? { ok: false, problems } : { ok: true, suite, warnings };
 }

@@ -51,7 +51,10 @@ export function median(values: readonly number[]): number {
 /** Median absolute deviation (not scaled to a normal σ): robust to one odd night. */
 export function medianAbsoluteDeviation(values: readonly number[], weights?: readonly number[]): number {
   const m = weightedMedian(values, weights);
-  return weightedMedian(values.map((v) => Math.abs(v - m)), weights);
+  return weightedMedian(
+    values.map((v) => Math.abs(v - m)),
+    weights,
+  );
 }
 
 /**
@@ -60,7 +63,11 @@ export function medianAbsoluteDeviation(values: readonly number[], weights?: rea
  * each remaining line counts for the iterations it averages. The global batch size of a line wins over the
  * shape's (batch-size ramp-up).
  */
-export function measureThroughput(samples: readonly IterationSample[], shape: ThroughputShape, options: { warmup: number; startIteration?: number }): ThroughputResult {
+export function measureThroughput(
+  samples: readonly IterationSample[],
+  shape: ThroughputShape,
+  options: { warmup: number; startIteration?: number },
+): ThroughputResult {
   const start = options.startIteration ?? 0;
   const measuredFrom = start + options.warmup;
   const tokens: number[] = [];

@@ -80,15 +80,22 @@ function compareWithHistory(last: number | undefined, baseline: number | undefin
 }
 
 /** ok, regression or improvement for a measured figure, with the numbers and a one-line reason. */
-export function decideVerdict(last: number, baseline: number | undefined, history: readonly number[], thresholds: Thresholds): { verdict: 'ok' | 'regression' | 'improvement'; comparison: Comparison; reason: string } {
+export function decideVerdict(
+  last: number,
+  baseline: number | undefined,
+  history: readonly number[],
+  thresholds: Thresholds,
+): { verdict: 'ok' | 'regression' | 'improvement'; comparison: Comparison; reason: string } {
   const c = compareWithHistory(last, baseline, history, thresholds);
   const { regressionPercent, improvementPercent } = thresholds;
   if (c.comparedWith === 'history') {
     const change = c.changeVsHistoryPercent!;
     const band = `noise band ${fmt(c.noiseLow!)}–${fmt(c.noiseHigh!)}`;
     const vs = `${fmt(last)} tokens/s/device is ${pct(change)} vs the median ${fmt(c.historyMedian!)} of ${c.historyNights} nights`;
-    if (last < c.noiseLow! && change < -regressionPercent) return { verdict: 'regression', comparison: c, reason: `${vs}, below the ${band} and more than ${regressionPercent} % slower` };
-    if (last > c.noiseHigh! && change > improvementPercent) return { verdict: 'improvement', comparison: c, reason: `${vs}, above the ${band} and more than ${improvementPercent} % faster` };
+    if (last < c.noiseLow! && change < -regressionPercent)
+      return { verdict: 'regression', comparison: c, reason: `${vs}, below the ${band} and more than ${regressionPercent} % slower` };
+    if (last > c.noiseHigh! && change > improvementPercent)
+      return { verdict: 'improvement', comparison: c, reason: `${vs}, above the ${band} and more than ${improvementPercent} % faster` };
     return { verdict: 'ok', comparison: c, reason: `${vs} (${band}, threshold ${regressionPercent} %)` };
   }
   if (c.comparedWith === 'baseline') {
@@ -98,7 +105,11 @@ export function decideVerdict(last: number, baseline: number | undefined, histor
     if (change > improvementPercent) return { verdict: 'improvement', comparison: c, reason: `${vs}, more than ${improvementPercent} % faster` };
     return { verdict: 'ok', comparison: c, reason: vs };
   }
-  return { verdict: 'ok', comparison: c, reason: `${fmt(last)} tokens/s/device; nothing to compare with yet (no baseline, ${c.historyNights} of ${thresholds.minHistoryNights} nights of history)` };
+  return {
+    verdict: 'ok',
+    comparison: c,
+    reason: `${fmt(last)} tokens/s/device; nothing to compare with yet (no baseline, ${c.historyNights} of ${thresholds.minHistoryNights} nights of history)`,
+  };
 }
 
 /**
@@ -120,7 +131,14 @@ export function judgeCase(c: BenchmarkCase, outcome: CaseOutcome, history: reado
       return { ...base, verdict: v.verdict, throughput: outcome.throughput, reason: v.reason, comparison: v.comparison };
     }
     case 'failed':
-      return { ...base, verdict: 'failed', failureClass: outcome.failureClass, reason: outcome.reason, excerpt: outcome.excerpt, comparison: compareWithHistory(undefined, c.baseline, history, thresholds) };
+      return {
+        ...base,
+        verdict: 'failed',
+        failureClass: outcome.failureClass,
+        reason: outcome.reason,
+        excerpt: outcome.excerpt,
+        comparison: compareWithHistory(undefined, c.baseline, history, thresholds),
+      };
     case 'skipped':
       return { ...base, verdict: 'skipped', reason: outcome.reason, comparison: compareWithHistory(undefined, c.baseline, history, thresholds) };
   }

@@ -23,7 +23,7 @@ async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
 }
 
 export function registerBenchCommands(program: Command): void {
-  const bench = program.command('bench').description('nightly throughput benchmarks against ModelLink\'s published table (a Temporal Schedule)');
+  const bench = program.command('bench').description("nightly throughput benchmarks against ModelLink's published table (a Temporal Schedule)");
   const suiteOption = ['--suite <file>', 'benchmark suite file (default: every row of the performance table)'] as const;
 
   bench
@@ -39,8 +39,19 @@ export function registerBenchCommands(program: Command): void {
       const suite = loadSuite(opts.suite);
       const config = loadConfig();
       const taskQueue = suite.taskQueue ?? config.taskQueue;
-      const what = await withClient((client) => createOrUpdateSchedule(client, suite, { id: opts.id, cron: opts.cron, timezone: opts.timezone, catchupWindow: opts.catchupWindow, pauseOnFailure: opts.pauseOnFailure ?? false, taskQueue }));
-      console.log(`${what} schedule ${scheduleId(suite, opts.id)}: "${opts.cron}" (${opts.timezone}), suite ${suite.name}, task queue ${taskQueue}; results in ${defaultStorePath(suite.workspace)}`);
+      const what = await withClient((client) =>
+        createOrUpdateSchedule(client, suite, {
+          id: opts.id,
+          cron: opts.cron,
+          timezone: opts.timezone,
+          catchupWindow: opts.catchupWindow,
+          pauseOnFailure: opts.pauseOnFailure ?? false,
+          taskQueue,
+        }),
+      );
+      console.log(
+        `${what} schedule ${scheduleId(suite, opts.id)}: "${opts.cron}" (${opts.timezone}), suite ${suite.name}, task queue ${taskQueue}; results in ${defaultStorePath(suite.workspace)}`,
+      );
     });
 
   bench
@@ -53,7 +64,11 @@ export function registerBenchCommands(program: Command): void {
       const config = loadConfig();
       await withClient(async (client) => {
         const workflowId = `bench-${suite.name}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-        const handle = await client.workflow.start<BenchmarkWorkflow>(benchmarkWorkflowType, { workflowId, taskQueue: suite.taskQueue ?? config.taskQueue, args: [{ suite }] });
+        const handle = await client.workflow.start<BenchmarkWorkflow>(benchmarkWorkflowType, {
+          workflowId,
+          taskQueue: suite.taskQueue ?? config.taskQueue,
+          args: [{ suite }],
+        });
         console.error(`benchmark run ${workflowId} started (${suite.name})`);
         if (!opts.wait) {
           console.log(workflowId);
@@ -89,13 +104,15 @@ export function registerBenchCommands(program: Command): void {
           any = true;
           const d = await client.schedule.getHandle(s.scheduleId).describe();
           const last = d.info.recentActions.at(-1);
-          console.log([
-            s.scheduleId,
-            d.state.paused ? `paused${d.state.note ? ` (${d.state.note})` : ''}` : 'active',
-            `timezone ${d.spec.timezone ?? 'UTC'}`,
-            `next ${d.info.nextActionTimes[0]?.toISOString() ?? '—'}`,
-            `last ${last ? `${last.takenAt.toISOString()} (${last.action.workflow.workflowId})` : '—'}`,
-          ].join('  '));
+          console.log(
+            [
+              s.scheduleId,
+              d.state.paused ? `paused${d.state.note ? ` (${d.state.note})` : ''}` : 'active',
+              `timezone ${d.spec.timezone ?? 'UTC'}`,
+              `next ${d.info.nextActionTimes[0]?.toISOString() ?? '—'}`,
+              `last ${last ? `${last.takenAt.toISOString()} (${last.action.workflow.workflowId})` : '—'}`,
+            ].join('  '),
+          );
         }
         if (!any) console.log('no benchmark schedules; create one with `linkflow bench schedule --cron "0 2 * * *"`');
       });

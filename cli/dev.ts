@@ -61,7 +61,9 @@ export async function runWorker(config: LinkflowConfig, taskQueue?: string, node
   drainOnSigterm();
   const workers = await createLinkflowWorker({ config, taskQueue, node });
   const pool = taskQueue ?? config.taskQueue;
-  console.log(`worker polling task queue "${pool}"${node ? ` and node queue "${nodeQueue(pool, node.node)}" (node ${node.node}, address ${node.address})` : ''} at ${config.address}`);
+  console.log(
+    `worker polling task queue "${pool}"${node ? ` and node queue "${nodeQueue(pool, node.node)}" (node ${node.node}, address ${node.address})` : ''} at ${config.address}`,
+  );
   try {
     await workers.run();
   } finally {
@@ -100,7 +102,9 @@ export async function runDemo(config: LinkflowConfig): Promise<number> {
     const resumed = pretrain?.attempts.slice(1).find((a) => a.loadedIteration !== undefined);
     if (final.workflowStatus === 'COMPLETED' && pretrain && resumed) {
       const crash = pretrain.attempts[0];
-      console.log(`\npretrain: attempt 1 failed at iteration ${crash.lastIteration} (${crash.failureClass}); attempt ${resumed.attempt} resumed from the checkpoint at iteration ${resumed.loadedIteration} and finished at ${pretrain.finalIteration}.`);
+      console.log(
+        `\npretrain: attempt 1 failed at iteration ${crash.lastIteration} (${crash.failureClass}); attempt ${resumed.attempt} resumed from the checkpoint at iteration ${resumed.loadedIteration} and finished at ${pretrain.finalIteration}.`,
+      );
       if (server?.uiUrl) console.log(`The run's history stays in the dev server's database; start \`npx linkflow dev\` to browse it in the Web UI.`);
       return 0;
     }

@@ -61,7 +61,10 @@ export async function diagnoseCommand(file: string, opts: DiagnoseOptions): Prom
     throw new ExitError(`${file}: cannot read it (${(e as Error).message})`, 2);
   }
   const numbered = read.window.numberedLines();
-  const diagnosis = diagnoseLog(numbered.map((l) => l.text), { nanLoss: read.progress.nanLoss === true, status: exitCode !== undefined ? { exitCode, signal: null } : undefined });
+  const diagnosis = diagnoseLog(
+    numbered.map((l) => l.text),
+    { nanLoss: read.progress.nanLoss === true, status: exitCode !== undefined ? { exitCode, signal: null } : undefined },
+  );
   const at = diagnosis.failure?.decidedBy;
   const decided = at !== undefined && numbered[at]?.n !== undefined ? { number: numbered[at].n!, text: numbered[at].text } : undefined;
   if (opts.json) console.log(JSON.stringify(toJson(file, read.window.lineCount, diagnosis, decided)));
@@ -97,9 +100,15 @@ function toJson(file: string, lines: number, d: Diagnosis, decided: DecidingLine
 
 function toText(file: string, lines: number, d: Diagnosis, decided: DecidingLine | undefined): string {
   const f = d.failure;
-  const status = d.status ? ` (${d.status.signal ?? `exit code ${d.status.exitCode}`}, from ${d.status.source === 'given' ? '--exit-code' : d.status.source === 'linkflow' ? "linkflow's attempt log" : "torchrun's error report"})` : '';
+  const status = d.status
+    ? ` (${d.status.signal ?? `exit code ${d.status.exitCode}`}, from ${d.status.source === 'given' ? '--exit-code' : d.status.source === 'linkflow' ? "linkflow's attempt log" : "torchrun's error report"})`
+    : '';
   if (!f) return `${file}: ${lines} lines; no failure found${status}`;
-  const retry = !f.retryable ? 'not retryable: retrying cannot help' : INFRASTRUCTURE.has(f.class) ? 'retryable (a fault of the machines: infrastructure budget)' : 'retryable (an error of the job: maxAttempts budget)';
+  const retry = !f.retryable
+    ? 'not retryable: retrying cannot help'
+    : INFRASTRUCTURE.has(f.class)
+      ? 'retryable (a fault of the machines: infrastructure budget)'
+      : 'retryable (an error of the job: maxAttempts budget)';
   return [
     `${file}: ${f.class}${status}`,
     `  ${retry}`,

@@ -26,20 +26,19 @@ import { checkpointAndStopSignal, setSaveIntervalSignal } from '../contracts/wor
 import { registerBenchCommands } from './bench.ts';
 import { diagnoseCommand } from './diagnose.ts';
 
-
 function planOrExit(file: string, workspace?: string) {
   const result = loadSpecFile(file, { workspace });
   if (!result.ok) {
-    throw new ExitError(`${file}: invalid pipeline spec (${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}):\n${formatProblems(result.problems)}`, 2);
+    throw new ExitError(
+      `${file}: invalid pipeline spec (${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}):\n${formatProblems(result.problems)}`,
+      2,
+    );
   }
   for (const w of result.warnings) console.error(`warning: ${w.path}: ${w.message}`);
   return result;
 }
 
-const program = new Command('linkflow')
-  .description('ModelLink training pipelines as durable Temporal workflows')
-  .showHelpAfterError()
-  .exitOverride();
+const program = new Command('linkflow').description('ModelLink training pipelines as durable Temporal workflows').showHelpAfterError().exitOverride();
 
 program
   .command('validate <spec>')
@@ -103,7 +102,9 @@ program
 
 program
   .command('stop <workflowId>')
-  .description('checkpoint now and stop: the running training attempt saves (--exit-signal-handler, on unless exitSignalHandler: false) and the pipeline ends as stopped; run it again to resume')
+  .description(
+    'checkpoint now and stop: the running training attempt saves (--exit-signal-handler, on unless exitSignalHandler: false) and the pipeline ends as stopped; run it again to resume',
+  )
   .action(async (id: string) => {
     const client = await connectClient(loadConfig());
     await client.workflow.getHandle(id).signal(checkpointAndStopSignal);
@@ -128,10 +129,12 @@ program
   .action(async (id: string, opts: { json?: boolean }) => {
     const client = await connectClient(loadConfig());
     const snap = await snapshot(client.workflow.getHandle(id));
-    const advice = (snap.state?.stages ?? []).filter((s) => s.kind === 'pretrain' || s.kind === 'finetune').map((s) => {
-      const observed = observationsOf(s);
-      return { stage: s.name, observed, advice: observed ? adviseSaveInterval(observed) : undefined };
-    });
+    const advice = (snap.state?.stages ?? [])
+      .filter((s) => s.kind === 'pretrain' || s.kind === 'finetune')
+      .map((s) => {
+        const observed = observationsOf(s);
+        return { stage: s.name, observed, advice: observed ? adviseSaveInterval(observed) : undefined };
+      });
     if (opts.json) {
       console.log(JSON.stringify({ workflowId: id, stages: advice }));
       return;
@@ -143,15 +146,21 @@ program
         continue;
       }
       const o = a.observed;
-      console.log(`${a.stage}: ${o.failures} failure(s) in ${sec(o.runMs)} (MTBF ${sec(a.advice.mtbfMs)}); a save takes ${sec(o.saveMs)}, recovery ${sec(o.recoveryMs)}, an iteration ${o.iterationMs.toFixed(0)} ms`);
-      console.log(`  save every ${a.advice.recommendedIterations} iterations (Daly ${sec(a.advice.dalyMs)}, Young ${sec(a.advice.youngMs)}) instead of ${o.saveInterval}: expected time lost ${(a.advice.wasteRecommended * 100).toFixed(1)} % instead of ${(a.advice.wasteNow * 100).toFixed(1)} %`);
+      console.log(
+        `${a.stage}: ${o.failures} failure(s) in ${sec(o.runMs)} (MTBF ${sec(a.advice.mtbfMs)}); a save takes ${sec(o.saveMs)}, recovery ${sec(o.recoveryMs)}, an iteration ${o.iterationMs.toFixed(0)} ms`,
+      );
+      console.log(
+        `  save every ${a.advice.recommendedIterations} iterations (Daly ${sec(a.advice.dalyMs)}, Young ${sec(a.advice.youngMs)}) instead of ${o.saveInterval}: expected time lost ${(a.advice.wasteRecommended * 100).toFixed(1)} % instead of ${(a.advice.wasteNow * 100).toFixed(1)} %`,
+      );
       console.log(`  apply it: linkflow save-interval ${id} ${a.advice.recommendedIterations}   (or saveInterval in the spec)`);
     }
   });
 
 program
   .command('diagnose <log>')
-  .description('classify a log file (a manual run that failed, an attempt log) as linkflow classifies an attempt; exit 0 a failure was classified, 1 no failure in the log, 2 bad input')
+  .description(
+    'classify a log file (a manual run that failed, an attempt log) as linkflow classifies an attempt; exit 0 a failure was classified, 1 no failure in the log, 2 bad input',
+  )
   .option('--json', 'print one JSON object { file, lines, failed, exitStatus, class, retryable, budget, reason, line, excerpt }')
   .option('--exit-code <n>', "the process's exit status, when known (otherwise read from the log)")
   .action(async (file: string, opts: { json?: boolean; exitCode?: string }) => {
@@ -166,13 +175,17 @@ program
     const presets = presetNames().map((n) => getPreset(n)!);
     if (opts.json) console.log(JSON.stringify(presets, null, 2));
     const width = Math.max(...presets.map((p) => p.name.length));
-    if (!opts.json) for (const p of presets) console.log(`${p.name.padEnd(width)} ${p.description} (${p.impls.join(', ')}; reference ${p.reference.nodes}x${p.reference.devicesPerNode} TP${p.reference.tp} PP${p.reference.pp}${p.reference.tokensPerSecondPerDevice ? `, ${p.reference.tokensPerSecondPerDevice} tokens/s/device` : ''})`);
+    if (!opts.json)
+      for (const p of presets)
+        console.log(
+          `${p.name.padEnd(width)} ${p.description} (${p.impls.join(', ')}; reference ${p.reference.nodes}x${p.reference.devicesPerNode} TP${p.reference.tp} PP${p.reference.pp}${p.reference.tokensPerSecondPerDevice ? `, ${p.reference.tokensPerSecondPerDevice} tokens/s/device` : ''})`,
+        );
   });
 
 program
   .command('import <script>')
   .description('read a ModelLink example-style shell script into a pipeline spec (printed as YAML)')
-  .option('--preset <id>', 'the model preset (default: the one with the script\'s architecture)')
+  .option('--preset <id>', "the model preset (default: the one with the script's architecture)")
   .option('--name <name>', 'pipeline and stage name (default: from the file name)')
   .option('--root <dir>', 'the ModelLink checkout the script runs in; its relative paths are relative to it', '.')
   .option('-o, --output <file>', 'write the spec to a new file instead of standard output')
@@ -183,7 +196,14 @@ program
     } catch (e) {
       throw new ExitError(`cannot read ${file}: ${(e as Error).message}`, 2);
     }
-    const name = opts.name ?? path.basename(file).replace(/\.sh$/, '').replace(/[^A-Za-z0-9_.-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '') ?? 'imported';
+    const name =
+      opts.name ??
+      path
+        .basename(file)
+        .replace(/\.sh$/, '')
+        .replace(/[^A-Za-z0-9_.-]+/g, '-')
+        .replace(/^[^A-Za-z0-9]+/, '') ??
+      'imported';
     let result;
     try {
       result = importScript(parseModelLinkScript(text), { name, root: opts.root, preset: opts.preset, scriptPath: file });
@@ -217,7 +237,10 @@ program
   .description('run a worker on this node')
   .option('--queue <taskQueue>', 'task queue of the pool to poll (default: the configured one)')
   .option('--node <name>', "this node's name: also poll the node's own queue, where ranks of multi-node stages are placed")
-  .option('--address <host>', 'where the other nodes reach this one (rank 0 becomes the master address; default: LINKFLOW_NODE_ADDRESS or the first non-loopback IPv4)')
+  .option(
+    '--address <host>',
+    'where the other nodes reach this one (rank 0 becomes the master address; default: LINKFLOW_NODE_ADDRESS or the first non-loopback IPv4)',
+  )
   .action(async (opts: { queue?: string; node?: string; address?: string }) => {
     if (opts.address && !opts.node) throw new ExitError('--address needs --node: only a named node takes ranks of multi-node stages', 2);
     const node = opts.node ? { node: opts.node, address: opts.address ?? process.env.LINKFLOW_NODE_ADDRESS ?? defaultNodeAddress() } : undefined;
@@ -239,7 +262,11 @@ program
   .action(async () => {
     const { findTemporalCli } = await import('../devserver/temporal-cli.ts');
     const cli = await findTemporalCli({ install: true });
-    if (!cli) throw new ExitError('no Temporal CLI could be found or installed; the dev server will be downloaded by @temporalio/testing where the internet is reachable', 1);
+    if (!cli)
+      throw new ExitError(
+        'no Temporal CLI could be found or installed; the dev server will be downloaded by @temporalio/testing where the internet is reachable',
+        1,
+      );
     console.log(`temporal ${cli.version} at ${cli.path} (${cli.source})`);
   });
 

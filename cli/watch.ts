@@ -3,7 +3,10 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { liveLine } from './progress.ts';
 import { snapshot, type Snapshot } from '../client/pipeline.ts';
 
-export async function watchPipeline(handle: WorkflowHandle, options: { quiet?: boolean; intervalMs?: number; print?: (line: string) => void } = {}): Promise<Snapshot> {
+export async function watchPipeline(
+  handle: WorkflowHandle,
+  options: { quiet?: boolean; intervalMs?: number; print?: (line: string) => void } = {},
+): Promise<Snapshot> {
   const print = options.print ?? ((line: string) => console.log(line));
   let last = '';
   let lastPrintedAt = 0;

@@ -3,7 +3,13 @@
  * workflow's `progress` query (stages, attempts) with the running attempt's last heartbeat
  * (iteration, loss, throughput), which never enters the workflow history.
  */
-import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type Client, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowFailedError,
+  type Client,
+  type WorkflowHandle,
+  type WorkflowHandleWithFirstExecutionRunId,
+} from '@temporalio/client';
 import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
 import { createHash } from 'node:crypto';
 import { retrySettings, type LinkflowConfig } from '../temporal.config.ts';
@@ -17,7 +23,12 @@ function workflowIdFor(plan: PipelinePlan): string {
   return `linkflow-${plan.name}-${createHash('sha256').update(plan.dir).digest('hex').slice(0, 8)}`;
 }
 
-export async function startPipeline(client: Client, config: LinkflowConfig, plan: PipelinePlan, taskQueue?: string): Promise<WorkflowHandleWithFirstExecutionRunId> {
+export async function startPipeline(
+  client: Client,
+  config: LinkflowConfig,
+  plan: PipelinePlan,
+  taskQueue?: string,
+): Promise<WorkflowHandleWithFirstExecutionRunId> {
   const workflowId = workflowIdFor(plan);
   try {
     return await client.workflow.start<PipelineWorkflow>(pipelineWorkflowType, {
@@ -27,7 +38,9 @@ export async function startPipeline(client: Client, config: LinkflowConfig, plan
     });
   } catch (e) {
     if (e instanceof WorkflowExecutionAlreadyStartedError) {
-      throw new Error(`pipeline ${plan.name} is already running as ${workflowId} (workspace ${plan.workspace}); watch it with \`linkflow status ${workflowId}\` or stop it with \`linkflow cancel ${workflowId}\``);
+      throw new Error(
+        `pipeline ${plan.name} is already running as ${workflowId} (workspace ${plan.workspace}); watch it with \`linkflow status ${workflowId}\` or stop it with \`linkflow cancel ${workflowId}\``,
+      );
     }
     throw e;
   }

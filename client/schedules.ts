@@ -13,7 +13,11 @@ function action(suite: BenchmarkSuite, taskQueue: string): ScheduleOptionsAction
   return { type: 'startWorkflow', workflowType: benchmarkWorkflowType, workflowId: `bench-${suite.name}`, args: [{ suite }], taskQueue };
 }
 
-export async function createOrUpdateSchedule(client: Client, suite: BenchmarkSuite, options: { id?: string; cron: string; timezone: string; catchupWindow: string; pauseOnFailure: boolean; taskQueue: string }): Promise<'created' | 'updated'> {
+export async function createOrUpdateSchedule(
+  client: Client,
+  suite: BenchmarkSuite,
+  options: { id?: string; cron: string; timezone: string; catchupWindow: string; pauseOnFailure: boolean; taskQueue: string },
+): Promise<'created' | 'updated'> {
   const id = scheduleId(suite, options.id);
   const spec = { cronExpressions: [options.cron], timezone: options.timezone };
   // A night missed while the server was down runs when it is back, within the catch-up window; a night still running makes the next one skip.
@@ -24,6 +28,12 @@ export async function createOrUpdateSchedule(client: Client, suite: BenchmarkSui
   } catch (err) {
     if (!(err instanceof ScheduleNotFoundError)) throw err;
   }
-  await client.schedule.create({ scheduleId: id, spec, action: action(suite, options.taskQueue), policies, state: { note: `linkflow nightly benchmark of suite ${suite.name}` } });
+  await client.schedule.create({
+    scheduleId: id,
+    spec,
+    action: action(suite, options.taskQueue),
+    policies,
+    state: { note: `linkflow nightly benchmark of suite ${suite.name}` },
+  });
   return 'created';
 }

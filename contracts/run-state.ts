@@ -148,7 +148,10 @@ export function summarizeStage(s: StageState): StageSummary {
     kind: s.kind,
     status: s.status,
     attempts: s.attempts.length,
-    resumedFrom: s.attempts.slice(1).map((a) => a.loadedIteration).filter((i): i is number => i !== undefined),
+    resumedFrom: s.attempts
+      .slice(1)
+      .map((a) => a.loadedIteration)
+      .filter((i): i is number => i !== undefined),
     finalIteration: s.finalIteration,
     output: s.output,
     attemptLog: s.attempts.map(attemptLogEntry),

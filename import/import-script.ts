@@ -73,19 +73,25 @@ function scriptKind(parsed: ParsedScript): 'preprocess' | 'convert' | 'pretrain'
     const a = parsed.args;
     return has(a, '--finetune') || has(a, '--is-instruction-dataset') || has(a, '--lora-r') || has(a, '--lora-target-modules') ? 'finetune' : 'pretrain';
   }
-  throw new Error(`cannot import ${parsed.entrypoint || 'a script without a ModelLink launch'}: linkflow runs preprocess_data.py, convert_ckpt.py, pretrain_gpt.py, evaluation.py and inference.py`);
+  throw new Error(
+    `cannot import ${parsed.entrypoint || 'a script without a ModelLink launch'}: linkflow runs preprocess_data.py, convert_ckpt.py, pretrain_gpt.py, evaluation.py and inference.py`,
+  );
 }
 
 /** The preset whose shape the script uses: same layers, hidden size and heads; the script's own preset first. */
 function matchPreset(parsed: ParsedScript, scriptPath?: string): Preset | undefined {
   const layers = int(parsed.args, '--num-layers');
   const hidden = int(parsed.args, '--hidden-size');
-  const all = presetNames().map((n) => getPreset(n)!).filter((p) => p.name !== 'tiny');
+  const all = presetNames()
+    .map((n) => getPreset(n)!)
+    .filter((p) => p.name !== 'tiny');
   if (scriptPath) {
     // The presets that list this script (by file name) among their sources.
     const base = path.basename(scriptPath);
     const named = (v: unknown) => (Array.isArray(v) ? v : Object.values(v ?? {})).some((s) => typeof s === 'string' && path.basename(s) === base);
-    const exact = all.filter((p) => Object.values(p.sources).some((v) => (Array.isArray(v) ? v.includes(scriptPath) : Object.values(v ?? {}).includes(scriptPath))));
+    const exact = all.filter((p) =>
+      Object.values(p.sources).some((v) => (Array.isArray(v) ? v.includes(scriptPath) : Object.values(v ?? {}).includes(scriptPath))),
+    );
     const own = exact.length > 0 ? exact : all.filter((p) => Object.values(p.sources).some(named));
     if (own.length === 1) return own[0];
     const shaped = own.find((p) => p.architecture.numLayers === layers && p.architecture.hiddenSize === hidden);
@@ -93,7 +99,12 @@ function matchPreset(parsed: ParsedScript, scriptPath?: string): Preset | undefi
     if (own.length > 0) return own[0];
   }
   const candidates = all.filter((p) => p.architecture.numLayers === layers && p.architecture.hiddenSize === hidden);
-  const base = scriptPath ? path.basename(scriptPath).toLowerCase().replace(/[^a-z0-9]/g, '') : '';
+  const base = scriptPath
+    ? path
+        .basename(scriptPath)
+        .toLowerCase()
+        .replace(/[^a-z0-9]/g, '')
+    : '';
   return candidates.find((p) => base.includes(p.name.replace(/[^a-z0-9]/g, ''))) ?? candidates[0];
 }
 
@@ -152,7 +163,7 @@ function stageFromScript(kind: string, a: Arg[], name: string, parsed: ParsedScr
       const saveHf = str(a, '--save-model-type') === 'hf' || /huggingface/.test(str(a, '--save-model-type') ?? '');
       const mcore = has(a, '--use-mcore-models');
       const from = loadHf ? 'hf' : has(a, '--load-from-legacy') ? 'legacy' : mcore ? 'mcore' : 'legacy';
-      const to = saveHf ? 'hf' : has(a, '--save-to-legacy') ? 'legacy' : mcore || from === 'legacy' && has(a, '--load-from-legacy') ? 'mcore' : 'legacy';
+      const to = saveHf ? 'hf' : has(a, '--save-to-legacy') ? 'legacy' : mcore || (from === 'legacy' && has(a, '--load-from-legacy')) ? 'mcore' : 'legacy';
       set('from', str(a, '--load-dir'));
       stage.fromFormat = from;
       stage.to = to;
@@ -166,7 +177,8 @@ function stageFromScript(kind: string, a: Arg[], name: string, parsed: ParsedScr
       } else {
         set('hfDir', str(a, '--save-dir'));
       }
-      if (has(a, '--lora-load')) stage.lora = { load: str(a, '--lora-load'), r: int(a, '--lora-r'), alpha: int(a, '--lora-alpha'), targetModules: list(a, '--lora-target-modules') };
+      if (has(a, '--lora-load'))
+        stage.lora = { load: str(a, '--lora-load'), r: int(a, '--lora-r'), alpha: int(a, '--lora-alpha'), targetModules: list(a, '--lora-target-modules') };
       set('tokenizerModel', str(a, '--tokenizer-model'));
       set('paramsDtype', str(a, '--params-dtype'));
       break;
@@ -203,7 +215,13 @@ function stageFromScript(kind: string, a: Arg[], name: string, parsed: ParsedScr
       if (kind === 'finetune') {
         set('promptType', str(a, '--prompt-type'));
         if (has(a, '--lora-r') || has(a, '--lora-target-modules')) {
-          stage.lora = { r: int(a, '--lora-r') ?? 16, alpha: int(a, '--lora-alpha') ?? 32, targetModules: list(a, '--lora-target-modules'), fusion: has(a, '--lora-fusion'), ...(has(a, '--lora-load') ? { load: str(a, '--lora-load') } : {}) };
+          stage.lora = {
+            r: int(a, '--lora-r') ?? 16,
+            alpha: int(a, '--lora-alpha') ?? 32,
+            targetModules: list(a, '--lora-target-modules'),
+            fusion: has(a, '--lora-fusion'),
+            ...(has(a, '--lora-load') ? { load: str(a, '--lora-load') } : {}),
+          };
         }
       }
       break;
@@ -214,7 +232,10 @@ function stageFromScript(kind: string, a: Arg[], name: string, parsed: ParsedScr
       // A task spelled as a script variable (${TASK}) is not a task linkflow knows: the render's override carries it.
       const known = ['mmlu', 'ceval', 'boolq', 'gsm8k', 'human_eval', 'bbh', 'agieval'];
       // A script without a data path evaluates nothing (evaluation.py skips a task without one): left for the user to fill in.
-      stage.tasks = (tasks.length ? tasks : ['mmlu']).map((t, i) => ({ name: known.includes(t) ? t : 'mmlu', dataPath: paths[i] ?? paths[0] ?? '${TASK_DATA_PATH}' }));
+      stage.tasks = (tasks.length ? tasks : ['mmlu']).map((t, i) => ({
+        name: known.includes(t) ? t : 'mmlu',
+        dataPath: paths[i] ?? paths[0] ?? '${TASK_DATA_PATH}',
+      }));
       set('maxNewTokens', int(a, '--max-new-tokens'));
       set('evaluationBatchSize', int(a, '--evaluation-batch-size'));
       set('seqLength', int(a, '--seq-length'));
@@ -250,12 +271,18 @@ function featuresFromScript(a: Arg[], runsModel: boolean): Json {
   for (const f of FEATURE_FLAGS) {
     if (!has(a, f.flag)) continue;
     const v = value(a, f.flag);
-    const parsed = f.kind === 'bool' ? true
-      : f.kind === 'int' ? Number(v)
-      : f.kind === 'float' ? Number(v)
-      : f.kind === 'ints' ? (Array.isArray(v) ? v : [v]).map(Number)
-      : f.kind === 'csv' ? String(v).split(',').map(Number)
-      : v;
+    const parsed =
+      f.kind === 'bool'
+        ? true
+        : f.kind === 'int'
+          ? Number(v)
+          : f.kind === 'float'
+            ? Number(v)
+            : f.kind === 'ints'
+              ? (Array.isArray(v) ? v : [v]).map(Number)
+              : f.kind === 'csv'
+                ? String(v).split(',').map(Number)
+                : v;
     if (f.kind !== 'bool' && (v === null || (typeof parsed === 'number' && Number.isNaN(parsed)))) continue;
     (sections[f.section] ??= {})[f.key] = parsed;
   }
@@ -271,7 +298,16 @@ function featuresFromScript(a: Arg[], runsModel: boolean): Json {
 
 /** Values compared as the script means them: paths resolved against the ModelLink root. */
 export function normalizeValue(v: string | string[] | null, root: string): string {
-  const one = (x: string) => x.includes('${') ? x.slice(x.indexOf('${')) : /^-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(x) ? String(Number(x)) : (x.startsWith('./') || x.startsWith('../') || x.startsWith('${') || (x.includes('/') && !x.includes(' ') && !x.startsWith('/')) ? path.resolve(root, x) : x.startsWith('/') ? path.normalize(x) : x);
+  const one = (x: string) =>
+    x.includes('${')
+      ? x.slice(x.indexOf('${'))
+      : /^-?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(x)
+        ? String(Number(x))
+        : x.startsWith('./') || x.startsWith('../') || x.startsWith('${') || (x.includes('/') && !x.includes(' ') && !x.startsWith('/'))
+          ? path.resolve(root, x)
+          : x.startsWith('/')
+            ? path.normalize(x)
+            : x;
   if (v === null) return 'null';
   return Array.isArray(v) ? JSON.stringify(v.map(one)) : one(v);
 }
@@ -294,7 +330,8 @@ export function importScript(parsed: ParsedScript, options: ImportOptions): Impo
   const kind = scriptKind(parsed);
   const a = parsed.args;
   const preset = options.preset ? getPreset(options.preset) : matchPreset(parsed, options.scriptPath);
-  if (!preset) throw new Error(`no preset has this script's shape (--num-layers ${str(a, '--num-layers')}, --hidden-size ${str(a, '--hidden-size')}); pass --preset`);
+  if (!preset)
+    throw new Error(`no preset has this script's shape (--num-layers ${str(a, '--num-layers')}, --hidden-size ${str(a, '--hidden-size')}); pass --preset`);
   const impl = has(a, '--use-mcore-models') || (kind === 'convert' && has(a, '--load-from-legacy')) ? 'mcore' : 'legacy';
   const d = parsed.distributed;
   const asInt = (x: unknown, fallback: number) => (typeof x === 'number' ? x : typeof x === 'string' && /^\d+$/.test(x) ? Number(x) : fallback);
@@ -303,7 +340,12 @@ export function importScript(parsed: ParsedScript, options: ImportOptions): Impo
   const spec: Json = {
     name: options.name,
     workspace: options.workspace ?? './linkflow-workspace',
-    modellink: { root: options.root, python: 'python', launcher: parsed.launcher && parsed.launcher !== 'python' ? launcherOf(parsed) : 'torchrun', ...(parsed.sources[0] ? { setupScript: parsed.sources[0] } : {}) },
+    modellink: {
+      root: options.root,
+      python: 'python',
+      launcher: parsed.launcher && parsed.launcher !== 'python' ? launcherOf(parsed) : 'torchrun',
+      ...(parsed.sources[0] ? { setupScript: parsed.sources[0] } : {}),
+    },
     cluster: {
       nodes: asInt(d.nnodes, 1),
       devicesPerNode: asInt(d.nproc_per_node, 8),

@@ -562,8 +562,27 @@ interface Chunk {
 type Mode = 'arg' | 'assign' | 'export';
 
 const PROSE_WORDS = new Set([
-  'your', 'path', 'paths', 'file', 'files', 'dir', 'dirs', 'directory', 'folder', 'for', 'the', 'of', 'here', 'please',
-  'fill', 'enter', 'replace', 'ip', 'address', 'location', 'todo',
+  'your',
+  'path',
+  'paths',
+  'file',
+  'files',
+  'dir',
+  'dirs',
+  'directory',
+  'folder',
+  'for',
+  'the',
+  'of',
+  'here',
+  'please',
+  'fill',
+  'enter',
+  'replace',
+  'ip',
+  'address',
+  'location',
+  'todo',
 ]);
 
 /**
@@ -697,7 +716,7 @@ class Interpreter {
     while (this.pos < this.tokens.length) {
       const t = this.peek()!;
       if (t.k === 'op') {
-        if (t.op === '(' ) {
+        if (t.op === '(') {
           this.warn(`line ${t.line}: unexpected '(' (a bash syntax error)`);
           this.pos++;
           continue;
@@ -757,7 +776,10 @@ class Interpreter {
       this.warn(`line ${first.line}: ${what} is not interpreted (linkflow reads a subset of bash)`);
       return;
     } else {
-      what = firstText === '(' ? 'subshell ( ... )' : `'${firstText}' ${firstText === 'if' || firstText === 'case' ? 'statement' : firstText === '{' ? 'group' : 'loop'}`;
+      what =
+        firstText === '('
+          ? 'subshell ( ... )'
+          : `'${firstText}' ${firstText === 'if' || firstText === 'case' ? 'statement' : firstText === '{' ? 'group' : 'loop'}`;
     }
     const startPos = this.pos;
     while (this.pos < this.tokens.length) {
@@ -923,8 +945,7 @@ class Interpreter {
     for (const w of words) {
       const chunks = this.expandParts(w.parts, 'arg', w.line);
       for (const c of chunks)
-        if (c.unresolved)
-          this.warn(`line ${w.line}: ${c.unresolved} in ${what} is not evaluated (linkflow never runs commands); kept as written: ${c.text}`);
+        if (c.unresolved) this.warn(`line ${w.line}: ${c.unresolved} in ${what} is not evaluated (linkflow never runs commands); kept as written: ${c.text}`);
       let cur = '';
       let active = false;
       for (const c of chunks) {
@@ -1114,7 +1135,7 @@ class Interpreter {
 
   private execPipeline(commands: { words: Word[]; redirs: Redir[]; start: number; end: number; line: number }[]): void {
     const [head, ...rest] = commands;
-    const launched = this.execSimple(head, rest.length > 0);
+    const launched = this.execSimple(head);
     if (!launched) {
       if (rest.length) for (const c of rest) this.otherCommands.push(this.raw(c.start, c.end));
       return;
@@ -1132,7 +1153,7 @@ class Interpreter {
   }
 
   /** Runs one simple command; returns the launch when it is the (first) launch command. */
-  private execSimple(cmd: { words: Word[]; redirs: Redir[]; start: number; end: number; line: number }, piped: boolean): Launch | null {
+  private execSimple(cmd: { words: Word[]; redirs: Redir[]; start: number; end: number; line: number }): Launch | null {
     let words = cmd.words;
     const prefix: Word[] = [];
     while (words.length && splitAssignment(words[0])) {
@@ -1219,7 +1240,9 @@ class Interpreter {
         }
       }
       if (this.launch) {
-        this.warn(`line ${cmd.line}: another launch command (${this.raw(cmd.start, cmd.end).slice(0, 80)}…) is not parsed; only the first one (line ${this.launch.line}) is`);
+        this.warn(
+          `line ${cmd.line}: another launch command (${this.raw(cmd.start, cmd.end).slice(0, 80)}…) is not parsed; only the first one (line ${this.launch.line}) is`,
+        );
         this.otherCommands.push(this.raw(cmd.start, cmd.end));
         return null;
       }

@@ -88,10 +88,12 @@ export function resumePoint(saveDir: string, dir: SaveDirView): ResumePoint {
     const missing = dir.missingShards(tracker);
     if (missing.length === 0) return { kind: 'tracker', iteration: tracker, dir: saveDir };
   }
-  const why = tracker === 'invalid'
-    ? `${TRACKER_FILE} is unreadable`
-    : `checkpoint ${iterationDirName(tracker)} is incomplete (missing ${dir.missingShards(tracker).slice(0, 3).join(', ')})`;
-  const older = dir.iterations()
+  const why =
+    tracker === 'invalid'
+      ? `${TRACKER_FILE} is unreadable`
+      : `checkpoint ${iterationDirName(tracker)} is incomplete (missing ${dir.missingShards(tracker).slice(0, 3).join(', ')})`;
+  const older = dir
+    .iterations()
     .filter((i) => tracker === 'invalid' || tracker === 'release' || i < tracker)
     .reverse()
     .find((i) => dir.missingShards(i).length === 0);
@@ -119,7 +121,12 @@ export interface ViewLink {
  * the iteration its tracker names. The optimizer files are listed whether or not they exist (a run
  * without the distributed optimizer has none; the caller links only those present).
  */
-export function loraResumeView(iteration: number, loraDir: string, base: { dir: string; iteration: number | 'release' }, layout: Layout): { tracker: string; links: ViewLink[] } {
+export function loraResumeView(
+  iteration: number,
+  loraDir: string,
+  base: { dir: string; iteration: number | 'release' },
+  layout: Layout,
+): { tracker: string; links: ViewLink[] } {
   const iterDir = iterationDirName(iteration);
   const links = shardDirNames(layout).flatMap((shard) => [
     { link: path.join(iterDir, shard, MODEL_FILE), target: path.join(base.dir, iterationDirName(base.iteration), shard, MODEL_FILE) },

@@ -235,7 +235,11 @@ function loraArgs(lora: LoraOptions, mcore: boolean): Arg[] {
     ['--lora-r', num(lora.r)],
     ['--lora-alpha', num(lora.alpha)],
     ...flag(lora.fusion, '--lora-fusion'),
-    ['--lora-target-modules', lora.targetModules ?? (mcore ? ['linear_qkv', 'linear_proj', 'linear_fc1', 'linear_fc2'] : ['query_key_value', 'dense', 'dense_h_to_4h', 'dense_4h_to_h'])],
+    [
+      '--lora-target-modules',
+      lora.targetModules ??
+        (mcore ? ['linear_qkv', 'linear_proj', 'linear_fc1', 'linear_fc2'] : ['query_key_value', 'dense', 'dense_h_to_4h', 'dense_4h_to_h']),
+    ],
   ];
 }
 
@@ -295,7 +299,12 @@ export function buildTraining(spec: PipelineSpec, preset: Preset, stage: Trainin
     ...opt('--adam-beta2', stage.adamBeta2, preset.training.adamBeta2),
     ...opt('--seed', stage.seed, undefined),
     ['--no-gradient-accumulation-fusion', null],
-    ...(loadsWeights ? ([['--no-load-optim', null], ['--no-load-rng', null]] as Arg[]) : []),
+    ...(loadsWeights
+      ? ([
+          ['--no-load-optim', null],
+          ['--no-load-rng', null],
+        ] as Arg[])
+      : []),
     ...flag(p.distributedOptimizer, '--use-distributed-optimizer'),
     ...flag(stage.saveOptimizer === false, '--no-save-optim'),
     ...flag(stage.saveRng === false, '--no-save-rng'),

@@ -21,7 +21,10 @@ const LINKFLOW_EXIT = /^# launched \S+, exited \S+ \((?:(SIG[A-Z0-9]+)|exit code
 function exitStatusInLog(lines: readonly string[]): KnownExitStatus | undefined {
   for (let i = lines.length - 1; i >= 0; i--) {
     const m = LINKFLOW_EXIT.exec(lines[i]);
-    if (m) return m[1] ? { exitCode: null, signal: m[1], source: 'linkflow' } : { exitCode: m[2] === 'null' ? null : Number(m[2]), signal: null, source: 'linkflow' };
+    if (m)
+      return m[1]
+        ? { exitCode: null, signal: m[1], source: 'linkflow' }
+        : { exitCode: m[2] === 'null' ? null : Number(m[2]), signal: null, source: 'linkflow' };
   }
   const { failures } = readTorchrunReport(lines);
   // The root cause is printed last in the block; a signalled worker decides the class (failures.ts).

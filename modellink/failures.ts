@@ -25,7 +25,18 @@ export const NON_RETRYABLE: ReadonlySet<FailureClass> = new Set(['bad-arguments'
 export const INFRASTRUCTURE: ReadonlySet<FailureClass> = new Set(['communication', 'node-lost', 'killed', 'hang', 'segfault']);
 
 export const FAILURE_CLASSES: readonly FailureClass[] = [
-  'bad-arguments', 'missing-input', 'communication', 'out-of-memory', 'nan-loss', 'segfault', 'killed', 'hang', 'node-lost', 'no-result', 'exception', 'unknown',
+  'bad-arguments',
+  'missing-input',
+  'communication',
+  'out-of-memory',
+  'nan-loss',
+  'segfault',
+  'killed',
+  'hang',
+  'node-lost',
+  'no-result',
+  'exception',
+  'unknown',
 ];
 
 /**
@@ -50,7 +61,8 @@ export interface FailureRule {
 const DEVICE_OOM = /NPU out of memory|\bEL0004\b|Failed to allocate memory|rtMalloc\b.*(failed|out of memory)|out of memory|OutOfMemoryError/i;
 
 /** What every rank prints when a peer is gone, and what a real network fault prints too. */
-const COMMUNICATION = 'HCCL|NCCL|EI0002|EI0006|ERR02200|connection reset|Connection reset by peer|Connection refused|communication timeout|DistNetworkError|DistStoreError|clients joined';
+const COMMUNICATION =
+  'HCCL|NCCL|EI0002|EI0006|ERR02200|connection reset|Connection reset by peer|Connection refused|communication timeout|DistNetworkError|DistStoreError|clients joined';
 
 /**
  * A Python error line of the job's own (`KeyError: ...`, `RuntimeError: The Inner error is reported
@@ -64,7 +76,11 @@ const FAILURE_RULES: readonly FailureRule[] = [
   { class: 'bad-arguments', pattern: /error: (unrecognized arguments|argument \S+|the following arguments are required)/ },
   // Megatron's check that a checkpoint's TP/PP match the job: retrying cannot change either.
   { class: 'bad-arguments', pattern: /value from checkpoint \(\d+\) is not equal to the input argument value/ },
-  { class: 'missing-input', pattern: /FileNotFoundError|No such file or directory|is not a directory or does not exist|'--exit-on-missing-checkpoint' set|Error no file named .* found in directory/ },
+  {
+    class: 'missing-input',
+    pattern:
+      /FileNotFoundError|No such file or directory|is not a directory or does not exist|'--exit-on-missing-checkpoint' set|Error no file named .* found in directory/,
+  },
   { class: 'nan-loss', pattern: /found NaN in local (forward loss|grad norm)|Loss is NaN|nan in loss/i },
   { class: 'out-of-memory', pattern: DEVICE_OOM },
   { class: 'segfault', pattern: /Segmentation fault|SIGSEGV/ },
@@ -156,7 +172,9 @@ function excerptAround(lines: string[], index: number): string[] {
 
 /** Long excerpts keep their first lines (a usage line, a traceback header) and their end. */
 function trim(excerpt: string[]): string[] {
-  return excerpt.length <= MAX_EXCERPT ? excerpt : [...excerpt.slice(0, 5), `... (${excerpt.length - MAX_EXCERPT + 5} lines) ...`, ...excerpt.slice(-(MAX_EXCERPT - 6))];
+  return excerpt.length <= MAX_EXCERPT
+    ? excerpt
+    : [...excerpt.slice(0, 5), `... (${excerpt.length - MAX_EXCERPT + 5} lines) ...`, ...excerpt.slice(-(MAX_EXCERPT - 6))];
 }
 
 /** One failed worker as torchrun's ChildFailedError block lists it. */
@@ -192,7 +210,8 @@ export function readTorchrunReport(lines: readonly string[]): TorchrunReport {
     const line = lines[i];
     const death = /death signal, shutting down workers$/.test(line) ? /Received (?:Signals\.)?(\w+) death signal/.exec(line) : null;
     if (death) report.deathSignal = { signal: /^\d+$/.test(death[1]) ? (SIGNAL_NAMES[Number(death[1])] ?? `signal ${death[1]}`) : death[1], line: i };
-    if (/^torch\.distributed\.elastic\.multiprocessing\.(errors\.ChildFailedError|api\.SignalException):/.test(line)) markOwnTraceback(lines, i, report.ownLines);
+    if (/^torch\.distributed\.elastic\.multiprocessing\.(errors\.ChildFailedError|api\.SignalException):/.test(line))
+      markOwnTraceback(lines, i, report.ownLines);
     const rankLine = /^\s+rank\s+: (\d+) \(local_rank: \d+\)$/.exec(line);
     if (rankLine) rank = Number(rankLine[1]);
     const exit = /^\s+exitcode\s+: (-?\d+) \(pid: \d+\)$/.exec(line);
@@ -232,7 +251,13 @@ function markOwnTraceback(lines: readonly string[], at: number, own: Set<number>
  * `detected` is a class the watcher established itself (hang, nan-loss).
  */
 export function classifyFailure(status: ExitStatus, logTail: string[], detected?: FailureClass, extraRules: readonly FailureRule[] = []): FailureReport {
-  const make = (cls: FailureClass, reason: string, excerpt: string[], decidedBy?: number): FailureReport => ({ class: cls, retryable: !NON_RETRYABLE.has(cls), reason, excerpt, ...(decidedBy !== undefined ? { decidedBy } : {}) });
+  const make = (cls: FailureClass, reason: string, excerpt: string[], decidedBy?: number): FailureReport => ({
+    class: cls,
+    retryable: !NON_RETRYABLE.has(cls),
+    reason,
+    excerpt,
+    ...(decidedBy !== undefined ? { decidedBy } : {}),
+  });
   const tail = logTail.slice(-TAIL);
   if (detected === 'hang') return make('hang', 'no progress within the no-progress window; the process group was killed', tail);
   if (detected === 'nan-loss') {
@@ -259,7 +284,10 @@ export function classifyFailure(status: ExitStatus, logTail: string[], detected?
     if (rule.class === 'bad-arguments' && status.exitCode !== 2 && status.exitCode !== 1) continue;
     if (rule.class === 'exception' && status.signal) break;
     if (rule.class === 'bad-arguments') {
-      const start = Math.max(0, logTail.findIndex((l) => l.startsWith('usage:')));
+      const start = Math.max(
+        0,
+        logTail.findIndex((l) => l.startsWith('usage:')),
+      );
       return make(rule.class, logTail[hit].trim(), trim(logTail.slice(start, hit + 1)), hit);
     }
     // "The Inner error is reported as above": the error code line above is the reason to read.

@@ -95,5 +95,7 @@ export function chooseNodes(wanted: { hosts?: string[]; count: number }, free: s
     return down.length === 0 ? { nodes: wanted.hosts } : { missing: `host${down.length > 1 ? 's' : ''} ${down.join(', ')} not free or not polling` };
   }
   const sorted = [...new Set(free)].sort();
-  return sorted.length >= wanted.count ? { nodes: sorted.slice(0, wanted.count) } : { missing: `${wanted.count} free nodes needed, ${sorted.length} free (${sorted.join(', ') || 'none'})` };
+  return sorted.length >= wanted.count
+    ? { nodes: sorted.slice(0, wanted.count) }
+    : { missing: `${wanted.count} free nodes needed, ${sorted.length} free (${sorted.join(', ') || 'none'})` };
 }

@@ -54,11 +54,16 @@ export function renderLaunch(launch: Launch): string[] {
   if (launch.kind === 'python') return [...launch.program];
   return [
     ...launch.program,
-    '--nproc_per_node', String(launch.nprocPerNode),
-    '--nnodes', String(launch.nnodes),
-    '--node_rank', String(launch.nodeRank),
-    '--master_addr', launch.masterAddr,
-    '--master_port', String(launch.masterPort),
+    '--nproc_per_node',
+    String(launch.nprocPerNode),
+    '--nnodes',
+    String(launch.nnodes),
+    '--node_rank',
+    String(launch.nodeRank),
+    '--master_addr',
+    launch.masterAddr,
+    '--master_port',
+    String(launch.masterPort),
   ];
 }
 

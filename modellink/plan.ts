@@ -43,11 +43,28 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
     const ctx = stageContext({ spec, preset, tokenizer, earlier: plans, resolve, problems }, stage, i, resolvedSpec, pipelineDir, inputs);
     const draft = planStage(ctx, stage);
     checkStageRules(spec, preset, stage, ctx.specPath, problems, warnings);
-    plans.push(draft.command ? stagePlan(ctx, stage, { ...draft, command: draft.command }, inputs) : { ...placeholder(stage, ctx.specPath, ctx.dir, draft.output, draft.outputKind), format: draft.format });
+    plans.push(
+      draft.command
+        ? stagePlan(ctx, stage, { ...draft, command: draft.command }, inputs)
+        : { ...placeholder(stage, ctx.specPath, ctx.dir, draft.output, draft.outputKind), format: draft.format },
+    );
   });
 
   if (problems.length > 0) return { ok: false, problems };
-  return { ok: true, spec, warnings, plan: { name: spec.name, nodes: spec.cluster.nodes, hosts: spec.cluster.hosts, workspace, dir: pipelineDir, taskQueue: spec.cluster.taskQueue, stages: plans } };
+  return {
+    ok: true,
+    spec,
+    warnings,
+    plan: {
+      name: spec.name,
+      nodes: spec.cluster.nodes,
+      hosts: spec.cluster.hosts,
+      workspace,
+      dir: pipelineDir,
+      taskQueue: spec.cluster.taskQueue,
+      stages: plans,
+    },
+  };
 }
 
 /** A planned stage's command line, rendered from its launch, entrypoint and arguments (`linkflow render`). */
@@ -62,7 +79,8 @@ function checkPipeline(spec: PipelineSpec, problems: SpecProblem[], warnings: Sp
   checkHosts(spec, problems);
   const names = new Map<string, number>();
   spec.stages.forEach((s, i) => {
-    if (names.has(s.name)) problems.push({ path: `stages[${i}].name`, message: `"${s.name}" is already the name of stages[${names.get(s.name)}]; stage names must be unique` });
+    if (names.has(s.name))
+      problems.push({ path: `stages[${i}].name`, message: `"${s.name}" is already the name of stages[${names.get(s.name)}]; stage names must be unique` });
     else names.set(s.name, i);
   });
   return preset;
@@ -83,12 +101,17 @@ function withResolvedPrograms(spec: PipelineSpec, resolve: (p: string) => string
 
 function planStage(ctx: StageContext, stage: Stage): StageDraft {
   switch (stage.kind) {
-    case 'preprocess': return planPreprocess(ctx, stage);
-    case 'convert': return planConvert(ctx, stage);
+    case 'preprocess':
+      return planPreprocess(ctx, stage);
+    case 'convert':
+      return planConvert(ctx, stage);
     case 'pretrain':
-    case 'finetune': return planTraining(ctx, stage);
-    case 'evaluate': return planEvaluate(ctx, stage);
-    case 'inference': return planInference(ctx, stage);
+    case 'finetune':
+      return planTraining(ctx, stage);
+    case 'evaluate':
+      return planEvaluate(ctx, stage);
+    case 'inference':
+      return planInference(ctx, stage);
   }
 }
 
@@ -131,8 +154,22 @@ function stagePlan(ctx: StageContext, stage: Stage, draft: StageDraft & { comman
 /** Keeps later stages resolvable after an earlier problem, so one run reports every problem. */
 function placeholder(stage: Stage, specPath: string, dir: string, output: string, outputKind: OutputKind): StagePlan {
   return {
-    name: stage.name, kind: stage.kind, specPath, dir, logDir: '', manifestFile: '', output, outputKind,
-    entrypoint: 'pretrain_gpt.py', launch: { kind: 'python', program: [] }, args: [], argv: [], env: {}, cwd: '', inputs: [], failureRules: [],
+    name: stage.name,
+    kind: stage.kind,
+    specPath,
+    dir,
+    logDir: '',
+    manifestFile: '',
+    output,
+    outputKind,
+    entrypoint: 'pretrain_gpt.py',
+    launch: { kind: 'python', program: [] },
+    args: [],
+    argv: [],
+    env: {},
+    cwd: '',
+    inputs: [],
+    failureRules: [],
   };
 }
 
@@ -161,7 +198,10 @@ function checkFlags(command: Command, stage: Stage, specPath: string, problems: 
   if (stage.allowUnknownFlags) return;
   for (const f of Object.keys(stage.args)) {
     if (!isKnownFlag(command.entrypoint, f)) {
-      problems.push({ path: `${specPath}.args.${f}`, message: `${f} is not a flag of ModelLink's ${command.entrypoint}; set allowUnknownFlags: true if your ModelLink version has it` });
+      problems.push({
+        path: `${specPath}.args.${f}`,
+        message: `${f} is not a flag of ModelLink's ${command.entrypoint}; set allowUnknownFlags: true if your ModelLink version has it`,
+      });
     }
   }
 }
@@ -176,7 +216,10 @@ function resolveTokenizer(spec: PipelineSpec, preset: Preset, resolve: (p: strin
   if (convert && convert.kind === 'convert' && !spec.stages.some((s) => s.name === convert.from)) {
     return tokenizerFile(preset, resolve(convert.from));
   }
-  problems.push({ path: 'model.tokenizer', message: 'required: the HuggingFace tokenizer directory (or tokenizer.model file), unless a convert stage names the HF model directory' });
+  problems.push({
+    path: 'model.tokenizer',
+    message: 'required: the HuggingFace tokenizer directory (or tokenizer.model file), unless a convert stage names the HF model directory',
+  });
   return undefined;
 }
 

@@ -133,7 +133,11 @@ function architectureArgsOf(a: Architecture): Arg[] {
     ['--num-attention-heads', num(a.numAttentionHeads)],
   ];
   if (a.numQueryGroups !== undefined) args.push(['--group-query-attention', null], ['--num-query-groups', num(a.numQueryGroups)]);
-  args.push(['--tokenizer-type', a.tokenizerType], ['--max-position-embeddings', num(a.maxPositionEmbeddings)], ['--make-vocab-size-divisible-by', num(a.makeVocabSizeDivisibleBy)]);
+  args.push(
+    ['--tokenizer-type', a.tokenizerType],
+    ['--max-position-embeddings', num(a.maxPositionEmbeddings)],
+    ['--make-vocab-size-divisible-by', num(a.makeVocabSizeDivisibleBy)],
+  );
   if (a.vocabSize !== undefined) args.push(['--vocab-size', num(a.vocabSize)]);
   if (a.untieEmbeddingsAndOutputWeights) args.push(['--untie-embeddings-and-output-weights', null]);
   if (a.disableBiasLinear) args.push(['--disable-bias-linear', null]);
@@ -174,7 +178,12 @@ export function customPreset(architecture: Architecture): Preset {
     gaps: [],
     architecture,
     architectureArgs: { mcore: args, legacy: args },
-    fused: { rmsnorm: architecture.normalization === 'RMSNorm', swiglu: architecture.swiglu, rotaryPosEmb: architecture.positionEmbeddingType === 'rope', flashAttn: true },
+    fused: {
+      rmsnorm: architecture.normalization === 'RMSNorm',
+      swiglu: architecture.swiglu,
+      rotaryPosEmb: architecture.positionEmbeddingType === 'rope',
+      flashAttn: true,
+    },
     training: { lr: 1.25e-6, minLr: 1.25e-7, initialLossScale: 65536, adamBeta2: 0.95 },
     reference: { nodes: 1, devicesPerNode: 8, tp: 1, pp: 1, microBatchSize: 1, globalBatchSize: 8, precision: 'bf16' },
     references: [],

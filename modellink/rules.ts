@@ -23,9 +23,14 @@ function dataParallelSize(spec: PipelineSpec): number {
 export function checkHosts(spec: PipelineSpec, problems: Problems): void {
   const hosts = spec.cluster.hosts;
   if (!hosts) return;
-  if (hosts.length !== spec.cluster.nodes) problems.push({ path: 'cluster.hosts', message: `names ${hosts.length} host${hosts.length === 1 ? '' : 's'} for ${spec.cluster.nodes} node${spec.cluster.nodes === 1 ? '' : 's'}; give one per node (rank k runs on hosts[k])` });
+  if (hosts.length !== spec.cluster.nodes)
+    problems.push({
+      path: 'cluster.hosts',
+      message: `names ${hosts.length} host${hosts.length === 1 ? '' : 's'} for ${spec.cluster.nodes} node${spec.cluster.nodes === 1 ? '' : 's'}; give one per node (rank k runs on hosts[k])`,
+    });
   hosts.forEach((h, i) => {
-    if (hosts.indexOf(h) !== i) problems.push({ path: `cluster.hosts[${i}]`, message: `"${h}" is already hosts[${hosts.indexOf(h)}]; each node rank needs its own host` });
+    if (hosts.indexOf(h) !== i)
+      problems.push({ path: `cluster.hosts[${i}]`, message: `"${h}" is already hosts[${hosts.indexOf(h)}]; each node rank needs its own host` });
   });
 }
 
@@ -34,26 +39,41 @@ export function checkLayout(spec: PipelineSpec, preset: Preset, problems: Proble
   const p = spec.parallel;
   const { tp, pp, cp, ep } = p;
   const world = worldSize(spec);
-  if (a.numAttentionHeads % tp !== 0) problems.push({ path: 'parallel.tp', message: `tensor parallel size ${tp} must divide the ${a.numAttentionHeads} attention heads of ${preset.name}` });
-  if (a.numQueryGroups !== undefined && a.numQueryGroups % tp !== 0) problems.push({ path: 'parallel.tp', message: `tensor parallel size ${tp} must divide the ${a.numQueryGroups} query groups of ${preset.name}` });
+  if (a.numAttentionHeads % tp !== 0)
+    problems.push({ path: 'parallel.tp', message: `tensor parallel size ${tp} must divide the ${a.numAttentionHeads} attention heads of ${preset.name}` });
+  if (a.numQueryGroups !== undefined && a.numQueryGroups % tp !== 0)
+    problems.push({ path: 'parallel.tp', message: `tensor parallel size ${tp} must divide the ${a.numQueryGroups} query groups of ${preset.name}` });
   if (p.numLayerList) {
     const sum = p.numLayerList.reduce((x, y) => x + y, 0);
-    if (p.numLayerList.length !== pp) problems.push({ path: 'parallel.numLayerList', message: `has ${p.numLayerList.length} entries; it needs one per pipeline stage (pp = ${pp})` });
-    if (sum !== a.numLayers) problems.push({ path: 'parallel.numLayerList', message: `sums to ${sum}; it must sum to the ${a.numLayers} layers of ${preset.name}` });
+    if (p.numLayerList.length !== pp)
+      problems.push({ path: 'parallel.numLayerList', message: `has ${p.numLayerList.length} entries; it needs one per pipeline stage (pp = ${pp})` });
+    if (sum !== a.numLayers)
+      problems.push({ path: 'parallel.numLayerList', message: `sums to ${sum}; it must sum to the ${a.numLayers} layers of ${preset.name}` });
   } else if (a.numLayers % pp !== 0) {
-    problems.push({ path: 'parallel.pp', message: `pipeline parallel size ${pp} must divide the ${a.numLayers} layers of ${preset.name} (or give parallel.numLayerList)` });
+    problems.push({
+      path: 'parallel.pp',
+      message: `pipeline parallel size ${pp} must divide the ${a.numLayers} layers of ${preset.name} (or give parallel.numLayerList)`,
+    });
   }
   if (p.vpp !== undefined && (pp < 2 || (a.numLayers / pp) % p.vpp !== 0)) {
-    problems.push({ path: 'parallel.vpp', message: `virtual pipeline needs pp > 1 and ${p.vpp} layers per virtual stage must divide the ${a.numLayers / pp} layers of each pipeline stage` });
+    problems.push({
+      path: 'parallel.vpp',
+      message: `virtual pipeline needs pp > 1 and ${p.vpp} layers per virtual stage must divide the ${a.numLayers / pp} layers of each pipeline stage`,
+    });
   }
   if (world % (tp * pp * cp) !== 0) {
     problems.push({ path: 'parallel', message: `nodes × devicesPerNode = ${world} devices must be divisible by tp × pp × cp = ${tp * pp * cp}` });
   }
   const dp = dataParallelSize(spec);
-  if (ep > 1 && dp % ep !== 0) problems.push({ path: 'parallel.ep', message: `expert parallel size ${ep} must divide the data-parallel size ${dp} (devices ÷ (tp × pp × cp))` });
+  if (ep > 1 && dp % ep !== 0)
+    problems.push({ path: 'parallel.ep', message: `expert parallel size ${ep} must divide the data-parallel size ${dp} (devices ÷ (tp × pp × cp))` });
   if (cp > 1) {
     const algo = p.cpAlgo ?? 'ulysses_cp_algo';
-    if (algo === 'hybrid_cp_algo' && p.ulyssesDegreeInCp === undefined) problems.push({ path: 'parallel.ulyssesDegreeInCp', message: 'required with cpAlgo hybrid_cp_algo (ModelLink: --ulysses-degree-in-cp must be specified in hybrid_cp_algo)' });
+    if (algo === 'hybrid_cp_algo' && p.ulyssesDegreeInCp === undefined)
+      problems.push({
+        path: 'parallel.ulyssesDegreeInCp',
+        message: 'required with cpAlgo hybrid_cp_algo (ModelLink: --ulysses-degree-in-cp must be specified in hybrid_cp_algo)',
+      });
     const ulysses = algo === 'ulysses_cp_algo' ? cp : algo === 'hybrid_cp_algo' ? (p.ulyssesDegreeInCp ?? 1) : 1;
     if (ulysses > 1 && a.numAttentionHeads % (ulysses * tp) !== 0) {
       problems.push({ path: 'parallel.cp', message: `${a.numAttentionHeads} attention heads must be divisible by ulysses degree ${ulysses} × tp ${tp}` });
@@ -75,11 +95,18 @@ export function checkLayout(spec: PipelineSpec, preset: Preset, problems: Proble
     warnings.push({ path: 'memory.recomputeGranularity', message: 'recomputeMethod and recomputeNumLayers take effect only with recomputeGranularity: full' });
   }
   if (spec.moe.expertCapacityFactor !== undefined && spec.moe.tokenDispatcherType !== 'alltoall') {
-    problems.push({ path: 'moe.expertCapacityFactor', message: 'moe_expert_capacity_factor only works with the alltoall token dispatcher: set moe.tokenDispatcherType: alltoall' });
+    problems.push({
+      path: 'moe.expertCapacityFactor',
+      message: 'moe_expert_capacity_factor only works with the alltoall token dispatcher: set moe.tokenDispatcherType: alltoall',
+    });
   }
-  if (spec.communication.mc2) warnings.push({ path: 'communication.mc2', message: 'MC2 needs CANN 8.0.RC2 (24RC2) or newer with matching drivers; it is off by default in ModelLink' });
+  if (spec.communication.mc2)
+    warnings.push({ path: 'communication.mc2', message: 'MC2 needs CANN 8.0.RC2 (24RC2) or newer with matching drivers; it is off by default in ModelLink' });
   if (spec.communication.overlapParamGather && !spec.parallel.distributedOptimizer) {
-    problems.push({ path: 'communication.overlapParamGather', message: 'overlapping the parameter all-gather needs the distributed optimizer (parallel.distributedOptimizer: true)' });
+    problems.push({
+      path: 'communication.overlapParamGather',
+      message: 'overlapping the parameter all-gather needs the distributed optimizer (parallel.distributedOptimizer: true)',
+    });
   }
   checkHighAvailability(spec, problems, warnings);
   if (spec.profiling && spec.profiling.stepEnd <= spec.profiling.stepStart) {
@@ -92,30 +119,55 @@ export function checkStageRules(spec: PipelineSpec, preset: Preset, stage: Stage
   if (stage.kind === 'pretrain' || stage.kind === 'finetune') {
     const dp = dataParallelSize(spec);
     if (stage.globalBatchSize % (stage.microBatchSize * dp) !== 0) {
-      problems.push({ path: `${specPath}.globalBatchSize`, message: `global batch size ${stage.globalBatchSize} must be divisible by micro batch size ${stage.microBatchSize} × data-parallel size ${dp}` });
+      problems.push({
+        path: `${specPath}.globalBatchSize`,
+        message: `global batch size ${stage.globalBatchSize} must be divisible by micro batch size ${stage.microBatchSize} × data-parallel size ${dp}`,
+      });
     }
     const seq = stage.seqLength ?? a.seqLength;
     const maxPos = stage.maxPositionEmbeddings ?? a.maxPositionEmbeddings;
-    if (seq > maxPos) problems.push({ path: `${specPath}.seqLength`, message: `sequence length ${seq} exceeds the max position embeddings ${maxPos} (the model's, unless maxPositionEmbeddings is set)` });
-    if (spec.parallel.cp > 1 && seq % spec.parallel.cp !== 0) problems.push({ path: `${specPath}.seqLength`, message: `sequence length ${seq} must be divisible by the context parallel size ${spec.parallel.cp}` });
+    if (seq > maxPos)
+      problems.push({
+        path: `${specPath}.seqLength`,
+        message: `sequence length ${seq} exceeds the max position embeddings ${maxPos} (the model's, unless maxPositionEmbeddings is set)`,
+      });
+    if (spec.parallel.cp > 1 && seq % spec.parallel.cp !== 0)
+      problems.push({ path: `${specPath}.seqLength`, message: `sequence length ${seq} must be divisible by the context parallel size ${spec.parallel.cp}` });
     if (stage.kind === 'finetune' && spec.parallel.cp > 1) {
-      problems.push({ path: 'parallel.cp', message: `stage ${stage.name} fine-tunes with variable sequence lengths, and ModelLink forbids context parallelism with them` });
+      problems.push({
+        path: 'parallel.cp',
+        message: `stage ${stage.name} fine-tunes with variable sequence lengths, and ModelLink forbids context parallelism with them`,
+      });
     }
     if (spec.memory.reuseFp32Param && stage.precision !== 'bf16') {
-      problems.push({ path: `${specPath}.precision`, message: 'memory.reuseFp32Param works only with bf16 (ModelLink: --reuse-fp32-param only support for `bf16`)' });
+      problems.push({
+        path: `${specPath}.precision`,
+        message: 'memory.reuseFp32Param works only with bf16 (ModelLink: --reuse-fp32-param only support for `bf16`)',
+      });
     }
     checkStageHighAvailability(spec, stage, specPath, problems);
-    if (stage.saveInterval > stage.trainIters) warnings.push({ path: `${specPath}.saveInterval`, message: `save interval ${stage.saveInterval} exceeds trainIters ${stage.trainIters}: only the final checkpoint is saved, so a crash restarts from the beginning` });
-    if (spec.profiling && spec.profiling.stepStart >= stage.trainIters) warnings.push({ path: 'profiling.stepStart', message: `stage ${stage.name} stops at iteration ${stage.trainIters}, before profiling starts` });
+    if (stage.saveInterval > stage.trainIters)
+      warnings.push({
+        path: `${specPath}.saveInterval`,
+        message: `save interval ${stage.saveInterval} exceeds trainIters ${stage.trainIters}: only the final checkpoint is saved, so a crash restarts from the beginning`,
+      });
+    if (spec.profiling && spec.profiling.stepStart >= stage.trainIters)
+      warnings.push({ path: 'profiling.stepStart', message: `stage ${stage.name} stops at iteration ${stage.trainIters}, before profiling starts` });
   }
   if (stage.kind === 'preprocess' && stage.handler && /^(AlpacaStyle|SharegptStyle)/.test(stage.handler) && !stage.promptType) {
-    problems.push({ path: `${specPath}.promptType`, message: `${stage.handler} needs a prompt type (e.g. llama2, qwen, empty), as ModelLink's preprocess_data.py does` });
+    problems.push({
+      path: `${specPath}.promptType`,
+      message: `${stage.handler} needs a prompt type (e.g. llama2, qwen, empty), as ModelLink's preprocess_data.py does`,
+    });
   }
   if (stage.kind === 'inference' && stage.tasks.includes('chat') && !stage.prompts) {
     problems.push({ path: `${specPath}.prompts`, message: 'chat reads its prompts from standard input: give the prompts to ask' });
   }
   if ((stage.kind === 'evaluate' || stage.kind === 'inference') && spec.parallel.tp * spec.parallel.pp > worldSize(spec)) {
-    problems.push({ path: `${specPath}`, message: `${stage.kind} runs on tp × pp = ${spec.parallel.tp * spec.parallel.pp} devices, more than the cluster's ${worldSize(spec)}` });
+    problems.push({
+      path: `${specPath}`,
+      message: `${stage.kind} runs on tp × pp = ${spec.parallel.tp * spec.parallel.pp} devices, more than the cluster's ${worldSize(spec)}`,
+    });
   }
 }
 
@@ -131,12 +183,21 @@ export function checkEvaluationDataPaths(tasks: readonly { name: string; dataPat
     // Unresolved (reported where it was resolved), or a ${NAME} placeholder left for the user to fill in.
     if (task.dataPath === '' || task.dataPath.includes('${')) return;
     if (!task.dataPath.includes(task.name)) {
-      problems.push({ path, message: `${task.dataPath} does not contain "${task.name}": ModelLink's evaluation.py uses a data path for ${task.name} only when the path contains the task's name, and otherwise skips the task without a word; put the data under a directory named so (e.g. …/${task.name}/test)` });
+      problems.push({
+        path,
+        message: `${task.dataPath} does not contain "${task.name}": ModelLink's evaluation.py uses a data path for ${task.name} only when the path contains the task's name, and otherwise skips the task without a word; put the data under a directory named so (e.g. …/${task.name}/test)`,
+      });
       return;
     }
-    const picked = tasks.map((t) => t.dataPath).filter((p) => p.includes(task.name)).at(-1);
+    const picked = tasks
+      .map((t) => t.dataPath)
+      .filter((p) => p.includes(task.name))
+      .at(-1);
     if (picked !== task.dataPath) {
-      problems.push({ path, message: `ModelLink's evaluation.py would read ${task.name} from ${picked}, the last data path containing "${task.name}", not from ${task.dataPath}; give each task a path only its own name appears in` });
+      problems.push({
+        path,
+        message: `ModelLink's evaluation.py would read ${task.name} from ${picked}, the last data path containing "${task.name}", not from ${task.dataPath}; give each task a path only its own name appears in`,
+      });
     }
   });
 }
@@ -156,17 +217,26 @@ function checkHighAvailability(spec: PipelineSpec, problems: Problems, warnings:
   const ha = spec.highAvailability;
   if (ha?.optimizerStateLocalCopy && !ha.enabled) {
     // modellink/training/arguments.py _validate_high_availability: 'switch of the high availability feature is unsupported'.
-    problems.push({ path: 'highAvailability.optimizerStateLocalCopy', message: 'needs highAvailability.enabled (ModelLink: --enable-optimizer-state-local-copy without --enable-high-availability is unsupported)' });
+    problems.push({
+      path: 'highAvailability.optimizerStateLocalCopy',
+      message: 'needs highAvailability.enabled (ModelLink: --enable-optimizer-state-local-copy without --enable-high-availability is unsupported)',
+    });
   }
   if (!ha?.enabled) return;
   warnings.push({ path: 'highAvailability', message: 'ModelLink high availability needs the mindio_ttp package installed on every node' });
   if (spec.memory.reuseFp32Param) {
     // modellink/training/arguments.py _validate_optimizer.
-    problems.push({ path: 'memory.reuseFp32Param', message: 'cannot be used with highAvailability.enabled (ModelLink: reuse-fp32-param and enable-high-availability do not support enabling together)' });
+    problems.push({
+      path: 'memory.reuseFp32Param',
+      message: 'cannot be used with highAvailability.enabled (ModelLink: reuse-fp32-param and enable-high-availability do not support enabling together)',
+    });
   }
   const dpWithCp = dataParallelSize(spec) * spec.parallel.cp;
   if (dpWithCp < HA_REPLICAS || dpWithCp % HA_REPLICAS !== 0) {
-    problems.push({ path: 'highAvailability.enabled', message: `the replica optimizer of high availability splits the data-parallel group (data-parallel size × cp = ${dpWithCp}) into ${HA_REPLICAS} replicas: it needs a size above 1 divisible by ${HA_REPLICAS} (more devices, or smaller tp × pp)` });
+    problems.push({
+      path: 'highAvailability.enabled',
+      message: `the replica optimizer of high availability splits the data-parallel group (data-parallel size × cp = ${dpWithCp}) into ${HA_REPLICAS} replicas: it needs a size above 1 divisible by ${HA_REPLICAS} (more devices, or smaller tp × pp)`,
+    });
   }
 }
 
@@ -177,9 +247,15 @@ function checkStageHighAvailability(spec: PipelineSpec, stage: Stage, specPath: 
   if (!on('--enable-high-availability', spec.highAvailability?.enabled)) return;
   if (on('--use-dist-ckpt', false)) {
     // modellink/training/arguments.py _validate_high_availability: HA with --use-dist-ckpt is unsupported.
-    problems.push({ path: `${specPath}.args.--use-dist-ckpt`, message: 'cannot be used with high availability (ModelLink: --enable-high-availability with --use-dist-ckpt is unsupported)' });
+    problems.push({
+      path: `${specPath}.args.--use-dist-ckpt`,
+      message: 'cannot be used with high availability (ModelLink: --enable-high-availability with --use-dist-ckpt is unsupported)',
+    });
   }
   if (on('--reuse-fp32-param', false) && '--reuse-fp32-param' in args) {
-    problems.push({ path: `${specPath}.args.--reuse-fp32-param`, message: 'cannot be used with high availability (ModelLink: reuse-fp32-param and enable-high-availability do not support enabling together)' });
+    problems.push({
+      path: `${specPath}.args.--reuse-fp32-param`,
+      message: 'cannot be used with high availability (ModelLink: reuse-fp32-param and enable-high-availability do not support enabling together)',
+    });
   }
 }

@@ -2,9 +2,15 @@
 import { z } from 'zod';
 
 export const positiveInt = z.number({ error: 'expected a positive integer' }).int('expected a positive integer').positive('expected a positive integer');
-export const nonNegativeInt = z.number({ error: 'expected a non-negative integer' }).int('expected a non-negative integer').min(0, 'expected a non-negative integer');
+export const nonNegativeInt = z
+  .number({ error: 'expected a non-negative integer' })
+  .int('expected a non-negative integer')
+  .min(0, 'expected a non-negative integer');
 export const positiveNumber = z.number({ error: 'expected a positive number' }).positive('expected a positive number');
 export const nonEmpty = z.string({ error: 'expected a non-empty string' }).min(1, 'expected a non-empty string');
 
 /** Environment variables a user sets: names as the shell allows them, values as strings. */
-export const envSchema = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'), z.string({ error: 'expected a string value (quote numbers in YAML)' }));
+export const envSchema = z.record(
+  z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'),
+  z.string({ error: 'expected a string value (quote numbers in YAML)' }),
+);

@@ -12,7 +12,16 @@ import { communicationSchema, highAvailabilitySchema, kernelsSchema, memorySchem
 import { envSchema, nonEmpty, nonNegativeInt, positiveInt, positiveNumber } from './schema-parts.ts';
 
 /** --tokenizer-type's choices in ModelLink's parser. */
-const tokenizerTypeSchema = z.enum(['BertWordPieceLowerCase', 'BertWordPieceCase', 'GPT2BPETokenizer', 'SentencePieceTokenizer', 'GPTSentencePieceTokenizer', 'Llama2Tokenizer', 'PretrainedFromHF', 'NullTokenizer']);
+const tokenizerTypeSchema = z.enum([
+  'BertWordPieceLowerCase',
+  'BertWordPieceCase',
+  'GPT2BPETokenizer',
+  'SentencePieceTokenizer',
+  'GPTSentencePieceTokenizer',
+  'Llama2Tokenizer',
+  'PretrainedFromHF',
+  'NullTokenizer',
+]);
 
 /** An architecture written out in full, for models without a preset. Names follow ModelLink's flags. */
 export const architectureSchema = z.strictObject({
@@ -57,11 +66,13 @@ const clusterSchema = z.strictObject({
   masterAddr: nonEmpty.default('localhost'),
   /** Which node's command `render` shows (a number, or a variable of an imported script); runs use each node's own rank. */
   nodeRank: z.union([z.number().int().min(0), nonEmpty]).optional(),
-  masterPort: z.union([
-    z.number().int().min(1024, 'expected a port between 1024 and 65535').max(65535, 'expected a port between 1024 and 65535'),
-    // An imported script's variable, kept for `render`.
-    z.string().regex(/^\$\{[A-Za-z_][A-Za-z0-9_]*\}$/, 'expected a port between 1024 and 65535'),
-  ]).default(6000),
+  masterPort: z
+    .union([
+      z.number().int().min(1024, 'expected a port between 1024 and 65535').max(65535, 'expected a port between 1024 and 65535'),
+      // An imported script's variable, kept for `render`.
+      z.string().regex(/^\$\{[A-Za-z_][A-Za-z0-9_]*\}$/, 'expected a port between 1024 and 65535'),
+    ])
+    .default(6000),
 });
 
 const modelSchema = z.strictObject({
@@ -71,7 +82,6 @@ const modelSchema = z.strictObject({
   impl: z.enum(['mcore', 'legacy']).default('mcore'),
   tokenizer: nonEmpty.optional(),
 });
-
 
 /** A stage input: the name of an earlier stage (its output is used) or a path. */
 const reference = nonEmpty;
@@ -90,7 +100,12 @@ export type ArgOverrides = z.infer<typeof argsSchema>;
 const stageBase = {
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'expected a name of letters, digits, "-", "_" or "."'),
   /** Added to the launch environment; null removes a variable linkflow would set. */
-  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'), z.union([z.string({ error: 'expected a string value (quote numbers in YAML)' }), z.null()])).default({}),
+  env: z
+    .record(
+      z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'),
+      z.union([z.string({ error: 'expected a string value (quote numbers in YAML)' }), z.null()]),
+    )
+    .default({}),
   args: argsSchema.default({}),
   /** For a ModelLink newer than linkflow's flag reference: `args` flags are then not checked before launch. */
   allowUnknownFlags: z.boolean().default(false),
@@ -104,15 +119,17 @@ const preprocessStage = z.strictObject({
   ...stageBase,
   kind: z.literal('preprocess'),
   input: reference,
-  handler: z.enum([
-    'GeneralPretrainHandler',
-    'AlpacaStyleInstructionHandler',
-    'SharegptStyleInstructionHandler',
-    'LlamaFactoryInstructionHandler',
-    'GeneralInstructionHandler',
-    'AlpacaStylePairwiseHandler',
-    'SharegptStylePairwiseHandler',
-  ]).optional(),
+  handler: z
+    .enum([
+      'GeneralPretrainHandler',
+      'AlpacaStyleInstructionHandler',
+      'SharegptStyleInstructionHandler',
+      'LlamaFactoryInstructionHandler',
+      'GeneralInstructionHandler',
+      'AlpacaStylePairwiseHandler',
+      'SharegptStylePairwiseHandler',
+    ])
+    .optional(),
   /** --overwrite-cache: rebuild the handler's cached dataset instead of reusing it. */
   overwriteCache: z.boolean().default(false),
   /** --map-keys: which JSON fields hold prompt, query, response, system… (ModelLink's handlers take a JSON object). */
@@ -146,12 +163,14 @@ const convertStage = z.strictObject({
   /** For a conversion to hf: the original HuggingFace directory (config and tokenizer); ModelLink writes beside it. */
   hfDir: reference.optional(),
   /** Merge LoRA weights (an earlier LoRA fine-tuning stage or a path) while converting, as ckpt_convert_*_lora.sh do. */
-  lora: z.strictObject({
-    load: reference,
-    r: positiveInt.optional(),
-    alpha: positiveInt.optional(),
-    targetModules: z.array(nonEmpty).min(1).optional(),
-  }).optional(),
+  lora: z
+    .strictObject({
+      load: reference,
+      r: positiveInt.optional(),
+      alpha: positiveInt.optional(),
+      targetModules: z.array(nonEmpty).min(1).optional(),
+    })
+    .optional(),
   /** --params-dtype of the converted weights. */
   paramsDtype: z.enum(['bf16', 'fp16', 'fp32']).optional(),
   /** The tokenizer file convert_ckpt.py reads from a HF directory (default: its tokenizer.model). */
@@ -207,7 +226,10 @@ const trainingFields = {
   tokenizerType: tokenizerTypeSchema.optional(),
   evalInterval: positiveInt.optional(),
   evalIters: nonNegativeInt.default(0),
-  split: z.string().regex(/^\d+,\d+,\d+$/, 'expected "train,valid,test" such as "949,50,1"').optional(),
+  split: z
+    .string()
+    .regex(/^\d+,\d+,\d+$/, 'expected "train,valid,test" such as "949,50,1"')
+    .optional(),
   logThroughput: z.boolean().default(true),
   /**
    * Hang detection (see modellink/hang.ts): while training, no progress line within
@@ -242,10 +264,14 @@ const evaluateStage = z.strictObject({
   ...stageBase,
   kind: z.literal('evaluate'),
   load: reference,
-  tasks: z.array(z.strictObject({
-    name: z.enum(['mmlu', 'ceval', 'boolq', 'gsm8k', 'human_eval', 'bbh', 'agieval']),
-    dataPath: nonEmpty,
-  })).min(1, 'expected at least one task'),
+  tasks: z
+    .array(
+      z.strictObject({
+        name: z.enum(['mmlu', 'ceval', 'boolq', 'gsm8k', 'human_eval', 'bbh', 'agieval']),
+        dataPath: nonEmpty,
+      }),
+    )
+    .min(1, 'expected at least one task'),
   maxNewTokens: positiveInt.default(1),
   evaluationBatchSize: positiveInt.optional(),
   seqLength: positiveInt.optional(),
@@ -263,7 +289,10 @@ const inferenceStage = z.strictObject({
   load: reference,
   loraLoad: reference.optional(),
   /** inference.py's tasks (its --task); chat reads `prompts` from standard input. */
-  tasks: z.array(z.enum(['greedy', 'do_sample', 'beam_search', 'beam_search_with_sampling', 'return_output_log_probs', 'chat'])).min(1).default(['greedy']),
+  tasks: z
+    .array(z.enum(['greedy', 'do_sample', 'beam_search', 'beam_search_with_sampling', 'return_output_log_probs', 'chat']))
+    .min(1)
+    .default(['greedy']),
   /** What chat is asked, one prompt per turn. */
   prompts: z.array(nonEmpty).min(1).optional(),
   promptType: nonEmpty.optional(),
@@ -283,7 +312,8 @@ const inferenceStage = z.strictObject({
 });
 
 const stageSchema = z.discriminatedUnion('kind', [preprocessStage, convertStage, pretrainStage, finetuneStage, evaluateStage, inferenceStage], {
-  error: (issue) => (issue.code === 'invalid_union' ? 'expected kind to be one of preprocess | convert | pretrain | finetune | evaluate | inference' : undefined),
+  error: (issue) =>
+    issue.code === 'invalid_union' ? 'expected kind to be one of preprocess | convert | pretrain | finetune | evaluate | inference' : undefined,
 });
 
 export const pipelineSpecSchema = z.strictObject({
@@ -302,17 +332,37 @@ export const pipelineSpecSchema = z.strictObject({
   deterministic: z.boolean().default(false),
   highAvailability: highAvailabilitySchema.optional(),
   /** Extra failure patterns, checked before the built-in ones (README: failure classes). */
-  failureRules: z.array(z.strictObject({
-    class: z.enum(['bad-arguments', 'missing-input', 'communication', 'out-of-memory', 'nan-loss', 'segfault', 'killed', 'hang', 'node-lost', 'no-result', 'exception', 'unknown']),
-    pattern: z.string().min(1).refine((p) => {
-      try {
-        new RegExp(p);
-        return true;
-      } catch {
-        return false;
-      }
-    }, 'expected a valid regular expression'),
-  })).default([]),
+  failureRules: z
+    .array(
+      z.strictObject({
+        class: z.enum([
+          'bad-arguments',
+          'missing-input',
+          'communication',
+          'out-of-memory',
+          'nan-loss',
+          'segfault',
+          'killed',
+          'hang',
+          'node-lost',
+          'no-result',
+          'exception',
+          'unknown',
+        ]),
+        pattern: z
+          .string()
+          .min(1)
+          .refine((p) => {
+            try {
+              new RegExp(p);
+              return true;
+            } catch {
+              return false;
+            }
+          }, 'expected a valid regular expression'),
+      }),
+    )
+    .default([]),
   stages: z.array(stageSchema).min(1, 'expected at least one stage'),
 });
 

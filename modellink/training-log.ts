@@ -154,7 +154,11 @@ export function applyLogEvent(progress: AttemptProgress, event: LogEvent, shape?
       if (event.tflopsPerDevice !== undefined) progress.tflopsPerDevice = event.tflopsPerDevice;
       if (lossIsNaN(event, progress.loss !== undefined)) progress.nanLoss = true;
       if (event.loss !== undefined) progress.loss = event.loss;
-      if (shape) progress.tokensPerSecondPerDevice = tokensPerSecondPerDevice({ ...shape, globalBatchSize: event.globalBatchSize ?? shape.globalBatchSize }, event.elapsedMsPerIteration);
+      if (shape)
+        progress.tokensPerSecondPerDevice = tokensPerSecondPerDevice(
+          { ...shape, globalBatchSize: event.globalBatchSize ?? shape.globalBatchSize },
+          event.elapsedMsPerIteration,
+        );
       return true;
     case 'checkpoint-saving':
       progress.savingCheckpoint = true;

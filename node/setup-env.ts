@@ -12,7 +12,11 @@ export function loadSetupEnv(script: string, base: Record<string, string | undef
   const cached = setupCache.get(script);
   if (cached) return cached;
   if (!fs.existsSync(script)) throw new Error(`setup script ${script} does not exist (modellink.setupScript)`);
-  const result = spawnSync('bash', ['-c', 'set -a; . "$1" >/dev/null 2>&1 || exit 97; env -0', 'linkflow-setup', script], { env: base, encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
+  const result = spawnSync('bash', ['-c', 'set -a; . "$1" >/dev/null 2>&1 || exit 97; env -0', 'linkflow-setup', script], {
+    env: base,
+    encoding: 'utf8',
+    maxBuffer: 16 * 1024 * 1024,
+  });
   if (result.status !== 0) throw new Error(`sourcing ${script} failed (exit ${result.status}): ${result.stderr.trim().slice(0, 500)}`);
   const env: Record<string, string> = {};
   for (const entry of result.stdout.split('\0')) {

@@ -99,7 +99,9 @@ function stop(ms, why) {
   if (!first) return;
   const workers = stopWorkers && child.pid ? childrenOf(child.pid) : [];
   const targets = stopWorkers ? (workers.length > 0 ? workers : [child.pid]) : [-process.pid];
-  process.stderr.write(`linkflow supervisor: ${why}; SIGTERM to ${stopWorkers ? (workers.length > 0 ? `the launcher's ${workers.length} worker process${workers.length === 1 ? '' : 'es'} (${workers.join(', ')})` : `the launcher (${child.pid})`) : 'the process group'}, SIGKILL to the group after ${(ms / 1000).toFixed(1)} s\n`);
+  process.stderr.write(
+    `linkflow supervisor: ${why}; SIGTERM to ${stopWorkers ? (workers.length > 0 ? `the launcher's ${workers.length} worker process${workers.length === 1 ? '' : 'es'} (${workers.join(', ')})` : `the launcher (${child.pid})`) : 'the process group'}, SIGKILL to the group after ${(ms / 1000).toFixed(1)} s\n`,
+  );
   for (const pid of targets) {
     try {
       process.kill(pid, 'SIGTERM');

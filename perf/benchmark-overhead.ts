@@ -19,12 +19,22 @@ import { createLinkflowWorker, installRuntime } from '../worker/worker.ts';
 import { benchmarkWorkflowType, type BenchmarkOutcome, type BenchmarkWorkflow } from '../contracts/workflows.ts';
 import { describeMachine, LoadSampler, mean, table } from './lib.ts';
 
-const { values } = parseArgs({ options: { cases: { type: 'string', default: '6' }, warmup: { type: 'string', default: '2' }, measured: { type: 'string', default: '20' }, 'write-results': { type: 'boolean', default: false } } });
+const { values } = parseArgs({
+  options: {
+    cases: { type: 'string', default: '6' },
+    warmup: { type: 'string', default: '2' },
+    measured: { type: 'string', default: '20' },
+    'write-results': { type: 'boolean', default: false },
+  },
+});
 const caseCount = Number(values.cases);
 const iterations = { warmup: Number(values.warmup), measured: Number(values.measured) };
 
 function logFiles(dir: string): string[] {
-  return fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile() && e.name.endsWith('.log')).map((e) => path.join(e.parentPath, e.name));
+  return fs
+    .readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile() && e.name.endsWith('.log'))
+    .map((e) => path.join(e.parentPath, e.name));
 }
 
 /** Seconds the case's process ran, from the line the attempt's watcher (activities/attempt/watch.ts) appends when it exits. */
@@ -45,15 +55,30 @@ async function main(): Promise<void> {
   const dir = tempDir('bench-overhead');
   try {
     // Single-node rows the pool of one worker can run.
-    const rows = tableCases().filter((c) => !c.skipReason && c.shape.nodes === 1).slice(0, caseCount).map((c) => c.id);
+    const rows = tableCases()
+      .filter((c) => !c.skipReason && c.shape.nodes === 1)
+      .slice(0, caseCount)
+      .map((c) => c.id);
     const file = path.join(dir, 'suite.json');
-    fs.writeFileSync(file, JSON.stringify({
-      name: 'overhead', cluster: 'bench', taskQueue: config.taskQueue, workspace: './ws', rows, iterations,
-      modellink: { root: EMULATOR, python: 'python3', launcher: path.join(EMULATOR, 'torchrun') },
-    }));
+    fs.writeFileSync(
+      file,
+      JSON.stringify({
+        name: 'overhead',
+        cluster: 'bench',
+        taskQueue: config.taskQueue,
+        workspace: './ws',
+        rows,
+        iterations,
+        modellink: { root: EMULATOR, python: 'python3', launcher: path.join(EMULATOR, 'torchrun') },
+      }),
+    );
     const suite = loadSuite(file);
     const started = Date.now();
-    const handle = await client.workflow.start<BenchmarkWorkflow>(benchmarkWorkflowType, { workflowId: `bench-overhead-${Date.now()}`, taskQueue: config.taskQueue, args: [{ suite }] });
+    const handle = await client.workflow.start<BenchmarkWorkflow>(benchmarkWorkflowType, {
+      workflowId: `bench-overhead-${Date.now()}`,
+      taskQueue: config.taskQueue,
+      args: [{ suite }],
+    });
     const outcome = (await handle.result()) as BenchmarkOutcome;
     const totalS = (Date.now() - started) / 1000;
     const logs = logFiles(path.join(suite.workspace, 'runs'));
@@ -65,13 +90,16 @@ async function main(): Promise<void> {
     const lines = [
       `benchmark workflow overhead: ${rows.length} cases (${iterations.warmup} warm-up + ${iterations.measured} measured iterations each), verdicts ${JSON.stringify(outcome.counts)}`,
       '',
-      table(['measure', 'value'], [
-        ['whole run, wall', `${totalS.toFixed(2)} s`],
-        ['jobs (sum of process run times)', `${jobS.toFixed(2)} s over ${jobs.length} attempts`],
-        ['mean job per case', `${mean(jobs).toFixed(2)} s`],
-        ['orchestration per case', `${perCaseOrchestration.toFixed(2)} s`],
-        ['orchestration ÷ job time', `${((totalS - jobS) / jobS).toFixed(3)}`],
-      ]),
+      table(
+        ['measure', 'value'],
+        [
+          ['whole run, wall', `${totalS.toFixed(2)} s`],
+          ['jobs (sum of process run times)', `${jobS.toFixed(2)} s over ${jobs.length} attempts`],
+          ['mean job per case', `${mean(jobs).toFixed(2)} s`],
+          ['orchestration per case', `${perCaseOrchestration.toFixed(2)} s`],
+          ['orchestration ÷ job time', `${((totalS - jobS) / jobS).toFixed(3)}`],
+        ],
+      ),
       '',
       'Orchestration is the run minus the time its processes ran: the suite and case activities, the child pipeline',
       '(manifest check, placement, heartbeats), measuring the log and writing SQLite. It is per case, so its share',
@@ -81,17 +109,20 @@ async function main(): Promise<void> {
     if (values['write-results']) {
       const m = describeMachine();
       const out = path.join(path.dirname(new URL(import.meta.url).pathname), 'RESULTS-benchmark-overhead.md');
-      fs.writeFileSync(out, [
-        '# Benchmark workflow overhead (issue 5)',
-        '',
-        `Measured ${new Date().toISOString()} by \`node --import tsx perf/benchmark-overhead.ts --write-results\`.`,
-        `Machine: ${m.cores} cores (${m.cpu}), ${m.ramGiB} GiB, ${m.os}, Node ${m.node}, ${m.python}. Load average before/after: ${sampler.before.map((x) => x.toFixed(2)).join(' ')} / ${sampler.after?.map((x) => x.toFixed(2)).join(' ')}${sampler.samplesWithOtherTests > 0 ? ' (other test runs were active on the machine)' : ''}.`,
-        '',
-        '```',
-        ...lines,
-        '```',
-        '',
-      ].join('\n'));
+      fs.writeFileSync(
+        out,
+        [
+          '# Benchmark workflow overhead (issue 5)',
+          '',
+          `Measured ${new Date().toISOString()} by \`node --import tsx perf/benchmark-overhead.ts --write-results\`.`,
+          `Machine: ${m.cores} cores (${m.cpu}), ${m.ramGiB} GiB, ${m.os}, Node ${m.node}, ${m.python}. Load average before/after: ${sampler.before.map((x) => x.toFixed(2)).join(' ')} / ${sampler.after?.map((x) => x.toFixed(2)).join(' ')}${sampler.samplesWithOtherTests > 0 ? ' (other test runs were active on the machine)' : ''}.`,
+          '',
+          '```',
+          ...lines,
+          '```',
+          '',
+        ].join('\n'),
+      );
       console.log(`\nwrote ${out}`);
     }
   } finally {

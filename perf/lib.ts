@@ -30,7 +30,10 @@ export class LogWatcher {
   readonly attempts = new Map<number, AttemptLog>();
   private timer?: NodeJS.Timeout;
 
-  constructor(private readonly dir: string, private readonly everyMs = 15) {}
+  constructor(
+    private readonly dir: string,
+    private readonly everyMs = 15,
+  ) {}
 
   start(): this {
     this.timer = setInterval(() => this.poll(), this.everyMs);
@@ -175,7 +178,9 @@ export function ancestorAmong(pid: number, candidates: Set<number>): number | un
 
 function versionOf(cmd: string, args: string[]): string {
   try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n')[0];
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+      .trim()
+      .split('\n')[0];
   } catch {
     return 'unknown';
   }

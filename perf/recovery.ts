@@ -30,7 +30,19 @@ import { EMULATOR, fiveStageSpec, ROOT, tempDir, writeSpec } from '../testkit/sp
 import { processesMentioning, until } from '../testkit/wait.ts';
 import { startWorkerProcess, stopWorkers } from '../testkit/workers.ts';
 import {
-  ancestorAmong, defined, describeMachine, distinctUniform, faultMarkers, fixed, LoadSampler, LogWatcher, mean, rng, sec, secRange, table,
+  ancestorAmong,
+  defined,
+  describeMachine,
+  distinctUniform,
+  faultMarkers,
+  fixed,
+  LoadSampler,
+  LogWatcher,
+  mean,
+  rng,
+  sec,
+  secRange,
+  table,
   type AttemptLog,
 } from './lib.ts';
 
@@ -49,7 +61,11 @@ const OPTIONS = {
   'heartbeat-timeout': { type: 'string', default: '5s', describe: 'activity heartbeat timeout (the worker-loss window)' },
   backoff: { type: 'string', default: '500ms', describe: 'backoff between attempts (both budgets, coefficient 1)' },
   'hang-window': { type: 'string', default: '3s', describe: 'noProgressTimeout of the hang scenario' },
-  'hccl-delay-ms': { type: 'string', default: '2000', describe: 'silence before an injected HCCL error (MLEMU_HCCL_DELAY_MS, stands in for HCCL_EXEC_TIMEOUT)' },
+  'hccl-delay-ms': {
+    type: 'string',
+    default: '2000',
+    describe: 'silence before an injected HCCL error (MLEMU_HCCL_DELAY_MS, stands in for HCCL_EXEC_TIMEOUT)',
+  },
   intervals: { type: 'string', default: '5,10,20', describe: 'save intervals of section 3' },
   'faults-per-interval': { type: 'string', default: '10', quick: '4', describe: 'crash faults per save interval in section 3' },
   'recompute-iters': { type: 'string', default: '200', quick: '120', describe: 'training iterations per pipeline in section 3' },
@@ -91,7 +107,11 @@ function parseParams() {
     quick,
     writeResults: values['write-results'] === true,
     keep: values.keep === true,
-    sections: new Set(str('sections').split(',').map((s) => s.trim())),
+    sections: new Set(
+      str('sections')
+        .split(',')
+        .map((s) => s.trim()),
+    ),
     iterMs: int('iter-ms'),
     samples: int('samples'),
     trainIters: int('train-iters'),
@@ -170,7 +190,12 @@ async function runPipeline(ctx: Ctx, name: string, o: PipelineOptions, during?: 
   const dir = path.join(ctx.root, name);
   fs.mkdirSync(dir, { recursive: true });
   const workspace = path.join(dir, 'ws');
-  const spec = fiveStageSpec(name, workspace, { trainIters: o.trainIters, saveInterval: o.saveInterval, pretrainEnv: o.env ?? {}, noProgressTimeout: o.noProgressTimeout });
+  const spec = fiveStageSpec(name, workspace, {
+    trainIters: o.trainIters,
+    saveInterval: o.saveInterval,
+    pretrainEnv: o.env ?? {},
+    noProgressTimeout: o.noProgressTimeout,
+  });
   spec.stages = spec.stages.filter((s) => ['data', 'weights', 'pretrain'].includes(String(s.name)));
   const modellink = spec.modellink as { root: string; launcher: string; env: Record<string, string> };
   modellink.root = ctx.emulator;
@@ -277,7 +302,7 @@ function split(s: FaultSample): Split {
   if (!s.next || s.next.startedAt === undefined) return { detection, server };
   const backoff = s.next.startedAt - s.failed.endedAt!;
   const startup = s.next.timings?.startupMs;
-  const load = startup !== undefined ? s.next.timings?.loadMs ?? 0 : undefined;
+  const load = startup !== undefined ? (s.next.timings?.loadMs ?? 0) : undefined;
   const launch = startup !== undefined && load !== undefined ? startup - load : undefined;
   const total = s.nextLog?.firstIterationAt !== undefined ? s.nextLog.firstIterationAt - s.faultAt : undefined;
   const dispatch = total !== undefined && startup !== undefined ? total - detection - backoff - startup : undefined;
@@ -295,7 +320,15 @@ function markerSamples(run: PipelineRun, kind: string, facts: HistoryFacts): Fau
     const next = attempts.find((x) => x.attempt === a.attempt + 1);
     const note = a.lastIteration !== m.iteration - 1 ? `attempt ${a.attempt} ended at iteration ${a.lastIteration}, fault was @${m.iteration}` : undefined;
     if (note) log(`${run.name}: ${note}`);
-    return { faultAt: m.at, faultIteration: m.iteration, failed: a, next, nextLog: next && run.watcher.attempts.get(next.attempt), serverEndedAt: facts.ends.get(a.attempt), note };
+    return {
+      faultAt: m.at,
+      faultIteration: m.iteration,
+      failed: a,
+      next,
+      nextLog: next && run.watcher.attempts.get(next.attempt),
+      serverEndedAt: facts.ends.get(a.attempt),
+      note,
+    };
   });
 }
 
@@ -339,10 +372,14 @@ async function ensureWorkers(ctx: Ctx, n: number): Promise<void> {
 async function killWorkersDuring(ctx: Ctx, run: PipelineRun, targets: number[], kills: { at: number; attempt: number; iteration?: number }[]): Promise<void> {
   for (const [i, target] of targets.entries()) {
     const attempt = i + 1;
-    await until(`pretrain attempt ${attempt} to reach iteration ${target}`, async () => {
-      run.watcher.poll();
-      return (run.watcher.lastIteration(attempt) ?? 0) >= target;
-    }, { everyMs: 5, timeoutMs: 180_000 });
+    await until(
+      `pretrain attempt ${attempt} to reach iteration ${target}`,
+      async () => {
+        run.watcher.poll();
+        return (run.watcher.lastIteration(attempt) ?? 0) >= target;
+      },
+      { everyMs: 5, timeoutMs: 180_000 },
+    );
     const live = new Set(ctx.workers.filter(alive).map((w) => w.pid!));
     const trainers = processesMentioning(run.workspace).map((line) => Number(line.split(':')[0]));
     const victimPid = trainers.map((pid) => ancestorAmong(pid, live)).find((p) => p !== undefined);
@@ -372,11 +409,26 @@ async function faultKind(ctx: Ctx, kind: Kind): Promise<KindResult> {
       const failed = attempts.find((a) => a.attempt === k.attempt);
       if (!failed || failed.outcome !== 'failed') return [];
       const next = attempts.find((a) => a.attempt === k.attempt + 1);
-      return [{ faultAt: k.at, faultIteration: k.iteration, failed, next, nextLog: next && run.watcher.attempts.get(next.attempt), serverEndedAt: facts.ends.get(k.attempt), windowMs: p.heartbeatTimeoutMs }];
+      return [
+        {
+          faultAt: k.at,
+          faultIteration: k.iteration,
+          failed,
+          next,
+          nextLog: next && run.watcher.attempts.get(next.attempt),
+          serverEndedAt: facts.ends.get(k.attempt),
+          windowMs: p.heartbeatTimeoutMs,
+        },
+      ];
     });
     return {
-      kind, label: 'SIGKILL of the worker', windowLabel: `heartbeat timeout ${hbS} s (heartbeats sent every ≤ 2 s)`, samples,
-      classes: defined(samples.map((s) => s.failed.failureClass)), facts, failure: run.failure ?? run.driverError,
+      kind,
+      label: 'SIGKILL of the worker',
+      windowLabel: `heartbeat timeout ${hbS} s (heartbeats sent every ≤ 2 s)`,
+      samples,
+      classes: defined(samples.map((s) => s.failed.failureClass)),
+      facts,
+      failure: run.failure ?? run.driverError,
     };
   }
   const env: Record<string, string> = { MLEMU_FAULTS: faults.map((f) => `${kind}@${f}`).join(',') };
@@ -394,7 +446,7 @@ async function faultKind(ctx: Ctx, kind: Kind): Promise<KindResult> {
     for (const s of samples) s.windowMs = p.hcclDelayMs;
     windowLabel = `the collective's timeout: HCCL_EXEC_TIMEOUT, emulated by MLEMU_HCCL_DELAY_MS = ${sec(p.hcclDelayMs)} s; then the exit, as a crash`;
   } else {
-    windowLabel = 'none: the trainer\'s exit is seen at once (supervisor → worker → one workflow task)';
+    windowLabel = "none: the trainer's exit is seen at once (supervisor → worker → one workflow task)";
   }
   const label = { crash: 'crash (exception, exit 1)', sigkill: 'SIGKILL of the trainer', hang: 'hang', hccl: 'communication error (HCCL)' }[kind];
   return { kind, label, windowLabel, samples, classes: defined(samples.map((s) => s.failed.failureClass)), facts, failure: run.failure };
@@ -408,8 +460,15 @@ function section1(results: KindResult[], p: Params): string {
     const sticky = r.facts.workflowTaskTimeouts ? `; ${r.facts.workflowTaskTimeouts} workflow task(s) timed out (sticky queue of the dead worker)` : '';
     const ratios = defined(r.samples.map((s) => (s.windowMs ? split(s).detection / s.windowMs : undefined)));
     return [
-      r.label, String(r.samples.length), [...new Set(r.classes)].join(', ') || '–', secRange(d),
-      ratios.length ? `${fixed(mean(ratios))}×` : '–', fixed(mean(d) / p.heartbeatTimeoutMs) + '×', secRange(srv), secRange(reaction), r.windowLabel + sticky,
+      r.label,
+      String(r.samples.length),
+      [...new Set(r.classes)].join(', ') || '–',
+      secRange(d),
+      ratios.length ? `${fixed(mean(ratios))}×` : '–',
+      fixed(mean(d) / p.heartbeatTimeoutMs) + '×',
+      secRange(srv),
+      secRange(reaction),
+      r.windowLabel + sticky,
     ];
   });
   return [
@@ -417,7 +476,20 @@ function section1(results: KindResult[], p: Params): string {
     '',
     'Fault time: the mtime of the emulator\'s `.mlemu-fired-<kind>@<iteration>` marker (written just before the fault acts), or the moment the bench sent SIGKILL to the `linkflow worker` running the trainer. Detected: the failed attempt\'s `endedAt` (workflow time of the workflow task that recorded the failure; the dev server runs on this machine, so workflow time is wall time). "Temporal recorded" is the time of the ActivityTaskFailed/TimedOut event in the history, i.e. before the workflow task that reacted to it; "then the workflow reacted" is the gap between the two.',
     '',
-    table(['fault', 'n', 'classified as', 'detection s mean (min–max)', '÷ its window', '÷ heartbeat timeout', 'Temporal recorded s', 'then the workflow reacted s', 'window that bounds detection'], rows),
+    table(
+      [
+        'fault',
+        'n',
+        'classified as',
+        'detection s mean (min–max)',
+        '÷ its window',
+        '÷ heartbeat timeout',
+        'Temporal recorded s',
+        'then the workflow reacted s',
+        'window that bounds detection',
+      ],
+      rows,
+    ),
     ...section1Notes(results, p),
   ].join('\n');
 }
@@ -428,9 +500,13 @@ function section1Notes(results: KindResult[], p: Params): string[] {
   const worker = results.find((r) => r.kind === 'worker');
   if (worker) {
     const late = worker.samples.filter((s) => s.serverEndedAt !== undefined && s.failed.endedAt! - s.serverEndedAt > 2_000);
-    notes.push(`- Worker kill: Temporal times the attempt out one heartbeat timeout after the last heartbeat it received, and the worker sends heartbeats at most every 2 s (\`maxHeartbeatThrottleInterval\`), so "Temporal recorded" should lie between ${sec(p.heartbeatTimeoutMs - 2_000)} and ${sec(p.heartbeatTimeoutMs)} s after the kill, plus the server's timer delay.`);
+    notes.push(
+      `- Worker kill: Temporal times the attempt out one heartbeat timeout after the last heartbeat it received, and the worker sends heartbeats at most every 2 s (\`maxHeartbeatThrottleInterval\`), so "Temporal recorded" should lie between ${sec(p.heartbeatTimeoutMs - 2_000)} and ${sec(p.heartbeatTimeoutMs)} s after the kill, plus the server's timer delay.`,
+    );
     if (late.length) {
-      notes.push(`- Worker kill: in ${late.length} of ${worker.samples.length} kills the workflow reacted ${secRange(late.map((s) => s.failed.endedAt! - s.serverEndedAt!))} s after Temporal recorded the timeout, and the history shows ${worker.facts.workflowTaskTimeouts} workflow task timeout(s): the killed worker also held the pipeline's workflow in its cache, so the workflow task went to that worker's sticky queue first and reached a live worker only after the sticky schedule-to-start timeout (\`stickyQueueScheduleToStartTimeout\`, 3 s in worker/worker.ts; the SDK default of 10 s made this part 10 s in an earlier run).`);
+      notes.push(
+        `- Worker kill: in ${late.length} of ${worker.samples.length} kills the workflow reacted ${secRange(late.map((s) => s.failed.endedAt! - s.serverEndedAt!))} s after Temporal recorded the timeout, and the history shows ${worker.facts.workflowTaskTimeouts} workflow task timeout(s): the killed worker also held the pipeline's workflow in its cache, so the workflow task went to that worker's sticky queue first and reached a live worker only after the sticky schedule-to-start timeout (\`stickyQueueScheduleToStartTimeout\`, 3 s in worker/worker.ts; the SDK default of 10 s made this part 10 s in an earlier run).`,
+      );
     }
   }
   return notes.length ? ['', ...notes] : [];
@@ -442,7 +518,16 @@ function section2(results: KindResult[]): string {
     const m = (f: (x: Split) => number | undefined) => sec(mean(defined(parts.map(f))));
     const waited = r.samples.filter((s) => s.nextLog?.waitedForLease).length;
     const timers = r.facts.timers.map((t) => t.firedAfterMs);
-    return [r.label, String(parts.filter((x) => x.total !== undefined).length), m((x) => x.detection), `${m((x) => x.backoff)} (timer ${secRange(timers)})`, m((x) => x.dispatch) + (waited ? ` (lease wait in ${waited})` : ''), m((x) => x.launch), m((x) => x.load), m((x) => x.total)];
+    return [
+      r.label,
+      String(parts.filter((x) => x.total !== undefined).length),
+      m((x) => x.detection),
+      `${m((x) => x.backoff)} (timer ${secRange(timers)})`,
+      m((x) => x.dispatch) + (waited ? ` (lease wait in ${waited})` : ''),
+      m((x) => x.launch),
+      m((x) => x.load),
+      m((x) => x.total),
+    ];
   });
   return [
     '## 2. Recovery latency (fault → first iteration logged by the next attempt), mean seconds',
@@ -460,12 +545,16 @@ function section2Notes(results: KindResult[]): string[] {
   const asked = mean(timers.map((t) => t.askedMs));
   const fired = mean(timers.map((t) => t.firedAfterMs));
   if (timers.length && fired - asked > 200) {
-    notes.push(`- The backoff timers asked for ${sec(asked)} s fired after ${sec(fired)} s on average (TimerStarted → TimerFired in the history): the dev server did not honour the shorter backoff.`);
+    notes.push(
+      `- The backoff timers asked for ${sec(asked)} s fired after ${sec(fired)} s on average (TimerStarted → TimerFired in the history): the dev server did not honour the shorter backoff.`,
+    );
   }
   const worker = results.find((r) => r.kind === 'worker');
   const waited = worker?.samples.filter((s) => s.nextLog?.waitedForLease) ?? [];
   if (worker && waited.length) {
-    notes.push(`- After ${waited.length} of ${worker.samples.length} worker kills the next attempt waited for the dead attempt's save-directory lease to lapse (it is renewed every second and lapses one heartbeat timeout after the last renewal); that wait is in "dispatch".`);
+    notes.push(
+      `- After ${waited.length} of ${worker.samples.length} worker kills the next attempt waited for the dead attempt's save-directory lease to lapse (it is renewed every second and lapses one heartbeat timeout after the last renewal); that wait is in "dispatch".`,
+    );
   }
   return notes.length ? ['', ...notes] : [];
 }
@@ -489,7 +578,10 @@ async function recomputeSection(ctx: Ctx): Promise<RecomputeResult[]> {
     const faults = distinctUniform(random, interval + 1, p.recomputeIters, p.faultsPerInterval);
     log(`section 3: save interval ${interval}, crashes at ${faults.join(', ')}`);
     const run = await runPipeline(ctx, `bench-recompute-${interval}`, {
-      trainIters: p.recomputeIters, saveInterval: interval, iterMs: p.iterMs, env: { MLEMU_FAULTS: faults.map((f) => `crash@${f}`).join(',') },
+      trainIters: p.recomputeIters,
+      saveInterval: interval,
+      iterMs: p.iterMs,
+      env: { MLEMU_FAULTS: faults.map((f) => `crash@${f}`).join(',') },
     });
     const attempts = run.pretrain?.attempts ?? [];
     const recomputed = defined(attempts.filter((a) => a.attempt > 1).map((a) => a.recomputed));
@@ -502,8 +594,13 @@ function section3(results: RecomputeResult[]): string {
   // The least a resume from the newest checkpoint can redo for these very faults: (f − 1) mod interval.
   const least = (r: RecomputeResult) => r.faults.slice(0, r.recomputed.length).map((f) => (f - 1) % r.interval);
   const rows = results.map((r) => [
-    String(r.interval), String(r.recomputed.length), r.recomputed.join(' '), fixed(mean(r.recomputed), 1), fixed(mean(r.recomputed) / r.interval),
-    fixed(mean(least(r)) / r.interval), fixed((r.interval - 1) / (2 * r.interval)),
+    String(r.interval),
+    String(r.recomputed.length),
+    r.recomputed.join(' '),
+    fixed(mean(r.recomputed), 1),
+    fixed(mean(r.recomputed) / r.interval),
+    fixed(mean(least(r)) / r.interval),
+    fixed((r.interval - 1) / (2 * r.interval)),
   ]);
   const all = results.flatMap((r) => r.recomputed.map((x) => x / r.interval));
   const expected = results.flatMap((r) => r.recomputed.map(() => (r.interval - 1) / (2 * r.interval)));
@@ -560,9 +657,10 @@ async function goodputSection(ctx: Ctx): Promise<GoodputResult> {
   const aLog = aAttempt && a.watcher.attempts.get(aAttempt.attempt);
   const saveMs = (aAttempt?.timings?.saveMsTotal ?? Number.NaN) / (aAttempt?.timings?.saves ?? Number.NaN);
   // The iteration time as run: first to last iteration line, minus the saves in between.
-  const iterMs = aLog?.firstIterationAt !== undefined && aLog.lastIterationAt !== undefined
-    ? (aLog.lastIterationAt - aLog.firstIterationAt - (aAttempt?.timings?.saveMsTotal ?? 0)) / (T - 1)
-    : p.goodputIterMs;
+  const iterMs =
+    aLog?.firstIterationAt !== undefined && aLog.lastIterationAt !== undefined
+      ? (aLog.lastIterationAt - aLog.firstIterationAt - (aAttempt?.timings?.saveMsTotal ?? 0)) / (T - 1)
+      : p.goodputIterMs;
 
   // Exponential inter-arrival times (seeded), converted to iterations with the measured iteration time.
   const random = rng(p.seed + 1);
@@ -592,7 +690,9 @@ async function goodputSection(ctx: Ctx): Promise<GoodputResult> {
     const wallMs = pretrainWallMs(run.pretrain);
     const attempts = run.pretrain?.attempts ?? [];
     return {
-      label, interval, wallMs,
+      label,
+      interval,
+      wallMs,
       faults: attempts.filter((x) => x.outcome === 'failed').length,
       saves: attempts.reduce((n, x) => n + (x.timings?.saves ?? 0), 0),
       goodput: run.state?.status === 'succeeded' ? (T / wallMs) * 1000 : Number.NaN,
@@ -601,14 +701,33 @@ async function goodputSection(ctx: Ctx): Promise<GoodputResult> {
     };
   };
   return {
-    runs: [row('(a) no faults, fixed interval', a, p.fixedInterval, false), row('(b) faults, fixed interval', b, p.fixedInterval, true), row('(c) faults, Young/Daly interval', c, dalyInterval, true)],
-    iterMs, saveMs, mtbfMs: p.mtbfMs, recoveryMs, youngMs, dalyMs, schedule,
+    runs: [
+      row('(a) no faults, fixed interval', a, p.fixedInterval, false),
+      row('(b) faults, fixed interval', b, p.fixedInterval, true),
+      row('(c) faults, Young/Daly interval', c, dalyInterval, true),
+    ],
+    iterMs,
+    saveMs,
+    mtbfMs: p.mtbfMs,
+    recoveryMs,
+    youngMs,
+    dalyMs,
+    schedule,
   };
 }
 
 function section4(g: GoodputResult, p: Params): string {
   const ideal = 1000 / g.iterMs;
-  const rows = g.runs.map((r) => [r.label, String(r.interval), String(r.faults), String(r.saves), sec(r.wallMs), fixed(r.goodput, 1), fixed(r.goodput / ideal), fixed(r.modelGoodput, 1)]);
+  const rows = g.runs.map((r) => [
+    r.label,
+    String(r.interval),
+    String(r.faults),
+    String(r.saves),
+    sec(r.wallMs),
+    fixed(r.goodput, 1),
+    fixed(r.goodput / ideal),
+    fixed(r.modelGoodput, 1),
+  ]);
   const [a, b, c] = g.runs;
   const ratio = (x: GoodputRun, y: GoodputRun) => [fixed(x.goodput / y.goodput, 3), fixed(x.modelGoodput / y.modelGoodput, 3)];
   return [
@@ -622,7 +741,14 @@ function section4(g: GoodputResult, p: Params): string {
     '',
     table(['run', 'save interval', 'faults', 'saves', 'wall s', 'goodput it/s', '÷ ideal', 'model it/s'], rows),
     '',
-    table(['goodput ratio', 'measured', 'model'], [['b / a (cost of the faults at the fixed interval)', ...ratio(b, a)], ['c / a', ...ratio(c, a)], ['c / b (Young/Daly over the fixed interval)', ...ratio(c, b)]]),
+    table(
+      ['goodput ratio', 'measured', 'model'],
+      [
+        ['b / a (cost of the faults at the fixed interval)', ...ratio(b, a)],
+        ['c / a', ...ratio(c, a)],
+        ['c / b (Young/Daly over the fixed interval)', ...ratio(c, b)],
+      ],
+    ),
   ].join('\n');
 }
 
@@ -646,28 +772,46 @@ function header(ctx: Ctx, load: LoadSampler, elapsedMs: number): string {
     '',
     `Produced by \`node --import tsx perf/recovery.ts ${p.argv}\` on ${new Date().toISOString()} at commit ${measuredCommit()}, in ${(elapsedMs / 60_000).toFixed(1)} min. Real Temporal dev server (${m.temporal}), ${ctx.workers.length} \`linkflow worker\` processes started over the run, ModelLink emulator; every number below comes from this one run.`,
     '',
-    table(['machine', ''], [
-      ['cores', String(m.cores)], ['CPU', m.cpu], ['RAM', `${m.ramGiB} GiB`], ['OS', m.os], ['Node', m.node], ['Python', m.python],
-      ['load average before (1, 5, 15 min)', l(load.before)], ['load average after', l(load.after)], ['highest 1-min load during the run', load.maxLoad1.toFixed(2)],
-      ['samples (every 5 s) with other test runs (vitest) present', `${load.samplesWithOtherTests} of ${load.samples}`],
-    ]),
+    table(
+      ['machine', ''],
+      [
+        ['cores', String(m.cores)],
+        ['CPU', m.cpu],
+        ['RAM', `${m.ramGiB} GiB`],
+        ['OS', m.os],
+        ['Node', m.node],
+        ['Python', m.python],
+        ['load average before (1, 5, 15 min)', l(load.before)],
+        ['load average after', l(load.after)],
+        ['highest 1-min load during the run', load.maxLoad1.toFixed(2)],
+        ['samples (every 5 s) with other test runs (vitest) present', `${load.samplesWithOtherTests} of ${load.samples}`],
+      ],
+    ),
     '',
     shared
-      ? '**Shared machine:** other work was running (load before the start and/or other agents\' vitest processes during the run), so absolute latencies include CPU contention; the bench itself keeps about one core busy. Ratios are less affected than seconds.'
+      ? "**Shared machine:** other work was running (load before the start and/or other agents' vitest processes during the run), so absolute latencies include CPU contention; the bench itself keeps about one core busy. Ratios are less affected than seconds."
       : 'The machine was otherwise idle before the run and no other test run was seen during it.',
     '',
-    table(['setting', 'value'], [
-      ['heartbeat timeout', p.heartbeatTimeout], ['backoff (both budgets, coefficient 1)', p.backoff], ['iteration time, sections 1–3', `${p.iterMs} ms`],
-      ['training iterations / save interval, sections 1–2', `${p.trainIters} / ${p.saveInterval}`], ['faults per kind', String(p.samples)],
-      ['hang: noProgressTimeout', p.hangWindow], ['HCCL error delay (MLEMU_HCCL_DELAY_MS)', `${p.hcclDelayMs} ms`],
-    ]),
+    table(
+      ['setting', 'value'],
+      [
+        ['heartbeat timeout', p.heartbeatTimeout],
+        ['backoff (both budgets, coefficient 1)', p.backoff],
+        ['iteration time, sections 1–3', `${p.iterMs} ms`],
+        ['training iterations / save interval, sections 1–2', `${p.trainIters} / ${p.saveInterval}`],
+        ['faults per kind', String(p.samples)],
+        ['hang: noProgressTimeout', p.hangWindow],
+        ['HCCL error delay (MLEMU_HCCL_DELAY_MS)', `${p.hcclDelayMs} ms`],
+      ],
+    ),
   ].join('\n');
 }
 
 async function main(): Promise<void> {
   const params = parseParams();
   if (params.help) {
-    for (const [name, o] of Object.entries(OPTIONS)) console.log(`  --${name.padEnd(20)} ${o.describe}${o.type === 'string' ? ` (default ${o.default}${'quick' in o ? `, --quick ${o.quick}` : ''})` : ''}`);
+    for (const [name, o] of Object.entries(OPTIONS))
+      console.log(`  --${name.padEnd(20)} ${o.describe}${o.type === 'string' ? ` (default ${o.default}${'quick' in o ? `, --quick ${o.quick}` : ''})` : ''}`);
     return;
   }
   const load = new LoadSampler().start();
@@ -695,15 +839,22 @@ async function main(): Promise<void> {
   };
   let ctx: Ctx | undefined;
   try {
-    const config = loadConfig({
-      address: server.address,
-      taskQueue: queue,
-      retry: {
-        maximumAttempts: 100, initialInterval: params.backoff, backoffCoefficient: 1, maximumInterval: params.backoff,
-        infrastructureAttempts: 100, infrastructureInitialInterval: params.backoff,
+    const config = loadConfig(
+      {
+        address: server.address,
+        taskQueue: queue,
+        retry: {
+          maximumAttempts: 100,
+          initialInterval: params.backoff,
+          backoffCoefficient: 1,
+          maximumInterval: params.backoff,
+          infrastructureAttempts: 100,
+          infrastructureInitialInterval: params.backoff,
+        },
+        activity: { heartbeatTimeout: params.heartbeatTimeout, startToCloseTimeout: '1h' },
       },
-      activity: { heartbeatTimeout: params.heartbeatTimeout, startToCloseTimeout: '1h' },
-    }, {});
+      {},
+    );
     client = await connectClient(config);
     const emulator = path.join(root, 'emulator');
     fs.cpSync(EMULATOR, emulator, { recursive: true, filter: (src) => !src.includes('__pycache__') });

@@ -52,12 +52,22 @@ try {
 async function recordBenchmark(): Promise<void> {
   const dir = tempDir('history-benchmark');
   const suiteFile = path.join(dir, 'suite.json');
-  fs.writeFileSync(suiteFile, JSON.stringify({
-    name: 'replay', taskQueue: t.config.taskQueue, workspace: './bench', iterations: { warmup: 1, measured: 3 },
-    rows: ['llama2-7b-seq4k-mcore-1x8-bf16', 'aquila2-34b-seq4k-legacy-2x8-bf16'],
-    modellink: { root: EMULATOR, python: 'python3', launcher: path.join(EMULATOR, 'torchrun') },
-  }));
-  const bench = await t.client.workflow.start<BenchmarkWorkflow>(benchmarkWorkflowType, { workflowId: 'benchmark.history.bin' /* replay.test.ts replays under the file name */, taskQueue: t.config.taskQueue, args: [{ suite: loadSuite(suiteFile) }] });
+  fs.writeFileSync(
+    suiteFile,
+    JSON.stringify({
+      name: 'replay',
+      taskQueue: t.config.taskQueue,
+      workspace: './bench',
+      iterations: { warmup: 1, measured: 3 },
+      rows: ['llama2-7b-seq4k-mcore-1x8-bf16', 'aquila2-34b-seq4k-legacy-2x8-bf16'],
+      modellink: { root: EMULATOR, python: 'python3', launcher: path.join(EMULATOR, 'torchrun') },
+    }),
+  );
+  const bench = await t.client.workflow.start<BenchmarkWorkflow>(benchmarkWorkflowType, {
+    workflowId: 'benchmark.history.bin' /* replay.test.ts replays under the file name */,
+    taskQueue: t.config.taskQueue,
+    args: [{ suite: loadSuite(suiteFile) }],
+  });
   await bench.result();
   save('benchmark', await bench.fetchHistory());
 }
@@ -74,7 +84,11 @@ async function recordGang(): Promise<void> {
     spec.parallel = { tp: 1, pp: 2 };
     spec.stages = spec.stages.filter((s) => ['data', 'weights', 'pretrain'].includes(s.name as string));
     const plan = planFile(writeSpec(dir, spec));
-    const handle = await t.client.workflow.start<PipelineWorkflow>(pipelineWorkflowType, { workflowId: 'gang-crash.history.bin', taskQueue: pool, args: [{ plan, retry: retrySettings(t.config) }] });
+    const handle = await t.client.workflow.start<PipelineWorkflow>(pipelineWorkflowType, {
+      workflowId: 'gang-crash.history.bin',
+      taskQueue: pool,
+      args: [{ plan, retry: retrySettings(t.config) }],
+    });
     await outcomeOf(handle);
     save('gang-crash', await handle.fetchHistory());
   } finally {

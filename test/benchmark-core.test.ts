@@ -3,8 +3,24 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  capacitySkipReason, caseFromSuiteCase, caseFromTableRow, decideVerdict, defaultSuite, fingerprintChanges, judgeCase, measureThroughput,
-  msPerIterationAt, parseSuite, performanceTable, planSuite, suiteCluster, suiteSchema, tableCaseId, tableCases, type BenchmarkCase, type Thresholds,
+  capacitySkipReason,
+  caseFromSuiteCase,
+  caseFromTableRow,
+  decideVerdict,
+  defaultSuite,
+  fingerprintChanges,
+  judgeCase,
+  measureThroughput,
+  msPerIterationAt,
+  parseSuite,
+  performanceTable,
+  planSuite,
+  suiteCluster,
+  suiteSchema,
+  tableCaseId,
+  tableCases,
+  type BenchmarkCase,
+  type Thresholds,
 } from '../benchmark/core.ts';
 import { getPreset } from '../modellink/presets.ts';
 import { parseLogLine } from '../modellink/training-log.ts';
@@ -35,13 +51,18 @@ describe('suite file', () => {
     const problems = problemsOf({
       name: 'bad name!',
       rows: ['aquila-7b-seq2k-legacy-1x8-bf16'],
-      cases: [{ preset: 'llama2-7b', nodes: 0, impl: 'megatron' }, { preset: 'llama2-7b', colour: 'red' }],
+      cases: [
+        { preset: 'llama2-7b', nodes: 0, impl: 'megatron' },
+        { preset: 'llama2-7b', colour: 'red' },
+      ],
       iterations: { warmup: -1 },
       thresholds: { regressionPercent: 'five' },
       webhook: 'ftp://example.com/hook',
     });
     const paths = problems.map((p) => p.path);
-    expect(paths).toEqual(expect.arrayContaining(['name', 'cases[0].nodes', 'cases[0].impl', 'cases[1]', 'iterations.warmup', 'thresholds.regressionPercent', 'webhook']));
+    expect(paths).toEqual(
+      expect.arrayContaining(['name', 'cases[0].nodes', 'cases[0].impl', 'cases[1]', 'iterations.warmup', 'thresholds.regressionPercent', 'webhook']),
+    );
     expect(problems.find((p) => p.path === 'cases[0].nodes')?.message).toBe('expected a positive integer');
     expect(problems.find((p) => p.path === 'cases[1]')?.message).toMatch(/colour/);
   });
@@ -50,16 +71,22 @@ describe('suite file', () => {
     const problems = problemsOf({
       name: 'n',
       rows: ['aquila-7b-seq2k-legacy-1x8-bf1', 'llama2-7b-seq4k-mcore-1x8-bf16', 'llama2-7b-seq4k-mcore-1x8-bf16'],
-      cases: [{ id: 'llama2-7b-seq4k-mcore-1x8-bf16', preset: 'llama2-7b' }, { preset: 'llama2-7b', tp: 2 }, { preset: 'llama2-7b', tp: 2 }],
+      cases: [
+        { id: 'llama2-7b-seq4k-mcore-1x8-bf16', preset: 'llama2-7b' },
+        { preset: 'llama2-7b', tp: 2 },
+        { preset: 'llama2-7b', tp: 2 },
+      ],
       thresholds: { historyNights: 2, minHistoryNights: 3 },
     });
-    expect(problems).toEqual(expect.arrayContaining([
-      { path: 'rows[0]', message: 'no table case "aquila-7b-seq2k-legacy-1x8-bf1" (did you mean "aquila-7b-seq2k-legacy-1x8-bf16"?)' },
-      { path: 'rows[2]', message: '"llama2-7b-seq4k-mcore-1x8-bf16" is already rows[1]' },
-      { path: 'cases[0].id', message: 'case id "llama2-7b-seq4k-mcore-1x8-bf16" is already used by rows[1]; give this case its own id' },
-      { path: 'cases[2]', message: expect.stringMatching(/is already used by cases\[1\]/) },
-      { path: 'thresholds.minHistoryNights', message: expect.stringMatching(/must not exceed historyNights \(2\)/) },
-    ]));
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        { path: 'rows[0]', message: 'no table case "aquila-7b-seq2k-legacy-1x8-bf1" (did you mean "aquila-7b-seq2k-legacy-1x8-bf16"?)' },
+        { path: 'rows[2]', message: '"llama2-7b-seq4k-mcore-1x8-bf16" is already rows[1]' },
+        { path: 'cases[0].id', message: 'case id "llama2-7b-seq4k-mcore-1x8-bf16" is already used by rows[1]; give this case its own id' },
+        { path: 'cases[2]', message: expect.stringMatching(/is already used by cases\[1\]/) },
+        { path: 'thresholds.minHistoryNights', message: expect.stringMatching(/must not exceed historyNights \(2\)/) },
+      ]),
+    );
   });
 
   it('rejects a suite that runs nothing', () => {
@@ -70,7 +97,12 @@ describe('suite file', () => {
     const r = parseSuite({ name: 'n', rows: [], cases: [{ preset: 'llama2-7bb' }] });
     expect(r.ok).toBe(true);
     if (!r.ok) return;
-    expect(r.warnings).toEqual([{ path: 'cases[0].preset', message: expect.stringMatching(/no preset named "llama2-7bb" \(did you mean "llama2-7b"\?\); the case will be skipped \(preset missing\)/) }]);
+    expect(r.warnings).toEqual([
+      {
+        path: 'cases[0].preset',
+        message: expect.stringMatching(/no preset named "llama2-7bb" \(did you mean "llama2-7b"\?\); the case will be skipped \(preset missing\)/),
+      },
+    ]);
     const [c] = planSuite(r.suite);
     expect(c.skipReason).toMatch(/^preset missing/);
     expect(capacitySkipReason(c, { nodes: 64, devicesPerNode: 8 })).toMatch(/^preset missing/);
@@ -91,7 +123,10 @@ describe('suite file', () => {
   });
 
   it('reads YAML and names the line of a syntax error', () => {
-    const ok = parseSuiteText('name: nightly\nrows: [llama2-7b-seq4k-mcore-1x8-bf16]\niterations: { warmup: 2, measured: 10 }\nwebhook: http://127.0.0.1:9/hook\n', 'suite.yaml');
+    const ok = parseSuiteText(
+      'name: nightly\nrows: [llama2-7b-seq4k-mcore-1x8-bf16]\niterations: { warmup: 2, measured: 10 }\nwebhook: http://127.0.0.1:9/hook\n',
+      'suite.yaml',
+    );
     expect(ok.ok && ok.suite.iterations).toEqual({ warmup: 2, measured: 10 });
     const bad = parseSuiteText('name: nightly\nrows: [a, b\n', 'suite.yaml');
     expect(bad.ok).toBe(false);
@@ -128,8 +163,16 @@ describe('default suite: the performance table', () => {
     expect(new Set(cases.map((c) => c.id)).size).toBe(45);
     for (const c of cases) expect(c.id).toMatch(/^[a-z0-9][a-z0-9.-]*-seq\d+k-(mcore|legacy)-\d+x\d+-(bf16|fp16)$/);
     // Pinned: history is kept under these ids, so a change of the rule must show up here.
-    expect(cases.slice(0, 3).map((c) => c.id)).toEqual(['aquila-7b-seq2k-legacy-1x8-bf16', 'aquila2-7b-seq2k-legacy-1x8-fp16', 'aquila2-34b-seq4k-legacy-2x8-bf16']);
-    expect(cases.filter((c) => c.preset === 'chatglm3-6b').map((c) => c.id)).toEqual(['chatglm3-6b-seq8k-mcore-1x8-fp16', 'chatglm3-6b-seq32k-mcore-1x8-fp16', 'chatglm3-6b-seq64k-mcore-2x8-fp16']);
+    expect(cases.slice(0, 3).map((c) => c.id)).toEqual([
+      'aquila-7b-seq2k-legacy-1x8-bf16',
+      'aquila2-7b-seq2k-legacy-1x8-fp16',
+      'aquila2-34b-seq4k-legacy-2x8-bf16',
+    ]);
+    expect(cases.filter((c) => c.preset === 'chatglm3-6b').map((c) => c.id)).toEqual([
+      'chatglm3-6b-seq8k-mcore-1x8-fp16',
+      'chatglm3-6b-seq32k-mcore-1x8-fp16',
+      'chatglm3-6b-seq64k-mcore-2x8-fp16',
+    ]);
   });
 
   it('maps every row to the preset whose table lists it, with the row’s baseline and shape', () => {
@@ -147,11 +190,19 @@ describe('default suite: the performance table', () => {
 
   it('takes the layout from the script of the same sequence length and devices', () => {
     const byId = new Map(cases.map((c) => [c.id, c]));
-    expect(byId.get('aquila-7b-seq2k-legacy-1x8-bf16')).toMatchObject({ preset: 'aquila-7b', parallel: { tp: 8, pp: 1, microBatchSize: 8, globalBatchSize: 64 }, script: 'examples/aquila/pretrain_aquila_7b_ptd.sh' });
+    expect(byId.get('aquila-7b-seq2k-legacy-1x8-bf16')).toMatchObject({
+      preset: 'aquila-7b',
+      parallel: { tp: 8, pp: 1, microBatchSize: 8, globalBatchSize: 64 },
+      script: 'examples/aquila/pretrain_aquila_7b_ptd.sh',
+    });
     expect(byId.get('chatglm3-6b-seq32k-mcore-1x8-fp16')?.parallel).toMatchObject({ tp: 1, pp: 1, cp: 8, globalBatchSize: 32 });
     expect(byId.get('llama31-8b-seq128k-mcore-4x8-bf16')?.parallel).toMatchObject({ tp: 8, cp: 4, globalBatchSize: 32 });
     // The table's devices are kept where the script runs on others, and said so.
-    expect(byId.get('qwen-72b-seq8k-legacy-16x8-bf16')).toMatchObject({ shape: { nodes: 16 }, parallel: { tp: 8, pp: 8 }, layoutNote: expect.stringMatching(/8×8/) });
+    expect(byId.get('qwen-72b-seq8k-legacy-16x8-bf16')).toMatchObject({
+      shape: { nodes: 16 },
+      parallel: { tp: 8, pp: 8 },
+      layoutNote: expect.stringMatching(/8×8/),
+    });
   });
 
   it('skips only the rows that cannot run as published, with the reason', () => {
@@ -171,7 +222,7 @@ describe('default suite: the performance table', () => {
   it('a case needing more nodes or devices than the pool has is skipped', () => {
     const big = cases.find((c) => c.id === 'llama2-70b-seq4k-legacy-4x8-bf16')!;
     expect(capacitySkipReason(big, { nodes: 2, devicesPerNode: 8 })).toBe('needs 4 nodes; the pool has 2 free');
-    expect(capacitySkipReason(big, { nodes: 4, devicesPerNode: 1 })).toBe('needs 8 devices per node; the pool\'s nodes have 1');
+    expect(capacitySkipReason(big, { nodes: 4, devicesPerNode: 1 })).toBe("needs 8 devices per node; the pool's nodes have 1");
     expect(capacitySkipReason(big, { nodes: 4, devicesPerNode: 8 })).toBeUndefined();
   });
 });
@@ -199,8 +250,11 @@ describe('throughput from measured iterations', () => {
   });
 
   it('reads Megatron log lines with a log interval: a line stands for the iterations it averages', () => {
-    const line = (it: number, ms: number, gbs = 128) => ` [2024-09-29 10:00:00] iteration ${String(it).padStart(8)}/      25 | consumed samples: ${it * gbs} | elapsed time per iteration (ms): ${ms.toFixed(1)} | learning rate: 1.250000E-06 | global batch size: ${String(gbs).padStart(5)} | lm loss: 1.875432E+00 | loss scale: 1.0 | number of skipped iterations:   0 | number of nan iterations:   0 |`;
-    const events = [line(5, 99999), line(10, 4000), line(15, 5000, 64), line(20, 4000), line(25, 4000)].map((l) => parseLogLine(l)).filter((e) => e?.type === 'iteration');
+    const line = (it: number, ms: number, gbs = 128) =>
+      ` [2024-09-29 10:00:00] iteration ${String(it).padStart(8)}/      25 | consumed samples: ${it * gbs} | elapsed time per iteration (ms): ${ms.toFixed(1)} | learning rate: 1.250000E-06 | global batch size: ${String(gbs).padStart(5)} | lm loss: 1.875432E+00 | loss scale: 1.0 | number of skipped iterations:   0 | number of nan iterations:   0 |`;
+    const events = [line(5, 99999), line(10, 4000), line(15, 5000, 64), line(20, 4000), line(25, 4000)]
+      .map((l) => parseLogLine(l))
+      .filter((e) => e?.type === 'iteration');
     const r = measureThroughput(events, shape, { warmup: 5 });
     expect(r.ok).toBe(true);
     if (!r.ok) return;
@@ -211,12 +265,26 @@ describe('throughput from measured iterations', () => {
   });
 
   it('says so when no iteration was measured', () => {
-    const r = measureThroughput([{ iteration: 1, elapsedMsPerIteration: 100 }, { iteration: 2, elapsedMsPerIteration: 100 }], shape, { warmup: 5 });
+    const r = measureThroughput(
+      [
+        { iteration: 1, elapsedMsPerIteration: 100 },
+        { iteration: 2, elapsedMsPerIteration: 100 },
+      ],
+      shape,
+      { warmup: 5 },
+    );
     expect(r).toEqual({ ok: false, reason: 'no measured iteration: the log reached iteration 2, warm-up ends at 5' });
   });
 
   it('a resumed job measures from where it loaded', () => {
-    const r = measureThroughput([{ iteration: 101, elapsedMsPerIteration: 50000 }, { iteration: 102, elapsedMsPerIteration: 5000 }], shape, { warmup: 1, startIteration: 100 });
+    const r = measureThroughput(
+      [
+        { iteration: 101, elapsedMsPerIteration: 50000 },
+        { iteration: 102, elapsedMsPerIteration: 5000 },
+      ],
+      shape,
+      { warmup: 1, startIteration: 100 },
+    );
     expect(r.ok && r.throughput.tokensPerSecondPerDevice).toBeCloseTo(13107.2, 6);
   });
 
@@ -268,12 +336,32 @@ describe('verdict', () => {
 
   it('a failed or skipped case keeps its history numbers for the report', () => {
     const c: BenchmarkCase = tableCases()[0];
-    const failed = judgeCase(c, { kind: 'failed', failureClass: 'out-of-memory', reason: 'device out of memory', excerpt: ['RuntimeError: NPU out of memory'] }, [2800, 2850, 2900], THRESHOLDS);
-    expect(failed).toMatchObject({ verdict: 'failed', failureClass: 'out-of-memory', reason: 'device out of memory', baseline: 2849, comparison: { historyMedian: 2850, historyNights: 3 } });
+    const failed = judgeCase(
+      c,
+      { kind: 'failed', failureClass: 'out-of-memory', reason: 'device out of memory', excerpt: ['RuntimeError: NPU out of memory'] },
+      [2800, 2850, 2900],
+      THRESHOLDS,
+    );
+    expect(failed).toMatchObject({
+      verdict: 'failed',
+      failureClass: 'out-of-memory',
+      reason: 'device out of memory',
+      baseline: 2849,
+      comparison: { historyMedian: 2850, historyNights: 3 },
+    });
     expect(failed.throughput).toBeUndefined();
     const skipped = judgeCase(c, { kind: 'skipped', reason: 'needs 4 nodes; the pool has 1 free' }, [], THRESHOLDS);
-    expect(skipped).toMatchObject({ verdict: 'skipped', reason: 'needs 4 nodes; the pool has 1 free', comparison: { comparedWith: 'baseline', historyNights: 0 } });
-    const measured = judgeCase(c, { kind: 'measured', throughput: { tokensPerSecondPerDevice: 2849, min: 2800, max: 2900, mad: 10, msPerIteration: 1, iterations: 20 } }, [], THRESHOLDS);
+    expect(skipped).toMatchObject({
+      verdict: 'skipped',
+      reason: 'needs 4 nodes; the pool has 1 free',
+      comparison: { comparedWith: 'baseline', historyNights: 0 },
+    });
+    const measured = judgeCase(
+      c,
+      { kind: 'measured', throughput: { tokensPerSecondPerDevice: 2849, min: 2800, max: 2900, mad: 10, msPerIteration: 1, iterations: 20 } },
+      [],
+      THRESHOLDS,
+    );
     expect(measured).toMatchObject({ caseId: c.id, verdict: 'ok', preset: 'aquila-7b', comparison: { changeVsBaselinePercent: 0 } });
   });
 });
@@ -292,6 +380,8 @@ describe('environment fingerprint', () => {
     const reordered = JSON.parse(JSON.stringify({ thresholds, ...rest })) as typeof suite;
     expect(Object.keys(reordered)).not.toEqual(Object.keys(suite));
     expect(fingerprintChanges(before, { ...before, suite: reordered })).toEqual([]);
-    expect(fingerprintChanges(before, { ...before, suite: { ...suite, thresholds: { ...suite.thresholds, regressionPercent: 3 } } })).toEqual([{ field: 'suite' }]);
+    expect(fingerprintChanges(before, { ...before, suite: { ...suite, thresholds: { ...suite.thresholds, regressionPercent: 3 } } })).toEqual([
+      { field: 'suite' },
+    ]);
   });
 });

@@ -35,22 +35,29 @@ const TWO_NODES = 'aquila2-34b-seq4k-legacy-2x8-bf16';
 
 function writeSuite(dir: string, extra: Record<string, unknown> = {}, env: Record<string, string> = {}): string {
   const file = path.join(dir, `suite-${Math.random().toString(36).slice(2)}.json`);
-  fs.writeFileSync(file, JSON.stringify({
-    name: 'nightly-test',
-    cluster: 'emulator',
-    taskQueue: t.config.taskQueue,
-    workspace: './bench',
-    modellink: { root: EMULATOR, python: 'python3', launcher: path.join(EMULATOR, 'torchrun'), env },
-    rows: [FAST, SLOWED, TWO_NODES],
-    iterations: { warmup: 2, measured: 6 },
-    ...extra,
-  }));
+  fs.writeFileSync(
+    file,
+    JSON.stringify({
+      name: 'nightly-test',
+      cluster: 'emulator',
+      taskQueue: t.config.taskQueue,
+      workspace: './bench',
+      modellink: { root: EMULATOR, python: 'python3', launcher: path.join(EMULATOR, 'torchrun'), env },
+      rows: [FAST, SLOWED, TWO_NODES],
+      iterations: { warmup: 2, measured: 6 },
+      ...extra,
+    }),
+  );
   return file;
 }
 
 async function runNight(suiteFile: string): Promise<BenchmarkOutcome> {
   const suite = loadSuite(suiteFile);
-  const handle = await t.client.workflow.start<BenchmarkWorkflow>(benchmarkWorkflowType, { workflowId: `bench-test-${Date.now()}-${Math.random().toString(36).slice(2)}`, taskQueue: t.config.taskQueue, args: [{ suite }] });
+  const handle = await t.client.workflow.start<BenchmarkWorkflow>(benchmarkWorkflowType, {
+    workflowId: `bench-test-${Date.now()}-${Math.random().toString(36).slice(2)}`,
+    taskQueue: t.config.taskQueue,
+    args: [{ suite }],
+  });
   return (await handle.result()) as BenchmarkOutcome;
 }
 
@@ -114,7 +121,9 @@ describe('nightly benchmark', () => {
         // Where a headless browser is installed, the page renders; the screenshot is kept as an artifact.
         const shot = path.join(process.cwd(), 'test-artifacts', 'bench-report.png');
         fs.mkdirSync(path.dirname(shot), { recursive: true });
-        const r = spawnSync(chromium, ['--headless', '--no-sandbox', '--disable-gpu', `--screenshot=${shot}`, '--window-size=1280,2000', `file://${html}`], { timeout: 60_000 });
+        const r = spawnSync(chromium, ['--headless', '--no-sandbox', '--disable-gpu', `--screenshot=${shot}`, '--window-size=1280,2000', `file://${html}`], {
+          timeout: 60_000,
+        });
         expect(r.status, String(r.stderr)).toBe(0);
         expect(fs.statSync(shot).size).toBeGreaterThan(1000);
       }
@@ -150,8 +159,24 @@ describe('nightly benchmark', () => {
     const dir = tempDir('nightly-schedule');
     const file = writeSuite(dir, { name: 'scheduled', cluster: 'emulator-scheduled', rows: [FAST] });
     const suite = loadSuite(file);
-    expect(await createOrUpdateSchedule(t.client, suite, { cron: '0 2 * * *', timezone: 'Asia/Shanghai', catchupWindow: '1h', pauseOnFailure: false, taskQueue: t.config.taskQueue })).toBe('created');
-    expect(await createOrUpdateSchedule(t.client, suite, { cron: '30 2 * * *', timezone: 'Asia/Shanghai', catchupWindow: '1h', pauseOnFailure: true, taskQueue: t.config.taskQueue })).toBe('updated');
+    expect(
+      await createOrUpdateSchedule(t.client, suite, {
+        cron: '0 2 * * *',
+        timezone: 'Asia/Shanghai',
+        catchupWindow: '1h',
+        pauseOnFailure: false,
+        taskQueue: t.config.taskQueue,
+      }),
+    ).toBe('created');
+    expect(
+      await createOrUpdateSchedule(t.client, suite, {
+        cron: '30 2 * * *',
+        timezone: 'Asia/Shanghai',
+        catchupWindow: '1h',
+        pauseOnFailure: true,
+        taskQueue: t.config.taskQueue,
+      }),
+    ).toBe('updated');
     const handle = t.client.schedule.getHandle('linkflow-bench-scheduled');
     const described = await handle.describe();
     expect(described.spec.timezone).toBe('Asia/Shanghai');
@@ -180,7 +205,9 @@ describe('nightly benchmark', () => {
     const json = await runCli(['bench', 'report', '--suite', file, '--json'], env);
     expect(JSON.parse(json.stdout)).toMatchObject({ suite: 'cli', counts: { ok: 1, skipped: 1 } });
 
-    expect((await runCli(['bench', 'schedule', '--suite', file, '--cron', '0 2 * * *', '--timezone', 'Asia/Shanghai'], env)).stdout).toContain('created schedule linkflow-bench-cli');
+    expect((await runCli(['bench', 'schedule', '--suite', file, '--cron', '0 2 * * *', '--timezone', 'Asia/Shanghai'], env)).stdout).toContain(
+      'created schedule linkflow-bench-cli',
+    );
     expect((await runCli(['bench', 'list'], env)).stdout).toMatch(/linkflow-bench-cli\s+active\s+timezone Asia\/Shanghai/);
     expect((await runCli(['bench', 'pause', '--suite', file], env)).code).toBe(0);
     expect((await runCli(['bench', 'list'], env)).stdout).toMatch(/linkflow-bench-cli\s+paused/);

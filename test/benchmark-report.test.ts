@@ -33,7 +33,12 @@ beforeEach(() => {
     cases: {
       [OK]: 4674,
       [SLOW]: 2860 * 0.85,
-      [FAILS]: { kind: 'failed', failureClass: 'communication', reason: `HCCL timeout ${HOSTILE}`, excerpt: ['EI0002: The wait execution of the Notify register times out.', HOSTILE] },
+      [FAILS]: {
+        kind: 'failed',
+        failureClass: 'communication',
+        reason: `HCCL timeout ${HOSTILE}`,
+        excerpt: ['EI0002: The wait execution of the Notify register times out.', HOSTILE],
+      },
       [SKIPPED]: { kind: 'skipped', reason: 'needs 4 nodes; the pool has 1 free' },
     },
   });
@@ -45,7 +50,12 @@ afterEach(() => store.close());
 describe('report data', () => {
   it('is the newest run with its cases, each case’s nights and the previous fingerprint', () => {
     expect(report.run.id).toBe('night-4');
-    expect(report.cases.map((c) => [c.caseId, c.verdict])).toEqual([[OK, 'ok'], [SLOW, 'regression'], [FAILS, 'failed'], [SKIPPED, 'skipped']]);
+    expect(report.cases.map((c) => [c.caseId, c.verdict])).toEqual([
+      [OK, 'ok'],
+      [SLOW, 'regression'],
+      [FAILS, 'failed'],
+      [SKIPPED, 'skipped'],
+    ]);
     expect(report.series[SLOW].map((p) => p.runId)).toEqual(['night-1', 'night-2', 'night-3', 'night-4']);
     expect(report.previous?.runId).toBe('night-3');
     expect(loadRunReport(store, { runId: 'night-2' })?.series[OK].map((p) => p.runId)).toEqual(['night-1', 'night-2']);
@@ -116,7 +126,9 @@ describe('HTML report', () => {
   });
 
   it('has the summary at the top', () => {
-    const counts = Object.fromEntries(doc.querySelectorAll('header .counts span').map((s) => [s.getAttribute('data-verdict'), Number(s.getAttribute('data-count'))]));
+    const counts = Object.fromEntries(
+      doc.querySelectorAll('header .counts span').map((s) => [s.getAttribute('data-verdict'), Number(s.getAttribute('data-count'))]),
+    );
     expect(counts).toEqual({ ok: 1, regression: 1, improvement: 0, failed: 1, skipped: 1 });
     expect(doc.querySelector('header h1')!.text).toBe('Benchmark modellink-table on pool-a');
     expect(doc.querySelector('header .changes')!.text).toContain('cannVersion: 8.0.RC2 → 8.0.RC3');
@@ -146,23 +158,43 @@ describe('webhook summary', () => {
       cluster: 'pool-a',
       status: 'completed',
       counts: { ok: 1, regression: 1, improvement: 0, failed: 1, skipped: 1 },
-      failed: [{ caseId: FAILS, failureClass: 'communication', reason: `HCCL timeout ${HOSTILE}`, logExcerpt: ['EI0002: The wait execution of the Notify register times out.', HOSTILE] }],
+      failed: [
+        {
+          caseId: FAILS,
+          failureClass: 'communication',
+          reason: `HCCL timeout ${HOSTILE}`,
+          logExcerpt: ['EI0002: The wait execution of the Notify register times out.', HOSTILE],
+        },
+      ],
       fingerprint: { cannVersion: '8.0.RC3', driverVersion: '24.1.rc2', modellinkCommit: 'd4feda79', linkflowVersion: '0.1.0' },
       changes: [{ field: 'cannVersion', before: '8.0.RC2', after: '8.0.RC3' }],
     });
     expect(s.regressions).toHaveLength(1);
-    expect(s.regressions[0]).toMatchObject({ caseId: SLOW, preset: 'qwen15-7b', baseline: 2862, historyMedian: 2860, historyNights: 3, comparedWith: 'history' });
+    expect(s.regressions[0]).toMatchObject({
+      caseId: SLOW,
+      preset: 'qwen15-7b',
+      baseline: 2862,
+      historyMedian: 2860,
+      historyNights: 3,
+      comparedWith: 'history',
+    });
     expect(s.regressions[0].changeVsHistoryPercent).toBeCloseTo(-15, 6);
     expect(s.regressions[0].last).toBeCloseTo(2431, 6);
     expect(s.fingerprint.suite.name).toBe('modellink-table');
-    expect(s.text).toBe(`linkflow benchmark modellink-table on pool-a, run night-4: 1 regression (${SLOW} −15.0 % at 2431); 1 failed (${FAILS}: communication); changed: cannVersion`);
+    expect(s.text).toBe(
+      `linkflow benchmark modellink-table on pool-a, run night-4: 1 regression (${SLOW} −15.0 % at 2431); 1 failed (${FAILS}: communication); changed: cannVersion`,
+    );
     // What a webhook POST body will be: plain JSON.
     expect(JSON.parse(JSON.stringify(s))).toEqual(s);
     expect(needsNotification(s)).toBe(true);
   });
 
   it('is not sent for a run where everything was ok or skipped', () => {
-    simulateNight(store, { runId: 'night-5', startedAt: '2024-10-05T18:00:00.000Z', cases: { [OK]: 4673, [SKIPPED]: { kind: 'skipped', reason: 'needs 4 nodes' } } });
+    simulateNight(store, {
+      runId: 'night-5',
+      startedAt: '2024-10-05T18:00:00.000Z',
+      cases: { [OK]: 4673, [SKIPPED]: { kind: 'skipped', reason: 'needs 4 nodes' } },
+    });
     const s = webhookSummary(loadRunReport(store)!);
     expect(s.runId).toBe('night-5');
     expect(s.counts).toMatchObject({ ok: 1, skipped: 1, regression: 0, failed: 0 });

@@ -73,12 +73,54 @@ describe('linkflow CLI', () => {
 describe('linkflow diagnose', () => {
   /** A manual run of the emulator's torchrun with 4 ranks whose rank 0 runs out of device memory: its log as `| tee` writes it. */
   function oomLog(dir: string, port: number): string {
-    const r = spawnSync(path.join(EMULATOR, 'torchrun'), [
-      '--nproc_per_node', '4', '--nnodes', '1', '--node_rank', '0', '--master_addr', 'localhost', '--master_port', String(port), path.join(EMULATOR, 'pretrain_gpt.py'),
-      '--use-mcore-models', '--num-layers', '2', '--hidden-size', '64', '--num-attention-heads', '4', '--tokenizer-type', 'PretrainedFromHF', '--tokenizer-name-or-path', path.join(DEMO, 'hf-tiny'),
-      '--seq-length', '32', '--max-position-embeddings', '32', '--micro-batch-size', '1', '--global-batch-size', '8', '--lr', '1e-4', '--train-iters', '10', '--mock-data',
-      '--log-interval', '1', '--bf16', '--save', path.join(dir, 'ckpt'), '--save-interval', '5',
-    ], { cwd: dir, encoding: 'utf8', env: { ...process.env, MLEMU_ITER_TIME_MS: '5', MLEMU_FAULTS: 'oom@7' } });
+    const r = spawnSync(
+      path.join(EMULATOR, 'torchrun'),
+      [
+        '--nproc_per_node',
+        '4',
+        '--nnodes',
+        '1',
+        '--node_rank',
+        '0',
+        '--master_addr',
+        'localhost',
+        '--master_port',
+        String(port),
+        path.join(EMULATOR, 'pretrain_gpt.py'),
+        '--use-mcore-models',
+        '--num-layers',
+        '2',
+        '--hidden-size',
+        '64',
+        '--num-attention-heads',
+        '4',
+        '--tokenizer-type',
+        'PretrainedFromHF',
+        '--tokenizer-name-or-path',
+        path.join(DEMO, 'hf-tiny'),
+        '--seq-length',
+        '32',
+        '--max-position-embeddings',
+        '32',
+        '--micro-batch-size',
+        '1',
+        '--global-batch-size',
+        '8',
+        '--lr',
+        '1e-4',
+        '--train-iters',
+        '10',
+        '--mock-data',
+        '--log-interval',
+        '1',
+        '--bf16',
+        '--save',
+        path.join(dir, 'ckpt'),
+        '--save-interval',
+        '5',
+      ],
+      { cwd: dir, encoding: 'utf8', env: { ...process.env, MLEMU_ITER_TIME_MS: '5', MLEMU_FAULTS: 'oom@7' } },
+    );
     expect(r.status).toBe(1);
     const file = path.join(dir, 'train.log');
     fs.writeFileSync(file, r.stdout + r.stderr);
@@ -112,40 +154,58 @@ describe('linkflow diagnose', () => {
   it("infers a signal kill from torchrun's error block, and says when a log shows no failure", async () => {
     const dir = tempDir('diagnose');
     const killed = path.join(dir, 'killed.log');
-    fs.writeFileSync(killed, [
-      ' [2024-09-29 10:00:00] iteration       41/    2000 | lm loss: 1.875432E+00 |',
-      'torch.distributed.elastic.multiprocessing.errors.ChildFailedError: ',
-      '============================================================',
-      'pretrain_gpt.py FAILED',
-      '------------------------------------------------------------',
-      'Failures:',
-      '  <NO_OTHER_FAILURES>',
-      '------------------------------------------------------------',
-      'Root Cause (first observed failure):',
-      '[0]:',
-      '  time      : 2024-09-29_10:00:05',
-      '  host      : node0',
-      '  rank      : 3 (local_rank: 3)',
-      '  exitcode  : -9 (pid: 4321)',
-      '  error_file: <N/A>',
-      '  traceback : Signal 9 (SIGKILL) received by PID 4321',
-      '============================================================',
-    ].join('\n') + '\n');
+    fs.writeFileSync(
+      killed,
+      [
+        ' [2024-09-29 10:00:00] iteration       41/    2000 | lm loss: 1.875432E+00 |',
+        'torch.distributed.elastic.multiprocessing.errors.ChildFailedError: ',
+        '============================================================',
+        'pretrain_gpt.py FAILED',
+        '------------------------------------------------------------',
+        'Failures:',
+        '  <NO_OTHER_FAILURES>',
+        '------------------------------------------------------------',
+        'Root Cause (first observed failure):',
+        '[0]:',
+        '  time      : 2024-09-29_10:00:05',
+        '  host      : node0',
+        '  rank      : 3 (local_rank: 3)',
+        '  exitcode  : -9 (pid: 4321)',
+        '  error_file: <N/A>',
+        '  traceback : Signal 9 (SIGKILL) received by PID 4321',
+        '============================================================',
+      ].join('\n') + '\n',
+    );
     const r = await runCli(['diagnose', killed, '--json']);
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ class: 'killed', retryable: true, budget: 'infrastructure', exitStatus: { exitCode: null, signal: 'SIGKILL', source: 'torchrun' } });
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      class: 'killed',
+      retryable: true,
+      budget: 'infrastructure',
+      exitStatus: { exitCode: null, signal: 'SIGKILL', source: 'torchrun' },
+    });
 
     // An attempt log in which linkflow's watcher stopped a hung trainer.
     const hung = path.join(dir, 'hung.log');
-    fs.writeFileSync(hung, [
-      ' [2024-09-29 10:00:00] iteration       41/    2000 | lm loss: 1.875432E+00 |',
-      'linkflow: no progress for 31 s during training (window 30.0 s); killing the process group',
-      '# launched 2024-09-29T10:00:00.000Z, exited 2024-09-29T10:01:00.000Z (SIGTERM) after 60.000 s',
-    ].join('\n') + '\n');
-    expect(JSON.parse((await runCli(['diagnose', hung, '--json'])).stdout)).toMatchObject({ class: 'hang', budget: 'infrastructure', exitStatus: { signal: 'SIGTERM', source: 'linkflow' } });
+    fs.writeFileSync(
+      hung,
+      [
+        ' [2024-09-29 10:00:00] iteration       41/    2000 | lm loss: 1.875432E+00 |',
+        'linkflow: no progress for 31 s during training (window 30.0 s); killing the process group',
+        '# launched 2024-09-29T10:00:00.000Z, exited 2024-09-29T10:01:00.000Z (SIGTERM) after 60.000 s',
+      ].join('\n') + '\n',
+    );
+    expect(JSON.parse((await runCli(['diagnose', hung, '--json'])).stdout)).toMatchObject({
+      class: 'hang',
+      budget: 'infrastructure',
+      exitStatus: { signal: 'SIGTERM', source: 'linkflow' },
+    });
 
     const fine = path.join(dir, 'fine.log');
-    fs.writeFileSync(fine, ' [2024-09-29 10:00:00] iteration       10/      10 | lm loss: 1.875432E+00 | number of skipped iterations:   0 | number of nan iterations:   0 |\n');
+    fs.writeFileSync(
+      fine,
+      ' [2024-09-29 10:00:00] iteration       10/      10 | lm loss: 1.875432E+00 | number of skipped iterations:   0 | number of nan iterations:   0 |\n',
+    );
     const none = await runCli(['diagnose', fine]);
     expect(none.code).toBe(1);
     expect(none.stdout).toContain('no failure found');
@@ -154,7 +214,8 @@ describe('linkflow diagnose', () => {
   it('reads a NaN loss that ModelLink did not check from the iteration lines, and a large log as a stream', async () => {
     const dir = tempDir('diagnose');
     const file = path.join(dir, 'nan.log');
-    const line = (it: number, loss: string) => ` [2024-09-29 10:00:00] iteration ${String(it).padStart(8)}/  200000 | consumed samples: ${String(it * 8).padStart(12)} | elapsed time per iteration (ms): 15.0 | learning rate: 1.000000E-04 | global batch size:     8 | ${loss}loss scale: 1.0 | grad norm: ${loss ? '4.133' : 'nan'} | number of skipped iterations:   0 | number of nan iterations:   0 |\n`;
+    const line = (it: number, loss: string) =>
+      ` [2024-09-29 10:00:00] iteration ${String(it).padStart(8)}/  200000 | consumed samples: ${String(it * 8).padStart(12)} | elapsed time per iteration (ms): 15.0 | learning rate: 1.000000E-04 | global batch size:     8 | ${loss}loss scale: 1.0 | grad norm: ${loss ? '4.133' : 'nan'} | number of skipped iterations:   0 | number of nan iterations:   0 |\n`;
     const out = fs.openSync(file, 'w');
     for (let i = 1; i <= 150_000; i++) fs.writeSync(out, line(i, 'lm loss: 7.778504E+00 | '));
     fs.writeSync(out, line(150_001, ''));

@@ -44,13 +44,36 @@ function allPlans(): StagePlan[] {
           Object.assign(spec.stages[5], { loraLoad: lora ? 'finetune' : undefined });
           if (impl === 'mcore' && sequenceParallel) {
             // Every typed feature at once: each must map to a flag ModelLink defines.
-            spec.parallel = { ...(spec.parallel as object), tp: 1, pp, cp: 2, cpAlgo: 'megatron_cp_algo', cpSendRecvOverlap: true, ep: 2, ...(pp > 1 ? { vpp: 1 } : {}), distributedOptimizer: true };
+            spec.parallel = {
+              ...(spec.parallel as object),
+              tp: 1,
+              pp,
+              cp: 2,
+              cpAlgo: 'megatron_cp_algo',
+              cpSendRecvOverlap: true,
+              ep: 2,
+              ...(pp > 1 ? { vpp: 1 } : {}),
+              distributedOptimizer: true,
+            };
             Object.assign(spec, {
               // ModelLink refuses reuse-fp32-param with high availability: each in one of the two LoRA variants.
-              memory: { recomputeGranularity: 'full', recomputeMethod: 'block', recomputeNumLayers: 1, recomputeActivationFunction: true, reuseFp32Param: !!lora },
+              memory: {
+                recomputeGranularity: 'full',
+                recomputeMethod: 'block',
+                recomputeNumLayers: 1,
+                recomputeActivationFunction: true,
+                reuseFp32Param: !!lora,
+              },
               kernels: { flashAttn: true, fusedRmsnorm: true, fusedSwiglu: true, fusedRotaryPosEmb: true, slidingWindow: 4096 },
               communication: { overlapGradReduce: true, overlapParamGather: true, mc2: true },
-              moe: { permutationAsyncComm: true, groupedGemm: true, tokenDispatcherType: 'alltoall', routerLoadBalancingType: 'aux_loss', auxLossCoeff: 0.01, expertCapacityFactor: 1.0 },
+              moe: {
+                permutationAsyncComm: true,
+                groupedGemm: true,
+                tokenDispatcherType: 'alltoall',
+                routerLoadBalancingType: 'aux_loss',
+                auxLossCoeff: 0.01,
+                expertCapacityFactor: 1.0,
+              },
               profiling: { stepStart: 2, stepEnd: 4, ranks: [0, 1], level: 'level1', withCpu: true, withStack: true, withMemory: true, recordShapes: true },
               deterministic: true,
               highAvailability: { enabled: !lora, optimizerStateLocalCopy: !lora },
@@ -98,20 +121,65 @@ describe('command builders', () => {
     const stage = r.plan.stages.find((s) => s.name === 'pretrain')!;
     // Placeholders of the script (paths) aside, the flags and values are the script's, in its order.
     // Order aside (as ModelLink's parser sees them), and placeholders (paths) aside.
-    const normalize = (args: Arg[]) => args.map(([f, v]) => JSON.stringify([f, typeof v === 'string' && (v.startsWith('${') || v.startsWith('/')) ? '<path>' : v])).sort();
+    const normalize = (args: Arg[]) =>
+      args.map(([f, v]) => JSON.stringify([f, typeof v === 'string' && (v.startsWith('${') || v.startsWith('/')) ? '<path>' : v])).sort();
     // One deliberate addition: training stages pass --exit-signal-handler by default, so a stop or drain saves.
     expect(normalize(stage.args)).toEqual(normalize([...script.args, ['--exit-signal-handler', null]]));
-    expect(stage.launch).toMatchObject({ kind: 'torchrun', program: ['torchrun'], nprocPerNode: 8, nnodes: 1, nodeRank: 0, masterAddr: 'localhost', masterPort: 6000 });
-    expect(renderLaunch(stage.launch)).toEqual(['torchrun', '--nproc_per_node', '8', '--nnodes', '1', '--node_rank', '0', '--master_addr', 'localhost', '--master_port', '6000']);
+    expect(stage.launch).toMatchObject({
+      kind: 'torchrun',
+      program: ['torchrun'],
+      nprocPerNode: 8,
+      nnodes: 1,
+      nodeRank: 0,
+      masterAddr: 'localhost',
+      masterPort: 6000,
+    });
+    expect(renderLaunch(stage.launch)).toEqual([
+      'torchrun',
+      '--nproc_per_node',
+      '8',
+      '--nnodes',
+      '1',
+      '--node_rank',
+      '0',
+      '--master_addr',
+      'localhost',
+      '--master_port',
+      '6000',
+    ]);
     expect(stage.env).toMatchObject(script.env);
   });
 
   it('resume drops the first-load flags and points --load (or --lora-load for LoRA) at the save directory', () => {
-    const args: Arg[] = [['--finetune', null], ['--no-load-optim', null], ['--no-load-rng', null], ['--lora-target-modules', ['a', 'b']], ['--load', '/w'], ['--save', '/s']];
-    expect(resumeArgs(args, '/s', false)).toEqual([['--lora-target-modules', ['a', 'b']], ['--load', '/s'], ['--save', '/s']]);
-    expect(resumeArgs(args, '/s', true)).toEqual([['--lora-target-modules', ['a', 'b']], ['--lora-load', '/s'], ['--load', '/w'], ['--save', '/s']]);
-    expect(resumeArgs([['--save', '/s']], '/s', false)).toEqual([['--load', '/s'], ['--save', '/s']]);
+    const args: Arg[] = [
+      ['--finetune', null],
+      ['--no-load-optim', null],
+      ['--no-load-rng', null],
+      ['--lora-target-modules', ['a', 'b']],
+      ['--load', '/w'],
+      ['--save', '/s'],
+    ];
+    expect(resumeArgs(args, '/s', false)).toEqual([
+      ['--lora-target-modules', ['a', 'b']],
+      ['--load', '/s'],
+      ['--save', '/s'],
+    ]);
+    expect(resumeArgs(args, '/s', true)).toEqual([
+      ['--lora-target-modules', ['a', 'b']],
+      ['--lora-load', '/s'],
+      ['--load', '/w'],
+      ['--save', '/s'],
+    ]);
+    expect(resumeArgs([['--save', '/s']], '/s', false)).toEqual([
+      ['--load', '/s'],
+      ['--save', '/s'],
+    ]);
     // LoRA with the distributed optimizer: --load at the resume view (see loraResumeView).
-    expect(resumeArgs(args, '/s', true, '/v')).toEqual([['--lora-target-modules', ['a', 'b']], ['--lora-load', '/s'], ['--load', '/v'], ['--save', '/s']]);
+    expect(resumeArgs(args, '/s', true, '/v')).toEqual([
+      ['--lora-target-modules', ['a', 'b']],
+      ['--lora-load', '/s'],
+      ['--load', '/v'],
+      ['--save', '/s'],
+    ]);
   });
 });

@@ -32,8 +32,20 @@ const ML_ROOT = '/opt/ModelLink';
 
 function parsedOf(e: Example): ParsedScript {
   return {
-    env: e.env, sources: e.sources, launcher: e.launcher, distributed: e.distributed, entrypoint: e.entrypoint, args: e.args,
-    placeholders: {}, logFile: null, warnings: [], argv: [], launcherOptions: [], otherCommands: [], commentedOutFlags: [], orphanedArgs: [],
+    env: e.env,
+    sources: e.sources,
+    launcher: e.launcher,
+    distributed: e.distributed,
+    entrypoint: e.entrypoint,
+    args: e.args,
+    placeholders: {},
+    logFile: null,
+    warnings: [],
+    argv: [],
+    launcherOptions: [],
+    otherCommands: [],
+    commentedOutFlags: [],
+    orphanedArgs: [],
   } as ParsedScript;
 }
 
@@ -58,7 +70,8 @@ function difference(e: Example): { why: string; overrides: number } {
     const extra = gotArgs.filter((a) => !wantArgs.includes(a));
     return { why: `args: missing ${missing.slice(0, 3).join(', ')}; extra ${extra.slice(0, 3).join(', ')}`, overrides: imported.overrides };
   }
-  if (JSON.stringify(Object.entries(s.env).sort()) !== JSON.stringify(Object.entries(e.env).sort())) return { why: `env ${JSON.stringify(s.env)}`, overrides: imported.overrides };
+  if (JSON.stringify(Object.entries(s.env).sort()) !== JSON.stringify(Object.entries(e.env).sort()))
+    return { why: `env ${JSON.stringify(s.env)}`, overrides: imported.overrides };
   if (e.launcher !== 'python') {
     const launcher = s.launcher.join(' ');
     if (!launcher.startsWith(e.launcher)) return { why: `launcher ${launcher}`, overrides: imported.overrides };
@@ -86,18 +99,21 @@ describe('examples.json conformance', () => {
     const ok = results.filter((r) => !r.why);
     const typed = ok.filter((r) => r.overrides === 0).length;
     const overrideCount = ok.reduce((n, r) => n + r.overrides, 0);
-    console.log(`conformance with examples.json (${scripts.length} scripts):\n  ${lines.join('\n  ')}\n  all: ${ok.length}/${scripts.length} match; ${typed} need no override; ${overrideCount} overrides in all`);
+    console.log(
+      `conformance with examples.json (${scripts.length} scripts):\n  ${lines.join('\n  ')}\n  all: ${ok.length}/${scripts.length} match; ${typed} need no override; ${overrideCount} overrides in all`,
+    );
     // The share of scripts the typed options express without any verbatim flag; measured when written, it may only grow.
     expect(typed).toBeGreaterThanOrEqual(159);
     expect(overrideCount).toBeLessThanOrEqual(1160);
-    const unexpected = results.filter((r) => r.why && !(r.e.issues?.length));
+    const unexpected = results.filter((r) => r.why && !r.e.issues?.length);
     expect(unexpected.map((r) => `${r.e.script}: ${r.why}`)).toEqual([]);
   });
 
   it('scripts that are broken as written differ for their listed reason, or still render', () => {
     for (const r of results.filter((x) => x.e.issues?.length)) {
       // Either the render reproduces them anyway, or the difference is one of their listed issues (a repeated or unknown flag).
-      if (r.why) expect(r.e.issues!.join(' '), `${r.e.script}: ${r.why}`).toMatch(/passed 2 times|not defined|expects a value|exposes|not divisible|abbreviation/);
+      if (r.why)
+        expect(r.e.issues!.join(' '), `${r.e.script}: ${r.why}`).toMatch(/passed 2 times|not defined|expects a value|exposes|not divisible|abbreviation/);
     }
   });
 });

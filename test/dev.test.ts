@@ -37,7 +37,11 @@ describe('linkflow dev', () => {
 describe('linkflow demo', () => {
   it('starts an embedded server, runs the demo with a crash in pretraining, shows the resume and exits 0', async () => {
     const dir = tempDir('demo');
-    const r = await runCli(['demo'], { TEMPORAL_ADDRESS: `127.0.0.1:${await getFreePort()}`, LINKFLOW_DEV_DB: path.join(dir, 'dev.db'), LINKFLOW_DEV_UI_PORT: String(await getFreePort()) });
+    const r = await runCli(['demo'], {
+      TEMPORAL_ADDRESS: `127.0.0.1:${await getFreePort()}`,
+      LINKFLOW_DEV_DB: path.join(dir, 'dev.db'),
+      LINKFLOW_DEV_UI_PORT: String(await getFreePort()),
+    });
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toContain('starting the Temporal dev server');
     expect(r.stdout).toMatch(/\[pretrain\] (running|retrying)/);

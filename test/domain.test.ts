@@ -9,13 +9,22 @@ import { LogWindow } from '../modellink/log-window.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
 import { tempDir } from '../testkit/specs.ts';
 
-const LINE = ' [2024-09-29 10:00:00] iteration       10/    2000 | consumed samples:         1280 | elapsed time per iteration (ms): 5432.1 | throughput per GPU (TFLOP/s/GPU): 180.2 | learning rate: 1.250000E-06 | global batch size:   128 | lm loss: 1.875432E+00 | loss scale: 1.0 | grad norm: 1.234 | number of skipped iterations:   0 | number of nan iterations:   0 |';
+const LINE =
+  ' [2024-09-29 10:00:00] iteration       10/    2000 | consumed samples:         1280 | elapsed time per iteration (ms): 5432.1 | throughput per GPU (TFLOP/s/GPU): 180.2 | learning rate: 1.250000E-06 | global batch size:   128 | lm loss: 1.875432E+00 | loss scale: 1.0 | grad norm: 1.234 | number of skipped iterations:   0 | number of nan iterations:   0 |';
 
 describe('training log parser', () => {
   it("reads Megatron's training line (formats.md example)", () => {
     expect(parseLogLine(LINE)).toMatchObject({
-      type: 'iteration', iteration: 10, trainIters: 2000, consumedSamples: 1280, elapsedMsPerIteration: 5432.1,
-      tflopsPerDevice: 180.2, learningRate: 1.25e-6, globalBatchSize: 128, loss: 1.875432, nanIterations: 0,
+      type: 'iteration',
+      iteration: 10,
+      trainIters: 2000,
+      consumedSamples: 1280,
+      elapsedMsPerIteration: 5432.1,
+      tflopsPerDevice: 180.2,
+      learningRate: 1.25e-6,
+      globalBatchSize: 128,
+      loss: 1.875432,
+      nanIterations: 0,
     });
   });
 
@@ -36,12 +45,28 @@ describe('training log parser', () => {
   it('reads checkpoint save/load lines and evaluation results', () => {
     expect(parseLogLine('saving checkpoint at iteration      30 to /ck in torch format')).toEqual({ type: 'checkpoint-saving', iteration: 30, dir: '/ck' });
     expect(parseLogLine('  successfully saved checkpoint at iteration      30 to /ck')).toEqual({ type: 'checkpoint-saved', iteration: 30, dir: '/ck' });
-    expect(parseLogLine('  successfully loaded checkpoint from /ck [ t 0, p 0 ] at iteration 30')).toEqual({ type: 'checkpoint-loaded', iteration: 30, dir: '/ck' });
+    expect(parseLogLine('  successfully loaded checkpoint from /ck [ t 0, p 0 ] at iteration 30')).toEqual({
+      type: 'checkpoint-loaded',
+      iteration: 30,
+      dir: '/ck',
+    });
     expect(parseLogLine(' loading release checkpoint from /w')).toEqual({ type: 'checkpoint-loading', iteration: 'release', dir: '/w' });
-    expect(parseLogLine('INFO:modellink.tasks.evaluation.eval_impl.mmlu_eval:mmlu acc = 7/20=0.35')).toEqual({ type: 'eval-result', task: 'mmlu', correct: 7, total: 20, accuracy: 0.35 });
+    expect(parseLogLine('INFO:modellink.tasks.evaluation.eval_impl.mmlu_eval:mmlu acc = 7/20=0.35')).toEqual({
+      type: 'eval-result',
+      task: 'mmlu',
+      correct: 7,
+      total: 20,
+      accuracy: 0.35,
+    });
     expect(parseLogLine('INFO:__main__:acc = {0.125}')).toEqual({ type: 'human-eval-result', accuracy: 0.125 });
     // agi_eval.py: the task's summary is upper case with %e; its per-subject lines (and bbh's) are not a task's result.
-    expect(parseLogLine('INFO:modellink.tasks.evaluation.eval_impl.agi_eval:AGIEval acc = 7/20=3.500000e-01')).toEqual({ type: 'eval-result', task: 'agieval', correct: 7, total: 20, accuracy: 0.35 });
+    expect(parseLogLine('INFO:modellink.tasks.evaluation.eval_impl.agi_eval:AGIEval acc = 7/20=3.500000e-01')).toEqual({
+      type: 'eval-result',
+      task: 'agieval',
+      correct: 7,
+      total: 20,
+      accuracy: 0.35,
+    });
     expect(parseLogLine('INFO:modellink.tasks.evaluation.eval_impl.agi_eval:logiqa-en acc = 3/6=5.000000e-01')).toBeUndefined();
     expect(parseLogLine('INFO:root:boolean_expressions acc = 1/2=0.5')).toBeUndefined();
     expect(parseLogLine('something else entirely')).toBeUndefined();
@@ -50,22 +75,39 @@ describe('training log parser', () => {
 
 describe('failure classification', () => {
   it('bad arguments are not retryable and the excerpt starts at the usage line', () => {
-    const r = classifyFailure({ exitCode: 2, signal: null }, ['noise', 'usage: pretrain_gpt.py [-h] ...', 'pretrain_gpt.py: error: unrecognized arguments: --bogus']);
+    const r = classifyFailure({ exitCode: 2, signal: null }, [
+      'noise',
+      'usage: pretrain_gpt.py [-h] ...',
+      'pretrain_gpt.py: error: unrecognized arguments: --bogus',
+    ]);
     expect(r).toMatchObject({ class: 'bad-arguments', retryable: false });
     expect(r.excerpt[0]).toMatch(/^usage:/);
   });
 
   it('tells communication, memory, missing files, signals and plain crashes apart', () => {
-    expect(classifyFailure({ exitCode: 1, signal: null }, ['[ERROR] HCCL EI0002: The wait execution of the Notify register times out.']).class).toBe('communication');
+    expect(classifyFailure({ exitCode: 1, signal: null }, ['[ERROR] HCCL EI0002: The wait execution of the Notify register times out.']).class).toBe(
+      'communication',
+    );
     expect(classifyFailure({ exitCode: 1, signal: null }, ['RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB']).class).toBe('out-of-memory');
-    expect(classifyFailure({ exitCode: 1, signal: null }, ["FileNotFoundError: [Errno 2] No such file or directory: '/x'"])).toMatchObject({ class: 'missing-input', retryable: false });
+    expect(classifyFailure({ exitCode: 1, signal: null }, ["FileNotFoundError: [Errno 2] No such file or directory: '/x'"])).toMatchObject({
+      class: 'missing-input',
+      retryable: false,
+    });
     expect(classifyFailure({ exitCode: null, signal: 'SIGKILL' }, ['iteration 3']).class).toBe('killed');
     expect(classifyFailure({ exitCode: null, signal: 'SIGSEGV' }, []).class).toBe('segfault');
-    expect(classifyFailure({ exitCode: 1, signal: null }, ['Traceback (most recent call last):', 'RuntimeError: boom'])).toMatchObject({ class: 'exception', retryable: true });
+    expect(classifyFailure({ exitCode: 1, signal: null }, ['Traceback (most recent call last):', 'RuntimeError: boom'])).toMatchObject({
+      class: 'exception',
+      retryable: true,
+    });
     expect(classifyFailure({ exitCode: 3, signal: null }, []).class).toBe('unknown');
     expect(classifyFailure({ exitCode: null, signal: 'SIGKILL' }, [], 'hang')).toMatchObject({ class: 'hang', retryable: true });
     // A node of a gang that never came: the rendezvous times out, a fault of the machines.
-    expect(classifyFailure({ exitCode: 1, signal: null }, ['Traceback (most recent call last):', 'torch.distributed.DistStoreError: Timed out after 600 seconds waiting for clients. 1/2 clients joined.']).class).toBe('communication');
+    expect(
+      classifyFailure({ exitCode: 1, signal: null }, [
+        'Traceback (most recent call last):',
+        'torch.distributed.DistStoreError: Timed out after 600 seconds waiting for clients. 1/2 clients joined.',
+      ]).class,
+    ).toBe('communication');
   });
 });
 
@@ -103,7 +145,11 @@ describe('root causes win over their echoes', () => {
   });
 
   it('each CANN form of the OOM is enough alone', () => {
-    for (const line of ['EL0004: 2024-09-29-10:12:01.123.456 Failed to allocate memory.', '[ERROR] RecentErrMsg: Memory_Allocation_Failure(EL0004): Failed to allocate memory.', '        rtMalloc execute failed, reason=[driver error:out of memory]']) {
+    for (const line of [
+      'EL0004: 2024-09-29-10:12:01.123.456 Failed to allocate memory.',
+      '[ERROR] RecentErrMsg: Memory_Allocation_Failure(EL0004): Failed to allocate memory.',
+      '        rtMalloc execute failed, reason=[driver error:out of memory]',
+    ]) {
       expect(classifyFailure({ exitCode: 1, signal: null }, [line, ...oomWithEchoes().slice(11)]).class, line).toBe('out-of-memory');
     }
   });
@@ -115,23 +161,51 @@ describe('root causes win over their echoes', () => {
   });
 
   it("one rank's own crash (an AICore error, a Python error) followed by the others' HCCL errors is that crash", () => {
-    const crash = ['EZ9999: Inner Error!', 'EZ9999: 2024-09-29-10:12:01.1 The error from device(chipId:3, dieId:0), there is an aicore error', 'Traceback (most recent call last):', '  File "pretrain_gpt.py", line 262, in <module>', 'RuntimeError: The Inner error is reported as above. The process exits for this inner error, and the current working operator name is MatMulV2.'];
+    const crash = [
+      'EZ9999: Inner Error!',
+      'EZ9999: 2024-09-29-10:12:01.1 The error from device(chipId:3, dieId:0), there is an aicore error',
+      'Traceback (most recent call last):',
+      '  File "pretrain_gpt.py", line 262, in <module>',
+      'RuntimeError: The Inner error is reported as above. The process exits for this inner error, and the current working operator name is MatMulV2.',
+    ];
     const echoes = oomWithEchoes().slice(11);
-    expect(classifyFailure({ exitCode: 1, signal: null }, [...crash, ...echoes])).toMatchObject({ class: 'exception', reason: expect.stringMatching(/^EZ9999: 2024.*aicore error/) });
-    expect(classifyFailure({ exitCode: 1, signal: null }, ['Traceback (most recent call last):', "KeyError: 'input_ids'", ...echoes])).toMatchObject({ class: 'exception', reason: "KeyError: 'input_ids'" });
+    expect(classifyFailure({ exitCode: 1, signal: null }, [...crash, ...echoes])).toMatchObject({
+      class: 'exception',
+      reason: expect.stringMatching(/^EZ9999: 2024.*aicore error/),
+    });
+    expect(classifyFailure({ exitCode: 1, signal: null }, ['Traceback (most recent call last):', "KeyError: 'input_ids'", ...echoes])).toMatchObject({
+      class: 'exception',
+      reason: "KeyError: 'input_ids'",
+    });
   });
 
   it('"The Inner error is reported as above" points at the device error, not at the RuntimeError', () => {
-    const log = ['EZ9999: Inner Error!', 'EZ9999: 2024-09-29-10:12:01.1 The error from device(chipId:0, dieId:0), there is an aicore error', 'Traceback (most recent call last):', '  File "pretrain_gpt.py", line 262, in <module>', 'RuntimeError: The Inner error is reported as above. The process exits for this inner error, and the current working operator name is MatMulV2.'];
+    const log = [
+      'EZ9999: Inner Error!',
+      'EZ9999: 2024-09-29-10:12:01.1 The error from device(chipId:0, dieId:0), there is an aicore error',
+      'Traceback (most recent call last):',
+      '  File "pretrain_gpt.py", line 262, in <module>',
+      'RuntimeError: The Inner error is reported as above. The process exits for this inner error, and the current working operator name is MatMulV2.',
+    ];
     const r = classifyFailure({ exitCode: 1, signal: null }, log);
     expect(r.class).toBe('exception');
     expect(r.reason).toMatch(/^EZ9999: 2024.*aicore error/);
   });
 
   it("a worker's own error is the reason, not torchrun's ChildFailedError about it", () => {
-    const log = ['Traceback (most recent call last):', '  File "pretrain_gpt.py", line 262, in <module>', 'KeyError: \'lm_head\'',
-      'Traceback (most recent call last):', '  File "/usr/local/bin/torchrun", line 8, in <module>', 'torch.distributed.elastic.multiprocessing.errors.ChildFailedError: ',
-      '============================================================', 'pretrain_gpt.py FAILED', 'Root Cause (first observed failure):', '[0]:', '  exitcode  : 1 (pid: 4321)'];
+    const log = [
+      'Traceback (most recent call last):',
+      '  File "pretrain_gpt.py", line 262, in <module>',
+      "KeyError: 'lm_head'",
+      'Traceback (most recent call last):',
+      '  File "/usr/local/bin/torchrun", line 8, in <module>',
+      'torch.distributed.elastic.multiprocessing.errors.ChildFailedError: ',
+      '============================================================',
+      'pretrain_gpt.py FAILED',
+      'Root Cause (first observed failure):',
+      '[0]:',
+      '  exitcode  : 1 (pid: 4321)',
+    ];
     expect(classifyFailure({ exitCode: 1, signal: null }, log)).toMatchObject({ class: 'exception', reason: "KeyError: 'lm_head'" });
   });
 
@@ -150,7 +224,7 @@ describe('root causes win over their echoes', () => {
   it('does not keep a non-retryable match from the middle of a long run (a stray warning must not end the stage)', () => {
     const window = new LogWindow({ head: 5, tail: 50, isCause: causeLine() });
     for (let i = 0; i < 100; i++) window.push(`noise ${i}`);
-    window.push("UserWarning: could not read /etc/hostname-extra: No such file or directory");
+    window.push('UserWarning: could not read /etc/hostname-extra: No such file or directory');
     for (let i = 0; i < 100; i++) window.push(`iteration line ${i}`);
     for (const line of oomWithEchoes().slice(11)) window.push(line);
     expect(classifyFailure({ exitCode: 1, signal: null }, window.lines()).class).toBe('communication');
@@ -161,23 +235,50 @@ describe('failure classification under torchrun (it exits 1 and prints ChildFail
   /** torch/distributed/elastic/multiprocessing/errors/__init__.py's block, as torch 2.1 prints it. */
   function torchrunEnd(failures: { rank: number; exitcode: number; pid: number }[]): string[] {
     const entry = (f: { rank: number; exitcode: number; pid: number }, i: number) => [
-      `[${i}]:`, '  time      : 2024-05-01_10:00:00', '  host      : node-a', `  rank      : ${f.rank} (local_rank: ${f.rank})`,
-      `  exitcode  : ${f.exitcode} (pid: ${f.pid})`, '  error_file: <N/A>',
-      f.exitcode < 0 ? `  traceback : Signal ${-f.exitcode} (${f.exitcode === -9 ? 'SIGKILL' : 'SIGSEGV'}) received by PID ${f.pid}` : '  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html',
+      `[${i}]:`,
+      '  time      : 2024-05-01_10:00:00',
+      '  host      : node-a',
+      `  rank      : ${f.rank} (local_rank: ${f.rank})`,
+      `  exitcode  : ${f.exitcode} (pid: ${f.pid})`,
+      '  error_file: <N/A>',
+      f.exitcode < 0
+        ? `  traceback : Signal ${-f.exitcode} (${f.exitcode === -9 ? 'SIGKILL' : 'SIGSEGV'}) received by PID ${f.pid}`
+        : '  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html',
     ];
     const [root, ...others] = failures;
     return [
       `ERROR:torch.distributed.elastic.multiprocessing.api:failed (exitcode: ${root.exitcode}) local_rank: ${root.rank} (pid: ${root.pid}) of binary: /usr/bin/python3`,
-      'Traceback (most recent call last):', '  File "/usr/local/bin/torchrun", line 8, in <module>', '    sys.exit(main())',
-      '  File "/usr/local/lib/python3.8/site-packages/torch/distributed/launcher/api.py", line 264, in launch_agent', '    raise ChildFailedError(',
-      'torch.distributed.elastic.multiprocessing.errors.ChildFailedError: ', '='.repeat(60), 'pretrain_gpt.py FAILED', '-'.repeat(60), 'Failures:',
-      ...(others.length ? others.flatMap((f, i) => entry(f, i + 1)) : ['  <NO_OTHER_FAILURES>']), '-'.repeat(60), 'Root Cause (first observed failure):', ...entry(root, 0), '='.repeat(60),
+      'Traceback (most recent call last):',
+      '  File "/usr/local/bin/torchrun", line 8, in <module>',
+      '    sys.exit(main())',
+      '  File "/usr/local/lib/python3.8/site-packages/torch/distributed/launcher/api.py", line 264, in launch_agent',
+      '    raise ChildFailedError(',
+      'torch.distributed.elastic.multiprocessing.errors.ChildFailedError: ',
+      '='.repeat(60),
+      'pretrain_gpt.py FAILED',
+      '-'.repeat(60),
+      'Failures:',
+      ...(others.length ? others.flatMap((f, i) => entry(f, i + 1)) : ['  <NO_OTHER_FAILURES>']),
+      '-'.repeat(60),
+      'Root Cause (first observed failure):',
+      ...entry(root, 0),
+      '='.repeat(60),
     ];
   }
-  const hcclEcho = ['Traceback (most recent call last):', 'RuntimeError: [Rank 0] HCCL AllReduce failed: lost the connection to remote rank [1] (connection closed by peer).'];
+  const hcclEcho = [
+    'Traceback (most recent call last):',
+    'RuntimeError: [Rank 0] HCCL AllReduce failed: lost the connection to remote rank [1] (connection closed by peer).',
+  ];
 
   it('a worker killed by SIGKILL is killed, though its peers echo HCCL errors and torchrun raised an exception', () => {
-    const r = classifyFailure({ exitCode: 1, signal: null }, [' iteration 3', ...hcclEcho, ...torchrunEnd([{ rank: 0, exitcode: 1, pid: 10 }, { rank: 1, exitcode: -9, pid: 11 }])]);
+    const r = classifyFailure({ exitCode: 1, signal: null }, [
+      ' iteration 3',
+      ...hcclEcho,
+      ...torchrunEnd([
+        { rank: 0, exitcode: 1, pid: 10 },
+        { rank: 1, exitcode: -9, pid: 11 },
+      ]),
+    ]);
     expect(r).toMatchObject({ class: 'killed', retryable: true });
     expect(r.reason).toMatch(/^rank 1 was killed by SIGKILL/);
     expect(r.excerpt.join('\n')).toContain('exitcode  : -9 (pid: 11)');
@@ -189,14 +290,27 @@ describe('failure classification under torchrun (it exits 1 and prints ChildFail
     const r = classifyFailure({ exitCode: 1, signal: null }, [...own, ...torchrunEnd([{ rank: 0, exitcode: 1, pid: 10 }])]);
     expect(r).toMatchObject({ class: 'exception', reason: 'RuntimeError: boom' });
     const usage = ['usage: pretrain_gpt.py [-h] ...', 'pretrain_gpt.py: error: unrecognized arguments: --bogus'];
-    expect(classifyFailure({ exitCode: 1, signal: null }, [...usage, ...torchrunEnd([{ rank: 0, exitcode: 2, pid: 10 }])])).toMatchObject({ class: 'bad-arguments', retryable: false });
+    expect(classifyFailure({ exitCode: 1, signal: null }, [...usage, ...torchrunEnd([{ rank: 0, exitcode: 2, pid: 10 }])])).toMatchObject({
+      class: 'bad-arguments',
+      retryable: false,
+    });
     // Nothing of its own: torchrun's report still names the rank and its exit code.
-    expect(classifyFailure({ exitCode: 1, signal: null }, torchrunEnd([{ rank: 3, exitcode: 7, pid: 10 }]))).toMatchObject({ class: 'unknown', reason: 'rank 3 exited with code 7 (torchrun)' });
+    expect(classifyFailure({ exitCode: 1, signal: null }, torchrunEnd([{ rank: 3, exitcode: 7, pid: 10 }]))).toMatchObject({
+      class: 'unknown',
+      reason: 'rank 3 exited with code 7 (torchrun)',
+    });
   });
 
   it('torchrun stopped by a death signal is killed', () => {
-    const lines = ['WARNING:torch.distributed.elastic.agent.server.api:Received Signals.SIGTERM death signal, shutting down workers', 'Traceback (most recent call last):', 'torch.distributed.elastic.multiprocessing.api.SignalException: Process 5 got signal: 15'];
-    expect(classifyFailure({ exitCode: 1, signal: null }, lines)).toMatchObject({ class: 'killed', reason: 'torchrun received SIGTERM and shut its workers down' });
+    const lines = [
+      'WARNING:torch.distributed.elastic.agent.server.api:Received Signals.SIGTERM death signal, shutting down workers',
+      'Traceback (most recent call last):',
+      'torch.distributed.elastic.multiprocessing.api.SignalException: Process 5 got signal: 15',
+    ];
+    expect(classifyFailure({ exitCode: 1, signal: null }, lines)).toMatchObject({
+      class: 'killed',
+      reason: 'torchrun received SIGTERM and shut its workers down',
+    });
   });
 });
 
@@ -242,8 +356,10 @@ describe('checkpoints', () => {
       { link: 'iter_0000030/mp_rank_00_001/distrib_optim.pt', target: '/run/sft/checkpoints/iter_0000030/mp_rank_00_001/distrib_optim.pt' },
     ]);
     expect(loraResumeView(10, '/l', { dir: '/b', iteration: 'release' }, { tp: 1, pp: 1, ep: 2 }).links.map((l) => l.target)).toEqual([
-      '/b/release/mp_rank_00_000/model_optim_rng.pt', '/l/iter_0000010/mp_rank_00_000/distrib_optim.pt',
-      '/b/release/mp_rank_00_001/model_optim_rng.pt', '/l/iter_0000010/mp_rank_00_001/distrib_optim.pt',
+      '/b/release/mp_rank_00_000/model_optim_rng.pt',
+      '/l/iter_0000010/mp_rank_00_000/distrib_optim.pt',
+      '/b/release/mp_rank_00_001/model_optim_rng.pt',
+      '/l/iter_0000010/mp_rank_00_001/distrib_optim.pt',
     ]);
   });
 
@@ -279,12 +395,18 @@ describe('failure excerpts', () => {
 
 describe('NaN loss', () => {
   it("ModelLink's bf16 NaN check is a nan-loss failure, retried", () => {
-    expect(classifyFailure({ exitCode: 1, signal: null }, ['Traceback (most recent call last):', 'ValueError: Rank 0: found NaN in local forward loss calculation. Device: 0, node: host'])).toMatchObject({ class: 'nan-loss', retryable: true });
+    expect(
+      classifyFailure({ exitCode: 1, signal: null }, [
+        'Traceback (most recent call last):',
+        'ValueError: Rank 0: found NaN in local forward loss calculation. Device: 0, node: host',
+      ]),
+    ).toMatchObject({ class: 'nan-loss', retryable: true });
   });
 });
 
 describe('NaN loss without the NaN check (bf16, --no-check-for-nan-in-loss-and-grad)', () => {
-  const line = (it: number, fields: string) => ` [2024-09-29 10:00:00] iteration ${String(it).padStart(8)}/     100 | consumed samples:           ${it * 8} | elapsed time per iteration (ms): 15.2 | learning rate: 1.000000E-04 | global batch size:     8 | ${fields}number of skipped iterations:   0 | number of nan iterations:   0 |`;
+  const line = (it: number, fields: string) =>
+    ` [2024-09-29 10:00:00] iteration ${String(it).padStart(8)}/     100 | consumed samples:           ${it * 8} | elapsed time per iteration (ms): 15.2 | learning rate: 1.000000E-04 | global batch size:     8 | ${fields}number of skipped iterations:   0 | number of nan iterations:   0 |`;
   const good = (it: number) => line(it, 'lm loss: 7.778504E+00 | loss scale: 1.0 | grad norm: 4.133 | ');
   const nan = (it: number) => line(it, 'loss scale: 1.0 | grad norm: nan | ');
 
@@ -319,7 +441,11 @@ describe('NaN loss without the NaN check (bf16, --no-check-for-nan-in-loss-and-g
 
 describe('layout mismatch', () => {
   it("Megatron's TP/PP check against a checkpoint is not retried", () => {
-    expect(classifyFailure({ exitCode: 1, signal: null }, ['AssertionError: tensor_model_parallel_size value from checkpoint (2) is not equal to the input argument value (1).'])).toMatchObject({ class: 'bad-arguments', retryable: false });
+    expect(
+      classifyFailure({ exitCode: 1, signal: null }, [
+        'AssertionError: tensor_model_parallel_size value from checkpoint (2) is not equal to the input argument value (1).',
+      ]),
+    ).toMatchObject({ class: 'bad-arguments', retryable: false });
   });
 });
 
@@ -370,10 +496,27 @@ describe('save interval advice', () => {
   it("reads a stage's attempt log: failures, save cost, recovery", async () => {
     const { adviseSaveInterval, observationsOf } = await import('../modellink/advise.ts');
     const observed = observationsOf({
-      name: 'pretrain', kind: 'pretrain', status: 'succeeded', output: '/x', saveInterval: 100,
+      name: 'pretrain',
+      kind: 'pretrain',
+      status: 'succeeded',
+      output: '/x',
+      saveInterval: 100,
       attempts: [
-        { attempt: 1, outcome: 'failed', failureClass: 'communication', startedAt: 0, endedAt: 3_600_000, timings: { saves: 10, saveMsTotal: 300_000, msPerIteration: 1000, startupMs: 60_000 } },
-        { attempt: 2, outcome: 'succeeded', startedAt: 3_630_000, endedAt: 7_230_000, timings: { saves: 10, saveMsTotal: 300_000, msPerIteration: 1000, startupMs: 90_000 } },
+        {
+          attempt: 1,
+          outcome: 'failed',
+          failureClass: 'communication',
+          startedAt: 0,
+          endedAt: 3_600_000,
+          timings: { saves: 10, saveMsTotal: 300_000, msPerIteration: 1000, startupMs: 60_000 },
+        },
+        {
+          attempt: 2,
+          outcome: 'succeeded',
+          startedAt: 3_630_000,
+          endedAt: 7_230_000,
+          timings: { saves: 10, saveMsTotal: 300_000, msPerIteration: 1000, startupMs: 90_000 },
+        },
       ],
     });
     expect(observed).toEqual({ runMs: 7_200_000, failures: 1, saveMs: 30_000, recoveryMs: 120_000, iterationMs: 1000, saveInterval: 100 });
@@ -386,8 +529,21 @@ describe('save interval advice', () => {
   it('applied automatically: the next interval is the advice, capped at the run length, and nothing changes without failures', async () => {
     const { autoSaveInterval } = await import('../modellink/advise.ts');
     const failedOnce = {
-      name: 'pretrain', kind: 'pretrain' as const, status: 'retrying' as const, output: '/x', saveInterval: 10,
-      attempts: [{ attempt: 1, outcome: 'failed' as const, failureClass: 'communication' as const, startedAt: 0, endedAt: 600_000, timings: { saves: 60, saveMsTotal: 60_000, msPerIteration: 100 } }],
+      name: 'pretrain',
+      kind: 'pretrain' as const,
+      status: 'retrying' as const,
+      output: '/x',
+      saveInterval: 10,
+      attempts: [
+        {
+          attempt: 1,
+          outcome: 'failed' as const,
+          failureClass: 'communication' as const,
+          startedAt: 0,
+          endedAt: 600_000,
+          timings: { saves: 60, saveMsTotal: 60_000, msPerIteration: 100 },
+        },
+      ],
     };
     // One failure in 10 min, 1 s saves: Daly's interval is ≈ 34 s, i.e. about 340 iterations of 100 ms.
     const auto = autoSaveInterval(failedOnce, 10_000)!;
@@ -395,7 +551,9 @@ describe('save interval advice', () => {
     expect(auto.interval).toBeLessThan(360);
     expect(auto.reason).toContain(`save interval 10 → ${auto.interval} iterations`);
     expect(autoSaveInterval(failedOnce, 200)!.interval).toBe(200);
-    expect(autoSaveInterval({ ...failedOnce, attempts: [{ ...failedOnce.attempts[0], outcome: 'succeeded' as const, failureClass: undefined }] }, 10_000)).toBeUndefined();
+    expect(
+      autoSaveInterval({ ...failedOnce, attempts: [{ ...failedOnce.attempts[0], outcome: 'succeeded' as const, failureClass: undefined }] }, 10_000),
+    ).toBeUndefined();
   });
 });
 
@@ -408,7 +566,10 @@ describe('lease fencing', () => {
     const first = await acquireLease(dir, 'run-1/attempt-1', 10_000, () => undefined);
     expect(first.lease.renew()).toBe(true);
     // Another attempt takes over (as after Temporal timed the first one out).
-    fsMod.writeFileSync(pathMod.join(dir, 'linkflow-lease.json'), JSON.stringify({ owner: 'run-1/attempt-2', host: 'elsewhere', pid: 1, renewedAt: Date.now() }));
+    fsMod.writeFileSync(
+      pathMod.join(dir, 'linkflow-lease.json'),
+      JSON.stringify({ owner: 'run-1/attempt-2', host: 'elsewhere', pid: 1, renewedAt: Date.now() }),
+    );
     expect(first.lease.renew()).toBe(false);
     first.lease.release();
     expect(readLease(dir)).toMatchObject({ owner: 'run-1/attempt-2' });

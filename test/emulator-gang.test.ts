@@ -40,9 +40,18 @@ const running = new Set<ChildProcess>();
 /** One node of a gang: the emulator's torchrun (the elastic agent) with this node's rank; its worker runs pretrain_gpt.py. */
 function startNode(opts: { rank: number; nodes: number; port: number; args: string[]; env?: Record<string, string>; script?: string; nproc?: number }): Node {
   const argv = [
-    '--nnodes', String(opts.nodes), '--node_rank', String(opts.rank), '--nproc_per_node', String(opts.nproc ?? 1),
-    '--master_addr', '127.0.0.1', '--master_port', String(opts.port),
-    path.join(EMULATOR, opts.script ?? 'pretrain_gpt.py'), ...opts.args,
+    '--nnodes',
+    String(opts.nodes),
+    '--node_rank',
+    String(opts.rank),
+    '--nproc_per_node',
+    String(opts.nproc ?? 1),
+    '--master_addr',
+    '127.0.0.1',
+    '--master_port',
+    String(opts.port),
+    path.join(EMULATOR, opts.script ?? 'pretrain_gpt.py'),
+    ...opts.args,
   ];
   const child = spawn(path.join(EMULATOR, 'torchrun'), argv, {
     cwd: tmp,
@@ -74,23 +83,73 @@ const logLines = (n: Node) => [...n.stdout().split('\n'), ...n.stderr().split('\
 /** A small LLaMA-shaped model; PP = number of nodes, so every node owns a shard. */
 function modelArgs(pp: number): string[] {
   return [
-    '--use-mcore-models', '--tensor-model-parallel-size', '1', '--pipeline-model-parallel-size', String(pp),
-    '--num-layers', '4', '--hidden-size', '256', '--ffn-hidden-size', '688', '--num-attention-heads', '8',
-    '--tokenizer-type', 'PretrainedFromHF', '--tokenizer-name-or-path', hf,
-    '--seq-length', '128', '--max-position-embeddings', '128',
-    '--position-embedding-type', 'rope', '--normalization', 'RMSNorm', '--swiglu', '--disable-bias-linear',
-    '--untie-embeddings-and-output-weights', '--make-vocab-size-divisible-by', '1',
+    '--use-mcore-models',
+    '--tensor-model-parallel-size',
+    '1',
+    '--pipeline-model-parallel-size',
+    String(pp),
+    '--num-layers',
+    '4',
+    '--hidden-size',
+    '256',
+    '--ffn-hidden-size',
+    '688',
+    '--num-attention-heads',
+    '8',
+    '--tokenizer-type',
+    'PretrainedFromHF',
+    '--tokenizer-name-or-path',
+    hf,
+    '--seq-length',
+    '128',
+    '--max-position-embeddings',
+    '128',
+    '--position-embedding-type',
+    'rope',
+    '--normalization',
+    'RMSNorm',
+    '--swiglu',
+    '--disable-bias-linear',
+    '--untie-embeddings-and-output-weights',
+    '--make-vocab-size-divisible-by',
+    '1',
   ];
 }
 
 function trainArgs(opts: { pp: number; save: string; iters: number; load?: string; saveInterval?: number; extra?: string[] }): string[] {
   return [
     ...modelArgs(opts.pp),
-    '--micro-batch-size', '1', '--global-batch-size', '8',
-    '--lr', '1.25e-6', '--min-lr', '1.25e-7', '--lr-decay-style', 'cosine', '--lr-warmup-fraction', '0.01',
-    '--train-iters', String(opts.iters), '--data-path', dataPrefix, '--split', '100,0,0',
-    '--log-interval', '1', '--save-interval', String(opts.saveInterval ?? 10), '--eval-interval', '1000', '--eval-iters', '0',
-    '--bf16', '--no-load-optim', '--no-load-rng', '--save', opts.save,
+    '--micro-batch-size',
+    '1',
+    '--global-batch-size',
+    '8',
+    '--lr',
+    '1.25e-6',
+    '--min-lr',
+    '1.25e-7',
+    '--lr-decay-style',
+    'cosine',
+    '--lr-warmup-fraction',
+    '0.01',
+    '--train-iters',
+    String(opts.iters),
+    '--data-path',
+    dataPrefix,
+    '--split',
+    '100,0,0',
+    '--log-interval',
+    '1',
+    '--save-interval',
+    String(opts.saveInterval ?? 10),
+    '--eval-interval',
+    '1000',
+    '--eval-iters',
+    '0',
+    '--bf16',
+    '--no-load-optim',
+    '--no-load-rng',
+    '--save',
+    opts.save,
     ...(opts.load ? ['--load', opts.load] : []),
     ...(opts.extra ?? []),
   ];
@@ -103,12 +162,27 @@ beforeAll(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'linkflow-emulator-gang-'));
   hf = path.join(tmp, 'hf');
   const fixtures = path.join(EMULATOR, 'tools', 'make_fixtures.py');
-  for (const args of [['hf-model', hf], ['pretrain-jsonl', path.join(tmp, 'corpus.jsonl'), '--docs', '60']]) {
+  for (const args of [
+    ['hf-model', hf],
+    ['pretrain-jsonl', path.join(tmp, 'corpus.jsonl'), '--docs', '60'],
+  ]) {
     const r = spawnSync(PYTHON, [fixtures, ...args], { encoding: 'utf8', timeout: 60_000 });
     expect(r.status, r.stderr).toBe(0);
   }
   fs.mkdirSync(path.join(tmp, 'data'));
-  const r = spawnSync(PYTHON, [path.join(EMULATOR, 'preprocess_data.py'), '--input', path.join(tmp, 'corpus.jsonl'), '--tokenizer-name-or-path', hf, '--output-prefix', path.join(tmp, 'data', 'corpus')], { encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(
+    PYTHON,
+    [
+      path.join(EMULATOR, 'preprocess_data.py'),
+      '--input',
+      path.join(tmp, 'corpus.jsonl'),
+      '--tokenizer-name-or-path',
+      hf,
+      '--output-prefix',
+      path.join(tmp, 'data', 'corpus'),
+    ],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
   expect(r.status, r.stderr).toBe(0);
   dataPrefix = path.join(tmp, 'data', 'corpus_text_document');
 });
@@ -148,7 +222,12 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
   it('a node-scoped crash on node 1 fails node 0 at once with an HCCL error; the gang re-forms from the checkpoint and the fault does not fire again', async () => {
     const save = path.join(tmp, 'crash');
     const env = { MLEMU_FAULTS: 'pretrain:node1:crash@15' };
-    const first = startGang(2, await getFreePort(), () => trainArgs({ pp: 2, save, iters: 20 }), () => env);
+    const first = startGang(
+      2,
+      await getFreePort(),
+      () => trainArgs({ pp: 2, save, iters: 20 }),
+      () => env,
+    );
     const [e0, e1] = await all(first, 60_000);
     const [node0, node1] = first;
     // Node 1: its own crash (CANN EZ9999 + RuntimeError), after logging iteration 14.
@@ -168,7 +247,12 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
     expect(tracker(save)).toBe('10');
 
     // The same gang again, resuming: the marker disarms the fault, both finish.
-    const again = startGang(2, await getFreePort(), () => trainArgs({ pp: 2, save, load: save, iters: 20 }), () => env);
+    const again = startGang(
+      2,
+      await getFreePort(),
+      () => trainArgs({ pp: 2, save, load: save, iters: 20 }),
+      () => env,
+    );
     const [a0, a1] = await all(again, 60_000);
     expect(a0.code, again[0].stderr()).toBe(0);
     expect(a1.code, again[1].stderr()).toBe(0);
@@ -179,12 +263,19 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
 
   it('node 0’s worker SIGKILLed: its torchrun reports it in ChildFailedError (killed); node 1 exits promptly with the HCCL error', async () => {
     const save = path.join(tmp, 'kill0');
-    const gang = startGang(2, await getFreePort(), () => trainArgs({ pp: 2, save, iters: 20 }), () => ({ MLEMU_FAULTS: 'node0:sigkill@5' }));
+    const gang = startGang(
+      2,
+      await getFreePort(),
+      () => trainArgs({ pp: 2, save, iters: 20 }),
+      () => ({ MLEMU_FAULTS: 'node0:sigkill@5' }),
+    );
     const [e0, e1] = await all(gang, 60_000);
     // The agent outlives its worker (torch.distributed.run): exit 1 and the failure block, not the signal.
     expect(e0.code).toBe(1);
     expect(e0.signal).toBeNull();
-    expect(gang[0].stderr()).toMatch(/\n {2}rank {6}: 0 \(local_rank: 0\)\n {2}exitcode {2}: -9 \(pid: (\d+)\)\n {2}error_file: <N\/A>\n {2}traceback : Signal 9 \(SIGKILL\) received by PID \1\n/);
+    expect(gang[0].stderr()).toMatch(
+      /\n {2}rank {6}: 0 \(local_rank: 0\)\n {2}exitcode {2}: -9 \(pid: (\d+)\)\n {2}error_file: <N\/A>\n {2}traceback : Signal 9 \(SIGKILL\) received by PID \1\n/,
+    );
     expect(e1.code).toBe(1);
     expect(Math.abs(e1.at - e0.at)).toBeLessThan(5_000);
     expect(PEER_LOST.exec(gang[1].stderr())?.[1]).toBe('0');
@@ -196,7 +287,12 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
 
   it('an unscoped fault in a gang that shares --save fires on exactly one node', async () => {
     const save = path.join(tmp, 'unscoped');
-    const gang = startGang(2, await getFreePort(), () => trainArgs({ pp: 2, save, iters: 20 }), () => ({ MLEMU_FAULTS: 'crash@5' }));
+    const gang = startGang(
+      2,
+      await getFreePort(),
+      () => trainArgs({ pp: 2, save, iters: 20 }),
+      () => ({ MLEMU_FAULTS: 'crash@5' }),
+    );
     const exits = await all(gang, 60_000);
     expect(exits.map((e) => e.code)).toEqual([1, 1]);
     const crashed = gang.filter((n) => n.stderr().includes('EZ9999: Inner Error!'));
@@ -207,7 +303,12 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
 
   it('a silent (hung) node makes the others fail after HCCL_EXEC_TIMEOUT with HCCL’s EI0002 timeout', async () => {
     const save = path.join(tmp, 'hang');
-    const gang = startGang(2, await getFreePort(), () => trainArgs({ pp: 2, save, iters: 20 }), () => ({ MLEMU_FAULTS: 'node1:hang@5', HCCL_EXEC_TIMEOUT: '2' }));
+    const gang = startGang(
+      2,
+      await getFreePort(),
+      () => trainArgs({ pp: 2, save, iters: 20 }),
+      () => ({ MLEMU_FAULTS: 'node1:hang@5', HCCL_EXEC_TIMEOUT: '2' }),
+    );
     const [node0, node1] = gang;
     await untilTrue(() => iterations(node1.stdout()).includes(4), 30_000, 'node 1 reaching iteration 4');
     const stalled = Date.now();
@@ -231,7 +332,9 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
     expect(e1.code).toBe(1);
     expect(e0.code).toBe(1);
     expect(Math.max(e0.at, e1.at) - t0).toBeGreaterThanOrEqual(2_000);
-    expect(lone1.stderr()).toContain(`\ntorch.distributed.DistNetworkError: The client socket has timed out after 2s while trying to connect to (127.0.0.1, ${p1}).`);
+    expect(lone1.stderr()).toContain(
+      `\ntorch.distributed.DistNetworkError: The client socket has timed out after 2s while trying to connect to (127.0.0.1, ${p1}).`,
+    );
     expect(lone0.stderr()).toContain('\ntorch.distributed.DistStoreError: Timed out after 2 seconds waiting for clients. 1/2 clients joined.');
     expect(lone1.stderr()).toContain('in init_process_group');
     expect(iterations(lone1.stdout())).toEqual([]);
@@ -288,7 +391,20 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
   it('evaluation forms the gang too: a lone node times out, a pair finishes with status 0', async () => {
     const noCheckpoint = path.join(tmp, 'no-checkpoint'); // Megatron warns and goes on from random weights
     const missing = path.join(tmp, 'eval', 'mmlu', 'missing');
-    const args = [...modelArgs(2), '--micro-batch-size', '1', '--bf16', '--load', noCheckpoint, '--task', 'mmlu', '--task-data-path', missing, '--no-load-rng', '--no-load-optim'];
+    const args = [
+      ...modelArgs(2),
+      '--micro-batch-size',
+      '1',
+      '--bf16',
+      '--load',
+      noCheckpoint,
+      '--task',
+      'mmlu',
+      '--task-data-path',
+      missing,
+      '--no-load-rng',
+      '--no-load-optim',
+    ];
     const lone = startNode({ rank: 1, nodes: 2, port: await getFreePort(), args, script: 'evaluation.py', env: { MLEMU_RDZV_TIMEOUT_S: '1' } });
     expect((await within(lone.exited, 30_000, 'lone evaluation node')).code).toBe(1);
     expect(lone.stderr()).toContain('torch.distributed.DistNetworkError: The client socket has timed out after 1s');
@@ -301,7 +417,11 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
   });
 
   it('rejects a fault spec with two node scopes', () => {
-    const r = spawnSync(PYTHON, [path.join(EMULATOR, 'pretrain_gpt.py'), ...trainArgs({ pp: 1, save: path.join(tmp, 'bad'), iters: 1 })], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, MLEMU_FAULTS: 'node1:node2:crash@1' } });
+    const r = spawnSync(PYTHON, [path.join(EMULATOR, 'pretrain_gpt.py'), ...trainArgs({ pp: 1, save: path.join(tmp, 'bad'), iters: 1 })], {
+      encoding: 'utf8',
+      timeout: 30_000,
+      env: { ...process.env, MLEMU_FAULTS: 'node1:node2:crash@1' },
+    });
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('mlemu: invalid MLEMU_FAULTS');
   });

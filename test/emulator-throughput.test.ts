@@ -37,8 +37,14 @@ function modelFlags(presetName: string, impl: Impl, seqLength: number): string[]
     out.push(flag, ...(value === null ? [] : Array.isArray(value) ? value : [value]));
   }
   out.push(
-    '--seq-length', String(seqLength), '--max-position-embeddings', String(Math.max(seqLength, preset.architecture.maxPositionEmbeddings)),
-    '--tokenizer-type', 'NullTokenizer', '--vocab-size', String(preset.architecture.vocabSize ?? 32000),
+    '--seq-length',
+    String(seqLength),
+    '--max-position-embeddings',
+    String(Math.max(seqLength, preset.architecture.maxPositionEmbeddings)),
+    '--tokenizer-type',
+    'NullTokenizer',
+    '--vocab-size',
+    String(preset.architecture.vocabSize ?? 32000),
   );
   if (impl === 'mcore') out.push('--use-mcore-models');
   return out;
@@ -50,11 +56,32 @@ function caseFlags(c: BenchmarkCase, iters: number): string[] {
   return [
     ...modelFlags(c.preset!, c.shape.impl, c.shape.seqLength),
     `--${c.shape.precision}`,
-    '--tensor-model-parallel-size', String(p.tp), '--pipeline-model-parallel-size', String(p.pp),
-    '--context-parallel-size', String(p.cp), '--expert-model-parallel-size', String(p.ep),
-    '--micro-batch-size', String(p.microBatchSize), '--global-batch-size', String(p.globalBatchSize),
-    '--mock-data', '--train-iters', String(iters), '--eval-iters', '0', '--log-interval', '1', '--log-throughput',
-    '--lr', '1.0e-5', '--min-lr', '1.0e-6', '--lr-decay-style', 'cosine',
+    '--tensor-model-parallel-size',
+    String(p.tp),
+    '--pipeline-model-parallel-size',
+    String(p.pp),
+    '--context-parallel-size',
+    String(p.cp),
+    '--expert-model-parallel-size',
+    String(p.ep),
+    '--micro-batch-size',
+    String(p.microBatchSize),
+    '--global-batch-size',
+    String(p.globalBatchSize),
+    '--mock-data',
+    '--train-iters',
+    String(iters),
+    '--eval-iters',
+    '0',
+    '--log-interval',
+    '1',
+    '--log-throughput',
+    '--lr',
+    '1.0e-5',
+    '--min-lr',
+    '1.0e-6',
+    '--lr-decay-style',
+    'cosine',
   ];
 }
 
@@ -96,7 +123,11 @@ function iterationLines(stdout: string) {
 /** What linkflow's benchmark computes from the log: the median over the iterations after warm-up. */
 function measured(run: Run, c: BenchmarkCase, warmup = 2) {
   expect(run.code, run.stderr).toBe(0);
-  const result = measureThroughput(iterationLines(run.stdout), { seqLength: c.shape.seqLength, globalBatchSize: c.parallel!.globalBatchSize, worldSize: worldOf(c) }, { warmup });
+  const result = measureThroughput(
+    iterationLines(run.stdout),
+    { seqLength: c.shape.seqLength, globalBatchSize: c.parallel!.globalBatchSize, worldSize: worldOf(c) },
+    { warmup },
+  );
   if (!result.ok) throw new Error(result.reason);
   return result.throughput;
 }
@@ -190,8 +221,22 @@ describe('MLEMU_SLOWDOWN', () => {
 describe('jobs outside the table', () => {
   /** The tiny preset (2 layers, hidden 64): no table row, so its iterations take MLEMU_ITER_TIME_MS. */
   const tiny = () => [
-    ...modelFlags('tiny', 'mcore', 256), '--bf16', '--micro-batch-size', '1', '--global-batch-size', '8',
-    '--mock-data', '--train-iters', '6', '--eval-iters', '0', '--log-interval', '1', '--log-throughput', '--lr', '1.0e-4',
+    ...modelFlags('tiny', 'mcore', 256),
+    '--bf16',
+    '--micro-batch-size',
+    '1',
+    '--global-batch-size',
+    '8',
+    '--mock-data',
+    '--train-iters',
+    '6',
+    '--eval-iters',
+    '0',
+    '--log-interval',
+    '1',
+    '--log-throughput',
+    '--lr',
+    '1.0e-4',
   ];
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 

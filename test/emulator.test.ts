@@ -42,7 +42,21 @@ function run(command: string[], env: Record<string, string> = {}, cwd = tmp): Re
 const py = (script: string, args: string[], env: Record<string, string> = {}) => run([PYTHON, path.join(EMULATOR, script), ...args], env);
 const torchrun = (nproc: number, script: string, args: string[], env: Record<string, string> = {}) =>
   run(
-    [path.join(EMULATOR, 'torchrun'), '--nproc_per_node', String(nproc), '--nnodes', '1', '--node_rank', '0', '--master_addr', 'localhost', '--master_port', String(masterPort), path.join(EMULATOR, script), ...args],
+    [
+      path.join(EMULATOR, 'torchrun'),
+      '--nproc_per_node',
+      String(nproc),
+      '--nnodes',
+      '1',
+      '--node_rank',
+      '0',
+      '--master_addr',
+      'localhost',
+      '--master_port',
+      String(masterPort),
+      path.join(EMULATOR, script),
+      ...args,
+    ],
     env,
   );
 
@@ -50,25 +64,70 @@ const torchrun = (nproc: number, script: string, args: string[], env: Record<str
 function modelArgs(extra: { tp?: number; pp?: number } = {}): string[] {
   return [
     '--use-mcore-models',
-    '--tensor-model-parallel-size', String(extra.tp ?? 1),
-    '--pipeline-model-parallel-size', String(extra.pp ?? 1),
-    '--num-layers', '4', '--hidden-size', '256', '--ffn-hidden-size', '688', '--num-attention-heads', '8',
-    '--tokenizer-type', 'PretrainedFromHF', '--tokenizer-name-or-path', hf,
-    '--seq-length', '128', '--max-position-embeddings', '128',
-    '--position-embedding-type', 'rope', '--normalization', 'RMSNorm', '--swiglu', '--disable-bias-linear',
-    '--untie-embeddings-and-output-weights', '--make-vocab-size-divisible-by', '1',
+    '--tensor-model-parallel-size',
+    String(extra.tp ?? 1),
+    '--pipeline-model-parallel-size',
+    String(extra.pp ?? 1),
+    '--num-layers',
+    '4',
+    '--hidden-size',
+    '256',
+    '--ffn-hidden-size',
+    '688',
+    '--num-attention-heads',
+    '8',
+    '--tokenizer-type',
+    'PretrainedFromHF',
+    '--tokenizer-name-or-path',
+    hf,
+    '--seq-length',
+    '128',
+    '--max-position-embeddings',
+    '128',
+    '--position-embedding-type',
+    'rope',
+    '--normalization',
+    'RMSNorm',
+    '--swiglu',
+    '--disable-bias-linear',
+    '--untie-embeddings-and-output-weights',
+    '--make-vocab-size-divisible-by',
+    '1',
   ];
 }
 
 function trainArgs(opts: { save?: string; load?: string; iters?: number; tp?: number; pp?: number; extra?: string[] } = {}): string[] {
   return [
     ...modelArgs(opts),
-    '--micro-batch-size', '1', '--global-batch-size', '8',
-    '--lr', '1.25e-6', '--min-lr', '1.25e-7', '--lr-decay-style', 'cosine', '--lr-warmup-fraction', '0.01',
-    '--train-iters', String(opts.iters ?? 30),
-    '--data-path', dataPrefix, '--split', '100,0,0',
-    '--log-interval', '1', '--save-interval', '10', '--eval-interval', '1000', '--eval-iters', '0',
-    '--bf16', '--no-load-optim', '--no-load-rng',
+    '--micro-batch-size',
+    '1',
+    '--global-batch-size',
+    '8',
+    '--lr',
+    '1.25e-6',
+    '--min-lr',
+    '1.25e-7',
+    '--lr-decay-style',
+    'cosine',
+    '--lr-warmup-fraction',
+    '0.01',
+    '--train-iters',
+    String(opts.iters ?? 30),
+    '--data-path',
+    dataPrefix,
+    '--split',
+    '100,0,0',
+    '--log-interval',
+    '1',
+    '--save-interval',
+    '10',
+    '--eval-interval',
+    '1000',
+    '--eval-iters',
+    '0',
+    '--bf16',
+    '--no-load-optim',
+    '--no-load-rng',
     ...(opts.save ? ['--save', opts.save] : []),
     ...(opts.load ? ['--load', opts.load] : []),
     ...(opts.extra ?? []),
@@ -80,12 +139,25 @@ beforeAll(async () => {
   masterPort = await getFreePort();
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'linkflow-emulator-test-'));
   hf = path.join(tmp, 'hf');
-  for (const args of [['hf-model', hf], ['pretrain-jsonl', path.join(tmp, 'corpus.jsonl'), '--docs', '120'], ['eval', path.join(tmp, 'eval')]]) {
+  for (const args of [
+    ['hf-model', hf],
+    ['pretrain-jsonl', path.join(tmp, 'corpus.jsonl'), '--docs', '120'],
+    ['eval', path.join(tmp, 'eval')],
+  ]) {
     const r = run([PYTHON, path.join(EMULATOR, 'tools', 'make_fixtures.py'), ...args]);
     expect(r.code, r.stderr).toBe(0);
   }
   fs.mkdirSync(path.join(tmp, 'data'));
-  const r = py('preprocess_data.py', ['--input', path.join(tmp, 'corpus.jsonl'), '--tokenizer-name-or-path', hf, '--output-prefix', path.join(tmp, 'data', 'corpus'), '--log-interval', '50']);
+  const r = py('preprocess_data.py', [
+    '--input',
+    path.join(tmp, 'corpus.jsonl'),
+    '--tokenizer-name-or-path',
+    hf,
+    '--output-prefix',
+    path.join(tmp, 'data', 'corpus'),
+    '--log-interval',
+    '50',
+  ]);
   expect(r.code, r.stderr).toBe(0);
   dataPrefix = path.join(tmp, 'data', 'corpus_text_document');
 });
@@ -141,7 +213,18 @@ describe('preprocess_data.py', () => {
     const input = path.join(tmp, 'alpaca.jsonl');
     fs.writeFileSync(input, ['a', 'b', 'c'].map((x) => JSON.stringify({ instruction: `say ${x}`, input: '', output: x })).join('\n'));
     const prefix = path.join(tmp, 'data', 'alpaca');
-    const r = py('preprocess_data.py', ['--input', input, '--tokenizer-name-or-path', hf, '--output-prefix', prefix, '--handler-name', 'AlpacaStyleInstructionHandler', '--prompt-type', 'llama2']);
+    const r = py('preprocess_data.py', [
+      '--input',
+      input,
+      '--tokenizer-name-or-path',
+      hf,
+      '--output-prefix',
+      prefix,
+      '--handler-name',
+      'AlpacaStyleInstructionHandler',
+      '--prompt-type',
+      'llama2',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     for (const key of ['input_ids', 'attention_mask', 'labels']) {
       for (const ext of ['bin', 'idx']) expect(fs.existsSync(`${prefix}_packed_${key}_document.${ext}`)).toBe(true);
@@ -149,7 +232,14 @@ describe('preprocess_data.py', () => {
   });
 
   it('fails with a FileNotFoundError traceback when --input is missing', () => {
-    const r = py('preprocess_data.py', ['--input', path.join(tmp, 'missing.jsonl'), '--tokenizer-name-or-path', hf, '--output-prefix', path.join(tmp, 'data', 'x')]);
+    const r = py('preprocess_data.py', [
+      '--input',
+      path.join(tmp, 'missing.jsonl'),
+      '--tokenizer-name-or-path',
+      hf,
+      '--output-prefix',
+      path.join(tmp, 'data', 'x'),
+    ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('Traceback (most recent call last):');
     expect(r.stderr).toMatch(/\nFileNotFoundError: .*missing\.jsonl/);
@@ -159,7 +249,27 @@ describe('preprocess_data.py', () => {
 describe('convert_ckpt.py', () => {
   it('hf -> mg writes iter_0000001 with one shard per TP x PP rank and tracker 1', () => {
     const save = path.join(tmp, 'converted');
-    const r = py('convert_ckpt.py', ['--model-type', 'GPT', '--load-model-type', 'hf', '--save-model-type', 'mg', '--target-tensor-parallel-size', '2', '--target-pipeline-parallel-size', '2', '--load-dir', hf, '--save-dir', save, '--tokenizer-model', path.join(hf, 'tokenizer.model'), '--use-mcore-models', '--model-type-hf', 'llama2']);
+    const r = py('convert_ckpt.py', [
+      '--model-type',
+      'GPT',
+      '--load-model-type',
+      'hf',
+      '--save-model-type',
+      'mg',
+      '--target-tensor-parallel-size',
+      '2',
+      '--target-pipeline-parallel-size',
+      '2',
+      '--load-dir',
+      hf,
+      '--save-dir',
+      save,
+      '--tokenizer-model',
+      path.join(hf, 'tokenizer.model'),
+      '--use-mcore-models',
+      '--model-type-hf',
+      'llama2',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('Loaded modellink.tasks.checkpoint.loader_hf as the loader.');
     expect(r.stdout).toContain('saving checkpoint at iteration       1 to');
@@ -172,7 +282,20 @@ describe('convert_ckpt.py', () => {
 
   it('fails like ModelLink when the HF directory does not exist', () => {
     const missing = path.join(tmp, 'no-such-model');
-    const r = py('convert_ckpt.py', ['--model-type', 'GPT', '--load-model-type', 'hf', '--save-model-type', 'mg', '--load-dir', missing, '--save-dir', path.join(tmp, 'c2'), '--tokenizer-model', 'x']);
+    const r = py('convert_ckpt.py', [
+      '--model-type',
+      'GPT',
+      '--load-model-type',
+      'hf',
+      '--save-model-type',
+      'mg',
+      '--load-dir',
+      missing,
+      '--save-dir',
+      path.join(tmp, 'c2'),
+      '--tokenizer-model',
+      'x',
+    ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`FileNotFoundError: [Errno 2] No such file or directory: '${path.join(missing, 'config.json')}'`);
   });
@@ -188,7 +311,9 @@ describe('pretrain_gpt.py', () => {
     expect(r.stdout).toMatch(/\n {2}tensor_model_parallel_size \.+ 2\n/);
     expect(iterations(r.stdout)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
     const line = r.stdout.split('\n').find((l) => ITERATION_RE.test(l) && l.includes('iteration       30/      30'));
-    expect(line).toMatch(/^ \[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] iteration {7}30\/ {6}30 \| consumed samples: {10}240 \| elapsed time per iteration \(ms\): \d+\.\d \| learning rate: \d\.\d{6}E[+-]\d\d \| global batch size: {5}8 \| lm loss: \d\.\d{6}E\+00 \| loss scale: 1\.0 \| grad norm: \d+\.\d{3} \| number of skipped iterations: {3}0 \| number of nan iterations: {3}0 \|$/);
+    expect(line).toMatch(
+      /^ \[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] iteration {7}30\/ {6}30 \| consumed samples: {10}240 \| elapsed time per iteration \(ms\): \d+\.\d \| learning rate: \d\.\d{6}E[+-]\d\d \| global batch size: {5}8 \| lm loss: \d\.\d{6}E\+00 \| loss scale: 1\.0 \| grad norm: \d+\.\d{3} \| number of skipped iterations: {3}0 \| number of nan iterations: {3}0 \|$/,
+    );
     expect(r.stdout).toMatch(/\[Rank 0\] \(after 1 iterations\) memory \(MB\) \| allocated: [0-9.]+ \| max allocated: [0-9.]+/);
     for (const it of [10, 20, 30]) expect(r.stdout).toContain(`saving checkpoint at iteration ${String(it).padStart(7)} to ${save()} in torch format`);
     expect(fs.readdirSync(save()).sort()).toEqual(['iter_0000010', 'iter_0000020', 'iter_0000030', 'latest_checkpointed_iteration.txt']);
@@ -241,10 +366,28 @@ describe('LoRA resume with the distributed optimizer (Megatron load_checkpoint l
   const save = () => path.join(tmp, 'lora-save');
   /** A LoRA run's arguments without the first-load flags (trainArgs adds --no-load-optim/--no-load-rng). */
   const resumeArgs = (opts: { load: string; save: string; iters?: number; extra?: string[] }) =>
-    trainArgs({ save: opts.save, load: opts.load, iters: opts.iters ?? 20, extra: [...lora, ...(opts.extra ?? [])] }).filter((a) => a !== '--no-load-optim' && a !== '--no-load-rng');
+    trainArgs({ save: opts.save, load: opts.load, iters: opts.iters ?? 20, extra: [...lora, ...(opts.extra ?? [])] }).filter(
+      (a) => a !== '--no-load-optim' && a !== '--no-load-rng',
+    );
 
   beforeAll(() => {
-    const c = py('convert_ckpt.py', ['--model-type', 'GPT', '--load-model-type', 'hf', '--save-model-type', 'mg', '--load-dir', hf, '--save-dir', weights(), '--tokenizer-model', path.join(hf, 'tokenizer.model'), '--use-mcore-models', '--model-type-hf', 'llama2']);
+    const c = py('convert_ckpt.py', [
+      '--model-type',
+      'GPT',
+      '--load-model-type',
+      'hf',
+      '--save-model-type',
+      'mg',
+      '--load-dir',
+      hf,
+      '--save-dir',
+      weights(),
+      '--tokenizer-model',
+      path.join(hf, 'tokenizer.model'),
+      '--use-mcore-models',
+      '--model-type-hf',
+      'llama2',
+    ]);
     expect(c.code, c.stderr).toBe(0);
     // The first attempt of a LoRA fine-tune: converted weights, --finetune, stopped after iteration 10.
     const first = py('pretrain_gpt.py', trainArgs({ save: save(), load: weights(), iters: 20, extra: [...lora, '--finetune', '--exit-interval', '10'] }));
@@ -257,25 +400,34 @@ describe('LoRA resume with the distributed optimizer (Megatron load_checkpoint l
     expect(r.code).toBe(1);
     expect(r.stdout).toContain(` loading checkpoint from ${save()} at iteration 10`);
     const stderr = r.stderr.trimEnd().split('\n');
-    expect(stderr.at(-1)).toBe(`FileNotFoundError: [Errno 2] No such file or directory: '${path.join(weights(), 'iter_0000001', 'mp_rank_00', 'distrib_optim.pt')}'`);
-    expect(r.stderr).toMatch(/megatron\/training\/checkpointing.py", line 746, in load_checkpoint\n {4}optimizer.load_parameter_state\(optim_checkpoint_name\)/);
+    expect(stderr.at(-1)).toBe(
+      `FileNotFoundError: [Errno 2] No such file or directory: '${path.join(weights(), 'iter_0000001', 'mp_rank_00', 'distrib_optim.pt')}'`,
+    );
+    expect(r.stderr).toMatch(
+      /megatron\/training\/checkpointing.py", line 746, in load_checkpoint\n {4}optimizer.load_parameter_state\(optim_checkpoint_name\)/,
+    );
     expect(r.stderr).toMatch(/distrib_optimizer.py", line 1144, in load_parameter_state\n {4}state_dict = torch.load\(filename\)/);
     expect(iterations(r.stdout)).toEqual([]);
   });
 
-  it('--load at a full pretraining checkpoint: its optimizer state is the whole model\'s, and the bucket assertion fails', () => {
+  it("--load at a full pretraining checkpoint: its optimizer state is the whole model's, and the bucket assertion fails", () => {
     const full = path.join(tmp, 'lora-full-base');
     const pre = py('pretrain_gpt.py', trainArgs({ save: full, load: weights(), iters: 10, extra: ['--use-distributed-optimizer', '--finetune'] }));
     expect(pre.code, pre.stderr).toBe(0);
     const r = py('pretrain_gpt.py', [...resumeArgs({ load: full, save: save() }), '--lora-load', save()]);
     expect(r.code).toBe(1);
-    expect(r.stderr.trimEnd().split('\n').at(-1)).toMatch(/^AssertionError: Number of unpadded elements in each bucket need to be the same in current run \(\[\{\(torch.bfloat16, torch.float32\): \[\d+\]\}\]\) and checkpoint \(\[\{\(torch.bfloat16, torch.float32\): \[\d+\]\}\]\)$/);
+    expect(r.stderr.trimEnd().split('\n').at(-1)).toMatch(
+      /^AssertionError: Number of unpadded elements in each bucket need to be the same in current run \(\[\{\(torch.bfloat16, torch.float32\): \[\d+\]\}\]\) and checkpoint \(\[\{\(torch.bfloat16, torch.float32\): \[\d+\]\}\]\)$/,
+    );
   });
 
-  it('--load at a view whose tracker and distrib_optim.pt are the LoRA checkpoint\'s and whose model shard is the base\'s resumes at iteration 11', () => {
+  it("--load at a view whose tracker and distrib_optim.pt are the LoRA checkpoint's and whose model shard is the base's resumes at iteration 11", () => {
     const view = path.join(tmp, 'lora-view');
     fs.mkdirSync(path.join(view, 'iter_0000010', 'mp_rank_00'), { recursive: true });
-    fs.symlinkSync(path.join(weights(), 'iter_0000001', 'mp_rank_00', 'model_optim_rng.pt'), path.join(view, 'iter_0000010', 'mp_rank_00', 'model_optim_rng.pt'));
+    fs.symlinkSync(
+      path.join(weights(), 'iter_0000001', 'mp_rank_00', 'model_optim_rng.pt'),
+      path.join(view, 'iter_0000010', 'mp_rank_00', 'model_optim_rng.pt'),
+    );
     fs.symlinkSync(path.join(save(), 'iter_0000010', 'mp_rank_00', 'distrib_optim.pt'), path.join(view, 'iter_0000010', 'mp_rank_00', 'distrib_optim.pt'));
     fs.writeFileSync(path.join(view, 'latest_checkpointed_iteration.txt'), '10');
     const r = py('pretrain_gpt.py', [...resumeArgs({ load: view, save: save() }), '--lora-load', save()]);
@@ -368,10 +520,14 @@ describe('fault injection', () => {
 
   it('SIGTERM with high availability alone ends the process by the signal and saves nothing (no public source saves there)', async () => {
     const save = path.join(tmp, 'ha-sigterm');
-    const child = spawn(PYTHON, [path.join(EMULATOR, 'pretrain_gpt.py'), ...trainArgs({ save, iters: 2000, extra: ['--enable-high-availability', '--save-interval', '1000'] })], {
-      cwd: tmp,
-      env: { ...process.env, MLEMU_ITER_TIME_MS: '5' },
-    });
+    const child = spawn(
+      PYTHON,
+      [path.join(EMULATOR, 'pretrain_gpt.py'), ...trainArgs({ save, iters: 2000, extra: ['--enable-high-availability', '--save-interval', '1000'] })],
+      {
+        cwd: tmp,
+        env: { ...process.env, MLEMU_ITER_TIME_MS: '5' },
+      },
+    );
     let stdout = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
@@ -419,7 +575,9 @@ describe('fault injection', () => {
     expect(bf16.stderr).toContain('ValueError: Rank 0: found NaN in local forward loss calculation.');
 
     // Without the check bf16 trains on: no lm loss from the NaN on, and Megatron counts no nan iteration.
-    const unchecked = py('pretrain_gpt.py', [...base, '--bf16', '--no-check-for-nan-in-loss-and-grad', '--save', path.join(tmp, 'nan-bf16-unchecked')], { MLEMU_FAULTS: 'nan@5' });
+    const unchecked = py('pretrain_gpt.py', [...base, '--bf16', '--no-check-for-nan-in-loss-and-grad', '--save', path.join(tmp, 'nan-bf16-unchecked')], {
+      MLEMU_FAULTS: 'nan@5',
+    });
     expect(unchecked.code, unchecked.stderr).toBe(0);
     const uncheckedLines = unchecked.stdout.split('\n').filter((l) => ITERATION_RE.test(l));
     expect(uncheckedLines[3]).toContain('lm loss:');
@@ -438,9 +596,21 @@ describe('fault injection', () => {
 
 describe('evaluation.py', () => {
   const evalArgs = (load: string, dataPath: string) => [
-    ...modelArgs(), '--micro-batch-size', '1', '--bf16', '--load', load,
-    '--task-data-path', dataPath, '--task', 'mmlu', '--max-new-tokens', '1',
-    '--exit-on-missing-checkpoint', '--no-load-rng', '--no-load-optim',
+    ...modelArgs(),
+    '--micro-batch-size',
+    '1',
+    '--bf16',
+    '--load',
+    load,
+    '--task-data-path',
+    dataPath,
+    '--task',
+    'mmlu',
+    '--max-new-tokens',
+    '1',
+    '--exit-on-missing-checkpoint',
+    '--no-load-rng',
+    '--no-load-optim',
   ];
   let ckpt: string;
 
@@ -479,19 +649,67 @@ describe('evaluation.py', () => {
 describe('torchrun stand-in', () => {
   it('starts one worker per --nproc-per-node with torch’s environment and passes the script its arguments unchanged', () => {
     const script = path.join(tmp, 'show.py');
-    const names = ['RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'LOCAL_WORLD_SIZE', 'GROUP_RANK', 'ROLE_RANK', 'GROUP_WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT', 'TORCHELASTIC_RESTART_COUNT', 'TORCHELASTIC_MAX_RESTARTS', 'TORCHELASTIC_RUN_ID', 'TORCHELASTIC_USE_AGENT_STORE'];
-    fs.writeFileSync(script, `import json, os, sys\nsys.stdout.write(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "env": {k: os.environ.get(k) for k in ${JSON.stringify(names)}}, "argv": sys.argv[1:]}) + "\\n")\n`);
-    const r = run([path.join(EMULATOR, 'torchrun'), '--nproc-per-node', '8', '--nnodes', '2', '--node-rank', '1', '--master-addr', '10.0.0.1', '--master-port', '6001', script, '--a', '1', '--flag', 'x y']);
+    const names = [
+      'RANK',
+      'LOCAL_RANK',
+      'WORLD_SIZE',
+      'LOCAL_WORLD_SIZE',
+      'GROUP_RANK',
+      'ROLE_RANK',
+      'GROUP_WORLD_SIZE',
+      'MASTER_ADDR',
+      'MASTER_PORT',
+      'TORCHELASTIC_RESTART_COUNT',
+      'TORCHELASTIC_MAX_RESTARTS',
+      'TORCHELASTIC_RUN_ID',
+      'TORCHELASTIC_USE_AGENT_STORE',
+    ];
+    fs.writeFileSync(
+      script,
+      `import json, os, sys\nsys.stdout.write(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "env": {k: os.environ.get(k) for k in ${JSON.stringify(names)}}, "argv": sys.argv[1:]}) + "\\n")\n`,
+    );
+    const r = run([
+      path.join(EMULATOR, 'torchrun'),
+      '--nproc-per-node',
+      '8',
+      '--nnodes',
+      '2',
+      '--node-rank',
+      '1',
+      '--master-addr',
+      '10.0.0.1',
+      '--master-port',
+      '6001',
+      script,
+      '--a',
+      '1',
+      '--flag',
+      'x y',
+    ]);
     expect(r.code, r.stderr).toBe(0);
-    const workers = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { pid: number; ppid: number; env: Record<string, string>; argv: string[] });
+    const workers = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { pid: number; ppid: number; env: Record<string, string>; argv: string[] });
     expect(workers.map((w) => Number(w.env.RANK)).sort((a, b) => a - b)).toEqual([8, 9, 10, 11, 12, 13, 14, 15]);
     expect(new Set(workers.map((w) => w.pid)).size).toBe(8); // eight processes, one parent: the agent
     expect(new Set(workers.map((w) => w.ppid)).size).toBe(1);
     for (const w of workers) {
       const rank = Number(w.env.RANK);
       expect(w.env).toEqual({
-        RANK: String(rank), LOCAL_RANK: String(rank - 8), WORLD_SIZE: '16', LOCAL_WORLD_SIZE: '8', GROUP_RANK: '1', ROLE_RANK: String(rank), GROUP_WORLD_SIZE: '2',
-        MASTER_ADDR: '10.0.0.1', MASTER_PORT: '6001', TORCHELASTIC_RESTART_COUNT: '0', TORCHELASTIC_MAX_RESTARTS: '0', TORCHELASTIC_RUN_ID: 'none', TORCHELASTIC_USE_AGENT_STORE: 'True',
+        RANK: String(rank),
+        LOCAL_RANK: String(rank - 8),
+        WORLD_SIZE: '16',
+        LOCAL_WORLD_SIZE: '8',
+        GROUP_RANK: '1',
+        ROLE_RANK: String(rank),
+        GROUP_WORLD_SIZE: '2',
+        MASTER_ADDR: '10.0.0.1',
+        MASTER_PORT: '6001',
+        TORCHELASTIC_RESTART_COUNT: '0',
+        TORCHELASTIC_MAX_RESTARTS: '0',
+        TORCHELASTIC_RUN_ID: 'none',
+        TORCHELASTIC_USE_AGENT_STORE: 'True',
       });
       expect(w.argv).toEqual(['--a', '1', '--flag', 'x y']);
     }
@@ -517,11 +735,15 @@ describe('torchrun stand-in', () => {
   /** torchrun on one node, as a child process; the test kills what it started (afterEach below). */
   const jobs = new Set<number>();
   function startTorchrun(nproc: number, args: string[], env: Record<string, string> = {}): Job {
-    const child = spawn(path.join(EMULATOR, 'torchrun'), ['--nproc_per_node', String(nproc), '--master_addr', 'localhost', '--master_port', String(masterPort), path.join(EMULATOR, 'pretrain_gpt.py'), ...args], {
-      cwd: tmp,
-      env: { ...process.env, MLEMU_ITER_TIME_MS: '20', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      path.join(EMULATOR, 'torchrun'),
+      ['--nproc_per_node', String(nproc), '--master_addr', 'localhost', '--master_port', String(masterPort), path.join(EMULATOR, 'pretrain_gpt.py'), ...args],
+      {
+        cwd: tmp,
+        env: { ...process.env, MLEMU_ITER_TIME_MS: '20', ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     jobs.add(child.pid!);
     let out = '';
     let err = '';
@@ -564,7 +786,11 @@ describe('torchrun stand-in', () => {
     return kids;
   }
 
-  const procList = (pid: number, file: 'environ' | 'cmdline') => fs.readFileSync(`/proc/${pid}/${file}`, 'utf8').split('\0').filter((x) => x !== '');
+  const procList = (pid: number, file: 'environ' | 'cmdline') =>
+    fs
+      .readFileSync(`/proc/${pid}/${file}`, 'utf8')
+      .split('\0')
+      .filter((x) => x !== '');
   const environOf = (pid: number) => Object.fromEntries(procList(pid, 'environ').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 
   const lines = (job: Job) => [...job.out().split('\n'), ...job.err().split('\n')].filter((l) => l !== '');
@@ -581,8 +807,20 @@ describe('torchrun stand-in', () => {
     expect([...workers.keys()].sort()).toEqual([0, 1, 2, 3]);
     for (const [rank, pid] of workers) {
       const env = environOf(pid);
-      expect({ RANK: env.RANK, LOCAL_RANK: env.LOCAL_RANK, WORLD_SIZE: env.WORLD_SIZE, LOCAL_WORLD_SIZE: env.LOCAL_WORLD_SIZE, GROUP_RANK: env.GROUP_RANK, MASTER_PORT: env.MASTER_PORT }).toEqual({
-        RANK: String(rank), LOCAL_RANK: String(rank), WORLD_SIZE: '4', LOCAL_WORLD_SIZE: '4', GROUP_RANK: '0', MASTER_PORT: String(masterPort),
+      expect({
+        RANK: env.RANK,
+        LOCAL_RANK: env.LOCAL_RANK,
+        WORLD_SIZE: env.WORLD_SIZE,
+        LOCAL_WORLD_SIZE: env.LOCAL_WORLD_SIZE,
+        GROUP_RANK: env.GROUP_RANK,
+        MASTER_PORT: env.MASTER_PORT,
+      }).toEqual({
+        RANK: String(rank),
+        LOCAL_RANK: String(rank),
+        WORLD_SIZE: '4',
+        LOCAL_WORLD_SIZE: '4',
+        GROUP_RANK: '0',
+        MASTER_PORT: String(masterPort),
       });
       expect(procList(pid, 'cmdline').slice(1, 3)).toEqual(['-u', path.join(EMULATOR, 'pretrain_gpt.py')]);
       expect(childrenOf(pid)).toEqual([]); // a worker is one rank, it starts nobody
@@ -594,7 +832,9 @@ describe('torchrun stand-in', () => {
     const end = await within(job.done, 60_000, 'torchrun did not exit');
     expect(end.code, job.err()).toBe(1);
     expect(end.signal).toBeNull();
-    expect(job.err()).toContain(`  rank      : 2 (local_rank: 2)\n  exitcode  : -9 (pid: ${victim})\n  error_file: <N/A>\n  traceback : Signal 9 (SIGKILL) received by PID ${victim}\n`);
+    expect(job.err()).toContain(
+      `  rank      : 2 (local_rank: 2)\n  exitcode  : -9 (pid: ${victim})\n  error_file: <N/A>\n  traceback : Signal 9 (SIGKILL) received by PID ${victim}\n`,
+    );
     expect(job.err()).toMatch(/\ntorch\.distributed\.elastic\.multiprocessing\.errors\.ChildFailedError: \n=+\n\S*pretrain_gpt\.py FAILED\n-+\nFailures:\n/);
     expect(job.err()).toMatch(/\nERROR:torch\.distributed\.elastic\.multiprocessing\.api:failed \(exitcode: -?\d+\) local_rank: \d \(pid: \d+\) of binary: /);
     // The peers noticed the loss at their next collective, as on real hardware.
@@ -625,7 +865,9 @@ describe('torchrun stand-in', () => {
 
   it('SIGTERM to the agent: it logs the death signal, passes SIGTERM to every worker, waits for them (a save finishes), then dies of SignalException', async () => {
     const save = path.join(tmp, 'tr-term');
-    const job = startTorchrun(2, trainArgs({ save, iters: 2000, pp: 2, extra: ['--save-interval', '1000', '--exit-signal-handler'] }), { MLEMU_SAVE_TIME_MS: '1500' });
+    const job = startTorchrun(2, trainArgs({ save, iters: 2000, pp: 2, extra: ['--save-interval', '1000', '--exit-signal-handler'] }), {
+      MLEMU_SAVE_TIME_MS: '1500',
+    });
     await untilTrue(() => iterations(job.out()).length >= 3, 60_000, 'training');
     const workers = [...workersByRank(job.pid).values()];
     process.kill(job.pid, 'SIGTERM');
@@ -645,7 +887,9 @@ describe('torchrun stand-in', () => {
 
   it('SIGTERM to the agent during a save longer than 30 s: the workers are SIGKILLed 30 s later and no checkpoint is completed', async () => {
     const save = path.join(tmp, 'tr-term-long');
-    const job = startTorchrun(2, trainArgs({ save, iters: 2000, pp: 2, extra: ['--save-interval', '1000', '--exit-signal-handler'] }), { MLEMU_SAVE_TIME_MS: '120000' });
+    const job = startTorchrun(2, trainArgs({ save, iters: 2000, pp: 2, extra: ['--save-interval', '1000', '--exit-signal-handler'] }), {
+      MLEMU_SAVE_TIME_MS: '120000',
+    });
     await untilTrue(() => iterations(job.out()).length >= 3, 60_000, 'training');
     const workers = [...workersByRank(job.pid).values()];
     const sent = Date.now();
@@ -655,9 +899,11 @@ describe('torchrun stand-in', () => {
     expect(end.code).toBe(1);
     expect(end.at - sent).toBeGreaterThanOrEqual(29_500);
     expect(end.at - sent).toBeLessThan(80_000);
-    for (const pid of workers) expect(job.err()).toContain(`WARNING:torch.distributed.elastic.multiprocessing.api:Unable to shutdown process ${pid} via Signals.SIGTERM, forcefully exiting via Signals.SIGKILL\n`);
+    for (const pid of workers)
+      expect(job.err()).toContain(
+        `WARNING:torch.distributed.elastic.multiprocessing.api:Unable to shutdown process ${pid} via Signals.SIGTERM, forcefully exiting via Signals.SIGKILL\n`,
+      );
     expect(fs.existsSync(path.join(save, 'latest_checkpointed_iteration.txt'))).toBe(false);
     expect(job.out()).not.toContain('successfully saved checkpoint');
   }, 150_000);
 });
-

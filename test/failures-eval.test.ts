@@ -21,7 +21,14 @@ afterAll(async () => {
 function agievalData(dir: string): string {
   const data = path.join(dir, 'agieval', 'test');
   fs.mkdirSync(data, { recursive: true });
-  const item = (i: number) => JSON.stringify({ passage: i % 2 ? `Passage ${i}.` : null, question: `Question ${i}?`, options: ['(A)one', '(B)two', '(C)three', '(D)four'], label: 'ABCD'[i % 4], answer: null });
+  const item = (i: number) =>
+    JSON.stringify({
+      passage: i % 2 ? `Passage ${i}.` : null,
+      question: `Question ${i}?`,
+      options: ['(A)one', '(B)two', '(C)three', '(D)four'],
+      label: 'ABCD'[i % 4],
+      answer: null,
+    });
   fs.writeFileSync(path.join(data, 'logiqa-en.jsonl'), Array.from({ length: 6 }, (_, i) => item(i)).join('\n') + '\n');
   fs.writeFileSync(path.join(data, 'sat-math.jsonl'), Array.from({ length: 4 }, (_, i) => item(i + 6)).join('\n') + '\n');
   return data;
@@ -51,13 +58,20 @@ describe('evaluation results as ModelLink prints them', () => {
 describe('NaN loss without ModelLink’s NaN check', () => {
   it('bf16 with --no-check-for-nan-in-loss-and-grad: the attempt is killed as nan-loss and the next resumes', async () => {
     const dir = tempDir('nan-unchecked');
-    const spec = fiveStageSpec('nan-unchecked', path.join(dir, 'ws'), { trainIters: 30, saveInterval: 10, pretrainEnv: { MLEMU_FAULTS: 'nan@15', MLEMU_ITER_TIME_MS: '60' } });
+    const spec = fiveStageSpec('nan-unchecked', path.join(dir, 'ws'), {
+      trainIters: 30,
+      saveInterval: 10,
+      pretrainEnv: { MLEMU_FAULTS: 'nan@15', MLEMU_ITER_TIME_MS: '60' },
+    });
     spec.stages = spec.stages.slice(0, 4).filter((s) => s.name !== 'sft-data');
     Object.assign(spec.stages[2], { args: { '--no-check-for-nan-in-loss-and-grad': true } });
     const { state, failure } = await runSpec(t, writeSpec(dir, spec));
     expect(state.status, failure).toBe('succeeded');
     const pretrain = state.stages.find((s) => s.name === 'pretrain')!;
-    expect(pretrain.attempts.map((a) => [a.outcome, a.failureClass])).toEqual([['failed', 'nan-loss'], ['succeeded', undefined]]);
+    expect(pretrain.attempts.map((a) => [a.outcome, a.failureClass])).toEqual([
+      ['failed', 'nan-loss'],
+      ['succeeded', undefined],
+    ]);
     expect(pretrain.attempts[0].reason).toContain('the loss became NaN at iteration 15');
     // Killed at the first line without a loss, before the checkpoint of iteration 20.
     expect(pretrain.attempts[0].lastIteration).toBeLessThan(20);
@@ -79,12 +93,19 @@ describe('a root cause wins over its echoes', () => {
     const { state, failure } = await runSpec(t, writeSpec(dir, spec));
     expect(state.status, failure).toBe('succeeded');
     const pretrain = state.stages.find((s) => s.name === 'pretrain')!;
-    expect(pretrain.attempts.map((a) => [a.outcome, a.failureClass])).toEqual([['failed', 'out-of-memory'], ['succeeded', undefined]]);
+    expect(pretrain.attempts.map((a) => [a.outcome, a.failureClass])).toEqual([
+      ['failed', 'out-of-memory'],
+      ['succeeded', undefined],
+    ]);
     expect(pretrain.attempts[0].reason).toMatch(/^RuntimeError: NPU out of memory/);
     // The echo is in the same log, after the cause.
     const log = fs.readFileSync(pretrain.attempts[0].logFile!, 'utf8');
     expect(log.search(/RuntimeError: \[Rank 1\] HCCL AllReduce (failed|timeout)/)).toBeGreaterThan(log.indexOf('NPU out of memory'));
     const diagnosed = await runCli(['diagnose', pretrain.attempts[0].logFile!, '--json']);
-    expect(JSON.parse(diagnosed.stdout)).toMatchObject({ class: 'out-of-memory', reason: pretrain.attempts[0].reason, exitStatus: { exitCode: 1, source: 'linkflow' } });
+    expect(JSON.parse(diagnosed.stdout)).toMatchObject({
+      class: 'out-of-memory',
+      reason: pretrain.attempts[0].reason,
+      exitStatus: { exitCode: 1, source: 'linkflow' },
+    });
   });
 });

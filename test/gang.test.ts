@@ -10,15 +10,47 @@ const rank = { nodeRank: 1, nodes: 2, node: 'n2', masterAddr: '10.0.0.7', master
 describe('a rank of a gang', () => {
   it("gets its node rank and rank 0's address and port, and nothing else of the command changes", () => {
     const launch = torchrunLaunch(['torchrun'], { nprocPerNode: 8, nnodes: 2, nodeRank: 0, masterAddr: 'localhost', masterPort: 6000 });
-    expect(renderLaunch(launchForRank(launch, rank))).toEqual(['torchrun', '--nproc_per_node', '8', '--nnodes', '2', '--node_rank', '1', '--master_addr', '10.0.0.7', '--master_port', '29411']);
+    expect(renderLaunch(launchForRank(launch, rank))).toEqual([
+      'torchrun',
+      '--nproc_per_node',
+      '8',
+      '--nnodes',
+      '2',
+      '--node_rank',
+      '1',
+      '--master_addr',
+      '10.0.0.7',
+      '--master_port',
+      '29411',
+    ]);
     expect(launch.nodeRank).toBe(0);
     expect(launchForRank(pythonLaunch('python3'), rank)).toEqual(pythonLaunch('python3'));
   });
 
-  it('a single-node job moves only torchrun\'s master port (its store binds it on the node)', () => {
-    const launch = torchrunLaunch(['python', '-m', 'torch.distributed.launch'], { nprocPerNode: 8, nnodes: 1, nodeRank: 0, masterAddr: 'localhost', masterPort: 6000 });
+  it("a single-node job moves only torchrun's master port (its store binds it on the node)", () => {
+    const launch = torchrunLaunch(['python', '-m', 'torch.distributed.launch'], {
+      nprocPerNode: 8,
+      nnodes: 1,
+      nodeRank: 0,
+      masterAddr: 'localhost',
+      masterPort: 6000,
+    });
     expect(withMasterPort(launch, 41234)).toEqual({ ...launch, masterPort: 41234 });
-    expect(renderLaunch(withMasterPort(launch, 41234))).toEqual(['python', '-m', 'torch.distributed.launch', '--nproc_per_node', '8', '--nnodes', '1', '--node_rank', '0', '--master_addr', 'localhost', '--master_port', '41234']);
+    expect(renderLaunch(withMasterPort(launch, 41234))).toEqual([
+      'python',
+      '-m',
+      'torch.distributed.launch',
+      '--nproc_per_node',
+      '8',
+      '--nnodes',
+      '1',
+      '--node_rank',
+      '0',
+      '--master_addr',
+      'localhost',
+      '--master_port',
+      '41234',
+    ]);
     expect(withMasterPort(pythonLaunch('python3'), 41234)).toEqual(pythonLaunch('python3'));
   });
 
@@ -77,11 +109,26 @@ describe('placing a gang', () => {
 
 describe("a gang's outcome", () => {
   it('blames the rank that failed first for a reason other than losing its peer', () => {
-    expect(rootCauseRank([{ nodeRank: 0, failureClass: 'communication' }, { nodeRank: 1, failureClass: 'segfault' }])?.nodeRank).toBe(1);
-    expect(rootCauseRank([{ nodeRank: 0, failureClass: 'communication' }, { nodeRank: 1, failureClass: 'communication' }])?.nodeRank).toBe(0);
+    expect(
+      rootCauseRank([
+        { nodeRank: 0, failureClass: 'communication' },
+        { nodeRank: 1, failureClass: 'segfault' },
+      ])?.nodeRank,
+    ).toBe(1);
+    expect(
+      rootCauseRank([
+        { nodeRank: 0, failureClass: 'communication' },
+        { nodeRank: 1, failureClass: 'communication' },
+      ])?.nodeRank,
+    ).toBe(0);
     expect(rootCauseRank([])).toBeUndefined();
     // A drain: node 1 was stopped, node 0 stopped with it.
-    expect(rootCauseRank([{ nodeRank: 0, failureClass: 'killed', followsPeer: true }, { nodeRank: 1, failureClass: 'killed' }])?.nodeRank).toBe(1);
+    expect(
+      rootCauseRank([
+        { nodeRank: 0, failureClass: 'killed', followsPeer: true },
+        { nodeRank: 1, failureClass: 'killed' },
+      ])?.nodeRank,
+    ).toBe(1);
   });
 
   it('takes iterations from the last node and saved checkpoints from node 0', () => {
@@ -89,7 +136,13 @@ describe("a gang's outcome", () => {
       { logFile: 'r0.log', loadedIteration: 10, lastCheckpoint: { iteration: 40, dir: '/s/iter_0000040' }, timings: { saveMsTotal: 300, saves: 3 } },
       { logFile: 'r1.log', loadedIteration: 10, finalIteration: 40, timings: { startupMs: 900, msPerIteration: 20 } },
     ]);
-    expect(merged).toMatchObject({ loadedIteration: 10, finalIteration: 40, lastCheckpoint: { iteration: 40 }, logFile: 'r1.log', logFiles: ['r0.log', 'r1.log'] });
+    expect(merged).toMatchObject({
+      loadedIteration: 10,
+      finalIteration: 40,
+      lastCheckpoint: { iteration: 40 },
+      logFile: 'r1.log',
+      logFiles: ['r0.log', 'r1.log'],
+    });
     expect(merged.timings).toEqual({ startupMs: 900, msPerIteration: 20, saveMsTotal: 300, saves: 3 });
   });
 });

@@ -26,7 +26,10 @@ const quote = (v: string) => (/^[A-Za-z0-9_@%+=:,./${}-]+$/.test(v) ? v : `'${v.
 function scriptText(e: Example): string {
   const lines = ['#!/bin/bash', ...Object.entries(e.env).map(([k, v]) => `export ${k}=${v}`), ...e.sources.map((s) => `source ${s}`)];
   for (const [name, p] of Object.entries(e.placeholders)) lines.push(`${name}=${p.script_value}`);
-  const dist = Object.entries(e.distributed).filter(([k, v]) => k !== 'world_size' && v !== null).map(([k, v]) => `--${k} ${v}`).join(' ');
+  const dist = Object.entries(e.distributed)
+    .filter(([k, v]) => k !== 'world_size' && v !== null)
+    .map(([k, v]) => `--${k} ${v}`)
+    .join(' ');
   const launch = e.launcher === 'python' ? 'python' : `${e.launcher} ${dist}`;
   const args = e.args.map(([f, v]) => `    ${f}${v === null ? '' : ' ' + (Array.isArray(v) ? v.map(quote).join(' ') : quote(v))}`);
   return [...lines, `${launch} ${e.entrypoint} \\`, args.join(' \\\n'), ''].join('\n');
@@ -35,7 +38,14 @@ function scriptText(e: Example): string {
 const multiset = (args: Arg[], root: string) => args.map(([f, v]) => `${f} ${MANAGED_OUTPUT_FLAGS.has(f) ? '<output>' : normalizeValue(v, root)}`).sort();
 
 describe('linkflow import', () => {
-  for (const name of ['examples/mcore/llama2/pretrain_llama2_7b_ptd.sh', 'examples/llama2/tune_llama2_7b_lora_ptd.sh', 'examples/mcore/llama2/generate_llama2_7b_ptd.sh', 'examples/mcore/llama2/data_convert_llama2_instruction.sh', 'examples/llama2/ckpt_convert_llama2_hf2legacy.sh', 'examples/mcore/qwen15/evaluate_qwen15_7b_ptd.sh']) {
+  for (const name of [
+    'examples/mcore/llama2/pretrain_llama2_7b_ptd.sh',
+    'examples/llama2/tune_llama2_7b_lora_ptd.sh',
+    'examples/mcore/llama2/generate_llama2_7b_ptd.sh',
+    'examples/mcore/llama2/data_convert_llama2_instruction.sh',
+    'examples/llama2/ckpt_convert_llama2_hf2legacy.sh',
+    'examples/mcore/qwen15/evaluate_qwen15_7b_ptd.sh',
+  ]) {
     it(`round trip: ${name}`, async () => {
       const e = examples.scripts.find((s) => s.script === name);
       if (!e) throw new Error(`${name} is not in examples.json`);

@@ -12,7 +12,18 @@ import { describe, expect, it } from 'vitest';
 import { loadSpecFile } from '../client/spec-file.ts';
 import { importScript, renderStage } from '../import/import-script.ts';
 import type { ParsedScript } from '../import/shell-script.ts';
-import { launchesAcrossNodes, launchesElasticAgent, launchForRank, launchOf, nodesOf, pythonLaunch, renderLaunch, torchrunLaunch, withMasterPort, type Launch } from '../modellink/launch.ts';
+import {
+  launchesAcrossNodes,
+  launchesElasticAgent,
+  launchForRank,
+  launchOf,
+  nodesOf,
+  pythonLaunch,
+  renderLaunch,
+  torchrunLaunch,
+  withMasterPort,
+  type Launch,
+} from '../modellink/launch.ts';
 import { plannedArgv, planPipeline, type StagePlan } from '../modellink/plan.ts';
 import { fiveStageSpec, ROOT } from '../testkit/specs.ts';
 
@@ -38,9 +49,21 @@ function plannedCases(): Map<string, StagePlan> {
     if (!planned.ok) throw new Error(JSON.stringify(planned.problems));
     for (const s of planned.plan.stages) cases.set(`five-${nodes}/${s.name}`, s);
   }
-  const examples = JSON.parse(fs.readFileSync(path.join(ROOT, 'reference', 'modellink', 'examples.json'), 'utf8')) as { scripts: (ParsedScript & { script: string })[] };
+  const examples = JSON.parse(fs.readFileSync(path.join(ROOT, 'reference', 'modellink', 'examples.json'), 'utf8')) as {
+    scripts: (ParsedScript & { script: string })[];
+  };
   for (const e of examples.scripts) {
-    const parsed = { ...e, placeholders: {}, logFile: null, warnings: [], argv: [], launcherOptions: [], otherCommands: [], commentedOutFlags: [], orphanedArgs: [] } as ParsedScript;
+    const parsed = {
+      ...e,
+      placeholders: {},
+      logFile: null,
+      warnings: [],
+      argv: [],
+      launcherOptions: [],
+      otherCommands: [],
+      commentedOutFlags: [],
+      orphanedArgs: [],
+    } as ParsedScript;
     let rendered;
     try {
       rendered = renderStage(importScript(parsed, { name: 'imported', root: '/opt/ModelLink', scriptPath: e.script }).spec, '/opt/ModelLink');

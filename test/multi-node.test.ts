@@ -54,15 +54,22 @@ function gangSpec(name: string, ws: string, cluster: Record<string, unknown>, pr
 
 /** Waits until the gang's last node has logged past an iteration (heartbeats carry it). */
 async function trainedPast(handle: WorkflowHandle, iteration: number): Promise<void> {
-  await until(`the gang to train past iteration ${iteration}`, async () => {
-    const snap = await snapshot(handle);
-    return snap.live?.stage === 'pretrain' && (snap.live.iteration ?? 0) >= iteration ? true : undefined;
-  }, { timeoutMs: 120_000 });
+  await until(
+    `the gang to train past iteration ${iteration}`,
+    async () => {
+      const snap = await snapshot(handle);
+      return snap.live?.stage === 'pretrain' && (snap.live.iteration ?? 0) >= iteration ? true : undefined;
+    },
+    { timeoutMs: 120_000 },
+  );
 }
 
 function rankLogs(ws: string, pipeline: string, attempt: number): string[] {
   const dir = path.join(ws, pipeline, 'pretrain', 'logs');
-  return fs.readdirSync(dir).filter((f) => f.startsWith(`attempt-${attempt}-rank-`)).sort();
+  return fs
+    .readdirSync(dir)
+    .filter((f) => f.startsWith(`attempt-${attempt}-rank-`))
+    .sort();
 }
 
 describe('a two-node gang', () => {
@@ -121,7 +128,10 @@ describe('a two-node gang', () => {
     const { pool, config, client, dir, ws } = await cluster('gangstop', ['s1', 's2'], '10s');
     const spec = gangSpec('gangstop', ws, { nodes: 2, hosts: ['s1', 's2'] }, { trainIters: 300 });
     (spec.modellink as { env: Record<string, string> }).env.MLEMU_ITER_TIME_MS = '30';
-    Object.assign(spec.stages.find((s) => s.name === 'pretrain')!, { exitSignalHandler: true, saveInterval: 100 });
+    Object.assign(
+      spec.stages.find((s) => s.name === 'pretrain')!,
+      { exitSignalHandler: true, saveInterval: 100 },
+    );
     const handle = await startPipeline(client, config, planFile(writeSpec(dir, spec)), pool);
     await trainedPast(handle, 15);
     await handle.signal(checkpointAndStopSignal);
@@ -139,10 +149,20 @@ describe('a two-node gang', () => {
   });
 
   it('a node drained (SIGTERM) mid-training: every node saves the same last checkpoint and the gang re-forms without recomputing', async () => {
-    const { pool, config, client, dir, ws, workers: [, second] } = await cluster('gangdrain', ['d1', 'd2', 'd3'], '5s');
+    const {
+      pool,
+      config,
+      client,
+      dir,
+      ws,
+      workers: [, second],
+    } = await cluster('gangdrain', ['d1', 'd2', 'd3'], '5s');
     const spec = gangSpec('gangdrain', ws, { nodes: 2 }, { trainIters: 200 });
     (spec.modellink as { env: Record<string, string> }).env.MLEMU_ITER_TIME_MS = '30';
-    Object.assign(spec.stages.find((s) => s.name === 'pretrain')!, { exitSignalHandler: true, saveInterval: 50 });
+    Object.assign(
+      spec.stages.find((s) => s.name === 'pretrain')!,
+      { exitSignalHandler: true, saveInterval: 50 },
+    );
     const handle = await startPipeline(client, config, planFile(writeSpec(dir, spec)), pool);
     await trainedPast(handle, 15);
     second.kill('SIGTERM');
@@ -167,7 +187,14 @@ describe('a two-node gang', () => {
   });
 
   it('placed on free nodes of a pool; a node killed with SIGKILL takes its rank down and the gang re-forms on the nodes left', async () => {
-    const { pool, config, client, dir, ws, workers: [a, b] } = await cluster('gangpool', ['a', 'b', 'c'], '5s');
+    const {
+      pool,
+      config,
+      client,
+      dir,
+      ws,
+      workers: [a, b],
+    } = await cluster('gangpool', ['a', 'b', 'c'], '5s');
     const spec = gangSpec('gangpool', ws, { nodes: 2 }, { trainIters: 300 });
     (spec.modellink as { env: Record<string, string> }).env.MLEMU_ITER_TIME_MS = '30';
     const handle = await startPipeline(client, config, planFile(writeSpec(dir, spec)), pool);

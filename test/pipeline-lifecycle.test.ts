@@ -32,12 +32,22 @@ describe('a pipeline of every stage kind', () => {
     const { state } = await runSpec(t, specFile);
     expect(state.status).toBe('succeeded');
     expect(state.stages.map((s) => [s.name, s.status, s.attempts.length])).toEqual([
-      ['data', 'succeeded', 1], ['sft-data', 'succeeded', 1], ['weights', 'succeeded', 1],
-      ['pretrain', 'succeeded', 1], ['finetune', 'succeeded', 1], ['evaluate', 'succeeded', 1], ['generate', 'succeeded', 1],
+      ['data', 'succeeded', 1],
+      ['sft-data', 'succeeded', 1],
+      ['weights', 'succeeded', 1],
+      ['pretrain', 'succeeded', 1],
+      ['finetune', 'succeeded', 1],
+      ['evaluate', 'succeeded', 1],
+      ['generate', 'succeeded', 1],
     ]);
     const out = (name: string) => state.stages.find((s) => s.name === name)!.output;
     expect(fs.existsSync(`${out('data')}.bin`) && fs.existsSync(`${out('data')}.idx`)).toBe(true);
-    expect(fs.readFileSync(`${out('data')}.idx`).subarray(0, 9).toString('latin1')).toBe('MMIDIDX\0\0');
+    expect(
+      fs
+        .readFileSync(`${out('data')}.idx`)
+        .subarray(0, 9)
+        .toString('latin1'),
+    ).toBe('MMIDIDX\0\0');
     expect(fs.existsSync(`${out('sft-data')}_packed_input_ids_document.bin`)).toBe(true);
     expect(fs.readFileSync(path.join(out('weights'), 'latest_checkpointed_iteration.txt'), 'utf8').trim()).toBe('1');
     expect(fs.existsSync(path.join(out('pretrain'), 'iter_0000030', 'mp_rank_00', 'model_optim_rng.pt'))).toBe(true);
@@ -50,7 +60,10 @@ describe('a pipeline of every stage kind', () => {
       expect(manifest.stage).toBe(s.name);
       expect(manifest.fingerprint).toMatch(/^[0-9a-f]{64}$/);
     }
-    const generated = fs.readdirSync(out('generate')).map((f) => fs.readFileSync(path.join(out('generate'), f), 'utf8')).join('');
+    const generated = fs
+      .readdirSync(out('generate'))
+      .map((f) => fs.readFileSync(path.join(out('generate'), f), 'utf8'))
+      .join('');
     expect(generated).toContain('inference.py');
     // chat was asked its prompt on standard input (one turn, then exit) and ended cleanly.
     expect(generated.split('You >> ').length - 1).toBe(2);
@@ -124,7 +137,10 @@ describe('a pipeline of every stage kind', () => {
     const second = await runSpec(t, specFile);
     expect(second.state.status).toBe('succeeded');
     expect(second.state.stages.map((s) => [s.name, s.status])).toEqual([
-      ['data', 'skipped'], ['weights', 'skipped'], ['pretrain', 'skipped'], ['evaluate', 'succeeded'],
+      ['data', 'skipped'],
+      ['weights', 'skipped'],
+      ['pretrain', 'skipped'],
+      ['evaluate', 'succeeded'],
     ]);
   });
 
@@ -183,7 +199,10 @@ describe('a pipeline of every stage kind', () => {
     expect(live.stages.find((s: { name: string }) => s.name === 'pretrain').status).toBe('running');
     const cancel = await runCli(['cancel', handle.workflowId], cliEnv);
     expect(cancel.code, cancel.stderr).toBe(0);
-    const error = await handle.result().then(() => undefined, (e: unknown) => e);
+    const error = await handle.result().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(WorkflowFailedError);
     expect((error as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
     expect(processesMentioning(ws)).toEqual([]);

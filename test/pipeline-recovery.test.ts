@@ -24,18 +24,32 @@ afterAll(async () => {
 /** Preprocess, convert and pretrain only: the fault is in pretraining. */
 function pretrainSpec(name: string, faults: string, extra: { noProgressTimeout?: string; env?: Record<string, string>; trainIters?: number } = {}) {
   const dir = tempDir(name);
-  const spec = fiveStageSpec(name, path.join(dir, 'ws'), { trainIters: extra.trainIters ?? 100, saveInterval: 10, pretrainEnv: { MLEMU_FAULTS: faults, ...extra.env }, noProgressTimeout: extra.noProgressTimeout });
+  const spec = fiveStageSpec(name, path.join(dir, 'ws'), {
+    trainIters: extra.trainIters ?? 100,
+    saveInterval: 10,
+    pretrainEnv: { MLEMU_FAULTS: faults, ...extra.env },
+    noProgressTimeout: extra.noProgressTimeout,
+  });
   spec.stages = spec.stages.slice(0, 4).filter((s) => s.name !== 'sft-data');
   return writeSpec(dir, spec);
 }
 
 describe('training resumes from the newest complete checkpoint', () => {
   it('crash at iteration 35 with save interval 10: the second attempt loads 30 and finishes at 100 (via `linkflow run --json`)', async () => {
-    const cli = await runCli(['run', pretrainSpec('crash', 'crash@35'), '--json'], { TEMPORAL_ADDRESS: t.config.address, LINKFLOW_TASK_QUEUE: t.config.taskQueue });
+    const cli = await runCli(['run', pretrainSpec('crash', 'crash@35'), '--json'], {
+      TEMPORAL_ADDRESS: t.config.address,
+      LINKFLOW_TASK_QUEUE: t.config.taskQueue,
+    });
     expect(cli.code, cli.stderr).toBe(0);
     const summary = JSON.parse(cli.stdout);
     expect(summary.status).toBe('succeeded');
-    expect(summary.stages.find((s: { name: string }) => s.name === 'pretrain')).toMatchObject({ kind: 'pretrain', status: 'succeeded', attempts: 2, resumedFrom: [30], finalIteration: 100 });
+    expect(summary.stages.find((s: { name: string }) => s.name === 'pretrain')).toMatchObject({
+      kind: 'pretrain',
+      status: 'succeeded',
+      attempts: 2,
+      resumedFrom: [30],
+      finalIteration: 100,
+    });
     expect(summary.stages.map((s: { name: string }) => s.name)).toEqual(['data', 'weights', 'pretrain']);
     const { state } = await outcomeOf(t.client.workflow.getHandle(summary.workflowId));
     if (!state) throw new Error('no state');
@@ -78,7 +92,9 @@ describe('training resumes from the newest complete checkpoint', () => {
     expect(pretrain.attempts[0].failureClass).toBe('killed');
     expect(pretrain.attempts[0].reason).toMatch(/^rank 0 was killed by SIGKILL/);
     // What decided it: torchrun's report of the worker, not its own traceback nor the peer's HCCL echo.
-    expect(pretrain.attempts[0].excerpt?.join('\n')).toMatch(/exitcode {2}: -9 \(pid: \d+\)\n {2}error_file: <N\/A>\n {2}traceback : Signal 9 \(SIGKILL\) received by PID \d+/);
+    expect(pretrain.attempts[0].excerpt?.join('\n')).toMatch(
+      /exitcode {2}: -9 \(pid: \d+\)\n {2}error_file: <N\/A>\n {2}traceback : Signal 9 \(SIGKILL\) received by PID \d+/,
+    );
     const log = fs.readFileSync(pretrain.attempts[0].logFile!, 'utf8');
     expect(log).toContain('torch.distributed.elastic.multiprocessing.errors.ChildFailedError');
     expect(log).toMatch(/HCCL AllReduce failed: lost the connection to remote rank \[0\]/);
@@ -149,7 +165,10 @@ describe('training resumes from the newest complete checkpoint', () => {
     const pretrain = plan.stages.find((s) => s.kind === 'pretrain')!;
     // A lease renewed just now by a trainer on another host (cut off from Temporal, still writing).
     fs.mkdirSync(pretrain.dir, { recursive: true });
-    fs.writeFileSync(path.join(pretrain.dir, 'linkflow-lease.json'), JSON.stringify({ owner: 'other-run/attempt-3', host: 'elsewhere', pid: 1, renewedAt: Date.now() }));
+    fs.writeFileSync(
+      path.join(pretrain.dir, 'linkflow-lease.json'),
+      JSON.stringify({ owner: 'other-run/attempt-3', host: 'elsewhere', pid: 1, renewedAt: Date.now() }),
+    );
     const started = Date.now();
     const { state } = await runSpec(t, file);
     expect(state.status).toBe('succeeded');
@@ -230,22 +249,34 @@ describe('training resumes from the newest complete checkpoint', () => {
     const file = pretrainSpec('interval', 'crash@25', { trainIters: 40, env: { MLEMU_ITER_TIME_MS: '250' } });
     const handle = await startPipeline(t.client, t.config, planFile(file));
     // Once the first training attempt is under way (its input, with the old interval, is fixed).
-    await until('the first training attempt', async () => (await snapshot(handle)).state?.stages.find((s) => s.name === 'pretrain')?.status === 'running', { everyMs: 50 });
+    await until('the first training attempt', async () => (await snapshot(handle)).state?.stages.find((s) => s.name === 'pretrain')?.status === 'running', {
+      everyMs: 50,
+    });
     const set = await runCli(['save-interval', handle.workflowId, '4'], { TEMPORAL_ADDRESS: t.config.address });
     expect(set.code, set.stderr).toBe(0);
     const { state } = await outcomeOf(handle);
     expect(state?.status).toBe('succeeded');
     const saveDir = state!.stages.find((s) => s.name === 'pretrain')!.output;
-    const saved = fs.readdirSync(saveDir).filter((d) => d.startsWith('iter_')).sort();
+    const saved = fs
+      .readdirSync(saveDir)
+      .filter((d) => d.startsWith('iter_'))
+      .sort();
     // The first attempt kept its interval (10, 20); the second, from 20, saved every 4.
     expect(saved).toEqual(['iter_0000010', 'iter_0000020', 'iter_0000024', 'iter_0000028', 'iter_0000032', 'iter_0000036', 'iter_0000040']);
   });
 
   it('autoSaveInterval: after a failure the next attempt saves at the interval Young/Daly recommend', async () => {
     const dir = tempDir('autointerval');
-    const spec = fiveStageSpec('autointerval', path.join(dir, 'ws'), { trainIters: 80, saveInterval: 10, pretrainEnv: { MLEMU_FAULTS: 'crash@25', MLEMU_SAVE_TIME_MS: '300' } });
+    const spec = fiveStageSpec('autointerval', path.join(dir, 'ws'), {
+      trainIters: 80,
+      saveInterval: 10,
+      pretrainEnv: { MLEMU_FAULTS: 'crash@25', MLEMU_SAVE_TIME_MS: '300' },
+    });
     spec.stages = spec.stages.slice(0, 4).filter((s) => s.name !== 'sft-data');
-    Object.assign(spec.stages.find((s) => s.name === 'pretrain')!, { autoSaveInterval: true });
+    Object.assign(
+      spec.stages.find((s) => s.name === 'pretrain')!,
+      { autoSaveInterval: true },
+    );
     const { state } = await runSpec(t, writeSpec(dir, spec));
     expect(state.status).toBe('succeeded');
     const pretrain = state.stages.find((s) => s.name === 'pretrain')!;

@@ -80,23 +80,59 @@ const generated = (): Preset[] => all().filter((p) => Object.keys(p.sources.cano
  */
 function architectureFlagSet(): Set<string> {
   const functions = new Set(['_add_network_size_args', '_add_network_args', '_add_mla_args', '_add_yarn_args', '_add_alibi_args', '_add_deepseek_moe_args']);
-  const runSettings = new Set(['--use-fused-rmsnorm', '--use-fused-swiglu', '--use-fused-rotary-pos-emb', '--use-mc2', '--output-layer-slice-num', '--stage', '--seq-aux', '--moe-device-level-aux-loss-coeff', '--moe-comm-aux-loss-coeff']);
-  const moe = ['--num-experts', '--moe-router-topk', '--moe-router-load-balancing-type', '--expert-interval', '--shared-expert-gate', '--shared-expert-gate-output-dimension', '--embedding-multiplier-scale', '--output-multiplier-scale', '--post-norm'];
+  const runSettings = new Set([
+    '--use-fused-rmsnorm',
+    '--use-fused-swiglu',
+    '--use-fused-rotary-pos-emb',
+    '--use-mc2',
+    '--output-layer-slice-num',
+    '--stage',
+    '--seq-aux',
+    '--moe-device-level-aux-loss-coeff',
+    '--moe-comm-aux-loss-coeff',
+  ]);
+  const moe = [
+    '--num-experts',
+    '--moe-router-topk',
+    '--moe-router-load-balancing-type',
+    '--expert-interval',
+    '--shared-expert-gate',
+    '--shared-expert-gate-output-dimension',
+    '--embedding-multiplier-scale',
+    '--output-multiplier-scale',
+    '--post-norm',
+  ];
   const named: Record<string, string> = {
-    '--tokenizer-type': '_add_data_args', '--vocab-size': '_add_data_args', '--make-vocab-size-divisible-by': '_add_network_size_args', '--padded-vocab-size': '_add_network_size_args',
-    '--rotary-base': '_add_algorithm_args', '--rope-scaling-type': '_add_algorithm_args', '--low-freq-factor': '_add_algorithm_args', '--high-freq-factor': '_add_algorithm_args',
-    '--original-max-position-embeddings': '_add_algorithm_args', '--disable-bias-linear': '_add_training_args', '--qk-layernorm': '_add_vision_args',
-    '--scale-emb': '_add_training_args', '--scale-depth': '_add_training_args', '--dim-model-base': '_add_training_args',
+    '--tokenizer-type': '_add_data_args',
+    '--vocab-size': '_add_data_args',
+    '--make-vocab-size-divisible-by': '_add_network_size_args',
+    '--padded-vocab-size': '_add_network_size_args',
+    '--rotary-base': '_add_algorithm_args',
+    '--rope-scaling-type': '_add_algorithm_args',
+    '--low-freq-factor': '_add_algorithm_args',
+    '--high-freq-factor': '_add_algorithm_args',
+    '--original-max-position-embeddings': '_add_algorithm_args',
+    '--disable-bias-linear': '_add_training_args',
+    '--qk-layernorm': '_add_vision_args',
+    '--scale-emb': '_add_training_args',
+    '--scale-depth': '_add_training_args',
+    '--dim-model-base': '_add_training_args',
   };
   const records = flags.entrypoints['pretrain_gpt.py'];
   const set = new Set<string>();
   for (const r of records) if (functions.has(r.function) && !runSettings.has(r.flag)) set.add(r.flag);
   for (const f of moe) {
-    expect(records.some((r) => r.flag === f && r.function === '_add_moe_args'), `${f} in _add_moe_args`).toBe(true);
+    expect(
+      records.some((r) => r.flag === f && r.function === '_add_moe_args'),
+      `${f} in _add_moe_args`,
+    ).toBe(true);
     set.add(f);
   }
   for (const [f, fn] of Object.entries(named)) {
-    expect(records.some((r) => r.flag === f && r.function === fn), `${f} in ${fn}`).toBe(true);
+    expect(
+      records.some((r) => r.flag === f && r.function === fn),
+      `${f} in ${fn}`,
+    ).toBe(true);
     set.add(f);
   }
   return set;
@@ -120,18 +156,36 @@ describe('model presets', () => {
     const total = all().reduce((n, p) => n + p.table.length, 0);
     expect(total).toBe(45);
     for (const row of perf.rows) {
-      const owners = all().filter((p) => p.table.some((t) => t.model === row.model && t.size === row.size && t.seqLength === row.seq_length && t.impl === row.impl
-        && t.nodes === row.nodes && t.devicesPerNode === row.devices_per_node && t.precision === row.precision
-        && t.tokensPerSecondPerDevice === row.tokens_per_s_per_device && t.referenceTokensPerSecondPerDevice === row.reference_tokens_per_s_per_device));
-      expect(owners.map((p) => p.name), `${row.model} ${row.size} seq ${row.seq_length}`).toHaveLength(1);
+      const owners = all().filter((p) =>
+        p.table.some(
+          (t) =>
+            t.model === row.model &&
+            t.size === row.size &&
+            t.seqLength === row.seq_length &&
+            t.impl === row.impl &&
+            t.nodes === row.nodes &&
+            t.devicesPerNode === row.devices_per_node &&
+            t.precision === row.precision &&
+            t.tokensPerSecondPerDevice === row.tokens_per_s_per_device &&
+            t.referenceTokensPerSecondPerDevice === row.reference_tokens_per_s_per_device,
+        ),
+      );
+      expect(
+        owners.map((p) => p.name),
+        `${row.model} ${row.size} seq ${row.seq_length}`,
+      ).toHaveLength(1);
       const p = owners[0];
       expect(listedNames.has(p.name)).toBe(true);
       expect(p.impls).toContain(row.impl);
       // the row's model and size name the preset (modulo the aliases documented in PRESETS.md)
-      const family = row.model.toLowerCase().replace('.', '').replace(/^internlm$/, 'intern');
+      const family = row.model
+        .toLowerCase()
+        .replace('.', '')
+        .replace(/^internlm$/, 'intern');
       expect(p.name.startsWith(`${family}-`), `${row.model} → ${p.name}`).toBe(true);
       // the reference carries the table's figure for the canonical sequence length
-      if (row.impl === p.reference.impl && row.seq_length === p.architecture.seqLength) expect(p.reference.tokensPerSecondPerDevice).toBe(row.tokens_per_s_per_device);
+      if (row.impl === p.reference.impl && row.seq_length === p.architecture.seqLength)
+        expect(p.reference.tokensPerSecondPerDevice).toBe(row.tokens_per_s_per_device);
     }
     expect(getPreset('grok1-40b')!.table.map((t) => t.size)).toEqual(['8x5B']);
     expect(getPreset('bloom-7b')!.table.map((t) => t.size)).toEqual(['7B1']);
@@ -155,7 +209,16 @@ describe('model presets', () => {
   it('take architectureArgs verbatim from the canonical script: its model-shape flags in script order', () => {
     const shape = architectureFlagSet();
     expect(shape.has('--num-layers') && shape.has('--rotary-base') && shape.has('--num-experts')).toBe(true);
-    for (const excluded of ['--seq-length', '--use-fused-rmsnorm', '--use-mc2', '--tensor-model-parallel-size', '--expert-model-parallel-size', '--moe-aux-loss-coeff', '--use-flash-attn', '--bf16'])
+    for (const excluded of [
+      '--seq-length',
+      '--use-fused-rmsnorm',
+      '--use-mc2',
+      '--tensor-model-parallel-size',
+      '--expert-model-parallel-size',
+      '--moe-aux-loss-coeff',
+      '--use-flash-attn',
+      '--bf16',
+    ])
       expect(shape.has(excluded), excluded).toBe(false);
     for (const p of generated()) {
       expect(Object.keys(p.sources.canonical).sort()).toEqual([...p.impls].sort());
@@ -167,7 +230,10 @@ describe('model presets', () => {
         expect(p.sources.pretrain).toContain(name);
         expect(p.architectureArgs[impl], `${p.name} ${impl}`).toEqual(script.args.filter(([f]) => shape.has(f)));
         // the canonical script is the shortest-context pretrain script of that implementation
-        const seqs = p.sources.pretrain.map((s) => scriptByName.get(s)!).filter((s) => s.impl === impl).map((s) => intOf(valueOf(s.args, '--seq-length')));
+        const seqs = p.sources.pretrain
+          .map((s) => scriptByName.get(s)!)
+          .filter((s) => s.impl === impl)
+          .map((s) => intOf(valueOf(s.args, '--seq-length')));
         expect(intOf(valueOf(script.args, '--seq-length'))).toBe(Math.min(...seqs));
       }
     }
@@ -177,7 +243,9 @@ describe('model presets', () => {
     const defined = (entry: string) => new Set(flags.entrypoints[entry].map((r) => r.flag));
     const entries = ['pretrain_gpt.py', 'evaluation.py', 'inference.py'].map((e) => [e, defined(e)] as const);
     const missing: string[] = [];
-    for (const p of all()) for (const args of Object.values(p.architectureArgs)) for (const [f] of args!) for (const [e, names] of entries) if (!names.has(f)) missing.push(`${p.name}: ${e} ${f}`);
+    for (const p of all())
+      for (const args of Object.values(p.architectureArgs))
+        for (const [f] of args!) for (const [e, names] of entries) if (!names.has(f)) missing.push(`${p.name}: ${e} ${f}`);
     expect(missing).toEqual([]);
   });
 
@@ -192,7 +260,9 @@ describe('model presets', () => {
       expect(a.numAttentionHeads, ctx).toBe(intOf(valueOf(args, '--num-attention-heads')));
       if (has(args, '--ffn-hidden-size')) expect(a.ffnHiddenSize, ctx).toBe(intOf(valueOf(args, '--ffn-hidden-size')));
       else expect(a.ffnHiddenSize, ctx).toBe(a.swiglu ? Math.floor((4 * a.hiddenSize * 2) / 3 / 64) * 64 : 4 * a.hiddenSize);
-      expect(a.numQueryGroups, ctx).toBe(has(args, '--group-query-attention') ? intOf(valueOf(args, '--num-query-groups') ?? defaults.get('--num-query-groups')) : undefined);
+      expect(a.numQueryGroups, ctx).toBe(
+        has(args, '--group-query-attention') ? intOf(valueOf(args, '--num-query-groups') ?? defaults.get('--num-query-groups')) : undefined,
+      );
       expect(a.maxPositionEmbeddings, ctx).toBe(intOf(valueOf(args, '--max-position-embeddings')));
       expect(a.vocabSize, ctx).toBe(has(args, '--vocab-size') ? intOf(valueOf(args, '--vocab-size')) : undefined);
       expect(a.makeVocabSizeDivisibleBy, ctx).toBe(intOf(valueOf(args, '--make-vocab-size-divisible-by') ?? defaults.get('--make-vocab-size-divisible-by')));
@@ -211,8 +281,16 @@ describe('model presets', () => {
       const canon = scriptByName.get(p.sources.canonical[primaryImpl(p)]!)!;
       expect(p.architecture.seqLength, p.name).toBe(intOf(valueOf(canon.args, '--seq-length')));
       expect(p.reference.script).toBe(canon.script);
-      expect([p.reference.tp, p.reference.pp]).toEqual([intOf(valueOf(canon.args, '--tensor-model-parallel-size')), intOf(valueOf(canon.args, '--pipeline-model-parallel-size'))]);
-      expect(p.fused).toEqual({ rmsnorm: has(canon.args, '--use-fused-rmsnorm'), swiglu: has(canon.args, '--use-fused-swiglu'), rotaryPosEmb: has(canon.args, '--use-fused-rotary-pos-emb'), flashAttn: has(canon.args, '--use-flash-attn') });
+      expect([p.reference.tp, p.reference.pp]).toEqual([
+        intOf(valueOf(canon.args, '--tensor-model-parallel-size')),
+        intOf(valueOf(canon.args, '--pipeline-model-parallel-size')),
+      ]);
+      expect(p.fused).toEqual({
+        rmsnorm: has(canon.args, '--use-fused-rmsnorm'),
+        swiglu: has(canon.args, '--use-fused-swiglu'),
+        rotaryPosEmb: has(canon.args, '--use-fused-rotary-pos-emb'),
+        flashAttn: has(canon.args, '--use-flash-attn'),
+      });
     }
   });
 
@@ -222,7 +300,9 @@ describe('model presets', () => {
       expect(p.references.map((r) => r.script).sort(), p.name).toEqual(training);
       for (const r of p.references) {
         const s = scriptByName.get(r.script)!;
-        expect([r.tp, r.pp, r.seqLength, r.globalBatchSize], r.script).toEqual(['--tensor-model-parallel-size', '--pipeline-model-parallel-size', '--seq-length', '--global-batch-size'].map((f) => intOf(valueOf(s.args, f))));
+        expect([r.tp, r.pp, r.seqLength, r.globalBatchSize], r.script).toEqual(
+          ['--tensor-model-parallel-size', '--pipeline-model-parallel-size', '--seq-length', '--global-batch-size'].map((f) => intOf(valueOf(s.args, f))),
+        );
         expect(r.cp).toBe(has(s.args, '--context-parallel-size') ? intOf(valueOf(s.args, '--context-parallel-size')) : undefined);
         expect(r.ep).toBe(has(s.args, '--expert-model-parallel-size') ? intOf(valueOf(s.args, '--expert-model-parallel-size')) : undefined);
         expect([r.nodes, r.devicesPerNode]).toEqual([s.distributed.nnodes, s.distributed.nproc_per_node]);
@@ -231,13 +311,22 @@ describe('model presets', () => {
     }
   });
 
-  it('record a decision for each of the reference\'s cross-script architecture differences', () => {
+  it("record a decision for each of the reference's cross-script architecture differences", () => {
     const diffs = examples.cross_script_architecture_differences;
     expect(diffs).toHaveLength(78);
     for (const d of diffs) {
       const listed = Object.values(d.values).flat();
-      const owners = generated().filter((p) => listed.every((s) => Object.values(p.sources).flat().includes(s as never)));
-      expect(owners.map((p) => p.name), `${d.model_dir} ${d.flag}`).toHaveLength(1);
+      const owners = generated().filter((p) =>
+        listed.every((s) =>
+          Object.values(p.sources)
+            .flat()
+            .includes(s as never),
+        ),
+      );
+      expect(
+        owners.map((p) => p.name),
+        `${d.model_dir} ${d.flag}`,
+      ).toHaveLength(1);
       const decision = owners[0].decisions.filter((x) => x.startsWith(`${d.flag} (${d.impl})`));
       expect(decision, `${owners[0].name} ${d.flag}`).toHaveLength(1);
       // the chosen value is the canonical script's: the group holding the canonical script
@@ -253,14 +342,74 @@ describe('model presets', () => {
     expect(topLevel).toEqual(presetNames());
     for (const name of presetNames()) expect(name).toMatch(/^[a-z0-9][a-z0-9.-]*$/);
     expect(presetNames()).toEqual([
-      'aquila-7b', 'aquila2-34b', 'aquila2-7b', 'baichuan-13b', 'baichuan-7b', 'baichuan2-13b', 'baichuan2-7b', 'bloom-176b', 'bloom-7b',
-      'chatglm3-6b', 'codellama-34b', 'codeqwen-7b', 'deepseek2', 'deepseek2-100b', 'deepseek2-60b', 'deepseek2-coder', 'deepseek2-lite-16b',
-      'gemma-2b', 'gemma-7b', 'gemma2-27b', 'gemma2-9b', 'glm4-9b', 'gpt3-15b', 'gpt3-175b', 'gpt4-moe-drop', 'gpt4-moe-dropless', 'grok1-40b',
-      'intern-65b', 'intern-7b', 'internlm2-20b', 'llama-13b', 'llama-33b', 'llama-65b', 'llama-7b', 'llama2-13b', 'llama2-34b', 'llama2-70b',
-      'llama2-7b', 'llama3-70b', 'llama3-8b', 'llama31-200b', 'llama31-405b', 'llama31-50b', 'llama31-70b', 'llama31-8b', 'minicpm-2b',
-      'minicpm-8x2b', 'mistral-7b', 'mixtral-8x22b', 'mixtral-8x7b', 'qwen-14b', 'qwen-72b', 'qwen-7b', 'qwen15-0point5b', 'qwen15-110b',
-      'qwen15-14b', 'qwen15-1point8b', 'qwen15-32b', 'qwen15-4b', 'qwen15-72b', 'qwen15-7b', 'qwen2-0point5b', 'qwen2-1point5b', 'qwen2-72b',
-      'qwen2-7b', 'qwen2-moe-57b-a14b', 'tiny', 'yi-34b',
+      'aquila-7b',
+      'aquila2-34b',
+      'aquila2-7b',
+      'baichuan-13b',
+      'baichuan-7b',
+      'baichuan2-13b',
+      'baichuan2-7b',
+      'bloom-176b',
+      'bloom-7b',
+      'chatglm3-6b',
+      'codellama-34b',
+      'codeqwen-7b',
+      'deepseek2',
+      'deepseek2-100b',
+      'deepseek2-60b',
+      'deepseek2-coder',
+      'deepseek2-lite-16b',
+      'gemma-2b',
+      'gemma-7b',
+      'gemma2-27b',
+      'gemma2-9b',
+      'glm4-9b',
+      'gpt3-15b',
+      'gpt3-175b',
+      'gpt4-moe-drop',
+      'gpt4-moe-dropless',
+      'grok1-40b',
+      'intern-65b',
+      'intern-7b',
+      'internlm2-20b',
+      'llama-13b',
+      'llama-33b',
+      'llama-65b',
+      'llama-7b',
+      'llama2-13b',
+      'llama2-34b',
+      'llama2-70b',
+      'llama2-7b',
+      'llama3-70b',
+      'llama3-8b',
+      'llama31-200b',
+      'llama31-405b',
+      'llama31-50b',
+      'llama31-70b',
+      'llama31-8b',
+      'minicpm-2b',
+      'minicpm-8x2b',
+      'mistral-7b',
+      'mixtral-8x22b',
+      'mixtral-8x7b',
+      'qwen-14b',
+      'qwen-72b',
+      'qwen-7b',
+      'qwen15-0point5b',
+      'qwen15-110b',
+      'qwen15-14b',
+      'qwen15-1point8b',
+      'qwen15-32b',
+      'qwen15-4b',
+      'qwen15-72b',
+      'qwen15-7b',
+      'qwen2-0point5b',
+      'qwen2-1point5b',
+      'qwen2-72b',
+      'qwen2-7b',
+      'qwen2-moe-57b-a14b',
+      'tiny',
+      'yi-34b',
     ]);
     // the size part of an id is the size token of its canonical script's file name
     for (const p of generated()) {
@@ -274,7 +423,15 @@ describe('model presets', () => {
     const p = getPreset('llama2-7b')!;
     expect(p.impls).toEqual(['mcore', 'legacy']);
     expect(p.architecture).toMatchObject({ numLayers: 32, hiddenSize: 4096, numAttentionHeads: 32, tokenizerType: 'Llama2Tokenizer' });
-    expect(p.reference).toMatchObject({ impl: 'mcore', tp: 1, pp: 2, microBatchSize: 1, globalBatchSize: 256, precision: 'bf16', tokensPerSecondPerDevice: 4672 });
+    expect(p.reference).toMatchObject({
+      impl: 'mcore',
+      tp: 1,
+      pp: 2,
+      microBatchSize: 1,
+      globalBatchSize: 256,
+      precision: 'bf16',
+      tokensPerSecondPerDevice: 4672,
+    });
     expect(p.sources.canonical.mcore).toBe('examples/mcore/llama2/pretrain_llama2_7b_ptd.sh');
     expect(p.legacyLoader).toBe('llama2_hf');
     expect(p.hfModelType).toBe('llama2');

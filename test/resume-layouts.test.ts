@@ -54,9 +54,16 @@ function loraSpec(name: string, base: 'weights' | 'pretrain'): string {
   const spec = fiveStageSpec(name, path.join(dir, 'ws'), { trainIters: 10, saveInterval: 10 });
   const keep = base === 'weights' ? ['sft-data', 'weights', 'finetune'] : ['data', 'sft-data', 'weights', 'pretrain', 'finetune'];
   spec.stages = spec.stages.filter((s) => keep.includes(s.name as string));
-  Object.assign(spec.stages.find((s) => s.name === 'finetune')!, {
-    load: base, trainIters: 30, saveInterval: 10, lora: { r: 8, alpha: 16 }, env: { MLEMU_FAULTS: 'crash@15' },
-  });
+  Object.assign(
+    spec.stages.find((s) => s.name === 'finetune')!,
+    {
+      load: base,
+      trainIters: 30,
+      saveInterval: 10,
+      lora: { r: 8, alpha: 16 },
+      env: { MLEMU_FAULTS: 'crash@15' },
+    },
+  );
   return writeSpec(dir, spec);
 }
 
@@ -87,7 +94,9 @@ describe('a LoRA fine-tune with the distributed optimizer resumes its own checkp
     expect(fs.readFileSync(path.join(view, 'latest_checkpointed_iteration.txt'), 'utf8').trim()).toBe('10');
     const shard = path.join(view, 'iter_0000010', 'mp_rank_00');
     const baseIteration = fs.readFileSync(path.join(baseDir, 'latest_checkpointed_iteration.txt'), 'utf8').trim();
-    expect(fs.readlinkSync(path.join(shard, 'model_optim_rng.pt'))).toBe(path.join(baseDir, `iter_${baseIteration.padStart(7, '0')}`, 'mp_rank_00', 'model_optim_rng.pt'));
+    expect(fs.readlinkSync(path.join(shard, 'model_optim_rng.pt'))).toBe(
+      path.join(baseDir, `iter_${baseIteration.padStart(7, '0')}`, 'mp_rank_00', 'model_optim_rng.pt'),
+    );
     expect(fs.readlinkSync(path.join(shard, 'distrib_optim.pt'))).toBe(path.join(finetune.output, 'iter_0000010', 'mp_rank_00', 'distrib_optim.pt'));
 
     // Megatron restored iteration 10 (and with it the consumed samples and the LR schedule) and went on at 11.
@@ -104,7 +113,6 @@ describe('a LoRA fine-tune with the distributed optimizer resumes its own checkp
     const touched = Object.entries(snapshotFiles(baseDir)).filter(([, sig]) => Number(sig.split(':')[1]) >= started);
     expect(touched).toEqual([]);
   });
-
 
   it('a torn newest LoRA checkpoint: --lora-load and --load both show the previous complete iteration', async () => {
     const file = loraSpec('lora-torn', 'weights');
@@ -133,9 +141,37 @@ describe('a LoRA fine-tune with the distributed optimizer resumes its own checkp
 function moeSpec(name: string, weightsEp?: number): string {
   const dir = tempDir(name);
   const weights = path.join(dir, 'moe-weights');
-  const convert = weightsEp === undefined ? undefined : spawnSync('python3', [path.join(EMULATOR, 'convert_ckpt.py'), '--model-type', 'GPT', '--load-model-type', 'hf', '--save-model-type', 'mg',
-    '--target-tensor-parallel-size', '1', '--target-pipeline-parallel-size', '1', '--target-expert-parallel-size', String(weightsEp), '--use-mcore-models', '--model-type-hf', 'mixtral',
-    '--load-dir', path.join(DEMO, 'hf-tiny'), '--save-dir', weights, '--tokenizer-model', path.join(DEMO, 'hf-tiny', 'tokenizer.model')], { encoding: 'utf8', env: { ...process.env, MLEMU_CONVERT_TIME_MS: '5' } });
+  const convert =
+    weightsEp === undefined
+      ? undefined
+      : spawnSync(
+          'python3',
+          [
+            path.join(EMULATOR, 'convert_ckpt.py'),
+            '--model-type',
+            'GPT',
+            '--load-model-type',
+            'hf',
+            '--save-model-type',
+            'mg',
+            '--target-tensor-parallel-size',
+            '1',
+            '--target-pipeline-parallel-size',
+            '1',
+            '--target-expert-parallel-size',
+            String(weightsEp),
+            '--use-mcore-models',
+            '--model-type-hf',
+            'mixtral',
+            '--load-dir',
+            path.join(DEMO, 'hf-tiny'),
+            '--save-dir',
+            weights,
+            '--tokenizer-model',
+            path.join(DEMO, 'hf-tiny', 'tokenizer.model'),
+          ],
+          { encoding: 'utf8', env: { ...process.env, MLEMU_CONVERT_TIME_MS: '5' } },
+        );
   if (convert) expect(convert.status, convert.stderr).toBe(0);
   const base = fiveStageSpec(name, path.join(dir, 'ws'));
   const spec: RawSpec = {
@@ -145,8 +181,15 @@ function moeSpec(name: string, weightsEp?: number): string {
     stages: [
       { name: 'data', kind: 'preprocess', input: path.join(DEMO, 'corpus.jsonl') },
       {
-        name: 'pretrain', kind: 'pretrain', data: 'data', ...(convert ? { load: weights } : {}), trainIters: 30, saveInterval: 10, globalBatchSize: 8,
-        args: { '--num-experts': '4', '--moe-router-topk': '2' }, env: { MLEMU_FAULTS: 'crash@15' },
+        name: 'pretrain',
+        kind: 'pretrain',
+        data: 'data',
+        ...(convert ? { load: weights } : {}),
+        trainIters: 30,
+        saveInterval: 10,
+        globalBatchSize: 8,
+        args: { '--num-experts': '4', '--moe-router-topk': '2' },
+        env: { MLEMU_FAULTS: 'crash@15' },
       },
     ],
   };
@@ -184,6 +227,8 @@ describe('a MoE run with expert parallelism 2', () => {
     expect(state.status).toBe('failed');
     const attempt = state.stages.find((s) => s.name === 'pretrain')!.attempts[0];
     expect(attempt.failureClass).toBe('missing-input');
-    expect(attempt.reason).toMatch(/holds shards mp_rank_00 at iter_0000001, not the TP 1 × PP 1 × EP 2 layout this stage runs \(mp_rank_00_000, mp_rank_00_001\); add a convert stage that reshards it/);
+    expect(attempt.reason).toMatch(
+      /holds shards mp_rank_00 at iter_0000001, not the TP 1 × PP 1 × EP 2 layout this stage runs \(mp_rank_00_000, mp_rank_00_001\); add a convert stage that reshards it/,
+    );
   });
 });

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { ROOT } from '../testkit/specs.ts';
 
 const tracked = execFileSync('git', ['ls-files'], { cwd: ROOT, encoding: 'utf8' }).split('\n').filter(Boolean);
-const code = tracked.filter((f) => /\.(ts|mjs|js|py)$/.test(f) || f.startsWith('emulator/') && !f.includes('.'));
+const code = tracked.filter((f) => /\.(ts|mjs|js|py)$/.test(f) || (f.startsWith('emulator/') && !f.includes('.')));
 
 describe('the repository is self-contained', () => {
   it('no code names a path outside the repository for reference data', () => {

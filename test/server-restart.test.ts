@@ -16,12 +16,22 @@ describe('a restarted Temporal server', () => {
     const port = await getFreePort();
     const dbFile = path.join(dir, 'temporal.db');
     let server = await startDevServer({ port, dbFile, ui: false });
-    const config = loadConfig({
-      address: server.address,
-      taskQueue: `restart-${process.pid}`,
-      retry: { maximumAttempts: 3, initialInterval: '500ms', backoffCoefficient: 1, maximumInterval: '1s', infrastructureAttempts: 5, infrastructureInitialInterval: '500ms' },
-      activity: { heartbeatTimeout: '20s', startToCloseTimeout: '10m' },
-    }, {});
+    const config = loadConfig(
+      {
+        address: server.address,
+        taskQueue: `restart-${process.pid}`,
+        retry: {
+          maximumAttempts: 3,
+          initialInterval: '500ms',
+          backoffCoefficient: 1,
+          maximumInterval: '1s',
+          infrastructureAttempts: 5,
+          infrastructureInitialInterval: '500ms',
+        },
+        activity: { heartbeatTimeout: '20s', startToCloseTimeout: '10m' },
+      },
+      {},
+    );
     const { worker, close } = await createLinkflowWorker({ config });
     const running = worker.run();
     try {

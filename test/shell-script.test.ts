@@ -111,7 +111,7 @@ function reconstruct(e: Example, n: number): Reconstructed {
   const entryIndex = e.argv.findIndex((a, i) => i >= launcherWords && a.replace(/^\.\//, '') === e.entrypoint);
   const entryAsWritten = e.argv[entryIndex];
   const launcherOpts = e.argv.slice(launcherWords, entryIndex);
-  let distArgs: string[] = [];
+  const distArgs: string[] = [];
   if (e.launcher !== 'python') {
     const npus = n % 2 ? 'NPUS_PER_NODE' : 'GPUS_PER_NODE';
     const d = e.distributed;
@@ -143,16 +143,9 @@ function reconstruct(e: Example, n: number): Reconstructed {
     }
     // NNODES after IPs, so ${#IPs[@]} is known
     out.push('', '# change for multinode config', ...nodes.sort((a, b) => Number(a.startsWith('NNODES=${#')) - Number(b.startsWith('NNODES=${#'))));
-    if (nodes.some((l) => l.startsWith(`${npus}=`)))
-      out.push(n % 2 ? `WORLD_SIZE=$(($${npus}*$NNODES))` : `WORLD_SIZE=$((${npus} * NNODES))`);
+    if (nodes.some((l) => l.startsWith(`${npus}=`))) out.push(n % 2 ? `WORLD_SIZE=$(($${npus}*$NNODES))` : `WORLD_SIZE=$((${npus} * NNODES))`);
     for (const name of dynamic) {
-      out.push(
-        `for i in 0 1; do`,
-        `    if [ "$(hostname)" == "node$i" ]; then`,
-        `        ${name}=$i`,
-        `    fi`,
-        `done`,
-      );
+      out.push(`for i in 0 1; do`, `    if [ "$(hostname)" == "node$i" ]; then`, `        ${name}=$i`, `    fi`, `done`);
       expectWarnings.push(`'for' loop is not interpreted`);
     }
   }
@@ -242,8 +235,10 @@ function reconstruct(e: Example, n: number): Reconstructed {
   if (e.log_file !== null) {
     const log = BARE.test(e.log_file) ? e.log_file : `"${e.log_file}"`;
     if (n % 5 === 0) lines[last] += ` > ${log} 2>&1`;
-    else if (n % 5 === 1) lines.push(`    2>&1 | tee ${log}`), (lines[last] += ' \\');
-    else lines.push(`    | tee ${log}`), (lines[last] += ' \\');
+    else {
+      lines.push(n % 5 === 1 ? `    2>&1 | tee ${log}` : `    | tee ${log}`);
+      lines[last] += ' \\';
+    }
   } else if (orphaned.length) {
     // the previous line lost its continuation backslash: these are a separate command
     for (const a of orphaned) {
@@ -312,7 +307,9 @@ describe('parseModelLinkScript on scripts reconstructed from examples.json', () 
       if (problems.length === 0) ok++;
       else failures.push(`${e.script}:\n  ${problems.join('\n  ')}\n--- script ---\n${r.text}`);
     });
-    console.log(`shell-script round-trip: ${ok}/${examples.scripts.length} reconstructed scripts parse to their examples.json entry (${blocks} with GPT_ARGS-style blocks, ${placeholders} with placeholders)`);
+    console.log(
+      `shell-script round-trip: ${ok}/${examples.scripts.length} reconstructed scripts parse to their examples.json entry (${blocks} with GPT_ARGS-style blocks, ${placeholders} with placeholders)`,
+    );
     // the reconstruction really exercises the interpreter (variable blocks, placeholders)
     expect(blocks).toBeGreaterThan(250);
     expect(placeholders).toBeGreaterThan(250);
@@ -359,7 +356,18 @@ describe('parseModelLinkScript: hand-written cases', () => {
     expect(p.placeholders).toEqual({ CKPT_LOAD_DIR: 'your model ckpt path', TOKENIZER_MODEL: '<tokenizer model>' });
     expect(p.logFile).toBe('logs/train.log');
     expect(p.argv.slice(0, 12)).toEqual([
-      'torchrun', '--nproc_per_node', '8', '--nnodes', '2', '--node_rank', '0', '--master_addr', 'localhost', '--master_port', '6000', 'pretrain_gpt.py',
+      'torchrun',
+      '--nproc_per_node',
+      '8',
+      '--nnodes',
+      '2',
+      '--node_rank',
+      '0',
+      '--master_addr',
+      'localhost',
+      '--master_port',
+      '6000',
+      'pretrain_gpt.py',
     ]);
     expect(p.warnings).toEqual([expect.stringContaining('value <tokenizer model> is not valid bash')]);
   });
@@ -425,7 +433,15 @@ python inference.py \
   it('tells placeholders from values', () => {
     for (const v of ['your data path', 'Your tokenizer path', 'merge file for gpt training', '<master_addr>', 'your_data_path'])
       expect(looksLikePlaceholder(v), v).toBe(true);
-    for (const v of ['./ckpt/llama-2-7b', 'localhost', 'mmlu', '', '\n    --seq-length 4096 \\\n', 'query_key_value dense', '0.5 a_text_document 0.5 b_text_document'])
+    for (const v of [
+      './ckpt/llama-2-7b',
+      'localhost',
+      'mmlu',
+      '',
+      '\n    --seq-length 4096 \\\n',
+      'query_key_value dense',
+      '0.5 a_text_document 0.5 b_text_document',
+    ])
       expect(looksLikePlaceholder(v), v).toBe(false);
   });
 

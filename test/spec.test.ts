@@ -62,13 +62,21 @@ describe('pipeline spec validation', () => {
 
     // mmlu would be read from the last path containing "mmlu": ceval's.
     const shadowed = fiveStageSpec('bad', '/tmp/ws');
-    (shadowed.stages[5] as Record<string, unknown>).tasks = [{ name: 'mmlu', dataPath: '/data/mmlu/test' }, { name: 'ceval', dataPath: '/data/ceval-like-mmlu/val' }];
+    (shadowed.stages[5] as Record<string, unknown>).tasks = [
+      { name: 'mmlu', dataPath: '/data/mmlu/test' },
+      { name: 'ceval', dataPath: '/data/ceval-like-mmlu/val' },
+    ];
     const problems = problemsOf(shadowed);
-    expect(problems.some((p) => p.startsWith("stages[5].tasks[0].dataPath: ModelLink's evaluation.py would read mmlu from /data/ceval-like-mmlu/val"))).toBe(true);
+    expect(problems.some((p) => p.startsWith("stages[5].tasks[0].dataPath: ModelLink's evaluation.py would read mmlu from /data/ceval-like-mmlu/val"))).toBe(
+      true,
+    );
     expect(problems.some((p) => p.startsWith('stages[5].tasks[1]'))).toBe(false);
 
     const named = fiveStageSpec('ok', '/tmp/ws');
-    (named.stages[5] as Record<string, unknown>).tasks = [{ name: 'agieval', dataPath: '/data/agieval/test' }, { name: 'mmlu', dataPath: '/data/mmlu/test' }];
+    (named.stages[5] as Record<string, unknown>).tasks = [
+      { name: 'agieval', dataPath: '/data/agieval/test' },
+      { name: 'mmlu', dataPath: '/data/mmlu/test' },
+    ];
     expect(planPipeline(named, { baseDir: '/tmp' }).ok).toBe(true);
   });
 
@@ -85,14 +93,19 @@ describe('pipeline spec validation', () => {
   it('rejects args flags that ModelLink does not define, unless allowed', () => {
     const spec = fiveStageSpec('bad', '/tmp/ws');
     (spec.stages[3] as Record<string, unknown>).args = { '--use-fused-rmsnorm': true, '--bogus-flag': 1 };
-    expect(problemsOf(spec)).toEqual(["stages[3].args.--bogus-flag: --bogus-flag is not a flag of ModelLink's pretrain_gpt.py; set allowUnknownFlags: true if your ModelLink version has it"]);
+    expect(problemsOf(spec)).toEqual([
+      "stages[3].args.--bogus-flag: --bogus-flag is not a flag of ModelLink's pretrain_gpt.py; set allowUnknownFlags: true if your ModelLink version has it",
+    ]);
     (spec.stages[3] as Record<string, unknown>).allowUnknownFlags = true;
     expect(planPipeline(spec, { baseDir: '/tmp' }).ok).toBe(true);
   });
 
   it('args override, add and remove flags; env null removes a variable', () => {
     const spec = fiveStageSpec('ov', '/tmp/ws');
-    Object.assign(spec.stages[3], { args: { '--lr': 3e-4, '--use-flash-attn': null, '--use-mc2': true, '--profile-ranks': [0, 1] }, env: { PYTORCH_NPU_ALLOC_CONF: null, HCCL_CONNECT_TIMEOUT: '1200' } });
+    Object.assign(spec.stages[3], {
+      args: { '--lr': 3e-4, '--use-flash-attn': null, '--use-mc2': true, '--profile-ranks': [0, 1] },
+      env: { PYTORCH_NPU_ALLOC_CONF: null, HCCL_CONNECT_TIMEOUT: '1200' },
+    });
     const r = planPipeline(spec, { baseDir: '/tmp' });
     if (!r.ok) throw new Error(JSON.stringify(r.problems));
     const stage = r.plan.stages[3];
@@ -109,13 +122,23 @@ describe('pipeline spec validation', () => {
 describe('LoRA fine-tuning', () => {
   it('a training stage loads weights of its own expert-parallel layout', () => {
     const spec = fiveStageSpec('ep', '/tmp/ws');
-    Object.assign(spec, { model: { preset: 'mixtral-8x7b', impl: 'mcore', tokenizer: '/tmp/tok' }, cluster: { nodes: 1, devicesPerNode: 2 }, parallel: { tp: 1, pp: 1, ep: 2 } });
+    Object.assign(spec, {
+      model: { preset: 'mixtral-8x7b', impl: 'mcore', tokenizer: '/tmp/tok' },
+      cluster: { nodes: 1, devicesPerNode: 2 },
+      parallel: { tp: 1, pp: 1, ep: 2 },
+    });
     spec.stages = spec.stages.filter((s) => ['data', 'weights', 'pretrain'].includes(s.name as string));
-    Object.assign(spec.stages.find((s) => s.name === 'weights')!, { ep: 1 });
+    Object.assign(
+      spec.stages.find((s) => s.name === 'weights')!,
+      { ep: 1 },
+    );
     expect(problemsOf(spec)).toContain(
       'stages[2].load: stage "weights" holds mcore weights at TP 1 PP 1 EP 1, but this stage runs mcore at TP 1 PP 1 EP 2: convert them first (a stage { kind: convert, from: weights, to: mcore, tp: 1, pp: 1, ep: 2 })',
     );
-    Object.assign(spec.stages.find((s) => s.name === 'weights')!, { ep: 2 });
+    Object.assign(
+      spec.stages.find((s) => s.name === 'weights')!,
+      { ep: 2 },
+    );
     const r = planPipeline(spec, { baseDir: '/tmp' });
     if (!r.ok) throw new Error(JSON.stringify(r.problems));
     expect(r.plan.stages.find((s) => s.name === 'pretrain')).toMatchObject({ training: { tp: 1, pp: 1, ep: 2 }, loadLayout: { tp: 1, pp: 1, ep: 2 } });

@@ -22,7 +22,9 @@ describe('the stop grace', () => {
     const timeout = 30 * 60_000;
     expect(stopGraceMs({ longestSaveMs: 15_000, msPerIteration: 2_000, checkpointTimeoutMs: timeout })).toBe(15_000 * 1.5 + 2_000 + EXIT_MS);
     // During an interval save the stop save follows it.
-    expect(stopGraceMs({ longestSaveMs: 15_000, msPerIteration: 2_000, savingNow: true, checkpointTimeoutMs: timeout })).toBe(2 * 15_000 * 1.5 + 2_000 + EXIT_MS);
+    expect(stopGraceMs({ longestSaveMs: 15_000, msPerIteration: 2_000, savingNow: true, checkpointTimeoutMs: timeout })).toBe(
+      2 * 15_000 * 1.5 + 2_000 + EXIT_MS,
+    );
     expect(stopGraceMs({ longestSaveMs: 20 * 60_000, msPerIteration: 2_000, checkpointTimeoutMs: timeout })).toBe(timeout);
     // Before any save was measured, a save is assumed to take minutes.
     expect(stopGraceMs({ msPerIteration: 500, checkpointTimeoutMs: timeout })).toBe(UNMEASURED_SAVE_MS + 500 + EXIT_MS);
@@ -79,14 +81,21 @@ describe('whom a stop signals', () => {
     expect(launchesElasticAgent(pythonLaunch('python3'))).toBe(false);
   });
 
-
   it('SIGTERM goes to the launcher’s workers, not to the agent, which then ends as they did', async () => {
     const dir = tempDir('stop-workers');
     const marks = path.join(dir, 'marks');
     fs.mkdirSync(marks);
     fs.writeFileSync(path.join(dir, 'agent.py'), FAKE_AGENT);
-    const proc = startProcess({ argv: ['python3', path.join(dir, 'agent.py'), marks], cwd: dir, env: process.env, logFile: path.join(dir, 'log'), stopSignalTo: 'workers' });
-    await until('both workers up', async () => fs.existsSync(path.join(marks, 'worker-0-up')) && fs.existsSync(path.join(marks, 'worker-1-up')), { timeoutMs: 30_000 });
+    const proc = startProcess({
+      argv: ['python3', path.join(dir, 'agent.py'), marks],
+      cwd: dir,
+      env: process.env,
+      logFile: path.join(dir, 'log'),
+      stopSignalTo: 'workers',
+    });
+    await until('both workers up', async () => fs.existsSync(path.join(marks, 'worker-0-up')) && fs.existsSync(path.join(marks, 'worker-1-up')), {
+      timeoutMs: 30_000,
+    });
     const t0 = Date.now();
     await proc.kill(20_000);
     expect(Date.now() - t0).toBeLessThan(20_000); // ended by itself, not by SIGKILL
@@ -100,7 +109,13 @@ describe('whom a stop signals', () => {
     const marks = path.join(dir, 'marks');
     fs.mkdirSync(marks);
     fs.writeFileSync(path.join(dir, 'lone.py'), LONE_LAUNCHER);
-    const proc = startProcess({ argv: ['python3', path.join(dir, 'lone.py'), marks], cwd: dir, env: process.env, logFile: path.join(dir, 'log'), stopSignalTo: 'workers' });
+    const proc = startProcess({
+      argv: ['python3', path.join(dir, 'lone.py'), marks],
+      cwd: dir,
+      env: process.env,
+      logFile: path.join(dir, 'log'),
+      stopSignalTo: 'workers',
+    });
     await until('the launcher up', async () => fs.existsSync(path.join(marks, 'lone-up')), { timeoutMs: 30_000 });
     await proc.kill(20_000);
     expect(await proc.exited).toEqual({ exitCode: 0, signal: null });
@@ -128,7 +143,21 @@ describe('a worker that dies', () => {
     fs.mkdirSync(marks);
     fs.writeFileSync(path.join(dir, 'saver.py'), SLOW_SAVER);
     // Started with a 1 s grace, raised to 20 s: the 3 s save must finish.
-    const worker = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test', 'fixtures', 'start-with-grace.ts'), path.join(dir, 'log'), '1000', '20000', 'python3', path.join(dir, 'saver.py'), marks], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const worker = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        path.join(ROOT, 'test', 'fixtures', 'start-with-grace.ts'),
+        path.join(dir, 'log'),
+        '1000',
+        '20000',
+        'python3',
+        path.join(dir, 'saver.py'),
+        marks,
+      ],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     await until('the trainer up', async () => fs.existsSync(path.join(marks, 'up')), { timeoutMs: 30_000 });
     worker.kill('SIGKILL');
     // With the 1 s it started with, the group would be SIGKILLed two seconds before the save ends.
@@ -156,10 +185,14 @@ function pretrainSpec(name: string, saveMs: number, patch: (spec: RawSpec) => vo
 /** Stops the pipeline once training is past `iteration`; returns the stopped attempt's last iteration and the save directory. */
 async function stopPast(file: string, iteration: number): Promise<{ stoppedAt: number; saveDir: string; log: string }> {
   const handle = await startPipeline(t.client, t.config, planFile(file));
-  await until(`training past iteration ${iteration}`, async () => {
-    const snap = await snapshot(handle);
-    return snap.live?.stage === 'pretrain' && (snap.live.iteration ?? 0) >= iteration;
-  }, { timeoutMs: 180_000 });
+  await until(
+    `training past iteration ${iteration}`,
+    async () => {
+      const snap = await snapshot(handle);
+      return snap.live?.stage === 'pretrain' && (snap.live.iteration ?? 0) >= iteration;
+    },
+    { timeoutMs: 180_000 },
+  );
   const stop = await runCli(['stop', handle.workflowId], { TEMPORAL_ADDRESS: t.config.address });
   expect(stop.code, stop.stderr).toBe(0);
   const { state } = await outcomeOf(handle);
@@ -202,7 +235,10 @@ describe('stop and drain do not rely on high availability saving on SIGTERM', ()
       s.cluster = { nodes: 1, devicesPerNode: 2 };
       Object.assign(s, { highAvailability: { enabled: true } });
       // No interval save before the end: the only checkpoint is the stop's.
-      Object.assign(s.stages.find((st) => st.name === 'pretrain')!, { trainIters: 5000, saveInterval: 5000 });
+      Object.assign(
+        s.stages.find((st) => st.name === 'pretrain')!,
+        { trainIters: 5000, saveInterval: 5000 },
+      );
     });
     const { stoppedAt, saveDir, log } = await stopPast(file, 15);
     expect(log).toContain('--exit-signal-handler');

@@ -17,7 +17,11 @@ export function tempDir(prefix: string): string {
 }
 
 /** Every stage kind (preprocess, convert, pretrain, finetune, evaluate, inference) with fast emulator iterations. */
-export function fiveStageSpec(name: string, workspace: string, opts: { trainIters?: number; saveInterval?: number; pretrainEnv?: Record<string, string>; noProgressTimeout?: string } = {}): RawSpec {
+export function fiveStageSpec(
+  name: string,
+  workspace: string,
+  opts: { trainIters?: number; saveInterval?: number; pretrainEnv?: Record<string, string>; noProgressTimeout?: string } = {},
+): RawSpec {
   return {
     name,
     workspace,
@@ -30,9 +34,15 @@ export function fiveStageSpec(name: string, workspace: string, opts: { trainIter
       { name: 'sft-data', kind: 'preprocess', input: path.join(DEMO, 'alpaca.jsonl'), handler: 'AlpacaStyleInstructionHandler', promptType: 'llama2' },
       { name: 'weights', kind: 'convert', from: path.join(DEMO, 'hf-tiny') },
       {
-        name: 'pretrain', kind: 'pretrain', data: 'data', load: 'weights',
-        trainIters: opts.trainIters ?? 100, saveInterval: opts.saveInterval ?? 10, globalBatchSize: 8,
-        noProgressTimeout: opts.noProgressTimeout ?? '60s', env: opts.pretrainEnv ?? {},
+        name: 'pretrain',
+        kind: 'pretrain',
+        data: 'data',
+        load: 'weights',
+        trainIters: opts.trainIters ?? 100,
+        saveInterval: opts.saveInterval ?? 10,
+        globalBatchSize: 8,
+        noProgressTimeout: opts.noProgressTimeout ?? '60s',
+        env: opts.pretrainEnv ?? {},
       },
       { name: 'finetune', kind: 'finetune', data: 'sft-data', load: 'pretrain', trainIters: 20, saveInterval: 10, globalBatchSize: 8, promptType: 'llama2' },
       { name: 'evaluate', kind: 'evaluate', load: 'finetune', tasks: [{ name: 'mmlu', dataPath: path.join(DEMO, 'mmlu', 'test') }] },

@@ -18,12 +18,22 @@ export interface TestTemporal {
 /** Short retry backoff and heartbeat timeout so failure tests take seconds, not minutes. */
 export async function startTestTemporal(): Promise<TestTemporal> {
   const server = await startDevServer({ ui: false });
-  const config = loadConfig({
-    address: server.address,
-    taskQueue: `test-${randomUUID()}`,
-    retry: { maximumAttempts: 4, initialInterval: '500ms', backoffCoefficient: 1, maximumInterval: '1s', infrastructureAttempts: 6, infrastructureInitialInterval: '500ms' },
-    activity: { heartbeatTimeout: '10s', startToCloseTimeout: '10m' },
-  }, {});
+  const config = loadConfig(
+    {
+      address: server.address,
+      taskQueue: `test-${randomUUID()}`,
+      retry: {
+        maximumAttempts: 4,
+        initialInterval: '500ms',
+        backoffCoefficient: 1,
+        maximumInterval: '1s',
+        infrastructureAttempts: 6,
+        infrastructureInitialInterval: '500ms',
+      },
+      activity: { heartbeatTimeout: '10s', startToCloseTimeout: '10m' },
+    },
+    {},
+  );
   const { worker, close } = await createLinkflowWorker({ config });
   const running = worker.run();
   const client = await connectClient(config);

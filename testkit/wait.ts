@@ -45,9 +45,20 @@ export function processesMentioning(text: string): string[] {
 
 /** Short backoff and a given heartbeat timeout, so failure tests take seconds. */
 export function fastRetryConfig(address: string, heartbeatTimeout: string, extra: Partial<LinkflowConfig['retry']> = {}): LinkflowConfig {
-  return loadConfig({
-    address,
-    retry: { maximumAttempts: 3, initialInterval: '500ms', backoffCoefficient: 1, maximumInterval: '1s', infrastructureAttempts: 5, infrastructureInitialInterval: '500ms', ...extra },
-    activity: { heartbeatTimeout, startToCloseTimeout: '10m' },
-  }, {});
+  return loadConfig(
+    {
+      address,
+      retry: {
+        maximumAttempts: 3,
+        initialInterval: '500ms',
+        backoffCoefficient: 1,
+        maximumInterval: '1s',
+        infrastructureAttempts: 5,
+        infrastructureInitialInterval: '500ms',
+        ...extra,
+      },
+      activity: { heartbeatTimeout, startToCloseTimeout: '10m' },
+    },
+    {},
+  );
 }

@@ -66,14 +66,14 @@ export async function createLinkflowWorker({ config, taskQueue, connection, node
   });
   const nodeWorker = node
     ? await Worker.create({
-      connection: conn,
-      namespace: config.namespace,
-      identity,
-      taskQueue: nodeQueue(pool, node.node),
-      activities,
-      shutdownGraceTime: '30s',
-      maxHeartbeatThrottleInterval: '2s',
-    })
+        connection: conn,
+        namespace: config.namespace,
+        identity,
+        taskQueue: nodeQueue(pool, node.node),
+        activities,
+        shutdownGraceTime: '30s',
+        maxHeartbeatThrottleInterval: '2s',
+      })
     : undefined;
   const all = nodeWorker ? [worker, nodeWorker] : [worker];
   return {
@@ -86,7 +86,9 @@ export async function createLinkflowWorker({ config, taskQueue, connection, node
       if (failed) throw failed.reason;
     },
     shutdown: () => all.forEach((w) => w.getState() === 'RUNNING' && w.shutdown()),
-    close: async () => { if (!connection) await conn.close(); },
+    close: async () => {
+      if (!connection) await conn.close();
+    },
   };
 }
 

@@ -33,7 +33,13 @@ export function attemptFailure(attempt: number, err: unknown): AttemptRecord {
       // Its last heartbeat says where it ran.
       const last = cause.lastHeartbeatDetails as { node?: unknown } | undefined;
       const node = typeof last?.node === 'string' ? last.node : undefined;
-      return { attempt, outcome: 'failed', failureClass: 'node-lost', reason: 'the worker running this attempt stopped heartbeating (worker or node lost)', ...(node ? { node } : {}) };
+      return {
+        attempt,
+        outcome: 'failed',
+        failureClass: 'node-lost',
+        reason: 'the worker running this attempt stopped heartbeating (worker or node lost)',
+        ...(node ? { node } : {}),
+      };
     }
     if (cause.timeoutType === 'SCHEDULE_TO_START') {
       // A placed node whose worker never picked its rank up: it went away after placement.

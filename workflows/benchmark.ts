@@ -4,7 +4,17 @@
  * case that cannot run here is skipped with the reason; one whose job fails is recorded as failed
  * with its class and log excerpt; the others go on. A Temporal Schedule starts it every night.
  */
-import { ApplicationFailure, CancellationScope, ChildWorkflowFailure, TimeoutFailure, executeChild, isCancellation, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  CancellationScope,
+  ChildWorkflowFailure,
+  TimeoutFailure,
+  executeChild,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type * as activities from '../activities/index.ts';
 import type { CaseRunOutcome } from '../contracts/workflows.ts';
 import type { BenchmarkCase, BenchmarkSuite, CaseResult } from '../benchmark/core.ts';
@@ -55,7 +65,9 @@ export async function benchmarkWorkflow({ suite }: { suite: BenchmarkSuite }): P
     }
   } catch (err) {
     // The stored run must not stay "running": record how it ended, even when cancelled.
-    await CancellationScope.nonCancellable(() => bench.finishBenchmarkRun({ suite, runId, status: isCancellation(err) ? 'cancelled' : 'failed' })).catch(() => undefined);
+    await CancellationScope.nonCancellable(() => bench.finishBenchmarkRun({ suite, runId, status: isCancellation(err) ? 'cancelled' : 'failed' })).catch(
+      () => undefined,
+    );
     throw err;
   }
 }
@@ -103,7 +115,12 @@ function failedCase(err: unknown, timeoutMs: number): CaseRunOutcome {
     return { kind: 'failed', failureClass: 'unknown', reason: cause.message, excerpt: [] };
   }
   if (cause instanceof TimeoutFailure) {
-    return { kind: 'failed', failureClass: 'hang', reason: `the case did not finish within caseTimeout (${Math.round(timeoutMs / 60_000)} min): waiting for nodes, or hung`, excerpt: [] };
+    return {
+      kind: 'failed',
+      failureClass: 'hang',
+      reason: `the case did not finish within caseTimeout (${Math.round(timeoutMs / 60_000)} min): waiting for nodes, or hung`,
+      excerpt: [],
+    };
   }
   return { kind: 'failed', failureClass: 'unknown', reason: innermost(err), excerpt: [] };
 }

@@ -2,15 +2,7 @@
  * Multi-node gangs, workflow side: place N node ranks (named hosts or free nodes of the pool), run
  * them as one attempt, and when one fails cancel the others and report the rank that explains it.
  */
-import {
-  ActivityCancellationType,
-  CancellationScope,
-  CancelledFailure,
-  isCancellation,
-  proxyActivities,
-  sleep,
-  workflowInfo,
-} from '@temporalio/workflow';
+import { ActivityCancellationType, CancellationScope, CancelledFailure, isCancellation, proxyActivities, sleep, workflowInfo } from '@temporalio/workflow';
 import type * as activities from '../activities/index.ts';
 import { launchOf, nodesOf } from '../modellink/launch.ts';
 import { chooseNodes, mergeRankResults, mergeRankTimings, nodeQueue, rootCauseRank, type RankAssignment } from '../modellink/gang.ts';
@@ -101,7 +93,14 @@ type RankOutcome = { nodeRank: number; node: string } & ({ result: AttemptResult
  * one rank fails the others are cancelled (their process groups killed) instead of waiting out a
  * collective's timeout, and the rank that explains the failure is the one reported.
  */
-export async function runGangAttempt(plan: PipelinePlan, pool: string, s: StageState, retry: RetrySettingsInput, input: { pipeline: string; stage: StagePlan; attempt: number; saveInterval?: number }, placed: GangOutcome): Promise<AttemptResult> {
+export async function runGangAttempt(
+  plan: PipelinePlan,
+  pool: string,
+  s: StageState,
+  retry: RetrySettingsInput,
+  input: { pipeline: string; stage: StagePlan; attempt: number; saveInterval?: number },
+  placed: GangOutcome,
+): Promise<AttemptResult> {
   const attemptScope = CancellationScope.current();
   const placement = await placeGang(plan, input.stage, pool, s);
   placed.nodes = placement.nodes;
@@ -139,7 +138,11 @@ export async function runGangAttempt(plan: PipelinePlan, pool: string, s: StageS
     // Stopped or cancelled from outside: whatever the ranks reported on the way out (a peer gone,
     // an early clean exit), this attempt was stopped, not failed.
     const last = errors.at(-1)?.details;
-    const details: Partial<AttemptFailureDetails> = { ...last, lastIteration: placed.lastIteration, loadedIteration: errors[0]?.details?.loadedIteration ?? last?.loadedIteration };
+    const details: Partial<AttemptFailureDetails> = {
+      ...last,
+      lastIteration: placed.lastIteration,
+      loadedIteration: errors[0]?.details?.loadedIteration ?? last?.loadedIteration,
+    };
     throw new CancelledFailure('CANCELLED', [details]);
   }
   // In the order the failures arrived: the first rank that failed for its own reason explains the gang's failure.

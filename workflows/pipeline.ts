@@ -41,7 +41,15 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
   const state: PipelineState = continuation?.state ?? {
     pipeline: plan.name,
     status: 'running',
-    stages: plan.stages.map((s) => ({ name: s.name, kind: s.kind, status: 'pending', output: s.output, attempts: [], trainIters: s.training?.trainIters, saveInterval: s.training?.saveInterval })),
+    stages: plan.stages.map((s) => ({
+      name: s.name,
+      kind: s.kind,
+      status: 'pending',
+      output: s.output,
+      attempts: [],
+      trainIters: s.training?.trainIters,
+      saveInterval: s.training?.saveInterval,
+    })),
   };
   setHandler(progressQuery, () => state);
   const control: AttemptControl = {};
@@ -91,7 +99,11 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
       }
       if (outcome === 'continue-as-new') {
         // History stays bounded on long runs: the next run takes over this stage with its attempt log.
-        await continueAsNew<typeof pipelineWorkflow>({ plan, retry, continuation: { state, fingerprints, stageIndex: i, stageFingerprint: fingerprint, failures } });
+        await continueAsNew<typeof pipelineWorkflow>({
+          plan,
+          retry,
+          continuation: { state, fingerprints, stageIndex: i, stageFingerprint: fingerprint, failures },
+        });
       }
       await bookkeeping.writeManifest({ pipeline: plan.name, stage, fingerprint, finalIteration: s.finalIteration });
       s.status = 'succeeded';
@@ -108,11 +120,24 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
     }
     state.status = 'failed';
     // The failure carries the whole state, so `linkflow status` can show every stage of a failed pipeline.
-    throw ApplicationFailure.create({ type: 'PipelineFailed', nonRetryable: true, message: err instanceof Error ? err.message : String(err), details: [state] });
+    throw ApplicationFailure.create({
+      type: 'PipelineFailed',
+      nonRetryable: true,
+      message: err instanceof Error ? err.message : String(err),
+      details: [state],
+    });
   }
 }
 
-async function runStage(plan: PipelinePlan, stage: StagePlan, s: StageState, retry: RetrySettingsInput, failures: { code: number; infrastructure: number }, pipelineState: PipelineState, control: AttemptControl): Promise<'done' | 'continue-as-new' | 'stopped'> {
+async function runStage(
+  plan: PipelinePlan,
+  stage: StagePlan,
+  s: StageState,
+  retry: RetrySettingsInput,
+  failures: { code: number; infrastructure: number },
+  pipelineState: PipelineState,
+  control: AttemptControl,
+): Promise<'done' | 'continue-as-new' | 'stopped'> {
   const pipeline = plan.name;
   const { runStageAttempt } = attemptActivities(retry);
   const pool = plan.taskQueue ?? workflowInfo().taskQueue;
@@ -132,10 +157,25 @@ async function runStage(plan: PipelinePlan, stage: StagePlan, s: StageState, ret
       const scope = new CancellationScope();
       control.scope = scope;
       // A signalled save interval wins over one linkflow chose itself.
-      const saveInterval = stage.training ? pipelineState.saveInterval ?? (s.saveInterval !== stage.training.saveInterval ? s.saveInterval : undefined) : undefined;
+      const saveInterval = stage.training
+        ? (pipelineState.saveInterval ?? (s.saveInterval !== stage.training.saveInterval ? s.saveInterval : undefined))
+        : undefined;
       const input = { pipeline, stage, attempt, saveInterval };
       const result = await scope.run(() => (gang ? runGangAttempt(plan, pool, s, retry, input, placed) : runStageAttempt(input)));
-      s.attempts.push({ attempt, outcome: 'succeeded', startedAt: placed.placedAt ?? startedAt, endedAt: Date.now(), timings: result.timings, loadedIteration: result.loadedIteration, resumeNote: result.resumeNote, lastIteration: result.finalIteration, recomputed: recomputed(result.loadedIteration), logFile: result.logFile, node: gang ? undefined : result.node, nodes: placed.nodes });
+      s.attempts.push({
+        attempt,
+        outcome: 'succeeded',
+        startedAt: placed.placedAt ?? startedAt,
+        endedAt: Date.now(),
+        timings: result.timings,
+        loadedIteration: result.loadedIteration,
+        resumeNote: result.resumeNote,
+        lastIteration: result.finalIteration,
+        recomputed: recomputed(result.loadedIteration),
+        logFile: result.logFile,
+        node: gang ? undefined : result.node,
+        nodes: placed.nodes,
+      });
       s.finalIteration = result.finalIteration;
       s.lastCheckpoint = result.lastCheckpoint ?? s.lastCheckpoint;
       s.evalResults = result.evalResults;
@@ -149,7 +189,15 @@ async function runStage(plan: PipelinePlan, stage: StagePlan, s: StageState, ret
       if (isCancellation(err)) {
         if (pipelineState.stopRequested && !CancellationScope.current().consideredCancelled) {
           const d = failureDetails(err);
-          s.attempts.push({ attempt, outcome: 'stopped', loadedIteration: d?.loadedIteration, lastIteration: d?.lastIteration, logFile: d?.logFile, node: gang ? undefined : d?.node, nodes: placed.nodes });
+          s.attempts.push({
+            attempt,
+            outcome: 'stopped',
+            loadedIteration: d?.loadedIteration,
+            lastIteration: d?.lastIteration,
+            logFile: d?.logFile,
+            node: gang ? undefined : d?.node,
+            nodes: placed.nodes,
+          });
           if (d?.lastIteration !== undefined) s.finalIteration = d.lastIteration;
           s.status = 'stopped';
           s.note = 'stopped on request (checkpointAndStop); run the pipeline again to resume';
@@ -180,7 +228,8 @@ async function runStage(plan: PipelinePlan, stage: StagePlan, s: StageState, ret
         throw ApplicationFailure.create({
           type: 'StageFailed',
           nonRetryable: true,
-          message: `stage ${stage.name} failed (${record.failureClass}${retryable ? `, after ${spent}` : ', not retried'}): ${record.reason}` +
+          message:
+            `stage ${stage.name} failed (${record.failureClass}${retryable ? `, after ${spent}` : ', not retried'}): ${record.reason}` +
             (record.excerpt?.length ? `\n--- log excerpt (${record.logFile ?? 'no log'}) ---\n${record.excerpt.join('\n')}` : ''),
           details: [{ stage: stage.name, failureClass: record.failureClass, excerpt: record.excerpt ?? [], logFile: record.logFile }],
         });
@@ -214,4 +263,3 @@ function isRetryable(err: unknown): boolean {
   if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) return !err.cause.nonRetryable;
   return true;
 }
-

@@ -41,7 +41,10 @@ export function attemptOutcome(input: AttemptInput, logFile: string, prepared: P
   const { rank } = input;
   const { progress } = watched;
   const ended: Ended = {
-    input, logFile, prepared, watched,
+    input,
+    logFile,
+    prepared,
+    watched,
     where: rank ? ` (node rank ${rank.nodeRank} on ${rank.node})` : '',
     details: (cls, reason, excerpt) => ({
       failureClass: cls,
@@ -73,7 +76,10 @@ function cancelledFailure({ input, logFile, watched, where, details }: Ended, ca
   // attempt. The trainer was stopped (with --exit-signal-handler it saved a last checkpoint first);
   // the workflow retries. Rethrowing the CancelledFailure would read as a cancelled pipeline.
   const cls: FailureClass = cancelled.message === 'WORKER_SHUTDOWN' ? 'killed' : 'node-lost';
-  const reason = cancelled.message === 'WORKER_SHUTDOWN' ? 'the worker was shut down; the trainer was stopped with SIGTERM' : `Temporal ended the attempt (${cancelled.message}); the trainer was stopped`;
+  const reason =
+    cancelled.message === 'WORKER_SHUTDOWN'
+      ? 'the worker was shut down; the trainer was stopped with SIGTERM'
+      : `Temporal ended the attempt (${cancelled.message}); the trainer was stopped`;
   fs.appendFileSync(logFile, `linkflow: ${reason}\n`);
   return fail(cls, `stage ${input.stage.name} attempt ${input.attempt}${where}: ${reason}`, details(cls, reason, watched.logLines().slice(-10)), true);
 }
@@ -91,12 +97,24 @@ function agentStoppedCleanly({ input, watched }: Ended): boolean {
 
 /** A clean exit: the output is checked; without it, a stop on SIGTERM resumes, anything else found no result. */
 function cleanExit(ended: Ended): AttemptResult {
-  const { input: { stage, attempt, rank }, logFile, prepared, watched: { progress, samples, logLines }, details } = ended;
+  const {
+    input: { stage, attempt, rank },
+    logFile,
+    prepared,
+    watched: { progress, samples, logLines },
+    details,
+  } = ended;
   const problem = verifyOutput(stage, progress, rank);
   if (!problem) {
     if (stage.evaluate && (!rank || rank.nodeRank === 0)) writeResults(stage, progress);
     return {
-      loadedIteration: prepared.loadedFrom, resumeNote: prepared.resumeNote, finalIteration: progress.iteration, lastCheckpoint: progress.lastCheckpoint, evalResults: progress.evalResults, logFile, node: rank?.node ?? nodeName(),
+      loadedIteration: prepared.loadedFrom,
+      resumeNote: prepared.resumeNote,
+      finalIteration: progress.iteration,
+      lastCheckpoint: progress.lastCheckpoint,
+      evalResults: progress.evalResults,
+      logFile,
+      node: rank?.node ?? nodeName(),
       timings: timingsOf(progress),
       ...(samples ? { iterationSamples: samples } : {}),
     };
@@ -107,7 +125,12 @@ function cleanExit(ended: Ended): AttemptResult {
   const report = classifyFailure({ exitCode: 1, signal: null }, logLines());
   const cls: FailureClass = report.class === 'missing-input' ? 'missing-input' : 'no-result';
   const excerpt = report.class === 'missing-input' ? report.excerpt : logLines().slice(-20);
-  throw fail(cls, `stage ${stage.name} attempt ${attempt}: ${problem}${cls === 'missing-input' ? `: ${report.reason}` : ''} (log: ${logFile})`, details(cls, problem, excerpt), false);
+  throw fail(
+    cls,
+    `stage ${stage.name} attempt ${attempt}: ${problem}${cls === 'missing-input' ? `: ${report.reason}` : ''} (log: ${logFile})`,
+    details(cls, problem, excerpt),
+    false,
+  );
 }
 
 /**
@@ -115,7 +138,14 @@ function cleanExit(ended: Ended): AttemptResult {
  * from outside linkflow): a retryable `killed` that resumes from that checkpoint, like a gang's node;
  * not an evaluation that printed nothing.
  */
-function stoppedOnSignal({ input: { stage, attempt, rank }, logFile, prepared, watched: { progress, logLines }, where, details }: Ended): ApplicationFailure | undefined {
+function stoppedOnSignal({
+  input: { stage, attempt, rank },
+  logFile,
+  prepared,
+  watched: { progress, logLines },
+  where,
+  details,
+}: Ended): ApplicationFailure | undefined {
   const drained = stoppingAllProcesses();
   // Only node 0 prints that it stopped; the others just exit 0 with it, which only a job that stops on SIGTERM does.
   const stopsOnSignal = prepared.argv.includes('--exit-signal-handler');
@@ -133,11 +163,22 @@ function stoppedOnSignal({ input: { stage, attempt, rank }, logFile, prepared, w
   fs.appendFileSync(logFile, `linkflow: ${reason}\n`);
   // A node that does not log iterations knows where the gang stopped from the checkpoint it saved.
   const reached = logsIterations(rank) ? progress.iteration : saved;
-  return fail('killed', `stage ${stage.name} attempt ${attempt}${where}: ${reason}`, { ...details('killed', reason, logLines().slice(-10)), lastIteration: reached, followsPeer: rank ? !drained : undefined }, true);
+  return fail(
+    'killed',
+    `stage ${stage.name} attempt ${attempt}${where}: ${reason}`,
+    { ...details('killed', reason, logLines().slice(-10)), lastIteration: reached, followsPeer: rank ? !drained : undefined },
+    true,
+  );
 }
 
 /** A failed exit (or one the watcher caused), classified from the log. */
-function classifiedFailure({ input: { stage, attempt }, logFile, watched: { status, logLines, detected, failureRules }, where, details }: Ended): ApplicationFailure {
+function classifiedFailure({
+  input: { stage, attempt },
+  logFile,
+  watched: { status, logLines, detected, failureRules },
+  where,
+  details,
+}: Ended): ApplicationFailure {
   const report = classifyFailure(status, logLines(), detected, failureRules);
   const how = status.signal ? `killed by ${status.signal}` : `exit code ${status.exitCode}`;
   return fail(
@@ -150,7 +191,13 @@ function classifiedFailure({ input: { stage, attempt }, logFile, watched: { stat
 
 /** What the watcher measured, for `linkflow advise`. */
 function timingsOf(progress: AttemptProgress): AttemptTimings {
-  return { startupMs: progress.startupMs, loadMs: progress.loadMs, saveMsTotal: progress.saveMsTotal, saves: progress.saves, msPerIteration: progress.elapsedMsPerIteration };
+  return {
+    startupMs: progress.startupMs,
+    loadMs: progress.loadMs,
+    saveMsTotal: progress.saveMsTotal,
+    saves: progress.saves,
+    msPerIteration: progress.elapsedMsPerIteration,
+  };
 }
 
 /** Exit code 0 is not proof: check the stage produced what it promised. */
@@ -158,7 +205,9 @@ function verifyOutput(stage: StagePlan, progress: AttemptProgress, rank: RankAss
   if (stage.training?.measureOnly) {
     // Only the last node sees the iterations; the others' clean exit follows the gang's final barrier.
     if (!logsIterations(rank)) return undefined;
-    return progress.iteration === stage.training.trainIters ? undefined : `the job exited at iteration ${progress.iteration ?? 'unknown'} before its ${stage.training.trainIters} iterations`;
+    return progress.iteration === stage.training.trainIters
+      ? undefined
+      : `the job exited at iteration ${progress.iteration ?? 'unknown'} before its ${stage.training.trainIters} iterations`;
   }
   if (stage.training) {
     if (outputPresent(stage)) return undefined;

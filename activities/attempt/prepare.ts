@@ -52,7 +52,15 @@ export async function prepareAttempt(ctx: Context, input: AttemptInput, logFile:
     args = resumed;
     if (point.kind === 'tracker' && point.iteration === stage.training!.trainIters) {
       // Training already reached the end (the previous run stopped before its manifest): nothing to redo.
-      return { done: { loadedIteration: point.iteration, finalIteration: point.iteration, lastCheckpoint: { iteration: point.iteration, dir: point.dir }, logFile, node: rank?.node ?? nodeName() } };
+      return {
+        done: {
+          loadedIteration: point.iteration,
+          finalIteration: point.iteration,
+          lastCheckpoint: { iteration: point.iteration, dir: point.dir },
+          logFile,
+          node: rank?.node ?? nodeName(),
+        },
+      };
     }
     if (point.kind !== 'none' && point.iteration !== 'release') loadedFrom = point.iteration;
     if (point.kind === 'older') resumeNote = point.reason;
@@ -84,17 +92,27 @@ export function releaseOnThrow<T>(lease: HeldLease | undefined, fn: () => T): T 
 async function takeLease(ctx: Context, { pipeline, stage, attempt, rank }: AttemptInput, logFile: string): Promise<HeldLease> {
   const ttl = ctx.info.heartbeatTimeoutMs ?? 60_000;
   const owner = `${ctx.info.workflowExecution?.workflowId ?? pipeline}/${ctx.info.workflowExecution?.runId ?? ctx.info.activityId}/attempt-${attempt}${rank ? `/rank-${rank.nodeRank}` : ''}`;
-  const taken = await acquireLease(stage.dir, owner, ttl, (held) => {
-    if (ctx.cancellationSignal.aborted) {
-      const why = ctx.cancellationSignal.reason;
-      // Only the user's cancel is a cancellation; a worker shutdown or timeout is a retryable end of the attempt.
-      if (why instanceof CancelledFailure && why.message === 'CANCELLED') throw why;
-      const reason = `stopped while waiting for the save directory lease (${why instanceof Error ? why.message : String(why)})`;
-      throw fail('killed', `stage ${stage.name} attempt ${attempt}: ${reason}`, { failureClass: 'killed', reason, excerpt: [], logFile }, true);
-    }
-    ctx.heartbeat({ stage: stage.name, attempt, logFile, waitingForLease: held.owner });
-  }, leaseFile(rank?.nodeRank));
-  if (taken.waitedFor) fs.appendFileSync(logFile, `# waited for the lease of ${taken.waitedFor.owner} (host ${taken.waitedFor.host}, pid ${taken.waitedFor.pid}) to lapse before launching\n`);
+  const taken = await acquireLease(
+    stage.dir,
+    owner,
+    ttl,
+    (held) => {
+      if (ctx.cancellationSignal.aborted) {
+        const why = ctx.cancellationSignal.reason;
+        // Only the user's cancel is a cancellation; a worker shutdown or timeout is a retryable end of the attempt.
+        if (why instanceof CancelledFailure && why.message === 'CANCELLED') throw why;
+        const reason = `stopped while waiting for the save directory lease (${why instanceof Error ? why.message : String(why)})`;
+        throw fail('killed', `stage ${stage.name} attempt ${attempt}: ${reason}`, { failureClass: 'killed', reason, excerpt: [], logFile }, true);
+      }
+      ctx.heartbeat({ stage: stage.name, attempt, logFile, waitingForLease: held.owner });
+    },
+    leaseFile(rank?.nodeRank),
+  );
+  if (taken.waitedFor)
+    fs.appendFileSync(
+      logFile,
+      `# waited for the lease of ${taken.waitedFor.owner} (host ${taken.waitedFor.host}, pid ${taken.waitedFor.pid}) to lapse before launching\n`,
+    );
   return taken.lease;
 }
 
@@ -110,7 +128,12 @@ function checkInputs(stage: StagePlan, logFile: string): void {
       const tracker = readTracker(input.path);
       if (tracker !== undefined && tracker !== 'invalid') {
         const iterDir = path.join(input.path, iterationDirName(tracker));
-        const present = fs.existsSync(iterDir) ? fs.readdirSync(iterDir).filter((d) => d.startsWith('mp_rank_')).sort() : [];
+        const present = fs.existsSync(iterDir)
+          ? fs
+              .readdirSync(iterDir)
+              .filter((d) => d.startsWith('mp_rank_'))
+              .sort()
+          : [];
         const expected = shardDirNames(stage.loadLayout);
         if (missingShards(input.path, tracker, stage.loadLayout).length > 0 || present.join() !== [...expected].sort().join()) {
           const reason = `${input.specPath}: ${input.path} holds shards ${present.join(', ') || '(none)'} at ${iterationDirName(tracker)}, not the ${describeLayout(stage.loadLayout)} layout this stage runs (${expected.join(', ')}); add a convert stage that reshards it`;
@@ -122,7 +145,12 @@ function checkInputs(stage: StagePlan, logFile: string): void {
     if (missing.length > 0) {
       const reason = `${input.specPath}: ${missing[0]} does not exist${input.fromStage ? ` (output of stage ${input.fromStage})` : ''}`;
       fs.appendFileSync(logFile, `linkflow: ${reason}\n`);
-      throw fail('missing-input', `stage ${stage.name}: missing input: ${reason}`, { failureClass: 'missing-input', reason, excerpt: [reason], logFile }, false);
+      throw fail(
+        'missing-input',
+        `stage ${stage.name}: missing input: ${reason}`,
+        { failureClass: 'missing-input', reason, excerpt: [reason], logFile },
+        false,
+      );
     }
   }
 }

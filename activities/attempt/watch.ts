@@ -45,22 +45,32 @@ export async function watchAttempt(ctx: Context, input: AttemptInput, prepared: 
   const { stage, attempt, rank } = input;
   const { lease } = prepared;
   const watch = new AttemptWatch(stage, rank, logFile);
-  const proc = releaseOnThrow(lease, () => startProcess({
-    argv: prepared.argv,
-    cwd: stage.cwd,
-    env: prepared.env,
-    logFile,
-    stdin: stage.stdin,
-    graceMs: watch.stopGrace(),
-    // Training under torchrun: SIGTERM to its workers, not to the agent, whose own shutdown SIGKILLs them after 30 s.
-    stopSignalTo: stage.training && launchesElasticAgent(prepared.launch) ? 'workers' : 'group',
-    onLine: (line) => {
-      if (watch.read(line)) void proc.kill(0);
-    },
-  }));
+  const proc = releaseOnThrow(lease, () =>
+    startProcess({
+      argv: prepared.argv,
+      cwd: stage.cwd,
+      env: prepared.env,
+      logFile,
+      stdin: stage.stdin,
+      graceMs: watch.stopGrace(),
+      // Training under torchrun: SIGTERM to its workers, not to the agent, whose own shutdown SIGKILLs them after 30 s.
+      stopSignalTo: stage.training && launchesElasticAgent(prepared.launch) ? 'workers' : 'group',
+      onLine: (line) => {
+        if (watch.read(line)) void proc.kill(0);
+      },
+    }),
+  );
 
   // The node rides on every heartbeat: if the worker is lost, the workflow still knows where the attempt ran.
-  const heartbeat = () => ctx.heartbeat({ ...watch.progress, stage: stage.name, attempt, logFile, node: rank?.node ?? nodeName(), nodeRank: rank?.nodeRank } satisfies HeartbeatDetails);
+  const heartbeat = () =>
+    ctx.heartbeat({
+      ...watch.progress,
+      stage: stage.name,
+      attempt,
+      logFile,
+      node: rank?.node ?? nodeName(),
+      nodeRank: rank?.nodeRank,
+    } satisfies HeartbeatDetails);
   heartbeat();
   let cancelled: CancelledFailure | undefined;
   const timer = setInterval(() => {
@@ -83,8 +93,19 @@ export async function watchAttempt(ctx: Context, input: AttemptInput, prepared: 
     lease?.release();
   }
   // When the process ran, in the log itself: what the job cost, apart from what linkflow added around it.
-  fs.appendFileSync(logFile, `# launched ${new Date(watch.launchedAt).toISOString()}, exited ${new Date().toISOString()} (${status.signal ?? `exit code ${status.exitCode}`}) after ${((Date.now() - watch.launchedAt) / 1000).toFixed(3)} s\n`);
-  return { status, progress: watch.progress, logLines: () => watch.logWindow.lines(), detected: watch.detected, cancelled, samples: watch.samples, failureRules: watch.failureRules };
+  fs.appendFileSync(
+    logFile,
+    `# launched ${new Date(watch.launchedAt).toISOString()}, exited ${new Date().toISOString()} (${status.signal ?? `exit code ${status.exitCode}`}) after ${((Date.now() - watch.launchedAt) / 1000).toFixed(3)} s\n`,
+  );
+  return {
+    status,
+    progress: watch.progress,
+    logLines: () => watch.logWindow.lines(),
+    detected: watch.detected,
+    cancelled,
+    samples: watch.samples,
+    failureRules: watch.failureRules,
+  };
 }
 
 /** What the watcher knows of a running attempt, from its log lines and the clock. */
@@ -104,11 +125,17 @@ class AttemptWatch {
   /** Only the node that prints the training log can tell a hang; the others wait on it in collectives. */
   private readonly watchHang: boolean;
 
-  constructor(private readonly stage: StagePlan, rank: RankAssignment | undefined, private readonly logFile: string) {
+  constructor(
+    private readonly stage: StagePlan,
+    rank: RankAssignment | undefined,
+    private readonly logFile: string,
+  ) {
     this.failureRules = stage.failureRules.map((r) => ({ class: r.class, pattern: new RegExp(r.pattern) }));
     // The first lines (argparse's usage, start-up errors), the lines around root causes and the last ones are what explains a failure.
     this.logWindow = new LogWindow({ ...ATTEMPT_LOG_WINDOW, isCause: causeLine(this.failureRules) });
-    this.shape = stage.training ? { seqLength: stage.training.seqLength, globalBatchSize: stage.training.globalBatchSize, worldSize: stage.training.worldSize } : undefined;
+    this.shape = stage.training
+      ? { seqLength: stage.training.seqLength, globalBatchSize: stage.training.globalBatchSize, worldSize: stage.training.worldSize }
+      : undefined;
     this.samples = stage.training?.measureOnly ? [] : undefined;
     this.watchHang = stage.training !== undefined && logsIterations(rank);
   }
@@ -118,7 +145,13 @@ class AttemptWatch {
     this.logWindow.push(line);
     const event = parseLogLine(line);
     if (event && applyLogEvent(this.progress, event, this.shape)) this.lastProgressAt = Date.now();
-    if (this.samples && event?.type === 'iteration') this.samples.push({ iteration: event.iteration, elapsedMsPerIteration: event.elapsedMsPerIteration, tflopsPerDevice: event.tflopsPerDevice, globalBatchSize: event.globalBatchSize });
+    if (this.samples && event?.type === 'iteration')
+      this.samples.push({
+        iteration: event.iteration,
+        elapsedMsPerIteration: event.elapsedMsPerIteration,
+        tflopsPerDevice: event.tflopsPerDevice,
+        globalBatchSize: event.globalBatchSize,
+      });
     if (event) this.time(event);
     if (this.progress.nanLoss && !this.detected) {
       this.detected = 'nan-loss';
@@ -150,7 +183,12 @@ class AttemptWatch {
   stopGrace(): number | undefined {
     const training = this.stage.training;
     return training
-      ? stopGraceMs({ longestSaveMs: this.longestSaveMs, msPerIteration: this.progress.elapsedMsPerIteration, savingNow: this.progress.savingCheckpoint, checkpointTimeoutMs: training.hang.checkpointMs })
+      ? stopGraceMs({
+          longestSaveMs: this.longestSaveMs,
+          msPerIteration: this.progress.elapsedMsPerIteration,
+          savingNow: this.progress.savingCheckpoint,
+          checkpointTimeoutMs: training.hang.checkpointMs,
+        })
       : undefined;
   }
 
@@ -164,10 +202,17 @@ class AttemptWatch {
     if (!this.watchHang || this.detected) return false;
     // The window restarts with every line that shows progress and follows the phase the job is in.
     const progress = this.progress;
-    const phase: TrainingPhase = progress.savingCheckpoint ? 'checkpoint' : progress.iteration === undefined || progress.iteration === progress.loadedIteration ? 'startup' : 'training';
+    const phase: TrainingPhase = progress.savingCheckpoint
+      ? 'checkpoint'
+      : progress.iteration === undefined || progress.iteration === progress.loadedIteration
+        ? 'startup'
+        : 'training';
     const window = noProgressWindowMs(this.stage.training!.hang, phase, progress.elapsedMsPerIteration);
     if (Date.now() - this.lastProgressAt <= window) return false;
-    this.note('hang', `linkflow: no progress for ${Math.round((Date.now() - this.lastProgressAt) / 1000)} s during ${phase} (window ${(window / 1000).toFixed(1)} s); killing the process group`);
+    this.note(
+      'hang',
+      `linkflow: no progress for ${Math.round((Date.now() - this.lastProgressAt) / 1000)} s during ${phase} (window ${(window / 1000).toFixed(1)} s); killing the process group`,
+    );
     return true;
   }
 

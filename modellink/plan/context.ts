@@ -57,7 +57,12 @@ export function stageContext(
   // A stage may launch differently from the pipeline (launcher, master port).
   const stageSpec: PipelineSpec = {
     ...resolvedSpec,
-    modellink: { ...resolvedSpec.modellink, launcher: stage.launcher ? (Array.isArray(stage.launcher) ? stage.launcher : [stage.launcher]).map((l) => (l.includes('/') ? resolve(l) : l)) : resolvedSpec.modellink.launcher },
+    modellink: {
+      ...resolvedSpec.modellink,
+      launcher: stage.launcher
+        ? (Array.isArray(stage.launcher) ? stage.launcher : [stage.launcher]).map((l) => (l.includes('/') ? resolve(l) : l))
+        : resolvedSpec.modellink.launcher,
+    },
     cluster: { ...resolvedSpec.cluster, masterPort: stage.masterPort ?? resolvedSpec.cluster.masterPort },
   };
   const ref = inputRef(spec, index, specPath, earlier, resolve, inputs, problems);
@@ -73,13 +78,24 @@ export function weightsToLoad(ctx: StageContext, stage: { load: string; loraLoad
   const loraStage = ctx.spec.stages.find((s) => s.name === stage.loraLoad);
   const loraOptions: LoraOptions | undefined = loraStage?.kind === 'finetune' ? loraStage.lora : undefined;
   if (stage.loraLoad !== undefined && loraLoad && !loraOptions) {
-    ctx.problems.push({ path: `${ctx.specPath}.loraLoad`, message: `stage "${stage.loraLoad}" is not a LoRA fine-tuning stage (a finetune stage with lora settings)` });
+    ctx.problems.push({
+      path: `${ctx.specPath}.loraLoad`,
+      message: `stage "${stage.loraLoad}" is not a LoRA fine-tuning stage (a finetune stage with lora settings)`,
+    });
   }
   return { load, lora: loraLoad && loraOptions ? { load: loraLoad, options: loraOptions } : undefined };
 }
 
 /** A field naming an earlier stage's output or a path, recorded as an input of the stage. */
-function inputRef(spec: PipelineSpec, index: number, specPath: string, earlier: StagePlan[], resolve: (p: string) => string, inputs: StageInput[], problems: SpecProblem[]): StageContext['ref'] {
+function inputRef(
+  spec: PipelineSpec,
+  index: number,
+  specPath: string,
+  earlier: StagePlan[],
+  resolve: (p: string) => string,
+  inputs: StageInput[],
+  problems: SpecProblem[],
+): StageContext['ref'] {
   return (field, value, accepts, kind) => {
     const fieldPath = `${specPath}.${field}`;
     const producer = earlier.find((p) => p.name === value);
@@ -93,7 +109,10 @@ function inputRef(spec: PipelineSpec, index: number, specPath: string, earlier: 
     }
     const later = spec.stages.findIndex((s, j) => j >= index && s.name === value);
     if (later >= 0) {
-      problems.push({ path: fieldPath, message: `stage "${value}" (stages[${later}]) does not run before this one; a stage can only use earlier stages' outputs` });
+      problems.push({
+        path: fieldPath,
+        message: `stage "${value}" (stages[${later}]) does not run before this one; a stage can only use earlier stages' outputs`,
+      });
       return undefined;
     }
     const p = resolve(value);
@@ -115,7 +134,8 @@ function loadFormatCheck(spec: PipelineSpec, specPath: string, earlier: StagePla
       const ep = (x: { ep: number }) => (compareEp && (f.ep > 1 || own.ep > 1) ? ` EP ${x.ep}` : '');
       problems.push({
         path: `${specPath}.${field}`,
-        message: `stage "${value}" holds ${f.impl} weights at TP ${f.tp} PP ${f.pp}${ep(f)}, but this stage runs ${own.impl} at TP ${own.tp} PP ${own.pp}${ep(own)}: ` +
+        message:
+          `stage "${value}" holds ${f.impl} weights at TP ${f.tp} PP ${f.pp}${ep(f)}, but this stage runs ${own.impl} at TP ${own.tp} PP ${own.pp}${ep(own)}: ` +
           `convert them first (a stage { kind: convert, from: ${value}, to: ${own.impl}, tp: ${own.tp}, pp: ${own.pp}${compareEp && own.ep > 1 ? `, ep: ${own.ep}` : ''} })`,
       });
     }

@@ -13,14 +13,29 @@ type Target = Pick<StageDraft, 'output' | 'outputKind' | 'format' | 'hfView'> & 
 export function planConvert(ctx: StageContext, stage: ConvertStage): StageDraft {
   const { spec, problems, specPath } = ctx;
   const producer = ctx.earlier.find((p) => p.name === stage.from);
-  const from = producer ? (producer.outputKind === 'hf-model' ? 'hf' : producer.format?.impl ?? 'mcore') : stage.fromFormat ?? 'hf';
+  const from = producer ? (producer.outputKind === 'hf-model' ? 'hf' : (producer.format?.impl ?? 'mcore')) : (stage.fromFormat ?? 'hf');
   const to = stage.to ?? spec.model.impl;
   if (from === to && to === 'hf') problems.push({ path: `${specPath}.to`, message: 'from and to are both hf: nothing to convert' });
   const loadDir = ctx.ref('from', stage.from, ['checkpoint', 'hf-model'], from === 'hf' ? 'dir' : 'checkpoint');
-  const layout = to === 'hf'
-    ? { tp: 1, pp: 1, ep: 1 }
-    : { tp: stage.tp ?? spec.parallel.tp, pp: stage.pp ?? spec.parallel.pp, ep: stage.ep ?? spec.parallel.ep, numLayerList: stage.numLayerList ?? spec.parallel.numLayerList, vpp: stage.vpp ?? spec.parallel.vpp };
-  const target: Target = to === 'hf' ? hfTarget(ctx, stage) : { saveDir: path.join(ctx.dir, 'weights'), output: path.join(ctx.dir, 'weights'), outputKind: 'checkpoint', format: { impl: to, tp: layout.tp, pp: layout.pp, ep: layout.ep } };
+  const layout =
+    to === 'hf'
+      ? { tp: 1, pp: 1, ep: 1 }
+      : {
+          tp: stage.tp ?? spec.parallel.tp,
+          pp: stage.pp ?? spec.parallel.pp,
+          ep: stage.ep ?? spec.parallel.ep,
+          numLayerList: stage.numLayerList ?? spec.parallel.numLayerList,
+          vpp: stage.vpp ?? spec.parallel.vpp,
+        };
+  const target: Target =
+    to === 'hf'
+      ? hfTarget(ctx, stage)
+      : {
+          saveDir: path.join(ctx.dir, 'weights'),
+          output: path.join(ctx.dir, 'weights'),
+          outputKind: 'checkpoint',
+          format: { impl: to, tp: layout.tp, pp: layout.pp, ep: layout.ep },
+        };
   const lora = loraToMerge(ctx, stage);
   let command;
   if (loadDir) {
@@ -34,8 +49,13 @@ export function planConvert(ctx: StageContext, stage: ConvertStage): StageDraft 
 function hfTarget(ctx: StageContext, stage: ConvertStage): Target {
   const { spec } = ctx;
   const firstHf = spec.stages.find((s) => s.kind === 'convert' && (s.fromFormat ?? 'hf') === 'hf' && !spec.stages.some((t) => t.name === s.from));
-  const hfSource = stage.hfDir !== undefined ? ctx.ref('hfDir', stage.hfDir, ['hf-model'], 'dir') : firstHf?.kind === 'convert' ? ctx.resolve(firstHf.from) : undefined;
-  if (!hfSource) ctx.problems.push({ path: `${ctx.specPath}.hfDir`, message: 'required for a conversion to hf: the original HuggingFace model directory (its config and tokenizer)' });
+  const hfSource =
+    stage.hfDir !== undefined ? ctx.ref('hfDir', stage.hfDir, ['hf-model'], 'dir') : firstHf?.kind === 'convert' ? ctx.resolve(firstHf.from) : undefined;
+  if (!hfSource)
+    ctx.problems.push({
+      path: `${ctx.specPath}.hfDir`,
+      message: 'required for a conversion to hf: the original HuggingFace model directory (its config and tokenizer)',
+    });
   const saveDir = path.join(ctx.dir, 'hf');
   return { saveDir, output: path.join(saveDir, 'mg2hf'), outputKind: 'hf-model', hfView: hfSource ? { from: hfSource, dir: saveDir } : undefined };
 }
@@ -48,7 +68,9 @@ function loraToMerge(ctx: StageContext, stage: ConvertStage): ConvertPaths['lora
   const trainedLora = trained?.kind === 'finetune' ? trained.lora : undefined;
   const r = stage.lora.r ?? trainedLora?.r;
   const alpha = stage.lora.alpha ?? trainedLora?.alpha;
-  if (r === undefined || alpha === undefined) ctx.problems.push({ path: `${ctx.specPath}.lora`, message: 'give r and alpha (or load from a LoRA fine-tuning stage, whose settings are used)' });
-  if (loraLoad && r !== undefined && alpha !== undefined) return { load: loraLoad, options: { r, alpha, fusion: false, targetModules: stage.lora.targetModules ?? trainedLora?.targetModules } };
+  if (r === undefined || alpha === undefined)
+    ctx.problems.push({ path: `${ctx.specPath}.lora`, message: 'give r and alpha (or load from a LoRA fine-tuning stage, whose settings are used)' });
+  if (loraLoad && r !== undefined && alpha !== undefined)
+    return { load: loraLoad, options: { r, alpha, fusion: false, targetModules: stage.lora.targetModules ?? trainedLora?.targetModules } };
   return undefined;
 }

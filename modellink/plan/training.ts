@@ -13,10 +13,12 @@ export function planTraining(ctx: StageContext, stage: TrainingStage): StageDraf
   ctx.checkLoadFormat('load', stage.load, true);
   const output = path.join(ctx.dir, 'checkpoints');
   const lora = stage.kind === 'finetune' && stage.lora !== undefined;
-  if (lora && stage.load === undefined) problems.push({ path: `${ctx.specPath}.lora`, message: 'LoRA fine-tuning needs base weights: set load to a convert or training stage' });
+  if (lora && stage.load === undefined)
+    problems.push({ path: `${ctx.specPath}.lora`, message: 'LoRA fine-tuning needs base weights: set load to a convert or training stage' });
   let command;
   if (data && ctx.tokenizer && (stage.load === undefined || load)) {
-    const loraLoad = stage.kind === 'finetune' && stage.lora?.load !== undefined ? ctx.ref('lora.load', stage.lora.load, ['checkpoint'], 'checkpoint') : undefined;
+    const loraLoad =
+      stage.kind === 'finetune' && stage.lora?.load !== undefined ? ctx.ref('lora.load', stage.lora.load, ['checkpoint'], 'checkpoint') : undefined;
     command = buildTraining(ctx.stageSpec, ctx.preset, stage, { data, tokenizer: ctx.tokenizer, save: output, load, loraLoad });
   }
   const { tp, pp, ep } = spec.parallel;

@@ -1,0 +1,89 @@
+// The project's lint: typescript-eslint with type information (no floating promises), no import
+// cycles, and the layers of README's Development map as import rules: a folder may import only what
+// its line there names (some folders only types). modellink/, import/, contracts/ and workflows/ do no I/O.
+import tseslint from 'typescript-eslint';
+import importX from 'eslint-plugin-import-x';
+import prettier from 'eslint-config-prettier';
+import { createTypeScriptImportResolver } from 'eslint-import-resolver-typescript';
+
+const FOLDERS = [
+  'bin',
+  'cli',
+  'client',
+  'common',
+  'contracts',
+  'workflows',
+  'activities',
+  'worker',
+  'node',
+  'modellink',
+  'import',
+  'benchmark',
+  'devserver',
+  'perf',
+  'testkit',
+  'test',
+  'scripts',
+];
+
+/** Node modules that reach outside the process: the pure layers leave them to their callers. */
+const IO_MODULES = ['fs', 'fs/promises', 'child_process', 'net', 'os', 'http', 'https', 'dgram', 'worker_threads']
+  .flatMap((m) => [m, `node:${m}`])
+  .concat('better-sqlite3');
+
+/** Import specifiers that name a top-level folder, from the root or from one or two folders down. */
+const specifiers = (folder) => [`./${folder}/*`, `../${folder}/*`, `../../${folder}/*`, `../../../${folder}/*`];
+
+/** A folder's imports: the folders in `may`, types only from `types`, nothing else of linkflow. */
+function layer(name, { may = [], types = [], pure = false }) {
+  const refused = FOLDERS.filter((f) => f !== name && f !== 'common' && !may.includes(f) && !types.includes(f));
+  return {
+    files: [`${name}/**/*.ts`],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            ...refused.map((f) => ({ group: specifiers(f), message: `${name}/ may not import ${f}/ (README, Development).` })),
+            ...types.map((f) => ({
+              group: specifiers(f),
+              allowTypeImports: true,
+              message: `${name}/ may import only types from ${f}/ (README, Development).`,
+            })),
+          ],
+          paths: pure ? IO_MODULES.map((m) => ({ name: m, message: `${name}/ does no I/O: do it in the calling layer and pass the data in.` })) : [],
+        },
+      ],
+    },
+  };
+}
+
+export default tseslint.config(
+  { ignores: ['node_modules/**', 'emulator/**', '.linkflow/**', 'test-artifacts/**', 'test-output/**', '**/*.js', '**/*.mjs'] },
+  ...tseslint.configs.recommended,
+  importX.flatConfigs.typescript,
+  {
+    files: ['**/*.ts'],
+    // lint-probe.ts: the files test/lint.test.ts lints from text, to prove each rule fires.
+    languageOptions: { parserOptions: { projectService: { allowDefaultProject: ['*/lint-probe.ts'] }, tsconfigRootDir: import.meta.dirname } },
+    settings: { 'import-x/resolver-next': [createTypeScriptImportResolver()] },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      'import-x/no-cycle': 'error',
+    },
+  },
+  layer('bin', { may: ['cli'] }),
+  layer('cli', { may: ['client', 'benchmark', 'import', 'devserver', 'worker', 'node', 'modellink', 'contracts'] }),
+  layer('client', { may: ['contracts', 'modellink'], types: ['benchmark'] }),
+  layer('contracts', { types: ['modellink', 'benchmark', 'workflows'], pure: true }),
+  layer('workflows', { may: ['contracts', 'modellink'], types: ['activities', 'benchmark'], pure: true }),
+  layer('activities', { may: ['node', 'modellink', 'benchmark', 'contracts'] }),
+  layer('worker', { may: ['activities', 'node', 'modellink'], types: ['workflows', 'contracts'] }),
+  layer('node', {}),
+  layer('modellink', { types: ['contracts'], pure: true }),
+  layer('import', { may: ['modellink'], pure: true }),
+  layer('benchmark', { may: ['modellink'], types: ['contracts'] }),
+  layer('devserver', { may: ['node'] }),
+  layer('common', {}),
+  prettier,
+);
