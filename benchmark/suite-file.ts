@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ExitError } from '../errors.ts';
+import { resolvePrograms } from '../modellink/plan.ts';
 import { formatProblems } from '../modellink/spec.ts';
 import { parseStructuredText } from '../modellink/structured-text.ts';
 import { defaultSuite, parseSuite, type BenchmarkSuite, type SuiteResult } from './core.ts';
@@ -63,15 +64,12 @@ export function loadSuite(file: string | undefined, env: NodeJS.ProcessEnv = pro
       `${file ?? 'default suite'}: the suite does not say where ModelLink is: add modellink: { root: … } to a suite file (--suite), or set LINKFLOW_MODELLINK_ROOT`,
       2,
     );
-  const launcher = Array.isArray(modellink.launcher) ? modellink.launcher : [modellink.launcher];
   return {
     ...suite,
     tokenizers: Object.fromEntries(Object.entries(suite.tokenizers).map(([k, v]) => [k, resolve(v)])),
     modellink: {
-      ...modellink,
+      ...resolvePrograms(modellink, resolve),
       root: resolve(modellink.root),
-      // Relative paths (./emulator/torchrun) are relative to the suite; bare names stay for PATH lookup.
-      launcher: launcher.map((l) => (l.includes('/') ? resolve(l) : l)),
       ...(modellink.setupScript ? { setupScript: resolve(modellink.setupScript) } : {}),
     },
   };

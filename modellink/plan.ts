@@ -86,17 +86,22 @@ function checkPipeline(spec: PipelineSpec, problems: SpecProblem[], warnings: Sp
   return preset;
 }
 
-/** A launcher or python given as a relative path (./emulator/torchrun) is relative to the spec; bare names stay for PATH lookup. */
+/**
+ * A `modellink` section with its programs resolved: a launcher or python given as a relative path
+ * (./emulator/torchrun) is relative to the file that names it (a spec, a benchmark suite); bare names
+ * stay for PATH lookup. The launcher becomes an argv array.
+ */
+export function resolvePrograms<M extends { launcher: string | string[]; python: string }>(
+  modellink: M,
+  resolve: (p: string) => string,
+): M & { launcher: string[] } {
+  const launcher = Array.isArray(modellink.launcher) ? modellink.launcher : [modellink.launcher];
+  const program = (p: string) => (p.includes('/') ? resolve(p) : p);
+  return { ...modellink, launcher: launcher.map(program), python: program(modellink.python) };
+}
+
 function withResolvedPrograms(spec: PipelineSpec, resolve: (p: string) => string): PipelineSpec {
-  const launcher = Array.isArray(spec.modellink.launcher) ? spec.modellink.launcher : [spec.modellink.launcher];
-  return {
-    ...spec,
-    modellink: {
-      ...spec.modellink,
-      launcher: launcher.map((l) => (l.includes('/') ? resolve(l) : l)),
-      python: spec.modellink.python.includes('/') ? resolve(spec.modellink.python) : spec.modellink.python,
-    },
-  };
+  return { ...spec, modellink: resolvePrograms(spec.modellink, resolve) };
 }
 
 function planStage(ctx: StageContext, stage: Stage): StageDraft {
