@@ -5,26 +5,8 @@
 import type { ExitStatus } from '../common/exit-status.ts';
 import { lossIsNaN, parseLogLine } from './training-log.ts';
 
-export type FailureClass =
-  | 'bad-arguments'
-  | 'missing-input'
-  | 'communication'
-  | 'out-of-memory'
-  | 'nan-loss'
-  | 'segfault'
-  | 'killed'
-  | 'hang'
-  | 'node-lost'
-  | 'no-result'
-  | 'exception'
-  | 'unknown';
-
-export const NON_RETRYABLE: ReadonlySet<FailureClass> = new Set(['bad-arguments', 'missing-input', 'no-result']);
-
-/** Faults of the machines, not of the job: they have a retry budget of their own. */
-export const INFRASTRUCTURE: ReadonlySet<FailureClass> = new Set(['communication', 'node-lost', 'killed', 'hang', 'segfault']);
-
-export const FAILURE_CLASSES: readonly FailureClass[] = [
+/** Every class an attempt's failure can have; a spec's failureRules name one of them. */
+export const FAILURE_CLASSES = [
   'bad-arguments',
   'missing-input',
   'communication',
@@ -37,7 +19,14 @@ export const FAILURE_CLASSES: readonly FailureClass[] = [
   'no-result',
   'exception',
   'unknown',
-];
+] as const;
+
+export type FailureClass = (typeof FAILURE_CLASSES)[number];
+
+export const NON_RETRYABLE: ReadonlySet<FailureClass> = new Set(['bad-arguments', 'missing-input', 'no-result']);
+
+/** Faults of the machines, not of the job: they have a retry budget of their own. */
+export const INFRASTRUCTURE: ReadonlySet<FailureClass> = new Set(['communication', 'node-lost', 'killed', 'hang', 'segfault']);
 
 /**
  * How a rule's lines relate to the failure. In a job of many ranks one rank fails first (its device

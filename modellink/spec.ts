@@ -8,6 +8,7 @@
  */
 import { z } from 'zod';
 import { durationSchema } from '../common/duration.ts';
+import { FAILURE_CLASSES } from './failures.ts';
 import { communicationSchema, highAvailabilitySchema, kernelsSchema, memorySchema, moeSchema, parallelSchema, profilingSchema } from './features.ts';
 import { envSchema, nonEmpty, nonNegativeInt, positiveInt, positiveNumber } from './schema-parts.ts';
 
@@ -335,20 +336,7 @@ export const pipelineSpecSchema = z.strictObject({
   failureRules: z
     .array(
       z.strictObject({
-        class: z.enum([
-          'bad-arguments',
-          'missing-input',
-          'communication',
-          'out-of-memory',
-          'nan-loss',
-          'segfault',
-          'killed',
-          'hang',
-          'node-lost',
-          'no-result',
-          'exception',
-          'unknown',
-        ]),
+        class: z.enum(FAILURE_CLASSES),
         pattern: z
           .string()
           .min(1)
