@@ -4,18 +4,20 @@
  * workflow sandbox: defineSignal and defineQuery only name a handler, and the other imports are types.
  */
 import { defineQuery, defineSignal } from '@temporalio/workflow';
-import type { IterationSample, Verdict } from '../benchmark/core.ts';
+import type { BenchmarkSuite, IterationSample, Verdict } from '../benchmark/core.ts';
 import type { FailureClass } from '../modellink/failures.ts';
 import type { PipelinePlan } from '../modellink/plan.ts';
-import type * as workflows from '../workflows/index.ts';
-import type { PipelineState } from './run-state.ts';
+import type { PipelineInput, PipelineState } from './run-state.ts';
 
-/** The workflow types the worker registers: workflows/index.ts exports a function under each name (checked by tsc). */
-export const pipelineWorkflowType = 'pipelineWorkflow' satisfies keyof typeof workflows;
-export const benchmarkWorkflowType = 'benchmarkWorkflow' satisfies keyof typeof workflows;
-/** Their signatures, for typed starts: `client.workflow.start<PipelineWorkflow>(pipelineWorkflowType, …)`. */
-export type PipelineWorkflow = typeof workflows.pipelineWorkflow;
-export type BenchmarkWorkflow = typeof workflows.benchmarkWorkflow;
+/**
+ * The workflow types the worker registers, and their signatures for typed starts
+ * (`client.workflow.start<PipelineWorkflow>(pipelineWorkflowType, …)`). workflows/index.ts exports a
+ * function of that signature under each name (checked by tsc there).
+ */
+export const pipelineWorkflowType = 'pipelineWorkflow';
+export const benchmarkWorkflowType = 'benchmarkWorkflow';
+export type PipelineWorkflow = (input: PipelineInput) => Promise<PipelineState>;
+export type BenchmarkWorkflow = (input: { suite: BenchmarkSuite }) => Promise<BenchmarkOutcome>;
 
 export const progressQuery = defineQuery<PipelineState>('progress');
 /** Checkpoint now and stop: the running training attempt is sent SIGTERM (Megatron saves with --exit-signal-handler, on by default); the pipeline ends as stopped and a rerun resumes it. */
