@@ -9,8 +9,8 @@ import { z } from 'zod';
 import { durationSchema } from '../common/duration.ts';
 import { formatPath } from '../common/issue-path.ts';
 import { modellinkSchema, type SpecProblem } from '../modellink/spec.ts';
-import { getPreset, IMPLS, presetNames, type Impl, type Preset, type TableRow, type TrainingReference } from '../modellink/presets.ts';
-import { envSchema, nonEmpty, nonNegativeInt, positiveInt, positiveNumber } from '../modellink/schema-parts.ts';
+import { getPreset, presetNames, type Impl, type Preset, type TableRow, type TrainingReference } from '../modellink/presets.ts';
+import { envSchema, IMPLS, nonEmpty, nonNegativeInt, positiveInt, positiveNumber } from '../modellink/schema-parts.ts';
 import tableData from '../modellink/performance-table.json' with { type: 'json' };
 
 const nonNegativeNumber = z.number({ error: 'expected a non-negative number' }).min(0, 'expected a non-negative number');

@@ -81,6 +81,9 @@ const FAILURE_RULES: readonly FailureRule[] = [
   { class: 'exception', pattern: /^Traceback \(most recent call last\)/, role: 'fallback' },
 ];
 
+/** The classes of echo rules: what ranks print when a peer is gone, so a gang blames another rank first. */
+export const ECHO_CLASSES: ReadonlySet<FailureClass> = new Set(FAILURE_RULES.filter((r) => r.role === 'echo').map((r) => r.class));
+
 const ROLE_ORDER: readonly RuleRole[] = ['cause', 'echo', 'fallback'];
 
 /** Whether the line ends a Python traceback: above it only frames (indented) up to the header. */

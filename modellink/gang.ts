@@ -4,7 +4,7 @@
  * gang's, and what the gang's result is (a rank's launch is launch.ts's launchForRank).
  */
 import type { AttemptResult, AttemptTimings } from '../contracts/run-state.ts';
-import type { FailureClass } from './failures.ts';
+import { ECHO_CLASSES, type FailureClass } from './failures.ts';
 
 /** A node's own task queue in a pool: `linkflow worker --queue POOL --node NAME` polls it beside POOL. */
 export function nodeQueue(pool: string, node: string): string {
@@ -46,7 +46,7 @@ export interface RankFailure {
  * are cancelled. The rank that explains the gang's failure is the first one that failed for another reason.
  */
 export function rootCauseRank<T extends RankFailure>(failures: T[]): T | undefined {
-  return failures.find((f) => f.failureClass !== 'communication' && !f.followsPeer) ?? failures.find((f) => !f.followsPeer) ?? failures[0];
+  return failures.find((f) => !ECHO_CLASSES.has(f.failureClass) && !f.followsPeer) ?? failures.find((f) => !f.followsPeer) ?? failures[0];
 }
 
 /**

@@ -9,10 +9,10 @@
  */
 import { z } from 'zod';
 import { float, num, type Arg } from './args.ts';
+import { IMPLS, PARAMS_DTYPES } from './schema-parts.ts';
 import { architectureSchema, type Architecture } from './spec.ts';
 import presetData from './presets.json' with { type: 'json' };
 
-export const IMPLS = ['mcore', 'legacy'] as const;
 export type Impl = (typeof IMPLS)[number];
 
 const implSchema = z.enum(IMPLS);
@@ -39,7 +39,7 @@ const trainingReferenceSchema = z.strictObject({
   seqLength: count,
   microBatchSize: count,
   globalBatchSize: count,
-  precision: z.enum(['bf16', 'fp16', 'fp32']),
+  precision: z.enum(PARAMS_DTYPES),
 });
 
 /** A row of ModelLink's published performance table (seed-performance.json). */

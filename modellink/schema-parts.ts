@@ -1,6 +1,12 @@
 /** The zod building blocks the spec, its feature sections and the benchmark suite share, with the messages a user reads. */
 import { z } from 'zod';
 
+/** Megatron-core or legacy models, as ModelLink's scripts (--use-mcore-models) and presets say. */
+export const IMPLS = ['mcore', 'legacy'] as const;
+/** Training precisions ModelLink's scripts use (--bf16, --fp16); weights may also be fp32 (PARAMS_DTYPES). */
+export const PRECISIONS = ['bf16', 'fp16'] as const;
+export const PARAMS_DTYPES = ['bf16', 'fp16', 'fp32'] as const;
+
 export const positiveInt = z.number({ error: 'expected a positive integer' }).int('expected a positive integer').positive('expected a positive integer');
 export const nonNegativeInt = z
   .number({ error: 'expected a non-negative integer' })

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { durationSchema } from '../common/duration.ts';
 import { FAILURE_CLASSES } from './failures.ts';
 import { communicationSchema, highAvailabilitySchema, kernelsSchema, memorySchema, moeSchema, parallelSchema, profilingSchema } from './features.ts';
-import { envSchema, nonEmpty, nonNegativeInt, positiveInt, positiveNumber } from './schema-parts.ts';
+import { envSchema, IMPLS, nonEmpty, nonNegativeInt, PARAMS_DTYPES, positiveInt, positiveNumber, PRECISIONS } from './schema-parts.ts';
 
 /** --tokenizer-type's choices in ModelLink's parser. */
 const tokenizerTypeSchema = z.enum([
@@ -80,7 +80,7 @@ const modelSchema = z.strictObject({
   preset: nonEmpty.optional(),
   architecture: architectureSchema.optional(),
   /** ModelLink's two implementations: Megatron-core models (--use-mcore-models) or the legacy ones. */
-  impl: z.enum(['mcore', 'legacy']).default('mcore'),
+  impl: z.enum(IMPLS).default('mcore'),
   tokenizer: nonEmpty.optional(),
 });
 
@@ -144,7 +144,7 @@ const preprocessStage = z.strictObject({
   seqLength: positiveInt.optional(),
 });
 
-const weightFormat = z.enum(['hf', 'mcore', 'legacy']);
+const weightFormat = z.enum(['hf', ...IMPLS]);
 
 const convertStage = z.strictObject({
   ...stageBase,
@@ -173,7 +173,7 @@ const convertStage = z.strictObject({
     })
     .optional(),
   /** --params-dtype of the converted weights. */
-  paramsDtype: z.enum(['bf16', 'fp16', 'fp32']).optional(),
+  paramsDtype: z.enum(PARAMS_DTYPES).optional(),
   /** The tokenizer file convert_ckpt.py reads from a HF directory (default: its tokenizer.model). */
   tokenizerModel: nonEmpty.optional(),
 });
@@ -206,7 +206,7 @@ const trainingFields = {
   maxPositionEmbeddings: positiveInt.optional(),
   lr: positiveNumber.optional(),
   minLr: z.number().min(0).nullable().optional(),
-  precision: z.enum(['bf16', 'fp16']).default('bf16'),
+  precision: z.enum(PRECISIONS).default('bf16'),
   // Optimizer and schedule; unset follows ModelLink's example scripts, null leaves the flag out (ModelLink's default).
   lrDecayStyle: z.enum(['constant', 'linear', 'cosine', 'inverse-square-root']).nullable().optional(),
   lrWarmupFraction: z.number().min(0).max(1).nullable().optional(),
@@ -280,7 +280,7 @@ const evaluateStage = z.strictObject({
   loraLoad: reference.optional(),
   /** Devices to launch on; default tp × pp. */
   devices: positiveInt.optional(),
-  precision: z.enum(['bf16', 'fp16']).default('bf16'),
+  precision: z.enum(PRECISIONS).default('bf16'),
   tokenizerType: tokenizerTypeSchema.optional(),
 });
 
@@ -306,7 +306,7 @@ const inferenceStage = z.strictObject({
   temperature: z.number().positive().optional(),
   /** Devices to launch on; default tp × pp. */
   devices: positiveInt.optional(),
-  precision: z.enum(['bf16', 'fp16']).default('bf16'),
+  precision: z.enum(PRECISIONS).default('bf16'),
   tokenizerType: tokenizerTypeSchema.optional(),
   /** --use-kv-cache (ModelLink's generate and chat scripts use it). */
   kvCache: z.boolean().default(true),

@@ -1,11 +1,12 @@
 /** The model zoo: every preset traceable to ModelLink's example scripts and performance table. */
+import { IMPLS } from '../modellink/schema-parts.ts';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { architectureSchema } from '../modellink/spec.ts';
-import { customPreset, getPreset, presetNames, IMPLS, type Impl, type Preset } from '../modellink/presets.ts';
+import { customPreset, getPreset, presetNames, type Impl, type Preset } from '../modellink/presets.ts';
 import type { Arg } from '../modellink/args.ts';
 import { ROOT } from '../testkit/specs.ts';
 
