@@ -882,7 +882,7 @@ async function main(): Promise<void> {
 
   const report = `${header(ctx!, load, Date.now() - t0)}\n\n${sections.join('\n\n')}\n`;
   if (params.writeResults) {
-    const file = path.join(ROOT, 'bench', 'RESULTS.md');
+    const file = path.join(ROOT, 'perf', 'RESULTS.md');
     fs.writeFileSync(file, report);
     log(`wrote ${path.relative(ROOT, file)}`);
   }
