@@ -12,6 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { classifyFailure } from '../modellink/failures.ts';
 import { iterations } from '../testkit/emulator-log.ts';
 import { untilTrue, within } from '../testkit/wait.ts';
+import { tinyModelArgs, tinyTrainArgs } from '../testkit/emulator-args.ts';
 import { getFreePort } from '../node/free-port.ts';
 
 const EMULATOR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'emulator');
@@ -80,79 +81,9 @@ const all = (nodes: Node[], ms: number) => within(Promise.all(nodes.map((n) => n
 
 const logLines = (n: Node) => [...n.stdout().split('\n'), ...n.stderr().split('\n')].filter((l) => l !== '');
 
-/** A small LLaMA-shaped model; PP = number of nodes, so every node owns a shard. */
-function modelArgs(pp: number): string[] {
-  return [
-    '--use-mcore-models',
-    '--tensor-model-parallel-size',
-    '1',
-    '--pipeline-model-parallel-size',
-    String(pp),
-    '--num-layers',
-    '4',
-    '--hidden-size',
-    '256',
-    '--ffn-hidden-size',
-    '688',
-    '--num-attention-heads',
-    '8',
-    '--tokenizer-type',
-    'PretrainedFromHF',
-    '--tokenizer-name-or-path',
-    hf,
-    '--seq-length',
-    '128',
-    '--max-position-embeddings',
-    '128',
-    '--position-embedding-type',
-    'rope',
-    '--normalization',
-    'RMSNorm',
-    '--swiglu',
-    '--disable-bias-linear',
-    '--untie-embeddings-and-output-weights',
-    '--make-vocab-size-divisible-by',
-    '1',
-  ];
-}
-
+/** The tiny model with PP = number of nodes, so every node owns a shard. */
 function trainArgs(opts: { pp: number; save: string; iters: number; load?: string; saveInterval?: number; extra?: string[] }): string[] {
-  return [
-    ...modelArgs(opts.pp),
-    '--micro-batch-size',
-    '1',
-    '--global-batch-size',
-    '8',
-    '--lr',
-    '1.25e-6',
-    '--min-lr',
-    '1.25e-7',
-    '--lr-decay-style',
-    'cosine',
-    '--lr-warmup-fraction',
-    '0.01',
-    '--train-iters',
-    String(opts.iters),
-    '--data-path',
-    dataPrefix,
-    '--split',
-    '100,0,0',
-    '--log-interval',
-    '1',
-    '--save-interval',
-    String(opts.saveInterval ?? 10),
-    '--eval-interval',
-    '1000',
-    '--eval-iters',
-    '0',
-    '--bf16',
-    '--no-load-optim',
-    '--no-load-rng',
-    '--save',
-    opts.save,
-    ...(opts.load ? ['--load', opts.load] : []),
-    ...(opts.extra ?? []),
-  ];
+  return tinyTrainArgs({ ...opts, tokenizer: hf, dataPrefix });
 }
 
 const shards = (save: string, iteration: number) => fs.readdirSync(path.join(save, `iter_${String(iteration).padStart(7, '0')}`)).sort();
@@ -392,7 +323,7 @@ describe('emulator gang (torchrun --nnodes > 1)', () => {
     const noCheckpoint = path.join(tmp, 'no-checkpoint'); // Megatron warns and goes on from random weights
     const missing = path.join(tmp, 'eval', 'mmlu', 'missing');
     const args = [
-      ...modelArgs(2),
+      ...tinyModelArgs(hf, { pp: 2 }),
       '--micro-batch-size',
       '1',
       '--bf16',

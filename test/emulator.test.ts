@@ -11,6 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { classifyFailure } from '../modellink/failures.ts';
 import { ITERATION_RE, iterations } from '../testkit/emulator-log.ts';
 import { untilTrue, within } from '../testkit/wait.ts';
+import { tinyModelArgs, tinyTrainArgs } from '../testkit/emulator-args.ts';
 import { getFreePort } from '../node/free-port.ts';
 
 const EMULATOR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'emulator');
@@ -60,78 +61,8 @@ const torchrun = (nproc: number, script: string, args: string[], env: Record<str
     env,
   );
 
-/** A small LLaMA-shaped model, as the examples/mcore/llama2 scripts pass it. */
-function modelArgs(extra: { tp?: number; pp?: number } = {}): string[] {
-  return [
-    '--use-mcore-models',
-    '--tensor-model-parallel-size',
-    String(extra.tp ?? 1),
-    '--pipeline-model-parallel-size',
-    String(extra.pp ?? 1),
-    '--num-layers',
-    '4',
-    '--hidden-size',
-    '256',
-    '--ffn-hidden-size',
-    '688',
-    '--num-attention-heads',
-    '8',
-    '--tokenizer-type',
-    'PretrainedFromHF',
-    '--tokenizer-name-or-path',
-    hf,
-    '--seq-length',
-    '128',
-    '--max-position-embeddings',
-    '128',
-    '--position-embedding-type',
-    'rope',
-    '--normalization',
-    'RMSNorm',
-    '--swiglu',
-    '--disable-bias-linear',
-    '--untie-embeddings-and-output-weights',
-    '--make-vocab-size-divisible-by',
-    '1',
-  ];
-}
-
 function trainArgs(opts: { save?: string; load?: string; iters?: number; tp?: number; pp?: number; extra?: string[] } = {}): string[] {
-  return [
-    ...modelArgs(opts),
-    '--micro-batch-size',
-    '1',
-    '--global-batch-size',
-    '8',
-    '--lr',
-    '1.25e-6',
-    '--min-lr',
-    '1.25e-7',
-    '--lr-decay-style',
-    'cosine',
-    '--lr-warmup-fraction',
-    '0.01',
-    '--train-iters',
-    String(opts.iters ?? 30),
-    '--data-path',
-    dataPrefix,
-    '--split',
-    '100,0,0',
-    '--log-interval',
-    '1',
-    '--save-interval',
-    '10',
-    '--eval-interval',
-    '1000',
-    '--eval-iters',
-    '0',
-    '--bf16',
-    '--no-load-optim',
-    '--no-load-rng',
-    ...(opts.save ? ['--save', opts.save] : []),
-    ...(opts.load ? ['--load', opts.load] : []),
-    ...(opts.extra ?? []),
-  ];
+  return tinyTrainArgs({ ...opts, tokenizer: hf, dataPrefix, iters: opts.iters ?? 30 });
 }
 
 let masterPort: number; // node 0's torchrun serves the ranks' store there
@@ -596,7 +527,7 @@ describe('fault injection', () => {
 
 describe('evaluation.py', () => {
   const evalArgs = (load: string, dataPath: string) => [
-    ...modelArgs(),
+    ...tinyModelArgs(hf),
     '--micro-batch-size',
     '1',
     '--bf16',
