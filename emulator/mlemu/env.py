@@ -2,6 +2,7 @@
 
 Every environment variable the emulator reads is listed here so the README can point at one file.
 """
+import io
 import os
 import socket
 import sys
@@ -178,9 +179,20 @@ def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
 
 
 def line_buffered_stdio() -> None:
-    """Megatron prints with flush=True; line buffering gives the same promptness when piped."""
-    for stream in (sys.stdout, sys.stderr):
+    """Megatron prints with flush=True; line buffering gives the same promptness when piped.
+
+    Each line also leaves in one write. The ranks of a node share torchrun's stdout and stderr, and
+    under `python -u` (torchrun's way to start a worker) print() writes the text and its newline
+    separately, so rank 0's "saving checkpoint" could land inside the last rank's iteration line. A
+    buffered layer flushed at each newline writes a line at once (below the pipe's atomic size), as
+    tracebacks.write does for error blocks.
+    """
+    for name in ('stdout', 'stderr'):
+        stream = getattr(sys, name)
         try:
-            stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # a TextIOWrapper, unless replaced
-        except (AttributeError, ValueError):
-            pass
+            stream.flush()
+            raw = io.FileIO(stream.fileno(), 'w', closefd=False)
+        except (AttributeError, ValueError, OSError):
+            continue  # replaced by something without a file descriptor: leave it
+        lines = io.TextIOWrapper(io.BufferedWriter(raw), encoding=stream.encoding, errors=stream.errors, line_buffering=True)
+        setattr(sys, name, lines)
