@@ -10,6 +10,7 @@ import { durationSchema, durationToMs } from './common/duration.ts';
 import { formatPath } from './common/issue-path.ts';
 import { PROJECT_ROOT } from './common/project-root.ts';
 import type { RetrySettingsInput } from './contracts/run-state.ts';
+import type { PoolSettings } from './pool/allocator.ts';
 
 const envBoolean = z.union([z.boolean(), z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1')]);
 const envInt = z.union([z.number(), z.string().regex(/^\d+$/, 'expected a whole number').transform(Number)]).pipe(z.number().int().positive());
@@ -22,6 +23,22 @@ const envNumber = z
       .transform(Number),
   ])
   .pipe(z.number().positive());
+
+/** A command as an argv array; from the environment, a JSON array of strings. */
+const argvSchema = z.union([
+  z.array(z.string().min(1)).min(1),
+  z
+    .string()
+    .transform((v, ctx) => {
+      try {
+        return JSON.parse(v) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'expected a JSON array of strings, e.g. ["/usr/local/bin/check-npus", "8"]' });
+        return z.NEVER;
+      }
+    })
+    .pipe(z.array(z.string().min(1)).min(1)),
+]);
 
 const configSchema = z.strictObject({
   address: z.string().min(1).default('127.0.0.1:7233'),
@@ -69,6 +86,23 @@ const configSchema = z.strictObject({
       infrastructureInitialInterval: '30s',
       continueAsNewAfterAttempts: 50,
     }),
+  /** The pool's allocator (one per pool) and its nodes: the workers of one pool should share these. */
+  pool: z
+    .strictObject({
+      /** A node whose worker has not renewed for this long leaves the pool, and what it held is released. */
+      nodeTimeout: durationSchema.default('30s'),
+      /** How often a node's worker renews its place in the pool. */
+      renewInterval: durationSchema.default('5s'),
+      /** A node blamed for this many infrastructure failures within quarantineWindow is quarantined. */
+      quarantineAfter: envInt.default(3),
+      quarantineWindow: durationSchema.default('1h'),
+      /** How long a quarantined node is not granted. */
+      coolDown: durationSchema.default('30m'),
+      /** Run on a node before a rank starts there (argv; exit 0 = healthy), e.g. a script around `npu-smi info`. */
+      healthCheck: argvSchema.optional(),
+      healthCheckTimeout: durationSchema.default('60s'),
+    })
+    .default({ nodeTimeout: '30s', renewInterval: '5s', quarantineAfter: 3, quarantineWindow: '1h', coolDown: '30m', healthCheckTimeout: '60s' }),
   dev: z
     .strictObject({
       /** SQLite file of the embedded dev server, so `linkflow dev` keeps its state across restarts. */
@@ -122,6 +156,18 @@ function fromEnv(env: Env): Record<string, unknown> {
       ]),
     ],
     [
+      'pool',
+      pick([
+        ['nodeTimeout', env.LINKFLOW_POOL_NODE_TIMEOUT],
+        ['renewInterval', env.LINKFLOW_POOL_RENEW_INTERVAL],
+        ['quarantineAfter', env.LINKFLOW_QUARANTINE_AFTER],
+        ['quarantineWindow', env.LINKFLOW_QUARANTINE_WINDOW],
+        ['coolDown', env.LINKFLOW_QUARANTINE_COOL_DOWN],
+        ['healthCheck', env.LINKFLOW_HEALTH_CHECK],
+        ['healthCheckTimeout', env.LINKFLOW_HEALTH_CHECK_TIMEOUT],
+      ]),
+    ],
+    [
       'dev',
       pick([
         ['dbFile', env.LINKFLOW_DEV_DB],
@@ -165,6 +211,16 @@ export function retrySettings(config: LinkflowConfig): RetrySettings {
     continueAsNewAfterAttempts: config.retry.continueAsNewAfterAttempts,
     heartbeatTimeoutMs: durationToMs(config.activity.heartbeatTimeout),
     startToCloseTimeoutMs: durationToMs(config.activity.startToCloseTimeout),
+  };
+}
+
+/** The pool's rules as the allocator workflow takes them (plain milliseconds). */
+export function poolSettings(config: LinkflowConfig): PoolSettings {
+  return {
+    nodeTimeoutMs: durationToMs(config.pool.nodeTimeout),
+    quarantineFailures: config.pool.quarantineAfter,
+    quarantineWindowMs: durationToMs(config.pool.quarantineWindow),
+    coolDownMs: durationToMs(config.pool.coolDown),
   };
 }
 

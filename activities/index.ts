@@ -4,7 +4,7 @@ import type { StageCheck } from '../contracts/run-state.ts';
 import { checkStageUpToDate, writeManifestFile } from './manifest.ts';
 
 export { runStageAttempt } from './run-stage.ts';
-export { nodeInfo, poolNodes } from './node.ts';
+export { checkNode, closedWorkflows, poolFreeNodes, requestPoolNodes } from './pool.ts';
 export { beginBenchmarkRun, prepareBenchmarkCase, recordBenchmarkCase, finishBenchmarkRun, notifyBenchmarkWebhook } from './benchmark.ts';
 
 export async function checkStage(input: { stage: StagePlan; upstream: Record<string, string> }): Promise<StageCheck> {

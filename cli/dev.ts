@@ -41,12 +41,14 @@ export async function runDev(config: LinkflowConfig): Promise<void> {
   const server = await ensureServer(config);
   if (!server) console.log(`a Temporal server already answers at ${config.address}; starting only a worker`);
   else console.log(`Temporal dev server at ${server.address}${server.uiUrl ? `, Web UI ${server.uiUrl}` : ''}`);
-  const { worker, close } = await createLinkflowWorker({ config });
-  console.log(`worker polling task queue "${config.taskQueue}" in namespace "${config.namespace}"; Ctrl-C stops everything`);
+  const worker = await createLinkflowWorker({ config });
+  console.log(
+    `worker polling task queue "${config.taskQueue}" in namespace "${config.namespace}" as node ${worker.node.node}; Ctrl-C stops everything`,
+  );
   const running = worker.run();
   await Promise.race([untilInterrupted(), running]);
   console.log('stopping the worker…');
-  if (worker.getState() === 'RUNNING') worker.shutdown();
+  worker.shutdown();
   await running.catch((e: unknown) => console.error(`worker stopped with an error: ${(e as Error).message}`));
   await close();
   if (server) {
@@ -61,9 +63,8 @@ export async function runWorker(config: LinkflowConfig, taskQueue?: string, node
   drainOnSigterm();
   const workers = await createLinkflowWorker({ config, taskQueue, node });
   const pool = taskQueue ?? config.taskQueue;
-  console.log(
-    `worker polling task queue "${pool}"${node ? ` and node queue "${nodeQueue(pool, node.node)}" (node ${node.node}, address ${node.address})` : ''} at ${config.address}`,
-  );
+  const self = workers.node;
+  console.log(`worker polling task queue "${pool}" and node queue "${nodeQueue(pool, self.node)}" (node ${self.node}, address ${self.address}) at ${config.address}`);
   try {
     await workers.run();
   } finally {
@@ -87,7 +88,7 @@ export async function runDemo(config: LinkflowConfig): Promise<number> {
   const server = await ensureServer(config);
   // A queue of its own, so only this process's worker (with this checkout's code) runs the demo.
   const taskQueue = `linkflow-demo-${process.pid}`;
-  const { worker, close } = await createLinkflowWorker({ config: loadConfig({ taskQueue }) });
+  const worker = await createLinkflowWorker({ config: loadConfig({ taskQueue }) });
   const running = worker.run();
   try {
     const client = await connectClient(config);
@@ -113,7 +114,7 @@ export async function runDemo(config: LinkflowConfig): Promise<number> {
   } finally {
     worker.shutdown();
     await running.catch(() => undefined);
-    await close();
+    await worker.close();
     await server?.stop();
   }
 }

@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { absolutizePaths, importScript } from '../import/import-script.ts';
@@ -234,16 +235,15 @@ program
 
 program
   .command('worker')
-  .description('run a worker on this node')
+  .description("run a worker on this node: it joins the pool's allocator, which places attempts on it")
   .option('--queue <taskQueue>', 'task queue of the pool to poll (default: the configured one)')
-  .option('--node <name>', "this node's name: also poll the node's own queue, where ranks of multi-node stages are placed")
+  .option('--node <name>', "this node's name in the pool (default: the host name); its own queue is where attempts are placed")
   .option(
     '--address <host>',
     'where the other nodes reach this one (rank 0 becomes the master address; default: LINKFLOW_NODE_ADDRESS or the first non-loopback IPv4)',
   )
   .action(async (opts: { queue?: string; node?: string; address?: string }) => {
-    if (opts.address && !opts.node) throw new ExitError('--address needs --node: only a named node takes ranks of multi-node stages', 2);
-    const node = opts.node ? { node: opts.node, address: opts.address ?? process.env.LINKFLOW_NODE_ADDRESS ?? defaultNodeAddress() } : undefined;
+    const node = { node: opts.node ?? os.hostname(), address: opts.address ?? process.env.LINKFLOW_NODE_ADDRESS ?? defaultNodeAddress() };
     await runWorker(loadConfig(), opts.queue, node);
   });
 

@@ -49,7 +49,7 @@ async function main(): Promise<void> {
   const sampler = new LoadSampler().start();
   const server = await startDevServer({ ui: false });
   const config = loadConfig({ address: server.address, taskQueue: `bench-overhead-${process.pid}` }, {});
-  const { worker, close } = await createLinkflowWorker({ config });
+  const worker = await createLinkflowWorker({ config });
   const running = worker.run();
   const client = await connectClient(config);
   const dir = tempDir('bench-overhead');
@@ -128,7 +128,7 @@ async function main(): Promise<void> {
   } finally {
     worker.shutdown();
     await running.catch(() => undefined);
-    await close();
+    await worker.close();
     await client.connection.close();
     await server.stop();
   }

@@ -3,15 +3,14 @@ import type { Client } from '@temporalio/client';
 import { randomUUID } from 'node:crypto';
 import { loadConfig, type LinkflowConfig } from '../temporal.config.ts';
 import { startDevServer, type DevServer } from '../devserver/dev-server.ts';
-import { createLinkflowWorker } from '../worker/worker.ts';
+import { createLinkflowWorker, type LinkflowWorker } from '../worker/worker.ts';
 import { connectClient } from '../client/connect.ts';
-import type { Worker } from '@temporalio/worker';
 
 export interface TestTemporal {
   server: DevServer;
   config: LinkflowConfig;
   client: Client;
-  worker: Worker;
+  worker: LinkflowWorker;
   stop(): Promise<void>;
 }
 
@@ -34,7 +33,7 @@ export async function startTestTemporal(): Promise<TestTemporal> {
     },
     {},
   );
-  const { worker, close } = await createLinkflowWorker({ config });
+  const worker = await createLinkflowWorker({ config });
   const running = worker.run();
   const client = await connectClient(config);
   return {
@@ -45,7 +44,7 @@ export async function startTestTemporal(): Promise<TestTemporal> {
     async stop() {
       worker.shutdown();
       await running;
-      await close();
+      await worker.close();
       await client.connection.close();
       await server.stop();
     },

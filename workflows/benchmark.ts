@@ -20,7 +20,6 @@ import type { CaseRunOutcome } from '../contracts/workflows.ts';
 import type { BenchmarkCase, BenchmarkSuite, CaseResult } from '../benchmark/core.ts';
 import type { PipelineState } from '../contracts/run-state.ts';
 import { benchmarkProgressQuery, type BenchmarkOutcome, type BenchmarkProgress } from '../contracts/workflows.ts';
-import { freeNodes } from './gang.ts';
 import { pipelineWorkflow } from './pipeline.ts';
 
 const bench = proxyActivities<typeof activities>({
@@ -74,7 +73,7 @@ export async function benchmarkWorkflow({ suite }: { suite: BenchmarkSuite }): P
 
 /** One case: skipped with the reason, or its pipeline run to the end and measured from its iteration lines. */
 async function runCase(suite: BenchmarkSuite, runId: string, taskQueue: string, benchmarkCase: BenchmarkCase): Promise<CaseRunOutcome> {
-  const free = benchmarkCase.shape.nodes > 1 ? (await freeNodes(taskQueue)).length : 0;
+  const free = await bench.poolFreeNodes({ pool: taskQueue });
   const prepared = await bench.prepareBenchmarkCase({ suite, runId, benchmarkCase, taskQueue, freeNodes: free });
   if ('skip' in prepared) return { kind: 'skipped', reason: prepared.skip };
   try {

@@ -20,12 +20,14 @@ import type * as activities from '../activities/index.ts';
 // Pure data, no Node imports: safe inside the workflow sandbox.
 import { INFRASTRUCTURE } from '../modellink/failures.ts';
 import { autoSaveInterval } from '../modellink/advise.ts';
-import { launchesAcrossNodes, launchOf } from '../modellink/launch.ts';
+import { launchesAcrossNodes, launchOf, nodesOf } from '../modellink/launch.ts';
+import { nodeQueue } from '../modellink/gang.ts';
 import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
 import type { PipelineInput, PipelineState, RetrySettingsInput, StageState } from '../contracts/run-state.ts';
 import { checkpointAndStopSignal, progressQuery, setSaveIntervalSignal } from '../contracts/workflows.ts';
 import { attemptFailure, failureDetails } from './attempts.ts';
-import { attemptActivities, PlacementDeferred, runGangAttempt, type GangOutcome } from './gang.ts';
+import { attemptActivities, runGangAttempt, type GangOutcome } from './gang.ts';
+import { blameNode, onPoolNodes, PlacementDeferred, type PlacementRequest } from './placement.ts';
 
 /** The running attempt's scope, so a stop can cancel just the attempt. */
 interface AttemptControl {
@@ -139,9 +141,9 @@ async function runStage(
   control: AttemptControl,
 ): Promise<'done' | 'continue-as-new' | 'stopped'> {
   const pipeline = plan.name;
-  const { runStageAttempt } = attemptActivities(retry);
   const pool = plan.taskQueue ?? workflowInfo().taskQueue;
   const gang = launchesAcrossNodes(launchOf(stage));
+  const count = nodesOf(launchOf(stage));
   // Two budgets: faults of the machines never use up the retries meant for errors of the job.
   const budget = { code: stage.maxAttempts ?? retry.maximumAttempts, infrastructure: retry.infrastructureAttempts };
   let attemptsThisRun = 0;
@@ -161,7 +163,25 @@ async function runStage(
         ? (pipelineState.saveInterval ?? (s.saveInterval !== stage.training.saveInterval ? s.saveInterval : undefined))
         : undefined;
       const input = { pipeline, stage, attempt, saveInterval };
-      const result = await scope.run(() => (gang ? runGangAttempt(plan, pool, s, retry, input, placed) : runStageAttempt(input)));
+      const request: PlacementRequest = {
+        pool,
+        holder: { workflowId: workflowInfo().workflowId, pipeline, stage: stage.name, attempt },
+        count,
+        // A stage may span fewer nodes than the job (evaluation runs tp × pp ranks): the first hosts.
+        hosts: plan.hosts?.slice(0, count),
+        // The node that failed the previous attempt is used again only when no other is free.
+        avoid: previous?.outcome === 'failed' && (previous.failedNode ?? previous.node) ? [(previous.failedNode ?? previous.node)!] : undefined,
+        masterPort: gang,
+      };
+      const result = await scope.run(() =>
+        onPoolNodes(request, s, (placement) => {
+          placed.placedAt = Date.now();
+          s.status = 'running';
+          if (gang) return runGangAttempt(pool, s, retry, input, placement, placed);
+          s.note = `on node ${placement.nodes[0].name}`;
+          return attemptActivities(retry, nodeQueue(pool, placement.nodes[0].name)).runStageAttempt(input);
+        }),
+      );
       s.attempts.push({
         attempt,
         outcome: 'succeeded',
@@ -220,6 +240,8 @@ async function runStage(
       if (record.lastIteration !== undefined) s.finalIteration = record.lastIteration;
       const group = INFRASTRUCTURE.has(record.failureClass ?? 'unknown') ? 'infrastructure' : 'code';
       failures[group]++;
+      const blamed = record.failedNode ?? record.node;
+      if (group === 'infrastructure' && blamed) await blameNode(pool, blamed, `${stage.name} attempt ${attempt}: ${record.failureClass}: ${record.reason}`);
       const retryable = isRetryable(err);
       if (!retryable || failures[group] >= budget[group]) {
         s.status = 'failed';
