@@ -75,7 +75,7 @@ export default tseslint.config(
   },
   layer('bin', { may: ['cli'] }),
   layer('cli', { may: ['client', 'benchmark', 'import', 'devserver', 'worker', 'node', 'modellink', 'contracts', 'pool'] }),
-  layer('client', { may: ['contracts', 'modellink'], types: ['benchmark'] }),
+  layer('client', { may: ['contracts', 'modellink'], types: ['benchmark', 'pool'] }),
   layer('contracts', { types: ['modellink', 'benchmark', 'workflows', 'pool'], pure: true }),
   layer('workflows', { may: ['contracts', 'modellink', 'pool'], types: ['activities', 'benchmark'], pure: true }),
   layer('activities', { may: ['node', 'modellink', 'benchmark', 'contracts', 'pool'] }),

@@ -101,8 +101,21 @@ const configSchema = z.strictObject({
       /** Run on a node before a rank starts there (argv; exit 0 = healthy), e.g. a script around `npu-smi info`. */
       healthCheck: argvSchema.optional(),
       healthCheckTimeout: durationSchema.default('60s'),
+      /** How often the allocator checks that the pipelines holding nodes still run (a terminated one's nodes are reclaimed). */
+      reclaimInterval: durationSchema.default('60s'),
+      /** The allocator continues as new after this many history events. */
+      historyLimit: envInt.default(4000),
     })
-    .default({ nodeTimeout: '30s', renewInterval: '5s', quarantineAfter: 3, quarantineWindow: '1h', coolDown: '30m', healthCheckTimeout: '60s' }),
+    .default({
+      nodeTimeout: '30s',
+      renewInterval: '5s',
+      quarantineAfter: 3,
+      quarantineWindow: '1h',
+      coolDown: '30m',
+      healthCheckTimeout: '60s',
+      reclaimInterval: '60s',
+      historyLimit: 4000,
+    }),
   dev: z
     .strictObject({
       /** SQLite file of the embedded dev server, so `linkflow dev` keeps its state across restarts. */
@@ -165,6 +178,8 @@ function fromEnv(env: Env): Record<string, unknown> {
         ['coolDown', env.LINKFLOW_QUARANTINE_COOL_DOWN],
         ['healthCheck', env.LINKFLOW_HEALTH_CHECK],
         ['healthCheckTimeout', env.LINKFLOW_HEALTH_CHECK_TIMEOUT],
+        ['reclaimInterval', env.LINKFLOW_POOL_RECLAIM_INTERVAL],
+        ['historyLimit', env.LINKFLOW_POOL_HISTORY_LIMIT],
       ]),
     ],
     [
@@ -221,6 +236,8 @@ export function poolSettings(config: LinkflowConfig): PoolSettings {
     quarantineFailures: config.pool.quarantineAfter,
     quarantineWindowMs: durationToMs(config.pool.quarantineWindow),
     coolDownMs: durationToMs(config.pool.coolDown),
+    reclaimIntervalMs: durationToMs(config.pool.reclaimInterval),
+    historyLimit: config.pool.historyLimit,
   };
 }
 

@@ -26,6 +26,7 @@ import { ExitError } from '../errors.ts';
 import { checkpointAndStopSignal, setSaveIntervalSignal } from '../contracts/workflows.ts';
 import { registerBenchCommands } from './bench.ts';
 import { diagnoseCommand } from './diagnose.ts';
+import { registerNodesCommand } from './nodes.ts';
 
 function planOrExit(file: string, workspace?: string) {
   const result = loadSpecFile(file, { workspace });
@@ -255,6 +256,7 @@ program
   });
 
 registerBenchCommands(program);
+registerNodesCommand(program);
 
 program
   .command('bootstrap')

@@ -15,6 +15,10 @@ export interface PoolSettings {
   quarantineWindowMs: number;
   /** How long a quarantined node is not granted. */
   coolDownMs: number;
+  /** How often the pool checks that the workflows holding its nodes still run. */
+  reclaimIntervalMs: number;
+  /** The pool's workflow continues as new after this many history events, carrying its state. */
+  historyLimit: number;
 }
 
 export interface Quarantine {

@@ -20,7 +20,14 @@ import {
 } from '../pool/allocator.ts';
 import { describePool, freeCount } from '../pool/view.ts';
 
-const SETTINGS: PoolSettings = { nodeTimeoutMs: 30_000, quarantineFailures: 2, quarantineWindowMs: 3_600_000, coolDownMs: 600_000 };
+const SETTINGS: PoolSettings = {
+  nodeTimeoutMs: 30_000,
+  quarantineFailures: 2,
+  quarantineWindowMs: 3_600_000,
+  coolDownMs: 600_000,
+  reclaimIntervalMs: 60_000,
+  historyLimit: 4000,
+};
 
 function pool(...names: string[]): PoolState {
   const state = emptyPool('p');

@@ -10,6 +10,7 @@ import {
   getExternalWorkflowHandle,
   isCancellation,
   proxyActivities,
+  setCurrentDetails,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -74,6 +75,8 @@ async function acquire(id: string, request: PlacementRequest, s: StageState): Pr
     if ('queued' in answer) {
       s.status = 'waiting-for-nodes';
       s.note = `waiting for ${answer.queued.waitingFor} in pool ${request.pool}: position ${answer.queued.position} in the queue`;
+      // The Web UI shows it on the workflow's page.
+      setCurrentDetails(`**${request.holder.stage}** attempt ${request.holder.attempt}: ${s.note}`);
       if (workflowInfo().continueAsNewSuggested) throw new PlacementDeferred(s.note);
       await condition(() => grantedRequests.has(id), ASK_AGAIN);
       continue;
@@ -82,6 +85,7 @@ async function acquire(id: string, request: PlacementRequest, s: StageState): Pr
     const checks = await Promise.all(nodes.map((n, k) => checkNode(request.pool, n.name, request.masterPort && k === 0)));
     const unhealthy = checks.filter((c): c is Extract<NodeCheck, { healthy: false }> => !c.healthy);
     if (unhealthy.length === 0) {
+      setCurrentDetails(`**${request.holder.stage}** attempt ${request.holder.attempt} on ${nodes.map((n) => n.name).join(', ')}`);
       const first = checks[0] as Extract<NodeCheck, { healthy: true }>;
       return { requestId: id, nodes: nodes.map((n, k) => ({ name: n.name, address: (checks[k] as { address?: string }).address ?? n.address })), masterPort: first.port };
     }

@@ -49,10 +49,6 @@ import { describePool } from '../pool/view.ts';
 
 const { closedWorkflows } = proxyActivities<typeof activities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 3 } });
 
-/** How often the pool checks that the workflows holding its nodes still run. */
-const RECLAIM_EVERY_MS = 60_000;
-/** Continue as new well before Temporal's own limits: every signal and timer is a few events. */
-const MAX_HISTORY_EVENTS = 4_000;
 
 export async function poolWorkflow({ pool, settings: initialSettings, state: carried }: PoolInput): Promise<void> {
   const state = carried ?? emptyPool(pool);
@@ -104,7 +100,7 @@ export async function poolWorkflow({ pool, settings: initialSettings, state: car
   });
   setHandler(poolQuery, () => describePool(state, settings, Date.now()));
 
-  let nextReclaim = Date.now() + RECLAIM_EVERY_MS;
+  let nextReclaim = Date.now() + settings.reclaimIntervalMs;
   for (;;) {
     await condition(() => wake, Math.max(1, Math.min(nextReclaim, nextDeadline(state, settings) ?? Infinity) - Date.now()));
     wake = false;
@@ -113,12 +109,13 @@ export async function poolWorkflow({ pool, settings: initialSettings, state: car
     endQuarantines(state, now);
     serve();
     if (now >= nextReclaim) {
-      nextReclaim = now + RECLAIM_EVERY_MS;
+      nextReclaim = now + settings.reclaimIntervalMs;
       const ids = holders(state);
       if (ids.length > 0 && reclaim(state, await closedWorkflows({ workflowIds: ids }), Date.now()).length > 0) serve();
     }
     await tellHolders(granted.splice(0));
-    if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > MAX_HISTORY_EVENTS) {
+    // Well before Temporal's own limits: every signal and timer is a few events.
+    if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > settings.historyLimit) {
       await condition(allHandlersFinished);
       await tellHolders(granted.splice(0));
       await continueAsNew<typeof poolWorkflow>({ pool, settings, state });
