@@ -98,7 +98,13 @@ async function acquire(id: string, request: PlacementRequest, s: StageState): Pr
 
 /** A node's health check on its own queue; a node whose worker does not answer in time is unhealthy too. */
 async function checkNode(poolName: string, node: string, reservePort: boolean): Promise<NodeCheck> {
-  const onNode = proxyActivities<typeof activities>({ taskQueue: nodeQueue(poolName, node), scheduleToCloseTimeout: '2 minutes', retry: { maximumAttempts: 1 } });
+  const onNode = proxyActivities<typeof activities>({
+    taskQueue: nodeQueue(poolName, node),
+    // A node whose worker died within the pool's node timeout is still listed: it does not pick this up.
+    scheduleToStartTimeout: '20s',
+    startToCloseTimeout: '5 minutes',
+    retry: { maximumAttempts: 1 },
+  });
   try {
     return await onNode.checkNode({ reservePort });
   } catch (err) {

@@ -44,6 +44,7 @@ import {
   requeueRequest,
   schedule,
   type Grant,
+  type PoolState,
 } from '../pool/allocator.ts';
 import { describePool } from '../pool/view.ts';
 
@@ -114,6 +115,9 @@ export async function poolWorkflow({ pool, settings: initialSettings, state: car
       if (ids.length > 0 && reclaim(state, await closedWorkflows({ workflowIds: ids }), Date.now()).length > 0) serve();
     }
     await tellHolders(granted.splice(0));
+    // A pool nobody uses any more (its last node left, nothing held or asked) ends; the next node or request starts it again.
+    if (idle(state) && (await condition(() => !idle(state), settings.nodeTimeoutMs))) continue;
+    if (idle(state)) return;
     // Well before Temporal's own limits: every signal and timer is a few events.
     if (workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > settings.historyLimit) {
       await condition(allHandlersFinished);
@@ -121,6 +125,10 @@ export async function poolWorkflow({ pool, settings: initialSettings, state: car
       await continueAsNew<typeof poolWorkflow>({ pool, settings, state });
     }
   }
+}
+
+function idle(state: PoolState): boolean {
+  return Object.keys(state.nodes).length === 0 && state.queue.length === 0 && Object.keys(state.grants).length === 0;
 }
 
 /** Wakes the pipelines whose requests were granted; one that is gone is reclaimed later, and a waiting one also asks again by itself. */
