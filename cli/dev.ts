@@ -50,7 +50,7 @@ export async function runDev(config: LinkflowConfig): Promise<void> {
   console.log('stopping the worker…');
   worker.shutdown();
   await running.catch((e: unknown) => console.error(`worker stopped with an error: ${(e as Error).message}`));
-  await close();
+  await worker.close();
   if (server) {
     console.log('stopping the dev server…');
     await server.stop();

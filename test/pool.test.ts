@@ -259,7 +259,8 @@ describe('the pool allocator', () => {
       await Promise.all([startNode('r1'), startNode('r2')]);
       const cfg = { ...config(), address: own.address };
       const submit = (spec: RawSpec) => startPipeline(ownClient, cfg, planFile(writeSpec(dir, spec, `${spec.name as string}.yaml`)), pool);
-      const single = await submit(trainSpec('holder', { trainIters: 400 }));
+      // Long enough to hold its node through the restart, even on a loaded machine.
+      const single = await submit(trainSpec('holder', { trainIters: 1000 }));
       await until('the single-node stage to run', async () => (await snapshot(single)).live?.iteration !== undefined, { timeoutMs: 60_000 });
       const gang = await submit(trainSpec('waiter', { nodes: 2, trainIters: 20 }));
       const before = await until('the gang to queue', async () => {

@@ -24,7 +24,12 @@ let runtimeInstalled = false;
 /** The worker's own log level (bundling, state changes are INFO); call before the first worker. */
 export function installRuntime(level: LogLevel): void {
   if (runtimeInstalled) return;
-  Runtime.install({ logger: new DefaultLogger(level) });
+  const print = new DefaultLogger(level);
+  // The node queue's worker runs activities only, by design: the SDK's warning about it would only confuse.
+  const logger = new DefaultLogger(level, (entry) => {
+    if (!entry.message.startsWith('No workflows registered')) print.log(entry.level, entry.message, entry.meta);
+  });
+  Runtime.install({ logger });
   runtimeInstalled = true;
 }
 

@@ -11,6 +11,7 @@ import {
   ContinueAsNew,
   continueAsNew,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   sleep,
@@ -27,7 +28,11 @@ import type { PipelineInput, PipelineState, RetrySettingsInput, StageState } fro
 import { checkpointAndStopSignal, progressQuery, setSaveIntervalSignal } from '../contracts/workflows.ts';
 import { attemptFailure, failureDetails } from './attempts.ts';
 import { attemptActivities, runGangAttempt, type GangOutcome } from './gang.ts';
-import { blameNode, onPoolNodes, PlacementDeferred, type PlacementRequest } from './placement.ts';
+import { blameNode, onPoolNodes, PlacementDeferred, type Placement, type PlacementRequest } from './placement.ts';
+import { legacyPlaceGang } from './legacy-placement.ts';
+
+/** Pipelines started before the pool's allocator keep placing as they did (their histories say so). */
+const POOL_ALLOCATOR = 'pool-allocator';
 
 /** The running attempt's scope, so a stop can cancel just the attempt. */
 interface AttemptControl {
@@ -173,14 +178,20 @@ async function runStage(
         avoid: previous?.outcome === 'failed' && (previous.failedNode ?? previous.node) ? [(previous.failedNode ?? previous.node)!] : undefined,
         masterPort: gang,
       };
+      const run = (placement: Placement) => {
+        placed.placedAt = Date.now();
+        s.status = 'running';
+        if (gang) return runGangAttempt(pool, s, retry, input, placement, placed);
+        s.note = `on node ${placement.nodes[0].name}`;
+        return attemptActivities(retry, nodeQueue(pool, placement.nodes[0].name)).runStageAttempt(input);
+      };
+      const usesPool = patched(POOL_ALLOCATOR);
       const result = await scope.run(() =>
-        onPoolNodes(request, s, (placement) => {
-          placed.placedAt = Date.now();
-          s.status = 'running';
-          if (gang) return runGangAttempt(pool, s, retry, input, placement, placed);
-          s.note = `on node ${placement.nodes[0].name}`;
-          return attemptActivities(retry, nodeQueue(pool, placement.nodes[0].name)).runStageAttempt(input);
-        }),
+        usesPool
+          ? onPoolNodes(request, s, run)
+          : gang
+            ? legacyPlaceGang(pool, count, request.hosts, s).then(run)
+            : attemptActivities(retry).runStageAttempt(input),
       );
       s.attempts.push({
         attempt,
@@ -241,7 +252,7 @@ async function runStage(
       const group = INFRASTRUCTURE.has(record.failureClass ?? 'unknown') ? 'infrastructure' : 'code';
       failures[group]++;
       const blamed = record.failedNode ?? record.node;
-      if (group === 'infrastructure' && blamed) await blameNode(pool, blamed, `${stage.name} attempt ${attempt}: ${record.failureClass}: ${record.reason}`);
+      if (group === 'infrastructure' && blamed && patched(POOL_ALLOCATOR)) await blameNode(pool, blamed, `${stage.name} attempt ${attempt}: ${record.failureClass}: ${record.reason}`);
       const retryable = isRetryable(err);
       if (!retryable || failures[group] >= budget[group]) {
         s.status = 'failed';

@@ -53,14 +53,21 @@ const grantedRequests = new Set<string>();
 export async function onPoolNodes<T>(request: PlacementRequest, s: StageState, attempt: (placement: Placement) => Promise<T>): Promise<T> {
   setHandler(nodesGrantedSignal, ({ requestId }) => void grantedRequests.add(requestId));
   const id = `${request.holder.workflowId}/${request.holder.stage}/attempt-${request.holder.attempt}`;
-  let placement: Placement | undefined;
+  let result: T;
   try {
-    placement = await acquire(id, request, s);
-    return await attempt(placement);
-  } finally {
-    // Released even when cancelled, and also when still queued (the request is withdrawn).
-    await CancellationScope.nonCancellable(() => release(request.pool, { requestId: id })).catch(() => undefined);
+    result = await attempt(await acquire(id, request, s));
+  } catch (err) {
+    // Continuing as new while queued: the next run asks with the same id and keeps this place.
+    if (!(err instanceof PlacementDeferred)) await releaseAnyway(request.pool, id);
+    throw err;
   }
+  await releaseAnyway(request.pool, id);
+  return result;
+}
+
+/** Released even when the attempt was cancelled, and when still queued (the request is withdrawn). */
+async function releaseAnyway(poolName: string, requestId: string): Promise<void> {
+  await CancellationScope.nonCancellable(() => release(poolName, { requestId })).catch(() => undefined);
 }
 
 async function acquire(id: string, request: PlacementRequest, s: StageState): Promise<Placement> {
