@@ -12,6 +12,7 @@ import { loadSpecFile } from '../client/spec-file.ts';
 import { connectClient } from '../client/connect.ts';
 import { startPipeline } from '../client/pipeline.ts';
 import { summaryText } from './progress.ts';
+import { searchAttributeTypes } from '../contracts/search-attributes.ts';
 import { watchPipeline } from './watch.ts';
 
 function portOf(address: string): number {
@@ -24,7 +25,13 @@ async function ensureServer(config: LinkflowConfig): Promise<DevServer | undefin
   if (await isReachable(config.address)) return undefined;
   fs.mkdirSync(path.dirname(config.dev.dbFile), { recursive: true });
   console.log(`starting the Temporal dev server on ${config.address} (state in ${config.dev.dbFile})`);
-  return startDevServer({ port: portOf(config.address), uiPort: config.dev.uiPort, dbFile: config.dev.dbFile, ui: true });
+  return startDevServer({
+    port: portOf(config.address),
+    uiPort: config.dev.uiPort,
+    dbFile: config.dev.dbFile,
+    ui: true,
+    searchAttributes: searchAttributeTypes(),
+  });
 }
 
 /** Resolves on SIGINT/SIGTERM; the Temporal runtime also hears them and stops the worker. */

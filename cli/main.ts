@@ -25,6 +25,9 @@ import { ExitError } from '../errors.ts';
 import { checkpointAndStopSignal, setSaveIntervalSignal } from '../contracts/workflows.ts';
 import { registerBenchCommands } from './bench.ts';
 import { diagnoseCommand } from './diagnose.ts';
+import { listPipelines, listQuery, ListFilterError } from '../client/list.ts';
+import { webUiUrl, workflowUiLink } from '../client/ui-link.ts';
+import { listTable } from './list.ts';
 
 function planOrExit(file: string, workspace?: string) {
   const result = loadSpecFile(file, { workspace });
@@ -69,11 +72,15 @@ program
     const config = loadConfig();
     const client = await connectClient(config);
     const handle = await startPipeline(client, config, plan);
+    const ui = await webUiUrl(config);
+    const link = ui ? `Web UI: ${workflowUiLink(ui, config.namespace, handle.workflowId)}` : undefined;
     if (!opts.wait && !opts.json) {
       console.log(handle.workflowId);
+      if (link) console.error(link);
       return;
     }
-    if (!opts.json) console.log(`started ${handle.workflowId}`);
+    if (!opts.json) console.log(`started ${handle.workflowId}${link ? `\n${link}` : ''}`);
+    else if (link) console.error(link);
     const final = await watchPipeline(handle, { quiet: !!opts.json });
     if (opts.json) console.log(JSON.stringify(jsonSummary(handle.workflowId, final.state, final.workflowStatus)));
     else console.log(summaryText(handle.workflowId, final.state, final.failure));
@@ -89,6 +96,25 @@ program
     const snap = await snapshot(client.workflow.getHandle(id));
     if (opts.json) console.log(JSON.stringify({ ...jsonSummary(id, snap.state, snap.workflowStatus), live: snap.live }));
     else console.log(summaryText(id, snap.state, snap.failure) + (snap.live ? `\n  live: ${JSON.stringify(snap.live)}` : ''));
+  });
+
+program
+  .command('list')
+  .description("list pipelines through Temporal's visibility (newest first)")
+  .option('--status <status>', 'running, succeeded, failed, cancelled or stopped')
+  .option('--model <preset>', 'the model preset')
+  .option('--since <when>', 'started within a duration ("12h", "7d") or since a date ("2026-11-30")')
+  .option('--json', 'print a JSON array')
+  .action(async (opts: { status?: string; model?: string; since?: string; json?: boolean }) => {
+    let query: string;
+    try {
+      query = listQuery(opts);
+    } catch (e) {
+      if (e instanceof ListFilterError) throw new ExitError(e.message, 2);
+      throw e;
+    }
+    const rows = await listPipelines(await connectClient(loadConfig()), query);
+    console.log(opts.json ? JSON.stringify(rows) : listTable(rows));
   });
 
 program

@@ -15,10 +15,16 @@ const bookkeeping = proxyActivities<typeof activities>({
   retry: { maximumAttempts: 5, initialInterval: '2s' },
 });
 
+/** How the Web UI names an attempt: "pretrain · attempt 2 · from 30" (a gang's rank adds " · on NODE"). */
+export function attemptSummary(stage: string, attempt: number, from: number | undefined): string {
+  return [stage, `attempt ${attempt}`, ...(from !== undefined ? [`from ${from}`] : [])].join(' · ');
+}
+
 /** The attempt activity, on the pool's queue or on one node's queue. */
-export function attemptActivities(retry: RetrySettingsInput, taskQueue?: string) {
+export function attemptActivities(retry: RetrySettingsInput, taskQueue?: string, summary?: string) {
   return proxyActivities<typeof activities>({
     taskQueue,
+    ...(summary ? { summary } : {}),
     startToCloseTimeout: retry.startToCloseTimeoutMs,
     heartbeatTimeout: retry.heartbeatTimeoutMs,
     // A node's rank must start soon after placement; if its worker went away meanwhile, the gang re-forms.
@@ -100,6 +106,7 @@ export async function runGangAttempt(
   retry: RetrySettingsInput,
   input: { pipeline: string; stage: StagePlan; attempt: number; saveInterval?: number },
   placed: GangOutcome,
+  summary?: string,
 ): Promise<AttemptResult> {
   const attemptScope = CancellationScope.current();
   const placement = await placeGang(plan, input.stage, pool, s);
@@ -113,7 +120,7 @@ export async function runGangAttempt(
     Promise.all(
       placement.nodes.map((node, nodeRank): Promise<RankOutcome> => {
         const rank: RankAssignment = { nodeRank, nodes: placement.nodes.length, node, masterAddr: placement.masterAddr, masterPort: placement.masterPort };
-        return attemptActivities(retry, nodeQueue(pool, node))
+        return attemptActivities(retry, nodeQueue(pool, node), summary && `${summary} · on ${node}`)
           .runStageAttempt({ ...input, rank })
           .then(
             (result) => ({ nodeRank, node, result }),

@@ -25,11 +25,13 @@ import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
 import type { PipelineInput, PipelineState, RetrySettingsInput, StageState } from '../contracts/run-state.ts';
 import { checkpointAndStopSignal, progressQuery, setSaveIntervalSignal } from '../contracts/workflows.ts';
 import { attemptFailure, failureDetails } from './attempts.ts';
-import { attemptActivities, PlacementDeferred, runGangAttempt, type GangOutcome } from './gang.ts';
+import { attemptActivities, attemptSummary, PlacementDeferred, runGangAttempt, type GangOutcome } from './gang.ts';
+import { publishSearchAttributes } from './search-attributes.ts';
 
-/** The running attempt's scope, so a stop can cancel just the attempt. */
+/** The running attempt's scope, so a stop can cancel just the attempt; and how a change of state reaches the search attributes. */
 interface AttemptControl {
   scope?: CancellationScope;
+  publish: () => void;
 }
 
 const bookkeeping = proxyActivities<typeof activities>({
@@ -37,7 +39,7 @@ const bookkeeping = proxyActivities<typeof activities>({
   retry: { maximumAttempts: 10, initialInterval: '2s' },
 });
 
-export async function pipelineWorkflow({ plan, retry, continuation }: PipelineInput): Promise<PipelineState> {
+export async function pipelineWorkflow({ plan, retry, continuation, searchAttributes }: PipelineInput): Promise<PipelineState> {
   const state: PipelineState = continuation?.state ?? {
     pipeline: plan.name,
     status: 'running',
@@ -52,7 +54,8 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
     })),
   };
   setHandler(progressQuery, () => state);
-  const control: AttemptControl = {};
+  const control: AttemptControl = { publish: () => publishSearchAttributes(searchAttributes, state, plan.model) };
+  control.publish();
   setHandler(checkpointAndStopSignal, () => {
     state.stopRequested = true;
     control.scope?.cancel();
@@ -68,6 +71,7 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
       const stage = plan.stages[i];
       const s = state.stages[i];
       state.currentStage = stage.name;
+      control.publish();
       let fingerprint: string;
       let failures = { code: 0, infrastructure: 0 };
       if (continuation && i === continuation.stageIndex) {
@@ -103,6 +107,7 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
           plan,
           retry,
           continuation: { state, fingerprints, stageIndex: i, stageFingerprint: fingerprint, failures },
+          searchAttributes,
         });
       }
       await bookkeeping.writeManifest({ pipeline: plan.name, stage, fingerprint, finalIteration: s.finalIteration });
@@ -111,14 +116,17 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
     state.currentStage = undefined;
     // A stop that came after the last stage finished stops nothing.
     state.status = stopped ? 'stopped' : 'succeeded';
+    control.publish();
     return state;
   } catch (err) {
     if (err instanceof ContinueAsNew) throw err;
     if (isCancellation(err)) {
       state.status = 'cancelled';
+      control.publish();
       throw err;
     }
     state.status = 'failed';
+    control.publish();
     // The failure carries the whole state, so `linkflow status` can show every stage of a failed pipeline.
     throw ApplicationFailure.create({
       type: 'PipelineFailed',
@@ -139,7 +147,6 @@ async function runStage(
   control: AttemptControl,
 ): Promise<'done' | 'continue-as-new' | 'stopped'> {
   const pipeline = plan.name;
-  const { runStageAttempt } = attemptActivities(retry);
   const pool = plan.taskQueue ?? workflowInfo().taskQueue;
   const gang = launchesAcrossNodes(launchOf(stage));
   // Two budgets: faults of the machines never use up the retries meant for errors of the job.
@@ -161,7 +168,11 @@ async function runStage(
         ? (pipelineState.saveInterval ?? (s.saveInterval !== stage.training.saveInterval ? s.saveInterval : undefined))
         : undefined;
       const input = { pipeline, stage, attempt, saveInterval };
-      const result = await scope.run(() => (gang ? runGangAttempt(plan, pool, s, retry, input, placed) : runStageAttempt(input)));
+      // The Web UI names each attempt instead of showing identical runStageAttempt bars.
+      const summary = attemptSummary(stage.name, attempt, resumePoint(s));
+      const result = await scope.run(() =>
+        gang ? runGangAttempt(plan, pool, s, retry, input, placed, summary) : attemptActivities(retry, undefined, summary).runStageAttempt(input),
+      );
       s.attempts.push({
         attempt,
         outcome: 'succeeded',
@@ -218,6 +229,8 @@ async function runStage(
       record.endedAt = Date.now();
       s.attempts.push(record);
       if (record.lastIteration !== undefined) s.finalIteration = record.lastIteration;
+      s.lastCheckpoint = failureDetails(err)?.lastCheckpoint ?? s.lastCheckpoint;
+      control.publish();
       const group = INFRASTRUCTURE.has(record.failureClass ?? 'unknown') ? 'infrastructure' : 'code';
       failures[group]++;
       const retryable = isRetryable(err);
@@ -252,6 +265,15 @@ async function runStage(
       if (workflowInfo().continueAsNewSuggested || attemptsThisRun >= retry.continueAsNewAfterAttempts) return 'continue-as-new';
     }
   }
+}
+
+/**
+ * The iteration the next attempt is expected to resume from: the newest checkpoint an attempt saved
+ * or loaded. (The attempt itself picks the newest complete one; a torn save makes it an older one.)
+ */
+function resumePoint(s: StageState): number | undefined {
+  const seen = [s.lastCheckpoint?.iteration, ...s.attempts.map((a) => a.loadedIteration)].filter((i): i is number => i !== undefined);
+  return seen.length > 0 ? Math.max(...seen) : undefined;
 }
 
 function backoffMs(retry: RetrySettingsInput, group: 'code' | 'infrastructure', failures: number): number {
