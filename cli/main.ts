@@ -28,6 +28,7 @@ import { diagnoseCommand } from './diagnose.ts';
 import { listPipelines, listQuery, ListFilterError } from '../client/list.ts';
 import { webUiUrl, workflowUiLink } from '../client/ui-link.ts';
 import { listTable } from './list.ts';
+import { logsCommand } from './logs.ts';
 
 function planOrExit(file: string, workspace?: string) {
   const result = loadSpecFile(file, { workspace });
@@ -115,6 +116,17 @@ program
     }
     const rows = await listPipelines(await connectClient(loadConfig()), query);
     console.log(opts.json ? JSON.stringify(rows) : listTable(rows));
+  });
+
+program
+  .command('logs <workflowId>')
+  .description("print a stage's attempt log, wherever it lives (a node's local disk: through that node's worker)")
+  .option('--stage <name>', 'the stage (default: the running one, else the last that ran)')
+  .option('--attempt <n>', 'the attempt (default: the latest)')
+  .option('-f, --follow', 'follow the running attempt, and the next attempts of the stage, until the stage ends')
+  .option('--via-node', "read through the node's worker even when the file is visible here")
+  .action(async (id: string, opts: { stage?: string; attempt?: string; follow?: boolean; viaNode?: boolean }) => {
+    await logsCommand(id, opts);
   });
 
 program
