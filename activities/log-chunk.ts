@@ -7,9 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-
-/** Temporal warns about payloads over 512 KB; base64 makes 384 KiB into 512 KiB. */
-export const LOG_CHUNK_MAX_BYTES = 384 * 1024;
+import { LOG_CHUNK_MAX_BYTES } from '../contracts/workflows.ts';
 
 /** The attempt logs linkflow writes: `<stage dir>/logs/attempt-N[-rank-K]-<time>.log` (run-stage.ts). */
 const ATTEMPT_LOG = /\/logs\/attempt-\d+(-rank-\d+)?-[0-9TZ-]+\.log$/;

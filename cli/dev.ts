@@ -4,6 +4,7 @@ import path from 'node:path';
 import { PROJECT_ROOT } from '../common/project-root.ts';
 import { loadConfig, type LinkflowConfig } from '../temporal.config.ts';
 import { createLinkflowWorker, drainOnSigterm, installRuntime } from '../worker/worker.ts';
+import { parseBindAddress, sdkMetricsBindAddress, serveMetrics } from '../worker/metrics-server.ts';
 import type { NodeIdentity } from '../node/identity.ts';
 import { nodeQueue } from '../modellink/gang.ts';
 import { isReachable, startDevServer, type DevServer } from '../devserver/dev-server.ts';
@@ -63,9 +64,13 @@ export async function runDev(config: LinkflowConfig): Promise<void> {
   console.log('stopped');
 }
 
-export async function runWorker(config: LinkflowConfig, taskQueue?: string, node?: NodeIdentity): Promise<void> {
-  installRuntime('INFO');
+export async function runWorker(config: LinkflowConfig, taskQueue?: string, node?: NodeIdentity, metricsBind?: string): Promise<void> {
+  if (metricsBind) parseBindAddress(metricsBind); // a bad address is reported before anything starts
+  const sdkBind = metricsBind ? await sdkMetricsBindAddress() : undefined;
+  installRuntime('INFO', sdkBind);
   drainOnSigterm();
+  const endpoint = metricsBind ? await serveMetrics(metricsBind, sdkBind) : undefined;
+  if (endpoint) console.log(`metrics (linkflow's and the Temporal SDK's) at ${endpoint.url}`);
   const workers = await createLinkflowWorker({ config, taskQueue, node });
   const pool = taskQueue ?? config.taskQueue;
   console.log(
@@ -75,6 +80,7 @@ export async function runWorker(config: LinkflowConfig, taskQueue?: string, node
     await workers.run();
   } finally {
     await workers.close();
+    await endpoint?.close();
   }
 }
 

@@ -21,6 +21,7 @@ import { renderPlan } from './render.ts';
 import { watchPipeline } from './watch.ts';
 import { runDev, runDemo, runWorker } from './dev.ts';
 import { defaultNodeAddress } from '../node/identity.ts';
+import { parseBindAddress } from '../worker/metrics-server.ts';
 import { ExitError } from '../errors.ts';
 import { checkpointAndStopSignal, setSaveIntervalSignal } from '../contracts/workflows.ts';
 import { registerBenchCommands } from './bench.ts';
@@ -279,10 +280,19 @@ program
     '--address <host>',
     'where the other nodes reach this one (rank 0 becomes the master address; default: LINKFLOW_NODE_ADDRESS or the first non-loopback IPv4)',
   )
-  .action(async (opts: { queue?: string; node?: string; address?: string }) => {
+  .option('--metrics <host:port>', "serve Prometheus metrics (linkflow's and the Temporal SDK's) at http://HOST:PORT/metrics (default: LINKFLOW_METRICS)")
+  .action(async (opts: { queue?: string; node?: string; address?: string; metrics?: string }) => {
     if (opts.address && !opts.node) throw new ExitError('--address needs --node: only a named node takes ranks of multi-node stages', 2);
     const node = opts.node ? { node: opts.node, address: opts.address ?? process.env.LINKFLOW_NODE_ADDRESS ?? defaultNodeAddress() } : undefined;
-    await runWorker(loadConfig(), opts.queue, node);
+    const metricsBind = opts.metrics ?? (process.env.LINKFLOW_METRICS || undefined);
+    if (metricsBind) {
+      try {
+        parseBindAddress(metricsBind);
+      } catch (e) {
+        throw new ExitError((e as Error).message, 2);
+      }
+    }
+    await runWorker(loadConfig(), opts.queue, node, metricsBind);
   });
 
 program

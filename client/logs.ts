@@ -8,7 +8,7 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import { nodeQueue } from '../modellink/gang.ts';
-import { readLogChunkWorkflowType, type ReadLogChunkWorkflow } from '../contracts/workflows.ts';
+import { LOG_CHUNK_MAX_BYTES, readLogChunkWorkflowType, type ReadLogChunkWorkflow } from '../contracts/workflows.ts';
 import { snapshot } from './pipeline.ts';
 import { logTarget, type LogTarget, type LogWanted } from './log-target.ts';
 
@@ -37,19 +37,43 @@ export function localSource(file: string): LogSource {
   };
 }
 
+/** Chunks requested ahead through a node's worker: each is a workflow round trip, so a few run at once (memory stays bounded by these). */
+const READ_AHEAD = 4;
+
 /** Through the node's worker: one short workflow per chunk runs readLogChunk on the node's queue. */
 export function nodeSource(client: Client, pool: string, node: string, file: string): LogSource {
+  const fetchChunk = async (offset: number) => {
+    const chunk = await client.workflow.execute<ReadLogChunkWorkflow>(readLogChunkWorkflowType, {
+      taskQueue: pool,
+      workflowId: `linkflow-log-${randomUUID()}`,
+      args: [{ nodeQueue: nodeQueue(pool, node), file, offset }],
+    });
+    return { data: Buffer.from(chunk.data, 'base64'), size: chunk.size };
+  };
+  const inFlight = new Map<number, Promise<{ data: Buffer; size: number }>>();
+  let knownSize = 0;
   return {
     describe: `${file} on node ${node} (through its worker)`,
     read: async (offset) => {
-      const chunk = await client.workflow.execute<ReadLogChunkWorkflow>(readLogChunkWorkflowType, {
-        taskQueue: pool,
-        workflowId: `linkflow-log-${randomUUID()}`,
-        args: [{ nodeQueue: nodeQueue(pool, node), file, offset }],
-      });
-      return Buffer.from(chunk.data, 'base64');
+      let request = inFlight.get(offset);
+      if (request) inFlight.delete(offset);
+      else {
+        inFlight.clear(); // read-ahead for other offsets is of no use now
+        request = fetchChunk(offset);
+      }
+      const { data, size } = await request;
+      knownSize = Math.max(knownSize, size);
+      // The next chunks, as far as the file is known to reach, are requested while this one is written out.
+      if (data.length === LOG_CHUNK_MAX_BYTES)
+        for (let next = offset + data.length; next < offset + READ_AHEAD * LOG_CHUNK_MAX_BYTES && next < knownSize; next += LOG_CHUNK_MAX_BYTES) {
+          if (inFlight.has(next)) continue;
+          const ahead = fetchChunk(next);
+          ahead.catch(() => undefined); // awaited when read; a reader that stops early must not leave an unhandled rejection
+          inFlight.set(next, ahead);
+        }
+      return data;
     },
-    close: async () => undefined,
+    close: async () => inFlight.clear(),
   };
 }
 

@@ -20,6 +20,8 @@ export const benchmarkWorkflowType = 'benchmarkWorkflow';
 export const readLogChunkWorkflowType = 'readLogChunkWorkflow';
 export type PipelineWorkflow = (input: PipelineInput) => Promise<PipelineState>;
 export type BenchmarkWorkflow = (input: { suite: BenchmarkSuite }) => Promise<BenchmarkOutcome>;
+/** The largest chunk a worker returns: Temporal warns about payloads over 512 KB, and base64 makes 384 KiB into 512 KiB. */
+export const LOG_CHUNK_MAX_BYTES = 384 * 1024;
 export interface ReadLogChunkInput {
   /** The node's own queue (`POOL@NODE`), polled only by that node's worker. */
   nodeQueue: string;

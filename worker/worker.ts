@@ -16,10 +16,16 @@ const require = createRequire(import.meta.url);
 
 let runtimeInstalled = false;
 
-/** The worker's own log level (bundling, state changes are INFO); call before the first worker. */
-export function installRuntime(level: LogLevel): void {
+/**
+ * The worker's own log level (bundling, state changes are INFO); call before the first worker.
+ * `sdkMetricsBind`: the Temporal SDK exports its worker metrics in Prometheus format there.
+ */
+export function installRuntime(level: LogLevel, sdkMetricsBind?: string): void {
   if (runtimeInstalled) return;
-  Runtime.install({ logger: new DefaultLogger(level) });
+  Runtime.install({
+    logger: new DefaultLogger(level),
+    ...(sdkMetricsBind ? { telemetryOptions: { metrics: { prometheus: { bindAddress: sdkMetricsBind } } } } : {}),
+  });
   runtimeInstalled = true;
 }
 

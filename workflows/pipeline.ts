@@ -167,7 +167,14 @@ async function runStage(
       const saveInterval = stage.training
         ? (pipelineState.saveInterval ?? (s.saveInterval !== stage.training.saveInterval ? s.saveInterval : undefined))
         : undefined;
-      const input = { pipeline, stage, attempt, saveInterval };
+      const input = {
+        pipeline,
+        stage,
+        attempt,
+        saveInterval,
+        previousLastIteration: previous?.lastIteration,
+        stageStartedAt: s.attempts[0]?.startedAt ?? startedAt,
+      };
       // The Web UI names each attempt instead of showing identical runStageAttempt bars.
       const summary = attemptSummary(stage.name, attempt, resumePoint(s));
       const result = await scope.run(() =>
