@@ -126,6 +126,8 @@ async function main(): Promise<void> {
       `The worker (linkflow worker --node n1) that served the --via-node read: peak RSS ${mib(workerBefore * 1024)} before it, ${mib(workerPeak * 1024)} after it.`,
       'Reads are bounded: 1 MiB at a time here, 384 KiB per chunk through the worker (one short workflow per chunk),',
       'and each chunk is written out before the next is read, so memory does not grow with the log.',
+      "Through the worker each chunk is a workflow whose history holds the chunk (the activity's result and the",
+      "workflow's): that path suits the tail of a log or a moderate one; a multi-GB log is read where it is visible.",
     ];
     console.log(lines.join('\n'));
     if (values['write-results']) {
