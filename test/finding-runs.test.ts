@@ -3,6 +3,8 @@
  * server), `linkflow list` finds runs by status, model and start time through visibility queries, and
  * the Web UI gets a summary per pipeline and per attempt. On a real dev server with the emulator.
  */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultPayloadConverter } from '@temporalio/common';
@@ -146,5 +148,26 @@ describe('the Web UI', () => {
     const id = cli.stdout.trim();
     expect(cli.stderr).toContain(`Web UI: https://temporal.example.com/namespaces/default/workflows/${id}`);
     await t.client.workflow.getHandle(id).result();
+  });
+
+  it("`run` finds a local dev server's UI on its port, and prints no link when none answers", async () => {
+    // Stands in for the dev server's UI: something answering HTTP on the UI port of the server's host.
+    const ui = http.createServer((_req, res) => res.end('ui'));
+    await new Promise<void>((r) => ui.listen(0, '127.0.0.1', () => r()));
+    const uiPort = (ui.address() as AddressInfo).port;
+    try {
+      const spec = pretrainSpec('found-dev-link');
+      spec.stages = spec.stages.slice(0, 1);
+      const cli = await runCli(['run', specFile(spec), '--wait'], { ...cliEnv(), LINKFLOW_DEV_UI_PORT: String(uiPort) });
+      expect(cli.code, cli.stderr).toBe(0);
+      expect(cli.stdout).toMatch(new RegExp(`Web UI: http://127\\.0\\.0\\.1:${uiPort}/namespaces/default/workflows/linkflow-found-dev-link-`));
+    } finally {
+      await new Promise((r) => ui.close(r));
+    }
+    const spec = pretrainSpec('found-no-link');
+    spec.stages = spec.stages.slice(0, 1);
+    const none = await runCli(['run', specFile(spec), '--wait'], { ...cliEnv(), LINKFLOW_DEV_UI_PORT: String(uiPort) });
+    expect(none.code, none.stderr).toBe(0);
+    expect(none.stdout + none.stderr).not.toMatch(/Web UI/);
   });
 });
