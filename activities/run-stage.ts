@@ -24,29 +24,28 @@ export async function runStageAttempt(input: AttemptInput): Promise<AttemptResul
   const labels: StageLabels = { pipeline: input.pipeline, stage: input.stage.name, node: input.rank?.node ?? nodeName(), pool: poolOf(ctx.info.taskQueue) };
   const startedAt = Date.now();
   const seconds = () => (Date.now() - startedAt) / 1000;
-  // Only the rank that logs iterations speaks for the stage; a gang's attempt is counted on every node.
-  const speaksForStage = logsIterations(input.rank);
   try {
-    const logFile = openAttemptLog(input);
-    const prepared = await prepareAttempt(ctx, input, logFile);
-    const result =
-      'done' in prepared
-        ? prepared.done
-        : await (async () => {
-            const loaded = prepared.ready.loadedFrom;
-            if (speaksForStage && input.previousLastIteration !== undefined && loaded !== undefined)
-              iterationsRecomputed(labels, input.previousLastIteration - loaded);
-            const watched = await watchAttempt(ctx, input, prepared.ready, logFile, labels);
-            return attemptOutcome(input, logFile, prepared.ready, watched);
-          })();
+    const result = await runPhases(ctx, input, labels);
     attemptEnded(labels, 'succeeded', undefined, seconds());
-    if (speaksForStage && input.stageStartedAt !== undefined) stageSucceeded(labels, (Date.now() - input.stageStartedAt) / 1000);
+    if (logsIterations(input.rank) && input.stageStartedAt !== undefined) stageSucceeded(labels, (Date.now() - input.stageStartedAt) / 1000);
     return result;
   } catch (err) {
     if (err instanceof CancelledFailure) attemptEnded(labels, 'cancelled', undefined, seconds());
     else attemptEnded(labels, 'failed', err instanceof ApplicationFailure ? (err.type ?? 'unknown') : 'unknown', seconds());
     throw err;
   }
+}
+
+async function runPhases(ctx: Context, input: AttemptInput, labels: StageLabels): Promise<AttemptResult> {
+  const logFile = openAttemptLog(input);
+  const prepared = await prepareAttempt(ctx, input, logFile);
+  if ('done' in prepared) return prepared.done;
+  // Only the rank that logs iterations speaks for the stage (a gang's other ranks would count it again).
+  const loaded = prepared.ready.loadedFrom;
+  if (logsIterations(input.rank) && input.previousLastIteration !== undefined && loaded !== undefined)
+    iterationsRecomputed(labels, input.previousLastIteration - loaded);
+  const watched = await watchAttempt(ctx, input, prepared.ready, logFile, labels);
+  return attemptOutcome(input, logFile, prepared.ready, watched);
 }
 
 /** The attempt's own log: the process's output, with linkflow's notes about it. */
