@@ -16,6 +16,8 @@ import { planFile } from '../testkit/temporal.ts';
 import { createLinkflowWorker } from '../worker/worker.ts';
 import { readLogChunk } from '../activities/log-chunk.ts';
 import { readLogChunkWorkflowType } from '../contracts/workflows.ts';
+import { logTarget } from '../client/log-target.ts';
+import type { PipelineState, StageState } from '../contracts/run-state.ts';
 
 let t: TestTemporal;
 beforeAll(async () => {
@@ -131,5 +133,33 @@ describe('linkflow logs', () => {
   it('a worker reads attempt logs only', async () => {
     await expect(readLogChunk({ file: '/etc/passwd', offset: 0 })).rejects.toThrow(/not an attempt log/);
     await expect(readLogChunk({ file: '/x/logs/../../etc/attempt-1-2026.log', offset: 0 })).rejects.toThrow(/not an attempt log/);
+  });
+});
+
+describe('which log', () => {
+  const stage = (over: Partial<StageState>): StageState => ({ name: 'pretrain', kind: 'pretrain', status: 'running', output: '/o', attempts: [], ...over });
+  const state = (s: StageState): PipelineState => ({ pipeline: 'p', status: 'running', currentStage: s.name, stages: [s] });
+  const failed = { attempt: 1, outcome: 'failed' as const, logFile: '/w/p/pretrain/logs/attempt-1-x.log', node: 'n1' };
+
+  it("is the running attempt's (from its heartbeat) unless an attempt is asked for", () => {
+    const s = state(stage({ attempts: [failed] }));
+    const live = { stage: 'pretrain', attempt: 2, logFile: '/w/p/pretrain/logs/attempt-2-y.log', node: 'n2' };
+    expect(logTarget(s, live, {}, false)).toEqual({ kind: 'log', stage: 'pretrain', attempt: 2, file: live.logFile, node: 'n2', running: true });
+    expect(logTarget(s, live, { attempt: 1 }, false)).toMatchObject({ kind: 'log', attempt: 1, file: failed.logFile, node: 'n1', running: false });
+  });
+
+  it('waits for an attempt that may still start, and says so for one that never will', () => {
+    const retrying = state(stage({ status: 'retrying', attempts: [failed] }));
+    expect(logTarget(retrying, undefined, { attempt: 2 }, false)).toMatchObject({ kind: 'pending' });
+    const done = state(stage({ status: 'failed', attempts: [failed] }));
+    expect(logTarget(done, undefined, { attempt: 2 }, false)).toEqual({ kind: 'none', why: 'stage pretrain has no attempt 2 (it made 1)' });
+  });
+
+  it("names a gang attempt's failed node, else its last node", () => {
+    const gang = { attempt: 1, outcome: 'succeeded' as const, logFile: '/w/l/attempt-1-rank-1-x.log', nodes: ['a', 'b'] };
+    expect(logTarget(state(stage({ status: 'succeeded', attempts: [gang] })), undefined, {}, true)).toMatchObject({ node: 'b' });
+    expect(logTarget(state(stage({ status: 'failed', attempts: [{ ...gang, outcome: 'failed', failedNode: 'a' }] })), undefined, {}, true)).toMatchObject({
+      node: 'a',
+    });
   });
 });
