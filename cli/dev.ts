@@ -4,7 +4,7 @@ import path from 'node:path';
 import { PROJECT_ROOT } from '../common/project-root.ts';
 import { loadConfig, type LinkflowConfig } from '../temporal.config.ts';
 import { createLinkflowWorker, drainOnSigterm, installRuntime } from '../worker/worker.ts';
-import { parseBindAddress, sdkMetricsBindAddress, serveMetrics } from '../worker/metrics-server.ts';
+import { sdkMetricsBindAddress, serveMetrics, type MetricsEndpoint } from '../worker/metrics-server.ts';
 import type { NodeIdentity } from '../node/identity.ts';
 import { nodeQueue } from '../modellink/gang.ts';
 import { isReachable, startDevServer, type DevServer } from '../devserver/dev-server.ts';
@@ -43,8 +43,17 @@ function untilInterrupted(): Promise<void> {
   });
 }
 
-export async function runDev(config: LinkflowConfig): Promise<void> {
-  installRuntime('WARN');
+/** The runtime (with the SDK's exporter on a private port when metrics are wanted), then the metrics endpoint. */
+async function runtimeWithMetrics(level: 'WARN' | 'INFO', metricsBind: string | undefined): Promise<MetricsEndpoint | undefined> {
+  const sdkBind = metricsBind ? await sdkMetricsBindAddress() : undefined;
+  installRuntime(level, sdkBind);
+  const endpoint = metricsBind ? await serveMetrics(metricsBind, sdkBind) : undefined;
+  if (endpoint) console.log(`metrics (linkflow's and the Temporal SDK's) at ${endpoint.url}`);
+  return endpoint;
+}
+
+export async function runDev(config: LinkflowConfig, metricsBind?: string): Promise<void> {
+  const endpoint = await runtimeWithMetrics('WARN', metricsBind);
   drainOnSigterm();
   const server = await ensureServer(config);
   if (!server) console.log(`a Temporal server already answers at ${config.address}; starting only a worker`);
@@ -57,6 +66,7 @@ export async function runDev(config: LinkflowConfig): Promise<void> {
   if (worker.getState() === 'RUNNING') worker.shutdown();
   await running.catch((e: unknown) => console.error(`worker stopped with an error: ${(e as Error).message}`));
   await close();
+  await endpoint?.close();
   if (server) {
     console.log('stopping the dev server…');
     await server.stop();
@@ -65,12 +75,8 @@ export async function runDev(config: LinkflowConfig): Promise<void> {
 }
 
 export async function runWorker(config: LinkflowConfig, taskQueue?: string, node?: NodeIdentity, metricsBind?: string): Promise<void> {
-  if (metricsBind) parseBindAddress(metricsBind); // a bad address is reported before anything starts
-  const sdkBind = metricsBind ? await sdkMetricsBindAddress() : undefined;
-  installRuntime('INFO', sdkBind);
+  const endpoint = await runtimeWithMetrics('INFO', metricsBind);
   drainOnSigterm();
-  const endpoint = metricsBind ? await serveMetrics(metricsBind, sdkBind) : undefined;
-  if (endpoint) console.log(`metrics (linkflow's and the Temporal SDK's) at ${endpoint.url}`);
   const workers = await createLinkflowWorker({ config, taskQueue, node });
   const pool = taskQueue ?? config.taskQueue;
   console.log(

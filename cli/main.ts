@@ -43,6 +43,19 @@ function planOrExit(file: string, workspace?: string) {
   return result;
 }
 
+/** --metrics, else LINKFLOW_METRICS; a bad address is reported (exit 2) before anything starts. */
+function metricsBindOf(option: string | undefined): string | undefined {
+  const bind = option ?? (process.env.LINKFLOW_METRICS || undefined);
+  if (bind) {
+    try {
+      parseBindAddress(bind);
+    } catch (e) {
+      throw new ExitError((e as Error).message, 2);
+    }
+  }
+  return bind;
+}
+
 const program = new Command('linkflow').description('ModelLink training pipelines as durable Temporal workflows').showHelpAfterError().exitOverride();
 
 program
@@ -269,7 +282,8 @@ program
 program
   .command('dev')
   .description('run the embedded Temporal dev server (state kept under .linkflow/), its Web UI and a local worker; Ctrl-C stops all')
-  .action(async () => runDev(loadConfig()));
+  .option('--metrics <host:port>', "serve the worker's Prometheus metrics there (as `linkflow worker --metrics`; default: LINKFLOW_METRICS)")
+  .action(async (opts: { metrics?: string }) => runDev(loadConfig(), metricsBindOf(opts.metrics)));
 
 program
   .command('worker')
@@ -284,15 +298,7 @@ program
   .action(async (opts: { queue?: string; node?: string; address?: string; metrics?: string }) => {
     if (opts.address && !opts.node) throw new ExitError('--address needs --node: only a named node takes ranks of multi-node stages', 2);
     const node = opts.node ? { node: opts.node, address: opts.address ?? process.env.LINKFLOW_NODE_ADDRESS ?? defaultNodeAddress() } : undefined;
-    const metricsBind = opts.metrics ?? (process.env.LINKFLOW_METRICS || undefined);
-    if (metricsBind) {
-      try {
-        parseBindAddress(metricsBind);
-      } catch (e) {
-        throw new ExitError((e as Error).message, 2);
-      }
-    }
-    await runWorker(loadConfig(), opts.queue, node, metricsBind);
+    await runWorker(loadConfig(), opts.queue, node, metricsBindOf(opts.metrics));
   });
 
 program

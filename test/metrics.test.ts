@@ -177,5 +177,8 @@ describe('a worker scraped by a real Prometheus during a pipeline', () => {
     const r = await runCli(['worker', '--metrics', 'nowhere'], { TEMPORAL_ADDRESS: '127.0.0.1:1' });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--metrics: expected HOST:PORT/);
+    const dev = await runCli(['dev'], { TEMPORAL_ADDRESS: '127.0.0.1:1', LINKFLOW_METRICS: '9464' });
+    expect(dev.code).toBe(2);
+    expect(dev.stderr).toMatch(/--metrics: expected HOST:PORT \(e\.g\. 0\.0\.0\.0:9464\), got "9464"/);
   });
 });
