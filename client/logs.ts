@@ -4,7 +4,8 @@
  * memory stays flat on a multi-GB log. With `follow`, the running attempt is read as it grows, and the
  * next attempt of the stage after it.
  */
-import type { Client, WorkflowHandle } from '@temporalio/client';
+import { WorkflowFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { ActivityFailure } from '@temporalio/common';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import { nodeQueue } from '../modellink/gang.ts';
@@ -43,12 +44,21 @@ const READ_AHEAD = 4;
 /** Through the node's worker: one short workflow per chunk runs readLogChunk on the node's queue. */
 export function nodeSource(client: Client, pool: string, node: string, file: string): LogSource {
   const fetchChunk = async (offset: number) => {
-    const chunk = await client.workflow.execute<ReadLogChunkWorkflow>(readLogChunkWorkflowType, {
-      taskQueue: pool,
-      workflowId: `linkflow-log-${randomUUID()}`,
-      args: [{ nodeQueue: nodeQueue(pool, node), file, offset }],
-    });
-    return { data: Buffer.from(chunk.data, 'base64'), size: chunk.size };
+    try {
+      const chunk = await client.workflow.execute<ReadLogChunkWorkflow>(readLogChunkWorkflowType, {
+        taskQueue: pool,
+        workflowId: `linkflow-log-${randomUUID()}`,
+        args: [{ nodeQueue: nodeQueue(pool, node), file, offset }],
+      });
+      return { data: Buffer.from(chunk.data, 'base64'), size: chunk.size };
+    } catch (e) {
+      if (!(e instanceof WorkflowFailedError)) throw e;
+      // The activity's own failure says why: no worker on the node's queue, an unreadable file.
+      const why = e.cause instanceof ActivityFailure && e.cause.cause ? e.cause.cause.message : (e.cause?.message ?? e.message);
+      throw new LogsError(
+        `node ${node} did not serve ${file}: ${why}${/schedule_?to_?start/i.test(why) ? ` (no worker polls its queue ${nodeQueue(pool, node)}: is \`linkflow worker --node ${node}\` running?)` : ''}`,
+      );
+    }
   };
   const inFlight = new Map<number, Promise<{ data: Buffer; size: number }>>();
   let knownSize = 0;

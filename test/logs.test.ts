@@ -55,6 +55,10 @@ describe('linkflow logs', () => {
     expect(missing.stderr).toMatch(/stage pretrain has no attempt 3 \(it made 2\)/);
     const unknown = await runCli(['logs', handle.workflowId, '--stage', 'nope'], cliEnv());
     expect(unknown.stderr).toMatch(/no stage "nope" \(stages: data, weights, pretrain\)/);
+    // This worker was started without --node: no worker polls a queue of the node named in the record.
+    const noNode = await runCli(['logs', handle.workflowId, '--stage', 'pretrain', '--via-node'], cliEnv());
+    expect(noNode.code).toBe(1);
+    expect(noNode.stderr).toMatch(/did not serve .*attempt-2.*no worker polls its queue .*is `linkflow worker --node .*` running\?/);
   }, 240_000);
 
   it('-f follows the running attempt, then the next attempt after a crash, and ends with the stage', async () => {
