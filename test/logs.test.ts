@@ -116,7 +116,8 @@ describe('linkflow logs', () => {
         'the chunk readers in visibility',
         async () => {
           const found = [];
-          for await (const w of t.client.workflow.list({ query: `WorkflowType = '${readLogChunkWorkflowType}'` })) found.push(w);
+          // This pipeline's readers (an earlier test's run on the pool of the in-process worker).
+          for await (const w of t.client.workflow.list({ query: `WorkflowType = '${readLogChunkWorkflowType}' AND TaskQueue = '${pool}'` })) found.push(w);
           return found.length >= 3 && found;
         },
         { timeoutMs: 30_000, everyMs: 500 },
