@@ -54,6 +54,8 @@ const configSchema = z.strictObject({
       serverName: z.string().optional(),
     })
     .default({ enabled: false }),
+  /** The Web UI of the server (`https://temporal.example.com`), for the links `run` prints; a local dev server's UI is found by itself. */
+  uiUrl: z.string().url().optional(),
   /** Temporal Cloud API key; implies TLS. */
   apiKey: z.string().optional(),
   activity: z
@@ -139,6 +141,7 @@ function fromEnv(env: Env): Record<string, unknown> {
     ['namespace', env.TEMPORAL_NAMESPACE],
     ['taskQueue', env.LINKFLOW_TASK_QUEUE],
     ['apiKey', env.TEMPORAL_API_KEY],
+    ['uiUrl', env.LINKFLOW_UI_URL],
     [
       'tls',
       pick([

@@ -6,6 +6,7 @@ import { checkStageUpToDate, writeManifestFile } from './manifest.ts';
 export { runStageAttempt } from './run-stage.ts';
 export { checkNode, closedWorkflows, poolFreeNodes, requestPoolNodes } from './pool.ts';
 export { nodeInfo, poolNodes } from './legacy-placement.ts';
+export { readLogChunk } from './log-chunk.ts';
 export { beginBenchmarkRun, prepareBenchmarkCase, recordBenchmarkCase, finishBenchmarkRun, notifyBenchmarkWebhook } from './benchmark.ts';
 
 export async function checkStage(input: { stage: StagePlan; upstream: Record<string, string> }): Promise<StageCheck> {

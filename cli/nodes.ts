@@ -59,7 +59,9 @@ export function poolText(view: PoolView): string {
   if (view.queue.length) {
     lines.push('queue:');
     for (const q of view.queue) {
-      lines.push(`  ${q.position}. ${q.holder.pipeline}/${q.holder.stage} attempt ${q.holder.attempt}, waiting ${ago(view.at - q.requestedAt)} for ${q.waitingFor}`);
+      lines.push(
+        `  ${q.position}. ${q.holder.pipeline}/${q.holder.stage} attempt ${q.holder.attempt}, waiting ${ago(view.at - q.requestedAt)} for ${q.waitingFor}`,
+      );
     }
   }
   return lines.join('\n');

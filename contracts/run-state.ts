@@ -33,6 +33,8 @@ export interface PipelineInput {
   plan: PipelinePlan;
   retry: RetrySettingsInput;
   continuation?: PipelineContinuation;
+  /** The cluster has linkflow's search attributes registered: the workflow keeps them up to date (the client checks at start). */
+  searchAttributes?: boolean;
 }
 
 export type StageStatus = 'pending' | 'checking' | 'waiting-for-nodes' | 'running' | 'retrying' | 'succeeded' | 'skipped' | 'failed' | 'cancelled' | 'stopped';

@@ -57,6 +57,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
     warnings,
     plan: {
       name: spec.name,
+      model: preset.name,
       nodes: spec.cluster.nodes,
       hosts: spec.cluster.hosts,
       workspace,

@@ -116,7 +116,9 @@ async function gangOnServer(nodes: number): Promise<{ grantMs: number; ranksMs: 
   try {
     const t0 = Date.now();
     await Promise.all(
-      Array.from({ length: nodes }, (_, i) => startWorkerProcess(server.address, ['--queue', pool, '--node', `g${String(i).padStart(2, '0')}`, '--address', '127.0.0.1'], workers)),
+      Array.from({ length: nodes }, (_, i) =>
+        startWorkerProcess(server.address, ['--queue', pool, '--node', `g${String(i).padStart(2, '0')}`, '--address', '127.0.0.1'], workers),
+      ),
     );
     const startupS = (Date.now() - t0) / 1000;
     // The data once, on the pool, then the gang: data parallel over all nodes, one device each.
@@ -160,13 +162,17 @@ async function main(): Promise<void> {
   say(table(['median ms', 'p99 ms', 'max ms'], [[fixed(percentile(ms, 50), 3), fixed(percentile(ms, 99), 3), fixed(Math.max(...ms), 3)]]));
   const seeds = [1, 2, 3, 4, 5, 6, 7, 8];
   const rows = seeds.map((seed) => [String(seed), String(headOfQueueWait(false, seed)), String(headOfQueueWait(true, seed))]);
-  say(`\n2. Head-of-queue wait of a 64-node gang (simulated seconds; small requests of 1–8 nodes lasting 60–600 s keep about 80 % of ${POOL_NODES} nodes busy)`);
+  say(
+    `\n2. Head-of-queue wait of a 64-node gang (simulated seconds; small requests of 1–8 nodes lasting 60–600 s keep about 80 % of ${POOL_NODES} nodes busy)`,
+  );
   say(table(['seed', 'no small requests after it', 'a stream of small requests'], rows));
   if (!values['skip-server']) {
     const nodes = Number(values.nodes);
     const r = await gangOnServer(nodes);
     say(`\n3. A ${nodes}-node gang on the dev server with ${nodes} linkflow worker processes (started in ${r.startupS.toFixed(1)} s)`);
-    say(table(['pipeline start → grant', 'pipeline start → all ranks running'], [[`${(r.grantMs / 1000).toFixed(2)} s`, `${(r.ranksMs / 1000).toFixed(2)} s`]]));
+    say(
+      table(['pipeline start → grant', 'pipeline start → all ranks running'], [[`${(r.grantMs / 1000).toFixed(2)} s`, `${(r.ranksMs / 1000).toFixed(2)} s`]]),
+    );
   }
   sampler.stop();
   if (values['write-results']) {

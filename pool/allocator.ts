@@ -193,7 +193,11 @@ function pick(request: NodeRequest, free: Set<string>): string[] | undefined {
  * Returns the grants made.
  */
 export function schedule(state: PoolState, now: number): Grant[] {
-  const free = new Set(Object.values(state.nodes).filter((n) => grantable(n, now)).map((n) => n.name));
+  const free = new Set(
+    Object.values(state.nodes)
+      .filter((n) => grantable(n, now))
+      .map((n) => n.name),
+  );
   const made: Grant[] = [];
   for (const request of [...state.queue]) {
     if (free.size === 0) break;

@@ -44,24 +44,20 @@ export function describePool(state: PoolState, settings: PoolSettings, now: numb
         name: n.name,
         address: n.address,
         state: stateName,
-        ...(grant
-          ? { holder: { ...grant.request.holder, since: grant.grantedAt, nodeRank: grant.nodes.indexOf(n.name), nodes: grant.nodes.length } }
-          : {}),
+        ...(grant ? { holder: { ...grant.request.holder, since: grant.grantedAt, nodeRank: grant.nodes.indexOf(n.name), nodes: grant.nodes.length } } : {}),
         ...(quarantined ? { quarantine: { reason: quarantined.reason, until: quarantined.until } } : {}),
         drained: n.drained === true,
         lastSeen: n.lastSeen,
       };
     });
-  const queue = state.queue.map(
-    (r, i): QueueView => ({
-      position: i + 1,
-      holder: r.holder,
-      count: r.count,
-      ...(r.hosts ? { hosts: r.hosts } : {}),
-      requestedAt: r.requestedAt,
-      waitingFor: waitingFor(state, r, now),
-    }),
-  );
+  const queue = state.queue.map((r, i): QueueView => ({
+    position: i + 1,
+    holder: r.holder,
+    count: r.count,
+    ...(r.hosts ? { hosts: r.hosts } : {}),
+    requestedAt: r.requestedAt,
+    waitingFor: waitingFor(state, r, now),
+  }));
   return { pool: state.pool, settings, nodes, queue, events: state.events.slice(-20), at: now };
 }
 

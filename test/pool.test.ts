@@ -252,8 +252,7 @@ describe('the pool allocator', () => {
     const ownWorkers: ChildProcess[] = [];
     const pool = `restart-${process.pid}`;
     const env = { ...POOL_ENV, LINKFLOW_POOL_HISTORY_LIMIT: '100' };
-    const startNode = (name: string) =>
-      startWorkerProcess(own.address, ['--queue', pool, '--node', name, '--address', '127.0.0.1'], ownWorkers, env);
+    const startNode = (name: string) => startWorkerProcess(own.address, ['--queue', pool, '--node', name, '--address', '127.0.0.1'], ownWorkers, env);
     let restarted: DevServer | undefined;
     try {
       await Promise.all([startNode('r1'), startNode('r2')]);

@@ -5,6 +5,7 @@ import { loadConfig, type LinkflowConfig } from '../temporal.config.ts';
 import { startDevServer, type DevServer } from '../devserver/dev-server.ts';
 import { createLinkflowWorker, type LinkflowWorker } from '../worker/worker.ts';
 import { connectClient } from '../client/connect.ts';
+import { searchAttributeTypes } from '../contracts/search-attributes.ts';
 
 export interface TestTemporal {
   server: DevServer;
@@ -16,7 +17,7 @@ export interface TestTemporal {
 
 /** Short retry backoff and heartbeat timeout so failure tests take seconds, not minutes. */
 export async function startTestTemporal(): Promise<TestTemporal> {
-  const server = await startDevServer({ ui: false });
+  const server = await startDevServer({ ui: false, searchAttributes: searchAttributeTypes() });
   const config = loadConfig(
     {
       address: server.address,

@@ -4,7 +4,8 @@
  * machine died) leaves by itself after the pool's node timeout.
  */
 import { Client, Connection } from '@temporalio/client';
-import { nodeLeaveSignal, nodeRenewSignal, poolWorkflowId, poolWorkflowType, type NodeRenewal, type PoolWorkflow } from '../contracts/pool.ts';
+import { nodeLeaveSignal, nodeRenewSignal, poolQuery, poolWorkflowId, poolWorkflowType, type NodeRenewal, type PoolWorkflow } from '../contracts/pool.ts';
+import { setPoolNodesSource, type PoolNodeCount } from '../activities/metrics.ts';
 import { connectionOptions, poolSettings, type LinkflowConfig } from '../temporal.config.ts';
 import { durationToMs } from '../common/duration.ts';
 import { runningCount } from '../node/process-group.ts';
@@ -15,7 +16,16 @@ export interface Membership {
   leave(reason: string): Promise<void>;
 }
 
-export async function joinPool(config: LinkflowConfig, pool: string, node: NodeIdentity, log: (msg: string) => void = console.warn): Promise<Membership> {
+/** How often a worker that serves metrics reads its pool's nodes by state from the allocator. */
+const POOL_METRICS_EVERY_MS = 15_000;
+
+export async function joinPool(
+  config: LinkflowConfig,
+  pool: string,
+  node: NodeIdentity,
+  options: { reportPool?: boolean; log?: (msg: string) => void } = {},
+): Promise<Membership> {
+  const log = options.log ?? console.warn;
   const connection = await Connection.connect(connectionOptions(config));
   const client = new Client({ connection, namespace: config.namespace });
   const settings = poolSettings(config);
@@ -49,12 +59,14 @@ export async function joinPool(config: LinkflowConfig, pool: string, node: NodeI
       });
   }, durationToMs(config.pool.renewInterval));
   timer.unref();
+  const poolTimer = options.reportPool ? reportPoolNodes(client, pool) : undefined;
   let left = false;
   return {
     async leave(reason) {
       if (left) return;
       left = true;
       clearInterval(timer);
+      if (poolTimer) clearInterval(poolTimer);
       try {
         await client.workflow.getHandle(poolWorkflowId(pool)).signal(nodeLeaveSignal, { name: node.node, reason });
       } catch {
@@ -64,4 +76,25 @@ export async function joinPool(config: LinkflowConfig, pool: string, node: NodeI
       }
     },
   };
+}
+
+/** linkflow_pool_nodes: the pool's nodes by state as its allocator sees them (every reporting worker of a pool reports the same). */
+function reportPoolNodes(client: Client, pool: string): NodeJS.Timeout {
+  let counts: PoolNodeCount[] = [];
+  setPoolNodesSource(() => counts);
+  const read = () => {
+    client.workflow
+      .getHandle(poolWorkflowId(pool))
+      .query(poolQuery)
+      .then((view) => {
+        const byState = new Map<string, number>(['free', 'running', 'busy', 'drained', 'quarantined'].map((s) => [s, 0]));
+        for (const n of view.nodes) byState.set(n.state, (byState.get(n.state) ?? 0) + 1);
+        counts = [...byState].map(([state, count]) => ({ pool, state, count }));
+      })
+      .catch(() => undefined);
+  };
+  read();
+  const timer = setInterval(read, POOL_METRICS_EVERY_MS);
+  timer.unref();
+  return timer;
 }

@@ -21,15 +21,21 @@ const require = createRequire(import.meta.url);
 
 let runtimeInstalled = false;
 
-/** The worker's own log level (bundling, state changes are INFO); call before the first worker. */
-export function installRuntime(level: LogLevel): void {
+/**
+ * The worker's own log level (bundling, state changes are INFO); call before the first worker.
+ * `sdkMetricsBind`: the Temporal SDK exports its worker metrics in Prometheus format there.
+ */
+export function installRuntime(level: LogLevel, sdkMetricsBind?: string): void {
   if (runtimeInstalled) return;
   const print = new DefaultLogger(level);
   // The node queue's worker runs activities only, by design: the SDK's warning about it would only confuse.
   const logger = new DefaultLogger(level, (entry) => {
     if (!entry.message.startsWith('No workflows registered')) print.log(entry.level, entry.message, entry.meta);
   });
-  Runtime.install({ logger });
+  Runtime.install({
+    logger,
+    ...(sdkMetricsBind ? { telemetryOptions: { metrics: { prometheus: { bindAddress: sdkMetricsBind } } } } : {}),
+  });
   runtimeInstalled = true;
 }
 
@@ -40,6 +46,8 @@ export interface WorkerOptions {
   connection?: NativeConnection;
   /** This node's name and address in the pool (default: the host name and its first non-loopback IPv4). */
   node?: NodeIdentity;
+  /** Export the pool's nodes by state (linkflow_pool_nodes): a worker that serves metrics. */
+  reportPool?: boolean;
 }
 
 /** A worker without --node is the node named after its host. */
@@ -59,7 +67,7 @@ export interface LinkflowWorker {
   close(): Promise<void>;
 }
 
-export async function createLinkflowWorker({ config, taskQueue, connection, node = defaultNode() }: WorkerOptions): Promise<LinkflowWorker> {
+export async function createLinkflowWorker({ config, taskQueue, connection, node = defaultNode(), reportPool }: WorkerOptions): Promise<LinkflowWorker> {
   const conn = connection ?? (await NativeConnection.connect(connectionOptions(config)));
   const pool = taskQueue ?? config.taskQueue;
   const identity = nodeIdentity(node.node, os.hostname(), process.pid);
@@ -91,7 +99,7 @@ export async function createLinkflowWorker({ config, taskQueue, connection, node
   });
   const all = [worker, nodeWorker];
   // Joined before polling starts: an attempt placed here meanwhile waits on the node's queue until it does.
-  const membership = await joinPool(config, pool, node);
+  const membership = await joinPool(config, pool, node, { reportPool });
   return {
     worker,
     nodeWorker,

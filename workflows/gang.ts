@@ -10,10 +10,16 @@ import type { AttemptFailureDetails, AttemptResult, AttemptTimings, RetrySetting
 import { attemptFailure, failureDetails } from './attempts.ts';
 import type { Placement } from './placement.ts';
 
+/** How the Web UI names an attempt: "pretrain · attempt 2 · from 30" (a gang's rank adds " · on NODE"). */
+export function attemptSummary(stage: string, attempt: number, from: number | undefined): string {
+  return [stage, `attempt ${attempt}`, ...(from !== undefined ? [`from ${from}`] : [])].join(' · ');
+}
+
 /** The attempt activity, on the pool's queue or on one node's queue. */
-export function attemptActivities(retry: RetrySettingsInput, taskQueue?: string) {
+export function attemptActivities(retry: RetrySettingsInput, taskQueue?: string, summary?: string) {
   return proxyActivities<typeof activities>({
     taskQueue,
+    ...(summary ? { summary } : {}),
     startToCloseTimeout: retry.startToCloseTimeoutMs,
     heartbeatTimeout: retry.heartbeatTimeoutMs,
     // A node's rank must start soon after placement; if its worker went away meanwhile, the gang re-forms.
@@ -48,6 +54,7 @@ export async function runGangAttempt(
   input: { pipeline: string; stage: StagePlan; attempt: number; saveInterval?: number },
   placement: Placement,
   placed: GangOutcome,
+  summary?: string,
 ): Promise<AttemptResult> {
   const attemptScope = CancellationScope.current();
   const nodes = placement.nodes.map((n) => n.name);
@@ -62,7 +69,7 @@ export async function runGangAttempt(
     Promise.all(
       nodes.map((node, nodeRank): Promise<RankOutcome> => {
         const rank: RankAssignment = { nodeRank, nodes: nodes.length, node, masterAddr, masterPort };
-        return attemptActivities(retry, nodeQueue(pool, node))
+        return attemptActivities(retry, nodeQueue(pool, node), summary && `${summary} · on ${node}`)
           .runStageAttempt({ ...input, rank })
           .then(
             (result) => ({ nodeRank, node, result }),

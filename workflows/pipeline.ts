@@ -27,16 +27,18 @@ import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
 import type { PipelineInput, PipelineState, RetrySettingsInput, StageState } from '../contracts/run-state.ts';
 import { checkpointAndStopSignal, progressQuery, setSaveIntervalSignal } from '../contracts/workflows.ts';
 import { attemptFailure, failureDetails } from './attempts.ts';
-import { attemptActivities, runGangAttempt, type GangOutcome } from './gang.ts';
+import { attemptActivities, attemptSummary, runGangAttempt, type GangOutcome } from './gang.ts';
+import { publishSearchAttributes } from './search-attributes.ts';
 import { blameNode, onPoolNodes, PlacementDeferred, type Placement, type PlacementRequest } from './placement.ts';
 import { legacyPlaceGang } from './legacy-placement.ts';
 
 /** Pipelines started before the pool's allocator keep placing as they did (their histories say so). */
 const POOL_ALLOCATOR = 'pool-allocator';
 
-/** The running attempt's scope, so a stop can cancel just the attempt. */
+/** The running attempt's scope, so a stop can cancel just the attempt; and how a change of state reaches the search attributes. */
 interface AttemptControl {
   scope?: CancellationScope;
+  publish: () => void;
 }
 
 const bookkeeping = proxyActivities<typeof activities>({
@@ -44,7 +46,7 @@ const bookkeeping = proxyActivities<typeof activities>({
   retry: { maximumAttempts: 10, initialInterval: '2s' },
 });
 
-export async function pipelineWorkflow({ plan, retry, continuation }: PipelineInput): Promise<PipelineState> {
+export async function pipelineWorkflow({ plan, retry, continuation, searchAttributes }: PipelineInput): Promise<PipelineState> {
   const state: PipelineState = continuation?.state ?? {
     pipeline: plan.name,
     status: 'running',
@@ -59,7 +61,8 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
     })),
   };
   setHandler(progressQuery, () => state);
-  const control: AttemptControl = {};
+  const control: AttemptControl = { publish: () => publishSearchAttributes(searchAttributes, state, plan.model) };
+  control.publish();
   setHandler(checkpointAndStopSignal, () => {
     state.stopRequested = true;
     control.scope?.cancel();
@@ -75,6 +78,7 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
       const stage = plan.stages[i];
       const s = state.stages[i];
       state.currentStage = stage.name;
+      control.publish();
       let fingerprint: string;
       let failures = { code: 0, infrastructure: 0 };
       if (continuation && i === continuation.stageIndex) {
@@ -110,6 +114,7 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
           plan,
           retry,
           continuation: { state, fingerprints, stageIndex: i, stageFingerprint: fingerprint, failures },
+          searchAttributes,
         });
       }
       await bookkeeping.writeManifest({ pipeline: plan.name, stage, fingerprint, finalIteration: s.finalIteration });
@@ -118,14 +123,17 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
     state.currentStage = undefined;
     // A stop that came after the last stage finished stops nothing.
     state.status = stopped ? 'stopped' : 'succeeded';
+    control.publish();
     return state;
   } catch (err) {
     if (err instanceof ContinueAsNew) throw err;
     if (isCancellation(err)) {
       state.status = 'cancelled';
+      control.publish();
       throw err;
     }
     state.status = 'failed';
+    control.publish();
     // The failure carries the whole state, so `linkflow status` can show every stage of a failed pipeline.
     throw ApplicationFailure.create({
       type: 'PipelineFailed',
@@ -167,7 +175,16 @@ async function runStage(
       const saveInterval = stage.training
         ? (pipelineState.saveInterval ?? (s.saveInterval !== stage.training.saveInterval ? s.saveInterval : undefined))
         : undefined;
-      const input = { pipeline, stage, attempt, saveInterval };
+      const input = {
+        pipeline,
+        stage,
+        attempt,
+        saveInterval,
+        previousLastIteration: previous?.lastIteration,
+        stageStartedAt: s.attempts[0]?.startedAt ?? startedAt,
+      };
+      // The Web UI names each attempt instead of showing identical runStageAttempt bars.
+      const summary = attemptSummary(stage.name, attempt, resumePoint(s));
       const request: PlacementRequest = {
         pool,
         holder: { workflowId: workflowInfo().workflowId, pipeline, stage: stage.name, attempt },
@@ -181,9 +198,9 @@ async function runStage(
       const run = (placement: Placement) => {
         placed.placedAt = Date.now();
         s.status = 'running';
-        if (gang) return runGangAttempt(pool, s, retry, input, placement, placed);
+        if (gang) return runGangAttempt(pool, s, retry, input, placement, placed, summary);
         s.note = `on node ${placement.nodes[0].name}`;
-        return attemptActivities(retry, nodeQueue(pool, placement.nodes[0].name)).runStageAttempt(input);
+        return attemptActivities(retry, nodeQueue(pool, placement.nodes[0].name), summary).runStageAttempt(input);
       };
       const usesPool = patched(POOL_ALLOCATOR);
       const result = await scope.run(() =>
@@ -191,7 +208,7 @@ async function runStage(
           ? onPoolNodes(request, s, run)
           : gang
             ? legacyPlaceGang(pool, count, request.hosts, s).then(run)
-            : attemptActivities(retry).runStageAttempt(input),
+            : attemptActivities(retry, undefined, summary).runStageAttempt(input),
       );
       s.attempts.push({
         attempt,
@@ -249,10 +266,13 @@ async function runStage(
       record.endedAt = Date.now();
       s.attempts.push(record);
       if (record.lastIteration !== undefined) s.finalIteration = record.lastIteration;
+      s.lastCheckpoint = failureDetails(err)?.lastCheckpoint ?? s.lastCheckpoint;
+      control.publish();
       const group = INFRASTRUCTURE.has(record.failureClass ?? 'unknown') ? 'infrastructure' : 'code';
       failures[group]++;
       const blamed = record.failedNode ?? record.node;
-      if (group === 'infrastructure' && blamed && patched(POOL_ALLOCATOR)) await blameNode(pool, blamed, `${stage.name} attempt ${attempt}: ${record.failureClass}: ${record.reason}`);
+      if (group === 'infrastructure' && blamed && patched(POOL_ALLOCATOR))
+        await blameNode(pool, blamed, `${stage.name} attempt ${attempt}: ${record.failureClass}: ${record.reason}`);
       const retryable = isRetryable(err);
       if (!retryable || failures[group] >= budget[group]) {
         s.status = 'failed';
@@ -285,6 +305,15 @@ async function runStage(
       if (workflowInfo().continueAsNewSuggested || attemptsThisRun >= retry.continueAsNewAfterAttempts) return 'continue-as-new';
     }
   }
+}
+
+/**
+ * The iteration the next attempt is expected to resume from: the newest checkpoint an attempt saved
+ * or loaded. (The attempt itself picks the newest complete one; a torn save makes it an older one.)
+ */
+function resumePoint(s: StageState): number | undefined {
+  const seen = [s.lastCheckpoint?.iteration, ...s.attempts.map((a) => a.loadedIteration)].filter((i): i is number => i !== undefined);
+  return seen.length > 0 ? Math.max(...seen) : undefined;
 }
 
 function backoffMs(retry: RetrySettingsInput, group: 'code' | 'infrastructure', failures: number): number {

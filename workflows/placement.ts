@@ -94,7 +94,11 @@ async function acquire(id: string, request: PlacementRequest, s: StageState): Pr
     if (unhealthy.length === 0) {
       setCurrentDetails(`**${request.holder.stage}** attempt ${request.holder.attempt} on ${nodes.map((n) => n.name).join(', ')}`);
       const first = checks[0] as Extract<NodeCheck, { healthy: true }>;
-      return { requestId: id, nodes: nodes.map((n, k) => ({ name: n.name, address: (checks[k] as { address?: string }).address ?? n.address })), masterPort: first.port };
+      return {
+        requestId: id,
+        nodes: nodes.map((n, k) => ({ name: n.name, address: (checks[k] as { address?: string }).address ?? n.address })),
+        masterPort: first.port,
+      };
     }
     // Quarantined by the pool; the request keeps its place and is served by other nodes.
     grantedRequests.delete(id);

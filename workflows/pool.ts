@@ -50,7 +50,6 @@ import { describePool } from '../pool/view.ts';
 
 const { closedWorkflows } = proxyActivities<typeof activities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 3 } });
 
-
 export async function poolWorkflow({ pool, settings: initialSettings, state: carried }: PoolInput): Promise<void> {
   const state = carried ?? emptyPool(pool);
   let settings = initialSettings;

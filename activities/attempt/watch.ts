@@ -22,6 +22,7 @@ import type { HeldLease } from '../lease.ts';
 import { nodeName } from '../node.ts';
 import type { AttemptInput } from './common.ts';
 import { releaseOnThrow, type PreparedAttempt } from './prepare.ts';
+import { attemptProgressed, checkpointLoaded, checkpointSaved, type StageLabels } from '../metrics.ts';
 
 const HEARTBEAT_EVERY_MS = 1000;
 
@@ -41,10 +42,16 @@ export interface WatchedAttempt {
 
 type FailureRule = { class: FailureClass; pattern: RegExp };
 
-export async function watchAttempt(ctx: Context, input: AttemptInput, prepared: PreparedAttempt, logFile: string): Promise<WatchedAttempt> {
+export async function watchAttempt(
+  ctx: Context,
+  input: AttemptInput,
+  prepared: PreparedAttempt,
+  logFile: string,
+  labels: StageLabels,
+): Promise<WatchedAttempt> {
   const { stage, attempt, rank } = input;
   const { lease } = prepared;
-  const watch = new AttemptWatch(stage, rank, logFile);
+  const watch = new AttemptWatch(stage, rank, logFile, labels);
   const proc = releaseOnThrow(lease, () =>
     startProcess({
       argv: prepared.argv,
@@ -62,7 +69,9 @@ export async function watchAttempt(ctx: Context, input: AttemptInput, prepared: 
   );
 
   // The node rides on every heartbeat: if the worker is lost, the workflow still knows where the attempt ran.
-  const heartbeat = () =>
+  // The same progress sets the stage's gauges of this worker's metrics.
+  const heartbeat = () => {
+    attemptProgressed(labels, watch.progress);
     ctx.heartbeat({
       ...watch.progress,
       stage: stage.name,
@@ -71,6 +80,7 @@ export async function watchAttempt(ctx: Context, input: AttemptInput, prepared: 
       node: rank?.node ?? nodeName(),
       nodeRank: rank?.nodeRank,
     } satisfies HeartbeatDetails);
+  };
   heartbeat();
   let cancelled: CancelledFailure | undefined;
   const timer = setInterval(() => {
@@ -129,6 +139,7 @@ class AttemptWatch {
     private readonly stage: StagePlan,
     rank: RankAssignment | undefined,
     private readonly logFile: string,
+    private readonly labels: StageLabels,
   ) {
     this.failureRules = stage.failureRules.map((r) => ({ class: r.class, pattern: new RegExp(r.pattern) }));
     // The first lines (argparse's usage, start-up errors), the lines around root causes and the last ones are what explains a failure.
@@ -166,9 +177,13 @@ class AttemptWatch {
     if (event.type === 'iteration' && progress.startupMs === undefined) progress.startupMs = Date.now() - this.launchedAt;
     if (event.type === 'checkpoint-saving') this.saveStartedAt = Date.now();
     if (event.type === 'checkpoint-loading') this.loadStartedAt = Date.now();
-    if (event.type === 'checkpoint-loaded' && this.loadStartedAt !== undefined) progress.loadMs = Date.now() - this.loadStartedAt;
+    if (event.type === 'checkpoint-loaded' && this.loadStartedAt !== undefined) {
+      progress.loadMs = Date.now() - this.loadStartedAt;
+      checkpointLoaded(this.labels, progress.loadMs / 1000);
+    }
     if (event.type === 'checkpoint-saved' && this.saveStartedAt !== undefined) {
       this.longestSaveMs = Math.max(this.longestSaveMs ?? 0, Date.now() - this.saveStartedAt);
+      checkpointSaved(this.labels, (Date.now() - this.saveStartedAt) / 1000);
       progress.saveMsTotal = (progress.saveMsTotal ?? 0) + (Date.now() - this.saveStartedAt);
       progress.saves = (progress.saves ?? 0) + 1;
       this.saveStartedAt = undefined;

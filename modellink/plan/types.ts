@@ -96,6 +96,8 @@ export interface StagePlan {
 
 export interface PipelinePlan {
   name: string;
+  /** The model preset's id (`custom` for model.architecture): what runs are found by (`linkflow list --model`). */
+  model?: string;
   /** cluster.nodes: stages launched with torchrun run as a gang of this many node ranks. */
   nodes: number;
   /** Named hosts, rank k on hosts[k]; otherwise free workers of the pool (the task queue). */
