@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { durationSchema } from '../common/duration.ts';
 import { FAILURE_CLASSES } from './failures.ts';
 import { communicationSchema, highAvailabilitySchema, kernelsSchema, memorySchema, moeSchema, parallelSchema, profilingSchema } from './features.ts';
-import { envSchema, IMPLS, nonEmpty, nonNegativeInt, PARAMS_DTYPES, positiveInt, positiveNumber, PRECISIONS } from './schema-parts.ts';
+import { envSchema, IMPLS, secretEnvSchema, nonEmpty, nonNegativeInt, PARAMS_DTYPES, positiveInt, positiveNumber, PRECISIONS } from './schema-parts.ts';
 
 /** --tokenizer-type's choices in ModelLink's parser. */
 const tokenizerTypeSchema = z.enum([
@@ -107,6 +107,8 @@ const stageBase = {
       z.union([z.string({ error: 'expected a string value (quote numbers in YAML)' }), z.null()]),
     )
     .default({}),
+  /** Secrets added to the launch environment on the worker, by name (see secretEnvSchema); their values never reach history, manifests or logs. */
+  secretEnv: secretEnvSchema.default([]),
   args: argsSchema.default({}),
   /** For a ModelLink newer than linkflow's flag reference: `args` flags are then not checked before launch. */
   allowUnknownFlags: z.boolean().default(false),
@@ -332,6 +334,8 @@ export const pipelineSpecSchema = z.strictObject({
   /** --use-deter-comp together with HCCL_DETERMINISTIC=True in the launch environment. */
   deterministic: z.boolean().default(false),
   highAvailability: highAvailabilitySchema.optional(),
+  /** Secrets every stage gets (a stage's own secretEnv adds to them). */
+  secretEnv: secretEnvSchema.default([]),
   /** Extra failure patterns, checked before the built-in ones (README: failure classes). */
   failureRules: z
     .array(

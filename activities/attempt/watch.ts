@@ -52,6 +52,7 @@ export async function watchAttempt(ctx: Context, input: AttemptInput, prepared: 
       env: prepared.env,
       logFile,
       stdin: stage.stdin,
+      masker: prepared.masker,
       graceMs: watch.stopGrace(),
       // Training under torchrun: SIGTERM to its workers, not to the agent, whose own shutdown SIGKILLs them after 30 s.
       stopSignalTo: stage.training && launchesElasticAgent(prepared.launch) ? 'workers' : 'group',

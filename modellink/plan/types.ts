@@ -74,8 +74,13 @@ export interface StagePlan {
    * Training resumes rewrite --load (see resumeArgs).
    */
   argv: string[];
-  /** The stage's own variables (ModelLink's defaults, then modellink.env, then stage env); the worker's environment is underneath. */
+  /**
+   * The stage's own variables (ModelLink's defaults, then modellink.env, then stage env); the worker's environment is underneath.
+   * They travel in the workflow's input, so they are in its history in plain text: secrets go in secretEnv.
+   */
   env: Record<string, string>;
+  /** Secrets the worker adds to the environment from its own environment or a file: names and files only, never values. */
+  secretEnv?: SecretRef[];
   cwd: string;
   setupScript?: string;
   inputs: StageInput[];
@@ -92,6 +97,15 @@ export interface StagePlan {
   /** Conversions to hf: ModelLink writes into a directory holding the original HF files; this one links to them. */
   hfView?: { from: string; dir: string };
   maxAttempts?: number;
+}
+
+/** A secret the worker resolves: $name (else the file $name_FILE names), or `file` when given. */
+export interface SecretRef {
+  name: string;
+  /** A file on the worker holding the value (one trailing newline is dropped). */
+  file?: string;
+  /** Where the spec asks for it, for the error when the worker cannot find it. */
+  specPath: string;
 }
 
 export interface PipelinePlan {
