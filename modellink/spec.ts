@@ -234,6 +234,10 @@ const trainingFields = {
     .regex(/^\d+,\d+,\d+$/, 'expected "train,valid,test" such as "949,50,1"')
     .optional(),
   logThroughput: z.boolean().default(true),
+  /** TensorBoard events in <stage>/tensorboard, one directory for all attempts (modellink/tracking.ts); false turns them off. */
+  tensorboard: z.boolean().default(true),
+  /** Megatron's W&B logging: one run per stage that every attempt appends to (its id in WANDB_RUN_ID). Put WANDB_API_KEY in secretEnv. */
+  wandb: z.strictObject({ project: nonEmpty, name: nonEmpty.optional() }).optional(),
   /**
    * Hang detection (see modellink/hang.ts): while training, no progress line within
    * max(noProgressTimeout, noProgressFactor × the observed time between log lines) is a hang;

@@ -17,6 +17,8 @@ import { getFreePort } from '../../node/free-port.ts';
 import { loadSetupEnv } from '../../node/setup-env.ts';
 import { acquireLease, leaseFile, type HeldLease } from '../lease.ts';
 import { dataFiles } from '../manifest.ts';
+import { rewindTensorBoard, tensorboardDirOf } from '../tensorboard.ts';
+import { logsIterations } from '../../modellink/gang.ts';
 import { nodeName } from '../node.ts';
 import { fail, type AttemptInput } from './common.ts';
 import { MissingSecretError, resolveSecrets, type ResolvedSecrets } from './secrets.ts';
@@ -79,7 +81,17 @@ export async function prepareAttempt(ctx: Context, input: AttemptInput, logFile:
   const launch = rank ? launchForRank(launchOf(stage), rank) : withMasterPort(launchOf(stage), await getFreePort('0.0.0.0'));
   const lease = savesCheckpoints(stage) ? await takeLease(ctx, input, logFile) : undefined;
   const argv = [...renderLaunch(launch), stage.entrypoint, ...flattenArgs(args)];
-  const notes = [`# cwd: ${stage.cwd}`, `# argv: ${JSON.stringify(argv)}`, ...secretNotes(stage, secrets.unmasked), ...(resumeNote ? [`# ${resumeNote}`] : [])];
+  // Under the lease: no other trainer of this stage writes events now. Only the node that logs iterations writes them.
+  const tensorboardDir = tensorboardDirOf(stage);
+  const rewound =
+    savesCheckpoints(stage) && logsIterations(rank) && tensorboardDir ? releaseOnThrow(lease, () => rewindTensorBoard(tensorboardDir, loadedFrom ?? 0)) : [];
+  const notes = [
+    `# cwd: ${stage.cwd}`,
+    `# argv: ${JSON.stringify(argv)}`,
+    ...secretNotes(stage, secrets.unmasked),
+    ...(resumeNote ? [`# ${resumeNote}`] : []),
+    ...rewound,
+  ];
   releaseOnThrow(lease, () => fs.appendFileSync(logFile, notes.map((n) => `${n}\n`).join('')));
   return { ready: { argv, env, launch, lease, loadedFrom, resumeNote, masker: secrets.masker } };
 }
