@@ -12,6 +12,7 @@ import { durationSchema, durationToMs } from './common/duration.ts';
 import { formatPath } from './common/issue-path.ts';
 import { PROJECT_ROOT } from './common/project-root.ts';
 import type { RetrySettingsInput } from './contracts/run-state.ts';
+import type { NotifySettings } from './modellink/notify.ts';
 import { anyTlsSetting, checkClientCertPair, temporalProfile, type TlsSettings } from './common/temporal-profile.ts';
 
 const envBoolean = z.union([z.boolean(), z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1')]);
@@ -79,6 +80,14 @@ const configSchema = z.strictObject({
       infrastructureInitialInterval: '30s',
       continueAsNewAfterAttempts: 50,
     }),
+  /** The webhook pipelines without a `notify:` section report to (all events; see modellink/notify.ts). */
+  notify: z
+    .strictObject({
+      webhook: z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' }).optional(),
+      format: z.enum(['json', 'slack']).default('json'),
+      waitingForNodesAfter: durationSchema.default('30m'),
+    })
+    .default({ format: 'json', waitingForNodesAfter: '30m' }),
   dev: z
     .strictObject({
       /** SQLite file of the embedded dev server, so `linkflow dev` keeps its state across restarts. */
@@ -117,6 +126,14 @@ function fromEnv(env: Env): Record<string, unknown> {
         ['infrastructureAttempts', env.LINKFLOW_RETRY_INFRA_ATTEMPTS],
         ['infrastructureInitialInterval', env.LINKFLOW_RETRY_INFRA_INITIAL_INTERVAL],
         ['continueAsNewAfterAttempts', env.LINKFLOW_CONTINUE_AS_NEW_AFTER],
+      ]),
+    ],
+    [
+      'notify',
+      pick([
+        ['webhook', env.LINKFLOW_NOTIFY_WEBHOOK],
+        ['format', env.LINKFLOW_NOTIFY_FORMAT],
+        ['waitingForNodesAfter', env.LINKFLOW_NOTIFY_WAITING_AFTER],
       ]),
     ],
     [
@@ -191,6 +208,17 @@ export function retrySettings(config: LinkflowConfig): RetrySettings {
     continueAsNewAfterAttempts: config.retry.continueAsNewAfterAttempts,
     heartbeatTimeoutMs: durationToMs(config.activity.heartbeatTimeout),
     startToCloseTimeoutMs: durationToMs(config.activity.startToCloseTimeout),
+  };
+}
+
+/** The configured default webhook, for a pipeline whose spec has no `notify:` section. */
+export function defaultNotify(config: LinkflowConfig): NotifySettings | undefined {
+  const { webhook, format, waitingForNodesAfter } = config.notify;
+  if (!webhook) return undefined;
+  return {
+    webhooks: [{ url: webhook, format, events: ['failed', 'succeeded', 'waiting-for-nodes', 'retry-budget'] }],
+    waitingForNodesAfterMs: durationToMs(waitingForNodesAfter),
+    retryBudgetUsed: 0.8,
   };
 }
 

@@ -7,6 +7,7 @@
 import path from 'node:path';
 import { applyOverrides, commandArgv, isKnownFlag, type Command } from './commands.ts';
 import { launchOf, type LaunchCarrier } from './launch.ts';
+import { notifySettings } from './notify.ts';
 import { customPreset, getPreset, presetNames, type Preset } from './presets.ts';
 import { checkHosts, checkLayout, checkStageRules } from './rules.ts';
 import { formatPath } from '../common/issue-path.ts';
@@ -65,6 +66,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
       dir: pipelineDir,
       taskQueue: spec.cluster.taskQueue,
       stages: plans,
+      ...(spec.notify ? { notify: notifySettings(spec.notify) } : {}),
     },
   };
 }

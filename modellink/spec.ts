@@ -9,6 +9,7 @@
 import { z } from 'zod';
 import { durationSchema } from '../common/duration.ts';
 import { FAILURE_CLASSES } from './failures.ts';
+import { notifySchema } from './notify.ts';
 import { communicationSchema, highAvailabilitySchema, kernelsSchema, memorySchema, moeSchema, parallelSchema, profilingSchema } from './features.ts';
 import { envSchema, IMPLS, secretEnvSchema, nonEmpty, nonNegativeInt, PARAMS_DTYPES, positiveInt, positiveNumber, PRECISIONS } from './schema-parts.ts';
 
@@ -338,6 +339,8 @@ export const pipelineSpecSchema = z.strictObject({
   /** --use-deter-comp together with HCCL_DETERMINISTIC=True in the launch environment. */
   deterministic: z.boolean().default(false),
   highAvailability: highAvailabilitySchema.optional(),
+  /** Webhooks told when the pipeline fails, succeeds, waits for nodes or has used most of a retry budget (modellink/notify.ts). */
+  notify: notifySchema.optional(),
   /** Secrets every stage gets (a stage's own secretEnv adds to them). */
   secretEnv: secretEnvSchema.default([]),
   /** Extra failure patterns, checked before the built-in ones (README: failure classes). */

@@ -7,6 +7,7 @@ import type { Entrypoint } from '../commands.ts';
 import type { FailureClass } from '../failures.ts';
 import type { HangWindows } from '../hang.ts';
 import type { Launch } from '../launch.ts';
+import type { NotifySettings } from '../notify.ts';
 import type { PipelineSpec, SpecProblem, StageKind } from '../spec.ts';
 
 export type OutputKind = 'pretrain-data' | 'instruction-data' | 'pairwise-data' | 'checkpoint' | 'hf-model' | 'results';
@@ -118,6 +119,8 @@ export interface PipelinePlan {
   dir: string;
   taskQueue?: string;
   stages: StagePlan[];
+  /** The spec's webhooks, or the configured default (LINKFLOW_NOTIFY_WEBHOOK) filled in when the pipeline starts. */
+  notify?: NotifySettings;
 }
 
 export type PlanResult = { ok: true; plan: PipelinePlan; spec: PipelineSpec; warnings: SpecProblem[] } | { ok: false; problems: SpecProblem[] };
