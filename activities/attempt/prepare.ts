@@ -92,7 +92,8 @@ export async function prepareAttempt(ctx: Context, input: AttemptInput, logFile:
     ...(resumeNote ? [`# ${resumeNote}`] : []),
     ...rewound,
   ];
-  releaseOnThrow(lease, () => fs.appendFileSync(logFile, notes.map((n) => `${n}\n`).join('')));
+  // A secret passed in args by mistake is masked in the argv line too.
+  releaseOnThrow(lease, () => fs.appendFileSync(logFile, notes.map((n) => `${secrets.masker.mask(n)}\n`).join('')));
   return { ready: { argv, env, launch, lease, loadedFrom, resumeNote, masker: secrets.masker } };
 }
 
