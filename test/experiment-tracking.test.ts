@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planPipeline, type StagePlan } from '../modellink/plan.ts';
+import { eventRecords, rewindOffset } from '../modellink/tensorboard-events.ts';
 import { fiveStageSpec, tempDir, writeSpec } from '../testkit/specs.ts';
 import { readEventFile, readTensorBoard } from '../testkit/tensorboard.ts';
 import { runSpec, startTestTemporal, type TestTemporal } from '../testkit/temporal.ts';
@@ -51,6 +52,33 @@ describe('tracking flags', () => {
     expect(b.find((s) => s.name === 'pretrain')!.env.WANDB_RUN_ID).toBe(pretrain.env.WANDB_RUN_ID);
     expect(finetune.env.WANDB_RUN_ID).not.toBe(pretrain.env.WANDB_RUN_ID);
     // Every flag exists in ModelLink's parser: the emulator (strict argparse) accepts them in the run below.
+  });
+});
+
+describe('rewinding an event file', () => {
+  /** A TFRecord of an Event { step, summary { value { tag, simple_value } } } (CRCs left zero: the reader does not need them). */
+  const record = (step: number, tag: string): Buffer => {
+    const value = Buffer.concat([Buffer.from([0x0a, tag.length]), Buffer.from(tag), Buffer.from([0x15, 0, 0, 0x80, 0x3f])]);
+    const summary = Buffer.concat([Buffer.from([0x0a, value.length]), value]);
+    const event = Buffer.concat([Buffer.from([0x10, step]), Buffer.from([0x2a, summary.length]), summary]);
+    const length = Buffer.alloc(8);
+    length.writeBigUInt64LE(BigInt(event.length));
+    return Buffer.concat([length, Buffer.alloc(4), event, Buffer.alloc(4)]);
+  };
+
+  it('cuts at the first record of an iteration after the loaded one; "vs samples" steps do not decide; a torn record ends the file', () => {
+    const records = [record(29, 'lm loss'), record(120, 'lm loss vs samples'), record(30, 'lm loss'), record(124, 'lm loss vs samples'), record(31, 'lm loss')];
+    const file = Buffer.concat([...records, record(32, 'lm loss').subarray(0, 10)]);
+    const parsed = eventRecords(file);
+    expect(parsed.map((r) => [r.step, r.tags[0]])).toEqual([
+      [29, 'lm loss'],
+      [120, 'lm loss vs samples'],
+      [30, 'lm loss'],
+      [124, 'lm loss vs samples'],
+      [31, 'lm loss'],
+    ]);
+    expect(rewindOffset(parsed, 30)).toBe(records.slice(0, 4).reduce((n, r) => n + r.length, 0));
+    expect(rewindOffset(parsed, 31)).toBeUndefined();
   });
 });
 
