@@ -20,7 +20,10 @@ const webhookSchema = z
       .optional(),
     /** json: linkflow's event as JSON; slack: `{ "text": … }`, which Slack's and most chat webhooks take. */
     format: z.enum(['json', 'slack']).default('json'),
-    events: z.array(z.enum(NOTIFY_EVENTS)).min(1).default([...NOTIFY_EVENTS]),
+    events: z
+      .array(z.enum(NOTIFY_EVENTS))
+      .min(1)
+      .default([...NOTIFY_EVENTS]),
   })
   .refine((w) => (w.url === undefined) !== (w.urlFromEnv === undefined), 'give either url or urlFromEnv');
 
