@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { connectionOptions, loadConfig } from '../temporal.config.ts';
+import { connectionOptions, defaultNotify, loadConfig } from '../temporal.config.ts';
 import { tempDir } from '../testkit/specs.ts';
 
 const CERT = '-----BEGIN CERTIFICATE-----\nMIIBcert\n-----END CERTIFICATE-----\n';
@@ -127,5 +127,22 @@ describe('Temporal connection profiles', () => {
     );
     // The older names still count (and are checked alike).
     expect(() => loadConfig({}, { HOME: tempDir('temporal-legacy'), TEMPORAL_TLS_CERT: '/x.pem' })).toThrow(/without its key/);
+  });
+});
+
+describe('the default webhook', () => {
+  it('LINKFLOW_NOTIFY_WEBHOOK is the webhook of pipelines without notify:, for every event', () => {
+    const home = { HOME: tempDir('notify-home') };
+    expect(defaultNotify(loadConfig({}, home))).toBeUndefined();
+    const config = loadConfig(
+      {},
+      { ...home, LINKFLOW_NOTIFY_WEBHOOK: 'https://hooks.example/x', LINKFLOW_NOTIFY_FORMAT: 'slack', LINKFLOW_NOTIFY_WAITING_AFTER: '10m' },
+    );
+    expect(defaultNotify(config)).toEqual({
+      webhooks: [{ url: 'https://hooks.example/x', format: 'slack', events: ['failed', 'succeeded', 'waiting-for-nodes', 'retry-budget'] }],
+      waitingForNodesAfterMs: 600_000,
+      retryBudgetUsed: 0.8,
+    });
+    expect(() => loadConfig({}, { ...home, LINKFLOW_NOTIFY_WEBHOOK: 'ftp://x' })).toThrow(/notify.webhook: expected an http/);
   });
 });
