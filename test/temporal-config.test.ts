@@ -5,7 +5,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectClient } from '../client/connect.ts';
+import { startDevServer, type DevServer } from '../devserver/dev-server.ts';
 import { connectionOptions, defaultNotify, loadConfig } from '../temporal.config.ts';
 import { tempDir } from '../testkit/specs.ts';
 
@@ -144,5 +146,40 @@ describe('the default webhook', () => {
       retryBudgetUsed: 0.8,
     });
     expect(() => loadConfig({}, { ...home, LINKFLOW_NOTIFY_WEBHOOK: 'ftp://x' })).toThrow(/notify.webhook: expected an http/);
+  });
+});
+
+describe('a real connection through a profile (dev server)', () => {
+  let server: DevServer;
+  beforeAll(async () => {
+    server = await startDevServer({ ui: false, namespace: 'profile-ns' });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it("connects to the profile's address and namespace; with an API key, only tls.disabled keeps TLS off for a plaintext server", async () => {
+    const { env } = setup(`
+[profile.local]
+address = "${server.address}"
+namespace = "profile-ns"
+[profile.keyed]
+address = "${server.address}"
+api_key = "not-checked-by-the-dev-server"
+[profile.keyed-plain]
+address = "${server.address}"
+api_key = "not-checked-by-the-dev-server"
+[profile.keyed-plain.tls]
+disabled = true
+`);
+    const client = await connectClient(loadConfig({}, { ...env, TEMPORAL_PROFILE: 'local' }));
+    expect(client.options.namespace).toBe('profile-ns');
+    const described = await client.workflowService.describeNamespace({ namespace: 'profile-ns' });
+    expect(described.namespaceInfo?.name).toBe('profile-ns');
+    await client.connection.close();
+    // An API key implies TLS, which a plaintext dev server cannot speak.
+    await expect(connectClient(loadConfig({}, { ...env, TEMPORAL_PROFILE: 'keyed' }), 3000)).rejects.toThrow(/no Temporal server reachable/);
+    const plain = await connectClient(loadConfig({}, { ...env, TEMPORAL_PROFILE: 'keyed-plain' }));
+    await plain.connection.close();
   });
 });
