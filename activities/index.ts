@@ -7,6 +7,7 @@ export { runStageAttempt } from './run-stage.ts';
 export { checkNode, closedWorkflows, poolFreeNodes, requestPoolNodes } from './pool.ts';
 export { nodeInfo, poolNodes } from './legacy-placement.ts';
 export { readLogChunk } from './log-chunk.ts';
+export { notifyWebhook } from './notify.ts';
 export { beginBenchmarkRun, prepareBenchmarkCase, recordBenchmarkCase, finishBenchmarkRun, notifyBenchmarkWebhook } from './benchmark.ts';
 
 export async function checkStage(input: { stage: StagePlan; upstream: Record<string, string> }): Promise<StageCheck> {

@@ -12,7 +12,7 @@ import {
 } from '@temporalio/client';
 import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
 import { createHash } from 'node:crypto';
-import { retrySettings, type LinkflowConfig } from '../temporal.config.ts';
+import { defaultNotify, retrySettings, type LinkflowConfig } from '../temporal.config.ts';
 import type { PipelinePlan } from '../modellink/plan.ts';
 import type { PipelineState } from '../contracts/run-state.ts';
 import type { HeartbeatDetails } from '../contracts/heartbeat.ts';
@@ -43,7 +43,10 @@ export async function startPipeline(
     return await client.workflow.start<PipelineWorkflow>(pipelineWorkflowType, {
       workflowId,
       taskQueue: taskQueue ?? plan.taskQueue ?? config.taskQueue,
-      args: [{ plan, retry: retrySettings(config), searchAttributes }],
+      // A spec without `notify:` reports to the configured default webhook, if any.
+      args: [
+        { plan: plan.notify || !defaultNotify(config) ? plan : { ...plan, notify: defaultNotify(config) }, retry: retrySettings(config), searchAttributes },
+      ],
       ...(searchAttributes
         ? {
             typedSearchAttributes: [

@@ -31,6 +31,7 @@ import { attemptActivities, attemptSummary, runGangAttempt, type GangOutcome } f
 import { publishSearchAttributes } from './search-attributes.ts';
 import { blameNode, onPoolNodes, PlacementDeferred, type Placement, type PlacementRequest } from './placement.ts';
 import { legacyPlaceGang } from './legacy-placement.ts';
+import { eventId, notify, watchNodeWaits } from './notify.ts';
 
 /** Pipelines started before the pool's allocator keep placing as they did (their histories say so). */
 const POOL_ALLOCATOR = 'pool-allocator';
@@ -70,6 +71,9 @@ export async function pipelineWorkflow({ plan, retry, continuation, searchAttrib
   setHandler(setSaveIntervalSignal, (interval) => {
     if (Number.isInteger(interval) && interval > 0) state.saveInterval = interval;
   });
+
+  // Beside the stages: a stage waiting for nodes longer than the threshold is reported. Its end is the pipeline's.
+  void watchNodeWaits(plan.notify, state).catch(() => undefined);
 
   const fingerprints: Record<string, string> = { ...continuation?.fingerprints };
   let stopped = false;
@@ -124,6 +128,7 @@ export async function pipelineWorkflow({ plan, retry, continuation, searchAttrib
     // A stop that came after the last stage finished stops nothing.
     state.status = stopped ? 'stopped' : 'succeeded';
     control.publish();
+    if (!stopped) await notify(plan.notify, state, 'succeeded', eventId('succeeded'), `${plan.name} succeeded: ${succeededSummary(state)}`);
     return state;
   } catch (err) {
     if (err instanceof ContinueAsNew) throw err;
@@ -134,11 +139,16 @@ export async function pipelineWorkflow({ plan, retry, continuation, searchAttrib
     }
     state.status = 'failed';
     control.publish();
+    const message = err instanceof Error ? err.message : String(err);
+    await notify(plan.notify, state, 'failed', eventId('failed'), `${plan.name} failed: ${message.split('\n')[0]}`, {
+      stage: state.currentStage,
+      details: { message },
+    });
     // The failure carries the whole state, so `linkflow status` can show every stage of a failed pipeline.
     throw ApplicationFailure.create({
       type: 'PipelineFailed',
       nonRetryable: true,
-      message: err instanceof Error ? err.message : String(err),
+      message,
       details: [state],
     });
   }
@@ -287,6 +297,7 @@ async function runStage(
           details: [{ stage: stage.name, failureClass: record.failureClass, excerpt: record.excerpt ?? [], logFile: record.logFile }],
         });
       }
+      await reportRetryBudget(plan, stage, pipelineState, group, failures[group], budget[group]);
       if (stage.training?.autoSaveInterval && pipelineState.saveInterval === undefined) {
         const advice = autoSaveInterval(s, stage.training.trainIters);
         if (advice) {
@@ -314,6 +325,32 @@ async function runStage(
 function resumePoint(s: StageState): number | undefined {
   const seen = [s.lastCheckpoint?.iteration, ...s.attempts.map((a) => a.loadedIteration)].filter((i): i is number => i !== undefined);
   return seen.length > 0 ? Math.max(...seen) : undefined;
+}
+
+/** A stage whose failures have used most of a budget (notify.retryBudgetUsed) is reported, once per budget. */
+async function reportRetryBudget(
+  plan: PipelinePlan,
+  stage: StagePlan,
+  state: PipelineState,
+  group: 'code' | 'infrastructure',
+  used: number,
+  budget: number,
+): Promise<void> {
+  if (!plan.notify || used / budget < plan.notify.retryBudgetUsed) return;
+  const which = group === 'code' ? 'job' : 'infrastructure';
+  await notify(
+    plan.notify,
+    state,
+    'retry-budget',
+    eventId('stage', stage.name, 'retry-budget', group),
+    `${plan.name}: stage ${stage.name} has used ${used} of its ${budget} attempts for ${which} failures`,
+    { stage: stage.name, details: { budget: which, used, of: budget } },
+  );
+}
+
+function succeededSummary(state: PipelineState): string {
+  const ran = state.stages.filter((s) => s.status === 'succeeded');
+  return `${ran.length} stage${ran.length === 1 ? '' : 's'} ran (${ran.map((s) => `${s.name}${s.attempts.length > 1 ? ` in ${s.attempts.length} attempts` : ''}`).join(', ') || 'none'}), ${state.stages.length - ran.length} skipped`;
 }
 
 function backoffMs(retry: RetrySettingsInput, group: 'code' | 'infrastructure', failures: number): number {

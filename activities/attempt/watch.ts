@@ -59,6 +59,7 @@ export async function watchAttempt(
       env: prepared.env,
       logFile,
       stdin: stage.stdin,
+      masker: prepared.masker,
       graceMs: watch.stopGrace(),
       // Training under torchrun: SIGTERM to its workers, not to the agent, whose own shutdown SIGKILLs them after 30 s.
       stopSignalTo: stage.training && launchesElasticAgent(prepared.launch) ? 'workers' : 'group',
