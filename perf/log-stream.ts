@@ -18,7 +18,7 @@ import { searchAttributeTypes } from '../contracts/search-attributes.ts';
 import { startDevServer } from '../devserver/dev-server.ts';
 import { loadConfig } from '../temporal.config.ts';
 import { fiveStageSpec, ROOT, tempDir, writeSpec } from '../testkit/specs.ts';
-import { describeMachine, LoadSampler, table } from './lib.ts';
+import { LoadSampler, table, writeResults } from './lib.ts';
 
 const { values } = parseArgs({
   options: {
@@ -131,21 +131,12 @@ async function main(): Promise<void> {
     ];
     console.log(lines.join('\n'));
     if (values['write-results']) {
-      const m = describeMachine();
-      const out = path.join(path.dirname(new URL(import.meta.url).pathname), 'RESULTS-logs.md');
-      fs.writeFileSync(
-        out,
-        [
-          '# Streaming logs (issue 13)',
-          '',
-          `Measured ${new Date().toISOString()} by \`node --import tsx perf/log-stream.ts --size ${values.size} --node-size ${values['node-size']} --write-results\`.`,
-          `Machine: ${m.cores} cores (${m.cpu}), ${m.ramGiB} GiB, ${m.os}, Node ${m.node}. Load average before/after: ${sampler.before.map((x) => x.toFixed(2)).join(' ')} / ${sampler.after?.map((x) => x.toFixed(2)).join(' ')}${sampler.samplesWithOtherTests > 0 ? ' (other test runs were active on the machine)' : ''}.`,
-          '',
-          '```',
-          ...lines,
-          '```',
-          '',
-        ].join('\n'),
+      const out = writeResults(
+        'RESULTS-logs.md',
+        'Streaming logs (issue 13)',
+        `node --import tsx perf/log-stream.ts --size ${values.size} --node-size ${values['node-size']} --write-results`,
+        lines,
+        sampler,
       );
       console.log(`\nwrote ${out}`);
     }

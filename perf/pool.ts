@@ -10,7 +10,6 @@
  *   node --import tsx perf/pool.ts [--requests 20000] [--nodes 16] [--skip-server] [--write-results]
  */
 import type { ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { connectClient } from '../client/connect.ts';
@@ -21,7 +20,7 @@ import { fiveStageSpec, tempDir, writeSpec } from '../testkit/specs.ts';
 import { planFile } from '../testkit/temporal.ts';
 import { fastRetryConfig, processesMentioning, until } from '../testkit/wait.ts';
 import { startWorkerProcess, stopWorkers } from '../testkit/workers.ts';
-import { describeMachine, fixed, LoadSampler, rng, table } from './lib.ts';
+import { fixed, LoadSampler, rng, table, writeResults } from './lib.ts';
 
 const { values } = parseArgs({
   options: {
@@ -176,22 +175,7 @@ async function main(): Promise<void> {
   }
   sampler.stop();
   if (values['write-results']) {
-    const m = describeMachine();
-    const out = path.join(path.dirname(new URL(import.meta.url).pathname), 'RESULTS-pool.md');
-    fs.writeFileSync(
-      out,
-      [
-        '# Pool allocator (issue 11)',
-        '',
-        `Measured ${new Date().toISOString()} by \`npm run perf:pool -- --write-results\`.`,
-        `Machine: ${m.cores} cores (${m.cpu}), ${m.ramGiB} GiB, ${m.os}, Node ${m.node}. Load average before/after: ${sampler.before.map((x) => x.toFixed(2)).join(' ')} / ${sampler.after?.map((x) => x.toFixed(2)).join(' ')}${sampler.samplesWithOtherTests > 0 ? ' (other test runs were active on the machine)' : ''}.`,
-        '',
-        '```',
-        ...lines,
-        '```',
-        '',
-      ].join('\n'),
-    );
+    const out = writeResults('RESULTS-pool.md', 'Pool allocator (issue 11)', 'npm run perf:pool -- --write-results', lines, sampler);
     console.log(`\nwrote ${out}`);
   }
 }
