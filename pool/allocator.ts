@@ -116,8 +116,18 @@ export function renewNode(state: PoolState, node: { name: string; address: strin
     known.running = node.running;
     return;
   }
-  state.nodes[node.name] = { name: node.name, address: node.address, joinedAt: now, lastSeen: now, blames: [], running: node.running };
-  record(state, { at: now, node: node.name, what: `joined (${node.address})` });
+  // Back after a silence (its worker, or the server, was away): a grant that still names it holds it again.
+  const heldBy = Object.values(state.grants).find((g) => g.nodes.includes(node.name))?.request.id;
+  state.nodes[node.name] = {
+    name: node.name,
+    address: node.address,
+    joinedAt: now,
+    lastSeen: now,
+    blames: [],
+    running: node.running,
+    ...(heldBy ? { heldBy } : {}),
+  };
+  record(state, { at: now, node: node.name, what: `joined (${node.address})${heldBy ? `, still held by ${heldBy}` : ''}` });
 }
 
 /** A node leaves (its worker shut down, or it went silent): what it held is released; the attempt on it fails on its own. */

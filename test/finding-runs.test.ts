@@ -128,6 +128,12 @@ describe('linkflow list', () => {
 });
 
 describe('the Web UI', () => {
+  // The pool has one node, which the still-training pipeline holds: its listing is done, so it makes way.
+  beforeAll(async () => {
+    await running.cancel();
+    await running.result().catch(() => undefined);
+  }, 120_000);
+
   it('shows a summary of the pipeline and of each attempt: stage, attempt and resume point', async () => {
     const description = await crashed.describe();
     expect(await description.staticSummary()).toBe('found-crash · tiny · data → weights → pretrain');

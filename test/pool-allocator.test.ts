@@ -180,6 +180,24 @@ describe('the pool allocator', () => {
     expect(s.events.map((e) => e.what).join('\n')).toMatch(/left: silent for 31 s[\s\S]*no longer runs \(reclaimed\)/);
   });
 
+  it('a node back after a silence is held again by the grant that still names it', () => {
+    const s = pool('a', 'b');
+    const r = req(2);
+    ask(s, r);
+    expireSilentNodes(s, SETTINGS, 31_000);
+    expect(Object.keys(s.nodes)).toEqual([]);
+    renewNode(s, { name: 'a', address: 'x', running: 1 }, 32_000);
+    renewNode(s, { name: 'c', address: 'y', running: 0 }, 32_000);
+    expect(s.nodes.a.heldBy).toBe(r.id);
+    expect(describePool(s, SETTINGS, 32_000).nodes.map((n) => [n.name, n.state, n.holder?.pipeline])).toEqual([
+      ['a', 'running', r.holder.pipeline],
+      ['c', 'free', undefined],
+    ]);
+    // Released as usual when its attempt ends.
+    releaseRequest(s, r.id, 33_000);
+    expect(s.nodes.a.heldBy).toBeUndefined();
+  });
+
   it("a workflow's newer request releases its older grant (one attempt at a time)", () => {
     const s = pool('a', 'b');
     const r = req(1);

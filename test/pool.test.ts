@@ -271,7 +271,16 @@ describe('the pool allocator', () => {
       restarted = await startDevServer({ port, dbFile, ui: false });
       const after = await until('the pool to answer after the restart', () => poolView(ownClient, pool).catch(() => undefined), { timeoutMs: 60_000 });
       expect(after.queue.map((q) => q.holder.pipeline)).toEqual(before.queue.map((q) => q.holder.pipeline));
-      expect(after.nodes.filter((n) => n.state === 'running').map((n) => n.holder?.pipeline)).toEqual(['holder']);
+      // The holder's node (dropped as silent if the restart outlasted the node timeout) is held by its grant again once it renews.
+      await until('the holder running on its node again', async () => {
+        const v = await poolView(ownClient, pool);
+        return (
+          v.nodes
+            .filter((n) => n.state === 'running')
+            .map((n) => n.holder?.pipeline)
+            .join() === 'holder'
+        );
+      });
       const [held, waited] = [attemptsOf((await outcomeOf(single)).state!), attemptsOf((await outcomeOf(gang)).state!)];
       expect(held.at(-1)?.outcome).toBe('succeeded');
       expect(waited.at(-1)?.outcome).toBe('succeeded');
