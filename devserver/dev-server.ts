@@ -273,7 +273,8 @@ async function startViaCli(
         `--- stderr (tail) ---\n${errTail || '(empty)'}\n` +
         (outTail ? `--- stdout (tail) ---\n${outTail}\n` : ''),
     );
-    const portClash = /address already in use|bind:/i.test(errTail);
+    // The UI's listener reports a clash on stdout, the server's on stderr.
+    const portClash = /address already in use|bind:/i.test(`${errTail}\n${outTail}`);
     if (!portClash || attempt === attempts) break;
     log(`port clash on ${address}; retrying with other ports`);
   }
