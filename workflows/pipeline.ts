@@ -21,6 +21,7 @@ import type * as activities from '../activities/index.ts';
 import { INFRASTRUCTURE } from '../modellink/failures.ts';
 import { autoSaveInterval } from '../modellink/advise.ts';
 import { launchesAcrossNodes, launchOf } from '../modellink/launch.ts';
+import { nodesToAvoid } from '../modellink/slurm.ts';
 import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
 import type { PipelineInput, PipelineState, RetrySettingsInput, StageState } from '../contracts/run-state.ts';
 import { checkpointAndStopSignal, progressQuery, setSaveIntervalSignal } from '../contracts/workflows.ts';
@@ -141,7 +142,8 @@ async function runStage(
   const pipeline = plan.name;
   const { runStageAttempt } = attemptActivities(retry);
   const pool = plan.taskQueue ?? workflowInfo().taskQueue;
-  const gang = launchesAcrossNodes(launchOf(stage));
+  // Slurm places a multi-node attempt itself, as one job: only node workers form gangs here.
+  const gang = launchesAcrossNodes(launchOf(stage)) && !stage.slurm;
   // Two budgets: faults of the machines never use up the retries meant for errors of the job.
   const budget = { code: stage.maxAttempts ?? retry.maximumAttempts, infrastructure: retry.infrastructureAttempts };
   let attemptsThisRun = 0;
@@ -160,7 +162,7 @@ async function runStage(
       const saveInterval = stage.training
         ? (pipelineState.saveInterval ?? (s.saveInterval !== stage.training.saveInterval ? s.saveInterval : undefined))
         : undefined;
-      const input = { pipeline, stage, attempt, saveInterval };
+      const input = { pipeline, stage, attempt, saveInterval, ...(stage.slurm ? { avoidNodes: nodesToAvoid(s.attempts) } : {}) };
       const result = await scope.run(() => (gang ? runGangAttempt(plan, pool, s, retry, input, placed) : runStageAttempt(input)));
       s.attempts.push({
         attempt,

@@ -13,6 +13,8 @@ export interface AttemptInput {
   saveInterval?: number;
   /** One node rank of a multi-node gang: where this rank runs and where rank 0 listens. */
   rank?: RankAssignment;
+  /** A Slurm attempt: nodes earlier attempts lost, left out where the partition has others (modellink/slurm.ts). */
+  avoidNodes?: string[];
 }
 
 export function fail(cls: FailureClass, message: string, details: AttemptFailureDetails, retryable: boolean): ApplicationFailure {

@@ -13,6 +13,7 @@ import { missingShards, readTracker } from '../checkpoints.ts';
 import { flattenArgs } from '../../modellink/commands.ts';
 import { launchForRank, launchOf, renderLaunch, withMasterPort, type Launch } from '../../modellink/launch.ts';
 import type { StagePlan } from '../../modellink/plan.ts';
+import { slurmLaunch } from '../../modellink/slurm.ts';
 import { getFreePort } from '../../node/free-port.ts';
 import { loadSetupEnv } from '../../node/setup-env.ts';
 import { acquireLease, leaseFile, type HeldLease } from '../lease.ts';
@@ -69,9 +70,14 @@ export async function prepareAttempt(ctx: Context, input: AttemptInput, logFile:
   if (stage.kind === 'preprocess') fs.mkdirSync(path.dirname(stage.output), { recursive: true });
   if (stage.hfView) linkHfView(stage.hfView);
 
-  const env = { ...process.env, ...(stage.setupScript ? loadSetupEnv(stage.setupScript) : {}), ...stage.env };
+  // A Slurm job sources the setup script on its nodes and takes its rendezvous from the allocation (node/slurm-task.mjs).
+  const env = stage.slurm ? { ...stage.env } : { ...process.env, ...(stage.setupScript ? loadSetupEnv(stage.setupScript) : {}), ...stage.env };
   // A gang's rank 0 chose its port; a single-node job takes one free on this node now.
-  const launch = rank ? launchForRank(launchOf(stage), rank) : withMasterPort(launchOf(stage), await getFreePort('0.0.0.0'));
+  const launch = stage.slurm
+    ? slurmLaunch(launchOf(stage))
+    : rank
+      ? launchForRank(launchOf(stage), rank)
+      : withMasterPort(launchOf(stage), await getFreePort('0.0.0.0'));
   const lease = savesCheckpoints(stage) ? await takeLease(ctx, input, logFile) : undefined;
   const argv = [...renderLaunch(launch), stage.entrypoint, ...flattenArgs(args)];
   releaseOnThrow(lease, () => fs.appendFileSync(logFile, `# cwd: ${stage.cwd}\n# argv: ${JSON.stringify(argv)}\n${resumeNote ? `# ${resumeNote}\n` : ''}`));
