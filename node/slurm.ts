@@ -5,7 +5,6 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { jobInfo, parseScontrolJob, type JobInfo } from '../modellink/slurm.ts';
 
 const exec = promisify(execFile);
 
@@ -27,18 +26,21 @@ export async function sbatch(options: string[], script: string, args: string[]):
   return id;
 }
 
-/** What Slurm knows of a job now; undefined when neither scontrol nor sacct knows it. */
-export async function jobState(id: string): Promise<JobInfo | undefined> {
+/**
+ * What Slurm knows of a job now, as scontrol's fields (JobState, Reason, ExitCode, NodeList; read by
+ * modellink/slurm.ts parseScontrolJob and jobInfo); undefined when neither scontrol nor sacct knows it.
+ */
+export async function jobFields(id: string): Promise<{ scontrol: string } | { sacct: Record<string, string> } | undefined> {
   try {
     const line = await slurm(['scontrol', 'show', 'job', '-o', id]);
-    if (line.trim()) return jobInfo(parseScontrolJob(line));
+    if (line.trim()) return { scontrol: line };
   } catch {
     // Forgotten after MinJobAge: accounting may still know it.
   }
   try {
     const out = await slurm(['sacct', '-j', id, '-X', '-n', '-P', '-o', 'JobID,State,ExitCode,NodeList,Reason']);
     const [jobId, state, exitCode, nodeList, reason] = out.trim().split('\n')[0]?.split('|') ?? [];
-    if (jobId === id && state) return jobInfo({ JobState: state, ExitCode: exitCode, NodeList: nodeList, Reason: reason });
+    if (jobId === id && state) return { sacct: { JobState: state, ExitCode: exitCode, NodeList: nodeList, Reason: reason } };
   } catch {
     // No accounting on this cluster.
   }

@@ -12,7 +12,9 @@ import {
   BATCH_SCRIPT,
   exitStatusOf,
   jobName,
+  jobInfo,
   jobPhase,
+  parseScontrolJob,
   retryExclusions,
   sbatchOptions,
   stageJobPrefix,
@@ -21,7 +23,7 @@ import {
   type SlurmTaskFile,
 } from '../../modellink/slurm.ts';
 import { trackProcess, type RunningProcess } from '../../node/process-group.ts';
-import { failedNodes, hostnames, jobState, jobsNamed, partitionNodes, sbatch, scancel } from '../../node/slurm.ts';
+import { failedNodes, hostnames, jobFields, jobsNamed, partitionNodes, sbatch, scancel } from '../../node/slurm.ts';
 
 const TASK_LAUNCHER = new URL('../../node/slurm-task.mjs', import.meta.url).pathname;
 const POLL_MS = 1000;
@@ -211,6 +213,11 @@ class LogTail {
       this.pending = '';
     }
   }
+}
+
+async function jobState(id: string): Promise<JobInfo | undefined> {
+  const fields = await jobFields(id);
+  return fields && jobInfo('scontrol' in fields ? parseScontrolJob(fields.scontrol) : fields.sacct);
 }
 
 function sleep(ms: number): Promise<void> {
