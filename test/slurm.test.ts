@@ -14,6 +14,7 @@ import { slurmInstalled, startSlurmCluster, type SlurmCluster } from '../testkit
 import { fiveStageSpec, tempDir, writeSpec, type RawSpec } from '../testkit/specs.ts';
 import { runSpec, startSpec, startTestTemporal, type TestTemporal } from '../testkit/temporal.ts';
 import { processesMentioning, until } from '../testkit/wait.ts';
+import { runCli } from '../testkit/cli.ts';
 
 let cluster: SlurmCluster;
 let t: TestTemporal;
@@ -75,7 +76,128 @@ describe.skipIf(!slurmInstalled())('the Slurm executor on a real Slurm cluster',
     expect(first).toMatch(/--gres=npu:1/);
     expect(await squeueOf('single')).toBe('');
   }, 300_000);
-});
 
-export type { WorkflowHandle };
-export { checkpointAndStopSignal, outcomeOf, snapshot, startSpec, until };
+  it('runs a 2-node gang of the emulator as one Slurm job; node 1 crashes and the job resumes from the checkpoint', async () => {
+    const dir = tempDir('slurm-gang');
+    const ws = path.join(dir, 'ws');
+    const { state, failure } = await runSpec(t, writeSpec(dir, slurmSpec('gang', ws, { nodes: 2, env: { MLEMU_FAULTS: 'node1:crash@15' } })));
+    expect(failure).toBeUndefined();
+    const pretrain = state.stages.find((s) => s.name === 'pretrain')!;
+    expect(pretrain.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
+    expect(pretrain.attempts[0].failureClass).toBe('exception');
+    expect(pretrain.attempts[1].loadedIteration).toBe(10);
+    expect(pretrain.finalIteration).toBe(30);
+    // One job, both node ranks in its log, both nodes wrote their shards (pp 2).
+    const logs = fs.readdirSync(path.join(ws, 'gang', 'pretrain', 'logs')).filter((f) => f.endsWith('.log'));
+    expect(logs).toHaveLength(2);
+    const second = fs.readFileSync(path.join(ws, 'gang', 'pretrain', 'logs', logs.sort()[1]), 'utf8');
+    expect(second).toMatch(/linkflow slurm task: node rank 0 of 2 on n\d \(master 127\.0\.0\.1:\d+\)/);
+    expect(second).toMatch(/linkflow slurm task: node rank 1 of 2 on n\d/);
+    expect(pretrain.attempts[1].node).toMatch(/^n\d,n\d$/);
+    const saveDir = path.join(ws, 'gang', 'pretrain', 'checkpoints');
+    expect(fs.readdirSync(path.join(saveDir, 'iter_0000030')).sort()).toEqual(['mp_rank_00_000', 'mp_rank_00_001']);
+    expect(await squeueOf('gang')).toBe('');
+  }, 300_000);
+
+  async function trainedPast(handle: WorkflowHandle, iteration: number): Promise<void> {
+    await until(
+      `pretraining past iteration ${iteration}`,
+      async () => {
+        const snap = await snapshot(handle);
+        return snap.live?.stage === 'pretrain' && (snap.live.iteration ?? 0) >= iteration ? true : undefined;
+      },
+      { timeoutMs: 180_000, everyMs: 300 },
+    );
+  }
+
+  it('linkflow stop: the trainers save on SIGTERM, the job ends and no job is left', async () => {
+    const dir = tempDir('slurm-stop');
+    const ws = path.join(dir, 'ws');
+    const spec = slurmSpec('stop', ws, { nodes: 2, trainIters: 400, env: { MLEMU_ITER_TIME_MS: '50' } });
+    Object.assign(
+      spec.stages.find((s) => s.name === 'pretrain')!,
+      { saveInterval: 200 },
+    );
+    const handle = await startSpec(t, writeSpec(dir, spec));
+    await trainedPast(handle, 20);
+    await handle.signal(checkpointAndStopSignal);
+    const { state } = await outcomeOf(handle);
+    expect(state?.status).toBe('stopped');
+    const pretrain = state!.stages.find((s) => s.name === 'pretrain')!;
+    expect(pretrain.attempts.at(-1)!.outcome).toBe('stopped');
+    // The stop save: an iteration past 20 that no interval save would have written.
+    const saved = Number(fs.readFileSync(path.join(ws, 'stop', 'pretrain', 'checkpoints', 'latest_checkpointed_iteration.txt'), 'utf8'));
+    expect(saved).toBeGreaterThanOrEqual(20);
+    expect(saved).toBeLessThan(200);
+    const log = fs.readFileSync(pretrain.attempts.at(-1)!.logFile!, 'utf8');
+    expect(log).toMatch(/linkflow slurm task: asked to stop; SIGTERM to the launcher's 1 worker process/);
+    expect(log).toMatch(/exiting program after receiving SIGTERM/);
+    expect(await squeueOf('stop')).toBe('');
+  }, 300_000);
+
+  it('cancel leaves no job in squeue', async () => {
+    const dir = tempDir('slurm-cancel');
+    const ws = path.join(dir, 'ws');
+    const handle = await startSpec(t, writeSpec(dir, slurmSpec('cancel', ws, { nodes: 2, trainIters: 2000, env: { MLEMU_ITER_TIME_MS: '50' } })));
+    await trainedPast(handle, 5);
+    expect(await squeueOf('cancel')).toMatch(/RUNNING/);
+    await handle.cancel();
+    const { failure } = await outcomeOf(handle);
+    expect(failure).toMatch(/cancel/i);
+    expect((await handle.describe()).status.name).toBe('CANCELLED');
+    expect(await squeueOf('cancel')).toBe('');
+    expect(processesMentioning(ws)).toEqual([]);
+  }, 300_000);
+
+  it("a job pending for lack of nodes shows Slurm's reason in status, then runs", async () => {
+    // Every node busy with a job of someone else's.
+    const blocker = path.join(cluster.dir, 'blocker.sh');
+    fs.writeFileSync(blocker, '#!/bin/sh\nexec srun sleep 600\n', { mode: 0o755 });
+    const blockerId = (await cluster.command(['sbatch', '--parsable', '--nodes=3', '--exclusive', '--output=/dev/null', blocker])).trim();
+    const dir = tempDir('slurm-pending');
+    const ws = path.join(dir, 'ws');
+    const handle = await startSpec(t, writeSpec(dir, slurmSpec('pending', ws, { trainIters: 10 })));
+    const queued = await until(
+      'the first stage to wait in the queue',
+      async () => {
+        const snap = await snapshot(handle);
+        // Slurm gives its reason at the scheduler's first pass over the job.
+        return snap.live?.queued?.includes('(') ? snap.live.queued : undefined;
+      },
+      { timeoutMs: 120_000, everyMs: 300 },
+    );
+    expect(queued).toMatch(/^Slurm job \d+ queued \((Resources|Priority)\)$/);
+    const status = await runCli(['status', handle.workflowId], { TEMPORAL_ADDRESS: t.server.address });
+    expect(status.stdout).toMatch(/Slurm job \d+ queued \((Resources|Priority)\)/);
+    await cluster.command(['scancel', blockerId]);
+    const { state } = await outcomeOf(handle);
+    expect(state?.status).toBe('succeeded');
+  }, 300_000);
+
+  // Last: the node it kills stays down.
+  it('a node that dies under a running gang: NODE_FAIL is node-lost on that node, and the retry leaves it out', async () => {
+    const dir = tempDir('slurm-nodefail');
+    const ws = path.join(dir, 'ws');
+    const handle = await startSpec(t, writeSpec(dir, slurmSpec('nodefail', ws, { nodes: 2, trainIters: 60, env: { MLEMU_ITER_TIME_MS: '100' } })));
+    await trainedPast(handle, 15);
+    const [, victim] = (await cluster.command(['squeue', '-h', '-o', '%j %N']))
+      .split('\n')
+      .find((l) => l.startsWith('linkflow.nodefail.pretrain.'))!
+      .split(' ');
+    const nodes = (await cluster.command(['scontrol', 'show', 'hostnames', victim])).trim().split('\n');
+    // Not the batch host (the first node): a compute node of the gang dies.
+    const dead = nodes[1];
+    cluster.killNode(dead);
+    const { state, failure } = await outcomeOf(handle);
+    expect(failure).toBeUndefined();
+    const pretrain = state!.stages.find((s) => s.name === 'pretrain')!;
+    const [lost, resumed] = pretrain.attempts;
+    expect(lost.failureClass).toBe('node-lost');
+    expect(lost.node).toBe(dead);
+    expect(lost.reason).toMatch(new RegExp(`NODE_FAIL.*\\(node ${dead}\\)`));
+    expect(resumed.outcome).toBe('succeeded');
+    expect(resumed.node!.split(',')).not.toContain(dead);
+    expect(fs.readFileSync(resumed.logFile!, 'utf8')).toMatch(new RegExp(`--exclude=${dead}`));
+    expect(pretrain.finalIteration).toBe(60);
+  }, 300_000);
+});
