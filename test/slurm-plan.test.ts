@@ -1,5 +1,7 @@
 /** The Slurm executor's pure part (modellink/slurm.ts, slurm-rules.ts) and its spec: no cluster needed. */
 import { describe, expect, it } from 'vitest';
+import { planBenchmarkCase } from '../benchmark/plan.ts';
+import { planSuite, suiteSchema } from '../benchmark/suite.ts';
 import { renderPlan } from '../cli/render.ts';
 import { launchOf, torchrunLaunch } from '../modellink/launch.ts';
 import { planPipeline } from '../modellink/plan.ts';
@@ -151,5 +153,19 @@ describe("Slurm's word on a job", () => {
     expect(retryExclusions(['n2'], ['n1', 'n2'], 2)).toEqual([]);
     expect(retryExclusions(['n2', 'n3'], ['n1', 'n2', 'n3'], 2)).toEqual(['n2']);
     expect(retryExclusions(['n9'], ['n1', 'n2'], 1)).toEqual([]);
+  });
+});
+
+describe('the nightly benchmark on Slurm', () => {
+  it('runs its cases as Slurm jobs when the suite says so, else on node workers', () => {
+    const base = { name: 'nightly', rows: ['llama2-7b-seq4k-mcore-1x8-bf16'], modellink: { root: '/opt/ModelLink' } };
+    const onSlurm = suiteSchema.parse({ ...base, slurm: { partition: 'npu', gresPerNode: 'npu:8' } });
+    const [c] = planSuite(onSlurm);
+    const planned = planBenchmarkCase(onSlurm, c, { runDir: '/tmp/bench/run' });
+    if (!planned.ok) throw new Error(planned.reason);
+    expect(planned.plan.stages[0].slurm).toEqual({ partition: 'npu', gresPerNode: 'npu:8' });
+    const workers = suiteSchema.parse(base);
+    const plain = planBenchmarkCase(workers, planSuite(workers)[0], { runDir: '/tmp/bench/run' });
+    expect(plain.ok && plain.plan.stages[0].slurm).toBe(undefined);
   });
 });
