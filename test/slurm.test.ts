@@ -5,19 +5,22 @@
  * job through scontrol and its log on (this machine's) shared storage.
  */
 import type { WorkflowHandle } from '@temporalio/client';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { outcomeOf, snapshot } from '../client/pipeline.ts';
+import { outcomeOf, snapshot, startPipeline } from '../client/pipeline.ts';
 import { checkpointAndStopSignal } from '../contracts/workflows.ts';
 import { slurmInstalled, startSlurmCluster, type SlurmCluster } from '../testkit/slurm.ts';
 import { fiveStageSpec, tempDir, writeSpec, type RawSpec } from '../testkit/specs.ts';
-import { runSpec, startSpec, startTestTemporal, type TestTemporal } from '../testkit/temporal.ts';
+import { planFile, runSpec, startSpec, startTestTemporal, type TestTemporal } from '../testkit/temporal.ts';
+import { startWorkerProcess, stopWorkers } from '../testkit/workers.ts';
 import { processesMentioning, until } from '../testkit/wait.ts';
 import { runCli } from '../testkit/cli.ts';
 
 let cluster: SlurmCluster;
 let t: TestTemporal;
+const workers: ChildProcess[] = [];
 const savedConf = process.env.SLURM_CONF;
 
 describe.skipIf(!slurmInstalled())('the Slurm executor on a real Slurm cluster', () => {
@@ -29,6 +32,7 @@ describe.skipIf(!slurmInstalled())('the Slurm executor on a real Slurm cluster',
   }, 180_000);
 
   afterAll(async () => {
+    stopWorkers(workers);
     await t?.stop();
     await cluster?.stop();
     if (savedConf === undefined) delete process.env.SLURM_CONF;
@@ -173,6 +177,56 @@ describe.skipIf(!slurmInstalled())('the Slurm executor on a real Slurm cluster',
     const { state } = await outcomeOf(handle);
     expect(state?.status).toBe('succeeded');
   }, 300_000);
+
+  it('a worker drain stops the job so it saves; the next attempt, on another worker, resumes from that save', async () => {
+    const dir = tempDir('slurm-drain');
+    const ws = path.join(dir, 'ws');
+    const pool = `slurm-drain-${process.pid}`;
+    const env = { SLURM_CONF: cluster.conf };
+    const first = await startWorkerProcess(t.server.address, ['--queue', pool], workers, env);
+    const spec = slurmSpec('drain', ws, { nodes: 2, trainIters: 300, env: { MLEMU_ITER_TIME_MS: '50' } });
+    Object.assign(
+      spec.stages.find((s) => s.name === 'pretrain')!,
+      { saveInterval: 200 },
+    );
+    const handle = await startPipeline(t.client, t.config, planFile(writeSpec(dir, spec)), pool);
+    await trainedPast(handle, 20);
+    const exited = new Promise((resolve) => first.once('exit', resolve));
+    first.kill('SIGTERM');
+    await exited;
+    // The worker waited for its job: nothing of it is left in Slurm.
+    expect(await squeueOf('drain')).toBe('');
+    const saved = Number(fs.readFileSync(path.join(ws, 'drain', 'pretrain', 'checkpoints', 'latest_checkpointed_iteration.txt'), 'utf8'));
+    expect(saved).toBeGreaterThanOrEqual(20);
+    expect(saved).toBeLessThan(200);
+    await startWorkerProcess(t.server.address, ['--queue', pool], workers, env);
+    const { state, failure } = await outcomeOf(handle);
+    expect(failure).toBeUndefined();
+    const pretrain = state!.stages.find((s) => s.name === 'pretrain')!;
+    expect(pretrain.attempts[0].failureClass).toBe('killed');
+    expect(pretrain.attempts.at(-1)!.loadedIteration).toBe(saved);
+    expect(pretrain.finalIteration).toBe(300);
+  }, 300_000);
+
+  it("a job that reaches Slurm's time limit fails as time-limit and is retried", async () => {
+    const dir = tempDir('slurm-timeout');
+    const ws = path.join(dir, 'ws');
+    // Slurm's shortest limit is a minute; the job would need 400 s.
+    const spec = slurmSpec('timeout', ws, { trainIters: 4000, env: { MLEMU_ITER_TIME_MS: '100' }, slurm: { time: '1' } });
+    const handle = await startSpec(t, writeSpec(dir, spec));
+    const first = await until(
+      'the first attempt to reach its time limit',
+      async () => (await snapshot(handle)).state?.stages.find((s) => s.name === 'pretrain')?.attempts[0],
+      { timeoutMs: 240_000, everyMs: 1000 },
+    );
+    expect(first.failureClass).toBe('time-limit');
+    expect(first.reason).toMatch(/time limit \(TIMEOUT\); Slurm job \d+ on n\d/);
+    // Retried: the next attempt is a new job.
+    await until('the retry to run', async () => /RUNNING/.test(await squeueOf('timeout')), { timeoutMs: 60_000, everyMs: 500 });
+    await handle.cancel();
+    await outcomeOf(handle);
+    expect(await squeueOf('timeout')).toBe('');
+  }, 360_000);
 
   // Last: the node it kills stays down.
   it('a node that dies under a running gang: NODE_FAIL is node-lost on that node, and the retry leaves it out', async () => {
