@@ -228,6 +228,30 @@ describe.skipIf(!slurmInstalled())('the Slurm executor on a real Slurm cluster',
     expect(await squeueOf('timeout')).toBe('');
   }, 360_000);
 
+  it("a preempted job is retried from the infrastructure budget, not the job's", async () => {
+    const dir = tempDir('slurm-preempt');
+    const ws = path.join(dir, 'ws');
+    const spec = slurmSpec('preempt', ws, { trainIters: 60, env: { MLEMU_ITER_TIME_MS: '100' } });
+    // One attempt of the job's budget: only the infrastructure budget can pay for the retry.
+    Object.assign(
+      spec.stages.find((s) => s.name === 'pretrain')!,
+      { maxAttempts: 1 },
+    );
+    const handle = await startSpec(t, writeSpec(dir, spec));
+    await trainedPast(handle, 15);
+    // A job of a partition of higher priority tier needs every node: Slurm preempts (cancels) ours.
+    const urgent = path.join(cluster.dir, 'urgent.sh');
+    fs.writeFileSync(urgent, '#!/bin/sh\nexec srun sleep 3\n', { mode: 0o755 });
+    await cluster.command(['sbatch', '--parsable', `--partition=${cluster.urgentPartition}`, '--nodes=3', '--exclusive', '--output=/dev/null', urgent]);
+    const { state, failure } = await outcomeOf(handle);
+    expect(failure).toBeUndefined();
+    const pretrain = state!.stages.find((s) => s.name === 'pretrain')!;
+    expect(pretrain.attempts[0].failureClass).toBe('preempted');
+    expect(pretrain.attempts[0].reason).toMatch(/PREEMPTED/);
+    expect(pretrain.attempts.at(-1)!.outcome).toBe('succeeded');
+    expect(pretrain.finalIteration).toBe(60);
+  }, 300_000);
+
   // Last: the node it kills stays down.
   it('a node that dies under a running gang: NODE_FAIL is node-lost on that node, and the retry leaves it out', async () => {
     const dir = tempDir('slurm-nodefail');

@@ -24,6 +24,8 @@ export interface SlurmCluster {
   dir: string;
   conf: string;
   partition: string;
+  /** A partition whose jobs preempt the default partition's. */
+  urgentPartition: string;
   nodes: string[];
   /** The environment the client commands need (SLURM_CONF). */
   env: Record<string, string>;
@@ -71,6 +73,7 @@ export async function startSlurmCluster(options: SlurmClusterOptions = {}): Prom
     dir,
     conf,
     partition: 'debug',
+    urgentPartition: 'urgent',
     nodes: names,
     env,
     command,
@@ -91,8 +94,10 @@ export async function startSlurmCluster(options: SlurmClusterOptions = {}): Prom
     },
     async stop() {
       // Jobs first (their slurmstepd are not our children), then the daemons, then munge.
-      await command(['scancel', '--full', '--signal=KILL', `--partition=${cluster.partition}`]).catch(() => '');
-      await command(['scancel', `--partition=${cluster.partition}`]).catch(() => '');
+      for (const partition of [cluster.partition, cluster.urgentPartition]) {
+        await command(['scancel', '--full', '--signal=KILL', `--partition=${partition}`]).catch(() => '');
+        await command(['scancel', `--partition=${partition}`]).catch(() => '');
+      }
       for (const pid of frozen) {
         try {
           process.kill(pid, 'SIGKILL');
@@ -143,7 +148,8 @@ export async function startSlurmCluster(options: SlurmClusterOptions = {}): Prom
       `${names.length} Slurm nodes to be idle`,
       async () => {
         const out = await command(['sinfo', '-h', '-N', '-o', '%N %t']).catch(() => '');
-        return out.split('\n').filter((l) => /\sidle$/.test(l)).length === names.length;
+        // One line per node and partition.
+        return new Set(out.split('\n').filter((l) => /\sidle$/.test(l))).size === names.length;
       },
       { timeoutMs: 60_000, everyMs: 500 },
     );
@@ -196,7 +202,11 @@ function slurmConf(o: { dir: string; socket: string; names: string[]; ports: { c
     ...o.names.map(
       (n, i) => `NodeName=${n} NodeHostname=localhost NodeAddr=127.0.0.1 Port=${o.ports.nodes[i]} CPUs=${o.cpus} Gres=npu:${o.npus} State=UNKNOWN`,
     ),
-    `PartitionName=debug Nodes=${o.names.join(',')} Default=YES MaxTime=INFINITE State=UP`,
+    // A job of the urgent partition preempts (cancels) jobs of the default one: the preemption test.
+    'PreemptType=preempt/partition_prio',
+    'PreemptMode=CANCEL',
+    `PartitionName=debug Nodes=${o.names.join(',')} Default=YES MaxTime=INFINITE State=UP PriorityTier=1`,
+    `PartitionName=urgent Nodes=${o.names.join(',')} MaxTime=INFINITE State=UP PriorityTier=2`,
     '',
   ].join('\n');
 }
