@@ -10,9 +10,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { outcomeOf, snapshot, startPipeline } from '../client/pipeline.ts';
-import { checkpointAndStopSignal } from '../contracts/workflows.ts';
 import { slurmInstalled, startSlurmCluster, type SlurmCluster } from '../testkit/slurm.ts';
-import { fiveStageSpec, tempDir, writeSpec, type RawSpec } from '../testkit/specs.ts';
+import { loadSuite } from '../benchmark/suite-file.ts';
+import { benchmarkWorkflowType, checkpointAndStopSignal, type BenchmarkOutcome, type BenchmarkWorkflow } from '../contracts/workflows.ts';
+import { EMULATOR, fiveStageSpec, tempDir, writeSpec, type RawSpec } from '../testkit/specs.ts';
 import { planFile, runSpec, startSpec, startTestTemporal, type TestTemporal } from '../testkit/temporal.ts';
 import { startWorkerProcess, stopWorkers } from '../testkit/workers.ts';
 import { processesMentioning, until } from '../testkit/wait.ts';
@@ -250,6 +251,35 @@ describe.skipIf(!slurmInstalled())('the Slurm executor on a real Slurm cluster',
     expect(pretrain.attempts[0].reason).toMatch(/PREEMPTED/);
     expect(pretrain.attempts.at(-1)!.outcome).toBe('succeeded');
     expect(pretrain.finalIteration).toBe(60);
+  }, 300_000);
+
+  it('the nightly benchmark runs its cases as Slurm jobs when its suite says so', async () => {
+    const dir = tempDir('slurm-bench');
+    const file = path.join(dir, 'suite.json');
+    const row = 'llama2-7b-seq4k-mcore-1x8-bf16';
+    fs.writeFileSync(
+      file,
+      JSON.stringify({
+        name: 'slurm-nightly',
+        cluster: 'slurm-test',
+        taskQueue: t.config.taskQueue,
+        workspace: './bench',
+        modellink: { root: EMULATOR, python: 'python3', launcher: path.join(EMULATOR, 'torchrun') },
+        rows: [row],
+        iterations: { warmup: 2, measured: 4 },
+        slurm: { partition: cluster.partition, gresPerNode: 'npu:8' },
+      }),
+    );
+    const handle = await t.client.workflow.start<BenchmarkWorkflow>(benchmarkWorkflowType, {
+      workflowId: `slurm-bench-${Date.now()}`,
+      taskQueue: t.config.taskQueue,
+      args: [{ suite: loadSuite(file) }],
+    });
+    const outcome = (await handle.result()) as BenchmarkOutcome;
+    expect(outcome.counts).toMatchObject({ failed: 0 });
+    // The case's pretraining was a Slurm job, and it completed.
+    const jobs = await cluster.command(['scontrol', 'show', 'job', '-o']);
+    expect(jobs.split('\n').find((l) => l.includes(`JobName=linkflow.${row}.benchmark.1 `))).toMatch(/JobState=COMPLETED/);
   }, 300_000);
 
   // Last: the node it kills stays down.
