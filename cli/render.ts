@@ -38,6 +38,7 @@ function slurmSubmission(pipeline: string, stage: StagePlan): string[] {
     settings: stage.slurm!,
     nodes: nodesOf(launchOf(stage)),
     jobName: jobName(pipeline, stage.name, 1),
+    usesDevices: launchOf(stage).kind === 'torchrun',
     logFile: log,
     cwd: stage.cwd,
   });

@@ -92,6 +92,8 @@ export interface SubmissionInput {
   cwd: string;
   /** Nodes a retry leaves out (a node that failed), on top of the spec's `exclude`. */
   exclude?: string[];
+  /** The stage runs on the devices (a torchrun launch); preprocessing and conversion run on the host's CPUs and ask for no gres. */
+  usesDevices: boolean;
 }
 
 /** sbatch's options, in the order written; the script and its arguments follow them. */
@@ -107,7 +109,7 @@ export function sbatchOptions(input: SubmissionInput): string[] {
     ...(s.time ? [`--time=${s.time}`] : []),
     `--nodes=${input.nodes}`,
     '--ntasks-per-node=1',
-    ...(s.gresPerNode ? [`--gres=${s.gresPerNode}`] : []),
+    ...(s.gresPerNode && input.usesDevices ? [`--gres=${s.gresPerNode}`] : []),
     ...(s.constraint ? [`--constraint=${s.constraint}`] : []),
     ...(exclude.length > 0 ? [`--exclude=${exclude.join(',')}`] : []),
     `--chdir=${input.cwd}`,

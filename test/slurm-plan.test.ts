@@ -66,9 +66,10 @@ describe('a Slurm submission', () => {
   const settings = { partition: 'npu', account: 'llm', time: '60', gresPerNode: 'npu:8', constraint: 'a2', exclude: ['bad1'], extraArgs: ['--exclusive'] };
 
   it('asks for the launch nodes, one task each, the attempt log as output, and no requeue', () => {
-    expect(
-      sbatchOptions({ settings, nodes: 2, jobName: 'linkflow.p.pretrain.3', logFile: '/ws/p/pretrain/logs/a.log', cwd: '/opt/ModelLink', exclude: ['n7'] }),
-    ).toEqual([
+    const input = { settings, nodes: 2, jobName: 'linkflow.p.pretrain.3', logFile: '/ws/p/pretrain/logs/a.log', cwd: '/opt/ModelLink', exclude: ['n7'] };
+    // Preprocessing and conversion run on the host's CPUs: no devices asked for.
+    expect(sbatchOptions({ ...input, nodes: 1, usesDevices: false })).not.toContain('--gres=npu:8');
+    expect(sbatchOptions({ ...input, usesDevices: true })).toEqual([
       '--parsable',
       '--job-name=linkflow.p.pretrain.3',
       '--partition=npu',
@@ -110,6 +111,7 @@ describe('a Slurm submission', () => {
     if (!r.ok) throw new Error(JSON.stringify(r.problems));
     const text = renderPlan(r.plan, 'sh');
     expect(text).toContain('# slurm: sbatch --parsable --job-name=linkflow.s.pretrain.1 --partition=npu --nodes=2 --ntasks-per-node=1 --gres=npu:8');
+    expect(text).toContain('# slurm: sbatch --parsable --job-name=linkflow.s.data.1 --partition=npu --nodes=1 --ntasks-per-node=1 --chdir=');
     expect(text).toContain('#   exec srun --ntasks-per-node=1 --kill-on-bad-exit=1 "$@"');
     expect(text).toMatch(/--nnodes 2 --node_rank '\$\{SLURM_NODEID\}' --master_addr '\$\{LINKFLOW_MASTER_ADDR\}'/);
     expect(launchOf(r.plan.stages[3]).kind).toBe('torchrun');

@@ -50,6 +50,9 @@ export interface SlurmJobOptions {
   onLine: (line: string) => void;
   /** The job started running: the watcher's clocks start here, not while it was queued. */
   onRunning: () => void;
+  /** Called while waiting for an earlier attempt's job to go: the attempt heartbeats meanwhile. */
+  onWait: () => void;
+  usesDevices: boolean;
 }
 
 /** Where the job ended, for the outcome. */
@@ -87,6 +90,7 @@ export async function startSlurmJob(o: SlurmJobOptions): Promise<SlurmJob> {
     settings: o.settings,
     nodes: o.nodes,
     jobName: jobName(o.pipeline, o.stageName, o.attempt),
+    usesDevices: o.usesDevices,
     logFile: o.logFile,
     cwd: o.cwd,
     exclude,
@@ -109,7 +113,10 @@ async function cancelEarlierJobs(o: SlurmJobOptions): Promise<void> {
   fs.appendFileSync(o.logFile, `# slurm: cancelling job ${earlier.join(', ')} of an earlier attempt of this stage\n`);
   await Promise.all(earlier.map((id) => scancel(id)));
   const deadline = Date.now() + 120_000;
-  while (Date.now() < deadline && (await jobsNamed(stageJobPrefix(o.pipeline, o.stageName))).length > 0) await sleep(POLL_MS);
+  while (Date.now() < deadline && (await jobsNamed(stageJobPrefix(o.pipeline, o.stageName))).length > 0) {
+    o.onWait();
+    await sleep(POLL_MS);
+  }
 }
 
 function followJob(o: SlurmJobOptions, jobId: string, stopFile: string, offset: number): SlurmJob {

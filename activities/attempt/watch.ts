@@ -78,6 +78,8 @@ export async function watchAttempt(ctx: Context, input: AttemptInput, prepared: 
           stopWorkers,
           avoid: input.avoidNodes,
           onRunning: () => watch.restartClock(),
+          onWait: () => ctx.heartbeat({ stage: stage.name, attempt, logFile }),
+          usesDevices: prepared.launch.kind === 'torchrun',
         })
       : undefined;
     proc = job ?? startProcess({ ...options, stopSignalTo: stopWorkers ? 'workers' : 'group' });
