@@ -282,6 +282,24 @@ describe.skipIf(!slurmInstalled())('the Slurm executor on a real Slurm cluster',
     expect(jobs.split('\n').find((l) => l.includes(`JobName=linkflow.${row}.benchmark.1 `))).toMatch(/JobState=COMPLETED/);
   }, 300_000);
 
+  it('a hang in a Slurm job is found as on node workers: the job is cancelled at once and the retry resumes', async () => {
+    const dir = tempDir('slurm-hang');
+    const ws = path.join(dir, 'ws');
+    const spec = slurmSpec('hang', ws, { nodes: 2, env: { MLEMU_FAULTS: 'hang@15' } });
+    Object.assign(
+      spec.stages.find((s) => s.name === 'pretrain')!,
+      { noProgressTimeout: '3s', noProgressFactor: 1 },
+    );
+    const { state, failure } = await runSpec(t, writeSpec(dir, spec));
+    expect(failure).toBeUndefined();
+    const pretrain = state.stages.find((s) => s.name === 'pretrain')!;
+    expect(pretrain.attempts[0].failureClass).toBe('hang');
+    expect(pretrain.attempts.at(-1)!.loadedIteration).toBe(10);
+    expect(pretrain.finalIteration).toBe(30);
+    expect(fs.readFileSync(pretrain.attempts[0].logFile!, 'utf8')).toMatch(/linkflow: no progress for \d+ s during training/);
+    expect(await squeueOf('hang')).toBe('');
+  }, 300_000);
+
   // Last: the node it kills stays down.
   it('a node that dies under a running gang: NODE_FAIL is node-lost on that node, and the retry leaves it out', async () => {
     const dir = tempDir('slurm-nodefail');
