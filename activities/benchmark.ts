@@ -28,7 +28,6 @@ import type { RunStatus } from '../benchmark/records.ts';
 import { PROJECT_ROOT } from '../common/project-root.ts';
 import { gitCommit } from '../node/git.ts';
 import { loadConfig, retrySettings } from '../temporal.config.ts';
-import { activityPollers } from './node.ts';
 
 export interface BenchmarkRunInput {
   suite: BenchmarkSuite;
@@ -97,7 +96,7 @@ export type PreparedCase = { plan: PipelinePlan; retry: RetrySettingsInput; time
 
 /**
  * The case's pipeline, or why it cannot run here now (not enough free nodes in the pool, preset
- * missing): skipped, not failed. `freeNodes` are the named nodes that answered and run nothing.
+ * missing): skipped, not failed. `freeNodes` are the nodes the pool's allocator could grant now.
  */
 export async function prepareBenchmarkCase({
   suite,
@@ -106,9 +105,7 @@ export async function prepareBenchmarkCase({
   taskQueue,
   freeNodes,
 }: BenchmarkRunInput & { benchmarkCase: BenchmarkCase; taskQueue: string; freeNodes: number }): Promise<PreparedCase> {
-  // A pool of unnamed workers (no --node) runs single-node cases on whichever worker polls.
-  const nodes = freeNodes > 0 ? freeNodes : (await activityPollers(taskQueue)).length > 0 ? 1 : 0;
-  const capacity = capacitySkipReason(benchmarkCase, { nodes, devicesPerNode: suite.devicesPerNode });
+  const capacity = capacitySkipReason(benchmarkCase, { nodes: freeNodes, devicesPerNode: suite.devicesPerNode });
   if (capacity) return { skip: capacity };
   const runDir = path.join(suite.workspace, 'runs', runId.replace(/[^A-Za-z0-9_.-]/g, '_'));
   const planned = planBenchmarkCase(suite, benchmarkCase, { runDir, taskQueue });

@@ -4,7 +4,10 @@ import type { StageCheck } from '../contracts/run-state.ts';
 import { checkStageUpToDate, writeManifestFile } from './manifest.ts';
 
 export { runStageAttempt } from './run-stage.ts';
-export { nodeInfo, poolNodes } from './node.ts';
+export { checkNode, closedWorkflows, poolFreeNodes, requestPoolNodes } from './pool.ts';
+export { nodeInfo, poolNodes } from './legacy-placement.ts';
+export { readLogChunk } from './log-chunk.ts';
+export { notifyWebhook } from './notify.ts';
 export { beginBenchmarkRun, prepareBenchmarkCase, recordBenchmarkCase, finishBenchmarkRun, notifyBenchmarkWebhook } from './benchmark.ts';
 
 export async function checkStage(input: { stage: StagePlan; upstream: Record<string, string> }): Promise<StageCheck> {

@@ -81,6 +81,8 @@ export function planBenchmarkCase(suite: BenchmarkSuite, c: BenchmarkCase, optio
         logThroughput: true,
         // A measurement saves nothing and is never stopped to resume: no per-iteration signal all-gather.
         exitSignalHandler: false,
+        // A measurement: no event files to write.
+        tensorboard: false,
         env: { ...c.env, [CASE_ENV]: c.id },
         args,
       },

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { PROJECT_ROOT } from '../common/project-root.ts';
 import { loadConfig, type LinkflowConfig } from '../temporal.config.ts';
 import { createLinkflowWorker, drainOnSigterm, installRuntime } from '../worker/worker.ts';
+import { sdkMetricsBindAddress, serveMetrics, type MetricsEndpoint } from '../worker/metrics-server.ts';
 import type { NodeIdentity } from '../node/identity.ts';
 import { nodeQueue } from '../modellink/gang.ts';
 import { isReachable, startDevServer, type DevServer } from '../devserver/dev-server.ts';
@@ -12,6 +13,7 @@ import { loadSpecFile } from '../client/spec-file.ts';
 import { connectClient } from '../client/connect.ts';
 import { startPipeline } from '../client/pipeline.ts';
 import { summaryText } from './progress.ts';
+import { searchAttributeTypes } from '../contracts/search-attributes.ts';
 import { watchPipeline } from './watch.ts';
 
 function portOf(address: string): number {
@@ -24,7 +26,13 @@ async function ensureServer(config: LinkflowConfig): Promise<DevServer | undefin
   if (await isReachable(config.address)) return undefined;
   fs.mkdirSync(path.dirname(config.dev.dbFile), { recursive: true });
   console.log(`starting the Temporal dev server on ${config.address} (state in ${config.dev.dbFile})`);
-  return startDevServer({ port: portOf(config.address), uiPort: config.dev.uiPort, dbFile: config.dev.dbFile, ui: true });
+  return startDevServer({
+    port: portOf(config.address),
+    uiPort: config.dev.uiPort,
+    dbFile: config.dev.dbFile,
+    ui: true,
+    searchAttributes: searchAttributeTypes(),
+  });
 }
 
 /** Resolves on SIGINT/SIGTERM; the Temporal runtime also hears them and stops the worker. */
@@ -35,20 +43,30 @@ function untilInterrupted(): Promise<void> {
   });
 }
 
-export async function runDev(config: LinkflowConfig): Promise<void> {
-  installRuntime('WARN');
+/** The runtime (with the SDK's exporter on a private port when metrics are wanted), then the metrics endpoint. */
+async function runtimeWithMetrics(level: 'WARN' | 'INFO', metricsBind: string | undefined): Promise<MetricsEndpoint | undefined> {
+  const sdkBind = metricsBind ? await sdkMetricsBindAddress() : undefined;
+  installRuntime(level, sdkBind);
+  const endpoint = metricsBind ? await serveMetrics(metricsBind, sdkBind) : undefined;
+  if (endpoint) console.log(`metrics (linkflow's and the Temporal SDK's) at ${endpoint.url}`);
+  return endpoint;
+}
+
+export async function runDev(config: LinkflowConfig, metricsBind?: string): Promise<void> {
+  const endpoint = await runtimeWithMetrics('WARN', metricsBind);
   drainOnSigterm();
   const server = await ensureServer(config);
   if (!server) console.log(`a Temporal server already answers at ${config.address}; starting only a worker`);
   else console.log(`Temporal dev server at ${server.address}${server.uiUrl ? `, Web UI ${server.uiUrl}` : ''}`);
-  const { worker, close } = await createLinkflowWorker({ config });
-  console.log(`worker polling task queue "${config.taskQueue}" in namespace "${config.namespace}"; Ctrl-C stops everything`);
+  const worker = await createLinkflowWorker({ config, reportPool: endpoint !== undefined });
+  console.log(`worker polling task queue "${config.taskQueue}" in namespace "${config.namespace}" as node ${worker.node.node}; Ctrl-C stops everything`);
   const running = worker.run();
   await Promise.race([untilInterrupted(), running]);
   console.log('stopping the worker…');
-  if (worker.getState() === 'RUNNING') worker.shutdown();
+  worker.shutdown();
   await running.catch((e: unknown) => console.error(`worker stopped with an error: ${(e as Error).message}`));
-  await close();
+  await worker.close();
+  await endpoint?.close();
   if (server) {
     console.log('stopping the dev server…');
     await server.stop();
@@ -56,18 +74,20 @@ export async function runDev(config: LinkflowConfig): Promise<void> {
   console.log('stopped');
 }
 
-export async function runWorker(config: LinkflowConfig, taskQueue?: string, node?: NodeIdentity): Promise<void> {
-  installRuntime('INFO');
+export async function runWorker(config: LinkflowConfig, taskQueue?: string, node?: NodeIdentity, metricsBind?: string): Promise<void> {
+  const endpoint = await runtimeWithMetrics('INFO', metricsBind);
   drainOnSigterm();
-  const workers = await createLinkflowWorker({ config, taskQueue, node });
+  const workers = await createLinkflowWorker({ config, taskQueue, node, reportPool: endpoint !== undefined });
   const pool = taskQueue ?? config.taskQueue;
+  const self = workers.node;
   console.log(
-    `worker polling task queue "${pool}"${node ? ` and node queue "${nodeQueue(pool, node.node)}" (node ${node.node}, address ${node.address})` : ''} at ${config.address}`,
+    `worker polling task queue "${pool}" and node queue "${nodeQueue(pool, self.node)}" (node ${self.node}, address ${self.address}) at ${config.address}`,
   );
   try {
     await workers.run();
   } finally {
     await workers.close();
+    await endpoint?.close();
   }
 }
 
@@ -87,7 +107,7 @@ export async function runDemo(config: LinkflowConfig): Promise<number> {
   const server = await ensureServer(config);
   // A queue of its own, so only this process's worker (with this checkout's code) runs the demo.
   const taskQueue = `linkflow-demo-${process.pid}`;
-  const { worker, close } = await createLinkflowWorker({ config: loadConfig({ taskQueue }) });
+  const worker = await createLinkflowWorker({ config: loadConfig({ taskQueue }) });
   const running = worker.run();
   try {
     const client = await connectClient(config);
@@ -113,7 +133,7 @@ export async function runDemo(config: LinkflowConfig): Promise<number> {
   } finally {
     worker.shutdown();
     await running.catch(() => undefined);
-    await close();
+    await worker.close();
     await server?.stop();
   }
 }

@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { absolutizePaths, importScript } from '../import/import-script.ts';
@@ -21,10 +22,16 @@ import { renderPlan } from './render.ts';
 import { watchPipeline } from './watch.ts';
 import { runDev, runDemo, runWorker } from './dev.ts';
 import { defaultNodeAddress } from '../node/identity.ts';
+import { parseBindAddress } from '../worker/metrics-server.ts';
 import { ExitError } from '../errors.ts';
 import { checkpointAndStopSignal, setSaveIntervalSignal } from '../contracts/workflows.ts';
 import { registerBenchCommands } from './bench.ts';
 import { diagnoseCommand } from './diagnose.ts';
+import { registerNodesCommand } from './nodes.ts';
+import { listPipelines, listQuery, ListFilterError } from '../client/list.ts';
+import { webUiUrl, workflowUiLink } from '../client/ui-link.ts';
+import { listTable } from './list.ts';
+import { logsCommand } from './logs.ts';
 
 function planOrExit(file: string, workspace?: string) {
   const result = loadSpecFile(file, { workspace });
@@ -36,6 +43,19 @@ function planOrExit(file: string, workspace?: string) {
   }
   for (const w of result.warnings) console.error(`warning: ${w.path}: ${w.message}`);
   return result;
+}
+
+/** --metrics, else LINKFLOW_METRICS; a bad address is reported (exit 2) before anything starts. */
+function metricsBindOf(option: string | undefined): string | undefined {
+  const bind = option ?? (process.env.LINKFLOW_METRICS || undefined);
+  if (bind) {
+    try {
+      parseBindAddress(bind);
+    } catch (e) {
+      throw new ExitError((e as Error).message, 2);
+    }
+  }
+  return bind;
 }
 
 const program = new Command('linkflow').description('ModelLink training pipelines as durable Temporal workflows').showHelpAfterError().exitOverride();
@@ -69,11 +89,15 @@ program
     const config = loadConfig();
     const client = await connectClient(config);
     const handle = await startPipeline(client, config, plan);
+    const ui = await webUiUrl(config);
+    const link = ui ? `Web UI: ${workflowUiLink(ui, config.namespace, handle.workflowId)}` : undefined;
     if (!opts.wait && !opts.json) {
       console.log(handle.workflowId);
+      if (link) console.error(link);
       return;
     }
-    if (!opts.json) console.log(`started ${handle.workflowId}`);
+    if (!opts.json) console.log(`started ${handle.workflowId}${link ? `\n${link}` : ''}`);
+    else if (link) console.error(link);
     const final = await watchPipeline(handle, { quiet: !!opts.json });
     if (opts.json) console.log(JSON.stringify(jsonSummary(handle.workflowId, final.state, final.workflowStatus)));
     else console.log(summaryText(handle.workflowId, final.state, final.failure));
@@ -89,6 +113,36 @@ program
     const snap = await snapshot(client.workflow.getHandle(id));
     if (opts.json) console.log(JSON.stringify({ ...jsonSummary(id, snap.state, snap.workflowStatus), live: snap.live }));
     else console.log(summaryText(id, snap.state, snap.failure) + (snap.live ? `\n  live: ${JSON.stringify(snap.live)}` : ''));
+  });
+
+program
+  .command('list')
+  .description("list pipelines through Temporal's visibility (newest first)")
+  .option('--status <status>', 'running, succeeded, failed, cancelled or stopped')
+  .option('--model <preset>', 'the model preset')
+  .option('--since <when>', 'started within a duration ("12h", "7d") or since a date ("2026-11-30")')
+  .option('--json', 'print a JSON array')
+  .action(async (opts: { status?: string; model?: string; since?: string; json?: boolean }) => {
+    let query: string;
+    try {
+      query = listQuery(opts);
+    } catch (e) {
+      if (e instanceof ListFilterError) throw new ExitError(e.message, 2);
+      throw e;
+    }
+    const rows = await listPipelines(await connectClient(loadConfig()), query);
+    console.log(opts.json ? JSON.stringify(rows) : listTable(rows));
+  });
+
+program
+  .command('logs <workflowId>')
+  .description("print a stage's attempt log, wherever it lives (a node's local disk: through that node's worker)")
+  .option('--stage <name>', 'the stage (default: the running one, else the last that ran)')
+  .option('--attempt <n>', 'the attempt (default: the latest)')
+  .option('-f, --follow', 'follow the running attempt, and the next attempts of the stage, until the stage ends')
+  .option('--via-node', "read through the node's worker even when the file is visible here")
+  .action(async (id: string, opts: { stage?: string; attempt?: string; follow?: boolean; viaNode?: boolean }) => {
+    await logsCommand(id, opts);
   });
 
 program
@@ -230,21 +284,22 @@ program
 program
   .command('dev')
   .description('run the embedded Temporal dev server (state kept under .linkflow/), its Web UI and a local worker; Ctrl-C stops all')
-  .action(async () => runDev(loadConfig()));
+  .option('--metrics <host:port>', "serve the worker's Prometheus metrics there (as `linkflow worker --metrics`; default: LINKFLOW_METRICS)")
+  .action(async (opts: { metrics?: string }) => runDev(loadConfig(), metricsBindOf(opts.metrics)));
 
 program
   .command('worker')
-  .description('run a worker on this node')
+  .description("run a worker on this node: it joins the pool's allocator, which places attempts on it")
   .option('--queue <taskQueue>', 'task queue of the pool to poll (default: the configured one)')
-  .option('--node <name>', "this node's name: also poll the node's own queue, where ranks of multi-node stages are placed")
+  .option('--node <name>', "this node's name in the pool (default: the host name); its own queue is where attempts are placed")
   .option(
     '--address <host>',
     'where the other nodes reach this one (rank 0 becomes the master address; default: LINKFLOW_NODE_ADDRESS or the first non-loopback IPv4)',
   )
-  .action(async (opts: { queue?: string; node?: string; address?: string }) => {
-    if (opts.address && !opts.node) throw new ExitError('--address needs --node: only a named node takes ranks of multi-node stages', 2);
-    const node = opts.node ? { node: opts.node, address: opts.address ?? process.env.LINKFLOW_NODE_ADDRESS ?? defaultNodeAddress() } : undefined;
-    await runWorker(loadConfig(), opts.queue, node);
+  .option('--metrics <host:port>', "serve Prometheus metrics (linkflow's and the Temporal SDK's) at http://HOST:PORT/metrics (default: LINKFLOW_METRICS)")
+  .action(async (opts: { queue?: string; node?: string; address?: string; metrics?: string }) => {
+    const node = { node: opts.node ?? os.hostname(), address: opts.address ?? process.env.LINKFLOW_NODE_ADDRESS ?? defaultNodeAddress() };
+    await runWorker(loadConfig(), opts.queue, node, metricsBindOf(opts.metrics));
   });
 
 program
@@ -255,6 +310,7 @@ program
   });
 
 registerBenchCommands(program);
+registerNodesCommand(program);
 
 program
   .command('bootstrap')

@@ -12,11 +12,13 @@ import {
 } from '@temporalio/client';
 import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
 import { createHash } from 'node:crypto';
-import { retrySettings, type LinkflowConfig } from '../temporal.config.ts';
+import { defaultNotify, retrySettings, type LinkflowConfig } from '../temporal.config.ts';
 import type { PipelinePlan } from '../modellink/plan.ts';
 import type { PipelineState } from '../contracts/run-state.ts';
 import type { HeartbeatDetails } from '../contracts/heartbeat.ts';
 import { pipelineWorkflowType, progressQuery, type PipelineWorkflow } from '../contracts/workflows.ts';
+import { modelKey, pipelineNameKey, statusKey } from '../contracts/search-attributes.ts';
+import { missingSearchAttributes, registerCommands } from './search-attributes.ts';
 
 /** One workflow id per pipeline and workspace: a second concurrent run of the same pipeline is refused, not doubled. */
 function workflowIdFor(plan: PipelinePlan): string {
@@ -28,13 +30,33 @@ export async function startPipeline(
   config: LinkflowConfig,
   plan: PipelinePlan,
   taskQueue?: string,
+  warn: (message: string) => void = (m) => console.error(`warning: ${m}`),
 ): Promise<WorkflowHandleWithFirstExecutionRunId> {
   const workflowId = workflowIdFor(plan);
+  const missing = await missingSearchAttributes(client);
+  if (missing.length > 0)
+    warn(
+      `the namespace lacks linkflow's search attributes (${missing.join(', ')}): this pipeline runs without them and \`linkflow list\` will not find it. Register them once:\n  ${registerCommands(client.options.namespace, missing).join('\n  ')}`,
+    );
+  const searchAttributes = missing.length === 0;
   try {
     return await client.workflow.start<PipelineWorkflow>(pipelineWorkflowType, {
       workflowId,
       taskQueue: taskQueue ?? plan.taskQueue ?? config.taskQueue,
-      args: [{ plan, retry: retrySettings(config) }],
+      // A spec without `notify:` reports to the configured default webhook, if any.
+      args: [
+        { plan: plan.notify || !defaultNotify(config) ? plan : { ...plan, notify: defaultNotify(config) }, retry: retrySettings(config), searchAttributes },
+      ],
+      ...(searchAttributes
+        ? {
+            typedSearchAttributes: [
+              { key: pipelineNameKey, value: plan.name },
+              { key: statusKey, value: 'running' },
+              ...(plan.model ? [{ key: modelKey, value: plan.model }] : []),
+            ],
+          }
+        : {}),
+      ...pipelineSummary(plan),
     });
   } catch (e) {
     if (e instanceof WorkflowExecutionAlreadyStartedError) {
@@ -44,6 +66,20 @@ export async function startPipeline(
     }
     throw e;
   }
+}
+
+/** What the Web UI shows at the top of a pipeline: its name, model and stages. */
+export function pipelineSummary(plan: PipelinePlan): { staticSummary: string; staticDetails: string } {
+  return {
+    staticSummary: `${plan.name} · ${plan.model ?? 'model'} · ${plan.stages.map((s) => s.name).join(' → ')}`,
+    staticDetails: [
+      `**pipeline** ${plan.name}`,
+      `**model** ${plan.model ?? '(not recorded)'}`,
+      `**workspace** ${plan.dir}`,
+      `**stages**`,
+      ...plan.stages.map((s) => `- ${s.name} (${s.kind})`),
+    ].join('\n'),
+  };
 }
 
 export interface Snapshot {

@@ -2,6 +2,7 @@
  * The plain data a pipeline run passes between the client, the workflow and the activities (contracts/: what crosses Temporal).
  * Types only plus two tiny pure helpers: the workflow bundle imports this file.
  */
+import type { NotifyEventKind } from '../modellink/notify.ts';
 import type { IterationSample } from '../benchmark/throughput.ts';
 import type { FailureClass } from '../modellink/failures.ts';
 import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
@@ -33,6 +34,8 @@ export interface PipelineInput {
   plan: PipelinePlan;
   retry: RetrySettingsInput;
   continuation?: PipelineContinuation;
+  /** The cluster has linkflow's search attributes registered: the workflow keeps them up to date (the client checks at start). */
+  searchAttributes?: boolean;
 }
 
 export type StageStatus = 'pending' | 'checking' | 'waiting-for-nodes' | 'running' | 'retrying' | 'succeeded' | 'skipped' | 'failed' | 'cancelled' | 'stopped';
@@ -99,6 +102,19 @@ export interface PipelineState {
   stopRequested?: boolean;
   currentStage?: string;
   stages: StageState[];
+  /** Ids of the notification events already sent (each is sent once), and how each webhook call went. */
+  notified?: string[];
+  notifications?: NotificationRecord[];
+}
+
+/** One webhook call: a receiver that is down never fails the pipeline; it is recorded here instead. */
+export interface NotificationRecord {
+  eventId: string;
+  kind: NotifyEventKind;
+  /** Which webhook of the settings (its index), never its URL. */
+  webhook: number;
+  delivered: boolean;
+  error?: string;
 }
 
 /** What `run --json` and `status --json` print for a stage. */

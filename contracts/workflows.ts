@@ -16,8 +16,20 @@ import type { PipelineInput, PipelineState } from './run-state.ts';
  */
 export const pipelineWorkflowType = 'pipelineWorkflow';
 export const benchmarkWorkflowType = 'benchmarkWorkflow';
+/** One chunk of an attempt log, read on the node that holds it (`linkflow logs`). */
+export const readLogChunkWorkflowType = 'readLogChunkWorkflow';
 export type PipelineWorkflow = (input: PipelineInput) => Promise<PipelineState>;
 export type BenchmarkWorkflow = (input: { suite: BenchmarkSuite }) => Promise<BenchmarkOutcome>;
+/** The largest chunk a worker returns: Temporal warns about payloads over 512 KB, and base64 makes 384 KiB into 512 KiB. */
+export const LOG_CHUNK_MAX_BYTES = 384 * 1024;
+export interface ReadLogChunkInput {
+  /** The node's own queue (`POOL@NODE`), polled only by that node's worker. */
+  nodeQueue: string;
+  file: string;
+  offset: number;
+}
+/** base64 bytes from the offset, and the file's size then. */
+export type ReadLogChunkWorkflow = (input: ReadLogChunkInput) => Promise<{ data: string; size: number }>;
 
 export const progressQuery = defineQuery<PipelineState>('progress');
 /** Checkpoint now and stop: the running training attempt is sent SIGTERM (Megatron saves with --exit-signal-handler, on by default); the pipeline ends as stopped and a rerun resumes it. */

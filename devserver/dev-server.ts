@@ -12,6 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Connection } from '@temporalio/client';
+import { SearchAttributeType } from '@temporalio/common';
 import { getFreePort } from '../node/free-port.ts';
 import { defaultLog, findTemporalCli, type TemporalCli } from './temporal-cli.ts';
 
@@ -56,6 +57,11 @@ export interface StartDevServerOptions {
    * else its own cached download). Used automatically when no CLI is found.
    */
   via?: 'cli' | 'sdk';
+  /**
+   * Search attributes to register at start, name → type as Temporal's CLI writes it (`Keyword`, `Int`, …):
+   * `--search-attribute NAME=TYPE`. Registering one the database already has is harmless.
+   */
+  searchAttributes?: Record<string, string>;
   /** How long to wait for the server to become ready (default 60 s). */
   startTimeoutMs?: number;
   /** Grace period between SIGTERM and SIGKILL on stop (default 10 s). */
@@ -131,12 +137,21 @@ function installExitHooks(): void {
   }
 }
 
-function buildArgs(o: { ip: string; port: number; ui: boolean; uiPort?: number; dbFile?: string; namespace: string }): string[] {
+function buildArgs(o: {
+  ip: string;
+  port: number;
+  ui: boolean;
+  uiPort?: number;
+  dbFile?: string;
+  namespace: string;
+  searchAttributes?: Record<string, string>;
+}): string[] {
   const args = ['server', 'start-dev', '--ip', o.ip, '--port', String(o.port)];
   if (o.ui) args.push('--ui-port', String(o.uiPort));
   else args.push('--headless');
   if (o.dbFile) args.push('--db-filename', o.dbFile);
   args.push('--log-level', 'warn', '--namespace', o.namespace);
+  for (const [name, type] of Object.entries(o.searchAttributes ?? {})) args.push('--search-attribute', `${name}=${type}`);
   return args;
 }
 
@@ -176,7 +191,7 @@ async function waitReady(
 async function startViaCli(
   cli: TemporalCli,
   o: Required<Pick<StartDevServerOptions, 'ip' | 'namespace' | 'ui' | 'startTimeoutMs' | 'stopGraceMs'>> &
-    Pick<StartDevServerOptions, 'port' | 'uiPort' | 'dbFile'>,
+    Pick<StartDevServerOptions, 'port' | 'uiPort' | 'dbFile' | 'searchAttributes'>,
   log: (msg: string) => void,
 ): Promise<DevServer> {
   const autoPorts = o.port === undefined || (o.ui && o.uiPort === undefined);
@@ -191,7 +206,7 @@ async function startViaCli(
       while (uiPort === undefined || uiPort === port) uiPort = await getFreePort(o.ip);
     }
     const address = hostPort(o.ip, port);
-    const args = buildArgs({ ip: o.ip, port, ui: o.ui, uiPort, dbFile: o.dbFile, namespace: o.namespace });
+    const args = buildArgs({ ip: o.ip, port, ui: o.ui, uiPort, dbFile: o.dbFile, namespace: o.namespace, searchAttributes: o.searchAttributes });
     log(`starting dev server: ${cli.path} ${args.join(' ')}`);
     const started = Date.now();
 
@@ -267,10 +282,11 @@ async function startViaCli(
 
 async function startViaSdk(
   cli: TemporalCli | null,
-  o: Required<Pick<StartDevServerOptions, 'ip' | 'namespace' | 'ui'>> & Pick<StartDevServerOptions, 'port' | 'uiPort' | 'dbFile'>,
+  o: Required<Pick<StartDevServerOptions, 'ip' | 'namespace' | 'ui'>> & Pick<StartDevServerOptions, 'port' | 'uiPort' | 'dbFile' | 'searchAttributes'>,
   log: (msg: string) => void,
 ): Promise<DevServer> {
   const { TestWorkflowEnvironment } = await import('@temporalio/testing');
+  const { defineSearchAttributeKey } = await import('@temporalio/common');
   log(
     cli
       ? `starting dev server via @temporalio/testing with ${cli.path}`
@@ -291,6 +307,7 @@ async function startViaSdk(
       ui: o.ui,
       uiPort,
       namespace: o.namespace,
+      searchAttributes: Object.entries(o.searchAttributes ?? {}).map(([name, type]) => defineSearchAttributeKey(name, sdkTypeOf(type))),
       log: { format: 'pretty', level: 'warn' },
     },
   }).catch((err: unknown) => {
@@ -312,6 +329,13 @@ async function startViaSdk(
   };
 }
 
+/** The SDK's name of a search attribute type written as the CLI writes it (`KeywordList` → `KEYWORD_LIST`). */
+function sdkTypeOf(type: string): SearchAttributeType {
+  const name = type.replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase();
+  if (!(name in SearchAttributeType)) throw new Error(`unknown search attribute type ${type}`);
+  return name as SearchAttributeType;
+}
+
 /** Starts a Temporal dev server and waits until it serves `namespace`. */
 export async function startDevServer(opts: StartDevServerOptions = {}): Promise<DevServer> {
   const log = opts.log ?? defaultLog;
@@ -322,7 +346,7 @@ export async function startDevServer(opts: StartDevServerOptions = {}): Promise<
   if (dbFile) await fs.mkdir(path.dirname(dbFile), { recursive: true });
 
   const cli = opts.cli ?? (await findTemporalCli({ install: opts.install ?? true, log }));
-  const common = { ip, namespace, ui, port: opts.port, uiPort: opts.uiPort, dbFile };
+  const common = { ip, namespace, ui, port: opts.port, uiPort: opts.uiPort, dbFile, searchAttributes: opts.searchAttributes };
   if (!cli || opts.via === 'sdk') return startViaSdk(cli, common, log);
   return startViaCli(cli, { ...common, startTimeoutMs: opts.startTimeoutMs ?? 60_000, stopGraceMs: opts.stopGraceMs ?? 10_000 }, log);
 }

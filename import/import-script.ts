@@ -207,6 +207,8 @@ function stageFromScript(kind: string, a: Arg[], name: string, parsed: ParsedScr
       if (has(a, '--no-shared-storage')) stage.sharedStorage = false;
       // linkflow's default is on (stop and drain save); a script without the flag keeps it off.
       stage.exitSignalHandler = has(a, '--exit-signal-handler');
+      // linkflow's TensorBoard default stays off too: a script's own --tensorboard-dir is kept in args as written.
+      stage.tensorboard = false;
       set('tokenizerType', str(a, '--tokenizer-type'));
       set('evalInterval', int(a, '--eval-interval'));
       set('evalIters', int(a, '--eval-iters'));

@@ -11,13 +11,9 @@ export function nodeQueue(pool: string, node: string): string {
   return `${pool}@${node}`;
 }
 
-/** Worker identities carry the node name, so the pool's pollers tell which nodes are up. */
+/** Worker identities carry the node name, so the Web UI's pollers say which node a worker is. */
 export function nodeIdentity(node: string, host: string, pid: number): string {
   return `${pid}@${host} node=${node}`;
-}
-
-export function nodeOfIdentity(identity: string): string | undefined {
-  return /\snode=(\S+)$/.exec(identity)?.[1];
 }
 
 /** Which node rank k runs on, and where rank 0 listens: the same for every rank of an attempt. */
@@ -86,16 +82,4 @@ export function mergeRankTimings(byRank: (AttemptTimings | undefined)[]): Attemp
     saveMsTotal: first?.saveMsTotal ?? last?.saveMsTotal,
     saves: first?.saves ?? last?.saves,
   };
-}
-
-/** Nodes for a gang: the named hosts (all of them), or the first free ones of the pool, by name. */
-export function chooseNodes(wanted: { hosts?: string[]; count: number }, free: string[]): { nodes: string[] } | { missing: string } {
-  if (wanted.hosts) {
-    const down = wanted.hosts.filter((h) => !free.includes(h));
-    return down.length === 0 ? { nodes: wanted.hosts } : { missing: `host${down.length > 1 ? 's' : ''} ${down.join(', ')} not free or not polling` };
-  }
-  const sorted = [...new Set(free)].sort();
-  return sorted.length >= wanted.count
-    ? { nodes: sorted.slice(0, wanted.count) }
-    : { missing: `${wanted.count} free nodes needed, ${sorted.length} free (${sorted.join(', ') || 'none'})` };
 }

@@ -7,6 +7,7 @@
 import path from 'node:path';
 import { applyOverrides, commandArgv, isKnownFlag, type Command } from './commands.ts';
 import { launchOf, type LaunchCarrier } from './launch.ts';
+import { notifySettings } from './notify.ts';
 import { customPreset, getPreset, presetNames, type Preset } from './presets.ts';
 import { checkHosts, checkLayout, checkStageRules } from './rules.ts';
 import { checkSlurm } from './slurm-rules.ts';
@@ -18,9 +19,10 @@ import { planEvaluate } from './plan/evaluate.ts';
 import { planInference } from './plan/inference.ts';
 import { planPreprocess } from './plan/preprocess.ts';
 import { planTraining } from './plan/training.ts';
-import type { OutputKind, PlanOptions, PlanResult, StageInput, StagePlan } from './plan/types.ts';
+import type { OutputKind, PlanOptions, PlanResult, SecretRef, StageInput, StagePlan } from './plan/types.ts';
+import type { SecretEnvEntry } from './schema-parts.ts';
 
-export type { PipelinePlan, PlanOptions, PlanResult, StageInput, StagePlan } from './plan/types.ts';
+export type { PipelinePlan, PlanOptions, PlanResult, SecretRef, StageInput, StagePlan } from './plan/types.ts';
 
 export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
   const parsed = pipelineSpecSchema.safeParse(raw);
@@ -52,18 +54,21 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
   });
 
   if (problems.length > 0) return { ok: false, problems };
+  warnPlainSecrets(spec, warnings);
   return {
     ok: true,
     spec,
     warnings,
     plan: {
       name: spec.name,
+      model: preset.name,
       nodes: spec.cluster.nodes,
       hosts: spec.cluster.hosts,
       workspace,
       dir: pipelineDir,
       taskQueue: spec.cluster.taskQueue,
       stages: plans,
+      ...(spec.notify ? { notify: notifySettings(spec.notify) } : {}),
     },
   };
 }
@@ -141,6 +146,7 @@ function stagePlan(ctx: StageContext, stage: Stage, draft: StageDraft & { comman
     args: command.args,
     argv: commandArgv(command),
     env: withoutNulls({ ...command.env, ...spec.modellink.env, ...stage.env }),
+    ...secretsOf(ctx, stage),
     cwd: ctx.resolve(spec.modellink.root),
     setupScript: spec.modellink.setupScript ? ctx.resolve(spec.modellink.setupScript) : undefined,
     inputs,
@@ -215,6 +221,45 @@ function checkFlags(command: Command, stage: Stage, specPath: string, problems: 
       });
     }
   }
+}
+
+/** The pipeline's secrets, then the stage's (a stage's entry for the same name wins); none of them may also be a plain variable. */
+function secretsOf(ctx: StageContext, stage: Stage): { secretEnv?: SecretRef[] } {
+  const refs = new Map<string, SecretRef>();
+  const add = (entries: SecretEnvEntry[], at: string) =>
+    entries.forEach((e, j) => {
+      const ref: SecretRef =
+        typeof e === 'string' ? { name: e, specPath: `${at}[${j}]` } : { name: e.name, file: ctx.resolve(e.file), specPath: `${at}[${j}]` };
+      refs.set(ref.name, ref);
+    });
+  add(ctx.spec.secretEnv, 'secretEnv');
+  add(stage.secretEnv, `${ctx.specPath}.secretEnv`);
+  for (const ref of refs.values()) {
+    const plain = [['modellink.env', ctx.spec.modellink.env] as const, [`${ctx.specPath}.env`, stage.env] as const].find(([, env]) => ref.name in env);
+    if (plain)
+      ctx.problems.push({
+        path: `${plain[0]}.${ref.name}`,
+        message: `${ref.name} is a secret (${ref.specPath}); remove it from env, whose values are written into the workflow's history`,
+      });
+  }
+  return refs.size > 0 ? { secretEnv: [...refs.values()] } : {};
+}
+
+/** Plain env values are written into the workflow's history: a name that looks like a secret is worth a warning. */
+const SECRET_LIKE = /TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL/i;
+
+function warnPlainSecrets(spec: PipelineSpec, warnings: SpecProblem[]): void {
+  const envs: [string, Record<string, string | null>][] = [
+    ['modellink.env', spec.modellink.env],
+    ...spec.stages.map((s, i) => [`stages[${i}].env`, s.env] as [string, Record<string, string | null>]),
+  ];
+  for (const [at, env] of envs)
+    for (const [name, value] of Object.entries(env))
+      if (value !== null && SECRET_LIKE.test(name))
+        warnings.push({
+          path: `${at}.${name}`,
+          message: `looks like a secret: env values are stored in the workflow's history in plain text; list ${name} in secretEnv instead`,
+        });
 }
 
 function withoutNulls(env: Record<string, string | null>): Record<string, string> {

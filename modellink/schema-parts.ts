@@ -20,3 +20,13 @@ export const envSchema = z.record(
   z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'),
   z.string({ error: 'expected a string value (quote numbers in YAML)' }),
 );
+
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name');
+
+/**
+ * Secrets a stage needs in its environment, named, never valued: NAME takes the worker's own $NAME (or,
+ * without it, the file $NAME_FILE names); { name, file } reads the file on the worker. Only the names
+ * travel through Temporal; see activities/attempt/secrets.ts.
+ */
+export const secretEnvSchema = z.array(z.union([envName, z.strictObject({ name: envName, file: z.string().min(1, 'expected a file path') })]));
+export type SecretEnvEntry = z.infer<typeof secretEnvSchema>[number];

@@ -82,6 +82,8 @@ export interface SlurmTaskFile {
   /** Whom a stop signals: torch's elastic agent passes nothing on in time (see supervisor.mjs). */
   stopWorkers: boolean;
   stdin?: string;
+  /** Variables of the job's environment (from sbatch's) whose values are masked in the job's output. */
+  secretNames?: string[];
 }
 
 export interface SubmissionInput {

@@ -9,8 +9,9 @@
 import { z } from 'zod';
 import { durationSchema } from '../common/duration.ts';
 import { FAILURE_CLASSES } from './failures.ts';
+import { notifySchema } from './notify.ts';
 import { communicationSchema, highAvailabilitySchema, kernelsSchema, memorySchema, moeSchema, parallelSchema, profilingSchema } from './features.ts';
-import { envSchema, IMPLS, nonEmpty, nonNegativeInt, PARAMS_DTYPES, positiveInt, positiveNumber, PRECISIONS } from './schema-parts.ts';
+import { envSchema, IMPLS, secretEnvSchema, nonEmpty, nonNegativeInt, PARAMS_DTYPES, positiveInt, positiveNumber, PRECISIONS } from './schema-parts.ts';
 
 /** --tokenizer-type's choices in ModelLink's parser. */
 const tokenizerTypeSchema = z.enum([
@@ -135,6 +136,8 @@ const stageBase = {
       z.union([z.string({ error: 'expected a string value (quote numbers in YAML)' }), z.null()]),
     )
     .default({}),
+  /** Secrets added to the launch environment on the worker, by name (see secretEnvSchema); their values never reach history, manifests or logs. */
+  secretEnv: secretEnvSchema.default([]),
   args: argsSchema.default({}),
   /** For a ModelLink newer than linkflow's flag reference: `args` flags are then not checked before launch. */
   allowUnknownFlags: z.boolean().default(false),
@@ -260,6 +263,10 @@ const trainingFields = {
     .regex(/^\d+,\d+,\d+$/, 'expected "train,valid,test" such as "949,50,1"')
     .optional(),
   logThroughput: z.boolean().default(true),
+  /** TensorBoard events in <stage>/tensorboard, one directory for all attempts (modellink/tracking.ts); false turns them off. */
+  tensorboard: z.boolean().default(true),
+  /** Megatron's W&B logging: one run per stage that every attempt appends to (its id in WANDB_RUN_ID). Put WANDB_API_KEY in secretEnv. */
+  wandb: z.strictObject({ project: nonEmpty, name: nonEmpty.optional() }).optional(),
   /**
    * Hang detection (see modellink/hang.ts): while training, no progress line within
    * max(noProgressTimeout, noProgressFactor × the observed time between log lines) is a hang;
@@ -360,6 +367,10 @@ export const pipelineSpecSchema = z.strictObject({
   /** --use-deter-comp together with HCCL_DETERMINISTIC=True in the launch environment. */
   deterministic: z.boolean().default(false),
   highAvailability: highAvailabilitySchema.optional(),
+  /** Webhooks told when the pipeline fails, succeeds, waits for nodes or has used most of a retry budget (modellink/notify.ts). */
+  notify: notifySchema.optional(),
+  /** Secrets every stage gets (a stage's own secretEnv adds to them). */
+  secretEnv: secretEnvSchema.default([]),
   /** Extra failure patterns, checked before the built-in ones (README: failure classes). */
   failureRules: z
     .array(

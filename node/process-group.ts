@@ -9,6 +9,7 @@ import readline from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { ExitStatus } from '../common/exit-status.ts';
+import type { Masker } from './mask.ts';
 
 /** How the command ended (common/exit-status.ts), re-exported with the API that reports it. */
 export type { ExitStatus };
@@ -31,6 +32,8 @@ export interface StartOptions {
    * Either way the whole group gets SIGKILL after the grace.
    */
   stopSignalTo?: 'group' | 'workers';
+  /** Secret values masked out of the output before it reaches the log file or onLine. */
+  masker?: Masker;
 }
 
 const SUPERVISOR = fileURLToPath(new URL('./supervisor.mjs', import.meta.url));
@@ -127,11 +130,16 @@ export function startProcess(options: StartOptions): RunningProcess {
     });
   });
 
+  const masker = options.masker?.active ? options.masker : undefined;
+  const onLine = options.onLine && masker ? (line: string) => options.onLine!(masker.mask(line)) : options.onLine;
   const streamsDone = [child.stdout!, child.stderr!].map((stream: Readable) => {
-    stream.pipe(log, { end: false });
+    const toLog = masker ? stream.pipe(masker.stream()) : stream;
+    toLog.pipe(log, { end: false });
     const lines = readline.createInterface({ input: stream, crlfDelay: Infinity });
-    if (options.onLine) lines.on('line', options.onLine);
-    return new Promise<void>((resolve) => lines.once('close', () => resolve()));
+    if (onLine) lines.on('line', onLine);
+    const read = new Promise<void>((resolve) => lines.once('close', () => resolve()));
+    // The masking stream writes its last line to the log after the pipe closed: the log ends after it.
+    return masker ? Promise.all([read, new Promise<void>((resolve) => toLog.once('end', () => resolve()))]).then(() => undefined) : read;
   });
 
   const exitedMain = new Promise<ExitStatus>((resolve) => {

@@ -19,6 +19,7 @@
 //     included, and that is exactly what would cut a checkpoint save.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import readline from 'node:readline';
 import os from 'node:os';
 import { childrenOf, treeOf } from './process-tree.mjs';
 
@@ -56,7 +57,24 @@ process.on('SIGINT', () => {});
 process.stdout.on('error', () => {});
 process.stderr.on('error', () => {});
 
-const child = spawn(argv[0], argv.slice(1), { cwd: task.cwd, env, stdio: [task.stdin !== undefined ? 'pipe' : 'ignore', 'inherit', 'inherit'] });
+// The stage's secrets came in the job's environment; Slurm writes this output to the attempt log, so they
+// are masked here, line by line, as node/mask.ts does for node workers (values under 4 characters are not).
+const secrets = (task.secretNames ?? []).map((name) => env[name]).filter((v) => typeof v === 'string' && v.length >= 4);
+const masked = secrets.length > 0;
+const child = spawn(argv[0], argv.slice(1), {
+  cwd: task.cwd,
+  env,
+  stdio: [task.stdin !== undefined ? 'pipe' : 'ignore', masked ? 'pipe' : 'inherit', masked ? 'pipe' : 'inherit'],
+});
+if (masked) {
+  const mask = (line) => secrets.reduce((text, secret) => text.split(secret).join('***'), line);
+  for (const [from, to] of [
+    [child.stdout, process.stdout],
+    [child.stderr, process.stderr],
+  ]) {
+    readline.createInterface({ input: from, crlfDelay: Infinity }).on('line', (line) => to.write(`${mask(line)}\n`));
+  }
+}
 if (task.stdin !== undefined && child.stdin) {
   child.stdin.on('error', () => {});
   child.stdin.end(task.stdin);
@@ -76,7 +94,8 @@ const poll = setInterval(() => {
   stop(ms);
 }, STOP_POLL_MS);
 
-child.on('exit', (code, signal) => {
+// With masking, the last lines are still in the pipes at 'exit': end once they are written ('close').
+child.on(masked ? 'close' : 'exit', (code, signal) => {
   clearInterval(poll);
   // Whatever the launcher left behind goes with it.
   for (const pid of treeOf(process.pid).slice(1)) signalPid(pid, 'SIGKILL');

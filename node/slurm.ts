@@ -8,18 +8,19 @@ import { promisify } from 'node:util';
 
 const exec = promisify(execFile);
 
-async function slurm(argv: string[]): Promise<string> {
+async function slurm(argv: string[], extraEnv?: Record<string, string>): Promise<string> {
   try {
-    return (await exec(argv[0], argv.slice(1), { maxBuffer: 16 * 1024 * 1024 })).stdout;
+    const env = extraEnv ? { ...process.env, ...extraEnv } : undefined;
+    return (await exec(argv[0], argv.slice(1), { maxBuffer: 16 * 1024 * 1024, ...(env ? { env } : {}) })).stdout;
   } catch (err) {
     const e = err as { stderr?: string; message: string };
     throw new Error(`${argv.join(' ')} failed: ${(e.stderr ?? '').trim() || e.message}`);
   }
 }
 
-/** Submits a batch script with its arguments; the job's id. */
-export async function sbatch(options: string[], script: string, args: string[]): Promise<string> {
-  const out = await slurm(['sbatch', ...options, script, ...args]);
+/** Submits a batch script with its arguments; the job's id. `extraEnv` joins sbatch's environment, which the job inherits. */
+export async function sbatch(options: string[], script: string, args: string[], extraEnv?: Record<string, string>): Promise<string> {
+  const out = await slurm(['sbatch', ...options, script, ...args], extraEnv);
   // --parsable prints "id" or "id;cluster".
   const id = out.trim().split(';')[0];
   if (!/^\d+$/.test(id)) throw new Error(`sbatch printed no job id: ${out.trim()}`);

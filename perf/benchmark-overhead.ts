@@ -17,7 +17,7 @@ import { loadConfig } from '../temporal.config.ts';
 import { EMULATOR, tempDir } from '../testkit/specs.ts';
 import { createLinkflowWorker, installRuntime } from '../worker/worker.ts';
 import { benchmarkWorkflowType, type BenchmarkOutcome, type BenchmarkWorkflow } from '../contracts/workflows.ts';
-import { describeMachine, LoadSampler, mean, table } from './lib.ts';
+import { LoadSampler, mean, table, writeResults } from './lib.ts';
 
 const { values } = parseArgs({
   options: {
@@ -49,7 +49,7 @@ async function main(): Promise<void> {
   const sampler = new LoadSampler().start();
   const server = await startDevServer({ ui: false });
   const config = loadConfig({ address: server.address, taskQueue: `bench-overhead-${process.pid}` }, {});
-  const { worker, close } = await createLinkflowWorker({ config });
+  const worker = await createLinkflowWorker({ config });
   const running = worker.run();
   const client = await connectClient(config);
   const dir = tempDir('bench-overhead');
@@ -107,28 +107,20 @@ async function main(): Promise<void> {
     ];
     console.log(lines.join('\n'));
     if (values['write-results']) {
-      const m = describeMachine();
-      const out = path.join(path.dirname(new URL(import.meta.url).pathname), 'RESULTS-benchmark-overhead.md');
-      fs.writeFileSync(
-        out,
-        [
-          '# Benchmark workflow overhead (issue 5)',
-          '',
-          `Measured ${new Date().toISOString()} by \`node --import tsx perf/benchmark-overhead.ts --write-results\`.`,
-          `Machine: ${m.cores} cores (${m.cpu}), ${m.ramGiB} GiB, ${m.os}, Node ${m.node}, ${m.python}. Load average before/after: ${sampler.before.map((x) => x.toFixed(2)).join(' ')} / ${sampler.after?.map((x) => x.toFixed(2)).join(' ')}${sampler.samplesWithOtherTests > 0 ? ' (other test runs were active on the machine)' : ''}.`,
-          '',
-          '```',
-          ...lines,
-          '```',
-          '',
-        ].join('\n'),
+      const out = writeResults(
+        'RESULTS-benchmark-overhead.md',
+        'Benchmark workflow overhead (issue 5)',
+        'node --import tsx perf/benchmark-overhead.ts --write-results',
+        lines,
+        sampler,
+        true,
       );
       console.log(`\nwrote ${out}`);
     }
   } finally {
     worker.shutdown();
     await running.catch(() => undefined);
-    await close();
+    await worker.close();
     await client.connection.close();
     await server.stop();
   }

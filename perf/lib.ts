@@ -252,3 +252,26 @@ export class LoadSampler {
     this.after = os.loadavg();
   }
 }
+
+/** Keeps one run's tables in perf/<file>, headed by what ran it, on which machine, under what load. */
+export function writeResults(file: string, title: string, command: string, lines: string[], sampler: LoadSampler, withPython = false): string {
+  const m = describeMachine();
+  const out = path.join(path.dirname(new URL(import.meta.url).pathname), file);
+  const load = `${sampler.before.map((x) => x.toFixed(2)).join(' ')} / ${sampler.after?.map((x) => x.toFixed(2)).join(' ')}`;
+  const busy = sampler.samplesWithOtherTests > 0 ? ' (other test runs were active on the machine)' : '';
+  fs.writeFileSync(
+    out,
+    [
+      `# ${title}`,
+      '',
+      `Measured ${new Date().toISOString()} by \`${command}\`.`,
+      `Machine: ${m.cores} cores (${m.cpu}), ${m.ramGiB} GiB, ${m.os}, Node ${m.node}${withPython ? `, ${m.python}` : ''}. Load average before/after: ${load}${busy}.`,
+      '',
+      '```',
+      ...lines,
+      '```',
+      '',
+    ].join('\n'),
+  );
+  return out;
+}

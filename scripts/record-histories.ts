@@ -3,7 +3,9 @@
  * retry, one that fails on a bad flag, and a benchmark run (one case measured, one skipped). Run after an intended change to the workflow's
  * commands (and only then):  node --import tsx scripts/record-histories.ts [name…]
  * (names: crash-and-resume, bad-flag, benchmark, gang-crash; default all). Keep the old histories of the ones
- * you did not mean to change: they are what proves running workflows still replay.
+ * you did not mean to change: they are what proves running workflows still replay. HISTORY_SUFFIX=-x records them
+ * as <name>-x.history.bin beside the old ones (what a change behind `patched` wants: both paths replayed). The gang's
+ * recording also keeps its pool's allocator history (pool-allocator<suffix>).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -17,13 +19,17 @@ import { EMULATOR, fiveStageSpec, tempDir, writeSpec } from '../testkit/specs.ts
 import { planFile, startSpec, startTestTemporal } from '../testkit/temporal.ts';
 import { startWorkerProcess, stopWorkers } from '../testkit/workers.ts';
 import { retrySettings } from '../temporal.config.ts';
+import { poolWorkflowId } from '../contracts/pool.ts';
 import type { ChildProcess } from 'node:child_process';
 
 const out = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'test', 'histories');
+const suffix = process.env.HISTORY_SUFFIX ?? '';
+/** The file a history is kept in; replay.test.ts replays it under this name as its workflow id. */
+const fileOf = (name: string) => `${name}${suffix}.history.bin`;
 function save(name: string, history: History): void {
   // Protobuf bytes: decoded again by the same @temporalio/proto module the worker uses.
-  fs.writeFileSync(path.join(out, `${name}.history.bin`), proto.temporal.api.history.v1.History.encode(history).finish());
-  console.log(`recorded ${name}: ${history.events?.length} events`);
+  fs.writeFileSync(path.join(out, fileOf(name)), proto.temporal.api.history.v1.History.encode(history).finish());
+  console.log(`recorded ${fileOf(name)}: ${history.events?.length} events`);
 }
 
 const only = process.argv.slice(2);
@@ -64,7 +70,7 @@ async function recordBenchmark(): Promise<void> {
     }),
   );
   const bench = await t.client.workflow.start<BenchmarkWorkflow>(benchmarkWorkflowType, {
-    workflowId: 'benchmark.history.bin' /* replay.test.ts replays under the file name */,
+    workflowId: fileOf('benchmark') /* replay.test.ts replays under the file name */,
     taskQueue: t.config.taskQueue,
     args: [{ suite: loadSuite(suiteFile) }],
   });
@@ -85,12 +91,13 @@ async function recordGang(): Promise<void> {
     spec.stages = spec.stages.filter((s) => ['data', 'weights', 'pretrain'].includes(s.name as string));
     const plan = planFile(writeSpec(dir, spec));
     const handle = await t.client.workflow.start<PipelineWorkflow>(pipelineWorkflowType, {
-      workflowId: 'gang-crash.history.bin',
+      workflowId: fileOf('gang-crash'),
       taskQueue: pool,
       args: [{ plan, retry: retrySettings(t.config) }],
     });
     await outcomeOf(handle);
     save('gang-crash', await handle.fetchHistory());
+    save('pool-allocator', await t.client.workflow.getHandle(poolWorkflowId(pool)).fetchHistory());
   } finally {
     stopWorkers(workers);
   }

@@ -123,8 +123,16 @@ describe('command builders', () => {
     // Order aside (as ModelLink's parser sees them), and placeholders (paths) aside.
     const normalize = (args: Arg[]) =>
       args.map(([f, v]) => JSON.stringify([f, typeof v === 'string' && (v.startsWith('${') || v.startsWith('/')) ? '<path>' : v])).sort();
-    // One deliberate addition: training stages pass --exit-signal-handler by default, so a stop or drain saves.
-    expect(normalize(stage.args)).toEqual(normalize([...script.args, ['--exit-signal-handler', null]]));
+    // Deliberate additions: training stages pass --exit-signal-handler by default, so a stop or drain saves,
+    // and write TensorBoard events into the stage (tensorboard: false turns that off).
+    expect(normalize(stage.args)).toEqual(
+      normalize([
+        ...script.args,
+        ['--exit-signal-handler', null],
+        ['--tensorboard-dir', '/tmp/ws/llama/pretrain/tensorboard'],
+        ['--log-timers-to-tensorboard', null],
+      ]),
+    );
     expect(stage.launch).toMatchObject({
       kind: 'torchrun',
       program: ['torchrun'],

@@ -1,6 +1,6 @@
 /** Multi-node gangs without Temporal: rank command lines, placement, root cause, merged results. */
 import { describe, expect, it } from 'vitest';
-import { chooseNodes, logsIterations, mergeRankResults, nodeIdentity, nodeOfIdentity, nodeQueue, rootCauseRank } from '../modellink/gang.ts';
+import { logsIterations, mergeRankResults, nodeIdentity, nodeQueue, rootCauseRank } from '../modellink/gang.ts';
 import { launchesAcrossNodes, launchForRank, nodesOf, pythonLaunch, renderLaunch, torchrunLaunch, withMasterPort } from '../modellink/launch.ts';
 import { planPipeline } from '../modellink/plan.ts';
 import { fiveStageSpec, ROOT } from '../testkit/specs.ts';
@@ -89,21 +89,10 @@ describe('a rank of a gang', () => {
   });
 });
 
-describe('placing a gang', () => {
-  it('uses the named hosts when all are free, and says which are not', () => {
-    expect(chooseNodes({ hosts: ['b', 'a'], count: 2 }, ['a', 'b', 'c'])).toEqual({ nodes: ['b', 'a'] });
-    expect(chooseNodes({ hosts: ['a', 'd'], count: 2 }, ['a', 'b'])).toEqual({ missing: 'host d not free or not polling' });
-  });
-
-  it('takes the first free nodes of the pool by name, or says how many are missing', () => {
-    expect(chooseNodes({ count: 2 }, ['c', 'a', 'b', 'a'])).toEqual({ nodes: ['a', 'b'] });
-    expect(chooseNodes({ count: 3 }, ['a'])).toEqual({ missing: '3 free nodes needed, 1 free (a)' });
-  });
-
+describe('node queues', () => {
   it('node queues and worker identities name the node', () => {
     expect(nodeQueue('pool', 'n1')).toBe('pool@n1');
-    expect(nodeOfIdentity(nodeIdentity('n1', 'host', 42))).toBe('n1');
-    expect(nodeOfIdentity('42@host')).toBeUndefined();
+    expect(nodeIdentity('n1', 'host', 42)).toBe('42@host node=n1');
   });
 });
 

@@ -32,7 +32,7 @@ describe('a restarted Temporal server', () => {
       },
       {},
     );
-    const { worker, close } = await createLinkflowWorker({ config });
+    const worker = await createLinkflowWorker({ config });
     const running = worker.run();
     try {
       const client = await connectClient(config);
@@ -58,7 +58,7 @@ describe('a restarted Temporal server', () => {
     } finally {
       worker.shutdown();
       await running.catch(() => undefined);
-      await close();
+      await worker.close();
       await server.stop();
     }
   });

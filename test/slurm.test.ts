@@ -82,6 +82,47 @@ describe.skipIf(!slurmInstalled())('the Slurm executor on a real Slurm cluster',
     expect(await squeueOf('single')).toBe('');
   }, 300_000);
 
+  it("a stage's secrets reach the Slurm job through sbatch's environment: masked in its log, in no file of the workspace", async () => {
+    const dir = tempDir('slurm-secrets');
+    const ws = path.join(dir, 'ws');
+    const secret = 'hf_SlurmJobS3cretV4lue';
+    process.env.LINKFLOW_TEST_SLURM_SECRET = secret;
+    const receipt = path.join(dir, 'receipt');
+    // A careless wrapper around torchrun on the compute node: it prints the secret and keeps what it got outside the workspace.
+    const wrapper = path.join(dir, 'leaky-torchrun');
+    fs.writeFileSync(
+      wrapper,
+      [
+        '#!/usr/bin/env bash',
+        `printf "%s" "$LINKFLOW_TEST_SLURM_SECRET" > ${JSON.stringify(receipt)}`,
+        'echo "logging in with $LINKFLOW_TEST_SLURM_SECRET"',
+        `exec ${path.join(EMULATOR, 'torchrun')} "$@"`,
+        '',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
+    const spec = slurmSpec('secrets', ws, { trainIters: 10 });
+    Object.assign(
+      spec.stages.find((x) => x.name === 'pretrain')!,
+      { launcher: wrapper, secretEnv: ['LINKFLOW_TEST_SLURM_SECRET'] },
+    );
+    try {
+      const { state, failure } = await runSpec(t, writeSpec(dir, spec));
+      expect(state.status, failure).toBe('succeeded');
+    } finally {
+      delete process.env.LINKFLOW_TEST_SLURM_SECRET;
+    }
+    expect(fs.readFileSync(receipt, 'utf8')).toBe(secret);
+    const logs = path.join(ws, 'secrets', 'pretrain', 'logs');
+    const log = fs.readdirSync(logs).filter((f) => f.endsWith('.log'))[0];
+    expect(fs.readFileSync(path.join(logs, log), 'utf8')).toContain('logging in with ***');
+    const leaks = (fs.readdirSync(ws, { recursive: true, withFileTypes: true }) as fs.Dirent[])
+      .filter((e) => e.isFile())
+      .map((e) => path.join(e.parentPath, e.name))
+      .filter((f) => fs.readFileSync(f).includes(secret));
+    expect(leaks).toEqual([]);
+  }, 300_000);
+
   it('runs a 2-node gang of the emulator as one Slurm job; node 1 crashes and the job resumes from the checkpoint', async () => {
     const dir = tempDir('slurm-gang');
     const ws = path.join(dir, 'ws');

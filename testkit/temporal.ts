@@ -3,21 +3,21 @@ import type { Client } from '@temporalio/client';
 import { randomUUID } from 'node:crypto';
 import { loadConfig, type LinkflowConfig } from '../temporal.config.ts';
 import { startDevServer, type DevServer } from '../devserver/dev-server.ts';
-import { createLinkflowWorker } from '../worker/worker.ts';
+import { createLinkflowWorker, type LinkflowWorker } from '../worker/worker.ts';
 import { connectClient } from '../client/connect.ts';
-import type { Worker } from '@temporalio/worker';
+import { searchAttributeTypes } from '../contracts/search-attributes.ts';
 
 export interface TestTemporal {
   server: DevServer;
   config: LinkflowConfig;
   client: Client;
-  worker: Worker;
+  worker: LinkflowWorker;
   stop(): Promise<void>;
 }
 
 /** Short retry backoff and heartbeat timeout so failure tests take seconds, not minutes. */
 export async function startTestTemporal(): Promise<TestTemporal> {
-  const server = await startDevServer({ ui: false });
+  const server = await startDevServer({ ui: false, searchAttributes: searchAttributeTypes() });
   const config = loadConfig(
     {
       address: server.address,
@@ -31,10 +31,12 @@ export async function startTestTemporal(): Promise<TestTemporal> {
         infrastructureInitialInterval: '500ms',
       },
       activity: { heartbeatTimeout: '10s', startToCloseTimeout: '10m' },
+      // These tests fail attempts on purpose, on the one node there is: a quarantine would stall them (test/pool.test.ts tests it).
+      pool: { quarantineAfter: 1000 },
     },
     {},
   );
-  const { worker, close } = await createLinkflowWorker({ config });
+  const worker = await createLinkflowWorker({ config });
   const running = worker.run();
   const client = await connectClient(config);
   return {
@@ -45,7 +47,7 @@ export async function startTestTemporal(): Promise<TestTemporal> {
     async stop() {
       worker.shutdown();
       await running;
-      await close();
+      await worker.close();
       await client.connection.close();
       await server.stop();
     },

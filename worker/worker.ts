@@ -1,6 +1,7 @@
 /**
- * A linkflow worker: polls a task queue and runs pipeline workflows and their stage activities
- * on this node. One per Ascend node in a cluster; `linkflow dev` runs one locally.
+ * A linkflow worker: a node of its pool. It polls the pool's task queue (pipeline workflows, the
+ * pool's allocator, bookkeeping) and the node's own queue (the attempts the allocator placed here),
+ * and keeps its place in the pool. One per Ascend node in a cluster; `linkflow dev` runs one locally.
  */
 import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel } from '@temporalio/worker';
 import { createRequire } from 'node:module';
@@ -9,17 +10,32 @@ import { connectionOptions, type LinkflowConfig } from '../temporal.config.ts';
 import * as activities from '../activities/index.ts';
 import { stopAllProcesses } from '../node/process-group.ts';
 import { configureNode } from '../activities/node.ts';
-import type { NodeIdentity } from '../node/identity.ts';
+import { configurePool } from '../activities/pool.ts';
+import { defaultNodeAddress, type NodeIdentity } from '../node/identity.ts';
 import { nodeIdentity, nodeQueue } from '../modellink/gang.ts';
+import { durationToMs } from '../common/duration.ts';
+import { poolSettings } from '../temporal.config.ts';
+import { joinPool } from './membership.ts';
 
 const require = createRequire(import.meta.url);
 
 let runtimeInstalled = false;
 
-/** The worker's own log level (bundling, state changes are INFO); call before the first worker. */
-export function installRuntime(level: LogLevel): void {
+/**
+ * The worker's own log level (bundling, state changes are INFO); call before the first worker.
+ * `sdkMetricsBind`: the Temporal SDK exports its worker metrics in Prometheus format there.
+ */
+export function installRuntime(level: LogLevel, sdkMetricsBind?: string): void {
   if (runtimeInstalled) return;
-  Runtime.install({ logger: new DefaultLogger(level) });
+  const print = new DefaultLogger(level);
+  // The node queue's worker runs activities only, by design: the SDK's warning about it would only confuse.
+  const logger = new DefaultLogger(level, (entry) => {
+    if (!entry.message.startsWith('No workflows registered')) print.log(entry.level, entry.message, entry.meta);
+  });
+  Runtime.install({
+    logger,
+    ...(sdkMetricsBind ? { telemetryOptions: { metrics: { prometheus: { bindAddress: sdkMetricsBind } } } } : {}),
+  });
   runtimeInstalled = true;
 }
 
@@ -28,31 +44,39 @@ export interface WorkerOptions {
   taskQueue?: string;
   /** Reuse a connection (tests); otherwise one is opened from the config. */
   connection?: NativeConnection;
-  /** This worker is a node of the pool: it also polls the node's own queue, where gang ranks are placed. */
+  /** This node's name and address in the pool (default: the host name and its first non-loopback IPv4). */
   node?: NodeIdentity;
+  /** Export the pool's nodes by state (linkflow_pool_nodes): a worker that serves metrics. */
+  reportPool?: boolean;
+}
+
+/** A worker without --node is the node named after its host. */
+export function defaultNode(): NodeIdentity {
+  return { node: os.hostname(), address: process.env.LINKFLOW_NODE_ADDRESS ?? defaultNodeAddress() };
 }
 
 export interface LinkflowWorker {
-  /** The pool's worker: pipeline workflows and single-node stages. */
+  /** The pool's worker: pipeline workflows, the pool's allocator, bookkeeping. */
   worker: Worker;
-  /** The node queue's worker, when started with a node name: ranks of multi-node stages. */
-  nodeWorker?: Worker;
+  /** The node queue's worker: the attempts (and gang ranks) the allocator placed on this node. */
+  nodeWorker: Worker;
+  node: NodeIdentity;
   /** Runs every worker until all are shut down. */
   run(): Promise<void>;
   shutdown(): void;
   close(): Promise<void>;
 }
 
-export async function createLinkflowWorker({ config, taskQueue, connection, node }: WorkerOptions): Promise<LinkflowWorker> {
+export async function createLinkflowWorker({ config, taskQueue, connection, node = defaultNode(), reportPool }: WorkerOptions): Promise<LinkflowWorker> {
   const conn = connection ?? (await NativeConnection.connect(connectionOptions(config)));
   const pool = taskQueue ?? config.taskQueue;
-  const identity = node ? nodeIdentity(node.node, os.hostname(), process.pid) : undefined;
-  if (node) configureNode(node);
+  const identity = nodeIdentity(node.node, os.hostname(), process.pid);
+  configureNode(node);
+  configurePool({ settings: poolSettings(config), healthCheck: config.pool.healthCheck, healthCheckTimeoutMs: durationToMs(config.pool.healthCheckTimeout) });
   const worker = await Worker.create({
     connection: conn,
     namespace: config.namespace,
-    // An explicit undefined identity is rejected by the native worker.
-    ...(identity ? { identity } : {}),
+    identity,
     taskQueue: pool,
     workflowsPath: require.resolve('../workflows/index.ts'),
     activities,
@@ -64,29 +88,32 @@ export async function createLinkflowWorker({ config, taskQueue, connection, node
     // 10 s, measured in perf/RESULTS.md); another worker then replays it from history.
     stickyQueueScheduleToStartTimeout: '3s',
   });
-  const nodeWorker = node
-    ? await Worker.create({
-        connection: conn,
-        namespace: config.namespace,
-        identity,
-        taskQueue: nodeQueue(pool, node.node),
-        activities,
-        shutdownGraceTime: '30s',
-        maxHeartbeatThrottleInterval: '2s',
-      })
-    : undefined;
-  const all = nodeWorker ? [worker, nodeWorker] : [worker];
+  const nodeWorker = await Worker.create({
+    connection: conn,
+    namespace: config.namespace,
+    identity,
+    taskQueue: nodeQueue(pool, node.node),
+    activities,
+    shutdownGraceTime: '30s',
+    maxHeartbeatThrottleInterval: '2s',
+  });
+  const all = [worker, nodeWorker];
+  // Joined before polling starts: an attempt placed here meanwhile waits on the node's queue until it does.
+  const membership = await joinPool(config, pool, node, { reportPool });
   return {
     worker,
     nodeWorker,
+    node,
     run: async () => {
       // One worker stopping (a fatal error) stops the other, so the node never half-polls; both finish before this returns.
       const ended = await Promise.allSettled(all.map((w) => w.run().finally(() => all.forEach((x) => x.getState() === 'RUNNING' && x.shutdown()))));
+      await membership.leave('its worker shut down');
       const failed = ended.find((e): e is PromiseRejectedResult => e.status === 'rejected');
       if (failed) throw failed.reason;
     },
     shutdown: () => all.forEach((w) => w.getState() === 'RUNNING' && w.shutdown()),
     close: async () => {
+      await membership.leave('its worker closed');
       if (!connection) await conn.close();
     },
   };

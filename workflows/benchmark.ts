@@ -11,6 +11,7 @@ import {
   TimeoutFailure,
   executeChild,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -20,8 +21,8 @@ import type { CaseRunOutcome } from '../contracts/workflows.ts';
 import type { BenchmarkCase, BenchmarkSuite, CaseResult } from '../benchmark/core.ts';
 import type { PipelineState } from '../contracts/run-state.ts';
 import { benchmarkProgressQuery, type BenchmarkOutcome, type BenchmarkProgress } from '../contracts/workflows.ts';
-import { freeNodes } from './gang.ts';
 import { pipelineWorkflow } from './pipeline.ts';
+import { legacyFreeNodes } from './legacy-placement.ts';
 
 const bench = proxyActivities<typeof activities>({
   startToCloseTimeout: '10 minutes',
@@ -74,7 +75,12 @@ export async function benchmarkWorkflow({ suite }: { suite: BenchmarkSuite }): P
 
 /** One case: skipped with the reason, or its pipeline run to the end and measured from its iteration lines. */
 async function runCase(suite: BenchmarkSuite, runId: string, taskQueue: string, benchmarkCase: BenchmarkCase): Promise<CaseRunOutcome> {
-  const free = benchmarkCase.shape.nodes > 1 ? (await freeNodes(taskQueue)).length : 0;
+  // Suites started before the pool's allocator count free nodes as they did (their histories say so).
+  const free = patched('pool-allocator')
+    ? await bench.poolFreeNodes({ pool: taskQueue })
+    : benchmarkCase.shape.nodes > 1
+      ? (await legacyFreeNodes(taskQueue)).length
+      : 1;
   const prepared = await bench.prepareBenchmarkCase({ suite, runId, benchmarkCase, taskQueue, freeNodes: free });
   if ('skip' in prepared) return { kind: 'skipped', reason: prepared.skip };
   try {

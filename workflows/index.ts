@@ -1,11 +1,26 @@
-import { benchmarkWorkflowType, pipelineWorkflowType, type BenchmarkWorkflow, type PipelineWorkflow } from '../contracts/workflows.ts';
+import {
+  benchmarkWorkflowType,
+  pipelineWorkflowType,
+  readLogChunkWorkflowType,
+  type BenchmarkWorkflow,
+  type PipelineWorkflow,
+  type ReadLogChunkWorkflow,
+} from '../contracts/workflows.ts';
 import { benchmarkWorkflow } from './benchmark.ts';
 import { pipelineWorkflow } from './pipeline.ts';
+import { poolWorkflow } from './pool.ts';
+import { poolWorkflowType, type PoolWorkflow } from '../contracts/pool.ts';
+import { readLogChunkWorkflow } from './read-log.ts';
 
-export { pipelineWorkflow, benchmarkWorkflow };
+export { pipelineWorkflow, benchmarkWorkflow, poolWorkflow, readLogChunkWorkflow };
 export { progressQuery, benchmarkProgressQuery } from '../contracts/workflows.ts';
 
 // The client starts workflows by the names and signatures of contracts/workflows.ts: tsc checks here
 // that each is exported under that name (the shorthand keys) with that signature.
-const registered = { pipelineWorkflow, benchmarkWorkflow } satisfies { [pipelineWorkflowType]: PipelineWorkflow; [benchmarkWorkflowType]: BenchmarkWorkflow };
+const registered = { pipelineWorkflow, benchmarkWorkflow, poolWorkflow, readLogChunkWorkflow } satisfies {
+  [pipelineWorkflowType]: PipelineWorkflow;
+  [benchmarkWorkflowType]: BenchmarkWorkflow;
+  [poolWorkflowType]: PoolWorkflow;
+  [readLogChunkWorkflowType]: ReadLogChunkWorkflow;
+};
 void registered;

@@ -11,6 +11,7 @@ import {
   ContinueAsNew,
   continueAsNew,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   sleep,
@@ -20,17 +21,26 @@ import type * as activities from '../activities/index.ts';
 // Pure data, no Node imports: safe inside the workflow sandbox.
 import { INFRASTRUCTURE } from '../modellink/failures.ts';
 import { autoSaveInterval } from '../modellink/advise.ts';
-import { launchesAcrossNodes, launchOf } from '../modellink/launch.ts';
+import { launchesAcrossNodes, launchOf, nodesOf } from '../modellink/launch.ts';
+import { nodeQueue } from '../modellink/gang.ts';
 import { nodesToAvoid } from '../modellink/slurm.ts';
 import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
 import type { PipelineInput, PipelineState, RetrySettingsInput, StageState } from '../contracts/run-state.ts';
 import { checkpointAndStopSignal, progressQuery, setSaveIntervalSignal } from '../contracts/workflows.ts';
 import { attemptFailure, failureDetails } from './attempts.ts';
-import { attemptActivities, PlacementDeferred, runGangAttempt, type GangOutcome } from './gang.ts';
+import { attemptActivities, attemptSummary, runGangAttempt, type GangOutcome } from './gang.ts';
+import { publishSearchAttributes } from './search-attributes.ts';
+import { blameNode, onPoolNodes, PlacementDeferred, type Placement, type PlacementRequest } from './placement.ts';
+import { legacyPlaceGang } from './legacy-placement.ts';
+import { eventId, notify, watchNodeWaits } from './notify.ts';
 
-/** The running attempt's scope, so a stop can cancel just the attempt. */
+/** Pipelines started before the pool's allocator keep placing as they did (their histories say so). */
+const POOL_ALLOCATOR = 'pool-allocator';
+
+/** The running attempt's scope, so a stop can cancel just the attempt; and how a change of state reaches the search attributes. */
 interface AttemptControl {
   scope?: CancellationScope;
+  publish: () => void;
 }
 
 const bookkeeping = proxyActivities<typeof activities>({
@@ -38,7 +48,7 @@ const bookkeeping = proxyActivities<typeof activities>({
   retry: { maximumAttempts: 10, initialInterval: '2s' },
 });
 
-export async function pipelineWorkflow({ plan, retry, continuation }: PipelineInput): Promise<PipelineState> {
+export async function pipelineWorkflow({ plan, retry, continuation, searchAttributes }: PipelineInput): Promise<PipelineState> {
   const state: PipelineState = continuation?.state ?? {
     pipeline: plan.name,
     status: 'running',
@@ -53,7 +63,8 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
     })),
   };
   setHandler(progressQuery, () => state);
-  const control: AttemptControl = {};
+  const control: AttemptControl = { publish: () => publishSearchAttributes(searchAttributes, state, plan.model) };
+  control.publish();
   setHandler(checkpointAndStopSignal, () => {
     state.stopRequested = true;
     control.scope?.cancel();
@@ -62,6 +73,9 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
     if (Number.isInteger(interval) && interval > 0) state.saveInterval = interval;
   });
 
+  // Beside the stages: a stage waiting for nodes longer than the threshold is reported. Its end is the pipeline's.
+  void watchNodeWaits(plan.notify, state).catch(() => undefined);
+
   const fingerprints: Record<string, string> = { ...continuation?.fingerprints };
   let stopped = false;
   try {
@@ -69,6 +83,7 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
       const stage = plan.stages[i];
       const s = state.stages[i];
       state.currentStage = stage.name;
+      control.publish();
       let fingerprint: string;
       let failures = { code: 0, infrastructure: 0 };
       if (continuation && i === continuation.stageIndex) {
@@ -104,6 +119,7 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
           plan,
           retry,
           continuation: { state, fingerprints, stageIndex: i, stageFingerprint: fingerprint, failures },
+          searchAttributes,
         });
       }
       await bookkeeping.writeManifest({ pipeline: plan.name, stage, fingerprint, finalIteration: s.finalIteration });
@@ -112,19 +128,28 @@ export async function pipelineWorkflow({ plan, retry, continuation }: PipelineIn
     state.currentStage = undefined;
     // A stop that came after the last stage finished stops nothing.
     state.status = stopped ? 'stopped' : 'succeeded';
+    control.publish();
+    if (!stopped) await notify(plan.notify, state, 'succeeded', eventId('succeeded'), `${plan.name} succeeded: ${succeededSummary(state)}`);
     return state;
   } catch (err) {
     if (err instanceof ContinueAsNew) throw err;
     if (isCancellation(err)) {
       state.status = 'cancelled';
+      control.publish();
       throw err;
     }
     state.status = 'failed';
+    control.publish();
+    const message = err instanceof Error ? err.message : String(err);
+    await notify(plan.notify, state, 'failed', eventId('failed'), `${plan.name} failed: ${message.split('\n')[0]}`, {
+      stage: state.currentStage,
+      details: { message },
+    });
     // The failure carries the whole state, so `linkflow status` can show every stage of a failed pipeline.
     throw ApplicationFailure.create({
       type: 'PipelineFailed',
       nonRetryable: true,
-      message: err instanceof Error ? err.message : String(err),
+      message,
       details: [state],
     });
   }
@@ -140,10 +165,10 @@ async function runStage(
   control: AttemptControl,
 ): Promise<'done' | 'continue-as-new' | 'stopped'> {
   const pipeline = plan.name;
-  const { runStageAttempt } = attemptActivities(retry);
   const pool = plan.taskQueue ?? workflowInfo().taskQueue;
   // Slurm places a multi-node attempt itself, as one job: only node workers form gangs here.
   const gang = launchesAcrossNodes(launchOf(stage)) && !stage.slurm;
+  const count = nodesOf(launchOf(stage));
   // Two budgets: faults of the machines never use up the retries meant for errors of the job.
   const budget = { code: stage.maxAttempts ?? retry.maximumAttempts, infrastructure: retry.infrastructureAttempts };
   let attemptsThisRun = 0;
@@ -162,8 +187,45 @@ async function runStage(
       const saveInterval = stage.training
         ? (pipelineState.saveInterval ?? (s.saveInterval !== stage.training.saveInterval ? s.saveInterval : undefined))
         : undefined;
-      const input = { pipeline, stage, attempt, saveInterval, ...(stage.slurm ? { avoidNodes: nodesToAvoid(s.attempts) } : {}) };
-      const result = await scope.run(() => (gang ? runGangAttempt(plan, pool, s, retry, input, placed) : runStageAttempt(input)));
+      const input = {
+        pipeline,
+        stage,
+        attempt,
+        saveInterval,
+        previousLastIteration: previous?.lastIteration,
+        stageStartedAt: s.attempts[0]?.startedAt ?? startedAt,
+        ...(stage.slurm ? { avoidNodes: nodesToAvoid(s.attempts) } : {}),
+      };
+      // The Web UI names each attempt instead of showing identical runStageAttempt bars.
+      const summary = attemptSummary(stage.name, attempt, resumePoint(s));
+      const request: PlacementRequest = {
+        pool,
+        holder: { workflowId: workflowInfo().workflowId, pipeline, stage: stage.name, attempt },
+        count,
+        // A stage may span fewer nodes than the job (evaluation runs tp × pp ranks): the first hosts.
+        hosts: plan.hosts?.slice(0, count),
+        // The node that failed the previous attempt is used again only when no other is free.
+        avoid: previous?.outcome === 'failed' && (previous.failedNode ?? previous.node) ? [(previous.failedNode ?? previous.node)!] : undefined,
+        masterPort: gang,
+      };
+      const run = (placement: Placement) => {
+        placed.placedAt = Date.now();
+        s.status = 'running';
+        if (gang) return runGangAttempt(pool, s, retry, input, placement, placed, summary);
+        s.note = `on node ${placement.nodes[0].name}`;
+        return attemptActivities(retry, nodeQueue(pool, placement.nodes[0].name), summary).runStageAttempt(input);
+      };
+      const usesPool = patched(POOL_ALLOCATOR);
+      const result = await scope.run(() =>
+        // A Slurm stage's attempt runs on a worker that submits jobs; Slurm, not the pool, places them.
+        stage.slurm
+          ? attemptActivities(retry, undefined, summary).runStageAttempt(input)
+          : usesPool
+            ? onPoolNodes(request, s, run)
+            : gang
+              ? legacyPlaceGang(pool, count, request.hosts, s).then(run)
+              : attemptActivities(retry, undefined, summary).runStageAttempt(input),
+      );
       s.attempts.push({
         attempt,
         outcome: 'succeeded',
@@ -220,8 +282,13 @@ async function runStage(
       record.endedAt = Date.now();
       s.attempts.push(record);
       if (record.lastIteration !== undefined) s.finalIteration = record.lastIteration;
+      s.lastCheckpoint = failureDetails(err)?.lastCheckpoint ?? s.lastCheckpoint;
+      control.publish();
       const group = INFRASTRUCTURE.has(record.failureClass ?? 'unknown') ? 'infrastructure' : 'code';
       failures[group]++;
+      const blamed = record.failedNode ?? record.node;
+      if (group === 'infrastructure' && blamed && !stage.slurm && patched(POOL_ALLOCATOR))
+        await blameNode(pool, blamed, `${stage.name} attempt ${attempt}: ${record.failureClass}: ${record.reason}`);
       const retryable = isRetryable(err);
       if (!retryable || failures[group] >= budget[group]) {
         s.status = 'failed';
@@ -236,6 +303,7 @@ async function runStage(
           details: [{ stage: stage.name, failureClass: record.failureClass, excerpt: record.excerpt ?? [], logFile: record.logFile }],
         });
       }
+      await reportRetryBudget(plan, stage, pipelineState, group, failures[group], budget[group]);
       if (stage.training?.autoSaveInterval && pipelineState.saveInterval === undefined) {
         const advice = autoSaveInterval(s, stage.training.trainIters);
         if (advice) {
@@ -254,6 +322,41 @@ async function runStage(
       if (workflowInfo().continueAsNewSuggested || attemptsThisRun >= retry.continueAsNewAfterAttempts) return 'continue-as-new';
     }
   }
+}
+
+/**
+ * The iteration the next attempt is expected to resume from: the newest checkpoint an attempt saved
+ * or loaded. (The attempt itself picks the newest complete one; a torn save makes it an older one.)
+ */
+function resumePoint(s: StageState): number | undefined {
+  const seen = [s.lastCheckpoint?.iteration, ...s.attempts.map((a) => a.loadedIteration)].filter((i): i is number => i !== undefined);
+  return seen.length > 0 ? Math.max(...seen) : undefined;
+}
+
+/** A stage whose failures have used most of a budget (notify.retryBudgetUsed) is reported, once per budget. */
+async function reportRetryBudget(
+  plan: PipelinePlan,
+  stage: StagePlan,
+  state: PipelineState,
+  group: 'code' | 'infrastructure',
+  used: number,
+  budget: number,
+): Promise<void> {
+  if (!plan.notify || used / budget < plan.notify.retryBudgetUsed) return;
+  const which = group === 'code' ? 'job' : 'infrastructure';
+  await notify(
+    plan.notify,
+    state,
+    'retry-budget',
+    eventId('stage', stage.name, 'retry-budget', group),
+    `${plan.name}: stage ${stage.name} has used ${used} of its ${budget} attempts for ${which} failures`,
+    { stage: stage.name, details: { budget: which, used, of: budget } },
+  );
+}
+
+function succeededSummary(state: PipelineState): string {
+  const ran = state.stages.filter((s) => s.status === 'succeeded');
+  return `${ran.length} stage${ran.length === 1 ? '' : 's'} ran (${ran.map((s) => `${s.name}${s.attempts.length > 1 ? ` in ${s.attempts.length} attempts` : ''}`).join(', ') || 'none'}), ${state.stages.length - ran.length} skipped`;
 }
 
 function backoffMs(retry: RetrySettingsInput, group: 'code' | 'infrastructure', failures: number): number {

@@ -13,6 +13,10 @@ export interface AttemptInput {
   saveInterval?: number;
   /** One node rank of a multi-node gang: where this rank runs and where rank 0 listens. */
   rank?: RankAssignment;
+  /** The last iteration the previous attempt logged: what this one recomputes is counted (metrics). */
+  previousLastIteration?: number;
+  /** When the stage's first attempt started (workflow time, ms): a stage's duration is measured from it (metrics). */
+  stageStartedAt?: number;
   /** A Slurm attempt: nodes earlier attempts lost, left out where the partition has others (modellink/slurm.ts). */
   avoidNodes?: string[];
 }

@@ -18,8 +18,12 @@ import { getFreePort } from '../../node/free-port.ts';
 import { loadSetupEnv } from '../../node/setup-env.ts';
 import { acquireLease, leaseFile, type HeldLease } from '../lease.ts';
 import { dataFiles } from '../manifest.ts';
+import { rewindTensorBoard, tensorboardDirOf } from '../tensorboard.ts';
+import { logsIterations } from '../../modellink/gang.ts';
 import { nodeName } from '../node.ts';
 import { fail, type AttemptInput } from './common.ts';
+import { MissingSecretError, resolveSecrets, type ResolvedSecrets } from './secrets.ts';
+import { MIN_MASKED_LENGTH, type Masker } from '../../node/mask.ts';
 import { planResume } from './resume.ts';
 
 /** An attempt ready to launch. */
@@ -34,6 +38,10 @@ export interface PreparedAttempt {
   loadedFrom?: number;
   /** Why it resumes from an older checkpoint than the newest. */
   resumeNote?: string;
+  /** Masks the stage's secrets out of its output and everything made from it. */
+  masker: Masker;
+  /** The stage's secrets by name: a Slurm job takes them from sbatch's environment. */
+  secretEnv: Record<string, string>;
 }
 
 /** A stage that saves checkpoints: it resumes and holds its save directory's lease (a benchmark case saves nothing). */
@@ -70,8 +78,10 @@ export async function prepareAttempt(ctx: Context, input: AttemptInput, logFile:
   if (stage.kind === 'preprocess') fs.mkdirSync(path.dirname(stage.output), { recursive: true });
   if (stage.hfView) linkHfView(stage.hfView);
 
-  // A Slurm job sources the setup script on its nodes and takes its rendezvous from the allocation (node/slurm-task.mjs).
-  const env = stage.slurm ? { ...stage.env } : { ...process.env, ...(stage.setupScript ? loadSetupEnv(stage.setupScript) : {}), ...stage.env };
+  const secrets = secretsOrFail(stage, logFile);
+  // A Slurm job sources the setup script on its nodes and takes its rendezvous from the allocation (node/slurm-task.mjs);
+  // its secrets travel in sbatch's own environment (never in a file), see slurm-job.ts.
+  const env = stage.slurm ? { ...stage.env } : { ...process.env, ...(stage.setupScript ? loadSetupEnv(stage.setupScript) : {}), ...stage.env, ...secrets.env };
   // A gang's rank 0 chose its port; a single-node job takes one free on this node now.
   const launch = stage.slurm
     ? slurmLaunch(launchOf(stage))
@@ -80,8 +90,46 @@ export async function prepareAttempt(ctx: Context, input: AttemptInput, logFile:
       : withMasterPort(launchOf(stage), await getFreePort('0.0.0.0'));
   const lease = savesCheckpoints(stage) ? await takeLease(ctx, input, logFile) : undefined;
   const argv = [...renderLaunch(launch), stage.entrypoint, ...flattenArgs(args)];
-  releaseOnThrow(lease, () => fs.appendFileSync(logFile, `# cwd: ${stage.cwd}\n# argv: ${JSON.stringify(argv)}\n${resumeNote ? `# ${resumeNote}\n` : ''}`));
-  return { ready: { argv, env, launch, lease, loadedFrom, resumeNote } };
+  // Under the lease: no other trainer of this stage writes events now. Only the node that logs iterations writes them.
+  const tensorboardDir = tensorboardDirOf(stage);
+  const rewound =
+    savesCheckpoints(stage) && logsIterations(rank) && tensorboardDir ? releaseOnThrow(lease, () => rewindTensorBoard(tensorboardDir, loadedFrom ?? 0)) : [];
+  const notes = [
+    `# cwd: ${stage.cwd}`,
+    `# argv: ${JSON.stringify(argv)}`,
+    ...secretNotes(stage, secrets.unmasked),
+    ...(resumeNote ? [`# ${resumeNote}`] : []),
+    ...rewound,
+  ];
+  // A secret passed in args by mistake is masked in the argv line too.
+  releaseOnThrow(lease, () => fs.appendFileSync(logFile, notes.map((n) => `${secrets.masker.mask(n)}\n`).join('')));
+  return { ready: { argv, env, launch, lease, loadedFrom, resumeNote, masker: secrets.masker, secretEnv: secrets.env } };
+}
+
+/** A secret missing on this worker fails the stage at once (no retry finds it), naming the spec field. */
+function secretsOrFail(stage: StagePlan, logFile: string): ResolvedSecrets {
+  try {
+    return resolveSecrets(stage);
+  } catch (e) {
+    if (!(e instanceof MissingSecretError)) throw e;
+    fs.appendFileSync(logFile, `linkflow: ${e.message}\n`);
+    throw fail(
+      'missing-input',
+      `stage ${stage.name}: ${e.message}`,
+      { failureClass: 'missing-input', reason: e.message, excerpt: [e.message], logFile },
+      false,
+    );
+  }
+}
+
+/** The log says which secrets the trainer got (names only) and which are too short to be masked. */
+function secretNotes(stage: StagePlan, unmasked: string[]): string[] {
+  const names = (stage.secretEnv ?? []).map((s) => s.name);
+  if (names.length === 0) return [];
+  return [
+    `# secrets: ${names.join(', ')} (values masked as ***)`,
+    ...(unmasked.length > 0 ? [`# not masked, shorter than ${MIN_MASKED_LENGTH} characters: ${unmasked.join(', ')}`] : []),
+  ];
 }
 
 /** Until the process runs, any throw must give the lease back, or the next attempt waits out its TTL. */

@@ -40,6 +40,8 @@ export interface SlurmJobOptions {
   argv: string[];
   cwd: string;
   env: Record<string, string>;
+  /** Secrets: passed in sbatch's own environment, which the job inherits (--export=ALL), never written to a file. */
+  secretEnv?: Record<string, string>;
   setupScript?: string;
   stdin?: string;
   logFile: string;
@@ -81,7 +83,17 @@ export async function startSlurmJob(o: SlurmJobOptions): Promise<SlurmJob> {
   const script = path.join(dir, 'batch.sh');
   fs.writeFileSync(script, BATCH_SCRIPT, { mode: 0o755 });
   const stopFile = path.join(dir, 'stop');
-  const task: SlurmTaskFile = { argv: o.argv, cwd: o.cwd, env: o.env, setupScript: o.setupScript, stopFile, stopWorkers: o.stopWorkers, stdin: o.stdin };
+  const secretNames = Object.keys(o.secretEnv ?? {});
+  const task: SlurmTaskFile = {
+    argv: o.argv,
+    cwd: o.cwd,
+    env: o.env,
+    setupScript: o.setupScript,
+    stopFile,
+    stopWorkers: o.stopWorkers,
+    stdin: o.stdin,
+    ...(secretNames.length ? { secretNames } : {}),
+  };
   const taskFile = path.join(dir, 'task.json');
   // The stage's environment may hold secrets: readable by the job's user only.
   fs.writeFileSync(taskFile, JSON.stringify(task, null, 2), { mode: 0o600 });
@@ -101,7 +113,7 @@ export async function startSlurmJob(o: SlurmJobOptions): Promise<SlurmJob> {
     o.logFile,
     `# slurm: sbatch ${JSON.stringify([...options, script, ...args])}${exclude.length ? ` (leaving out ${exclude.join(', ')}, lost by an earlier attempt)` : ''}\n`,
   );
-  const jobId = await sbatch(options, script, args);
+  const jobId = await sbatch(options, script, args, o.secretEnv);
   fs.appendFileSync(o.logFile, `# slurm: job ${jobId} submitted\n`);
   return followJob(o, jobId, stopFile, offset);
 }

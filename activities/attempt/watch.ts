@@ -22,8 +22,9 @@ import { startProcess, type ExitStatus, type RunningProcess } from '../../node/p
 import type { HeldLease } from '../lease.ts';
 import { nodeName } from '../node.ts';
 import type { AttemptInput } from './common.ts';
-import type { PreparedAttempt } from './prepare.ts';
+import { releaseOnThrow, type PreparedAttempt } from './prepare.ts';
 import { startSlurmJob, type SlurmJob, type SlurmJobEnd } from './slurm-job.ts';
+import { attemptProgressed, checkpointLoaded, checkpointSaved, type StageLabels } from '../metrics.ts';
 
 const HEARTBEAT_EVERY_MS = 1000;
 
@@ -45,10 +46,16 @@ export interface WatchedAttempt {
 
 type FailureRule = { class: FailureClass; pattern: RegExp };
 
-export async function watchAttempt(ctx: Context, input: AttemptInput, prepared: PreparedAttempt, logFile: string): Promise<WatchedAttempt> {
+export async function watchAttempt(
+  ctx: Context,
+  input: AttemptInput,
+  prepared: PreparedAttempt,
+  logFile: string,
+  labels: StageLabels,
+): Promise<WatchedAttempt> {
   const { stage, attempt, rank } = input;
   const { lease } = prepared;
-  const watch = new AttemptWatch(stage, rank, logFile);
+  const watch = new AttemptWatch(stage, rank, logFile, labels);
   const options = {
     argv: prepared.argv,
     cwd: stage.cwd,
@@ -68,7 +75,10 @@ export async function watchAttempt(ctx: Context, input: AttemptInput, prepared: 
     job = stage.slurm
       ? await startSlurmJob({
           ...options,
+          // Slurm writes the log; its task launcher masks the secrets there, and this masks what the watcher reads.
+          onLine: (line) => options.onLine(prepared.masker.mask(line)),
           env: stage.env,
+          secretEnv: prepared.secretEnv,
           setupScript: stage.setupScript,
           pipeline: input.pipeline,
           stageName: stage.name,
@@ -82,13 +92,15 @@ export async function watchAttempt(ctx: Context, input: AttemptInput, prepared: 
           usesDevices: prepared.launch.kind === 'torchrun',
         })
       : undefined;
-    proc = job ?? startProcess({ ...options, stopSignalTo: stopWorkers ? 'workers' : 'group' });
+    proc = job ?? releaseOnThrow(lease, () => startProcess({ ...options, masker: prepared.masker, stopSignalTo: stopWorkers ? 'workers' : 'group' }));
   } catch (err) {
     lease?.release();
     throw err;
   }
   // The node rides on every heartbeat: if the worker is lost, the workflow still knows where the attempt ran.
-  const heartbeat = () =>
+  // The same progress sets the stage's gauges of this worker's metrics.
+  const heartbeat = () => {
+    attemptProgressed(labels, watch.progress);
     ctx.heartbeat({
       ...watch.progress,
       stage: stage.name,
@@ -98,6 +110,7 @@ export async function watchAttempt(ctx: Context, input: AttemptInput, prepared: 
       nodeRank: rank?.nodeRank,
       ...(job ? slurmHeartbeat(job) : {}),
     } satisfies HeartbeatDetails);
+  };
   heartbeat();
   let cancelled: CancelledFailure | undefined;
   const timer = setInterval(() => {
@@ -165,6 +178,7 @@ class AttemptWatch {
     private readonly stage: StagePlan,
     rank: RankAssignment | undefined,
     private readonly logFile: string,
+    private readonly labels: StageLabels,
   ) {
     this.failureRules = stage.failureRules.map((r) => ({ class: r.class, pattern: new RegExp(r.pattern) }));
     // The first lines (argparse's usage, start-up errors), the lines around root causes and the last ones are what explains a failure.
@@ -208,9 +222,13 @@ class AttemptWatch {
     if (event.type === 'iteration' && progress.startupMs === undefined) progress.startupMs = Date.now() - this.launchedAt;
     if (event.type === 'checkpoint-saving') this.saveStartedAt = Date.now();
     if (event.type === 'checkpoint-loading') this.loadStartedAt = Date.now();
-    if (event.type === 'checkpoint-loaded' && this.loadStartedAt !== undefined) progress.loadMs = Date.now() - this.loadStartedAt;
+    if (event.type === 'checkpoint-loaded' && this.loadStartedAt !== undefined) {
+      progress.loadMs = Date.now() - this.loadStartedAt;
+      checkpointLoaded(this.labels, progress.loadMs / 1000);
+    }
     if (event.type === 'checkpoint-saved' && this.saveStartedAt !== undefined) {
       this.longestSaveMs = Math.max(this.longestSaveMs ?? 0, Date.now() - this.saveStartedAt);
+      checkpointSaved(this.labels, (Date.now() - this.saveStartedAt) / 1000);
       progress.saveMsTotal = (progress.saveMsTotal ?? 0) + (Date.now() - this.saveStartedAt);
       progress.saves = (progress.saves ?? 0) + 1;
       this.saveStartedAt = undefined;

@@ -8,7 +8,7 @@ import os
 import sys
 from datetime import datetime
 
-from . import env, gang, tracebacks
+from . import env, gang, tensorboard, tracebacks
 from . import tokenizer as tok
 from .env import Dist, line_buffered_stdio
 
@@ -25,6 +25,8 @@ class Runtime:
         self.entrypoint = entrypoint
         self.args = args
         self.dist = dist or Dist()
+        # get_tensorboard_writer(): set by initialize on the last rank when --tensorboard-dir is given.
+        self.tensorboard = None
 
     # print_rank_0 / print_rank_last: a worker under torchrun is one rank; a plain `python3` run is all of them.
     def print0(self, *parts):
@@ -83,6 +85,8 @@ def initialize(entrypoint, args, entry_stack, args_defaults=None, dist=None):
     args.num_micro_batches = args.global_batch_size // micro_dp
     rt.print0('setting number of micro-batches to constant {}'.format(args.num_micro_batches))
     build_tokenizer(rt, args, entry_stack + tracebacks.INIT_TOKENIZER)
+    # set_global_variables (megatron/training/global_vars.py) goes on with _set_tensorboard_writer.
+    rt.tensorboard = tensorboard.open_writer(args, rt.dist)
 
     # finish_mpu_init / _compile_dependencies
     rt.print0('> initializing torch distributed ...')

@@ -4,6 +4,7 @@ Sequence (as ModelLink's pretrain() runs it): arguments -> initialize_megatron -
 load_checkpoint -> datasets -> train loop (log / eval / save) -> final save -> final evaluation.
 """
 import glob
+import math
 import os
 import re
 import signal
@@ -81,10 +82,12 @@ def main(argv=None):
         rt.print0('skipping training (--skip-train is on) ...')
         iteration = args.iteration
 
+    # The final evaluations write to TensorBoard only after training (write_to_tensorboard=not
+    # args.skip_train, core_r0.6.0 training.py l. 291/298), the test set under the same tags as validation.
     if do_valid:
-        evaluate_and_print(rt, f'iteration {iteration} on validation set', iteration)
+        evaluate_and_print(rt, f'iteration {iteration} on validation set', iteration, tensorboard=not args.skip_train)
     if do_test:
-        evaluate_and_print(rt, f'iteration {iteration} on test set', iteration)
+        evaluate_and_print(rt, f'iteration {iteration} on test set', iteration, tensorboard=not args.skip_train)
     # No node may leave while another still needs it: the other would see a lost peer.
     gang.barrier(END_BARRIER_STACK)
     return 0
@@ -313,6 +316,7 @@ class Trainer:
                 self.nan_active = True
             self.step(next_iteration)
             lr = self.schedule.get_lr(self.sched_steps)
+            self.tensorboard_log(lr)
             if self.iteration % args.log_interval == 0:
                 self.log(lr)
                 if report_memory and lr > 0.0:
@@ -381,6 +385,8 @@ class Trainer:
             loss, gnorm = tlog.lm_loss(iteration, self.finetune), tlog.grad_norm(iteration)
             self.scaler.update(False)
             self.sched_steps += args.global_batch_size
+        # What this iteration hands training_log: its loss (none when the step was skipped) and grad norm.
+        self.iteration_loss = None if skipped else loss
         if skipped:
             self.skipped += 1
         else:
@@ -388,6 +394,34 @@ class Trainer:
             self.loss_sum += loss
         self.nan_iters += got_nan
         self.last_grad_norm = gnorm
+
+    def tensorboard_log(self, lr):
+        """The TensorBoard half of Megatron's training_log (core_r0.6.0 megatron/training/training.py
+        l. 674-751), every --tensorboard-log-interval iterations: each scalar against the iteration and
+        against the consumed samples ('... vs samples'), on the last rank's writer."""
+        args, writer = self.args, self.rt.tensorboard
+        if writer is None or self.iteration % args.tensorboard_log_interval != 0:
+            return
+        scalars = []
+        if args.log_learning_rate_to_tensorboard:
+            scalars.append(('learning-rate', lr))
+        if args.log_batch_size_to_tensorboard:
+            scalars.append(('batch-size', args.global_batch_size))
+        if self.iteration_loss is not None:
+            scalars.append(('lm loss', self.iteration_loss))
+        if args.log_loss_scale_to_tensorboard:
+            scalars.append(('loss-scale', self.scaler.scale))
+        if args.log_world_size_to_tensorboard:
+            scalars.append(('world-size', args.world_size))
+        if self.last_grad_norm is not None:
+            scalars.append(('grad-norm', self.last_grad_norm))
+        if args.log_num_zeros_in_grad:
+            scalars.append(('num-zeros', 0.0))
+        if args.log_params_norm:
+            scalars.append(('params-norm', tlog.grad_norm(self.iteration) * 100 + 1000))
+        for tag, value in scalars:
+            writer.add_scalar(tag, value, self.iteration)
+            writer.add_scalar(tag + ' vs samples', value, self.consumed)
 
     def log(self, lr):
         args = self.args
@@ -403,6 +437,13 @@ class Trainer:
             params_norm=(tlog.grad_norm(self.iteration) * 100 + 1000) if args.log_params_norm else None,
             num_zeros=0.0 if args.log_num_zeros_in_grad else None)
         self.rt.print_last(line)
+        writer = self.rt.tensorboard
+        if writer is not None and args.log_timers_to_tensorboard:
+            # training_log at --log-interval: the time per iteration, and the TFLOP/s with --log-throughput.
+            writer.add_scalar('iteration-time', per_iter, self.iteration)
+            if args.log_throughput:
+                flops = tlog.num_floating_point_operations(args, args.global_batch_size)
+                writer.add_scalar('throughput', flops / (max(per_iter, 1e-9) * 10 ** 12 * args.world_size), self.iteration)
         self._reset_interval()
 
     def report_memory(self):
@@ -448,7 +489,17 @@ def save(rt, iteration, stack=tracebacks.PRETRAIN_TRAIN_SAVE):
     rt.print_last(tlog.timers_block([('save-checkpoint', (ms * 0.99, ms))]))
 
 
-def evaluate_and_print(rt, prefix, iteration):
+def evaluate_and_print(rt, prefix, iteration, tensorboard=True):
     args = rt.args
     time.sleep(args.eval_iters * env.iter_time_ms() / 3000.0)
-    rt.print_last(tlog.validation_block(prefix, tlog.validation_loss(iteration, is_finetune(args))))
+    loss = tlog.validation_loss(iteration, is_finetune(args))
+    rt.print_last(tlog.validation_block(prefix, loss))
+    writer = rt.tensorboard if tensorboard else None
+    if writer is not None:
+        # evaluate_and_print_results (core_r0.6.0 megatron/training/training.py l. 1261-1272).
+        tags = [('lm loss validation', loss)]
+        if args.log_validation_ppl_to_tensorboard:
+            tags.append(('lm loss validation ppl', math.exp(min(20, loss))))
+        for tag, value in tags:
+            writer.add_scalar(tag, value, iteration)
+            writer.add_scalar(tag + ' vs samples', value, args.consumed_train_samples)

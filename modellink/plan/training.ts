@@ -3,6 +3,7 @@ import path from 'node:path';
 import { buildTraining } from '../commands.ts';
 import { durationToMs } from '../../common/duration.ts';
 import type { TrainingStage } from '../spec.ts';
+import { experimentTracking } from '../tracking.ts';
 import type { StageContext, StageDraft } from './context.ts';
 
 export function planTraining(ctx: StageContext, stage: TrainingStage): StageDraft {
@@ -19,7 +20,9 @@ export function planTraining(ctx: StageContext, stage: TrainingStage): StageDraf
   if (data && ctx.tokenizer && (stage.load === undefined || load)) {
     const loraLoad =
       stage.kind === 'finetune' && stage.lora?.load !== undefined ? ctx.ref('lora.load', stage.lora.load, ['checkpoint'], 'checkpoint') : undefined;
-    command = buildTraining(ctx.stageSpec, ctx.preset, stage, { data, tokenizer: ctx.tokenizer, save: output, load, loraLoad });
+    const built = buildTraining(ctx.stageSpec, ctx.preset, stage, { data, tokenizer: ctx.tokenizer, save: output, load, loraLoad });
+    const tracking = experimentTracking(stage, ctx.dir, spec.name);
+    command = { ...built, args: [...built.args, ...tracking.args], env: { ...built.env, ...tracking.env } };
   }
   const { tp, pp, ep } = spec.parallel;
   return {

@@ -7,6 +7,7 @@ import type { Entrypoint } from '../commands.ts';
 import type { FailureClass } from '../failures.ts';
 import type { HangWindows } from '../hang.ts';
 import type { Launch } from '../launch.ts';
+import type { NotifySettings } from '../notify.ts';
 import type { SlurmSettings } from '../slurm.ts';
 import type { PipelineSpec, SpecProblem, StageKind } from '../spec.ts';
 
@@ -75,8 +76,13 @@ export interface StagePlan {
    * Training resumes rewrite --load (see resumeArgs).
    */
   argv: string[];
-  /** The stage's own variables (ModelLink's defaults, then modellink.env, then stage env); the worker's environment is underneath. */
+  /**
+   * The stage's own variables (ModelLink's defaults, then modellink.env, then stage env); the worker's environment is underneath.
+   * They travel in the workflow's input, so they are in its history in plain text: secrets go in secretEnv.
+   */
   env: Record<string, string>;
+  /** Secrets the worker adds to the environment from its own environment or a file: names and files only, never values. */
+  secretEnv?: SecretRef[];
   cwd: string;
   setupScript?: string;
   inputs: StageInput[];
@@ -97,8 +103,19 @@ export interface StagePlan {
   slurm?: SlurmSettings;
 }
 
+/** A secret the worker resolves: $name (else the file $name_FILE names), or `file` when given. */
+export interface SecretRef {
+  name: string;
+  /** A file on the worker holding the value (one trailing newline is dropped). */
+  file?: string;
+  /** Where the spec asks for it, for the error when the worker cannot find it. */
+  specPath: string;
+}
+
 export interface PipelinePlan {
   name: string;
+  /** The model preset's id (`custom` for model.architecture): what runs are found by (`linkflow list --model`). */
+  model?: string;
   /** cluster.nodes: stages launched with torchrun run as a gang of this many node ranks. */
   nodes: number;
   /** Named hosts, rank k on hosts[k]; otherwise free workers of the pool (the task queue). */
@@ -107,6 +124,8 @@ export interface PipelinePlan {
   dir: string;
   taskQueue?: string;
   stages: StagePlan[];
+  /** The spec's webhooks, or the configured default (LINKFLOW_NOTIFY_WEBHOOK) filled in when the pipeline starts. */
+  notify?: NotifySettings;
 }
 
 export type PlanResult = { ok: true; plan: PipelinePlan; spec: PipelineSpec; warnings: SpecProblem[] } | { ok: false; problems: SpecProblem[] };
