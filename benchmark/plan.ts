@@ -46,7 +46,13 @@ export function planBenchmarkCase(suite: BenchmarkSuite, c: BenchmarkCase, optio
     name: c.id,
     workspace: options.runDir,
     modellink: suite.modellink,
-    cluster: { nodes: c.shape.nodes, devicesPerNode: c.shape.devicesPerNode, ...(options.taskQueue ? { taskQueue: options.taskQueue } : {}) },
+    cluster: {
+      nodes: c.shape.nodes,
+      devicesPerNode: c.shape.devicesPerNode,
+      ...(options.taskQueue ? { taskQueue: options.taskQueue } : {}),
+      // The suite says where its cases run: Slurm jobs, or the pool's node workers.
+      ...(suite.slurm ? { executor: 'slurm', slurm: suite.slurm } : {}),
+    },
     // Without a tokenizer the path is never passed (NullTokenizer); the spec still wants one.
     model: { preset: c.preset, impl: c.shape.impl, tokenizer: tokenizer ?? path.join(options.runDir, 'no-tokenizer') },
     parallel: {

@@ -8,7 +8,7 @@
 import { z } from 'zod';
 import { durationSchema } from '../common/duration.ts';
 import { formatPath } from '../common/issue-path.ts';
-import { modellinkSchema, type SpecProblem } from '../modellink/spec.ts';
+import { modellinkSchema, slurmSchema, type SpecProblem } from '../modellink/spec.ts';
 import { getPreset, presetNames, type Impl, type Preset, type TableRow, type TrainingReference } from '../modellink/presets.ts';
 import { envSchema, IMPLS, nonEmpty, nonNegativeInt, positiveInt, positiveNumber } from '../modellink/schema-parts.ts';
 import tableData from '../modellink/performance-table.json' with { type: 'json' };
@@ -78,6 +78,8 @@ export const suiteSchema = z.strictObject({
   workspace: nonEmpty.default('.linkflow/bench'),
   /** Tokenizers per preset (a HF directory or tokenizer.model); a preset without one runs with Megatron's NullTokenizer and the preset's vocabulary size. */
   tokenizers: z.record(nonEmpty, nonEmpty).default({}),
+  /** Run every case as a Slurm job with these settings (as a pipeline's cluster.slurm; a partition is needed) instead of on the pool's node workers. */
+  slurm: slurmSchema.optional(),
   /** NPUs per node of the pool: a case needing more than the pool's nodes × this is skipped. */
   devicesPerNode: positiveInt.default(8),
   /** A case still running after this long (stuck waiting for nodes, a hang) is recorded failed and the night goes on. */

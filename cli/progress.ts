@@ -26,6 +26,7 @@ export function liveLine(snap: Snapshot): string | undefined {
   if (live?.loadedIteration !== undefined) parts.push(`resumed from ${live.loadedIteration}`);
   const lastFailure = stage.attempts.filter((a) => a.outcome === 'failed').at(-1);
   if (stage.status === 'waiting-for-nodes' && stage.note) parts.push(stage.note);
+  if (live?.queued) parts.push(live.queued);
   if (stage.status === 'retrying' && lastFailure) parts.push(`retrying after ${lastFailure.failureClass}: ${lastFailure.reason}`);
   return parts.join(' | ');
 }

@@ -8,4 +8,8 @@ export interface HeartbeatDetails extends AttemptProgress {
   logFile: string;
   node?: string;
   nodeRank?: number;
+  /** A Slurm attempt's job id. */
+  slurmJob?: string;
+  /** While its Slurm job waits: the job and Slurm's reason ("Slurm job 12 queued (Resources)"). */
+  queued?: string;
 }

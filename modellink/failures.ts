@@ -16,6 +16,9 @@ export const FAILURE_CLASSES = [
   'killed',
   'hang',
   'node-lost',
+  // Slurm's endings (modellink/slurm.ts): the job's time limit, and a preemption by a job of higher priority.
+  'time-limit',
+  'preempted',
   'no-result',
   'exception',
   'unknown',
@@ -26,7 +29,7 @@ export type FailureClass = (typeof FAILURE_CLASSES)[number];
 export const NON_RETRYABLE: ReadonlySet<FailureClass> = new Set(['bad-arguments', 'missing-input', 'no-result']);
 
 /** Faults of the machines, not of the job: they have a retry budget of their own. */
-export const INFRASTRUCTURE: ReadonlySet<FailureClass> = new Set(['communication', 'node-lost', 'killed', 'hang', 'segfault']);
+export const INFRASTRUCTURE: ReadonlySet<FailureClass> = new Set(['communication', 'node-lost', 'killed', 'hang', 'segfault', 'preempted']);
 
 /**
  * How a rule's lines relate to the failure. In a job of many ranks one rank fails first (its device

@@ -10,6 +10,7 @@ import { launchOf, type LaunchCarrier } from './launch.ts';
 import { notifySettings } from './notify.ts';
 import { customPreset, getPreset, presetNames, type Preset } from './presets.ts';
 import { checkHosts, checkLayout, checkStageRules } from './rules.ts';
+import { checkSlurm } from './slurm-rules.ts';
 import { formatPath } from '../common/issue-path.ts';
 import { pipelineSpecSchema, type PipelineSpec, type SpecProblem, type Stage } from './spec.ts';
 import { stageContext, type StageContext, type StageDraft } from './plan/context.ts';
@@ -82,6 +83,7 @@ function checkPipeline(spec: PipelineSpec, problems: SpecProblem[], warnings: Sp
   const preset = resolvePreset(spec, problems);
   if (preset) checkLayout(spec, preset, problems, warnings);
   checkHosts(spec, problems);
+  checkSlurm(spec, problems);
   const names = new Map<string, number>();
   spec.stages.forEach((s, i) => {
     if (names.has(s.name))
@@ -159,6 +161,10 @@ function stagePlan(ctx: StageContext, stage: Stage, draft: StageDraft & { comman
     ...(stage.kind === 'convert' ? { hfView: draft.hfView } : {}),
     ...(draft.stdin !== undefined ? { stdin: draft.stdin } : {}),
     maxAttempts: stage.maxAttempts,
+    // Slurm places the attempt (one batch job of the launch's nodes); without it, linkflow's node workers do.
+    ...(spec.cluster.executor === 'slurm' && spec.cluster.slurm?.partition
+      ? { slurm: { ...spec.cluster.slurm, partition: spec.cluster.slurm.partition } }
+      : {}),
   };
 }
 

@@ -59,8 +59,36 @@ export const modellinkSchema = z.strictObject({
   env: envSchema.default({}),
 });
 
+/** sbatch's --time: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS, or UNLIMITED. */
+const slurmTime = z
+  .string()
+  .regex(
+    /^(UNLIMITED|INFINITE|\d+|\d+:\d{2}|\d+:\d{2}:\d{2}|\d+-\d+|\d+-\d+:\d{2}|\d+-\d+:\d{2}:\d{2})$/,
+    'expected a Slurm time limit such as "90", "4:00:00" or "2-00:00:00"',
+  );
+
+/** Where stages run when Slurm places them (modellink/slurm.ts): one batch job per attempt. */
+export const slurmSchema = z.strictObject({
+  partition: nonEmpty.optional(),
+  account: nonEmpty.optional(),
+  qos: nonEmpty.optional(),
+  time: slurmTime.optional(),
+  /** A generic resource per node, e.g. "npu:8" (sbatch --gres). */
+  gresPerNode: z
+    .string()
+    .regex(/^[A-Za-z0-9_]+(:[A-Za-z0-9_.-]+)?:\d+$/, 'expected a generic resource and a count such as "npu:8"')
+    .optional(),
+  constraint: nonEmpty.optional(),
+  exclude: z.array(z.string().regex(/^[A-Za-z0-9_.\[\],-]+$/, 'expected a Slurm node name or list such as "node[01-03]"')).optional(),
+  /** More sbatch options, one per element: "--exclusive", "--mem=0". */
+  extraArgs: z.array(z.string().regex(/^--[A-Za-z0-9][A-Za-z0-9-]*(=.*)?$/, 'expected an sbatch option such as "--exclusive" or "--mem=0"')).optional(),
+});
+
 const clusterSchema = z.strictObject({
   taskQueue: nonEmpty.optional(),
+  /** workers: linkflow workers on the nodes (the default); slurm: each attempt is a Slurm job submitted by a worker that can submit. */
+  executor: z.enum(['workers', 'slurm']).default('workers'),
+  slurm: slurmSchema.optional(),
   nodes: positiveInt.default(1),
   /** Named hosts for a multi-node job, rank k on hosts[k]; without them, the first free workers of the pool. */
   hosts: z.array(nonEmpty).min(1).optional(),
@@ -328,7 +356,7 @@ export const pipelineSpecSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'expected a name of letters, digits, "-", "_" or "."'),
   workspace: nonEmpty,
   modellink: modellinkSchema,
-  cluster: clusterSchema.default({ nodes: 1, devicesPerNode: 8, masterAddr: 'localhost', masterPort: 6000 }),
+  cluster: clusterSchema.default({ executor: 'workers', nodes: 1, devicesPerNode: 8, masterAddr: 'localhost', masterPort: 6000 }),
   model: modelSchema,
   parallel: parallelSchema.default(parallelSchema.parse({})),
   memory: memorySchema.default(memorySchema.parse({})),

@@ -81,6 +81,12 @@ export function runningCount(): number {
   return running.size;
 }
 
+/** A command this worker runs elsewhere (a Slurm job): a drain stops it with the others, and it keeps the node busy. */
+export function trackProcess(handle: RunningProcess): void {
+  running.add(handle);
+  void handle.exited.finally(() => running.delete(handle));
+}
+
 /** SIGTERM (then SIGKILL after the grace) to every running command's group; resolves when all are gone. */
 let stoppingAll = false;
 
@@ -186,7 +192,6 @@ export function startProcess(options: StartOptions): RunningProcess {
       tell(`grace ${ms}`);
     },
   };
-  running.add(handle);
-  void exited.finally(() => running.delete(handle));
+  trackProcess(handle);
   return handle;
 }

@@ -21,6 +21,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import { childrenOf } from './process-tree.mjs';
 
 const argv = process.argv.slice(2);
 const dashes = argv.indexOf('--');
@@ -62,22 +63,6 @@ child.on('exit', (code, signal) => {
     process.exit(code ?? 1);
   }
 });
-
-/** The processes whose parent is `pid`, from /proc/<pid>/stat (field 4, after the parenthesised name). */
-function childrenOf(pid) {
-  const found = [];
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid) found.push(Number(entry));
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  return found;
-}
 
 function killGroup() {
   try {

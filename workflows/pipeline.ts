@@ -23,6 +23,7 @@ import { INFRASTRUCTURE } from '../modellink/failures.ts';
 import { autoSaveInterval } from '../modellink/advise.ts';
 import { launchesAcrossNodes, launchOf, nodesOf } from '../modellink/launch.ts';
 import { nodeQueue } from '../modellink/gang.ts';
+import { nodesToAvoid } from '../modellink/slurm.ts';
 import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
 import type { PipelineInput, PipelineState, RetrySettingsInput, StageState } from '../contracts/run-state.ts';
 import { checkpointAndStopSignal, progressQuery, setSaveIntervalSignal } from '../contracts/workflows.ts';
@@ -165,7 +166,8 @@ async function runStage(
 ): Promise<'done' | 'continue-as-new' | 'stopped'> {
   const pipeline = plan.name;
   const pool = plan.taskQueue ?? workflowInfo().taskQueue;
-  const gang = launchesAcrossNodes(launchOf(stage));
+  // Slurm places a multi-node attempt itself, as one job: only node workers form gangs here.
+  const gang = launchesAcrossNodes(launchOf(stage)) && !stage.slurm;
   const count = nodesOf(launchOf(stage));
   // Two budgets: faults of the machines never use up the retries meant for errors of the job.
   const budget = { code: stage.maxAttempts ?? retry.maximumAttempts, infrastructure: retry.infrastructureAttempts };
@@ -192,6 +194,7 @@ async function runStage(
         saveInterval,
         previousLastIteration: previous?.lastIteration,
         stageStartedAt: s.attempts[0]?.startedAt ?? startedAt,
+        ...(stage.slurm ? { avoidNodes: nodesToAvoid(s.attempts) } : {}),
       };
       // The Web UI names each attempt instead of showing identical runStageAttempt bars.
       const summary = attemptSummary(stage.name, attempt, resumePoint(s));
@@ -214,11 +217,14 @@ async function runStage(
       };
       const usesPool = patched(POOL_ALLOCATOR);
       const result = await scope.run(() =>
-        usesPool
-          ? onPoolNodes(request, s, run)
-          : gang
-            ? legacyPlaceGang(pool, count, request.hosts, s).then(run)
-            : attemptActivities(retry, undefined, summary).runStageAttempt(input),
+        // A Slurm stage's attempt runs on a worker that submits jobs; Slurm, not the pool, places them.
+        stage.slurm
+          ? attemptActivities(retry, undefined, summary).runStageAttempt(input)
+          : usesPool
+            ? onPoolNodes(request, s, run)
+            : gang
+              ? legacyPlaceGang(pool, count, request.hosts, s).then(run)
+              : attemptActivities(retry, undefined, summary).runStageAttempt(input),
       );
       s.attempts.push({
         attempt,
@@ -281,7 +287,7 @@ async function runStage(
       const group = INFRASTRUCTURE.has(record.failureClass ?? 'unknown') ? 'infrastructure' : 'code';
       failures[group]++;
       const blamed = record.failedNode ?? record.node;
-      if (group === 'infrastructure' && blamed && patched(POOL_ALLOCATOR))
+      if (group === 'infrastructure' && blamed && !stage.slurm && patched(POOL_ALLOCATOR))
         await blameNode(pool, blamed, `${stage.name} attempt ${attempt}: ${record.failureClass}: ${record.reason}`);
       const retryable = isRetryable(err);
       if (!retryable || failures[group] >= budget[group]) {

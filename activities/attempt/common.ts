@@ -17,6 +17,8 @@ export interface AttemptInput {
   previousLastIteration?: number;
   /** When the stage's first attempt started (workflow time, ms): a stage's duration is measured from it (metrics). */
   stageStartedAt?: number;
+  /** A Slurm attempt: nodes earlier attempts lost, left out where the partition has others (modellink/slurm.ts). */
+  avoidNodes?: string[];
 }
 
 export function fail(cls: FailureClass, message: string, details: AttemptFailureDetails, retryable: boolean): ApplicationFailure {

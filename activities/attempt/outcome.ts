@@ -10,12 +10,14 @@ import type { AttemptFailureDetails, AttemptResult, AttemptTimings } from '../..
 import { classifyFailure, readTorchrunReport, type FailureClass } from '../../modellink/failures.ts';
 import { logsIterations, type RankAssignment } from '../../modellink/gang.ts';
 import type { StagePlan } from '../../modellink/plan.ts';
+import { jobEnding } from '../../modellink/slurm.ts';
 import type { AttemptProgress } from '../../modellink/training-log.ts';
 import { stoppingAllProcesses } from '../../node/process-group.ts';
 import { outputPresent } from '../manifest.ts';
 import { nodeName } from '../node.ts';
 import { fail, timestamp, type AttemptInput } from './common.ts';
 import type { PreparedAttempt } from './prepare.ts';
+import type { SlurmJobEnd } from './slurm-job.ts';
 import type { WatchedAttempt } from './watch.ts';
 
 /**
@@ -40,6 +42,8 @@ interface Ended {
 export function attemptOutcome(input: AttemptInput, logFile: string, prepared: PreparedAttempt, watched: WatchedAttempt): AttemptResult {
   const { rank } = input;
   const { progress } = watched;
+  // A Slurm job ran on its allocation's nodes; a node worker's attempt on the worker's node.
+  const node = rank?.node ?? (watched.slurm?.nodes.length ? watched.slurm.nodes.join(',') : nodeName());
   const ended: Ended = {
     input,
     logFile,
@@ -57,11 +61,13 @@ export function attemptOutcome(input: AttemptInput, logFile: string, prepared: P
       lastCheckpoint: progress.lastCheckpoint,
       logFile,
       timings: timingsOf(progress),
-      node: rank?.node ?? nodeName(),
+      node,
       nodeRank: rank?.nodeRank,
     }),
   };
   if (watched.cancelled) throw cancelledFailure(ended, watched.cancelled);
+  const slurm = watched.slurm && slurmEnding(ended, watched.slurm);
+  if (slurm) throw slurm;
   if ((watched.status.exitCode === 0 || agentStoppedCleanly(ended)) && !watched.detected) return cleanExit(ended);
   throw classifiedFailure(ended);
 }
@@ -114,7 +120,7 @@ function cleanExit(ended: Ended): AttemptResult {
       lastCheckpoint: progress.lastCheckpoint,
       evalResults: progress.evalResults,
       logFile,
-      node: rank?.node ?? nodeName(),
+      node: rank?.node ?? (ended.watched.slurm?.nodes.length ? ended.watched.slurm.nodes.join(',') : nodeName()),
       timings: timingsOf(progress),
       ...(samples ? { iterationSamples: samples } : {}),
     };
@@ -167,6 +173,26 @@ function stoppedOnSignal({
     'killed',
     `stage ${stage.name} attempt ${attempt}${where}: ${reason}`,
     { ...details('killed', reason, logLines().slice(-10)), lastIteration: reached, followsPeer: rank ? !drained : undefined },
+    true,
+  );
+}
+
+/**
+ * A Slurm job whose ending Slurm explains (NODE_FAIL, TIMEOUT, PREEMPTED, OUT_OF_MEMORY, a cancel
+ * from outside): that class, with the node that failed. A job's own exit is classified from its log
+ * as on node workers (undefined here).
+ */
+function slurmEnding({ input: { stage, attempt }, logFile, watched, details }: Ended, end: SlurmJobEnd): ApplicationFailure | undefined {
+  const ending = jobEnding(end.info ?? { state: 'UNKNOWN' }, end.stoppedByUs);
+  if (ending.kind === 'exit') return undefined;
+  const failed = end.failedNodes[0];
+  const reason = `${ending.reason}${failed ? ` (node ${failed})` : ''}; Slurm job ${end.jobId}${end.nodes.length ? ` on ${end.nodes.join(', ')}` : ''}`;
+  fs.appendFileSync(logFile, `linkflow: ${reason}\n`);
+  const excerpt = watched.logLines().slice(-10);
+  return fail(
+    ending.class,
+    `stage ${stage.name} attempt ${attempt} failed (${ending.class}): ${reason}\n${excerpt.join('\n')}\n(log: ${logFile})`,
+    { ...details(ending.class, reason, excerpt), ...(failed ? { node: failed } : {}) },
     true,
   );
 }

@@ -13,6 +13,7 @@ import { missingShards, readTracker } from '../checkpoints.ts';
 import { flattenArgs } from '../../modellink/commands.ts';
 import { launchForRank, launchOf, renderLaunch, withMasterPort, type Launch } from '../../modellink/launch.ts';
 import type { StagePlan } from '../../modellink/plan.ts';
+import { slurmLaunch } from '../../modellink/slurm.ts';
 import { getFreePort } from '../../node/free-port.ts';
 import { loadSetupEnv } from '../../node/setup-env.ts';
 import { acquireLease, leaseFile, type HeldLease } from '../lease.ts';
@@ -39,6 +40,8 @@ export interface PreparedAttempt {
   resumeNote?: string;
   /** Masks the stage's secrets out of its output and everything made from it. */
   masker: Masker;
+  /** The stage's secrets by name: a Slurm job takes them from sbatch's environment. */
+  secretEnv: Record<string, string>;
 }
 
 /** A stage that saves checkpoints: it resumes and holds its save directory's lease (a benchmark case saves nothing). */
@@ -76,9 +79,15 @@ export async function prepareAttempt(ctx: Context, input: AttemptInput, logFile:
   if (stage.hfView) linkHfView(stage.hfView);
 
   const secrets = secretsOrFail(stage, logFile);
-  const env = { ...process.env, ...(stage.setupScript ? loadSetupEnv(stage.setupScript) : {}), ...stage.env, ...secrets.env };
+  // A Slurm job sources the setup script on its nodes and takes its rendezvous from the allocation (node/slurm-task.mjs);
+  // its secrets travel in sbatch's own environment (never in a file), see slurm-job.ts.
+  const env = stage.slurm ? { ...stage.env } : { ...process.env, ...(stage.setupScript ? loadSetupEnv(stage.setupScript) : {}), ...stage.env, ...secrets.env };
   // A gang's rank 0 chose its port; a single-node job takes one free on this node now.
-  const launch = rank ? launchForRank(launchOf(stage), rank) : withMasterPort(launchOf(stage), await getFreePort('0.0.0.0'));
+  const launch = stage.slurm
+    ? slurmLaunch(launchOf(stage))
+    : rank
+      ? launchForRank(launchOf(stage), rank)
+      : withMasterPort(launchOf(stage), await getFreePort('0.0.0.0'));
   const lease = savesCheckpoints(stage) ? await takeLease(ctx, input, logFile) : undefined;
   const argv = [...renderLaunch(launch), stage.entrypoint, ...flattenArgs(args)];
   // Under the lease: no other trainer of this stage writes events now. Only the node that logs iterations writes them.
@@ -94,7 +103,7 @@ export async function prepareAttempt(ctx: Context, input: AttemptInput, logFile:
   ];
   // A secret passed in args by mistake is masked in the argv line too.
   releaseOnThrow(lease, () => fs.appendFileSync(logFile, notes.map((n) => `${secrets.masker.mask(n)}\n`).join('')));
-  return { ready: { argv, env, launch, lease, loadedFrom, resumeNote, masker: secrets.masker } };
+  return { ready: { argv, env, launch, lease, loadedFrom, resumeNote, masker: secrets.masker, secretEnv: secrets.env } };
 }
 
 /** A secret missing on this worker fails the stage at once (no retry finds it), naming the spec field. */

@@ -12,16 +12,18 @@ import type { HeartbeatDetails } from '../../contracts/heartbeat.ts';
 import { causeLine, type FailureClass } from '../../modellink/failures.ts';
 import { logsIterations, type RankAssignment } from '../../modellink/gang.ts';
 import { noProgressWindowMs, type TrainingPhase } from '../../modellink/hang.ts';
-import { launchesElasticAgent } from '../../modellink/launch.ts';
+import { launchesElasticAgent, nodesOf } from '../../modellink/launch.ts';
 import { ATTEMPT_LOG_WINDOW, LogWindow } from '../../modellink/log-window.ts';
 import type { StagePlan } from '../../modellink/plan.ts';
 import { stopGraceMs } from '../../modellink/stop-grace.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress, type LogEvent } from '../../modellink/training-log.ts';
-import { startProcess, type ExitStatus } from '../../node/process-group.ts';
+import { jobPhase, queuedNote } from '../../modellink/slurm.ts';
+import { startProcess, type ExitStatus, type RunningProcess } from '../../node/process-group.ts';
 import type { HeldLease } from '../lease.ts';
 import { nodeName } from '../node.ts';
 import type { AttemptInput } from './common.ts';
 import { releaseOnThrow, type PreparedAttempt } from './prepare.ts';
+import { startSlurmJob, type SlurmJob, type SlurmJobEnd } from './slurm-job.ts';
 import { attemptProgressed, checkpointLoaded, checkpointSaved, type StageLabels } from '../metrics.ts';
 
 const HEARTBEAT_EVERY_MS = 1000;
@@ -38,6 +40,8 @@ export interface WatchedAttempt {
   samples?: IterationSample[];
   /** The pipeline's own failure patterns, checked before the built-in ones. */
   failureRules: FailureRule[];
+  /** A Slurm attempt: how Slurm says the job ended. */
+  slurm?: SlurmJobEnd;
 }
 
 type FailureRule = { class: FailureClass; pattern: RegExp };
@@ -52,23 +56,47 @@ export async function watchAttempt(
   const { stage, attempt, rank } = input;
   const { lease } = prepared;
   const watch = new AttemptWatch(stage, rank, logFile, labels);
-  const proc = releaseOnThrow(lease, () =>
-    startProcess({
-      argv: prepared.argv,
-      cwd: stage.cwd,
-      env: prepared.env,
-      logFile,
-      stdin: stage.stdin,
-      masker: prepared.masker,
-      graceMs: watch.stopGrace(),
-      // Training under torchrun: SIGTERM to its workers, not to the agent, whose own shutdown SIGKILLs them after 30 s.
-      stopSignalTo: stage.training && launchesElasticAgent(prepared.launch) ? 'workers' : 'group',
-      onLine: (line) => {
-        if (watch.read(line)) void proc.kill(0);
-      },
-    }),
-  );
-
+  const options = {
+    argv: prepared.argv,
+    cwd: stage.cwd,
+    env: prepared.env,
+    logFile,
+    stdin: stage.stdin,
+    graceMs: watch.stopGrace(),
+    onLine: (line: string) => {
+      if (watch.read(line)) void proc.kill(0);
+    },
+  };
+  // Training under torchrun: SIGTERM to its workers, not to the agent, whose own shutdown SIGKILLs them after 30 s.
+  const stopWorkers = stage.training !== undefined && launchesElasticAgent(prepared.launch);
+  let proc: RunningProcess;
+  let job: SlurmJob | undefined;
+  try {
+    job = stage.slurm
+      ? await startSlurmJob({
+          ...options,
+          // Slurm writes the log; its task launcher masks the secrets there, and this masks what the watcher reads.
+          onLine: (line) => options.onLine(prepared.masker.mask(line)),
+          env: stage.env,
+          secretEnv: prepared.secretEnv,
+          setupScript: stage.setupScript,
+          pipeline: input.pipeline,
+          stageName: stage.name,
+          attempt,
+          settings: stage.slurm,
+          nodes: nodesOf(prepared.launch),
+          stopWorkers,
+          avoid: input.avoidNodes,
+          onRunning: () => watch.restartClock(),
+          onWait: () => ctx.heartbeat({ stage: stage.name, attempt, logFile }),
+          usesDevices: prepared.launch.kind === 'torchrun',
+        })
+      : undefined;
+    proc = job ?? releaseOnThrow(lease, () => startProcess({ ...options, masker: prepared.masker, stopSignalTo: stopWorkers ? 'workers' : 'group' }));
+  } catch (err) {
+    lease?.release();
+    throw err;
+  }
   // The node rides on every heartbeat: if the worker is lost, the workflow still knows where the attempt ran.
   // The same progress sets the stage's gauges of this worker's metrics.
   const heartbeat = () => {
@@ -80,6 +108,7 @@ export async function watchAttempt(
       logFile,
       node: rank?.node ?? nodeName(),
       nodeRank: rank?.nodeRank,
+      ...(job ? slurmHeartbeat(job) : {}),
     } satisfies HeartbeatDetails);
   };
   heartbeat();
@@ -96,8 +125,10 @@ export async function watchAttempt(
   });
 
   let status: ExitStatus;
+  let slurm: SlurmJobEnd | undefined;
   try {
     status = await proc.exited;
+    slurm = await job?.ended;
   } finally {
     clearInterval(timer);
     // The trainer is gone: the next attempt need not wait.
@@ -116,7 +147,14 @@ export async function watchAttempt(
     cancelled,
     samples: watch.samples,
     failureRules: watch.failureRules,
+    slurm,
   };
+}
+
+/** What `linkflow status` shows of a Slurm attempt: its job, and while it waits, Slurm's reason. */
+function slurmHeartbeat(job: SlurmJob): Pick<HeartbeatDetails, 'slurmJob' | 'queued'> {
+  const last = job.last();
+  return { slurmJob: job.jobId, ...(last && jobPhase(last.state) === 'queued' ? { queued: queuedNote(job.jobId, last.reason) } : {}) };
 }
 
 /** What the watcher knows of a running attempt, from its log lines and the clock. */
@@ -124,7 +162,7 @@ class AttemptWatch {
   readonly progress: AttemptProgress = {};
   readonly logWindow: LogWindow;
   readonly failureRules: FailureRule[];
-  readonly launchedAt = Date.now();
+  launchedAt = Date.now();
   /** A benchmark case is measured from its iteration lines, here on the node that logged them. */
   readonly samples: IterationSample[] | undefined;
   detected: FailureClass | undefined;
@@ -150,6 +188,12 @@ class AttemptWatch {
       : undefined;
     this.samples = stage.training?.measureOnly ? [] : undefined;
     this.watchHang = stage.training !== undefined && logsIterations(rank);
+  }
+
+  /** A Slurm job left the queue: start-up and hang windows count from here. */
+  restartClock(): void {
+    this.launchedAt = Date.now();
+    this.lastProgressAt = Date.now();
   }
 
   /** A log line: into the window, the progress and the timings. True when it shows NaN loss: the trainer must stop. */

@@ -8,6 +8,7 @@ import type { FailureClass } from '../failures.ts';
 import type { HangWindows } from '../hang.ts';
 import type { Launch } from '../launch.ts';
 import type { NotifySettings } from '../notify.ts';
+import type { SlurmSettings } from '../slurm.ts';
 import type { PipelineSpec, SpecProblem, StageKind } from '../spec.ts';
 
 export type OutputKind = 'pretrain-data' | 'instruction-data' | 'pairwise-data' | 'checkpoint' | 'hf-model' | 'results';
@@ -98,6 +99,8 @@ export interface StagePlan {
   /** Conversions to hf: ModelLink writes into a directory holding the original HF files; this one links to them. */
   hfView?: { from: string; dir: string };
   maxAttempts?: number;
+  /** cluster.executor slurm: each attempt is one Slurm job with these settings (modellink/slurm.ts). */
+  slurm?: SlurmSettings;
 }
 
 /** A secret the worker resolves: $name (else the file $name_FILE names), or `file` when given. */
