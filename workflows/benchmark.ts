@@ -75,12 +75,15 @@ export async function benchmarkWorkflow({ suite }: { suite: BenchmarkSuite }): P
 
 /** One case: skipped with the reason, or its pipeline run to the end and measured from its iteration lines. */
 async function runCase(suite: BenchmarkSuite, runId: string, taskQueue: string, benchmarkCase: BenchmarkCase): Promise<CaseRunOutcome> {
+  // Slurm queues a case until its partition has the nodes (caseTimeout bounds the wait): the pool's nodes do not count.
   // Suites started before the pool's allocator count free nodes as they did (their histories say so).
-  const free = patched('pool-allocator')
-    ? await bench.poolFreeNodes({ pool: taskQueue })
-    : benchmarkCase.shape.nodes > 1
-      ? (await legacyFreeNodes(taskQueue)).length
-      : 1;
+  const free = suite.slurm
+    ? Number.MAX_SAFE_INTEGER
+    : patched('pool-allocator')
+      ? await bench.poolFreeNodes({ pool: taskQueue })
+      : benchmarkCase.shape.nodes > 1
+        ? (await legacyFreeNodes(taskQueue)).length
+        : 1;
   const prepared = await bench.prepareBenchmarkCase({ suite, runId, benchmarkCase, taskQueue, freeNodes: free });
   if ('skip' in prepared) return { kind: 'skipped', reason: prepared.skip };
   try {
