@@ -76,15 +76,22 @@ export function pidAlive(pid: number): boolean {
 /** Every command this process has running, so a draining worker can stop them all at once. */
 const running = new Set<RunningProcess>();
 
-/** How many commands this worker is running: a node running one is not free for another gang. */
+/** The ones that run on other machines (Slurm jobs): stopped with the others, but they leave this node's devices free. */
+const elsewhere = new Set<RunningProcess>();
+
+/** How many commands run on this node: a node running one is not free for another attempt. */
 export function runningCount(): number {
-  return running.size;
+  return running.size - elsewhere.size;
 }
 
-/** A command this worker runs elsewhere (a Slurm job): a drain stops it with the others, and it keeps the node busy. */
-export function trackProcess(handle: RunningProcess): void {
+/** A command this worker runs, here or elsewhere (a Slurm job): a drain stops it with the others. */
+export function trackProcess(handle: RunningProcess, where: 'here' | 'elsewhere' = 'here'): void {
   running.add(handle);
-  void handle.exited.finally(() => running.delete(handle));
+  if (where === 'elsewhere') elsewhere.add(handle);
+  void handle.exited.finally(() => {
+    running.delete(handle);
+    elsewhere.delete(handle);
+  });
 }
 
 /** SIGTERM (then SIGKILL after the grace) to every running command's group; resolves when all are gone. */

@@ -194,7 +194,8 @@ function followJob(o: SlurmJobOptions, jobId: string, stopFile: string, offset: 
       graceMs = ms;
     },
   };
-  trackProcess(job);
+  // The job runs on Slurm's nodes: a drain stops it, but this (login) node is not busy with it.
+  trackProcess(job, 'elsewhere');
   return job;
 }
 
