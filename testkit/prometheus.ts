@@ -2,7 +2,7 @@
  * A real Prometheus server for one test (Debian's `prometheus` package; .ci/run installs it): its own
  * config and a temporary storage directory, a free port, a 1 s scrape interval; stopped after.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { getFreePort } from '../node/free-port.ts';
@@ -14,6 +14,11 @@ export interface TestPrometheus {
   /** An instant query through the HTTP API: each series' labels and value. */
   query(expr: string): Promise<{ metric: Record<string, string>; value: number }[]>;
   stop(): Promise<void>;
+}
+
+/** Whether Debian's `prometheus` is on PATH. */
+export function prometheusInstalled(): boolean {
+  return spawnSync('prometheus', ['--version'], { stdio: 'ignore' }).status === 0;
 }
 
 export async function startPrometheus(targets: string[]): Promise<TestPrometheus> {
