@@ -89,6 +89,10 @@ export interface PoolState {
   nextSeq: number;
   /** The latest events (joins, leaves, quarantines, reclaims), newest last, bounded. */
   events: PoolEvent[];
+  /** What a node that left keeps when it comes back (a worker restart ends neither its quarantine nor its drain). */
+  departed?: Record<string, Pick<PoolNode, 'quarantine' | 'drained' | 'blames'>>;
+  /** When the pool next checks that its holders still run (kept across continue-as-new). */
+  nextReclaimAt?: number;
 }
 
 export type AcquireAnswer =
@@ -116,8 +120,11 @@ export function renewNode(state: PoolState, node: { name: string; address: strin
     known.running = node.running;
     return;
   }
-  // Back after a silence (its worker, or the server, was away): a grant that still names it holds it again.
+  // Back after a silence (its worker, or the server, was away): a grant that still names it holds it again,
+  // and what it left with (a quarantine, a drain, its blames) it has again.
   const heldBy = Object.values(state.grants).find((g) => g.nodes.includes(node.name))?.request.id;
+  const kept = state.departed?.[node.name];
+  if (kept) delete state.departed![node.name];
   state.nodes[node.name] = {
     name: node.name,
     address: node.address,
@@ -125,6 +132,7 @@ export function renewNode(state: PoolState, node: { name: string; address: strin
     lastSeen: now,
     blames: [],
     running: node.running,
+    ...kept,
     ...(heldBy ? { heldBy } : {}),
   };
   record(state, { at: now, node: node.name, what: `joined (${node.address})${heldBy ? `, still held by ${heldBy}` : ''}` });
@@ -135,8 +143,19 @@ export function removeNode(state: PoolState, name: string, why: string, now: num
   const node = state.nodes[name];
   if (!node) return false;
   delete state.nodes[name];
+  if (node.drained || node.blames.length > 0 || (node.quarantine && node.quarantine.until > now)) {
+    state.departed = { ...state.departed, [name]: { quarantine: node.quarantine, drained: node.drained, blames: node.blames } };
+  }
   record(state, { at: now, node: name, what: `left: ${why}` });
   return true;
+}
+
+/**
+ * The pool itself was away (the server was down): its nodes could not renew meanwhile, so each gets a
+ * whole window from now before it counts as silent.
+ */
+export function forgiveSilence(state: PoolState, now: number): void {
+  for (const n of Object.values(state.nodes)) n.lastSeen = Math.max(n.lastSeen, now);
 }
 
 /** Nodes silent for longer than the window leave the pool. */
@@ -292,16 +311,20 @@ function holderName(state: PoolState, requestId: string): string {
   return h ? `${h.pipeline}/${h.stage} attempt ${h.attempt}` : requestId;
 }
 
-/** The attempt ended (or its request is withdrawn): its nodes are free again. */
-export function releaseRequest(state: PoolState, id: string, now: number, why?: string): boolean {
+/**
+ * The attempt ended (or its request is withdrawn): its nodes are free again. `processesGone`: the
+ * holder itself released after its attempt's processes ended; otherwise (reclaimed, superseded, an
+ * operator) its trainer may still be stopping, and the node stays busy until its worker renews idle.
+ */
+export function releaseRequest(state: PoolState, id: string, now: number, why?: string, processesGone = false): boolean {
   const g = state.grants[id];
   const queued = state.queue.some((r) => r.id === id);
   if (!g && !queued) return false;
   state.queue = state.queue.filter((r) => r.id !== id);
   if (g) {
     delete state.grants[id];
-    // The attempt's processes are gone when it releases (cancelling waits for the kill): the nodes are free now, not at their next renewal.
-    for (const n of g.nodes) if (state.nodes[n]?.heldBy === id) Object.assign(state.nodes[n], { heldBy: undefined, running: 0 });
+    // The holder releases once its processes are gone (cancelling waits for the kill): free now, not at the next renewal.
+    for (const n of g.nodes) if (state.nodes[n]?.heldBy === id) Object.assign(state.nodes[n], { heldBy: undefined, ...(processesGone ? { running: 0 } : {}) });
     if (why) record(state, { at: now, what: `released ${g.nodes.join(', ')} of ${holderName({ ...state, grants: { [id]: g } }, id)}: ${why}` });
   }
   return true;
@@ -314,7 +337,8 @@ export function releaseRequest(state: PoolState, id: string, now: number, why?: 
 export function requeueRequest(state: PoolState, id: string, now: number): boolean {
   const g = state.grants[id];
   if (!g) return false;
-  releaseRequest(state, id, now);
+  // Released by its holder before any rank started there.
+  releaseRequest(state, id, now, undefined, true);
   state.queue.push(g.request);
   state.queue.sort((a, b) => a.seq - b.seq);
   return true;
@@ -326,10 +350,20 @@ export function holders(state: PoolState): string[] {
   return [...new Set(ids)].sort();
 }
 
-/** Grants and requests of workflows that no longer run are reclaimed. */
-export function reclaim(state: PoolState, closedWorkflows: string[], now: number): string[] {
+/** The requests (granted or queued) the pool has now. */
+export function requestIds(state: PoolState): Set<string> {
+  return new Set([...Object.keys(state.grants), ...state.queue.map((r) => r.id)]);
+}
+
+/**
+ * Grants and requests of workflows that no longer run are reclaimed: only those of `among` (the
+ * requests there were when the check began; a new run under the same workflow id asks anew meanwhile).
+ */
+export function reclaim(state: PoolState, closedWorkflows: string[], now: number, among: Set<string> = requestIds(state)): string[] {
   const closed = new Set(closedWorkflows);
-  const ids = [...Object.values(state.grants).map((g) => g.request), ...state.queue].filter((r) => closed.has(r.holder.workflowId)).map((r) => r.id);
+  const ids = [...Object.values(state.grants).map((g) => g.request), ...state.queue]
+    .filter((r) => closed.has(r.holder.workflowId) && among.has(r.id))
+    .map((r) => r.id);
   for (const id of ids) releaseRequest(state, id, now, 'its workflow no longer runs (reclaimed)');
   return ids;
 }

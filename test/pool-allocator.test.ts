@@ -14,6 +14,9 @@ import {
   requeueRequest,
   schedule,
   quarantineNode,
+  removeNode,
+  requestIds,
+  forgiveSilence,
   type NodeRequestInput,
   type PoolSettings,
   type PoolState,
@@ -196,6 +199,52 @@ describe('the pool allocator', () => {
     // Released as usual when its attempt ends.
     releaseRequest(s, r.id, 33_000);
     expect(s.nodes.a.heldBy).toBeUndefined();
+  });
+
+  it('a node that leaves and comes back keeps its quarantine, its drain and its blames', () => {
+    const s = pool('a', 'b');
+    quarantineNode(s, SETTINGS, 'a', 'npu-smi: device 3 Critical', 1);
+    nodeAction(s, 'drain', 'b', 1);
+    blameNode(s, SETTINGS, 'b', 'hang', 1);
+    removeNode(s, 'a', 'its worker shut down', 2);
+    removeNode(s, 'b', 'its worker shut down', 2);
+    renewNode(s, { name: 'a', address: 'x', running: 0 }, 3);
+    renewNode(s, { name: 'b', address: 'y', running: 0 }, 3);
+    expect(s.nodes.a.quarantine?.reason).toBe('npu-smi: device 3 Critical');
+    expect(s.nodes.b.drained).toBe(true);
+    expect(s.nodes.b.blames).toEqual([1]);
+    expect(grantedNodes(ask(s, req(1), 4))).toBeUndefined();
+  });
+
+  it('a reclaimed node whose worker still runs the old trainer is not granted until it renews idle', () => {
+    const s = pool('a');
+    const r = req(1);
+    ask(s, r);
+    renewNode(s, { name: 'a', address: 'x', running: 1 }, 2);
+    expect(reclaim(s, [r.holder.workflowId], 3)).toEqual([r.id]);
+    const next = req(1);
+    expect(grantedNodes(ask(s, next, 4))).toBeUndefined();
+    renewNode(s, { name: 'a', address: 'x', running: 0 }, 5);
+    schedule(s, 5);
+    expect(grantedNodes(answerFor(s, next.id, 5))).toEqual(['a']);
+  });
+
+  it('reclaims only the requests there were when the check began (a new run under the same id keeps its own)', () => {
+    const s = pool('a', 'b');
+    const old = req(1);
+    ask(s, old);
+    const asked = requestIds(s);
+    const fresh = { ...req(1), holder: old.holder };
+    ask(s, fresh);
+    expect(reclaim(s, [old.holder.workflowId], 5, asked)).toEqual([]);
+    expect(Object.keys(s.grants)).toEqual([fresh.id]);
+  });
+
+  it('the pool away (the server down) is not its nodes silent: each gets a whole window again', () => {
+    const s = pool('a');
+    forgiveSilence(s, 100_000);
+    expect(expireSilentNodes(s, SETTINGS, 100_000 + SETTINGS.nodeTimeoutMs)).toEqual([]);
+    expect(expireSilentNodes(s, SETTINGS, 100_001 + SETTINGS.nodeTimeoutMs)).toEqual(['a']);
   });
 
   it("a workflow's newer request releases its older grant (one attempt at a time)", () => {

@@ -23,7 +23,7 @@ export async function joinPool(
   config: LinkflowConfig,
   pool: string,
   node: NodeIdentity,
-  options: { reportPool?: boolean; log?: (msg: string) => void } = {},
+  options: { reportPool?: boolean; log?: (msg: string) => void; serving?: () => boolean } = {},
 ): Promise<Membership> {
   const log = options.log ?? console.warn;
   const connection = await Connection.connect(connectionOptions(config));
@@ -42,6 +42,11 @@ export async function joinPool(
   let failing = false;
   let inFlight = false;
   const timer = setInterval(() => {
+    // Shutting down (a drain waits out running attempts): leave now, so nothing new is granted meanwhile.
+    if (options.serving && !options.serving()) {
+      void membership.leave('its worker is shutting down');
+      return;
+    }
     if (inFlight) return;
     inFlight = true;
     renew()
@@ -61,7 +66,7 @@ export async function joinPool(
   timer.unref();
   const poolTimer = options.reportPool ? reportPoolNodes(client, pool) : undefined;
   let left = false;
-  return {
+  const membership: Membership = {
     async leave(reason) {
       if (left) return;
       left = true;
@@ -76,6 +81,7 @@ export async function joinPool(
       }
     },
   };
+  return membership;
 }
 
 /** linkflow_pool_nodes: the pool's nodes by state as its allocator sees them (every reporting worker of a pool reports the same). */

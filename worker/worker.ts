@@ -99,7 +99,10 @@ export async function createLinkflowWorker({ config, taskQueue, connection, node
   });
   const all = [worker, nodeWorker];
   // Joined before polling starts: an attempt placed here meanwhile waits on the node's queue until it does.
-  const membership = await joinPool(config, pool, node, { reportPool });
+  const membership = await joinPool(config, pool, node, {
+    reportPool,
+    serving: () => all.every((w) => w.getState() === 'RUNNING' || w.getState() === 'INITIALIZED'),
+  });
   return {
     worker,
     nodeWorker,

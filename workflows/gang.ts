@@ -33,6 +33,8 @@ export function attemptActivities(retry: RetrySettingsInput, taskQueue?: string,
 
 export interface GangOutcome {
   nodes?: string[];
+  /** A single-node attempt's granted node. */
+  node?: string;
   failedNode?: string;
   lastIteration?: number;
   /** When the nodes were granted: the attempt's run time starts here, not while it waited for nodes. */

@@ -213,6 +213,7 @@ async function runStage(
         s.status = 'running';
         if (gang) return runGangAttempt(pool, s, retry, input, placement, placed, summary);
         s.note = `on node ${placement.nodes[0].name}`;
+        placed.node = placement.nodes[0].name;
         return attemptActivities(retry, nodeQueue(pool, placement.nodes[0].name), summary).runStageAttempt(input);
       };
       const usesPool = patched(POOL_ALLOCATOR);
@@ -272,6 +273,8 @@ async function runStage(
         throw err;
       }
       const record = attemptFailure(attempt, err);
+      // A single-node attempt whose worker never started it still failed on its granted node.
+      if (!gang && record.node === undefined && placed.node !== undefined) record.node = placed.node;
       record.nodes = placed.nodes;
       record.failedNode = placed.failedNode;
       if (placed.lastIteration !== undefined) record.lastIteration = Math.max(record.lastIteration ?? 0, placed.lastIteration);
@@ -366,5 +369,7 @@ function backoffMs(retry: RetrySettingsInput, group: 'code' | 'infrastructure', 
 
 function isRetryable(err: unknown): boolean {
   if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) return !err.cause.nonRetryable;
+  // Raised by the workflow itself (the pool refused the request): as final as an activity's.
+  if (err instanceof ApplicationFailure) return !err.nonRetryable;
   return true;
 }

@@ -10,6 +10,7 @@ import {
   condition,
   continueAsNew,
   getExternalWorkflowHandle,
+  isCancellation,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -32,6 +33,7 @@ import {
   emptyPool,
   endQuarantines,
   enqueueRequest,
+  forgiveSilence,
   expireSilentNodes,
   holders,
   nextDeadline,
@@ -39,6 +41,7 @@ import {
   quarantineNode,
   reclaim,
   releaseRequest,
+  requestIds,
   removeNode,
   renewNode,
   requeueRequest,
@@ -82,7 +85,7 @@ export async function poolWorkflow({ pool, settings: initialSettings, state: car
     const now = Date.now();
     for (const u of unhealthy ?? []) quarantineNode(state, settings, u.node, u.reason, now);
     if (unhealthy?.length) requeueRequest(state, requestId, now);
-    else releaseRequest(state, requestId, now);
+    else releaseRequest(state, requestId, now, undefined, true);
     changed();
   });
   setHandler(blameNodeSignal, ({ node, reason }) => {
@@ -100,18 +103,22 @@ export async function poolWorkflow({ pool, settings: initialSettings, state: car
   });
   setHandler(poolQuery, () => describePool(state, settings, Date.now()));
 
-  let nextReclaim = Date.now() + settings.reclaimIntervalMs;
+  state.nextReclaimAt ??= Date.now() + settings.reclaimIntervalMs;
+  let lastWake = Date.now();
   for (;;) {
-    await condition(() => wake, Math.max(1, Math.min(nextReclaim, nextDeadline(state, settings) ?? Infinity) - Date.now()));
+    await condition(() => wake, Math.max(1, Math.min(state.nextReclaimAt, nextDeadline(state, settings) ?? Infinity) - Date.now()));
     wake = false;
     const now = Date.now();
+    // Asleep far past its own deadlines: the pool was away (the server was down), not its nodes.
+    if (now - lastWake > 1.5 * settings.nodeTimeoutMs) forgiveSilence(state, now);
+    lastWake = now;
     expireSilentNodes(state, settings, now);
     endQuarantines(state, now);
     serve();
-    if (now >= nextReclaim) {
-      nextReclaim = now + settings.reclaimIntervalMs;
-      const ids = holders(state);
-      if (ids.length > 0 && reclaim(state, await closedWorkflows({ workflowIds: ids }), Date.now()).length > 0) serve();
+    if (now >= state.nextReclaimAt) {
+      state.nextReclaimAt = now + settings.reclaimIntervalMs;
+      await reclaimGone(state);
+      serve();
     }
     await tellHolders(granted.splice(0));
     // A pool nobody uses any more (its last node left, nothing held or asked) ends; the next node or request starts it again.
@@ -123,6 +130,18 @@ export async function poolWorkflow({ pool, settings: initialSettings, state: car
       await tellHolders(granted.splice(0));
       await continueAsNew<typeof poolWorkflow>({ pool, settings, state });
     }
+  }
+}
+
+/** Releases what workflows that no longer run hold; a check that fails is tried again at the next interval. */
+async function reclaimGone(state: PoolState): Promise<void> {
+  const ids = holders(state);
+  if (ids.length === 0) return;
+  const asked = requestIds(state);
+  try {
+    reclaim(state, await closedWorkflows({ workflowIds: ids }), Date.now(), asked);
+  } catch (err) {
+    if (isCancellation(err)) throw err;
   }
 }
 
