@@ -222,11 +222,7 @@ function pick(request: NodeRequest, free: Set<string>): string[] | undefined {
  * Returns the grants made.
  */
 export function schedule(state: PoolState, now: number): Grant[] {
-  const free = new Set(
-    Object.values(state.nodes)
-      .filter((n) => grantable(n, now))
-      .map((n) => n.name),
-  );
+  const free = freeNodes(state, now);
   const made: Grant[] = [];
   for (const request of [...state.queue]) {
     if (free.size === 0) break;
@@ -234,11 +230,33 @@ export function schedule(state: PoolState, now: number): Grant[] {
     if (nodes) {
       made.push(grant(state, request, nodes, now));
       nodes.forEach((n) => free.delete(n));
-    } else if (feasible(state, request)) {
-      for (const n of request.hosts ?? [...free]) free.delete(n);
-    }
+    } else keepFor(state, request, free);
   }
   return made;
+}
+
+function freeNodes(state: PoolState, now: number): Set<string> {
+  return new Set(
+    Object.values(state.nodes)
+      .filter((n) => grantable(n, now))
+      .map((n) => n.name),
+  );
+}
+
+/** A request that cannot be served now keeps the free nodes it could use (none when the pool cannot ever serve it). */
+function keepFor(state: PoolState, request: NodeRequest, free: Set<string>): void {
+  if (feasible(state, request)) for (const n of request.hosts ?? [...free]) free.delete(n);
+}
+
+/** The free nodes that the requests ahead of this one keep for themselves. */
+function keptAhead(state: PoolState, request: NodeRequest, now: number): Set<string> {
+  const free = freeNodes(state, now);
+  const all = new Set(free);
+  for (const ahead of state.queue) {
+    if (ahead.id === request.id) break;
+    keepFor(state, ahead, free);
+  }
+  return new Set([...all].filter((n) => !free.has(n)));
 }
 
 function grant(state: PoolState, request: NodeRequest, nodes: string[], now: number): Grant {
@@ -290,7 +308,9 @@ export function answerFor(state: PoolState, id: string, now: number): AcquireAns
 /** Why a queued request waits, in a user's words. */
 export function waitingFor(state: PoolState, request: NodeRequest, now: number): string {
   const names = request.hosts ?? Object.keys(state.nodes).sort();
+  const kept = keptAhead(state, request, now);
   const busy = (n: string) => {
+    if (kept.has(n)) return `${n} kept for a request ahead`;
     const node = state.nodes[n];
     if (!node) return `${n} not in the pool`;
     if (node.drained) return `${n} drained`;
@@ -303,7 +323,8 @@ export function waitingFor(state: PoolState, request: NodeRequest, now: number):
   const free = names.length - reasons.length;
   const what = request.hosts ? `hosts ${request.hosts.join(', ')}` : `${request.count} node${request.count === 1 ? '' : 's'}`;
   const shown = reasons.slice(0, 4).join('; ') + (reasons.length > 4 ? `; ${reasons.length - 4} more` : '');
-  return `${what}; ${free} free of ${Object.keys(state.nodes).length}${reasons.length ? ` (${shown})` : ''}`;
+  const never = feasible(state, request) ? '' : `; more than the pool has in service: it waits for nodes to join`;
+  return `${what}; ${free} free of ${Object.keys(state.nodes).length}${reasons.length ? ` (${shown})` : ''}${never}`;
 }
 
 function holderName(state: PoolState, requestId: string): string {

@@ -130,7 +130,9 @@ describe('notifications', () => {
     const waits = calls.filter((c) => c.path === '/wait' && c.body.workflowId === handle.workflowId);
     expect(waits).toHaveLength(1);
     expect(waits[0]!.body).toMatchObject({ kind: 'waiting-for-nodes', stage: 'pretrain', status: 'running', details: { attempt: 1 } });
-    expect(waits[0]!.body.text).toMatch(/stage pretrain has waited for nodes for 2 s: waiting for 2 nodes; 1 free of 1 in pool \S+: position 1 in the queue/);
+    expect(waits[0]!.body.text).toMatch(
+      /stage pretrain has waited for nodes for 2 s: waiting for 2 nodes; 1 free of 1; more than the pool has in service: it waits for nodes to join in pool \S+: position 1 in the queue/,
+    );
     const state = await handle.query(progressQuery);
     expect(state.stages[0]!.status).toBe('waiting-for-nodes');
     expect(state.notified?.filter((id) => id.endsWith('/waiting-for-nodes'))).toHaveLength(1);

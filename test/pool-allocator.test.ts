@@ -62,7 +62,10 @@ describe('the pool allocator', () => {
     expect(grantedNodes(ask(s, req(2)))).toEqual(['a', 'b']);
     const second = ask(s, req(2));
     expect('queued' in second && second.queued.position).toBe(1);
-    expect(grantedNodes(ask(s, req(1)))).toBeUndefined(); // c is kept for the 2-node request ahead
+    const third = ask(s, req(1)); // c is kept for the 2-node request ahead
+    expect('queued' in third && third.queued.waitingFor).toMatch(
+      /^1 node; 0 free of 3 \(a running pipe\d+\/pretrain attempt 1; b running .*; c kept for a request ahead\)$/,
+    );
     const held = Object.values(s.nodes).filter((x) => x.heldBy);
     expect(held.map((x) => x.name)).toEqual(['a', 'b']);
   });
@@ -112,7 +115,7 @@ describe('the pool allocator', () => {
     const s = pool('a', 'b');
     const huge = req(64);
     const answer = ask(s, huge);
-    expect('queued' in answer && answer.queued.waitingFor).toBe('64 nodes; 2 free of 2');
+    expect('queued' in answer && answer.queued.waitingFor).toBe('64 nodes; 2 free of 2; more than the pool has in service: it waits for nodes to join');
     expect(grantedNodes(ask(s, req(1)))).toEqual(['a']);
   });
 
