@@ -79,7 +79,7 @@ export default tseslint.config(
   layer('contracts', { types: ['modellink', 'benchmark', 'workflows', 'pool'], pure: true }),
   layer('workflows', { may: ['contracts', 'modellink', 'pool'], types: ['activities', 'benchmark'], pure: true }),
   layer('activities', { may: ['node', 'modellink', 'benchmark', 'contracts', 'pool'] }),
-  layer('worker', { may: ['activities', 'node', 'modellink', 'contracts'], types: ['workflows'] }),
+  layer('worker', { may: ['activities', 'node', 'modellink', 'contracts', 'pool'], types: ['workflows'] }),
   layer('node', {}),
   layer('modellink', { types: ['contracts'], pure: true }),
   layer('pool', { pure: true }),

@@ -1,7 +1,8 @@
 /** A pool as `linkflow nodes` shows it: every node with its state, the queue, the latest events. */
 import { waitingFor, type Holder, type PoolEvent, type PoolSettings, type PoolState } from './allocator.ts';
 
-export type NodeStateName = 'free' | 'running' | 'quarantined' | 'drained' | 'busy';
+export const NODE_STATES = ['free', 'running', 'busy', 'drained', 'quarantined'] as const;
+export type NodeStateName = (typeof NODE_STATES)[number];
 
 export interface NodeView {
   name: string;

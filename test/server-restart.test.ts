@@ -5,7 +5,7 @@ import { connectClient } from '../client/connect.ts';
 import { outcomeOf, snapshot, startPipeline } from '../client/pipeline.ts';
 import { startDevServer } from '../devserver/dev-server.ts';
 import { getFreePort } from '../node/free-port.ts';
-import { loadConfig } from '../temporal.config.ts';
+import { fastRetryConfig } from '../testkit/wait.ts';
 import { createLinkflowWorker } from '../worker/worker.ts';
 import { fiveStageSpec, tempDir, writeSpec } from '../testkit/specs.ts';
 import { planFile } from '../testkit/temporal.ts';
@@ -16,22 +16,7 @@ describe('a restarted Temporal server', () => {
     const port = await getFreePort();
     const dbFile = path.join(dir, 'temporal.db');
     let server = await startDevServer({ port, dbFile, ui: false });
-    const config = loadConfig(
-      {
-        address: server.address,
-        taskQueue: `restart-${process.pid}`,
-        retry: {
-          maximumAttempts: 3,
-          initialInterval: '500ms',
-          backoffCoefficient: 1,
-          maximumInterval: '1s',
-          infrastructureAttempts: 5,
-          infrastructureInitialInterval: '500ms',
-        },
-        activity: { heartbeatTimeout: '20s', startToCloseTimeout: '10m' },
-      },
-      {},
-    );
+    const config = { ...fastRetryConfig(server.address, '20s'), taskQueue: `restart-${process.pid}` };
     const worker = await createLinkflowWorker({ config });
     const running = worker.run();
     try {

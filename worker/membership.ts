@@ -6,6 +6,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { nodeLeaveSignal, nodeRenewSignal, poolQuery, poolWorkflowId, poolWorkflowType, type NodeRenewal, type PoolWorkflow } from '../contracts/pool.ts';
 import { setPoolNodesSource, type PoolNodeCount } from '../activities/metrics.ts';
+import { NODE_STATES } from '../pool/view.ts';
 import { connectionOptions, poolSettings, type LinkflowConfig } from '../temporal.config.ts';
 import { durationToMs } from '../common/duration.ts';
 import { runningCount } from '../node/process-group.ts';
@@ -93,7 +94,7 @@ function reportPoolNodes(client: Client, pool: string): NodeJS.Timeout {
       .getHandle(poolWorkflowId(pool))
       .query(poolQuery)
       .then((view) => {
-        const byState = new Map<string, number>(['free', 'running', 'busy', 'drained', 'quarantined'].map((s) => [s, 0]));
+        const byState = new Map<string, number>(NODE_STATES.map((s) => [s, 0]));
         for (const n of view.nodes) byState.set(n.state, (byState.get(n.state) ?? 0) + 1);
         counts = [...byState].map(([state, count]) => ({ pool, state, count }));
       })
