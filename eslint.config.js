@@ -1,6 +1,7 @@
 // The project's lint: typescript-eslint with type information (no floating promises), no import
 // cycles, and the layers of README's Development map as import rules: a folder may import only what
-// its line there names (some folders only types). modellink/, import/, contracts/ and workflows/ do no I/O.
+// its line there names (some folders only types). The domain folders (frameworks/, spec/, plan/, failures/,
+// executors/' pure parts), import/, contracts/ and workflows/ do no I/O.
 import tseslint from 'typescript-eslint';
 import importX from 'eslint-plugin-import-x';
 import prettier from 'eslint-config-prettier';
@@ -16,7 +17,11 @@ const FOLDERS = [
   'activities',
   'worker',
   'node',
-  'modellink',
+  'frameworks',
+  'spec',
+  'plan',
+  'failures',
+  'executors',
   'pool',
   'import',
   'benchmark',
@@ -28,6 +33,9 @@ const FOLDERS = [
 ];
 
 /** Node modules that reach outside the process: the pure layers leave them to their callers. */
+/** linkflow's pure core: pipeline spec, plans, failure classification, framework knowledge, executors' pure parts. */
+const DOMAIN = ['frameworks', 'spec', 'plan', 'failures', 'executors'];
+
 const IO_MODULES = ['fs', 'fs/promises', 'child_process', 'net', 'os', 'http', 'https', 'dgram', 'worker_threads']
   .flatMap((m) => [m, `node:${m}`])
   .concat('better-sqlite3');
@@ -74,17 +82,17 @@ export default tseslint.config(
     },
   },
   layer('bin', { may: ['cli'] }),
-  layer('cli', { may: ['client', 'benchmark', 'import', 'devserver', 'worker', 'node', 'modellink', 'contracts', 'pool'] }),
-  layer('client', { may: ['contracts', 'modellink'], types: ['benchmark', 'pool'] }),
-  layer('contracts', { types: ['modellink', 'benchmark', 'workflows', 'pool'], pure: true }),
-  layer('workflows', { may: ['contracts', 'modellink', 'pool'], types: ['activities', 'benchmark'], pure: true }),
-  layer('activities', { may: ['node', 'modellink', 'benchmark', 'contracts', 'pool'] }),
-  layer('worker', { may: ['activities', 'node', 'modellink', 'contracts', 'pool'], types: ['workflows'] }),
+  layer('cli', { may: ['client', 'benchmark', 'import', 'devserver', 'worker', 'node', ...DOMAIN, 'contracts', 'pool'] }),
+  layer('client', { may: ['contracts', ...DOMAIN], types: ['benchmark', 'pool'] }),
+  layer('contracts', { types: [...DOMAIN, 'benchmark', 'workflows', 'pool'], pure: true }),
+  layer('workflows', { may: ['contracts', ...DOMAIN, 'pool'], types: ['activities', 'benchmark'], pure: true }),
+  layer('activities', { may: ['node', ...DOMAIN, 'benchmark', 'contracts', 'pool'] }),
+  layer('worker', { may: ['activities', 'node', ...DOMAIN, 'contracts', 'pool'], types: ['workflows'] }),
   layer('node', {}),
-  layer('modellink', { types: ['contracts'], pure: true }),
+  ...DOMAIN.map((name) => layer(name, { may: DOMAIN.filter((f) => f !== name), types: ['contracts'], pure: true })),
   layer('pool', { pure: true }),
-  layer('import', { may: ['modellink'], pure: true }),
-  layer('benchmark', { may: ['modellink'], types: ['contracts'] }),
+  layer('import', { may: [...DOMAIN], pure: true }),
+  layer('benchmark', { may: [...DOMAIN], types: ['contracts'] }),
   layer('devserver', { may: ['node'] }),
   layer('common', {}),
   prettier,

@@ -13,7 +13,7 @@ import { formatPath } from './common/issue-path.ts';
 import { PROJECT_ROOT } from './common/project-root.ts';
 import type { RetrySettingsInput } from './contracts/run-state.ts';
 import type { PoolSettings } from './pool/allocator.ts';
-import type { NotifySettings } from './modellink/notify.ts';
+import type { NotifySettings } from './spec/notify.ts';
 import { anyTlsSetting, checkClientCertPair, temporalProfile, type TlsSettings } from './common/temporal-profile.ts';
 
 const envBoolean = z.union([z.boolean(), z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1')]);
@@ -129,7 +129,7 @@ const configSchema = z.strictObject({
       reclaimInterval: '60s',
       historyLimit: 4000,
     }),
-  /** The webhook pipelines without a `notify:` section report to (all events; see modellink/notify.ts). */
+  /** The webhook pipelines without a `notify:` section report to (all events; see spec/notify.ts). */
   notify: z
     .strictObject({
       webhook: z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' }).optional(),

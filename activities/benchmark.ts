@@ -19,7 +19,7 @@ import {
   type EnvironmentFingerprint,
 } from '../benchmark/core.ts';
 import { planBenchmarkCase } from '../benchmark/plan.ts';
-import type { PipelinePlan } from '../modellink/plan.ts';
+import type { PipelinePlan } from '../plan/plan.ts';
 import type { CaseRunOutcome } from '../contracts/workflows.ts';
 import type { RetrySettingsInput } from '../contracts/run-state.ts';
 import { defaultStorePath, openBenchmarkStore, type BenchmarkStore } from '../benchmark/store.ts';

@@ -1,6 +1,6 @@
 /**
  * A training stage's save directory as it is on disk: the tracker, the iteration directories and
- * their shards, read for modellink/checkpoint.ts's layout rules. Reads only; nothing here writes.
+ * their shards, read for frameworks/modellink/checkpoint.ts's layout rules. Reads only; nothing here writes.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -14,7 +14,7 @@ import {
   TRACKER_FILE,
   type Layout,
   type ResumePoint,
-} from '../modellink/checkpoint.ts';
+} from '../frameworks/modellink/checkpoint.ts';
 
 export function readTracker(saveDir: string): number | 'release' | 'invalid' | undefined {
   let text: string;

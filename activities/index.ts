@@ -1,5 +1,5 @@
-/** The activities a linkflow worker registers. Thin: the logic lives in modellink/ and node/. */
-import type { StagePlan } from '../modellink/plan.ts';
+/** The activities a linkflow worker registers. Thin: the logic lives in the pure folders (frameworks/, plan/, failures/ ...) and node/. */
+import type { StagePlan } from '../plan/plan.ts';
 import type { StageCheck } from '../contracts/run-state.ts';
 import { checkStageUpToDate, writeManifestFile } from './manifest.ts';
 

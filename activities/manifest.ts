@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { findResumePoint, readTracker } from './checkpoints.ts';
-import type { StageInput, StagePlan } from '../modellink/plan.ts';
+import type { StageInput, StagePlan } from '../plan/plan.ts';
 import type { StageCheck } from '../contracts/run-state.ts';
 
 export interface Manifest {

@@ -6,7 +6,7 @@
  * iterations, which grow without bound.
  */
 import { CallbackGauge, Counter, Gauge, Histogram, Registry } from '../common/prometheus.ts';
-import type { AttemptProgress } from '../modellink/training-log.ts';
+import type { AttemptProgress } from '../frameworks/modellink/training-log.ts';
 
 export const metrics = new Registry();
 

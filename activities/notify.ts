@@ -4,7 +4,7 @@
  * workflow's retry policy bounds the retries, and the workflow records what is left of it.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { webhookBody, type NotifyEvent, type Webhook } from '../modellink/notify.ts';
+import { webhookBody, type NotifyEvent, type Webhook } from '../spec/notify.ts';
 
 const TIMEOUT_MS = 10_000;
 

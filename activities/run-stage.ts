@@ -13,7 +13,7 @@ import { timestamp, type AttemptInput } from './attempt/common.ts';
 import { attemptOutcome } from './attempt/outcome.ts';
 import { prepareAttempt } from './attempt/prepare.ts';
 import { watchAttempt } from './attempt/watch.ts';
-import { logsIterations } from '../modellink/gang.ts';
+import { logsIterations } from '../plan/gang.ts';
 import { attemptEnded, iterationsRecomputed, poolOf, stageSucceeded, type StageLabels } from './metrics.ts';
 import { nodeName } from './node.ts';
 

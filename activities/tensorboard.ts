@@ -1,13 +1,13 @@
 /**
  * Before a training attempt resumes: the stage's TensorBoard directory rewound to the iteration it
- * loads, so the curves show every step once (modellink/tensorboard-events.ts says why). Nothing is
+ * loads, so the curves show every step once (plan/tensorboard-events.ts says why). Nothing is
  * deleted or rewritten: a file with events past that iteration moves to <dir>-superseded/ whole, and a
  * copy of its records up to the iteration takes its place in the directory.
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { StagePlan } from '../modellink/plan.ts';
-import { eventRecords, rewindOffset } from '../modellink/tensorboard-events.ts';
+import type { StagePlan } from '../plan/plan.ts';
+import { eventRecords, rewindOffset } from '../plan/tensorboard-events.ts';
 
 /** The directory the stage's trainer writes events into (--tensorboard-dir), if any. */
 export function tensorboardDirOf(stage: StagePlan): string | undefined {

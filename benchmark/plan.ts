@@ -5,9 +5,9 @@
  */
 import path from 'node:path';
 import type { BenchmarkCase, BenchmarkSuite } from './suite.ts';
-import { getPreset } from '../modellink/presets.ts';
-import { planPipeline, type PipelinePlan } from '../modellink/plan.ts';
-import { formatProblems } from '../modellink/spec.ts';
+import { getPreset } from '../frameworks/modellink/presets.ts';
+import { planPipeline, type PipelinePlan } from '../plan/plan.ts';
+import { formatProblems } from '../spec/spec.ts';
 
 const BENCHMARK_STAGE = 'benchmark';
 /** Exported to every case's job, so tools on the node (profilers, the emulator) can tell cases apart. */

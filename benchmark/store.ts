@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { FAILURE_CLASSES, type FailureClass } from '../modellink/failures.ts';
+import { FAILURE_CLASSES, type FailureClass } from '../failures/failures.ts';
 import { VERDICTS, type CaseResult, type Comparison, type EnvironmentFingerprint } from './core.ts';
 import { MIGRATIONS, MIGRATIONS_TABLE, SCHEMA_VERSION } from './schema.ts';
 import {

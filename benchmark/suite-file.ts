@@ -2,9 +2,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ExitError } from '../errors.ts';
-import { resolvePrograms } from '../modellink/plan.ts';
-import { formatProblems } from '../modellink/spec.ts';
-import { parseStructuredText } from '../modellink/structured-text.ts';
+import { resolvePrograms } from '../plan/plan.ts';
+import { formatProblems } from '../spec/spec.ts';
+import { parseStructuredText } from '../spec/structured-text.ts';
 import { defaultSuite, parseSuite, type BenchmarkSuite, type SuiteResult } from './core.ts';
 
 /** Parses the text of a suite file; `file` only names it in messages and picks JSON by its extension. */

@@ -8,10 +8,10 @@
 import { z } from 'zod';
 import { durationSchema } from '../common/duration.ts';
 import { formatPath } from '../common/issue-path.ts';
-import { modellinkSchema, slurmSchema, type SpecProblem } from '../modellink/spec.ts';
-import { getPreset, presetNames, type Impl, type Preset, type TableRow, type TrainingReference } from '../modellink/presets.ts';
-import { envSchema, IMPLS, nonEmpty, nonNegativeInt, positiveInt, positiveNumber } from '../modellink/schema-parts.ts';
-import tableData from '../modellink/performance-table.json' with { type: 'json' };
+import { modellinkSchema, slurmSchema, type SpecProblem } from '../spec/spec.ts';
+import { getPreset, presetNames, type Impl, type Preset, type TableRow, type TrainingReference } from '../frameworks/modellink/presets.ts';
+import { envSchema, IMPLS, nonEmpty, nonNegativeInt, positiveInt, positiveNumber } from '../spec/schema-parts.ts';
+import tableData from '../frameworks/modellink/performance-table.json' with { type: 'json' };
 
 const nonNegativeNumber = z.number({ error: 'expected a non-negative number' }).min(0, 'expected a non-negative number');
 const name = z.string({ error: 'expected a name' }).regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'expected a name of letters, digits, "-", "_" or "."');
@@ -247,7 +247,7 @@ function layoutFor(preset: Preset, shape: CaseShape): { parallel: CaseParallel; 
 }
 
 /**
- * The divisibility rules Megatron checks at start-up (modellink/rules.ts checks them on a whole spec), for a
+ * The divisibility rules Megatron checks at start-up (frameworks/modellink/rules.ts checks them on a whole spec), for a
  * layout that was moved to the table's device count: such a case cannot run as published and is skipped.
  */
 function layoutProblem(shape: CaseShape, p: CaseParallel): string | undefined {

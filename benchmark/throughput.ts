@@ -1,8 +1,8 @@
 /**
  * Steady-state throughput of one benchmark job, from the iteration lines Megatron logged
- * (modellink/training-log.ts parses them), in the table's unit: tokens per second per device.
+ * (frameworks/modellink/training-log.ts parses them), in the table's unit: tokens per second per device.
  */
-import { tokensPerSecondPerDevice, type LogEvent, type ThroughputShape } from '../modellink/training-log.ts';
+import { tokensPerSecondPerDevice, type LogEvent, type ThroughputShape } from '../frameworks/modellink/training-log.ts';
 
 /** The parsed iteration line (training-log.ts LogEvent of type 'iteration'); only these fields are used. */
 export type IterationSample = Pick<Extract<LogEvent, { type: 'iteration' }>, 'iteration' | 'elapsedMsPerIteration' | 'tflopsPerDevice' | 'globalBatchSize'>;

@@ -6,7 +6,7 @@
  * regressionPercent below the history median: the band alone fires on a quiet case whose MAD is ~0,
  * the percentage alone fires on a noisy one.
  */
-import type { FailureClass } from '../modellink/failures.ts';
+import type { FailureClass } from '../failures/failures.ts';
 import { median, medianAbsoluteDeviation, type Throughput } from './throughput.ts';
 import type { BenchmarkCase, CaseParallel, CaseShape, Thresholds } from './suite.ts';
 

@@ -8,10 +8,10 @@
  */
 import fs from 'node:fs';
 import readline from 'node:readline';
-import { diagnoseLog, type Diagnosis } from '../modellink/diagnose.ts';
-import { causeLine, INFRASTRUCTURE } from '../modellink/failures.ts';
-import { ATTEMPT_LOG_WINDOW, LogWindow } from '../modellink/log-window.ts';
-import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
+import { diagnoseLog, type Diagnosis } from '../failures/diagnose.ts';
+import { causeLine, INFRASTRUCTURE } from '../failures/failures.ts';
+import { ATTEMPT_LOG_WINDOW, LogWindow } from '../failures/log-window.ts';
+import { applyLogEvent, parseLogLine, type AttemptProgress } from '../frameworks/modellink/training-log.ts';
 import { ExitError } from '../errors.ts';
 
 export interface DiagnoseOptions {

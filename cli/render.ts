@@ -1,9 +1,9 @@
 /** `linkflow render`: each stage's command as argv (JSON) or as a safely quoted shell line. */
 import path from 'node:path';
-import { flattenArgs } from '../modellink/commands.ts';
-import { launchOf, nodesOf, renderLaunch } from '../modellink/launch.ts';
-import { plannedArgv, type PipelinePlan, type StagePlan } from '../modellink/plan.ts';
-import { BATCH_SCRIPT, jobName, sbatchOptions, slurmLaunch } from '../modellink/slurm.ts';
+import { flattenArgs } from '../frameworks/modellink/commands.ts';
+import { launchOf, nodesOf, renderLaunch } from '../frameworks/launch.ts';
+import { plannedArgv, type PipelinePlan, type StagePlan } from '../plan/plan.ts';
+import { BATCH_SCRIPT, jobName, sbatchOptions, slurmLaunch } from '../executors/slurm/plan.ts';
 
 /** POSIX single-quoting: safe for any value, including spaces, quotes and $. */
 function shellQuote(word: string): string {

@@ -8,7 +8,7 @@ import { WorkflowFailedError, type Client, type WorkflowHandle } from '@temporal
 import { ActivityFailure } from '@temporalio/common';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
-import { nodeQueue } from '../modellink/gang.ts';
+import { nodeQueue } from '../plan/gang.ts';
 import { LOG_CHUNK_MAX_BYTES, readLogChunkWorkflowType, type ReadLogChunkWorkflow } from '../contracts/workflows.ts';
 import { snapshot } from './pipeline.ts';
 import { logTarget, type LogTarget, type LogWanted } from './log-target.ts';

@@ -13,7 +13,7 @@ import {
 import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
 import { createHash } from 'node:crypto';
 import { defaultNotify, retrySettings, type LinkflowConfig } from '../temporal.config.ts';
-import type { PipelinePlan } from '../modellink/plan.ts';
+import type { PipelinePlan } from '../plan/plan.ts';
 import type { PipelineState } from '../contracts/run-state.ts';
 import type { HeartbeatDetails } from '../contracts/heartbeat.ts';
 import { pipelineWorkflowType, progressQuery, type PipelineWorkflow } from '../contracts/workflows.ts';

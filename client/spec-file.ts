@@ -1,8 +1,8 @@
 /** Reads a pipeline spec file (YAML or JSON) and plans it; every problem comes back with its path. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { planPipeline, type PlanResult } from '../modellink/plan.ts';
-import { parseStructuredText } from '../modellink/structured-text.ts';
+import { planPipeline, type PlanResult } from '../plan/plan.ts';
+import { parseStructuredText } from '../spec/structured-text.ts';
 
 export function loadSpecFile(file: string, options: { workspace?: string } = {}): PlanResult {
   let text: string;

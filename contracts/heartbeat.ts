@@ -1,5 +1,5 @@
 /** What a stage attempt's heartbeat carries, read by the client side (`linkflow status`, watch); never in the workflow history. */
-import type { AttemptProgress } from '../modellink/training-log.ts';
+import type { AttemptProgress } from '../frameworks/modellink/training-log.ts';
 
 /** What a heartbeat carries: enough for `linkflow status` to show live progress. */
 export interface HeartbeatDetails extends AttemptProgress {

@@ -2,11 +2,11 @@
  * The plain data a pipeline run passes between the client, the workflow and the activities (contracts/: what crosses Temporal).
  * Types only plus two tiny pure helpers: the workflow bundle imports this file.
  */
-import type { NotifyEventKind } from '../modellink/notify.ts';
+import type { NotifyEventKind } from '../spec/notify.ts';
 import type { IterationSample } from '../benchmark/throughput.ts';
-import type { FailureClass } from '../modellink/failures.ts';
-import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
-import type { AttemptProgress } from '../modellink/training-log.ts';
+import type { FailureClass } from '../failures/failures.ts';
+import type { PipelinePlan, StagePlan } from '../plan/plan.ts';
+import type { AttemptProgress } from '../frameworks/modellink/training-log.ts';
 
 export interface RetrySettingsInput {
   maximumAttempts: number;

@@ -5,8 +5,8 @@
  */
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { BenchmarkSuite, IterationSample, Verdict } from '../benchmark/core.ts';
-import type { FailureClass } from '../modellink/failures.ts';
-import type { PipelinePlan } from '../modellink/plan.ts';
+import type { FailureClass } from '../failures/failures.ts';
+import type { PipelinePlan } from '../plan/plan.ts';
 import type { PipelineInput, PipelineState } from './run-state.ts';
 
 /**

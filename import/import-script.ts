@@ -7,12 +7,12 @@
  * command. The number of overrides says how much of the script linkflow's typed options explain.
  */
 import path from 'node:path';
-import type { Arg } from '../modellink/args.ts';
-import { isKnownFlag } from '../modellink/commands.ts';
-import { FEATURE_FLAGS } from '../modellink/features.ts';
-import { planPipeline, type StagePlan } from '../modellink/plan.ts';
-import { renderLaunch } from '../modellink/launch.ts';
-import { getPreset, presetNames, type Preset } from '../modellink/presets.ts';
+import type { Arg } from '../frameworks/modellink/args.ts';
+import { isKnownFlag } from '../frameworks/modellink/commands.ts';
+import { FEATURE_FLAGS } from '../frameworks/modellink/features.ts';
+import { planPipeline, type StagePlan } from '../plan/plan.ts';
+import { renderLaunch } from '../frameworks/launch.ts';
+import { getPreset, presetNames, type Preset } from '../frameworks/modellink/presets.ts';
 import type { ParsedScript } from './shell-script.ts';
 
 type Json = Record<string, unknown>;
@@ -267,7 +267,7 @@ function stageFromScript(kind: string, a: Arg[], name: string, parsed: ParsedScr
   return stage;
 }
 
-/** Feature sections from the flags the script uses (see modellink/features.ts). */
+/** Feature sections from the flags the script uses (see frameworks/modellink/features.ts). */
 function featuresFromScript(a: Arg[], runsModel: boolean): Json {
   const sections: Record<string, Json> = {};
   for (const f of FEATURE_FLAGS) {

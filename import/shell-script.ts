@@ -19,7 +19,7 @@
  * to nothing (and a warning says so), except inside `export` values where it is inherited from the
  * caller's environment and kept as `${NAME}` (`export LD_LIBRARY_PATH=/x:$LD_LIBRARY_PATH`).
  */
-import type { Arg } from '../modellink/args.ts';
+import type { Arg } from '../frameworks/modellink/args.ts';
 
 /** Launcher options, ints converted. A string is a value that is not an int (a `${NAME}` placeholder,
  * torchrun's `auto`); null means the option was given without a value. */

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // One task of a linkflow Slurm job: srun runs this on every node of the allocation (one task per
-// node), from the constant batch script in modellink/slurm.ts.
+// node), from the constant batch script in executors/slurm/plan.ts.
 //
 //   node slurm-task.mjs <task.json>
 //
-// task.json (SlurmTaskFile in modellink/slurm.ts) holds the stage's argv, working directory,
+// task.json (SlurmTaskFile in executors/slurm/plan.ts) holds the stage's argv, working directory,
 // environment and setup script; nothing of it passes through a shell. On its node this launcher
 //   - sources the setup script (Ascend's set_env.sh belongs to the compute node) with the path as an
 //     argument of a fixed bash program, as node/setup-env.ts does on node workers;

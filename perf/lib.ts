@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseLogLine } from '../modellink/training-log.ts';
+import { parseLogLine } from '../frameworks/modellink/training-log.ts';
 
 /** What the tailer saw of one attempt's log. */
 export interface AttemptLog {

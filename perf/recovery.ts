@@ -18,9 +18,9 @@ import { defaultPayloadConverter, tsToMs } from '@temporalio/common';
 import { connectClient } from '../client/connect.ts';
 import { outcomeOf, startPipeline } from '../client/pipeline.ts';
 import { loadSpecFile } from '../client/spec-file.ts';
-import { dalyIntervalMs, wasteFraction, youngIntervalMs } from '../modellink/advise.ts';
-import { noProgressWindowMs } from '../modellink/hang.ts';
-import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
+import { dalyIntervalMs, wasteFraction, youngIntervalMs } from '../plan/advise.ts';
+import { noProgressWindowMs } from '../failures/hang.ts';
+import type { PipelinePlan, StagePlan } from '../plan/plan.ts';
 import type { AttemptRecord, PipelineState, StageState } from '../contracts/run-state.ts';
 import { durationToMs } from '../common/duration.ts';
 import { gitCommit, gitTreeDirty } from '../node/git.ts';
@@ -735,7 +735,7 @@ function section4(g: GoodputResult, p: Params): string {
     '',
     `${p.goodputIters} iterations of ${p.goodputIterMs} ms (measured ${fixed(g.iterMs, 1)} ms), checkpoint save cost ${p.saveMs} ms (measured ${fixed(g.saveMs, 0)} ms per save). Crashes: exponential inter-arrival times with mean ${sec(g.mtbfMs)} s (seed ${p.seed}), converted to iterations with the measured iteration time: ${g.schedule.map((f) => `@${f}`).join(' ') || 'none'} — the same iterations in (b) and (c). Each fault fires once, when training first reaches its iteration, so faults arrive per unit of new progress (a paired comparison of (b) and (c)), not per unit of wall time.`,
     '',
-    `Young: √(2·C·M) = ${sec(g.youngMs)} s; Daly with the recovery time R = ${sec(g.recoveryMs)} s measured in (b) (fault → first iteration of the next attempt): ${sec(g.dalyMs)} s = ${c.interval} iterations (modellink/advise.ts).`,
+    `Young: √(2·C·M) = ${sec(g.youngMs)} s; Daly with the recovery time R = ${sec(g.recoveryMs)} s measured in (b) (fault → first iteration of the next attempt): ${sec(g.dalyMs)} s = ${c.interval} iterations (plan/advise.ts).`,
     '',
     'Goodput = useful iterations ÷ wall time of the training stage (first attempt scheduled → last attempt ended). "÷ ideal" divides by 1 / measured iteration time. The model column is the first-order prediction 1 / (iteration time · (1 + waste)), waste = C/τ + (τ/2 + R)/M (`wasteFraction`; C/τ alone without faults).',
     '',

@@ -4,7 +4,7 @@
     python3 scripts/gen-emulator-throughput.py [REFERENCE_DIR]          # default: reference/modellink
     python3 scripts/gen-emulator-throughput.py --check [REFERENCE_DIR]  # exit 1 when the committed file is stale
 
-Reads the reference's seed-performance.json (45 rows) and linkflow's modellink/presets.json (which preset
+Reads the reference's seed-performance.json (45 rows) and linkflow's frameworks/modellink/presets.json (which preset
 publishes each row, its architecture flags and its pretrain layouts) and writes, per table row, the
 signature the emulator recognises the job by and the table's tokens/s per device. The emulator reads only
 the generated file, never linkflow's.
@@ -31,7 +31,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMULATOR = os.path.join(ROOT, 'emulator')
 OUT_JSON = os.path.join(EMULATOR, 'mlemu', 'throughput.json')
-PRESETS_JSON = os.path.join(ROOT, 'modellink', 'presets.json')
+PRESETS_JSON = os.path.join(ROOT, 'frameworks', 'modellink', 'presets.json')
 
 sys.path.insert(0, EMULATOR)
 from mlemu import args as argsmod  # noqa: E402
@@ -184,7 +184,7 @@ def generate(reference_dir: str):
 
     data = {
         'generated_by': 'scripts/gen-emulator-throughput.py from reference/modellink/seed-performance.json '
-                        'and modellink/presets.json; do not edit by hand',
+                        'and frameworks/modellink/presets.json; do not edit by hand',
         'signature': list(throughput.SIGNATURE),
         'rows': entries,
         'indistinguishable': indistinguishable,

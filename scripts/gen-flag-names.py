@@ -1,4 +1,4 @@
-"""Regenerate modellink/flag-names.json from reference/modellink/flags.json.
+"""Regenerate frameworks/modellink/flag-names.json from reference/modellink/flags.json.
 
 linkflow checks every flag it emits (and every flag a stage's `args` sets) against
 this list at run time, so it must ship with the project; test/commands.test.ts proves the
@@ -19,5 +19,5 @@ for entry, records in flags['entrypoints'].items():
 # convert_ckpt.py: loader/saver plugins add flags for particular selections; keep their union.
 for combo in flags.get('convert_ckpt_plugin_combinations', {}).values():
     out['convert_ckpt.py'] = sorted(set(out['convert_ckpt.py']) | set(r['flag'] for r in combo['flags']))
-json.dump(out, open(os.path.join(ROOT, 'modellink', 'flag-names.json'), 'w'), indent=0, sort_keys=True)
+json.dump(out, open(os.path.join(ROOT, 'frameworks', 'modellink', 'flag-names.json'), 'w'), indent=0, sort_keys=True)
 print({k: len(v) for k, v in out.items()})

@@ -22,8 +22,8 @@ import {
   type BenchmarkCase,
   type Thresholds,
 } from '../benchmark/core.ts';
-import { getPreset } from '../modellink/presets.ts';
-import { parseLogLine } from '../modellink/training-log.ts';
+import { getPreset } from '../frameworks/modellink/presets.ts';
+import { parseLogLine } from '../frameworks/modellink/training-log.ts';
 import { loadSuiteFile, parseSuiteText } from '../benchmark/suite-file.ts';
 import { ROOT } from '../testkit/specs.ts';
 
@@ -154,7 +154,7 @@ describe('default suite: the performance table', () => {
   const cases = tableCases();
 
   it('is a verbatim copy of the reference table', () => {
-    const copy = JSON.parse(fs.readFileSync(path.join(ROOT, 'modellink', 'performance-table.json'), 'utf8')) as unknown;
+    const copy = JSON.parse(fs.readFileSync(path.join(ROOT, 'frameworks', 'modellink', 'performance-table.json'), 'utf8')) as unknown;
     expect(copy).toEqual(JSON.parse(fs.readFileSync(REFERENCE, 'utf8')));
   });
 

@@ -2,11 +2,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { Arg } from '../modellink/args.ts';
-import { resumeArgs } from '../modellink/commands.ts';
-import { renderLaunch } from '../modellink/launch.ts';
-import { planPipeline, type StagePlan } from '../modellink/plan.ts';
-import { getPreset, presetNames } from '../modellink/presets.ts';
+import type { Arg } from '../frameworks/modellink/args.ts';
+import { resumeArgs } from '../frameworks/modellink/commands.ts';
+import { renderLaunch } from '../frameworks/launch.ts';
+import { planPipeline, type StagePlan } from '../plan/plan.ts';
+import { getPreset, presetNames } from '../frameworks/modellink/presets.ts';
 import { fiveStageSpec, ROOT } from '../testkit/specs.ts';
 
 const REFERENCE = path.join(ROOT, 'reference', 'modellink');
@@ -104,7 +104,7 @@ describe('command builders', () => {
   });
 
   it('ships a flag list equal to the reference', () => {
-    const shipped = JSON.parse(fs.readFileSync(path.join(ROOT, 'modellink', 'flag-names.json'), 'utf8')) as Record<string, string[]>;
+    const shipped = JSON.parse(fs.readFileSync(path.join(ROOT, 'frameworks', 'modellink', 'flag-names.json'), 'utf8')) as Record<string, string[]>;
     for (const entry of Object.keys(flagsJson.entrypoints)) expect(new Set(shipped[entry])).toEqual(referenceFlags(entry));
   });
 

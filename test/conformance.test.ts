@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { Arg } from '../modellink/args.ts';
+import type { Arg } from '../frameworks/modellink/args.ts';
 import { importScript, MANAGED_OUTPUT_FLAGS, normalizeValue, renderStage } from '../import/import-script.ts';
 import type { ParsedScript } from '../import/shell-script.ts';
 import { ROOT } from '../testkit/specs.ts';

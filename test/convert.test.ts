@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { planPipeline } from '../modellink/plan.ts';
+import { planPipeline } from '../plan/plan.ts';
 import { DEMO, fiveStageSpec, type RawSpec } from '../testkit/specs.ts';
 
 const REFERENCE = path.join(DEMO, '..', '..', 'reference', 'modellink');

@@ -2,11 +2,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { describeLayout, loraResumeView, shardDirNames } from '../modellink/checkpoint.ts';
+import { describeLayout, loraResumeView, shardDirNames } from '../frameworks/modellink/checkpoint.ts';
 import { findResumePoint } from '../activities/checkpoints.ts';
-import { causeLine, classifyFailure } from '../modellink/failures.ts';
-import { LogWindow } from '../modellink/log-window.ts';
-import { applyLogEvent, parseLogLine, type AttemptProgress } from '../modellink/training-log.ts';
+import { causeLine, classifyFailure } from '../failures/failures.ts';
+import { LogWindow } from '../failures/log-window.ts';
+import { applyLogEvent, parseLogLine, type AttemptProgress } from '../frameworks/modellink/training-log.ts';
 import { tempDir } from '../testkit/specs.ts';
 
 const LINE =
@@ -452,14 +452,14 @@ describe('layout mismatch', () => {
 describe('hang windows', () => {
   const w = { minMs: 60_000, factor: 20, startupMs: 1_800_000, checkpointMs: 900_000, logInterval: 10 };
   it('follow the observed iteration time, never below the floor', async () => {
-    const { noProgressWindowMs } = await import('../modellink/hang.ts');
+    const { noProgressWindowMs } = await import('../failures/hang.ts');
     expect(noProgressWindowMs(w, 'training', 100)).toBe(60_000);
     // 5 s per iteration, a line every 10 iterations: silence up to 20 × 50 s.
     expect(noProgressWindowMs(w, 'training', 5000)).toBe(1_000_000);
     expect(noProgressWindowMs(w, 'training', undefined)).toBe(60_000);
   });
   it('are longer while the job starts and while it saves a checkpoint', async () => {
-    const { noProgressWindowMs } = await import('../modellink/hang.ts');
+    const { noProgressWindowMs } = await import('../failures/hang.ts');
     expect(noProgressWindowMs(w, 'startup', 100)).toBe(1_800_000);
     expect(noProgressWindowMs(w, 'checkpoint', 100)).toBe(900_000);
   });
@@ -483,7 +483,7 @@ describe('save directory lease', () => {
 
 describe('save interval advice', () => {
   it("follows Young's and Daly's formulas", async () => {
-    const { youngIntervalMs, dalyIntervalMs } = await import('../modellink/advise.ts');
+    const { youngIntervalMs, dalyIntervalMs } = await import('../plan/advise.ts');
     // A 60 s checkpoint and a failure a day: Young's √(2·60·86400) s ≈ 3220 s; Daly's is a little shorter.
     expect(youngIntervalMs(60_000, 86_400_000) / 1000).toBeCloseTo(3219.9, 0);
     const daly = dalyIntervalMs(60_000, 86_400_000, 0) / 1000;
@@ -494,7 +494,7 @@ describe('save interval advice', () => {
   });
 
   it("reads a stage's attempt log: failures, save cost, recovery", async () => {
-    const { adviseSaveInterval, observationsOf } = await import('../modellink/advise.ts');
+    const { adviseSaveInterval, observationsOf } = await import('../plan/advise.ts');
     const observed = observationsOf({
       name: 'pretrain',
       kind: 'pretrain',
@@ -527,7 +527,7 @@ describe('save interval advice', () => {
   });
 
   it('applied automatically: the next interval is the advice, capped at the run length, and nothing changes without failures', async () => {
-    const { autoSaveInterval } = await import('../modellink/advise.ts');
+    const { autoSaveInterval } = await import('../plan/advise.ts');
     const failedOnce = {
       name: 'pretrain',
       kind: 'pretrain' as const,

@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { classifyFailure } from '../modellink/failures.ts';
+import { classifyFailure } from '../failures/failures.ts';
 import { iterations } from '../testkit/emulator-log.ts';
 import { untilTrue, within } from '../testkit/wait.ts';
 import { tinyModelArgs, tinyTrainArgs } from '../testkit/emulator-args.ts';

@@ -11,8 +11,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { measureThroughput, tableCases, type BenchmarkCase } from '../benchmark/core.ts';
-import { getPreset, type Impl } from '../modellink/presets.ts';
-import { parseLogLine } from '../modellink/training-log.ts';
+import { getPreset, type Impl } from '../frameworks/modellink/presets.ts';
+import { parseLogLine } from '../frameworks/modellink/training-log.ts';
 import { EMULATOR } from '../testkit/specs.ts';
 
 const PYTHON = process.env.PYTHON ?? 'python3';

@@ -5,8 +5,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { planPipeline, type StagePlan } from '../modellink/plan.ts';
-import { eventRecords, rewindOffset } from '../modellink/tensorboard-events.ts';
+import { planPipeline, type StagePlan } from '../plan/plan.ts';
+import { eventRecords, rewindOffset } from '../plan/tensorboard-events.ts';
 import { fiveStageSpec, tempDir, writeSpec } from '../testkit/specs.ts';
 import { readEventFile, readTensorBoard } from '../testkit/tensorboard.ts';
 import { runSpec, startTestTemporal, type TestTemporal } from '../testkit/temporal.ts';

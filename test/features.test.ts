@@ -1,6 +1,6 @@
 /** Typed feature options: emitted as ModelLink's flags, and validated before anything runs. */
 import { describe, expect, it } from 'vitest';
-import { planPipeline } from '../modellink/plan.ts';
+import { planPipeline } from '../plan/plan.ts';
 import { fiveStageSpec, type RawSpec } from '../testkit/specs.ts';
 
 function llamaSpec(patch: Record<string, unknown> = {}): RawSpec {

@@ -1,8 +1,8 @@
 /** Multi-node gangs without Temporal: rank command lines, placement, root cause, merged results. */
 import { describe, expect, it } from 'vitest';
-import { logsIterations, mergeRankResults, nodeIdentity, nodeQueue, rootCauseRank } from '../modellink/gang.ts';
-import { launchesAcrossNodes, launchForRank, nodesOf, pythonLaunch, renderLaunch, torchrunLaunch, withMasterPort } from '../modellink/launch.ts';
-import { planPipeline } from '../modellink/plan.ts';
+import { logsIterations, mergeRankResults, nodeIdentity, nodeQueue, rootCauseRank } from '../plan/gang.ts';
+import { launchesAcrossNodes, launchForRank, nodesOf, pythonLaunch, renderLaunch, torchrunLaunch, withMasterPort } from '../frameworks/launch.ts';
+import { planPipeline } from '../plan/plan.ts';
 import { fiveStageSpec, ROOT } from '../testkit/specs.ts';
 
 const rank = { nodeRank: 1, nodes: 2, node: 'n2', masterAddr: '10.0.0.7', masterPort: 29411 };

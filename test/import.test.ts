@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadSpecFile } from '../client/spec-file.ts';
-import type { Arg } from '../modellink/args.ts';
+import type { Arg } from '../frameworks/modellink/args.ts';
 import { MANAGED_OUTPUT_FLAGS, normalizeValue } from '../import/import-script.ts';
 import { runCli } from '../testkit/cli.ts';
 import { ROOT, tempDir } from '../testkit/specs.ts';

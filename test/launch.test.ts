@@ -1,5 +1,5 @@
 /**
- * The typed launch (modellink/launch.ts) renders the argv the string launcher gave before it: for the
+ * The typed launch (frameworks/launch.ts) renders the argv the string launcher gave before it: for the
  * demo spec, a five-stage spec on one and two nodes, and every script of examples.json (the
  * conformance corpus), the planned launcher, a gang rank's, a single node's free master port, the
  * node count, whom a stop signals and the whole argv are those recorded in test/fixtures/launch-golden.json.
@@ -23,8 +23,8 @@ import {
   torchrunLaunch,
   withMasterPort,
   type Launch,
-} from '../modellink/launch.ts';
-import { plannedArgv, planPipeline, type StagePlan } from '../modellink/plan.ts';
+} from '../frameworks/launch.ts';
+import { plannedArgv, planPipeline, type StagePlan } from '../plan/plan.ts';
 import { fiveStageSpec, ROOT } from '../testkit/specs.ts';
 
 const golden = JSON.parse(fs.readFileSync(path.join(ROOT, 'test', 'fixtures', 'launch-golden.json'), 'utf8')) as {

@@ -18,10 +18,10 @@ async function lint(folder: string, code: string): Promise<string[]> {
 }
 
 describe('the lint rules', () => {
-  it('modellink/ does no I/O and imports no side-effect layer', async () => {
+  it('frameworks/ does no I/O and imports no side-effect layer', async () => {
     const code =
       "import fs from 'node:fs';\nimport { nodeName } from '../activities/node.ts';\nimport path from 'node:path';\nexport const x = (): unknown => [fs, nodeName, path];\n";
-    expect(await lint('modellink', code)).toEqual(['1:@typescript-eslint/no-restricted-imports', '2:@typescript-eslint/no-restricted-imports']);
+    expect(await lint('frameworks', code)).toEqual(['1:@typescript-eslint/no-restricted-imports', '2:@typescript-eslint/no-restricted-imports']);
   });
 
   it('workflows/ may take types from activities/, never their code (the workflow sandbox)', async () => {

@@ -1,13 +1,13 @@
 /** The model zoo: every preset traceable to ModelLink's example scripts and performance table. */
-import { IMPLS } from '../modellink/schema-parts.ts';
+import { IMPLS } from '../spec/schema-parts.ts';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { architectureSchema } from '../modellink/spec.ts';
-import { customPreset, getPreset, presetNames, type Impl, type Preset } from '../modellink/presets.ts';
-import type { Arg } from '../modellink/args.ts';
+import { architectureSchema } from '../spec/spec.ts';
+import { customPreset, getPreset, presetNames, type Impl, type Preset } from '../frameworks/modellink/presets.ts';
+import type { Arg } from '../frameworks/modellink/args.ts';
 import { ROOT } from '../testkit/specs.ts';
 
 const REFERENCE = path.join(ROOT, 'reference', 'modellink');
@@ -49,9 +49,9 @@ interface Difference {
 const examples = readJson(path.join(REFERENCE, 'examples.json')) as { scripts: Script[]; cross_script_architecture_differences: Difference[] };
 const flags = readJson(path.join(REFERENCE, 'flags.json')) as { entrypoints: Record<string, FlagRecord[]> };
 const perf = readJson(path.join(REFERENCE, 'seed-performance.json')) as { rows: PerfRow[] };
-const presetsFile = path.join(ROOT, 'modellink', 'presets.json');
+const presetsFile = path.join(ROOT, 'frameworks', 'modellink', 'presets.json');
 const presetsJson = readJson(presetsFile) as Record<string, Record<string, unknown>>;
-const extraJson = readJson(path.join(ROOT, 'modellink', 'presets-extra.json')) as Record<string, Record<string, unknown>>;
+const extraJson = readJson(path.join(ROOT, 'frameworks', 'modellink', 'presets-extra.json')) as Record<string, Record<string, unknown>>;
 const scriptByName = new Map(examples.scripts.map((s) => [s.script, s]));
 
 /**

@@ -9,7 +9,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveSecrets } from '../activities/attempt/secrets.ts';
-import { planPipeline } from '../modellink/plan.ts';
+import { planPipeline } from '../plan/plan.ts';
 import { Masker } from '../node/mask.ts';
 import { EMULATOR, fiveStageSpec, tempDir, writeSpec } from '../testkit/specs.ts';
 import { runSpec, startTestTemporal, type TestTemporal } from '../testkit/temporal.ts';

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { groupArgs, looksLikePlaceholder, parseModelLinkScript, type ParsedScript } from '../import/shell-script.ts';
-import type { Arg } from '../modellink/args.ts';
+import type { Arg } from '../frameworks/modellink/args.ts';
 import { ROOT } from '../testkit/specs.ts';
 
 interface Example {

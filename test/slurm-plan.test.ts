@@ -1,10 +1,10 @@
-/** The Slurm executor's pure part (modellink/slurm.ts, slurm-rules.ts) and its spec: no cluster needed. */
+/** The Slurm executor's pure part (executors/slurm/plan.ts, slurm-rules.ts) and its spec: no cluster needed. */
 import { describe, expect, it } from 'vitest';
 import { planBenchmarkCase } from '../benchmark/plan.ts';
 import { planSuite, suiteSchema } from '../benchmark/suite.ts';
 import { renderPlan } from '../cli/render.ts';
-import { launchOf, torchrunLaunch } from '../modellink/launch.ts';
-import { planPipeline } from '../modellink/plan.ts';
+import { launchOf, torchrunLaunch } from '../frameworks/launch.ts';
+import { planPipeline } from '../plan/plan.ts';
 import {
   BATCH_SCRIPT,
   exitStatusOf,
@@ -16,7 +16,7 @@ import {
   retryExclusions,
   sbatchOptions,
   slurmLaunch,
-} from '../modellink/slurm.ts';
+} from '../executors/slurm/plan.ts';
 import { fiveStageSpec, type RawSpec } from '../testkit/specs.ts';
 
 function slurmSpec(cluster: Record<string, unknown>, slurm: Record<string, unknown> = { partition: 'npu' }): RawSpec {
@@ -90,7 +90,7 @@ describe('a Slurm submission', () => {
 
   it('has a constant batch script: the stage reaches srun as arguments only', () => {
     expect(BATCH_SCRIPT).toBe(
-      '#!/bin/sh\n# linkflow: constant text. Everything of the stage arrives as arguments ("$@"), never as shell text (modellink/slurm.ts).\nexec srun --ntasks-per-node=1 --kill-on-bad-exit=1 "$@"\n',
+      '#!/bin/sh\n# linkflow: constant text. Everything of the stage arrives as arguments ("$@"), never as shell text (executors/slurm/plan.ts).\nexec srun --ntasks-per-node=1 --kill-on-bad-exit=1 "$@"\n',
     );
   });
 

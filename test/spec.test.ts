@@ -1,6 +1,6 @@
 /** Spec validation: every problem reported with its path, before anything starts. */
 import { describe, expect, it } from 'vitest';
-import { planPipeline } from '../modellink/plan.ts';
+import { planPipeline } from '../plan/plan.ts';
 import { fiveStageSpec } from '../testkit/specs.ts';
 
 function problemsOf(raw: unknown): string[] {
@@ -145,7 +145,7 @@ describe('LoRA fine-tuning', () => {
   });
 
   it('continues from existing LoRA weights on the first attempt, and from its own save directory after', async () => {
-    const { resumeArgs } = await import('../modellink/commands.ts');
+    const { resumeArgs } = await import('../frameworks/modellink/commands.ts');
     const spec = fiveStageSpec('lora', '/tmp/ws');
     Object.assign(spec.stages[4], { lora: { r: 8, alpha: 16, load: '/data/lora-v1' } });
     const r = planPipeline(spec, { baseDir: '/tmp' });

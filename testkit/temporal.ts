@@ -56,7 +56,7 @@ export async function startTestTemporal(): Promise<TestTemporal> {
 
 import { loadSpecFile } from '../client/spec-file.ts';
 import { outcomeOf, startPipeline } from '../client/pipeline.ts';
-import type { PipelinePlan } from '../modellink/plan.ts';
+import type { PipelinePlan } from '../plan/plan.ts';
 import type { PipelineState } from '../contracts/run-state.ts';
 import type { WorkflowHandle } from '@temporalio/client';
 

@@ -12,7 +12,7 @@ import { stopAllProcesses } from '../node/process-group.ts';
 import { configureNode } from '../activities/node.ts';
 import { configurePool } from '../activities/pool.ts';
 import { defaultNodeAddress, type NodeIdentity } from '../node/identity.ts';
-import { nodeIdentity, nodeQueue } from '../modellink/gang.ts';
+import { nodeIdentity, nodeQueue } from '../plan/gang.ts';
 import { durationToMs } from '../common/duration.ts';
 import { poolSettings } from '../temporal.config.ts';
 import { joinPool } from './membership.ts';

@@ -1,6 +1,6 @@
 /** How a failed attempt activity becomes an attempt record: its class, reason, evidence and iterations. Workflow code. */
 import { ActivityFailure, ApplicationFailure, CancelledFailure, TimeoutFailure } from '@temporalio/workflow';
-import type { FailureClass } from '../modellink/failures.ts';
+import type { FailureClass } from '../failures/failures.ts';
 import type { AttemptFailureDetails, AttemptRecord } from '../contracts/run-state.ts';
 
 /** The details an attempt attached to its failure or cancellation, if any. */

@@ -4,8 +4,8 @@
  */
 import { ActivityCancellationType, CancellationScope, CancelledFailure, isCancellation, proxyActivities } from '@temporalio/workflow';
 import type * as activities from '../activities/index.ts';
-import { mergeRankResults, mergeRankTimings, nodeQueue, rootCauseRank, type RankAssignment } from '../modellink/gang.ts';
-import type { StagePlan } from '../modellink/plan.ts';
+import { mergeRankResults, mergeRankTimings, nodeQueue, rootCauseRank, type RankAssignment } from '../plan/gang.ts';
+import type { StagePlan } from '../plan/plan.ts';
 import type { AttemptFailureDetails, AttemptResult, AttemptTimings, RetrySettingsInput, StageState } from '../contracts/run-state.ts';
 import { attemptFailure, failureDetails } from './attempts.ts';
 import type { Placement } from './placement.ts';

@@ -6,7 +6,7 @@
 import { isCancellation, proxyActivities, sleep, workflowInfo } from '@temporalio/workflow';
 import type * as activities from '../activities/index.ts';
 import type { StageState } from '../contracts/run-state.ts';
-import { nodeQueue } from '../modellink/gang.ts';
+import { nodeQueue } from '../plan/gang.ts';
 import type { Placement } from './placement.ts';
 import { PlacementDeferred } from './placement.ts';
 

@@ -5,7 +5,7 @@
  */
 import { condition, isCancellation, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type * as activities from '../activities/index.ts';
-import type { NotifyEvent, NotifyEventKind, NotifySettings } from '../modellink/notify.ts';
+import type { NotifyEvent, NotifyEventKind, NotifySettings } from '../spec/notify.ts';
 import type { PipelineState, StageState } from '../contracts/run-state.ts';
 
 const { notifyWebhook } = proxyActivities<typeof activities>({

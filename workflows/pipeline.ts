@@ -19,12 +19,12 @@ import {
 } from '@temporalio/workflow';
 import type * as activities from '../activities/index.ts';
 // Pure data, no Node imports: safe inside the workflow sandbox.
-import { INFRASTRUCTURE } from '../modellink/failures.ts';
-import { autoSaveInterval } from '../modellink/advise.ts';
-import { launchesAcrossNodes, launchOf, nodesOf } from '../modellink/launch.ts';
-import { nodeQueue } from '../modellink/gang.ts';
-import { nodesToAvoid } from '../modellink/slurm.ts';
-import type { PipelinePlan, StagePlan } from '../modellink/plan.ts';
+import { INFRASTRUCTURE } from '../failures/failures.ts';
+import { autoSaveInterval } from '../plan/advise.ts';
+import { launchesAcrossNodes, launchOf, nodesOf } from '../frameworks/launch.ts';
+import { nodeQueue } from '../plan/gang.ts';
+import { nodesToAvoid } from '../executors/slurm/plan.ts';
+import type { PipelinePlan, StagePlan } from '../plan/plan.ts';
 import type { PipelineInput, PipelineState, RetrySettingsInput, StageState } from '../contracts/run-state.ts';
 import { checkpointAndStopSignal, progressQuery, setSaveIntervalSignal } from '../contracts/workflows.ts';
 import { attemptFailure, failureDetails } from './attempts.ts';

@@ -18,7 +18,7 @@ import type * as activities from '../activities/index.ts';
 import type { NodeCheck } from '../activities/pool.ts';
 import { blameNodeSignal, nodesGrantedSignal, poolWorkflowId, releaseNodesSignal } from '../contracts/pool.ts';
 import type { StageState } from '../contracts/run-state.ts';
-import { nodeQueue } from '../modellink/gang.ts';
+import { nodeQueue } from '../plan/gang.ts';
 import type { Holder } from '../pool/allocator.ts';
 
 const pool = proxyActivities<typeof activities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 10, initialInterval: '1s' } });

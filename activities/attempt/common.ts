@@ -1,9 +1,9 @@
 /** What every phase of an attempt shares: its input, the failure it throws and the timestamps it writes. */
 import { ApplicationFailure } from '@temporalio/common';
 import type { AttemptFailureDetails } from '../../contracts/run-state.ts';
-import type { FailureClass } from '../../modellink/failures.ts';
-import type { RankAssignment } from '../../modellink/gang.ts';
-import type { StagePlan } from '../../modellink/plan.ts';
+import type { FailureClass } from '../../failures/failures.ts';
+import type { RankAssignment } from '../../plan/gang.ts';
+import type { StagePlan } from '../../plan/plan.ts';
 
 export interface AttemptInput {
   pipeline: string;
@@ -17,7 +17,7 @@ export interface AttemptInput {
   previousLastIteration?: number;
   /** When the stage's first attempt started (workflow time, ms): a stage's duration is measured from it (metrics). */
   stageStartedAt?: number;
-  /** A Slurm attempt: nodes earlier attempts lost, left out where the partition has others (modellink/slurm.ts). */
+  /** A Slurm attempt: nodes earlier attempts lost, left out where the partition has others (executors/slurm/plan.ts). */
   avoidNodes?: string[];
 }
 

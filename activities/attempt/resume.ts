@@ -5,10 +5,10 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describeLayout, iterationDirName, loraResumeView, TRACKER_FILE, type ResumePoint } from '../../modellink/checkpoint.ts';
+import { describeLayout, iterationDirName, loraResumeView, TRACKER_FILE, type ResumePoint } from '../../frameworks/modellink/checkpoint.ts';
 import { findResumePoint, missingShards, readTracker } from '../checkpoints.ts';
-import { resumeArgs } from '../../modellink/commands.ts';
-import type { StagePlan } from '../../modellink/plan.ts';
+import { resumeArgs } from '../../frameworks/modellink/commands.ts';
+import type { StagePlan } from '../../plan/plan.ts';
 import { fail } from './common.ts';
 
 /**

@@ -4,7 +4,7 @@
  * leaves the worker (heartbeats, failures, the log file) passes through the masker first.
  */
 import fs from 'node:fs';
-import type { SecretRef, StagePlan } from '../../modellink/plan.ts';
+import type { SecretRef, StagePlan } from '../../plan/plan.ts';
 import { Masker, MIN_MASKED_LENGTH } from '../../node/mask.ts';
 
 export interface ResolvedSecrets {

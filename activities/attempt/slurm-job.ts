@@ -21,7 +21,7 @@ import {
   type JobInfo,
   type SlurmSettings,
   type SlurmTaskFile,
-} from '../../modellink/slurm.ts';
+} from '../../executors/slurm/plan.ts';
 import { trackProcess, type RunningProcess } from '../../node/process-group.ts';
 import { failedNodes, hostnames, jobFields, jobsNamed, partitionNodes, sbatch, scancel } from '../../node/slurm.ts';
 

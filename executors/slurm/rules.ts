@@ -1,6 +1,6 @@
 /** What can be checked of a Slurm submission before it is made (`linkflow validate`): each problem with its spec path. */
-import { gresCount, MANAGED_OPTIONS } from './slurm.ts';
-import type { PipelineSpec, SpecProblem } from './spec.ts';
+import { gresCount, MANAGED_OPTIONS } from './plan.ts';
+import type { PipelineSpec, SpecProblem } from '../../spec/spec.ts';
 
 export function checkSlurm(spec: PipelineSpec, problems: SpecProblem[]): void {
   const { executor, slurm, hosts, nodes, devicesPerNode } = spec.cluster;

@@ -4,8 +4,8 @@
  * loaded) and one W&B run per stage whose id stays the same, so every attempt appends to it.
  */
 import path from 'node:path';
-import type { Arg } from './args.ts';
-import type { TrainingStage } from './spec.ts';
+import type { Arg } from '../frameworks/modellink/args.ts';
+import type { TrainingStage } from '../spec/spec.ts';
 
 export interface Tracking {
   args: Arg[];

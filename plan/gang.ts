@@ -4,7 +4,7 @@
  * gang's, and what the gang's result is (a rank's launch is launch.ts's launchForRank).
  */
 import type { AttemptResult, AttemptTimings } from '../contracts/run-state.ts';
-import { ECHO_CLASSES, type FailureClass } from './failures.ts';
+import { ECHO_CLASSES, type FailureClass } from '../failures/failures.ts';
 
 /** A node's own task queue in a pool: `linkflow worker --queue POOL --node NAME` polls it beside POOL. */
 export function nodeQueue(pool: string, node: string): string {

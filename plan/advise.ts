@@ -4,7 +4,7 @@
  * for the recovery and higher-order terms:
  *   τ = √(2·C·(M+R)) · [1 + ⅓·√(C / (2(M+R))) + ⅑·C / (2(M+R))] − C   (for C < 2(M+R)), else M+R.
  */
-import { NON_RETRYABLE } from './failures.ts';
+import { NON_RETRYABLE } from '../failures/failures.ts';
 import type { StageState } from '../contracts/run-state.ts';
 
 export interface RunObservations {

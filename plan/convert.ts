@@ -3,8 +3,8 @@
  * TP/PP/EP layout. A conversion to HF writes into a directory of links to the original HF model.
  */
 import path from 'node:path';
-import { buildConvert, type ConvertPaths } from '../commands.ts';
-import type { ConvertStage } from '../spec.ts';
+import { buildConvert, type ConvertPaths } from '../frameworks/modellink/commands.ts';
+import type { ConvertStage } from '../spec/spec.ts';
 import type { StageContext, StageDraft } from './context.ts';
 
 /** Where the converted weights go: --save-dir, the stage's output, and what it holds. */

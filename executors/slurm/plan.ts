@@ -13,8 +13,8 @@
  * A JSON file rather than quoted arguments: no quoting rules to get right, and the environment
  * (which may be large, and holds values we must not show in `ps`) stays off every command line.
  */
-import type { Launch } from './launch.ts';
-import type { FailureClass } from './failures.ts';
+import type { Launch } from '../../frameworks/launch.ts';
+import type { FailureClass } from '../../failures/failures.ts';
 
 /** The spec's `cluster.slurm` as the plan carries it. */
 export interface SlurmSettings {
@@ -50,7 +50,7 @@ export const MANAGED_OPTIONS = [
 /** srun on every node of the allocation, one task per node; a task that fails ends the others at once (a gang). */
 export const BATCH_SCRIPT = [
   '#!/bin/sh',
-  '# linkflow: constant text. Everything of the stage arrives as arguments ("$@"), never as shell text (modellink/slurm.ts).',
+  '# linkflow: constant text. Everything of the stage arrives as arguments ("$@"), never as shell text (executors/slurm/plan.ts).',
   'exec srun --ntasks-per-node=1 --kill-on-bad-exit=1 "$@"',
   '',
 ].join('\n');

@@ -1,9 +1,9 @@
 /** A pretrain or finetune stage: pretrain_gpt.py under torchrun, saving checkpoints a later attempt resumes from. */
 import path from 'node:path';
-import { buildTraining } from '../commands.ts';
-import { durationToMs } from '../../common/duration.ts';
-import type { TrainingStage } from '../spec.ts';
-import { experimentTracking } from '../tracking.ts';
+import { buildTraining } from '../frameworks/modellink/commands.ts';
+import { durationToMs } from '../common/duration.ts';
+import type { TrainingStage } from '../spec/spec.ts';
+import { experimentTracking } from './tracking.ts';
 import type { StageContext, StageDraft } from './context.ts';
 
 export function planTraining(ctx: StageContext, stage: TrainingStage): StageDraft {

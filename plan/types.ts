@@ -2,14 +2,14 @@
  * What planning produces: plain data the workflow carries (it crosses Temporal as JSON), per stage
  * the exact command, its inputs, its output and, for training stages, what a resume needs.
  */
-import type { Arg } from '../args.ts';
-import type { Entrypoint } from '../commands.ts';
-import type { FailureClass } from '../failures.ts';
-import type { HangWindows } from '../hang.ts';
-import type { Launch } from '../launch.ts';
-import type { NotifySettings } from '../notify.ts';
-import type { SlurmSettings } from '../slurm.ts';
-import type { PipelineSpec, SpecProblem, StageKind } from '../spec.ts';
+import type { Arg } from '../frameworks/modellink/args.ts';
+import type { Entrypoint } from '../frameworks/modellink/commands.ts';
+import type { FailureClass } from '../failures/failures.ts';
+import type { HangWindows } from '../failures/hang.ts';
+import type { Launch } from '../frameworks/launch.ts';
+import type { NotifySettings } from '../spec/notify.ts';
+import type { SlurmSettings } from '../executors/slurm/plan.ts';
+import type { PipelineSpec, SpecProblem, StageKind } from '../spec/spec.ts';
 
 export type OutputKind = 'pretrain-data' | 'instruction-data' | 'pairwise-data' | 'checkpoint' | 'hf-model' | 'results';
 
@@ -99,7 +99,7 @@ export interface StagePlan {
   /** Conversions to hf: ModelLink writes into a directory holding the original HF files; this one links to them. */
   hfView?: { from: string; dir: string };
   maxAttempts?: number;
-  /** cluster.executor slurm: each attempt is one Slurm job with these settings (modellink/slurm.ts). */
+  /** cluster.executor slurm: each attempt is one Slurm job with these settings (executors/slurm/plan.ts). */
   slurm?: SlurmSettings;
 }
 

@@ -5,7 +5,7 @@
 import { mcoreOnlyInUse } from './features.ts';
 import { resolveFeatures } from './commands.ts';
 import type { Preset } from './presets.ts';
-import type { PipelineSpec, SpecProblem, Stage } from './spec.ts';
+import type { PipelineSpec, SpecProblem, Stage } from '../../spec/spec.ts';
 
 type Problems = SpecProblem[];
 

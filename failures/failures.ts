@@ -3,7 +3,7 @@
  * missing input) fail the stage at once: retrying cannot help and would hide the cause.
  */
 import type { ExitStatus } from '../common/exit-status.ts';
-import { lossIsNaN, parseLogLine } from './training-log.ts';
+import { lossIsNaN, parseLogLine } from '../frameworks/modellink/training-log.ts';
 
 /** Every class an attempt's failure can have; a spec's failureRules name one of them. */
 export const FAILURE_CLASSES = [
@@ -16,7 +16,7 @@ export const FAILURE_CLASSES = [
   'killed',
   'hang',
   'node-lost',
-  // Slurm's endings (modellink/slurm.ts): the job's time limit, and a preemption by a job of higher priority.
+  // Slurm's endings (executors/slurm/plan.ts): the job's time limit, and a preemption by a job of higher priority.
   'time-limit',
   'preempted',
   'no-result',

@@ -5,24 +5,24 @@
  * Each stage kind has its planner (plan/preprocess.ts, convert.ts, training.ts, evaluate.ts, inference.ts).
  */
 import path from 'node:path';
-import { applyOverrides, commandArgv, isKnownFlag, type Command } from './commands.ts';
-import { launchOf, type LaunchCarrier } from './launch.ts';
-import { notifySettings } from './notify.ts';
-import { customPreset, getPreset, presetNames, type Preset } from './presets.ts';
-import { checkHosts, checkLayout, checkStageRules } from './rules.ts';
-import { checkSlurm } from './slurm-rules.ts';
+import { applyOverrides, commandArgv, isKnownFlag, type Command } from '../frameworks/modellink/commands.ts';
+import { launchOf, type LaunchCarrier } from '../frameworks/launch.ts';
+import { notifySettings } from '../spec/notify.ts';
+import { customPreset, getPreset, presetNames, type Preset } from '../frameworks/modellink/presets.ts';
+import { checkHosts, checkLayout, checkStageRules } from '../frameworks/modellink/rules.ts';
+import { checkSlurm } from '../executors/slurm/rules.ts';
 import { formatPath } from '../common/issue-path.ts';
-import { pipelineSpecSchema, type PipelineSpec, type SpecProblem, type Stage } from './spec.ts';
-import { stageContext, type StageContext, type StageDraft } from './plan/context.ts';
-import { planConvert } from './plan/convert.ts';
-import { planEvaluate } from './plan/evaluate.ts';
-import { planInference } from './plan/inference.ts';
-import { planPreprocess } from './plan/preprocess.ts';
-import { planTraining } from './plan/training.ts';
-import type { OutputKind, PlanOptions, PlanResult, SecretRef, StageInput, StagePlan } from './plan/types.ts';
-import type { SecretEnvEntry } from './schema-parts.ts';
+import { pipelineSpecSchema, type PipelineSpec, type SpecProblem, type Stage } from '../spec/spec.ts';
+import { stageContext, type StageContext, type StageDraft } from './context.ts';
+import { planConvert } from './convert.ts';
+import { planEvaluate } from './evaluate.ts';
+import { planInference } from './inference.ts';
+import { planPreprocess } from './preprocess.ts';
+import { planTraining } from './training.ts';
+import type { OutputKind, PlanOptions, PlanResult, SecretRef, StageInput, StagePlan } from './types.ts';
+import type { SecretEnvEntry } from '../spec/schema-parts.ts';
 
-export type { PipelinePlan, PlanOptions, PlanResult, SecretRef, StageInput, StagePlan } from './plan/types.ts';
+export type { PipelinePlan, PlanOptions, PlanResult, SecretRef, StageInput, StagePlan } from './types.ts';
 
 export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
   const parsed = pipelineSpecSchema.safeParse(raw);

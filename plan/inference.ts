@@ -1,7 +1,7 @@
 /** An inference stage: inference.py answers the stage's prompts; its log is its output. */
 import path from 'node:path';
-import { buildInference } from '../commands.ts';
-import type { InferenceStage } from '../spec.ts';
+import { buildInference } from '../frameworks/modellink/commands.ts';
+import type { InferenceStage } from '../spec/spec.ts';
 import { weightsToLoad, type StageContext, type StageDraft } from './context.ts';
 
 export function planInference(ctx: StageContext, stage: InferenceStage): StageDraft {

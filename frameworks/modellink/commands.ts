@@ -7,10 +7,10 @@
  */
 import { float, num, type Arg } from './args.ts';
 import type { Preset } from './presets.ts';
-import type { ArgOverrides, ConvertStage, EvaluateStage, InferenceStage, PipelineSpec, PreprocessStage, TrainingStage, WeightFormat } from './spec.ts';
+import type { ArgOverrides, ConvertStage, EvaluateStage, InferenceStage, PipelineSpec, PreprocessStage, TrainingStage, WeightFormat } from '../../spec/spec.ts';
 import { DETERMINISTIC_ENV, featureArgs, type Features } from './features.ts';
 import flagNames from './flag-names.json' with { type: 'json' };
-import { pythonLaunch, renderLaunch, torchrunLaunch, type Launch, type TorchrunLaunch } from './launch.ts';
+import { pythonLaunch, renderLaunch, torchrunLaunch, type Launch, type TorchrunLaunch } from '../launch.ts';
 
 export type Entrypoint = 'pretrain_gpt.py' | 'preprocess_data.py' | 'convert_ckpt.py' | 'evaluation.py' | 'inference.py';
 

@@ -1,8 +1,8 @@
 /** An evaluate stage: evaluation.py on the loaded weights, its results written to results.json. */
 import path from 'node:path';
-import { buildEvaluate } from '../commands.ts';
-import { checkEvaluationDataPaths } from '../rules.ts';
-import type { EvaluateStage } from '../spec.ts';
+import { buildEvaluate } from '../frameworks/modellink/commands.ts';
+import { checkEvaluationDataPaths } from '../frameworks/modellink/rules.ts';
+import type { EvaluateStage } from '../spec/spec.ts';
 import { weightsToLoad, type StageContext, type StageDraft } from './context.ts';
 
 export function planEvaluate(ctx: StageContext, stage: EvaluateStage): StageDraft {

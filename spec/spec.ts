@@ -3,14 +3,22 @@
  *
  * Everything a user writes is parsed here with zod; the rest of the code works on the
  * inferred types. Cross-field rules (references between stages, parallel layout) are
- * checked by planPipeline (modellink/plan.ts, with modellink/rules.ts) so that every problem
+ * checked by planPipeline (plan/plan.ts, with frameworks/modellink/rules.ts) so that every problem
  * is reported with its path at once.
  */
 import { z } from 'zod';
 import { durationSchema } from '../common/duration.ts';
-import { FAILURE_CLASSES } from './failures.ts';
+import { FAILURE_CLASSES } from '../failures/failures.ts';
 import { notifySchema } from './notify.ts';
-import { communicationSchema, highAvailabilitySchema, kernelsSchema, memorySchema, moeSchema, parallelSchema, profilingSchema } from './features.ts';
+import {
+  communicationSchema,
+  highAvailabilitySchema,
+  kernelsSchema,
+  memorySchema,
+  moeSchema,
+  parallelSchema,
+  profilingSchema,
+} from '../frameworks/modellink/features.ts';
 import { envSchema, IMPLS, secretEnvSchema, nonEmpty, nonNegativeInt, PARAMS_DTYPES, positiveInt, positiveNumber, PRECISIONS } from './schema-parts.ts';
 
 /** --tokenizer-type's choices in ModelLink's parser. */
@@ -67,7 +75,7 @@ const slurmTime = z
     'expected a Slurm time limit such as "90", "4:00:00" or "2-00:00:00"',
   );
 
-/** Where stages run when Slurm places them (modellink/slurm.ts): one batch job per attempt. */
+/** Where stages run when Slurm places them (executors/slurm/plan.ts): one batch job per attempt. */
 export const slurmSchema = z.strictObject({
   partition: nonEmpty.optional(),
   account: nonEmpty.optional(),
@@ -263,12 +271,12 @@ const trainingFields = {
     .regex(/^\d+,\d+,\d+$/, 'expected "train,valid,test" such as "949,50,1"')
     .optional(),
   logThroughput: z.boolean().default(true),
-  /** TensorBoard events in <stage>/tensorboard, one directory for all attempts (modellink/tracking.ts); false turns them off. */
+  /** TensorBoard events in <stage>/tensorboard, one directory for all attempts (plan/tracking.ts); false turns them off. */
   tensorboard: z.boolean().default(true),
   /** Megatron's W&B logging: one run per stage that every attempt appends to (its id in WANDB_RUN_ID). Put WANDB_API_KEY in secretEnv. */
   wandb: z.strictObject({ project: nonEmpty, name: nonEmpty.optional() }).optional(),
   /**
-   * Hang detection (see modellink/hang.ts): while training, no progress line within
+   * Hang detection (see failures/hang.ts): while training, no progress line within
    * max(noProgressTimeout, noProgressFactor × the observed time between log lines) is a hang;
    * before the first iteration the window is startupTimeout, during a checkpoint save checkpointTimeout.
    */
@@ -367,7 +375,7 @@ export const pipelineSpecSchema = z.strictObject({
   /** --use-deter-comp together with HCCL_DETERMINISTIC=True in the launch environment. */
   deterministic: z.boolean().default(false),
   highAvailability: highAvailabilitySchema.optional(),
-  /** Webhooks told when the pipeline fails, succeeds, waits for nodes or has used most of a retry budget (modellink/notify.ts). */
+  /** Webhooks told when the pipeline fails, succeeds, waits for nodes or has used most of a retry budget (spec/notify.ts). */
   notify: notifySchema.optional(),
   /** Secrets every stage gets (a stage's own secretEnv adds to them). */
   secretEnv: secretEnvSchema.default([]),

@@ -3,9 +3,9 @@
  * it, a way to name an input) and what it hands back (its command, output and kind's own fields).
  */
 import path from 'node:path';
-import type { Command, LoraOptions } from '../commands.ts';
-import type { Preset } from '../presets.ts';
-import type { PipelineSpec, SpecProblem, Stage } from '../spec.ts';
+import type { Command, LoraOptions } from '../frameworks/modellink/commands.ts';
+import type { Preset } from '../frameworks/modellink/presets.ts';
+import type { PipelineSpec, SpecProblem, Stage } from '../spec/spec.ts';
 import type { OutputKind, StageInput, StagePlan, TrainingPlan, WeightsFormat } from './types.ts';
 
 export interface StageContext {

@@ -1,7 +1,7 @@
 /** A preprocess stage: ModelLink's preprocess_data.py turns a corpus into indexed datasets. */
 import path from 'node:path';
-import { buildPreprocess } from '../commands.ts';
-import type { PreprocessStage } from '../spec.ts';
+import { buildPreprocess } from '../frameworks/modellink/commands.ts';
+import type { PreprocessStage } from '../spec/spec.ts';
 import type { StageContext, StageDraft } from './context.ts';
 
 export function planPreprocess(ctx: StageContext, stage: PreprocessStage): StageDraft {
