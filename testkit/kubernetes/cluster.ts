@@ -179,17 +179,14 @@ export async function startKubernetesCluster(options: KubernetesClusterOptions =
         await importImages(n.containerdSocket, images);
       }),
     );
+    imported.catch(() => undefined); // awaited below; a failure meanwhile is not unhandled
     await poll('kube-apiserver to be ready', async () => (await api.raw('GET', '/readyz').catch(() => ({ status: 0 }))).status === 200, 60_000);
     record.controlPlane.push(startScheduler(layout, logDir), startControllerManager(layout, logDir));
-    await imported;
+    // The kubelets start while the images are imported (the longest step); pods come only after both.
     for (const [i, node] of layout.nodes.entries()) record.nodes[i].kubelet = startKubelet(layout, node, logDir);
     saveRecord(record);
-    await waitForNodes(
-      api,
-      layout.nodes.map((n) => n.name),
-      npuResource,
-      npusPerNode,
-    );
+    const names = layout.nodes.map((n) => n.name);
+    await Promise.all([imported, waitForNodes(api, names, npuResource, npusPerNode)]);
     await poll('the default service account', async () => (await api.find('/api/v1/namespaces/default/serviceaccounts/default')) !== undefined);
     fs.writeFileSync(path.join(dir, 'started-in-ms'), String(Date.now() - started));
     return cluster;
