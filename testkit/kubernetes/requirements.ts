@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const KUBERNETES_BINARIES = ['kube-apiserver', 'kube-scheduler', 'kube-controller-manager', 'kubelet'];
 const COMMANDS = ['etcd', 'containerd', 'containerd-shim-runc-v2', 'ctr', 'runc', 'nsenter', 'ip', 'kubectl', 'debootstrap'];
 const FILES = ['/usr/lib/cni/bridge', '/usr/lib/cni/host-local', '/bin/busybox'];
