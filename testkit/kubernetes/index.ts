@@ -17,9 +17,10 @@
  *   other through a headless Service (pod IPs route between nodes).
  * - Native gang scheduling: `scheduling.k8s.io/v1beta1` PodGroup (`spec.schedulingPolicy.gang.minCount`)
  *   and `spec.schedulingGroup.podGroupName` on each pod.
- * - `killNode` SIGKILLs the node's kubelet, containerd, shims and pod processes; the node is NotReady
- *   about 6 s later. Its pods stay in the API as they were (Running) until the taint manager evicts
- *   them (the default 300 s toleration), and a graceful delete of them never completes (no kubelet
+ * - `killNode` SIGKILLs the node's kubelet, containerd, shims and pod processes; about 6 s later the
+ *   node's Ready condition is Unknown (NodeStatusUnknown) and it carries the node.kubernetes.io/unreachable
+ *   taints. Its pods stay phase Running with condition Ready=False until the taint manager evicts them
+ *   (the default 300 s toleration), and a graceful delete of them never completes (no kubelet
  *   confirms it): delete them with gracePeriodSeconds 0, as an operator does for a lost node.
  * - Volcano's Job and PodGroup and MindCluster's AscendJob exist only as CRDs (`installCrds(referenceCrds())`),
  *   for server-side dry runs: nothing runs their objects.
