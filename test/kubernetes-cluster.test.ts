@@ -321,18 +321,19 @@ describe.skipIf(!kubernetesAvailable() && !process.env.CI)('a Kubernetes cluster
       },
     });
     await until('the sleeper to run', async () => processesMentioning(marker).length > 0, { timeoutMs: 60_000, everyMs: 300 });
-    const killedAt = Date.now();
     cluster.killNode('node-2');
     expect(processesMentioning(marker)).toEqual([]);
-    await until(
+    // The controller-manager's grace period is seconds (6 s), not the default 50 s: the wait is generous.
+    const lost = await until(
       'node-2 to be NotReady',
       async () => {
         const node = await cluster.api.get('/api/v1/nodes/node-2');
-        return !nodeReady(node);
+        return nodeReady(node) ? undefined : node;
       },
       { timeoutMs: 60_000, everyMs: 250 },
     );
-    expect(Date.now() - killedAt).toBeLessThan(30_000);
+    const ready = ((lost.status?.conditions ?? []) as { type: string; status: string; reason?: string }[]).find((c) => c.type === 'Ready');
+    expect([ready?.status, ready?.reason]).toEqual(['Unknown', 'NodeStatusUnknown']);
     expect(nodeReady(await cluster.api.get('/api/v1/nodes/node-1'))).toBe(true);
   }, 120_000);
 
