@@ -4,11 +4,20 @@
  *
  *   node --import tsx scripts/k8s-cluster.ts [--nodes N] [--npus N]
  *   export KUBECONFIG=<the path it prints>; kubectl get nodes
+ *   node --import tsx scripts/k8s-cluster.ts --reap   # removes test clusters whose process died
  */
 import { parseArgs } from 'node:util';
 import { missingForKubernetes, startKubernetesCluster, type KubernetesCluster } from '../testkit/kubernetes/index.ts';
+import { reapAbandoned } from '../testkit/kubernetes/teardown.ts';
 
-const { values } = parseArgs({ options: { nodes: { type: 'string', default: '2' }, npus: { type: 'string', default: '8' } } });
+const { values } = parseArgs({
+  options: { nodes: { type: 'string', default: '2' }, npus: { type: 'string', default: '8' }, reap: { type: 'boolean', default: false } },
+});
+if (values.reap) {
+  const reaped = reapAbandoned();
+  console.log(reaped.length > 0 ? `removed test clusters ${reaped.join(', ')}` : 'no abandoned test cluster');
+  process.exit(0);
+}
 const missing = missingForKubernetes();
 if (missing.length > 0) {
   console.error(`cannot start the cluster: missing ${missing.join(', ')}`);
