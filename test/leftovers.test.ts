@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { describeLeftovers, findLeftovers, reapLeftovers, RUN_ENV, vitestProcesses } from '../testkit/leftovers.ts';
 import { spawnGroup, stopGroup } from '../testkit/processes.ts';
 import { isZombie, processesWithEnv, readProc } from '../testkit/proc.ts';
@@ -99,5 +99,23 @@ describe('a process group started by a test', () => {
     await until('the stuck child', async () => findLeftovers(run.id).some((p) => p.command.startsWith(`${run.name}-stuck`)), { timeoutMs: 5_000 });
     await stopGroup(child, 500);
     await until('the group to be gone', async () => findLeftovers(run.id).length === 0, { timeoutMs: 5_000 });
+  });
+});
+
+describe('when testkit/vitest-setup.ts stops a group', () => {
+  let fromHook: number;
+  let fromTest: number;
+  beforeAll(() => {
+    fromHook = spawnGroup('sleep', ['300'], { stdio: 'ignore' }).pid!;
+  });
+
+  it('a test starts one', () => {
+    fromTest = spawnGroup('sleep', ['300'], { stdio: 'ignore' }).pid!;
+    expect(alive(fromTest)).toBe(true);
+  });
+
+  it('it was stopped when that test ended; the one started by the beforeAll runs until the file ends', () => {
+    expect(alive(fromTest)).toBe(false);
+    expect(alive(fromHook)).toBe(true);
   });
 });
