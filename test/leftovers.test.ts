@@ -73,7 +73,7 @@ describe('the leftover check', () => {
       [path.join(ROOT, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--config', 'test/fixtures/leftover/vitest.config.ts'],
       {
         cwd: ROOT,
-        env: { ...process.env, LEFTOVER_NAME: name },
+        env: { ...process.env, LEFTOVER_NAME: name, LINKFLOW_TEST_LEFTOVER_GRACE_MS: '500' },
         encoding: 'utf8',
         timeout: 170_000,
       },
