@@ -9,5 +9,10 @@ export default defineConfig({
     maxWorkers: 2,
     testTimeout: 180_000,
     hookTimeout: 180_000,
+    // Every file stops the process groups it started (testkit/processes.ts); the run fails if any process it started remains (testkit/leftovers.ts).
+    setupFiles: ['testkit/vitest-setup.ts'],
+    globalSetup: ['testkit/global-setup.ts'],
+    // The leftover check waits up to 15 s for processes that are still stopping.
+    teardownTimeout: 60_000,
   },
 });

@@ -17,7 +17,8 @@ import { defaultStorePath, openBenchmarkStore } from '../benchmark/store.ts';
 import { benchmarkWorkflowType, type BenchmarkOutcome, type BenchmarkWorkflow } from '../contracts/workflows.ts';
 import { EMULATOR, tempDir } from '../testkit/specs.ts';
 import { startTestTemporal, type TestTemporal } from '../testkit/temporal.ts';
-import { until } from '../testkit/wait.ts';
+import { until, within } from '../testkit/wait.ts';
+import { spawnGroup } from '../testkit/processes.ts';
 import { getFreePort } from '../node/free-port.ts';
 import { runCli } from '../testkit/cli.ts';
 
@@ -121,10 +122,18 @@ describe('nightly benchmark', () => {
         // Where a headless browser is installed, the page renders; the screenshot is kept as an artifact.
         const shot = path.join(process.cwd(), 'test-artifacts', 'bench-report.png');
         fs.mkdirSync(path.dirname(shot), { recursive: true });
-        const r = spawnSync(chromium, ['--headless', '--no-sandbox', '--disable-gpu', `--screenshot=${shot}`, '--window-size=1280,2000', `file://${html}`], {
-          timeout: 60_000,
-        });
-        expect(r.status, String(r.stderr)).toBe(0);
+        // Its own process group: chromium's helper processes go with it if it has to be stopped.
+        const browser = spawnGroup(
+          chromium,
+          ['--headless', '--no-sandbox', '--disable-gpu', `--screenshot=${shot}`, '--window-size=1280,2000', `file://${html}`],
+          {
+            stdio: ['ignore', 'ignore', 'pipe'],
+          },
+        );
+        let stderr = '';
+        browser.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+        const status = await within(new Promise<number | null>((resolve) => browser.once('close', resolve)), 60_000, 'the headless screenshot');
+        expect(status, stderr).toBe(0);
         expect(fs.statSync(shot).size).toBeGreaterThan(1000);
       }
     } finally {

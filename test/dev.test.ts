@@ -1,11 +1,11 @@
 /** `linkflow dev` and `linkflow demo` as a new user runs them, each with its own embedded server. */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isReachable } from '../devserver/dev-server.ts';
 import { getFreePort } from '../node/free-port.ts';
 import { runCli } from '../testkit/cli.ts';
+import { spawnGroup } from '../testkit/processes.ts';
 import { ROOT, tempDir } from '../testkit/specs.ts';
 
 describe('linkflow dev', () => {
@@ -13,7 +13,7 @@ describe('linkflow dev', () => {
     const dir = tempDir('dev');
     const address = `127.0.0.1:${await getFreePort()}`;
     const env = { ...process.env, TEMPORAL_ADDRESS: address, LINKFLOW_DEV_DB: path.join(dir, 'dev.db'), LINKFLOW_DEV_UI_PORT: String(await getFreePort()) };
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'linkflow.js'), 'dev'], { cwd: ROOT, env });
+    const child = spawnGroup(process.execPath, [path.join(ROOT, 'bin', 'linkflow.js'), 'dev'], { cwd: ROOT, env });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));

@@ -1,9 +1,9 @@
 /**
  * The emulator's multi-node gang (emulator/mlemu/gang.py): nodes started by the torchrun stand-in
  * with --nnodes > 1 rendezvous over TCP on localhost, train in lock-step, fail together and re-form.
- * Each node is a child process; every test has a deadline and kills what it started.
+ * Each node is a child process in its own process group; every test has a deadline and kills the groups it started.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -14,6 +14,7 @@ import { iterations } from '../testkit/emulator-log.ts';
 import { untilTrue, within } from '../testkit/wait.ts';
 import { tinyModelArgs, tinyTrainArgs } from '../testkit/emulator-args.ts';
 import { getFreePort } from '../node/free-port.ts';
+import { spawnGroup, stopGroup } from '../testkit/processes.ts';
 
 const EMULATOR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'emulator');
 const PYTHON = process.env.PYTHON ?? 'python3';
@@ -54,7 +55,7 @@ function startNode(opts: { rank: number; nodes: number; port: number; args: stri
     path.join(EMULATOR, opts.script ?? 'pretrain_gpt.py'),
     ...opts.args,
   ];
-  const child = spawn(path.join(EMULATOR, 'torchrun'), argv, {
+  const child = spawnGroup(path.join(EMULATOR, 'torchrun'), argv, {
     cwd: tmp,
     env: { ...process.env, MLEMU_ITER_TIME_MS: '10', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -118,8 +119,9 @@ beforeAll(() => {
   dataPrefix = path.join(tmp, 'data', 'corpus_text_document');
 });
 
-afterEach(() => {
-  for (const child of running) child.kill('SIGKILL');
+// The whole group: a rank of a SIGKILLed agent (a hang) would otherwise run on under init.
+afterEach(async () => {
+  await Promise.all([...running].map((child) => stopGroup(child, 0)));
   running.clear();
 });
 

@@ -2,7 +2,7 @@
  * The ModelLink emulator (emulator/): flags, files on disk, log lines and fault injection.
  * Runs the Python entrypoints as child processes; no Temporal involved.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -13,6 +13,7 @@ import { ITERATION_RE, iterations } from '../testkit/emulator-log.ts';
 import { untilTrue, within } from '../testkit/wait.ts';
 import { tinyModelArgs, tinyTrainArgs } from '../testkit/emulator-args.ts';
 import { getFreePort } from '../node/free-port.ts';
+import { spawnGroup, stopGroup } from '../testkit/processes.ts';
 
 const EMULATOR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'emulator');
 const PYTHON = process.env.PYTHON ?? 'python3';
@@ -451,7 +452,7 @@ describe('fault injection', () => {
 
   it('SIGTERM with high availability alone ends the process by the signal and saves nothing (no public source saves there)', async () => {
     const save = path.join(tmp, 'ha-sigterm');
-    const child = spawn(
+    const child = spawnGroup(
       PYTHON,
       [path.join(EMULATOR, 'pretrain_gpt.py'), ...trainArgs({ save, iters: 2000, extra: ['--enable-high-availability', '--save-interval', '1000'] })],
       {
@@ -471,7 +472,7 @@ describe('fault injection', () => {
   });
 
   it('hang@5 stops printing but keeps the process alive', async () => {
-    const child = spawn(PYTHON, [path.join(EMULATOR, 'pretrain_gpt.py'), ...trainArgs({ save: path.join(tmp, 'hang'), iters: 20 })], {
+    const child = spawnGroup(PYTHON, [path.join(EMULATOR, 'pretrain_gpt.py'), ...trainArgs({ save: path.join(tmp, 'hang'), iters: 20 })], {
       cwd: tmp,
       env: { ...process.env, MLEMU_ITER_TIME_MS: '5', MLEMU_FAULTS: 'hang@5' },
     });
@@ -663,10 +664,10 @@ describe('torchrun stand-in', () => {
     done: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
   }
 
-  /** torchrun on one node, as a child process; the test kills what it started (afterEach below). */
-  const jobs = new Set<number>();
+  /** torchrun on one node, as a child process in its own process group; the test kills the group (afterEach below). */
+  const jobs = new Set<ChildProcess>();
   function startTorchrun(nproc: number, args: string[], env: Record<string, string> = {}): Job {
-    const child = spawn(
+    const child = spawnGroup(
       path.join(EMULATOR, 'torchrun'),
       ['--nproc_per_node', String(nproc), '--master_addr', 'localhost', '--master_port', String(masterPort), path.join(EMULATOR, 'pretrain_gpt.py'), ...args],
       {
@@ -675,32 +676,24 @@ describe('torchrun stand-in', () => {
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
-    jobs.add(child.pid!);
+    jobs.add(child);
     let out = '';
     let err = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) =>
       child.on('close', (code, signal) => {
-        jobs.delete(child.pid!);
         resolve({ code, signal, at: Date.now() });
       }),
     );
     return { pid: child.pid!, out: () => out, err: () => err, done };
   }
 
-  afterEach(() => {
-    for (const pid of jobs) for (const p of [...childrenOf(pid), pid]) signalQuietly(p, 'SIGKILL');
+  // A rank the agent did not reap (the agent itself killed) is still in the group.
+  afterEach(async () => {
+    await Promise.all([...jobs].map((child) => stopGroup(child, 0)));
     jobs.clear();
   });
-
-  function signalQuietly(pid: number, signal: NodeJS.Signals): void {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      // already gone
-    }
-  }
 
   /** The processes whose parent is `pid` (from /proc/<pid>/stat, field 4). */
   function childrenOf(pid: number): number[] {

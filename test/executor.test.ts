@@ -1,9 +1,9 @@
 /** The executor: commands run under a supervisor that takes their whole process group down with the worker. */
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startProcess } from '../node/process-group.ts';
 import { ROOT, tempDir } from '../testkit/specs.ts';
+import { spawnGroup } from '../testkit/processes.ts';
 import { processesMentioning, until } from '../testkit/wait.ts';
 
 describe('local executor', () => {
@@ -21,7 +21,7 @@ describe('local executor', () => {
     // The launcher leaves a child behind that ignores SIGTERM, as a stuck rank might.
     // (The names are split in the script text so that only the running processes carry them whole.)
     const script = `(trap "" TERM; exec -a "${marker}-st""uck" sleep 300) & exec -a "${marker}-ma""in" sleep 300`;
-    const worker = spawn(
+    const worker = spawnGroup(
       process.execPath,
       ['--import', 'tsx', path.join(ROOT, 'test', 'fixtures', 'start-and-wait.ts'), path.join(tempDir('exec'), 'log'), 'bash', '-c', script],
       { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },

@@ -3,7 +3,6 @@
  * goes on into the next attempt after a crash; a log on a node is read through that node's worker, in
  * chunks. On a real dev server with the emulator.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +12,7 @@ import { runCli } from '../testkit/cli.ts';
 import { until } from '../testkit/wait.ts';
 import { outcomeOf, snapshot, startPipeline } from '../client/pipeline.ts';
 import { planFile } from '../testkit/temporal.ts';
+import { spawnGroup } from '../testkit/processes.ts';
 import { createLinkflowWorker } from '../worker/worker.ts';
 import { readLogChunk } from '../activities/log-chunk.ts';
 import { readLogChunkWorkflowType } from '../contracts/workflows.ts';
@@ -72,7 +72,7 @@ describe('linkflow logs', () => {
       },
       { timeoutMs: 120_000, everyMs: 200 },
     );
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'linkflow.js'), 'logs', handle.workflowId, '-f'], {
+    const child = spawnGroup(process.execPath, [path.join(ROOT, 'bin', 'linkflow.js'), 'logs', handle.workflowId, '-f'], {
       cwd: ROOT,
       env: { ...process.env, ...cliEnv() },
     });

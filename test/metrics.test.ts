@@ -3,7 +3,7 @@
  * endpoint; a real Prometheus server scrapes it every second during a pipeline with a crash and reads
  * them back through its query API; every metric the Grafana dashboard queries is one the worker exports.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +16,7 @@ import { planFile, startTestTemporal, type TestTemporal } from '../testkit/tempo
 import { prometheusInstalled, startPrometheus, type TestPrometheus } from '../testkit/prometheus.ts';
 import { until } from '../testkit/wait.ts';
 import { runCli } from '../testkit/cli.ts';
+import { spawnGroup } from '../testkit/processes.ts';
 
 const DASHBOARD = path.join(ROOT, 'grafana', 'linkflow.json');
 
@@ -100,7 +101,7 @@ describe.skipIf(!prometheusInstalled() && !process.env.CI)('a worker scraped by 
     t = await startTestTemporal();
     const port = await getFreePort();
     endpoint = `127.0.0.1:${port}`;
-    worker = spawn(process.execPath, [path.join(ROOT, 'bin', 'linkflow.js'), 'worker', '--queue', pool, '--node', 'm1', '--address', '127.0.0.1'], {
+    worker = spawnGroup(process.execPath, [path.join(ROOT, 'bin', 'linkflow.js'), 'worker', '--queue', pool, '--node', 'm1', '--address', '127.0.0.1'], {
       cwd: ROOT,
       env: { ...process.env, TEMPORAL_ADDRESS: t.config.address, LINKFLOW_METRICS: endpoint, LINKFLOW_HEARTBEAT_TIMEOUT: '10s' },
       stdio: 'ignore',

@@ -4,10 +4,9 @@
  * not to torchrun's agent (node/supervisor.mjs), and training stages pass --exit-signal-handler
  * so that a stop saves even with high availability alone. Pipelines on a real dev server with the emulator.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { startProcess } from '../node/process-group.ts';
 import { EXIT_MS, stopGraceMs, UNMEASURED_SAVE_MS } from '../plan/stop-grace.ts';
 import { isElasticAgent, launchesElasticAgent, pythonLaunch, torchrunLaunch } from '../frameworks/launch.ts';
@@ -16,6 +15,7 @@ import { fiveStageSpec, ROOT, tempDir, writeSpec, type RawSpec } from '../testki
 import { planFile, runSpec, startTestTemporal, type TestTemporal } from '../testkit/temporal.ts';
 import { runCli } from '../testkit/cli.ts';
 import { until } from '../testkit/wait.ts';
+import { spawnGroup } from '../testkit/processes.ts';
 
 describe('the stop grace', () => {
   it('is the measured save (with a margin) plus one iteration, bounded by checkpointTimeout', () => {
@@ -93,6 +93,8 @@ describe('whom a stop signals', () => {
       logFile: path.join(dir, 'log'),
       stopSignalTo: 'workers',
     });
+    // A failed test leaves no launcher behind (its own process group, killed whole).
+    onTestFinished(() => proc.kill(0));
     await until('both workers up', async () => fs.existsSync(path.join(marks, 'worker-0-up')) && fs.existsSync(path.join(marks, 'worker-1-up')), {
       timeoutMs: 30_000,
     });
@@ -116,6 +118,8 @@ describe('whom a stop signals', () => {
       logFile: path.join(dir, 'log'),
       stopSignalTo: 'workers',
     });
+    // A failed test leaves no launcher behind (its own process group, killed whole).
+    onTestFinished(() => proc.kill(0));
     await until('the launcher up', async () => fs.existsSync(path.join(marks, 'lone-up')), { timeoutMs: 30_000 });
     await proc.kill(20_000);
     expect(await proc.exited).toEqual({ exitCode: 0, signal: null });
@@ -143,7 +147,7 @@ describe('a worker that dies', () => {
     fs.mkdirSync(marks);
     fs.writeFileSync(path.join(dir, 'saver.py'), SLOW_SAVER);
     // Started with a 1 s grace, raised to 20 s: the 3 s save must finish.
-    const worker = spawn(
+    const worker = spawnGroup(
       process.execPath,
       [
         '--import',

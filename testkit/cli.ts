@@ -1,5 +1,5 @@
 /** Runs the real `linkflow` command in a child process. */
-import { spawn } from 'node:child_process';
+import { spawnGroup } from './processes.ts';
 import path from 'node:path';
 import { ROOT } from './specs.ts';
 
@@ -11,7 +11,7 @@ export interface CliResult {
 
 export function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'linkflow.js'), ...args], { cwd: ROOT, env: { ...process.env, ...env } });
+    const child = spawnGroup(process.execPath, [path.join(ROOT, 'bin', 'linkflow.js'), ...args], { cwd: ROOT, env: { ...process.env, ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

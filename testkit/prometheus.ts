@@ -2,12 +2,13 @@
  * A real Prometheus server for one test (Debian's `prometheus` package; .ci/run installs it): its own
  * config and a temporary storage directory, a free port, a 1 s scrape interval; stopped after.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { getFreePort } from '../node/free-port.ts';
 import { tempDir } from './specs.ts';
 import { until } from './wait.ts';
+import { signalGroup, spawnGroup } from './processes.ts';
 
 export interface TestPrometheus {
   url: string;
@@ -35,18 +36,18 @@ export async function startPrometheus(targets: string[]): Promise<TestPrometheus
       '',
     ].join('\n'),
   );
-  const child = spawn(
+  const child = spawnGroup(
     'prometheus',
     [`--config.file=${config}`, `--storage.tsdb.path=${path.join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'],
-    { stdio: ['ignore', 'ignore', 'pipe'], detached: true },
+    { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   const exited = new Promise((r) => child.once('exit', r));
   const url = `http://127.0.0.1:${port}`;
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) {
-      process.kill(-child.pid!, 'SIGTERM');
+      signalGroup(child, 'SIGTERM');
       await exited;
     }
     fs.rmSync(dir, { recursive: true, force: true });

@@ -2,7 +2,8 @@
  * A real Slurm cluster on this machine for one test file: munged with its own key and socket, one
  * slurmctld and several slurmd daemons, each started as its own node (`slurmd -N NAME`, its own Port
  * and spool directory), all in a temporary directory. Debian's slurm-wlm 22.05 packages. Everything
- * runs in the foreground as a child of the test and is stopped (and checked gone) by `stop()`.
+ * runs in the foreground as a child of the test, each in its own process group (testkit/processes.ts), and is
+ * stopped (and checked gone) by `stop()`.
  *
  * The nodes all are this host (NodeHostname=localhost, NodeAddr=127.0.0.1); each claims
  * `cpusPerNode` CPUs and `npusPerNode` generic resources `npu` (gres.conf with a Count and no File:
@@ -10,13 +11,15 @@
  * say more than the machine has. Accounting is off (no slurmdbd): a finished job is known to
  * `scontrol show job` for MinJobAge, which is what linkflow reads first.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { getFreePort } from '../node/free-port.ts';
 import { tempDir } from './specs.ts';
 import { until } from './wait.ts';
+import { spawnGroup } from './processes.ts';
+import { descendantsAndSelf, parentOf, pids, processesWithEnv, readProc } from './proc.ts';
 
 const run = promisify(execFile);
 
@@ -63,7 +66,7 @@ export async function startSlurmCluster(options: SlurmClusterOptions = {}): Prom
   const command = async (argv: string[]) => (await run(argv[0], argv.slice(1), { env: { ...process.env, ...env } })).stdout;
   const daemon = (argv: string[], log: string, extraEnv: Record<string, string> = {}) => {
     const out = fs.openSync(path.join(dir, 'log', log), 'a');
-    const child = spawn(argv[0], argv.slice(1), { env: { ...process.env, ...env, ...extraEnv }, stdio: ['ignore', out, out] });
+    const child = spawnGroup(argv[0], argv.slice(1), { env: { ...process.env, ...env, ...extraEnv }, stdio: ['ignore', out, out] });
     fs.closeSync(out);
     children.push(child);
     return child;
@@ -82,7 +85,7 @@ export async function startSlurmCluster(options: SlurmClusterOptions = {}): Prom
       // The node's job tasks carry SLURMD_NODENAME; their parents are the node's slurmstepd.
       const tasks = processesWithEnv(`SLURMD_NODENAME=${node}`);
       const steps = [...new Set(tasks.map(parentOf).filter((p): p is number => p !== undefined && isStepd(p)))];
-      for (const pid of [...steps, ...tasks.flatMap(descendantsAndSelf)]) {
+      for (const pid of [...steps, ...descendantsAndSelf(tasks)]) {
         try {
           process.kill(pid, 'SIGSTOP');
           frozen.push(pid);
@@ -220,39 +223,8 @@ async function stopChild(child: ChildProcess | undefined): Promise<void> {
   clearTimeout(timer);
 }
 
-function pids(): number[] {
-  return fs
-    .readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .map(Number);
-}
-
-function readProc(pid: number, file: string): string | undefined {
-  try {
-    return fs.readFileSync(`/proc/${pid}/${file}`, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
-
-function processesWithEnv(entry: string): number[] {
-  return pids().filter((pid) => (readProc(pid, 'environ') ?? '').split('\0').includes(entry));
-}
-
-function parentOf(pid: number): number | undefined {
-  const stat = readProc(pid, 'stat');
-  return stat ? Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) : undefined;
-}
-
 function isStepd(pid: number): boolean {
   return (readProc(pid, 'cmdline') ?? '').startsWith('slurmstepd');
-}
-
-function descendantsAndSelf(pid: number): number[] {
-  const all = pids();
-  const found = [pid];
-  for (let i = 0; i < found.length; i++) for (const p of all) if (parentOf(p) === found[i]) found.push(p);
-  return found;
 }
 
 /** slurmstepd processes of this cluster: their working directory or open files are under its directory. */
