@@ -48,6 +48,9 @@ VERSIONS = {
                'megatron_name': 'core_v0.12.1', 'style': 'v2'},
 }
 
+# linkflow's supported set (2.0.0 and 2.2.0 are generated only when named on the command line).
+SUPPORTED = ['1.0.0', '2.1.0', '2.3.0', '26.0.0']
+
 ENTRYPOINTS = ['pretrain_gpt.py', 'posttrain_gpt.py', 'convert_ckpt.py', 'convert_ckpt_v2.py', 'preprocess_data.py',
                'evaluation.py', 'inference.py']
 
@@ -422,7 +425,7 @@ def main() -> None:
     os.makedirs(out_dir, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix='msl-flags-') as base:
         for ver, spec in VERSIONS.items():
-            if (only and ver not in only):
+            if (only and ver not in only) or (not only and ver not in SUPPORTED):
                 continue
             tree, sources = build_tree(mirrors, ver, spec, base)
             doc = version_document(ver, spec, tree, sources)
