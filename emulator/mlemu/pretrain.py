@@ -12,7 +12,7 @@ import sys
 import time
 
 from . import args as argsmod
-from . import checkpoint, env, faults, gang, indexed_dataset, megatron, throughput, tracebacks
+from . import checkpoint, env, faults, gang, indexed_dataset, megatron, throughput, tracebacks, version
 from . import training_log as tlog
 
 ENTRYPOINT = 'pretrain_gpt.py'
@@ -22,8 +22,10 @@ END_BARRIER_STACK = tracebacks.PRETRAIN_MAIN + [
     ('modellink/training/training.py', 359, 'pretrain', 'torch.distributed.barrier()')] + tracebacks.BARRIER
 
 
-def main(argv=None):
-    args = argsmod.parse(ENTRYPOINT, argv)
+def main(argv=None, entrypoint=ENTRYPOINT, trainer=None):
+    """`trainer`: posttrain_gpt.py's AutoTrainer (mlemu/posttrain.py), called right after initialize_megatron
+    with the Runtime; it returns the kind of post-training ('sft', 'dpo') or ends the process as the source does."""
+    args = argsmod.parse(entrypoint, argv)
     start = time.time()
     dist = env.Dist()
     injector = faults.FaultInjector(ENTRYPOINT)
@@ -34,7 +36,8 @@ def main(argv=None):
     # kind@0 faults fire at start-up, before Megatron initializes.
     nan_started = injector.check(0, marker_dir, tracebacks.PRETRAIN_INIT, dist, training=False)
 
-    rt = megatron.initialize(ENTRYPOINT, args, tracebacks.PRETRAIN_INIT, dist=dist)
+    rt = megatron.initialize(entrypoint, args, tracebacks.PRETRAIN_INIT, dist=dist)
+    args.posttrain_stage = trainer(rt) if trainer else None
     nan_active = agree_on_nan(injector, 0, nan_started)
     rt.print0('time to initialize megatron (seconds): {:.3f}'.format(time.time() - start))
     rt.print_datetime('after megatron is initialized')
@@ -107,6 +110,18 @@ def agree_on_nan(injector, iteration, started_here):
 
 def is_finetune(args):
     return bool(args.finetune or args.is_instruction_dataset or args.lora_target_modules)
+
+
+def builds_instruction_dataset(args):
+    """ModelLink's pretrain_gpt.py builds the packed instruction dataset with --is-instruction-dataset. MindSpeed-LLM's
+    pretrain_gpt.py always uses BlendedMegatronDatasetBuilder (2.3.0 pretrain_gpt.py#L269-293), so <prefix>.idx is
+    opened; only posttrain_gpt.py builds instruction or pairwise data (mindspeed_llm/tasks/posttrain/utils.py#L61-67:
+    `if args.is_instruction_dataset or args.is_pairwise_dataset`)."""
+    if not version.current().is_msl:
+        return bool(args.is_instruction_dataset)
+    if getattr(args, 'posttrain_stage', None) is None:
+        return False
+    return bool(args.is_instruction_dataset or getattr(args, 'is_pairwise_dataset', False))
 
 
 def build_model(rt):
@@ -211,8 +226,10 @@ def build_datasets(rt):
         tracebacks.die(tracebacks.PRETRAIN_MAIN + [('modellink/training/training.py', 324, 'pretrain', None)],
                        'RuntimeError', 'no data loaded, you might give wrong data path.')
     for prefix in prefixes:
-        if args.is_instruction_dataset:
-            check_instruction_prefix(prefix, stack)
+        if builds_instruction_dataset(args):
+            fields = check_instruction_prefix(prefix, stack)
+            if getattr(args, 'posttrain_stage', None) == 'dpo':
+                check_pairwise_fields(prefix, fields, stack)
         else:
             check_indexed_prefix(prefix, stack + [
                 ('pretrain_gpt.py', 233, 'train_valid_test_datasets_provider',
@@ -270,6 +287,17 @@ def check_instruction_prefix(prefix, stack):
         tracebacks.die(stack, 'IndexError', 'list index out of range')
     for field in sorted(fields):
         check_indexed_prefix(f'{prefix}_packed_{field}_document', stack[:-1])
+    return fields
+
+
+def check_pairwise_fields(prefix, fields, stack):
+    """DPO reads item['chosen_labels'], item['chosen_input_ids'], item['rejected_input_ids'] from the packed dataset
+    (mindspeed_llm/tasks/preprocess/decoder_packed_mtf_dataset.py#L345-348); SFT data (input_ids, attention_mask,
+    labels) has none of them. The pairwise handlers write <prefix>_packed_{chosen,rejected}_{input_ids,labels}_document."""
+    if 'chosen_labels' not in fields:
+        tracebacks.die(stack + [('mindspeed_llm/tasks/preprocess/decoder_packed_mtf_dataset.py', 345, '__getitem__',
+                                 'prompt_length = (item["chosen_labels"] != IGNORE_INDEX).nonzero()[0][0]')],
+                       'KeyError', "'chosen_labels'")
 
 
 # --- training loop -------------------------------------------------------------------------------------------
@@ -431,8 +459,13 @@ class Trainer:
             elapsed = time.monotonic() - self.interval_start - self.paused
         per_iter = elapsed / max(1, self.advanced + self.skipped)
         avg = self.loss_sum / max(1, self.advanced)
+        losses = {'lm loss': avg}
+        if getattr(args, 'posttrain_stage', None) == 'dpo':
+            # DPOTrainer's metrics: rewards/accuracies first, then 'lm loss' (the DPO loss, from ln 2 down).
+            losses = {'rewards/accuracies': tlog.dpo_reward_accuracy(self.iteration),
+                      'lm loss': tlog.dpo_loss(self.iteration)}
         line = tlog.format_log_line(
-            args, self.iteration, self.consumed, per_iter, lr, args.global_batch_size, {'lm loss': avg},
+            args, self.iteration, self.consumed, per_iter, lr, args.global_batch_size, losses,
             self.scaler.scale, self.last_grad_norm, self.skipped, self.nan_iters,
             params_norm=(tlog.grad_norm(self.iteration) * 100 + 1000) if args.log_params_norm else None,
             num_zeros=0.0 if args.log_num_zeros_in_grad else None)
