@@ -77,6 +77,7 @@ def initialize(entrypoint, args, entry_stack, args_defaults=None, dist=None):
     args.variable_seq_lengths = user_variable_seq_lengths
     if v.is_msl:
         msl.models_and_format(args, megatron_stack)
+        msl.validate_online_convert(args, stack)
     _validate_modellink(rt, args, stack)
     if v.is_msl:
         msl.validate_high_availability(args, stack)

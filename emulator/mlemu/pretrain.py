@@ -12,7 +12,7 @@ import sys
 import time
 
 from . import args as argsmod
-from . import checkpoint, env, faults, gang, indexed_dataset, megatron, throughput, tracebacks, version
+from . import checkpoint, env, faults, gang, indexed_dataset, megatron, msl, throughput, tracebacks, version
 from . import training_log as tlog
 
 ENTRYPOINT = 'pretrain_gpt.py'
@@ -37,6 +37,7 @@ def main(argv=None, entrypoint=ENTRYPOINT, trainer=None):
     nan_started = injector.check(0, marker_dir, tracebacks.PRETRAIN_INIT, dist, training=False)
 
     rt = megatron.initialize(entrypoint, args, tracebacks.PRETRAIN_INIT, dist=dist)
+    msl.online_hf2mg(rt, tracebacks.PRETRAIN_INIT)
     args.posttrain_stage = trainer(rt) if trainer else None
     nan_active = agree_on_nan(injector, 0, nan_started)
     rt.print0('time to initialize megatron (seconds): {:.3f}'.format(time.time() - start))
@@ -44,6 +45,7 @@ def main(argv=None, entrypoint=ENTRYPOINT, trainer=None):
 
     setup_start = time.time()
     build_model(rt)
+    msl.check_replica_optimizer(rt, tracebacks.PRETRAIN_MODEL)
     iteration = 0
     loaded = None
     if args.load is not None:
@@ -321,6 +323,13 @@ class Trainer:
         # time per iteration and sleeps only a little of it; any other job sleeps MLEMU_ITER_TIME_MS and
         # logs the time it measured. MLEMU_SLOWDOWN scales either.
         self.clock = throughput.IterationClock(self.args, rt.dist.world_size, slowdown or {})
+        if msl.ttp_active(self.args):
+            injector.before_act = self._dying_gasp
+
+    def _dying_gasp(self, fault):
+        # MindIO TTP catches the step's exception and dumps the current iteration before the process ends.
+        if fault.kind in ('crash', 'oom', 'hccl'):
+            msl.dying_gasp(self.rt, self.iteration, save_keys(self.args), trainable_per_shard(self.args))
 
     def run(self):
         args, rt = self.args, self.rt
@@ -505,21 +514,26 @@ class Trainer:
         self.paused += time.monotonic() - t0
 
 
-def save(rt, iteration, stack=tracebacks.PRETRAIN_TRAIN_SAVE):
-    args = rt.args
-    t0 = time.monotonic()
+def save_keys(args):
     keys = ['args', 'checkpoint_version', 'iteration', 'model', 'num_floating_point_operations_so_far']
     if not args.no_save_optim:
         keys += ['optimizer', 'opt_param_scheduler']
     if not args.no_save_rng:
         keys.append('rng_state')
+    return sorted(keys)
+
+
+def save(rt, iteration, stack=tracebacks.PRETRAIN_TRAIN_SAVE):
+    args = rt.args
+    t0 = time.monotonic()
     checkpoint.save_checkpoint(
-        rt, args.save, iteration, args, sorted(keys),
+        rt, args.save, iteration, args, save_keys(args),
         with_distrib_optim=bool(args.use_distributed_optimizer and not args.no_save_optim),
         lora=bool(args.lora_target_modules), save_time_ms=env.save_time_ms(), stack=stack,
         trainable=trainable_per_shard(args))
     ms = (time.monotonic() - t0) * 1000
     rt.print_last(tlog.timers_block([('save-checkpoint', (ms * 0.99, ms))]))
+    msl.online_mg2hf(rt, iteration)
 
 
 def evaluate_and_print(rt, prefix, iteration, tensorboard=True):
