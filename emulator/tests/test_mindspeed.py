@@ -343,3 +343,13 @@ def test_version_files_name_their_sources() -> None:
             doc = json.load(f)
         assert doc['version'] == version
         assert len(doc['sources']['mindspeed_llm']['commit']) == 40
+
+
+def test_inference_tasks_have_no_log_probs_on_mindspeed_llm(run: Run) -> None:
+    assert sft(run, '2.3.0', '--save', 'i').returncode == 0
+    args = [*MODEL, '--micro-batch-size', '1', '--load', 'i', '--max-new-tokens', '4']
+    gone = run('2.3.0', 'inference.py', *args, '--task', 'return_output_log_probs')
+    assert gone.returncode == 1
+    assert 'ValueError: Task name incorrect.' in gone.stderr
+    greedy = run('2.3.0', 'inference.py', *args, '--task', 'greedy')
+    assert greedy.returncode == 0, greedy.stderr
