@@ -309,6 +309,14 @@ def test_high_availability_checks(run: Run) -> None:
     r23 = run('2.3.0', 'pretrain_gpt.py', *data, '--enable-high-availability', *lora, env=ttp)
     assert 'lora-target-modules' not in r23.stderr  # 2.3.0 has no LoRA check; it fails on DP=1 instead
     assert 'data parallel world size is 1!' in r23.stderr
+    # 1.0.0 / 2.1.0: their own checks (distributed checkpoints, worker reboot, the optimizer's local copy).
+    dist = run('2.1.0', 'pretrain_gpt.py', *data, '--enable-high-availability', '--use-dist-ckpt', env=ttp)
+    assert 'AssertionError: switch of the high availability feature is unsupported' in dist.stderr
+    copy = run('2.1.0', 'pretrain_gpt.py', *data, '--enable-optimizer-state-local-copy')
+    assert 'switch of the local copy is unsupported, please enable high availability feature first.' in copy.stderr
+    reboot = run('1.0.0', 'pretrain_gpt.py', *data, '--enable-worker-reboot')
+    assert 'switch of the enable worker reboot is unsupported, please enable high availability feature first.' in reboot.stderr
+    assert run('2.1.0', 'pretrain_gpt.py', *data, '--enable-worker-reboot').returncode == 2  # not a 2.1.0 flag
 
 
 def test_dying_gasp_checkpoint_off_the_save_interval(run: Run) -> None:
