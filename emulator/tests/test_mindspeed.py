@@ -255,6 +255,10 @@ def test_online_hf2mg_conversion_restarts_from_iteration_1(run: Run) -> None:
     # A "resume" that keeps the flag and the HF --load starts over from the converted iteration 1.
     again = sft(run, '2.3.0', *args, '--train-iters', '8')
     assert 'at iteration 1' in again.stdout and 'iteration        2/       8' in again.stdout
+    not_hf = sft(run, '2.3.0', '--load', 'data', '--enable-hf2mg-convert')
+    assert 'ValueError: When enable_hf2mg_convert is enabled, path data is not a valid HuggingFace path.' in not_hf.stderr
+    model = sft(run, '2.3.0', '--load', 'hf', '--enable-hf2mg-convert', '--model-type-hf', 'gemma')
+    assert "ValueError: Current --enable-hf2mg-convert does not support model type 'gemma'." in model.stderr
 
 
 def test_mg2hf_copies_on_26(run: Run) -> None:
