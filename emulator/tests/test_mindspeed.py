@@ -182,6 +182,11 @@ def test_checkpoint_format_per_release(run: Run) -> None:
     resumed = run('2.1.0', 'pretrain_gpt.py', *TRAIN, *data, '--use-mcore-models', '--use-dist-ckpt', '--load', 'd21',
                   '--train-iters', '8')
     assert 'successfully loaded checkpoint from d21 [ t 0, p 0 ] at iteration 6' in resumed.stdout
+    # 2.1.0 async save (torch_dist): scheduled at the save, the tracker written when it is finalized (the next step).
+    a21 = run('2.1.0', 'pretrain_gpt.py', *TRAIN, *data, '--use-mcore-models', '--use-dist-ckpt', '--async-save',
+              '--save', 'a21', env={'MLEMU_FAULTS': 'crash@4'})
+    assert '  scheduled an async checkpoint save at iteration       3 to a21' in a21.stdout
+    assert a21.returncode == 1 and not os.path.exists(os.path.join(run.cwd, 'a21', 'latest_checkpointed_iteration.txt'))  # type: ignore[attr-defined]
     # Async save needs torch_dist, which 2.3.0 never keeps.
     async_save = run('2.3.0', 'pretrain_gpt.py', *TRAIN, *data, '--async-save', '--save', 'a')
     assert async_save.returncode == 1
