@@ -370,3 +370,20 @@ def test_inference_tasks_have_no_log_probs_on_mindspeed_llm(run: Run) -> None:
     assert 'ValueError: Task name incorrect.' in gone.stderr
     greedy = run('2.3.0', 'inference.py', *args, '--task', 'greedy')
     assert greedy.returncode == 0, greedy.stderr
+
+
+def test_preprocess_handlers_of_mindspeed_llm(run: Run) -> None:
+    args = ['--tokenizer-type', 'PretrainedFromHF', '--tokenizer-name-or-path', 'hf', '--prompt-type', 'qwen3',
+            '--workers', '1']
+    os.makedirs(os.path.join(run.cwd, 'out'))  # type: ignore[attr-defined]
+    with open(os.path.join(run.cwd, 'a.jsonl'), 'w') as f:  # type: ignore[attr-defined]
+        f.write('{"instruction": "q", "input": "", "output": "a"}\n')
+    ppo = run('2.3.0', 'preprocess_data.py', '--input', 'a.jsonl', '--output-prefix', 'out/ppo',
+              '--handler-name', 'PPOAlpacaStyleInstructionHandler', *args)
+    assert ppo.returncode == 0, ppo.stderr
+    written = sorted(os.listdir(os.path.join(run.cwd, 'out')))  # type: ignore[attr-defined]
+    assert 'ppo_packed_input_ids_document.idx' in written and not any('labels' in n for n in written)
+    # ModelLink's validation does not know the handler with --prompt-type.
+    ml = run('modellink', 'preprocess_data.py', '--input', 'a.jsonl', '--output-prefix', 'out/ml',
+             '--handler-name', 'PPOAlpacaStyleInstructionHandler', *args[:4], '--prompt-type', 'llama2')
+    assert 'If specify prompt_type , handler name must be in:' in ml.stderr
