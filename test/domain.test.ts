@@ -85,9 +85,11 @@ describe('failure classification', () => {
   });
 
   it('tells communication, memory, missing files, signals and plain crashes apart', () => {
-    expect(classifyFailure({ exitCode: 1, signal: null }, ['[ERROR] HCCL EI0002: The wait execution of the Notify register times out.']).class).toBe(
-      'communication',
-    );
+    // EI0002 is a collective that waited for a peer that never came: a stuck (or failed) rank, not the network.
+    // Real log: https://github.com/vllm-project/vllm-ascend/issues/3413 (failures/corpus/hang/vllm-ascend-3413-graph-compile-hang-ei0002.log),
+    // where one rank was stuck compiling a graph and its peers printed EI0002.
+    expect(classifyFailure({ exitCode: 1, signal: null }, ['[ERROR] HCCL EI0002: The wait execution of the Notify register times out.']).class).toBe('hang');
+    expect(classifyFailure({ exitCode: 1, signal: null }, ['[ERROR] HCCL EI0006: Getting socket times out.']).class).toBe('communication');
     expect(classifyFailure({ exitCode: 1, signal: null }, ['RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB']).class).toBe('out-of-memory');
     expect(classifyFailure({ exitCode: 1, signal: null }, ["FileNotFoundError: [Errno 2] No such file or directory: '/x'"])).toMatchObject({
       class: 'missing-input',
@@ -154,9 +156,9 @@ describe('root causes win over their echoes', () => {
     }
   });
 
-  it('HCCL errors alone are still communication, and the reason is the inner error above the traceback', () => {
+  it('notify-wait timeouts alone are a hang (a peer never came; see EI0002 above), and the reason is the inner error above the traceback', () => {
     const r = classifyFailure({ exitCode: 1, signal: null }, oomWithEchoes().slice(11));
-    expect(r.class).toBe('communication');
+    expect(r.class).toBe('hang');
     expect(r.reason).toMatch(/^EI0002: .*The wait execution of the Notify register times out/);
   });
 
@@ -227,7 +229,7 @@ describe('root causes win over their echoes', () => {
     window.push('UserWarning: could not read /etc/hostname-extra: No such file or directory');
     for (let i = 0; i < 100; i++) window.push(`iteration line ${i}`);
     for (const line of oomWithEchoes().slice(11)) window.push(line);
-    expect(classifyFailure({ exitCode: 1, signal: null }, window.lines()).class).toBe('communication');
+    expect(classifyFailure({ exitCode: 1, signal: null }, window.lines()).class).toBe('hang');
   });
 });
 
