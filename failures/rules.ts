@@ -178,7 +178,7 @@ export const BUILT_IN_RULES: readonly FailureRule[] = [
     class: 'hang',
     role: 'echo',
     pattern:
-      /Watchdog caught collective operation timeout|ran for \d+ milliseconds before timing out|Timeout at NCCL work|timed out in blocking wait|collective operation timeout|wait execution of the Notify register times out|stuck notify|fftsplus task timeout|event wait timeout|Stream synchronize timeout|stream sync timeout|aicore (?:execution )?times? ?out|reason=\[task timeout\]|HCCL.{0,40}execute timeout|monitoredBarrier.*timed out|Socket Timeout/i,
+      /Watchdog caught collective operation timeout|ran for \d+ milliseconds before timing out|Timeout at NCCL work|timed out in blocking wait|collective operation timeout|wait execution of the Notify register times out|stuck notify|fftsplus task timeout|event wait timeout|Stream synchronize timeout|stream sync timeout|aicore (?:execution )?times? ?out|reason=\[task timeout\]|HCCL.{0,40}execute timeout|monitoredBarrier.*timed out/i,
   },
   {
     name: 'peer lost',
