@@ -13,7 +13,7 @@ import { cannCode, CANN_CODES, type CannCode } from './cann-codes.ts';
 import { NON_RETRYABLE, type FailureClass } from './classes.ts';
 import { readTorchrunReport, workerFailures } from './launchers.ts';
 import { byRank, splitRanks, whose, type RankLine } from './ranks.ts';
-import { ACL_WRAPPER, BUILT_IN_RULES, ROLE_ORDER, type FailureRule, type RuleRole } from './rules.ts';
+import { ACL_WRAPPER, BUILT_IN_RULES, ERROR_LINE, ROLE_ORDER, type FailureRule, type RuleRole } from './rules.ts';
 
 export { ADVICE, budgetOf, FAILURE_CLASSES, INFRASTRUCTURE, NON_RETRYABLE, type FailureClass } from './classes.ts';
 export { readTorchrunReport, type TorchrunReport, type TorchrunWorkerFailure } from './launchers.ts';
@@ -63,6 +63,7 @@ export function causeLine(extraRules: readonly FailureRule[] = []): (line: strin
 }
 
 const TAIL = 20;
+const LINKFLOW_HEADER = /^# (?:linkflow pipeline |cwd: |argv: |env: |launched )/;
 const CONTEXT_BEFORE = 3;
 const CONTEXT_AFTER = 6;
 const MAX_EXCERPT = 40;
@@ -191,6 +192,10 @@ export function classifyFailure(status: ExitStatus, logTail: string[], detected?
   if (detected) return make(detected, detected, tail, { evidence: 'watcher' });
   // torchrun's own traceback (ChildFailedError, SignalException) only says that a worker failed, never why.
   const torchrun = readTorchrunReport(logTail);
+  // linkflow's own header of an attempt log (the argv names `--distributed-backend hccl`…) is not the job's output.
+  logTail.forEach((l, i) => {
+    if (LINKFLOW_HEADER.test(l)) torchrun.ownLines.add(i);
+  });
   const views: RankView[] = [...byRank(splitRanks(logTail)).entries()].map(([rank, lines]) => ({ rank, lines, texts: lines.map((l) => l.text) }));
   const rules = [...extraRules.map((r) => ({ ...r, role: r.role ?? 'cause' })), ...BUILT_IN_RULES];
   for (const role of ROLE_ORDER) {
@@ -236,26 +241,61 @@ function decide(hit: Hit, role: RuleRole, lines: readonly string[], views: RankV
   return make(cls, text, excerptAround(lines, hit.line), more);
 }
 
+/** The rank an untagged line names itself (`[Rank 3] HCCL …`, `RankID:3`), as torch 2.1 and CANN print it. */
+function namedRank(text: string): string | undefined {
+  const m = /\[Rank (\d+)\]|RankID:(\d+)|\brank (\d+)\b/.exec(text);
+  return m ? (m[1] ?? m[2] ?? m[3]) : undefined;
+}
+
+/** The rank an untagged error names in its own lines: up to the next traceback after its error line. */
+function rankOfError(texts: readonly string[], at: number): string | undefined {
+  let ended = false;
+  for (let i = at; i < Math.min(texts.length, at + 80); i++) {
+    if (ended && /^\s*Traceback \(most recent call last\)|^\.\.\. \(\d+ lines\) \.\.\.$/.test(texts[i])) return undefined;
+    const rank = namedRank(texts[i]);
+    if (rank !== undefined) return rank;
+    if (ERROR_LINE.test(texts[i].trim())) ended = true;
+  }
+  return undefined;
+}
+
+/** Every line of a view that an echo rule (or, under a higher decision, a network rule) accepts. */
+function echoHits(view: RankView, skip: ReadonlySet<number>, rules: readonly FailureRule[]): Hit[] {
+  const hits: Hit[] = [];
+  for (let at = 0; at < view.texts.length; at++) {
+    if (skip.has(view.lines[at].line)) continue;
+    const rule = rules.find((r) => r.pattern.test(view.texts[at]) && (r.accept?.(view.texts, at) ?? true));
+    if (rule) hits.push({ rule, view, at, line: view.lines[at].line });
+  }
+  return hits;
+}
+
 /** Other ranks' echoes, each rank's first: what the decision set aside, and why. */
 function discountedEchoes(hit: Hit, role: RuleRole, views: RankView[], skip: ReadonlySet<number>, lines: readonly string[]): Partial<FailureReport> {
-  if (ROLE_ORDER.indexOf(role) >= ROLE_ORDER.indexOf('echo')) return {};
-  const echoes = BUILT_IN_RULES.filter((r) => r.role === 'echo');
+  const below = (r: FailureRule) => ROLE_ORDER.indexOf(r.role ?? 'cause') > ROLE_ORDER.indexOf(role) && (r.role === 'echo' || r.role === 'network');
+  const rules = BUILT_IN_RULES.filter(below);
+  if (rules.length === 0) return {};
+  const causeRank = hit.view.rank ?? rankOfError(hit.view.texts, hit.at);
+  const cause = `${whose(causeRank)}'s ${errorName(hit.view.texts[hit.at])} at line ${hit.line + 1}`;
+  const seen = new Set<string>();
   const found: Discounted[] = [];
   for (const view of views) {
-    if (view === hit.view && view.rank === undefined && views.length > 1) continue;
-    const first = echoes
-      .map((r) => firstHit(r, view, skip, 'echo'))
-      .filter((h): h is Hit => h !== undefined && h.line !== hit.line)
-      .sort((a, b) => a.line - b.line)[0];
-    if (!first) continue;
-    const cause = `${whose(hit.view.rank)}'s ${errorName(hit.view.texts[hit.at])} at line ${hit.line + 1}`;
-    const who = view.rank === undefined ? 'an untagged' : `rank ${view.rank}'s`;
-    const what = `${who} ${first.rule.class === 'hang' ? 'collective timeout' : 'HCCL/NCCL error'}`;
-    const why =
-      first.line > hit.line
-        ? `${what} follows ${cause}: a rank that lost its peer prints it`
-        : `${what} precedes ${cause} but only says a peer was missing; a cause outranks echoes`;
-    found.push({ line: first.line, ...(view.rank !== undefined ? { rank: view.rank } : {}), class: first.rule.class, text: lines[first.line].trim(), why });
+    for (const echo of echoHits(view, skip, rules)) {
+      if (echo.line === hit.line) continue;
+      // Tagged lines are one rank's; an untagged log names the rank in the message, else each line counts.
+      const rank = view.rank ?? namedRank(echo.view.texts[echo.at]);
+      if (rank !== undefined && rank === causeRank) continue;
+      const key = rank ?? `line ${echo.line}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const who = rank === undefined ? 'an untagged' : `rank ${rank}'s`;
+      const what = `${who} ${echo.rule.class === 'hang' ? 'collective timeout' : 'HCCL/NCCL error'}`;
+      const why =
+        echo.line > hit.line
+          ? `${what} follows ${cause}: a rank that lost its peer prints it`
+          : `${what} precedes ${cause} but only says a peer was missing or late; a cause outranks echoes`;
+      found.push({ line: echo.line, ...(rank !== undefined ? { rank } : {}), class: echo.rule.class, text: lines[echo.line].trim(), why });
+    }
   }
   found.sort((a, b) => a.line - b.line);
   return found.length
@@ -265,7 +305,7 @@ function discountedEchoes(hit: Hit, role: RuleRole, views: RankView[], skip: Rea
 
 /** `RuntimeError` of `RuntimeError: NPU out of memory…`, else the first words. */
 function errorName(text: string): string {
-  const m = /^(?:[\w.]+\.)?([A-Z]\w*(?:Error|Exception))\b/.exec(text.trim());
+  const m = /^(?:[\w.]+\.)?([A-Z]\w*(?:Error|Exception))\b/.exec(text.trim()) ?? /\b(E[A-Z0-9]\d{4})\b/.exec(text);
   return m ? m[1] : `"${text.trim().slice(0, 40)}"`;
 }
 

@@ -37,6 +37,10 @@ interface Numbered {
 const TRACEBACK_HEADER = /^\s*Traceback \(most recent call last\)/;
 const MAX_TRACEBACK = 120;
 const LAUNCHER_LINES = 40;
+/** Lines kept above a rank's first traceback. */
+const PREAMBLE = 12;
+/** Lines kept after a rank's first error line. */
+const AFTER_ERROR = 4;
 
 export class LogWindow {
   private readonly head: Numbered[] = [];
@@ -49,6 +53,8 @@ export class LogWindow {
   private readonly reading = new Map<string, Numbered[]>();
   private readonly rankErrors = new Map<string, Numbered[]>();
   private readonly launcher: Numbered[] = [];
+  /** A kept error still collecting the lines after its error line. */
+  private after: { group: Numbered[]; remaining: number } | undefined;
   private count = 0;
 
   constructor(private readonly options: LogWindowOptions) {}
@@ -77,21 +83,31 @@ export class LogWindow {
 
   /** Follows each rank's first traceback (or bare error line) and keeps it whole. */
   private keepRankError(line: Numbered): void {
+    if (this.after && this.after.group.at(-1) !== line) {
+      this.after.group.push(line);
+      if (--this.after.remaining <= 0) this.after = undefined;
+    }
     for (const part of splitRanks([line.text])) {
       const rank = part.rank ?? '';
       if (this.rankErrors.has(rank)) continue;
       const reading = this.reading.get(rank);
       if (TRACEBACK_HEADER.test(part.text)) {
-        if (this.rankErrors.size + this.reading.size < (this.options.maxRanks ?? 16) || reading) this.reading.set(rank, [line]);
+        // With the lines just above: a CANN error prints its code there ("The Inner error is reported as above").
+        if (this.rankErrors.size + this.reading.size < (this.options.maxRanks ?? 16) || reading)
+          this.reading.set(rank, [...this.tail.slice(-PREAMBLE).filter((l) => l.n < line.n), line]);
         continue;
       }
       if (reading) {
         if (reading.at(-1) !== line) reading.push(line);
-        if (reading.length > MAX_TRACEBACK) reading.splice(1, 1);
+        if (reading.length > MAX_TRACEBACK) reading.splice(PREAMBLE + 1, 1);
         // The error line ends it (frames are indented).
         if (!/^\s/.test(part.text) && part.text.trim() !== '') {
           this.reading.delete(rank);
-          if (ERROR_LINE.test(part.text.trim())) this.rankErrors.set(rank, reading);
+          if (ERROR_LINE.test(part.text.trim())) {
+            this.rankErrors.set(rank, reading);
+            // The lines after it: a multi-line message, torch_npu's `[ERROR] … RankID:N` line.
+            this.after = { group: reading, remaining: AFTER_ERROR };
+          }
         }
       } else if (ERROR_LINE.test(part.text) && this.rankErrors.size < (this.options.maxRanks ?? 16)) {
         this.rankErrors.set(rank, [line]);
