@@ -76,7 +76,7 @@ function framesAbove(lines: readonly string[], index: number): string[] {
 const VALIDATION_FRAME =
   /arguments\.py"|in (?:validate_args|_validate\w*|validate\w*|check_args|_check_\w*args\w*|parse_args|_parse_args|__post_init__|ensure_divisibility|divide)\b/;
 const ARGUMENT_MESSAGE =
-  /divisible by|must be (?:used|set|specified|enabled|disabled|provided|given|greater|less|equal|a multiple|one of|in \[)|should be (?:set|specified|greater|less|equal|divisible)|(?:is|are) not supported (?:with|when|together)|cannot be used (?:with|together)|(?:is|are) mutually exclusive|requires? (?:--|that --)|is required (?:when|for|with)|remaining_argv|value from checkpoint \(\d+\) is not equal to the input argument/i;
+  /divisible by|must be (?:used|set|specified|enabled|disabled|provided|given|greater|less|equal|a multiple|one of|in \[)|should be (?:set|specified|greater|less|equal|divisible)|(?:is|are) not supported (?:with|when|together)|cannot be used (?:with|together)|(?:is|are) mutually exclusive|requires? (?:--|that --)|is required (?:when|for|with)|remaining_argv|value from checkpoint \(\d+\) is not equal to the input argument|should be a multiple of|Check batch related parameters|train_batch_size is not equal to|arguments are not used by the HfArgumentParser|invalid (?:value|choice) for|is not a valid (?:choice|option|value) for/i;
 
 function argumentCheck(lines: readonly string[], index: number): boolean {
   const line = lines[index];
@@ -138,7 +138,7 @@ export const BUILT_IN_RULES: readonly FailureRule[] = [
     name: 'NaN loss',
     class: 'nan-loss',
     pattern:
-      /found NaN in local (?:forward loss|grad norm)|Loss is NaN|nan in loss|loss(?:'|")?\s*[:=|]\s*(?:nan|inf(?:inity)?)\b|grad[ _]norm(?:'|")?\s*[:=|]\s*nan\b|Loss is (?:NaN|Infinity|inf)\b|Found NaN\b|Bad grad_?norm detected|returned nan values|Unexpected result nan|loss scale already at minimum|Attempted loss scale: 0,|number of nan iterations:\s*[1-9]|NaN or Inf found/i,
+      /found NaN in local (?:forward loss|grad norm)|Loss is NaN|nan in loss|loss(?:'|")?\s*[:=|]\s*(?:nan|inf(?:inity)?)\b|grad[ _]norm(?:'|")?\s*[:=|]\s*nan\b|Loss is (?:NaN|Infinity|inf)\b|Found NaN\b|Bad grad_?norm detected|returned nan values|Unexpected result nan|loss scale already at minimum|Attempted loss scale: 0,|number of nan iterations:\s*[1-9]|NaN or Inf found|Minimum loss scale reached|loss scale (?:has )?reached (?:the )?minimum|(?:detected|found) (?:a )?(?:NaN|Inf)\b|\b(?:nan or inf|inf or nan)\b|non-finite loss|loss is not finite|\bNaN loss\b|loss(?:'|")?\s*[:=]\s*tensor\((?:nan|inf)|grad[ _]norm(?:'|")?\s*[:=|]\s*inf\b|encountered (?:a )?(?:NaN|Inf)\b|Attempted loss scale: 1, reducing to 1\b/i,
   },
   {
     name: "host's OOM killer",
@@ -165,10 +165,13 @@ export const BUILT_IN_RULES: readonly FailureRule[] = [
   // --- a link that could not be built ---
   ...CANN_RULES.filter((r) => r.role === 'network'),
   {
-    name: 'rendezvous heartbeat',
+    // A whole node went away: torch elastic's keep-alive to the rendezvous (dynamic_rendezvous.py), Ray's
+    // heartbeat detector, Slurm's node failure (srun/salloc, NODE_FAIL).
+    name: 'node lost',
     class: 'node-lost',
     role: 'network',
-    pattern: /failed to send a keep-alive heartbeat to the rendezvous/i,
+    pattern:
+      /failed to send a keep-alive heartbeat to the rendezvous|missed too many heartbeats|has been marked dead|(?:srun|salloc|sbatch|slurmstepd): error: Node failure on|\bNODE_FAIL\b|due to (?:a )?node failure/i,
   },
   { name: 'network', class: 'communication', role: 'network', pattern: NETWORK },
   // --- echoes: a stuck peer first, then a lost one ---

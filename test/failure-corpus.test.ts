@@ -115,8 +115,10 @@ describe('the failure corpus', () => {
     const known: Record<string, string> = {
       // Megatron's tokenizers and many loaders: `assert os.path.isfile(path), path`.
       'existence check': 'megatron/training/tokenizer, sentencepiece loaders',
-      // torch/distributed/elastic/rendezvous/dynamic_rendezvous.py's keep-alive warning when the store's node is gone.
-      'rendezvous heartbeat': 'torch elastic dynamic_rendezvous',
+      // The kernel's (mm/oom_kill.c: `Out of memory: Killed process`) and Slurm's cgroup (`oom-kill event`) messages.
+      "host's OOM killer": 'mm/oom_kill.c, slurmstepd cgroup',
+      // gdb's `bt` of a core dump, which segfault threads paste.
+      'core dump backtrace': 'gdb backtraces',
     };
     expect(single.filter((r) => !r.startsWith('CANN ') && !(r in known))).toEqual([]);
   });
