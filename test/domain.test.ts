@@ -6,6 +6,7 @@ import { describeLayout, loraResumeView, shardDirNames } from '../frameworks/mod
 import { findResumePoint } from '../activities/checkpoints.ts';
 import { causeLine, classifyFailure } from '../failures/failures.ts';
 import { LogWindow } from '../failures/log-window.ts';
+import { CAUSE_LINE_MAX, causeInOneLine, retryCause } from '../failures/summary.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress } from '../frameworks/modellink/training-log.ts';
 import { tempDir } from '../testkit/specs.ts';
 
@@ -576,5 +577,21 @@ describe('lease fencing', () => {
     first.lease.release();
     expect(readLease(dir)).toMatchObject({ owner: 'run-1/attempt-2' });
     expect(readLease(dir)?.released).toBeUndefined();
+  });
+});
+
+describe('a retry line says the class and one line of the cause', () => {
+  it('a 600-character CANN message becomes its code and first sentence', () => {
+    const ei0002 =
+      'EI0002: [PID: 2969] 2025-10-11-15:09:34.713.335 The wait execution of the Notify register times out. Reason: The Notify register has not received the Notify record from remote rank: [24]. base information: [streamID:[109], taskID[3]] ' +
+      'x'.repeat(400);
+    expect(retryCause('hang', ei0002)).toBe('hang: EI0002: The wait execution of the Notify register times out.');
+    const ez = `EZ9999: 2026-12-07-09:20:49.582.622  The error from device(chipId:0, dieId:0), there is an aicore error, ${'dump info: 0x0, '.repeat(40)}[FUNC:ProcessStarsCoreErrorInfo][FILE:device_error_proc.cc][LINE:1169]`;
+    expect(causeInOneLine(ez).length).toBeLessThanOrEqual(CAUSE_LINE_MAX);
+    expect(causeInOneLine(ez)).toMatch(/^EZ9999: The error from device\(chipId:0, dieId:0\), there is an aicore error/);
+    expect(retryCause('exception', "KeyError: 'input_ids'")).toBe("exception: KeyError: 'input_ids'");
+    expect(retryCause('communication', 'torch.distributed.DistStoreError: Timed out after 600 seconds waiting for clients. 1/2 clients joined.')).toBe(
+      'communication: DistStoreError: Timed out after 600 seconds waiting for clients.',
+    );
   });
 });
