@@ -68,8 +68,8 @@ const CONTEXT_BEFORE = 3;
 const CONTEXT_AFTER = 6;
 const MAX_EXCERPT = 40;
 const MAX_DISCOUNTED = 6;
-/** Lines after a hit that still belong to the same error. */
-const BURST = 12;
+/** How far below a device's text the Python error that names it may be (a traceback's frames). */
+const NAMING_LOOKAHEAD = 120;
 
 /** The lines around a hit; a Python traceback is shown from its first line, as people read it. */
 function excerptAround(lines: readonly string[], index: number): string[] {
@@ -132,7 +132,7 @@ function firstHit(rule: FailureRule, view: RankView, skip: ReadonlySet<number>, 
   for (let at = 0; at < view.texts.length; at++) {
     const line = view.lines[at].line;
     if (skip.has(line) || !rule.pattern.test(view.texts[at]) || !(rule.accept?.(view.texts, at) ?? true)) continue;
-    const hit: Hit = { rule, view, at: lastOfBurst(rule, view, at, skip), line };
+    const hit: Hit = { rule, view, at: rule.cann ? at : namingLine(rule, view, at, skip), line };
     hit.line = view.lines[hit.at].line;
     if (role === 'error' && ACL_WRAPPER.test(view.texts[hit.at])) {
       const near = cannNear(view, hit.at);
@@ -145,15 +145,19 @@ function firstHit(rule: FailureRule, view: RankView, skip: ReadonlySet<number>, 
 }
 
 /**
- * The last line of the same error the rule matches within a few lines: a device error's CANN text is
- * followed by the Python error that names it (`EL0004 …` then `RuntimeError: NPU out of memory …`).
+ * The Python error line that names the same error, when the hit is a device's text above it (`EL0004 …`
+ * then, after the traceback, `RuntimeError: NPU out of memory …`): people know the error by that line.
  */
-function lastOfBurst(rule: FailureRule, view: RankView, at: number, skip: ReadonlySet<number>): number {
-  let last = at;
-  for (let i = at + 1; i < Math.min(view.texts.length, at + BURST); i++) {
-    if (!skip.has(view.lines[i].line) && rule.pattern.test(view.texts[i]) && (rule.accept?.(view.texts, i) ?? true)) last = i;
+function namingLine(rule: FailureRule, view: RankView, at: number, skip: ReadonlySet<number>): number {
+  if (ERROR_LINE.test(view.texts[at].trim())) return at;
+  for (let i = at + 1; i < Math.min(view.texts.length, at + NAMING_LOOKAHEAD); i++) {
+    const text = view.texts[i].trim();
+    if (/^\.\.\. \(\d+ lines\) \.\.\.$/.test(text)) break;
+    if (!ERROR_LINE.test(text)) continue;
+    if (!skip.has(view.lines[i].line) && rule.pattern.test(view.texts[i]) && (rule.accept?.(view.texts, i) ?? true)) return i;
+    break;
   }
-  return last;
+  return at;
 }
 
 /** The hit of the first failing rank (smallest line) among every rank's first hit. */
