@@ -117,7 +117,7 @@ function toJson(file: string, lines: number, d: Diagnosis, decided: DecidingLine
 const BUDGET_TEXT = {
   none: 'not retryable: retrying cannot help',
   infrastructure: 'retryable (a fault of the machines: infrastructure budget)',
-  job: "retryable (an error of the job: the job's budget, maxAttempts)",
+  job: 'retryable (an error of the job: maxAttempts budget)',
 } as const;
 
 function toText(file: string, lines: number, d: Diagnosis, decided: DecidingLine | undefined, discounted: Echo[]): string {
@@ -131,7 +131,8 @@ function toText(file: string, lines: number, d: Diagnosis, decided: DecidingLine
     `${file}: ${f.class}${status}`,
     `  ${BUDGET_TEXT[budgetOf(f.class)]}`,
     ...(decided?.text.trim() === f.reason ? [] : [`  reason: ${f.reason}`]),
-    ...(decided ? [`  decided by line ${decided.number}${who}${f.rule ? ` (${f.rule})` : ''}: ${decided.text.trim()}`] : []),
+    ...(decided ? [`  decided by line ${decided.number}: ${decided.text.trim()}`] : []),
+    ...(f.evidence ? [`  evidence: ${f.evidence}${f.rule ? ` (${f.rule})` : ''}${who}`] : []),
     ...(f.cann ? [`  ${f.cann.code}: ${f.cann.meaning} (${f.cann.source})`] : []),
     ...(discounted.length ? ['  discounted:', ...discounted.map((e) => `    line ${e.line ?? '?'}: ${e.why}`)] : []),
     ...(f.discountedMore ? [`    … and ${f.discountedMore} more ranks' echoes`] : []),

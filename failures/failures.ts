@@ -13,7 +13,7 @@ import { cannCode, CANN_CODES, type CannCode } from './cann-codes.ts';
 import { NON_RETRYABLE, type FailureClass } from './classes.ts';
 import { readTorchrunReport, workerFailures } from './launchers.ts';
 import { byRank, splitRanks, whose, type RankLine } from './ranks.ts';
-import { ACL_WRAPPER, BUILT_IN_RULES, ERROR_LINE, ROLE_ORDER, type FailureRule, type RuleRole } from './rules.ts';
+import { ACL_WRAPPER, BUILT_IN_RULES, COMMUNICATION_WORDS, ERROR_LINE, ROLE_ORDER, type FailureRule, type RuleRole } from './rules.ts';
 
 export { ADVICE, budgetOf, FAILURE_CLASSES, INFRASTRUCTURE, NON_RETRYABLE, type FailureClass } from './classes.ts';
 export { readTorchrunReport, type TorchrunReport, type TorchrunWorkerFailure } from './launchers.ts';
@@ -63,6 +63,7 @@ export function causeLine(extraRules: readonly FailureRule[] = []): (line: strin
 }
 
 const TAIL = 20;
+const PEER_WORDS = new RegExp(COMMUNICATION_WORDS, 'i');
 const LINKFLOW_HEADER = /^# (?:linkflow pipeline |cwd: |argv: |env: |launched )/;
 const CONTEXT_BEFORE = 3;
 const CONTEXT_AFTER = 6;
@@ -256,7 +257,8 @@ function rankOfError(texts: readonly string[], at: number): string | undefined {
   let ended = false;
   for (let i = at; i < Math.min(texts.length, at + 80); i++) {
     if (ended && /^\s*Traceback \(most recent call last\)|^\.\.\. \(\d+ lines\) \.\.\.$/.test(texts[i])) return undefined;
-    const rank = namedRank(texts[i]);
+    // A peer's echo right after the error names the peer, not the rank that failed.
+    const rank = PEER_WORDS.test(texts[i]) ? undefined : namedRank(texts[i]);
     if (rank !== undefined) return rank;
     if (ERROR_LINE.test(texts[i].trim())) ended = true;
   }
