@@ -320,7 +320,10 @@ function signalReport(
   lines: readonly string[],
   death: { signal: string; line: number } | undefined,
 ): { class: FailureClass; reason: string; line: number } | undefined {
-  const fatal = workerFailures(lines).find((f) => f.signal === 'SIGKILL' || f.signal === 'SIGSEGV' || f.signal === 'SIGBUS');
+  // torchrun's ChildFailedError block says most (rank, exit code, the signal's traceback line); then the one-line forms.
+  const fatalSignal = (f: { signal?: string }) => f.signal === 'SIGKILL' || f.signal === 'SIGSEGV' || f.signal === 'SIGBUS';
+  const block = readTorchrunReport(lines).failures.find(fatalSignal);
+  const fatal = block ? { launcher: 'torchrun', ...block } : workerFailures(lines).find(fatalSignal);
   if (fatal?.signal) {
     const cls: FailureClass = fatal.signal === 'SIGKILL' ? 'killed' : 'segfault';
     const who = fatal.rank !== undefined ? `rank ${fatal.rank}` : 'a worker';

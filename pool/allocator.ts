@@ -246,7 +246,16 @@ export function blameNode(
 
 /** Free to grant now: alive, not drained, not quarantined, held by nobody, running nothing (a worker back after a silence may still run its old rank). */
 export function grantable(node: PoolNode, now: number): boolean {
-  return !node.drained && !node.heldBy && node.running === 0 && !(node.quarantine && node.quarantine.until > now);
+  return !node.drained && !node.heldBy && node.running === 0 && !(node.quarantine && node.quarantine.until > now && node.quarantine.evidence !== 'blames');
+}
+
+/**
+ * Quarantined on jobs' blames alone, not on its own health check: granted only when no other node is
+ * free, so a queue never waits behind a node that passes its checks (its health check, when one is
+ * configured, runs before a rank starts there and quarantines it for good if it fails).
+ */
+function suspect(node: PoolNode | undefined, now: number): boolean {
+  return node?.quarantine?.evidence === 'blames' && node.quarantine.until > now;
 }
 
 /** Could this request ever be served by the pool as it is (drained nodes do not count; quarantined ones come back)? */
@@ -257,12 +266,15 @@ function feasible(state: PoolState, request: NodeRequest): boolean {
 }
 
 /** Pick the request's nodes from the free ones: the named hosts in order, else the free nodes it does not avoid first. */
-function pick(request: NodeRequest, free: Set<string>): string[] | undefined {
+function pick(request: NodeRequest, free: Set<string>, state: PoolState, now: number): string[] | undefined {
   if (request.hosts) return request.hosts.every((h) => free.has(h)) ? [...request.hosts] : undefined;
   if (free.size < request.count) return undefined;
   const avoid = new Set(request.avoid ?? []);
-  const sorted = [...free].sort();
-  return [...sorted.filter((n) => !avoid.has(n)), ...sorted.filter((n) => avoid.has(n))].slice(0, request.count);
+  const rank = (n: string) => (suspect(state.nodes[n], now) ? 2 : avoid.has(n) ? 1 : 0);
+  return [...free]
+    .sort()
+    .sort((a, b) => rank(a) - rank(b))
+    .slice(0, request.count);
 }
 
 /**
@@ -275,7 +287,7 @@ export function schedule(state: PoolState, now: number): Grant[] {
   const made: Grant[] = [];
   for (const request of [...state.queue]) {
     if (free.size === 0) break;
-    const nodes = pick(request, free);
+    const nodes = pick(request, free, state, now);
     if (nodes) {
       made.push(grant(state, request, nodes, now));
       nodes.forEach((n) => free.delete(n));

@@ -153,12 +153,13 @@ describe('the pool allocator', () => {
     const now = SETTINGS.quarantineWindowMs + 3;
     expect(s.nodes.a.quarantine?.reason).toContain('2 infrastructure failures within 60 min, last: hang');
     expect(s.nodes.a.quarantine?.until).toBe(SETTINGS.quarantineWindowMs + 2 + SETTINGS.coolDownMs);
-    expect(grantedNodes(ask(s, req(2), now))).toBeUndefined();
     const view = describePool(s, SETTINGS, now);
     expect(view.nodes.find((x) => x.name === 'a')?.state).toBe('quarantined');
+    // Quarantined on blames alone: granted last, only when no other node is free (a queue never waits behind it).
+    expect(grantedNodes(ask(s, req(1), now))).toEqual(['b']);
+    expect(grantedNodes(ask(s, req(1), now))).toEqual(['a']);
     expect(endQuarantines(s, s.nodes.a.quarantine!.until)).toEqual(['a']);
-    schedule(s, s.nodes.a.quarantine?.until ?? now + SETTINGS.coolDownMs);
-    expect(Object.keys(s.grants)).toHaveLength(1);
+    expect(s.nodes.a.blames).toEqual([]);
   });
 
   it('a grant whose node failed its health check goes back to its place in the queue and is served by other nodes', () => {
