@@ -95,6 +95,14 @@ describe('the failure corpus', () => {
     }
   });
 
+  it('holds what issue 17 asks for: at least 120 real logs, at least 8 of each main class', () => {
+    expect(main.length + holdout.length).toBeGreaterThanOrEqual(120);
+    const counts = new Map<FailureClass, number>();
+    for (const e of [...main, ...holdout]) counts.set(e.label, (counts.get(e.label) ?? 0) + 1);
+    const classes: FailureClass[] = ['out-of-memory', 'communication', 'hang', 'bad-arguments', 'missing-input', 'killed', 'segfault', 'nan-loss', 'exception'];
+    for (const cls of classes) expect(counts.get(cls) ?? 0, cls).toBeGreaterThanOrEqual(8);
+  });
+
   it('diagnose names the root cause of at least 95 % of the corpus, and reports the held-out part', () => {
     const r = score(main, true);
     console.log(report('failure corpus', r));
