@@ -8,10 +8,8 @@
  */
 import fs from 'node:fs';
 import readline from 'node:readline';
-import { diagnoseLog, type Diagnosis } from '../failures/diagnose.ts';
-import { causeLine, INFRASTRUCTURE } from '../failures/failures.ts';
-import { ATTEMPT_LOG_WINDOW, LogWindow } from '../failures/log-window.ts';
-import { applyLogEvent, parseLogLine, type AttemptProgress } from '../frameworks/modellink/training-log.ts';
+import { exitStatusOf, LogDiagnosis, type Diagnosis } from '../failures/diagnose.ts';
+import { ADVICE, budgetOf } from '../failures/failures.ts';
 import { ExitError } from '../errors.ts';
 
 export interface DiagnoseOptions {
@@ -20,17 +18,12 @@ export interface DiagnoseOptions {
 }
 
 /** Reads the log once; what it keeps is bounded whatever the file's size. */
-async function readLog(file: string): Promise<{ window: LogWindow; progress: AttemptProgress }> {
-  const window = new LogWindow({ ...ATTEMPT_LOG_WINDOW, isCause: causeLine() });
-  const progress: AttemptProgress = {};
+async function readLog(file: string): Promise<LogDiagnosis> {
+  const read = new LogDiagnosis();
   const input = fs.createReadStream(file, { encoding: 'utf8' });
   const lines = readline.createInterface({ input, crlfDelay: Infinity });
-  for await (const line of lines) {
-    window.push(line);
-    const event = parseLogLine(line);
-    if (event) applyLogEvent(progress, event);
-  }
-  return { window, progress };
+  for await (const line of lines) read.push(line);
+  return read;
 }
 
 function checkFile(file: string): void {
@@ -47,29 +40,45 @@ function checkFile(file: string): void {
 function parseExitCode(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 0 || n > 255) throw new ExitError(`--exit-code: expected the process's exit status (0-255), got ${text}`, 2);
+  if (!Number.isInteger(n) || n < -64 || n > 255)
+    throw new ExitError(`--exit-code: expected the process's exit status (0-255, or -N for a process killed by signal N), got ${text}`, 2);
   return n;
 }
 
 export async function diagnoseCommand(file: string, opts: DiagnoseOptions): Promise<number> {
   const exitCode = parseExitCode(opts.exitCode);
   checkFile(file);
-  let read: Awaited<ReturnType<typeof readLog>>;
+  let read: LogDiagnosis;
   try {
     read = await readLog(file);
   } catch (e) {
     throw new ExitError(`${file}: cannot read it (${(e as Error).message})`, 2);
   }
-  const numbered = read.window.numberedLines();
-  const diagnosis = diagnoseLog(
-    numbered.map((l) => l.text),
-    { nanLoss: read.progress.nanLoss === true, status: exitCode !== undefined ? { exitCode, signal: null } : undefined },
-  );
-  const at = diagnosis.failure?.decidedBy;
-  const decided = at !== undefined && numbered[at]?.n !== undefined ? { number: numbered[at].n!, text: numbered[at].text } : undefined;
-  if (opts.json) console.log(JSON.stringify(toJson(file, read.window.lineCount, diagnosis, decided)));
-  else console.log(toText(file, read.window.lineCount, diagnosis, decided));
+  const { diagnosis, numbered } = read.finish(exitCode !== undefined ? exitStatusOf(exitCode) : undefined);
+  // Indices into the kept lines → line numbers of the file.
+  const at = (i: number | undefined): DecidingLine | undefined =>
+    i !== undefined && numbered[i]?.n !== undefined ? { number: numbered[i].n!, text: numbered[i].text } : undefined;
+  const decided = at(diagnosis.failure?.decidedBy);
+  const renumber = (why: string) => why.replace(/at line (\d+)/g, (_, k: string) => `at line ${at(Number(k) - 1)?.number ?? k}`);
+  const discounted = (diagnosis.failure?.discounted ?? []).map((d) => ({
+    line: at(d.line)?.number,
+    rank: d.rank,
+    class: d.class,
+    text: d.text,
+    why: renumber(d.why),
+  }));
+  const lines = read.window.lineCount;
+  if (opts.json) console.log(JSON.stringify(toJson(file, lines, diagnosis, decided, discounted)));
+  else console.log(toText(file, lines, diagnosis, decided, discounted));
   return diagnosis.failure ? 0 : 1;
+}
+
+interface Echo {
+  line?: number;
+  rank?: string;
+  class: string;
+  text: string;
+  why: string;
 }
 
 /** The line of the file that decided the class. */
@@ -78,7 +87,7 @@ interface DecidingLine {
   text: string;
 }
 
-function toJson(file: string, lines: number, d: Diagnosis, decided: DecidingLine | undefined) {
+function toJson(file: string, lines: number, d: Diagnosis, decided: DecidingLine | undefined, discounted: Echo[]) {
   const f = d.failure;
   return {
     file,
@@ -89,31 +98,45 @@ function toJson(file: string, lines: number, d: Diagnosis, decided: DecidingLine
       ? {
           class: f.class,
           retryable: f.retryable,
-          budget: INFRASTRUCTURE.has(f.class) ? 'infrastructure' : f.retryable ? 'job' : 'none',
+          budget: budgetOf(f.class),
           reason: f.reason,
           ...(decided ? { line: decided } : {}),
+          evidence: f.evidence,
+          ...(f.rank !== undefined ? { rank: f.rank } : {}),
+          ...(f.rule ? { rule: f.rule } : {}),
+          ...(f.cann ? { cann: { code: f.cann.code, meaning: f.cann.meaning, source: f.cann.source } } : {}),
+          discounted,
+          ...(f.discountedMore ? { discountedMore: f.discountedMore } : {}),
+          advice: ADVICE[f.class],
           excerpt: f.excerpt,
         }
       : {}),
   };
 }
 
-function toText(file: string, lines: number, d: Diagnosis, decided: DecidingLine | undefined): string {
+const BUDGET_TEXT = {
+  none: 'not retryable: retrying cannot help',
+  infrastructure: 'retryable (a fault of the machines: infrastructure budget)',
+  job: 'retryable (an error of the job: maxAttempts budget)',
+} as const;
+
+function toText(file: string, lines: number, d: Diagnosis, decided: DecidingLine | undefined, discounted: Echo[]): string {
   const f = d.failure;
   const status = d.status
     ? ` (${d.status.signal ?? `exit code ${d.status.exitCode}`}, from ${d.status.source === 'given' ? '--exit-code' : d.status.source === 'linkflow' ? "linkflow's attempt log" : "torchrun's error report"})`
     : '';
   if (!f) return `${file}: ${lines} lines; no failure found${status}`;
-  const retry = !f.retryable
-    ? 'not retryable: retrying cannot help'
-    : INFRASTRUCTURE.has(f.class)
-      ? 'retryable (a fault of the machines: infrastructure budget)'
-      : 'retryable (an error of the job: maxAttempts budget)';
+  const who = f.rank !== undefined ? ` on rank ${f.rank}` : '';
   return [
     `${file}: ${f.class}${status}`,
-    `  ${retry}`,
+    `  ${BUDGET_TEXT[budgetOf(f.class)]}`,
     ...(decided?.text.trim() === f.reason ? [] : [`  reason: ${f.reason}`]),
     ...(decided ? [`  decided by line ${decided.number}: ${decided.text.trim()}`] : []),
+    ...(f.evidence ? [`  evidence: ${f.evidence}${f.rule ? ` (${f.rule})` : ''}${who}`] : []),
+    ...(f.cann ? [`  ${f.cann.code}: ${f.cann.meaning} (${f.cann.source})`] : []),
+    ...(discounted.length ? ['  discounted:', ...discounted.map((e) => `    line ${e.line ?? '?'}: ${e.why}`)] : []),
+    ...(f.discountedMore ? [`    … and ${f.discountedMore} more ranks' echoes`] : []),
+    `  what to do: ${ADVICE[f.class]}`,
     '  excerpt:',
     ...f.excerpt.map((l) => `    ${l}`),
   ].join('\n');

@@ -2,6 +2,7 @@
 import type { PipelineState, StageState } from '../contracts/run-state.ts';
 import { summarizeStage } from '../contracts/run-state.ts';
 import type { Snapshot } from '../client/pipeline.ts';
+import { retryCause } from '../failures/summary.ts';
 
 function fmt(n: number | undefined, digits = 0): string {
   if (n === undefined || n === null) return '-';
@@ -27,7 +28,7 @@ export function liveLine(snap: Snapshot): string | undefined {
   const lastFailure = stage.attempts.filter((a) => a.outcome === 'failed').at(-1);
   if (stage.status === 'waiting-for-nodes' && stage.note) parts.push(stage.note);
   if (live?.queued) parts.push(live.queued);
-  if (stage.status === 'retrying' && lastFailure) parts.push(`retrying after ${lastFailure.failureClass}: ${lastFailure.reason}`);
+  if (stage.status === 'retrying' && lastFailure) parts.push(`retrying after ${retryCause(lastFailure.failureClass, lastFailure.reason)}`);
   return parts.join(' | ');
 }
 
@@ -36,7 +37,7 @@ function attemptsText(s: StageState): string {
     .map((a) => {
       const from = a.loadedIteration !== undefined ? ` from ${a.loadedIteration}` : '';
       const to = a.lastIteration !== undefined ? ` to ${a.lastIteration}` : '';
-      const why = a.outcome === 'failed' ? ` (${a.failureClass}: ${a.reason})` : '';
+      const why = a.outcome === 'failed' ? ` (${retryCause(a.failureClass, a.reason)})` : '';
       return `      attempt ${a.attempt}: ${a.outcome}${from}${to}${why}${a.resumeNote ? ` [${a.resumeNote}]` : ''}`;
     })
     .join('\n');

@@ -28,6 +28,8 @@ export interface NodeRenewal {
   address: string;
   /** Commands the node's worker runs now. */
   running: number;
+  /** Which worker process renews (pid and start): another one under the same name is a worker that came back. */
+  worker?: string;
   /** The worker's pool settings: the latest renewal's apply (the workers of a pool share a configuration). */
   settings: PoolSettings;
 }
@@ -45,7 +47,7 @@ export interface ReleaseNodes {
 export const releaseNodesSignal = defineSignal<[ReleaseNodes]>('releaseNodes');
 
 /** An attempt failed for a reason of the machines, and this node is the one that explains it. */
-export const blameNodeSignal = defineSignal<[{ node: string; reason: string }]>('blameNode');
+export const blameNodeSignal = defineSignal<[{ node: string; reason: string; job?: string }]>('blameNode');
 
 export const nodeActionUpdate = defineUpdate<string, [{ action: NodeAction; node: string }]>('nodeAction');
 

@@ -4,7 +4,7 @@
  */
 import type { NotifyEventKind } from '../spec/notify.ts';
 import type { IterationSample } from '../benchmark/throughput.ts';
-import type { FailureClass } from '../failures/failures.ts';
+import type { Evidence, FailureClass } from '../failures/failures.ts';
 import type { PipelinePlan, StagePlan } from '../plan/plan.ts';
 import type { AttemptProgress } from '../frameworks/modellink/training-log.ts';
 
@@ -73,6 +73,8 @@ export interface AttemptRecord {
   /** A gang's attempt: the nodes it ran on (rank k on nodes[k]) and the rank whose failure explains it. */
   nodes?: string[];
   failedNode?: string;
+  /** How the failure class was established (a rule's tier, the exit status, the watcher); undefined when the executor reported it. */
+  evidence?: Evidence;
   /** The save interval linkflow chose for the attempts after this one (training.autoSaveInterval), and why. */
   saveIntervalAdvice?: string;
 }
@@ -207,6 +209,8 @@ export interface AttemptFailureDetails {
   nodeRank?: number;
   /** This rank only stopped because another node of its gang did. */
   followsPeer?: boolean;
+  /** How the class was established (failures.ts Evidence). */
+  evidence?: Evidence;
 }
 
 export interface StageCheck {

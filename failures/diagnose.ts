@@ -4,7 +4,10 @@
  * the log where the log says it.
  */
 import type { ExitStatus } from '../common/exit-status.ts';
-import { classifyFailure, readTorchrunReport, type FailureClass, type FailureReport, type FailureRule } from './failures.ts';
+import { applyLogEvent, parseLogLine, type AttemptProgress } from '../frameworks/modellink/training-log.ts';
+import { causeLine, classifyFailure, readTorchrunReport, type FailureClass, type FailureReport, type FailureRule } from './failures.ts';
+import { signalName } from './launchers.ts';
+import { ATTEMPT_LOG_WINDOW, LogWindow } from './log-window.ts';
 
 export interface KnownExitStatus extends ExitStatus {
   /** Where it came from: the user, linkflow's own line at the end of an attempt log, torchrun's error block. */
@@ -59,4 +62,38 @@ export function diagnoseLog(lines: readonly string[], opts: { nanLoss: boolean; 
   if (!status && report.class === 'unknown') return {};
   if (status && status.exitCode === 0 && !status.signal && !detected) return { status };
   return { failure: report, status };
+}
+
+/**
+ * A log read line by line as an attempt reads it (what the window keeps, the training progress), then
+ * diagnosed: `linkflow diagnose` streams a file through it, the corpus test feeds it each log.
+ */
+export class LogDiagnosis {
+  readonly window: LogWindow;
+  readonly progress: AttemptProgress = {};
+
+  constructor(private readonly extraRules: readonly FailureRule[] = []) {
+    this.window = new LogWindow({ ...ATTEMPT_LOG_WINDOW, isCause: causeLine(extraRules) });
+  }
+
+  push(line: string): void {
+    this.window.push(line);
+    const event = parseLogLine(line);
+    if (event) applyLogEvent(this.progress, event);
+  }
+
+  /** The diagnosis, and the kept lines with their numbers in the log (decidedBy indexes them). */
+  finish(status?: ExitStatus): { diagnosis: Diagnosis; numbered: { n?: number; text: string }[] } {
+    const numbered = this.window.numberedLines();
+    const diagnosis = diagnoseLog(
+      numbered.map((l) => l.text),
+      { nanLoss: this.progress.nanLoss === true, status, extraRules: this.extraRules },
+    );
+    return { diagnosis, numbered };
+  }
+}
+
+/** An exit status as a user or a report gives it: 0-255, or -N for a process killed by signal N (Python's returncode). */
+export function exitStatusOf(code: number): ExitStatus {
+  return code < 0 ? { exitCode: null, signal: signalName(-code) } : { exitCode: code, signal: null };
 }

@@ -35,6 +35,8 @@ export interface RankFailure {
   failureClass: FailureClass;
   /** The rank stopped because another did (the gang's exit signal handler stopped it with its peer). */
   followsPeer?: boolean;
+  /** How its class was established: an `echo` only says that a peer was gone. */
+  evidence?: string;
 }
 
 /**
@@ -42,7 +44,8 @@ export interface RankFailure {
  * are cancelled. The rank that explains the gang's failure is the first one that failed for another reason.
  */
 export function rootCauseRank<T extends RankFailure>(failures: T[]): T | undefined {
-  return failures.find((f) => !ECHO_CLASSES.has(f.failureClass) && !f.followsPeer) ?? failures.find((f) => !f.followsPeer) ?? failures[0];
+  const own = (f: T) => f.evidence !== 'echo' && !f.followsPeer;
+  return failures.find((f) => own(f) && !ECHO_CLASSES.has(f.failureClass)) ?? failures.find(own) ?? failures.find((f) => !f.followsPeer) ?? failures[0];
 }
 
 /**

@@ -25,6 +25,8 @@ export interface Quarantine {
   reason: string;
   since: number;
   until: number;
+  /** What it rests on: the node's own health check failing, or faults blamed on it by jobs (undefined: before this field, counted as blames). */
+  evidence?: 'health-check' | 'blames';
 }
 
 export interface PoolNode {
@@ -36,12 +38,16 @@ export interface PoolNode {
   /** Finishes what it runs, takes nothing new. */
   drained?: boolean;
   quarantine?: Quarantine;
-  /** Infrastructure failures blamed on it, within the quarantine window. */
+  /** Faults of the machine blamed on it, within the quarantine window. */
   blames: number[];
+  /** The job (pipeline workflow) of each blame, same order; a job's repeated faults count once. */
+  blamedBy?: (string | null)[];
   /** The request whose grant holds it. */
   heldBy?: string;
   /** Commands its worker said it runs at its last renewal: a node running something no grant knows of is not granted. */
   running: number;
+  /** The worker process that renews it (NodeRenewal.worker). */
+  worker?: string;
 }
 
 /** Who asks: the pipeline's workflow and the attempt, for `linkflow nodes` and for reclaiming. */
@@ -90,7 +96,7 @@ export interface PoolState {
   /** The latest events (joins, leaves, quarantines, reclaims), newest last, bounded. */
   events: PoolEvent[];
   /** What a node that left keeps when it comes back (a worker restart ends neither its quarantine nor its drain). */
-  departed?: Record<string, Pick<PoolNode, 'quarantine' | 'drained' | 'blames'>>;
+  departed?: Record<string, Pick<PoolNode, 'quarantine' | 'drained' | 'blames' | 'blamedBy'>>;
   /** When the pool next checks that its holders still run (kept across continue-as-new). */
   nextReclaimAt?: number;
 }
@@ -112,19 +118,26 @@ function record(state: PoolState, event: PoolEvent): void {
 }
 
 /** A node's worker says it is alive: it joins, or stays. */
-export function renewNode(state: PoolState, node: { name: string; address: string; running: number }, now: number): void {
+export function renewNode(state: PoolState, node: { name: string; address: string; running: number; worker?: string }, now: number): void {
   const known = state.nodes[node.name];
   if (known) {
     known.lastSeen = now;
     known.address = node.address;
     known.running = node.running;
+    if (node.worker && known.worker && node.worker !== known.worker) {
+      // Its worker died and another took its place before the node timed out: as good as a rejoin.
+      Object.assign(known, cleared(known));
+      if (!known.quarantine) delete known.quarantine;
+      record(state, { at: now, node: node.name, what: 'its worker restarted; blames cleared' });
+    }
+    if (node.worker) known.worker = node.worker;
     return;
   }
   // Back after a silence (its worker, or the server, was away): a grant that still names it holds it again,
   // and what it left with (a quarantine, a drain, its blames) it has again.
   const heldBy = Object.values(state.grants).find((g) => g.nodes.includes(node.name))?.request.id;
-  const kept = state.departed?.[node.name];
-  if (kept) delete state.departed![node.name];
+  const kept = state.departed?.[node.name] ? cleared(state.departed[node.name]) : undefined;
+  if (state.departed?.[node.name]) delete state.departed[node.name];
   state.nodes[node.name] = {
     name: node.name,
     address: node.address,
@@ -132,10 +145,21 @@ export function renewNode(state: PoolState, node: { name: string; address: strin
     lastSeen: now,
     blames: [],
     running: node.running,
+    ...(node.worker ? { worker: node.worker } : {}),
     ...kept,
     ...(heldBy ? { heldBy } : {}),
   };
   record(state, { at: now, node: node.name, what: `joined (${node.address})${heldBy ? `, still held by ${heldBy}` : ''}` });
+}
+
+/**
+ * A worker that died and came back is not a bad machine: what it left with besides a drain and a
+ * failed health check (the blames of its jobs and the quarantine they caused) is dropped, and the
+ * health check before its next rank (when one is configured) is the evidence that counts.
+ */
+function cleared(kept: Pick<PoolNode, 'quarantine' | 'drained' | 'blames' | 'blamedBy'>): Pick<PoolNode, 'quarantine' | 'drained' | 'blames' | 'blamedBy'> {
+  const { quarantine, drained } = kept;
+  return { drained, quarantine: quarantine?.evidence === 'health-check' ? quarantine : undefined, blames: [], blamedBy: [] };
 }
 
 /** A node leaves (its worker shut down, or it went silent): what it held is released; the attempt on it fails on its own. */
@@ -144,7 +168,7 @@ export function removeNode(state: PoolState, name: string, why: string, now: num
   if (!node) return false;
   delete state.nodes[name];
   if (node.drained || node.blames.length > 0 || (node.quarantine && node.quarantine.until > now)) {
-    state.departed = { ...state.departed, [name]: { quarantine: node.quarantine, drained: node.drained, blames: node.blames } };
+    state.departed = { ...state.departed, [name]: { quarantine: node.quarantine, drained: node.drained, blames: node.blames, blamedBy: node.blamedBy } };
   }
   record(state, { at: now, node: name, what: `left: ${why}` });
   return true;
@@ -172,32 +196,66 @@ export function endQuarantines(state: PoolState, now: number): string[] {
     record(state, { at: now, node: n.name, what: `back from quarantine (${n.quarantine!.reason})` });
     n.quarantine = undefined;
     n.blames = [];
+    n.blamedBy = [];
   }
   return back.map((n) => n.name);
 }
 
-export function quarantineNode(state: PoolState, settings: PoolSettings, name: string, reason: string, now: number): boolean {
+export function quarantineNode(
+  state: PoolState,
+  settings: PoolSettings,
+  name: string,
+  reason: string,
+  now: number,
+  evidence: Quarantine['evidence'] = 'health-check',
+): boolean {
   const node = state.nodes[name];
   if (!node) return false;
-  node.quarantine = { reason, since: now, until: now + settings.coolDownMs };
+  node.quarantine = { reason, since: now, until: now + settings.coolDownMs, evidence };
   record(state, { at: now, node: name, what: `quarantined until ${new Date(node.quarantine.until).toISOString()}: ${reason}` });
   return true;
 }
 
-/** An infrastructure failure blamed on a node; enough of them within the window quarantine it. */
-export function blameNode(state: PoolState, settings: PoolSettings, name: string, reason: string, now: number): 'quarantined' | 'counted' | 'unknown' {
+/**
+ * A fault of the machine blamed on a node (failures/blame.ts decides which are). Faults of as many
+ * different jobs as `quarantineFailures` within the window quarantine it: one job failing again and
+ * again on a node is more likely that job than the machine. A blame without a job counts on its own.
+ */
+export function blameNode(
+  state: PoolState,
+  settings: PoolSettings,
+  name: string,
+  reason: string,
+  now: number,
+  job?: string,
+): 'quarantined' | 'counted' | 'unknown' {
   const node = state.nodes[name];
   if (!node) return 'unknown';
-  node.blames = [...node.blames.filter((at) => now - at < settings.quarantineWindowMs), now];
-  if (node.blames.length < settings.quarantineFailures || node.quarantine) return 'counted';
+  const jobs = node.blamedBy ?? node.blames.map(() => null);
+  const recent = node.blames.map((at, i) => ({ at, job: jobs[i] ?? null })).filter((b) => now - b.at < settings.quarantineWindowMs);
+  recent.push({ at: now, job: job ?? null });
+  node.blames = recent.map((b) => b.at);
+  node.blamedBy = recent.map((b) => b.job);
+  const distinct = new Set(recent.map((b, i) => b.job ?? `#${i}`)).size;
+  if (distinct < settings.quarantineFailures || node.quarantine) return 'counted';
   const window = Math.round(settings.quarantineWindowMs / 60_000);
-  quarantineNode(state, settings, name, `${node.blames.length} infrastructure failures within ${window} min, last: ${reason}`, now);
+  const what = recent.some((b) => b.job) ? `faults of the machine in ${distinct} jobs` : `${distinct} infrastructure failures`;
+  quarantineNode(state, settings, name, `${what} within ${window} min, last: ${reason}`, now, 'blames');
   return 'quarantined';
 }
 
 /** Free to grant now: alive, not drained, not quarantined, held by nobody, running nothing (a worker back after a silence may still run its old rank). */
 export function grantable(node: PoolNode, now: number): boolean {
-  return !node.drained && !node.heldBy && node.running === 0 && !(node.quarantine && node.quarantine.until > now);
+  return !node.drained && !node.heldBy && node.running === 0 && !(node.quarantine && node.quarantine.until > now && node.quarantine.evidence !== 'blames');
+}
+
+/**
+ * Quarantined on jobs' blames alone, not on its own health check: granted only when no other node is
+ * free, so a queue never waits behind a node that passes its checks (its health check, when one is
+ * configured, runs before a rank starts there and quarantines it for good if it fails).
+ */
+function suspect(node: PoolNode | undefined, now: number): boolean {
+  return node?.quarantine?.evidence === 'blames' && node.quarantine.until > now;
 }
 
 /** Could this request ever be served by the pool as it is (drained nodes do not count; quarantined ones come back)? */
@@ -208,12 +266,15 @@ function feasible(state: PoolState, request: NodeRequest): boolean {
 }
 
 /** Pick the request's nodes from the free ones: the named hosts in order, else the free nodes it does not avoid first. */
-function pick(request: NodeRequest, free: Set<string>): string[] | undefined {
+function pick(request: NodeRequest, free: Set<string>, state: PoolState, now: number): string[] | undefined {
   if (request.hosts) return request.hosts.every((h) => free.has(h)) ? [...request.hosts] : undefined;
   if (free.size < request.count) return undefined;
   const avoid = new Set(request.avoid ?? []);
-  const sorted = [...free].sort();
-  return [...sorted.filter((n) => !avoid.has(n)), ...sorted.filter((n) => avoid.has(n))].slice(0, request.count);
+  const rank = (n: string) => (suspect(state.nodes[n], now) ? 2 : avoid.has(n) ? 1 : 0);
+  return [...free]
+    .sort()
+    .sort((a, b) => rank(a) - rank(b))
+    .slice(0, request.count);
 }
 
 /**
@@ -226,7 +287,7 @@ export function schedule(state: PoolState, now: number): Grant[] {
   const made: Grant[] = [];
   for (const request of [...state.queue]) {
     if (free.size === 0) break;
-    const nodes = pick(request, free);
+    const nodes = pick(request, free, state, now);
     if (nodes) {
       made.push(grant(state, request, nodes, now));
       nodes.forEach((n) => free.delete(n));
@@ -408,6 +469,7 @@ export function nodeAction(state: PoolState, action: NodeAction, name: string, n
   const held = node.heldBy;
   node.quarantine = undefined;
   node.blames = [];
+  node.blamedBy = [];
   if (held) releaseRequest(state, held, now, `released by an operator on ${name}`);
   record(state, { at: now, node: name, what: 'released by an operator' });
   return held ? `${name}: released the grant of ${held} and cleared its quarantine` : `${name}: nothing held; quarantine cleared`;

@@ -11,6 +11,8 @@ export interface NodeView {
   /** What it runs, and since when (a grant). */
   holder?: Holder & { since: number; nodeRank: number; nodes: number };
   quarantine?: { reason: string; until: number };
+  /** Faults of the machine blamed on it within the quarantine window. */
+  blames?: number;
   drained: boolean;
   lastSeen: number;
 }
@@ -47,6 +49,7 @@ export function describePool(state: PoolState, settings: PoolSettings, now: numb
         state: stateName,
         ...(grant ? { holder: { ...grant.request.holder, since: grant.grantedAt, nodeRank: grant.nodes.indexOf(n.name), nodes: grant.nodes.length } } : {}),
         ...(quarantined ? { quarantine: { reason: quarantined.reason, until: quarantined.until } } : {}),
+        ...(n.blames.length ? { blames: n.blames.filter((at) => now - at < settings.quarantineWindowMs).length } : {}),
         drained: n.drained === true,
         lastSeen: n.lastSeen,
       };

@@ -6,6 +6,7 @@ import { describeLayout, loraResumeView, shardDirNames } from '../frameworks/mod
 import { findResumePoint } from '../activities/checkpoints.ts';
 import { causeLine, classifyFailure } from '../failures/failures.ts';
 import { LogWindow } from '../failures/log-window.ts';
+import { CAUSE_LINE_MAX, causeInOneLine, retryCause } from '../failures/summary.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress } from '../frameworks/modellink/training-log.ts';
 import { tempDir } from '../testkit/specs.ts';
 
@@ -85,9 +86,11 @@ describe('failure classification', () => {
   });
 
   it('tells communication, memory, missing files, signals and plain crashes apart', () => {
-    expect(classifyFailure({ exitCode: 1, signal: null }, ['[ERROR] HCCL EI0002: The wait execution of the Notify register times out.']).class).toBe(
-      'communication',
-    );
+    // EI0002 is a collective that waited for a peer that never came: a stuck (or failed) rank, not the network.
+    // Real log: https://github.com/vllm-project/vllm-ascend/issues/3413 (failures/corpus/hang/vllm-ascend-3413-graph-compile-hang-ei0002.log),
+    // where one rank was stuck compiling a graph and its peers printed EI0002.
+    expect(classifyFailure({ exitCode: 1, signal: null }, ['[ERROR] HCCL EI0002: The wait execution of the Notify register times out.']).class).toBe('hang');
+    expect(classifyFailure({ exitCode: 1, signal: null }, ['[ERROR] HCCL EI0006: Getting socket times out.']).class).toBe('communication');
     expect(classifyFailure({ exitCode: 1, signal: null }, ['RuntimeError: NPU out of memory. Tried to allocate 2.00 GiB']).class).toBe('out-of-memory');
     expect(classifyFailure({ exitCode: 1, signal: null }, ["FileNotFoundError: [Errno 2] No such file or directory: '/x'"])).toMatchObject({
       class: 'missing-input',
@@ -154,9 +157,9 @@ describe('root causes win over their echoes', () => {
     }
   });
 
-  it('HCCL errors alone are still communication, and the reason is the inner error above the traceback', () => {
+  it('notify-wait timeouts alone are a hang (a peer never came; see EI0002 above), and the reason is the inner error above the traceback', () => {
     const r = classifyFailure({ exitCode: 1, signal: null }, oomWithEchoes().slice(11));
-    expect(r.class).toBe('communication');
+    expect(r.class).toBe('hang');
     expect(r.reason).toMatch(/^EI0002: .*The wait execution of the Notify register times out/);
   });
 
@@ -227,7 +230,7 @@ describe('root causes win over their echoes', () => {
     window.push('UserWarning: could not read /etc/hostname-extra: No such file or directory');
     for (let i = 0; i < 100; i++) window.push(`iteration line ${i}`);
     for (const line of oomWithEchoes().slice(11)) window.push(line);
-    expect(classifyFailure({ exitCode: 1, signal: null }, window.lines()).class).toBe('communication');
+    expect(classifyFailure({ exitCode: 1, signal: null }, window.lines()).class).toBe('hang');
   });
 });
 
@@ -574,5 +577,21 @@ describe('lease fencing', () => {
     first.lease.release();
     expect(readLease(dir)).toMatchObject({ owner: 'run-1/attempt-2' });
     expect(readLease(dir)?.released).toBeUndefined();
+  });
+});
+
+describe('a retry line says the class and one line of the cause', () => {
+  it('a 600-character CANN message becomes its code and first sentence', () => {
+    const ei0002 =
+      'EI0002: [PID: 2969] 2025-10-11-15:09:34.713.335 The wait execution of the Notify register times out. Reason: The Notify register has not received the Notify record from remote rank: [24]. base information: [streamID:[109], taskID[3]] ' +
+      'x'.repeat(400);
+    expect(retryCause('hang', ei0002)).toBe('hang: EI0002: The wait execution of the Notify register times out.');
+    const ez = `EZ9999: 2026-12-07-09:20:49.582.622  The error from device(chipId:0, dieId:0), there is an aicore error, ${'dump info: 0x0, '.repeat(40)}[FUNC:ProcessStarsCoreErrorInfo][FILE:device_error_proc.cc][LINE:1169]`;
+    expect(causeInOneLine(ez).length).toBeLessThanOrEqual(CAUSE_LINE_MAX);
+    expect(causeInOneLine(ez)).toMatch(/^EZ9999: The error from device\(chipId:0, dieId:0\), there is an aicore error/);
+    expect(retryCause('exception', "KeyError: 'input_ids'")).toBe("exception: KeyError: 'input_ids'");
+    expect(retryCause('communication', 'torch.distributed.DistStoreError: Timed out after 600 seconds waiting for clients. 1/2 clients joined.')).toBe(
+      'communication: DistStoreError: Timed out after 600 seconds waiting for clients.',
+    );
   });
 });

@@ -153,12 +153,13 @@ describe('the pool allocator', () => {
     const now = SETTINGS.quarantineWindowMs + 3;
     expect(s.nodes.a.quarantine?.reason).toContain('2 infrastructure failures within 60 min, last: hang');
     expect(s.nodes.a.quarantine?.until).toBe(SETTINGS.quarantineWindowMs + 2 + SETTINGS.coolDownMs);
-    expect(grantedNodes(ask(s, req(2), now))).toBeUndefined();
     const view = describePool(s, SETTINGS, now);
     expect(view.nodes.find((x) => x.name === 'a')?.state).toBe('quarantined');
+    // Quarantined on blames alone: granted last, only when no other node is free (a queue never waits behind it).
+    expect(grantedNodes(ask(s, req(1), now))).toEqual(['b']);
+    expect(grantedNodes(ask(s, req(1), now))).toEqual(['a']);
     expect(endQuarantines(s, s.nodes.a.quarantine!.until)).toEqual(['a']);
-    schedule(s, s.nodes.a.quarantine?.until ?? now + SETTINGS.coolDownMs);
-    expect(Object.keys(s.grants)).toHaveLength(1);
+    expect(s.nodes.a.blames).toEqual([]);
   });
 
   it('a grant whose node failed its health check goes back to its place in the queue and is served by other nodes', () => {
@@ -204,19 +205,43 @@ describe('the pool allocator', () => {
     expect(s.nodes.a.heldBy).toBeUndefined();
   });
 
-  it('a node that leaves and comes back keeps its quarantine, its drain and its blames', () => {
-    const s = pool('a', 'b');
+  it('a node that leaves and comes back keeps a failed health check and its drain; its blames are dropped (a worker that came back is not a bad machine)', () => {
+    const s = pool('a', 'b', 'c');
     quarantineNode(s, SETTINGS, 'a', 'npu-smi: device 3 Critical', 1);
     nodeAction(s, 'drain', 'b', 1);
-    blameNode(s, SETTINGS, 'b', 'hang', 1);
-    removeNode(s, 'a', 'its worker shut down', 2);
-    removeNode(s, 'b', 'its worker shut down', 2);
-    renewNode(s, { name: 'a', address: 'x', running: 0 }, 3);
-    renewNode(s, { name: 'b', address: 'y', running: 0 }, 3);
+    blameNode(s, SETTINGS, 'b', 'hang', 1, 'job-1');
+    blameNode(s, SETTINGS, 'c', 'node-lost', 1, 'job-1');
+    blameNode(s, SETTINGS, 'c', 'node-lost', 1, 'job-2');
+    expect(s.nodes.c.quarantine?.evidence).toBe('blames');
+    for (const n of ['a', 'b', 'c']) removeNode(s, n, 'its worker shut down', 2);
+    for (const n of ['a', 'b', 'c']) renewNode(s, { name: n, address: n, running: 0 }, 3);
     expect(s.nodes.a.quarantine?.reason).toBe('npu-smi: device 3 Critical');
     expect(s.nodes.b.drained).toBe(true);
-    expect(s.nodes.b.blames).toEqual([1]);
-    expect(grantedNodes(ask(s, req(1), 4))).toBeUndefined();
+    expect(s.nodes.b.blames).toEqual([]);
+    expect(s.nodes.c.quarantine).toBeUndefined();
+    expect(grantedNodes(ask(s, req(1), 4))).toEqual(['c']);
+  });
+
+  it('a worker replaced before its node timed out (same name, another process) clears the blames and the quarantine they caused', () => {
+    const s = emptyPool('p');
+    renewNode(s, { name: 'a', address: 'a', running: 0, worker: '100@1' }, 0);
+    blameNode(s, SETTINGS, 'a', 'node-lost', 1, 'job-1');
+    blameNode(s, SETTINGS, 'a', 'node-lost', 2, 'job-2');
+    expect(s.nodes.a.quarantine).toBeDefined();
+    renewNode(s, { name: 'a', address: 'a', running: 0, worker: '100@1' }, 3);
+    expect(s.nodes.a.quarantine).toBeDefined();
+    renewNode(s, { name: 'a', address: 'a', running: 0, worker: '200@3' }, 4);
+    expect(s.nodes.a.quarantine).toBeUndefined();
+    expect(s.nodes.a.blames).toEqual([]);
+    expect(grantedNodes(ask(s, req(1), 5))).toEqual(['a']);
+  });
+
+  it("one job's repeated faults on a node count once: quarantine needs faults of the machine in different jobs", () => {
+    const s = pool('a');
+    for (let at = 1; at <= 5; at++) expect(blameNode(s, SETTINGS, 'a', 'segfault', at, 'job-1')).toBe('counted');
+    expect(s.nodes.a.quarantine).toBeUndefined();
+    expect(blameNode(s, SETTINGS, 'a', 'segfault', 6, 'job-2')).toBe('quarantined');
+    expect(s.nodes.a.quarantine?.reason).toContain('faults of the machine in 2 jobs within 60 min, last: segfault');
   });
 
   it('a reclaimed node whose worker still runs the old trainer is not granted until it renews idle', () => {

@@ -30,7 +30,8 @@ export async function joinPool(
   const connection = await Connection.connect(connectionOptions(config));
   const client = new Client({ connection, namespace: config.namespace });
   const settings = poolSettings(config);
-  const renewal = (): NodeRenewal => ({ name: node.node, address: node.address, running: runningCount(), settings });
+  const worker = `${process.pid}@${Date.now()}`;
+  const renewal = (): NodeRenewal => ({ name: node.node, address: node.address, running: runningCount(), settings, worker });
   const renew = () =>
     client.workflow.signalWithStart<PoolWorkflow, [NodeRenewal]>(poolWorkflowType, {
       workflowId: poolWorkflowId(pool),

@@ -25,6 +25,7 @@ export function attemptFailure(attempt: number, err: unknown): AttemptRecord {
       logFile: d?.logFile,
       timings: d?.timings,
       node: d?.node,
+      ...(d?.evidence ? { evidence: d.evidence } : {}),
     };
   }
   if (cause instanceof TimeoutFailure) {

@@ -86,7 +86,15 @@ export async function runGangAttempt(
   const errors = outcomes.flatMap((o) => {
     if (!('error' in o)) return [];
     const details = failureDetails(o.error);
-    return [{ ...o, details, failureClass: attemptFailure(input.attempt, o.error).failureClass ?? 'unknown', followsPeer: details?.followsPeer }];
+    return [
+      {
+        ...o,
+        details,
+        failureClass: attemptFailure(input.attempt, o.error).failureClass ?? 'unknown',
+        followsPeer: details?.followsPeer,
+        evidence: details?.evidence,
+      },
+    ];
   });
   // Only the last node logs iterations, only node 0 saves: what the gang got to comes from all ranks.
   const reached = errors.map((e) => e.details?.lastIteration).filter((x): x is number => x !== undefined);

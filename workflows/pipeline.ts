@@ -19,6 +19,7 @@ import {
 } from '@temporalio/workflow';
 import type * as activities from '../activities/index.ts';
 // Pure data, no Node imports: safe inside the workflow sandbox.
+import { blameWorthy } from '../failures/blame.ts';
 import { INFRASTRUCTURE } from '../failures/failures.ts';
 import { autoSaveInterval } from '../plan/advise.ts';
 import { launchesAcrossNodes, launchOf, nodesOf } from '../frameworks/launch.ts';
@@ -36,6 +37,8 @@ import { eventId, notify, watchNodeWaits } from './notify.ts';
 
 /** Pipelines started before the pool's allocator keep placing as they did (their histories say so). */
 const POOL_ALLOCATOR = 'pool-allocator';
+/** Blame a node only with evidence about its machine, once per job (issue 17). */
+const BLAME_WITH_EVIDENCE = 'blame-with-evidence';
 
 /** The running attempt's scope, so a stop can cancel just the attempt; and how a change of state reaches the search attributes. */
 interface AttemptControl {
@@ -290,8 +293,15 @@ async function runStage(
       const group = INFRASTRUCTURE.has(record.failureClass ?? 'unknown') ? 'infrastructure' : 'code';
       failures[group]++;
       const blamed = record.failedNode ?? record.node;
-      if (group === 'infrastructure' && blamed && !stage.slurm && patched(POOL_ALLOCATOR))
-        await blameNode(pool, blamed, `${stage.name} attempt ${attempt}: ${record.failureClass}: ${record.reason}`);
+      // Only a fault of the machine that its evidence points at counts against the node (failures/blame.ts).
+      const evidenced = patched(BLAME_WITH_EVIDENCE);
+      if ((evidenced ? blameWorthy(record) : group === 'infrastructure') && blamed && !stage.slurm && patched(POOL_ALLOCATOR))
+        await blameNode(
+          pool,
+          blamed,
+          `${stage.name} attempt ${attempt}: ${record.failureClass}: ${record.reason}`,
+          evidenced ? workflowInfo().workflowId : undefined,
+        );
       const retryable = isRetryable(err);
       if (!retryable || failures[group] >= budget[group]) {
         s.status = 'failed';

@@ -129,8 +129,8 @@ function release(poolName: string, what: { requestId: string; unhealthy?: { node
 }
 
 /** An attempt failed for a reason of the machines and this node explains it: the pool counts it toward a quarantine. */
-export async function blameNode(poolName: string, node: string, reason: string): Promise<void> {
+export async function blameNode(poolName: string, node: string, reason: string, job?: string): Promise<void> {
   await getExternalWorkflowHandle(poolWorkflowId(poolName))
-    .signal(blameNodeSignal, { node, reason })
+    .signal(blameNodeSignal, { node, reason, ...(job ? { job } : {}) })
     .catch(() => undefined);
 }

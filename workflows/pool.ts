@@ -66,7 +66,7 @@ export async function poolWorkflow({ pool, settings: initialSettings, state: car
   setHandler(nodeRenewSignal, (r) => {
     const known = state.nodes[r.name];
     // A renewal that changes nothing leaves the loop asleep: with many nodes renewing, each wake-up is history.
-    if (!known || known.running !== r.running || known.address !== r.address) changed();
+    if (!known || known.running !== r.running || known.address !== r.address || known.worker !== r.worker) changed();
     renewNode(state, r, Date.now());
     if (JSON.stringify(r.settings) !== JSON.stringify(settings)) settings = r.settings;
   });
@@ -88,8 +88,8 @@ export async function poolWorkflow({ pool, settings: initialSettings, state: car
     else releaseRequest(state, requestId, now, undefined, true);
     changed();
   });
-  setHandler(blameNodeSignal, ({ node, reason }) => {
-    blameNode(state, settings, node, reason, Date.now());
+  setHandler(blameNodeSignal, ({ node, reason, job }) => {
+    blameNode(state, settings, node, reason, Date.now(), job);
     changed();
   });
   setHandler(nodeActionUpdate, ({ action, node }) => {

@@ -7,7 +7,7 @@ import { CancelledFailure, type ApplicationFailure } from '@temporalio/common';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { AttemptFailureDetails, AttemptResult, AttemptTimings } from '../../contracts/run-state.ts';
-import { classifyFailure, readTorchrunReport, type FailureClass } from '../../failures/failures.ts';
+import { classifyFailure, readTorchrunReport, type Evidence, type FailureClass } from '../../failures/failures.ts';
 import { logsIterations, type RankAssignment } from '../../plan/gang.ts';
 import type { StagePlan } from '../../plan/plan.ts';
 import { jobEnding } from '../../executors/slurm/plan.ts';
@@ -35,7 +35,7 @@ interface Ended {
   watched: WatchedAttempt;
   /** " (node rank k on NODE)" for a gang's rank. */
   where: string;
-  details: (cls: FailureClass, reason: string, excerpt: string[]) => AttemptFailureDetails;
+  details: (cls: FailureClass, reason: string, excerpt: string[], evidence?: Evidence) => AttemptFailureDetails;
 }
 
 /** The attempt's result, or the failure it throws. */
@@ -50,8 +50,9 @@ export function attemptOutcome(input: AttemptInput, logFile: string, prepared: P
     prepared,
     watched,
     where: rank ? ` (node rank ${rank.nodeRank} on ${rank.node})` : '',
-    details: (cls, reason, excerpt) => ({
+    details: (cls, reason, excerpt, evidence) => ({
       failureClass: cls,
+      ...(evidence ? { evidence } : {}),
       reason,
       excerpt,
       loadedIteration: prepared.loadedFrom,
@@ -210,7 +211,7 @@ function classifiedFailure({
   return fail(
     report.class,
     `stage ${stage.name} attempt ${attempt}${where} failed (${report.class}, ${how}): ${report.reason}\n${report.excerpt.join('\n')}\n(log: ${logFile})`,
-    details(report.class, report.reason, report.excerpt),
+    details(report.class, report.reason, report.excerpt, report.evidence),
     report.retryable,
   );
 }
