@@ -54,6 +54,8 @@ export function loadSuite(file: string | undefined, env: NodeJS.ProcessEnv = pro
     (env.LINKFLOW_MODELLINK_ROOT
       ? {
           root: env.LINKFLOW_MODELLINK_ROOT,
+          flavour: env.LINKFLOW_MODELLINK_FLAVOUR === 'mindspeed-llm' ? ('mindspeed-llm' as const) : ('modellink' as const),
+          ...(env.LINKFLOW_MODELLINK_VERSION ? { version: env.LINKFLOW_MODELLINK_VERSION } : {}),
           python: env.LINKFLOW_MODELLINK_PYTHON ?? 'python',
           launcher: env.LINKFLOW_MODELLINK_LAUNCHER ?? 'torchrun',
           env: {},

@@ -1,7 +1,8 @@
 /** An evaluate stage: evaluation.py on the loaded weights, its results written to results.json. */
 import path from 'node:path';
 import { buildEvaluate } from '../frameworks/modellink/commands.ts';
-import { checkEvaluationDataPaths } from '../frameworks/modellink/rules.ts';
+import { checkEvaluationDataPaths, scoreLineTask } from '../frameworks/modellink/rules.ts';
+import { withModelType, withNewNames } from '../frameworks/dialect.ts';
 import type { EvaluateStage } from '../spec/spec.ts';
 import { weightsToLoad, type StageContext, type StageDraft } from './context.ts';
 
@@ -11,6 +12,7 @@ export function planEvaluate(ctx: StageContext, stage: EvaluateStage): StageDraf
   // A verbatim --task-data-path in args replaces the tasks' paths: that is what evaluation.py gets.
   if (!(stage.args && '--task-data-path' in stage.args)) checkEvaluationDataPaths(tasks, ctx.specPath, ctx.problems);
   const output = path.join(ctx.dir, 'results.json');
-  const command = load && ctx.tokenizer ? buildEvaluate(ctx.stageSpec, ctx.preset, stage, { load, tokenizer: ctx.tokenizer, tasks, lora }) : undefined;
-  return { command, output, outputKind: 'results', evaluate: { tasks: stage.tasks.map((t) => t.name), resultsFile: output } };
+  const built = load && ctx.tokenizer ? buildEvaluate(ctx.stageSpec, ctx.preset, stage, { load, tokenizer: ctx.tokenizer, tasks, lora }) : undefined;
+  const command = built && { ...built, args: withNewNames(ctx.framework, withModelType(ctx.framework, built.args, ctx.spec.model.impl)) };
+  return { command, output, outputKind: 'results', evaluate: { tasks: stage.tasks.map((t) => scoreLineTask(t.name)), resultsFile: output } };
 }

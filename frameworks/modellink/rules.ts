@@ -171,6 +171,11 @@ export function checkStageRules(spec: PipelineSpec, preset: Preset, stage: Stage
   }
 }
 
+/** The task whose score line a task prints: MindSpeed-LLM's mmlu_ppl.py logs `mmlu acc = a/b=c` (eval_impl/mmlu_ppl.py l. 82). */
+export function scoreLineTask(task: string): string {
+  return task === 'mmlu_ppl' ? 'mmlu' : task;
+}
+
 /**
  * ModelLink's evaluation.py picks each task's data directory by name: for a task in --task it takes
  * the last --task-data-path entry whose path contains the task's name (`if 'mmlu' in path`, one
@@ -182,6 +187,15 @@ export function checkEvaluationDataPaths(tasks: readonly { name: string; dataPat
     const path = `${specPath}.tasks[${i}].dataPath`;
     // Unresolved (reported where it was resolved), or a ${NAME} placeholder left for the user to fill in.
     if (task.dataPath === '' || task.dataPath.includes('${')) return;
+    // MindSpeed-LLM evaluation.py needlebench(): the last --task-data-path, whatever its name.
+    if (task.name === 'needlebench') {
+      if (i !== tasks.length - 1)
+        problems.push({ path, message: "MindSpeed-LLM's evaluation.py reads needlebench from the last data path: put the needlebench task last" });
+      return;
+    }
+    // mmlu_ppl(): the last path containing 'mmlu'.
+    const name = task.name === 'mmlu_ppl' ? 'mmlu' : task.name;
+    task = { ...task, name };
     if (!task.dataPath.includes(task.name)) {
       problems.push({
         path,
