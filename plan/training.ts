@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { buildTraining } from '../frameworks/modellink/commands.ts';
 import { trainerOf, trainingArgs } from '../frameworks/dialect.ts';
+import { highAvailabilityEnv } from './versions.ts';
 import { durationToMs } from '../common/duration.ts';
 import type { TrainingStage } from '../spec/spec.ts';
 import { experimentTracking } from './tracking.ts';
@@ -34,7 +35,7 @@ export function planTraining(ctx: StageContext, stage: TrainingStage): StageDraf
     });
     const tracking = experimentTracking(stage, ctx.dir, spec.name);
     const entrypoint = trainerOf(ctx.framework, stage.kind)?.entrypoint ?? built.entrypoint;
-    command = { ...built, entrypoint, args: [...args, ...tracking.args], env: { ...built.env, ...tracking.env } };
+    command = { ...built, entrypoint, args: [...args, ...tracking.args], env: { ...built.env, ...tracking.env, ...highAvailabilityEnv(spec, ctx.framework) } };
   }
   const { tp, pp, ep } = spec.parallel;
   return {

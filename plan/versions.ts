@@ -44,6 +44,25 @@ function checkHighAvailability(spec: PipelineSpec, framework: Framework, problem
         });
     });
   }
+  if (ha.strategies && !support.env)
+    problems.push({
+      path: 'highAvailability.strategies',
+      message: `${framework.name} does not read HIGH_AVAILABILITY; ${versionsWith((f) => f.highAvailability.env)} do (or set the flags: hbmFaultRepair, workerReboot, elasticTraining)`,
+    });
+  if (ha.elasticTraining || ha.strategies?.includes('elastic-training')) {
+    // mindspeed_llm/features_manager/high_availability/high_availability.py validate_args (elastic training).
+    const p = spec.parallel;
+    if (!p.distributedOptimizer)
+      problems.push({
+        path: 'parallel.distributedOptimizer',
+        message: 'elastic training needs the distributed optimizer (MindSpeed-LLM high_availability.py)',
+      });
+    if (p.ep > 1 || p.cp > 1)
+      problems.push({
+        path: 'highAvailability.elasticTraining',
+        message: `elastic training scales whole data-parallel domains: it refuses expert (${p.ep}) or context (${p.cp}) parallelism above 1`,
+      });
+  }
   if (framework.flavour === 'mindspeed-llm')
     warnings.push({
       path: 'highAvailability',
@@ -119,4 +138,13 @@ export function chooseConverter(spec: PipelineSpec, framework: Framework, preset
     return fallback;
   }
   return asked;
+}
+
+/**
+ * The launch environment high availability adds: HIGH_AVAILABILITY on the versions that read it
+ * (mindspeed_llm/tasks/high_availability/high_availability_helper.py), which switches the flags on by itself.
+ */
+export function highAvailabilityEnv(spec: PipelineSpec, framework: Framework): Record<string, string> {
+  const strategies = spec.highAvailability?.enabled ? spec.highAvailability.strategies : undefined;
+  return strategies && framework.highAvailability.env ? { HIGH_AVAILABILITY: strategies.join(',') } : {};
 }

@@ -144,6 +144,27 @@ describe('a pipeline per framework version', () => {
       'stages[4].lora: MindSpeed-LLM 2.3.0 refuses high availability with LoRA (high_availability.py: base models only); turn highAvailability off or train without lora',
     );
   });
+
+  it('passes HA flags and HIGH_AVAILABILITY where the version has them, and names the versions that do otherwise', () => {
+    const ha = (version: string, highAvailability: Record<string, unknown>) => {
+      const spec = onFramework(fiveStageSpec('ha', '/tmp/ws'), 'mindspeed-llm', version);
+      return Object.assign(spec, { cluster: { nodes: 1, devicesPerNode: 4 }, highAvailability: { enabled: true, ...highAvailability } });
+    };
+    const pretrain = stage(plan(ha('2.3.0', { strategies: ['dump', 'retry'], hbmFaultRepair: true })).stages, 'pretrain');
+    expect(pretrain.env.HIGH_AVAILABILITY).toBe('dump,retry');
+    expect(flags(pretrain)).toEqual(expect.arrayContaining(['--enable-high-availability', '--enable-hbmfault-repair', '--ckpt-format']));
+    expect(arg(pretrain, '--ckpt-format')).toBe('torch');
+    expect(problems(ha('2.1.0', { strategies: ['dump'] }))).toEqual([
+      'highAvailability.strategies: MindSpeed-LLM 2.1.0 does not read HIGH_AVAILABILITY; MindSpeed-LLM 2.2.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0 do (or set the flags: hbmFaultRepair, workerReboot, elasticTraining)',
+    ]);
+    expect(problems(ha('1.0.0', { noReplica: true }))).toContain(
+      "stages[3]: this stage needs --distributed-optimizer-no-replica, which MindSpeed-LLM 1.0.0's pretrain_gpt.py does not define; it exists in MindSpeed-LLM 2.2.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0",
+    );
+    // One device: the replica optimizer has no data-parallel group to split.
+    const single = ha('2.3.0', {});
+    Object.assign(single, { cluster: { nodes: 1, devicesPerNode: 1 } });
+    expect(problems(single).join('\n')).toMatch(/highAvailability\.enabled: the replica optimizer of high availability splits the data-parallel group/);
+  });
 });
 
 describe('converters by version', () => {
