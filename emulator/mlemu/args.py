@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import EMULATOR_ROOT
+from . import EMULATOR_ROOT, version
 
 # One flag of modellink_flags.json: flag, and optionally action, type (a key of TYPES), nargs, choices, const,
 # default, dest, required -- add_argument's keywords as ModelLink passes them.
@@ -22,16 +22,25 @@ FLAGS_FILE = os.path.join(EMULATOR_ROOT, 'modellink_flags.json')
 # literally passes to add_argument (so "--w-pack False" is True there too).
 TYPES: dict[str, Callable[[str], Any]] = {'int': int, 'float': float, 'str': str, 'bool': bool, 'json.loads': json.loads}
 
-_SPEC_CACHE: dict[str, Any] | None = None
+_SPEC_CACHE: dict[str, dict[str, Any]] = {}
 
 
 def flag_spec() -> dict[str, Any]:
-    """modellink_flags.json's entrypoints: {script: {parser: options, flags: [FlagRecord], plugins?: ...}}."""
-    global _SPEC_CACHE
-    if _SPEC_CACHE is None:
-        with open(FLAGS_FILE, encoding='utf-8') as f:
-            _SPEC_CACHE = json.load(f)['entrypoints']
-    return _SPEC_CACHE
+    """The selected version's entrypoints (mlemu/version.py): {script: {parser: options, flags: [FlagRecord],
+    plugins?|selections?: ...}}: modellink_flags.json for ModelLink, versions/mindspeed-llm-<v>.json for a
+    MindSpeed-LLM release (where an entrypoint identical to another is stored as {"same_as": other})."""
+    path = version.current().flags_file
+    if path not in _SPEC_CACHE:
+        with open(path, encoding='utf-8') as f:
+            eps = json.load(f)['entrypoints']
+        _SPEC_CACHE[path] = {k: (eps[v['same_as']] if 'same_as' in v else v) for k, v in eps.items()}
+    return _SPEC_CACHE[path]
+
+
+def version_document() -> dict[str, Any]:
+    """The whole flags file of a MindSpeed-LLM version (task names, renamed flags, sources)."""
+    with open(version.current().flags_file, encoding='utf-8') as f:
+        return json.load(f)
 
 
 def add_flags(parser: argparse.ArgumentParser, records: Sequence[FlagRecord]) -> None:
@@ -55,15 +64,15 @@ def add_flags(parser: argparse.ArgumentParser, records: Sequence[FlagRecord]) ->
             kwargs['dest'] = record['dest']
         if record.get('required'):
             kwargs['required'] = True
-        parser.add_argument(record['flag'], **kwargs)
+        parser.add_argument(record['flag'], *record.get('aliases', []), **kwargs)
 
 
 def new_parser(entrypoint: str) -> argparse.ArgumentParser:
-    options = flag_spec()[entrypoint]['parser']
+    options = flag_spec()[entrypoint].get('parser', {})
     kwargs: dict[str, Any] = {'prog': entrypoint, 'allow_abbrev': options.get('allow_abbrev', True)}
     if options.get('description'):
         kwargs['description'] = options['description']
-    if options.get('conflict_handler'):
+    if options.get('conflict_handler') and options['conflict_handler'] != 'error':
         kwargs['conflict_handler'] = options['conflict_handler']
     return argparse.ArgumentParser(**kwargs)
 
@@ -76,7 +85,24 @@ def build_parser(entrypoint: str) -> argparse.ArgumentParser:
 
 def parse(entrypoint: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parses argv (default sys.argv[1:]); on error argparse prints usage and exits 2."""
-    return build_parser(entrypoint).parse_args(argv)
+    args = build_parser(entrypoint).parse_args(argv)
+    if version.current().is_msl:
+        fill_modellink_defaults(entrypoint, args)
+    return args
+
+
+def fill_modellink_defaults(entrypoint: str, args: argparse.Namespace) -> None:
+    """The shared emulator code reads ModelLink's argument names; a MindSpeed-LLM parser that lacks one gets
+    ModelLink's default (the flag itself stays unknown to that version's parser)."""
+    with open(FLAGS_FILE, encoding='utf-8') as f:
+        ml = json.load(f)['entrypoints']
+    records = ml.get(entrypoint, ml['pretrain_gpt.py'])['flags']
+    for record in records:
+        dest = record.get('dest') or record['flag'].lstrip('-').replace('-', '_')
+        if not hasattr(args, dest):
+            action = record.get('action')
+            default = record.get('default', False if action == 'store_true' else True if action == 'store_false' else None)
+            setattr(args, dest, default)
 
 
 def convert_plugin_flags(plugin: str) -> list[FlagRecord] | None:

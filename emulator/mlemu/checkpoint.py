@@ -17,7 +17,7 @@ from argparse import Namespace
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import gang, tracebacks
+from . import gang, tracebacks, version
 from .tracebacks import Frame
 
 if TYPE_CHECKING:  # megatron imports more than checkpointing needs at run time
@@ -168,8 +168,27 @@ def save_checkpoint(rt: 'Runtime', save_dir: str, iteration: int, args: Namespac
     `stack`: traceback frames down to the call of save_checkpoint (for a failed barrier).
     `trainable`: the trainable parameters of one model-parallel shard (what the distributed optimizer holds).
     """
-    rt.print0('saving checkpoint at iteration {:7d} to {} in {} format'.format(iteration, save_dir, 'torch'))
+    v = version.current()
+    dist_ckpt = v.is_msl and bool(getattr(args, 'use_dist_ckpt', False))
+    # `ckpt_format = args.ckpt_format if args.use_dist_ckpt else 'torch'` (MindSpeed-LLM 2.3.0
+    # mindspeed_llm/training/checkpointing.py#L166). On 2.2.0+ use_dist_ckpt is always False here:
+    # validate_args_v2_decorator calls _add_dummy_args_v2, which sets ckpt_format='torch', use_dist_ckpt=False after
+    # Megatron's validation whatever --ckpt-format said (2.3.0 mindspeed_llm/training/arguments.py#L1277-1290,#L1507;
+    # 26.0.0 #L101-113,#L133).
+    # core_r0.8.0 names it --dist-ckpt-format (2.1.0 mindspeed_llm/training/checkpointing.py#L256).
+    fmt = (getattr(args, 'ckpt_format', None) or getattr(args, 'dist_ckpt_format', None) or 'torch_dist') \
+        if dist_ckpt else 'torch'
+    rt.print0('saving checkpoint at iteration {:7d} to {} in {} format'.format(iteration, save_dir, fmt))
+    if v.is_msl and getattr(args, 'async_save', False) and not dist_ckpt:
+        # 2.3.0 mindspeed_llm/training/checkpointing.py#L187-189 (Megatron core_v0.12.1 checkpointing.py#L395-397).
+        tracebacks.die(list(stack) + [(
+            'mindspeed_llm/training/checkpointing.py', 189, 'wrapper',
+            "raise NotImplementedError('Async checkpoint save not implemented for legacy checkpoints')")],
+                       'NotImplementedError', 'Async checkpoint save not implemented for legacy checkpoints')
     tp, pp, ep = args.tensor_model_parallel_size, args.pipeline_model_parallel_size, rt.ep
+    if dist_ckpt:
+        _save_dist(rt, save_dir, iteration, args, keys, stack)
+        return
     dp = max(1, getattr(args, 'data_parallel_size', 1))
     cp = getattr(args, 'context_parallel_size', 1) or 1
     mine = [s for s in layout(tp, pp, ep) if rt.dist.hosts(owner_rank(s[0], s[1], s[2], tp, dp, cp))]
@@ -189,7 +208,31 @@ def save_checkpoint(rt: 'Runtime', save_dir: str, iteration: int, args: Namespac
     gang.barrier(list(stack) + tracebacks.SAVE_BARRIER)
     if rt.dist.hosts_rank0:
         write_tracker(save_dir, iteration)
-    rt.print0('  successfully saved checkpoint at iteration {:7d} to {}'.format(iteration, save_dir))
+    rt.print0('  successfully saved checkpoint {} iteration {:7d} to {}'.format(v.saved_word, iteration, save_dir))
+    gang.barrier(list(stack) + tracebacks.SAVE_BARRIER)
+
+
+DIST_METADATA = '.metadata'
+
+
+def _save_dist(rt: 'Runtime', save_dir: str, iteration: int, args: Namespace, keys: list[str], stack: Sequence[Frame]) -> None:
+    """torch_dist (dist_checkpointing.save, return_base_dir=True): one directory per iteration, no mp_rank_* shards;
+    torch.distributed.checkpoint's .metadata and one __<rank>_0.distcp per rank, plus common.pt and metadata.json."""
+    base = os.path.join(save_dir, iter_dir_name(iteration))
+    os.makedirs(base, exist_ok=True)
+    for rank in range(rt.dist.world_size):
+        if rt.dist.hosts(rank):
+            write_json(os.path.join(base, f'__{rank}_0.distcp'), {'format': FORMAT + '/distcp', 'iteration': iteration,
+                                                                   'rank': rank})
+    gang.barrier(list(stack) + tracebacks.SAVE_BARRIER)
+    if rt.dist.hosts_rank0:
+        write_json(os.path.join(base, 'common.pt'), shard_document(iteration, 0, 0, 0, args, keys, False, None))
+        write_json(os.path.join(base, DIST_METADATA), {'format': FORMAT + '/dcp-metadata', 'world_size': rt.dist.world_size})
+        write_json(os.path.join(base, 'metadata.json'), {'sharded_backend': 'torch_dist', 'sharded_backend_version': 1,
+                                                         'common_backend': 'torch', 'common_backend_version': 1})
+        write_tracker(save_dir, iteration)
+    rt.print0('  successfully saved checkpoint {} iteration {:7d} to {}'.format(version.current().saved_word, iteration,
+                                                                                 save_dir))
     gang.barrier(list(stack) + tracebacks.SAVE_BARRIER)
 
 
@@ -235,6 +278,10 @@ def _load_base(rt: 'Runtime', load_dir: str, exit_on_missing: bool, stack: list[
                        'AssertionError', 'error parsing metadata file {}'.format(tracker_path(load_dir)))
     args = rt.args
     name = shard_path(load_dir, iteration, release, 0, 0, args.pipeline_model_parallel_size, 0, rt.ep)
+    dist_common = os.path.join(load_dir, iter_dir_name(iteration, release), 'common.pt')
+    if version.current().is_msl and os.path.isfile(os.path.join(os.path.dirname(dist_common), DIST_METADATA)):
+        # A torch_dist checkpoint: its common state is what the emulator reads (the shards are per rank).
+        name = dist_common
     if release:
         rt.print0(f' loading release checkpoint from {load_dir}')
     else:
@@ -327,6 +374,8 @@ def load_checkpoint(rt: 'Runtime', load_dir: str, stack: list[Frame], has_optimi
     # and exits, and the job dies at the next collective; report which shard was missing.
     tp, pp, ep = args.tensor_model_parallel_size, args.pipeline_model_parallel_size, rt.ep
     for source_dir, source_iteration, source_release in sources:
+        if name.endswith('common.pt'):
+            continue
         for tp_rank, pp_rank, ep_rank in layout(tp, pp, ep):
             path = shard_path(source_dir, source_iteration, source_release, tp_rank, pp_rank, pp, ep_rank, ep)
             if not os.path.isfile(path):
@@ -344,7 +393,7 @@ def load_checkpoint(rt: 'Runtime', load_dir: str, stack: list[Frame], has_optimi
                       'attempting to load the optimizer state, '
                       'exiting ...'.format(name))
             sys.exit()
-        if args.use_distributed_optimizer:
+        if args.use_distributed_optimizer and not name.endswith('common.pt'):
             # load_checkpoint l. 738-746: the distributed optimizer's state is found through the tracker
             # of load_dir (--load), whatever checkpoint the state dict came from (ModelLink's LoRA wrapper
             # merges --lora-load into it), and the iteration and release flag are overwritten by it.
@@ -360,8 +409,8 @@ def load_checkpoint(rt: 'Runtime', load_dir: str, stack: list[Frame], has_optimi
                       'exiting ...'.format(name))
             sys.exit()
 
-    rt.print0(f'  successfully loaded checkpoint from {load_dir} '
-              f'[ t 0, p 0 ] at iteration {iteration}')
+    ranks = version.current().loaded_ranks(0, args.tensor_model_parallel_size, 0, args.pipeline_model_parallel_size)
+    rt.print0(f'  successfully loaded checkpoint from {load_dir} {ranks} at iteration {iteration}')
     return Loaded(iteration, release, state, name, optimizer_loaded)
 
 

@@ -22,7 +22,7 @@ import time
 from types import SimpleNamespace
 
 from . import args as argsmod
-from . import checkpoint, env, faults, logs, tracebacks
+from . import checkpoint, env, faults, logs, tracebacks, version
 
 ENTRYPOINT = 'convert_ckpt.py'
 MODULE_ROOT = 'modellink.tasks.checkpoint'
@@ -36,16 +36,31 @@ LOADER = MAIN + [('convert_ckpt.py', 101, 'main', 'loader.load_checkpoint(model_
 log = logging.getLogger()
 
 
+# MindSpeed-LLM's mindspeed_llm/tasks/checkpoint/ modules per release (git ls-tree of each branch head): the
+# plugins (those with add_arguments) and the other modules load_plugin may find.
+MSL_PLUGINS = {
+    '1.0.0': ({'loader_hf', 'loader_llama2_hf', 'loader_megatron', 'loader_mg', 'saver', 'saver_megatron'}, {'models'}),
+    '2.1.0': ({'loader_hf', 'loader_mg', 'saver'}, {'models', 'optim', 'optim_converter', 'loader_optim', 'convert_param'}),
+    '2.3.0': ({'loader_hf', 'loader_mg', 'saver'}, {'models', 'convert', 'convert_hf2mg', 'convert_mg2hf', 'model_builder',
+                                                     'convert_param'}),
+    '26.0.0': ({'loader_hf', 'loader_mg', 'saver'}, {'models', 'convert', 'convert_hf2mg', 'convert_mg2hf', 'model_builder',
+                                                      'convert_param'}),
+}
+
+
 def load_plugin(plugin_type, name):
     """convert_ckpt.py load_plugin: <type>_<name>, then <name>; prints which module it loaded."""
+    v = version.current()
+    plugins, not_plugins = MSL_PLUGINS[v.name] if v.is_msl else (PLUGINS, NOT_PLUGINS)
+    root = 'mindspeed_llm.tasks.checkpoint' if v.is_msl else MODULE_ROOT
     module = f'{plugin_type}_{name}' if name else plugin_type
-    if module not in PLUGINS | NOT_PLUGINS:
+    if module not in plugins | not_plugins:
         module = name
-        if module not in PLUGINS | NOT_PLUGINS:
+        if module not in plugins | not_plugins:
             sys.exit(f'Unable to load {plugin_type} plugin {name}. Exiting.')
-    if module in NOT_PLUGINS:
-        sys.exit(f'{MODULE_ROOT}.{module} module is not a plugin. Exiting.')
-    print(f'Loaded {MODULE_ROOT}.{module} as the {plugin_type}.', flush=True)
+    if module in not_plugins:
+        sys.exit(f'{root}.{module} module is not a plugin. Exiting.')
+    print(f'Loaded {root}.{module} as the {plugin_type}.', flush=True)
     return module
 
 
@@ -53,12 +68,28 @@ def parse(argv):
     parser = argsmod.new_parser(ENTRYPOINT)
     argsmod.add_flags(parser, argsmod.flag_spec()[ENTRYPOINT]['flags'])
     known, _ = parser.parse_known_args(argv)
+    if version.current().is_msl and version.current().name != '1.0.0':
+        # 2.3.0 convert_ckpt.py#L37-39 (26.0.0 #L40-42); 2.1.0 has no such warning but the same flow.
+        if version.current().dist_ckpt_core:
+            logs.setup()
+            log.warning('This version of weight conversion tool is approaching end-of-life. '
+                        'It will be officially deprecated in the Q4 new release. '
+                        'Please look forward to the Weight Conversion V2 version!')
     if known.load_model_type is None:
         loader = load_plugin('loader', known.loader)
         saver = load_plugin('saver', known.saver)
     else:
         loader = load_plugin('loader', known.load_model_type)
         saver = load_plugin('saver', '')
+    selections = argsmod.flag_spec()[ENTRYPOINT].get('selections')
+    if selections is not None:
+        # MindSpeed-LLM: the resolved parser of this selection (base + loader_<type> + saver), as generated.
+        if known.load_model_type not in selections:
+            sys.stderr.write(f'[mlemu] convert_ckpt.py with --loader {known.loader} --saver {known.saver} is not modelled for '
+                             f'MindSpeed-LLM {version.current().name} (only --load-model-type hf|mg)\n')
+            sys.exit(3)
+        argsmod.add_flags(parser, selections[known.load_model_type])
+        return parser.parse_args(argv), loader, saver
     argsmod.add_flags(parser, argsmod.convert_plugin_flags(loader))
     argsmod.add_flags(parser, argsmod.convert_plugin_flags(saver))
     return parser.parse_args(argv), loader, saver
@@ -289,7 +320,8 @@ def save_shard(args, md, tp_rank, pp_rank, pp, ep_rank, ep, tp, saver):
     path = checkpoint.shard_path(args.save_dir, iteration, False, tp_rank, pp_rank, pp, ep_rank, ep)
     checkpoint.write_json(path, checkpoint.shard_document(iteration, tp_rank, pp_rank, ep_rank, margs, keys, lora_only,
                                                           extra={'converted_by': 'convert_ckpt.py'}))
-    print('  successfully saved checkpoint at iteration {:7d} to {}'.format(iteration, args.save_dir), flush=True)
+    print('  successfully saved checkpoint {} iteration {:7d} to {}'.format(version.current().saved_word, iteration,
+                                                                            args.save_dir), flush=True)
     checkpoint.write_tracker(args.save_dir, iteration)
 
 

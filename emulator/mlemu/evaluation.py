@@ -16,7 +16,7 @@ import re
 import time
 import zlib
 
-from . import EMULATOR_ROOT, checkpoint, env, faults, gang, logs, megatron, tracebacks
+from . import EMULATOR_ROOT, checkpoint, env, faults, gang, logs, megatron, tracebacks, version
 from . import args as argsmod
 from .dataframe import format_scores
 
@@ -89,30 +89,99 @@ def main(argv=None):
                                            'trust_remote_code=True)')])
 
     ctx = EvalContext(args, rt, iteration)
-    for task, label, runner in (('mmlu', 'MMLU Running Time:, {}', run_mmlu),
-                                ('gsm8k', 'GSM8k Running Time: {}', run_gsm8k),
-                                ('boolq', 'Boolq Running Time: {}', run_boolq),
-                                ('ceval', 'Ceval Running Time: {}', run_ceval),
-                                ('bbh', 'bbh Running Time: {}', run_bbh),
-                                ('agieval', 'agi_eval Running Time: {}', run_agieval),
-                                ('human_eval', 'Human_eval Running Time: {}', run_human_eval)):
+    v = version.current()
+    # The release's dispatch order (mlemu/version.py eval_tasks); `'<task>' in args.task` tests list membership.
+    for task in v.eval_tasks:
+        label, runner = TASKS[task]
         if task not in (args.task or []):
             continue
         start = time.time()
         data_path = None
         for path in args.task_data_path or []:
-            if task in path:
+            # ModelLink and 1.0.0 take the last --task-data-path naming the task (1.0.0 evaluation.py#L182-184);
+            # 2.1.0+ simply the last one (2.3.0 evaluation.py#L198-199).
+            if task in path or v.name not in ('modellink', '1.0.0'):
                 data_path = path
         try:
             if data_path:
                 table = runner(ctx, data_path)
-                log.info('\n{}'.format(table))
+                if table is not None:
+                    log.info('\n{}'.format(table))
         except Exception as e:  # noqa: BLE001 -- evaluation.py catches everything and logs str(e)
             log.info(e)
         log.info(label.format(time.time() - start))
     # No node may leave while another still needs it (it would see a lost peer).
     gang.barrier(INIT_STACK[:1] + [('evaluation.py', 360, 'main', 'torch.distributed.barrier()')] + tracebacks.BARRIER)
     return 0
+
+
+def run_cmmlu(ctx, data_path):
+    """CmmluEval.eval (2.3.0 eval_impl/cmmlu_eval.py#L73-203): csv files with a header row (skiprows=1), one line per
+    subject, then the total. Subject names are printed through cmmlu_subject_mapping; the emulator prints the file's."""
+    logger_ = logging.getLogger('modellink.tasks.evaluation.eval_impl.cmmlu_eval')
+    score, total_acc, total_n = [], 0, 0
+    for file in _listdir(data_path):
+        with open(os.path.join(data_path, file), encoding='utf-8', newline='') as f:
+            rows = [r for r in csv.reader(f) if r][1:]
+        subject = _subject(file)
+        acc_n = 0
+        for i, row in enumerate(rows):
+            ctx.chat()
+            answer = (row[-1] if row else '').strip()
+            ai = answer if ctx.correct(f'cmmlu|{subject}|{i}', 0.25) else _wrong_letter(answer, f'{subject}{i}')
+            logger_.info(f'correct: {answer}, AI: {ai}, rank: 0')
+            acc_n += ai == answer
+        logger_.info(f'{subject} has {acc_n} corrects in {len(rows)} questions, with accuracy {_divide(acc_n, len(rows))}')
+        total_n += len(rows)
+        total_acc += acc_n
+        score.append([subject, len(rows), _divide(acc_n, len(rows))])
+    logger_.info(f'cmmlu acc = {total_acc}/{total_n}={_divide(total_acc, total_n)}')
+    score.append(['total', total_n, _divide(total_acc, total_n)])
+    return format_scores(score)
+
+
+def run_mmlu_ppl(ctx, data_path):
+    """MmluPPL (2.3.0 eval_impl/mmlu_ppl.py#L52-82,#L201): per-option perplexity on the MMLU csv files; it logs
+    its total as 'mmlu acc = ...', like MMLU's."""
+    logger_ = logging.getLogger('modellink.tasks.evaluation.eval_impl.mmlu_ppl')
+    score, total_acc, total_n = [], 0, 0
+    for file in _listdir(data_path):
+        rows = _mmlu_rows(os.path.join(data_path, file))
+        subject = _subject(file)
+        acc_n = 0
+        for option in 'ABCD':
+            logger_.info(f'Calculating PPL for prompts labeled {option}')
+        for i, _row in enumerate(rows):
+            ctx.chat()
+            acc_n += ctx.correct(f'mmlu_ppl|{subject}|{i}', 0.25)
+        logger_.info(f'{subject} has {len(rows)} questions, with accuracy {_divide(acc_n, len(rows))}')
+        total_n += len(rows)
+        total_acc += acc_n
+        score.append([subject, len(rows), _divide(acc_n, len(rows))])
+    logger_.info(f'mmlu acc = {total_acc}/{total_n}={_divide(total_acc, total_n)}')
+    score.append(['total', total_n, _divide(total_acc, total_n)])
+    return format_scores(score)
+
+
+def run_needlebench(ctx, data_path):
+    """NeedleBenchEval.eval (2.3.0 eval_impl/needlebench_eval.py#L105-127): the emulator reads every *.jsonl line as one
+    sample. needlebench() returns nothing, so evaluation.py logs no table for it (evaluation.py#L227-238)."""
+    logger_ = logging.getLogger('modellink.tasks.evaluation.eval_impl.needlebench_eval')
+    correct_total, sum_total = 0, 0
+    for i, file in enumerate(sorted(_listdir(data_path))):
+        logger_.info('datasets: index {0}'.format(i))
+        for j, item in enumerate(_jsonl(os.path.join(data_path, file))):
+            logger_.info('dataloader: index {0}'.format(j))
+            ctx.chat()
+            acc = 100 if ctx.correct(f'needle|{file}|{j}', 0.1) else 0
+            logger_.info('#################acc: {0}, chat_results: {1}, ans: {2}#################'.format(
+                acc, item.get('answer', ''), item.get('answer', '')))
+            correct_total += acc
+            sum_total += 1
+    logger_.info(f'needlebench acc = {correct_total}/{sum_total}')
+    logger_.info('correct_total: {0}, sum_total: {1}, score: {2}'.format(correct_total, sum_total,
+                                                                        _divide(correct_total, sum_total)))
+    return None
 
 
 class EvalContext:
@@ -379,3 +448,17 @@ def run_human_eval(ctx, data_path):
             raise ZeroDivisionError('')
         logger_.info('acc = %s', {success / len(problems)})
     return None
+
+
+TASKS = {
+    'cmmlu': ('CMMLU Running Time:, {}', run_cmmlu),
+    'mmlu_ppl': ('MMLU_PPL Running Time:, {}', run_mmlu_ppl),
+    'mmlu': ('MMLU Running Time:, {}', run_mmlu),
+    'gsm8k': ('GSM8k Running Time: {}', run_gsm8k),
+    'boolq': ('Boolq Running Time: {}', run_boolq),
+    'ceval': ('Ceval Running Time: {}', run_ceval),
+    'bbh': ('bbh Running Time: {}', run_bbh),
+    'agieval': ('agi_eval Running Time: {}', run_agieval),
+    'human_eval': ('Human_eval Running Time: {}', run_human_eval),
+    'needlebench': ('NeedleBench_eval Running Time: {}', run_needlebench),
+}

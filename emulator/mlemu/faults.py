@@ -27,7 +27,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import NoReturn
 
@@ -125,6 +125,8 @@ class FaultInjector:
         self.all_faults = [f for f in all_faults if f.scope in (None, entrypoint)]
         node = env.group_rank()
         self.faults = [f for f in self.all_faults if f.node in (None, node)]
+        # Called with a fault just before it acts (MindIO TTP's dying-gasp checkpoint, mlemu/msl.py).
+        self.before_act: Callable[[Fault], None] | None = None
 
     def due(self, iteration: int, marker_dir: str) -> list[Fault]:
         """Armed faults for this iteration (those without a marker in marker_dir)."""
@@ -153,6 +155,8 @@ class FaultInjector:
             if fault.kind == 'nan':
                 started_nan = True
             else:
+                if self.before_act is not None:
+                    self.before_act(fault)
                 act(fault, stack, rank, training)
         return started_nan
 

@@ -9,6 +9,8 @@ tqdm.write (stdout) on rank 0 only (or when torch.distributed is not initialized
 import logging
 import sys
 
+from . import version
+
 
 class _Enabled(logging.Filter):
     def __init__(self, enabled):
@@ -19,7 +21,18 @@ class _Enabled(logging.Filter):
         return self.enabled
 
 
+class _MindSpeedNames(logging.Filter):
+    """Under a MindSpeed-LLM root the loggers are named after its package (mindspeed_llm.tasks...)."""
+
+    def filter(self, record):
+        if record.name.startswith('modellink.'):
+            record.name = 'mindspeed_llm.' + record.name[len('modellink.'):]
+        return True
+
+
 def setup(enabled=True):
     handler = logging.StreamHandler(sys.stdout)
     handler.addFilter(_Enabled(enabled))
+    if version.current().is_msl:
+        handler.addFilter(_MindSpeedNames())
     logging.basicConfig(handlers=[handler], level=logging.INFO)

@@ -8,7 +8,7 @@ import os
 import sys
 from datetime import datetime
 
-from . import env, gang, tensorboard, tracebacks
+from . import env, gang, msl, tensorboard, tracebacks, version
 from . import tokenizer as tok
 from .env import Dist, line_buffered_stdio
 
@@ -69,11 +69,19 @@ def initialize(entrypoint, args, entry_stack, args_defaults=None, dist=None):
     args.world_size = rt.dist.world_size
 
     user_variable_seq_lengths = args.variable_seq_lengths
+    v = version.current()
+    if v.is_msl:
+        msl.pre_validate(args)
     _validate_megatron(rt, args, args_defaults or {}, megatron_stack)
     # ModelLink stores --variable-seq-lengths around Megatron's validation, which resets it.
     args.variable_seq_lengths = user_variable_seq_lengths
+    if v.is_msl:
+        msl.models_and_format(args, megatron_stack)
+        msl.validate_online_convert(args, stack)
     _validate_modellink(rt, args, stack)
-    print_args(rt, 'ModelLink Arguments', args)
+    if v.is_msl:
+        msl.validate_high_availability(args, stack)
+    print_args(rt, v.args_title, args)
 
     # set_global_variables: micro-batch calculator, then the tokenizer.
     micro_dp = args.micro_batch_size * args.data_parallel_size
@@ -270,10 +278,11 @@ def _validate_modellink(rt, args, stack):
             tracebacks.die(stack, 'ValueError', f'Incorrect num_layer_list config since its sum({total} is unequal '
                                                 f'to total num layers({args.num_layers}).')
     # modellink/training/arguments.py _validate_high_availability (l. 612-616), called by
-    # validate_args_decorator before the MoE checks.
-    if getattr(args, 'enable_optimizer_state_local_copy', False) and not getattr(args, 'enable_high_availability', False):
+    # validate_args_decorator before the MoE checks. (MindSpeed-LLM's own: mlemu/msl.py.)
+    ml = not version.current().is_msl
+    if ml and getattr(args, 'enable_optimizer_state_local_copy', False) and not getattr(args, 'enable_high_availability', False):
         tracebacks.die(stack, 'AssertionError', 'switch of the high availability feature is unsupported')
-    if getattr(args, 'enable_high_availability', False) and getattr(args, 'use_dist_ckpt', False):
+    if ml and getattr(args, 'enable_high_availability', False) and getattr(args, 'use_dist_ckpt', False):
         tracebacks.die(stack, 'AssertionError', 'switch of the high availability feature is unsupported')
     if args.num_experts is not None and not args.use_mcore_models:
         tracebacks.die(stack, 'AssertionError', 'MOE is not supported in legacy model. Please activate '
@@ -281,7 +290,7 @@ def _validate_modellink(rt, args, stack):
     # modellink/training/arguments.py _validate_optimizer (l. 778-782), the decorator's last check.
     if getattr(args, 'reuse_fp32_param', False) and not args.bf16:
         tracebacks.die(stack, 'AssertionError', '--reuse-fp32-param only support for `bf16`')
-    if getattr(args, 'reuse_fp32_param', False) and getattr(args, 'enable_high_availability', False):
+    if ml and getattr(args, 'reuse_fp32_param', False) and getattr(args, 'enable_high_availability', False):
         tracebacks.die(stack, 'AssertionError', 'reuse-fp32-param and enable-high-availability do not support enabling together.')
     # _add_dummy_args
     for name, value in (('reduce_recompute_for_last_chunk', False), ('adaptive_recompute_device_swap', False),

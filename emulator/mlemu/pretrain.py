@@ -12,7 +12,7 @@ import sys
 import time
 
 from . import args as argsmod
-from . import checkpoint, env, faults, gang, indexed_dataset, megatron, throughput, tracebacks
+from . import checkpoint, env, faults, gang, indexed_dataset, megatron, msl, throughput, tracebacks, version
 from . import training_log as tlog
 
 ENTRYPOINT = 'pretrain_gpt.py'
@@ -22,8 +22,10 @@ END_BARRIER_STACK = tracebacks.PRETRAIN_MAIN + [
     ('modellink/training/training.py', 359, 'pretrain', 'torch.distributed.barrier()')] + tracebacks.BARRIER
 
 
-def main(argv=None):
-    args = argsmod.parse(ENTRYPOINT, argv)
+def main(argv=None, entrypoint=ENTRYPOINT, trainer=None):
+    """`trainer`: posttrain_gpt.py's AutoTrainer (mlemu/posttrain.py), called right after initialize_megatron
+    with the Runtime; it returns the kind of post-training ('sft', 'dpo') or ends the process as the source does."""
+    args = argsmod.parse(entrypoint, argv)
     start = time.time()
     dist = env.Dist()
     injector = faults.FaultInjector(ENTRYPOINT)
@@ -34,13 +36,16 @@ def main(argv=None):
     # kind@0 faults fire at start-up, before Megatron initializes.
     nan_started = injector.check(0, marker_dir, tracebacks.PRETRAIN_INIT, dist, training=False)
 
-    rt = megatron.initialize(ENTRYPOINT, args, tracebacks.PRETRAIN_INIT, dist=dist)
+    rt = megatron.initialize(entrypoint, args, tracebacks.PRETRAIN_INIT, dist=dist)
+    msl.online_hf2mg(rt, tracebacks.PRETRAIN_INIT)
+    args.posttrain_stage = trainer(rt) if trainer else None
     nan_active = agree_on_nan(injector, 0, nan_started)
     rt.print0('time to initialize megatron (seconds): {:.3f}'.format(time.time() - start))
     rt.print_datetime('after megatron is initialized')
 
     setup_start = time.time()
     build_model(rt)
+    msl.check_replica_optimizer(rt, tracebacks.PRETRAIN_MODEL)
     iteration = 0
     loaded = None
     if args.load is not None:
@@ -107,6 +112,18 @@ def agree_on_nan(injector, iteration, started_here):
 
 def is_finetune(args):
     return bool(args.finetune or args.is_instruction_dataset or args.lora_target_modules)
+
+
+def builds_instruction_dataset(args):
+    """ModelLink's pretrain_gpt.py builds the packed instruction dataset with --is-instruction-dataset. MindSpeed-LLM's
+    pretrain_gpt.py always uses BlendedMegatronDatasetBuilder (2.3.0 pretrain_gpt.py#L269-293), so <prefix>.idx is
+    opened; only posttrain_gpt.py builds instruction or pairwise data (mindspeed_llm/tasks/posttrain/utils.py#L61-67:
+    `if args.is_instruction_dataset or args.is_pairwise_dataset`)."""
+    if not version.current().is_msl:
+        return bool(args.is_instruction_dataset)
+    if getattr(args, 'posttrain_stage', None) is None:
+        return False
+    return bool(args.is_instruction_dataset or getattr(args, 'is_pairwise_dataset', False))
 
 
 def build_model(rt):
@@ -211,8 +228,10 @@ def build_datasets(rt):
         tracebacks.die(tracebacks.PRETRAIN_MAIN + [('modellink/training/training.py', 324, 'pretrain', None)],
                        'RuntimeError', 'no data loaded, you might give wrong data path.')
     for prefix in prefixes:
-        if args.is_instruction_dataset:
-            check_instruction_prefix(prefix, stack)
+        if builds_instruction_dataset(args):
+            fields = check_instruction_prefix(prefix, stack)
+            if getattr(args, 'posttrain_stage', None) == 'dpo':
+                check_pairwise_fields(prefix, fields, stack)
         else:
             check_indexed_prefix(prefix, stack + [
                 ('pretrain_gpt.py', 233, 'train_valid_test_datasets_provider',
@@ -270,6 +289,17 @@ def check_instruction_prefix(prefix, stack):
         tracebacks.die(stack, 'IndexError', 'list index out of range')
     for field in sorted(fields):
         check_indexed_prefix(f'{prefix}_packed_{field}_document', stack[:-1])
+    return fields
+
+
+def check_pairwise_fields(prefix, fields, stack):
+    """DPO reads item['chosen_labels'], item['chosen_input_ids'], item['rejected_input_ids'] from the packed dataset
+    (mindspeed_llm/tasks/preprocess/decoder_packed_mtf_dataset.py#L345-348); SFT data (input_ids, attention_mask,
+    labels) has none of them. The pairwise handlers write <prefix>_packed_{chosen,rejected}_{input_ids,labels}_document."""
+    if 'chosen_labels' not in fields:
+        tracebacks.die(stack + [('mindspeed_llm/tasks/preprocess/decoder_packed_mtf_dataset.py', 345, '__getitem__',
+                                 'prompt_length = (item["chosen_labels"] != IGNORE_INDEX).nonzero()[0][0]')],
+                       'KeyError', "'chosen_labels'")
 
 
 # --- training loop -------------------------------------------------------------------------------------------
@@ -293,6 +323,13 @@ class Trainer:
         # time per iteration and sleeps only a little of it; any other job sleeps MLEMU_ITER_TIME_MS and
         # logs the time it measured. MLEMU_SLOWDOWN scales either.
         self.clock = throughput.IterationClock(self.args, rt.dist.world_size, slowdown or {})
+        if msl.ttp_active(self.args):
+            injector.before_act = self._dying_gasp
+
+    def _dying_gasp(self, fault):
+        # MindIO TTP catches the step's exception and dumps the current iteration before the process ends.
+        if fault.kind in ('crash', 'oom', 'hccl'):
+            msl.dying_gasp(self.rt, self.iteration, save_keys(self.args), trainable_per_shard(self.args))
 
     def run(self):
         args, rt = self.args, self.rt
@@ -431,8 +468,13 @@ class Trainer:
             elapsed = time.monotonic() - self.interval_start - self.paused
         per_iter = elapsed / max(1, self.advanced + self.skipped)
         avg = self.loss_sum / max(1, self.advanced)
+        losses = {'lm loss': avg}
+        if getattr(args, 'posttrain_stage', None) == 'dpo':
+            # DPOTrainer's metrics: rewards/accuracies first, then 'lm loss' (the DPO loss, from ln 2 down).
+            losses = {'rewards/accuracies': tlog.dpo_reward_accuracy(self.iteration),
+                      'lm loss': tlog.dpo_loss(self.iteration)}
         line = tlog.format_log_line(
-            args, self.iteration, self.consumed, per_iter, lr, args.global_batch_size, {'lm loss': avg},
+            args, self.iteration, self.consumed, per_iter, lr, args.global_batch_size, losses,
             self.scaler.scale, self.last_grad_norm, self.skipped, self.nan_iters,
             params_norm=(tlog.grad_norm(self.iteration) * 100 + 1000) if args.log_params_norm else None,
             num_zeros=0.0 if args.log_num_zeros_in_grad else None)
@@ -472,21 +514,26 @@ class Trainer:
         self.paused += time.monotonic() - t0
 
 
-def save(rt, iteration, stack=tracebacks.PRETRAIN_TRAIN_SAVE):
-    args = rt.args
-    t0 = time.monotonic()
+def save_keys(args):
     keys = ['args', 'checkpoint_version', 'iteration', 'model', 'num_floating_point_operations_so_far']
     if not args.no_save_optim:
         keys += ['optimizer', 'opt_param_scheduler']
     if not args.no_save_rng:
         keys.append('rng_state')
+    return sorted(keys)
+
+
+def save(rt, iteration, stack=tracebacks.PRETRAIN_TRAIN_SAVE):
+    args = rt.args
+    t0 = time.monotonic()
     checkpoint.save_checkpoint(
-        rt, args.save, iteration, args, sorted(keys),
+        rt, args.save, iteration, args, save_keys(args),
         with_distrib_optim=bool(args.use_distributed_optimizer and not args.no_save_optim),
         lora=bool(args.lora_target_modules), save_time_ms=env.save_time_ms(), stack=stack,
         trainable=trainable_per_shard(args))
     ms = (time.monotonic() - t0) * 1000
     rt.print_last(tlog.timers_block([('save-checkpoint', (ms * 0.99, ms))]))
+    msl.online_mg2hf(rt, iteration)
 
 
 def evaluate_and_print(rt, prefix, iteration, tensorboard=True):

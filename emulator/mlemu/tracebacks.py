@@ -12,7 +12,7 @@ import sysconfig
 from collections.abc import Sequence
 from typing import NoReturn
 
-from . import EMULATOR_ROOT
+from . import EMULATOR_ROOT, version
 
 # One fabricated frame: (file, line, function, source line or None). `file` is relative to the ModelLink
 # checkout (the emulator directory), or `site:<path>` (site-packages) or `bin:<script>` (a console script).
@@ -27,6 +27,13 @@ def _path(rel: str) -> str:
         return os.path.join(SITE_PACKAGES, rel[len('site:'):])
     if rel.startswith('bin:'):  # a console script (torchrun)
         return os.path.join(SCRIPTS, rel[len('bin:'):])
+    v = version.current()
+    if v.is_msl:
+        # A root stands for the MindSpeed-LLM checkout; the shared frames name ModelLink's modules, which
+        # MindSpeed-LLM renamed (line numbers stay ModelLink's where no release-specific frame is given).
+        if rel.startswith('modellink/'):
+            rel = 'mindspeed_llm/' + rel[len('modellink/'):]
+        return os.path.join(EMULATOR_ROOT, 'roots', f'mindspeed-llm-{v.name}', rel)
     return os.path.join(EMULATOR_ROOT, rel)
 
 

@@ -9,6 +9,8 @@ from argparse import Namespace
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+from . import version
+
 # --- simulated training signals ------------------------------------------------------------------------
 
 def lm_loss(iteration: int, finetune: bool = False) -> float:
@@ -160,6 +162,15 @@ def memory_report(args: Namespace, rank: int, iteration: int) -> str:
 
 # --- the line ----------------------------------------------------------------------------------------------
 
+def dpo_loss(iteration: int) -> float:
+    """The sigmoid DPO loss starts at ln 2 (policy == reference) and falls as the margin grows."""
+    return 0.6931 * math.exp(-iteration / 80.0) + 0.05 + 0.01 * math.sin(iteration)
+
+
+def dpo_reward_accuracy(iteration: int) -> float:
+    return min(1.0, 0.5 + 0.45 * (1.0 - math.exp(-iteration / 50.0)))
+
+
 def format_log_line(args: Namespace, iteration: int, consumed_samples: int, elapsed_per_iter_s: float, learning_rate: float,
                     batch_size: int, losses: Mapping[str, float | None], loss_scale: float, grad_norm_value: float | None,
                     skipped: int, nan_count: int, params_norm: float | None = None, num_zeros: float | None = None) -> str:
@@ -172,6 +183,11 @@ def format_log_line(args: Namespace, iteration: int, consumed_samples: int, elap
         throughput = num_floating_point_operations(args, batch_size) / (
             max(elapsed_per_iter_s, 1e-9) * 10 ** 12 * args.world_size)
         log_string += f' throughput per GPU (TFLOP/s/GPU): {throughput:.1f} |'
+        if version.current().core_attn_ratio:
+            # MindSpeed-LLM 2.3.0 mindspeed_llm/training/training.py#L1074: the share of attention in the FLOPs.
+            attn = 12 * args.seq_length * args.hidden_size * args.num_layers
+            ratio = 100.0 * attn / max(1, attn + 72 * args.hidden_size ** 2 * args.num_layers)
+            log_string += f' core attn ratio (%): {ratio:.1f} |'
     log_string += ' learning rate: {:.6E} |'.format(learning_rate)
     if args.decoupled_lr is not None:
         log_string += ' decoupled learning rate: {:.6E} |'.format(args.decoupled_lr)

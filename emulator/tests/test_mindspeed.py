@@ -1,0 +1,345 @@
+"""The MindSpeed-LLM roots (emulator/roots/mindspeed-llm-<version>/): each release's entrypoints, defaults and failures.
+
+These run the roots' entrypoint files as processes (python3 <root>/<entry>.py ...), as linkflow does, in a
+temporary directory with fixture inputs made by tools/make_fixtures.py and preprocess_data.py.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+
+EMULATOR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOTS = os.path.join(EMULATOR, 'roots')
+
+Run = Callable[..., subprocess.CompletedProcess]
+
+MODEL = ['--tensor-model-parallel-size', '1', '--pipeline-model-parallel-size', '1', '--num-layers', '2',
+         '--hidden-size', '64', '--num-attention-heads', '4', '--seq-length', '128', '--max-position-embeddings', '128',
+         '--tokenizer-type', 'PretrainedFromHF', '--tokenizer-name-or-path', 'hf', '--bf16']
+TRAIN = MODEL + ['--micro-batch-size', '1', '--global-batch-size', '2', '--lr', '1e-5', '--min-lr', '1e-6',
+                 '--train-iters', '6', '--log-interval', '2', '--save-interval', '3', '--eval-iters', '0',
+                 '--use-distributed-optimizer']
+
+
+def entry(version: str, name: str) -> str:
+    return os.path.join(ROOTS, f'mindspeed-llm-{version}', name)
+
+
+@pytest.fixture(scope='module')
+def work(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """hf/ (a fake HF model), data/sft (alpaca, instruction), data/pair (pairwise), data/pre_text_document."""
+    d = str(tmp_path_factory.mktemp('msl'))
+    tools = os.path.join(EMULATOR, 'tools', 'make_fixtures.py')
+
+    def sh(*argv: str) -> None:
+        subprocess.run([sys.executable, *argv], cwd=d, check=True, capture_output=True)
+
+    sh(tools, 'hf-model', 'hf', '--layers', '2', '--hidden', '64', '--heads', '4')
+    sh(tools, 'alpaca-jsonl', 'alpaca.jsonl', '--docs', '12')
+    sh(tools, 'pretrain-jsonl', 'pre.jsonl', '--docs', '40')
+    sh(tools, 'eval', 'evaldata', '--questions', '2')
+    os.makedirs(os.path.join(d, 'data'))
+    pre = entry('2.3.0', 'preprocess_data.py')
+    common = ['--tokenizer-type', 'PretrainedFromHF', '--tokenizer-name-or-path', 'hf', '--workers', '1',
+              '--log-interval', '1000']
+    sh(pre, '--input', 'alpaca.jsonl', '--output-prefix', 'data/sft', '--handler-name', 'AlpacaStyleInstructionHandler',
+       '--prompt-type', 'qwen3', *common)
+    sh(pre, '--input', 'alpaca.jsonl', '--output-prefix', 'data/pair', '--handler-name', 'AlpacaStylePairwiseHandler',
+       '--prompt-type', 'qwen3', *common)
+    sh(pre, '--input', 'pre.jsonl', '--output-prefix', 'data/pre', *common)
+    return d
+
+
+@pytest.fixture
+def run(work: str, tmp_path: os.PathLike) -> Run:
+    """run(version, entry, *args, env={...}) in a fresh copy-free directory that sees the module's fixtures."""
+    cwd = str(tmp_path)
+    for name in ('hf', 'data', 'evaldata'):
+        os.symlink(os.path.join(work, name), os.path.join(cwd, name))
+
+    def go(version: str, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        path = entry(version, name) if version != 'modellink' else os.path.join(EMULATOR, name)
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(('MLEMU_', 'HIGH_AVAILABILITY'))}
+        full_env.update({'MLEMU_ITER_TIME_MS': '1', **(env or {})})
+        return subprocess.run([sys.executable, path, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+                              timeout=120)
+
+    go.cwd = cwd  # type: ignore[attr-defined]
+    return go
+
+
+def tracker(run: Run, directory: str) -> str:
+    with open(os.path.join(run.cwd, directory, 'latest_checkpointed_iteration.txt')) as f:  # type: ignore[attr-defined]
+        return f.read()
+
+
+def sft(run: Run, version: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return run(version, 'posttrain_gpt.py', *TRAIN, '--stage', 'sft', '--is-instruction-dataset', '--data-path', 'data/sft',
+               *extra, env=env)
+
+
+# --- roots and flags ------------------------------------------------------------------------------------------
+
+def test_each_root_has_exactly_its_releases_entrypoints(run: Run) -> None:
+    for version, has_v2 in (('1.0.0', False), ('2.1.0', False), ('2.3.0', True), ('26.0.0', True)):
+        assert os.path.isfile(entry(version, 'posttrain_gpt.py'))
+        assert os.path.isfile(entry(version, 'convert_ckpt_v2.py')) == has_v2
+    missing = run('2.1.0', 'convert_ckpt_v2.py', '--load-dir', 'hf', '--save-dir', 'out')
+    assert missing.returncode == 2
+    assert "can't open file" in missing.stderr
+
+
+def test_flags_are_the_releases_own(run: Run) -> None:
+    # --enable-hf2mg-convert exists from 2.3.0 on only; the renamed --use-deter-comp is still accepted there.
+    old = run('1.0.0', 'pretrain_gpt.py', *TRAIN, '--data-path', 'data/pre_text_document', '--enable-hf2mg-convert')
+    assert old.returncode == 2
+    assert 'unrecognized arguments: --enable-hf2mg-convert' in old.stderr
+    new = run('2.3.0', 'pretrain_gpt.py', *TRAIN, '--data-path', 'data/pre_text_document', '--use-deter-comp')
+    assert new.returncode == 0, new.stderr
+
+
+# --- posttrain_gpt.py --stage ---------------------------------------------------------------------------------
+
+def test_stage_choices_and_unwired_stages(run: Run) -> None:
+    rejected = run('2.3.0', 'posttrain_gpt.py', *TRAIN, '--stage', 'orm', '--data-path', 'data/sft')
+    assert rejected.returncode == 2
+    assert "argument --stage: invalid choice: 'orm'" in rejected.stderr
+    # ray_ppo is a parser choice on 2.3.0 but get_trainer returns None for it.
+    unwired = run('2.3.0', 'posttrain_gpt.py', *TRAIN, '--stage', 'ray_ppo', '--data-path', 'data/sft')
+    assert unwired.returncode == 1
+    assert 'Unknown Stage: ray_ppo' in unwired.stdout
+    assert "AttributeError: 'NoneType' object has no attribute 'train'" in unwired.stderr
+    no_stage = run('2.1.0', 'posttrain_gpt.py', *TRAIN, '--data-path', 'data/sft')
+    assert "AttributeError: 'NoneType' object has no attribute 'train'" in no_stage.stderr
+
+
+def test_sft_trains_and_saves_with_the_releases_log_lines(run: Run) -> None:
+    r = sft(run, '2.3.0', '--save', 'out')
+    assert r.returncode == 0, r.stderr
+    assert '------------------------ MindSpeed-LLM Arguments ------------------------' in r.stdout
+    assert '  successfully saved checkpoint from iteration       6 to out' in r.stdout
+    assert tracker(run, 'out') == '6'
+    resumed = sft(run, '2.3.0', '--save', 'out', '--load', 'out', '--train-iters', '8')
+    assert '  successfully loaded checkpoint from out [ t 1/1, p 1/1 ] at iteration 6' in resumed.stdout
+    old = sft(run, '1.0.0', '--save', 'old')
+    assert '  successfully saved checkpoint at iteration       6 to old' in old.stdout
+    assert '[ t 0, p 0 ] at iteration 6' in sft(run, '1.0.0', '--save', 'old', '--load', 'old', '--train-iters', '8').stdout
+
+
+def test_dpo_needs_pairwise_data(run: Run) -> None:
+    args = [*TRAIN, '--stage', 'dpo', '--is-pairwise-dataset']
+    ok = run('2.3.0', 'posttrain_gpt.py', *args, '--data-path', 'data/pair')
+    assert ok.returncode == 0, ok.stderr
+    assert '| rewards/accuracies: ' in ok.stdout and '| lm loss: ' in ok.stdout
+    wrong = run('2.3.0', 'posttrain_gpt.py', *args, '--data-path', 'data/sft')
+    assert wrong.returncode == 1
+    assert "KeyError: 'chosen_labels'" in wrong.stderr
+
+
+def test_pretrain_gpt_builds_no_instruction_dataset_on_mindspeed_llm(run: Run) -> None:
+    r = run('2.3.0', 'pretrain_gpt.py', *TRAIN, '--finetune', '--is-instruction-dataset', '--data-path', 'data/sft')
+    assert r.returncode == 1
+    assert "FileNotFoundError: [Errno 2] No such file or directory: 'data/sft.idx'" in r.stderr
+    ml = run('modellink', 'pretrain_gpt.py', *TRAIN, '--finetune', '--is-instruction-dataset', '--data-path', 'data/sft')
+    assert ml.returncode == 0, ml.stderr
+
+
+# --- legacy/mcore and the checkpoint format -------------------------------------------------------------------
+
+def args_value(stdout: str, name: str) -> str:
+    line = next(ln for ln in stdout.splitlines() if ln.startswith(f'  {name} ...'))
+    return line.rsplit(' ', 1)[1]
+
+
+def test_mcore_is_the_default_from_core_v0_12_1(run: Run) -> None:
+    data = ['--data-path', 'data/pre_text_document']
+    assert args_value(run('2.1.0', 'pretrain_gpt.py', *TRAIN, *data).stdout, 'use_mcore_models') == 'False'
+    assert args_value(run('2.1.0', 'pretrain_gpt.py', *TRAIN, *data, '--use-mcore-models').stdout, 'use_mcore_models') == 'True'
+    assert args_value(run('2.3.0', 'pretrain_gpt.py', *TRAIN, *data).stdout, 'use_mcore_models') == 'True'
+    legacy = run('2.3.0', 'pretrain_gpt.py', *TRAIN, *data, '--use-legacy-models')
+    assert legacy.returncode == 1
+    assert "AssertionError: legacy model format only supports the 'torch' checkpoint format." in legacy.stderr
+    legacy_torch = run('2.3.0', 'pretrain_gpt.py', *TRAIN, *data, '--use-legacy-models', '--ckpt-format', 'torch')
+    assert legacy_torch.returncode == 0, legacy_torch.stderr
+    assert args_value(legacy_torch.stdout, 'use_mcore_models') == 'False'
+
+
+def test_checkpoint_format_per_release(run: Run) -> None:
+    data = ['--data-path', 'data/pre_text_document']
+    # 2.3.0 forces torch after validation (_add_dummy_args_v2), whatever --ckpt-format says.
+    forced = run('2.3.0', 'pretrain_gpt.py', *TRAIN, *data, '--ckpt-format', 'torch_dist', '--save', 'dist')
+    assert 'saving checkpoint at iteration       3 to dist in torch format' in forced.stdout
+    assert os.path.isfile(os.path.join(run.cwd, 'dist', 'iter_0000003', 'mp_rank_00', 'model_optim_rng.pt'))  # type: ignore[attr-defined]
+    # 2.1.0 (core_r0.8.0) with --use-dist-ckpt writes torch_dist: one directory per iteration, no mp_rank_*.
+    dist = run('2.1.0', 'pretrain_gpt.py', *TRAIN, *data, '--use-mcore-models', '--use-dist-ckpt', '--save', 'd21')
+    assert 'in torch_dist format' in dist.stdout
+    it = os.path.join(run.cwd, 'd21', 'iter_0000003')  # type: ignore[attr-defined]
+    assert os.path.isfile(os.path.join(it, '.metadata')) and not os.path.exists(os.path.join(it, 'mp_rank_00'))
+    resumed = run('2.1.0', 'pretrain_gpt.py', *TRAIN, *data, '--use-mcore-models', '--use-dist-ckpt', '--load', 'd21',
+                  '--train-iters', '8')
+    assert 'successfully loaded checkpoint from d21 [ t 0, p 0 ] at iteration 6' in resumed.stdout
+    # Async save needs torch_dist, which 2.3.0 never keeps.
+    async_save = run('2.3.0', 'pretrain_gpt.py', *TRAIN, *data, '--async-save', '--save', 'a')
+    assert async_save.returncode == 1
+    assert 'NotImplementedError: Async checkpoint save not implemented for legacy checkpoints' in async_save.stderr
+
+
+# --- converters -----------------------------------------------------------------------------------------------
+
+def test_convert_v2_directions_and_layout(run: Run) -> None:
+    hf2mg = run('2.3.0', 'convert_ckpt_v2.py', '--load-model-type', 'hf', '--save-model-type', 'mg', '--load-dir', 'hf',
+                '--save-dir', 'mg', '--target-tensor-parallel-size', '2', '--model-type-hf', 'qwen3', '--no-such-flag', 'x')
+    assert hf2mg.returncode == 0, hf2mg.stderr  # parse_known_args: unknown flags are ignored on 2.3.0
+    assert tracker(run, 'mg') == '1'
+    for tp in ('00', '01'):
+        assert os.path.isfile(os.path.join(run.cwd, 'mg', 'iter_0000001', f'mp_rank_{tp}', 'model_optim_rng.pt'))  # type: ignore[attr-defined]
+    mg2hf = run('2.3.0', 'convert_ckpt_v2.py', '--load-model-type', 'mg', '--save-model-type', 'hf', '--load-dir', 'mg',
+                '--save-dir', 'back', '--hf-cfg-dir', 'hf')
+    assert mg2hf.returncode == 0, mg2hf.stderr
+    out = os.listdir(os.path.join(run.cwd, 'back'))  # type: ignore[attr-defined]
+    assert 'model.safetensors.index.json' in out and 'config.json' in out and 'mg2hf' not in out
+    assert 'model-00001-of-000002.safetensors' in out
+    same = run('2.3.0', 'convert_ckpt_v2.py', '--load-model-type', 'mg', '--save-model-type', 'mg', '--load-dir', 'mg',
+               '--save-dir', 'x')
+    assert same.returncode == 1
+    assert 'TypeError: exceptions must derive from BaseException' in same.stderr
+
+
+def test_convert_v2_model_lists_per_release(run: Run) -> None:
+    args = ['--load-dir', 'hf', '--save-dir', 'mg', '--model-type-hf', 'glm5']
+    assert run('26.0.0', 'convert_ckpt_v2.py', *args).returncode == 0
+    r = run('2.3.0', 'convert_ckpt_v2.py', *args)
+    assert r.returncode == 2
+    assert "argument --model-type-hf: invalid choice: 'glm5'" in r.stderr
+
+
+def test_convert_v1_on_mindspeed_llm(run: Run) -> None:
+    base = ['--model-type', 'GPT', '--load-dir', 'hf', '--save-dir', 'mg', '--load-model-type', 'hf',
+            '--save-model-type', 'mg', '--target-tensor-parallel-size', '1', '--tokenizer-model', 'hf/tokenizer.json',
+            '--model-type-hf', 'llama2', '--use-mcore-models']
+    r = run('2.3.0', 'convert_ckpt.py', *base)
+    assert r.returncode == 0, r.stderr
+    assert 'This version of weight conversion tool is approaching end-of-life.' in r.stdout
+    assert 'Loaded mindspeed_llm.tasks.checkpoint.loader_hf as the loader.' in r.stdout
+    legacy = run('2.3.0', 'convert_ckpt.py', '--model-type', 'GPT', '--load-dir', 'mg', '--save-dir', 'x')
+    assert 'Unable to load loader plugin megatron. Exiting.' in legacy.stderr
+
+
+# --- resume ---------------------------------------------------------------------------------------------------
+
+def test_finetune_resets_the_iteration_and_load_flags_are_honoured(run: Run) -> None:
+    assert sft(run, '2.3.0', '--save', 'r').returncode == 0
+    again = sft(run, '2.3.0', '--save', 'r', '--load', 'r', '--finetune', '--train-iters', '2')
+    assert 'successfully loaded checkpoint from r [ t 1/1, p 1/1 ] at iteration 0' in again.stdout
+    assert 'iteration        2/       2' in again.stdout
+    run('2.3.0', 'convert_ckpt_v2.py', '--load-dir', 'hf', '--save-dir', 'conv')
+    no_optim = sft(run, '2.3.0', '--load', 'conv')
+    assert no_optim.returncode == 0  # Megatron's sys.exit() after the message
+    assert 'Unable to load optimizer from checkpoint' in no_optim.stdout
+    ok = sft(run, '2.3.0', '--load', 'conv', '--no-load-optim', '--no-load-rng')
+    assert 'at iteration 1' in ok.stdout and 'iteration        6/       6' in ok.stdout
+
+
+def test_online_hf2mg_conversion_restarts_from_iteration_1(run: Run) -> None:
+    args = ['--load', 'hf', '--enable-hf2mg-convert', '--model-type-hf', 'qwen3', '--no-load-optim', '--no-load-rng',
+            '--save', 'on']
+    first = sft(run, '2.3.0', *args)
+    assert first.returncode == 0, first.stderr
+    cache = os.path.join(run.cwd, 'hf', 'megatron_cache_tp1pp1ep1')  # type: ignore[attr-defined]
+    assert open(os.path.join(cache, 'latest_checkpointed_iteration.txt')).read() == '1'
+    assert f'successfully loaded checkpoint from {os.path.join("hf", "megatron_cache_tp1pp1ep1")}' in first.stdout
+    # A "resume" that keeps the flag and the HF --load starts over from the converted iteration 1.
+    again = sft(run, '2.3.0', *args, '--train-iters', '8')
+    assert 'at iteration 1' in again.stdout and 'iteration        2/       8' in again.stdout
+
+
+def test_mg2hf_copies_on_26(run: Run) -> None:
+    # --load with HF weights switches both directions on by itself (26.0.0 convert_checkpoint.py#L76-78).
+    r = sft(run, '26.0.0', '--load', 'hf', '--no-load-optim', '--no-load-rng', '--save', 'm')
+    assert r.returncode == 0, r.stderr
+    saved = sorted(os.listdir(os.path.join(run.cwd, 'm')))  # type: ignore[attr-defined]
+    assert 'mg2hf_iteration3' in saved and 'mg2hf_iteration6' in saved and 'iter_0000006' in saved
+
+
+# --- evaluation -----------------------------------------------------------------------------------------------
+
+def test_evaluation_tasks_and_swallowed_errors(run: Run, work: str) -> None:
+    assert sft(run, '2.3.0', '--save', 'e').returncode == 0
+    ev = [*MODEL, '--micro-batch-size', '1', '--load', 'e', '--max-new-tokens', '2']
+    cmmlu_dir = os.path.join(work, 'cmmlu')
+    os.makedirs(cmmlu_dir, exist_ok=True)
+    with open(os.path.join(cmmlu_dir, 'agronomy.csv'), 'w') as f:
+        f.write(',Question,A,B,C,D,Answer\n1,q,a,b,c,d,A\n2,q,a,b,c,d,B\n')
+    cmmlu = run('2.3.0', 'evaluation.py', *ev, '--task', 'cmmlu', '--task-data-path', cmmlu_dir)
+    assert cmmlu.returncode == 0, cmmlu.stderr
+    assert 'INFO:mindspeed_llm.tasks.evaluation.eval_impl.cmmlu_eval:cmmlu acc = ' in cmmlu.stdout
+    assert 'INFO:__main__:CMMLU Running Time:, ' in cmmlu.stdout
+    ppl = run('2.3.0', 'evaluation.py', *ev, '--task', 'mmlu_ppl', '--task-data-path', 'evaldata/mmlu/test')
+    assert 'mmlu_ppl:mmlu acc = ' in ppl.stdout
+    broken = run('2.3.0', 'evaluation.py', *ev, '--task', 'mmlu', '--task-data-path', 'nowhere')
+    assert broken.returncode == 0
+    assert "INFO:__main__:[Errno 2] No such file or directory: 'nowhere'" in broken.stdout
+    assert ' acc = ' not in broken.stdout
+    # 1.0.0 has no cmmlu task: nothing runs, nothing is said.
+    old = run('1.0.0', 'evaluation.py', *ev, '--task', 'cmmlu', '--task-data-path', cmmlu_dir)
+    assert old.returncode == 0 and 'acc = ' not in old.stdout and 'Running Time' not in old.stdout
+
+
+# --- high availability ----------------------------------------------------------------------------------------
+
+def test_high_availability_checks(run: Run) -> None:
+    data = [*TRAIN, '--data-path', 'data/pre_text_document']
+    missing = run('2.3.0', 'pretrain_gpt.py', *data, '--enable-high-availability')
+    assert 'AssertionError: High availability feature requires the mindio_ttp package but is not installed.' in missing.stderr
+    assert "ModuleNotFoundError: No module named 'mindio_ttp'" in missing.stderr
+    ttp = {'MLEMU_MINDIO_TTP': '1'}
+    dp1 = run('2.3.0', 'pretrain_gpt.py', *data, '--enable-high-availability', env=ttp)
+    assert 'ValueError: High availability do not support data parallel world size is 1!' in dp1.stderr
+    by_env = run('2.3.0', 'pretrain_gpt.py', *data, env={**ttp, 'HIGH_AVAILABILITY': 'dump'})
+    assert 'data parallel world size is 1!' in by_env.stderr
+    repair = run('2.3.0', 'pretrain_gpt.py', *data, '--enable-hbmfault-repair')
+    assert 'switch of the enable hbmfault repair is unsupported, please enable high availability feature first.' in repair.stderr
+    lora = ['--lora-r', '8', '--lora-alpha', '16', '--lora-target-modules', 'linear_qkv']
+    r26 = run('26.0.0', 'pretrain_gpt.py', *data, '--enable-high-availability', *lora, env=ttp)
+    assert 'please disable lora-target-modules first.' in r26.stderr
+    r23 = run('2.3.0', 'pretrain_gpt.py', *data, '--enable-high-availability', *lora, env=ttp)
+    assert 'lora-target-modules' not in r23.stderr  # 2.3.0 has no LoRA check; it fails on DP=1 instead
+    assert 'data parallel world size is 1!' in r23.stderr
+
+
+def test_dying_gasp_checkpoint_off_the_save_interval(run: Run) -> None:
+    data = [*TRAIN, '--data-path', 'data/pre_text_document', '--enable-high-availability', '--save', 'ha',
+            '--train-iters', '8']
+    env = {'MLEMU_MINDIO_TTP': '1', 'WORLD_SIZE': '2', 'MLEMU_FAULTS': 'crash@5'}
+    r = run('2.3.0', 'pretrain_gpt.py', *data, env=env)
+    assert r.returncode == 1
+    assert 'INFO:ttp_logger:rank 0 rename success' in r.stdout
+    assert tracker(run, 'ha') == '4'
+    names = os.listdir(os.path.join(run.cwd, 'ha'))  # type: ignore[attr-defined]
+    assert 'iter_0000004' in names and not any(n.endswith('_tmp') for n in names)
+    resumed = run('2.3.0', 'pretrain_gpt.py', *data, '--load', 'ha', env={**env, 'MLEMU_FAULTS': ''})
+    assert 'successfully loaded checkpoint from ha [ t 1/1, p 1/1 ] at iteration 4' in resumed.stdout
+    # Without HA the crash saves nothing.
+    plain = run('2.3.0', 'pretrain_gpt.py', *TRAIN, '--data-path', 'data/pre_text_document', '--save', 'no',
+                '--train-iters', '8', env={'MLEMU_FAULTS': 'crash@5'})
+    assert plain.returncode == 1 and tracker(run, 'no') == '3'
+
+
+# --- the training line ----------------------------------------------------------------------------------------
+
+def test_training_line_core_attn_ratio_on_core_v0_12_1(run: Run) -> None:
+    args = [*TRAIN, '--data-path', 'data/pre_text_document', '--log-throughput']
+    assert ' core attn ratio (%): ' in run('2.3.0', 'pretrain_gpt.py', *args).stdout
+    assert ' core attn ratio (%): ' not in run('2.1.0', 'pretrain_gpt.py', *args).stdout
+
+
+def test_version_files_name_their_sources() -> None:
+    for version in ('1.0.0', '2.1.0', '2.3.0', '26.0.0'):
+        with open(os.path.join(EMULATOR, 'versions', f'mindspeed-llm-{version}.json')) as f:
+            doc = json.load(f)
+        assert doc['version'] == version
+        assert len(doc['sources']['mindspeed_llm']['commit']) == 40
