@@ -54,7 +54,7 @@ export function trainingArgs(framework: Framework, args: Arg[], d: TrainingDiale
     if (d.dpo.beta !== undefined) stageArgs.push(['--dpo-beta', String(d.dpo.beta)]);
   }
   out = insertBefore(out, ['--is-instruction-dataset', '--data-path'], stageArgs);
-  if (framework.pinsTorchFormat || d.checkpointFormat !== undefined) {
+  if (framework.pinsTorchFormat) {
     // core_v0.12.1 writes torch_dist unless told otherwise; linkflow's checkpoint scan and resume read the torch layout.
     const format: Arg[] = [['--ckpt-format', d.checkpointFormat ?? 'torch']];
     if (d.asyncSave) format.push(['--async-save', null]);

@@ -60,6 +60,8 @@ export interface Framework extends FrameworkChoice {
   legacyModels: boolean;
   /** Megatron's default --ckpt-format is torch_dist: linkflow passes --ckpt-format torch unless asked otherwise. */
   pinsTorchFormat: boolean;
+  /** --ckpt-format torch_dist is honoured (MindSpeed-LLM 2.3.0 and 26.0.0 reset it to torch after validation). */
+  writesTorchDist: boolean;
   converters: readonly Converter[];
   /** Model types convert_ckpt_v2.py accepts (--model-type-hf choices); empty without v2. */
   convertV2ModelTypes: readonly string[];

@@ -78,10 +78,12 @@ export function checkStageOnVersion(spec: PipelineSpec, framework: Framework, st
         path: `${specPath}.kind`,
         message: `${framework.name} has no ${stage.kind} trainer; ${versionsWith((f) => trainerOf(f, stage.kind) !== undefined)} have one`,
       });
-    if (stage.checkpointFormat === 'torch_dist' && !framework.pinsTorchFormat)
+    if (stage.checkpointFormat === 'torch_dist' && !framework.writesTorchDist)
       problems.push({
         path: `${specPath}.checkpointFormat`,
-        message: `--ckpt-format is Megatron core_v0.12.1's (${versionsWith((f) => f.pinsTorchFormat)}); ${framework.name} runs ${framework.megatron}`,
+        message: framework.pinsTorchFormat
+          ? `${framework.name} writes torch checkpoints whatever --ckpt-format says (mindspeed_llm/training/arguments.py _add_dummy_args_v2 resets it after validation); torch_dist is written by ${versionsWith((f) => f.writesTorchDist)}`
+          : `--ckpt-format is Megatron core_v0.12.1's; ${framework.name} runs ${framework.megatron} (torch_dist is written by ${versionsWith((f) => f.writesTorchDist)})`,
       });
     if (stage.asyncSave && stage.checkpointFormat !== 'torch_dist')
       problems.push({ path: `${specPath}.asyncSave`, message: 'async save writes torch_dist checkpoints only: set checkpointFormat: torch_dist' });

@@ -15,7 +15,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Arg } from '../modellink/args.ts';
+import type { Arg } from '../frameworks/modellink/args.ts';
 import { parseModelLinkScript, type ParsedScript } from '../import/shell-script.ts';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -2,14 +2,15 @@
  * Frameworks and versions (issue 19): a pipeline names ModelLink or a MindSpeed-LLM version, and every
  * plan, flag check and rule follows it. Pure: plans only, no Temporal.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { allFrameworks, FRAMEWORK_VERSIONS, getFramework, type Framework } from '../frameworks/index.ts';
+import { allFrameworks, FRAMEWORK_VERSIONS, getFramework, type Entrypoint, type Framework } from '../frameworks/index.ts';
 import { resumeArgs, warmLoraResumeArgs } from '../frameworks/modellink/commands.ts';
 import { iterationOfDirName, resumePoint, type SaveDirView } from '../frameworks/modellink/checkpoint.ts';
 import { parseLogLine } from '../frameworks/modellink/training-log.ts';
 import { planPipeline, type StagePlan } from '../plan/plan.ts';
-import { DEMO, dpoSpec, fiveStageSpec, onFramework, type RawSpec } from '../testkit/specs.ts';
+import { DEMO, dpoSpec, fiveStageSpec, onFramework, ROOT, type RawSpec } from '../testkit/specs.ts';
 
 const MSL = FRAMEWORK_VERSIONS['mindspeed-llm'];
 
@@ -70,7 +71,7 @@ describe('a pipeline per framework version', () => {
     expect(problems(wrong).join('\n')).toMatch(/stages\[2\]\.data: stage "pairs" produces pairwise-data, but this field needs instruction-data/);
   });
 
-  it('asks for mcore before MindSpeed-LLM 2.2.0 and for legacy from it (the default flips)', () => {
+  it('asks for mcore before MindSpeed-LLM 2.3.0 (2.2.0) and for legacy from it (the default flips)', () => {
     const on = (version: string, impl: 'mcore' | 'legacy') => {
       const spec = onFramework(fiveStageSpec('m', '/tmp/ws'), 'mindspeed-llm', version);
       (spec.model as Record<string, unknown>).impl = impl;
@@ -78,28 +79,30 @@ describe('a pipeline per framework version', () => {
     };
     expect(on('2.1.0', 'mcore')).toContain('--use-mcore-models');
     expect(on('2.1.0', 'legacy')).not.toContain('--use-mcore-models');
-    expect(on('2.2.0', 'mcore')).not.toContain('--use-mcore-models');
-    expect(on('2.2.0', 'mcore')).not.toContain('--use-legacy-models');
-    expect(on('2.2.0', 'legacy')).toContain('--use-legacy-models');
+    expect(on('2.3.0', 'mcore')).not.toContain('--use-mcore-models');
+    expect(on('2.3.0', 'mcore')).not.toContain('--use-legacy-models');
+    expect(on('2.3.0', 'legacy')).toContain('--use-legacy-models');
   });
 
-  it('pins --ckpt-format torch on core_v0.12.1 unless torch_dist is asked for (with async save, pretraining only)', () => {
+  it('pins --ckpt-format torch on core_v0.12.1; torch_dist and async save are refused where the version never writes them', () => {
     const spec = onFramework(fiveStageSpec('f', '/tmp/ws'), 'mindspeed-llm', '2.3.0');
-    let p = plan(spec);
+    const p = plan(spec);
     expect(arg(stage(p.stages, 'pretrain'), '--ckpt-format')).toBe('torch');
     expect(arg(stage(p.stages, 'finetune'), '--ckpt-format')).toBe('torch');
     expect(arg(stage(p.stages, 'evaluate'), '--ckpt-format')).toBeUndefined();
+    expect(flags(stage(plan(onFramework(fiveStageSpec('f', '/tmp/ws'), 'mindspeed-llm', '2.1.0')).stages, 'pretrain'))).not.toContain('--ckpt-format');
     Object.assign(spec.stages[3], { checkpointFormat: 'torch_dist', asyncSave: true });
-    p = plan(spec);
-    expect(arg(stage(p.stages, 'pretrain'), '--ckpt-format')).toBe('torch_dist');
-    expect(flags(stage(p.stages, 'pretrain'))).toContain('--async-save');
-    Object.assign(spec.stages[4], { checkpointFormat: 'torch_dist', asyncSave: true });
-    expect(problems(spec)).toEqual(['stages[4].asyncSave: async save is for pretraining only (MindSpeed-LLM async_save_torch_dist.md: not LoRA, SFT or DPO)']);
+    Object.assign(spec.stages[4], { asyncSave: true });
+    expect(problems(spec)).toEqual([
+      'stages[3].checkpointFormat: MindSpeed-LLM 2.3.0 writes torch checkpoints whatever --ckpt-format says (mindspeed_llm/training/arguments.py _add_dummy_args_v2 resets it after validation); torch_dist is written by no version linkflow knows',
+      'stages[4].asyncSave: async save writes torch_dist checkpoints only: set checkpointFormat: torch_dist',
+      'stages[4].asyncSave: async save is for pretraining only (MindSpeed-LLM async_save_torch_dist.md: not LoRA, SFT or DPO)',
+    ]);
     const ml = fiveStageSpec('f', '/tmp/ws');
     Object.assign(ml.stages[3], { checkpointFormat: 'torch_dist' });
-    expect(problems(ml)[0]).toMatch(
-      /^stages\[3\]\.checkpointFormat: --ckpt-format is Megatron core_v0\.12\.1's \(MindSpeed-LLM 2\.2\.0, MindSpeed-LLM 2\.3\.0, MindSpeed-LLM 26\.0\.0\); ModelLink d4feda79 runs core_r0\.6\.0/,
-    );
+    expect(problems(ml)).toEqual([
+      "stages[3].checkpointFormat: --ckpt-format is Megatron core_v0.12.1's; ModelLink d4feda79 runs core_r0.6.0 (torch_dist is written by no version linkflow knows)",
+    ]);
   });
 
   it('names an unknown version with the ones linkflow knows', () => {
@@ -112,7 +115,7 @@ describe('a pipeline per framework version', () => {
     const cmmlu = fiveStageSpec('e', '/tmp/ws');
     Object.assign(cmmlu.stages[5], { tasks: [{ name: 'cmmlu', dataPath: path.join(DEMO, 'cmmlu', 'test') }] });
     expect(problems(cmmlu)).toContain(
-      "stages[5].tasks[0].name: ModelLink d4feda79's evaluation.py has no task cmmlu; MindSpeed-LLM 2.0.0, MindSpeed-LLM 2.1.0, MindSpeed-LLM 2.2.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0 have it",
+      "stages[5].tasks[0].name: ModelLink d4feda79's evaluation.py has no task cmmlu; MindSpeed-LLM 2.1.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0 have it",
     );
     expect(problems(onFramework(cmmlu, 'mindspeed-llm', '2.3.0'))).toEqual([]);
     const logProbs = onFramework(fiveStageSpec('i', '/tmp/ws'), 'mindspeed-llm', '2.3.0');
@@ -138,7 +141,7 @@ describe('a pipeline per framework version', () => {
     Object.assign(spec.stages[4], { lora: { r: 8, alpha: 16 } });
     const found = problems(spec);
     expect(found).toContain(
-      'highAvailability.optimizerStateLocalCopy: MindSpeed-LLM 2.3.0 has no --enable-optimizer-state-local-copy; it exists in ModelLink d4feda79, MindSpeed-LLM 2.0.0, MindSpeed-LLM 2.1.0',
+      'highAvailability.optimizerStateLocalCopy: MindSpeed-LLM 2.3.0 has no --enable-optimizer-state-local-copy; it exists in ModelLink d4feda79, MindSpeed-LLM 2.1.0',
     );
     expect(found).toContain(
       'stages[4].lora: MindSpeed-LLM 2.3.0 refuses high availability with LoRA (high_availability.py: base models only); turn highAvailability off or train without lora',
@@ -155,10 +158,10 @@ describe('a pipeline per framework version', () => {
     expect(flags(pretrain)).toEqual(expect.arrayContaining(['--enable-high-availability', '--enable-hbmfault-repair', '--ckpt-format']));
     expect(arg(pretrain, '--ckpt-format')).toBe('torch');
     expect(problems(ha('2.1.0', { strategies: ['dump'] }))).toEqual([
-      'highAvailability.strategies: MindSpeed-LLM 2.1.0 does not read HIGH_AVAILABILITY; MindSpeed-LLM 2.2.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0 do (or set the flags: hbmFaultRepair, workerReboot, elasticTraining)',
+      'highAvailability.strategies: MindSpeed-LLM 2.1.0 does not read HIGH_AVAILABILITY; MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0 do (or set the flags: hbmFaultRepair, workerReboot, elasticTraining)',
     ]);
     expect(problems(ha('1.0.0', { noReplica: true }))).toContain(
-      "stages[3]: this stage needs --distributed-optimizer-no-replica, which MindSpeed-LLM 1.0.0's pretrain_gpt.py does not define; it exists in MindSpeed-LLM 2.2.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0",
+      "stages[3]: this stage needs --distributed-optimizer-no-replica, which MindSpeed-LLM 1.0.0's pretrain_gpt.py does not define; it exists in MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0",
     );
     // One device: the replica optimizer has no data-parallel group to split.
     const single = ha('2.3.0', {});
@@ -190,7 +193,7 @@ describe('converters by version', () => {
     stages: [...spec.stages.slice(0, 5), { name: 'export', kind: 'convert', from: 'finetune', to: 'hf', hfDir: path.join(DEMO, 'hf-tiny') }],
   });
 
-  it('ModelLink and MindSpeed-LLM before 2.2.0 convert with convert_ckpt.py; 2.2.0 on with v2 where it knows the model', () => {
+  it('ModelLink and MindSpeed-LLM before 2.3.0 convert with convert_ckpt.py; 2.3.0 on with v2 where it knows the model', () => {
     expect(stage(plan(roundTrip(fiveStageSpec('c', '/tmp/ws'))).stages, 'weights').entrypoint).toBe('convert_ckpt.py');
     // tiny is a llama2: 2.3.0's v2 does not know it, so v1 does every conversion.
     const v1 = plan(roundTrip(onFramework(fiveStageSpec('c', '/tmp/ws'), 'mindspeed-llm', '2.3.0'))).stages;
@@ -219,9 +222,7 @@ describe('converters by version', () => {
     );
     const asked = onFramework(fiveStageSpec('c', '/tmp/ws'), 'mindspeed-llm', '2.1.0');
     (asked.modellink as Record<string, unknown>).converter = 'convert_ckpt_v2.py';
-    expect(problems(asked)).toEqual([
-      'modellink.converter: MindSpeed-LLM 2.1.0 has no convert_ckpt_v2.py; MindSpeed-LLM 2.2.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0 have it',
-    ]);
+    expect(problems(asked)).toEqual(['modellink.converter: MindSpeed-LLM 2.1.0 has no convert_ckpt_v2.py; MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0 have it']);
   });
 
   it('exports a LoRA fine-tuned model back to HF with the LoRA merged (HF → mcore → HF)', () => {
@@ -313,6 +314,31 @@ describe('evaluation output by version', () => {
       const spec = onFramework(fiveStageSpec('g', '/tmp/ws'), f.flavour, f.version);
       Object.assign(spec.stages[6], { tasks: undefined, prompts: undefined });
       expect(arg(stage(plan(spec).stages, 'generate'), '--task'), f.name).toBe('greedy');
+    }
+  });
+});
+
+describe('the versions’ flag lists', () => {
+  it('are the reference’s (reference/mindspeed-llm/flags, from the real parsers), one per version linkflow drives', () => {
+    const dir = path.join(ROOT, 'reference', 'mindspeed-llm', 'flags');
+    const versions = fs
+      .readdirSync(dir)
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => f.replace(/\.json$/, ''));
+    expect([...MSL].sort()).toEqual(versions.sort());
+    for (const version of versions) {
+      const ref = JSON.parse(fs.readFileSync(path.join(dir, `${version}.json`), 'utf8')) as {
+        entrypoints: Record<string, { flag: string }[]>;
+        convert_ckpt_plugin_combinations?: Record<string, { flags: { flag: string }[] }>;
+        sources: { mindspeed_llm: { commit: string } };
+      };
+      const framework = getFramework({ flavour: 'mindspeed-llm', version })!;
+      expect(framework.source).toBe(`Ascend/MindSpeed-LLM@${ref.sources.mindspeed_llm.commit.slice(0, 8)}`);
+      for (const [entry, records] of Object.entries(ref.entrypoints)) {
+        const plugins = entry === 'convert_ckpt.py' ? Object.values(ref.convert_ckpt_plugin_combinations ?? {}).flatMap((c) => c.flags) : [];
+        for (const { flag } of [...records, ...plugins]) expect(framework.isKnownFlag(entry as Entrypoint, flag), `${version} ${entry} ${flag}`).toBe(true);
+      }
+      expect(framework.isKnownFlag('pretrain_gpt.py', '--no-such-flag')).toBe(false);
     }
   });
 });

@@ -6,12 +6,12 @@
  * each fact with the file of Ascend/MindSpeed-LLM that says it (branch heads in
  * reference/mindspeed-llm/, e.g. 2.3.0 = 62d4640b).
  *
+ * The versions are those reference/mindspeed-llm/ carries (1.0.0, 2.1.0, 2.3.0, 26.0.0: one per Megatron core
+ * and the newest two); 2.0.0 and 2.2.0 behave as 2.1.0 and 2.3.0 but their parsers are not generated.
  * Adding a version: generate its flag list, add its row below.
  */
 import v100 from './flag-names/1.0.0.json' with { type: 'json' };
-import v200 from './flag-names/2.0.0.json' with { type: 'json' };
 import v210 from './flag-names/2.1.0.json' with { type: 'json' };
-import v220 from './flag-names/2.2.0.json' with { type: 'json' };
 import v230 from './flag-names/2.3.0.json' with { type: 'json' };
 import v2600 from './flag-names/26.0.0.json' with { type: 'json' };
 
@@ -45,9 +45,7 @@ export interface VersionRow {
 
 const rows: Record<string, VersionRow> = {
   '1.0.0': { flags: v100, mcoreDefault: false, trainers: ['sft', 'dpo'], haEnv: false, dyingGasp: false },
-  '2.0.0': { flags: v200, mcoreDefault: false, trainers: ['sft', 'dpo'], haEnv: false, dyingGasp: false },
   '2.1.0': { flags: v210, mcoreDefault: false, trainers: ['sft', 'dpo'], haEnv: false, dyingGasp: false },
-  '2.2.0': { flags: v220, mcoreDefault: true, trainers: ['sft', 'dpo'], haEnv: true, dyingGasp: false },
   '2.3.0': { flags: v230, mcoreDefault: true, trainers: ['sft', 'dpo'], haEnv: true, dyingGasp: true },
   '26.0.0': { flags: v2600, mcoreDefault: true, trainers: ['sft', 'dpo'], haEnv: true, dyingGasp: true },
 };
