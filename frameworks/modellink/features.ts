@@ -225,3 +225,19 @@ export function mcoreOnlyInUse(features: Features): { path: string; flag: string
   }
   return out;
 }
+
+const SECTION_SCHEMAS = {
+  parallel: parallelSchema,
+  memory: memorySchema,
+  kernels: kernelsSchema,
+  communication: communicationSchema,
+  moe: moeSchema,
+  profiling: profilingSchema,
+  highAvailability: highAvailabilitySchema,
+} as const;
+
+/** Whether a typed option takes this value (an imported script may pass a value only a newer version knows). */
+export function acceptsValue(f: FeatureFlag, value: unknown): boolean {
+  const field = (SECTION_SCHEMAS[f.section].shape as Record<string, z.ZodType>)[f.key];
+  return field !== undefined && field.safeParse(value).success;
+}
