@@ -20,42 +20,11 @@ import {
   profilingSchema,
 } from '../frameworks/modellink/features.ts';
 import { FLAVOURS } from '../frameworks/index.ts';
+import { tokenizerTypeSchema } from '../frameworks/modellink/architecture.ts';
 import { envSchema, IMPLS, secretEnvSchema, nonEmpty, nonNegativeInt, PARAMS_DTYPES, positiveInt, positiveNumber, PRECISIONS } from './schema-parts.ts';
 
-/** --tokenizer-type's choices in ModelLink's parser. */
-const tokenizerTypeSchema = z.enum([
-  'BertWordPieceLowerCase',
-  'BertWordPieceCase',
-  'GPT2BPETokenizer',
-  'SentencePieceTokenizer',
-  'GPTSentencePieceTokenizer',
-  'Llama2Tokenizer',
-  'PretrainedFromHF',
-  'NullTokenizer',
-]);
-
-/** An architecture written out in full, for models without a preset. Names follow ModelLink's flags. */
-export const architectureSchema = z.strictObject({
-  numLayers: positiveInt,
-  hiddenSize: positiveInt,
-  ffnHiddenSize: positiveInt,
-  numAttentionHeads: positiveInt,
-  numQueryGroups: positiveInt.optional(),
-  maxPositionEmbeddings: positiveInt,
-  seqLength: positiveInt,
-  vocabSize: positiveInt.optional(),
-  makeVocabSizeDivisibleBy: positiveInt.default(1),
-  positionEmbeddingType: z.enum(['rope', 'learned_absolute', 'alibi']).default('rope'),
-  normalization: z.enum(['RMSNorm', 'LayerNorm']).default('RMSNorm'),
-  normEpsilon: positiveNumber.optional(),
-  rotaryBase: positiveNumber.optional(),
-  swiglu: z.boolean().default(true),
-  untieEmbeddingsAndOutputWeights: z.boolean().default(true),
-  disableBiasLinear: z.boolean().default(true),
-  tokenizerType: tokenizerTypeSchema.default('PretrainedFromHF'),
-  hfModelType: nonEmpty.default('llama2'),
-});
-export type Architecture = z.infer<typeof architectureSchema>;
+import { architectureSchema } from '../frameworks/modellink/architecture.ts';
+export { architectureSchema, type Architecture } from '../frameworks/modellink/architecture.ts';
 
 export const modellinkSchema = z.strictObject({
   /** ModelLink checkout on every node; commands run with it as working directory, as its scripts do. */

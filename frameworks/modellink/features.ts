@@ -9,7 +9,7 @@
  */
 import { z } from 'zod';
 import type { Arg } from './args.ts';
-import { positiveInt } from '../../spec/schema-parts.ts';
+import { positiveInt } from '../schema.ts';
 
 export const parallelSchema = z.strictObject({
   tp: positiveInt.default(1),
