@@ -69,6 +69,7 @@ export function loadSuite(file: string | undefined, env: NodeJS.ProcessEnv = pro
   return {
     ...suite,
     tokenizers: Object.fromEntries(Object.entries(suite.tokenizers).map(([k, v]) => [k, resolve(v)])),
+    cases: suite.cases.map((c) => (c.framework?.root ? { ...c, framework: { ...c.framework, root: resolve(c.framework.root) } } : c)),
     modellink: {
       ...resolvePrograms(modellink, resolve),
       root: resolve(modellink.root),
