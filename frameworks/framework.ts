@@ -70,6 +70,11 @@ export interface Framework extends FrameworkChoice {
   /** Training converts HF weights online (--enable-hf2mg-convert); a resume must switch it off. */
   onlineConversion: boolean;
   evaluationTasks: readonly string[];
+  /**
+   * Which --task-data-path a task reads: the last one containing its name (ModelLink, MindSpeed-LLM 1.0.0),
+   * or simply the last one (2.1.0 on: evaluation.py mmlu() etc. keep the last path; mmlu_ppl still wants 'mmlu' in it).
+   */
+  evaluationDataPath: 'by-name' | 'last';
   inferenceTasks: readonly string[];
   /** How a LoRA fine-tuning resumes: exactly (iteration, optimizer, RNG from the LoRA checkpoint) or as a warm restart. */
   loraResume: 'exact' | 'warm';

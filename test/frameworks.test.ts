@@ -309,6 +309,23 @@ describe('evaluation output by version', () => {
     expect(stage(plan(spec).stages, 'evaluate').evaluate?.tasks).toEqual(['mmlu']);
   });
 
+  it('on MindSpeed-LLM 2.1.0 on, every task reads the last data path: one path per evaluate stage (ModelLink picks by name)', () => {
+    const two = (spec: RawSpec) => {
+      Object.assign(spec.stages[5], {
+        tasks: [
+          { name: 'mmlu', dataPath: path.join(DEMO, 'mmlu', 'test') },
+          { name: 'ceval', dataPath: path.join(DEMO, 'ceval', 'test') },
+        ],
+      });
+      return spec;
+    };
+    expect(problems(two(fiveStageSpec('e', '/tmp/ws')))).toEqual([]);
+    expect(problems(two(onFramework(fiveStageSpec('e', '/tmp/ws'), 'mindspeed-llm', '1.0.0')))).toEqual([]);
+    expect(problems(two(onFramework(fiveStageSpec('e', '/tmp/ws'), 'mindspeed-llm', '2.3.0')))).toEqual([
+      `stages[5].tasks: MindSpeed-LLM 2.3.0's evaluation.py reads every task from the last --task-data-path (${path.join(DEMO, 'ceval', 'test')}): give each task its own evaluate stage`,
+    ]);
+  });
+
   it('always passes a non-interactive inference task', () => {
     for (const f of allFrameworks()) {
       const spec = onFramework(fiveStageSpec('g', '/tmp/ws'), f.flavour, f.version);

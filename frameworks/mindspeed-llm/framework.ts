@@ -53,6 +53,7 @@ function build(version: string, row: VersionRow): Framework {
     convertV2Lora: sets.get('convert_ckpt_v2.py')?.has('--lora-load') ?? false,
     onlineConversion: pretrainFlags.has('--enable-hf2mg-convert'),
     evaluationTasks: flags.tasks['evaluation.py'] ?? [],
+    evaluationDataPath: row.lastDataPath ? 'last' : 'by-name',
     inferenceTasks: flags.tasks['inference.py'] ?? [],
     // No MindSpeed-LLM patch points the distributed optimizer's state at --lora-load (checkpointing.py
     // load_checkpoint_wrapper only toggles strict), and Huawei's guide says LoRA resume is unsupported:

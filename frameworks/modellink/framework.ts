@@ -27,6 +27,7 @@ export const modellinkFramework: Framework = {
   onlineConversion: false,
   // evaluation.py l. 327-361.
   evaluationTasks: ['mmlu', 'gsm8k', 'boolq', 'ceval', 'bbh', 'agieval', 'human_eval'],
+  evaluationDataPath: 'by-name',
   // modellink/tasks/inference/text_generation/infer_base.py l. 59-73.
   inferenceTasks: ['greedy', 'do_sample', 'beam_search', 'beam_search_with_sampling', 'return_output_log_probs', 'chat'],
   // _load_base_checkpoint_wrapper merges the --lora-load state (iteration, optimizer, RNG) over the base's.
