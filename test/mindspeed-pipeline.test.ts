@@ -88,6 +88,26 @@ describe('MindSpeed-LLM 2.3.0 on the emulator', () => {
     expect(fs.readdirSync(exported.output).some((f) => f.endsWith('.safetensors') || f.endsWith('.bin'))).toBe(true);
   });
 
+  it('fails an evaluation that logged its exception and exited 0, with the logged error in its excerpt', async () => {
+    const dir = tempDir('msl-eval');
+    const base = on230(fiveStageSpec('msl-eval', path.join(dir, 'ws')));
+    // A file where the task's data directory should be: MmluEval's os.listdir raises, evaluation.py logs it and exits 0.
+    const spec: RawSpec = {
+      ...base,
+      stages: [
+        base.stages[2],
+        { name: 'evaluate', kind: 'evaluate', load: 'weights', maxAttempts: 1, tasks: [{ name: 'mmlu', dataPath: path.join(DEMO, 'alpaca.jsonl') }] },
+      ],
+    };
+    const { state } = await runSpec(t, writeSpec(dir, spec));
+    expect(state.status).toBe('failed');
+    const evaluate = state.stages.find((s) => s.name === 'evaluate')!;
+    expect(evaluate.attempts).toHaveLength(1);
+    expect(evaluate.attempts[0].reason).toMatch(/evaluation printed no result for mmlu/);
+    expect(fs.readFileSync(evaluate.attempts[0].logFile!, 'utf8')).toMatch(/Not a directory/);
+    expect(evaluate.attempts[0].excerpt?.join('\n')).toMatch(/Not a directory/);
+  });
+
   it('resumes from the dying-gasp checkpoint high availability writes between save intervals', async () => {
     const dir = tempDir('msl-ha');
     const base = on230(fiveStageSpec('msl-ha', path.join(dir, 'ws'), { trainIters: 30, saveInterval: 10, pretrainEnv: { MLEMU_FAULTS: 'crash@17' } }));
