@@ -85,6 +85,11 @@ describe('MindSpeed-LLM 2.3.0 on the emulator', () => {
     expect(argv[argv.indexOf('--lora-load') + 1]).toBe(finetune.output);
     const exported = state.stages.find((s) => s.name === 'export')!;
     expect(exported.output).toMatch(/export\/hf\/mg2hf$/);
+    // Both directions by one converter, recorded with the version in each stage's manifest.
+    for (const name of ['weights', 'export']) {
+      const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'ws', 'msl-lora', name, 'manifest.json'), 'utf8'));
+      expect(manifest).toMatchObject({ framework: { flavour: 'mindspeed-llm', version: '2.3.0' }, converter: 'convert_ckpt.py' });
+    }
     expect(fs.readdirSync(exported.output).some((f) => f.endsWith('.safetensors') || f.endsWith('.bin'))).toBe(true);
   });
 
