@@ -246,6 +246,9 @@ argparse.ArgumentParser.parse_known_args = fake_known
 
 
 def jsonable(v):
+    if isinstance(v, str) and v.startswith(TREE):
+        # A default computed from the checkout's location (e.g. --prompt-type-path): keep it relative to it.
+        return '<mindspeed-llm>' + v[len(TREE):]
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
     if isinstance(v, (list, tuple)):

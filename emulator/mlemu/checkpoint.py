@@ -180,9 +180,10 @@ def save_checkpoint(rt: 'Runtime', save_dir: str, iteration: int, args: Namespac
         if dist_ckpt else 'torch'
     rt.print0('saving checkpoint at iteration {:7d} to {} in {} format'.format(iteration, save_dir, fmt))
     if v.is_msl and getattr(args, 'async_save', False) and not dist_ckpt:
-        # 2.3.0 mindspeed_llm/training/checkpointing.py#L187-189 (Megatron core_v0.12.1 checkpointing.py#L395-397).
+        # 2.3.0 mindspeed_llm/training/checkpointing.py#L187-189 (2.1.0 #L277-279).
+        line = 189 if v.dist_ckpt_core else 279
         tracebacks.die(list(stack) + [(
-            'mindspeed_llm/training/checkpointing.py', 189, 'wrapper',
+            'mindspeed_llm/training/checkpointing.py', line, 'wrapper',
             "raise NotImplementedError('Async checkpoint save not implemented for legacy checkpoints')")],
                        'NotImplementedError', 'Async checkpoint save not implemented for legacy checkpoints')
     tp, pp, ep = args.tensor_model_parallel_size, args.pipeline_model_parallel_size, rt.ep
@@ -230,10 +231,31 @@ def _save_dist(rt: 'Runtime', save_dir: str, iteration: int, args: Namespace, ke
         write_json(os.path.join(base, DIST_METADATA), {'format': FORMAT + '/dcp-metadata', 'world_size': rt.dist.world_size})
         write_json(os.path.join(base, 'metadata.json'), {'sharded_backend': 'torch_dist', 'sharded_backend_version': 1,
                                                          'common_backend': 'torch', 'common_backend_version': 1})
+    if getattr(args, 'async_save', False):
+        # The tracker is written by a finalize callback, after the background write (2.1.0
+        # mindspeed_llm/training/checkpointing.py#L360-363, #L379-382): a job that dies first leaves the older tracker.
+        _PENDING.append((rt, save_dir, iteration))
+        rt.print0('  scheduled an async checkpoint save at iteration {:7d} to {}'.format(iteration, save_dir))
+        return
+    _finalize(rt, save_dir, iteration)
+    gang.barrier(list(stack) + tracebacks.SAVE_BARRIER)
+
+
+_PENDING: list[tuple['Runtime', str, int]] = []
+
+
+def _finalize(rt: 'Runtime', save_dir: str, iteration: int) -> None:
+    if rt.dist.hosts_rank0:
         write_tracker(save_dir, iteration)
     rt.print0('  successfully saved checkpoint {} iteration {:7d} to {}'.format(version.current().saved_word, iteration,
                                                                                  save_dir))
-    gang.barrier(list(stack) + tracebacks.SAVE_BARRIER)
+
+
+def finalize_async_saves() -> None:
+    """maybe_finalize_async_save: the training loop finalizes finished async saves at its next step, and blocks
+    for them at the end of training."""
+    while _PENDING:
+        _finalize(*_PENDING.pop(0))
 
 
 # --- load -----------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import time
 import zlib
 
 from . import args as argsmod
-from . import checkpoint, env, faults, gang, logs, megatron, tracebacks
+from . import checkpoint, env, faults, gang, logs, megatron, tracebacks, version
 
 ENTRYPOINT = 'inference.py'
 MAIN = [('inference.py', 71, '<module>', 'main()')]
@@ -42,10 +42,15 @@ def main(argv=None):
     if args.load:
         checkpoint.load_checkpoint(rt, args.load, LOAD_STACK, has_optimizer=False)
 
-    for task in (args.task if args.task is not None else TASKS):
-        if task not in TASKS:
-            tracebacks.die(MAIN + [('inference.py', 67, 'main', 'task_factory(args, model)'),
-                                   ('modellink/tasks/inference/text_generation/infer_base.py', 84, 'task_factory', None)],
+    # MindSpeed-LLM's task_map has no return_output_log_probs (2.3.0 mindspeed_llm/tasks/inference/infer_base.py#L40-46,
+    # the same on 1.0.0-26.0.0); with --task omitted it runs all five, chat included (#L50-57).
+    tasks = [t for t in TASKS if t != 'return_output_log_probs'] if version.current().is_msl else TASKS
+    for task in (args.task if args.task is not None else tasks):
+        if task not in tasks:
+            frame = ('mindspeed_llm/tasks/inference/infer_base.py', 61, 'task_factory',
+                     'raise ValueError("Task name incorrect.")') if version.current().is_msl else \
+                ('modellink/tasks/inference/text_generation/infer_base.py', 84, 'task_factory', None)
+            tracebacks.die(MAIN + [('inference.py', 67, 'main', 'task_factory(args, model)'), frame],
                            'ValueError', 'Task name incorrect.')
         generate_guard(rt, task)
         if task == 'chat':

@@ -232,9 +232,11 @@ def online_hf2mg(rt: 'object', stack: list[Frame]) -> None:
     if not ('config.json' in files and any(f.endswith(('.bin', '.safetensors')) and 'model' in f.lower() for f in files)):
         tracebacks.die(where, 'ValueError', f'When enable_hf2mg_convert is enabled, path {args.load} is not a valid '
                                             f'HuggingFace path.')
-    if args.model_type_hf not in HF2MG_MODELS:
+    # 2.3.0 initialize.py#L231-240; 26.0.0 adds mamba2 (initialize.py#L231-234).
+    supported = HF2MG_MODELS + (('mamba2',) if version.current().name == '26.0.0' else ())
+    if args.model_type_hf not in supported:
         tracebacks.die(where, 'ValueError', f"Current --enable-hf2mg-convert does not support model type "
-                                            f"'{args.model_type_hf}'. Supported models: {', '.join(HF2MG_MODELS)}")
+                                            f"'{args.model_type_hf}'. Supported models: {', '.join(supported)}")
     if not getattr(args, 'mg_save_dir', None):
         tp, pp = args.tensor_model_parallel_size or 1, args.pipeline_model_parallel_size or 1
         ep = getattr(args, 'expert_model_parallel_size', 1) or 1

@@ -15,7 +15,7 @@ import sys
 import time
 
 from . import args as argsmod
-from . import env, faults, indexed_dataset, logs, tracebacks
+from . import env, faults, indexed_dataset, logs, tracebacks, version
 from . import tokenizer as tok
 
 ENTRYPOINT = 'preprocess_data.py'
@@ -25,6 +25,14 @@ INSTRUCTION_HANDLERS = ('AlpacaStyleInstructionHandler', 'SharegptStyleInstructi
                         'BelleMultiTurnInstructionHandler', 'MOSSMultiTurnHandler', 'MOSSInstructionHandler',
                         'LeetcodePythonInstructionHandler')
 PAIRWISE_HANDLERS = ('AlpacaStylePairwiseHandler', 'SharegptStylePairwiseHandler')
+# MindSpeed-LLM's further handlers (2.3.0 mindspeed_llm/tasks/preprocess/data_handler.py): these write
+# <prefix>_packed_{input_ids,attention_mask,labels}_document; PPOAlpacaStyleInstructionHandler only input_ids and
+# attention_mask (its json_keys, data_handler.py PPOAlpacaStyleInstructionHandler.__init__).
+MSL_INSTRUCTION_HANDLERS = ('HunyuanInstructionHandler', 'R1AlpacaStyleInstructionHandler',
+                            'R1SharegptStyleInstructionHandler', 'OpenAIInstructionHandler')
+PPO_HANDLER = 'PPOAlpacaStyleInstructionHandler'
+MSL_PROMPT_TYPE_HANDLERS = ['PPOAlpacaStyleInstructionHandler', 'HunyuanInstructionHandler',
+                            'R1AlpacaStyleInstructionHandler', 'R1SharegptStyleInstructionHandler']
 PROMPT_TYPE_HANDLERS = ['LlamaFactoryInstructionHandler', 'AlpacaStyleInstructionHandler',
                         'SharegptStyleInstructionHandler', 'AlpacaStylePairwiseHandler',
                         'SharegptStylePairwiseHandler']
@@ -56,8 +64,10 @@ def main(argv=None):
     tokenizer = build_tokenizer(args)
     log_main.info('building dataset: %s', args.input)
     records = build_dataset(args)
-    handler_name = args.handler_name if args.handler_name in (PRETRAIN_HANDLERS + INSTRUCTION_HANDLERS
-                                                              + PAIRWISE_HANDLERS) else 'GeneralPretrainHandler'
+    known = PRETRAIN_HANDLERS + INSTRUCTION_HANDLERS + PAIRWISE_HANDLERS
+    if version.current().is_msl:
+        known += MSL_INSTRUCTION_HANDLERS + (PPO_HANDLER,)
+    handler_name = args.handler_name if args.handler_name in known else 'GeneralPretrainHandler'
     log_handler.info('dataset will use %s to handle dataset', handler_name)
     if handler_name in PROMPT_TYPE_HANDLERS and args.prompt_type is None:
         tracebacks.die(MAIN + [
@@ -73,9 +83,11 @@ def main(argv=None):
 
 def validate_args(args):
     stack = MAIN + [('preprocess_data.py', 243, 'main', 'validate_args(args)')]
-    if args.prompt_type is not None and args.handler_name not in PROMPT_TYPE_HANDLERS:
+    # MindSpeed-LLM's list adds its own handlers (2.3.0 preprocess_data.py#L244-256).
+    supported = PROMPT_TYPE_HANDLERS + (MSL_PROMPT_TYPE_HANDLERS if version.current().is_msl else [])
+    if args.prompt_type is not None and args.handler_name not in supported:
         tracebacks.die(stack + [('preprocess_data.py', 218, 'validate_args', None)], 'AssertionError',
-                       f'If specify prompt_type , handler name must be in:\n{PROMPT_TYPE_HANDLERS}.')
+                       f'If specify prompt_type , handler name must be in:\n{supported}.')
     if args.merge_group_keys is not None and not os.path.isdir(args.input):
         tracebacks.die(stack + [('preprocess_data.py', 221, 'validate_args', None)], 'ValueError',
                        f'{args.input} is not a directory or does not exist')
@@ -258,6 +270,9 @@ def serialize(args, handler, records, tokenizer):
         prefix = args.output_prefix
     elif handler in PAIRWISE_HANDLERS:
         keys = ['chosen_input_ids', 'chosen_labels', 'rejected_input_ids', 'rejected_labels']
+        prefix = args.output_prefix + '_packed'
+    elif handler == PPO_HANDLER:
+        keys = ['input_ids', 'attention_mask']
         prefix = args.output_prefix + '_packed'
     else:
         keys = ['input_ids', 'attention_mask', 'labels']

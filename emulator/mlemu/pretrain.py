@@ -80,9 +80,12 @@ def main(argv=None, entrypoint=ENTRYPOINT, trainer=None):
         if args.train_iters > 0:
             trainer = Trainer(rt, injector, marker_dir, loaded, nan_active, do_valid, slowdown)
             iteration = trainer.run()
+        checkpoint.finalize_async_saves()
         rt.print_datetime('after training is done')
         if args.save and iteration != 0 and iteration % args.save_interval != 0:
             save(rt, iteration, FINAL_SAVE_STACK)
+        # Megatron's pretrain ends with maybe_finalize_async_save(blocking=True) (core_r0.8.0 training.py).
+        checkpoint.finalize_async_saves()
     else:
         rt.print0('skipping training (--skip-train is on) ...')
         iteration = args.iteration
@@ -352,6 +355,7 @@ class Trainer:
             if agree_on_nan(self.injector, next_iteration, started):
                 self.nan_active = True
             self.step(next_iteration)
+            checkpoint.finalize_async_saves()
             lr = self.schedule.get_lr(self.sched_steps)
             self.tensorboard_log(lr)
             if self.iteration % args.log_interval == 0:

@@ -182,6 +182,11 @@ def test_checkpoint_format_per_release(run: Run) -> None:
     resumed = run('2.1.0', 'pretrain_gpt.py', *TRAIN, *data, '--use-mcore-models', '--use-dist-ckpt', '--load', 'd21',
                   '--train-iters', '8')
     assert 'successfully loaded checkpoint from d21 [ t 0, p 0 ] at iteration 6' in resumed.stdout
+    # 2.1.0 async save (torch_dist): scheduled at the save, the tracker written when it is finalized (the next step).
+    a21 = run('2.1.0', 'pretrain_gpt.py', *TRAIN, *data, '--use-mcore-models', '--use-dist-ckpt', '--async-save',
+              '--save', 'a21', env={'MLEMU_FAULTS': 'crash@4'})
+    assert '  scheduled an async checkpoint save at iteration       3 to a21' in a21.stdout
+    assert a21.returncode == 1 and not os.path.exists(os.path.join(run.cwd, 'a21', 'latest_checkpointed_iteration.txt'))  # type: ignore[attr-defined]
     # Async save needs torch_dist, which 2.3.0 never keeps.
     async_save = run('2.3.0', 'pretrain_gpt.py', *TRAIN, *data, '--async-save', '--save', 'a')
     assert async_save.returncode == 1
@@ -255,6 +260,10 @@ def test_online_hf2mg_conversion_restarts_from_iteration_1(run: Run) -> None:
     # A "resume" that keeps the flag and the HF --load starts over from the converted iteration 1.
     again = sft(run, '2.3.0', *args, '--train-iters', '8')
     assert 'at iteration 1' in again.stdout and 'iteration        2/       8' in again.stdout
+    not_hf = sft(run, '2.3.0', '--load', 'data', '--enable-hf2mg-convert')
+    assert 'ValueError: When enable_hf2mg_convert is enabled, path data is not a valid HuggingFace path.' in not_hf.stderr
+    model = sft(run, '2.3.0', '--load', 'hf', '--enable-hf2mg-convert', '--model-type-hf', 'gemma')
+    assert "ValueError: Current --enable-hf2mg-convert does not support model type 'gemma'." in model.stderr
 
 
 def test_mg2hf_copies_on_26(run: Run) -> None:
@@ -309,6 +318,14 @@ def test_high_availability_checks(run: Run) -> None:
     r23 = run('2.3.0', 'pretrain_gpt.py', *data, '--enable-high-availability', *lora, env=ttp)
     assert 'lora-target-modules' not in r23.stderr  # 2.3.0 has no LoRA check; it fails on DP=1 instead
     assert 'data parallel world size is 1!' in r23.stderr
+    # 1.0.0 / 2.1.0: their own checks (distributed checkpoints, worker reboot, the optimizer's local copy).
+    dist = run('2.1.0', 'pretrain_gpt.py', *data, '--enable-high-availability', '--use-dist-ckpt', env=ttp)
+    assert 'AssertionError: switch of the high availability feature is unsupported' in dist.stderr
+    copy = run('2.1.0', 'pretrain_gpt.py', *data, '--enable-optimizer-state-local-copy')
+    assert 'switch of the local copy is unsupported, please enable high availability feature first.' in copy.stderr
+    reboot = run('1.0.0', 'pretrain_gpt.py', *data, '--enable-worker-reboot')
+    assert 'switch of the enable worker reboot is unsupported, please enable high availability feature first.' in reboot.stderr
+    assert run('2.1.0', 'pretrain_gpt.py', *data, '--enable-worker-reboot').returncode == 2  # not a 2.1.0 flag
 
 
 def test_dying_gasp_checkpoint_off_the_save_interval(run: Run) -> None:
@@ -343,3 +360,30 @@ def test_version_files_name_their_sources() -> None:
             doc = json.load(f)
         assert doc['version'] == version
         assert len(doc['sources']['mindspeed_llm']['commit']) == 40
+
+
+def test_inference_tasks_have_no_log_probs_on_mindspeed_llm(run: Run) -> None:
+    assert sft(run, '2.3.0', '--save', 'i').returncode == 0
+    args = [*MODEL, '--micro-batch-size', '1', '--load', 'i', '--max-new-tokens', '4']
+    gone = run('2.3.0', 'inference.py', *args, '--task', 'return_output_log_probs')
+    assert gone.returncode == 1
+    assert 'ValueError: Task name incorrect.' in gone.stderr
+    greedy = run('2.3.0', 'inference.py', *args, '--task', 'greedy')
+    assert greedy.returncode == 0, greedy.stderr
+
+
+def test_preprocess_handlers_of_mindspeed_llm(run: Run) -> None:
+    args = ['--tokenizer-type', 'PretrainedFromHF', '--tokenizer-name-or-path', 'hf', '--prompt-type', 'qwen3',
+            '--workers', '1']
+    os.makedirs(os.path.join(run.cwd, 'out'))  # type: ignore[attr-defined]
+    with open(os.path.join(run.cwd, 'a.jsonl'), 'w') as f:  # type: ignore[attr-defined]
+        f.write('{"instruction": "q", "input": "", "output": "a"}\n')
+    ppo = run('2.3.0', 'preprocess_data.py', '--input', 'a.jsonl', '--output-prefix', 'out/ppo',
+              '--handler-name', 'PPOAlpacaStyleInstructionHandler', *args)
+    assert ppo.returncode == 0, ppo.stderr
+    written = sorted(os.listdir(os.path.join(run.cwd, 'out')))  # type: ignore[attr-defined]
+    assert 'ppo_packed_input_ids_document.idx' in written and not any('labels' in n for n in written)
+    # ModelLink's validation does not know the handler with --prompt-type.
+    ml = run('modellink', 'preprocess_data.py', '--input', 'a.jsonl', '--output-prefix', 'out/ml',
+             '--handler-name', 'PPOAlpacaStyleInstructionHandler', *args[:4], '--prompt-type', 'llama2')
+    assert 'If specify prompt_type , handler name must be in:' in ml.stderr
