@@ -303,6 +303,17 @@ describe('evaluation output by version', () => {
     expect(parseLogLine('INFO:__main__:cmmlu acc = 3/8=0.375')).toEqual({ type: 'eval-result', task: 'cmmlu', correct: 3, total: 8, accuracy: 0.375 });
     expect(parseLogLine('INFO:__main__:needlebench acc = 6/8')).toEqual({ type: 'eval-result', task: 'needlebench', correct: 6, total: 8, accuracy: 0.75 });
     expect(parseLogLine('INFO:mindspeed_llm:Human Eval accuracy = 0.25')).toEqual({ type: 'human-eval-result', accuracy: 0.25 });
+    // The save line of core_r0.8.0 on (2.1.0+) and of core_r0.6.0 (ModelLink, 1.0.0).
+    expect(parseLogLine('  successfully saved checkpoint from iteration      10 to /run/ckpt')).toEqual({
+      type: 'checkpoint-saved',
+      iteration: 10,
+      dir: '/run/ckpt',
+    });
+    expect(parseLogLine('  successfully saved checkpoint at iteration      10 to /run/ckpt')).toEqual({
+      type: 'checkpoint-saved',
+      iteration: 10,
+      dir: '/run/ckpt',
+    });
     // mmlu_ppl.py prints mmlu's line: the stage waits for it under mmlu.
     const spec = onFramework(fiveStageSpec('e', '/tmp/ws'), 'mindspeed-llm', '2.3.0');
     Object.assign(spec.stages[5], { tasks: [{ name: 'mmlu_ppl', dataPath: path.join(DEMO, 'mmlu', 'test') }] });

@@ -38,6 +38,8 @@ describe('MindSpeed-LLM 2.3.0 on the emulator', () => {
     const finetune = state.stages.find((s) => s.name === 'finetune')!;
     expect(finetune.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
     expect(finetune.attempts[1].loadedIteration).toBe(10);
+    // MindSpeed-LLM's save line (`successfully saved checkpoint from iteration`) is read as a save.
+    expect(finetune.attempts[0].timings?.saves).toBe(1);
     const log = fs.readFileSync(finetune.attempts[1].logFile!, 'utf8');
     // The resume dropped --finetune, --no-load-optim and --no-load-rng and loaded its own save directory.
     const argv = JSON.parse(/^# argv: (.*)$/m.exec(log)![1]) as string[];

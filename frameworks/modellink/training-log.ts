@@ -31,7 +31,8 @@ export type LogEvent =
 const ITERATION = /iteration\s+(\d+)\/\s*(\d+)\s*\|/;
 const FIELD = /\s*([^|:]+?):\s+([^|]+?)\s*\|/g;
 const SAVING = /saving checkpoint at iteration\s+(\d+) to (.+?) in \S+ format/;
-const SAVED = /successfully saved checkpoint at iteration\s+(\d+) to (.+?)\s*$/;
+/** Megatron core_r0.6.0 says `at iteration`; MindSpeed-LLM 2.1.0 on (core_r0.8.0, core_v0.12.1 checkpointing.py) `from iteration`. */
+const SAVED = /successfully saved checkpoint (?:at|from) iteration\s+(\d+) to (.+?)\s*$/;
 const LOADING = /^\s*loading (?:distributed )?checkpoint from (.+?) at iteration (\d+)/;
 const LOADING_RELEASE = /^\s*loading release (?:distributed )?checkpoint from (.+?)\s*$/;
 const LOADED = /successfully loaded (?:distributed )?checkpoint from (.+?) \[.*\] at iteration (\d+)/;
