@@ -95,6 +95,24 @@ describe('MindSpeed-LLM 2.3.0 on the emulator', () => {
     expect(fs.readdirSync(exported.output).some((f) => f.endsWith('.safetensors') || f.endsWith('.bin'))).toBe(true);
   });
 
+  it.each(['1.0.0', '2.1.0', '26.0.0'])('MindSpeed-LLM %s runs the demo pipeline too, a fine-tuning crash resumed', async (version) => {
+    const dir = tempDir(`msl-demo-${version}`);
+    const root = path.join(EMULATOR, 'roots', `mindspeed-llm-${version}`);
+    const spec = withStageEnv(
+      onFramework(fiveStageSpec('msl-demo', path.join(dir, 'ws'), { trainIters: 20, saveInterval: 10 }), 'mindspeed-llm', version, root),
+      'finetune',
+      {
+        MLEMU_FAULTS: 'crash@15',
+      },
+    );
+    const { state, failure } = await runSpec(t, writeSpec(dir, spec));
+    expect(state.status, failure).toBe('succeeded');
+    const finetune = state.stages.find((s) => s.name === 'finetune')!;
+    expect(finetune.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
+    expect(finetune.attempts[1].loadedIteration).toBe(10);
+    expect(finetune.finalIteration).toBe(20);
+  });
+
   it('fails an evaluation that logged its exception and exited 0, with the logged error in its excerpt', async () => {
     const dir = tempDir('msl-eval');
     const base = on230(fiveStageSpec('msl-eval', path.join(dir, 'ws')));
