@@ -89,7 +89,9 @@ export default tseslint.config(
   layer('activities', { may: ['node', ...DOMAIN, 'benchmark', 'contracts', 'pool'] }),
   layer('worker', { may: ['activities', 'node', ...DOMAIN, 'contracts', 'pool'], types: ['workflows'] }),
   layer('node', {}),
-  ...DOMAIN.map((name) => layer(name, { may: DOMAIN.filter((f) => f !== name), types: ['contracts'], pure: true })),
+  // Framework knowledge imports nothing of linkflow's own but the spec's types: spec/ and plan/ pass it what it needs.
+  layer('frameworks', { types: ['spec'], pure: true }),
+  ...DOMAIN.filter((name) => name !== 'frameworks').map((name) => layer(name, { may: DOMAIN.filter((f) => f !== name), types: ['contracts'], pure: true })),
   layer('pool', { pure: true }),
   layer('import', { may: [...DOMAIN], pure: true }),
   layer('benchmark', { may: [...DOMAIN], types: ['contracts'] }),

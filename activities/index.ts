@@ -27,5 +27,7 @@ export async function writeManifest(input: { pipeline: string; stage: StagePlan;
     output: stage.output,
     finishedAt: new Date().toISOString(),
     finalIteration: input.finalIteration,
+    ...(stage.framework ? { framework: stage.framework } : {}),
+    ...(stage.converter ? { converter: stage.converter } : {}),
   });
 }

@@ -20,6 +20,10 @@ export interface Manifest {
   output: string;
   finishedAt: string;
   finalIteration?: number;
+  /** The framework version that produced the output. */
+  framework?: { flavour: string; version: string };
+  /** Convert stages: convert_ckpt.py or convert_ckpt_v2.py (one converter per model, never mixed). */
+  converter?: string;
 }
 
 const MAX_FILES = 10_000;

@@ -45,7 +45,10 @@ export function planBenchmarkCase(suite: BenchmarkSuite, c: BenchmarkCase, optio
   const raw = {
     name: c.id,
     workspace: options.runDir,
-    modellink: suite.modellink,
+    // A case may run another framework version than the suite's (its own checkout, when given).
+    modellink: c.framework
+      ? { ...suite.modellink, flavour: c.framework.flavour, version: c.framework.version, ...(c.framework.root ? { root: c.framework.root } : {}) }
+      : suite.modellink,
     cluster: {
       nodes: c.shape.nodes,
       devicesPerNode: c.shape.devicesPerNode,

@@ -54,6 +54,8 @@ export function loadSuite(file: string | undefined, env: NodeJS.ProcessEnv = pro
     (env.LINKFLOW_MODELLINK_ROOT
       ? {
           root: env.LINKFLOW_MODELLINK_ROOT,
+          flavour: env.LINKFLOW_MODELLINK_FLAVOUR === 'mindspeed-llm' ? ('mindspeed-llm' as const) : ('modellink' as const),
+          ...(env.LINKFLOW_MODELLINK_VERSION ? { version: env.LINKFLOW_MODELLINK_VERSION } : {}),
           python: env.LINKFLOW_MODELLINK_PYTHON ?? 'python',
           launcher: env.LINKFLOW_MODELLINK_LAUNCHER ?? 'torchrun',
           env: {},
@@ -67,6 +69,7 @@ export function loadSuite(file: string | undefined, env: NodeJS.ProcessEnv = pro
   return {
     ...suite,
     tokenizers: Object.fromEntries(Object.entries(suite.tokenizers).map(([k, v]) => [k, resolve(v)])),
+    cases: suite.cases.map((c) => (c.framework?.root ? { ...c, framework: { ...c.framework, root: resolve(c.framework.root) } } : c)),
     modellink: {
       ...resolvePrograms(modellink, resolve),
       root: resolve(modellink.root),

@@ -6,6 +6,7 @@
  * 45 rows). Everything here is plain data: the workflow turns each case into a short pretraining job.
  */
 import { z } from 'zod';
+import { FLAVOURS, type Flavour } from '../frameworks/index.ts';
 import { durationSchema } from '../common/duration.ts';
 import { formatPath } from '../common/issue-path.ts';
 import { modellinkSchema, slurmSchema, type SpecProblem } from '../spec/spec.ts';
@@ -39,6 +40,11 @@ const suiteCaseSchema = z.strictObject({
   /** tokens/s per device to compare with while there is too little history (a table row has its own). */
   baseline: positiveNumber.optional(),
   env: envSchema.default({}),
+  /**
+   * The framework version this case runs, when it differs from the suite's `modellink` (e.g. MindSpeed-LLM
+   * 2.3.0 and 26.0.0 side by side on the same model): flavour, version and the checkout holding it.
+   */
+  framework: z.strictObject({ flavour: z.enum(FLAVOURS), version: nonEmpty, root: nonEmpty.optional() }).optional(),
 });
 
 const iterationsSchema = z.strictObject({
@@ -165,6 +171,8 @@ export interface BenchmarkCase {
   env: Record<string, string>;
   /** Set when the case cannot run on any cluster (preset missing, no layout): reported as skipped. */
   skipReason?: string;
+  /** The framework version (and its checkout) the case runs instead of the suite's. */
+  framework?: { flavour: Flavour; version: string; root?: string };
 }
 
 /** ModelLink's preset id rule applied to the table's words: lowercase, "." dropped in names, "point" in sizes. */
@@ -311,6 +319,8 @@ function suiteCaseId(c: SuiteCase): string {
     c.cp !== undefined ? `cp${c.cp}` : '',
     c.ep !== undefined ? `ep${c.ep}` : '',
     c.globalBatchSize !== undefined ? `gbs${c.globalBatchSize}` : '',
+    // A version of its own keeps its own history.
+    c.framework ? `${c.framework.flavour === 'modellink' ? 'ml' : 'msl'}${c.framework.version}` : '',
   ].filter(Boolean);
   return [layoutId(c.preset.toLowerCase().replace(/[^a-z0-9_.-]/g, '-'), shape), ...parallel].join('-');
 }
@@ -335,6 +345,7 @@ export function caseFromSuiteCase(c: SuiteCase): BenchmarkCase {
     shape,
     ...(c.baseline !== undefined ? { baseline: c.baseline } : {}),
     env: c.env,
+    ...(c.framework ? { framework: c.framework } : {}),
   };
   if (!preset) return { ...base, skipReason: `preset missing: no preset named "${c.preset}"` };
   const layout = layoutFor(preset, shape);

@@ -13,6 +13,7 @@ import { parseModelLinkScript } from '../import/shell-script.ts';
 import { loadConfig } from '../temporal.config.ts';
 import { formatProblems } from '../spec/spec.ts';
 import { presetNames, getPreset } from '../frameworks/modellink/presets.ts';
+import { nameOf } from '../frameworks/index.ts';
 import { adviseSaveInterval, observationsOf } from '../plan/advise.ts';
 import { loadSpecFile } from '../client/spec-file.ts';
 import { connectClient, ServerUnreachableError } from '../client/connect.ts';
@@ -266,7 +267,7 @@ program
     }
     const spec = absolutizePaths(result.spec, opts.root);
     const header = [
-      `# Imported by linkflow from ${file}: a ${result.kind} stage of preset ${result.preset}.`,
+      `# Imported by linkflow from ${file}: a ${result.kind} stage of preset ${result.preset}, for ${nameOf(result.framework)} (read from the script; change modellink.flavour/version if it is another).`,
       `# ${result.overrides === 0 ? 'Every flag is expressed by typed options.' : `${result.overrides} flag(s) not covered by typed options are kept verbatim under args.`}`,
       ...result.notes.map((n) => `# note: ${n}`),
       '# Fill in the ${...} placeholders, set workspace, then: linkflow render <this file> --sh',

@@ -8,8 +8,10 @@
  */
 import path from 'node:path';
 import type { Arg } from '../frameworks/modellink/args.ts';
-import { isKnownFlag } from '../frameworks/modellink/commands.ts';
-import { FEATURE_FLAGS } from '../frameworks/modellink/features.ts';
+import { acceptsValue, FEATURE_FLAGS } from '../frameworks/modellink/features.ts';
+import { getFramework, type Entrypoint, type Framework, type FrameworkChoice } from '../frameworks/index.ts';
+import { EVALUATION_TASKS } from '../spec/spec.ts';
+import { frameworkOfScript } from './framework-of-script.ts';
 import { planPipeline, type StagePlan } from '../plan/plan.ts';
 import { renderLaunch } from '../frameworks/launch.ts';
 import { getPreset, presetNames, type Preset } from '../frameworks/modellink/presets.ts';
@@ -27,12 +29,15 @@ export interface ImportOptions {
   /** The script's path, used to tell presets of the same shape apart (e.g. examples/llama2/…). */
   scriptPath?: string;
   workspace?: string;
+  /** The framework version the script is for; by default read from the script (framework-of-script.ts). */
+  framework?: FrameworkChoice;
 }
 
 export interface ImportResult {
   spec: Json;
   kind: string;
   preset: string;
+  framework: FrameworkChoice;
   /** `args` overrides needed beyond the typed options. */
   overrides: number;
   notes: string[];
@@ -63,10 +68,16 @@ const list = (args: Arg[], flag: string): string[] | undefined => {
   return v === undefined || v === null ? undefined : Array.isArray(v) ? v : [v];
 };
 
-function scriptKind(parsed: ParsedScript): 'preprocess' | 'convert' | 'pretrain' | 'finetune' | 'evaluate' | 'inference' {
+function scriptKind(parsed: ParsedScript): 'preprocess' | 'convert' | 'pretrain' | 'finetune' | 'dpo' | 'evaluate' | 'inference' {
   const entry = path.basename(parsed.entrypoint);
   if (entry === 'preprocess_data.py') return 'preprocess';
-  if (entry === 'convert_ckpt.py') return 'convert';
+  if (entry === 'convert_ckpt.py' || entry === 'convert_ckpt_v2.py') return 'convert';
+  if (entry === 'posttrain_gpt.py' || entry === 'trainer.py') {
+    const stage = str(parsed.args, '--stage');
+    if (stage === 'dpo') return 'dpo';
+    if (stage === 'sft' || (stage === undefined && entry === 'posttrain_gpt.py')) return 'finetune';
+    throw new Error(`cannot import ${entry} --stage ${stage ?? '(none)'}: linkflow runs the sft and dpo stages`);
+  }
   if (entry === 'evaluation.py') return 'evaluate';
   if (entry === 'inference.py') return 'inference';
   if (entry === 'pretrain_gpt.py') {
@@ -74,7 +85,7 @@ function scriptKind(parsed: ParsedScript): 'preprocess' | 'convert' | 'pretrain'
     return has(a, '--finetune') || has(a, '--is-instruction-dataset') || has(a, '--lora-r') || has(a, '--lora-target-modules') ? 'finetune' : 'pretrain';
   }
   throw new Error(
-    `cannot import ${parsed.entrypoint || 'a script without a ModelLink launch'}: linkflow runs preprocess_data.py, convert_ckpt.py, pretrain_gpt.py, evaluation.py and inference.py`,
+    `cannot import ${parsed.entrypoint || 'a script without a ModelLink launch'}: linkflow runs preprocess_data.py, convert_ckpt.py, convert_ckpt_v2.py, pretrain_gpt.py, posttrain_gpt.py, trainer.py, evaluation.py and inference.py`,
   );
 }
 
@@ -159,9 +170,11 @@ function stageFromScript(kind: string, a: Arg[], name: string, parsed: ParsedScr
       }
       break;
     case 'convert': {
-      const loadHf = str(a, '--load-model-type') === 'hf' || /_hf$/.test(str(a, '--loader') ?? '');
+      const v2 = path.basename(parsed.entrypoint) === 'convert_ckpt_v2.py';
+      // convert_ckpt_v2.py: --load-model-type defaults to hf, --save-model-type to mg; mcore only.
+      const loadHf = str(a, '--load-model-type') === 'hf' || /_hf$/.test(str(a, '--loader') ?? '') || (v2 && !has(a, '--load-model-type'));
       const saveHf = str(a, '--save-model-type') === 'hf' || /huggingface/.test(str(a, '--save-model-type') ?? '');
-      const mcore = has(a, '--use-mcore-models');
+      const mcore = has(a, '--use-mcore-models') || v2;
       const from = loadHf ? 'hf' : has(a, '--load-from-legacy') ? 'legacy' : mcore ? 'mcore' : 'legacy';
       const to = saveHf ? 'hf' : has(a, '--save-to-legacy') ? 'legacy' : mcore || (from === 'legacy' && has(a, '--load-from-legacy')) ? 'mcore' : 'legacy';
       set('from', str(a, '--load-dir'));
@@ -179,12 +192,13 @@ function stageFromScript(kind: string, a: Arg[], name: string, parsed: ParsedScr
       }
       if (has(a, '--lora-load'))
         stage.lora = { load: str(a, '--lora-load'), r: int(a, '--lora-r'), alpha: int(a, '--lora-alpha'), targetModules: list(a, '--lora-target-modules') };
-      set('tokenizerModel', str(a, '--tokenizer-model'));
+      if (!v2) set('tokenizerModel', str(a, '--tokenizer-model'));
       set('paramsDtype', str(a, '--params-dtype'));
       break;
     }
     case 'pretrain':
     case 'finetune':
+    case 'dpo':
       set('data', str(a, '--data-path'));
       set('load', str(a, '--load'));
       set('trainIters', int(a, '--train-iters'));
@@ -214,7 +228,12 @@ function stageFromScript(kind: string, a: Arg[], name: string, parsed: ParsedScr
       set('evalIters', int(a, '--eval-iters'));
       set('split', str(a, '--split'));
       stage.logThroughput = has(a, '--log-throughput');
-      if (kind === 'finetune') {
+      if (has(a, '--ckpt-format')) set('checkpointFormat', str(a, '--ckpt-format') === 'torch_dist' ? 'torch_dist' : 'torch');
+      if (kind === 'dpo') {
+        set('lossType', str(a, '--dpo-loss-type'));
+        set('beta', numberOf(a, '--dpo-beta'));
+      }
+      if (kind === 'finetune' || kind === 'dpo') {
         set('promptType', str(a, '--prompt-type'));
         if (has(a, '--lora-r') || has(a, '--lora-target-modules')) {
           stage.lora = {
@@ -232,7 +251,7 @@ function stageFromScript(kind: string, a: Arg[], name: string, parsed: ParsedScr
       const tasks = list(a, '--task') ?? [];
       const paths = list(a, '--task-data-path') ?? [];
       // A task spelled as a script variable (${TASK}) is not a task linkflow knows: the render's override carries it.
-      const known = ['mmlu', 'ceval', 'boolq', 'gsm8k', 'human_eval', 'bbh', 'agieval'];
+      const known: readonly string[] = EVALUATION_TASKS;
       // A script without a data path evaluates nothing (evaluation.py skips a task without one): left for the user to fill in.
       stage.tasks = (tasks.length ? tasks : ['mmlu']).map((t, i) => ({
         name: known.includes(t) ? t : 'mmlu',
@@ -286,6 +305,8 @@ function featuresFromScript(a: Arg[], runsModel: boolean): Json {
                 ? String(v).split(',').map(Number)
                 : v;
     if (f.kind !== 'bool' && (v === null || (typeof parsed === 'number' && Number.isNaN(parsed)))) continue;
+    // A value the typed option does not take (alltoall_seq, a newer router) stays a verbatim flag.
+    if (!acceptsValue(f, parsed)) continue;
     (sections[f.section] ??= {})[f.key] = parsed;
   }
   if (runsModel) {
@@ -331,10 +352,15 @@ function argDifferences(rendered: Arg[], script: Arg[], root: string): Record<st
 export function importScript(parsed: ParsedScript, options: ImportOptions): ImportResult {
   const kind = scriptKind(parsed);
   const a = parsed.args;
+  const choice = options.framework ?? frameworkOfScript(parsed.entrypoint, a);
+  const framework = getFramework(choice);
+  if (!framework) throw new Error(`linkflow does not know ${choice.flavour} ${choice.version}`);
   const preset = options.preset ? getPreset(options.preset) : matchPreset(parsed, options.scriptPath);
-  if (!preset)
+  // Preprocessing and conversion pass no shape: a model without a preset is then known by its HF type only.
+  const architecture = preset ? undefined : (architectureOfScript(a) ?? (kind === 'preprocess' || kind === 'convert' ? shapelessArchitecture(a) : undefined));
+  if (!preset && !architecture)
     throw new Error(`no preset has this script's shape (--num-layers ${str(a, '--num-layers')}, --hidden-size ${str(a, '--hidden-size')}); pass --preset`);
-  const impl = has(a, '--use-mcore-models') || (kind === 'convert' && has(a, '--load-from-legacy')) ? 'mcore' : 'legacy';
+  const impl = implOfScript(framework, kind, a);
   const d = parsed.distributed;
   const asInt = (x: unknown, fallback: number) => (typeof x === 'number' ? x : typeof x === 'string' && /^\d+$/.test(x) ? Number(x) : fallback);
   const features = featuresFromScript(a, kind !== 'convert' && kind !== 'preprocess');
@@ -344,6 +370,8 @@ export function importScript(parsed: ParsedScript, options: ImportOptions): Impo
     workspace: options.workspace ?? './linkflow-workspace',
     modellink: {
       root: options.root,
+      ...(framework.flavour !== 'modellink' ? { flavour: framework.flavour, version: framework.version } : {}),
+      ...(kind === 'convert' && framework.converters.length > 1 ? { converter: path.basename(parsed.entrypoint) } : {}),
       python: 'python',
       launcher: parsed.launcher && parsed.launcher !== 'python' ? launcherOf(parsed) : 'torchrun',
       ...(parsed.sources[0] ? { setupScript: parsed.sources[0] } : {}),
@@ -356,8 +384,8 @@ export function importScript(parsed: ParsedScript, options: ImportOptions): Impo
       masterPort: typeof d.master_port === 'string' && d.master_port.startsWith('${') ? d.master_port : asInt(d.master_port, 6000),
     },
     model: {
-      preset: preset.name,
-      impl: preset.impls.includes(impl) ? impl : preset.impls[0],
+      ...(preset ? { preset: preset.name } : { architecture }),
+      impl: !preset || preset.impls.includes(impl) ? impl : preset.impls[0],
       tokenizer: str(a, '--tokenizer-name-or-path') ?? str(a, '--tokenizer-model') ?? str(a, '--load-dir') ?? '.',
     },
     parallel: {
@@ -388,15 +416,15 @@ export function importScript(parsed: ParsedScript, options: ImportOptions): Impo
   if (Object.keys(overrides).length) {
     stage.args = overrides;
     const entry = first.ok ? first.stage.entrypoint : undefined;
-    const unknown = entry ? Object.keys(overrides).filter((f) => !isKnownFlag(entry, f)) : [];
+    const unknown = entry ? Object.keys(overrides).filter((f) => !framework.isKnownFlag(entry as Entrypoint, f)) : [];
     if (unknown.length) {
-      // The script itself passes flags ModelLink does not define (examples.json lists such scripts as broken).
+      // The script itself passes flags its version does not define (examples.json lists such scripts as broken).
       stage.allowUnknownFlags = true;
-      notes.push(`the script passes ${unknown.join(', ')}, which ModelLink's ${entry} does not define`);
+      notes.push(`the script passes ${unknown.join(', ')}, which ${framework.name}'s ${entry} does not define`);
     }
   }
   if (parsed.warnings.length) notes.push(...parsed.warnings.map((w) => `script: ${w}`));
-  return { spec, kind, preset: preset.name, overrides: Object.keys(overrides).length, notes };
+  return { spec, kind, preset: preset?.name ?? 'custom', framework: choice, overrides: Object.keys(overrides).length, notes };
 }
 
 /** The imported spec's one stage as linkflow would run it, with its launcher rendered to argv (what the script wrote). */
@@ -423,4 +451,63 @@ export function absolutizePaths(spec: Json, root: string): Json {
     if (stage.lora && typeof stage.lora === 'object') (stage.lora as Json).load = fix((stage.lora as Json).load);
   }
   return spec;
+}
+
+/** Megatron-core or legacy, as the version reads the script: before 2.2.0 mcore is asked for, from it legacy is. */
+function implOfScript(framework: Framework, kind: string, a: Arg[]): 'mcore' | 'legacy' {
+  if (framework.mcoreDefault) return has(a, '--use-legacy-models') ? 'legacy' : 'mcore';
+  return has(a, '--use-mcore-models') || (kind === 'convert' && has(a, '--load-from-legacy')) ? 'mcore' : 'legacy';
+}
+
+/** A model without a preset, written out from the script's shape flags (model.architecture); undefined without them. */
+function architectureOfScript(a: Arg[]): Json | undefined {
+  const numLayers = int(a, '--num-layers');
+  const hiddenSize = int(a, '--hidden-size');
+  const numAttentionHeads = int(a, '--num-attention-heads');
+  if (numLayers === undefined || hiddenSize === undefined || numAttentionHeads === undefined) return undefined;
+  const seqLength = int(a, '--seq-length') ?? 4096;
+  const out: Json = {
+    numLayers,
+    hiddenSize,
+    ffnHiddenSize: int(a, '--ffn-hidden-size') ?? 4 * hiddenSize,
+    numAttentionHeads,
+    maxPositionEmbeddings: int(a, '--max-position-embeddings') ?? seqLength,
+    seqLength,
+    makeVocabSizeDivisibleBy: int(a, '--make-vocab-size-divisible-by') ?? 1,
+    positionEmbeddingType: str(a, '--position-embedding-type') ?? 'learned_absolute',
+    normalization: str(a, '--normalization') ?? 'LayerNorm',
+    swiglu: has(a, '--swiglu'),
+    untieEmbeddingsAndOutputWeights: has(a, '--untie-embeddings-and-output-weights'),
+    disableBiasLinear: has(a, '--disable-bias-linear'),
+  };
+  const set = (key: string, v: unknown) => {
+    if (v !== undefined) out[key] = v;
+  };
+  set('numQueryGroups', int(a, '--num-query-groups'));
+  set('vocabSize', int(a, '--vocab-size'));
+  set('normEpsilon', numberOf(a, '--norm-epsilon'));
+  set('rotaryBase', numberOf(a, '--rotary-base'));
+  set('tokenizerType', str(a, '--tokenizer-type'));
+  set('hfModelType', str(a, '--model-type-hf'));
+  return out;
+}
+
+/**
+ * The stand-in shape of a model a preprocess or convert script names without its shape: those commands
+ * pass none of it (convert_ckpt*.py reads it from the HF config), so it only has to satisfy the layout
+ * checks (120 layers and heads divide by every TP and PP the scripts use, or their --num-layer-list).
+ */
+function shapelessArchitecture(a: Arg[]): Json {
+  const layerList = str(a, '--num-layer-list');
+  const numLayers = layerList && /^\d+(,\d+)*$/.test(layerList) ? layerList.split(',').reduce((x, y) => x + Number(y), 0) : 120;
+  const hfModelType = str(a, '--model-type-hf');
+  return {
+    numLayers,
+    hiddenSize: 7680,
+    ffnHiddenSize: 20480,
+    numAttentionHeads: 120,
+    maxPositionEmbeddings: 4096,
+    seqLength: int(a, '--seq-length') ?? 4096,
+    ...(hfModelType && !hfModelType.includes('${') ? { hfModelType } : {}),
+  };
 }

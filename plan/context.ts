@@ -5,6 +5,7 @@
 import path from 'node:path';
 import type { Command, LoraOptions } from '../frameworks/modellink/commands.ts';
 import type { Preset } from '../frameworks/modellink/presets.ts';
+import type { Converter, Framework } from '../frameworks/index.ts';
 import type { PipelineSpec, SpecProblem, Stage } from '../spec/spec.ts';
 import type { OutputKind, StageInput, StagePlan, TrainingPlan, WeightsFormat } from './types.ts';
 
@@ -14,6 +15,10 @@ export interface StageContext {
   /** The spec as this stage launches it: paths resolved, the stage's own launcher and master port. */
   stageSpec: PipelineSpec;
   preset: Preset;
+  /** The framework version the pipeline drives. */
+  framework: Framework;
+  /** The weight converter of the pipeline's convert stages (never mixed). */
+  converter: Converter;
   tokenizer: string | undefined;
   specPath: string;
   /** <workspace>/<pipeline>/<stage>. */
@@ -76,7 +81,7 @@ export function weightsToLoad(ctx: StageContext, stage: { load: string; loraLoad
   ctx.checkLoadFormat('load', stage.load, false);
   const loraLoad = stage.loraLoad !== undefined ? ctx.ref('loraLoad', stage.loraLoad, ['checkpoint'], 'checkpoint') : undefined;
   const loraStage = ctx.spec.stages.find((s) => s.name === stage.loraLoad);
-  const loraOptions: LoraOptions | undefined = loraStage?.kind === 'finetune' ? loraStage.lora : undefined;
+  const loraOptions: LoraOptions | undefined = loraStage?.kind === 'finetune' || loraStage?.kind === 'dpo' ? loraStage.lora : undefined;
   if (stage.loraLoad !== undefined && loraLoad && !loraOptions) {
     ctx.problems.push({
       path: `${ctx.specPath}.loraLoad`,

@@ -1,9 +1,14 @@
 /**
- * A convert stage: convert_ckpt.py between HF, Megatron-core and legacy weights, or to another
- * TP/PP/EP layout. A conversion to HF writes into a directory of links to the original HF model.
+ * A convert stage: convert_ckpt.py (v1) between HF, Megatron-core and legacy weights, or to another
+ * TP/PP/EP layout; or MindSpeed-LLM's convert_ckpt_v2.py, HF ↔ mcore only. The pipeline's converter
+ * (plan/versions.ts chooseConverter) does every conversion of the model. A conversion to HF writes into
+ * a directory of links to the original HF model (v1 into its mg2hf/, v2 beside the links).
  */
 import path from 'node:path';
 import { buildConvert, type ConvertPaths } from '../frameworks/modellink/commands.ts';
+import { convertV2Args } from '../frameworks/mindspeed-llm/convert-v2.ts';
+import { pythonLaunch } from '../frameworks/launch.ts';
+import { versionsWith } from '../frameworks/index.ts';
 import type { ConvertStage } from '../spec/spec.ts';
 import type { StageContext, StageDraft } from './context.ts';
 
@@ -27,9 +32,11 @@ export function planConvert(ctx: StageContext, stage: ConvertStage): StageDraft 
           numLayerList: stage.numLayerList ?? spec.parallel.numLayerList,
           vpp: stage.vpp ?? spec.parallel.vpp,
         };
+  const v2 = ctx.converter === 'convert_ckpt_v2.py';
+  if (v2) checkV2(ctx, stage, from, to);
   const target: Target =
     to === 'hf'
-      ? hfTarget(ctx, stage)
+      ? hfTarget(ctx, stage, v2)
       : {
           saveDir: path.join(ctx.dir, 'weights'),
           output: path.join(ctx.dir, 'weights'),
@@ -38,7 +45,28 @@ export function planConvert(ctx: StageContext, stage: ConvertStage): StageDraft 
         };
   const lora = loraToMerge(ctx, stage);
   let command;
-  if (loadDir) {
+  if (loadDir && v2) {
+    command = {
+      entrypoint: 'convert_ckpt_v2.py' as const,
+      launch: pythonLaunch(ctx.stageSpec.modellink.python),
+      args: convertV2Args({
+        from: from === 'hf' ? 'hf' : 'mcore',
+        to: to === 'hf' ? 'hf' : 'mcore',
+        loadDir,
+        saveDir: target.saveDir,
+        modelTypeHf: ctx.preset.architecture.hfModelType,
+        layout,
+        moeGroupedGemm: spec.moe.groupedGemm,
+        lora: lora && {
+          load: lora.load,
+          r: lora.options.r,
+          alpha: lora.options.alpha,
+          targetModules: lora.options.targetModules ?? ['linear_qkv', 'linear_proj', 'linear_fc1', 'linear_fc2'],
+        },
+      }),
+      env: {},
+    };
+  } else if (loadDir) {
     const tokenizerModel = from === 'hf' ? (stage.tokenizerModel ? ctx.resolve(stage.tokenizerModel) : path.join(loadDir, 'tokenizer.model')) : undefined;
     command = buildConvert(ctx.stageSpec, ctx.preset, stage, { loadDir, saveDir: target.saveDir, from, to, layout, tokenizerModel, lora });
   }
@@ -46,7 +74,7 @@ export function planConvert(ctx: StageContext, stage: ConvertStage): StageDraft 
 }
 
 /** Megatron → HF: ModelLink writes mg2hf/ into a directory holding the original HF model's files; the stage's own links to them. */
-function hfTarget(ctx: StageContext, stage: ConvertStage): Target {
+function hfTarget(ctx: StageContext, stage: ConvertStage, v2: boolean): Target {
   const { spec } = ctx;
   const firstHf = spec.stages.find((s) => s.kind === 'convert' && (s.fromFormat ?? 'hf') === 'hf' && !spec.stages.some((t) => t.name === s.from));
   const hfSource =
@@ -57,6 +85,8 @@ function hfTarget(ctx: StageContext, stage: ConvertStage): Target {
       message: 'required for a conversion to hf: the original HuggingFace model directory (its config and tokenizer)',
     });
   const saveDir = path.join(ctx.dir, 'hf');
+  // v2 writes the safetensors straight into --save-dir and no config: the view links the original's other files only.
+  if (v2) return { saveDir, output: saveDir, outputKind: 'hf-model', hfView: hfSource ? { from: hfSource, dir: saveDir, weights: false } : undefined };
   return { saveDir, output: path.join(saveDir, 'mg2hf'), outputKind: 'hf-model', hfView: hfSource ? { from: hfSource, dir: saveDir } : undefined };
 }
 
@@ -73,4 +103,22 @@ function loraToMerge(ctx: StageContext, stage: ConvertStage): ConvertPaths['lora
   if (loraLoad && r !== undefined && alpha !== undefined)
     return { load: loraLoad, options: { r, alpha, fusion: false, targetModules: stage.lora.targetModules ?? trainedLora?.targetModules } };
   return undefined;
+}
+
+/** convert_ckpt_v2.py converts hf → mg and mg → hf only ("This conversion scheme is not supported"), mcore models only. */
+function checkV2(ctx: StageContext, stage: ConvertStage, from: string, to: string): void {
+  const { framework, specPath, problems } = ctx;
+  const v1 = versionsWith((f) => f.converters.includes('convert_ckpt.py') && f.flavour === framework.flavour);
+  if (from === to || (from !== 'hf' && to !== 'hf'))
+    problems.push({
+      path: `${specPath}.to`,
+      message: `convert_ckpt_v2.py converts only between hf and mcore (no mg → mg resharding); reshard through hf (two convert stages), or set modellink.converter: convert_ckpt.py (${v1})`,
+    });
+  if (from === 'legacy' || to === 'legacy')
+    problems.push({ path: `${specPath}.to`, message: 'convert_ckpt_v2.py knows Megatron-core models only; legacy needs modellink.converter: convert_ckpt.py' });
+  if (stage.lora && !framework.convertV2Lora)
+    problems.push({
+      path: `${specPath}.lora`,
+      message: `${framework.name}'s convert_ckpt_v2.py cannot merge LoRA weights (${versionsWith((f) => f.convertV2Lora)} can); set modellink.converter: convert_ckpt.py`,
+    });
 }

@@ -5,7 +5,9 @@
  * Each stage kind has its planner (plan/preprocess.ts, convert.ts, training.ts, evaluate.ts, inference.ts).
  */
 import path from 'node:path';
-import { applyOverrides, commandArgv, isKnownFlag, type Command } from '../frameworks/modellink/commands.ts';
+import { applyOverrides, commandArgv, type Command } from '../frameworks/modellink/commands.ts';
+import { allFrameworks, versionsWith, type Framework } from '../frameworks/index.ts';
+import { checkFrameworkRules, checkStageOnVersion, chooseConverter, resolveFramework } from './versions.ts';
 import { launchOf, type LaunchCarrier } from '../frameworks/launch.ts';
 import { notifySettings } from '../spec/notify.ts';
 import { customPreset, getPreset, presetNames, type Preset } from '../frameworks/modellink/presets.ts';
@@ -32,8 +34,11 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
   const spec = parsed.data;
   const problems: SpecProblem[] = [];
   const warnings: SpecProblem[] = [];
+  const framework = resolveFramework(spec, problems);
   const preset = checkPipeline(spec, problems, warnings);
-  if (!preset) return { ok: false, problems };
+  if (!preset || !framework) return { ok: false, problems };
+  checkFrameworkRules(spec, framework, problems, warnings);
+  const converter = chooseConverter(spec, framework, preset, problems);
 
   const resolve = (p: string) => path.resolve(options.baseDir, p);
   const workspace = options.workspace ? path.resolve(options.workspace) : resolve(spec.workspace);
@@ -43,9 +48,10 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
   const plans: StagePlan[] = [];
   spec.stages.forEach((stage, i) => {
     const inputs: StageInput[] = [];
-    const ctx = stageContext({ spec, preset, tokenizer, earlier: plans, resolve, problems }, stage, i, resolvedSpec, pipelineDir, inputs);
+    const ctx = stageContext({ spec, preset, framework, converter, tokenizer, earlier: plans, resolve, problems }, stage, i, resolvedSpec, pipelineDir, inputs);
     const draft = planStage(ctx, stage);
     checkStageRules(spec, preset, stage, ctx.specPath, problems, warnings);
+    checkStageOnVersion(spec, framework, stage, ctx.specPath, problems);
     plans.push(
       draft.command
         ? stagePlan(ctx, stage, { ...draft, command: draft.command }, inputs)
@@ -61,6 +67,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
     warnings,
     plan: {
       name: spec.name,
+      framework: { flavour: framework.flavour, version: framework.version },
       model: preset.name,
       nodes: spec.cluster.nodes,
       hosts: spec.cluster.hosts,
@@ -119,6 +126,7 @@ function planStage(ctx: StageContext, stage: Stage): StageDraft {
       return planConvert(ctx, stage);
     case 'pretrain':
     case 'finetune':
+    case 'dpo':
       return planTraining(ctx, stage);
     case 'evaluate':
       return planEvaluate(ctx, stage);
@@ -129,9 +137,12 @@ function planStage(ctx: StageContext, stage: Stage): StageDraft {
 
 /** A planned stage: its command with the stage's `args` overrides applied, its environment, where it runs and what it loads. */
 function stagePlan(ctx: StageContext, stage: Stage, draft: StageDraft & { command: Command }, inputs: StageInput[]): StagePlan {
-  const { spec, specPath, dir } = ctx;
-  checkFlags(draft.command, stage, specPath, ctx.problems);
-  const command = { ...draft.command, args: applyOverrides(draft.command.args, stage.args) };
+  const { spec, specPath, dir, framework } = ctx;
+  checkEmittedFlags(framework, draft.command, specPath, ctx.problems);
+  checkFlags(framework, draft.command, stage, specPath, ctx.problems);
+  // A flag the version renamed is accepted under its old name and passed under the new one.
+  const overrides = Object.fromEntries(Object.entries(stage.args).map(([f, v]) => [framework.renamed[f] ?? f, v]));
+  const command = { ...draft.command, args: applyOverrides(draft.command.args, overrides) };
   return {
     name: stage.name,
     kind: stage.kind,
@@ -154,9 +165,11 @@ function stagePlan(ctx: StageContext, stage: Stage, draft: StageDraft & { comman
     evaluate: draft.evaluate,
     format: draft.format,
     failureRules: spec.failureRules,
+    framework: { flavour: framework.flavour, version: framework.version },
+    ...(stage.kind === 'convert' ? { converter: ctx.converter } : {}),
     // Training runs the pipeline's expert parallel size; evaluation and inference run without one.
-    loadLayout: ['pretrain', 'finetune', 'evaluate', 'inference'].includes(stage.kind)
-      ? { tp: spec.parallel.tp, pp: spec.parallel.pp, ep: stage.kind === 'pretrain' || stage.kind === 'finetune' ? spec.parallel.ep : 1 }
+    loadLayout: ['pretrain', 'finetune', 'dpo', 'evaluate', 'inference'].includes(stage.kind)
+      ? { tp: spec.parallel.tp, pp: spec.parallel.pp, ep: stage.kind === 'evaluate' || stage.kind === 'inference' ? 1 : spec.parallel.ep }
       : undefined,
     ...(stage.kind === 'convert' ? { hfView: draft.hfView } : {}),
     ...(draft.stdin !== undefined ? { stdin: draft.stdin } : {}),
@@ -211,15 +224,31 @@ function resolvePreset(spec: PipelineSpec, problems: SpecProblem[]): Preset | un
   return preset;
 }
 
-function checkFlags(command: Command, stage: Stage, specPath: string, problems: SpecProblem[]): void {
+function checkFlags(framework: Framework, command: Command, stage: Stage, specPath: string, problems: SpecProblem[]): void {
   if (stage.allowUnknownFlags) return;
   for (const f of Object.keys(stage.args)) {
-    if (!isKnownFlag(command.entrypoint, f)) {
+    if (!framework.isKnownFlag(command.entrypoint, framework.renamed[f] ?? f)) {
+      const elsewhere = allFrameworks().filter((fw) => fw.isKnownFlag(command.entrypoint, f));
+      const hint = elsewhere.length > 0 ? ` (${elsewhere.map((fw) => fw.name).join(', ')} define it: set modellink.flavour and version)` : '';
       problems.push({
         path: `${specPath}.args.${f}`,
-        message: `${f} is not a flag of ModelLink's ${command.entrypoint}; set allowUnknownFlags: true if your ModelLink version has it`,
+        message: `${f} is not a flag of ${framework.name}'s ${command.entrypoint}${hint}; set allowUnknownFlags: true if your checkout has it`,
       });
     }
+  }
+}
+
+/**
+ * Every flag linkflow itself emits must exist in the version's parser: a spec option the version lacks
+ * (a feature, a high-availability flag) is reported here, naming the versions that have it.
+ */
+function checkEmittedFlags(framework: Framework, command: Command, specPath: string, problems: SpecProblem[]): void {
+  for (const [f] of command.args) {
+    if (framework.isKnownFlag(command.entrypoint, f)) continue;
+    problems.push({
+      path: specPath,
+      message: `this stage needs ${f}, which ${framework.name}'s ${command.entrypoint} does not define; it exists in ${versionsWith((fw) => fw.isKnownFlag(command.entrypoint, f))}`,
+    });
   }
 }
 

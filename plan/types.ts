@@ -3,7 +3,7 @@
  * the exact command, its inputs, its output and, for training stages, what a resume needs.
  */
 import type { Arg } from '../frameworks/modellink/args.ts';
-import type { Entrypoint } from '../frameworks/modellink/commands.ts';
+import type { Converter, Entrypoint, FrameworkChoice } from '../frameworks/index.ts';
 import type { FailureClass } from '../failures/failures.ts';
 import type { HangWindows } from '../failures/hang.ts';
 import type { Launch } from '../frameworks/launch.ts';
@@ -47,6 +47,8 @@ export interface TrainingPlan {
   /** Expert parallel size (MoE): its checkpoints have TP × PP × EP shards. */
   ep: number;
   lora: boolean;
+  /** How a LoRA stage resumes on its framework version: exactly, or as a warm restart (absent: exactly, as plans before versions). */
+  loraResume?: 'exact' | 'warm';
   /** LoRA: the base weights the first attempt's --load names; a resume loads them through a view (see loraResumeView). */
   loraBase?: string;
   hang: HangWindows;
@@ -97,7 +99,11 @@ export interface StagePlan {
   /** Written to the process's standard input (chat prompts), then closed. */
   stdin?: string;
   /** Conversions to hf: ModelLink writes into a directory holding the original HF files; this one links to them. */
-  hfView?: { from: string; dir: string };
+  hfView?: { from: string; dir: string; weights?: false };
+  /** The framework version the stage runs (absent in plans made before versions: ModelLink). */
+  framework?: FrameworkChoice;
+  /** Convert stages: which converter wrote the weights (recorded in the manifest). */
+  converter?: Converter;
   maxAttempts?: number;
   /** cluster.executor slurm: each attempt is one Slurm job with these settings (executors/slurm/plan.ts). */
   slurm?: SlurmSettings;
@@ -114,6 +120,8 @@ export interface SecretRef {
 
 export interface PipelinePlan {
   name: string;
+  /** The framework version every stage runs (absent in plans made before versions: ModelLink). */
+  framework?: FrameworkChoice;
   /** The model preset's id (`custom` for model.architecture): what runs are found by (`linkflow list --model`). */
   model?: string;
   /** cluster.nodes: stages launched with torchrun run as a gang of this many node ranks. */

@@ -1,19 +1,16 @@
 /** The zod building blocks the spec, its feature sections and the benchmark suite share, with the messages a user reads. */
 import { z } from 'zod';
 
-/** Megatron-core or legacy models, as ModelLink's scripts (--use-mcore-models) and presets say. */
-export const IMPLS = ['mcore', 'legacy'] as const;
+import { IMPLS, nonEmpty, PARAMS_DTYPES, positiveInt, positiveNumber } from '../frameworks/schema.ts';
+
+export { IMPLS, nonEmpty, PARAMS_DTYPES, positiveInt, positiveNumber };
 /** Training precisions ModelLink's scripts use (--bf16, --fp16); weights may also be fp32 (PARAMS_DTYPES). */
 export const PRECISIONS = ['bf16', 'fp16'] as const;
-export const PARAMS_DTYPES = ['bf16', 'fp16', 'fp32'] as const;
 
-export const positiveInt = z.number({ error: 'expected a positive integer' }).int('expected a positive integer').positive('expected a positive integer');
 export const nonNegativeInt = z
   .number({ error: 'expected a non-negative integer' })
   .int('expected a non-negative integer')
   .min(0, 'expected a non-negative integer');
-export const positiveNumber = z.number({ error: 'expected a positive number' }).positive('expected a positive number');
-export const nonEmpty = z.string({ error: 'expected a non-empty string' }).min(1, 'expected a non-empty string');
 
 /** Environment variables a user sets: names as the shell allows them, values as strings. */
 export const envSchema = z.record(

@@ -19,46 +19,22 @@ import {
   parallelSchema,
   profilingSchema,
 } from '../frameworks/modellink/features.ts';
+import { FLAVOURS } from '../frameworks/index.ts';
+import { tokenizerTypeSchema } from '../frameworks/modellink/architecture.ts';
 import { envSchema, IMPLS, secretEnvSchema, nonEmpty, nonNegativeInt, PARAMS_DTYPES, positiveInt, positiveNumber, PRECISIONS } from './schema-parts.ts';
 
-/** --tokenizer-type's choices in ModelLink's parser. */
-const tokenizerTypeSchema = z.enum([
-  'BertWordPieceLowerCase',
-  'BertWordPieceCase',
-  'GPT2BPETokenizer',
-  'SentencePieceTokenizer',
-  'GPTSentencePieceTokenizer',
-  'Llama2Tokenizer',
-  'PretrainedFromHF',
-  'NullTokenizer',
-]);
-
-/** An architecture written out in full, for models without a preset. Names follow ModelLink's flags. */
-export const architectureSchema = z.strictObject({
-  numLayers: positiveInt,
-  hiddenSize: positiveInt,
-  ffnHiddenSize: positiveInt,
-  numAttentionHeads: positiveInt,
-  numQueryGroups: positiveInt.optional(),
-  maxPositionEmbeddings: positiveInt,
-  seqLength: positiveInt,
-  vocabSize: positiveInt.optional(),
-  makeVocabSizeDivisibleBy: positiveInt.default(1),
-  positionEmbeddingType: z.enum(['rope', 'learned_absolute', 'alibi']).default('rope'),
-  normalization: z.enum(['RMSNorm', 'LayerNorm']).default('RMSNorm'),
-  normEpsilon: positiveNumber.optional(),
-  rotaryBase: positiveNumber.optional(),
-  swiglu: z.boolean().default(true),
-  untieEmbeddingsAndOutputWeights: z.boolean().default(true),
-  disableBiasLinear: z.boolean().default(true),
-  tokenizerType: tokenizerTypeSchema.default('PretrainedFromHF'),
-  hfModelType: nonEmpty.default('llama2'),
-});
-export type Architecture = z.infer<typeof architectureSchema>;
+import { architectureSchema } from '../frameworks/modellink/architecture.ts';
+export { architectureSchema, type Architecture } from '../frameworks/modellink/architecture.ts';
 
 export const modellinkSchema = z.strictObject({
   /** ModelLink checkout on every node; commands run with it as working directory, as its scripts do. */
   root: nonEmpty,
+  /** Which framework the checkout is: ModelLink (the default) or its successor MindSpeed-LLM. */
+  flavour: z.enum(FLAVOURS).default('modellink'),
+  /** Its version (README, Framework versions): ModelLink d4feda79; MindSpeed-LLM 1.0.0 … 26.0.0 (default 2.3.0). */
+  version: nonEmpty.optional(),
+  /** The weight converter of every convert stage (one per pipeline: v1 and v2 must not be mixed); default by version and model. */
+  converter: z.enum(['convert_ckpt.py', 'convert_ckpt_v2.py']).optional(),
   python: nonEmpty.default('python'),
   /** torchrun, or an argv prefix such as ["python", "-m", "torch.distributed.launch"]. */
   launcher: z.union([nonEmpty, z.array(nonEmpty).min(1)]).default('torchrun'),
@@ -120,6 +96,9 @@ const modelSchema = z.strictObject({
   impl: z.enum(IMPLS).default('mcore'),
   tokenizer: nonEmpty.optional(),
 });
+
+/** evaluation.py's tasks across versions (which version has which: frameworks/, checked at validate). */
+export const EVALUATION_TASKS = ['mmlu', 'ceval', 'boolq', 'gsm8k', 'human_eval', 'bbh', 'agieval', 'cmmlu', 'mmlu_ppl', 'needlebench'] as const;
 
 /** A stage input: the name of an earlier stage (its output is used) or a path. */
 const reference = nonEmpty;
@@ -271,6 +250,13 @@ const trainingFields = {
     .regex(/^\d+,\d+,\d+$/, 'expected "train,valid,test" such as "949,50,1"')
     .optional(),
   logThroughput: z.boolean().default(true),
+  /**
+   * --ckpt-format on Megatron core_v0.12.1 (MindSpeed-LLM 2.2.0 on), whose default torch_dist linkflow
+   * does not resume from: linkflow passes torch unless torch_dist is asked for here.
+   */
+  checkpointFormat: z.enum(['torch', 'torch_dist']).optional(),
+  /** --async-save: with checkpointFormat torch_dist, pretraining only. */
+  asyncSave: z.boolean().default(false),
   /** TensorBoard events in <stage>/tensorboard, one directory for all attempts (plan/tracking.ts); false turns them off. */
   tensorboard: z.boolean().default(true),
   /** Megatron's W&B logging: one run per stage that every attempt appends to (its id in WANDB_RUN_ID). Put WANDB_API_KEY in secretEnv. */
@@ -304,6 +290,18 @@ const finetuneStage = z.strictObject({
   lora: loraSchema.optional(),
 });
 
+/** Direct preference optimisation on pairwise data (chosen/rejected), where the framework version has it. */
+const dpoStage = z.strictObject({
+  ...trainingFields,
+  kind: z.literal('dpo'),
+  promptType: nonEmpty.optional(),
+  lora: loraSchema.optional(),
+  /** --dpo-loss-type (default sigmoid, as the example scripts). */
+  lossType: z.enum(['sigmoid', 'hinge', 'ipo']).default('sigmoid'),
+  /** --dpo-beta (the framework's default 0.1 when unset). */
+  beta: positiveNumber.optional(),
+});
+
 const evaluateStage = z.strictObject({
   ...stageBase,
   kind: z.literal('evaluate'),
@@ -311,7 +309,7 @@ const evaluateStage = z.strictObject({
   tasks: z
     .array(
       z.strictObject({
-        name: z.enum(['mmlu', 'ceval', 'boolq', 'gsm8k', 'human_eval', 'bbh', 'agieval']),
+        name: z.enum(EVALUATION_TASKS),
         dataPath: nonEmpty,
       }),
     )
@@ -355,9 +353,9 @@ const inferenceStage = z.strictObject({
   kvCache: z.boolean().default(true),
 });
 
-const stageSchema = z.discriminatedUnion('kind', [preprocessStage, convertStage, pretrainStage, finetuneStage, evaluateStage, inferenceStage], {
+const stageSchema = z.discriminatedUnion('kind', [preprocessStage, convertStage, pretrainStage, finetuneStage, dpoStage, evaluateStage, inferenceStage], {
   error: (issue) =>
-    issue.code === 'invalid_union' ? 'expected kind to be one of preprocess | convert | pretrain | finetune | evaluate | inference' : undefined,
+    issue.code === 'invalid_union' ? 'expected kind to be one of preprocess | convert | pretrain | finetune | dpo | evaluate | inference' : undefined,
 });
 
 export const pipelineSpecSchema = z.strictObject({
@@ -410,9 +408,10 @@ export type ConvertStage = z.infer<typeof convertStage>;
 export type WeightFormat = z.infer<typeof weightFormat>;
 export type PretrainStage = z.infer<typeof pretrainStage>;
 export type FinetuneStage = z.infer<typeof finetuneStage>;
+export type DpoStage = z.infer<typeof dpoStage>;
 export type EvaluateStage = z.infer<typeof evaluateStage>;
 export type InferenceStage = z.infer<typeof inferenceStage>;
-export type TrainingStage = PretrainStage | FinetuneStage;
+export type TrainingStage = PretrainStage | FinetuneStage | DpoStage;
 
 export interface SpecProblem {
   path: string;

@@ -25,6 +25,7 @@ import {
 import { getPreset } from '../frameworks/modellink/presets.ts';
 import { parseLogLine } from '../frameworks/modellink/training-log.ts';
 import { loadSuiteFile, parseSuiteText } from '../benchmark/suite-file.ts';
+import { planBenchmarkCase } from '../benchmark/plan.ts';
 import { ROOT } from '../testkit/specs.ts';
 
 const REFERENCE = path.join(ROOT, 'reference', 'modellink', 'seed-performance.json');
@@ -133,6 +134,28 @@ describe('suite file', () => {
     if (!bad.ok) expect(bad.problems[0].path).toMatch(/^suite\.yaml:\d+$/);
     const json = parseSuiteText('{"name": "n", "iterations": {"measured": 0}}', 'suite.json');
     expect(!json.ok && json.problems).toEqual([{ path: 'iterations.measured', message: 'expected a positive integer' }]);
+  });
+
+  it('cases can name the framework version, so two versions run the same model side by side with their own histories', () => {
+    const suite = suiteSchema.parse({
+      name: 'versions',
+      rows: [],
+      modellink: { root: '/opt/MindSpeed-LLM-2.3.0', flavour: 'mindspeed-llm', version: '2.3.0' },
+      cases: [
+        { preset: 'llama2-7b', framework: { flavour: 'mindspeed-llm', version: '2.3.0' } },
+        { preset: 'llama2-7b', framework: { flavour: 'mindspeed-llm', version: '26.0.0', root: '/opt/MindSpeed-LLM-26.0.0' } },
+      ],
+    });
+    const [a, b] = suite.cases.map(caseFromSuiteCase);
+    expect([a.id, b.id]).toEqual(['llama2-7b-seq4k-mcore-1x8-bf16-msl2.3.0', 'llama2-7b-seq4k-mcore-1x8-bf16-msl26.0.0']);
+    const [pa, pb] = [a, b].map((c) => planBenchmarkCase(suite, c, { runDir: '/tmp/bench/run' }));
+    if (!pa.ok || !pb.ok) throw new Error('not planned');
+    expect([pa.plan.framework, pb.plan.framework]).toEqual([
+      { flavour: 'mindspeed-llm', version: '2.3.0' },
+      { flavour: 'mindspeed-llm', version: '26.0.0' },
+    ]);
+    expect([pa.plan.stages[0].cwd, pb.plan.stages[0].cwd]).toEqual(['/opt/MindSpeed-LLM-2.3.0', '/opt/MindSpeed-LLM-26.0.0']);
+    expect(pb.plan.stages[0].args).toContainEqual(['--ckpt-format', 'torch']);
   });
 
   it('an added case takes the preset’s published layout and the overrides given', () => {

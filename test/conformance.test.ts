@@ -8,85 +8,18 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { Arg } from '../frameworks/modellink/args.ts';
-import { importScript, MANAGED_OUTPUT_FLAGS, normalizeValue, renderStage } from '../import/import-script.ts';
-import type { ParsedScript } from '../import/shell-script.ts';
+import { difference, type Example } from '../testkit/conformance.ts';
 import { ROOT } from '../testkit/specs.ts';
 
-interface Example {
-  script: string;
-  kind: string;
-  entrypoint: string;
-  launcher: string;
-  distributed: Record<string, number | string | null>;
-  env: Record<string, string>;
-  sources: string[];
-  args: Arg[];
-  placeholders: Record<string, unknown>;
-  issues?: string[];
-}
-
 const examples = JSON.parse(fs.readFileSync(path.join(ROOT, 'reference', 'modellink', 'examples.json'), 'utf8')) as { scripts: Example[] };
+
 const KINDS = ['pretrain', 'tune_full', 'tune_lora', 'convert', 'data_pretrain', 'data_instruction', 'data_other', 'evaluate', 'generate', 'chat'];
 const ML_ROOT = '/opt/ModelLink';
-
-function parsedOf(e: Example): ParsedScript {
-  return {
-    env: e.env,
-    sources: e.sources,
-    launcher: e.launcher,
-    distributed: e.distributed,
-    entrypoint: e.entrypoint,
-    args: e.args,
-    placeholders: {},
-    logFile: null,
-    warnings: [],
-    argv: [],
-    launcherOptions: [],
-    otherCommands: [],
-    commentedOutFlags: [],
-    orphanedArgs: [],
-  } as ParsedScript;
-}
-
-const multiset = (args: Arg[]) => args.map(([f, v]) => `${f} ${MANAGED_OUTPUT_FLAGS.has(f) ? '<output>' : normalizeValue(v, ML_ROOT)}`).sort();
-
-/** Why a render differs from its script ('' when it does not). */
-function difference(e: Example): { why: string; overrides: number } {
-  let imported;
-  try {
-    imported = importScript(parsedOf(e), { name: 'imported', root: ML_ROOT, scriptPath: e.script });
-  } catch (err) {
-    return { why: `import: ${(err as Error).message}`, overrides: -1 };
-  }
-  const r = renderStage(imported.spec, ML_ROOT);
-  if (!r.ok) return { why: `spec: ${r.problems.join('; ')}`, overrides: imported.overrides };
-  const s = r.stage;
-  if (path.basename(s.entrypoint) !== path.basename(e.entrypoint)) return { why: `entrypoint ${s.entrypoint}`, overrides: imported.overrides };
-  const wantArgs = multiset(e.args);
-  const gotArgs = multiset(s.args);
-  if (JSON.stringify(wantArgs) !== JSON.stringify(gotArgs)) {
-    const missing = wantArgs.filter((a) => !gotArgs.includes(a));
-    const extra = gotArgs.filter((a) => !wantArgs.includes(a));
-    return { why: `args: missing ${missing.slice(0, 3).join(', ')}; extra ${extra.slice(0, 3).join(', ')}`, overrides: imported.overrides };
-  }
-  if (JSON.stringify(Object.entries(s.env).sort()) !== JSON.stringify(Object.entries(e.env).sort()))
-    return { why: `env ${JSON.stringify(s.env)}`, overrides: imported.overrides };
-  if (e.launcher !== 'python') {
-    const launcher = s.launcher.join(' ');
-    if (!launcher.startsWith(e.launcher)) return { why: `launcher ${launcher}`, overrides: imported.overrides };
-    for (const [k, v] of Object.entries(e.distributed)) {
-      if (k === 'world_size' || v === null) continue;
-      const at = s.launcher.indexOf(`--${k}`);
-      if (at < 0 || s.launcher[at + 1] !== String(v)) return { why: `launcher --${k}: ${s.launcher[at + 1]} instead of ${v}`, overrides: imported.overrides };
-    }
-  }
-  return { why: '', overrides: imported.overrides };
-}
+const MODELLINK = { flavour: 'modellink', version: 'd4feda79' } as const;
 
 describe('examples.json conformance', () => {
   const scripts = examples.scripts.filter((e) => KINDS.includes(e.kind));
-  const results = scripts.map((e) => ({ e, ...difference(e) }));
+  const results = scripts.map((e) => ({ e, ...difference(e, ML_ROOT, MODELLINK) }));
 
   it('renders every script of the presets the way ModelLink wrote it (broken-as-written scripts aside)', () => {
     const lines: string[] = [];

@@ -547,7 +547,8 @@ ASCEND_RT_VISIBLE_DEVICES=0,1 python -m torch.distributed.launch $DISTRIBUTED_AR
       ['--z', `$(touch ${marker}.d)`],
     ]);
     expect(p.placeholders).toEqual({ X: `$(touch ${marker}.a)`, Y: `\`touch ${marker}.b\`` });
-    const source = fs.readFileSync(path.join(ROOT, 'import', 'shell-script.ts'), 'utf8');
+    const parser = ['shell-script.ts', ...fs.readdirSync(path.join(ROOT, 'import', 'shell')).map((f) => path.join('shell', f))];
+    const source = parser.map((f) => fs.readFileSync(path.join(ROOT, 'import', f), 'utf8')).join('\n');
     expect(source).not.toMatch(/child_process|node:vm|\beval\(|new Function/);
   });
 

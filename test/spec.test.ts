@@ -94,7 +94,7 @@ describe('pipeline spec validation', () => {
     const spec = fiveStageSpec('bad', '/tmp/ws');
     (spec.stages[3] as Record<string, unknown>).args = { '--use-fused-rmsnorm': true, '--bogus-flag': 1 };
     expect(problemsOf(spec)).toEqual([
-      "stages[3].args.--bogus-flag: --bogus-flag is not a flag of ModelLink's pretrain_gpt.py; set allowUnknownFlags: true if your ModelLink version has it",
+      "stages[3].args.--bogus-flag: --bogus-flag is not a flag of ModelLink d4feda79's pretrain_gpt.py; set allowUnknownFlags: true if your checkout has it",
     ]);
     (spec.stages[3] as Record<string, unknown>).allowUnknownFlags = true;
     expect(planPipeline(spec, { baseDir: '/tmp' }).ok).toBe(true);

@@ -56,3 +56,42 @@ export function writeSpec(dir: string, spec: RawSpec, file = 'pipeline.yaml'): s
   fs.writeFileSync(p, file.endsWith('.json') ? JSON.stringify(spec, null, 2) : YAML.stringify(spec));
   return p;
 }
+
+/** A spec made to drive another framework version (its emulator root, when given, replaces modellink.root). */
+export function onFramework(spec: RawSpec, flavour: 'modellink' | 'mindspeed-llm', version?: string, root?: string): RawSpec {
+  const modellink = spec.modellink as Record<string, unknown>;
+  return { ...spec, modellink: { ...modellink, flavour, ...(version ? { version } : {}), ...(root ? { root } : {}) } };
+}
+
+/** DPO: pairwise preprocessing (AlpacaStylePairwiseHandler), HF → mcore, DPO from the converted weights, evaluation. */
+export function dpoSpec(name: string, workspace: string, opts: { trainIters?: number; saveInterval?: number; dpoEnv?: Record<string, string> } = {}): RawSpec {
+  const base = fiveStageSpec(name, workspace);
+  return {
+    ...base,
+    stages: [
+      {
+        name: 'pairs',
+        kind: 'preprocess',
+        input: path.join(DEMO, 'pairwise.jsonl'),
+        handler: 'AlpacaStylePairwiseHandler',
+        promptType: 'llama2',
+        // MindSpeed-LLM docs/pytorch/solutions/finetune/datasets/pairwise_dataset.md: orca_dpo_pairs style.
+        mapKeys: { prompt: 'question', query: '', system: 'system' },
+      },
+      { name: 'weights', kind: 'convert', from: path.join(DEMO, 'hf-tiny') },
+      {
+        name: 'dpo',
+        kind: 'dpo',
+        data: 'pairs',
+        load: 'weights',
+        trainIters: opts.trainIters ?? 20,
+        saveInterval: opts.saveInterval ?? 10,
+        globalBatchSize: 8,
+        promptType: 'llama2',
+        noProgressTimeout: '60s',
+        env: opts.dpoEnv ?? {},
+      },
+      { name: 'evaluate', kind: 'evaluate', load: 'dpo', tasks: [{ name: 'mmlu', dataPath: path.join(DEMO, 'mmlu', 'test') }] },
+    ],
+  };
+}

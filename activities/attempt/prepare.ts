@@ -57,8 +57,9 @@ export async function prepareAttempt(ctx: Context, input: AttemptInput, logFile:
   let resumeNote: string | undefined;
   let loadedFrom: number | undefined;
   if (savesCheckpoints(stage)) {
-    const { args: resumed, point } = planResume(stage, logFile);
+    const { args: resumed, point, warmRestart } = planResume(stage, logFile);
     args = resumed;
+    if (warmRestart) resumeNote = warmRestart;
     if (point.kind === 'tracker' && point.iteration === stage.training!.trainIters) {
       // Training already reached the end (the previous run stopped before its manifest): nothing to redo.
       return {
@@ -213,10 +214,14 @@ function checkInputs(stage: StagePlan, logFile: string): void {
  * ModelLink's Megatron→HF saver reads the original HF model from --save-dir and writes mg2hf/
  * into it. The user's HF directory stays untouched: the stage gets its own directory of links.
  */
-function linkHfView(view: { from: string; dir: string }): void {
+/** The weight files of a HF directory: a view for convert_ckpt_v2.py leaves them out, since it writes its own under the same names. */
+const HF_WEIGHTS = /\.(safetensors|bin|pt|pth)$|^(model\.safetensors|pytorch_model\.bin)\.index\.json$/;
+
+function linkHfView(view: { from: string; dir: string; weights?: false }): void {
   fs.mkdirSync(view.dir, { recursive: true });
   for (const entry of fs.readdirSync(view.from)) {
     if (entry === 'mg2hf') continue;
+    if (view.weights === false && HF_WEIGHTS.test(entry)) continue;
     const link = path.join(view.dir, entry);
     if (!fs.existsSync(link)) fs.symlinkSync(path.join(view.from, entry), link);
   }

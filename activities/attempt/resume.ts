@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describeLayout, iterationDirName, loraResumeView, TRACKER_FILE, type ResumePoint } from '../../frameworks/modellink/checkpoint.ts';
 import { findResumePoint, missingShards, readTracker } from '../checkpoints.ts';
-import { resumeArgs } from '../../frameworks/modellink/commands.ts';
+import { resumeArgs, warmLoraResumeArgs } from '../../frameworks/modellink/commands.ts';
 import type { StagePlan } from '../../plan/plan.ts';
 import { fail } from './common.ts';
 
@@ -74,12 +74,17 @@ function loraLoadView(stage: StagePlan, iteration: number, loraDir: string, logF
   return view;
 }
 
-export function planResume(stage: StagePlan, logFile: string): { args: StagePlan['args']; point: ResumePoint } {
+export function planResume(stage: StagePlan, logFile: string): { args: StagePlan['args']; point: ResumePoint; warmRestart?: string } {
   const training = stage.training!;
   const point = findResumePoint(training.saveDir, training);
   if (point.kind === 'none') return { args: stage.args, point };
   // The checkpoint --load (or, for LoRA, --lora-load) resumes: the save directory, or a view of an older complete iteration.
   const dir = point.kind === 'tracker' ? training.saveDir : resumeView(stage, point.iteration);
+  if (training.lora && training.loraResume === 'warm') {
+    // MindSpeed-LLM resumes LoRA only as a warm restart (frameworks/mindspeed-llm/framework.ts loraResume).
+    const warmRestart = `LoRA warm restart from ${iterationDirName(point.iteration)}: the LoRA weights continue, the iteration count, optimizer and learning-rate schedule start again (MindSpeed-LLM cannot resume a LoRA run's optimizer)`;
+    return { args: warmLoraResumeArgs(stage.args, dir), point, warmRestart };
+  }
   if (training.lora && training.loraBase !== undefined && point.iteration !== 'release') {
     return { args: resumeArgs(stage.args, dir, true, loraLoadView(stage, point.iteration, training.saveDir, logFile)), point };
   }

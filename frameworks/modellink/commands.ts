@@ -11,8 +11,10 @@ import type { ArgOverrides, ConvertStage, EvaluateStage, InferenceStage, Pipelin
 import { DETERMINISTIC_ENV, featureArgs, type Features } from './features.ts';
 import flagNames from './flag-names.json' with { type: 'json' };
 import { pythonLaunch, renderLaunch, torchrunLaunch, type Launch, type TorchrunLaunch } from '../launch.ts';
+import { FIRST_LOAD_ONLY_FLAGS } from '../dialect.ts';
+import type { Entrypoint } from '../framework.ts';
 
-export type Entrypoint = 'pretrain_gpt.py' | 'preprocess_data.py' | 'convert_ckpt.py' | 'evaluation.py' | 'inference.py';
+export type { Entrypoint } from '../framework.ts';
 
 export interface Command {
   entrypoint: Entrypoint;
@@ -26,6 +28,7 @@ const knownFlags: Record<string, ReadonlySet<string>> = Object.fromEntries(
   Object.entries(flagNames as Record<string, string[]>).map(([entry, names]) => [entry, new Set(names)]),
 );
 
+/** A flag of ModelLink's parsers (frameworks/index.ts: any version's, through its Framework). */
 export function isKnownFlag(entrypoint: Entrypoint, flag: string): boolean {
   return knownFlags[entrypoint]?.has(flag) ?? false;
 }
@@ -253,14 +256,12 @@ export interface TrainingPaths {
   loraLoad?: string;
 }
 
-/** Flags that only make sense when loading weights from elsewhere; an attempt resuming its own checkpoint drops them. */
-const FIRST_LOAD_ONLY_FLAGS = ['--finetune', '--no-load-optim', '--no-load-rng'] as const;
-
 export function buildTraining(spec: PipelineSpec, preset: Preset, stage: TrainingStage, paths: TrainingPaths): Command {
   const a = preset.architecture;
   const p = spec.parallel;
   const mcore = spec.model.impl === 'mcore';
-  const finetune = stage.kind === 'finetune';
+  // DPO trains on instruction-formatted pairs, as fine-tuning does (examples/mcore/llama2/dpo_llama2_7b_full_ptd.sh).
+  const finetune = stage.kind === 'finetune' || stage.kind === 'dpo';
   const lora = finetune ? stage.lora : undefined;
   const seqLength = stage.seqLength ?? a.seqLength;
   const lr = stage.lr ?? preset.training.lr;
@@ -276,7 +277,7 @@ export function buildTraining(spec: PipelineSpec, preset: Preset, stage: Trainin
     ...modelArgs(spec, preset, paths.tokenizer, { maxPositionEmbeddings: stage.maxPositionEmbeddings, tokenizerType: stage.tokenizerType }),
     ...(finetune ? ([['--tokenizer-not-use-fast', null]] as Arg[]) : []),
     ...(finetune && stage.promptType ? ([['--prompt-type', stage.promptType]] as Arg[]) : []),
-    ...(finetune ? ([['--variable-seq-lengths', null]] as Arg[]) : []),
+    ...(stage.kind === 'finetune' ? ([['--variable-seq-lengths', null]] as Arg[]) : []),
     ['--seq-length', num(seqLength)],
     ['--micro-batch-size', num(stage.microBatchSize)],
     ['--global-batch-size', num(stage.globalBatchSize)],
@@ -358,6 +359,18 @@ export function resumeArgs(args: Arg[], saveDir: string, lora: boolean, loraLoad
   if (at >= 0) return kept.map((arg, i) => (i === at ? (['--load', saveDir] as Arg) : arg));
   const saveAt = kept.findIndex(([f]) => f === '--save');
   return [...kept.slice(0, saveAt), ['--load', saveDir], ...kept.slice(saveAt)];
+}
+
+/**
+ * A LoRA attempt that resumes as a warm restart (MindSpeed-LLM: nothing there points the optimizer's
+ * state at --lora-load): the first attempt's command, with --lora-load at the newest LoRA checkpoint.
+ * The iteration count, optimizer and learning-rate schedule start again; the LoRA weights go on.
+ */
+export function warmLoraResumeArgs(args: Arg[], loraDir: string): Arg[] {
+  const withoutLoraLoad = args.filter(([f]) => f !== '--lora-load');
+  const at = withoutLoraLoad.findIndex(([f]) => f === '--lora-target-modules');
+  const loraLoad: Arg = ['--lora-load', loraDir];
+  return at >= 0 ? [...withoutLoraLoad.slice(0, at + 1), loraLoad, ...withoutLoraLoad.slice(at + 1)] : [...withoutLoraLoad, loraLoad];
 }
 
 export interface EvaluatePaths {

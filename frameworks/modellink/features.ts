@@ -9,7 +9,7 @@
  */
 import { z } from 'zod';
 import type { Arg } from './args.ts';
-import { positiveInt } from '../../spec/schema-parts.ts';
+import { positiveInt } from '../schema.ts';
 
 export const parallelSchema = z.strictObject({
   tp: positiveInt.default(1),
@@ -87,6 +87,22 @@ export const highAvailabilitySchema = z.strictObject({
   enabled: z.boolean().default(true),
   /** --enable-optimizer-state-local-copy: keeps the previous step's optimizer state; only with `enabled`. */
   optimizerStateLocalCopy: z.boolean().default(false),
+  /** MindSpeed-LLM --enable-hbmfault-repair: an uncorrectable HBM error is repaired from the replica and the step re-run (UCE). */
+  hbmFaultRepair: z.boolean().default(false),
+  /** MindSpeed-LLM --enable-worker-reboot: a faulty node's processes restart and rejoin (ARF). */
+  workerReboot: z.boolean().default(false),
+  /** MindSpeed-LLM 2.2.0+ --distributed-optimizer-no-replica: no replica optimizer; repairs reload the last checkpoint. */
+  noReplica: z.boolean().default(false),
+  /** MindSpeed-LLM 2.2.0+ --enable-elastic-training: scale in by data-parallel domains, out again later. */
+  elasticTraining: z.boolean().default(false),
+  /**
+   * HIGH_AVAILABILITY (MindSpeed-LLM 2.2.0+, what ascend-operator injects from recover-strategy):
+   * dump → HA, retry → + hbmfault repair, recover → + worker reboot, elastic-training → + elastic.
+   */
+  strategies: z
+    .array(z.enum(['dump', 'retry', 'recover', 'elastic-training']))
+    .min(1)
+    .optional(),
 });
 
 /** The feature sections of a spec, as the builders see them after defaults. */
@@ -159,6 +175,10 @@ export const FEATURE_FLAGS: readonly FeatureFlag[] = [
   { section: 'profiling', key: 'savePath', flag: '--profile-save-path', kind: 'string' },
   { section: 'highAvailability', key: 'enabled', flag: '--enable-high-availability', kind: 'bool' },
   { section: 'highAvailability', key: 'optimizerStateLocalCopy', flag: '--enable-optimizer-state-local-copy', kind: 'bool' },
+  { section: 'highAvailability', key: 'hbmFaultRepair', flag: '--enable-hbmfault-repair', kind: 'bool' },
+  { section: 'highAvailability', key: 'workerReboot', flag: '--enable-worker-reboot', kind: 'bool' },
+  { section: 'highAvailability', key: 'noReplica', flag: '--distributed-optimizer-no-replica', kind: 'bool' },
+  { section: 'highAvailability', key: 'elasticTraining', flag: '--enable-elastic-training', kind: 'bool' },
 ];
 
 const DETERMINISTIC_FLAG = '--use-deter-comp';
@@ -204,4 +224,20 @@ export function mcoreOnlyInUse(features: Features): { path: string; flag: string
     if (section && toArg(f, section[f.key])) out.push({ path: `${f.section}.${f.key}`, flag: f.flag });
   }
   return out;
+}
+
+const SECTION_SCHEMAS = {
+  parallel: parallelSchema,
+  memory: memorySchema,
+  kernels: kernelsSchema,
+  communication: communicationSchema,
+  moe: moeSchema,
+  profiling: profilingSchema,
+  highAvailability: highAvailabilitySchema,
+} as const;
+
+/** Whether a typed option takes this value (an imported script may pass a value only a newer version knows). */
+export function acceptsValue(f: FeatureFlag, value: unknown): boolean {
+  const field = (SECTION_SCHEMAS[f.section].shape as Record<string, z.ZodType>)[f.key];
+  return field !== undefined && field.safeParse(value).success;
 }

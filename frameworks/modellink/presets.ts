@@ -9,8 +9,8 @@
  */
 import { z } from 'zod';
 import { float, num, type Arg } from './args.ts';
-import { IMPLS, PARAMS_DTYPES } from '../../spec/schema-parts.ts';
-import { architectureSchema, type Architecture } from '../../spec/spec.ts';
+import { IMPLS, PARAMS_DTYPES } from '../schema.ts';
+import { architectureSchema, type Architecture } from './architecture.ts';
 import presetData from './presets.json' with { type: 'json' };
 
 export type Impl = (typeof IMPLS)[number];

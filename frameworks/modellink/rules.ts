@@ -172,6 +172,32 @@ export function checkStageRules(spec: PipelineSpec, preset: Preset, stage: Stage
 }
 
 /**
+ * MindSpeed-LLM 2.1.0 on: each task reads the last --task-data-path whatever its name (2.3.0
+ * evaluation.py#L198-199), so the tasks of one stage must share one path; mmlu_ppl keeps the last path
+ * containing "mmlu" (#L248).
+ */
+export function checkLastDataPath(framework: string, tasks: readonly { name: string; dataPath: string }[], specPath: string, problems: Problems): void {
+  const paths = [...new Set(tasks.map((t) => t.dataPath).filter((p) => p !== '' && !p.includes('${')))];
+  if (paths.length > 1)
+    problems.push({
+      path: `${specPath}.tasks`,
+      message: `${framework}'s evaluation.py reads every task from the last --task-data-path (${paths.at(-1)}): give each task its own evaluate stage`,
+    });
+  tasks.forEach((t, i) => {
+    if (t.name === 'mmlu_ppl' && t.dataPath !== '' && !t.dataPath.includes('${') && !t.dataPath.includes('mmlu'))
+      problems.push({
+        path: `${specPath}.tasks[${i}].dataPath`,
+        message: `${framework}'s mmlu_ppl reads the last data path containing "mmlu"; ${t.dataPath} does not`,
+      });
+  });
+}
+
+/** The task whose score line a task prints: MindSpeed-LLM's mmlu_ppl.py logs `mmlu acc = a/b=c` (eval_impl/mmlu_ppl.py l. 82). */
+export function scoreLineTask(task: string): string {
+  return task === 'mmlu_ppl' ? 'mmlu' : task;
+}
+
+/**
  * ModelLink's evaluation.py picks each task's data directory by name: for a task in --task it takes
  * the last --task-data-path entry whose path contains the task's name (`if 'mmlu' in path`, one
  * function per task, d4feda79 evaluation.py l. 176-312), and silently skips the task when there is
@@ -182,6 +208,15 @@ export function checkEvaluationDataPaths(tasks: readonly { name: string; dataPat
     const path = `${specPath}.tasks[${i}].dataPath`;
     // Unresolved (reported where it was resolved), or a ${NAME} placeholder left for the user to fill in.
     if (task.dataPath === '' || task.dataPath.includes('${')) return;
+    // MindSpeed-LLM evaluation.py needlebench(): the last --task-data-path, whatever its name.
+    if (task.name === 'needlebench') {
+      if (i !== tasks.length - 1)
+        problems.push({ path, message: "MindSpeed-LLM's evaluation.py reads needlebench from the last data path: put the needlebench task last" });
+      return;
+    }
+    // mmlu_ppl(): the last path containing 'mmlu'.
+    const name = task.name === 'mmlu_ppl' ? 'mmlu' : task.name;
+    task = { ...task, name };
     if (!task.dataPath.includes(task.name)) {
       problems.push({
         path,

@@ -31,7 +31,8 @@ export type LogEvent =
 const ITERATION = /iteration\s+(\d+)\/\s*(\d+)\s*\|/;
 const FIELD = /\s*([^|:]+?):\s+([^|]+?)\s*\|/g;
 const SAVING = /saving checkpoint at iteration\s+(\d+) to (.+?) in \S+ format/;
-const SAVED = /successfully saved checkpoint at iteration\s+(\d+) to (.+?)\s*$/;
+/** Megatron core_r0.6.0 says `at iteration`; MindSpeed-LLM 2.1.0 on (core_r0.8.0, core_v0.12.1 checkpointing.py) `from iteration`. */
+const SAVED = /successfully saved checkpoint (?:at|from) iteration\s+(\d+) to (.+?)\s*$/;
 const LOADING = /^\s*loading (?:distributed )?checkpoint from (.+?) at iteration (\d+)/;
 const LOADING_RELEASE = /^\s*loading release (?:distributed )?checkpoint from (.+?)\s*$/;
 const LOADED = /successfully loaded (?:distributed )?checkpoint from (.+?) \[.*\] at iteration (\d+)/;
@@ -41,10 +42,14 @@ const NO_CHECKPOINT = /WARNING: could not find the metadata file/;
  * ceval, boolq, gsm8k, bbh, with Python's str of the fraction), agi_eval.py's `AGIEval acc = %d/%d=%e`.
  * The per-subject lines of bbh and agieval (`<subject> acc = ...`) are not results of a task.
  */
-const EVAL = /\b(mmlu|ceval|boolq|gsm8k|bbh|AGIEval) acc = (\d+)\/(\d+)=([0-9.eE+-]+|nan|inf)/;
-/** The spec's task name for each summary line's spelling. */
-const EVAL_TASK: Record<string, string> = { mmlu: 'mmlu', ceval: 'ceval', boolq: 'boolq', gsm8k: 'gsm8k', bbh: 'bbh', AGIEval: 'agieval' };
+const EVAL = /\b(mmlu|cmmlu|ceval|boolq|gsm8k|bbh|AGIEval) acc = (\d+)\/(\d+)=([0-9.eE+-]+|nan|inf)/;
+/** The spec's task name for each summary line's spelling (MindSpeed-LLM's mmlu_ppl.py prints the mmlu line too). */
+const EVAL_TASK: Record<string, string> = { mmlu: 'mmlu', cmmlu: 'cmmlu', ceval: 'ceval', boolq: 'boolq', gsm8k: 'gsm8k', bbh: 'bbh', AGIEval: 'agieval' };
+/** MindSpeed-LLM's needlebench_eval.py: `needlebench acc = {correct}/{total}`, no fraction. */
+const NEEDLEBENCH = /\bneedlebench acc = (\d+)\/(\d+)\s*$/;
 const HUMAN_EVAL = /^(?:INFO:[^:]*:)?acc = \{?([0-9.eE+-]+)\}?\s*$/;
+/** MindSpeed-LLM's human_eval.py with its pass@k scorer: `Human Eval accuracy = {pass@1}`. */
+const HUMAN_EVAL_ACCURACY = /\bHuman Eval accuracy = ([0-9.eE+-]+)\s*$/;
 const PREPROCESS = /Processed (\d+) documents/;
 
 /** Megatron prints losses with {:.6E}; Python spells non-finite values nan/NAN/inf/INF. */
@@ -85,7 +90,15 @@ export function parseLogLine(line: string): LogEvent | undefined {
   if ((m = LOADING_RELEASE.exec(line))) return { type: 'checkpoint-loading', dir: m[1], iteration: 'release' };
   if (NO_CHECKPOINT.test(line)) return { type: 'no-checkpoint' };
   if ((m = EVAL.exec(line))) return { type: 'eval-result', task: EVAL_TASK[m[1]], correct: Number(m[2]), total: Number(m[3]), accuracy: parseNumber(m[4]) };
-  if ((m = HUMAN_EVAL.exec(line))) return { type: 'human-eval-result', accuracy: Number(m[1]) };
+  if ((m = NEEDLEBENCH.exec(line)))
+    return {
+      type: 'eval-result',
+      task: 'needlebench',
+      correct: Number(m[1]),
+      total: Number(m[2]),
+      accuracy: Number(m[2]) > 0 ? Number(m[1]) / Number(m[2]) : NaN,
+    };
+  if ((m = HUMAN_EVAL.exec(line)) || (m = HUMAN_EVAL_ACCURACY.exec(line))) return { type: 'human-eval-result', accuracy: Number(m[1]) };
   if ((m = PREPROCESS.exec(line))) return { type: 'preprocess-progress', documents: Number(m[1]) };
   return undefined;
 }

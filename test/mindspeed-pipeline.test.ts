@@ -1,0 +1,155 @@
+/**
+ * The demo pipeline and a DPO pipeline as MindSpeed-LLM 2.3.0 runs them (the emulator's
+ * roots/mindspeed-llm-2.3.0), each crashing once and resuming, on a real Temporal dev server; and the
+ * dying-gasp checkpoint of high availability, written between save intervals, resumed from.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEMO, dpoSpec, EMULATOR, fiveStageSpec, onFramework, tempDir, writeSpec, type RawSpec } from '../testkit/specs.ts';
+import { runSpec, startTestTemporal, type TestTemporal } from '../testkit/temporal.ts';
+
+const ROOT_230 = path.join(EMULATOR, 'roots', 'mindspeed-llm-2.3.0');
+
+let t: TestTemporal;
+beforeAll(async () => {
+  t = await startTestTemporal();
+});
+afterAll(async () => {
+  await t?.stop();
+});
+
+function on230(spec: RawSpec): RawSpec {
+  return onFramework(spec, 'mindspeed-llm', '2.3.0', ROOT_230);
+}
+
+function withStageEnv(spec: RawSpec, stage: string, env: Record<string, string>): RawSpec {
+  return { ...spec, stages: spec.stages.map((s) => (s.name === stage ? { ...s, env: { ...(s.env as Record<string, string>), ...env } } : s)) };
+}
+
+describe('MindSpeed-LLM 2.3.0 on the emulator', () => {
+  it('runs the demo pipeline (fine-tuning through posttrain_gpt.py --stage sft); a crash in fine-tuning resumes from its checkpoint', async () => {
+    const dir = tempDir('msl-demo');
+    const spec = withStageEnv(on230(fiveStageSpec('msl-demo', path.join(dir, 'ws'), { trainIters: 20, saveInterval: 10 })), 'finetune', {
+      MLEMU_FAULTS: 'crash@15',
+    });
+    const { state, failure } = await runSpec(t, writeSpec(dir, spec));
+    expect(state.status, failure).toBe('succeeded');
+    const finetune = state.stages.find((s) => s.name === 'finetune')!;
+    expect(finetune.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
+    expect(finetune.attempts[1].loadedIteration).toBe(10);
+    // MindSpeed-LLM's save line (`successfully saved checkpoint from iteration`) is read as a save.
+    expect(finetune.attempts[0].timings?.saves).toBe(1);
+    const log = fs.readFileSync(finetune.attempts[1].logFile!, 'utf8');
+    // The resume dropped --finetune, --no-load-optim and --no-load-rng and loaded its own save directory.
+    const argv = JSON.parse(/^# argv: (.*)$/m.exec(log)![1]) as string[];
+    expect(argv).toEqual(expect.arrayContaining(['posttrain_gpt.py', '--stage', 'sft', '--ckpt-format', 'torch']));
+    expect(argv).not.toContain('--finetune');
+    expect(argv).not.toContain('--no-load-optim');
+    expect(log).toMatch(/successfully loaded checkpoint from .* at iteration 10/);
+    expect(finetune.finalIteration).toBe(20);
+    const evaluate = state.stages.find((s) => s.name === 'evaluate')!;
+    expect(JSON.parse(fs.readFileSync(evaluate.output, 'utf8')).results[0]).toMatchObject({ task: 'mmlu' });
+  });
+
+  it('runs a DPO pipeline (pairwise preprocessing, posttrain_gpt.py --stage dpo); a crash resumes from its checkpoint', async () => {
+    const dir = tempDir('msl-dpo');
+    const spec = on230(dpoSpec('msl-dpo', path.join(dir, 'ws'), { trainIters: 20, saveInterval: 10, dpoEnv: { MLEMU_FAULTS: 'crash@13' } }));
+    const { state, failure } = await runSpec(t, writeSpec(dir, spec));
+    expect(state.status, failure).toBe('succeeded');
+    const pairs = state.stages.find((s) => s.name === 'pairs')!;
+    for (const side of ['chosen', 'rejected'])
+      for (const part of ['input_ids', 'labels']) expect(fs.existsSync(`${pairs.output}_packed_${side}_${part}_document.bin`)).toBe(true);
+    const dpo = state.stages.find((s) => s.name === 'dpo')!;
+    expect(dpo.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
+    expect(dpo.attempts[1].loadedIteration).toBe(10);
+    expect(dpo.finalIteration).toBe(20);
+  });
+
+  it('resumes LoRA fine-tuning as a warm restart (said in its attempt) and exports the model back to HF with the LoRA merged', async () => {
+    const dir = tempDir('msl-lora');
+    const base = on230(fiveStageSpec('msl-lora', path.join(dir, 'ws'), { trainIters: 20, saveInterval: 10 }));
+    const spec = withStageEnv(base, 'finetune', { MLEMU_FAULTS: 'crash@15' });
+    spec.stages = [
+      ...spec.stages.slice(0, 4).map((s) => (s.name === 'pretrain' ? { ...s, trainIters: 10 } : s)),
+      { ...spec.stages[4], lora: { r: 8, alpha: 16 } },
+      { name: 'export', kind: 'convert', from: 'pretrain', to: 'hf', hfDir: path.join(DEMO, 'hf-tiny'), lora: { load: 'finetune' } },
+    ];
+    const { state, failure } = await runSpec(t, writeSpec(dir, spec));
+    expect(state.status, failure).toBe('succeeded');
+    const finetune = state.stages.find((s) => s.name === 'finetune')!;
+    expect(finetune.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
+    expect(finetune.attempts[1].resumeNote).toMatch(
+      /^LoRA warm restart from iter_0000010: the LoRA weights continue, the iteration count, optimizer and learning-rate schedule start again/,
+    );
+    const argv = JSON.parse(/^# argv: (.*)$/m.exec(fs.readFileSync(finetune.attempts[1].logFile!, 'utf8'))![1]) as string[];
+    expect(argv).toContain('--finetune');
+    expect(argv[argv.indexOf('--lora-load') + 1]).toBe(finetune.output);
+    const exported = state.stages.find((s) => s.name === 'export')!;
+    expect(exported.output).toMatch(/export\/hf\/mg2hf$/);
+    // Both directions by one converter, recorded with the version in each stage's manifest.
+    for (const name of ['weights', 'export']) {
+      const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'ws', 'msl-lora', name, 'manifest.json'), 'utf8'));
+      expect(manifest).toMatchObject({ framework: { flavour: 'mindspeed-llm', version: '2.3.0' }, converter: 'convert_ckpt.py' });
+    }
+    expect(fs.readdirSync(exported.output).some((f) => f.endsWith('.safetensors') || f.endsWith('.bin'))).toBe(true);
+  });
+
+  it.each(['1.0.0', '2.1.0', '26.0.0'])('MindSpeed-LLM %s runs the demo pipeline too, a fine-tuning crash resumed', async (version) => {
+    const dir = tempDir(`msl-demo-${version}`);
+    const root = path.join(EMULATOR, 'roots', `mindspeed-llm-${version}`);
+    const spec = withStageEnv(
+      onFramework(fiveStageSpec('msl-demo', path.join(dir, 'ws'), { trainIters: 20, saveInterval: 10 }), 'mindspeed-llm', version, root),
+      'finetune',
+      {
+        MLEMU_FAULTS: 'crash@15',
+      },
+    );
+    const { state, failure } = await runSpec(t, writeSpec(dir, spec));
+    expect(state.status, failure).toBe('succeeded');
+    const finetune = state.stages.find((s) => s.name === 'finetune')!;
+    expect(finetune.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
+    expect(finetune.attempts[1].loadedIteration).toBe(10);
+    expect(finetune.finalIteration).toBe(20);
+  });
+
+  it('fails an evaluation that logged its exception and exited 0, with the logged error in its excerpt', async () => {
+    const dir = tempDir('msl-eval');
+    const base = on230(fiveStageSpec('msl-eval', path.join(dir, 'ws')));
+    // A file where the task's data directory should be: MmluEval's os.listdir raises, evaluation.py logs it and exits 0.
+    const spec: RawSpec = {
+      ...base,
+      stages: [
+        base.stages[2],
+        { name: 'evaluate', kind: 'evaluate', load: 'weights', maxAttempts: 1, tasks: [{ name: 'mmlu', dataPath: path.join(DEMO, 'alpaca.jsonl') }] },
+      ],
+    };
+    const { state } = await runSpec(t, writeSpec(dir, spec));
+    expect(state.status).toBe('failed');
+    const evaluate = state.stages.find((s) => s.name === 'evaluate')!;
+    expect(evaluate.attempts).toHaveLength(1);
+    expect(evaluate.attempts[0].reason).toMatch(/evaluation printed no result for mmlu/);
+    expect(fs.readFileSync(evaluate.attempts[0].logFile!, 'utf8')).toMatch(/Not a directory/);
+    expect(evaluate.attempts[0].excerpt?.join('\n')).toMatch(/Not a directory/);
+  });
+
+  it('resumes from the dying-gasp checkpoint high availability writes between save intervals', async () => {
+    const dir = tempDir('msl-ha');
+    const base = on230(fiveStageSpec('msl-ha', path.join(dir, 'ws'), { trainIters: 30, saveInterval: 10, pretrainEnv: { MLEMU_FAULTS: 'crash@17' } }));
+    const spec: RawSpec = {
+      ...base,
+      modellink: { ...(base.modellink as Record<string, unknown>), env: { MLEMU_ITER_TIME_MS: '15', MLEMU_MINDIO_TTP: '1' } },
+      cluster: { nodes: 1, devicesPerNode: 2 },
+      highAvailability: { enabled: true },
+      stages: base.stages.slice(0, 4).filter((s) => s.name !== 'sft-data'),
+    };
+    const { state, failure } = await runSpec(t, writeSpec(dir, spec));
+    expect(state.status, failure).toBe('succeeded');
+    const pretrain = state.stages.find((s) => s.name === 'pretrain')!;
+    expect(pretrain.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
+    // TTP saved the last finished iteration (16), not the last multiple of the save interval (10).
+    expect(pretrain.attempts[1].loadedIteration).toBe(16);
+    expect(fs.readdirSync(pretrain.output).filter((d) => d.endsWith('_tmp'))).toEqual([]);
+    expect(pretrain.finalIteration).toBe(30);
+  });
+});

@@ -1,0 +1,73 @@
+/** Importing an example script and rendering it back, compared with the script (test/conformance*.test.ts). */
+import path from 'node:path';
+import type { Arg } from '../frameworks/modellink/args.ts';
+import type { FrameworkChoice } from '../frameworks/index.ts';
+import { importScript, MANAGED_OUTPUT_FLAGS, normalizeValue, renderStage } from '../import/import-script.ts';
+import type { ParsedScript } from '../import/shell-script.ts';
+
+export interface Example {
+  script: string;
+  kind: string;
+  entrypoint: string;
+  launcher: string;
+  distributed: Record<string, number | string | null>;
+  env: Record<string, string>;
+  sources: string[];
+  args: Arg[];
+  placeholders: Record<string, unknown>;
+  issues?: string[];
+}
+
+export function parsedOf(e: Example): ParsedScript {
+  return {
+    env: e.env,
+    sources: e.sources,
+    launcher: e.launcher,
+    distributed: e.distributed,
+    entrypoint: e.entrypoint,
+    args: e.args,
+    placeholders: {},
+    logFile: null,
+    warnings: [],
+    argv: [],
+    launcherOptions: [],
+    otherCommands: [],
+    commentedOutFlags: [],
+    orphanedArgs: [],
+  } as ParsedScript;
+}
+
+const multiset = (args: Arg[], root: string) => args.map(([f, v]) => `${f} ${MANAGED_OUTPUT_FLAGS.has(f) ? '<output>' : normalizeValue(v, root)}`).sort();
+
+/** Why a render differs from its script ('' when it does not). */
+export function difference(e: Example, root: string, framework?: FrameworkChoice): { why: string; overrides: number } {
+  let imported;
+  try {
+    imported = importScript(parsedOf(e), { name: 'imported', root, scriptPath: e.script, framework });
+  } catch (err) {
+    return { why: `import: ${(err as Error).message}`, overrides: -1 };
+  }
+  const r = renderStage(imported.spec, root);
+  if (!r.ok) return { why: `spec: ${r.problems.join('; ')}`, overrides: imported.overrides };
+  const s = r.stage;
+  if (path.basename(s.entrypoint) !== path.basename(e.entrypoint)) return { why: `entrypoint ${s.entrypoint}`, overrides: imported.overrides };
+  const wantArgs = multiset(e.args, root);
+  const gotArgs = multiset(s.args, root);
+  if (JSON.stringify(wantArgs) !== JSON.stringify(gotArgs)) {
+    const missing = wantArgs.filter((a) => !gotArgs.includes(a));
+    const extra = gotArgs.filter((a) => !wantArgs.includes(a));
+    return { why: `args: missing ${missing.slice(0, 3).join(', ')}; extra ${extra.slice(0, 3).join(', ')}`, overrides: imported.overrides };
+  }
+  if (JSON.stringify(Object.entries(s.env).sort()) !== JSON.stringify(Object.entries(e.env).sort()))
+    return { why: `env ${JSON.stringify(s.env)}`, overrides: imported.overrides };
+  if (e.launcher !== 'python') {
+    const launcher = s.launcher.join(' ');
+    if (!launcher.startsWith(e.launcher)) return { why: `launcher ${launcher}`, overrides: imported.overrides };
+    for (const [k, v] of Object.entries(e.distributed)) {
+      if (k === 'world_size' || v === null) continue;
+      const at = s.launcher.indexOf(`--${k}`);
+      if (at < 0 || s.launcher[at + 1] !== String(v)) return { why: `launcher --${k}: ${s.launcher[at + 1]} instead of ${v}`, overrides: imported.overrides };
+    }
+  }
+  return { why: '', overrides: imported.overrides };
+}
