@@ -14,7 +14,19 @@ import { connectClient } from '../client/connect.ts';
 import { startPipeline } from '../client/pipeline.ts';
 import { summaryText } from './progress.ts';
 import { searchAttributeTypes } from '../contracts/search-attributes.ts';
-import { watchPipeline } from './watch.ts';
+import { untilCtrlC, watchPipeline } from './watch.ts';
+import { poolWorkflowId } from '../contracts/pool.ts';
+
+/** Terminates the pool workflow of the demo's own queue (its one node is this process's worker, which is going away). */
+async function endDemoPool(config: LinkflowConfig, taskQueue: string): Promise<void> {
+  try {
+    const client = await connectClient(config);
+    await client.workflow.getHandle(poolWorkflowId(taskQueue)).terminate('the demo ended; its worker and queue are gone');
+    await client.connection.close();
+  } catch {
+    // Already ended, or the server is gone with the demo.
+  }
+}
 
 function portOf(address: string): number {
   const port = Number(address.split(':').at(-1));
@@ -116,7 +128,13 @@ export async function runDemo(config: LinkflowConfig): Promise<number> {
     console.log(`demo pipeline ${planned.plan.name} started as ${handle.workflowId}`);
     console.log(`workspace: ${workspace}`);
     console.log('pretraining will crash at iteration 35 (MLEMU_FAULTS=crash@35); watch it resume from the checkpoint at 30\n');
-    const final = await watchPipeline(handle);
+    const final = await untilCtrlC((signal) => watchPipeline(handle, { signal }));
+    if (!final) {
+      // The demo's worker is this process: without it the pipeline could not go on, so it is cancelled.
+      console.log('\ninterrupted: cancelling the demo pipeline (its worker is this process)');
+      await handle.cancel().catch(() => undefined);
+      return 130;
+    }
     console.log('\n' + summaryText(handle.workflowId, final.state, final.failure));
     const pretrain = final.state?.stages.find((s) => s.kind === 'pretrain');
     const resumed = pretrain?.attempts.slice(1).find((a) => a.loadedIteration !== undefined);
@@ -131,6 +149,8 @@ export async function runDemo(config: LinkflowConfig): Promise<number> {
     console.error('\nthe demo did not complete with a resumed pretraining stage');
     return 1;
   } finally {
+    // The pool's allocator the demo's worker started for its own queue ends with the demo: nothing is left running.
+    await endDemoPool(config, taskQueue);
     worker.shutdown();
     await running.catch(() => undefined);
     await worker.close();

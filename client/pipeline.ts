@@ -14,7 +14,7 @@ import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common'
 import { createHash } from 'node:crypto';
 import { defaultNotify, retrySettings, type LinkflowConfig } from '../temporal.config.ts';
 import type { PipelinePlan } from '../plan/plan.ts';
-import type { PipelineState } from '../contracts/run-state.ts';
+import type { PipelineInput, PipelineState } from '../contracts/run-state.ts';
 import type { HeartbeatDetails } from '../contracts/heartbeat.ts';
 import { pipelineWorkflowType, progressQuery, type PipelineWorkflow } from '../contracts/workflows.ts';
 import { modelKey, pipelineNameKey, statusKey } from '../contracts/search-attributes.ts';
@@ -131,4 +131,59 @@ export async function outcomeOf(handle: WorkflowHandle): Promise<{ state?: Pipel
     }
     return { failure: (e as Error).message };
   }
+}
+
+/** The plan a pipeline's current run started with (its first history event's input), or undefined when it cannot be read. */
+export async function pipelinePlanOf(client: Client, workflowId: string): Promise<PipelinePlan | undefined> {
+  try {
+    const res = await client.workflowService.getWorkflowExecutionHistory({
+      namespace: client.options.namespace,
+      execution: { workflowId },
+      maximumPageSize: 1,
+    });
+    const payload = res.history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+    return payload ? defaultPayloadConverter.fromPayload<PipelineInput>(payload).plan : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Every run of a pipeline (each `linkflow run` of it; runs that continued as new are in their
+ * successor's state), oldest first, as their states: what `advise` and the next run's attempt
+ * numbers span.
+ */
+export async function statesOfAllRuns(client: Client, workflowId: string): Promise<PipelineState[]> {
+  if (!/^[A-Za-z0-9_.:@/+-]+$/.test(workflowId)) return [];
+  const runs: { runId: string; start: number }[] = [];
+  for await (const info of client.workflow.list({ query: `WorkflowId = '${workflowId}' AND ExecutionStatus != 'ContinuedAsNew'` }))
+    runs.push({ runId: info.runId, start: info.startTime.getTime() });
+  runs.sort((a, b) => a.start - b.start);
+  const states: PipelineState[] = [];
+  for (const run of runs) {
+    const snap = await snapshot(client.workflow.getHandle(workflowId, run.runId)).catch(() => undefined);
+    if (snap?.state) states.push(snap.state);
+  }
+  return states;
+}
+
+/** The stages of several runs as one: each stage's attempts of every run, once each (a run carries its predecessors' attempts). */
+export function mergeRuns(states: PipelineState[]): PipelineState | undefined {
+  const last = states.at(-1);
+  if (!last) return undefined;
+  return {
+    ...last,
+    stages: last.stages.map((stage) => {
+      const seen = new Set<string>();
+      const attempts = states
+        .flatMap((s) => s.stages.find((x) => x.name === stage.name)?.attempts ?? [])
+        .filter((a) => {
+          const key = `${a.attempt}@${a.startedAt ?? ''}`;
+          if (seen.has(key)) return false;
+          seen.add(key);
+          return true;
+        });
+      return { ...stage, attempts };
+    }),
+  };
 }

@@ -18,6 +18,9 @@ import { poolSettings } from '../temporal.config.ts';
 import { joinPool } from './membership.ts';
 
 const require = createRequire(import.meta.url);
+// Compiled to dist/, this file bundles the compiled workflows beside it (dist/workflows/index.js);
+// run from source (tsx, vitest), the TypeScript ones.
+const WORKFLOWS = import.meta.url.endsWith('.ts') ? '../workflows/index.ts' : '../workflows/index.js';
 
 let runtimeInstalled = false;
 
@@ -78,7 +81,7 @@ export async function createLinkflowWorker({ config, taskQueue, connection, node
     namespace: config.namespace,
     identity,
     taskQueue: pool,
-    workflowsPath: require.resolve('../workflows/index.ts'),
+    workflowsPath: require.resolve(WORKFLOWS),
     activities,
     // The activity waits on a process for hours; workflow tasks are tiny. Keep shutdown prompt.
     shutdownGraceTime: '30s',
