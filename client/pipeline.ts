@@ -14,7 +14,7 @@ import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common'
 import { createHash } from 'node:crypto';
 import { defaultNotify, retrySettings, type LinkflowConfig } from '../temporal.config.ts';
 import type { PipelinePlan } from '../plan/plan.ts';
-import type { PipelineInput, PipelineState } from '../contracts/run-state.ts';
+import type { AttemptRecord, PipelineInput, PipelineState } from '../contracts/run-state.ts';
 import type { HeartbeatDetails } from '../contracts/heartbeat.ts';
 import { pipelineWorkflowType, progressQuery, type PipelineWorkflow } from '../contracts/workflows.ts';
 import { modelKey, pipelineNameKey, statusKey } from '../contracts/search-attributes.ts';
@@ -39,13 +39,19 @@ export async function startPipeline(
       `the namespace lacks linkflow's search attributes (${missing.join(', ')}): this pipeline runs without them and \`linkflow list\` will not find it. Register them once:\n  ${registerCommands(client.options.namespace, missing).join('\n  ')}`,
     );
   const searchAttributes = missing.length === 0;
+  const previousAttempts = await unfinishedAttempts(client, workflowId);
   try {
     return await client.workflow.start<PipelineWorkflow>(pipelineWorkflowType, {
       workflowId,
       taskQueue: taskQueue ?? plan.taskQueue ?? config.taskQueue,
       // A spec without `notify:` reports to the configured default webhook, if any.
       args: [
-        { plan: plan.notify || !defaultNotify(config) ? plan : { ...plan, notify: defaultNotify(config) }, retry: retrySettings(config), searchAttributes },
+        {
+          plan: plan.notify || !defaultNotify(config) ? plan : { ...plan, notify: defaultNotify(config) },
+          retry: retrySettings(config),
+          searchAttributes,
+          ...(previousAttempts ? { previousAttempts } : {}),
+        },
       ],
       ...(searchAttributes
         ? {
@@ -66,6 +72,23 @@ export async function startPipeline(
     }
     throw e;
   }
+}
+
+/**
+ * The attempts of the stages the pipeline's last run (same workflow id, closed) left unfinished, so
+ * the rerun's attempt numbers go on from them; undefined for a first run or one whose last run finished.
+ */
+async function unfinishedAttempts(client: Client, workflowId: string): Promise<Record<string, AttemptRecord[]> | undefined> {
+  const handle = client.workflow.getHandle(workflowId);
+  try {
+    const description = await handle.describe();
+    if (description.status.name === 'RUNNING') return undefined; // refused below as already running
+  } catch {
+    return undefined; // never ran
+  }
+  const { state } = await outcomeOf(handle);
+  const unfinished = (state?.stages ?? []).filter((s) => s.status !== 'succeeded' && s.status !== 'skipped' && s.attempts.length > 0);
+  return unfinished.length ? Object.fromEntries(unfinished.map((s) => [s.name, s.attempts])) : undefined;
 }
 
 /** What the Web UI shows at the top of a pipeline: its name, model and stages. */

@@ -33,13 +33,27 @@ export function installRuntime(level: LogLevel, sdkMetricsBind?: string): void {
   const print = new DefaultLogger(level);
   // The node queue's worker runs activities only, by design: the SDK's warning about it would only confuse.
   const logger = new DefaultLogger(level, (entry) => {
-    if (!entry.message.startsWith('No workflows registered')) print.log(entry.level, entry.message, entry.meta);
+    if (entry.message.startsWith('No workflows registered')) return;
+    if (entry.message === 'Activity failed') {
+      // The attempt's failure is recorded, with its log excerpt, in the pipeline: one line here, not the SDK's stack trace.
+      print.log(entry.level, activityFailedLine(entry.meta));
+      return;
+    }
+    print.log(entry.level, entry.message, entry.meta);
   });
   Runtime.install({
     logger,
     ...(sdkMetricsBind ? { telemetryOptions: { metrics: { prometheus: { bindAddress: sdkMetricsBind } } } } : {}),
   });
   runtimeInstalled = true;
+}
+
+/** "attempt failed: <workflow> <activity> (<summary>): <the error's first line>". */
+export function activityFailedLine(meta: Record<string, unknown> | undefined): string {
+  const error = meta?.error as { message?: string } | undefined;
+  const why = (error?.message ?? 'unknown error').split('\n')[0];
+  const what = [meta?.workflowId, meta?.activityType].filter((x) => typeof x === 'string').join(' ');
+  return `attempt failed${what ? `: ${what}` : ''}: ${why}`;
 }
 
 export interface WorkerOptions {
