@@ -33,7 +33,9 @@ export function settledState(snap: Pick<Snapshot, 'workflowStatus' | 'state'>): 
 function currentAttempt(stage: StageState, snap: Snapshot): number {
   const live = snap.live && snap.live.stage === stage.name ? snap.live : undefined;
   if (live) return live.attempt;
-  return Math.max(stage.attempts.length + (stage.status === 'running' || stage.status === 'waiting-for-nodes' ? 1 : 0), 1);
+  // Between a successful attempt and the stage's end (its manifest is written) the stage still shows running.
+  const ongoing = (stage.status === 'running' || stage.status === 'waiting-for-nodes') && stage.attempts.at(-1)?.outcome !== 'succeeded';
+  return Math.max(stage.attempts.length + (ongoing ? 1 : 0), 1);
 }
 
 export function liveLine(snap: Snapshot): string | undefined {
@@ -56,7 +58,7 @@ export function liveLine(snap: Snapshot): string | undefined {
   if (live?.queued) parts.push(live.queued);
   if (stage.status === 'retrying' && lastFailure)
     parts.push(
-      `attempt ${lastFailure.attempt} failed${lastFailure.lastIteration !== undefined ? ` at iteration ${lastFailure.lastIteration}` : ''} (${lastFailure.failureClass}): ${lastFailure.reason}; retrying after a backoff`,
+      `attempt ${lastFailure.attempt} failed${lastFailure.lastIteration !== undefined ? ` after iteration ${lastFailure.lastIteration}` : ''} (${lastFailure.failureClass}): ${lastFailure.reason}; retrying after a backoff`,
     );
   return parts.join(' | ');
 }

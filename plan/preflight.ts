@@ -19,7 +19,7 @@ export function unfilledVariables(raw: unknown, at = ''): SpecProblem[] {
     return [
       {
         path: at || '(top level)',
-        message: `${list} is a shell variable the imported script set outside itself (linkflow import keeps it as written): replace it with the real value`,
+        message: `${list} is a shell variable left as written (\`linkflow import\` keeps a script's placeholders such as DATA_PATH="your data path"): replace it with the real value`,
       },
     ];
   }

@@ -324,7 +324,7 @@ async function runStage(
       }
       s.status = 'retrying';
       setCurrentDetails(
-        `**${stage.name}** attempt ${attempt} failed${record.lastIteration !== undefined ? ` at iteration ${record.lastIteration}` : ''} (${record.failureClass}): ${record.reason}\n\nbackoff, then attempt ${attempt + 1}`,
+        `**${stage.name}** attempt ${attempt} failed${record.lastIteration !== undefined ? ` after iteration ${record.lastIteration}` : ''} (${record.failureClass}): ${record.reason}\n\nbackoff, then attempt ${attempt + 1}`,
       );
       // Named in the Web UI's timeline instead of an anonymous timer.
       await sleep(backoffMs(retry, group, failures[group]), { summary: `backoff before attempt ${attempt + 1} of ${stage.name}` });
