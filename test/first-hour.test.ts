@@ -8,6 +8,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -157,6 +158,15 @@ describe("a new user's first hour", () => {
     expect(third.code, third.stderr).toBe(0);
     expect(third.stdout).toContain('3 stages: data (preprocess), weights (convert)');
     expect(third.stderr).toContain('`linkflow stop` then waits for its next save (every 10 iterations)');
+
+    // The same checks where the stages will run: through the dev worker's node queue.
+    const onNode = linkflow('validate', specFile, '--on-node', os.hostname());
+    expect(onNode.code, onNode.stderr).toBe(0);
+    expect(onNode.stdout).toContain(`on node ${os.hostname()}: checked ModelLink checkout ${EMULATOR}`);
+    expect(onNode.stdout).toContain('its devices are free');
+    const elsewhere = linkflow('validate', specFile, '--on-node', 'no-such-node');
+    expect(elsewhere.code).toBe(1);
+    expect(elsewhere.stderr).toContain('is `linkflow worker --node no-such-node` running?');
   });
 
   it('run --wait shows the crash and the retry; Ctrl-C detaches and says how to watch and stop', async () => {
@@ -212,6 +222,11 @@ describe("a new user's first hour", () => {
     const status = linkflow('status', workflowId);
     expect(status.stdout).toMatch(/: succeeded\n/);
     expect(status.stdout).not.toContain('live:');
+
+    // advise reads both runs: the crash of the first, the iteration times of all three attempts.
+    const advise = linkflow('advise', workflowId);
+    expect(advise.code, advise.stderr).toBe(0);
+    expect(advise.stdout).toMatch(/1 failure\(s\) in [\d.]+ s of training over 2 run\(s\)/);
   });
 
   it('Ctrl-C stops linkflow dev within seconds and says what it stops', async () => {
