@@ -182,6 +182,9 @@ export async function statesOfAllRuns(client: Client, workflowId: string): Promi
   for await (const info of client.workflow.list({ query: `WorkflowId = '${workflowId}' AND ExecutionStatus != 'ContinuedAsNew'` }))
     runs.push({ runId: info.runId, start: info.startTime.getTime() });
   runs.sort((a, b) => a.start - b.start);
+  // Visibility lags a run that just started: without a listed run, the latest is read through its handle.
+  const latest = await snapshot(client.workflow.getHandle(workflowId)).catch(() => undefined);
+  if (runs.length === 0) return latest?.state ? [latest.state] : [];
   const states: PipelineState[] = [];
   for (const run of runs) {
     const snap = await snapshot(client.workflow.getHandle(workflowId, run.runId)).catch(() => undefined);
