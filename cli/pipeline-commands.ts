@@ -8,7 +8,6 @@ import { ExitError } from '../errors.ts';
 import { loadConfig, type LinkflowConfig } from '../temporal.config.ts';
 import { jsonSummary, liveText, summaryText } from './progress.ts';
 import { stopPlan, stopPlanText } from './stop-plan.ts';
-import { preflightOrExit } from './validate.ts';
 import { detachedText, untilCtrlC, watchPipeline } from './watch.ts';
 
 async function uiLink(config: LinkflowConfig, workflowId: string): Promise<string | undefined> {
@@ -30,6 +29,8 @@ async function watchToEnd(handle: WorkflowHandle, json: boolean): Promise<void> 
 }
 
 export async function runCommand(file: string, opts: { wait?: boolean; json?: boolean; workspace?: string }): Promise<void> {
+  // The spec's checks (planning, the files they read) load only for `run`: status and watch start faster without them.
+  const { preflightOrExit } = await import('./validate.ts');
   const { plan } = await preflightOrExit(file, opts.workspace);
   const config = loadConfig();
   const client = await connectClient(config);
