@@ -68,7 +68,7 @@ function layer(name, { may = [], types = [], pure = false }) {
 }
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'emulator/**', '.linkflow/**', 'test-artifacts/**', 'test-output/**', '**/*.js', '**/*.mjs'] },
+  { ignores: ['node_modules/**', 'dist/**', 'emulator/**', '.linkflow/**', 'test-artifacts/**', 'test-output/**', '**/*.js', '**/*.mjs'] },
   ...tseslint.configs.recommended,
   importX.flatConfigs.typescript,
   {

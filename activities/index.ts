@@ -8,6 +8,7 @@ export { checkNode, closedWorkflows, poolFreeNodes, requestPoolNodes } from './p
 export { nodeInfo, poolNodes } from './legacy-placement.ts';
 export { readLogChunk } from './log-chunk.ts';
 export { notifyWebhook } from './notify.ts';
+export { preflightOnNode } from './preflight.ts';
 export { beginBenchmarkRun, prepareBenchmarkCase, recordBenchmarkCase, finishBenchmarkRun, notifyBenchmarkWebhook } from './benchmark.ts';
 
 export async function checkStage(input: { stage: StagePlan; upstream: Record<string, string> }): Promise<StageCheck> {

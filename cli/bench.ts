@@ -2,23 +2,50 @@
  * `linkflow bench …`: the nightly benchmark as a Temporal Schedule (create or update, pause,
  * unpause, delete, list), a run now, and the report of the last run from the results database.
  */
-import { ScheduleNotFoundError, WorkflowFailedError, type Client } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import type { Command } from 'commander';
-import { defaultStorePath } from '../benchmark/store.ts';
-import { report } from '../benchmark/report.ts';
-import { loadSuite, suiteOnly } from '../benchmark/suite-file.ts';
-import { loadConfig } from '../temporal.config.ts';
-import { benchmarkWorkflowType, type BenchmarkOutcome, type BenchmarkWorkflow } from '../contracts/workflows.ts';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { BenchmarkOutcome, BenchmarkWorkflow } from '../contracts/workflows.ts';
 import { ExitError } from '../errors.ts';
-import { connectClient } from '../client/connect.ts';
-import { createOrUpdateSchedule, SCHEDULE_PREFIX, scheduleId } from '../client/schedules.ts';
+
+// Each command loads what it needs when it runs (the Temporal client, SQLite), so `--help` stays fast.
+const suiteFile = () => import('../benchmark/suite-file.ts');
+const reports = () => import('../benchmark/report.ts');
+const schedules = () => import('../client/schedules.ts');
+const config = async () => (await import('../temporal.config.ts')).loadConfig();
 
 async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
-  const client = await connectClient(loadConfig());
+  const { connectClient } = await import('../client/connect.ts');
+  const client = await connectClient(await config());
   try {
     return await fn(client);
   } finally {
     await client.connection.close();
+  }
+}
+
+/** Where `bench run --suite FILE` notes FILE, so a `bench report` without --suite reports on it. */
+const LAST_SUITE = path.join('.linkflow', 'last-bench-suite');
+
+function rememberSuite(file: string | undefined): void {
+  try {
+    if (file === undefined) fs.rmSync(LAST_SUITE, { force: true });
+    else {
+      fs.mkdirSync(path.dirname(LAST_SUITE), { recursive: true });
+      fs.writeFileSync(LAST_SUITE, path.resolve(file) + '\n');
+    }
+  } catch {
+    // Only a convenience for `bench report`.
+  }
+}
+
+function rememberedSuite(): string | undefined {
+  try {
+    const file = fs.readFileSync(LAST_SUITE, 'utf8').trim();
+    return file && fs.existsSync(file) ? file : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -36,9 +63,10 @@ export function registerBenchCommands(program: Command): void {
     .option('--catchup-window <duration>', 'run a night missed while the server was down if it is back within this long', '6h')
     .option('--pause-on-failure', 'pause the Schedule when a run fails (not when a case fails)')
     .action(async (opts: { cron: string; timezone: string; suite?: string; id?: string; catchupWindow: string; pauseOnFailure?: boolean }) => {
-      const suite = loadSuite(opts.suite);
-      const config = loadConfig();
-      const taskQueue = suite.taskQueue ?? config.taskQueue;
+      const suite = (await suiteFile()).loadSuite(opts.suite);
+      const { createOrUpdateSchedule, scheduleId } = await schedules();
+      const { defaultStorePath } = await import('../benchmark/store.ts');
+      const taskQueue = suite.taskQueue ?? (await config()).taskQueue;
       const what = await withClient((client) =>
         createOrUpdateSchedule(client, suite, {
           id: opts.id,
@@ -60,13 +88,19 @@ export function registerBenchCommands(program: Command): void {
     .option(...suiteOption)
     .option('--no-wait', 'start it and print its workflow id')
     .action(async (opts: { suite?: string; wait: boolean }) => {
-      const suite = loadSuite(opts.suite);
-      const config = loadConfig();
+      const suite = (await suiteFile()).loadSuite(opts.suite);
+      const taskQueue = suite.taskQueue ?? (await config()).taskQueue;
+      const [{ benchmarkWorkflowType }, { WorkflowFailedError }, { report }] = await Promise.all([
+        import('../contracts/workflows.ts'),
+        import('@temporalio/client'),
+        reports(),
+      ]);
+      rememberSuite(opts.suite);
       await withClient(async (client) => {
         const workflowId = `bench-${suite.name}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
         const handle = await client.workflow.start<BenchmarkWorkflow>(benchmarkWorkflowType, {
           workflowId,
-          taskQueue: suite.taskQueue ?? config.taskQueue,
+          taskQueue,
           args: [{ suite }],
         });
         console.error(`benchmark run ${workflowId} started (${suite.name})`);
@@ -97,6 +131,7 @@ export function registerBenchCommands(program: Command): void {
     .command('list')
     .description('the benchmark Schedules: cron, paused or not, next and last runs')
     .action(async () => {
+      const { SCHEDULE_PREFIX } = await schedules();
       await withClient(async (client) => {
         let any = false;
         for await (const s of client.schedule.list()) {
@@ -129,6 +164,7 @@ export function registerBenchCommands(program: Command): void {
       .option(...suiteOption)
       .option('--id <scheduleId>', 'schedule id (default: linkflow-bench-<suite name>)')
       .action(async (opts: { suite?: string; id?: string }) => {
+        const [{ scheduleId }, { suiteOnly }, { ScheduleNotFoundError }] = await Promise.all([schedules(), suiteFile(), import('@temporalio/client')]);
         const id = opts.id ?? scheduleId(suiteOnly(opts.suite));
         await withClient(async (client) => {
           try {
@@ -150,8 +186,12 @@ export function registerBenchCommands(program: Command): void {
     .option('--run <runId>', 'a given run instead of the newest')
     .option('--html <file>', 'also write a self-contained HTML page with a chart per case')
     .option('--json', 'print the JSON summary (what the webhook receives) instead of the table')
-    .action((opts: { suite?: string; db?: string; run?: string; html?: string; json?: boolean }) => {
-      const suite = suiteOnly(opts.suite);
+    .action(async (opts: { suite?: string; db?: string; run?: string; html?: string; json?: boolean }) => {
+      const [{ suiteOnly }, { report }] = await Promise.all([suiteFile(), reports()]);
+      // Without --suite: the suite `bench run` last ran here, whose results are in its own workspace.
+      const file = opts.suite ?? (opts.db ? undefined : rememberedSuite());
+      if (file && !opts.suite) console.error(`suite ${file} (the last \`bench run --suite\`; --suite chooses another)`);
+      const suite = suiteOnly(file);
       console.log(report(suite, { db: opts.db, runId: opts.run, html: opts.html, json: opts.json }));
     });
 }

@@ -2,39 +2,19 @@
  * The `linkflow` command. Exit codes: 0 success, 1 the pipeline or a command failed,
  * 2 the spec (or the command line) is invalid. `diagnose`: 0 a failure was classified, 1 the log
  * shows no failure, 2 bad input.
+ *
+ * Only commander and the error type load with this file: every command imports what it needs when it
+ * runs (the Temporal client alone takes most of a second to load, the worker more), so `--help` and
+ * `validate` answer at once (perf/cli-start.ts).
  */
 import { Command, CommanderError } from 'commander';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import YAML from 'yaml';
-import { absolutizePaths, importScript } from '../import/import-script.ts';
-import { parseModelLinkScript } from '../import/shell-script.ts';
-import { loadConfig } from '../temporal.config.ts';
-import { formatProblems } from '../spec/spec.ts';
-import { presetNames, getPreset } from '../frameworks/modellink/presets.ts';
-import { nameOf } from '../frameworks/index.ts';
-import { adviseSaveInterval, observationsOf } from '../plan/advise.ts';
-import { loadSpecFile } from '../client/spec-file.ts';
-import { connectClient, ServerUnreachableError } from '../client/connect.ts';
-import { snapshot, startPipeline } from '../client/pipeline.ts';
-import { jsonSummary, summaryText } from './progress.ts';
-import { renderPlan } from './render.ts';
-import { watchPipeline } from './watch.ts';
-import { runDev, runDemo, runWorker } from './dev.ts';
-import { defaultNodeAddress } from '../node/identity.ts';
-import { parseBindAddress } from '../worker/metrics-server.ts';
 import { ExitError } from '../errors.ts';
-import { checkpointAndStopSignal, setSaveIntervalSignal } from '../contracts/workflows.ts';
 import { registerBenchCommands } from './bench.ts';
-import { diagnoseCommand } from './diagnose.ts';
 import { registerNodesCommand } from './nodes.ts';
-import { listPipelines, listQuery, ListFilterError } from '../client/list.ts';
-import { webUiUrl, workflowUiLink } from '../client/ui-link.ts';
-import { listTable } from './list.ts';
-import { logsCommand } from './logs.ts';
 
-function planOrExit(file: string, workspace?: string) {
+async function planOrExit(file: string, workspace?: string) {
+  const { loadSpecFile } = await import('../client/spec-file.ts');
+  const { formatProblems } = await import('../spec/spec.ts');
   const result = loadSpecFile(file, { workspace });
   if (!result.ok) {
     throw new ExitError(
@@ -47,9 +27,10 @@ function planOrExit(file: string, workspace?: string) {
 }
 
 /** --metrics, else LINKFLOW_METRICS; a bad address is reported (exit 2) before anything starts. */
-function metricsBindOf(option: string | undefined): string | undefined {
+async function metricsBindOf(option: string | undefined): Promise<string | undefined> {
   const bind = option ?? (process.env.LINKFLOW_METRICS || undefined);
   if (bind) {
+    const { parseBindAddress } = await import('../worker/metrics-server.ts');
     try {
       parseBindAddress(bind);
     } catch (e) {
@@ -63,10 +44,12 @@ const program = new Command('linkflow').description('ModelLink training pipeline
 
 program
   .command('validate <spec>')
-  .description('check a pipeline spec without running anything')
-  .action((file: string) => {
-    const { plan } = planOrExit(file);
-    console.log(`${file}: valid; pipeline ${plan.name}, ${plan.stages.length} stages: ${plan.stages.map((s) => `${s.name} (${s.kind})`).join(', ')}`);
+  .description('check a pipeline spec without running anything; --on-node also checks paths, setup script and free devices on that node')
+  .option('--on-node <name>', "run the node checks through that node's worker (its node queue)")
+  .option('--workspace <dir>', "override the spec's workspace directory")
+  .action(async (file: string, opts: { onNode?: string; workspace?: string }) => {
+    const { validateCommand } = await import('./validate.ts');
+    await validateCommand(file, opts);
   });
 
 program
@@ -74,35 +57,29 @@ program
   .description('print the exact command of each stage (nothing runs)')
   .option('--sh', 'print each stage as a shell line with safe quoting')
   .option('--json', 'print the plan as JSON')
-  .action((file: string, opts: { sh?: boolean; json?: boolean }) => {
-    const { plan } = planOrExit(file);
+  .action(async (file: string, opts: { sh?: boolean; json?: boolean }) => {
+    const { plan } = await planOrExit(file);
+    const { renderPlan } = await import('./render.ts');
     console.log(opts.json ? JSON.stringify(plan, null, 2) : renderPlan(plan, opts.sh ? 'sh' : 'argv'));
   });
 
 program
   .command('run <spec>')
   .description('start a pipeline; prints its workflow id')
-  .option('--wait', 'show live progress until the pipeline ends, then a summary')
+  .option('--wait', 'show live progress until the pipeline ends, then a summary (Ctrl-C detaches; the pipeline keeps running)')
   .option('--json', 'wait, then print one JSON object { workflowId, status, stages }')
   .option('--workspace <dir>', "override the spec's workspace directory")
   .action(async (file: string, opts: { wait?: boolean; json?: boolean; workspace?: string }) => {
-    const { plan } = planOrExit(file, opts.workspace);
-    const config = loadConfig();
-    const client = await connectClient(config);
-    const handle = await startPipeline(client, config, plan);
-    const ui = await webUiUrl(config);
-    const link = ui ? `Web UI: ${workflowUiLink(ui, config.namespace, handle.workflowId)}` : undefined;
-    if (!opts.wait && !opts.json) {
-      console.log(handle.workflowId);
-      if (link) console.error(link);
-      return;
-    }
-    if (!opts.json) console.log(`started ${handle.workflowId}${link ? `\n${link}` : ''}`);
-    else if (link) console.error(link);
-    const final = await watchPipeline(handle, { quiet: !!opts.json });
-    if (opts.json) console.log(JSON.stringify(jsonSummary(handle.workflowId, final.state, final.workflowStatus)));
-    else console.log(summaryText(handle.workflowId, final.state, final.failure));
-    if (final.workflowStatus !== 'COMPLETED') process.exitCode = 1;
+    const { runCommand } = await import('./pipeline-commands.ts');
+    await runCommand(file, opts);
+  });
+
+program
+  .command('watch <workflowId>')
+  .description('show the live progress of a running pipeline until it ends, then a summary (Ctrl-C detaches)')
+  .action(async (id: string) => {
+    const { watchCommand } = await import('./pipeline-commands.ts');
+    await watchCommand(id);
   });
 
 program
@@ -110,29 +87,20 @@ program
   .description('show the progress of a pipeline')
   .option('--json', 'print one JSON object')
   .action(async (id: string, opts: { json?: boolean }) => {
-    const client = await connectClient(loadConfig());
-    const snap = await snapshot(client.workflow.getHandle(id));
-    if (opts.json) console.log(JSON.stringify({ ...jsonSummary(id, snap.state, snap.workflowStatus), live: snap.live }));
-    else console.log(summaryText(id, snap.state, snap.failure) + (snap.live ? `\n  live: ${JSON.stringify(snap.live)}` : ''));
+    const { statusCommand } = await import('./pipeline-commands.ts');
+    await statusCommand(id, opts);
   });
 
 program
   .command('list')
-  .description("list pipelines through Temporal's visibility (newest first)")
+  .description("list pipelines and benchmark cases through Temporal's visibility (newest first)")
   .option('--status <status>', 'running, succeeded, failed, cancelled or stopped')
   .option('--model <preset>', 'the model preset')
   .option('--since <when>', 'started within a duration ("12h", "7d") or since a date ("2026-11-30")')
   .option('--json', 'print a JSON array')
   .action(async (opts: { status?: string; model?: string; since?: string; json?: boolean }) => {
-    let query: string;
-    try {
-      query = listQuery(opts);
-    } catch (e) {
-      if (e instanceof ListFilterError) throw new ExitError(e.message, 2);
-      throw e;
-    }
-    const rows = await listPipelines(await connectClient(loadConfig()), query);
-    console.log(opts.json ? JSON.stringify(rows) : listTable(rows));
+    const { listCommand } = await import('./list.ts');
+    await listCommand(opts);
   });
 
 program
@@ -143,6 +111,7 @@ program
   .option('-f, --follow', 'follow the running attempt, and the next attempts of the stage, until the stage ends')
   .option('--via-node', "read through the node's worker even when the file is visible here")
   .action(async (id: string, opts: { stage?: string; attempt?: string; follow?: boolean; viaNode?: boolean }) => {
+    const { logsCommand } = await import('./logs.ts');
     await logsCommand(id, opts);
   });
 
@@ -150,9 +119,8 @@ program
   .command('cancel <workflowId>')
   .description('cancel a pipeline: the running stage is stopped and its process group killed')
   .action(async (id: string) => {
-    const client = await connectClient(loadConfig());
-    await client.workflow.getHandle(id).cancel();
-    console.log(`cancellation requested for ${id}`);
+    const { cancelCommand } = await import('./pipeline-commands.ts');
+    await cancelCommand(id);
   });
 
 program
@@ -160,10 +128,10 @@ program
   .description(
     'checkpoint now and stop: the running training attempt saves (--exit-signal-handler, on unless exitSignalHandler: false) and the pipeline ends as stopped; run it again to resume',
   )
-  .action(async (id: string) => {
-    const client = await connectClient(loadConfig());
-    await client.workflow.getHandle(id).signal(checkpointAndStopSignal);
-    console.log(`asked ${id} to checkpoint and stop`);
+  .option('--now', 'a stage without the exit signal handler: stop at once (losing the iterations since its last checkpoint) instead of at its next save')
+  .action(async (id: string, opts: { now?: boolean }) => {
+    const { stopCommand } = await import('./pipeline-commands.ts');
+    await stopCommand(id, opts);
   });
 
 program
@@ -172,43 +140,17 @@ program
   .action(async (id: string, iterations: string) => {
     const n = Number(iterations);
     if (!Number.isInteger(n) || n <= 0) throw new ExitError(`save interval: expected a positive integer, got ${iterations}`, 2);
-    const client = await connectClient(loadConfig());
-    await client.workflow.getHandle(id).signal(setSaveIntervalSignal, n);
-    console.log(`${id}: training attempts from the next one on save every ${n} iterations`);
+    const { saveIntervalCommand } = await import('./pipeline-commands.ts');
+    await saveIntervalCommand(id, n);
   });
 
 program
   .command('advise <workflowId>')
-  .description("recommend a save interval from a pipeline's attempt log (Young/Daly)")
+  .description('recommend a save interval from the attempt log of every run of a pipeline (Young/Daly)')
   .option('--json', 'print JSON')
   .action(async (id: string, opts: { json?: boolean }) => {
-    const client = await connectClient(loadConfig());
-    const snap = await snapshot(client.workflow.getHandle(id));
-    const advice = (snap.state?.stages ?? [])
-      .filter((s) => s.kind === 'pretrain' || s.kind === 'finetune')
-      .map((s) => {
-        const observed = observationsOf(s);
-        return { stage: s.name, observed, advice: observed ? adviseSaveInterval(observed) : undefined };
-      });
-    if (opts.json) {
-      console.log(JSON.stringify({ workflowId: id, stages: advice }));
-      return;
-    }
-    const sec = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
-    for (const a of advice) {
-      if (!a.observed || !a.advice) {
-        console.log(`${a.stage}: no failures (or no saves) observed yet; nothing to advise`);
-        continue;
-      }
-      const o = a.observed;
-      console.log(
-        `${a.stage}: ${o.failures} failure(s) in ${sec(o.runMs)} (MTBF ${sec(a.advice.mtbfMs)}); a save takes ${sec(o.saveMs)}, recovery ${sec(o.recoveryMs)}, an iteration ${o.iterationMs.toFixed(0)} ms`,
-      );
-      console.log(
-        `  save every ${a.advice.recommendedIterations} iterations (Daly ${sec(a.advice.dalyMs)}, Young ${sec(a.advice.youngMs)}) instead of ${o.saveInterval}: expected time lost ${(a.advice.wasteRecommended * 100).toFixed(1)} % instead of ${(a.advice.wasteNow * 100).toFixed(1)} %`,
-      );
-      console.log(`  apply it: linkflow save-interval ${id} ${a.advice.recommendedIterations}   (or saveInterval in the spec)`);
-    }
+    const { adviseCommand } = await import('./advise.ts');
+    await adviseCommand(id, opts);
   });
 
 program
@@ -219,6 +161,7 @@ program
   .option('--json', 'print one JSON object { file, lines, failed, exitStatus, class, retryable, budget, reason, line, excerpt }')
   .option('--exit-code <n>', "the process's exit status, when known (otherwise read from the log)")
   .action(async (file: string, opts: { json?: boolean; exitCode?: string }) => {
+    const { diagnoseCommand } = await import('./diagnose.ts');
     process.exitCode = await diagnoseCommand(file, opts);
   });
 
@@ -226,15 +169,9 @@ program
   .command('presets')
   .description('list the model presets')
   .option('--json', 'print JSON')
-  .action((opts: { json?: boolean }) => {
-    const presets = presetNames().map((n) => getPreset(n)!);
-    if (opts.json) console.log(JSON.stringify(presets, null, 2));
-    const width = Math.max(...presets.map((p) => p.name.length));
-    if (!opts.json)
-      for (const p of presets)
-        console.log(
-          `${p.name.padEnd(width)} ${p.description} (${p.impls.join(', ')}; reference ${p.reference.nodes}x${p.reference.devicesPerNode} TP${p.reference.tp} PP${p.reference.pp}${p.reference.tokensPerSecondPerDevice ? `, ${p.reference.tokensPerSecondPerDevice} tokens/s/device` : ''})`,
-        );
+  .action(async (opts: { json?: boolean }) => {
+    const { presetsCommand } = await import('./presets.ts');
+    presetsCommand(opts);
   });
 
 program
@@ -244,49 +181,20 @@ program
   .option('--name <name>', 'pipeline and stage name (default: from the file name)')
   .option('--root <dir>', 'the ModelLink checkout the script runs in; its relative paths are relative to it', '.')
   .option('-o, --output <file>', 'write the spec to a new file instead of standard output')
-  .action((file: string, opts: { preset?: string; name?: string; root: string; output?: string }) => {
-    let text: string;
-    try {
-      text = fs.readFileSync(file, 'utf8');
-    } catch (e) {
-      throw new ExitError(`cannot read ${file}: ${(e as Error).message}`, 2);
-    }
-    const name =
-      opts.name ??
-      path
-        .basename(file)
-        .replace(/\.sh$/, '')
-        .replace(/[^A-Za-z0-9_.-]+/g, '-')
-        .replace(/^[^A-Za-z0-9]+/, '') ??
-      'imported';
-    let result;
-    try {
-      result = importScript(parseModelLinkScript(text), { name, root: opts.root, preset: opts.preset, scriptPath: file });
-    } catch (e) {
-      throw new ExitError(`${file}: ${(e as Error).message}`, 2);
-    }
-    const spec = absolutizePaths(result.spec, opts.root);
-    const header = [
-      `# Imported by linkflow from ${file}: a ${result.kind} stage of preset ${result.preset}, for ${nameOf(result.framework)} (read from the script; change modellink.flavour/version if it is another).`,
-      `# ${result.overrides === 0 ? 'Every flag is expressed by typed options.' : `${result.overrides} flag(s) not covered by typed options are kept verbatim under args.`}`,
-      ...result.notes.map((n) => `# note: ${n}`),
-      '# Fill in the ${...} placeholders, set workspace, then: linkflow render <this file> --sh',
-    ].join('\n');
-    const yaml = `${header}\n${YAML.stringify(spec)}`;
-    if (!opts.output) {
-      process.stdout.write(yaml);
-      return;
-    }
-    if (fs.existsSync(opts.output)) throw new ExitError(`${opts.output} already exists; linkflow does not overwrite it (choose another --output)`, 1);
-    fs.writeFileSync(opts.output, yaml);
-    console.error(`wrote ${opts.output}`);
+  .action(async (file: string, opts: { preset?: string; name?: string; root: string; output?: string }) => {
+    const { importCommand } = await import('./import.ts');
+    importCommand(file, opts);
   });
 
 program
   .command('dev')
   .description('run the embedded Temporal dev server (state kept under .linkflow/), its Web UI and a local worker; Ctrl-C stops all')
   .option('--metrics <host:port>', "serve the worker's Prometheus metrics there (as `linkflow worker --metrics`; default: LINKFLOW_METRICS)")
-  .action(async (opts: { metrics?: string }) => runDev(loadConfig(), metricsBindOf(opts.metrics)));
+  .action(async (opts: { metrics?: string }) => {
+    const bind = await metricsBindOf(opts.metrics);
+    const [{ runDev }, { loadConfig }] = await Promise.all([import('./dev.ts'), import('../temporal.config.ts')]);
+    await runDev(loadConfig(), bind);
+  });
 
 program
   .command('worker')
@@ -299,14 +207,22 @@ program
   )
   .option('--metrics <host:port>', "serve Prometheus metrics (linkflow's and the Temporal SDK's) at http://HOST:PORT/metrics (default: LINKFLOW_METRICS)")
   .action(async (opts: { queue?: string; node?: string; address?: string; metrics?: string }) => {
+    const bind = await metricsBindOf(opts.metrics);
+    const [{ runWorker }, { loadConfig }, { defaultNodeAddress }, os] = await Promise.all([
+      import('./dev.ts'),
+      import('../temporal.config.ts'),
+      import('../node/identity.ts'),
+      import('node:os'),
+    ]);
     const node = { node: opts.node ?? os.hostname(), address: opts.address ?? process.env.LINKFLOW_NODE_ADDRESS ?? defaultNodeAddress() };
-    await runWorker(loadConfig(), opts.queue, node, metricsBindOf(opts.metrics));
+    await runWorker(loadConfig(), opts.queue, node, bind);
   });
 
 program
   .command('demo')
   .description('run the demo pipeline on the emulator, with a crash injected in pretraining, and show the resume')
   .action(async () => {
+    const [{ runDemo }, { loadConfig }] = await Promise.all([import('./dev.ts'), import('../temporal.config.ts')]);
     process.exitCode = await runDemo(loadConfig());
   });
 
@@ -335,14 +251,10 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = e.exitCode === 0 ? 0 : 2;
       return;
     }
+    // ServerUnreachableError (client/connect.ts) is an ExitError too: it says how to start a server.
     if (e instanceof ExitError) {
       console.error(e.message);
       process.exitCode = e.code;
-      return;
-    }
-    if (e instanceof ServerUnreachableError) {
-      console.error(e.message);
-      process.exitCode = 1;
       return;
     }
     console.error(`linkflow: ${(e as Error).message}`);

@@ -1,11 +1,8 @@
 /** `linkflow nodes`: every node of a pool with its state, the queue of waiting attempts, and the operator's actions. */
 import type { Command } from 'commander';
-import { actOnNode, NoPoolError, poolView } from '../client/pool.ts';
-import { connectClient } from '../client/connect.ts';
 import { ExitError } from '../errors.ts';
 import type { NodeAction } from '../pool/allocator.ts';
 import type { NodeView, PoolView } from '../pool/view.ts';
-import { loadConfig } from '../temporal.config.ts';
 
 const ACTIONS: NodeAction[] = ['drain', 'undrain', 'release'];
 
@@ -16,6 +13,11 @@ export function registerNodesCommand(program: Command): void {
     .option('--pool <taskQueue>', 'the pool (default: the configured task queue)')
     .option('--json', 'print JSON')
     .action(async (action: string | undefined, node: string | undefined, opts: { pool?: string; json?: boolean }) => {
+      const [{ actOnNode, NoPoolError, poolView }, { connectClient }, { loadConfig }] = await Promise.all([
+        import('../client/pool.ts'),
+        import('../client/connect.ts'),
+        import('../temporal.config.ts'),
+      ]);
       const config = loadConfig();
       const pool = opts.pool ?? config.taskQueue;
       if (action !== undefined && !ACTIONS.includes(action as NodeAction)) throw new ExitError(`unknown action ${action}: expected ${ACTIONS.join(', ')}`, 2);

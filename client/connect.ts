@@ -1,8 +1,14 @@
 /** A client of the configured Temporal server, or an error that says how to start one. */
 import { Client, Connection } from '@temporalio/client';
 import { connectionOptions, type LinkflowConfig } from '../temporal.config.ts';
+import { ExitError } from '../errors.ts';
 
-export class ServerUnreachableError extends Error {}
+/** No server answered: the command fails (exit 1) with how to start one. */
+export class ServerUnreachableError extends ExitError {
+  constructor(message: string) {
+    super(message, 1);
+  }
+}
 
 export async function connectClient(config: LinkflowConfig, timeoutMs = 5000): Promise<Client> {
   let connection: Connection;

@@ -19,6 +19,8 @@ export interface ListFilter {
 
 export interface ListedPipeline {
   workflowId: string;
+  /** A pipeline someone started, or one case of a benchmark run (a child of its benchmark workflow). */
+  kind: 'pipeline' | 'bench-case';
   pipeline?: string;
   model?: string;
   /** linkflow's status; for a pipeline ended from outside (terminated, timed out) Temporal's. */
@@ -65,6 +67,7 @@ function listed(info: WorkflowExecutionInfo): ListedPipeline {
   const closedFromOutside = info.status.name !== 'RUNNING' && (own === undefined || own === 'running');
   const entry: ListedPipeline = {
     workflowId: info.workflowId,
+    kind: info.parentExecution ? 'bench-case' : 'pipeline',
     pipeline: sa.get(pipelineNameKey),
     model: sa.get(modelKey),
     status: closedFromOutside ? info.status.name.toLowerCase() : (own ?? 'running'),

@@ -14,7 +14,7 @@ import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common'
 import { createHash } from 'node:crypto';
 import { defaultNotify, retrySettings, type LinkflowConfig } from '../temporal.config.ts';
 import type { PipelinePlan } from '../plan/plan.ts';
-import type { PipelineState } from '../contracts/run-state.ts';
+import type { AttemptRecord, PipelineInput, PipelineState } from '../contracts/run-state.ts';
 import type { HeartbeatDetails } from '../contracts/heartbeat.ts';
 import { pipelineWorkflowType, progressQuery, type PipelineWorkflow } from '../contracts/workflows.ts';
 import { modelKey, pipelineNameKey, statusKey } from '../contracts/search-attributes.ts';
@@ -39,13 +39,19 @@ export async function startPipeline(
       `the namespace lacks linkflow's search attributes (${missing.join(', ')}): this pipeline runs without them and \`linkflow list\` will not find it. Register them once:\n  ${registerCommands(client.options.namespace, missing).join('\n  ')}`,
     );
   const searchAttributes = missing.length === 0;
+  const previousAttempts = await unfinishedAttempts(client, workflowId);
   try {
     return await client.workflow.start<PipelineWorkflow>(pipelineWorkflowType, {
       workflowId,
       taskQueue: taskQueue ?? plan.taskQueue ?? config.taskQueue,
       // A spec without `notify:` reports to the configured default webhook, if any.
       args: [
-        { plan: plan.notify || !defaultNotify(config) ? plan : { ...plan, notify: defaultNotify(config) }, retry: retrySettings(config), searchAttributes },
+        {
+          plan: plan.notify || !defaultNotify(config) ? plan : { ...plan, notify: defaultNotify(config) },
+          retry: retrySettings(config),
+          searchAttributes,
+          ...(previousAttempts ? { previousAttempts } : {}),
+        },
       ],
       ...(searchAttributes
         ? {
@@ -66,6 +72,23 @@ export async function startPipeline(
     }
     throw e;
   }
+}
+
+/**
+ * The attempts of the stages the pipeline's last run (same workflow id, closed) left unfinished, so
+ * the rerun's attempt numbers go on from them; undefined for a first run or one whose last run finished.
+ */
+async function unfinishedAttempts(client: Client, workflowId: string): Promise<Record<string, AttemptRecord[]> | undefined> {
+  const handle = client.workflow.getHandle(workflowId);
+  try {
+    const description = await handle.describe();
+    if (description.status.name === 'RUNNING') return undefined; // refused below as already running
+  } catch {
+    return undefined; // never ran
+  }
+  const { state } = await outcomeOf(handle);
+  const unfinished = (state?.stages ?? []).filter((s) => s.status !== 'succeeded' && s.status !== 'skipped' && s.attempts.length > 0);
+  return unfinished.length ? Object.fromEntries(unfinished.map((s) => [s.name, s.attempts])) : undefined;
 }
 
 /** What the Web UI shows at the top of a pipeline: its name, model and stages. */
@@ -131,4 +154,62 @@ export async function outcomeOf(handle: WorkflowHandle): Promise<{ state?: Pipel
     }
     return { failure: (e as Error).message };
   }
+}
+
+/** The plan a pipeline's current run started with (its first history event's input), or undefined when it cannot be read. */
+export async function pipelinePlanOf(client: Client, workflowId: string): Promise<PipelinePlan | undefined> {
+  try {
+    const res = await client.workflowService.getWorkflowExecutionHistory({
+      namespace: client.options.namespace,
+      execution: { workflowId },
+      maximumPageSize: 1,
+    });
+    const payload = res.history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+    return payload ? defaultPayloadConverter.fromPayload<PipelineInput>(payload).plan : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Every run of a pipeline (each `linkflow run` of it; runs that continued as new are in their
+ * successor's state), oldest first, as their states: what `advise` and the next run's attempt
+ * numbers span.
+ */
+export async function statesOfAllRuns(client: Client, workflowId: string): Promise<PipelineState[]> {
+  if (!/^[A-Za-z0-9_.:@/+-]+$/.test(workflowId)) return [];
+  const runs: { runId: string; start: number }[] = [];
+  for await (const info of client.workflow.list({ query: `WorkflowId = '${workflowId}' AND ExecutionStatus != 'ContinuedAsNew'` }))
+    runs.push({ runId: info.runId, start: info.startTime.getTime() });
+  runs.sort((a, b) => a.start - b.start);
+  // Visibility lags a run that just started: without a listed run, the latest is read through its handle.
+  const latest = await snapshot(client.workflow.getHandle(workflowId)).catch(() => undefined);
+  if (runs.length === 0) return latest?.state ? [latest.state] : [];
+  const states: PipelineState[] = [];
+  for (const run of runs) {
+    const snap = await snapshot(client.workflow.getHandle(workflowId, run.runId)).catch(() => undefined);
+    if (snap?.state) states.push(snap.state);
+  }
+  return states;
+}
+
+/** The stages of several runs as one: each stage's attempts of every run, once each (a run carries its predecessors' attempts). */
+export function mergeRuns(states: PipelineState[]): PipelineState | undefined {
+  const last = states.at(-1);
+  if (!last) return undefined;
+  return {
+    ...last,
+    stages: last.stages.map((stage) => {
+      const seen = new Set<string>();
+      const attempts = states
+        .flatMap((s) => s.stages.find((x) => x.name === stage.name)?.attempts ?? [])
+        .filter((a) => {
+          const key = `${a.attempt}@${a.startedAt ?? ''}`;
+          if (seen.has(key)) return false;
+          seen.add(key);
+          return true;
+        });
+      return { ...stage, attempts };
+    }),
+  };
 }

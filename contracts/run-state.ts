@@ -36,6 +36,8 @@ export interface PipelineInput {
   continuation?: PipelineContinuation;
   /** The cluster has linkflow's search attributes registered: the workflow keeps them up to date (the client checks at start). */
   searchAttributes?: boolean;
+  /** The attempts of the stages the pipeline's previous run left unfinished (stopped, failed, cancelled): a rerun goes on counting them. */
+  previousAttempts?: Record<string, AttemptRecord[]>;
 }
 
 export type StageStatus = 'pending' | 'checking' | 'waiting-for-nodes' | 'running' | 'retrying' | 'succeeded' | 'skipped' | 'failed' | 'cancelled' | 'stopped';

@@ -31,6 +31,17 @@ export interface ReadLogChunkInput {
 /** base64 bytes from the offset, and the file's size then. */
 export type ReadLogChunkWorkflow = (input: ReadLogChunkInput) => Promise<{ data: string; size: number }>;
 
+/** `linkflow validate --on-node`: a node's own checks of the stages it may run. */
+export const preflightOnNodeWorkflowType = 'preflightOnNodeWorkflow';
+export interface NodePreflightInput {
+  /** The node's own queue (`POOL@NODE`). */
+  nodeQueue: string;
+  stages: PipelinePlan['stages'];
+}
+export type PreflightOnNodeWorkflow = (
+  input: NodePreflightInput,
+) => Promise<{ node: string; problems: { path: string; message: string }[]; checked: string[] }>;
+
 export const progressQuery = defineQuery<PipelineState>('progress');
 /** Checkpoint now and stop: the running training attempt is sent SIGTERM (Megatron saves with --exit-signal-handler, on by default); the pipeline ends as stopped and a rerun resumes it. */
 export const checkpointAndStopSignal = defineSignal('checkpointAndStop');

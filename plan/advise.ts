@@ -104,3 +104,34 @@ export function autoSaveInterval(stage: StageState, trainIters: number): { inter
     reason: `save interval ${observed.saveInterval} → ${interval} iterations (Young/Daly: mean time between failures ${s(advice.mtbfMs)}, save ${s(observed.saveMs)}, recovery ${s(observed.recoveryMs)}, ${observed.iterationMs.toFixed(0)} ms per iteration)`,
   };
 }
+
+/**
+ * What `linkflow advise` tells a user: Daly's interval, unless the run's own figures rank it no better
+ * than the current interval (the first-order waste model and Daly's formula disagree near the
+ * optimum, and rounding to whole iterations moves it), in which case keeping the current one is the advice.
+ */
+export function adviseForUser(o: RunObservations): (SaveIntervalAdvice & { keep: boolean }) | undefined {
+  const advice = adviseSaveInterval(o);
+  if (!advice) return undefined;
+  const keep = advice.recommendedIterations === o.saveInterval || advice.wasteRecommended >= advice.wasteNow;
+  return keep ? { ...advice, keep, recommendedIterations: o.saveInterval, wasteRecommended: advice.wasteNow } : { ...advice, keep };
+}
+
+/**
+ * Iteration time as the wall clock saw it: the attempts' iterations over their running time, less their
+ * startup and saves (what an iteration costs the run, stalls included), else the trainer's own mean.
+ */
+export function wallClockIterationMs(stage: StageState): number | undefined {
+  let ms = 0;
+  let iterations = 0;
+  for (const a of stage.attempts) {
+    if (a.startedAt === undefined || a.endedAt === undefined || a.lastIteration === undefined) continue;
+    const done = a.lastIteration - (a.loadedIteration ?? 0);
+    const busy = a.endedAt - a.startedAt - (a.timings?.startupMs ?? 0) - (a.timings?.saveMsTotal ?? 0);
+    if (done > 0 && busy > 0) {
+      ms += busy;
+      iterations += done;
+    }
+  }
+  return iterations > 0 ? ms / iterations : undefined;
+}

@@ -213,6 +213,11 @@ describe('nightly benchmark', () => {
     expect(run.stdout).toMatch(new RegExp(`${TWO_NODES}.*skipped`));
     const json = await runCli(['bench', 'report', '--suite', file, '--json'], env);
     expect(JSON.parse(json.stdout)).toMatchObject({ suite: 'cli', counts: { ok: 1, skipped: 1 } });
+    // Without --suite, report reads the suite `bench run --suite` last ran here (its results are in its own workspace).
+    const last = await runCli(['bench', 'report', '--json'], env);
+    expect(last.code, last.stderr).toBe(0);
+    expect(last.stderr).toContain(`suite ${file} (the last \`bench run --suite\``);
+    expect(JSON.parse(last.stdout)).toMatchObject({ suite: 'cli', counts: { ok: 1, skipped: 1 } });
 
     expect((await runCli(['bench', 'schedule', '--suite', file, '--cron', '0 2 * * *', '--timezone', 'Asia/Shanghai'], env)).stdout).toContain(
       'created schedule linkflow-bench-cli',

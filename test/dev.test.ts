@@ -46,6 +46,8 @@ describe('linkflow demo', () => {
     expect(r.stdout).toContain('starting the Temporal dev server');
     expect(r.stdout).toMatch(/\[pretrain\] (running|retrying)/);
     expect(r.stdout).toMatch(/attempt 2 resumed from the checkpoint at iteration 30 and finished at 100/);
+    // The crash was injected in iteration 35: the attempt's last logged iteration is 34, and the message says both.
+    expect(r.stdout).toMatch(/attempt 1 failed after iteration 34 \(exception; the crash was injected in iteration 35, before it was logged\)/);
     expect(r.stdout).toMatch(/evaluate +evaluate +succeeded/);
   });
 });

@@ -104,7 +104,7 @@ describe('linkflow list', () => {
       timeoutMs: 60_000,
     });
     const failed = await listSettled([broken.workflowId], '--status', 'failed');
-    expect(failed[0]).toMatchObject({ pipeline: 'found-broken', model: 'llama2-7b', status: 'failed', failureClass: 'missing-input' });
+    expect(failed[0]).toMatchObject({ kind: 'pipeline', pipeline: 'found-broken', model: 'llama2-7b', status: 'failed', failureClass: 'missing-input' });
     const runningNow = await listSettled([running.workflowId], '--status', 'running');
     expect(runningNow[0]).toMatchObject({ status: 'running', stage: 'pretrain', model: 'tiny' });
     await listSettled([crashed.workflowId, running.workflowId], '--model', 'tiny');
@@ -115,7 +115,7 @@ describe('linkflow list', () => {
     await listSettled([], '--since', '2099-01-01');
     // The table names them too.
     const table = await runCli(['list', '--status', 'failed'], cliEnv());
-    expect(table.stdout).toMatch(new RegExp(`${broken.workflowId}\\s+failed\\s+llama2-7b`));
+    expect(table.stdout).toMatch(new RegExp(`${broken.workflowId}\\s+pipeline\\s+failed\\s+llama2-7b`));
   });
 
   it('rejects a bad filter before asking the server (exit 2)', async () => {

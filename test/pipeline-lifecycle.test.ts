@@ -142,6 +142,11 @@ describe('a pipeline of every stage kind', () => {
       ['pretrain', 'skipped'],
       ['evaluate', 'succeeded'],
     ]);
+    // The failed attempt of the first run is attempt 1 of evaluate; the rerun's is attempt 2.
+    expect(second.state.stages.find((s) => s.name === 'evaluate')!.attempts.map((a) => [a.attempt, a.outcome])).toEqual([
+      [1, 'failed'],
+      [2, 'succeeded'],
+    ]);
   });
 
   it('a flag ModelLink does not know fails the stage at once with the usage message', async () => {

@@ -241,7 +241,13 @@ describe('training resumes from the newest complete checkpoint', () => {
 
     const rerun = await runSpec(t, file);
     expect(rerun.state.status).toBe('succeeded');
-    const resumed = rerun.state.stages.find((s) => s.name === 'pretrain')!.attempts[0];
+    // The rerun goes on counting: the stopped attempt is attempt 1, the one that resumed attempt 2.
+    const attempts = rerun.state.stages.find((s) => s.name === 'pretrain')!.attempts;
+    expect(attempts.map((a) => [a.attempt, a.outcome])).toEqual([
+      [1, 'stopped'],
+      [2, 'succeeded'],
+    ]);
+    const resumed = attempts[1];
     expect(resumed.loadedIteration).toBe(stoppedAt);
     expect(rerun.state.stages.find((s) => s.name === 'pretrain')!.finalIteration).toBe(1000);
   });

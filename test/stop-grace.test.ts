@@ -216,7 +216,10 @@ async function rerunLoads(file: string, spec: RawSpec, stoppedAt: number): Promi
   const rerun = await runSpec(t, file);
   expect(rerun.state.status, rerun.failure).toBe('succeeded');
   const stage = rerun.state.stages.find((s) => s.name === 'pretrain')!;
-  expect(stage.attempts[0].loadedIteration).toBe(stoppedAt);
+  // The rerun's attempt follows the stopped one in the count.
+  expect(stage.attempts[0].outcome).toBe('stopped');
+  expect(stage.attempts.at(-1)!.attempt).toBe(stage.attempts.length);
+  expect(stage.attempts.at(-1)!.loadedIteration).toBe(stoppedAt);
   expect(stage.finalIteration).toBe(stoppedAt + 5);
 }
 

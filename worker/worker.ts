@@ -18,6 +18,9 @@ import { poolSettings } from '../temporal.config.ts';
 import { joinPool } from './membership.ts';
 
 const require = createRequire(import.meta.url);
+// Compiled to dist/, this file bundles the compiled workflows beside it (dist/workflows/index.js);
+// run from source (tsx, vitest), the TypeScript ones.
+const WORKFLOWS = import.meta.url.endsWith('.ts') ? '../workflows/index.ts' : '../workflows/index.js';
 
 let runtimeInstalled = false;
 
@@ -30,13 +33,27 @@ export function installRuntime(level: LogLevel, sdkMetricsBind?: string): void {
   const print = new DefaultLogger(level);
   // The node queue's worker runs activities only, by design: the SDK's warning about it would only confuse.
   const logger = new DefaultLogger(level, (entry) => {
-    if (!entry.message.startsWith('No workflows registered')) print.log(entry.level, entry.message, entry.meta);
+    if (entry.message.startsWith('No workflows registered')) return;
+    if (entry.message === 'Activity failed') {
+      // The attempt's failure is recorded, with its log excerpt, in the pipeline: one line here, not the SDK's stack trace.
+      print.log(entry.level, activityFailedLine(entry.meta));
+      return;
+    }
+    print.log(entry.level, entry.message, entry.meta);
   });
   Runtime.install({
     logger,
     ...(sdkMetricsBind ? { telemetryOptions: { metrics: { prometheus: { bindAddress: sdkMetricsBind } } } } : {}),
   });
   runtimeInstalled = true;
+}
+
+/** "attempt failed: <workflow> <activity> (<summary>): <the error's first line>". */
+export function activityFailedLine(meta: Record<string, unknown> | undefined): string {
+  const error = meta?.error as { message?: string } | undefined;
+  const why = (error?.message ?? 'unknown error').split('\n')[0];
+  const what = [meta?.workflowId, meta?.activityType].filter((x) => typeof x === 'string').join(' ');
+  return `attempt failed${what ? `: ${what}` : ''}: ${why}`;
 }
 
 export interface WorkerOptions {
@@ -78,7 +95,7 @@ export async function createLinkflowWorker({ config, taskQueue, connection, node
     namespace: config.namespace,
     identity,
     taskQueue: pool,
-    workflowsPath: require.resolve('../workflows/index.ts'),
+    workflowsPath: require.resolve(WORKFLOWS),
     activities,
     // The activity waits on a process for hours; workflow tasks are tiny. Keep shutdown prompt.
     shutdownGraceTime: '30s',

@@ -13,6 +13,7 @@ import {
   isCancellation,
   patched,
   proxyActivities,
+  setCurrentDetails,
   setHandler,
   sleep,
   workflowInfo,
@@ -51,7 +52,7 @@ const bookkeeping = proxyActivities<typeof activities>({
   retry: { maximumAttempts: 10, initialInterval: '2s' },
 });
 
-export async function pipelineWorkflow({ plan, retry, continuation, searchAttributes }: PipelineInput): Promise<PipelineState> {
+export async function pipelineWorkflow({ plan, retry, continuation, searchAttributes, previousAttempts }: PipelineInput): Promise<PipelineState> {
   const state: PipelineState = continuation?.state ?? {
     pipeline: plan.name,
     status: 'running',
@@ -60,7 +61,8 @@ export async function pipelineWorkflow({ plan, retry, continuation, searchAttrib
       kind: s.kind,
       status: 'pending',
       output: s.output,
-      attempts: [],
+      // A rerun (after a stop, a failure) goes on counting the attempts of the stages the last run left unfinished.
+      attempts: [...(previousAttempts?.[s.name] ?? [])],
       trainIters: s.training?.trainIters,
       saveInterval: s.training?.saveInterval,
     })),
@@ -128,9 +130,11 @@ export async function pipelineWorkflow({ plan, retry, continuation, searchAttrib
       await bookkeeping.writeManifest({ pipeline: plan.name, stage, fingerprint, finalIteration: s.finalIteration });
       s.status = 'succeeded';
     }
-    state.currentStage = undefined;
     // A stop that came after the last stage finished stops nothing.
     state.status = stopped ? 'stopped' : 'succeeded';
+    // The Web UI shows the pipeline's own ending: a stop completes the workflow, but it is no success.
+    setCurrentDetails(endDetails(state));
+    state.currentStage = undefined;
     control.publish();
     if (!stopped) await notify(plan.notify, state, 'succeeded', eventId('succeeded'), `${plan.name} succeeded: ${succeededSummary(state)}`);
     return state;
@@ -138,10 +142,14 @@ export async function pipelineWorkflow({ plan, retry, continuation, searchAttrib
     if (err instanceof ContinueAsNew) throw err;
     if (isCancellation(err)) {
       state.status = 'cancelled';
+      // Cancelled while a stage waited (a backoff, nodes): that stage is cancelled too, not "retrying" for ever.
+      for (const s of state.stages) if (ACTIVE.has(s.status)) s.status = 'cancelled';
+      setCurrentDetails(endDetails(state));
       control.publish();
       throw err;
     }
     state.status = 'failed';
+    setCurrentDetails(endDetails(state));
     control.publish();
     const message = err instanceof Error ? err.message : String(err);
     await notify(plan.notify, state, 'failed', eventId('failed'), `${plan.name} failed: ${message.split('\n')[0]}`, {
@@ -325,7 +333,11 @@ async function runStage(
         }
       }
       s.status = 'retrying';
-      await sleep(backoffMs(retry, group, failures[group]));
+      setCurrentDetails(
+        `**${stage.name}** attempt ${attempt} failed${record.lastIteration !== undefined ? ` after iteration ${record.lastIteration}` : ''} (${record.failureClass}): ${record.reason}\n\nbackoff, then attempt ${attempt + 1}`,
+      );
+      // Named in the Web UI's timeline instead of an anonymous timer.
+      await sleep(backoffMs(retry, group, failures[group]), { summary: `backoff before attempt ${attempt + 1} of ${stage.name}` });
       if (pipelineState.stopRequested) {
         // Asked to stop during the backoff: no further attempt (the failed one saved what it could).
         s.status = 'stopped';
@@ -334,6 +346,24 @@ async function runStage(
       }
       if (workflowInfo().continueAsNewSuggested || attemptsThisRun >= retry.continueAsNewAfterAttempts) return 'continue-as-new';
     }
+  }
+}
+
+const ACTIVE = new Set<StageState['status']>(['checking', 'waiting-for-nodes', 'running', 'retrying']);
+
+/** The workflow's current details at its end, in the Web UI: how it ended and where, and what to do next. */
+function endDetails(state: PipelineState): string {
+  const stage = state.stages.find((s) => s.name === state.currentStage);
+  const at = stage?.finalIteration !== undefined ? ` at iteration ${stage.finalIteration}` : '';
+  switch (state.status) {
+    case 'stopped':
+      return `**STOPPED** on request${stage ? ` in stage ${stage.name}${at}` : ''}, not finished: run the pipeline again to resume`;
+    case 'cancelled':
+      return `**CANCELLED**${stage ? ` in stage ${stage.name}${at}` : ''}`;
+    case 'failed':
+      return `**FAILED**${stage ? ` in stage ${stage.name}${at}: ${stage.note ?? ''}` : ''}`;
+    default:
+      return `**SUCCEEDED**: ${succeededSummary(state)}`;
   }
 }
 

@@ -85,7 +85,8 @@ async function acquire(id: string, request: PlacementRequest, s: StageState): Pr
       // The Web UI shows it on the workflow's page.
       setCurrentDetails(`**${request.holder.stage}** attempt ${request.holder.attempt}: ${s.note}`);
       if (workflowInfo().continueAsNewSuggested) throw new PlacementDeferred(s.note);
-      await condition(() => grantedRequests.has(id), ASK_AGAIN);
+      // The timer is named in the Web UI's timeline ("waiting for a node") instead of an anonymous timer.
+      await condition(() => grantedRequests.has(id), ASK_AGAIN, { summary: `waiting for ${request.count === 1 ? 'a node' : `${request.count} nodes`}` });
       continue;
     }
     const nodes = answer.granted.nodes;
