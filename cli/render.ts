@@ -44,7 +44,7 @@ function slurmSubmission(pipeline: string, stage: StagePlan): string[] {
   });
   const slurmDir = log.replace(/\.log$/, '.slurm');
   return [
-    `# slurm: sbatch ${[...options, path.join(slurmDir, 'batch.sh'), 'node', 'node/slurm-task.mjs', path.join(slurmDir, 'task.json')].map(shellQuote).join(' ')}`,
+    `# slurm: sbatch ${[...options, path.join(slurmDir, 'batch.sh'), 'node', 'executors/slurm/io/task.mjs', path.join(slurmDir, 'task.json')].map(shellQuote).join(' ')}`,
     '# slurm: batch.sh:',
     ...BATCH_SCRIPT.trimEnd()
       .split('\n')

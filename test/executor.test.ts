@@ -2,7 +2,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { startProcess } from '../node/process-group.ts';
+import { startProcess } from '../executors/nodes/io/process-group.ts';
 import { ROOT, tempDir } from '../testkit/specs.ts';
 import { processesMentioning, until } from '../testkit/wait.ts';
 

@@ -12,12 +12,12 @@ import { logsIterations, type RankAssignment } from '../../plan/gang.ts';
 import type { StagePlan } from '../../plan/plan.ts';
 import { jobEnding } from '../../executors/slurm/plan.ts';
 import type { AttemptProgress } from '../../frameworks/modellink/training-log.ts';
-import { stoppingAllProcesses } from '../../node/process-group.ts';
+import { stoppingAllProcesses } from '../../executors/nodes/io/process-group.ts';
 import { outputPresent } from '../manifest.ts';
 import { nodeName } from '../node.ts';
 import { fail, timestamp, type AttemptInput } from './common.ts';
 import type { PreparedAttempt } from './prepare.ts';
-import type { SlurmJobEnd } from './slurm-job.ts';
+import type { SlurmJobEnd } from '../../executors/slurm/io/job.ts';
 import type { WatchedAttempt } from './watch.ts';
 
 /**

@@ -79,8 +79,8 @@ export async function prepareAttempt(ctx: Context, input: AttemptInput, logFile:
   if (stage.hfView) linkHfView(stage.hfView);
 
   const secrets = secretsOrFail(stage, logFile);
-  // A Slurm job sources the setup script on its nodes and takes its rendezvous from the allocation (node/slurm-task.mjs);
-  // its secrets travel in sbatch's own environment (never in a file), see slurm-job.ts.
+  // A Slurm job sources the setup script on its nodes and takes its rendezvous from the allocation (executors/slurm/io/task.mjs);
+  // its secrets travel in sbatch's own environment (never in a file), see executors/slurm/io/job.ts.
   const env = stage.slurm ? { ...stage.env } : { ...process.env, ...(stage.setupScript ? loadSetupEnv(stage.setupScript) : {}), ...stage.env, ...secrets.env };
   // A gang's rank 0 chose its port; a single-node job takes one free on this node now.
   const launch = stage.slurm

@@ -18,12 +18,12 @@ import type { StagePlan } from '../../plan/plan.ts';
 import { stopGraceMs } from '../../plan/stop-grace.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress, type LogEvent } from '../../frameworks/modellink/training-log.ts';
 import { jobPhase, queuedNote } from '../../executors/slurm/plan.ts';
-import { startProcess, type ExitStatus, type RunningProcess } from '../../node/process-group.ts';
+import { startProcess, type ExitStatus, type RunningProcess } from '../../executors/nodes/io/process-group.ts';
 import type { HeldLease } from '../lease.ts';
 import { nodeName } from '../node.ts';
 import type { AttemptInput } from './common.ts';
 import { releaseOnThrow, type PreparedAttempt } from './prepare.ts';
-import { startSlurmJob, type SlurmJob, type SlurmJobEnd } from './slurm-job.ts';
+import { startSlurmJob, type SlurmJob, type SlurmJobEnd } from '../../executors/slurm/io/job.ts';
 import { attemptProgressed, checkpointLoaded, checkpointSaved, type StageLabels } from '../metrics.ts';
 
 const HEARTBEAT_EVERY_MS = 1000;

@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ExitStatus } from '../../common/exit-status.ts';
+import type { ExitStatus } from '../../../common/exit-status.ts';
 import {
   BATCH_SCRIPT,
   exitStatusOf,
@@ -21,11 +21,11 @@ import {
   type JobInfo,
   type SlurmSettings,
   type SlurmTaskFile,
-} from '../../executors/slurm/plan.ts';
-import { trackProcess, type RunningProcess } from '../../node/process-group.ts';
-import { failedNodes, hostnames, jobFields, jobsNamed, partitionNodes, sbatch, scancel } from '../../node/slurm.ts';
+} from '../plan.ts';
+import { trackProcess, type RunningProcess } from '../../nodes/io/process-group.ts';
+import { failedNodes, hostnames, jobFields, jobsNamed, partitionNodes, sbatch, scancel } from './commands.ts';
 
-const TASK_LAUNCHER = new URL('../../node/slurm-task.mjs', import.meta.url).pathname;
+const TASK_LAUNCHER = new URL('./task.mjs', import.meta.url).pathname;
 const POLL_MS = 1000;
 const TAIL_MS = 250;
 /** After the grace, how long the stopped job may take to end on its own before scancel. */
