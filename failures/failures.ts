@@ -19,6 +19,8 @@ export const FAILURE_CLASSES = [
   // Slurm's endings (executors/slurm/plan.ts): the job's time limit, and a preemption by a job of higher priority.
   'time-limit',
   'preempted',
+  // Kubernetes refused the gang (executors/kubernetes/endings.ts): its image cannot be pulled, admission or a controller refused its pods.
+  'rejected',
   'no-result',
   'exception',
   'unknown',
@@ -26,7 +28,7 @@ export const FAILURE_CLASSES = [
 
 export type FailureClass = (typeof FAILURE_CLASSES)[number];
 
-export const NON_RETRYABLE: ReadonlySet<FailureClass> = new Set(['bad-arguments', 'missing-input', 'no-result']);
+export const NON_RETRYABLE: ReadonlySet<FailureClass> = new Set(['bad-arguments', 'missing-input', 'no-result', 'rejected']);
 
 /** Faults of the machines, not of the job: they have a retry budget of their own. */
 export const INFRASTRUCTURE: ReadonlySet<FailureClass> = new Set(['communication', 'node-lost', 'killed', 'hang', 'segfault', 'preempted']);
