@@ -14,6 +14,7 @@ import { flattenArgs } from '../../frameworks/modellink/commands.ts';
 import { launchForRank, launchOf, renderLaunch, withMasterPort, type Launch } from '../../frameworks/launch.ts';
 import type { StagePlan } from '../../plan/plan.ts';
 import { slurmLaunch } from '../../executors/slurm/plan.ts';
+import { rankLaunch } from '../../executors/kubernetes/plan.ts';
 import { getFreePort } from '../../node/free-port.ts';
 import { loadSetupEnv } from '../../node/setup-env.ts';
 import { acquireLease, leaseFile, type HeldLease } from '../lease.ts';
@@ -81,13 +82,17 @@ export async function prepareAttempt(ctx: Context, input: AttemptInput, logFile:
   const secrets = secretsOrFail(stage, logFile);
   // A Slurm job sources the setup script on its nodes and takes its rendezvous from the allocation (executors/slurm/io/task.mjs);
   // its secrets travel in sbatch's own environment (never in a file), see executors/slurm/io/job.ts.
-  const env = stage.slurm ? { ...stage.env } : { ...process.env, ...(stage.setupScript ? loadSetupEnv(stage.setupScript) : {}), ...stage.env, ...secrets.env };
+  // A Kubernetes rank likewise, in its pod; its secrets travel in a Secret the attempt creates (executors/kubernetes/io/gang.ts).
+  const scheduled = stage.slurm !== undefined || stage.kubernetes !== undefined;
+  const env = scheduled ? { ...stage.env } : { ...process.env, ...(stage.setupScript ? loadSetupEnv(stage.setupScript) : {}), ...stage.env, ...secrets.env };
   // A gang's rank 0 chose its port; a single-node job takes one free on this node now.
   const launch = stage.slurm
     ? slurmLaunch(launchOf(stage))
-    : rank
-      ? launchForRank(launchOf(stage), rank)
-      : withMasterPort(launchOf(stage), await getFreePort('0.0.0.0'));
+    : stage.kubernetes
+      ? rankLaunch(launchOf(stage), stage.kubernetes.flavour)
+      : rank
+        ? launchForRank(launchOf(stage), rank)
+        : withMasterPort(launchOf(stage), await getFreePort('0.0.0.0'));
   const lease = savesCheckpoints(stage) ? await takeLease(ctx, input, logFile) : undefined;
   const argv = [...renderLaunch(launch), stage.entrypoint, ...flattenArgs(args)];
   // Under the lease: no other trainer of this stage writes events now. Only the node that logs iterations writes them.
