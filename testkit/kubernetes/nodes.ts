@@ -1,0 +1,46 @@
+/** Nodes of the test cluster: Ready, with simulated NPUs in their status. */
+import type { KubeApi, KubeList, KubeObject } from './api.ts';
+
+interface NodeStatus {
+  conditions?: { type: string; status: string; reason?: string }[];
+  capacity?: Record<string, string>;
+  allocatable?: Record<string, string>;
+}
+
+export function nodeReady(node: KubeObject): boolean {
+  return ((node.status as NodeStatus | undefined)?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+}
+
+export function nodeAllocatable(node: KubeObject, resource: string): string | undefined {
+  return (node.status as NodeStatus | undefined)?.allocatable?.[resource];
+}
+
+/**
+ * Waits for the nodes to register and be Ready, then advertises `count` of `resource` on each, as a
+ * device plugin would (the study's `kubectl patch node --subresource=status`): the kubelet keeps
+ * extended resources it does not manage, and recomputes allocatable from capacity.
+ */
+export async function waitForNodes(api: KubeApi, names: string[], resource: string, count: number, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const patched = new Set<string>();
+  for (;;) {
+    const nodes = await api.get<KubeList>('/api/v1/nodes').catch(() => ({ items: [] as KubeObject[] }));
+    const byName = new Map(nodes.items.map((n) => [n.metadata.name, n]));
+    for (const name of names) {
+      const node = byName.get(name);
+      if (node && !patched.has(name)) {
+        const status = { capacity: { [resource]: String(count) }, allocatable: { [resource]: String(count) } };
+        await api.mergePatch(`/api/v1/nodes/${name}/status`, { status });
+        patched.add(name);
+      }
+    }
+    const ready = names.filter((n) => {
+      const node = byName.get(n);
+      return node && nodeReady(node) && nodeAllocatable(node, resource) === String(count);
+    });
+    if (ready.length === names.length) return;
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for nodes ${names.join(', ')} to be Ready with ${count} ${resource} (ready: ${ready.join(', ') || 'none'})`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
