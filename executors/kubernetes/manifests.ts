@@ -116,7 +116,7 @@ function container(g: GangInput, extraEnv: object[] = [], ports: object[] = []):
     workingDir: g.cwd,
     env: [
       ...extraEnv,
-      ...Object.entries(g.env).map(([name, value]) => ({ name, value: value.replaceAll('$(', '$$(') })),
+      ...Object.entries(g.env).map(([name, value]) => ({ name, value: value.replaceAll('$(', () => '$$(') })),
       ...(g.setupScript ? [{ name: 'LINKFLOW_SETUP_SCRIPT', value: g.setupScript }] : []),
     ],
     ...(g.secretName ? { envFrom: [{ secretRef: { name: g.secretName } }] } : {}),

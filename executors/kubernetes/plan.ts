@@ -119,7 +119,7 @@ export function rankLaunch(launch: Launch, flavour: Flavour): Launch {
  * the API's escape). Only the launch's own placeholders are left to expand.
  */
 export function escapeArgs(argv: string[], keep: ReadonlySet<string>): string[] {
-  return argv.map((a) => (keep.has(a) ? a : a.replaceAll('$(', '$$(')));
+  return argv.map((a) => (keep.has(a) ? a : a.replaceAll('$(', () => '$$(')));
 }
 
 /** The placeholders of a rank launch (kept unescaped). */
