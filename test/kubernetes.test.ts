@@ -167,7 +167,7 @@ describe.skipIf(!kubernetesAvailable() && !process.env.CI)('the Kubernetes execu
       .filter((e) => e.isFile())
       .map((e) => path.join(e.parentPath, e.name));
     // The rendered manifests are kept beside the attempt log: they name the Secret, never its value.
-    const manifests = files.filter((f) => f.endsWith('manifests.json'));
+    const manifests = files.filter((f) => f.endsWith('manifests.json') && f.includes(`${path.sep}pretrain${path.sep}`));
     expect(manifests.length).toBeGreaterThan(0);
     expect(fs.readFileSync(manifests[0], 'utf8')).toContain('"secretRef"');
     expect(files.filter((f) => fs.readFileSync(f).includes(secret))).toEqual([]);
@@ -247,7 +247,7 @@ describe.skipIf(!kubernetesAvailable() && !process.env.CI)('the Kubernetes execu
     const config = fastRetryConfig(t.server.address, '4s');
     const client = await connectClient(config);
     const dir = tempDir('k8s-adopt');
-    const spec = k8sSpec('adopt', dir, { nodes: 1, trainIters: 150, env: { MLEMU_ITER_TIME_MS: '100' } });
+    const spec = k8sSpec('adopt', dir, { nodes: 1, trainIters: 300, env: { MLEMU_ITER_TIME_MS: '100' } });
     Object.assign(
       spec.stages.find((s) => s.name === 'pretrain')!,
       { saveInterval: 1000 },
@@ -266,10 +266,12 @@ describe.skipIf(!kubernetesAvailable() && !process.env.CI)('the Kubernetes execu
     expect(logs.at(-1)).toMatch(/# kubernetes: adopting gang lf-adopt-pretrain-a1 of attempt 1/);
     expect(logs.at(-1)).not.toMatch(/created Job/);
     expect(before).toHaveLength(1);
-    // No save before the end (interval 1000) and no restart: iteration 1 ran once, the final checkpoint is 150.
+    // No save before the end (interval 1000) and no restart: the one gang trained from the start to its final checkpoint.
     const saves = fs.readdirSync(path.join(dir, 'ws', 'adopt', 'pretrain', 'checkpoints')).filter((d) => d.startsWith('iter_'));
-    expect(saves).toEqual(['iter_0000150']);
-    expect(pretrain.finalIteration).toBe(150);
+    expect(saves).toEqual(['iter_0000300']);
+    expect(pretrain.finalIteration).toBe(300);
+    // The adopting attempt's log holds the gang's whole log: its first iteration (after the loaded one) once.
+    expect(logs.at(-1)!.match(/\biteration\s+2\/\s/g)).toHaveLength(1);
     await client.connection.close();
     expect(await left()).toEqual([]);
   }, 600_000);

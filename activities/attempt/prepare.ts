@@ -15,6 +15,7 @@ import { launchForRank, launchOf, renderLaunch, withMasterPort, type Launch } fr
 import type { StagePlan } from '../../plan/plan.ts';
 import { slurmLaunch } from '../../executors/slurm/plan.ts';
 import { rankLaunch } from '../../executors/kubernetes/plan.ts';
+import { deleteStageGangs } from '../../executors/kubernetes/io/gang.ts';
 import { getFreePort } from '../../node/free-port.ts';
 import { loadSetupEnv } from '../../node/setup-env.ts';
 import { acquireLease, leaseFile, type HeldLease } from '../lease.ts';
@@ -62,6 +63,8 @@ export async function prepareAttempt(ctx: Context, input: AttemptInput, logFile:
     args = resumed;
     if (point.kind === 'tracker' && point.iteration === stage.training!.trainIters) {
       // Training already reached the end (the previous run stopped before its manifest): nothing to redo.
+      // A gang that got there while no worker followed it is done too: it leaves nothing behind.
+      if (stage.kubernetes) await deleteStageGangs({ pipeline: input.pipeline, stageName: stage.name, settings: stage.kubernetes, logFile });
       return {
         done: {
           loadedIteration: point.iteration,

@@ -129,6 +129,17 @@ export async function startKubernetesGang(o: KubernetesGangOptions): Promise<Kub
   return follow(api, o, controller, name, false);
 }
 
+/** Deletes every gang of a stage (its work is done: the stage's output is there). */
+export async function deleteStageGangs(o: Pick<KubernetesGangOptions, 'pipeline' | 'stageName' | 'settings' | 'logFile'>): Promise<void> {
+  const api = KubeApi.fromEnvironment();
+  const controller = controllerOf(o.settings.flavour);
+  for (const g of await earlierGangs(api, controller, o)) {
+    fs.appendFileSync(o.logFile, `# kubernetes: deleting gang ${g.metadata.name} of an earlier attempt (its work is done)\n`);
+    await deleteGang(api, o.settings.namespace, controller, g.metadata.name, 1);
+  }
+  api.close();
+}
+
 /** The API refused the gang's objects (validation, admission, quota): no retry makes it accept them. */
 export class GangRejected extends Error {}
 
@@ -136,7 +147,11 @@ function byAttempt(a: KubeObject, b: KubeObject): number {
   return Number(a.metadata.labels?.[LABEL.attempt] ?? 0) - Number(b.metadata.labels?.[LABEL.attempt] ?? 0);
 }
 
-async function earlierGangs(api: KubeApi, controller: Controller, o: KubernetesGangOptions): Promise<KubeObject[]> {
+async function earlierGangs(
+  api: KubeApi,
+  controller: Controller,
+  o: Pick<KubernetesGangOptions, 'pipeline' | 'stageName' | 'settings'>,
+): Promise<KubeObject[]> {
   const list = await api.get<{ items: KubeObject[] }>(controller.collection(o.settings.namespace), { labelSelector: stageSelector(o.pipeline, o.stageName) });
   return list.items.filter((g) => g.metadata.annotations?.[ANNOTATION.pipeline] === o.pipeline && g.metadata.annotations?.[ANNOTATION.stage] === o.stageName);
 }
