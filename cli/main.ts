@@ -19,6 +19,7 @@ import { connectClient, ServerUnreachableError } from '../client/connect.ts';
 import { snapshot, startPipeline } from '../client/pipeline.ts';
 import { jsonSummary, summaryText } from './progress.ts';
 import { renderPlan } from './render.ts';
+import { validateKubernetes } from './validate-kubernetes.ts';
 import { watchPipeline } from './watch.ts';
 import { runDev, runDemo, runWorker } from './dev.ts';
 import { defaultNodeAddress } from '../node/identity.ts';
@@ -62,10 +63,15 @@ const program = new Command('linkflow').description('ModelLink training pipeline
 
 program
   .command('validate <spec>')
-  .description('check a pipeline spec without running anything')
-  .action((file: string) => {
+  .description(
+    'check a pipeline spec without running anything (Kubernetes stages: their gangs by server-side dry run, or offline against the schemas linkflow carries)',
+  )
+  .action(async (file: string) => {
     const { plan } = planOrExit(file);
-    console.log(`${file}: valid; pipeline ${plan.name}, ${plan.stages.length} stages: ${plan.stages.map((s) => `${s.name} (${s.kind})`).join(', ')}`);
+    const gangs = await validateKubernetes(plan);
+    console.log(
+      `${file}: valid; pipeline ${plan.name}, ${plan.stages.length} stages: ${plan.stages.map((s) => `${s.name} (${s.kind})`).join(', ')}${gangs ? `\n${gangs}` : ''}`,
+    );
   });
 
 program

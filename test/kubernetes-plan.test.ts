@@ -5,6 +5,8 @@ import { gangManifests, type GangInput, type KubeObject } from '../executors/kub
 import { dnsPart, gangName, rankLaunch, RANK_SCRIPT, stageSelector, type KubernetesSettings } from '../executors/kubernetes/plan.ts';
 import { launchOf, renderLaunch, torchrunLaunch } from '../frameworks/launch.ts';
 import { planPipeline } from '../plan/plan.ts';
+import { checkOffline } from '../executors/kubernetes/io/schemas.ts';
+import { plannedGangObjects } from '../cli/render.ts';
 import { fiveStageSpec, type RawSpec } from '../testkit/specs.ts';
 
 function k8sSpec(kubernetes: Record<string, unknown>, cluster: Record<string, unknown> = {}): RawSpec {
@@ -385,5 +387,27 @@ describe('endings from the API', () => {
       'linkflow.dev/node-rank',
     );
     expect(v).toMatchObject({ name: 'lf-0', nodeRank: 1, nodeName: 'node-2', phase: 'Failed', terminated: { exitCode: 1 } });
+  });
+});
+
+describe('without a cluster: the schemas linkflow carries', () => {
+  const gangsOf = (kubernetes: Record<string, unknown>) => {
+    const r = planPipeline(k8sSpec(kubernetes), { baseDir: '/tmp' });
+    if (!r.ok) throw new Error(JSON.stringify(r.problems));
+    return r.plan.stages.map((s) => ({ stage: s.name, objects: plannedGangObjects(r.plan.name, s) }));
+  };
+
+  it("accept every stage's gang of every flavour", () => {
+    for (const flavour of ['pods', 'volcano', 'ascendjob']) {
+      const checked = checkOffline(gangsOf({ flavour, ...(flavour === 'pods' ? {} : { queue: 'llm' }), tolerations: [{ key: 'npu', operator: 'Exists' }] }));
+      expect(checked.problems, flavour).toEqual([]);
+      expect(checked.how).toMatch(/kube-apiserver v1\.37\.2 \/openapi\/v3.*reference\/kubernetes\/ascendjobs\.mindxdl\.gitee\.com\.yaml/);
+    }
+  });
+
+  it('refuse an unknown or mistyped pod field with its path, as strict field validation does', () => {
+    const { problems } = checkOffline(gangsOf({ pod: { hostNetwrk: true, dnsPolicy: 7 } }));
+    expect(problems).toContain('stage pretrain: Job lf-p-pretrain-a1: spec.template.spec.hostNetwrk: unknown field "spec.template.spec.hostNetwrk"');
+    expect(problems).toContain('stage pretrain: Job lf-p-pretrain-a1: spec.template.spec.dnsPolicy: expected a string, got number');
   });
 });
