@@ -17,6 +17,8 @@ import { kubernetesAvailable, startKubernetesCluster, type KubeList, type KubeOb
 import { fiveStageSpec, ROOT, tempDir, writeSpec, type RawSpec } from '../testkit/specs.ts';
 import { planFile, runSpec, startSpec, startTestTemporal, type TestTemporal } from '../testkit/temporal.ts';
 import { fastRetryConfig, until } from '../testkit/wait.ts';
+import { runCli } from '../testkit/cli.ts';
+import { referenceCrds } from '../testkit/kubernetes/index.ts';
 import { startWorkerProcess, stopWorkers } from '../testkit/workers.ts';
 
 const NS = 'training';
@@ -108,6 +110,31 @@ describe.skipIf(!kubernetesAvailable() && !process.env.CI)('the Kubernetes execu
       .sort()
       .map((f) => fs.readFileSync(path.join(logs, f), 'utf8'));
   };
+
+  it('linkflow validate: every flavour by server-side dry run (Volcano and AscendJob against their CRDs), the API’s words for a refusal; offline without a cluster', async () => {
+    await cluster.installCrds(referenceCrds());
+    const dir = tempDir('k8s-validate');
+    const env = { KUBECONFIG: cluster.kubeconfig };
+    for (const flavour of ['pods', 'volcano', 'ascendjob']) {
+      const spec = k8sSpec(`validate-${flavour}`, dir, flavour === 'pods' ? {} : { kubernetes: { flavour, queue: 'default' } });
+      const r = await runCli(['validate', writeSpec(dir, spec, `${flavour}.yaml`)], env);
+      expect(r.stderr, flavour).toBe('');
+      expect(r.stdout).toMatch(/kubernetes: \d+ objects of 3 stage\(s\) accepted by a server-side dry run/);
+    }
+    // Nothing was created by the dry runs.
+    expect(await left()).toEqual([]);
+    expect((await cluster.api.get<KubeList>(`/apis/mindxdl.gitee.com/v1/namespaces/${NS}/ascendjobs`)).items).toEqual([]);
+    // The stand-in CRDs keep pod fields unchecked (as reference/README.md says); the Job's schema is the API server's own.
+    const badPods = k8sSpec('validate-badpods', dir, { kubernetes: { pod: { hostNetwrk: true } } });
+    const refusedPods = await runCli(['validate', writeSpec(dir, badPods, 'badpods.yaml')], env);
+    expect(refusedPods.code).toBe(2);
+    expect(refusedPods.stderr).toMatch(/server-side dry run on .*kubeconfig/);
+    expect(refusedPods.stderr).toMatch(/stage pretrain: Job training\/lf-validate-badpods-pretrain-a1: .*unknown field "spec\.template\.spec\.hostNetwrk"/);
+    // No cluster: the carried schemas.
+    const offline = await runCli(['validate', path.join(dir, 'badpods.yaml')], { KUBECONFIG: path.join(dir, 'no-such-kubeconfig') });
+    expect(offline.code).toBe(2);
+    expect(offline.stderr).toMatch(/the schemas linkflow carries.*\n.*spec\.template\.spec\.hostNetwrk: unknown field/);
+  }, 300_000);
 
   it('runs a 2-node pretraining gang as pods on two nodes; a crash of node rank 1 resumes from the checkpoint and finishes', async () => {
     const dir = tempDir('k8s-gang');
