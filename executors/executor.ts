@@ -28,3 +28,15 @@ export interface ScheduledAttempt<End> extends RunningAttempt {
   /** How the scheduler says it ended. */
   ended: Promise<End>;
 }
+
+/** FNV-1a, 32 bits, base 36: short names and fingerprints, not security. */
+export function shortHash(s: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h.toString(36).padStart(7, '0');
+}
+
+/** What identifies a stage's work (its plan, its resume point aside): a later attempt adopts a running job only when this matches. */
+export function workFingerprint(parts: unknown): string {
+  return shortHash(JSON.stringify(parts));
+}

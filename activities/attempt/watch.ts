@@ -24,7 +24,8 @@ import { nodeName } from '../node.ts';
 import { fail, type AttemptInput } from './common.ts';
 import { releaseOnThrow, type PreparedAttempt } from './prepare.ts';
 import { startSlurmJob, type SlurmJob, type SlurmJobEnd } from '../../executors/slurm/io/job.ts';
-import { GangRejected, startKubernetesGang, workFingerprint, type KubernetesGang, type KubernetesGangEnd } from '../../executors/kubernetes/io/gang.ts';
+import { workFingerprint } from '../../executors/executor.ts';
+import { GangRejected, startKubernetesGang, type KubernetesGang, type KubernetesGangEnd } from '../../executors/kubernetes/io/gang.ts';
 import { attemptProgressed, checkpointLoaded, checkpointSaved, type StageLabels } from '../metrics.ts';
 
 const HEARTBEAT_EVERY_MS = 1000;
@@ -118,6 +119,7 @@ export async function watchAttempt(
           onRunning: () => watch.restartClock(),
           onWait: () => ctx.heartbeat({ stage: stage.name, attempt, logFile }),
           usesDevices: prepared.launch.kind === 'torchrun',
+          fingerprint: workFingerprint([stage.entrypoint, stage.args, launchOf(stage), stage.cwd, stage.env, stage.slurm, stage.setupScript]),
         })
       : undefined;
     proc = job ?? gang ?? releaseOnThrow(lease, () => startProcess({ ...options, masker: prepared.masker, stopSignalTo: stopWorkers ? 'workers' : 'group' }));

@@ -11,11 +11,14 @@
  */
 import type { z } from 'zod';
 import type { Launch } from '../../frameworks/launch.ts';
+import { shortHash } from '../executor.ts';
 import type { kubernetesSchema } from '../../spec/kubernetes.ts';
 
 type Spec = z.output<typeof kubernetesSchema>;
 
 /** `cluster.kubernetes` as the plan carries it: the devices per node resolved. */
+export { shortHash };
+
 export type KubernetesSettings = Omit<Spec, 'devices'> & { devices: { resource: string; perNode: number } };
 export type Flavour = KubernetesSettings['flavour'];
 
@@ -45,13 +48,6 @@ export function dnsPart(s: string, max: number): string {
   if (clean === s && clean.length <= max && clean.length > 0) return clean;
   const hash = shortHash(s);
   return `${clean.slice(0, Math.max(0, max - hash.length - 1)).replace(/-+$/, '')}-${hash}`.replace(/^-/, '');
-}
-
-/** FNV-1a, 32 bits, base 36: names only, not security. */
-export function shortHash(s: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
-  return h.toString(36).padStart(7, '0');
 }
 
 /**

@@ -84,6 +84,8 @@ export interface SlurmTaskFile {
   stdin?: string;
   /** Variables of the job's environment (from sbatch's) whose values are masked in the job's output. */
   secretNames?: string[];
+  /** The stage's work (not read by the launcher): a later attempt adopts the job only when its own matches. */
+  fingerprint?: string;
 }
 
 export interface SubmissionInput {

@@ -17,7 +17,7 @@ import type { ScheduledAttempt } from '../../executor.ts';
 import { trackProcess } from '../../nodes/io/process-group.ts';
 import { gangPhase, podView, type GangEnding, type GangPhase, type GangView } from '../endings.ts';
 import { gangManifests, type KubeObject } from '../manifests.ts';
-import { ANNOTATION, gangLabels, gangName, LABEL, shortHash, stageSelector, type KubernetesSettings } from '../plan.ts';
+import { ANNOTATION, gangLabels, gangName, LABEL, stageSelector, type KubernetesSettings } from '../plan.ts';
 import { KubeApi, KubeApiError } from './api.ts';
 import { controllerOf, objectPath, type Controller } from './kinds.ts';
 
@@ -59,11 +59,6 @@ export interface KubernetesGangEnd {
 }
 
 export type KubernetesGang = ScheduledAttempt<KubernetesGangEnd>;
-
-/** The fingerprint of a stage's work: what must match for a later attempt to adopt a gang. */
-export function workFingerprint(parts: unknown): string {
-  return shortHash(JSON.stringify(parts));
-}
 
 export async function startKubernetesGang(o: KubernetesGangOptions): Promise<KubernetesGang> {
   const api = KubeApi.fromEnvironment();
