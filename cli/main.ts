@@ -311,8 +311,10 @@ program
 program
   .command('demo')
   .description('run the demo pipeline on the emulator, with a crash injected in pretraining, and show the resume')
-  .action(async () => {
-    process.exitCode = await runDemo(loadConfig());
+  .option('--kubernetes <image>', 'run every stage as pods of this image on the cluster of KUBECONFIG (README, Running on Kubernetes)')
+  .option('--namespace <name>', 'with --kubernetes: the namespace (default: default)')
+  .action(async (opts: { kubernetes?: string; namespace?: string }) => {
+    process.exitCode = await runDemo(loadConfig(), opts.kubernetes ? { image: opts.kubernetes, namespace: opts.namespace } : undefined);
   });
 
 registerBenchCommands(program);
