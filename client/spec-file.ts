@@ -5,7 +5,10 @@ import { planPipeline, type PlanResult } from '../plan/plan.ts';
 import { parseStructuredText } from '../spec/structured-text.ts';
 
 /** `cluster`: replaces the spec's cluster section (the demo on Kubernetes). */
-export function loadSpecFile(file: string, options: { workspace?: string; cluster?: (raw: Record<string, unknown>) => Record<string, unknown> } = {}): PlanResult {
+export function loadSpecFile(
+  file: string,
+  options: { workspace?: string; cluster?: (raw: Record<string, unknown>) => Record<string, unknown> } = {},
+): PlanResult {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -14,6 +17,9 @@ export function loadSpecFile(file: string, options: { workspace?: string; cluste
   }
   const parsed = parseStructuredText(text, file);
   if (!parsed.ok) return parsed;
-  const raw = options.cluster && typeof parsed.raw === 'object' && parsed.raw !== null ? { ...parsed.raw, cluster: options.cluster(parsed.raw as Record<string, unknown>) } : parsed.raw;
+  const raw =
+    options.cluster && typeof parsed.raw === 'object' && parsed.raw !== null
+      ? { ...parsed.raw, cluster: options.cluster(parsed.raw as Record<string, unknown>) }
+      : parsed.raw;
   return planPipeline(raw, { baseDir: path.dirname(path.resolve(file)), workspace: options.workspace });
 }

@@ -242,7 +242,8 @@ describe.skipIf(!kubernetesAvailable() && !process.env.CI)('the Kubernetes execu
     } finally {
       delete process.env.LINKFLOW_TEST_K8S_CANCEL;
     }
-    await until('the gang to be gone', async () => (await left()).length === 0, { timeoutMs: 60_000, everyMs: 500 });
+    // The cancelled attempt ended only once its gang was gone.
+    expect(await left()).toEqual([]);
   }, 600_000);
 
   it("one node's kubelet and containers killed mid-run: node-lost, that node left out, the retry runs on the other nodes, resumed", async () => {
@@ -302,4 +303,41 @@ describe.skipIf(!kubernetesAvailable() && !process.env.CI)('the Kubernetes execu
     await client.connection.close();
     expect(await left()).toEqual([]);
   }, 600_000);
+
+  it("a gang that cannot be scheduled waits, and status says the scheduler's reason; cancel leaves nothing", async () => {
+    const dir = tempDir('k8s-pending');
+    // 16 NPUs per pod for pretraining: no node has them (data and weights ask for none).
+    const spec = k8sSpec('pending', dir, { kubernetes: { devices: { perNode: 16 } } });
+    const handle = await startSpec(t, writeSpec(dir, spec));
+    const note = await until(
+      'the scheduler’s reason in the live view',
+      async () => {
+        const snap = await snapshot(handle);
+        return snap.live?.queued?.includes('unschedulable') ? snap.live.queued : undefined;
+      },
+      { timeoutMs: 120_000, everyMs: 500 },
+    );
+    expect(note).toMatch(
+      /^Kubernetes: 2 of 2 pods unschedulable \(Unschedulable\): .*Insufficient huawei\.com\/Ascend910.* \(gang training\/lf-pending-pretrain-a1\)$/,
+    );
+    const status = await runCli(['status', handle.workflowId], { TEMPORAL_ADDRESS: t.server.address });
+    expect(status.stdout).toContain('Insufficient huawei.com/Ascend910');
+    await handle.cancel();
+    await outcomeOf(handle);
+    expect(await left()).toEqual([]);
+  }, 300_000);
+
+  it('an image that cannot be had is rejected with the API’s message and not retried', async () => {
+    const dir = tempDir('k8s-noimage');
+    const spec = k8sSpec('noimage', dir, { kubernetes: { image: 'linkflow.local/no-such-image:1' } });
+    spec.stages = spec.stages.filter((s) => s.name === 'data');
+    const { state, failure } = await runSpec(t, writeSpec(dir, spec));
+    expect(state.status).toBe('failed');
+    const data = state.stages.find((s) => s.name === 'data')!;
+    expect(data.attempts).toHaveLength(1);
+    expect(data.attempts[0].failureClass).toBe('rejected');
+    expect(data.attempts[0].reason).toMatch(/ErrImageNeverPull: .*linkflow\.local\/no-such-image:1/);
+    expect(failure).toMatch(/rejected, not retried/);
+    expect(await left()).toEqual([]);
+  }, 300_000);
 });

@@ -243,6 +243,8 @@ function follow(api: KubeApi, o: KubernetesGangOptions, controller: Controller, 
     const end = last as Extract<GangPhase, { phase: 'ended' }>;
     // The ranks still running after a failure, and everything of the gang: gone.
     await deleteGang(api, ns, controller, name, 1).catch((e: Error) => fs.appendFileSync(o.logFile, `# kubernetes: cleaning up gang ${name}: ${e.message}\n`));
+    // The attempt ends when its ranks are gone (those of a lost node cannot run, and may stay Terminating): the next gang never overlaps them.
+    await podsGone(api, ns, name, 30_000).catch(() => undefined);
     await streams.close(10_000);
     fs.appendFileSync(o.logFile, `# kubernetes: gang ${name} ended: ${describe(end.ending)}${end.nodes.length ? ` (nodes ${end.nodes.join(', ')})` : ''}\n`);
     return { name, namespace: ns, ending: end.ending, nodes: end.nodes, stoppedByUs, adopted };
@@ -281,6 +283,23 @@ function stopExit(gang: GangView): GangEnding {
 
 function describe(e: GangEnding): string {
   return e.kind === 'class' ? `${e.class}: ${e.reason}` : e.signal ? `killed by ${e.signal}` : `exit code ${e.exitCode}`;
+}
+
+/** Waits up to `ms` until the gang's pods are gone, but for those on a node that is not Ready. */
+async function podsGone(api: KubeApi, ns: string, name: string, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const pods = await api.get<{ items: { spec?: { nodeName?: string } }[] }>(`/api/v1/namespaces/${ns}/pods`, { labelSelector: `${LABEL.gang}=${name}` });
+    let live = 0;
+    for (const p of pods.items) {
+      const node = p.spec?.nodeName
+        ? await api.find<{ status?: { conditions?: { type: string; status: string }[] } }>(`/api/v1/nodes/${p.spec.nodeName}`)
+        : undefined;
+      if (!p.spec?.nodeName || node?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) live++;
+    }
+    if (live === 0) return;
+    await sleep(500);
+  }
 }
 
 /** One look at the gang: its pods, their nodes, its controller's conditions, its warning events. */
