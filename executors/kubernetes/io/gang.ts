@@ -147,7 +147,16 @@ async function earlierGangs(
   controller: Controller,
   o: Pick<KubernetesGangOptions, 'pipeline' | 'stageName' | 'settings'>,
 ): Promise<KubeObject[]> {
-  const list = await api.get<{ items: KubeObject[] }>(controller.collection(o.settings.namespace), { labelSelector: stageSelector(o.pipeline, o.stageName) });
+  const list = await api
+    .get<{ items: KubeObject[] }>(controller.collection(o.settings.namespace), { labelSelector: stageSelector(o.pipeline, o.stageName) })
+    .catch((e: unknown) => {
+      // No such kind: its CRD (Volcano, MindCluster's ascend-operator) is not installed; no retry installs it.
+      if (e instanceof KubeApiError && e.status === 404 && !/namespaces? ".*" not found/.test(e.apiMessage))
+        throw new GangRejected(
+          `the cluster does not serve ${controller.kind} (flavour ${o.settings.flavour}): install its controller and CRD, or choose another cluster.kubernetes.flavour`,
+        );
+      throw e;
+    });
   return list.items.filter((g) => g.metadata.annotations?.[ANNOTATION.pipeline] === o.pipeline && g.metadata.annotations?.[ANNOTATION.stage] === o.stageName);
 }
 
@@ -180,8 +189,22 @@ async function waitGone(api: KubeApi, o: KubernetesGangOptions, names: string[])
  */
 export async function deleteGang(api: KubeApi, ns: string, controller: Controller, name: string, graceSeconds: number): Promise<void> {
   await api.delete(controller.path(ns, name), { propagationPolicy: 'Orphan' });
-  const pods = await api.get<{ items: KubeObject[] }>(`/api/v1/namespaces/${ns}/pods`, { labelSelector: `${LABEL.gang}=${name}` });
-  await Promise.all(pods.items.map((p) => api.delete(`/api/v1/namespaces/${ns}/pods/${p.metadata.name}`, { gracePeriodSeconds: Math.max(1, graceSeconds) })));
+  const pods = await api.get<{ items: (KubeObject & { spec?: { nodeName?: string } })[] }>(`/api/v1/namespaces/${ns}/pods`, {
+    labelSelector: `${LABEL.gang}=${name}`,
+  });
+  const lost = await lostNodes(
+    api,
+    pods.items.map((p) => p.spec?.nodeName),
+  );
+  await Promise.all(
+    pods.items.map((p) =>
+      api.delete(`/api/v1/namespaces/${ns}/pods/${p.metadata.name}`, {
+        // A rank on a lost node: its kubelet can no longer confirm the deletion, so it is forced (as kubectl delete --force);
+        // if the node comes back, its kubelet finds the pod gone and kills the container.
+        gracePeriodSeconds: p.spec?.nodeName && lost.has(p.spec.nodeName) ? 0 : Math.max(1, graceSeconds),
+      }),
+    ),
+  );
   await api.delete(`/api/v1/namespaces/${ns}/services/${name}`);
   await api.delete(`/apis/scheduling.k8s.io/v1beta1/namespaces/${ns}/podgroups/${name}`).catch(() => undefined);
   await api.delete(`/api/v1/namespaces/${ns}/secrets/${name}-env`);
@@ -283,6 +306,16 @@ function stopExit(gang: GangView): GangEnding {
 
 function describe(e: GangEnding): string {
   return e.kind === 'class' ? `${e.class}: ${e.reason}` : e.signal ? `killed by ${e.signal}` : `exit code ${e.exitCode}`;
+}
+
+/** Which of these nodes are NotReady or deleted. */
+async function lostNodes(api: KubeApi, names: (string | undefined)[]): Promise<Set<string>> {
+  const lost = new Set<string>();
+  for (const n of new Set(names.filter((x): x is string => !!x))) {
+    const node = await api.find<{ status?: { conditions?: { type: string; status: string }[] } }>(`/api/v1/nodes/${n}`);
+    if (!node?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) lost.add(n);
+  }
+  return lost;
 }
 
 /** Waits up to `ms` until the gang's pods are gone, but for those on a node that is not Ready. */
