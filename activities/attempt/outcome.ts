@@ -226,14 +226,17 @@ function kubernetesEnding({ input: { stage, attempt }, logFile, watched, details
 }
 
 /** A failed exit (or one the watcher caused), classified from the log. */
-function classifiedFailure({
-  input: { stage, attempt },
-  logFile,
-  watched: { status, logLines, detected, failureRules },
-  where,
-  details,
-}: Ended): ApplicationFailure {
-  const report = classifyFailure(status, logLines(), detected, failureRules);
+function classifiedFailure(ended: Ended): ApplicationFailure {
+  const {
+    input: { stage, attempt },
+    logFile,
+    watched: { status, logLines, detected, failureRules },
+    where,
+    details,
+  } = ended;
+  // A gang on Kubernetes: the rank that failed first speaks from its own lines (its peers' HCCL errors only echo it).
+  const lines = (!detected && ended.watched.kubernetes?.firstFailedLines) || logLines();
+  const report = classifyFailure(status, lines, detected, failureRules);
   const how = status.signal ? `killed by ${status.signal}` : `exit code ${status.exitCode}`;
   return fail(
     report.class,

@@ -97,6 +97,7 @@ export async function watchAttempt(
           usesDevices: prepared.launch.kind === 'torchrun',
           onLine: options.onLine,
           mask: (line) => prepared.masker.mask(line),
+          rankWindow: () => new LogWindow({ ...ATTEMPT_LOG_WINDOW, isCause: causeLine(watch.failureRules) }),
           onRunning: () => watch.restartClock(),
           onWait: () => ctx.heartbeat({ stage: stage.name, attempt, logFile }),
         })

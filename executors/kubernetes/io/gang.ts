@@ -47,6 +47,8 @@ export interface KubernetesGangOptions {
   mask: (line: string) => string;
   onRunning: () => void;
   onWait: () => void;
+  /** A window of one rank's lines (the watcher's kind): the first rank to fail is classified from its own. */
+  rankWindow?: () => { push(line: string): void; lines(): string[] };
 }
 
 export interface KubernetesGangEnd {
@@ -56,6 +58,8 @@ export interface KubernetesGangEnd {
   nodes: string[];
   stoppedByUs: boolean;
   adopted: boolean;
+  /** The lines of the rank that failed first (the root cause; its peers' errors echo it). */
+  firstFailedLines?: string[];
 }
 
 export type KubernetesGang = ScheduledAttempt<KubernetesGangEnd>;
@@ -270,7 +274,8 @@ function follow(api: KubeApi, o: KubernetesGangOptions, controller: Controller, 
     await podsGone(api, ns, name, 30_000).catch(() => undefined);
     await streams.close(10_000);
     fs.appendFileSync(o.logFile, `# kubernetes: gang ${name} ended: ${describe(end.ending)}${end.nodes.length ? ` (nodes ${end.nodes.join(', ')})` : ''}\n`);
-    return { name, namespace: ns, ending: end.ending, nodes: end.nodes, stoppedByUs, adopted };
+    const first = end.ending.kind === 'exit' && end.ending.exitCode !== 0 && end.ending.pod ? streams.linesOf(end.ending.pod) : undefined;
+    return { name, namespace: ns, ending: end.ending, nodes: end.nodes, stoppedByUs, adopted, ...(first?.length ? { firstFailedLines: first } : {}) };
   })();
 
   const exited: Promise<ExitStatus> = ended.then((e) =>
@@ -375,6 +380,7 @@ async function gangView(
 /** Every rank's log, streamed from the API into the attempt log (masked) and the watcher. */
 class LogStreams {
   private readonly open = new Map<string, Promise<void>>();
+  private readonly windows = new Map<string, { push(line: string): void; lines(): string[] }>();
   private readonly abort = new AbortController();
   constructor(
     private readonly api: KubeApi,
@@ -385,6 +391,8 @@ class LogStreams {
   follow(pods: string[]): void {
     for (const pod of pods) {
       if (this.open.has(pod)) continue;
+      const window = this.o.rankWindow?.();
+      if (window) this.windows.set(pod, window);
       const done = this.api
         .stream(
           `/api/v1/namespaces/${this.ns}/pods/${pod}/log`,
@@ -392,6 +400,7 @@ class LogStreams {
           (raw) => {
             const line = this.o.mask(raw);
             fs.appendFileSync(this.o.logFile, `${line}\n`);
+            window?.push(line);
             this.o.onLine(line);
           },
           this.abort.signal,
@@ -399,6 +408,11 @@ class LogStreams {
         .catch((e: Error) => fs.appendFileSync(this.o.logFile, `# kubernetes: log of pod ${pod}: ${e.message}\n`));
       this.open.set(pod, done);
     }
+  }
+
+  /** One rank's lines as its window kept them. */
+  linesOf(pod: string): string[] | undefined {
+    return this.windows.get(pod)?.lines();
   }
 
   /** Waits for the streams to reach the ranks' last lines, at most `ms`. */
