@@ -234,9 +234,7 @@ function classifiedFailure(ended: Ended): ApplicationFailure {
     where,
     details,
   } = ended;
-  // A gang on Kubernetes: the rank that failed first speaks from its own lines (its peers' HCCL errors only echo it).
-  const lines = (!detected && ended.watched.kubernetes?.firstFailedLines) || logLines();
-  const report = classifyFailure(status, lines, detected, failureRules);
+  const report = gangRootCause(ended) ?? classifyFailure(status, logLines(), detected, failureRules);
   const how = status.signal ? `killed by ${status.signal}` : `exit code ${status.exitCode}`;
   return fail(
     report.class,
@@ -244,6 +242,17 @@ function classifiedFailure(ended: Ended): ApplicationFailure {
     details(report.class, report.reason, report.excerpt),
     report.retryable,
   );
+}
+
+/**
+ * A gang on Kubernetes: each rank that failed on its own is classified from its own lines, first to
+ * fail first; the first whose class is not `communication` is the root cause (its peers' HCCL errors
+ * only echo it, and pods often end within the same second, so the order alone cannot tell).
+ */
+function gangRootCause({ watched: { status, detected, failureRules, kubernetes } }: Ended): ReturnType<typeof classifyFailure> | undefined {
+  if (detected || !kubernetes?.failedRanks?.length) return undefined;
+  const reports = kubernetes.failedRanks.map((r) => classifyFailure(status, r.lines, undefined, failureRules));
+  return reports.find((r) => r.class !== 'communication') ?? reports[0];
 }
 
 /** What the watcher measured, for `linkflow advise`. */

@@ -58,8 +58,8 @@ export interface KubernetesGangEnd {
   nodes: string[];
   stoppedByUs: boolean;
   adopted: boolean;
-  /** The lines of the rank that failed first (the root cause; its peers' errors echo it). */
-  firstFailedLines?: string[];
+  /** The ranks that failed on their own, first to fail first (to the second: ties are common), each with its own lines. */
+  failedRanks?: { pod: string; lines: string[] }[];
 }
 
 export type KubernetesGang = ScheduledAttempt<KubernetesGangEnd>;
@@ -223,6 +223,7 @@ function follow(api: KubeApi, o: KubernetesGangOptions, controller: Controller, 
   let stopping: Promise<void> | undefined;
   const streams = new LogStreams(api, ns, o);
 
+  let lastView: GangView | undefined;
   const ended = (async (): Promise<KubernetesGangEnd> => {
     let failedAt: number | undefined;
     let errors = 0;
@@ -245,6 +246,7 @@ function follow(api: KubeApi, o: KubernetesGangOptions, controller: Controller, 
         continue;
       }
       streams.follow(view.podNames);
+      lastView = view.gang;
       let phase = gangPhase(view.gang);
       if (stopping && !(phase.phase === 'ended' && phase.ending.kind === 'class')) {
         // Stopped by us: ended when every rank has (a clean stop save exits 0); a lost node still says so.
@@ -274,8 +276,12 @@ function follow(api: KubeApi, o: KubernetesGangOptions, controller: Controller, 
     await podsGone(api, ns, name, 30_000).catch(() => undefined);
     await streams.close(10_000);
     fs.appendFileSync(o.logFile, `# kubernetes: gang ${name} ended: ${describe(end.ending)}${end.nodes.length ? ` (nodes ${end.nodes.join(', ')})` : ''}\n`);
-    const first = end.ending.kind === 'exit' && end.ending.exitCode !== 0 && end.ending.pod ? streams.linesOf(end.ending.pod) : undefined;
-    return { name, namespace: ns, ending: end.ending, nodes: end.nodes, stoppedByUs, adopted, ...(first?.length ? { firstFailedLines: first } : {}) };
+    const failedRanks = (lastView?.pods ?? [])
+      .filter((p) => p.phase === 'Failed' && p.terminated && p.terminated.exitCode !== 0)
+      .sort((a, b) => (a.terminated!.finishedAt ?? '').localeCompare(b.terminated!.finishedAt ?? ''))
+      .map((p) => ({ pod: p.name, lines: streams.linesOf(p.name) ?? [] }))
+      .filter((r) => r.lines.length > 0);
+    return { name, namespace: ns, ending: end.ending, nodes: end.nodes, stoppedByUs, adopted, ...(failedRanks.length ? { failedRanks } : {}) };
   })();
 
   const exited: Promise<ExitStatus> = ended.then((e) =>
