@@ -26,6 +26,7 @@ const NS = 'smoke';
 
 interface PodStatus {
   phase?: string;
+  podIP?: string;
   conditions?: { type: string; status: string; reason?: string; message?: string }[];
 }
 
@@ -120,6 +121,78 @@ describe.skipIf(!kubernetesAvailable() && !process.env.CI)('a Kubernetes cluster
     expect(lines[0]).toMatch(/^rank 0 on node-[12]: \d+ emulator modules, python 3\.11\.\d+$/);
     expect(lines[1]).toMatch(/^rank 1 on node-[12]: \d+ emulator modules, python 3\.11\.\d+$/);
     expect([0, 1].map((r) => fs.readFileSync(path.join(workspace, `rank-${r}`), 'utf8')).sort()).toEqual(['node-1', 'node-2']);
+  }, 180_000);
+
+  it("lets ranks on different nodes find each other by name through a headless Service (the cluster's DNS), as torchrun's MASTER_ADDR does", async () => {
+    await cluster.api.create(`/api/v1/namespaces/${NS}/services`, {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'rdzv' },
+      spec: { clusterIP: 'None', publishNotReadyAddresses: true, selector: { app: 'rdzv' }, ports: [{ name: 'master', port: 29500 }] },
+    });
+    const script = [
+      'import os, socket, time',
+      "rank = int(os.environ['JOB_COMPLETION_INDEX'])",
+      'if rank == 0:',
+      "    server = socket.create_server(('', 29500))",
+      '    conn, peer = server.accept()',
+      "    print(f'rank 0 heard: {conn.recv(100).decode()}', flush=True)",
+      'else:',
+      '    deadline = time.time() + 60',
+      '    while True:',
+      '        try:',
+      "            ip = socket.gethostbyname('rdzv-0.rdzv')",
+      '            conn = socket.create_connection((ip, 29500), timeout=5)',
+      '            break',
+      '        except OSError:',
+      '            if time.time() > deadline: raise',
+      '            time.sleep(0.5)',
+      "    conn.sendall(f'rank 1 from {socket.gethostname()}'.encode())",
+      "    print(f'rank 1 reached rdzv-0.rdzv at {ip}', flush=True)",
+    ].join('\n');
+    await cluster.api.create(`/apis/batch/v1/namespaces/${NS}/jobs`, {
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: { name: 'rdzv' },
+      spec: {
+        completionMode: 'Indexed',
+        completions: 2,
+        parallelism: 2,
+        backoffLimit: 0,
+        template: {
+          metadata: { labels: { app: 'rdzv' } },
+          spec: {
+            restartPolicy: 'Never',
+            subdomain: 'rdzv',
+            containers: [
+              {
+                name: 'rank',
+                image: cluster.images.python.ref,
+                imagePullPolicy: 'Never',
+                command: ['python3', '-c', script],
+                resources: { limits: { 'huawei.com/Ascend910': '8' } },
+              },
+            ],
+          },
+        },
+      },
+    });
+    await until(
+      'the rendezvous Job to complete',
+      async () => {
+        const job = await cluster.api.get(`/apis/batch/v1/namespaces/${NS}/jobs/rdzv`);
+        const conditions = (job.status?.conditions ?? []) as { type: string; status: string; message?: string }[];
+        if (conditions.some((c) => c.type === 'Failed' && c.status === 'True')) throw new Error('the rendezvous Job failed');
+        return conditions.some((c) => c.type === 'Complete' && c.status === 'True');
+      },
+      { timeoutMs: 120_000, everyMs: 500 },
+    );
+    const ranks = await pods('app=rdzv');
+    expect(new Set(ranks.map((p) => p.spec?.nodeName)).size).toBe(2);
+    const rank0 = ranks.find((p) => p.metadata.annotations?.['batch.kubernetes.io/job-completion-index'] === '0');
+    const logs = (await Promise.all(ranks.map((p) => cluster.api.text('GET', `/api/v1/namespaces/${NS}/pods/${p.metadata.name}/log`)))).join('');
+    expect(logs).toContain(`rank 1 reached rdzv-0.rdzv at ${String(rank0?.status.podIP)}`);
+    expect(logs).toContain('rank 0 heard: rank 1 from rdzv-1');
   }, 180_000);
 
   it('keeps a gang too large for the nodes Pending while a gang that fits runs (native PodGroup)', async () => {
@@ -248,18 +321,19 @@ describe.skipIf(!kubernetesAvailable() && !process.env.CI)('a Kubernetes cluster
       },
     });
     await until('the sleeper to run', async () => processesMentioning(marker).length > 0, { timeoutMs: 60_000, everyMs: 300 });
-    const killedAt = Date.now();
     cluster.killNode('node-2');
     expect(processesMentioning(marker)).toEqual([]);
-    await until(
+    // The controller-manager's grace period is seconds (6 s), not the default 50 s: the wait is generous.
+    const lost = await until(
       'node-2 to be NotReady',
       async () => {
         const node = await cluster.api.get('/api/v1/nodes/node-2');
-        return !nodeReady(node);
+        return nodeReady(node) ? undefined : node;
       },
       { timeoutMs: 60_000, everyMs: 250 },
     );
-    expect(Date.now() - killedAt).toBeLessThan(30_000);
+    const ready = ((lost.status?.conditions ?? []) as { type: string; status: string; reason?: string }[]).find((c) => c.type === 'Ready');
+    expect([ready?.status, ready?.reason]).toEqual(['Unknown', 'NodeStatusUnknown']);
     expect(nodeReady(await cluster.api.get('/api/v1/nodes/node-1'))).toBe(true);
   }, 120_000);
 

@@ -17,11 +17,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import { KubeApi, type KubeList, type KubeObject } from './api.ts';
 import { ensureImages, importImages, type TestImages } from './images.ts';
 import { createCgroup, ip, spawnInNetns, usedTenOctets } from './host.ts';
-import { clusterLayout, cniConfig, containerdConfig, kubeconfig, kubeletConfig, type ClusterLayout, type NodeLayout } from './layout.ts';
-import { kubernetesBinDir, missingForKubernetes } from './requirements.ts';
+import { CLUSTER_DOMAIN, clusterLayout, cniConfig, containerdConfig, kubeconfig, kubeletConfig, type ClusterLayout, type NodeLayout } from './layout.ts';
+import { kubernetesBinDir, missingForKubernetes, REPO } from './requirements.ts';
 import { claimOctet, killNodeProcesses, leftovers, reapAbandoned, saveRecord, teardown, type ClusterRecord } from './teardown.ts';
 import { waitForNodes } from './nodes.ts';
 
@@ -83,7 +84,9 @@ export async function startKubernetesCluster(options: KubernetesClusterOptions =
   if (missing.length > 0) throw new Error(`cannot start a Kubernetes test cluster: missing ${missing.join(', ')} (.ci/run installs and builds them)`);
   reapAbandoned();
   const id = crypto.randomBytes(4).toString('hex').slice(0, 7);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `linkflow-k8s-${id}-`));
+  // On tmpfs: each node's containerd holds the images twice (content and unpacked snapshot), and
+  // writing, then deleting, half a gigabyte on a busy disk took 9 s to start and 16 s to stop.
+  const dir = fs.mkdtempSync(path.join(process.env.LINKFLOW_K8S_DIR ?? (fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir()), `linkflow-k8s-${id}-`));
   const layout = clusterLayout({ id, dir, octet: claimFreeOctet(id), nodes: options.nodes ?? 2, token: crypto.randomBytes(16).toString('hex') });
   const record: ClusterRecord = {
     id,
@@ -181,12 +184,13 @@ export async function startKubernetesCluster(options: KubernetesClusterOptions =
     );
     imported.catch(() => undefined); // awaited below; a failure meanwhile is not unhandled
     await poll('kube-apiserver to be ready', async () => (await api.raw('GET', '/readyz').catch(() => ({ status: 0 }))).status === 200, 60_000);
-    record.controlPlane.push(startScheduler(layout, logDir), startControllerManager(layout, logDir));
+    record.controlPlane.push(startScheduler(layout, logDir), startControllerManager(layout, logDir), startDns(layout, logDir));
     // The kubelets start while the images are imported (the longest step); pods come only after both.
     for (const [i, node] of layout.nodes.entries()) record.nodes[i].kubelet = startKubelet(layout, node, logDir);
     saveRecord(record);
     const names = layout.nodes.map((n) => n.name);
     await Promise.all([imported, waitForNodes(api, names, npuResource, npusPerNode)]);
+    await poll('the cluster DNS to serve', async () => log('dns').includes('dns: serving'), 20_000);
     await poll('the default service account', async () => (await api.find('/api/v1/namespaces/default/serviceaccounts/default')) !== undefined);
     fs.writeFileSync(path.join(dir, 'started-in-ms'), String(Date.now() - started));
     return cluster;
@@ -316,12 +320,20 @@ function startControllerManager(l: ClusterLayout, logDir: string): number {
   );
 }
 
+/** The cluster's DNS (dns-server.ts), where the kubelets point pods' resolv.conf. */
+function startDns(l: ClusterLayout, logDir: string): number {
+  const server = path.join(path.dirname(fileURLToPath(import.meta.url)), 'dns-server.ts');
+  return spawnInNetns(l.netns, [process.execPath, '--import', 'tsx', server, l.apiIp, l.kubeconfig, CLUSTER_DOMAIN], path.join(logDir, 'dns.log'), {
+    cwd: REPO,
+  });
+}
+
 function prepareNode(l: ClusterLayout, i: number, pauseImage: string): void {
   const node = l.nodes[i];
   for (const d of ['containerd', 'cni', 'kubelet', 'pki', 'pod-logs']) fs.mkdirSync(path.join(node.dir, d), { recursive: true });
   fs.writeFileSync(path.join(node.dir, 'containerd.toml'), containerdConfig(node, pauseImage));
   fs.writeFileSync(path.join(node.dir, 'cni', '10-podnet.conflist'), cniConfig(node));
-  fs.writeFileSync(path.join(node.dir, 'kubelet.json'), kubeletConfig(node, FEATURE_GATES));
+  fs.writeFileSync(path.join(node.dir, 'kubelet.json'), kubeletConfig(node, FEATURE_GATES, l.apiIp));
   createCgroup(node.cgroupRoot);
 }
 

@@ -11,13 +11,14 @@ import path from 'node:path';
 const CGROUP_FS = '/sys/fs/cgroup';
 
 /** `ip netns exec` remounts /sys and hides the cgroup hierarchies from the kubelet: nsenter changes only the network. */
-export function spawnInNetns(netns: string, argv: string[], logFile: string, env: Record<string, string> = {}): number {
+export function spawnInNetns(netns: string, argv: string[], logFile: string, options: { env?: Record<string, string>; cwd?: string } = {}): number {
   const out = fs.openSync(logFile, 'a');
   const child = spawn('nsenter', [`--net=/var/run/netns/${netns}`, '--', ...argv], {
     // Its own process group, so stopping it reaches whatever it forks.
     detached: true,
     stdio: ['ignore', out, out],
-    env: { ...process.env, ...env },
+    env: { ...process.env, ...options.env },
+    cwd: options.cwd,
   });
   fs.closeSync(out);
   child.unref();

@@ -5,7 +5,7 @@
  * Network: one network namespace per cluster, and a veth pair from the host into it. With the
  * cluster's /16 being 10.B.0.0/16:
  *   10.B.0.1       host end of the veth (the test process reaches the cluster through it)
- *   10.B.0.2       kube-apiserver (etcd listens on the namespace's loopback only)
+ *   10.B.0.2       kube-apiserver, and the cluster DNS on port 53 (etcd listens on the namespace's loopback only)
  *   10.B.0.11, .12 the nodes' IPs (kubelets listen there; the apiserver reaches them for logs/exec)
  *   10.B.(1+i).0/24 node i's pod subnet, on its own bridge cni<i> (CNI bridge + host-local)
  *   10.B.200.0/24  the service range (no kube-proxy runs: service IPs do not route)
@@ -13,6 +13,8 @@
  * (the team's feasibility study of Kubernetes on this machine, section 3a).
  */
 import path from 'node:path';
+
+export const CLUSTER_DOMAIN = 'cluster.local';
 
 export interface NodeLayout {
   name: string;
@@ -139,7 +141,7 @@ export function cniConfig(node: NodeLayout): string {
 }
 
 /** KubeletConfiguration (JSON): the node's own addresses, cgroup root, log folder; status every second. */
-export function kubeletConfig(node: NodeLayout, featureGates: Record<string, boolean>): string {
+export function kubeletConfig(node: NodeLayout, featureGates: Record<string, boolean>, dnsIp: string): string {
   return JSON.stringify(
     {
       apiVersion: 'kubelet.config.k8s.io/v1beta1',
@@ -158,8 +160,11 @@ export function kubeletConfig(node: NodeLayout, featureGates: Record<string, boo
       authentication: { anonymous: { enabled: true }, webhook: { enabled: false } },
       authorization: { mode: 'AlwaysAllow' },
       failSwapOn: false,
-      // No DNS in the namespace: keep the host's resolver out of pods.
+      // Pods resolve cluster names through the cluster's own DNS (dns-server.ts) and nothing else: the
+      // host's resolver stays out of them.
       resolvConf: '',
+      clusterDNS: [dnsIp],
+      clusterDomain: CLUSTER_DOMAIN,
       staticPodPath: '',
       serializeImagePulls: false,
       // A node whose kubelet dies is NotReady within seconds (with the controller-manager's grace period).

@@ -7,9 +7,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const KUBERNETES_BINARIES = ['kube-apiserver', 'kube-scheduler', 'kube-controller-manager', 'kubelet'];
-const COMMANDS = ['etcd', 'containerd', 'containerd-shim-runc-v2', 'ctr', 'runc', 'nsenter', 'ip', 'kubectl', 'debootstrap'];
+const COMMANDS = ['etcd', 'containerd', 'containerd-shim-runc-v2', 'ctr', 'runc', 'nsenter', 'ip', 'debootstrap'];
 const FILES = ['/usr/lib/cni/bridge', '/usr/lib/cni/host-local', '/bin/busybox'];
 
 /** LINKFLOW_K8S_BIN, or the checkout's .linkflow/k8s/bin (where scripts/build-k8s.sh puts them). */

@@ -64,11 +64,15 @@ export function saveRecord(record: ClusterRecord): void {
 
 /** Claims 10.octet.0.0/16 for this run (mkdir is atomic); false when another run holds it. */
 export function claimOctet(octet: number, id: string): boolean {
-  fs.mkdirSync(REGISTRY, { recursive: true });
-  try {
-    fs.mkdirSync(octetLock(octet));
-  } catch {
-    return false;
+  for (let tries = 0; ; tries++) {
+    fs.mkdirSync(REGISTRY, { recursive: true });
+    try {
+      fs.mkdirSync(octetLock(octet));
+      break;
+    } catch (err) {
+      // ENOENT: the last cluster's teardown removed the empty registry meanwhile.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || tries > 2) return false;
+    }
   }
   fs.writeFileSync(path.join(octetLock(octet), 'owner'), id);
   return true;
