@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { pidAlive } from '../node/process-group.ts';
+import { pidAlive } from '../node/pid.ts';
 
 export interface Lease {
   /** Fencing token: the workflow and attempt that own the save directory. */

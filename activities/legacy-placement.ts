@@ -5,7 +5,7 @@
  */
 import { Context } from '@temporalio/activity';
 import proto from '@temporalio/proto';
-import { runningCount } from '../node/process-group.ts';
+import { runningCount } from '../executors/nodes/io/process-group.ts';
 import { getFreePort } from '../node/free-port.ts';
 import { nodeName, thisNodeAddress } from './node.ts';
 

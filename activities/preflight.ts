@@ -9,7 +9,7 @@ import path from 'node:path';
 import { launchOf, renderLaunch } from '../frameworks/launch.ts';
 import type { StagePlan } from '../plan/plan.ts';
 import type { SpecProblem } from '../spec/spec.ts';
-import { runningCount } from '../node/process-group.ts';
+import { runningCount } from '../executors/nodes/io/process-group.ts';
 import { loadSetupEnv } from '../node/setup-env.ts';
 import { dataFiles } from './manifest.ts';
 import { nodeName } from './node.ts';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { PROJECT_ROOT } from '../common/project-root.ts';
 import { loadConfig, type LinkflowConfig } from '../temporal.config.ts';
 import { createLinkflowWorker, drainOnSigterm, installRuntime } from '../worker/worker.ts';
-import { runningCount, stopAllProcesses } from '../node/process-group.ts';
+import { runningCount, stopAllProcesses } from '../executors/nodes/io/process-group.ts';
 import { sdkMetricsBindAddress, serveMetrics, type MetricsEndpoint } from '../worker/metrics-server.ts';
 import type { NodeIdentity } from '../node/identity.ts';
 import { nodeQueue } from '../plan/gang.ts';
@@ -131,10 +131,25 @@ export async function runWorker(config: LinkflowConfig, taskQueue?: string, node
  * The demo: the example pipeline on the emulator in a fresh workspace, with a crash injected at
  * iteration 35 of pretraining. Exit 0 only when it completed and pretraining really resumed.
  */
-export async function runDemo(config: LinkflowConfig): Promise<number> {
+export async function runDemo(config: LinkflowConfig, kubernetes?: { image: string; namespace?: string }): Promise<number> {
   const specFile = path.join(PROJECT_ROOT, 'examples', 'demo.yaml');
   const workspace = path.join(PROJECT_ROOT, '.linkflow', 'demo', new Date().toISOString().replace(/[:.]/g, '-'));
-  const planned = loadSpecFile(specFile, { workspace });
+  // On Kubernetes each stage is a gang of pods of the image; the checkout (the emulator, the demo data) and the workspace reach them by hostPath.
+  const cluster = kubernetes
+    ? (raw: Record<string, unknown>) => ({
+        ...(raw.cluster as Record<string, unknown>),
+        executor: 'kubernetes',
+        kubernetes: {
+          image: kubernetes.image,
+          namespace: kubernetes.namespace ?? 'default',
+          imagePullPolicy: 'IfNotPresent',
+          devices: { perNode: 1 },
+          volumes: [{ hostPath: PROJECT_ROOT, readOnly: true }, { hostPath: workspace }],
+        },
+      })
+    : undefined;
+  if (kubernetes) fs.mkdirSync(workspace, { recursive: true });
+  const planned = loadSpecFile(specFile, { workspace, cluster });
   if (!planned.ok) {
     console.error(formatProblems(planned.problems));
     return 2;

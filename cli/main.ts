@@ -44,7 +44,9 @@ const program = new Command('linkflow').description('ModelLink training pipeline
 
 program
   .command('validate <spec>')
-  .description('check a pipeline spec without running anything; --on-node also checks paths, setup script and free devices on that node')
+  .description(
+    'check a pipeline spec without running anything; --on-node also checks paths, setup script and free devices on that node; Kubernetes stages: their gangs by server-side dry run, or offline against the schemas linkflow carries',
+  )
   .option('--on-node <name>', "run the node checks through that node's worker (its node queue)")
   .option('--workspace <dir>', "override the spec's workspace directory")
   .action(async (file: string, opts: { onNode?: string; workspace?: string }) => {
@@ -221,9 +223,11 @@ program
 program
   .command('demo')
   .description('run the demo pipeline on the emulator, with a crash injected in pretraining, and show the resume')
-  .action(async () => {
+  .option('--kubernetes <image>', 'run every stage as pods of this image on the cluster of KUBECONFIG (README, Running on Kubernetes)')
+  .option('--namespace <name>', 'with --kubernetes: the namespace (default: default)')
+  .action(async (opts: { kubernetes?: string; namespace?: string }) => {
     const [{ runDemo }, { loadConfig }] = await Promise.all([import('./dev.ts'), import('../temporal.config.ts')]);
-    process.exitCode = await runDemo(loadConfig());
+    process.exitCode = await runDemo(loadConfig(), opts.kubernetes ? { image: opts.kubernetes, namespace: opts.namespace } : undefined);
   });
 
 registerBenchCommands(program);

@@ -19,7 +19,11 @@ export async function preflightOrExit(file: string, workspace?: string): Promise
 
 export async function validateCommand(file: string, opts: { onNode?: string; workspace?: string }): Promise<void> {
   const { plan } = await preflightOrExit(file, opts.workspace);
-  console.log(`${file}: valid; pipeline ${plan.name}, ${plural(plan.stages.length, 'stage')}: ${plan.stages.map((s) => `${s.name} (${s.kind})`).join(', ')}`);
+  // Kubernetes stages: their gangs by server-side dry run, or offline against the schemas linkflow carries.
+  const gangs = plan.stages.some((s) => s.kubernetes) ? await (await import('./validate-kubernetes.ts')).validateKubernetes(plan) : undefined;
+  console.log(
+    `${file}: valid; pipeline ${plan.name}, ${plural(plan.stages.length, 'stage')}: ${plan.stages.map((s) => `${s.name} (${s.kind})`).join(', ')}${gangs ? `\n${gangs}` : ''}`,
+  );
   if (!opts.onNode) return;
   const [{ connectClient }, { preflightThroughNode }, { loadConfig }] = await Promise.all([
     import('../client/connect.ts'),

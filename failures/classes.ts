@@ -14,6 +14,8 @@ export const FAILURE_CLASSES = [
   // Slurm's endings (executors/slurm/plan.ts): the job's time limit, and a preemption by a job of higher priority.
   'time-limit',
   'preempted',
+  // Kubernetes refused the gang (executors/kubernetes/endings.ts): its image cannot be pulled, admission or a controller refused its pods.
+  'rejected',
   'no-result',
   'exception',
   'unknown',
@@ -21,7 +23,7 @@ export const FAILURE_CLASSES = [
 
 export type FailureClass = (typeof FAILURE_CLASSES)[number];
 
-export const NON_RETRYABLE: ReadonlySet<FailureClass> = new Set(['bad-arguments', 'missing-input', 'no-result']);
+export const NON_RETRYABLE: ReadonlySet<FailureClass> = new Set(['bad-arguments', 'missing-input', 'no-result', 'rejected']);
 
 /** Faults of the machines, not of the job: they have a retry budget of their own. */
 export const INFRASTRUCTURE: ReadonlySet<FailureClass> = new Set(['communication', 'node-lost', 'killed', 'hang', 'segfault', 'preempted']);
@@ -44,6 +46,7 @@ export const ADVICE: Record<FailureClass, string> = {
   'node-lost': 'the node or its worker went away; linkflow places the attempt again',
   'time-limit': "raise the Slurm job's time limit or save more often",
   preempted: 'a job of higher priority took the nodes; linkflow retries',
+  rejected: "Kubernetes refused the gang (image pull, admission, a kind the cluster does not serve): fix what the API's message names; no retry can help",
   'no-result': 'the stage exited 0 without its output: read its log for a swallowed error',
   exception: "an error of the job's own code or data: read the traceback; linkflow retries it from the job's budget",
   unknown: 'read the log excerpt',

@@ -13,6 +13,7 @@ import { notifySettings } from '../spec/notify.ts';
 import { customPreset, getPreset, presetNames, type Preset } from '../frameworks/modellink/presets.ts';
 import { checkHosts, checkLayout, checkStageRules } from '../frameworks/modellink/rules.ts';
 import { checkSlurm } from '../executors/slurm/rules.ts';
+import { checkKubernetes, kubernetesSettings } from '../executors/kubernetes/rules.ts';
 import { formatPath } from '../common/issue-path.ts';
 import { pipelineSpecSchema, type PipelineSpec, type SpecProblem, type Stage } from '../spec/spec.ts';
 import { stageContext, type StageContext, type StageDraft } from './context.ts';
@@ -91,6 +92,7 @@ function checkPipeline(spec: PipelineSpec, problems: SpecProblem[], warnings: Sp
   if (preset) checkLayout(spec, preset, problems, warnings);
   checkHosts(spec, problems);
   checkSlurm(spec, problems);
+  checkKubernetes(spec, problems);
   const names = new Map<string, number>();
   spec.stages.forEach((s, i) => {
     if (names.has(s.name))
@@ -178,6 +180,8 @@ function stagePlan(ctx: StageContext, stage: Stage, draft: StageDraft & { comman
     ...(spec.cluster.executor === 'slurm' && spec.cluster.slurm?.partition
       ? { slurm: { ...spec.cluster.slurm, partition: spec.cluster.slurm.partition } }
       : {}),
+    // Kubernetes places the attempt (one gang of pods, executors/kubernetes/).
+    ...(kubernetesSettings(spec) ? { kubernetes: kubernetesSettings(spec) } : {}),
   };
 }
 

@@ -9,6 +9,7 @@ import type { HangWindows } from '../failures/hang.ts';
 import type { Launch } from '../frameworks/launch.ts';
 import type { NotifySettings } from '../spec/notify.ts';
 import type { SlurmSettings } from '../executors/slurm/plan.ts';
+import type { KubernetesSettings } from '../executors/kubernetes/plan.ts';
 import type { PipelineSpec, SpecProblem, StageKind } from '../spec/spec.ts';
 
 export type OutputKind = 'pretrain-data' | 'instruction-data' | 'pairwise-data' | 'checkpoint' | 'hf-model' | 'results';
@@ -107,6 +108,8 @@ export interface StagePlan {
   maxAttempts?: number;
   /** cluster.executor slurm: each attempt is one Slurm job with these settings (executors/slurm/plan.ts). */
   slurm?: SlurmSettings;
+  /** cluster.executor kubernetes: each attempt is one gang of pods with these settings (executors/kubernetes/). */
+  kubernetes?: KubernetesSettings;
 }
 
 /** A secret the worker resolves: $name (else the file $name_FILE names), or `file` when given. */

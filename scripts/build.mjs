@@ -1,6 +1,6 @@
 // `npm run build` (and `prepare`, so `npm ci` builds): compiles the runtime folders to dist/ with tsc
 // (tsconfig.build.json: imports' .ts rewritten to .js), copies the .mjs helpers that run as their own
-// processes (node/supervisor.mjs, …) beside their compiled neighbours, and stamps the build with the
+// processes (executors/nodes/io/supervisor.mjs, …) beside their compiled neighbours, and stamps the build with the
 // newest source time it compiled, which bin/linkflow.js compares at start (bin/build-state.js).
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';

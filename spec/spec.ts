@@ -21,6 +21,7 @@ import {
 } from '../frameworks/modellink/features.ts';
 import { FLAVOURS } from '../frameworks/index.ts';
 import { tokenizerTypeSchema } from '../frameworks/modellink/architecture.ts';
+import { kubernetesSchema } from './kubernetes.ts';
 import { envSchema, IMPLS, secretEnvSchema, nonEmpty, nonNegativeInt, PARAMS_DTYPES, positiveInt, positiveNumber, PRECISIONS } from './schema-parts.ts';
 
 import { architectureSchema } from '../frameworks/modellink/architecture.ts';
@@ -70,9 +71,13 @@ export const slurmSchema = z.strictObject({
 
 const clusterSchema = z.strictObject({
   taskQueue: nonEmpty.optional(),
-  /** workers: linkflow workers on the nodes (the default); slurm: each attempt is a Slurm job submitted by a worker that can submit. */
-  executor: z.enum(['workers', 'slurm']).default('workers'),
+  /**
+   * workers: linkflow workers on the nodes (the default); slurm: each attempt is a Slurm job submitted by a worker that can submit;
+   * kubernetes: each attempt is a gang of pods (spec/kubernetes.ts) submitted by a worker that reaches the cluster.
+   */
+  executor: z.enum(['workers', 'slurm', 'kubernetes']).default('workers'),
   slurm: slurmSchema.optional(),
+  kubernetes: kubernetesSchema.optional(),
   nodes: positiveInt.default(1),
   /** Named hosts for a multi-node job, rank k on hosts[k]; without them, the first free workers of the pool. */
   hosts: z.array(nonEmpty).min(1).optional(),

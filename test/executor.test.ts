@@ -1,7 +1,7 @@
 /** The executor: commands run under a supervisor that takes their whole process group down with the worker. */
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { startProcess } from '../node/process-group.ts';
+import { startProcess } from '../executors/nodes/io/process-group.ts';
 import { ROOT, tempDir } from '../testkit/specs.ts';
 import { spawnGroup } from '../testkit/processes.ts';
 import { processesMentioning, until } from '../testkit/wait.ts';

@@ -36,6 +36,21 @@ describe('the lint rules', () => {
     expect(await lint('cli', "import { startPipeline } from '../client/pipeline.ts';\nexport const s = startPipeline;\n")).toEqual([]);
   });
 
+  it("an executor's I/O part (executors/<name>/io/) is for activities/, worker/ and cli/; its pure part does no I/O", async () => {
+    const job = "import { startSlurmJob } from '../executors/slurm/io/job.ts';\nexport const j = startSlurmJob;\n";
+    expect(await lint('workflows', job)).toEqual(['1:@typescript-eslint/no-restricted-imports']);
+    expect(await lint('plan', job)).toEqual(['1:@typescript-eslint/no-restricted-imports']);
+    expect(await lint('activities', job)).toEqual([]);
+    expect(await lint('executors/slurm', "import { sbatch } from './io/commands.ts';\nexport const s = sbatch;\n")).toEqual([
+      '1:@typescript-eslint/no-restricted-imports',
+    ]);
+    expect(await lint('executors/slurm', "import fs from 'node:fs';\nexport const f = fs;\n")).toEqual(['1:@typescript-eslint/no-restricted-imports']);
+    expect(await lint('executors/slurm/io', "import fs from 'node:fs';\nimport { jobName } from '../plan.ts';\nexport const f = [fs, jobName];\n")).toEqual([]);
+    expect(await lint('executors/slurm/io', "import { nodeName } from '../../../activities/node.ts';\nexport const n = nodeName;\n")).toEqual([
+      '1:@typescript-eslint/no-restricted-imports',
+    ]);
+  });
+
   it('a promise nobody awaits is an error', async () => {
     const code = 'async function save(): Promise<void> {}\nexport function stop(): void {\n  save();\n}\n';
     expect(await lint('activities', code)).toEqual(['3:@typescript-eslint/no-floating-promises']);

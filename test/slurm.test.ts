@@ -16,7 +16,8 @@ import { benchmarkWorkflowType, checkpointAndStopSignal, type BenchmarkOutcome, 
 import { EMULATOR, fiveStageSpec, tempDir, writeSpec, type RawSpec } from '../testkit/specs.ts';
 import { planFile, runSpec, startSpec, startTestTemporal, type TestTemporal } from '../testkit/temporal.ts';
 import { startWorkerProcess, stopWorkers } from '../testkit/workers.ts';
-import { processesMentioning, until } from '../testkit/wait.ts';
+import { fastRetryConfig, processesMentioning, until } from '../testkit/wait.ts';
+import { connectClient } from '../client/connect.ts';
 import { runCli } from '../testkit/cli.ts';
 
 let cluster: SlurmCluster;
@@ -367,5 +368,46 @@ describe.skipIf(!slurmInstalled() && !process.env.CI)('the Slurm executor on a r
     expect(resumed.node!.split(',')).not.toContain(dead);
     expect(fs.readFileSync(resumed.logFile!, 'utf8')).toMatch(new RegExp(`--exclude=${dead}`));
     expect(pretrain.finalIteration).toBe(60);
+  }, 300_000);
+
+  it('a worker SIGKILLed while its job runs leaves the job running; the next attempt adopts it and no iteration is lost', async () => {
+    const queue = `slurm-adopt-${process.pid}`;
+    const workerA = await startWorkerProcess(t.server.address, ['--queue', queue], workers);
+    const config = fastRetryConfig(t.server.address, '4s');
+    const client = await connectClient(config);
+    const dir = tempDir('slurm-adopt');
+    const ws = path.join(dir, 'ws');
+    const spec = slurmSpec('adopt', ws, { trainIters: 300, env: { MLEMU_ITER_TIME_MS: '100' } });
+    Object.assign(
+      spec.stages.find((s) => s.name === 'pretrain')!,
+      { saveInterval: 1000 },
+    );
+    const handle = await startPipeline(client, config, planFile(writeSpec(dir, spec)), queue);
+    await trainedPast(handle, 15);
+    const job = (await squeueOf('adopt')).split(' ')[0];
+    workerA.kill('SIGKILL');
+    await startWorkerProcess(t.server.address, ['--queue', queue], workers);
+    const { state, failure } = await outcomeOf(handle);
+    expect(state?.status, failure).toBe('succeeded');
+    const pretrain = state!.stages.find((s) => s.name === 'pretrain')!;
+    expect(pretrain.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
+    const logs = path.join(ws, 'adopt', 'pretrain', 'logs');
+    const second = fs.readFileSync(
+      path.join(
+        logs,
+        fs
+          .readdirSync(logs)
+          .filter((f) => f.endsWith('.log'))
+          .sort()[1],
+      ),
+      'utf8',
+    );
+    expect(second).toContain(`# slurm: adopting job ${job} of an earlier attempt`);
+    expect(second).not.toMatch(/submitted/);
+    // One job trained from the start to the end: no save before it (interval 1000), no restart.
+    expect(fs.readdirSync(path.join(ws, 'adopt', 'pretrain', 'checkpoints')).filter((d) => d.startsWith('iter_'))).toEqual(['iter_0000300']);
+    expect(pretrain.finalIteration).toBe(300);
+    expect(await squeueOf('adopt')).toBe('');
+    await client.connection.close();
   }, 300_000);
 });

@@ -1,13 +1,13 @@
 /**
  * Stop, cancel and drain let a checkpoint save finish: the grace between SIGTERM and SIGKILL follows
  * the attempt's measured saves (plan/stop-grace.ts), SIGTERM goes to the launcher's workers and
- * not to torchrun's agent (node/supervisor.mjs), and training stages pass --exit-signal-handler
+ * not to torchrun's agent (executors/nodes/io/supervisor.mjs), and training stages pass --exit-signal-handler
  * so that a stop saves even with high availability alone. Pipelines on a real dev server with the emulator.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { startProcess } from '../node/process-group.ts';
+import { startProcess } from '../executors/nodes/io/process-group.ts';
 import { EXIT_MS, stopGraceMs, UNMEASURED_SAVE_MS } from '../plan/stop-grace.ts';
 import { isElasticAgent, launchesElasticAgent, pythonLaunch, torchrunLaunch } from '../frameworks/launch.ts';
 import { outcomeOf, snapshot, startPipeline } from '../client/pipeline.ts';

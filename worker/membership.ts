@@ -9,7 +9,7 @@ import { setPoolNodesSource, type PoolNodeCount } from '../activities/metrics.ts
 import { NODE_STATES } from '../pool/view.ts';
 import { connectionOptions, poolSettings, type LinkflowConfig } from '../temporal.config.ts';
 import { durationToMs } from '../common/duration.ts';
-import { runningCount } from '../node/process-group.ts';
+import { runningCount } from '../executors/nodes/io/process-group.ts';
 import type { NodeIdentity } from '../node/identity.ts';
 
 export interface Membership {

@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import { connectionOptions, type LinkflowConfig } from '../temporal.config.ts';
 import * as activities from '../activities/index.ts';
-import { stopAllProcesses } from '../node/process-group.ts';
+import { stopAllProcesses } from '../executors/nodes/io/process-group.ts';
 import { configureNode } from '../activities/node.ts';
 import { configurePool } from '../activities/pool.ts';
 import { defaultNodeAddress, type NodeIdentity } from '../node/identity.ts';

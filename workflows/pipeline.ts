@@ -177,8 +177,9 @@ async function runStage(
 ): Promise<'done' | 'continue-as-new' | 'stopped'> {
   const pipeline = plan.name;
   const pool = plan.taskQueue ?? workflowInfo().taskQueue;
-  // Slurm places a multi-node attempt itself, as one job: only node workers form gangs here.
-  const gang = launchesAcrossNodes(launchOf(stage)) && !stage.slurm;
+  // Slurm and Kubernetes place a multi-node attempt themselves, as one job: only node workers form gangs here.
+  const scheduled = stage.slurm !== undefined || stage.kubernetes !== undefined;
+  const gang = launchesAcrossNodes(launchOf(stage)) && !scheduled;
   const count = nodesOf(launchOf(stage));
   // Two budgets: faults of the machines never use up the retries meant for errors of the job.
   const budget = { code: stage.maxAttempts ?? retry.maximumAttempts, infrastructure: retry.infrastructureAttempts };
@@ -205,7 +206,7 @@ async function runStage(
         saveInterval,
         previousLastIteration: previous?.lastIteration,
         stageStartedAt: s.attempts[0]?.startedAt ?? startedAt,
-        ...(stage.slurm ? { avoidNodes: nodesToAvoid(s.attempts) } : {}),
+        ...(scheduled ? { avoidNodes: nodesToAvoid(s.attempts) } : {}),
       };
       // The Web UI names each attempt instead of showing identical runStageAttempt bars.
       const summary = attemptSummary(stage.name, attempt, resumePoint(s));
@@ -229,8 +230,8 @@ async function runStage(
       };
       const usesPool = patched(POOL_ALLOCATOR);
       const result = await scope.run(() =>
-        // A Slurm stage's attempt runs on a worker that submits jobs; Slurm, not the pool, places them.
-        stage.slurm
+        // A Slurm or Kubernetes stage's attempt runs on a worker that submits jobs; the scheduler, not the pool, places them.
+        scheduled
           ? attemptActivities(retry, undefined, summary).runStageAttempt(input)
           : usesPool
             ? onPoolNodes(request, s, run)
@@ -303,7 +304,7 @@ async function runStage(
       const blamed = record.failedNode ?? record.node;
       // Only a fault of the machine that its evidence points at counts against the node (failures/blame.ts).
       const evidenced = patched(BLAME_WITH_EVIDENCE);
-      if ((evidenced ? blameWorthy(record) : group === 'infrastructure') && blamed && !stage.slurm && patched(POOL_ALLOCATOR))
+      if ((evidenced ? blameWorthy(record) : group === 'infrastructure') && blamed && !scheduled && patched(POOL_ALLOCATOR))
         await blameNode(
           pool,
           blamed,

@@ -12,12 +12,13 @@ import { logsIterations, type RankAssignment } from '../../plan/gang.ts';
 import type { StagePlan } from '../../plan/plan.ts';
 import { jobEnding } from '../../executors/slurm/plan.ts';
 import type { AttemptProgress } from '../../frameworks/modellink/training-log.ts';
-import { stoppingAllProcesses } from '../../node/process-group.ts';
+import { stoppingAllProcesses } from '../../executors/nodes/io/process-group.ts';
 import { outputPresent } from '../manifest.ts';
 import { nodeName } from '../node.ts';
 import { fail, timestamp, type AttemptInput } from './common.ts';
 import type { PreparedAttempt } from './prepare.ts';
-import type { SlurmJobEnd } from './slurm-job.ts';
+import type { SlurmJobEnd } from '../../executors/slurm/io/job.ts';
+import type { KubernetesGangEnd } from '../../executors/kubernetes/io/gang.ts';
 import type { WatchedAttempt } from './watch.ts';
 
 /**
@@ -43,7 +44,7 @@ export function attemptOutcome(input: AttemptInput, logFile: string, prepared: P
   const { rank } = input;
   const { progress } = watched;
   // A Slurm job ran on its allocation's nodes; a node worker's attempt on the worker's node.
-  const node = rank?.node ?? (watched.slurm?.nodes.length ? watched.slurm.nodes.join(',') : nodeName());
+  const node = rank?.node ?? scheduledNodes(watched) ?? nodeName();
   const ended: Ended = {
     input,
     logFile,
@@ -69,6 +70,8 @@ export function attemptOutcome(input: AttemptInput, logFile: string, prepared: P
   if (watched.cancelled) throw cancelledFailure(ended, watched.cancelled);
   const slurm = watched.slurm && slurmEnding(ended, watched.slurm);
   if (slurm) throw slurm;
+  const kubernetes = watched.kubernetes && kubernetesEnding(ended, watched.kubernetes);
+  if (kubernetes) throw kubernetes;
   if ((watched.status.exitCode === 0 || agentStoppedCleanly(ended)) && !watched.detected) return cleanExit(ended);
   throw classifiedFailure(ended);
 }
@@ -121,7 +124,7 @@ function cleanExit(ended: Ended): AttemptResult {
       lastCheckpoint: progress.lastCheckpoint,
       evalResults: progress.evalResults,
       logFile,
-      node: rank?.node ?? (ended.watched.slurm?.nodes.length ? ended.watched.slurm.nodes.join(',') : nodeName()),
+      node: rank?.node ?? scheduledNodes(ended.watched) ?? nodeName(),
       timings: timingsOf(progress),
       ...(samples ? { iterationSamples: samples } : {}),
     };
@@ -198,15 +201,41 @@ function slurmEnding({ input: { stage, attempt }, logFile, watched, details }: E
   );
 }
 
+/** Where a Slurm job or a Kubernetes gang ran: its nodes. */
+function scheduledNodes(watched: WatchedAttempt): string | undefined {
+  const nodes = watched.slurm?.nodes ?? watched.kubernetes?.nodes;
+  return nodes?.length ? nodes.join(',') : undefined;
+}
+
+/**
+ * A gang whose ending the API explains (a node lost under a rank, a preemption or eviction, the
+ * deadline, OOMKilled, an image that cannot be pulled): that class, with the node to blame (left out
+ * of the retry). A rank's own exit is classified from the log as on node workers (undefined here).
+ */
+function kubernetesEnding({ input: { stage, attempt }, logFile, watched, details }: Ended, end: KubernetesGangEnd): ApplicationFailure | undefined {
+  if (end.ending.kind === 'exit') return undefined;
+  const { class: cls, reason: why, retryable, node } = end.ending;
+  const reason = `${why}; Kubernetes gang ${end.namespace}/${end.name}${end.nodes.length ? ` on ${end.nodes.join(', ')}` : ''}`;
+  fs.appendFileSync(logFile, `linkflow: ${reason}\n`);
+  const excerpt = watched.logLines().slice(-10);
+  return fail(
+    cls,
+    `stage ${stage.name} attempt ${attempt} failed (${cls}${retryable ? '' : ', not retried'}): ${reason}\n${excerpt.join('\n')}\n(log: ${logFile})`,
+    { ...details(cls, reason, excerpt), ...(node ? { node } : {}) },
+    retryable,
+  );
+}
+
 /** A failed exit (or one the watcher caused), classified from the log. */
-function classifiedFailure({
-  input: { stage, attempt },
-  logFile,
-  watched: { status, logLines, detected, failureRules },
-  where,
-  details,
-}: Ended): ApplicationFailure {
-  const report = classifyFailure(status, logLines(), detected, failureRules);
+function classifiedFailure(ended: Ended): ApplicationFailure {
+  const {
+    input: { stage, attempt },
+    logFile,
+    watched: { status, logLines, detected, failureRules },
+    where,
+    details,
+  } = ended;
+  const report = gangRootCause(ended) ?? classifyFailure(status, logLines(), detected, failureRules);
   const how = status.signal ? `killed by ${status.signal}` : `exit code ${status.exitCode}`;
   return fail(
     report.class,
@@ -214,6 +243,17 @@ function classifiedFailure({
     details(report.class, report.reason, report.excerpt, report.evidence),
     report.retryable,
   );
+}
+
+/**
+ * A gang on Kubernetes: each rank that failed on its own is classified from its own lines, first to
+ * fail first; the first whose class is not `communication` is the root cause (its peers' HCCL errors
+ * only echo it, and pods often end within the same second, so the order alone cannot tell).
+ */
+function gangRootCause({ watched: { status, detected, failureRules, kubernetes } }: Ended): ReturnType<typeof classifyFailure> | undefined {
+  if (detected || !kubernetes?.failedRanks?.length) return undefined;
+  const reports = kubernetes.failedRanks.map((r) => classifyFailure(status, r.lines, undefined, failureRules));
+  return reports.find((r) => r.class !== 'communication') ?? reports[0];
 }
 
 /** What the watcher measured, for `linkflow advise`. */

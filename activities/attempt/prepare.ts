@@ -14,6 +14,8 @@ import { flattenArgs } from '../../frameworks/modellink/commands.ts';
 import { launchForRank, launchOf, renderLaunch, withMasterPort, type Launch } from '../../frameworks/launch.ts';
 import type { StagePlan } from '../../plan/plan.ts';
 import { slurmLaunch } from '../../executors/slurm/plan.ts';
+import { rankLaunch } from '../../executors/kubernetes/plan.ts';
+import { deleteStageGangs } from '../../executors/kubernetes/io/gang.ts';
 import { getFreePort } from '../../node/free-port.ts';
 import { loadSetupEnv } from '../../node/setup-env.ts';
 import { acquireLease, leaseFile, type HeldLease } from '../lease.ts';
@@ -62,6 +64,8 @@ export async function prepareAttempt(ctx: Context, input: AttemptInput, logFile:
     if (warmRestart) resumeNote = warmRestart;
     if (point.kind === 'tracker' && point.iteration === stage.training!.trainIters) {
       // Training already reached the end (the previous run stopped before its manifest): nothing to redo.
+      // A gang that got there while no worker followed it is done too: it leaves nothing behind.
+      if (stage.kubernetes) await deleteStageGangs({ pipeline: input.pipeline, stageName: stage.name, settings: stage.kubernetes, logFile });
       return {
         done: {
           loadedIteration: point.iteration,
@@ -80,15 +84,19 @@ export async function prepareAttempt(ctx: Context, input: AttemptInput, logFile:
   if (stage.hfView) linkHfView(stage.hfView);
 
   const secrets = secretsOrFail(stage, logFile);
-  // A Slurm job sources the setup script on its nodes and takes its rendezvous from the allocation (node/slurm-task.mjs);
-  // its secrets travel in sbatch's own environment (never in a file), see slurm-job.ts.
-  const env = stage.slurm ? { ...stage.env } : { ...process.env, ...(stage.setupScript ? loadSetupEnv(stage.setupScript) : {}), ...stage.env, ...secrets.env };
+  // A Slurm job sources the setup script on its nodes and takes its rendezvous from the allocation (executors/slurm/io/task.mjs);
+  // its secrets travel in sbatch's own environment (never in a file), see executors/slurm/io/job.ts.
+  // A Kubernetes rank likewise, in its pod; its secrets travel in a Secret the attempt creates (executors/kubernetes/io/gang.ts).
+  const scheduled = stage.slurm !== undefined || stage.kubernetes !== undefined;
+  const env = scheduled ? { ...stage.env } : { ...process.env, ...(stage.setupScript ? loadSetupEnv(stage.setupScript) : {}), ...stage.env, ...secrets.env };
   // A gang's rank 0 chose its port; a single-node job takes one free on this node now.
   const launch = stage.slurm
     ? slurmLaunch(launchOf(stage))
-    : rank
-      ? launchForRank(launchOf(stage), rank)
-      : withMasterPort(launchOf(stage), await getFreePort('0.0.0.0'));
+    : stage.kubernetes
+      ? rankLaunch(launchOf(stage), stage.kubernetes.flavour)
+      : rank
+        ? launchForRank(launchOf(stage), rank)
+        : withMasterPort(launchOf(stage), await getFreePort('0.0.0.0'));
   const lease = savesCheckpoints(stage) ? await takeLease(ctx, input, logFile) : undefined;
   const argv = [...renderLaunch(launch), stage.entrypoint, ...flattenArgs(args)];
   // Under the lease: no other trainer of this stage writes events now. Only the node that logs iterations writes them.

@@ -12,18 +12,20 @@ import type { HeartbeatDetails } from '../../contracts/heartbeat.ts';
 import { causeLine, type FailureClass } from '../../failures/failures.ts';
 import { logsIterations, type RankAssignment } from '../../plan/gang.ts';
 import { noProgressWindowMs, type TrainingPhase } from '../../failures/hang.ts';
-import { launchesElasticAgent, nodesOf } from '../../frameworks/launch.ts';
+import { launchesElasticAgent, launchOf, nodesOf, renderLaunch } from '../../frameworks/launch.ts';
 import { ATTEMPT_LOG_WINDOW, LogWindow } from '../../failures/log-window.ts';
 import type { StagePlan } from '../../plan/plan.ts';
 import { stopGraceMs } from '../../plan/stop-grace.ts';
 import { applyLogEvent, parseLogLine, type AttemptProgress, type LogEvent } from '../../frameworks/modellink/training-log.ts';
 import { jobPhase, queuedNote } from '../../executors/slurm/plan.ts';
-import { startProcess, type ExitStatus, type RunningProcess } from '../../node/process-group.ts';
+import { startProcess, type ExitStatus, type RunningProcess } from '../../executors/nodes/io/process-group.ts';
 import type { HeldLease } from '../lease.ts';
 import { nodeName } from '../node.ts';
-import type { AttemptInput } from './common.ts';
+import { fail, type AttemptInput } from './common.ts';
 import { releaseOnThrow, type PreparedAttempt } from './prepare.ts';
-import { startSlurmJob, type SlurmJob, type SlurmJobEnd } from './slurm-job.ts';
+import { startSlurmJob, type SlurmJob, type SlurmJobEnd } from '../../executors/slurm/io/job.ts';
+import { workFingerprint } from '../../executors/executor.ts';
+import { GangRejected, startKubernetesGang, type KubernetesGang, type KubernetesGangEnd } from '../../executors/kubernetes/io/gang.ts';
 import { attemptProgressed, checkpointLoaded, checkpointSaved, type StageLabels } from '../metrics.ts';
 
 const HEARTBEAT_EVERY_MS = 1000;
@@ -42,6 +44,8 @@ export interface WatchedAttempt {
   failureRules: FailureRule[];
   /** A Slurm attempt: how Slurm says the job ended. */
   slurm?: SlurmJobEnd;
+  /** A Kubernetes attempt: how the API says the gang ended. */
+  kubernetes?: KubernetesGangEnd;
 }
 
 type FailureRule = { class: FailureClass; pattern: RegExp };
@@ -71,7 +75,33 @@ export async function watchAttempt(
   const stopWorkers = stage.training !== undefined && launchesElasticAgent(prepared.launch);
   let proc: RunningProcess;
   let job: SlurmJob | undefined;
+  let gang: KubernetesGang | undefined;
   try {
+    gang = stage.kubernetes
+      ? await startKubernetesGang({
+          pipeline: input.pipeline,
+          stageName: stage.name,
+          attempt,
+          settings: stage.kubernetes,
+          launch: prepared.launch,
+          command: prepared.argv.slice(renderLaunch(prepared.launch).length),
+          cwd: stage.cwd,
+          env: stage.env,
+          secretEnv: prepared.secretEnv,
+          setupScript: stage.setupScript,
+          logFile,
+          graceMs: options.graceMs,
+          // The stage's work as planned (its resume point aside): a gang found running is adopted only when it does this.
+          fingerprint: workFingerprint([stage.entrypoint, stage.args, launchOf(stage), stage.cwd, stage.env, stage.kubernetes]),
+          avoid: input.avoidNodes,
+          usesDevices: prepared.launch.kind === 'torchrun',
+          onLine: options.onLine,
+          mask: (line) => prepared.masker.mask(line),
+          rankWindow: () => new LogWindow({ ...ATTEMPT_LOG_WINDOW, isCause: causeLine(watch.failureRules) }),
+          onRunning: () => watch.restartClock(),
+          onWait: () => ctx.heartbeat({ stage: stage.name, attempt, logFile }),
+        })
+      : undefined;
     job = stage.slurm
       ? await startSlurmJob({
           ...options,
@@ -90,11 +120,21 @@ export async function watchAttempt(
           onRunning: () => watch.restartClock(),
           onWait: () => ctx.heartbeat({ stage: stage.name, attempt, logFile }),
           usesDevices: prepared.launch.kind === 'torchrun',
+          fingerprint: workFingerprint([stage.entrypoint, stage.args, launchOf(stage), stage.cwd, stage.env, stage.slurm, stage.setupScript]),
         })
       : undefined;
-    proc = job ?? releaseOnThrow(lease, () => startProcess({ ...options, masker: prepared.masker, stopSignalTo: stopWorkers ? 'workers' : 'group' }));
+    proc = job ?? gang ?? releaseOnThrow(lease, () => startProcess({ ...options, masker: prepared.masker, stopSignalTo: stopWorkers ? 'workers' : 'group' }));
   } catch (err) {
     lease?.release();
+    if (err instanceof GangRejected) {
+      fs.appendFileSync(logFile, `linkflow: ${err.message}\n`);
+      throw fail(
+        'rejected',
+        `stage ${stage.name} attempt ${attempt} failed (rejected, not retried): ${err.message}`,
+        { failureClass: 'rejected', reason: err.message, excerpt: [err.message], logFile },
+        false,
+      );
+    }
     throw err;
   }
   // The node rides on every heartbeat: if the worker is lost, the workflow still knows where the attempt ran.
@@ -109,6 +149,7 @@ export async function watchAttempt(
       node: rank?.node ?? nodeName(),
       nodeRank: rank?.nodeRank,
       ...(job ? slurmHeartbeat(job) : {}),
+      ...(gang?.queuedNote() ? { queued: gang.queuedNote() } : {}),
     } satisfies HeartbeatDetails);
   };
   heartbeat();
@@ -126,9 +167,11 @@ export async function watchAttempt(
 
   let status: ExitStatus;
   let slurm: SlurmJobEnd | undefined;
+  let kubernetes: KubernetesGangEnd | undefined;
   try {
     status = await proc.exited;
     slurm = await job?.ended;
+    kubernetes = await gang?.ended;
   } finally {
     clearInterval(timer);
     // The trainer is gone: the next attempt need not wait.
@@ -148,6 +191,7 @@ export async function watchAttempt(
     samples: watch.samples,
     failureRules: watch.failureRules,
     slurm,
+    kubernetes,
   };
 }
 

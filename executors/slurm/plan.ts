@@ -3,11 +3,11 @@
  * How it starts stays the stage's typed Launch (launch.ts); this module turns a stage and its Slurm
  * settings into one batch job (sbatch's options and a constant batch script) and reads back what
  * Slurm says about the job (its state, reason and exit code) as linkflow's failure classes.
- * No I/O here: node/slurm.ts runs sbatch, squeue, scontrol, sacct and scancel.
+ * No I/O here: io/commands.ts runs sbatch, squeue, scontrol, sacct and scancel.
  *
  * Why the batch script is constant: nothing of the spec may reach a shell. The script is fixed text
  * that runs `srun` with its own arguments ("$@"); sbatch passes the arguments after the script's
- * name to it. Those arguments are node, linkflow's task launcher (node/slurm-task.mjs) and the path
+ * name to it. Those arguments are node, linkflow's task launcher (io/task.mjs) and the path
  * of a JSON file holding the stage's argv, working directory, environment and setup script, which
  * the launcher reads and starts as argv (never through a shell) on each node, one task per node.
  * A JSON file rather than quoted arguments: no quoting rules to get right, and the environment
@@ -69,7 +69,7 @@ export function slurmLaunch(launch: Launch): Launch {
   return launch.kind === 'torchrun' ? { ...launch, nodeRank: NODE_RANK, masterAddr: MASTER_ADDR, masterPort: MASTER_PORT } : launch;
 }
 
-/** What the task launcher reads (node/slurm-task.mjs). */
+/** What the task launcher reads (io/task.mjs). */
 export interface SlurmTaskFile {
   argv: string[];
   cwd: string;
@@ -79,11 +79,13 @@ export interface SlurmTaskFile {
   setupScript?: string;
   /** A file the worker writes `stop <ms>` into: SIGTERM to the launcher's workers, SIGKILL after ms. */
   stopFile: string;
-  /** Whom a stop signals: torch's elastic agent passes nothing on in time (see supervisor.mjs). */
+  /** Whom a stop signals: torch's elastic agent passes nothing on in time (see executors/nodes/io/supervisor.mjs). */
   stopWorkers: boolean;
   stdin?: string;
   /** Variables of the job's environment (from sbatch's) whose values are masked in the job's output. */
   secretNames?: string[];
+  /** The stage's work (not read by the launcher): a later attempt adopts the job only when its own matches. */
+  fingerprint?: string;
 }
 
 export interface SubmissionInput {

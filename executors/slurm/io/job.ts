@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ExitStatus } from '../../common/exit-status.ts';
+import type { ExitStatus } from '../../../common/exit-status.ts';
 import {
   BATCH_SCRIPT,
   exitStatusOf,
@@ -21,11 +21,11 @@ import {
   type JobInfo,
   type SlurmSettings,
   type SlurmTaskFile,
-} from '../../executors/slurm/plan.ts';
-import { trackProcess, type RunningProcess } from '../../node/process-group.ts';
-import { failedNodes, hostnames, jobFields, jobsNamed, partitionNodes, sbatch, scancel } from '../../node/slurm.ts';
+} from '../plan.ts';
+import { trackProcess, type RunningProcess } from '../../nodes/io/process-group.ts';
+import { failedNodes, hostnames, jobFields, jobsNamed, partitionNodes, sbatch, scancel } from './commands.ts';
 
-const TASK_LAUNCHER = new URL('../../node/slurm-task.mjs', import.meta.url).pathname;
+const TASK_LAUNCHER = new URL('./task.mjs', import.meta.url).pathname;
 const POLL_MS = 1000;
 const TAIL_MS = 250;
 /** After the grace, how long the stopped job may take to end on its own before scancel. */
@@ -55,6 +55,8 @@ export interface SlurmJobOptions {
   /** Called while waiting for an earlier attempt's job to go: the attempt heartbeats meanwhile. */
   onWait: () => void;
   usesDevices: boolean;
+  /** Identifies the stage's work: a job of an earlier attempt still running is adopted only when it matches. */
+  fingerprint: string;
 }
 
 /** Where the job ended, for the outcome. */
@@ -77,7 +79,8 @@ export interface SlurmJob extends RunningProcess {
 }
 
 export async function startSlurmJob(o: SlurmJobOptions): Promise<SlurmJob> {
-  await cancelEarlierJobs(o);
+  const adopted = await adoptOrCancelEarlierJobs(o);
+  if (adopted) return adopted;
   const dir = o.logFile.replace(/\.log$/, '') + '.slurm';
   fs.mkdirSync(dir, { recursive: true });
   const script = path.join(dir, 'batch.sh');
@@ -93,6 +96,7 @@ export async function startSlurmJob(o: SlurmJobOptions): Promise<SlurmJob> {
     stopWorkers: o.stopWorkers,
     stdin: o.stdin,
     ...(secretNames.length ? { secretNames } : {}),
+    fingerprint: o.fingerprint,
   };
   const taskFile = path.join(dir, 'task.json');
   // The stage's environment may hold secrets: readable by the job's user only.
@@ -118,16 +122,44 @@ export async function startSlurmJob(o: SlurmJobOptions): Promise<SlurmJob> {
   return followJob(o, jobId, stopFile, offset);
 }
 
-/** A job of an earlier attempt still queued or running (its worker died) would write the same save directory. */
-async function cancelEarlierJobs(o: SlurmJobOptions): Promise<void> {
+/**
+ * A job of an earlier attempt still queued or running (its worker died) would write the same save
+ * directory. When it runs the same work (its task file's fingerprint) it is adopted: followed to its
+ * end through its own log and stop file, as if this attempt had submitted it. Otherwise it is
+ * cancelled, and this attempt waits until Slurm has it gone: never two jobs of one stage.
+ */
+async function adoptOrCancelEarlierJobs(o: SlurmJobOptions): Promise<SlurmJob | undefined> {
   const earlier = await jobsNamed(stageJobPrefix(o.pipeline, o.stageName));
-  if (earlier.length === 0) return;
-  fs.appendFileSync(o.logFile, `# slurm: cancelling job ${earlier.join(', ')} of an earlier attempt of this stage\n`);
-  await Promise.all(earlier.map((id) => scancel(id)));
-  const deadline = Date.now() + 120_000;
-  while (Date.now() < deadline && (await jobsNamed(stageJobPrefix(o.pipeline, o.stageName))).length > 0) {
-    o.onWait();
-    await sleep(POLL_MS);
+  if (earlier.length === 0) return undefined;
+  const adoptable = (await Promise.all(earlier.map((id) => earlierJob(id)))).filter((j) => j?.fingerprint === o.fingerprint).at(-1);
+  const cancel = earlier.filter((id) => id !== adoptable?.id);
+  if (cancel.length > 0) {
+    fs.appendFileSync(o.logFile, `# slurm: cancelling job ${cancel.join(', ')} of an earlier attempt of this stage\n`);
+    await Promise.all(cancel.map((id) => scancel(id)));
+    const deadline = Date.now() + 120_000;
+    while (Date.now() < deadline && (await jobsNamed(stageJobPrefix(o.pipeline, o.stageName))).some((id) => cancel.includes(id))) {
+      o.onWait();
+      await sleep(POLL_MS);
+    }
+  }
+  if (!adoptable) return undefined;
+  fs.appendFileSync(o.logFile, `# slurm: adopting job ${adoptable.id} of an earlier attempt (its worker is gone); its output is ${adoptable.logFile}\n`);
+  // Its log from the start: the watcher learns where training is, as if it had followed it all along.
+  return followJob({ ...o, logFile: adoptable.logFile }, adoptable.id, adoptable.stopFile, 0);
+}
+
+/** An earlier job's own files: its log (Slurm's StdOut), its stop file and its task file's fingerprint. */
+async function earlierJob(id: string): Promise<{ id: string; logFile: string; stopFile: string; fingerprint?: string } | undefined> {
+  const fields = await jobFields(id).catch(() => undefined);
+  if (!fields || !('scontrol' in fields)) return undefined;
+  const f = parseScontrolJob(fields.scontrol);
+  if (!f.StdOut || !/\.log$/.test(f.StdOut) || jobPhase(jobInfo(f).state) === 'ended') return undefined;
+  const dir = f.StdOut.replace(/\.log$/, '') + '.slurm';
+  try {
+    const task = JSON.parse(fs.readFileSync(path.join(dir, 'task.json'), 'utf8')) as SlurmTaskFile;
+    return { id, logFile: f.StdOut, stopFile: task.stopFile, fingerprint: task.fingerprint };
+  } catch {
+    return undefined;
   }
 }
 

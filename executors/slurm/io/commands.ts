@@ -29,7 +29,7 @@ export async function sbatch(options: string[], script: string, args: string[], 
 
 /**
  * What Slurm knows of a job now, as scontrol's fields (JobState, Reason, ExitCode, NodeList; read by
- * executors/slurm/plan.ts parseScontrolJob and jobInfo); undefined when neither scontrol nor sacct knows it.
+ * ../plan.ts parseScontrolJob and jobInfo); undefined when neither scontrol nor sacct knows it.
  */
 export async function jobFields(id: string): Promise<{ scontrol: string } | { sacct: Record<string, string> } | undefined> {
   try {

@@ -21,7 +21,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import readline from 'node:readline';
 import os from 'node:os';
-import { childrenOf, treeOf } from './process-tree.mjs';
+import { childrenOf, treeOf } from '../../../node/process-tree.mjs';
 
 const NODE_RANK = '${SLURM_NODEID}';
 const MASTER_ADDR = '${LINKFLOW_MASTER_ADDR}';

@@ -21,7 +21,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import { childrenOf } from './process-tree.mjs';
+import { childrenOf } from '../../../node/process-tree.mjs';
 
 const argv = process.argv.slice(2);
 const dashes = argv.indexOf('--');

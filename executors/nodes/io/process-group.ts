@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import readline from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import type { ExitStatus } from '../common/exit-status.ts';
-import type { Masker } from './mask.ts';
+import type { ExitStatus } from '../../../common/exit-status.ts';
+import type { Masker } from '../../../node/mask.ts';
 
 /** How the command ended (common/exit-status.ts), re-exported with the API that reports it. */
 export type { ExitStatus };
@@ -60,16 +60,6 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
     process.kill(-pid, signal);
   } catch {
     // ESRCH: the group is already gone.
-  }
-}
-
-/** Whether a process of this machine is still there (EPERM: it is, owned by someone else). */
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
