@@ -210,8 +210,15 @@ def test_convert_v2_directions_and_layout(run: Run) -> None:
                 '--save-dir', 'back', '--hf-cfg-dir', 'hf')
     assert mg2hf.returncode == 0, mg2hf.stderr
     out = os.listdir(os.path.join(run.cwd, 'back'))  # type: ignore[attr-defined]
-    assert 'model.safetensors.index.json' in out and 'config.json' in out and 'mg2hf' not in out
-    assert 'model-00001-of-000002.safetensors' in out
+    # 2.3.0's parser has no --hf-cfg-dir (ignored), and Mg2HfConvert writes the weights and their index only.
+    assert sorted(out) == ['model-00001-of-000002.safetensors', 'model-00002-of-000002.safetensors',
+                           'model.safetensors.index.json']
+    # 26.0.0 copies the HF side files from --hf-cfg-dir (convert_mg2hf.py#L195-217).
+    copied = run('26.0.0', 'convert_ckpt_v2.py', '--load-model-type', 'mg', '--save-model-type', 'hf', '--load-dir',
+                 'mg', '--save-dir', 'back26', '--hf-cfg-dir', 'hf')
+    assert copied.returncode == 0, copied.stderr
+    out26 = os.listdir(os.path.join(run.cwd, 'back26'))  # type: ignore[attr-defined]
+    assert {'config.json', 'tokenizer_config.json', 'tokenizer.model', 'model.safetensors.index.json'} <= set(out26)
     same = run('2.3.0', 'convert_ckpt_v2.py', '--load-model-type', 'mg', '--save-model-type', 'mg', '--load-dir', 'mg',
                '--save-dir', 'x')
     assert same.returncode == 1
