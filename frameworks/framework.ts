@@ -27,6 +27,12 @@ export interface FrameworkChoice {
 export interface Trainer {
   entrypoint: Entrypoint;
   stage?: string;
+  /**
+   * DPO: its frozen reference model is loaded under the run's own --finetune/--no-load-rng (ModelLink
+   * modellink/tasks/rl/dpo.py _init_reference_model; MindSpeed-LLM 1.0.0), so a reference without RNG state
+   * (converted weights) needs --no-load-rng once --finetune is gone; 2.1.0+ switch RNG loading off for it.
+   */
+  referenceUnderRunFlags?: boolean;
 }
 
 export interface HighAvailabilitySupport {

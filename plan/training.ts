@@ -57,6 +57,9 @@ export function planTraining(ctx: StageContext, stage: TrainingStage): StageDraf
       lora,
       ...(lora ? { loraResume: ctx.framework.loraResume } : {}),
       loraBase: lora ? load : undefined,
+      ...(stage.kind === 'dpo' && load !== undefined
+        ? { dpoReference: { load, keepNoLoadRng: trainerOf(ctx.framework, 'dpo')?.referenceUnderRunFlags === true } }
+        : {}),
       hang: {
         minMs: durationToMs(stage.noProgressTimeout),
         factor: stage.noProgressFactor,

@@ -52,6 +52,12 @@ export interface TrainingPlan {
   loraResume?: 'exact' | 'warm';
   /** LoRA: the base weights the first attempt's --load names; a resume loads them through a view (see loraResumeView). */
   loraBase?: string;
+  /**
+   * DPO: the weights the first attempt's reference model loads (its --load). DPOTrainer loads the reference from
+   * --ref-model, else --load, so a resume names them with --ref-model; else the reference would be the policy it
+   * resumes. `keepNoLoadRng`: the framework loads the reference under the run's --no-load-rng (Trainer).
+   */
+  dpoReference?: { load: string; keepNoLoadRng: boolean };
   hang: HangWindows;
 }
 

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { allFrameworks, FRAMEWORK_VERSIONS, getFramework, type Entrypoint, type Framework } from '../frameworks/index.ts';
-import { resumeArgs, warmLoraResumeArgs } from '../frameworks/modellink/commands.ts';
+import { dpoResumeArgs, resumeArgs, warmLoraResumeArgs } from '../frameworks/modellink/commands.ts';
 import { iterationOfDirName, resumePoint, type SaveDirView } from '../frameworks/modellink/checkpoint.ts';
 import { parseLogLine } from '../frameworks/modellink/training-log.ts';
 import { planPipeline, type StagePlan } from '../plan/plan.ts';
@@ -69,6 +69,26 @@ describe('a pipeline per framework version', () => {
     const wrong = dpoSpec('dpo', '/tmp/ws');
     wrong.stages[2] = { ...wrong.stages[2], kind: 'finetune' };
     expect(problems(wrong).join('\n')).toMatch(/stages\[2\]\.data: stage "pairs" produces pairwise-data, but this field needs instruction-data/);
+  });
+
+  it('plans a DPO resume that keeps the reference model at the first load (and --no-load-rng where the reference needs it)', () => {
+    for (const [spec, keepNoLoadRng] of [
+      [dpoSpec('dpo', '/tmp/ws'), true],
+      [onFramework(dpoSpec('dpo', '/tmp/ws'), 'mindspeed-llm', '1.0.0'), true],
+      [onFramework(dpoSpec('dpo', '/tmp/ws'), 'mindspeed-llm', '2.3.0'), false],
+    ] as const) {
+      const dpo = stage(plan(spec).stages, 'dpo');
+      const weights = stage(plan(spec).stages, 'weights');
+      expect(dpo.training?.dpoReference).toEqual({ load: weights.output, keepNoLoadRng });
+      const resumed = dpoResumeArgs(resumeArgs(dpo.args, dpo.output, false), dpo.training!.dpoReference!);
+      const names = resumed.map(([f]) => f);
+      expect(resumed[names.indexOf('--load')][1]).toBe(dpo.output);
+      expect(resumed[names.indexOf('--ref-model')][1]).toBe(weights.output);
+      expect(names.includes('--no-load-rng')).toBe(keepNoLoadRng);
+      expect(names).not.toContain('--finetune');
+    }
+    // A fine-tuning stage has no reference model.
+    expect(stage(plan(fiveStageSpec('ft', '/tmp/ws')).stages, 'finetune').training?.dpoReference).toBeUndefined();
   });
 
   it('asks for mcore before MindSpeed-LLM 2.3.0 (2.2.0) and for legacy from it (the default flips)', () => {

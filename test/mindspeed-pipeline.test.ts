@@ -63,6 +63,11 @@ describe('MindSpeed-LLM 2.3.0 on the emulator', () => {
     const dpo = state.stages.find((s) => s.name === 'dpo')!;
     expect(dpo.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
     expect(dpo.attempts[1].loadedIteration).toBe(10);
+    // The reference model stays the converted weights (--ref-model); 2.1.0+ load it without RNG state by themselves.
+    const resumed = JSON.parse(/^# argv: (.*)$/m.exec(fs.readFileSync(dpo.attempts[1].logFile!, 'utf8'))![1]) as string[];
+    const weights = state.stages.find((s) => s.name === 'weights')!;
+    expect(resumed[resumed.indexOf('--ref-model') + 1]).toBe(weights.output);
+    expect(resumed).not.toContain('--no-load-rng');
     expect(dpo.finalIteration).toBe(20);
   });
 

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describeLayout, iterationDirName, loraResumeView, TRACKER_FILE, type ResumePoint } from '../../frameworks/modellink/checkpoint.ts';
 import { findResumePoint, missingShards, readTracker } from '../checkpoints.ts';
-import { resumeArgs, warmLoraResumeArgs } from '../../frameworks/modellink/commands.ts';
+import { dpoResumeArgs, resumeArgs, warmLoraResumeArgs } from '../../frameworks/modellink/commands.ts';
 import type { StagePlan } from '../../plan/plan.ts';
 import { fail } from './common.ts';
 
@@ -88,5 +88,6 @@ export function planResume(stage: StagePlan, logFile: string): { args: StagePlan
   if (training.lora && training.loraBase !== undefined && point.iteration !== 'release') {
     return { args: resumeArgs(stage.args, dir, true, loraLoadView(stage, point.iteration, training.saveDir, logFile)), point };
   }
-  return { args: resumeArgs(stage.args, dir, training.lora), point };
+  const args = resumeArgs(stage.args, dir, training.lora);
+  return { args: training.dpoReference && !training.lora ? dpoResumeArgs(args, training.dpoReference) : args, point };
 }

@@ -96,7 +96,8 @@ def fill_modellink_defaults(entrypoint: str, args: argparse.Namespace) -> None:
     ModelLink's default (the flag itself stays unknown to that version's parser)."""
     with open(FLAGS_FILE, encoding='utf-8') as f:
         ml = json.load(f)['entrypoints']
-    records = ml.get(entrypoint, ml['pretrain_gpt.py'])['flags']
+    spec = ml.get(entrypoint, ml['pretrain_gpt.py'])
+    records = ml[spec['same_as']]['flags'] if 'same_as' in spec else spec['flags']
     for record in records:
         dest = record.get('dest') or record['flag'].lstrip('-').replace('-', '_')
         if not hasattr(args, dest):

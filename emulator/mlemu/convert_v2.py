@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 
 from . import args as argsmod
@@ -94,15 +95,11 @@ def mg_to_hf(args):
                        'FileNotFoundError', f'can not find {tracker}')
     source = argparse.Namespace(load_dir=args.load_dir, save_dir=args.save_dir, lora_load=getattr(args, 'lora_load', None))
     md = load_megatron(source)
-    cfg_dir = args.hf_cfg_dir if getattr(args, 'hf_cfg_dir', None) else None
     os.makedirs(args.save_dir, exist_ok=True)
-    cfg = {}
-    if cfg_dir:
-        cfg = check_hf_dir(cfg_dir, stack)
-    cfg.update({'num_hidden_layers': md.num_layers, 'hidden_size': md.hidden_size,
-                'num_attention_heads': md.num_attention_heads})
-    with open(os.path.join(args.save_dir, 'config.json'), 'w', encoding='utf-8') as f:
-        json.dump(cfg, f, indent=2)
+    # No config.json of its own: 2.3.0's Mg2HfConvert writes only the safetensors and their index; 26.0.0 copies the
+    # HF side files (config, tokenizer, chat template) from --hf-cfg-dir first (convert_mg2hf.py#L64-66, #L195-217).
+    if getattr(args, 'hf_cfg_dir', None):
+        copy_hf_cfg(args.hf_cfg_dir, args.save_dir, stack)
     index = {'metadata': {}, 'weight_map': {}}
     n = max(1, md.num_layers)
     for layer in range(n):
@@ -115,3 +112,24 @@ def mg_to_hf(args):
     with open(os.path.join(args.save_dir, 'model.safetensors.index.json'), 'w', encoding='utf-8') as f:
         json.dump(index, f, indent=2)
     log.info('Done!')
+
+
+HF_CFG_FILE = re.compile(r'^(?:.*\.json|.*\.model(?:\.[\w\d]+)?|.*\.jinja|merges\.txt|'
+                         r'(?:modeling|configuration|tokenization)_[\w_]+\.py|sample_finetune\.py)$')
+
+
+def copy_hf_cfg(cfg_dir, save_dir, stack):
+    """26.0.0 Mg2HfConvert.copy_hf_cfg (convert_mg2hf.py#L195-217): every matching file, read then written with
+    open(dst, 'wb') -- through a symbolic link already at dst, as Python's open does."""
+    if not os.path.isdir(cfg_dir):
+        tracebacks.die(stack + [('mindspeed_llm/tasks/checkpoint/convert_mg2hf.py', 197, 'copy_hf_cfg',
+                                 'raise FileNotFoundError(f"Hugging Face directory not found: {self.hf_cfg_dir}")')],
+                       'FileNotFoundError', f'Hugging Face directory not found: {cfg_dir}')
+    for name in sorted(os.listdir(cfg_dir)):
+        src, dst = os.path.join(cfg_dir, name), os.path.join(save_dir, name)
+        if HF_CFG_FILE.match(name) and os.path.isfile(src):
+            with open(src, 'rb') as f:
+                data = f.read()
+            with open(dst, 'wb') as f:
+                f.write(data)
+            log.info(f'Copied: {name} from {src} to {dst}')

@@ -12,7 +12,7 @@ import sys
 import time
 
 from . import args as argsmod
-from . import checkpoint, env, faults, gang, indexed_dataset, megatron, msl, throughput, tracebacks, version
+from . import checkpoint, dpo, env, faults, gang, indexed_dataset, megatron, msl, throughput, tracebacks, version
 from . import training_log as tlog
 
 ENTRYPOINT = 'pretrain_gpt.py'
@@ -62,6 +62,8 @@ def main(argv=None, entrypoint=ENTRYPOINT, trainer=None):
     data_start = time.time()
     do_valid, do_test = build_datasets(rt)
     data_ms = (time.time() - data_start) * 1000
+    if args.posttrain_stage == 'dpo':
+        dpo.load_reference(rt)
     rt.print_datetime('after dataloaders are built')
     rt.print0('done with setup ...')
     rt.print_last(tlog.timers_block([('model-and-optimizer-setup', (setup_ms * 0.98, setup_ms)),
@@ -123,6 +125,10 @@ def builds_instruction_dataset(args):
     opened; only posttrain_gpt.py builds instruction or pairwise data (mindspeed_llm/tasks/posttrain/utils.py#L61-67:
     `if args.is_instruction_dataset or args.is_pairwise_dataset`)."""
     if not version.current().is_msl:
+        # ModelLink's trainer.py (AutoTrainer, posttrain_stage 'base' or 'dpo') builds it for pairwise data too
+        # (modellink/tasks/trainer/utils.py#L52).
+        if getattr(args, 'posttrain_stage', None) is not None:
+            return bool(args.is_instruction_dataset or args.is_pairwise_dataset)
         return bool(args.is_instruction_dataset)
     if getattr(args, 'posttrain_stage', None) is None:
         return False
@@ -233,7 +239,7 @@ def build_datasets(rt):
     for prefix in prefixes:
         if builds_instruction_dataset(args):
             fields = check_instruction_prefix(prefix, stack)
-            if getattr(args, 'posttrain_stage', None) == 'dpo':
+            if reads_pairs(args):
                 check_pairwise_fields(prefix, fields, stack)
         else:
             check_indexed_prefix(prefix, stack + [
@@ -295,12 +301,23 @@ def check_instruction_prefix(prefix, stack):
     return fields
 
 
+def reads_pairs(args):
+    """MindSpeed-LLM's DPO trainer reads pairs; ModelLink's packed dataset does whenever --is-pairwise-dataset is
+    given (modellink/tasks/preprocess/decoder_packed_mtf_dataset.py#L167-168: _cut_pairwise_token)."""
+    if version.current().is_msl:
+        return getattr(args, 'posttrain_stage', None) == 'dpo'
+    return getattr(args, 'posttrain_stage', None) is not None and bool(args.is_pairwise_dataset)
+
+
 def check_pairwise_fields(prefix, fields, stack):
     """DPO reads item['chosen_labels'], item['chosen_input_ids'], item['rejected_input_ids'] from the packed dataset
     (mindspeed_llm/tasks/preprocess/decoder_packed_mtf_dataset.py#L345-348); SFT data (input_ids, attention_mask,
     labels) has none of them. The pairwise handlers write <prefix>_packed_{chosen,rejected}_{input_ids,labels}_document."""
+    where = ('mindspeed_llm/tasks/preprocess/decoder_packed_mtf_dataset.py', 345, '__getitem__') \
+        if version.current().is_msl else ('modellink/tasks/preprocess/decoder_packed_mtf_dataset.py', 195,
+                                          '_cut_pairwise_token')
     if 'chosen_labels' not in fields:
-        tracebacks.die(stack + [('mindspeed_llm/tasks/preprocess/decoder_packed_mtf_dataset.py', 345, '__getitem__',
+        tracebacks.die(stack + [(*where,
                                  'prompt_length = (item["chosen_labels"] != IGNORE_INDEX).nonzero()[0][0]')],
                        'KeyError', "'chosen_labels'")
 

@@ -31,7 +31,8 @@ def entry(version: str, name: str) -> str:
 
 @pytest.fixture(scope='module')
 def work(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """hf/ (a fake HF model), data/sft (alpaca, instruction), data/pair (pairwise), data/pre_text_document."""
+    """hf/ (a fake HF model), data/sft (alpaca, instruction), data/pair (pairwise), data/mlpair (ModelLink's pairwise),
+    data/pre_text_document."""
     d = str(tmp_path_factory.mktemp('msl'))
     tools = os.path.join(EMULATOR, 'tools', 'make_fixtures.py')
 
@@ -51,6 +52,9 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> str:
     sh(pre, '--input', 'alpaca.jsonl', '--output-prefix', 'data/pair', '--handler-name', 'AlpacaStylePairwiseHandler',
        '--prompt-type', 'qwen3', *common)
     sh(pre, '--input', 'pre.jsonl', '--output-prefix', 'data/pre', *common)
+    # ModelLink's own pairwise data (its root's preprocess_data.py, examples/mcore/llama2/data_convert_llama2_pairwise.sh).
+    sh(os.path.join(EMULATOR, 'preprocess_data.py'), '--input', 'alpaca.jsonl', '--output-prefix', 'data/mlpair',
+       '--handler-name', 'AlpacaStylePairwiseHandler', '--prompt-type', 'llama2', *common)
     return d
 
 
@@ -206,8 +210,15 @@ def test_convert_v2_directions_and_layout(run: Run) -> None:
                 '--save-dir', 'back', '--hf-cfg-dir', 'hf')
     assert mg2hf.returncode == 0, mg2hf.stderr
     out = os.listdir(os.path.join(run.cwd, 'back'))  # type: ignore[attr-defined]
-    assert 'model.safetensors.index.json' in out and 'config.json' in out and 'mg2hf' not in out
-    assert 'model-00001-of-000002.safetensors' in out
+    # 2.3.0's parser has no --hf-cfg-dir (ignored), and Mg2HfConvert writes the weights and their index only.
+    assert sorted(out) == ['model-00001-of-000002.safetensors', 'model-00002-of-000002.safetensors',
+                           'model.safetensors.index.json']
+    # 26.0.0 copies the HF side files from --hf-cfg-dir (convert_mg2hf.py#L195-217).
+    copied = run('26.0.0', 'convert_ckpt_v2.py', '--load-model-type', 'mg', '--save-model-type', 'hf', '--load-dir',
+                 'mg', '--save-dir', 'back26', '--hf-cfg-dir', 'hf')
+    assert copied.returncode == 0, copied.stderr
+    out26 = os.listdir(os.path.join(run.cwd, 'back26'))  # type: ignore[attr-defined]
+    assert {'config.json', 'tokenizer_config.json', 'tokenizer.model', 'model.safetensors.index.json'} <= set(out26)
     same = run('2.3.0', 'convert_ckpt_v2.py', '--load-model-type', 'mg', '--save-model-type', 'mg', '--load-dir', 'mg',
                '--save-dir', 'x')
     assert same.returncode == 1
@@ -387,3 +398,64 @@ def test_preprocess_handlers_of_mindspeed_llm(run: Run) -> None:
     ml = run('modellink', 'preprocess_data.py', '--input', 'a.jsonl', '--output-prefix', 'out/ml',
              '--handler-name', 'PPOAlpacaStyleInstructionHandler', *args[:4], '--prompt-type', 'llama2')
     assert 'If specify prompt_type , handler name must be in:' in ml.stderr
+
+
+
+# --- ModelLink's trainer.py (AutoTrainer) -----------------------------------------------------------------------
+
+def ml_dpo(run: Run, *extra: str, data: str = 'data/mlpair', env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The flags of ModelLink's examples/mcore/llama2/dpo_llama2_7b_ptd.sh (RL_ARGS, DATA_ARGS)."""
+    return run('modellink', 'trainer.py', *TRAIN, '--stage', 'dpo', '--dpo-loss-type', 'sigmoid', '--is-pairwise-dataset',
+               '--is-instruction-dataset', '--prompt-type', 'llama2', '--data-path', data, *extra, env=env)
+
+
+def convert_v1_modellink(run: Run, save_dir: str) -> None:
+    r = run('modellink', 'convert_ckpt.py', '--model-type', 'GPT', '--load-dir', 'hf', '--save-dir', save_dir,
+            '--load-model-type', 'hf', '--save-model-type', 'mg', '--target-tensor-parallel-size', '1',
+            '--tokenizer-model', 'hf/tokenizer.json', '--model-type-hf', 'llama2')
+    assert r.returncode == 0, r.stderr
+
+
+def test_modellink_trainer_py_runs_dpo_with_its_reference_model(run: Run) -> None:
+    convert_v1_modellink(run, 'w')
+    r = ml_dpo(run, '--load', 'w', '--finetune', '--no-load-optim', '--no-load-rng', '--save', 'out')
+    assert r.returncode == 0, r.stderr
+    assert '------------------------ ModelLink Arguments ------------------------' in r.stdout
+    assert '| rewards/accuracies: ' in r.stdout and '| lm loss: ' in r.stdout
+    # The policy, then the frozen reference model (DPOTrainer._init_reference_model) load the same weights.
+    assert r.stdout.count('successfully loaded checkpoint from w [ t 0, p 0 ] at iteration 0') == 2
+    assert '  successfully saved checkpoint at iteration       6 to out' in r.stdout
+    assert tracker(run, 'out') == '6'
+
+
+def test_modellink_trainer_py_reads_pairs_and_has_no_unknown_stage(run: Run) -> None:
+    convert_v1_modellink(run, 'w')
+    wrong = ml_dpo(run, '--load', 'w', '--finetune', data='data/sft')
+    assert wrong.returncode == 1
+    assert "KeyError: 'chosen_labels'" in wrong.stderr
+    assert 'modellink/tasks/preprocess/decoder_packed_mtf_dataset.py' in wrong.stderr
+    # --stage rm and no --stage run BaseTrainer (launcher.py#L18-21): plain training, no 'Unknown Stage'.
+    base = run('modellink', 'trainer.py', *TRAIN, '--is-instruction-dataset', '--data-path', 'data/sft')
+    assert base.returncode == 0, base.stderr
+    assert 'Unknown Stage' not in base.stdout and 'rewards/accuracies' not in base.stdout
+    bad = run('modellink', 'trainer.py', *TRAIN, '--stage', 'sft', '--data-path', 'data/sft')
+    assert bad.returncode == 2 and "argument --stage: invalid choice: 'sft'" in bad.stderr
+
+
+def test_modellink_dpo_resume_and_its_reference_model(run: Run) -> None:
+    convert_v1_modellink(run, 'w')
+    first = ml_dpo(run, '--load', 'w', '--finetune', '--no-load-optim', '--no-load-rng', '--save', 'out',
+                   env={'MLEMU_FAULTS': 'crash@5'})
+    assert first.returncode != 0 and tracker(run, 'out') == '3'
+    # Resumed with --load <its checkpoints> only: the reference model is the policy being resumed (iteration 3).
+    same = ml_dpo(run, '--load', 'out', '--save', 'same', '--train-iters', '4')
+    assert same.stdout.count('successfully loaded checkpoint from out [ t 0, p 0 ] at iteration 3') == 2
+    # --ref-model at the converted weights, which hold no RNG state: without --no-load-rng Megatron exits (status 0).
+    no_rng = ml_dpo(run, '--load', 'out', '--ref-model', 'w', '--save', 'out')
+    assert no_rng.returncode == 0 and 'Unable to load rng state from checkpoint' in no_rng.stdout
+    assert 'iteration        6/       6' not in no_rng.stdout
+    resumed = ml_dpo(run, '--load', 'out', '--ref-model', 'w', '--no-load-rng', '--save', 'out')
+    assert resumed.returncode == 0, resumed.stderr
+    assert 'successfully loaded checkpoint from out [ t 0, p 0 ] at iteration 3' in resumed.stdout
+    assert 'successfully loaded checkpoint from w [ t 0, p 0 ] at iteration 1' in resumed.stdout
+    assert 'iteration        6/       6' in resumed.stdout and tracker(run, 'out') == '6'

@@ -22,7 +22,8 @@ DEFAULT_SOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUTPUT = os.path.join(os.path.dirname(HERE), 'modellink_flags.json')
 
-# Entrypoints the emulator implements (trainer.py is not emulated).
+# Entrypoints the emulator implements. trainer.py (AutoTrainer) has pretrain_gpt.py's parser (flags.json
+# parser_composition): stored as {"same_as": "pretrain_gpt.py"} after checking the two lists are equal.
 ENTRYPOINTS = ['pretrain_gpt.py', 'evaluation.py', 'inference.py', 'preprocess_data.py']
 
 # How each entrypoint builds its ArgumentParser (see flags.json "parser_composition").
@@ -86,6 +87,11 @@ def main():
             'flags': [slim(r) for r in ref['entrypoints'][name]],
         }
 
+    trainer = [slim(r) for r in ref['entrypoints']['trainer.py']]
+    if trainer != out['entrypoints']['pretrain_gpt.py']['flags']:
+        raise SystemExit('trainer.py flags differ from pretrain_gpt.py flags: store them separately')
+    out['entrypoints']['trainer.py'] = {'same_as': 'pretrain_gpt.py'}
+
     base, plugins = [], {}
     for record in ref['entrypoints']['convert_ckpt.py']:
         plugin = record.get('plugin', 'base')
@@ -115,7 +121,7 @@ def main():
     with open(OUTPUT, 'w', encoding='utf-8') as f:
         json.dump(out, f, indent=1)
         f.write('\n')
-    counts = {k: len(v['flags']) for k, v in out['entrypoints'].items()}
+    counts = {k: len(v['flags']) for k, v in out['entrypoints'].items() if 'flags' in v}
     print(f'wrote {OUTPUT}: {counts}, convert plugins: {sorted(plugins)}')
 
 

@@ -37,6 +37,9 @@ export interface VersionRow {
   mcoreDefault: boolean;
   /** The trainers wired in AutoTrainer.get_trainer (mindspeed_llm/tasks/posttrain/launcher.py): 2.3.0 keeps only sft and dpo. */
   trainers: readonly ('sft' | 'dpo')[];
+  /** DPO's reference model loads under the run's RNG flags (1.0.0 post_train/dpo/dpo_trainer.py#L336-345; 2.1.0+ set
+   * no_load_rng for it when not fine-tuning, posttrain/dpo/dpo_trainer.py#L326-336 at 2.1.0). */
+  dpoReferenceUnderRunFlags: boolean;
   /** evaluation.py's tasks take the last --task-data-path (2.3.0 evaluation.py#L198-199), not the last naming them (1.0.0 #L182-184). */
   lastDataPath: boolean;
   /** HIGH_AVAILABILITY is read (high_availability_helper.py, from 2.2.0). */
@@ -46,10 +49,10 @@ export interface VersionRow {
 }
 
 const rows: Record<string, VersionRow> = {
-  '1.0.0': { flags: v100, lastDataPath: false, mcoreDefault: false, trainers: ['sft', 'dpo'], haEnv: false, dyingGasp: false },
-  '2.1.0': { flags: v210, lastDataPath: true, mcoreDefault: false, trainers: ['sft', 'dpo'], haEnv: false, dyingGasp: false },
-  '2.3.0': { flags: v230, lastDataPath: true, mcoreDefault: true, trainers: ['sft', 'dpo'], haEnv: true, dyingGasp: true },
-  '26.0.0': { flags: v2600, lastDataPath: true, mcoreDefault: true, trainers: ['sft', 'dpo'], haEnv: true, dyingGasp: true },
+  '1.0.0': { flags: v100, lastDataPath: false, mcoreDefault: false, trainers: ['sft', 'dpo'], dpoReferenceUnderRunFlags: true, haEnv: false, dyingGasp: false },
+  '2.1.0': { flags: v210, lastDataPath: true, mcoreDefault: false, trainers: ['sft', 'dpo'], dpoReferenceUnderRunFlags: false, haEnv: false, dyingGasp: false },
+  '2.3.0': { flags: v230, lastDataPath: true, mcoreDefault: true, trainers: ['sft', 'dpo'], dpoReferenceUnderRunFlags: false, haEnv: true, dyingGasp: true },
+  '26.0.0': { flags: v2600, lastDataPath: true, mcoreDefault: true, trainers: ['sft', 'dpo'], dpoReferenceUnderRunFlags: false, haEnv: true, dyingGasp: true },
 };
 
 export const MINDSPEED_VERSIONS: readonly string[] = Object.keys(rows);

@@ -362,6 +362,20 @@ export function resumeArgs(args: Arg[], saveDir: string, lora: boolean, loraLoad
 }
 
 /**
+ * A DPO attempt that resumes: its reference model must stay the weights the first attempt loaded. DPOTrainer
+ * loads it from --ref-model, else from --load (ModelLink modellink/tasks/rl/dpo.py _init_reference_model;
+ * MindSpeed-LLM 2.3.0 mindspeed_llm/tasks/posttrain/dpo/dpo_trainer.py#L372), which now names the stage's own
+ * checkpoints. Where the reference loads under the run's flags, converted weights (no RNG state) need --no-load-rng.
+ */
+export function dpoResumeArgs(args: Arg[], reference: { load: string; keepNoLoadRng: boolean }): Arg[] {
+  const added: Arg[] = [];
+  if (!args.some(([f]) => f === '--ref-model')) added.push(['--ref-model', reference.load]);
+  if (reference.keepNoLoadRng && !args.some(([f]) => f === '--no-load-rng')) added.push(['--no-load-rng', null]);
+  const at = args.findIndex(([f]) => f === '--load');
+  return at < 0 ? [...args, ...added] : [...args.slice(0, at + 1), ...added, ...args.slice(at + 1)];
+}
+
+/**
  * A LoRA attempt that resumes as a warm restart (MindSpeed-LLM: nothing there points the optimizer's
  * state at --lora-load): the first attempt's command, with --lora-load at the newest LoRA checkpoint.
  * The iteration count, optimizer and learning-rate schedule start again; the LoRA weights go on.

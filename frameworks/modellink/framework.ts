@@ -16,7 +16,7 @@ export const modellinkFramework: Framework = {
   // examples/mcore/llama2/tune_llama2_7b_full_ptd.sh: pretrain_gpt.py --finetune --is-instruction-dataset.
   sft: { entrypoint: 'pretrain_gpt.py' },
   // trainer.py --stage dpo (modellink/training/arguments.py: --stage choices dpo, rm).
-  dpo: { entrypoint: 'trainer.py', stage: 'dpo' },
+  dpo: { entrypoint: 'trainer.py', stage: 'dpo', referenceUnderRunFlags: true },
   mcoreDefault: false,
   legacyModels: true,
   pinsTorchFormat: false,

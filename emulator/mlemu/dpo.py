@@ -1,0 +1,25 @@
+"""DPO's frozen reference model, loaded after the policy model and its datasets.
+
+DPOTrainer.__init__ runs BaseTrainer's setup (model, --load, datasets), then _init_reference_model: a second model
+loaded from `--ref-model`, or else from `--load` (ModelLink modellink/tasks/rl/dpo.py _init_reference_model;
+MindSpeed-LLM 1.0.0 post_train/dpo/dpo_trainer.py#L336, 2.1.0 posttrain/dpo/dpo_trainer.py#L326, 2.3.0 #L372).
+So an attempt that resumes with `--load <its own checkpoints>` and no --ref-model takes the policy it is resuming as
+its reference. load_checkpoint runs with no optimizer, under the run's own --finetune/--no-load-rng: ModelLink and
+1.0.0 then exit (`sys.exit()`, status 0) when the reference checkpoint has no RNG state and neither flag is given
+(converted weights have none); 2.1.0+ set no_load_rng/no_load_optim for it when not fine-tuning (2.3.0 #L378-382).
+"""
+from . import checkpoint, tracebacks, version
+
+
+def load_reference(rt) -> None:
+    args = rt.args
+    args.load = args.ref_model if getattr(args, 'ref_model', None) is not None else args.load
+    if not args.load:
+        return
+    rt.print0('building GPT model ...')
+    consumed = args.consumed_train_samples
+    args.consumed_train_samples = 0
+    if version.current().name not in ('modellink', '1.0.0') and not args.finetune:
+        args.no_load_rng, args.no_load_optim = True, True
+    checkpoint.load_checkpoint(rt, args.load, tracebacks.PRETRAIN_LOAD, has_optimizer=False)
+    args.consumed_train_samples = consumed
