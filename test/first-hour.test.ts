@@ -174,7 +174,7 @@ describe("a new user's first hour", () => {
     workflowId = (await run.until(/started (\S+)/, 60_000))[1];
     await run.until(/Web UI: http:\/\/\S+\/workflows\//, 1000);
     // With pp = 2 the crash of rank 0 in iteration 35 comes after the last stage logged iteration 35.
-    await run.until(/attempt 1 failed after iteration 35 \(exception\)/, 120_000);
+    await run.until(/attempt 1 failed after iteration 35 \(exception: EZ9999: [^\n]{1,200}\); retrying after a backoff/, 120_000);
     await run.until(/\[\S+\] running \| attempt 2 \| iteration \d+/, 60_000);
     run.ctrlC();
     expect(await run.exited).toBe(130);
