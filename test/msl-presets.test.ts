@@ -4,6 +4,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { getFramework, type Framework } from '../frameworks/index.ts';
@@ -192,6 +193,37 @@ describe('MindSpeed-LLM presets', () => {
       }
       expect(failures).toEqual([]);
     });
+
+  it('`linkflow presets` lists each version’s presets with the framework, version and published row', () => {
+    // stdout to a file: bin/linkflow.js exits right after main(), which can cut output written to a pipe at 64 KiB.
+    const cli = (...args: string[]) => {
+      const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'linkflow-msl-presets-')), 'out');
+      const fd = fs.openSync(out, 'w');
+      try {
+        const r = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'linkflow.js'), 'presets', ...args], {
+          cwd: ROOT,
+          stdio: ['ignore', fd, 'pipe'],
+          encoding: 'utf8',
+        });
+        return { status: r.status, stderr: r.stderr, stdout: fs.readFileSync(out, 'utf8') };
+      } finally {
+        fs.closeSync(fd);
+      }
+    };
+    const r = cli('--flavour', 'mindspeed-llm', '--version', '26.0.0');
+    expect(r.status, r.stderr).toBe(0);
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(
+      /^MindSpeed-LLM 26\.0\.0 \(examples at Ascend\/MindSpeed-LLM@4a035628; spec: modellink: \{ flavour: mindspeed-llm, version: 26\.0\.0 \}\)$/,
+    );
+    expect(lines.slice(1).map((l) => l.split(' ')[0])).toEqual(mindspeedPresetNames('26.0.0'));
+    expect(lines.find((l) => l.startsWith('qwen3-8b '))).toMatch(
+      /published docs\/en\/pytorch\/features\/README\.md#L22@4a035628: Qwen3 \/ 8B \/ Atlas 900 A3 SuperPoD \/ 1x16 \/ 7617\.002 \(Throughput \(Tokens\/s\)\)/,
+    );
+    expect(cli('--flavour', 'mindspeed-llm', '--version', '1.0.0').stderr).toMatch(/MindSpeed-LLM 1\.0\.0 has no generated presets/);
+    const json = JSON.parse(cli('--flavour', 'mindspeed-llm', '--json').stdout) as Preset[];
+    expect(json.filter((p) => p.framework?.version === '2.3.0').map((p) => p.name)).toEqual(mindspeedPresetNames('2.3.0'));
+  });
 
   it('share ids with ModelLink’s zoo; the pipeline’s framework chooses which one a name means', () => {
     const shared = mindspeedPresetNames('2.3.0').filter((n) => presetNames().includes(n));
