@@ -55,6 +55,8 @@ NAMED_ARCH_FLAGS = [
     '--linear-num-value-heads', '--linear-value-head-dim', '--linear-conv-kernel-dim', '--no-enable-linear-qkv',
     '--enable-dsa-indexer', '--index-n-heads', '--index-head-dim', '--index-topk',
     '--scale-emb', '--scale-depth', '--dim-model-base',
+    # layers that exist in the checkpoint but compute nothing (pads a layer count to the pipeline)
+    '--noop-layers',
 ]
 
 #: Tokens of a file name that say where a script runs (Atlas A3 nodes, the O2 optimizer), not which model.
@@ -95,7 +97,9 @@ def is_node_variant(script: dict) -> bool:
 
 
 def canonical_key(script: dict):
-    return (1 if script.get('issues') else 0, ml.seq_length(script) or 0, 1 if is_node_variant(script) else 0,
+    # A script with --noop-layers pads the model's layer count for its pipeline (llama31-405b: 128 = 126 + 2):
+    # the model's own count comes from a script without them where there is one.
+    return (1 if script.get('issues') else 0, 1 if ml.has_flag(script, '--noop-layers') else 0, ml.seq_length(script) or 0, 1 if is_node_variant(script) else 0,
             script['distributed'].get('world_size', 0), script['script'])
 
 
@@ -192,6 +196,10 @@ def build_version(version: str, examples: dict, flags: dict, perf: dict) -> tupl
         except LeftOut as e:
             left_out.append(f'{pid}: {e}')
             continue
+        noop = ml.arg_value(canon, '--noop-layers')
+        if isinstance(noop, str):
+            pads = len(noop.split(','))
+            decisions.append(f'numLayers: {canon["script"]} runs {architecture["numLayers"]} layers of which --noop-layers {noop} compute nothing (the model has {architecture["numLayers"] - pads}); the pipeline layout counts all {architecture["numLayers"]}, as Megatron does')
         preset = {
             'description': f'{canon["model_dir"]} {ml.display_size(ml.parse_name(canon)["size"]) or pid} (MindSpeed-LLM {version} examples/mcore/{canon["model_dir"]})',
             'source': canon['script'],
