@@ -297,6 +297,7 @@ def main(argv: list[str]) -> int:
         if stale:
             print(f'out of date: {", ".join(stale)} (run python3 scripts/gen_msl_presets.py)', file=sys.stderr)
             return 1
+        print(f'{rel(OUT_JSON)} and {rel(PRESETS_MD)} are up to date')
         return 0
     with open(OUT_JSON, 'w', encoding='utf-8') as f:
         f.write(text)
