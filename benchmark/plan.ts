@@ -5,7 +5,8 @@
  */
 import path from 'node:path';
 import type { BenchmarkCase, BenchmarkSuite } from './suite.ts';
-import { getPreset } from '../frameworks/modellink/presets.ts';
+import { defaultVersion } from '../frameworks/index.ts';
+import { presetFor } from '../frameworks/presets.ts';
 import { planPipeline, type PipelinePlan } from '../plan/plan.ts';
 import { formatProblems } from '../spec/spec.ts';
 
@@ -19,9 +20,11 @@ export type CasePlan = { ok: true; plan: PipelinePlan; iterations: number } | { 
 export function planBenchmarkCase(suite: BenchmarkSuite, c: BenchmarkCase, options: { runDir: string; taskQueue?: string }): CasePlan {
   if (c.skipReason) return { ok: false, reason: c.skipReason };
   if (!c.preset || !c.parallel) return { ok: false, reason: 'preset missing' };
-  const preset = getPreset(c.preset);
-  if (!preset) return { ok: false, reason: `preset missing: no preset named ${c.preset}` };
   if (!suite.modellink) return { ok: false, reason: 'the suite has no modellink section (where ModelLink is on the nodes)' };
+  // The preset the case's pipeline will plan with: its framework's (frameworks/presets.ts).
+  const flavour = c.framework?.flavour ?? suite.modellink.flavour;
+  const preset = presetFor(c.preset, { flavour, version: c.framework?.version ?? suite.modellink.version ?? defaultVersion(flavour) });
+  if (!preset) return { ok: false, reason: `preset missing: no preset named ${c.preset}` };
   const p = c.parallel;
   const iterations = suite.iterations.warmup + suite.iterations.measured;
   const tokenizer = suite.tokenizers[c.preset];

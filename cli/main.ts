@@ -169,11 +169,13 @@ program
 
 program
   .command('presets')
-  .description('list the model presets')
+  .description("list the model presets: ModelLink's, then each MindSpeed-LLM version's with its published throughput")
   .option('--json', 'print JSON')
-  .action(async (opts: { json?: boolean }) => {
+  .option('--flavour <flavour>', 'only this framework: modellink or mindspeed-llm')
+  .option('--version <version>', 'only this MindSpeed-LLM version (with --flavour mindspeed-llm)')
+  .action(async (opts: { json?: boolean; flavour?: string; version?: string }) => {
     const { presetsCommand } = await import('./presets.ts');
-    presetsCommand(opts);
+    process.exitCode = presetsCommand(opts);
   });
 
 program

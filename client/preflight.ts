@@ -6,7 +6,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { getPreset } from '../frameworks/modellink/presets.ts';
+import { defaultVersion } from '../frameworks/index.ts';
+import { presetFor } from '../frameworks/presets.ts';
 import { planPipeline } from '../plan/plan.ts';
 import { danglingReferences, hfConfigMismatches, stagesWithoutExitHandler, unfilledVariables } from '../plan/preflight.ts';
 import type { PipelinePlan } from '../plan/types.ts';
@@ -36,7 +37,10 @@ function readJson(file: string): Record<string, unknown> | undefined {
 
 /** Convert stages reading a HuggingFace directory outside the pipeline whose config.json disagrees with the model. */
 function hfMismatches(plan: PipelinePlan, spec: PipelineSpec): SpecProblem[] {
-  const arch = spec.model.architecture ?? (spec.model.preset ? getPreset(spec.model.preset)?.architecture : undefined);
+  const { flavour, version } = spec.modellink;
+  const arch =
+    spec.model.architecture ??
+    (spec.model.preset ? presetFor(spec.model.preset, { flavour, version: version ?? defaultVersion(flavour) })?.architecture : undefined);
   if (!arch) return [];
   const model = spec.model.preset ?? 'model.architecture';
   return plan.stages.flatMap((stage) => {

@@ -14,7 +14,8 @@ import { EVALUATION_TASKS } from '../spec/spec.ts';
 import { frameworkOfScript } from './framework-of-script.ts';
 import { planPipeline, type StagePlan } from '../plan/plan.ts';
 import { renderLaunch } from '../frameworks/launch.ts';
-import { getPreset, presetNames, type Preset } from '../frameworks/modellink/presets.ts';
+import type { Preset } from '../frameworks/modellink/presets.ts';
+import { presetFor, presetNamesFor } from '../frameworks/presets.ts';
 import type { ParsedScript } from './shell-script.ts';
 
 type Json = Record<string, unknown>;
@@ -90,11 +91,11 @@ function scriptKind(parsed: ParsedScript): 'preprocess' | 'convert' | 'pretrain'
 }
 
 /** The preset whose shape the script uses: same layers, hidden size and heads; the script's own preset first. */
-function matchPreset(parsed: ParsedScript, scriptPath?: string): Preset | undefined {
+function matchPreset(parsed: ParsedScript, choice: FrameworkChoice, scriptPath?: string): Preset | undefined {
   const layers = int(parsed.args, '--num-layers');
   const hidden = int(parsed.args, '--hidden-size');
-  const all = presetNames()
-    .map((n) => getPreset(n)!)
+  const all = presetNamesFor(choice)
+    .map((n) => presetFor(n, choice)!)
     .filter((p) => p.name !== 'tiny');
   if (scriptPath) {
     // The presets that list this script (by file name) among their sources.
@@ -355,7 +356,7 @@ export function importScript(parsed: ParsedScript, options: ImportOptions): Impo
   const choice = options.framework ?? frameworkOfScript(parsed.entrypoint, a);
   const framework = getFramework(choice);
   if (!framework) throw new Error(`linkflow does not know ${choice.flavour} ${choice.version}`);
-  const preset = options.preset ? getPreset(options.preset) : matchPreset(parsed, options.scriptPath);
+  const preset = options.preset ? presetFor(options.preset, choice) : matchPreset(parsed, choice, options.scriptPath);
   // Preprocessing and conversion pass no shape: a model without a preset is then known by its HF type only.
   const architecture = preset ? undefined : (architectureOfScript(a) ?? (kind === 'preprocess' || kind === 'convert' ? shapelessArchitecture(a) : undefined));
   if (!preset && !architecture)

@@ -6,11 +6,12 @@
  */
 import path from 'node:path';
 import { applyOverrides, commandArgv, type Command } from '../frameworks/modellink/commands.ts';
-import { allFrameworks, versionsWith, type Framework } from '../frameworks/index.ts';
+import { allFrameworks, defaultVersion, frameworkName, versionsWith, type Framework } from '../frameworks/index.ts';
 import { checkFrameworkRules, checkStageOnVersion, chooseConverter, resolveFramework } from './versions.ts';
 import { launchOf, type LaunchCarrier } from '../frameworks/launch.ts';
 import { notifySettings } from '../spec/notify.ts';
-import { customPreset, getPreset, presetNames, type Preset } from '../frameworks/modellink/presets.ts';
+import { customPreset, type Preset } from '../frameworks/modellink/presets.ts';
+import { presetFor, presetNamesFor } from '../frameworks/presets.ts';
 import { checkHosts, checkLayout, checkStageRules } from '../frameworks/modellink/rules.ts';
 import { checkSlurm } from '../executors/slurm/rules.ts';
 import { checkKubernetes, kubernetesSettings } from '../executors/kubernetes/rules.ts';
@@ -209,21 +210,28 @@ function placeholder(stage: Stage, specPath: string, dir: string, output: string
 
 function resolvePreset(spec: PipelineSpec, problems: SpecProblem[]): Preset | undefined {
   const { preset: name, architecture } = spec.model;
+  const choice = { flavour: spec.modellink.flavour, version: spec.modellink.version ?? defaultVersion(spec.modellink.flavour) };
   if (name && architecture) {
     problems.push({ path: 'model', message: 'give either preset or architecture, not both' });
     return undefined;
   }
   if (!name && !architecture) {
-    problems.push({ path: 'model', message: `give a preset (one of ${presetNames().join(', ')}) or an architecture` });
+    problems.push({ path: 'model', message: `give a preset (one of ${presetNamesFor(choice).join(', ')}) or an architecture` });
     return undefined;
   }
-  const preset = name ? getPreset(name) : customPreset(architecture!);
+  const preset = name ? presetFor(name, choice) : customPreset(architecture!);
   if (!preset) {
-    problems.push({ path: 'model.preset', message: `unknown preset "${name}"; known presets: ${presetNames().join(', ')} (run \`linkflow presets\`)` });
+    problems.push({
+      path: 'model.preset',
+      message: `unknown preset "${name}"; known presets: ${presetNamesFor(choice).join(', ')} (those of ${frameworkName(choice)}; run \`linkflow presets\`)`,
+    });
     return undefined;
   }
   if (!preset.impls.includes(spec.model.impl)) {
-    problems.push({ path: 'model.impl', message: `preset ${preset.name} exists only as ${preset.impls.join(', ')} in ModelLink` });
+    problems.push({
+      path: 'model.impl',
+      message: `preset ${preset.name} exists only as ${preset.impls.join(', ')} in ${preset.framework ? frameworkName(preset.framework) : 'ModelLink'}`,
+    });
   }
   return preset;
 }

@@ -152,7 +152,7 @@ describe('model presets', () => {
     expect(perf.rows).toHaveLength(45);
     const listed = JSON.parse(linkflow('presets', '--json')) as Preset[];
     const listedNames = new Set(listed.map((p) => p.name));
-    const lines = linkflow('presets').trimEnd().split('\n');
+    const lines = linkflow('presets', '--flavour', 'modellink').trimEnd().split('\n');
     expect(lines.map((l) => l.split(' ')[0])).toEqual(presetNames());
     const total = all().reduce((n, p) => n + p.table.length, 0);
     expect(total).toBe(45);

@@ -30,5 +30,6 @@ describe('the repository is self-contained', () => {
   it('the generators reproduce the committed derived files from reference/', () => {
     const out = execFileSync('python3', ['scripts/gen_presets.py', '--check'], { cwd: ROOT, encoding: 'utf8' });
     expect(out).toContain('up to date');
+    expect(execFileSync('python3', ['scripts/gen_msl_presets.py', '--check'], { cwd: ROOT, encoding: 'utf8' })).toContain('up to date');
   });
 });

@@ -69,8 +69,23 @@ const sourcesSchema = z.strictObject({
   data: scripts,
 });
 
-const presetSchema = z.strictObject({
+/** A row of a throughput table MindSpeed-LLM publishes (reference/mindspeed-llm/performance.json), cells as written. */
+const publishedRowSchema = z.strictObject({
+  ref: z.string(),
+  commit: z.string().regex(/^[0-9a-f]{40}$/),
+  file: z.string(),
+  line: count,
+  title: z.string(),
+  columns: z.array(z.string()),
+  cells: z.array(z.string()),
+  /** The example script the row links to. */
+  script: z.string().nullable(),
+});
+
+export const presetSchema = z.strictObject({
   description: z.string(),
+  /** The framework version whose examples the preset comes from (absent: ModelLink's zoo). */
+  framework: z.strictObject({ flavour: z.literal('mindspeed-llm'), version: z.string(), commit: z.string().regex(/^[0-9a-f]{40}$/) }).optional(),
   /** The canonical pretrain script (and its twin in the other implementation). */
   source: z.string(),
   impls: z.array(implSchema).min(1),
@@ -104,6 +119,8 @@ const presetSchema = z.strictObject({
   }),
   references: z.array(trainingReferenceSchema).default([]),
   table: z.array(tableRowSchema).default([]),
+  /** MindSpeed-LLM's published rows for the preset's scripts (MindSpeed-LLM presets only). */
+  published: z.array(publishedRowSchema).default([]),
   sources: sourcesSchema.optional(),
   decisions: z.array(z.string()).default([]),
 });
@@ -111,6 +128,7 @@ const presetSchema = z.strictObject({
 type ParsedPreset = z.infer<typeof presetSchema>;
 export type TrainingReference = z.infer<typeof trainingReferenceSchema>;
 export type TableRow = z.infer<typeof tableRowSchema>;
+export type PublishedRow = z.infer<typeof publishedRowSchema>;
 export type PresetSources = z.infer<typeof sourcesSchema>;
 
 export type Preset = Omit<ParsedPreset, 'architectureArgs' | 'sources'> & {
@@ -148,7 +166,7 @@ function architectureArgsOf(a: Architecture): Arg[] {
   return args;
 }
 
-function complete(name: string, p: ParsedPreset): Preset {
+export function complete(name: string, p: ParsedPreset): Preset {
   const derived = Object.fromEntries(p.impls.map((impl) => [impl, architectureArgsOf(p.architecture)]));
   return { ...p, name, architectureArgs: p.architectureArgs ?? derived, sources: p.sources ?? noSources() };
 }
@@ -188,6 +206,7 @@ export function customPreset(architecture: Architecture): Preset {
     reference: { nodes: 1, devicesPerNode: 8, tp: 1, pp: 1, microBatchSize: 1, globalBatchSize: 8, precision: 'bf16' },
     references: [],
     table: [],
+    published: [],
     sources: noSources(),
     decisions: [],
   };
