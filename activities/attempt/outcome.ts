@@ -247,13 +247,14 @@ function classifiedFailure(ended: Ended): ApplicationFailure {
 
 /**
  * A gang on Kubernetes: each rank that failed on its own is classified from its own lines, first to
- * fail first; the first whose class is not `communication` is the root cause (its peers' HCCL errors
- * only echo it, and pods often end within the same second, so the order alone cannot tell).
+ * fail first; the root cause is the first rank's own error (not a peer's echo: an HCCL error or a
+ * collective watchdog's timeout after another rank failed), then the first that is no echo (pods often
+ * end within the same second, so the order alone cannot tell; plan/gang.ts decides node gangs alike).
  */
 function gangRootCause({ watched: { status, detected, failureRules, kubernetes } }: Ended): ReturnType<typeof classifyFailure> | undefined {
   if (detected || !kubernetes?.failedRanks?.length) return undefined;
   const reports = kubernetes.failedRanks.map((r) => classifyFailure(status, r.lines, undefined, failureRules));
-  return reports.find((r) => r.class !== 'communication') ?? reports[0];
+  return reports.find((r) => r.evidence !== 'echo' && r.class !== 'communication') ?? reports.find((r) => r.evidence !== 'echo') ?? reports[0];
 }
 
 /** What the watcher measured, for `linkflow advise`. */
