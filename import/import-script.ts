@@ -350,6 +350,12 @@ function argDifferences(rendered: Arg[], script: Arg[], root: string): Record<st
   return out;
 }
 
+/** Layout flags with no typed option that the plan's rules read from `args`. */
+function layoutArgs(a: Arg[]): Record<string, string> {
+  const etp = str(a, '--expert-tensor-parallel-size');
+  return etp === undefined ? {} : { '--expert-tensor-parallel-size': etp };
+}
+
 export function importScript(parsed: ParsedScript, options: ImportOptions): ImportResult {
   const kind = scriptKind(parsed);
   const a = parsed.args;
@@ -366,6 +372,9 @@ export function importScript(parsed: ParsedScript, options: ImportOptions): Impo
   const asInt = (x: unknown, fallback: number) => (typeof x === 'number' ? x : typeof x === 'string' && /^\d+$/.test(x) ? Number(x) : fallback);
   const features = featuresFromScript(a, kind !== 'convert' && kind !== 'preprocess');
   const stage = stageFromScript(kind, a, options.name, parsed);
+  // The plan's expert-parallel rule reads expert-TP from the stage's args (frameworks/modellink/rules.ts), so it goes in before the first render.
+  const seeded = layoutArgs(a);
+  if (Object.keys(seeded).length) stage.args = seeded;
   const spec: Json = {
     name: options.name,
     workspace: options.workspace ?? './linkflow-workspace',
@@ -415,7 +424,7 @@ export function importScript(parsed: ParsedScript, options: ImportOptions): Impo
     notes.push(...first.problems);
   }
   if (Object.keys(overrides).length) {
-    stage.args = overrides;
+    stage.args = { ...seeded, ...overrides };
     const entry = first.ok ? first.stage.entrypoint : undefined;
     const unknown = entry ? Object.keys(overrides).filter((f) => !framework.isKnownFlag(entry as Entrypoint, f)) : [];
     if (unknown.length) {

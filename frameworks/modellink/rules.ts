@@ -34,7 +34,39 @@ export function checkHosts(spec: PipelineSpec, problems: Problems): void {
   });
 }
 
-export function checkLayout(spec: PipelineSpec, preset: Preset, problems: Problems, warnings: Problems): void {
+/** Megatron lines whose expert groups are cut from the data-parallel group (core_r0.6.0, core_r0.8.0 parallel_state.py). */
+const EXPERTS_FROM_DATA_PARALLEL = ['core_r0.6.0', 'core_r0.8.0'];
+
+/**
+ * Expert parallelism. Megatron core_r0.6.0/core_r0.8.0 (megatron/core/parallel_state.py,
+ * initialize_model_parallel: "data_parallel_size is not divisible by expert_model_parallel_size") need
+ * EP to divide the data-parallel size. core_v0.12.1 builds a separate expert grid (parallel_state.py
+ * lines 694-703): it needs only the world size divisible by expert-TP × EP × PP, where expert-TP is
+ * --expert-tensor-parallel-size (a verbatim stage argument; tp when absent).
+ */
+function checkExpertParallel(spec: PipelineSpec, megatron: string, problems: Problems): void {
+  const { tp, pp, ep } = spec.parallel;
+  if (ep <= 1) return;
+  if (EXPERTS_FROM_DATA_PARALLEL.includes(megatron)) {
+    const dp = dataParallelSize(spec);
+    if (dp % ep !== 0)
+      problems.push({ path: 'parallel.ep', message: `expert parallel size ${ep} must divide the data-parallel size ${dp} (devices ÷ (tp × pp × cp))` });
+    return;
+  }
+  const world = worldSize(spec);
+  spec.stages.forEach((stage, i) => {
+    const given = stage.args['--expert-tensor-parallel-size'];
+    const etp = typeof given === 'string' && /^[1-9][0-9]*$/.test(given) ? Number(given) : tp;
+    if (world % (etp * ep * pp) !== 0)
+      problems.push({
+        path: given === undefined ? 'parallel.ep' : `stages[${i}].args.--expert-tensor-parallel-size`,
+        message: `${world} devices must be divisible by expert-tensor parallel ${etp} × expert parallel ${ep} × pp ${pp} (Megatron ${megatron} parallel_state.py) in stage ${stage.name}`,
+      });
+  });
+}
+
+/** megatron: the Megatron line of the framework version (Framework.megatron), which decides the expert-parallel rule. */
+export function checkLayout(spec: PipelineSpec, preset: Preset, megatron: string, problems: Problems, warnings: Problems): void {
   const a = preset.architecture;
   const p = spec.parallel;
   const { tp, pp, cp, ep } = p;
@@ -64,9 +96,7 @@ export function checkLayout(spec: PipelineSpec, preset: Preset, problems: Proble
   if (world % (tp * pp * cp) !== 0) {
     problems.push({ path: 'parallel', message: `nodes × devicesPerNode = ${world} devices must be divisible by tp × pp × cp = ${tp * pp * cp}` });
   }
-  const dp = dataParallelSize(spec);
-  if (ep > 1 && dp % ep !== 0)
-    problems.push({ path: 'parallel.ep', message: `expert parallel size ${ep} must divide the data-parallel size ${dp} (devices ÷ (tp × pp × cp))` });
+  checkExpertParallel(spec, megatron, problems);
   if (cp > 1) {
     const algo = p.cpAlgo ?? 'ulysses_cp_algo';
     if (algo === 'hybrid_cp_algo' && p.ulyssesDegreeInCp === undefined)
