@@ -52,7 +52,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
     const inputs: StageInput[] = [];
     const ctx = stageContext({ spec, preset, framework, converter, tokenizer, earlier: plans, resolve, problems }, stage, i, resolvedSpec, pipelineDir, inputs);
     const draft = planStage(ctx, stage);
-    checkStageRules(spec, preset, stage, ctx.specPath, problems, warnings);
+    checkStageRules(spec, preset, stage, ctx.specPath, framework, problems, warnings);
     checkStageOnVersion(spec, framework, stage, ctx.specPath, problems);
     plans.push(
       draft.command

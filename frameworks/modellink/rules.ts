@@ -5,6 +5,7 @@
 import { mcoreOnlyInUse } from './features.ts';
 import { resolveFeatures } from './commands.ts';
 import type { Preset } from './presets.ts';
+import type { FrameworkChoice } from '../framework.ts';
 import type { PipelineSpec, SpecProblem, Stage } from '../../spec/spec.ts';
 
 type Problems = SpecProblem[];
@@ -144,7 +145,42 @@ export function checkLayout(spec: PipelineSpec, preset: Preset, megatron: string
   }
 }
 
-export function checkStageRules(spec: PipelineSpec, preset: Preset, stage: Stage, specPath: string, problems: Problems, warnings: Problems): void {
+/**
+ * Context parallelism with --variable-seq-lengths (which linkflow's fine-tunes pass unless args remove it), per version:
+ * ModelLink and MindSpeed-LLM 1.0.0/2.3.0 forbid it (mindspeed_llm/training/arguments.py _validate_instruction_finetune:
+ * "Context parallelism is forbidden when use variable seq lengths."); 2.1.0 only needs --pad-to-multiple-of (default 8)
+ * divisible by tp × cp (same function there); 26.0.0 has no such check (arguments.py, features_manager/finetune/finetune.py).
+ */
+const CP_VARLEN: Record<string, 'forbidden' | 'padded' | 'allowed'> = { 'mindspeed-llm 2.1.0': 'padded', 'mindspeed-llm 26.0.0': 'allowed' };
+
+function checkContextParallelVarlen(spec: PipelineSpec, stage: Stage, specPath: string, framework: FrameworkChoice, problems: Problems): void {
+  const { cp, tp } = spec.parallel;
+  if (stage.kind !== 'finetune' || cp <= 1 || stage.args['--variable-seq-lengths'] === null) return;
+  const rule = CP_VARLEN[`${framework.flavour} ${framework.version}`] ?? 'forbidden';
+  if (rule === 'forbidden')
+    problems.push({
+      path: 'parallel.cp',
+      message: `stage ${stage.name} fine-tunes with variable sequence lengths, and ${framework.flavour} ${framework.version} forbids context parallelism with them`,
+    });
+  const pad = stage.args['--pad-to-multiple-of'];
+  const multiple = typeof pad === 'string' && /^[0-9]+$/.test(pad) ? Number(pad) : 8;
+  if (rule === 'padded' && multiple % (tp * cp) !== 0)
+    problems.push({
+      path: `${specPath}.args.--pad-to-multiple-of`,
+      message: `with variable sequence lengths and context parallelism, ${framework.flavour} ${framework.version} needs --pad-to-multiple-of (${multiple}) divisible by tp × cp = ${tp * cp}`,
+    });
+}
+
+/** framework: the version the plan drives; some rules differ between versions. */
+export function checkStageRules(
+  spec: PipelineSpec,
+  preset: Preset,
+  stage: Stage,
+  specPath: string,
+  framework: FrameworkChoice,
+  problems: Problems,
+  warnings: Problems,
+): void {
   const a = preset.architecture;
   if (stage.kind === 'pretrain' || stage.kind === 'finetune') {
     const dp = dataParallelSize(spec);
@@ -163,12 +199,7 @@ export function checkStageRules(spec: PipelineSpec, preset: Preset, stage: Stage
       });
     if (spec.parallel.cp > 1 && seq % spec.parallel.cp !== 0)
       problems.push({ path: `${specPath}.seqLength`, message: `sequence length ${seq} must be divisible by the context parallel size ${spec.parallel.cp}` });
-    if (stage.kind === 'finetune' && spec.parallel.cp > 1) {
-      problems.push({
-        path: 'parallel.cp',
-        message: `stage ${stage.name} fine-tunes with variable sequence lengths, and ModelLink forbids context parallelism with them`,
-      });
-    }
+    checkContextParallelVarlen(spec, stage, specPath, framework, problems);
     if (spec.memory.reuseFp32Param && stage.precision !== 'bf16') {
       problems.push({
         path: `${specPath}.precision`,
