@@ -350,6 +350,12 @@ function argDifferences(rendered: Arg[], script: Arg[], root: string): Record<st
   return out;
 }
 
+/** The arguments as argparse reads them: a flag given twice keeps its last value (scripts do repeat flags). */
+export function lastWins(args: Arg[]): Arg[] {
+  const last = new Map(args.map(([f], i) => [f, i]));
+  return args.filter(([f], i) => last.get(f) === i);
+}
+
 /** Layout flags with no typed option that the plan's rules read from `args`. */
 function layoutArgs(kind: string, a: Arg[]): Record<string, string | null> {
   const etp = str(a, '--expert-tensor-parallel-size');
@@ -360,7 +366,7 @@ function layoutArgs(kind: string, a: Arg[]): Record<string, string | null> {
 
 export function importScript(parsed: ParsedScript, options: ImportOptions): ImportResult {
   const kind = scriptKind(parsed);
-  const a = parsed.args;
+  const a = lastWins(parsed.args);
   const choice = options.framework ?? frameworkOfScript(parsed.entrypoint, a);
   const framework = getFramework(choice);
   if (!framework) throw new Error(`linkflow does not know ${choice.flavour} ${choice.version}`);
@@ -436,6 +442,8 @@ export function importScript(parsed: ParsedScript, options: ImportOptions): Impo
     }
   }
   if (parsed.warnings.length) notes.push(...parsed.warnings.map((w) => `script: ${w}`));
+  const repeated = [...new Set(parsed.args.map(([f]) => f).filter((f, i, all) => all.indexOf(f) !== i))];
+  if (repeated.length) notes.push(`script: passes ${repeated.join(', ')} more than once; argparse keeps the last, and so does the import`);
   return { spec, kind, preset: preset?.name ?? 'custom', framework: choice, overrides: Object.keys(overrides).length, notes };
 }
 

@@ -3,7 +3,7 @@
  * preprocess, evaluate, generate and chat script of each supported version (reference/mindspeed-llm/
  * examples/<version>.json, parsed from the release branch) is imported, with the version read from the
  * script, and rendered back as that version; the render must give the script's entrypoint, launcher
- * settings, environment and arguments (order, placeholders and workspace-managed outputs aside).
+ * settings, environment and arguments (order, placeholders, workspace-managed outputs and repeats of a flag aside).
  * Prints the match rate per version and kind.
  */
 import fs from 'node:fs';
