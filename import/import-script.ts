@@ -357,11 +357,17 @@ export function lastWins(args: Arg[]): Arg[] {
 }
 
 /** Layout flags with no typed option that the plan's rules read from `args`. */
-function layoutArgs(kind: string, a: Arg[]): Record<string, string | null> {
+function layoutArgs(kind: string, a: Arg[], presetLayers: number | undefined): Record<string, string | null> {
   const etp = str(a, '--expert-tensor-parallel-size');
+  const layers = str(a, '--num-layers');
+  const trimmed = presetLayers !== undefined && layers !== undefined && layers !== String(presetLayers);
   // A fine-tune with context parallelism but without --variable-seq-lengths: the rule on CP with variable lengths must not apply.
   const fixedLengths = kind === 'finetune' && (int(a, '--context-parallel-size') ?? 1) > 1 && !has(a, '--variable-seq-lengths');
-  return { ...(etp === undefined ? {} : { '--expert-tensor-parallel-size': etp }), ...(fixedLengths ? { '--variable-seq-lengths': null } : {}) };
+  return {
+    ...(etp === undefined ? {} : { '--expert-tensor-parallel-size': etp }),
+    ...(fixedLengths ? { '--variable-seq-lengths': null } : {}),
+    ...(trimmed ? { '--num-layers': layers } : {}),
+  };
 }
 
 export function importScript(parsed: ParsedScript, options: ImportOptions): ImportResult {
@@ -381,7 +387,7 @@ export function importScript(parsed: ParsedScript, options: ImportOptions): Impo
   const features = featuresFromScript(a, kind !== 'convert' && kind !== 'preprocess');
   const stage = stageFromScript(kind, a, options.name, parsed);
   // The plan's expert-parallel rule reads expert-TP from the stage's args (frameworks/modellink/rules.ts), so it goes in before the first render.
-  const seeded = layoutArgs(kind, a);
+  const seeded = layoutArgs(kind, a, preset?.architecture.numLayers);
   if (Object.keys(seeded).length) stage.args = seeded;
   const spec: Json = {
     name: options.name,

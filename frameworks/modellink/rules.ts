@@ -66,6 +66,15 @@ function checkExpertParallel(spec: PipelineSpec, megatron: string, problems: Pro
   });
 }
 
+/** The layers the model is built with: a stage's --num-layers in args (scripts trim models so) overrides the preset's. */
+function layerCount(spec: PipelineSpec, preset: Preset): { numLayers: number; of: string } {
+  for (const [i, stage] of spec.stages.entries()) {
+    const given = stage.args['--num-layers'];
+    if (typeof given === 'string' && /^[1-9][0-9]*$/.test(given)) return { numLayers: Number(given), of: `${preset.name} as stages[${i}].args sets --num-layers` };
+  }
+  return { numLayers: preset.architecture.numLayers, of: preset.name };
+}
+
 /** megatron: the Megatron line of the framework version (Framework.megatron), which decides the expert-parallel rule. */
 export function checkLayout(spec: PipelineSpec, preset: Preset, megatron: string, problems: Problems, warnings: Problems): void {
   const a = preset.architecture;
@@ -76,22 +85,22 @@ export function checkLayout(spec: PipelineSpec, preset: Preset, megatron: string
     problems.push({ path: 'parallel.tp', message: `tensor parallel size ${tp} must divide the ${a.numAttentionHeads} attention heads of ${preset.name}` });
   if (a.numQueryGroups !== undefined && a.numQueryGroups % tp !== 0)
     problems.push({ path: 'parallel.tp', message: `tensor parallel size ${tp} must divide the ${a.numQueryGroups} query groups of ${preset.name}` });
+  const { numLayers, of } = layerCount(spec, preset);
   if (p.numLayerList) {
     const sum = p.numLayerList.reduce((x, y) => x + y, 0);
     if (p.numLayerList.length !== pp)
       problems.push({ path: 'parallel.numLayerList', message: `has ${p.numLayerList.length} entries; it needs one per pipeline stage (pp = ${pp})` });
-    if (sum !== a.numLayers)
-      problems.push({ path: 'parallel.numLayerList', message: `sums to ${sum}; it must sum to the ${a.numLayers} layers of ${preset.name}` });
-  } else if (a.numLayers % pp !== 0) {
+    if (sum !== numLayers) problems.push({ path: 'parallel.numLayerList', message: `sums to ${sum}; it must sum to the ${numLayers} layers of ${of}` });
+  } else if (numLayers % pp !== 0) {
     problems.push({
       path: 'parallel.pp',
-      message: `pipeline parallel size ${pp} must divide the ${a.numLayers} layers of ${preset.name} (or give parallel.numLayerList)`,
+      message: `pipeline parallel size ${pp} must divide the ${numLayers} layers of ${of} (or give parallel.numLayerList)`,
     });
   }
-  if (p.vpp !== undefined && (pp < 2 || (a.numLayers / pp) % p.vpp !== 0)) {
+  if (p.vpp !== undefined && (pp < 2 || (numLayers / pp) % p.vpp !== 0)) {
     problems.push({
       path: 'parallel.vpp',
-      message: `virtual pipeline needs pp > 1 and ${p.vpp} layers per virtual stage must divide the ${a.numLayers / pp} layers of each pipeline stage`,
+      message: `virtual pipeline needs pp > 1 and ${p.vpp} layers per virtual stage must divide the ${numLayers / pp} layers of each pipeline stage`,
     });
   }
   if (world % (tp * pp * cp) !== 0) {
