@@ -55,14 +55,18 @@ function checkExpertParallel(spec: PipelineSpec, megatron: string, problems: Pro
     return;
   }
   const world = worldSize(spec);
+  const reported = new Set<number>();
   spec.stages.forEach((stage, i) => {
+    // Preprocessing and conversion do not build Megatron's parallel groups.
+    if (stage.kind === 'preprocess' || stage.kind === 'convert') return;
     const given = stage.args['--expert-tensor-parallel-size'];
     const etp = typeof given === 'string' && /^[1-9][0-9]*$/.test(given) ? Number(given) : tp;
-    if (world % (etp * ep * pp) !== 0)
-      problems.push({
-        path: given === undefined ? 'parallel.ep' : `stages[${i}].args.--expert-tensor-parallel-size`,
-        message: `${world} devices must be divisible by expert-tensor parallel ${etp} × expert parallel ${ep} × pp ${pp} (Megatron ${megatron} parallel_state.py) in stage ${stage.name}`,
-      });
+    if (world % (etp * ep * pp) === 0 || reported.has(etp)) return;
+    reported.add(etp);
+    problems.push({
+      path: given === undefined ? 'parallel.ep' : `stages[${i}].args.--expert-tensor-parallel-size`,
+      message: `${world} devices must be divisible by expert-tensor parallel ${etp} × expert parallel ${ep} × pp ${pp} (Megatron ${megatron} parallel_state.py; expert-TP is tp unless args set --expert-tensor-parallel-size)`,
+    });
   });
 }
 
@@ -70,7 +74,8 @@ function checkExpertParallel(spec: PipelineSpec, megatron: string, problems: Pro
 function layerCount(spec: PipelineSpec, preset: Preset): { numLayers: number; of: string } {
   for (const [i, stage] of spec.stages.entries()) {
     const given = stage.args['--num-layers'];
-    if (typeof given === 'string' && /^[1-9][0-9]*$/.test(given)) return { numLayers: Number(given), of: `${preset.name} as stages[${i}].args sets --num-layers` };
+    if (typeof given === 'string' && /^[1-9][0-9]*$/.test(given))
+      return { numLayers: Number(given), of: `${preset.name} as stages[${i}].args sets --num-layers` };
   }
   return { numLayers: preset.architecture.numLayers, of: preset.name };
 }
@@ -79,7 +84,7 @@ function layerCount(spec: PipelineSpec, preset: Preset): { numLayers: number; of
 export function checkLayout(spec: PipelineSpec, preset: Preset, megatron: string, problems: Problems, warnings: Problems): void {
   const a = preset.architecture;
   const p = spec.parallel;
-  const { tp, pp, cp, ep } = p;
+  const { tp, pp, cp } = p;
   const world = worldSize(spec);
   if (a.numAttentionHeads % tp !== 0)
     problems.push({ path: 'parallel.tp', message: `tensor parallel size ${tp} must divide the ${a.numAttentionHeads} attention heads of ${preset.name}` });
