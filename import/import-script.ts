@@ -350,9 +350,29 @@ function argDifferences(rendered: Arg[], script: Arg[], root: string): Record<st
   return out;
 }
 
+/** The arguments as argparse reads them: a flag given twice keeps its last value (scripts do repeat flags). */
+export function lastWins(args: Arg[]): Arg[] {
+  const last = new Map(args.map(([f], i) => [f, i]));
+  return args.filter(([f], i) => last.get(f) === i);
+}
+
+/** Layout flags with no typed option that the plan's rules read from `args`. */
+function layoutArgs(kind: string, a: Arg[], presetLayers: number | undefined): Record<string, string | null> {
+  const etp = str(a, '--expert-tensor-parallel-size');
+  const layers = str(a, '--num-layers');
+  const trimmed = presetLayers !== undefined && layers !== undefined && layers !== String(presetLayers);
+  // A fine-tune with context parallelism but without --variable-seq-lengths: the rule on CP with variable lengths must not apply.
+  const fixedLengths = kind === 'finetune' && (int(a, '--context-parallel-size') ?? 1) > 1 && !has(a, '--variable-seq-lengths');
+  return {
+    ...(etp === undefined ? {} : { '--expert-tensor-parallel-size': etp }),
+    ...(fixedLengths ? { '--variable-seq-lengths': null } : {}),
+    ...(trimmed ? { '--num-layers': layers } : {}),
+  };
+}
+
 export function importScript(parsed: ParsedScript, options: ImportOptions): ImportResult {
   const kind = scriptKind(parsed);
-  const a = parsed.args;
+  const a = lastWins(parsed.args);
   const choice = options.framework ?? frameworkOfScript(parsed.entrypoint, a);
   const framework = getFramework(choice);
   if (!framework) throw new Error(`linkflow does not know ${choice.flavour} ${choice.version}`);
@@ -366,6 +386,9 @@ export function importScript(parsed: ParsedScript, options: ImportOptions): Impo
   const asInt = (x: unknown, fallback: number) => (typeof x === 'number' ? x : typeof x === 'string' && /^\d+$/.test(x) ? Number(x) : fallback);
   const features = featuresFromScript(a, kind !== 'convert' && kind !== 'preprocess');
   const stage = stageFromScript(kind, a, options.name, parsed);
+  // The plan's expert-parallel rule reads expert-TP from the stage's args (frameworks/modellink/rules.ts), so it goes in before the first render.
+  const seeded = layoutArgs(kind, a, preset?.architecture.numLayers);
+  if (Object.keys(seeded).length) stage.args = seeded;
   const spec: Json = {
     name: options.name,
     workspace: options.workspace ?? './linkflow-workspace',
@@ -415,7 +438,7 @@ export function importScript(parsed: ParsedScript, options: ImportOptions): Impo
     notes.push(...first.problems);
   }
   if (Object.keys(overrides).length) {
-    stage.args = overrides;
+    stage.args = { ...seeded, ...overrides };
     const entry = first.ok ? first.stage.entrypoint : undefined;
     const unknown = entry ? Object.keys(overrides).filter((f) => !framework.isKnownFlag(entry as Entrypoint, f)) : [];
     if (unknown.length) {
@@ -425,6 +448,8 @@ export function importScript(parsed: ParsedScript, options: ImportOptions): Impo
     }
   }
   if (parsed.warnings.length) notes.push(...parsed.warnings.map((w) => `script: ${w}`));
+  const repeated = [...new Set(parsed.args.map(([f]) => f).filter((f, i, all) => all.indexOf(f) !== i))];
+  if (repeated.length) notes.push(`script: passes ${repeated.join(', ')} more than once; argparse keeps the last, and so does the import`);
   return { spec, kind, preset: preset?.name ?? 'custom', framework: choice, overrides: Object.keys(overrides).length, notes };
 }
 

@@ -37,7 +37,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
   const problems: SpecProblem[] = [];
   const warnings: SpecProblem[] = [];
   const framework = resolveFramework(spec, problems);
-  const preset = checkPipeline(spec, problems, warnings);
+  const preset = checkPipeline(spec, framework?.megatron ?? 'core_r0.6.0', problems, warnings);
   if (!preset || !framework) return { ok: false, problems };
   checkFrameworkRules(spec, framework, problems, warnings);
   const converter = chooseConverter(spec, framework, preset, problems);
@@ -52,7 +52,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
     const inputs: StageInput[] = [];
     const ctx = stageContext({ spec, preset, framework, converter, tokenizer, earlier: plans, resolve, problems }, stage, i, resolvedSpec, pipelineDir, inputs);
     const draft = planStage(ctx, stage);
-    checkStageRules(spec, preset, stage, ctx.specPath, problems, warnings);
+    checkStageRules(spec, preset, stage, ctx.specPath, framework, problems, warnings);
     checkStageOnVersion(spec, framework, stage, ctx.specPath, problems);
     plans.push(
       draft.command
@@ -88,9 +88,9 @@ export function plannedArgv(stage: Pick<StagePlan, 'entrypoint' | 'args'> & Laun
 }
 
 /** Checks of the pipeline as a whole: its model preset (returned when it resolves), layout, hosts and unique stage names. */
-function checkPipeline(spec: PipelineSpec, problems: SpecProblem[], warnings: SpecProblem[]): Preset | undefined {
+function checkPipeline(spec: PipelineSpec, megatron: string, problems: SpecProblem[], warnings: SpecProblem[]): Preset | undefined {
   const preset = resolvePreset(spec, problems);
-  if (preset) checkLayout(spec, preset, problems, warnings);
+  if (preset) checkLayout(spec, preset, megatron, problems, warnings);
   checkHosts(spec, problems);
   checkSlurm(spec, problems);
   checkKubernetes(spec, problems);

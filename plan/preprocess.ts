@@ -9,7 +9,7 @@ export function planPreprocess(ctx: StageContext, stage: PreprocessStage): Stage
   const outputPrefix = path.join(ctx.dir, 'data', stage.name);
   const command = input && ctx.tokenizer ? buildPreprocess(ctx.stageSpec, ctx.preset, stage, { input, tokenizer: ctx.tokenizer, outputPrefix }) : undefined;
   const handler = stage.handler ?? 'GeneralPretrainHandler';
-  if (handler === 'GeneralPretrainHandler')
+  if (handler === 'GeneralPretrainHandler' || handler === 'SharegptPretrainHandler')
     return { command, output: `${outputPrefix}_${stage.jsonKeys?.[0] ?? 'text'}_document`, outputKind: 'pretrain-data' };
   // Chosen/rejected pairs for DPO or reward models, which linkflow does not train yet.
   if (handler.includes('Pairwise')) return { command, output: outputPrefix, outputKind: 'pairwise-data' };

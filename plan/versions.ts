@@ -71,6 +71,24 @@ function checkHighAvailability(spec: PipelineSpec, framework: Framework, problem
 }
 
 /** Rules of one stage on this version: its trainer, checkpoint format, tasks. */
+/**
+ * Preprocess handlers that only some MindSpeed-LLM versions define (classes of mindspeed_llm/tasks/preprocess/
+ * data_handler.py on each release branch); the others are in every version linkflow drives.
+ */
+const HANDLER_VERSIONS: Readonly<Record<string, readonly string[]>> = {
+  HunyuanInstructionHandler: ['2.1.0', '2.3.0', '26.0.0'],
+  PPOAlpacaStyleInstructionHandler: ['2.1.0', '2.3.0', '26.0.0'],
+  R1AlpacaStyleInstructionHandler: ['2.1.0', '2.3.0', '26.0.0'],
+  R1SharegptStyleInstructionHandler: ['2.1.0', '2.3.0', '26.0.0'],
+  AlpacaStyleProcessRewardHandler: ['2.1.0'],
+  SharegptPretrainHandler: ['2.3.0', '26.0.0'],
+};
+
+function hasHandler(framework: Framework, handler: string): boolean {
+  const versions = HANDLER_VERSIONS[handler];
+  return !versions || (framework.flavour === 'mindspeed-llm' && versions.includes(framework.version));
+}
+
 export function checkStageOnVersion(spec: PipelineSpec, framework: Framework, stage: Stage, specPath: string, problems: Problems): void {
   if (stage.kind === 'pretrain' || stage.kind === 'finetune' || stage.kind === 'dpo') {
     if (!trainerOf(framework, stage.kind))
@@ -98,6 +116,11 @@ export function checkStageOnVersion(spec: PipelineSpec, framework: Framework, st
         message: 'high availability needs --ckpt-format torch (high_availability.py refuses --use-dist-ckpt)',
       });
   }
+  if (stage.kind === 'preprocess' && stage.handler && !hasHandler(framework, stage.handler))
+    problems.push({
+      path: `${specPath}.handler`,
+      message: `${framework.name}'s data_handler.py has no ${stage.handler}; ${versionsWith((f) => hasHandler(f, stage.handler!))} have it`,
+    });
   if (stage.kind === 'evaluate')
     stage.tasks.forEach((t, j) => {
       if (!framework.evaluationTasks.includes(t.name))

@@ -152,6 +152,13 @@ const preprocessStage = z.strictObject({
       'GeneralInstructionHandler',
       'AlpacaStylePairwiseHandler',
       'SharegptStylePairwiseHandler',
+      // MindSpeed-LLM 2.1.0+ only (plan/versions.ts checks the version has it).
+      'HunyuanInstructionHandler',
+      'PPOAlpacaStyleInstructionHandler',
+      'R1AlpacaStyleInstructionHandler',
+      'R1SharegptStyleInstructionHandler',
+      'AlpacaStyleProcessRewardHandler',
+      'SharegptPretrainHandler',
     ])
     .optional(),
   /** --overwrite-cache: rebuild the handler's cached dataset instead of reusing it. */

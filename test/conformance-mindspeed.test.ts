@@ -3,7 +3,7 @@
  * preprocess, evaluate, generate and chat script of each supported version (reference/mindspeed-llm/
  * examples/<version>.json, parsed from the release branch) is imported, with the version read from the
  * script, and rendered back as that version; the render must give the script's entrypoint, launcher
- * settings, environment and arguments (order, placeholders and workspace-managed outputs aside).
+ * settings, environment and arguments (order, placeholders, workspace-managed outputs and repeats of a flag aside).
  * Prints the match rate per version and kind.
  */
 import fs from 'node:fs';
@@ -39,7 +39,7 @@ function examplesOf(version: string): Example[] {
 }
 
 /** Matches measured when this test was written, per version; they may only grow. */
-const FLOOR: Record<string, number> = { '1.0.0': 491, '2.1.0': 548, '2.3.0': 348, '26.0.0': 216 };
+const FLOOR: Record<string, number> = { '1.0.0': 501, '2.1.0': 573, '2.3.0': 389, '26.0.0': 262 };
 
 describe('MindSpeed-LLM example scripts: import and render back', () => {
   it.each(FRAMEWORK_VERSIONS['mindspeed-llm'])('%s', (version) => {

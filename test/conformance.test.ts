@@ -37,7 +37,8 @@ describe('examples.json conformance', () => {
     );
     // The share of scripts the typed options express without any verbatim flag; measured when written, it may only grow.
     expect(typed).toBeGreaterThanOrEqual(159);
-    expect(overrideCount).toBeLessThanOrEqual(1160);
+    // 1160 when written; 1206 since the 9 scripts that repeat a flag render too (read as argparse does), with their overrides.
+    expect(overrideCount).toBeLessThanOrEqual(1206);
     const unexpected = results.filter((r) => r.why && !r.e.issues?.length);
     expect(unexpected.map((r) => `${r.e.script}: ${r.why}`)).toEqual([]);
   });

@@ -2,7 +2,7 @@
 import path from 'node:path';
 import type { Arg } from '../frameworks/modellink/args.ts';
 import type { FrameworkChoice } from '../frameworks/index.ts';
-import { importScript, MANAGED_OUTPUT_FLAGS, normalizeValue, renderStage } from '../import/import-script.ts';
+import { importScript, lastWins, MANAGED_OUTPUT_FLAGS, normalizeValue, renderStage } from '../import/import-script.ts';
 import type { ParsedScript } from '../import/shell-script.ts';
 
 export interface Example {
@@ -51,7 +51,8 @@ export function difference(e: Example, root: string, framework?: FrameworkChoice
   if (!r.ok) return { why: `spec: ${r.problems.join('; ')}`, overrides: imported.overrides };
   const s = r.stage;
   if (path.basename(s.entrypoint) !== path.basename(e.entrypoint)) return { why: `entrypoint ${s.entrypoint}`, overrides: imported.overrides };
-  const wantArgs = multiset(e.args, root);
+  // A flag the script repeats counts once, with its last value, as argparse reads it.
+  const wantArgs = multiset(lastWins(e.args), root);
   const gotArgs = multiset(s.args, root);
   if (JSON.stringify(wantArgs) !== JSON.stringify(gotArgs)) {
     const missing = wantArgs.filter((a) => !gotArgs.includes(a));

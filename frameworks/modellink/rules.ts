@@ -5,6 +5,7 @@
 import { mcoreOnlyInUse } from './features.ts';
 import { resolveFeatures } from './commands.ts';
 import type { Preset } from './presets.ts';
+import type { FrameworkChoice } from '../framework.ts';
 import type { PipelineSpec, SpecProblem, Stage } from '../../spec/spec.ts';
 
 type Problems = SpecProblem[];
@@ -34,39 +35,83 @@ export function checkHosts(spec: PipelineSpec, problems: Problems): void {
   });
 }
 
-export function checkLayout(spec: PipelineSpec, preset: Preset, problems: Problems, warnings: Problems): void {
+/** Megatron lines whose expert groups are cut from the data-parallel group (core_r0.6.0, core_r0.8.0 parallel_state.py). */
+const EXPERTS_FROM_DATA_PARALLEL = ['core_r0.6.0', 'core_r0.8.0'];
+
+/**
+ * Expert parallelism. Megatron core_r0.6.0/core_r0.8.0 (megatron/core/parallel_state.py,
+ * initialize_model_parallel: "data_parallel_size is not divisible by expert_model_parallel_size") need
+ * EP to divide the data-parallel size. core_v0.12.1 builds a separate expert grid (parallel_state.py
+ * lines 694-703): it needs only the world size divisible by expert-TP × EP × PP, where expert-TP is
+ * --expert-tensor-parallel-size (a verbatim stage argument; tp when absent).
+ */
+function checkExpertParallel(spec: PipelineSpec, megatron: string, problems: Problems): void {
+  const { tp, pp, ep } = spec.parallel;
+  if (ep <= 1) return;
+  if (EXPERTS_FROM_DATA_PARALLEL.includes(megatron)) {
+    const dp = dataParallelSize(spec);
+    if (dp % ep !== 0)
+      problems.push({ path: 'parallel.ep', message: `expert parallel size ${ep} must divide the data-parallel size ${dp} (devices ÷ (tp × pp × cp))` });
+    return;
+  }
+  const world = worldSize(spec);
+  const reported = new Set<number>();
+  spec.stages.forEach((stage, i) => {
+    // Preprocessing and conversion do not build Megatron's parallel groups.
+    if (stage.kind === 'preprocess' || stage.kind === 'convert') return;
+    const given = stage.args['--expert-tensor-parallel-size'];
+    const etp = typeof given === 'string' && /^[1-9][0-9]*$/.test(given) ? Number(given) : tp;
+    if (world % (etp * ep * pp) === 0 || reported.has(etp)) return;
+    reported.add(etp);
+    problems.push({
+      path: given === undefined ? 'parallel.ep' : `stages[${i}].args.--expert-tensor-parallel-size`,
+      message: `${world} devices must be divisible by expert-tensor parallel ${etp} × expert parallel ${ep} × pp ${pp} (Megatron ${megatron} parallel_state.py; expert-TP is tp unless args set --expert-tensor-parallel-size)`,
+    });
+  });
+}
+
+/** The layers the model is built with: a stage's --num-layers in args (scripts trim models so) overrides the preset's. */
+function layerCount(spec: PipelineSpec, preset: Preset): { numLayers: number; of: string } {
+  for (const [i, stage] of spec.stages.entries()) {
+    const given = stage.args['--num-layers'];
+    if (typeof given === 'string' && /^[1-9][0-9]*$/.test(given))
+      return { numLayers: Number(given), of: `${preset.name} as stages[${i}].args sets --num-layers` };
+  }
+  return { numLayers: preset.architecture.numLayers, of: preset.name };
+}
+
+/** megatron: the Megatron line of the framework version (Framework.megatron), which decides the expert-parallel rule. */
+export function checkLayout(spec: PipelineSpec, preset: Preset, megatron: string, problems: Problems, warnings: Problems): void {
   const a = preset.architecture;
   const p = spec.parallel;
-  const { tp, pp, cp, ep } = p;
+  const { tp, pp, cp } = p;
   const world = worldSize(spec);
   if (a.numAttentionHeads % tp !== 0)
     problems.push({ path: 'parallel.tp', message: `tensor parallel size ${tp} must divide the ${a.numAttentionHeads} attention heads of ${preset.name}` });
   if (a.numQueryGroups !== undefined && a.numQueryGroups % tp !== 0)
     problems.push({ path: 'parallel.tp', message: `tensor parallel size ${tp} must divide the ${a.numQueryGroups} query groups of ${preset.name}` });
+  const { numLayers, of } = layerCount(spec, preset);
   if (p.numLayerList) {
     const sum = p.numLayerList.reduce((x, y) => x + y, 0);
     if (p.numLayerList.length !== pp)
       problems.push({ path: 'parallel.numLayerList', message: `has ${p.numLayerList.length} entries; it needs one per pipeline stage (pp = ${pp})` });
-    if (sum !== a.numLayers)
-      problems.push({ path: 'parallel.numLayerList', message: `sums to ${sum}; it must sum to the ${a.numLayers} layers of ${preset.name}` });
-  } else if (a.numLayers % pp !== 0) {
+    if (sum !== numLayers) problems.push({ path: 'parallel.numLayerList', message: `sums to ${sum}; it must sum to the ${numLayers} layers of ${of}` });
+  } else if (numLayers % pp !== 0) {
     problems.push({
       path: 'parallel.pp',
-      message: `pipeline parallel size ${pp} must divide the ${a.numLayers} layers of ${preset.name} (or give parallel.numLayerList)`,
+      message: `pipeline parallel size ${pp} must divide the ${numLayers} layers of ${of} (or give parallel.numLayerList)`,
     });
   }
-  if (p.vpp !== undefined && (pp < 2 || (a.numLayers / pp) % p.vpp !== 0)) {
+  if (p.vpp !== undefined && (pp < 2 || (numLayers / pp) % p.vpp !== 0)) {
     problems.push({
       path: 'parallel.vpp',
-      message: `virtual pipeline needs pp > 1 and ${p.vpp} layers per virtual stage must divide the ${a.numLayers / pp} layers of each pipeline stage`,
+      message: `virtual pipeline needs pp > 1 and ${p.vpp} layers per virtual stage must divide the ${numLayers / pp} layers of each pipeline stage`,
     });
   }
   if (world % (tp * pp * cp) !== 0) {
     problems.push({ path: 'parallel', message: `nodes × devicesPerNode = ${world} devices must be divisible by tp × pp × cp = ${tp * pp * cp}` });
   }
-  const dp = dataParallelSize(spec);
-  if (ep > 1 && dp % ep !== 0)
-    problems.push({ path: 'parallel.ep', message: `expert parallel size ${ep} must divide the data-parallel size ${dp} (devices ÷ (tp × pp × cp))` });
+  checkExpertParallel(spec, megatron, problems);
   if (cp > 1) {
     const algo = p.cpAlgo ?? 'ulysses_cp_algo';
     if (algo === 'hybrid_cp_algo' && p.ulyssesDegreeInCp === undefined)
@@ -114,7 +159,42 @@ export function checkLayout(spec: PipelineSpec, preset: Preset, problems: Proble
   }
 }
 
-export function checkStageRules(spec: PipelineSpec, preset: Preset, stage: Stage, specPath: string, problems: Problems, warnings: Problems): void {
+/**
+ * Context parallelism with --variable-seq-lengths (which linkflow's fine-tunes pass unless args remove it), per version:
+ * ModelLink and MindSpeed-LLM 1.0.0/2.3.0 forbid it (mindspeed_llm/training/arguments.py _validate_instruction_finetune:
+ * "Context parallelism is forbidden when use variable seq lengths."); 2.1.0 only needs --pad-to-multiple-of (default 8)
+ * divisible by tp × cp (same function there); 26.0.0 has no such check (arguments.py, features_manager/finetune/finetune.py).
+ */
+const CP_VARLEN: Record<string, 'forbidden' | 'padded' | 'allowed'> = { 'mindspeed-llm 2.1.0': 'padded', 'mindspeed-llm 26.0.0': 'allowed' };
+
+function checkContextParallelVarlen(spec: PipelineSpec, stage: Stage, specPath: string, framework: FrameworkChoice, problems: Problems): void {
+  const { cp, tp } = spec.parallel;
+  if (stage.kind !== 'finetune' || cp <= 1 || stage.args['--variable-seq-lengths'] === null) return;
+  const rule = CP_VARLEN[`${framework.flavour} ${framework.version}`] ?? 'forbidden';
+  if (rule === 'forbidden')
+    problems.push({
+      path: 'parallel.cp',
+      message: `stage ${stage.name} fine-tunes with variable sequence lengths, and ${framework.flavour} ${framework.version} forbids context parallelism with them`,
+    });
+  const pad = stage.args['--pad-to-multiple-of'];
+  const multiple = typeof pad === 'string' && /^[0-9]+$/.test(pad) ? Number(pad) : 8;
+  if (rule === 'padded' && multiple % (tp * cp) !== 0)
+    problems.push({
+      path: `${specPath}.args.--pad-to-multiple-of`,
+      message: `with variable sequence lengths and context parallelism, ${framework.flavour} ${framework.version} needs --pad-to-multiple-of (${multiple}) divisible by tp × cp = ${tp * cp}`,
+    });
+}
+
+/** framework: the version the plan drives; some rules differ between versions. */
+export function checkStageRules(
+  spec: PipelineSpec,
+  preset: Preset,
+  stage: Stage,
+  specPath: string,
+  framework: FrameworkChoice,
+  problems: Problems,
+  warnings: Problems,
+): void {
   const a = preset.architecture;
   if (stage.kind === 'pretrain' || stage.kind === 'finetune') {
     const dp = dataParallelSize(spec);
@@ -133,12 +213,7 @@ export function checkStageRules(spec: PipelineSpec, preset: Preset, stage: Stage
       });
     if (spec.parallel.cp > 1 && seq % spec.parallel.cp !== 0)
       problems.push({ path: `${specPath}.seqLength`, message: `sequence length ${seq} must be divisible by the context parallel size ${spec.parallel.cp}` });
-    if (stage.kind === 'finetune' && spec.parallel.cp > 1) {
-      problems.push({
-        path: 'parallel.cp',
-        message: `stage ${stage.name} fine-tunes with variable sequence lengths, and ModelLink forbids context parallelism with them`,
-      });
-    }
+    checkContextParallelVarlen(spec, stage, specPath, framework, problems);
     if (spec.memory.reuseFp32Param && stage.precision !== 'bf16') {
       problems.push({
         path: `${specPath}.precision`,
