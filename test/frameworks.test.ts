@@ -295,6 +295,15 @@ describe('resume on each version', () => {
       ['--save', '/run/ckpt'],
     ];
     expect(warmLoraResumeArgs(first, '/run/ckpt')).toEqual([...first.slice(0, 4), ['--lora-load', '/run/ckpt'], ...first.slice(4)]);
+    // Counting from 0 again, a warm restart saves into its own folder and trains what is left.
+    const withIters: [string, string | string[] | null][] = [...first, ['--train-iters', '20']];
+    expect(warmLoraResumeArgs(withIters, '/run/ckpt', { save: '/run/ckpt/warm-10', trainIters: 10 })).toEqual([
+      ...first.slice(0, 4),
+      ['--lora-load', '/run/ckpt'],
+      ...first.slice(4, 5),
+      ['--save', '/run/ckpt/warm-10'],
+      ['--train-iters', '10'],
+    ]);
     const spec = onFramework(fiveStageSpec('l', '/tmp/ws'), 'mindspeed-llm', '2.3.0');
     Object.assign(spec.stages[4], { lora: { r: 8, alpha: 16 } });
     expect(stage(plan(spec).stages, 'finetune').training?.loraResume).toBe('warm');
