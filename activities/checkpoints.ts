@@ -12,6 +12,7 @@ import {
   resumePoint,
   shardDirNames,
   TRACKER_FILE,
+  warmOfDirName,
   type Layout,
   type ResumePoint,
 } from '../frameworks/modellink/checkpoint.ts';
@@ -53,4 +54,35 @@ export function findResumePoint(saveDir: string, layout: Layout): ResumePoint {
     iterations: () => listIterations(saveDir),
     missingShards: (iteration) => missingShards(saveDir, iteration, layout),
   });
+}
+
+/** The warm-restart folders of a LoRA save directory (see warmDirName), newest start first. */
+function warmFolders(saveDir: string): { dir: string; from: number }[] {
+  let entries: string[];
+  try {
+    entries = fs.readdirSync(saveDir);
+  } catch {
+    return [];
+  }
+  return entries
+    .map((name) => ({ dir: path.join(saveDir, name), from: warmOfDirName(name) }))
+    .filter((w): w is { dir: string; from: number } => w.from !== undefined)
+    .sort((a, b) => b.from - a.from);
+}
+
+/**
+ * Where a LoRA stage that resumes by warm restarts picks up: the newest of its warm folders holding a
+ * complete checkpoint, else its save directory. `offset` is the iteration the folder's count starts at.
+ */
+export function findWarmResumePoint(saveDir: string, layout: Layout): { point: ResumePoint; source: string; offset: number } {
+  for (const w of warmFolders(saveDir)) {
+    const point = findResumePoint(w.dir, layout);
+    if (point.kind !== 'none') return { point, source: w.dir, offset: w.from };
+  }
+  return { point: findResumePoint(saveDir, layout), source: saveDir, offset: 0 };
+}
+
+/** The LoRA checkpoint a stage's output stands for: its newest warm folder with a tracker, else the directory itself. */
+export function warmOutputDir(dir: string): string {
+  return warmFolders(dir).find((w) => readTracker(w.dir) !== undefined)?.dir ?? dir;
 }

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { findResumePoint, readTracker } from './checkpoints.ts';
+import { findResumePoint, findWarmResumePoint, readTracker } from './checkpoints.ts';
 import type { StageInput, StagePlan } from '../plan/plan.ts';
 import type { StageCheck } from '../contracts/run-state.ts';
 
@@ -98,8 +98,12 @@ export function outputPresent(stage: StagePlan): boolean {
       return dataFiles({ specPath: '', path: stage.output, kind: stage.outputKind }).every((f) => fs.existsSync(f));
     case 'checkpoint': {
       if (stage.training) {
-        const rp = findResumePoint(stage.training.saveDir, stage.training);
-        return rp.kind === 'tracker' && rp.iteration === stage.training.trainIters;
+        // A LoRA stage resumed by warm restarts ends in its newest warm folder, counting from where that started.
+        const { point, offset } =
+          stage.training.lora && stage.training.loraResume === 'warm'
+            ? findWarmResumePoint(stage.training.saveDir, stage.training)
+            : { point: findResumePoint(stage.training.saveDir, stage.training), offset: 0 };
+        return point.kind === 'tracker' && typeof point.iteration === 'number' && offset + point.iteration === stage.training.trainIters;
       }
       return readTracker(stage.output) !== undefined;
     }

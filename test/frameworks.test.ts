@@ -10,7 +10,8 @@ import { dpoResumeArgs, resumeArgs, warmLoraResumeArgs } from '../frameworks/mod
 import { iterationOfDirName, resumePoint, type SaveDirView } from '../frameworks/modellink/checkpoint.ts';
 import { parseLogLine } from '../frameworks/modellink/training-log.ts';
 import { planPipeline, type StagePlan } from '../plan/plan.ts';
-import { DEMO, dpoSpec, fiveStageSpec, onFramework, ROOT, type RawSpec } from '../testkit/specs.ts';
+import { DEMO, dpoSpec, fiveStageSpec, onFramework, ROOT, tempDir, type RawSpec } from '../testkit/specs.ts';
+import { findWarmResumePoint, warmOutputDir } from '../activities/checkpoints.ts';
 
 const MSL = FRAMEWORK_VERSIONS['mindspeed-llm'];
 
@@ -285,6 +286,25 @@ describe('resume on each version', () => {
     ]);
   });
 
+  it('a second warm restart resumes from the newest warm folder holding a checkpoint, and that folder is the stage output', () => {
+    const saveDir = tempDir('warm-scan');
+    const save = (dir: string, iteration: number) => {
+      fs.mkdirSync(path.join(dir, `iter_${String(iteration).padStart(7, '0')}`, 'mp_rank_00'), { recursive: true });
+      fs.writeFileSync(path.join(dir, `iter_${String(iteration).padStart(7, '0')}`, 'mp_rank_00', 'model_optim_rng.pt'), 'x');
+      fs.writeFileSync(path.join(dir, 'latest_checkpointed_iteration.txt'), `${iteration}\n`);
+    };
+    const layout = { tp: 1, pp: 1, ep: 1 };
+    save(saveDir, 10);
+    expect(findWarmResumePoint(saveDir, layout)).toMatchObject({ source: saveDir, offset: 0, point: { kind: 'tracker', iteration: 10 } });
+    expect(warmOutputDir(saveDir)).toBe(saveDir);
+    save(path.join(saveDir, 'warm-10'), 5);
+    // warm-15 crashed before its first save: the scan passes over it.
+    fs.mkdirSync(path.join(saveDir, 'warm-15'));
+    const again = findWarmResumePoint(saveDir, layout);
+    expect(again).toMatchObject({ source: path.join(saveDir, 'warm-10'), offset: 10, point: { kind: 'tracker', iteration: 5 } });
+    expect(warmOutputDir(saveDir)).toBe(path.join(saveDir, 'warm-10'));
+  });
+
   it('resumes LoRA on MindSpeed-LLM as a warm restart: the same command with --lora-load at the newest LoRA checkpoint', () => {
     const first: [string, string | string[] | null][] = [
       ['--finetune', null],
@@ -295,6 +315,15 @@ describe('resume on each version', () => {
       ['--save', '/run/ckpt'],
     ];
     expect(warmLoraResumeArgs(first, '/run/ckpt')).toEqual([...first.slice(0, 4), ['--lora-load', '/run/ckpt'], ...first.slice(4)]);
+    // Counting from 0 again, a warm restart saves into its own folder and trains what is left.
+    const withIters: [string, string | string[] | null][] = [...first, ['--train-iters', '20']];
+    expect(warmLoraResumeArgs(withIters, '/run/ckpt', { save: '/run/ckpt/warm-10', trainIters: 10 })).toEqual([
+      ...first.slice(0, 4),
+      ['--lora-load', '/run/ckpt'],
+      ...first.slice(4, 5),
+      ['--save', '/run/ckpt/warm-10'],
+      ['--train-iters', '10'],
+    ]);
     const spec = onFramework(fiveStageSpec('l', '/tmp/ws'), 'mindspeed-llm', '2.3.0');
     Object.assign(spec.stages[4], { lora: { r: 8, alpha: 16 } });
     expect(stage(plan(spec).stages, 'finetune').training?.loraResume).toBe('warm');

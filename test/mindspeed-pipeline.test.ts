@@ -23,6 +23,14 @@ function on230(spec: RawSpec): RawSpec {
   return onFramework(spec, 'mindspeed-llm', '2.3.0', ROOT_230);
 }
 
+/** Every file under a directory. */
+function filesUnder(dir: string): string[] {
+  return fs
+    .readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .map((f) => path.join(dir, f))
+    .filter((f) => fs.statSync(f).isFile());
+}
+
 function withStageEnv(spec: RawSpec, stage: string, env: Record<string, string>): RawSpec {
   return { ...spec, stages: spec.stages.map((s) => (s.name === stage ? { ...s, env: { ...(s.env as Record<string, string>), ...env } } : s)) };
 }
@@ -90,7 +98,25 @@ describe('MindSpeed-LLM 2.3.0 on the emulator', () => {
     const argv = JSON.parse(/^# argv: (.*)$/m.exec(fs.readFileSync(finetune.attempts[1].logFile!, 'utf8'))![1]) as string[];
     expect(argv).toContain('--finetune');
     expect(argv[argv.indexOf('--lora-load') + 1]).toBe(finetune.output);
+    // Counting from 0 again, the warm restart saves into its own folder and trains only the 10 iterations left.
+    const warm = path.join(finetune.output, 'warm-10');
+    expect(argv[argv.indexOf('--save') + 1]).toBe(warm);
+    expect(argv[argv.indexOf('--train-iters') + 1]).toBe('10');
+    expect(finetune.attempts[1].resumeNote).toContain(`trains the remaining 10 iterations and saves into ${warm}`);
+    // Attempt 1's checkpoint and tracker were last written before attempt 2 started: nothing of it was rewritten.
+    const firstFiles = [path.join(finetune.output, 'latest_checkpointed_iteration.txt'), ...filesUnder(path.join(finetune.output, 'iter_0000010'))];
+    expect(firstFiles.length).toBeGreaterThan(1);
+    for (const f of firstFiles) expect(fs.statSync(f).mtimeMs, f).toBeLessThanOrEqual(finetune.attempts[1].startedAt!);
+    expect(fs.readFileSync(firstFiles[0], 'utf8').trim()).toBe('10');
+    expect(fs.readdirSync(finetune.output).filter((d) => d.startsWith('iter_'))).toEqual(['iter_0000010']);
+    expect(fs.readFileSync(path.join(warm, 'latest_checkpointed_iteration.txt'), 'utf8').trim()).toBe('10');
+    // The stage's count is the user's: 10 before the crash's checkpoint and 10 after.
+    expect(finetune.finalIteration).toBe(20);
+    expect(finetune.attempts[1].lastIteration).toBe(20);
     const exported = state.stages.find((s) => s.name === 'export')!;
+    // The next stage merges the last warm checkpoint, not attempt 1's.
+    const exportArgv = JSON.parse(/^# argv: (.*)$/m.exec(fs.readFileSync(exported.attempts[0].logFile!, 'utf8'))![1]) as string[];
+    expect(exportArgv[exportArgv.indexOf('--lora-load') + 1]).toBe(warm);
     expect(exported.output).toMatch(/export\/hf\/mg2hf$/);
     // Both directions by one converter, recorded with the version in each stage's manifest.
     for (const name of ['weights', 'export']) {

@@ -39,6 +39,11 @@ interface Ended {
   details: (cls: FailureClass, reason: string, excerpt: string[], evidence?: Evidence) => AttemptFailureDetails;
 }
 
+/** An iteration of the trainer's log in the stage's count: a LoRA warm restart counts from 0 again. */
+function shifted(iteration: number | undefined, prepared: PreparedAttempt): number | undefined {
+  return iteration === undefined ? undefined : iteration + (prepared.iterationOffset ?? 0);
+}
+
 /** The attempt's result, or the failure it throws. */
 export function attemptOutcome(input: AttemptInput, logFile: string, prepared: PreparedAttempt, watched: WatchedAttempt): AttemptResult {
   const { rank } = input;
@@ -59,8 +64,8 @@ export function attemptOutcome(input: AttemptInput, logFile: string, prepared: P
       loadedIteration: prepared.loadedFrom,
       resumeNote: prepared.resumeNote,
       // Only the node that prints the training log knows the iteration.
-      lastIteration: logsIterations(rank) ? progress.iteration : undefined,
-      lastCheckpoint: progress.lastCheckpoint,
+      lastIteration: logsIterations(rank) ? shifted(progress.iteration, prepared) : undefined,
+      lastCheckpoint: progress.lastCheckpoint && { ...progress.lastCheckpoint, iteration: shifted(progress.lastCheckpoint.iteration, prepared)! },
       logFile,
       timings: timingsOf(progress),
       node,
@@ -120,8 +125,8 @@ function cleanExit(ended: Ended): AttemptResult {
     return {
       loadedIteration: prepared.loadedFrom,
       resumeNote: prepared.resumeNote,
-      finalIteration: progress.iteration,
-      lastCheckpoint: progress.lastCheckpoint,
+      finalIteration: shifted(progress.iteration, prepared),
+      lastCheckpoint: progress.lastCheckpoint && { ...progress.lastCheckpoint, iteration: shifted(progress.lastCheckpoint.iteration, prepared)! },
       evalResults: progress.evalResults,
       logFile,
       node: rank?.node ?? scheduledNodes(ended.watched) ?? nodeName(),

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { AttemptResult } from '../../contracts/run-state.ts';
 import { describeLayout, iterationDirName, shardDirNames, TRACKER_FILE } from '../../frameworks/modellink/checkpoint.ts';
-import { missingShards, readTracker } from '../checkpoints.ts';
+import { missingShards, readTracker, warmOutputDir } from '../checkpoints.ts';
 import { flattenArgs } from '../../frameworks/modellink/commands.ts';
 import { launchForRank, launchOf, renderLaunch, withMasterPort, type Launch } from '../../frameworks/launch.ts';
 import type { StagePlan } from '../../plan/plan.ts';
@@ -40,6 +40,8 @@ export interface PreparedAttempt {
   loadedFrom?: number;
   /** Why it resumes from an older checkpoint than the newest. */
   resumeNote?: string;
+  /** A LoRA warm restart counts from 0 again: the stage's iteration its count starts at. */
+  iterationOffset?: number;
   /** Masks the stage's secrets out of its output and everything made from it. */
   masker: Masker;
   /** The stage's secrets by name: a Slurm job takes them from sbatch's environment. */
@@ -55,11 +57,14 @@ export async function prepareAttempt(ctx: Context, input: AttemptInput, logFile:
   const { stage, saveInterval, rank } = input;
   checkInputs(stage, logFile);
 
-  let args = stage.args;
+  // A LoRA stage that resumed by warm restarts: its output is its newest warm folder's checkpoint.
+  let args = stage.args.map(([f, v]): StagePlan['args'][number] => (f === '--lora-load' && typeof v === 'string' ? [f, warmOutputDir(v)] : [f, v]));
   let resumeNote: string | undefined;
   let loadedFrom: number | undefined;
+  let iterationOffset: number | undefined;
   if (savesCheckpoints(stage)) {
-    const { args: resumed, point, warmRestart } = planResume(stage, logFile);
+    const { args: resumed, point, warmRestart, iterationOffset: offset } = planResume({ ...stage, args }, logFile);
+    iterationOffset = offset;
     args = resumed;
     if (warmRestart) resumeNote = warmRestart;
     if (point.kind === 'tracker' && point.iteration === stage.training!.trainIters) {
@@ -112,7 +117,7 @@ export async function prepareAttempt(ctx: Context, input: AttemptInput, logFile:
   ];
   // A secret passed in args by mistake is masked in the argv line too.
   releaseOnThrow(lease, () => fs.appendFileSync(logFile, notes.map((n) => `${secrets.masker.mask(n)}\n`).join('')));
-  return { ready: { argv, env, launch, lease, loadedFrom, resumeNote, masker: secrets.masker, secretEnv: secrets.env } };
+  return { ready: { argv, env, launch, lease, loadedFrom, resumeNote, iterationOffset, masker: secrets.masker, secretEnv: secrets.env } };
 }
 
 /** A secret missing on this worker fails the stage at once (no retry finds it), naming the spec field. */

@@ -5,8 +5,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describeLayout, iterationDirName, loraResumeView, TRACKER_FILE, type ResumePoint } from '../../frameworks/modellink/checkpoint.ts';
-import { findResumePoint, missingShards, readTracker } from '../checkpoints.ts';
+import { describeLayout, iterationDirName, loraResumeView, TRACKER_FILE, warmDirName, type ResumePoint } from '../../frameworks/modellink/checkpoint.ts';
+import { findResumePoint, findWarmResumePoint, missingShards, readTracker } from '../checkpoints.ts';
 import { dpoResumeArgs, resumeArgs, warmLoraResumeArgs } from '../../frameworks/modellink/commands.ts';
 import type { StagePlan } from '../../plan/plan.ts';
 import { fail } from './common.ts';
@@ -16,12 +16,13 @@ import { fail } from './common.ts';
  * without touching the save directory, point --load at a small directory of our own holding a
  * tracker and a link to that iteration.
  */
-function resumeView(stage: StagePlan, iteration: number): string {
-  const view = path.join(stage.dir, 'resume', iterationDirName(iteration));
+function resumeView(stage: StagePlan, iteration: number, source = stage.training!.saveDir): string {
+  const folder = source === stage.training!.saveDir ? [] : [path.basename(source)];
+  const view = path.join(stage.dir, 'resume', ...folder, iterationDirName(iteration));
   fs.mkdirSync(view, { recursive: true });
   const link = path.join(view, iterationDirName(iteration));
   try {
-    fs.symlinkSync(path.join(stage.training!.saveDir, iterationDirName(iteration)), link);
+    fs.symlinkSync(path.join(source, iterationDirName(iteration)), link);
   } catch (e) {
     // Every rank of a gang builds the same view; the first one's link serves all.
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
@@ -74,20 +75,54 @@ function loraLoadView(stage: StagePlan, iteration: number, loraDir: string, logF
   return view;
 }
 
-export function planResume(stage: StagePlan, logFile: string): { args: StagePlan['args']; point: ResumePoint; warmRestart?: string } {
+/** How an attempt resumes; `iterationOffset`: a warm restart counts from 0 again, this is where its count starts in the stage's. */
+export interface PlannedResume {
+  args: StagePlan['args'];
+  point: ResumePoint;
+  warmRestart?: string;
+  iterationOffset?: number;
+}
+
+export function planResume(stage: StagePlan, logFile: string): PlannedResume {
   const training = stage.training!;
+  // MindSpeed-LLM resumes LoRA only as a warm restart (frameworks/mindspeed-llm/framework.ts loraResume).
+  if (training.lora && training.loraResume === 'warm') return planWarmRestart(stage);
   const point = findResumePoint(training.saveDir, training);
   if (point.kind === 'none') return { args: stage.args, point };
   // The checkpoint --load (or, for LoRA, --lora-load) resumes: the save directory, or a view of an older complete iteration.
   const dir = point.kind === 'tracker' ? training.saveDir : resumeView(stage, point.iteration);
-  if (training.lora && training.loraResume === 'warm') {
-    // MindSpeed-LLM resumes LoRA only as a warm restart (frameworks/mindspeed-llm/framework.ts loraResume).
-    const warmRestart = `LoRA warm restart from ${iterationDirName(point.iteration)}: the LoRA weights continue, the iteration count, optimizer and learning-rate schedule start again (MindSpeed-LLM cannot resume a LoRA run's optimizer)`;
-    return { args: warmLoraResumeArgs(stage.args, dir), point, warmRestart };
-  }
   if (training.lora && training.loraBase !== undefined && point.iteration !== 'release') {
     return { args: resumeArgs(stage.args, dir, true, loraLoadView(stage, point.iteration, training.saveDir, logFile)), point };
   }
   const args = resumeArgs(stage.args, dir, training.lora);
   return { args: training.dpoReference && !training.lora ? dpoResumeArgs(args, training.dpoReference) : args, point };
+}
+
+/**
+ * A warm restart loads the LoRA weights with --finetune, so Megatron counts from iteration 0 again
+ * (MindSpeed-LLM 2.3.0 mindspeed_llm/training/checkpointing.py _load_base_checkpoint_wrapper merges the
+ * --lora-load state into the base's and hands it to Megatron core_v0.12.1 megatron/training/checkpointing.py
+ * load_checkpoint, which sets iteration = 0 under args.finetune). It saves into its own folder
+ * `<saveDir>/warm-<total iteration>` and trains what is left, so no earlier checkpoint is rewritten;
+ * the next resume and the stage's output follow the newest warm folder (activities/checkpoints.ts).
+ */
+function planWarmRestart(stage: StagePlan): PlannedResume {
+  const training = stage.training!;
+  const { point, source, offset } = findWarmResumePoint(training.saveDir, training);
+  if (point.kind === 'none') return { args: stage.args, point };
+  const dir = point.kind === 'tracker' ? source : resumeView(stage, point.iteration, source);
+  if (point.iteration === 'release') return { args: warmLoraResumeArgs(stage.args, dir), point };
+  const total = offset + point.iteration;
+  const save = path.join(training.saveDir, warmDirName(total));
+  const remaining = training.trainIters - total;
+  const within = source === training.saveDir ? '' : ` (${path.basename(source)}/${iterationDirName(point.iteration)})`;
+  const warmRestart =
+    `LoRA warm restart from ${iterationDirName(total)}${within}: the LoRA weights continue, the iteration count, optimizer and learning-rate schedule start again ` +
+    `(MindSpeed-LLM cannot resume a LoRA run's optimizer); it trains the remaining ${remaining} iterations and saves into ${save}, leaving earlier checkpoints as they are`;
+  return {
+    args: warmLoraResumeArgs(stage.args, dir, { save, trainIters: remaining }),
+    point: { ...point, iteration: total },
+    warmRestart,
+    iterationOffset: total,
+  };
 }

@@ -101,6 +101,20 @@ export function resumePoint(saveDir: string, dir: SaveDirView): ResumePoint {
   return { kind: 'older', iteration: older, dir: saveDir, reason: `${why}; resuming from ${iterationDirName(older)}` };
 }
 
+/**
+ * A LoRA warm restart's own save directory inside the stage's, named by the (total) iteration it
+ * starts from. A warm restart counts from 0 again (see warmLoraResumeArgs), so saving into the stage's
+ * directory would overwrite the earlier attempt's iter_* and move its tracker backwards.
+ */
+export function warmDirName(from: number): string {
+  return `warm-${from}`;
+}
+
+export function warmOfDirName(name: string): number | undefined {
+  const m = /^warm-(\d+)$/.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
 /** A link of a resume view: `link` (relative to the view) points at `target` (absolute). */
 export interface ViewLink {
   link: string;

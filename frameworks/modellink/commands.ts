@@ -379,9 +379,13 @@ export function dpoResumeArgs(args: Arg[], reference: { load: string; keepNoLoad
  * A LoRA attempt that resumes as a warm restart (MindSpeed-LLM: nothing there points the optimizer's
  * state at --lora-load): the first attempt's command, with --lora-load at the newest LoRA checkpoint.
  * The iteration count, optimizer and learning-rate schedule start again; the LoRA weights go on.
+ * Counting from 0 again, it must save elsewhere (`save`, its own folder) and train only what is left
+ * (`trainIters`), or it rewrites the earlier attempt's checkpoints.
  */
-export function warmLoraResumeArgs(args: Arg[], loraDir: string): Arg[] {
-  const withoutLoraLoad = args.filter(([f]) => f !== '--lora-load');
+export function warmLoraResumeArgs(args: Arg[], loraDir: string, target?: { save: string; trainIters: number }): Arg[] {
+  const withoutLoraLoad = args
+    .filter(([f]) => f !== '--lora-load')
+    .map(([f, v]): Arg => (target && f === '--save' ? [f, target.save] : target && f === '--train-iters' ? [f, num(target.trainIters)] : [f, v]));
   const at = withoutLoraLoad.findIndex(([f]) => f === '--lora-target-modules');
   const loraLoad: Arg = ['--lora-load', loraDir];
   return at >= 0 ? [...withoutLoraLoad.slice(0, at + 1), loraLoad, ...withoutLoraLoad.slice(at + 1)] : [...withoutLoraLoad, loraLoad];
