@@ -134,9 +134,10 @@ export function renewNode(state: PoolState, node: { name: string; address: strin
     if (!evidenced) return;
     if (node.worker && known.worker && node.worker !== known.worker) {
       // Its worker died and another took its place before the node timed out: as good as a rejoin.
+      const dropped = known.blames.length;
       Object.assign(known, cleared(known));
       if (!known.quarantine) delete known.quarantine;
-      record(state, { at: now, node: node.name, what: 'its worker restarted; blames cleared' });
+      record(state, { at: now, node: node.name, what: `its worker restarted; ${dropped} blame${dropped === 1 ? '' : 's'} cleared` });
     }
     if (node.worker) known.worker = node.worker;
     return;
