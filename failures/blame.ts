@@ -10,6 +10,7 @@ import type { Evidence } from './failures.ts';
 /** The evidence, per class, that points at the node the attempt (or its failed rank) ran on. */
 const MACHINE_EVIDENCE: Partial<Record<FailureClass, ReadonlySet<Evidence | 'executor'>>> = {
   // The link from this node could not be built (its NIC, its port, its HCCN config), or the pipeline's own rule said so.
+  // Not `rendezvous`: a node that timed out waiting for a peer (a store, `1/2 clients joined`) waited for another's fault.
   communication: new Set(['network', 'cause']),
   // A native crash of this node's process, seen in its log or by its launcher.
   segfault: new Set(['cause', 'signal', 'status']),

@@ -278,7 +278,8 @@ function echoHits(view: RankView, skip: ReadonlySet<number>, rules: readonly Fai
 
 /** Other ranks' echoes, each rank's first: what the decision set aside, and why. */
 function discountedEchoes(hit: Hit, role: RuleRole, views: RankView[], skip: ReadonlySet<number>, lines: readonly string[]): Partial<FailureReport> {
-  const below = (r: FailureRule) => ROLE_ORDER.indexOf(r.role ?? 'cause') > ROLE_ORDER.indexOf(role) && (r.role === 'echo' || r.role === 'network');
+  const below = (r: FailureRule) =>
+    ROLE_ORDER.indexOf(r.role ?? 'cause') > ROLE_ORDER.indexOf(role) && (r.role === 'echo' || r.role === 'network' || r.role === 'rendezvous');
   const rules = BUILT_IN_RULES.filter(below);
   if (rules.length === 0) return {};
   const causeRank = hit.view.rank ?? rankOfError(hit.view.texts, hit.at);

@@ -8,7 +8,11 @@
  *   device OOM, the host's OOM killer, a segfault).
  * - `signal`: a launcher says a worker died of a signal (SIGKILL, SIGSEGV, SIGBUS): it printed nothing itself.
  * - `error`: a rank's own Python error ending its traceback, or a CANN code of the job's own fault.
- * - `network`: a link could not be built (refused, unreachable, port taken, store/rendezvous timeout).
+ * - `network`: a link from this node could not be built (its port taken, a bind or listen failing, its
+ *   HCCP/HCCL setup failing, its network unreachable): the machine's evidence.
+ * - `rendezvous`: it waited for a peer that never came (a store or rendezvous timeout, `1/2 clients
+ *   joined`, a refused connection to the master): also `communication`, but the fault is the missing
+ *   peer's, not this node's (failures/blame.ts does not count it).
  * - `echo`: what ranks print when a peer failed or is stuck: collective watchdog timeouts (`hang`),
  *   then HCCL/NCCL errors (`communication`). However many, they never outvote a tier above.
  * - `fallback`: a bare error line or traceback header.
@@ -16,9 +20,9 @@
 import { CANN_CODES, cannCodePattern, type CannCode } from './cann-codes.ts';
 import type { FailureClass } from './classes.ts';
 
-export type RuleRole = 'cause' | 'signal' | 'error' | 'network' | 'echo' | 'fallback';
+export type RuleRole = 'cause' | 'signal' | 'error' | 'network' | 'rendezvous' | 'echo' | 'fallback';
 
-export const ROLE_ORDER: readonly RuleRole[] = ['cause', 'signal', 'error', 'network', 'echo', 'fallback'];
+export const ROLE_ORDER: readonly RuleRole[] = ['cause', 'signal', 'error', 'network', 'rendezvous', 'echo', 'fallback'];
 
 export interface FailureRule {
   /** A short name for the family (shown by the corpus test). */
@@ -37,9 +41,15 @@ export interface FailureRule {
 export const COMMUNICATION_WORDS =
   'HCCL|NCCL|HCCP|EI0002|EI0006|ERR02200|ERR02005|connection reset|Connection reset by peer|Broken pipe|Connection refused|communication timeout|DistNetworkError|DistStoreError|DistBackendError|clients joined|ProcessGroup';
 
-/** A link that could not be built: refused, unreachable, a port taken, a store or rendezvous that timed out. */
-const NETWORK =
-  /Connection refused|No route to host|Connection timed out|Network is unreachable|Address already in use|failed to bind|failed to listen|DistNetworkError|DistStoreError|clients joined|socket.{0,60}(?:timed out|timeout)|hccl initialize failed|hcclComm init error|HcclGetRootInfo|ncclSystemError|ncclRemoteError|unhandled system error|Timed out initializing process group|Failed to initialize the HCCP|connect returned/i;
+/** A link from this node that could not be built: its port taken, its bind or listen, its HCCP/HCCL setup, no route out. */
+const LOCAL_LINK =
+  /Network is unreachable|Address already in use|failed to bind|failed to listen|hccl initialize failed|hcclComm init error|HcclGetRootInfo|ncclSystemError|unhandled system error|Failed to initialize the HCCP/i;
+
+/** It waited for a peer that did not come: refused or timed-out connections, a store or rendezvous that timed out. */
+const PEER_WAIT =
+  /Connection refused|No route to host|Connection timed out|DistNetworkError|DistStoreError|clients joined|socket.{0,60}(?:timed out|timeout)|ncclRemoteError|Timed out initializing process group|connect returned/i;
+
+const NETWORK = new RegExp(`${LOCAL_LINK.source}|${PEER_WAIT.source}`, 'i');
 
 /** Errors of the kinds a rank raises when its peer is gone (a RuntimeError naming HCCL, a DistBackendError …). */
 function reportsLostPeer(line: string): boolean {
@@ -173,7 +183,10 @@ export const BUILT_IN_RULES: readonly FailureRule[] = [
     pattern:
       /failed to send a keep-alive heartbeat to the rendezvous|missed too many heartbeats|has been marked dead|(?:srun|salloc|sbatch|slurmstepd): error: Node failure on|\bNODE_FAIL\b|due to (?:a )?node failure/i,
   },
-  { name: 'network', class: 'communication', role: 'network', pattern: NETWORK },
+  { name: 'network', class: 'communication', role: 'network', pattern: LOCAL_LINK },
+  // The same family seen from the node that waited: the node that never came is the one at fault (a
+  // DistNetworkError that failed to bind is caught by the rule above, tried first).
+  { name: 'peer never came', class: 'communication', role: 'rendezvous', pattern: PEER_WAIT },
   // --- echoes: a stuck peer first, then a lost one ---
   ...CANN_RULES.filter((r) => r.role === 'echo'),
   {

@@ -99,6 +99,12 @@ export interface PoolState {
   departed?: Record<string, Pick<PoolNode, 'quarantine' | 'drained' | 'blames' | 'blamedBy'>>;
   /** When the pool next checks that its holders still run (kept across continue-as-new). */
   nextReclaimAt?: number;
+  /**
+   * false: the grant rules from before blame evidence (issue 17): every quarantine keeps its node
+   * out, a job's repeated blames each count, a worker restart clears nothing. A pool run begun on that
+   * code replays them to its end (workflows/pool.ts sets this from `patched`); undefined is true.
+   */
+  blameEvidence?: boolean;
 }
 
 export type AcquireAnswer =
@@ -119,16 +125,19 @@ function record(state: PoolState, event: PoolEvent): void {
 
 /** A node's worker says it is alive: it joins, or stays. */
 export function renewNode(state: PoolState, node: { name: string; address: string; running: number; worker?: string }, now: number): void {
+  const evidenced = state.blameEvidence !== false;
   const known = state.nodes[node.name];
   if (known) {
     known.lastSeen = now;
     known.address = node.address;
     known.running = node.running;
+    if (!evidenced) return;
     if (node.worker && known.worker && node.worker !== known.worker) {
       // Its worker died and another took its place before the node timed out: as good as a rejoin.
+      const dropped = known.blames.length;
       Object.assign(known, cleared(known));
       if (!known.quarantine) delete known.quarantine;
-      record(state, { at: now, node: node.name, what: 'its worker restarted; blames cleared' });
+      record(state, { at: now, node: node.name, what: `its worker restarted; ${dropped} blame${dropped === 1 ? '' : 's'} cleared` });
     }
     if (node.worker) known.worker = node.worker;
     return;
@@ -136,7 +145,8 @@ export function renewNode(state: PoolState, node: { name: string; address: strin
   // Back after a silence (its worker, or the server, was away): a grant that still names it holds it again,
   // and what it left with (a quarantine, a drain, its blames) it has again.
   const heldBy = Object.values(state.grants).find((g) => g.nodes.includes(node.name))?.request.id;
-  const kept = state.departed?.[node.name] ? cleared(state.departed[node.name]) : undefined;
+  const departed = state.departed?.[node.name];
+  const kept = departed && evidenced ? cleared(departed) : departed;
   if (state.departed?.[node.name]) delete state.departed[node.name];
   state.nodes[node.name] = {
     name: node.name,
@@ -145,7 +155,7 @@ export function renewNode(state: PoolState, node: { name: string; address: strin
     lastSeen: now,
     blames: [],
     running: node.running,
-    ...(node.worker ? { worker: node.worker } : {}),
+    ...(node.worker && evidenced ? { worker: node.worker } : {}),
     ...kept,
     ...(heldBy ? { heldBy } : {}),
   };
@@ -159,7 +169,12 @@ export function renewNode(state: PoolState, node: { name: string; address: strin
  */
 function cleared(kept: Pick<PoolNode, 'quarantine' | 'drained' | 'blames' | 'blamedBy'>): Pick<PoolNode, 'quarantine' | 'drained' | 'blames' | 'blamedBy'> {
   const { quarantine, drained } = kept;
-  return { drained, quarantine: quarantine?.evidence === 'health-check' ? quarantine : undefined, blames: [], blamedBy: [] };
+  return { drained, quarantine: quarantine && !onBlames(quarantine) ? quarantine : undefined, blames: [], blamedBy: [] };
+}
+
+/** A quarantine that rests on jobs' blames alone; one from before the `evidence` field counts as such. */
+function onBlames(quarantine: Quarantine): boolean {
+  return (quarantine.evidence ?? 'blames') === 'blames';
 }
 
 /** A node leaves (its worker shut down, or it went silent): what it held is released; the attempt on it fails on its own. */
@@ -231,6 +246,8 @@ export function blameNode(
 ): 'quarantined' | 'counted' | 'unknown' {
   const node = state.nodes[name];
   if (!node) return 'unknown';
+  // Before blame evidence every blame counted on its own (a pool run begun on that code replays it so).
+  if (state.blameEvidence === false) job = undefined;
   const jobs = node.blamedBy ?? node.blames.map(() => null);
   const recent = node.blames.map((at, i) => ({ at, job: jobs[i] ?? null })).filter((b) => now - b.at < settings.quarantineWindowMs);
   recent.push({ at: now, job: job ?? null });
@@ -245,8 +262,9 @@ export function blameNode(
 }
 
 /** Free to grant now: alive, not drained, not quarantined, held by nobody, running nothing (a worker back after a silence may still run its old rank). */
-export function grantable(node: PoolNode, now: number): boolean {
-  return !node.drained && !node.heldBy && node.running === 0 && !(node.quarantine && node.quarantine.until > now && node.quarantine.evidence !== 'blames');
+export function grantable(node: PoolNode, now: number, blameEvidence = true): boolean {
+  const out = node.quarantine && node.quarantine.until > now && !(blameEvidence && onBlames(node.quarantine));
+  return !node.drained && !node.heldBy && node.running === 0 && !out;
 }
 
 /**
@@ -255,7 +273,7 @@ export function grantable(node: PoolNode, now: number): boolean {
  * configured, runs before a rank starts there and quarantines it for good if it fails).
  */
 function suspect(node: PoolNode | undefined, now: number): boolean {
-  return node?.quarantine?.evidence === 'blames' && node.quarantine.until > now;
+  return node?.quarantine !== undefined && onBlames(node.quarantine) && node.quarantine.until > now;
 }
 
 /** Could this request ever be served by the pool as it is (drained nodes do not count; quarantined ones come back)? */
@@ -270,7 +288,8 @@ function pick(request: NodeRequest, free: Set<string>, state: PoolState, now: nu
   if (request.hosts) return request.hosts.every((h) => free.has(h)) ? [...request.hosts] : undefined;
   if (free.size < request.count) return undefined;
   const avoid = new Set(request.avoid ?? []);
-  const rank = (n: string) => (suspect(state.nodes[n], now) ? 2 : avoid.has(n) ? 1 : 0);
+  const evidenced = state.blameEvidence !== false;
+  const rank = (n: string) => (evidenced && suspect(state.nodes[n], now) ? 2 : avoid.has(n) ? 1 : 0);
   return [...free]
     .sort()
     .sort((a, b) => rank(a) - rank(b))
@@ -299,7 +318,7 @@ export function schedule(state: PoolState, now: number): Grant[] {
 function freeNodes(state: PoolState, now: number): Set<string> {
   return new Set(
     Object.values(state.nodes)
-      .filter((n) => grantable(n, now))
+      .filter((n) => grantable(n, now, state.blameEvidence !== false))
       .map((n) => n.name),
   );
 }

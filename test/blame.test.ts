@@ -37,6 +37,28 @@ describe('blame only with evidence about the machine', () => {
     expect(blameWorthy({ failureClass: 'node-lost' })).toBe(true);
   });
 
+  it('a node that waited for a peer that never came is not blamed; one whose own port was taken is', () => {
+    // https://github.com/pytorch/pytorch/issues/76367: both nodes timed out reaching the rendezvous (failures/corpus/communication).
+    expect(blamed(['[E socket.cpp:793] [c10d] The client socket has timed out after 60s while trying to connect to (IP1, 2222).'])).toEqual({
+      class: 'communication',
+      evidence: 'rendezvous',
+      blame: false,
+    });
+    // torch/distributed/elastic/utils/store.py's barrier, as the rank that came prints it.
+    expect(blamed(['torch.distributed.DistStoreError: Timed out after 901 seconds waiting for clients. 1/2 clients joined.'])).toEqual({
+      class: 'communication',
+      evidence: 'rendezvous',
+      blame: false,
+    });
+    // failures/corpus/communication/torch-npu-docs-port-in-use.log: the bind failed on this node, and that decides.
+    expect(
+      blamed([
+        '[W socket.cpp:436] [c10d] The server socket has failed to bind to [::]:29500 (errno: 98 - Address already in use).',
+        'torch.distributed.DistNetworkError: The server socket has failed to listen on any local network address.',
+      ]),
+    ).toEqual({ class: 'communication', evidence: 'network', blame: true });
+  });
+
   it("a hang, the host's OOM killer and a device OOM are the job's: no blame", () => {
     expect(
       blamed([

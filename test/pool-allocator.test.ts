@@ -244,6 +244,40 @@ describe('the pool allocator', () => {
     expect(s.nodes.a.quarantine?.reason).toContain('faults of the machine in 2 jobs within 60 min, last: segfault');
   });
 
+  it('a pool run begun before blame evidence keeps its rules (blameEvidence false): replaying it grants exactly as it did', () => {
+    const s = emptyPool('p');
+    s.blameEvidence = false;
+    for (const name of ['a', 'b']) renewNode(s, { name, address: name, running: 0, worker: `${name}@1` }, 0);
+    // Each blame counts, whoever's: one job's two faults quarantine the node, and the quarantine keeps it out.
+    blameNode(s, SETTINGS, 'a', 'node-lost', 1, 'job-1');
+    expect(blameNode(s, SETTINGS, 'a', 'node-lost', 2, 'job-1')).toBe('quarantined');
+    expect(s.nodes.a.quarantine?.reason).toContain('2 infrastructure failures');
+    // A restarted worker clears nothing, and a node back from a silence has its quarantine again.
+    renewNode(s, { name: 'a', address: 'a', running: 0, worker: 'a@2' }, 3);
+    expect(s.nodes.a.quarantine).toBeDefined();
+    removeNode(s, 'a', 'silent', 4);
+    renewNode(s, { name: 'a', address: 'a', running: 0 }, 5);
+    expect(s.nodes.a.quarantine).toBeDefined();
+    const first = req(1);
+    expect(grantedNodes(ask(s, first, 6))).toEqual(['b']);
+    expect(grantedNodes(ask(s, req(1), 7))).toBeUndefined();
+    // The same state under today's rules: the node quarantined on blames alone is granted, last.
+    s.blameEvidence = true;
+    schedule(s, 8);
+    expect(Object.values(s.grants).map((g) => g.nodes)).toEqual([['b'], ['a']]);
+  });
+
+  it('a quarantine from before the evidence field counts as resting on blames, for granting and for a restart alike', () => {
+    const s = pool('a', 'b', 'c');
+    s.nodes.a.quarantine = { reason: 'old', since: 0, until: 600_000 };
+    s.nodes.c.quarantine = { reason: 'old', since: 0, until: 600_000 };
+    expect(grantedNodes(ask(s, req(1), 1))).toEqual(['b']);
+    expect(grantedNodes(ask(s, req(1), 2))).toEqual(['a']);
+    renewNode(s, { name: 'c', address: 'c', running: 0, worker: 'c@1' }, 3);
+    renewNode(s, { name: 'c', address: 'c', running: 0, worker: 'c@2' }, 4);
+    expect(s.nodes.c.quarantine).toBeUndefined();
+  });
+
   it('a reclaimed node whose worker still runs the old trainer is not granted until it renews idle', () => {
     const s = pool('a');
     const r = req(1);

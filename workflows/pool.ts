@@ -11,6 +11,7 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -51,10 +52,17 @@ import {
 } from '../pool/allocator.ts';
 import { describePool } from '../pool/view.ts';
 
+/** Issue 17's grant rules (blame quarantines granted last, cleared when a worker restarts; a job's blames count once). */
+const POOL_BLAME_EVIDENCE = 'pool-blame-evidence';
+
 const { closedWorkflows } = proxyActivities<typeof activities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 3 } });
 
 export async function poolWorkflow({ pool, settings: initialSettings, state: carried }: PoolInput): Promise<void> {
   const state = carried ?? emptyPool(pool);
+  // Read once per run, before any handler runs: a run begun on the old code keeps the old rules to its end
+  // when replayed; the next run (continue-as-new) records the marker in its own history and takes the new ones.
+  // Not taken from the carried state: each run's history alone decides, so a run is replayed as it ran.
+  state.blameEvidence = patched(POOL_BLAME_EVIDENCE);
   let settings = initialSettings;
   let wake = true;
   const granted: Grant[] = [];
@@ -66,7 +74,8 @@ export async function poolWorkflow({ pool, settings: initialSettings, state: car
   setHandler(nodeRenewSignal, (r) => {
     const known = state.nodes[r.name];
     // A renewal that changes nothing leaves the loop asleep: with many nodes renewing, each wake-up is history.
-    if (!known || known.running !== r.running || known.address !== r.address || known.worker !== r.worker) changed();
+    const workerChanged = state.blameEvidence && known?.worker !== r.worker;
+    if (!known || known.running !== r.running || known.address !== r.address || workerChanged) changed();
     renewNode(state, r, Date.now());
     if (JSON.stringify(r.settings) !== JSON.stringify(settings)) settings = r.settings;
   });
