@@ -1,4 +1,8 @@
 /** The Kubernetes executor's pure part (executors/kubernetes/): its spec, the gang's manifests per flavour, endings from the API. No cluster needed. */
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { gangPhase, podView, type GangView, type PodView } from '../executors/kubernetes/endings.ts';
 import { gangManifests, type GangInput, type KubeObject } from '../executors/kubernetes/manifests.ts';
@@ -130,7 +134,7 @@ describe('the gang of the pods flavour', () => {
   it("runs the launch under the constant script, torchrun's rank from the Job's index, the address from the rendezvous", () => {
     const c = template(job).spec.containers[0];
     expect(c.name).toBe('ascend');
-    expect(c.command).toEqual(['/bin/sh', '-c', RANK_SCRIPT, 'linkflow-rank']);
+    expect(c.command).toEqual(['/bin/bash', '-c', RANK_SCRIPT, 'linkflow-rank']);
     expect(c.args).toEqual([
       'torchrun',
       '--nproc_per_node',
@@ -156,6 +160,7 @@ describe('the gang of the pods flavour', () => {
       { name: 'LINKFLOW_POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
       { name: 'LINKFLOW_RENDEZVOUS', value: '/shared/logs/attempt-3.k8s/rendezvous' },
       { name: 'HCCL_CONNECT_TIMEOUT', value: '1200' },
+      { name: 'LINKFLOW_STOP_WORKERS', value: '1' },
     ]);
     expect(c.volumeMounts).toEqual([{ name: 'workspace-0', mountPath: '/shared', readOnly: undefined }]);
     expect(template(job).spec.volumes).toEqual([{ name: 'workspace-0', hostPath: { path: '/shared', type: 'Directory' } }]);
@@ -409,5 +414,40 @@ describe('without a cluster: the schemas linkflow carries', () => {
     const { problems } = checkOffline(gangsOf({ pod: { hostNetwrk: true, dnsPolicy: 7 } }));
     expect(problems).toContain('stage pretrain: Job lf-p-pretrain-a1: spec.template.spec.hostNetwrk: unknown field "spec.template.spec.hostNetwrk"');
     expect(problems).toContain('stage pretrain: Job lf-p-pretrain-a1: spec.template.spec.dnsPolicy: expected a string, got number');
+  });
+});
+
+describe("the rank's script (run by bash here as in the container)", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lf-rank-'));
+  const file = (name: string, text: string) => (fs.writeFileSync(path.join(dir, name), text), path.join(dir, name));
+  // A launcher like torchrun's agent: one worker child; the agent would SIGKILL it if stopped itself.
+  const worker = file('worker.sh', `trap 'sleep 0.5; echo saved > "$1/saved"; exit 0' TERM\necho > "$1/ready"\nwhile :; do sleep 0.05; done\n`);
+  const launcher = file(
+    'launcher.sh',
+    `trap 'echo agent > "$1/agent-stopped"; kill -KILL $w; exit 1' TERM\nbash ${worker} "$1" & w=$!\nwait $w; wait $w; echo "$SETUP_VALUE" > "$1/env"; exit 3\n`,
+  );
+
+  it("sends the kubelet's SIGTERM to the launcher's workers, not to the launcher, and exits as the launcher did", async () => {
+    const out = fs.mkdtempSync(path.join(dir, 'run-'));
+    const setup = file('setup.sh', 'SETUP_VALUE=from-setup\n');
+    const env = { ...process.env, LINKFLOW_STOP_WORKERS: '1', LINKFLOW_SETUP_SCRIPT: setup };
+    const rank = spawn('bash', ['-c', RANK_SCRIPT, 'linkflow-rank', 'bash', launcher, out], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    rank.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    while (!fs.existsSync(path.join(out, 'ready'))) await new Promise((r) => setTimeout(r, 20));
+    rank.kill('SIGTERM');
+    const code = await new Promise<number | null>((r) => rank.on('exit', (c) => r(c)));
+    expect(stderr).toMatch(/linkflow: stopping; SIGTERM to the launcher's worker processes \d+/);
+    expect(fs.existsSync(path.join(out, 'agent-stopped'))).toBe(false);
+    expect(fs.readFileSync(path.join(out, 'saved'), 'utf8')).toBe('saved\n');
+    expect(fs.readFileSync(path.join(out, 'env'), 'utf8')).toBe('from-setup\n'); // sourced with set -a
+    expect(code).toBe(3);
+  });
+
+  it('stops with exit 97 and says so when the setup script fails', () => {
+    const bad = file('bad-setup.sh', 'return 4\n');
+    const r = spawnSync('bash', ['-c', RANK_SCRIPT, 'linkflow-rank', 'true'], { env: { ...process.env, LINKFLOW_SETUP_SCRIPT: bad }, encoding: 'utf8' });
+    expect(r.status).toBe(97);
+    expect(r.stderr).toContain(`linkflow: setup script ${bad} failed`);
   });
 });

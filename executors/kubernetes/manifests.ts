@@ -10,7 +10,7 @@
  * Plain data in, plain objects out: `linkflow render` prints them, the I/O part creates them.
  */
 import type { Launch } from '../../frameworks/launch.ts';
-import { renderLaunch } from '../../frameworks/launch.ts';
+import { launchesElasticAgent, renderLaunch } from '../../frameworks/launch.ts';
 import {
   ANNOTATION,
   ASCENDJOB_PORT,
@@ -111,13 +111,14 @@ function container(g: GangInput, extraEnv: object[] = [], ports: object[] = []):
     name: CONTAINER,
     image: g.settings.image,
     ...(g.settings.imagePullPolicy ? { imagePullPolicy: g.settings.imagePullPolicy } : {}),
-    command: ['/bin/sh', '-c', RANK_SCRIPT, 'linkflow-rank'],
+    command: ['/bin/bash', '-c', RANK_SCRIPT, 'linkflow-rank'],
     args: argv,
     workingDir: g.cwd,
     env: [
       ...extraEnv,
       ...Object.entries(g.env).map(([name, value]) => ({ name, value: value.replaceAll('$(', () => '$$(') })),
       ...(g.setupScript ? [{ name: 'LINKFLOW_SETUP_SCRIPT', value: g.setupScript }] : []),
+      ...(launchesElasticAgent(g.launch) ? [{ name: 'LINKFLOW_STOP_WORKERS', value: '1' }] : []),
     ],
     ...(g.secretName ? { envFrom: [{ secretRef: { name: g.secretName } }] } : {}),
     ...(Object.keys(resources).length ? { resources: { requests: resources, limits: resources } } : {}),

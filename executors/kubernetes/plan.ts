@@ -4,10 +4,10 @@
  * objects themselves are in manifests.ts, what the API says of an ending in endings.ts; the I/O
  * (submit, follow, stop, adopt) is in io/.
  *
- * Nothing of the spec reaches a shell. A rank runs a constant /bin/sh script (RANK_SCRIPT) whose
+ * Nothing of the spec reaches a shell. A rank runs a constant bash script (RANK_SCRIPT) whose
  * arguments ("$@") are the launch's argv; the script only sources the setup script named in an
- * environment variable, fills in the rendezvous and `exec`s the argv, so the training launcher is the
- * container's first process and gets the kubelet's SIGTERM (torchrun passes it to its workers).
+ * environment variable, fills in the rendezvous and runs the argv as its child, passing the kubelet's
+ * SIGTERM to torchrun's workers (not to its elastic agent).
  */
 import type { z } from 'zod';
 import type { Launch } from '../../frameworks/launch.ts';
@@ -78,15 +78,45 @@ export function gangLabels(pipeline: string, stage: string, attempt: number): Re
 export const MASTER_ADDR_PLACEHOLDER = '@LINKFLOW_MASTER_ADDR@';
 
 /**
- * The rank's constant script. The setup script's path arrives in LINKFLOW_SETUP_SCRIPT; with
+ * The rank's constant bash script. The setup script's path arrives in LINKFLOW_SETUP_SCRIPT and is
+ * sourced as on node workers and Slurm (set -a, exit 97 when it fails: node/setup-env.ts); with
  * LINKFLOW_RENDEZVOUS (the pods flavour, which needs no cluster DNS) node rank 0 writes its pod IP
  * into that file on the shared volume and every rank waits for it; the argv element
- * @LINKFLOW_MASTER_ADDR@ becomes that address. Then the launch replaces the shell.
+ * @LINKFLOW_MASTER_ADDR@ becomes that address.
+ *
+ * The launch runs as the script's child, not by exec: the kubelet's SIGTERM reaches this shell,
+ * which, with LINKFLOW_STOP_WORKERS (an elastic agent launch), sends it to the launcher's child
+ * processes (the workers) rather than to torchrun, whose elastic agent would SIGKILL them 30 s later
+ * whatever the grace (torch/distributed/elastic/agent/server/api.py _shutdown → multiprocessing/api.py
+ * close(timeout=30)) and cut a longer checkpoint save; as executors/nodes/io/supervisor.mjs does.
+ * The workers save and exit, the agent ends as they did, and the script exits with its status.
  */
 export const RANK_SCRIPT = [
   '# linkflow: constant text; everything of the stage arrives as arguments and environment (executors/kubernetes/plan.ts).',
   'set -e',
-  'if [ -n "${LINKFLOW_SETUP_SCRIPT:-}" ]; then . "$LINKFLOW_SETUP_SCRIPT"; fi',
+  'launcher=',
+  'stop() {',
+  '  stopping=1',
+  '  [ -n "$launcher" ] || exit 143',
+  '  targets=',
+  '  if [ -n "${LINKFLOW_STOP_WORKERS:-}" ]; then',
+  '    for f in /proc/[0-9]*/stat; do',
+  '      read -r st < "$f" 2>/dev/null || continue',
+  '      st=${st##*) }; st=${st#* }',
+  '      if [ "${st%% *}" = "$launcher" ]; then p=${f#/proc/}; targets="$targets ${p%/stat}"; fi',
+  '    done',
+  '  fi',
+  '  if [ -n "$targets" ]; then',
+  '    echo "linkflow: stopping; SIGTERM to the launcher\'s worker processes$targets" >&2; kill -TERM $targets 2>/dev/null',
+  '  else',
+  '    echo "linkflow: stopping; SIGTERM to the launcher ($launcher)" >&2; kill -TERM "$launcher" 2>/dev/null',
+  '  fi',
+  '}',
+  "# Before the launch too: bash as the container's PID 1 would otherwise ignore SIGTERM.",
+  'trap stop TERM',
+  'if [ -n "${LINKFLOW_SETUP_SCRIPT:-}" ]; then',
+  '  set -a; . "$LINKFLOW_SETUP_SCRIPT" || { echo "linkflow: setup script $LINKFLOW_SETUP_SCRIPT failed" >&2; exit 97; }; set +a',
+  'fi',
   'if [ -n "${LINKFLOW_RENDEZVOUS:-}" ]; then',
   '  if [ "$LINKFLOW_NODE_RANK" = 0 ]; then printf "%s\\n" "$LINKFLOW_POD_IP" > "$LINKFLOW_RENDEZVOUS.$LINKFLOW_POD_IP"; mv "$LINKFLOW_RENDEZVOUS.$LINKFLOW_POD_IP" "$LINKFLOW_RENDEZVOUS"; fi',
   '  while [ ! -s "$LINKFLOW_RENDEZVOUS" ]; do sleep 0.2; done',
@@ -94,7 +124,15 @@ export const RANK_SCRIPT = [
   '  n=$#; i=0',
   '  while [ "$i" -lt "$n" ]; do a=$1; shift; if [ "$a" = "@LINKFLOW_MASTER_ADDR@" ]; then a=$addr; fi; set -- "$@" "$a"; i=$((i + 1)); done',
   'fi',
-  'exec "$@"',
+  'set +e',
+  '"$@" &',
+  'launcher=$!',
+  'while :; do',
+  '  stopping=',
+  '  wait "$launcher"; status=$?',
+  '  if [ -z "$stopping" ] || [ "$status" -le 128 ]; then break; fi',
+  'done',
+  'exit "$status"',
 ].join('\n');
 
 /**
