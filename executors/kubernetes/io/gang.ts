@@ -78,6 +78,9 @@ export async function startKubernetesGang(o: KubernetesGangOptions): Promise<Kub
     note(`deleting gang ${g.metadata.name} of an earlier attempt of this stage (it runs other work)`);
     await deleteGang(api, ns, controller, g.metadata.name, 0);
   }
+  await deleteLeftovers(api, ns, stageSelector(o.pipeline, o.stageName), adoptable?.metadata.name).catch((e: Error) =>
+    note(`deleting Secrets and Services of earlier attempts of this stage: ${e.message}`),
+  );
   await waitGone(
     api,
     o,
@@ -189,9 +192,21 @@ async function waitGone(api: KubeApi, o: KubernetesGangOptions, names: string[])
 
 /**
  * Deletes a gang: the controller first, orphaning its pods (nothing recreates them), then the pods
- * with the grace (the kubelet's SIGTERM, SIGKILL after it), then the Service, PodGroup and Secret.
+ * with the grace (the kubelet's SIGTERM, SIGKILL after it); the Service, PodGroup and Secret each on
+ * their own, so that one failing call leaves none of the others (the Secret holds secretEnv values).
  */
 export async function deleteGang(api: KubeApi, ns: string, controller: Controller, name: string, graceSeconds: number): Promise<void> {
+  const results = await Promise.allSettled([
+    deleteRanks(api, ns, controller, name, graceSeconds),
+    api.delete(`/api/v1/namespaces/${ns}/services/${name}`),
+    api.delete(`/apis/scheduling.k8s.io/v1beta1/namespaces/${ns}/podgroups/${name}`).catch(() => undefined),
+    api.delete(`/api/v1/namespaces/${ns}/secrets/${name}-env`),
+  ]);
+  const failed = results.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
+  if (failed.length) throw new Error(failed.join('; '));
+}
+
+async function deleteRanks(api: KubeApi, ns: string, controller: Controller, name: string, graceSeconds: number): Promise<void> {
   await api.delete(controller.path(ns, name), { propagationPolicy: 'Orphan' });
   const pods = await api.get<{ items: (KubeObject & { spec?: { nodeName?: string } })[] }>(`/api/v1/namespaces/${ns}/pods`, {
     labelSelector: `${LABEL.gang}=${name}`,
@@ -209,9 +224,15 @@ export async function deleteGang(api: KubeApi, ns: string, controller: Controlle
       }),
     ),
   );
-  await api.delete(`/api/v1/namespaces/${ns}/services/${name}`);
-  await api.delete(`/apis/scheduling.k8s.io/v1beta1/namespaces/${ns}/podgroups/${name}`).catch(() => undefined);
-  await api.delete(`/api/v1/namespaces/${ns}/secrets/${name}-env`);
+}
+
+/** The Secrets and Services of a stage's earlier attempts whose controller is gone (a cleanup cut short): all but the adopted gang's. */
+async function deleteLeftovers(api: KubeApi, ns: string, selector: string, keep: string | undefined): Promise<void> {
+  for (const kind of ['secrets', 'services']) {
+    const list = await api.get<{ items: KubeObject[] }>(`/api/v1/namespaces/${ns}/${kind}`, { labelSelector: selector });
+    const stale = list.items.filter((x) => keep === undefined || x.metadata.labels?.[LABEL.gang] !== keep);
+    await Promise.allSettled(stale.map((x) => api.delete(`/api/v1/namespaces/${ns}/${kind}/${x.metadata.name}`)));
+  }
 }
 
 function follow(api: KubeApi, o: KubernetesGangOptions, controller: Controller, name: string, adopted: boolean): KubernetesGang {
