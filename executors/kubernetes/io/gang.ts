@@ -196,13 +196,14 @@ async function waitGone(api: KubeApi, o: KubernetesGangOptions, names: string[])
  * their own, so that one failing call leaves none of the others (the Secret holds secretEnv values).
  */
 export async function deleteGang(api: KubeApi, ns: string, controller: Controller, name: string, graceSeconds: number): Promise<void> {
+  // The ranks first (as before: the controller's orphaning has begun when the rest goes), the rest whatever happened to them.
+  const ranks = await Promise.allSettled([deleteRanks(api, ns, controller, name, graceSeconds)]);
   const results = await Promise.allSettled([
-    deleteRanks(api, ns, controller, name, graceSeconds),
     api.delete(`/api/v1/namespaces/${ns}/services/${name}`),
     api.delete(`/apis/scheduling.k8s.io/v1beta1/namespaces/${ns}/podgroups/${name}`).catch(() => undefined),
     api.delete(`/api/v1/namespaces/${ns}/secrets/${name}-env`),
   ]);
-  const failed = results.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
+  const failed = [...ranks, ...results].flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
   if (failed.length) throw new Error(failed.join('; '));
 }
 
