@@ -92,7 +92,7 @@ export async function watchAttempt(
           logFile,
           graceMs: options.graceMs,
           // The stage's work as planned (its resume point aside): a gang found running is adopted only when it does this.
-          fingerprint: workFingerprint([stage.entrypoint, stage.args, launchOf(stage), stage.cwd, stage.env, stage.kubernetes]),
+          fingerprint: workFingerprint([stage.entrypoint, stage.args, launchOf(stage), stage.cwd, stage.env, stage.kubernetes, stage.setupScript]),
           avoid: input.avoidNodes,
           usesDevices: prepared.launch.kind === 'torchrun',
           onLine: options.onLine,

@@ -70,12 +70,14 @@ export async function startKubernetesGang(o: KubernetesGangOptions): Promise<Kub
   const controller = controllerOf(o.settings.flavour);
   const note = (line: string) => fs.appendFileSync(o.logFile, `# kubernetes: ${line}\n`);
   const found = await earlierGangs(api, controller, o);
-  const adoptable = found
+  const same = found
     .filter((g) => g.metadata.annotations?.[ANNOTATION.fingerprint] === o.fingerprint)
     .sort(byAttempt)
     .at(-1);
+  // A gang that has already ended is not adopted (its ending was its own attempt's): as Slurm skips ended jobs.
+  const adoptable = same && !(await gangEnded(api, o, controller, same.metadata.name)) ? same : undefined;
   for (const g of found.filter((x) => x !== adoptable)) {
-    note(`deleting gang ${g.metadata.name} of an earlier attempt of this stage (it runs other work)`);
+    note(`deleting gang ${g.metadata.name} of an earlier attempt of this stage (${g === same ? 'it has ended' : 'it runs other work'})`);
     await deleteGang(api, ns, controller, g.metadata.name, 0);
   }
   await deleteLeftovers(api, ns, stageSelector(o.pipeline, o.stageName), adoptable?.metadata.name).catch((e: Error) =>
@@ -225,6 +227,11 @@ async function deleteRanks(api: KubeApi, ns: string, controller: Controller, nam
       }),
     ),
   );
+}
+
+async function gangEnded(api: KubeApi, o: KubernetesGangOptions, controller: Controller, name: string): Promise<boolean> {
+  const view = await gangView(api, o.settings.namespace, controller, name, o.launch.kind === 'torchrun' ? o.launch.nnodes : 1, false);
+  return gangPhase(view.gang).phase === 'ended';
 }
 
 /** The Secrets and Services of a stage's earlier attempts whose controller is gone (a cleanup cut short): all but the adopted gang's. */
