@@ -97,6 +97,9 @@ export async function startKubernetesGang(o: KubernetesGangOptions): Promise<Kub
   const dir = o.logFile.replace(/\.log$/, '') + '.k8s';
   fs.mkdirSync(dir, { recursive: true });
   const secretName = Object.keys(o.secretEnv).length ? `${name}-env` : undefined;
+  const avoid = await stillLost(api, o.avoid ?? []);
+  const back = (o.avoid ?? []).filter((n) => !avoid.includes(n));
+  if (back.length) note(`node ${back.join(', ')}, lost by an earlier attempt, is Ready again: not left out`);
   const podGroups = o.settings.flavour === 'pods' && o.settings.gangScheduling === 'auto' && (await api.serves('scheduling.k8s.io/v1beta1', 'podgroups'));
   const objects = gangManifests({
     settings: o.settings,
@@ -110,7 +113,7 @@ export async function startKubernetesGang(o: KubernetesGangOptions): Promise<Kub
     setupScript: o.setupScript,
     secretName,
     stopGraceSeconds: Math.max(1, Math.ceil((o.graceMs ?? 30_000) / 1000)),
-    avoidNodes: o.avoid,
+    avoidNodes: avoid,
     usesDevices: o.usesDevices,
     podGroups,
     rendezvousFile: path.join(dir, 'rendezvous'),
@@ -129,7 +132,7 @@ export async function startKubernetesGang(o: KubernetesGangOptions): Promise<Kub
       throw new GangRejected(`the cluster refused the gang: ${err.message}`);
     throw err;
   }
-  if (o.avoid?.length) note(`leaving out node ${o.avoid.join(', ')}, lost by an earlier attempt`);
+  if (avoid.length) note(`leaving out node ${avoid.join(', ')}, lost by an earlier attempt`);
   return follow(api, o, controller, name, false);
 }
 
@@ -356,6 +359,21 @@ async function lostNodes(api: KubeApi, names: (string | undefined)[]): Promise<S
     if (!node?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) lost.add(n);
   }
   return lost;
+}
+
+/**
+ * Of the nodes earlier attempts lost, those still not Ready or absent (one list of the nodes): a node
+ * back in service is no longer left out, so a retry cannot stay unschedulable for good. When the
+ * nodes cannot be listed, all stay left out.
+ */
+async function stillLost(api: KubeApi, avoid: string[]): Promise<string[]> {
+  if (avoid.length === 0) return [];
+  const nodes = await api
+    .get<{ items: { metadata: { name: string }; status?: { conditions?: { type: string; status: string }[] } }[] }>('/api/v1/nodes')
+    .catch(() => undefined);
+  if (!nodes) return avoid;
+  const ready = new Set(nodes.items.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).map((n) => n.metadata.name));
+  return avoid.filter((n) => !ready.has(n));
 }
 
 /** Waits up to `ms` until the gang's pods are gone, but for those on a node that is not Ready. */
