@@ -22,16 +22,16 @@ export function nodeAllocatable(node: KubeObject, resource: string): string | un
  */
 export async function waitForNodes(api: KubeApi, names: string[], resource: string, count: number, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  const patched = new Set<string>();
   for (;;) {
     const nodes = await api.get<KubeList>('/api/v1/nodes').catch(() => ({ items: [] as KubeObject[] }));
     const byName = new Map(nodes.items.map((n) => [n.metadata.name, n]));
     for (const name of names) {
       const node = byName.get(name);
-      if (node && !patched.has(name)) {
+      // Patched again whenever it is missing: a kubelet that registers again over its node object (a first
+      // registration that timed out on a loaded machine) zeroes the extended resources it does not manage.
+      if (node && nodeAllocatable(node, resource) !== String(count)) {
         const status = { capacity: { [resource]: String(count) }, allocatable: { [resource]: String(count) } };
         await api.mergePatch(`/api/v1/nodes/${name}/status`, { status });
-        patched.add(name);
       }
     }
     const ready = names.filter((n) => {
