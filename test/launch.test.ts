@@ -11,7 +11,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadSpecFile } from '../client/spec-file.ts';
 import { importScript, renderStage } from '../import/import-script.ts';
-import type { ParsedScript } from '../import/shell-script.ts';
+import { parsedOf, type Example } from '../testkit/conformance.ts';
 import {
   launchesAcrossNodes,
   launchesElasticAgent,
@@ -58,21 +58,9 @@ function plannedCases(): Map<string, StagePlan> {
     if (!planned.ok) throw new Error(JSON.stringify(planned.problems));
     for (const s of planned.plan.stages) cases.set(`five-${nodes}/${s.name}`, s);
   }
-  const examples = JSON.parse(fs.readFileSync(path.join(ROOT, 'reference', 'modellink', 'examples.json'), 'utf8')) as {
-    scripts: (ParsedScript & { script: string })[];
-  };
+  const examples = JSON.parse(fs.readFileSync(path.join(ROOT, 'reference', 'modellink', 'examples.json'), 'utf8')) as { scripts: Example[] };
   for (const e of examples.scripts) {
-    const parsed = {
-      ...e,
-      placeholders: {},
-      logFile: null,
-      warnings: [],
-      argv: [],
-      launcherOptions: [],
-      otherCommands: [],
-      commentedOutFlags: [],
-      orphanedArgs: [],
-    } as ParsedScript;
+    const parsed = parsedOf(e);
     let rendered;
     try {
       const imported = importScript(parsed, {
