@@ -167,6 +167,15 @@ describe("a new user's first hour", () => {
     const elsewhere = linkflow('validate', specFile, '--on-node', 'no-such-node');
     expect(elsewhere.code).toBe(1);
     expect(elsewhere.stderr).toContain('is `linkflow worker --node no-such-node` running?');
+    // A pool no worker polls: said at once instead of waiting for a workflow no one runs.
+    const noPool = spawnSync(process.execPath, [path.join(ROOT, 'bin', 'linkflow.js'), 'validate', specFile, '--on-node', os.hostname()], {
+      cwd: ROOT,
+      env: { ...process.env, ...env, LINKFLOW_TASK_QUEUE: `nobody-polls-${process.pid}` },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(noPool.status, noPool.stderr).toBe(1);
+    expect(noPool.stderr).toContain(`no worker polls the pool's task queue nobody-polls-${process.pid}`);
   });
 
   it('run --wait shows the crash and the retry; Ctrl-C detaches and says how to watch and stop', async () => {
