@@ -186,9 +186,15 @@ function secretObject(o: KubernetesGangOptions, name: string): KubeObject {
 async function waitGone(api: KubeApi, o: KubernetesGangOptions, names: string[]): Promise<void> {
   const deadline = Date.now() + 300_000;
   for (const name of names) {
-    while (Date.now() < deadline) {
+    for (;;) {
       const pods = await api.get<{ items: unknown[] }>(`/api/v1/namespaces/${o.settings.namespace}/pods`, { labelSelector: `${LABEL.gang}=${name}` });
       if (pods.items.length === 0) break;
+      // Never a second gang beside one that may still write the save directory: this attempt fails, a later one looks again.
+      if (Date.now() > deadline) {
+        const why = `${pods.items.length} pod(s) of gang ${name} (an earlier attempt of stage ${o.stageName}) still exist 300 s after it was deleted; not starting another gang beside them (check \`kubectl -n ${o.settings.namespace} get pods -l ${LABEL.gang}=${name}\`)`;
+        fs.appendFileSync(o.logFile, `# ${why}\n`);
+        throw new Error(why);
+      }
       o.onWait();
       await sleep(POLL_MS);
     }

@@ -137,7 +137,15 @@ async function adoptOrCancelEarlierJobs(o: SlurmJobOptions): Promise<SlurmJob | 
     fs.appendFileSync(o.logFile, `# slurm: cancelling job ${cancel.join(', ')} of an earlier attempt of this stage\n`);
     await Promise.all(cancel.map((id) => scancel(id)));
     const deadline = Date.now() + 120_000;
-    while (Date.now() < deadline && (await jobsNamed(stageJobPrefix(o.pipeline, o.stageName))).some((id) => cancel.includes(id))) {
+    for (;;) {
+      const left = (await jobsNamed(stageJobPrefix(o.pipeline, o.stageName))).filter((id) => cancel.includes(id));
+      if (left.length === 0) break;
+      // Never a second job beside one that may still write the save directory: this attempt fails, a later one looks again.
+      if (Date.now() > deadline) {
+        const why = `job ${left.join(', ')} of an earlier attempt of stage ${o.stageName} is still in Slurm 120 s after scancel; not submitting another beside it (check \`squeue -j ${left.join(',')}\`)`;
+        fs.appendFileSync(o.logFile, `# ${why}\n`);
+        throw new Error(why);
+      }
       o.onWait();
       await sleep(POLL_MS);
     }
