@@ -404,6 +404,12 @@ describe.skipIf(!slurmInstalled() && !process.env.CI)('the Slurm executor on a r
     );
     expect(second).toContain(`# slurm: adopting job ${job} of an earlier attempt`);
     expect(second).not.toMatch(/submitted/);
+    // The attempt that adopted the job names the job's own output (the first attempt's log), where its lines are.
+    const first = fs
+      .readdirSync(logs)
+      .filter((f) => f.endsWith('.log'))
+      .sort()[0];
+    expect(pretrain.attempts[1].logFile).toBe(path.join(logs, first));
     // One job trained from the start to the end: no save before it (interval 1000), no restart.
     expect(fs.readdirSync(path.join(ws, 'adopt', 'pretrain', 'checkpoints')).filter((d) => d.startsWith('iter_'))).toEqual(['iter_0000300']);
     expect(pretrain.finalIteration).toBe(300);

@@ -45,7 +45,9 @@ function shifted(iteration: number | undefined, prepared: PreparedAttempt): numb
 }
 
 /** The attempt's result, or the failure it throws. */
-export function attemptOutcome(input: AttemptInput, logFile: string, prepared: PreparedAttempt, watched: WatchedAttempt): AttemptResult {
+export function attemptOutcome(input: AttemptInput, attemptLog: string, prepared: PreparedAttempt, watched: WatchedAttempt): AttemptResult {
+  // An adopted Slurm job (its worker died) wrote its output into the earlier attempt's log: that is the log to name.
+  const logFile = watched.slurm?.logFile ?? attemptLog;
   const { rank } = input;
   const { progress } = watched;
   // A Slurm job ran on its allocation's nodes; a node worker's attempt on the worker's node.

@@ -69,6 +69,8 @@ export interface SlurmJobEnd {
   failedNodes: string[];
   /** linkflow stopped or cancelled it. */
   stoppedByUs: boolean;
+  /** The job's output (Slurm's StdOut): an adopted job's is an earlier attempt's log. */
+  logFile: string;
 }
 
 export interface SlurmJob extends RunningProcess {
@@ -202,7 +204,7 @@ function followJob(o: SlurmJobOptions, jobId: string, stopFile: string, offset: 
     tail.read(true);
     const nodes = last?.nodeList ? await hostnames(last.nodeList).catch(() => []) : [];
     const failed = last?.state === 'NODE_FAIL' ? await failedNodes(nodes).catch(() => []) : [];
-    return { jobId, info: last, nodes, failedNodes: failed, stoppedByUs };
+    return { jobId, info: last, nodes, failedNodes: failed, stoppedByUs, logFile: o.logFile };
   })();
 
   const exited: Promise<ExitStatus> = ended.then((end) => (end.info ? exitStatusOf(end.info) : { exitCode: null, signal: 'SIGKILL' }));
