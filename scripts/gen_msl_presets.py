@@ -30,10 +30,11 @@ END = '<!-- END GENERATED -->'
 #: (core_r0.8, examples/mcore) and the two core_v0.12.1 releases (examples/mcore).
 VERSIONS = ['1.0.0', '2.1.0', '2.3.0', '26.0.0']
 
-#: Whether a version builds Megatron-core models unless a script says --use-legacy-models: 1.0.0–2.1.0 build
-#: legacy models unless --use-mcore-models is given (2.1.0 mindspeed_llm/training/arguments.py: use_legacy_models =
-#: not use_mcore_models), 2.2.0 on mcore (features_manager/megatron_basic/training_basic.py). The same facts as
-#: frameworks/mindspeed-llm/versions.ts's mcoreDefault.
+#: Whether a version builds Megatron-core models unless a script says --use-legacy-models. 1.0.0 and 2.1.0 build
+#: legacy models unless --use-mcore-models is given (1.0.0: Megatron core_r0.6.0 megatron/training/arguments.py
+#: defines it store_true, and mindspeed_llm/training/arguments.py tests `if not args.use_mcore_models`; 2.1.0
+#: mindspeed_llm/training/arguments.py#L1499: use_legacy_models = not use_mcore_models); 2.2.0 on build mcore
+#: (features_manager/megatron_basic/training_basic.py). The same facts as frameworks/mindspeed-llm/versions.ts's mcoreDefault.
 MCORE_DEFAULT = {'1.0.0': False, '2.1.0': False, '2.3.0': True, '26.0.0': True}
 
 #: The versions whose parsers keep ModelLink's layout (MindSpeed-LLM's own _add_network_args, _add_mla_args,
@@ -265,7 +266,7 @@ def build_preset(version: str, commit: str, pid: str, scripts: list[dict], pretr
         if impl != primary:
             twin = typed_architecture(c, defaults, [], hf_type)
             differ = [k for k in architecture if twin.get(k) != architecture[k]]
-            decisions.append(f'{impl} twin: {c["script"]}' + (f'; its {", ".join(differ)} differ from the {primary} script\'s, the typed architecture follows {primary} and architectureArgs.{impl} keep the {impl} script\'s' if differ else ''))
+            decisions.append(f'{impl} twin: {c["script"]}' + (f'; it differs from the {primary} script in {", ".join(differ)}: the typed architecture follows {primary}, architectureArgs.{impl} keep the {impl} script\'s values' if differ else ''))
     noop = ml.arg_value(canon, '--noop-layers')
     if isinstance(noop, str):
         pads = len(noop.split(','))
