@@ -298,6 +298,10 @@ describe('MindSpeed-LLM presets', () => {
     const unswitched = imported('1.0.0', 'examples/mcore/llama2/tune_llama2_13b_full_ptd.sh');
     expect([unswitched.preset?.name, unswitched.impl]).toEqual(['llama2-13b', 'legacy']);
     expect(unswitched.preset!.references.find((r) => r.script === 'examples/mcore/llama2/tune_llama2_13b_full_ptd.sh')?.impl).toBe('legacy');
+    // A model no preset lists (R1-distilled LLaMA 70B has only tune scripts) takes a preset of its shape that has its
+    // implementation: ModelLink's legacy-only intern-65b has the shape too, and would make an mcore script legacy.
+    const distilled = imported('2.1.0', 'examples/mcore/deepseek_r1_distill_llama/tune_distill_llama_70b_full.sh');
+    expect([distilled.impl, distilled.preset?.impls.includes('mcore'), distilled.preset?.architecture.numLayers]).toEqual(['mcore', true, 80]);
     const mcore = imported('2.1.0', 'examples/mcore/qwen3/pretrain_qwen3_8b_4K_ptd.sh');
     expect([mcore.preset?.name, mcore.preset?.framework?.version, mcore.impl]).toEqual(['qwen3-8b', '2.1.0', 'mcore']);
   });
