@@ -23,7 +23,7 @@ function groups(opts: Options): Group[] | string {
   if (opts.version !== undefined && opts.flavour !== 'mindspeed-llm') return '--version needs --flavour mindspeed-llm';
   const versions = opts.version === undefined ? mindspeedPresetVersions() : [opts.version];
   if (opts.version !== undefined && !mindspeedPresetVersions().includes(opts.version))
-    return `MindSpeed-LLM ${opts.version} has no generated presets (versions with presets: ${mindspeedPresetVersions().join(', ')}); its pipelines use ModelLink's (--flavour modellink)`;
+    return `MindSpeed-LLM ${opts.version} has no generated presets; the versions with presets are ${mindspeedPresetVersions().join(', ')}`;
   const out: Group[] = [];
   if (opts.flavour !== 'mindspeed-llm') out.push({ presets: presetNames().map((n) => getPreset(n)!) });
   if (opts.flavour !== 'modellink')

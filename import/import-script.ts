@@ -14,7 +14,7 @@ import { EVALUATION_TASKS } from '../spec/spec.ts';
 import { frameworkOfScript } from './framework-of-script.ts';
 import { planPipeline, type StagePlan } from '../plan/plan.ts';
 import { renderLaunch } from '../frameworks/launch.ts';
-import type { Preset } from '../frameworks/modellink/presets.ts';
+import type { Impl, Preset } from '../frameworks/modellink/presets.ts';
 import { presetFor, presetNamesFor } from '../frameworks/presets.ts';
 import type { ParsedScript } from './shell-script.ts';
 
@@ -90,8 +90,11 @@ function scriptKind(parsed: ParsedScript): 'preprocess' | 'convert' | 'pretrain'
   );
 }
 
-/** The preset whose shape the script uses: same layers, hidden size and heads; the script's own preset first. */
-function matchPreset(parsed: ParsedScript, choice: FrameworkChoice, scriptPath?: string): Preset | undefined {
+/**
+ * The preset whose shape the script uses: same layers, hidden size and heads; the script's own preset first, then
+ * one with the implementation the script builds (so an mcore script is not imported as a legacy-only model).
+ */
+function matchPreset(parsed: ParsedScript, choice: FrameworkChoice, impl: Impl, scriptPath?: string): Preset | undefined {
   const layers = int(parsed.args, '--num-layers');
   const hidden = int(parsed.args, '--hidden-size');
   const all = presetNamesFor(choice)
@@ -110,7 +113,9 @@ function matchPreset(parsed: ParsedScript, choice: FrameworkChoice, scriptPath?:
     if (shaped) return shaped;
     if (own.length > 0) return own[0];
   }
-  const candidates = all.filter((p) => p.architecture.numLayers === layers && p.architecture.hiddenSize === hidden);
+  const shapedAll = all.filter((p) => p.architecture.numLayers === layers && p.architecture.hiddenSize === hidden);
+  const sameImpl = shapedAll.filter((p) => p.impls.includes(impl));
+  const candidates = sameImpl.length > 0 ? sameImpl : shapedAll;
   const base = scriptPath
     ? path
         .basename(scriptPath)
@@ -376,12 +381,12 @@ export function importScript(parsed: ParsedScript, options: ImportOptions): Impo
   const choice = options.framework ?? frameworkOfScript(parsed.entrypoint, a);
   const framework = getFramework(choice);
   if (!framework) throw new Error(`linkflow does not know ${choice.flavour} ${choice.version}`);
-  const preset = options.preset ? presetFor(options.preset, choice) : matchPreset(parsed, choice, options.scriptPath);
+  const impl = implOfScript(framework, kind, a);
+  const preset = options.preset ? presetFor(options.preset, choice) : matchPreset(parsed, choice, impl, options.scriptPath);
   // Preprocessing and conversion pass no shape: a model without a preset is then known by its HF type only.
   const architecture = preset ? undefined : (architectureOfScript(a) ?? (kind === 'preprocess' || kind === 'convert' ? shapelessArchitecture(a) : undefined));
   if (!preset && !architecture)
     throw new Error(`no preset has this script's shape (--num-layers ${str(a, '--num-layers')}, --hidden-size ${str(a, '--hidden-size')}); pass --preset`);
-  const impl = implOfScript(framework, kind, a);
   const d = parsed.distributed;
   const asInt = (x: unknown, fallback: number) => (typeof x === 'number' ? x : typeof x === 'string' && /^\d+$/.test(x) ? Number(x) : fallback);
   const features = featuresFromScript(a, kind !== 'convert' && kind !== 'preprocess');
