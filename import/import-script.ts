@@ -90,8 +90,12 @@ function scriptKind(parsed: ParsedScript): 'preprocess' | 'convert' | 'pretrain'
   );
 }
 
-/** The preset whose shape the script uses: same layers, hidden size and heads; the script's own preset first. */
-function matchPreset(parsed: ParsedScript, choice: FrameworkChoice, scriptPath?: string): Preset | undefined {
+/**
+ * The preset whose shape the script uses: same layers, hidden size and heads; the script's own preset first.
+ * A preset matched by shape alone must have the implementation the script builds (impl): a legacy-only
+ * preset must not turn a script's --use-mcore-models into a legacy model.
+ */
+function matchPreset(parsed: ParsedScript, choice: FrameworkChoice, impl: 'mcore' | 'legacy', scriptPath?: string): Preset | undefined {
   const layers = int(parsed.args, '--num-layers');
   const hidden = int(parsed.args, '--hidden-size');
   const all = presetNamesFor(choice)
@@ -110,7 +114,13 @@ function matchPreset(parsed: ParsedScript, choice: FrameworkChoice, scriptPath?:
     if (shaped) return shaped;
     if (own.length > 0) return own[0];
   }
-  const candidates = all.filter((p) => p.architecture.numLayers === layers && p.architecture.hiddenSize === hidden);
+  const shaped = all.filter((p) => p.architecture.numLayers === layers && p.architecture.hiddenSize === hidden && p.impls.includes(impl));
+  // Same heads and query groups first: a preset whose groups tp cannot divide would fail a layout the script runs.
+  const heads = int(parsed.args, '--num-attention-heads');
+  const groups = int(parsed.args, '--num-query-groups');
+  const sameHeads = (p: Preset) =>
+    (heads === undefined || p.architecture.numAttentionHeads === heads) && (groups === undefined || p.architecture.numQueryGroups === groups);
+  const candidates = [...shaped.filter(sameHeads), ...shaped.filter((p) => !sameHeads(p))];
   const base = scriptPath
     ? path
         .basename(scriptPath)
@@ -376,12 +386,12 @@ export function importScript(parsed: ParsedScript, options: ImportOptions): Impo
   const choice = options.framework ?? frameworkOfScript(parsed.entrypoint, a);
   const framework = getFramework(choice);
   if (!framework) throw new Error(`linkflow does not know ${choice.flavour} ${choice.version}`);
-  const preset = options.preset ? presetFor(options.preset, choice) : matchPreset(parsed, choice, options.scriptPath);
+  const impl = implOfScript(framework, kind, a);
+  const preset = options.preset ? presetFor(options.preset, choice) : matchPreset(parsed, choice, impl, options.scriptPath);
   // Preprocessing and conversion pass no shape: a model without a preset is then known by its HF type only.
   const architecture = preset ? undefined : (architectureOfScript(a) ?? (kind === 'preprocess' || kind === 'convert' ? shapelessArchitecture(a) : undefined));
   if (!preset && !architecture)
     throw new Error(`no preset has this script's shape (--num-layers ${str(a, '--num-layers')}, --hidden-size ${str(a, '--hidden-size')}); pass --preset`);
-  const impl = implOfScript(framework, kind, a);
   const d = parsed.distributed;
   const asInt = (x: unknown, fallback: number) => (typeof x === 'number' ? x : typeof x === 'string' && /^\d+$/.test(x) ? Number(x) : fallback);
   const features = featuresFromScript(a, kind !== 'convert' && kind !== 'preprocess');
