@@ -53,7 +53,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
     const ctx = stageContext({ spec, preset, framework, converter, tokenizer, earlier: plans, resolve, problems }, stage, i, resolvedSpec, pipelineDir, inputs);
     const draft = planStage(ctx, stage);
     checkStageRules(spec, preset, stage, ctx.specPath, framework, problems, warnings);
-    checkStageOnVersion(spec, framework, stage, ctx.specPath, problems);
+    checkStageOnVersion(spec, framework, stage, ctx.specPath, problems, warnings);
     plans.push(
       draft.command
         ? stagePlan(ctx, stage, { ...draft, command: draft.command }, inputs)
