@@ -67,10 +67,10 @@ describe('feature options', () => {
     );
     expect(p).toEqual(
       expect.arrayContaining([
-        'parallel.cp: --context-parallel-size is supported only by Megatron-core models in ModelLink; set model.impl: mcore or remove it',
-        'parallel.ep: --expert-model-parallel-size is supported only by Megatron-core models in ModelLink; set model.impl: mcore or remove it',
-        'communication.overlapParamGather: --overlap-param-gather is supported only by Megatron-core models in ModelLink; set model.impl: mcore or remove it',
-        'moe.permutationAsyncComm: --moe-permutation-async-comm is supported only by Megatron-core models in ModelLink; set model.impl: mcore or remove it',
+        'parallel.cp: --context-parallel-size is supported only by Megatron-core models; set model.impl: mcore or remove it',
+        'parallel.ep: --expert-model-parallel-size is supported only by Megatron-core models; set model.impl: mcore or remove it',
+        'communication.overlapParamGather: --overlap-param-gather is supported only by Megatron-core models; set model.impl: mcore or remove it',
+        'moe.permutationAsyncComm: --moe-permutation-async-comm is supported only by Megatron-core models; set model.impl: mcore or remove it',
       ]),
     );
   });

@@ -138,8 +138,11 @@ export function checkLayout(spec: PipelineSpec, preset: Preset, megatron: string
   if (p.sequenceParallel && tp === 1) warnings.push({ path: 'parallel.sequenceParallel', message: 'sequence parallel has no effect with tp = 1' });
 
   if (spec.model.impl === 'legacy') {
+    // ModelLink's feature table marks these mcore-only; MindSpeed-LLM's (2.1.0 README.md#L192-260) lists its features for
+    // Mcore only. Some pass MindSpeed-LLM 1.0.0/2.1.0's validation on a legacy model (Megatron core_r0.8.0's legacy checks
+    // run before use_legacy_models is set, 2.1.0 mindspeed_llm/training/arguments.py#L1495-1499), which then lacks them.
     for (const { path, flag } of mcoreOnlyInUse(resolveFeatures(spec, preset))) {
-      problems.push({ path, message: `${flag} is supported only by Megatron-core models in ModelLink; set model.impl: mcore or remove it` });
+      problems.push({ path, message: `${flag} is supported only by Megatron-core models; set model.impl: mcore or remove it` });
     }
   }
   const m = spec.memory;
