@@ -172,6 +172,20 @@ def test_mcore_is_the_default_from_core_v0_12_1(run: Run) -> None:
     assert args_value(legacy_torch.stdout, 'use_mcore_models') == 'False'
 
 
+def test_expert_groups_per_core(run: Run) -> None:
+    """EP 2 on one device: the expert groups need data × context parallel ranks (2.1.0) or a world EP divides (2.3.0)."""
+    data = ['--data-path', 'data/pre_text_document', '--use-mcore-models', '--num-experts', '2']
+    r21 = run('2.1.0', 'pretrain_gpt.py', *TRAIN, *data, '--expert-model-parallel-size', '2')
+    assert r21.returncode == 1
+    assert 'RuntimeError: data_parallel_size * context_parallel_size (1) is not divisible by expert_model_parallel_size' \
+        in r21.stderr
+    assert 'mindspeed_llm/core/parallel_state.py", line 295, in wrapper' in r21.stderr
+    r23 = run('2.3.0', 'pretrain_gpt.py', *TRAIN, *data, '--expert-model-parallel-size', '2')
+    assert r23.returncode == 1
+    assert 'RuntimeError: decoder world_size (1) is not divisible by expert_tensor_model_pipeline_parallel size (2)' \
+        in r23.stderr
+
+
 def test_checkpoint_format_per_release(run: Run) -> None:
     data = ['--data-path', 'data/pre_text_document']
     # 2.3.0 forces torch after validation (_add_dummy_args_v2), whatever --ckpt-format says.
