@@ -127,6 +127,36 @@ function checkCheckpointFormat(
     });
 }
 
+/**
+ * --use-torch-fsdp2 (a verbatim argument): Megatron core_v0.12.1 validate_args refuses it with pipeline or expert
+ * parallelism, the distributed optimizer, a --ckpt-format other than torch_dist/torch_dcp (linkflow pins torch unless
+ * checkpointFormat says torch_dist) and CUDA_DEVICE_MAX_CONNECTIONS=1 (linkflow's default for training stages)
+ * (megatron/training/arguments.py#L510-528; the examples' fsdp2 scripts pass --ckpt-format torch_dist and set 2).
+ */
+function checkTorchFsdp2(spec: PipelineSpec, stage: Extract<Stage, { kind: 'pretrain' | 'finetune' | 'dpo' }>, specPath: string, problems: Problems): void {
+  if (!('--use-torch-fsdp2' in stage.args)) return;
+  const p = spec.parallel;
+  const why = 'Megatron core_v0.12.1 megatron/training/arguments.py#L510-528';
+  if (p.pp > 1) problems.push({ path: 'parallel.pp', message: `--use-torch-fsdp2 is not supported with pipeline parallelism (${why})` });
+  if (p.ep > 1) problems.push({ path: 'parallel.ep', message: `--use-torch-fsdp2 is not supported with expert parallelism (${why})` });
+  if (p.distributedOptimizer)
+    problems.push({
+      path: 'parallel.distributedOptimizer',
+      message: `--use-torch-fsdp2 is not supported with Megatron's distributed optimizer: set it to false (${why})`,
+    });
+  if (stage.checkpointFormat !== 'torch_dist')
+    problems.push({
+      path: `${specPath}.checkpointFormat`,
+      message: `--use-torch-fsdp2 requires --ckpt-format torch_dist: set checkpointFormat: torch_dist (${why})`,
+    });
+  const connections = [stage.env, spec.modellink.env].find((env) => 'CUDA_DEVICE_MAX_CONNECTIONS' in env)?.CUDA_DEVICE_MAX_CONNECTIONS;
+  if (connections === undefined || connections === '1')
+    problems.push({
+      path: `${specPath}.env.CUDA_DEVICE_MAX_CONNECTIONS`,
+      message: `FSDP needs CUDA_DEVICE_MAX_CONNECTIONS above 1 and linkflow's training stages set 1: set it (e.g. "2", as the examples' fsdp2 scripts do) (${why})`,
+    });
+}
+
 export function checkStageOnVersion(spec: PipelineSpec, framework: Framework, stage: Stage, specPath: string, problems: Problems, warnings: Problems): void {
   if (stage.kind === 'pretrain' || stage.kind === 'finetune' || stage.kind === 'dpo') {
     if (!trainerOf(framework, stage.kind))
@@ -135,6 +165,7 @@ export function checkStageOnVersion(spec: PipelineSpec, framework: Framework, st
         message: `${framework.name} has no ${stage.kind} trainer; ${versionsWith((f) => trainerOf(f, stage.kind) !== undefined)} have one`,
       });
     checkCheckpointFormat(framework, stage, specPath, problems, warnings);
+    if (framework.pinsTorchFormat) checkTorchFsdp2(spec, stage, specPath, problems);
     if (stage.asyncSave && stage.checkpointFormat !== 'torch_dist')
       problems.push({ path: `${specPath}.asyncSave`, message: 'async save writes torch_dist checkpoints only: set checkpointFormat: torch_dist' });
     if (stage.asyncSave && stage.kind !== 'pretrain')

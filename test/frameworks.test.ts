@@ -142,6 +142,27 @@ describe('a pipeline per framework version', () => {
     ]);
   });
 
+  it('checks --use-torch-fsdp2 against Megatron core_v0.12.1: torch_dist, no distributed optimizer, pp and ep 1, CUDA_DEVICE_MAX_CONNECTIONS above 1', () => {
+    const spec = onFramework(fiveStageSpec('f', '/tmp/ws'), 'mindspeed-llm', '2.3.0');
+    spec.stages = spec.stages.filter((s) => s.kind !== 'finetune' && s.kind !== 'evaluate' && s.kind !== 'inference');
+    const pretrain = spec.stages.find((s) => s.kind === 'pretrain')!;
+    const i = spec.stages.indexOf(pretrain);
+    Object.assign(pretrain, { args: { '--use-torch-fsdp2': null } });
+    spec.parallel = { tp: 1, pp: 2, ep: 1, distributedOptimizer: true };
+    const why = '(Megatron core_v0.12.1 megatron/training/arguments.py#L510-528)';
+    expect(problems(spec).filter((p) => p.includes('fsdp2') || p.includes('FSDP'))).toEqual([
+      `parallel.pp: --use-torch-fsdp2 is not supported with pipeline parallelism ${why}`,
+      `parallel.distributedOptimizer: --use-torch-fsdp2 is not supported with Megatron's distributed optimizer: set it to false ${why}`,
+      `stages[${i}].checkpointFormat: --use-torch-fsdp2 requires --ckpt-format torch_dist: set checkpointFormat: torch_dist ${why}`,
+      `stages[${i}].env.CUDA_DEVICE_MAX_CONNECTIONS: FSDP needs CUDA_DEVICE_MAX_CONNECTIONS above 1 and linkflow's training stages set 1: set it (e.g. "2", as the examples' fsdp2 scripts do) ${why}`,
+    ]);
+    spec.parallel = { tp: 1, pp: 1, ep: 1, distributedOptimizer: false };
+    Object.assign(pretrain, { checkpointFormat: 'torch_dist', env: { CUDA_DEVICE_MAX_CONNECTIONS: '2' } });
+    const p = plan(spec);
+    expect(arg(stage(p.stages, 'pretrain'), '--ckpt-format')).toBe('torch_dist');
+    expect(stage(p.stages, 'pretrain').env.CUDA_DEVICE_MAX_CONNECTIONS).toBe('2');
+  });
+
   it('names an unknown version with the ones linkflow knows', () => {
     expect(problems(onFramework(fiveStageSpec('v', '/tmp/ws'), 'mindspeed-llm', '9.9.9'))).toEqual([
       `modellink.version: linkflow does not know mindspeed-llm 9.9.9; the versions it drives: ${MSL.join(', ')}`,

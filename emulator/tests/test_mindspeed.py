@@ -186,6 +186,25 @@ def test_expert_groups_per_core(run: Run) -> None:
         in r23.stderr
 
 
+def test_torch_fsdp2_needs_torch_dist_and_writes_torch(run: Run) -> None:
+    """Megatron core_v0.12.1 validates --use-torch-fsdp2 (arguments.py#L510-528); 2.3.0 then writes torch anyway."""
+    data = ['--data-path', 'data/pre_text_document']
+    fsdp = [a for a in TRAIN if a != '--use-distributed-optimizer'] + data + [
+        '--use-torch-fsdp2', '--no-gradient-accumulation-fusion', '--untie-embeddings-and-output-weights']
+    optimizer = run('2.3.0', 'pretrain_gpt.py', *TRAIN, *data, '--use-torch-fsdp2')
+    assert optimizer.returncode == 1
+    assert "AssertionError: --use-torch-fsdp2 is not supported with MCore's distributed optimizer" in optimizer.stderr
+    pinned = run('2.3.0', 'pretrain_gpt.py', *fsdp, '--ckpt-format', 'torch', env={'CUDA_DEVICE_MAX_CONNECTIONS': '2'})
+    assert 'AssertionError: --use-torch-fsdp2 requires --ckpt-format torch_dist or torch_dcp' in pinned.stderr
+    one = run('2.3.0', 'pretrain_gpt.py', *fsdp, '--ckpt-format', 'torch_dist', env={'CUDA_DEVICE_MAX_CONNECTIONS': '1'})
+    assert 'AssertionError: FSDP always requires CUDA_DEVICE_MAX_CONNECTIONS value large than one' in one.stderr
+    ok = run('2.3.0', 'pretrain_gpt.py', *fsdp, '--ckpt-format', 'torch_dist', '--save', 'fsdp',
+             env={'CUDA_DEVICE_MAX_CONNECTIONS': '2'})
+    assert ok.returncode == 0, ok.stderr
+    assert 'saving checkpoint at iteration       3 to fsdp in torch format' in ok.stdout
+    assert os.path.isfile(os.path.join(run.cwd, 'fsdp', 'iter_0000003', 'mp_rank_00', 'model_optim_rng.pt'))  # type: ignore[attr-defined]
+
+
 def test_checkpoint_format_per_release(run: Run) -> None:
     data = ['--data-path', 'data/pre_text_document']
     # 2.3.0 forces torch after validation (_add_dummy_args_v2), whatever --ckpt-format says.
