@@ -4,7 +4,8 @@
  * either renders back as that version — the script's entrypoint, launcher settings, environment and arguments (order,
  * placeholders, workspace-managed outputs and repeats of a flag aside) — or is a slip recorded in
  * reference/mindspeed-llm/script-slips.json (wrong as written, with the source that shows it) whose import does what
- * the record says: a `corrected` render differs as recorded, a `refused` import or validation shows the recorded error.
+ * the record says: a `corrected` render differs as recorded, a `refused` import or validation shows the recorded error,
+ * a `kept` one renders as written (and fails as the script does), with the import's note where there is one.
  * Scripts outside linkflow's stages (other --stage values, the examples' own converters, pretrain_mamba.py) must be
  * refused with an error naming what linkflow runs. Prints, per version: rendered back / recorded slips / not linkflow stages.
  */
@@ -13,7 +14,8 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FRAMEWORK_VERSIONS, getFramework, type Entrypoint } from '../frameworks/index.ts';
 import { frameworkOfScript } from '../import/framework-of-script.ts';
-import { difference, type Example } from '../testkit/conformance.ts';
+import { importScript } from '../import/import-script.ts';
+import { difference, parsedOf, type Example } from '../testkit/conformance.ts';
 import { ROOT } from '../testkit/specs.ts';
 
 const KINDS = [
@@ -37,7 +39,8 @@ const ENTRYPOINTS = ['pretrain_gpt.py', 'posttrain_gpt.py', 'convert_ckpt.py', '
 interface Slip {
   slip: string;
   source: string;
-  linkflow: 'corrected' | 'refused';
+  /** corrected: the render differs as `shown`; refused: the import or validate error shows it; kept: rendered as written (notes show it). */
+  linkflow: 'corrected' | 'refused' | 'kept';
   shown: string;
 }
 const SLIPS = JSON.parse(fs.readFileSync(path.join(ROOT, 'reference', 'mindspeed-llm', 'script-slips.json'), 'utf8')) as {
@@ -130,14 +133,26 @@ describe('MindSpeed-LLM example scripts: each renders back, is a recorded slip, 
       if (pending.includes(r.e.script)) expect(r.why, `${r.e.script} renders back now: take it out of PENDING`).not.toBe('');
       else expect(r.why, r.e.script).toBe('');
     }
-    // A recorded slip does what the record says, and does not render back.
+    // A recorded slip does what the record says: corrected or refused ones do not render back; kept ones render as
+    // written, with the import's note where the record names one.
     for (const r of recorded) {
       const slip = slips[r.e.script];
+      expect(slip.source, r.e.script).toMatch(/#L\d+/);
+      if (slip.linkflow === 'kept') {
+        expect(r.why, r.e.script).toBe('');
+        const { notes } = importScript(parsedOf(r.e), {
+          name: 'imported',
+          root: MSL_ROOT,
+          scriptPath: r.e.script,
+          framework: { flavour: 'mindspeed-llm', version },
+        });
+        if (slip.shown) expect(notes.join('\n'), r.e.script).toContain(slip.shown);
+        continue;
+      }
       const failed = r.why.startsWith('import: ') || r.why.startsWith('spec: ');
       expect(r.why, `${r.e.script} is recorded as a slip but renders back: take it out of script-slips.json`).not.toBe('');
       expect(failed ? 'refused' : 'corrected', `${r.e.script}: ${r.why}`).toBe(slip.linkflow);
       expect(r.why, r.e.script).toContain(slip.shown);
-      expect(slip.source, r.e.script).toMatch(/#L\d+/);
     }
     // Outside linkflow's stages: refused at import, naming what linkflow runs.
     for (const r of notStages) expect(r.why, r.e.script).toMatch(/^import: cannot import .+: linkflow runs /);
