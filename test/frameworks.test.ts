@@ -163,6 +163,17 @@ describe('a pipeline per framework version', () => {
     expect(stage(p.stages, 'pretrain').env.CUDA_DEVICE_MAX_CONNECTIONS).toBe('2');
   });
 
+  it('refuses a verbatim argument outside its parser’s choices, as argparse would', () => {
+    const spec = onFramework(fiveStageSpec('f', '/tmp/ws'), 'mindspeed-llm', '1.0.0');
+    const convert = spec.stages.findIndex((s) => s.kind === 'convert');
+    const pretrain = spec.stages.findIndex((s) => s.kind === 'pretrain');
+    Object.assign(spec.stages[convert], { args: { '--save-model-type': 'save_huggingface_llama' } });
+    Object.assign(spec.stages[pretrain], { args: { '--prompt-type': '${PROMPT}' } });
+    expect(problems(spec).filter((p) => p.includes('is not one of'))).toEqual([
+      `stages[${convert}].args.--save-model-type: save_huggingface_llama is not one of hf, mg (MindSpeed-LLM 1.0.0's convert_ckpt.py parser)`,
+    ]);
+  });
+
   it('names an unknown version with the ones linkflow knows', () => {
     expect(problems(onFramework(fiveStageSpec('v', '/tmp/ws'), 'mindspeed-llm', '9.9.9'))).toEqual([
       `modellink.version: linkflow does not know mindspeed-llm 9.9.9; the versions it drives: ${MSL.join(', ')}`,
