@@ -263,8 +263,9 @@ function layoutProblem(shape: CaseShape, p: CaseParallel): string | undefined {
   const split = p.tp * p.pp * p.cp;
   if (world % split !== 0) return `${world} devices are not divisible by tp × pp × cp = ${split}`;
   const dp = world / split;
-  if (p.ep > 1 && dp % p.ep !== 0)
-    return `expert parallel size ${p.ep} does not divide the data-parallel size ${dp} on ${shape.nodes}×${shape.devicesPerNode} devices`;
+  // Expert groups span the data- and context-parallel ranks (frameworks/modellink/rules.ts checkExpertParallel).
+  if (p.ep > 1 && (dp * p.cp) % p.ep !== 0)
+    return `expert parallel size ${p.ep} does not divide the data-parallel size ${dp}${p.cp > 1 ? ` × context-parallel size ${p.cp}` : ''} on ${shape.nodes}×${shape.devicesPerNode} devices`;
   if (p.globalBatchSize % (p.microBatchSize * dp) !== 0)
     return `global batch size ${p.globalBatchSize} is not divisible by micro batch size ${p.microBatchSize} × data-parallel size ${dp}`;
   return undefined;

@@ -66,8 +66,11 @@ export interface Framework extends FrameworkChoice {
   legacyModels: boolean;
   /** Megatron's default --ckpt-format is torch_dist: linkflow passes --ckpt-format torch unless asked otherwise. */
   pinsTorchFormat: boolean;
-  /** --ckpt-format torch_dist is honoured (MindSpeed-LLM 2.3.0 and 26.0.0 reset it to torch after validation). */
-  writesTorchDist: boolean;
+  /**
+   * Where the version resets --ckpt-format to torch after Megatron's validation (file#lines), so --ckpt-format
+   * torch_dist passes validation but torch checkpoints are written; undefined where the flag is honoured or absent.
+   */
+  ckptFormatReset?: string;
   converters: readonly Converter[];
   /** Model types convert_ckpt_v2.py accepts (--model-type-hf choices); empty without v2. */
   convertV2ModelTypes: readonly string[];

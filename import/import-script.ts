@@ -91,8 +91,9 @@ function scriptKind(parsed: ParsedScript): 'preprocess' | 'convert' | 'pretrain'
 }
 
 /**
- * The preset whose shape the script uses: same layers, hidden size and heads; the script's own preset first, then
- * one with the implementation the script builds (so an mcore script is not imported as a legacy-only model).
+ * The preset whose shape the script uses: same layers, hidden size and heads; the script's own preset first.
+ * A preset matched by shape alone must have the implementation the script builds (impl): a legacy-only
+ * preset must not turn a script's --use-mcore-models into a legacy model.
  */
 function matchPreset(parsed: ParsedScript, choice: FrameworkChoice, impl: Impl, scriptPath?: string): Preset | undefined {
   const layers = int(parsed.args, '--num-layers');
@@ -113,9 +114,13 @@ function matchPreset(parsed: ParsedScript, choice: FrameworkChoice, impl: Impl, 
     if (shaped) return shaped;
     if (own.length > 0) return own[0];
   }
-  const shapedAll = all.filter((p) => p.architecture.numLayers === layers && p.architecture.hiddenSize === hidden);
-  const sameImpl = shapedAll.filter((p) => p.impls.includes(impl));
-  const candidates = sameImpl.length > 0 ? sameImpl : shapedAll;
+  const shaped = all.filter((p) => p.architecture.numLayers === layers && p.architecture.hiddenSize === hidden && p.impls.includes(impl));
+  // Same heads and query groups first: a preset whose groups tp cannot divide would fail a layout the script runs.
+  const heads = int(parsed.args, '--num-attention-heads');
+  const groups = int(parsed.args, '--num-query-groups');
+  const sameHeads = (p: Preset) =>
+    (heads === undefined || p.architecture.numAttentionHeads === heads) && (groups === undefined || p.architecture.numQueryGroups === groups);
+  const candidates = [...shaped.filter(sameHeads), ...shaped.filter((p) => !sameHeads(p))];
   const base = scriptPath
     ? path
         .basename(scriptPath)

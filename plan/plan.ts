@@ -53,7 +53,7 @@ export function planPipeline(raw: unknown, options: PlanOptions): PlanResult {
     const ctx = stageContext({ spec, preset, framework, converter, tokenizer, earlier: plans, resolve, problems }, stage, i, resolvedSpec, pipelineDir, inputs);
     const draft = planStage(ctx, stage);
     checkStageRules(spec, preset, stage, ctx.specPath, framework, problems, warnings);
-    checkStageOnVersion(spec, framework, stage, ctx.specPath, problems);
+    checkStageOnVersion(spec, framework, stage, ctx.specPath, problems, warnings);
     plans.push(
       draft.command
         ? stagePlan(ctx, stage, { ...draft, command: draft.command }, inputs)
@@ -237,6 +237,17 @@ function resolvePreset(spec: PipelineSpec, problems: SpecProblem[]): Preset | un
 }
 
 function checkFlags(framework: Framework, command: Command, stage: Stage, specPath: string, problems: SpecProblem[]): void {
+  // A value outside the parser's choices: argparse exits with "invalid choice" before anything runs.
+  for (const [f, v] of Object.entries(stage.args)) {
+    const choices = framework.choices[framework.renamed[f] ?? f];
+    const values = typeof v === 'string' ? [v] : Array.isArray(v) ? v : [];
+    const wrong = values.find((x) => typeof x === 'string' && !x.includes('${') && choices && !choices.includes(x));
+    if (wrong !== undefined)
+      problems.push({
+        path: `${specPath}.args.${f}`,
+        message: `${wrong} is not one of ${choices!.join(', ')} (${framework.name}'s ${command.entrypoint} parser)`,
+      });
+  }
   if (stage.allowUnknownFlags) return;
   for (const f of Object.keys(stage.args)) {
     if (!framework.isKnownFlag(command.entrypoint, framework.renamed[f] ?? f)) {

@@ -89,20 +89,83 @@ function hasHandler(framework: Framework, handler: string): boolean {
   return !versions || (framework.flavour === 'mindspeed-llm' && versions.includes(framework.version));
 }
 
-export function checkStageOnVersion(spec: PipelineSpec, framework: Framework, stage: Stage, specPath: string, problems: Problems): void {
+/**
+ * --ckpt-format torch_dist (issue 19: torch is pinned on core_v0.12.1 unless the user asks for torch_dist, pretraining
+ * only). Where the version resets it after validation the run writes torch (what linkflow's checkpoint scan and resume
+ * read), so asking for it is a warning; async save then fails at the first save, as the reset also turns off
+ * use_dist_ckpt (Megatron core_v0.12.1 megatron/training/checkpointing.py#L396-397).
+ */
+function checkCheckpointFormat(
+  framework: Framework,
+  stage: Extract<Stage, { kind: 'pretrain' | 'finetune' | 'dpo' }>,
+  specPath: string,
+  problems: Problems,
+  warnings: Problems,
+): void {
+  if (stage.checkpointFormat !== 'torch_dist') return;
+  const at = `${specPath}.checkpointFormat`;
+  if (!framework.pinsTorchFormat) {
+    problems.push({
+      path: at,
+      message: `--ckpt-format is Megatron core_v0.12.1's; ${framework.name} runs ${framework.megatron} (${versionsWith((f) => f.pinsTorchFormat)} take it)`,
+    });
+    return;
+  }
+  if (stage.kind !== 'pretrain') {
+    problems.push({ path: at, message: `torch_dist is for pretraining only (MindSpeed-LLM async_save_torch_dist.md); stage ${stage.name} is ${stage.kind}` });
+    return;
+  }
+  if (!framework.ckptFormatReset) return;
+  warnings.push({
+    path: at,
+    message: `${framework.name} validates --ckpt-format torch_dist but writes torch checkpoints: ${framework.ckptFormatReset} resets ckpt_format to torch and use_dist_ckpt to False after Megatron's validation; linkflow passes torch_dist as asked and resumes from the torch layout on disk`,
+  });
+  if (stage.asyncSave)
+    problems.push({
+      path: `${specPath}.asyncSave`,
+      message: `${framework.name} turns use_dist_ckpt off after validation (${framework.ckptFormatReset}), so the first save raises "NotImplementedError: Async checkpoint save not implemented for legacy checkpoints" (Megatron core_v0.12.1 megatron/training/checkpointing.py#L396-397); remove asyncSave`,
+    });
+}
+
+/**
+ * --use-torch-fsdp2 (a verbatim argument): Megatron core_v0.12.1 validate_args refuses it with pipeline or expert
+ * parallelism, the distributed optimizer, a --ckpt-format other than torch_dist/torch_dcp (linkflow pins torch unless
+ * checkpointFormat says torch_dist) and CUDA_DEVICE_MAX_CONNECTIONS=1 (linkflow's default for training stages)
+ * (megatron/training/arguments.py#L510-528; the examples' fsdp2 scripts pass --ckpt-format torch_dist and set 2).
+ */
+function checkTorchFsdp2(spec: PipelineSpec, stage: Extract<Stage, { kind: 'pretrain' | 'finetune' | 'dpo' }>, specPath: string, problems: Problems): void {
+  if (!('--use-torch-fsdp2' in stage.args)) return;
+  const p = spec.parallel;
+  const why = 'Megatron core_v0.12.1 megatron/training/arguments.py#L510-528';
+  if (p.pp > 1) problems.push({ path: 'parallel.pp', message: `--use-torch-fsdp2 is not supported with pipeline parallelism (${why})` });
+  if (p.ep > 1) problems.push({ path: 'parallel.ep', message: `--use-torch-fsdp2 is not supported with expert parallelism (${why})` });
+  if (p.distributedOptimizer)
+    problems.push({
+      path: 'parallel.distributedOptimizer',
+      message: `--use-torch-fsdp2 is not supported with Megatron's distributed optimizer: set it to false (${why})`,
+    });
+  if (stage.checkpointFormat !== 'torch_dist')
+    problems.push({
+      path: `${specPath}.checkpointFormat`,
+      message: `--use-torch-fsdp2 requires --ckpt-format torch_dist: set checkpointFormat: torch_dist (${why})`,
+    });
+  const connections = [stage.env, spec.modellink.env].find((env) => 'CUDA_DEVICE_MAX_CONNECTIONS' in env)?.CUDA_DEVICE_MAX_CONNECTIONS;
+  if (connections === undefined || connections === '1')
+    problems.push({
+      path: `${specPath}.env.CUDA_DEVICE_MAX_CONNECTIONS`,
+      message: `FSDP needs CUDA_DEVICE_MAX_CONNECTIONS above 1 and linkflow's training stages set 1: set it (e.g. "2", as the examples' fsdp2 scripts do) (${why})`,
+    });
+}
+
+export function checkStageOnVersion(spec: PipelineSpec, framework: Framework, stage: Stage, specPath: string, problems: Problems, warnings: Problems): void {
   if (stage.kind === 'pretrain' || stage.kind === 'finetune' || stage.kind === 'dpo') {
     if (!trainerOf(framework, stage.kind))
       problems.push({
         path: `${specPath}.kind`,
         message: `${framework.name} has no ${stage.kind} trainer; ${versionsWith((f) => trainerOf(f, stage.kind) !== undefined)} have one`,
       });
-    if (stage.checkpointFormat === 'torch_dist' && !framework.writesTorchDist)
-      problems.push({
-        path: `${specPath}.checkpointFormat`,
-        message: framework.pinsTorchFormat
-          ? `${framework.name} writes torch checkpoints whatever --ckpt-format says (mindspeed_llm/training/arguments.py _add_dummy_args_v2 resets it after validation); torch_dist is written by ${versionsWith((f) => f.writesTorchDist)}`
-          : `--ckpt-format is Megatron core_v0.12.1's; ${framework.name} runs ${framework.megatron} (torch_dist is written by ${versionsWith((f) => f.writesTorchDist)})`,
-      });
+    checkCheckpointFormat(framework, stage, specPath, problems, warnings);
+    if (framework.pinsTorchFormat) checkTorchFsdp2(spec, stage, specPath, problems);
     if (stage.asyncSave && stage.checkpointFormat !== 'torch_dist')
       problems.push({ path: `${specPath}.asyncSave`, message: 'async save writes torch_dist checkpoints only: set checkpointFormat: torch_dist' });
     if (stage.asyncSave && stage.kind !== 'pretrain')

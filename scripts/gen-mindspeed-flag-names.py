@@ -15,6 +15,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHOICES = ['--stage', '--ckpt-format', '--dpo-loss-type', '--prompt-type']
+# The converters' (v1 with its loader/saver plugins, v2): the same choices in both where a version has both.
+CONVERT_CHOICES = ['--load-model-type', '--save-model-type']
 
 
 def compact(ref):
@@ -26,6 +28,12 @@ def compact(ref):
             for combo in ref.get('convert_ckpt_plugin_combinations', {}).values():
                 names |= set(r['flag'] for r in combo['flags'])
         entrypoints[entry] = sorted(names)
+        if entry in ('convert_ckpt.py', 'convert_ckpt_v2.py'):
+            plugins = [r for c in ref.get('convert_ckpt_plugin_combinations', {}).values() for r in c['flags']] \
+                if entry == 'convert_ckpt.py' else []
+            for r in records + plugins:
+                if r['flag'] in CONVERT_CHOICES and r.get('choices'):
+                    choices[r['flag']] = sorted(set(choices.get(r['flag'], [])) | set(r['choices']))
         for r in records:
             if r.get('renamed_to'):
                 renamed[r['flag']] = r['renamed_to']

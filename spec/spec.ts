@@ -263,8 +263,9 @@ const trainingFields = {
     .optional(),
   logThroughput: z.boolean().default(true),
   /**
-   * --ckpt-format on Megatron core_v0.12.1 (MindSpeed-LLM 2.2.0 on), whose default torch_dist linkflow
-   * does not resume from: linkflow passes torch unless torch_dist is asked for here.
+   * --ckpt-format on Megatron core_v0.12.1 (MindSpeed-LLM 2.2.0 on), whose default is torch_dist: linkflow
+   * passes torch unless torch_dist is asked for here (pretraining only; 2.3.0 and 26.0.0 validate it and write
+   * torch anyway, which plan/versions.ts warns about).
    */
   checkpointFormat: z.enum(['torch', 'torch_dist']).optional(),
   /** --async-save: with checkpointFormat torch_dist, pretraining only. */

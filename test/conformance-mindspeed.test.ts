@@ -1,17 +1,21 @@
 /**
- * Proof against MindSpeed-LLM itself: every pretrain, tune (full, LoRA), DPO, convert (v1 and v2),
- * preprocess, evaluate, generate and chat script of each supported version (reference/mindspeed-llm/
- * examples/<version>.json, parsed from the release branch) is imported, with the version read from the
- * script, and rendered back as that version; the render must give the script's entrypoint, launcher
- * settings, environment and arguments (order, placeholders, workspace-managed outputs and repeats of a flag aside).
- * Prints the match rate per version and kind.
+ * Proof against MindSpeed-LLM itself: every example script of each supported version (reference/mindspeed-llm/
+ * examples/<version>.json, parsed from the release branch) is imported, with the version read from the script, and
+ * either renders back as that version — the script's entrypoint, launcher settings, environment and arguments (order,
+ * placeholders, workspace-managed outputs and repeats of a flag aside) — or is a slip recorded in
+ * reference/mindspeed-llm/script-slips.json (wrong as written, with the source that shows it) whose import does what
+ * the record says: a `corrected` render differs as recorded, a `refused` import or validation shows the recorded error,
+ * a `kept` one renders as written (and fails as the script does), with the import's note where there is one.
+ * Scripts outside linkflow's stages (other --stage values, the examples' own converters, pretrain_mamba.py) must be
+ * refused with an error naming what linkflow runs. Prints, per version: rendered back / recorded slips / not linkflow stages.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FRAMEWORK_VERSIONS, getFramework, type Entrypoint } from '../frameworks/index.ts';
 import { frameworkOfScript } from '../import/framework-of-script.ts';
-import { difference, type Example } from '../testkit/conformance.ts';
+import { importScript } from '../import/import-script.ts';
+import { difference, parsedOf, type Example } from '../testkit/conformance.ts';
 import { ROOT } from '../testkit/specs.ts';
 
 const KINDS = [
@@ -32,36 +36,129 @@ const MSL_ROOT = '/opt/MindSpeed-LLM';
 /** linkflow's entry points: the examples' own one-off converters (convert_ckpt_deepseek3.py …) are not. */
 const ENTRYPOINTS = ['pretrain_gpt.py', 'posttrain_gpt.py', 'convert_ckpt.py', 'convert_ckpt_v2.py', 'preprocess_data.py', 'evaluation.py', 'inference.py'];
 
-function examplesOf(version: string): Example[] {
+interface Slip {
+  slip: string;
+  source: string;
+  /** corrected: the render differs as `shown`; refused: the import or validate error shows it; kept: rendered as written (notes show it). */
+  linkflow: 'corrected' | 'refused' | 'kept';
+  shown: string;
+}
+const SLIPS = JSON.parse(fs.readFileSync(path.join(ROOT, 'reference', 'mindspeed-llm', 'script-slips.json'), 'utf8')) as {
+  versions: Record<string, Record<string, Slip>>;
+};
+
+/**
+ * Misses of linkflow's import that branch conf-import is fixing (kimi2/longcat argument multisets, --moe-intermediate-size,
+ * magistral's tokenizer type, pretrain_gpt.py with --finetune, vpp on convert scripts, the process-reward prompt type,
+ * train_prm). Each must still miss, so this list is emptied when that work lands (or the script becomes a recorded slip).
+ */
+const PENDING: Record<string, string[]> = {
+  '1.0.0': ['examples/mcore/deepseek2_lite/pretrain_deepseek2_lite_16b_ptd_16p.sh', 'examples/mcore/deepseek2_lite/pretrain_deepseek2_lite_16b_ptd_8p.sh'],
+  '2.1.0': [
+    'examples/mcore/deepseek2_lite/pretrain_deepseek2_lite_16b_ptd_16p.sh',
+    'examples/mcore/deepseek2_lite/pretrain_deepseek2_lite_16b_ptd_8p.sh',
+    'examples/mcore/internlm3/ckpt_convert_internlm3_hf2mcore.sh',
+    'examples/mcore/llama2/data_convert_llama2_process_reward.sh',
+    'examples/mcore/mixtral/data_convert_mixtral_process_reward.sh',
+    'examples/mcore/mixtral/train_prm_mixtral_8x7B_full_ptd.sh',
+  ],
+  '2.3.0': [
+    'examples/mcore/deepseek2_lite/pretrain_deepseek2_lite_16b_ptd_16p.sh',
+    'examples/mcore/deepseek2_lite/pretrain_deepseek2_lite_16b_ptd_8p.sh',
+    'examples/mcore/internlm3/ckpt_convert_internlm3_hf2mcore.sh',
+    'examples/mcore/kimi2/pretrain_kimi2_18b_4k_8p_ptd.sh',
+    'examples/mcore/magistral/generate_magistral_small_24b_ptd.sh',
+    'examples/mcore/magistral/pretrain_magistral_small_24b_A3_ptd.sh',
+    'examples/mcore/magistral/tune_magistral_small_24b_full_A3_ptd.sh',
+    'examples/mcore/plm/pretrain_plm_1point8b_ptd.sh',
+    'examples/mcore/qwen3_moe/ckpt_convert_qwen3_moe_235b_hf2mcore.sh',
+    'examples/mcore/qwen3_moe/dpo_qwen3_30b_a3b_16K_A3_ptd.sh',
+  ],
+  '26.0.0': [
+    'examples/mcore/deepseek2_lite/pretrain_deepseek2_lite_16b_ptd_16p.sh',
+    'examples/mcore/deepseek2_lite/pretrain_deepseek2_lite_16b_ptd_8p.sh',
+    'examples/mcore/glm5/ckpt_convert_glm5_hf2mcore.sh',
+    'examples/mcore/internlm3/ckpt_convert_internlm3_hf2mcore.sh',
+    'examples/mcore/kimi2/pretrain_kimi2_18b_4k_8p_ptd.sh',
+    'examples/mcore/longcat/generate_longcat_flash_560b_4k_A3_ptd.sh',
+    'examples/mcore/longcat/pretrain_longcat_flash_560b_4k_A3_ptd.sh',
+    'examples/mcore/magistral/generate_magistral_small_24b_ptd.sh',
+    'examples/mcore/magistral/pretrain_magistral_small_24b_A3_ptd.sh',
+    'examples/mcore/magistral/tune_magistral_small_24b_full_A3_ptd.sh',
+    'examples/mcore/qwen3_moe/ckpt_convert_qwen3_moe_235b_hf2mcore.sh',
+    'examples/mcore/qwen3_moe/ckpt_convert_qwen3_moe_480b_hf2mcore.sh',
+    'examples/mcore/qwen3_moe/dpo_qwen3_30b_a3b_16K_A3_ptd.sh',
+  ],
+};
+
+type Script = Example & { issues?: string[] };
+
+function examplesOf(version: string): Script[] {
   const file = path.join(ROOT, 'reference', 'mindspeed-llm', 'examples', `${version}.json`);
-  const doc = JSON.parse(fs.readFileSync(file, 'utf8')) as { scripts: (Example & { issues?: string[] })[] };
-  return doc.scripts.filter((e) => KINDS.includes(e.kind) && ENTRYPOINTS.includes(path.basename(e.entrypoint)));
+  return (JSON.parse(fs.readFileSync(file, 'utf8')) as { scripts: Script[] }).scripts;
 }
 
-/** Matches measured when this test was written, per version; they may only grow. */
-const FLOOR: Record<string, number> = { '1.0.0': 501, '2.1.0': 573, '2.3.0': 389, '26.0.0': 262 };
+/** A linkflow stage: one of its kinds through one of its entry points. */
+const isStage = (e: Script) => KINDS.includes(e.kind) && ENTRYPOINTS.includes(path.basename(e.entrypoint));
 
-describe('MindSpeed-LLM example scripts: import and render back', () => {
+describe('MindSpeed-LLM example scripts: each renders back, is a recorded slip, or is refused as not a linkflow stage', () => {
   it.each(FRAMEWORK_VERSIONS['mindspeed-llm'])('%s', (version) => {
     const framework = getFramework({ flavour: 'mindspeed-llm', version })!;
-    const scripts = examplesOf(version);
-    const results = scripts.map((e) => ({ e, ...difference(e, MSL_ROOT, { flavour: 'mindspeed-llm', version }) }));
-    const lines = KINDS.map((kind) => {
-      const of = results.filter((r) => r.e.kind === kind);
-      return `${kind.padEnd(17)} ${of.filter((r) => !r.why).length}/${of.length} match`;
+    const all = examplesOf(version);
+    const slips = SLIPS.versions[version] ?? {};
+    const pending = PENDING[version] ?? [];
+    for (const script of [...Object.keys(slips), ...pending])
+      expect(
+        all.map((e) => e.script),
+        `${version} lists ${script}`,
+      ).toContain(script);
+    const results = all.map((e) => ({ e, ...difference(e, MSL_ROOT, { flavour: 'mindspeed-llm', version }) }));
+    const of = (want: (r: (typeof results)[number]) => boolean) => results.filter(want);
+    const recorded = of((r) => r.e.script in slips);
+    const notStages = of((r) => !(r.e.script in slips) && !isStage(r.e));
+    const considered = of((r) => !(r.e.script in slips) && isStage(r.e));
+    const rendered = considered.filter((r) => !r.why);
+    const waiting = considered.filter((r) => pending.includes(r.e.script));
+    const kinds = KINDS.map((kind) => {
+      const k = considered.filter((r) => r.e.kind === kind);
+      return `${kind.padEnd(17)} ${k.filter((r) => !r.why).length}/${k.length}`;
     });
-    const ok = results.filter((r) => !r.why);
-    const wrong = results.filter((r) => r.why && !r.e.issues?.length);
     console.log(
-      `MindSpeed-LLM ${version} (${scripts.length} scripts):\n  ${lines.join('\n  ')}\n  all: ${ok.length}/${scripts.length} match\n  ` +
-        wrong
-          .slice(0, 15)
-          .map((r) => `${r.e.script}: ${r.why}`)
-          .join('\n  '),
+      `MindSpeed-LLM ${version} (${all.length} scripts): ${rendered.length} rendered back / ${recorded.length} recorded slips / ` +
+        `${notStages.length} not linkflow stages${waiting.length ? ` / ${waiting.length} pending in conf-import` : ''}\n  ${kinds.join('\n  ')}`,
     );
-    expect(ok.length).toBeGreaterThanOrEqual(FLOOR[version]);
+
+    // Every stage script renders back, unless its miss is pending elsewhere (and then it must still miss).
+    for (const r of considered) {
+      if (pending.includes(r.e.script)) expect(r.why, `${r.e.script} renders back now: take it out of PENDING`).not.toBe('');
+      else expect(r.why, r.e.script).toBe('');
+    }
+    // A recorded slip does what the record says: corrected or refused ones do not render back; kept ones render as
+    // written, with the import's note where the record names one.
+    for (const r of recorded) {
+      const slip = slips[r.e.script];
+      expect(slip.source, r.e.script).toMatch(/#L\d+/);
+      if (slip.linkflow === 'kept') {
+        expect(r.why, r.e.script).toBe('');
+        const { notes } = importScript(parsedOf(r.e), {
+          name: 'imported',
+          root: MSL_ROOT,
+          scriptPath: r.e.script,
+          framework: { flavour: 'mindspeed-llm', version },
+        });
+        if (slip.shown) expect(notes.join('\n'), r.e.script).toContain(slip.shown);
+        continue;
+      }
+      const failed = r.why.startsWith('import: ') || r.why.startsWith('spec: ');
+      expect(r.why, `${r.e.script} is recorded as a slip but renders back: take it out of script-slips.json`).not.toBe('');
+      expect(failed ? 'refused' : 'corrected', `${r.e.script}: ${r.why}`).toBe(slip.linkflow);
+      expect(r.why, r.e.script).toContain(slip.shown);
+    }
+    // Outside linkflow's stages: refused at import, naming what linkflow runs.
+    for (const r of notStages) expect(r.why, r.e.script).toMatch(/^import: cannot import .+: linkflow runs /);
+
     // The version read from each script is one whose parser takes every flag the script passes (scripts broken as written aside).
-    for (const e of scripts.filter((x) => !x.issues?.length)) {
+    for (const { e } of considered.filter((r) => !r.e.issues?.length)) {
       const seen = getFramework(frameworkOfScript(e.entrypoint, e.args))!;
       const unknown = e.args.filter(([f]) => !seen.isKnownFlag(path.basename(e.entrypoint) as Entrypoint, f)).map(([f]) => f);
       expect(unknown, `${e.script} read as ${seen.name}`).toEqual([]);

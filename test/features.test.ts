@@ -67,10 +67,10 @@ describe('feature options', () => {
     );
     expect(p).toEqual(
       expect.arrayContaining([
-        'parallel.cp: --context-parallel-size is supported only by Megatron-core models in ModelLink; set model.impl: mcore or remove it',
-        'parallel.ep: --expert-model-parallel-size is supported only by Megatron-core models in ModelLink; set model.impl: mcore or remove it',
-        'communication.overlapParamGather: --overlap-param-gather is supported only by Megatron-core models in ModelLink; set model.impl: mcore or remove it',
-        'moe.permutationAsyncComm: --moe-permutation-async-comm is supported only by Megatron-core models in ModelLink; set model.impl: mcore or remove it',
+        'parallel.cp: --context-parallel-size is supported only by Megatron-core models; set model.impl: mcore or remove it',
+        'parallel.ep: --expert-model-parallel-size is supported only by Megatron-core models; set model.impl: mcore or remove it',
+        'communication.overlapParamGather: --overlap-param-gather is supported only by Megatron-core models; set model.impl: mcore or remove it',
+        'moe.permutationAsyncComm: --moe-permutation-async-comm is supported only by Megatron-core models; set model.impl: mcore or remove it',
       ]),
     );
   });
@@ -86,7 +86,7 @@ describe('feature options', () => {
       'parallel: nodes × devicesPerNode = 8 devices must be divisible by tp × pp × cp = 16',
     );
     expect(problems(llamaSpec({ parallel: { tp: 2, pp: 1, ep: 3 } }))).toContain(
-      'parallel.ep: expert parallel size 3 must divide the data-parallel size 4 (devices ÷ (tp × pp × cp))',
+      'parallel.ep: expert parallel size 3 must divide data-parallel × context-parallel size 4 × 1 = 4 (data-parallel size = devices ÷ (tp × pp × cp))',
     );
     expect(problems(llamaSpec({ parallel: { tp: 1, pp: 1, cp: 8, cpAlgo: 'hybrid_cp_algo' } }))).toContain(
       'parallel.ulyssesDegreeInCp: required with cpAlgo hybrid_cp_algo (ModelLink: --ulysses-degree-in-cp must be specified in hybrid_cp_algo)',

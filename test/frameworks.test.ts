@@ -105,24 +105,72 @@ describe('a pipeline per framework version', () => {
     expect(on('2.3.0', 'legacy')).toContain('--use-legacy-models');
   });
 
-  it('pins --ckpt-format torch on core_v0.12.1; torch_dist and async save are refused where the version never writes them', () => {
+  it('pins --ckpt-format torch on core_v0.12.1; torch_dist is passed when asked (pretraining only), with a warning where the version writes torch anyway', () => {
     const spec = onFramework(fiveStageSpec('f', '/tmp/ws'), 'mindspeed-llm', '2.3.0');
     const p = plan(spec);
     expect(arg(stage(p.stages, 'pretrain'), '--ckpt-format')).toBe('torch');
     expect(arg(stage(p.stages, 'finetune'), '--ckpt-format')).toBe('torch');
     expect(arg(stage(p.stages, 'evaluate'), '--ckpt-format')).toBeUndefined();
     expect(flags(stage(plan(onFramework(fiveStageSpec('f', '/tmp/ws'), 'mindspeed-llm', '2.1.0')).stages, 'pretrain'))).not.toContain('--ckpt-format');
+    // Asked for: emitted, and validated with a warning naming the reset (2.3.0 _add_dummy_args_v2).
+    for (const [version, at] of [
+      ['2.3.0', 'mindspeed_llm/training/arguments.py#L1289-1290'],
+      ['26.0.0', 'mindspeed_llm/training/arguments.py#L112-113'],
+    ]) {
+      const dist = onFramework(fiveStageSpec('f', '/tmp/ws'), 'mindspeed-llm', version);
+      Object.assign(dist.stages[3], { checkpointFormat: 'torch_dist' });
+      const r = planPipeline(dist, { baseDir: '/tmp' });
+      if (!r.ok) throw new Error(r.problems.map((x) => x.message).join('\n'));
+      expect(arg(stage(r.plan.stages, 'pretrain'), '--ckpt-format')).toBe('torch_dist');
+      const warned = r.warnings.filter((w) => w.path === 'stages[3].checkpointFormat').map((w) => w.message);
+      expect(warned).toHaveLength(1);
+      expect(warned[0]).toContain(`MindSpeed-LLM ${version} validates --ckpt-format torch_dist but writes torch checkpoints: ${at}`);
+    }
     Object.assign(spec.stages[3], { checkpointFormat: 'torch_dist', asyncSave: true });
-    Object.assign(spec.stages[4], { asyncSave: true });
+    Object.assign(spec.stages[4], { checkpointFormat: 'torch_dist', asyncSave: true });
     expect(problems(spec)).toEqual([
-      'stages[3].checkpointFormat: MindSpeed-LLM 2.3.0 writes torch checkpoints whatever --ckpt-format says (mindspeed_llm/training/arguments.py _add_dummy_args_v2 resets it after validation); torch_dist is written by no version linkflow knows',
-      'stages[4].asyncSave: async save writes torch_dist checkpoints only: set checkpointFormat: torch_dist',
+      'stages[3].asyncSave: MindSpeed-LLM 2.3.0 turns use_dist_ckpt off after validation (mindspeed_llm/training/arguments.py#L1289-1290 (_add_dummy_args_v2, called at #L1507)), so the first save raises "NotImplementedError: Async checkpoint save not implemented for legacy checkpoints" (Megatron core_v0.12.1 megatron/training/checkpointing.py#L396-397); remove asyncSave',
+      'stages[4].checkpointFormat: torch_dist is for pretraining only (MindSpeed-LLM async_save_torch_dist.md); stage finetune is finetune',
       'stages[4].asyncSave: async save is for pretraining only (MindSpeed-LLM async_save_torch_dist.md: not LoRA, SFT or DPO)',
     ]);
+    Object.assign(spec.stages[4], { checkpointFormat: undefined });
+    expect(problems(spec)).toContain('stages[4].asyncSave: async save writes torch_dist checkpoints only: set checkpointFormat: torch_dist');
     const ml = fiveStageSpec('f', '/tmp/ws');
     Object.assign(ml.stages[3], { checkpointFormat: 'torch_dist' });
     expect(problems(ml)).toEqual([
-      "stages[3].checkpointFormat: --ckpt-format is Megatron core_v0.12.1's; ModelLink d4feda79 runs core_r0.6.0 (torch_dist is written by no version linkflow knows)",
+      "stages[3].checkpointFormat: --ckpt-format is Megatron core_v0.12.1's; ModelLink d4feda79 runs core_r0.6.0 (MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0 take it)",
+    ]);
+  });
+
+  it('checks --use-torch-fsdp2 against Megatron core_v0.12.1: torch_dist, no distributed optimizer, pp and ep 1, CUDA_DEVICE_MAX_CONNECTIONS above 1', () => {
+    const spec = onFramework(fiveStageSpec('f', '/tmp/ws'), 'mindspeed-llm', '2.3.0');
+    spec.stages = spec.stages.filter((s) => s.kind !== 'finetune' && s.kind !== 'evaluate' && s.kind !== 'inference');
+    const pretrain = spec.stages.find((s) => s.kind === 'pretrain')!;
+    const i = spec.stages.indexOf(pretrain);
+    Object.assign(pretrain, { args: { '--use-torch-fsdp2': null } });
+    spec.parallel = { tp: 1, pp: 2, ep: 1, distributedOptimizer: true };
+    const why = '(Megatron core_v0.12.1 megatron/training/arguments.py#L510-528)';
+    expect(problems(spec).filter((p) => p.includes('fsdp2') || p.includes('FSDP'))).toEqual([
+      `parallel.pp: --use-torch-fsdp2 is not supported with pipeline parallelism ${why}`,
+      `parallel.distributedOptimizer: --use-torch-fsdp2 is not supported with Megatron's distributed optimizer: set it to false ${why}`,
+      `stages[${i}].checkpointFormat: --use-torch-fsdp2 requires --ckpt-format torch_dist: set checkpointFormat: torch_dist ${why}`,
+      `stages[${i}].env.CUDA_DEVICE_MAX_CONNECTIONS: FSDP needs CUDA_DEVICE_MAX_CONNECTIONS above 1 and linkflow's training stages set 1: set it (e.g. "2", as the examples' fsdp2 scripts do) ${why}`,
+    ]);
+    spec.parallel = { tp: 1, pp: 1, ep: 1, distributedOptimizer: false };
+    Object.assign(pretrain, { checkpointFormat: 'torch_dist', env: { CUDA_DEVICE_MAX_CONNECTIONS: '2' } });
+    const p = plan(spec);
+    expect(arg(stage(p.stages, 'pretrain'), '--ckpt-format')).toBe('torch_dist');
+    expect(stage(p.stages, 'pretrain').env.CUDA_DEVICE_MAX_CONNECTIONS).toBe('2');
+  });
+
+  it('refuses a verbatim argument outside its parser’s choices, as argparse would', () => {
+    const spec = onFramework(fiveStageSpec('f', '/tmp/ws'), 'mindspeed-llm', '1.0.0');
+    const convert = spec.stages.findIndex((s) => s.kind === 'convert');
+    const pretrain = spec.stages.findIndex((s) => s.kind === 'pretrain');
+    Object.assign(spec.stages[convert], { args: { '--save-model-type': 'save_huggingface_llama' } });
+    Object.assign(spec.stages[pretrain], { args: { '--prompt-type': '${PROMPT}' } });
+    expect(problems(spec).filter((p) => p.includes('is not one of'))).toEqual([
+      `stages[${convert}].args.--save-model-type: save_huggingface_llama is not one of hf, mg (MindSpeed-LLM 1.0.0's convert_ckpt.py parser)`,
     ]);
   });
 

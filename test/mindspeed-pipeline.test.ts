@@ -164,6 +164,28 @@ describe('MindSpeed-LLM 2.3.0 on the emulator', () => {
     expect(evaluate.attempts[0].excerpt?.join('\n')).toMatch(/Not a directory/);
   });
 
+  it('passes --ckpt-format torch_dist when a pretraining stage asks for it, and resumes from the torch checkpoint 2.3.0 writes anyway', async () => {
+    const dir = tempDir('msl-dist');
+    const base = on230(fiveStageSpec('msl-dist', path.join(dir, 'ws'), { trainIters: 20, saveInterval: 10, pretrainEnv: { MLEMU_FAULTS: 'crash@15' } }));
+    const stages = base.stages.slice(0, 4).filter((s) => s.name !== 'sft-data');
+    Object.assign(
+      stages.find((s) => s.name === 'pretrain')!,
+      { checkpointFormat: 'torch_dist' },
+    );
+    const { state, failure } = await runSpec(t, writeSpec(dir, { ...base, stages }));
+    expect(state.status, failure).toBe('succeeded');
+    const pretrain = state.stages.find((s) => s.name === 'pretrain')!;
+    expect(pretrain.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
+    const first = fs.readFileSync(pretrain.attempts[0].logFile!, 'utf8');
+    const argv = JSON.parse(/^# argv: (.*)$/m.exec(first)![1]) as string[];
+    expect(argv[argv.indexOf('--ckpt-format') + 1]).toBe('torch_dist');
+    // _add_dummy_args_v2 reset it: the save is torch, one mp_rank_* shard directory per iteration, and the resume reads it.
+    expect(first).toMatch(/saving checkpoint at iteration +10 to .* in torch format/);
+    expect(fs.existsSync(path.join(pretrain.output, 'iter_0000010', 'mp_rank_00', 'model_optim_rng.pt'))).toBe(true);
+    expect(pretrain.attempts[1].loadedIteration).toBe(10);
+    expect(pretrain.finalIteration).toBe(20);
+  });
+
   it('resumes from the dying-gasp checkpoint high availability writes between save intervals', async () => {
     const dir = tempDir('msl-ha');
     const base = on230(fiveStageSpec('msl-ha', path.join(dir, 'ws'), { trainIters: 30, saveInterval: 10, pretrainEnv: { MLEMU_FAULTS: 'crash@17' } }));

@@ -25,12 +25,18 @@ function problems(spec: RawSpec): string[] {
 const about = (spec: RawSpec, word: string) => problems(spec).filter((p) => p.includes(word));
 
 describe('rules per MindSpeed-LLM version', () => {
-  it('expert parallelism: EP divides data parallelism on core_r0.8.0, world ÷ (expert-TP × EP × PP) on core_v0.12.1', () => {
+  it('expert parallelism: EP divides data × context parallelism on core_r0.8.0, world ÷ (expert-TP × EP × PP) on core_v0.12.1', () => {
     // dp = 8 / 2 = 4: EP 8 does not divide it; on core_v0.12.1, 8 devices ÷ (expert-TP × 8) needs expert-TP 1.
     expect(about(mslSpec('2.1.0', { tp: 2, pp: 1, ep: 8 }), 'parallel.ep')).toEqual([
-      'parallel.ep: expert parallel size 8 must divide the data-parallel size 4 (devices ÷ (tp × pp × cp))',
+      'parallel.ep: expert parallel size 8 must divide data-parallel × context-parallel size 4 × 1 = 4 (data-parallel size = devices ÷ (tp × pp × cp))',
     ]);
     expect(about(mslSpec('2.3.0', { tp: 2, pp: 1, ep: 8 }), 'expert-tensor parallel 2 × expert parallel 8').length).toBeGreaterThan(0);
+    // The expert groups span data × context parallel ranks (2.1.0 mindspeed_llm/core/parallel_state.py): dp 2 × cp 4 holds EP 8, dp 2 × cp 2 does not.
+    expect(about(mslSpec('2.1.0', { tp: 1, pp: 1, cp: 4, ep: 8 }), 'parallel.ep')).toEqual([]);
+    expect(about(mslSpec('1.0.0', { tp: 1, pp: 1, cp: 4, ep: 8 }), 'parallel.ep')).toEqual([]);
+    expect(about(mslSpec('2.1.0', { tp: 2, pp: 1, cp: 2, ep: 8 }), 'parallel.ep')).toEqual([
+      'parallel.ep: expert parallel size 8 must divide data-parallel × context-parallel size 2 × 2 = 4 (data-parallel size = devices ÷ (tp × pp × cp))',
+    ]);
     // The generate stage passes no --expert-tensor-parallel-size, so its expert-TP is tp (2): refused once, for it.
     const etp1 = (version: string) => mslSpec(version, { tp: 2, pp: 1, ep: 8 }, { '--expert-tensor-parallel-size': '1' });
     expect(about(etp1('2.3.0'), 'expert')).toEqual([

@@ -180,11 +180,19 @@ def save_checkpoint(rt: 'Runtime', save_dir: str, iteration: int, args: Namespac
         if dist_ckpt else 'torch'
     rt.print0('saving checkpoint at iteration {:7d} to {} in {} format'.format(iteration, save_dir, fmt))
     if v.is_msl and getattr(args, 'async_save', False) and not dist_ckpt:
-        # 2.3.0 mindspeed_llm/training/checkpointing.py#L187-189 (2.1.0 #L277-279).
-        line = 189 if v.dist_ckpt_core else 279
+        # 2.1.0 patches save_checkpoint for every run (mindspeed_llm/tasks/megatron_adaptor.py#L895): its wrapper
+        # raises (mindspeed_llm/training/checkpointing.py#L279). From 2.2.0 the wrapper is LoRA's only
+        # (features_manager/finetune/lora.py#L90; 2.3.0 checkpointing.py#L189, 26.0.0 #L191); otherwise Megatron's
+        # own save_checkpoint raises (core_v0.12.1 megatron/training/checkpointing.py#L397).
+        lora = bool(getattr(args, 'lora_target_modules', None))
+        if not v.dist_ckpt_core:
+            frame = ('mindspeed_llm/training/checkpointing.py', 279, 'wrapper')
+        elif lora:
+            frame = ('mindspeed_llm/training/checkpointing.py', 191 if v.name == '26.0.0' else 189, 'wrapper')
+        else:
+            frame = ('megatron/training/checkpointing.py', 397, 'save_checkpoint')
         tracebacks.die(list(stack) + [(
-            'mindspeed_llm/training/checkpointing.py', line, 'wrapper',
-            "raise NotImplementedError('Async checkpoint save not implemented for legacy checkpoints')")],
+            *frame, "raise NotImplementedError('Async checkpoint save not implemented for legacy checkpoints')")],
                        'NotImplementedError', 'Async checkpoint save not implemented for legacy checkpoints')
     tp, pp, ep = args.tensor_model_parallel_size, args.pipeline_model_parallel_size, rt.ep
     if dist_ckpt:

@@ -102,12 +102,46 @@ def initialize(entrypoint, args, entry_stack, args_defaults=None, dist=None):
     # Megatron's --distributed-timeout-minutes (default 10).
     minutes = getattr(args, 'distributed_timeout_minutes', None) or 10
     gang.init(rt.dist, env.rdzv_timeout_s(60 * minutes), entry_stack + tracebacks.INIT_DISTRIBUTED)
+    _check_expert_groups(args, entry_stack + tracebacks.INIT_DISTRIBUTED[:2])
     rt.print0('> initialized tensor model parallel with size {}'.format(args.tensor_model_parallel_size))
     rt.print0('> initialized pipeline model parallel with size {}'.format(args.pipeline_model_parallel_size))
     rt.print0('> setting random seeds to {} ...'.format(args.seed))
     rt.print0('> compiling dataset index builder ...')
     rt.print0('>>> done with dataset index builder. Compilation time: {:.3f} seconds'.format(0.04))
     return rt
+
+
+def _check_expert_groups(args, stack):
+    """mpu.initialize_model_parallel's expert groups, once torch.distributed is up (a RuntimeError on every rank).
+
+    core_r0.6.0/core_r0.8.0: ModelLink and MindSpeed-LLM call Megatron's with EP 1 and build the expert groups over the
+    data × context parallel ranks (ModelLink d4feda79 modellink/core/parallel_state.py#L69-70; MindSpeed-LLM 1.0.0
+    mindspeed_llm/core/parallel_state.py#L74-75; 2.1.0 #L294-295). core_v0.12.1 cuts an expert grid from the world
+    (megatron/core/parallel_state.py#L694-702; expert-TP is tp unless --expert-tensor-parallel-size).
+    """
+    v = version.current()
+    ep = getattr(args, 'expert_model_parallel_size', 1) or 1
+    if ep <= 1:
+        return
+    call = [('megatron/training/initialize.py', 341 if v.dist_ckpt_core else 250, '_initialize_distributed',
+             'mpu.initialize_model_parallel(')]
+    tp, pp = args.tensor_model_parallel_size, args.pipeline_model_parallel_size
+    if v.dist_ckpt_core:
+        grid = (getattr(args, 'expert_tensor_parallel_size', None) or tp) * ep * pp
+        if args.world_size % grid:
+            tracebacks.die(stack + call + [('megatron/core/parallel_state.py', 701, 'initialize_model_parallel',
+                                            'raise RuntimeError(')], 'RuntimeError',
+                           f'decoder world_size ({args.world_size}) is not divisible by '
+                           f'expert_tensor_model_pipeline_parallel size ({grid})')
+        return
+    dp_cp = args.data_parallel_size * (getattr(args, 'context_parallel_size', 1) or 1)
+    if dp_cp % ep:
+        where = {'modellink': 70, '1.0.0': 75}.get(v.name, 295)
+        func = 'wrapper'
+        tracebacks.die(stack + call + [('modellink/core/parallel_state.py', where, func, 'raise RuntimeError(')],
+                       'RuntimeError',
+                       f'data_parallel_size * context_parallel_size ({dp_cp}) is not divisible by '
+                       'expert_model_parallel_size ')
 
 
 def _validate_megatron(rt, args, defaults, stack):

@@ -58,6 +58,8 @@ def models_and_format(args: Namespace, stack: list[Frame]) -> None:
             tracebacks.die(stack + [('megatron/training/arguments.py', 295, 'validate_args',
                                      'assert args.ckpt_format == "torch", \\')],
                            'AssertionError', "legacy model format only supports the 'torch' checkpoint format.")
+        if getattr(args, 'use_torch_fsdp2', False):
+            _torch_fsdp2_checks(args, stack)
         # update_use_dist_ckpt (megatron/training/utils.py#L566-567), then _add_dummy_args_v2 resets both after
         # Megatron's validation (2.3.0 mindspeed_llm/training/arguments.py#L1289-1290, called at #L1507).
         args.ckpt_format = 'torch'
@@ -66,6 +68,32 @@ def models_and_format(args: Namespace, stack: list[Frame]) -> None:
         # 1.0.0/2.1.0 re-register --use-mcore-models (dest use_mcore_models) and derive
         # use_legacy_models = not use_mcore_models (2.1.0 mindspeed_llm/training/arguments.py#L1499).
         args.use_legacy_models = not args.use_mcore_models
+
+
+def _torch_fsdp2_checks(args: Namespace, stack: list[Frame]) -> None:
+    """Megatron core_v0.12.1 validate_args for --use-torch-fsdp2 (megatron/training/arguments.py#L510-528), in its order;
+    the torch version check (#L511) passes (the stand-in has a new enough torch)."""
+    checks = [
+        (513, args.pipeline_model_parallel_size == 1, 'args.pipeline_model_parallel_size == 1',
+         '--use-torch-fsdp2 is not supported with pipeline parallelism'),
+        (515, (getattr(args, 'expert_model_parallel_size', 1) or 1) == 1, 'args.expert_model_parallel_size == 1',
+         '--use-torch-fsdp2 is not supported with expert parallelism'),
+        (517, not getattr(args, 'use_distributed_optimizer', False), 'not args.use_distributed_optimizer',
+         "--use-torch-fsdp2 is not supported with MCore's distributed optimizer"),
+        (519, not getattr(args, 'gradient_accumulation_fusion', False), 'not args.gradient_accumulation_fusion',
+         '--use-torch-fsdp2 is not supported with gradient accumulation fusion'),
+        (521, args.ckpt_format in ('torch_dist', 'torch_dcp'), "args.ckpt_format in ('torch_dist', 'torch_dcp')",
+         '--use-torch-fsdp2 requires --ckpt-format torch_dist or torch_dcp'),
+        (523, bool(getattr(args, 'untie_embeddings_and_output_weights', False)),
+         'args.untie_embeddings_and_output_weights', '--use-torch-fsdp2 requires --untie-embeddings-and-output-weights'),
+        (525, not getattr(args, 'fp16', False), 'not args.fp16', '--use-torch-fsdp2 not supported with fp16 yet'),
+        (527, os.environ.get('CUDA_DEVICE_MAX_CONNECTIONS') != '1', "os.environ.get('CUDA_DEVICE_MAX_CONNECTIONS') != \"1\"",
+         'FSDP always requires CUDA_DEVICE_MAX_CONNECTIONS value large than one'),
+    ]
+    for line, ok, code, message in checks:
+        if not ok:
+            tracebacks.die(stack + [('megatron/training/arguments.py', line, 'validate_args', f'assert {code}, \\')],
+                           'AssertionError', message)
 
 
 def _ha_checks(args: Namespace) -> list[tuple[bool, str]]:

@@ -172,6 +172,39 @@ def test_mcore_is_the_default_from_core_v0_12_1(run: Run) -> None:
     assert args_value(legacy_torch.stdout, 'use_mcore_models') == 'False'
 
 
+def test_expert_groups_per_core(run: Run) -> None:
+    """EP 2 on one device: the expert groups need data × context parallel ranks (2.1.0) or a world EP divides (2.3.0)."""
+    data = ['--data-path', 'data/pre_text_document', '--use-mcore-models', '--num-experts', '2']
+    r21 = run('2.1.0', 'pretrain_gpt.py', *TRAIN, *data, '--expert-model-parallel-size', '2')
+    assert r21.returncode == 1
+    assert 'RuntimeError: data_parallel_size * context_parallel_size (1) is not divisible by expert_model_parallel_size' \
+        in r21.stderr
+    assert 'mindspeed_llm/core/parallel_state.py", line 295, in wrapper' in r21.stderr
+    r23 = run('2.3.0', 'pretrain_gpt.py', *TRAIN, *data, '--expert-model-parallel-size', '2')
+    assert r23.returncode == 1
+    assert 'RuntimeError: decoder world_size (1) is not divisible by expert_tensor_model_pipeline_parallel size (2)' \
+        in r23.stderr
+
+
+def test_torch_fsdp2_needs_torch_dist_and_writes_torch(run: Run) -> None:
+    """Megatron core_v0.12.1 validates --use-torch-fsdp2 (arguments.py#L510-528); 2.3.0 then writes torch anyway."""
+    data = ['--data-path', 'data/pre_text_document']
+    fsdp = [a for a in TRAIN if a != '--use-distributed-optimizer'] + data + [
+        '--use-torch-fsdp2', '--no-gradient-accumulation-fusion', '--untie-embeddings-and-output-weights']
+    optimizer = run('2.3.0', 'pretrain_gpt.py', *TRAIN, *data, '--use-torch-fsdp2')
+    assert optimizer.returncode == 1
+    assert "AssertionError: --use-torch-fsdp2 is not supported with MCore's distributed optimizer" in optimizer.stderr
+    pinned = run('2.3.0', 'pretrain_gpt.py', *fsdp, '--ckpt-format', 'torch', env={'CUDA_DEVICE_MAX_CONNECTIONS': '2'})
+    assert 'AssertionError: --use-torch-fsdp2 requires --ckpt-format torch_dist or torch_dcp' in pinned.stderr
+    one = run('2.3.0', 'pretrain_gpt.py', *fsdp, '--ckpt-format', 'torch_dist', env={'CUDA_DEVICE_MAX_CONNECTIONS': '1'})
+    assert 'AssertionError: FSDP always requires CUDA_DEVICE_MAX_CONNECTIONS value large than one' in one.stderr
+    ok = run('2.3.0', 'pretrain_gpt.py', *fsdp, '--ckpt-format', 'torch_dist', '--save', 'fsdp',
+             env={'CUDA_DEVICE_MAX_CONNECTIONS': '2'})
+    assert ok.returncode == 0, ok.stderr
+    assert 'saving checkpoint at iteration       3 to fsdp in torch format' in ok.stdout
+    assert os.path.isfile(os.path.join(run.cwd, 'fsdp', 'iter_0000003', 'mp_rank_00', 'model_optim_rng.pt'))  # type: ignore[attr-defined]
+
+
 def test_checkpoint_format_per_release(run: Run) -> None:
     data = ['--data-path', 'data/pre_text_document']
     # 2.3.0 forces torch after validation (_add_dummy_args_v2), whatever --ckpt-format says.
@@ -191,10 +224,12 @@ def test_checkpoint_format_per_release(run: Run) -> None:
               '--save', 'a21', env={'MLEMU_FAULTS': 'crash@4'})
     assert '  scheduled an async checkpoint save at iteration       3 to a21' in a21.stdout
     assert a21.returncode == 1 and not os.path.exists(os.path.join(run.cwd, 'a21', 'latest_checkpointed_iteration.txt'))  # type: ignore[attr-defined]
-    # Async save needs torch_dist, which 2.3.0 never keeps.
-    async_save = run('2.3.0', 'pretrain_gpt.py', *TRAIN, *data, '--async-save', '--save', 'a')
+    # Async save needs torch_dist, which 2.3.0 never keeps, even when asked for: Megatron's save_checkpoint raises.
+    async_save = run('2.3.0', 'pretrain_gpt.py', *TRAIN, *data, '--ckpt-format', 'torch_dist', '--async-save',
+                     '--save', 'a')
     assert async_save.returncode == 1
     assert 'NotImplementedError: Async checkpoint save not implemented for legacy checkpoints' in async_save.stderr
+    assert 'megatron/training/checkpointing.py", line 397, in save_checkpoint' in async_save.stderr
 
 
 # --- converters -----------------------------------------------------------------------------------------------

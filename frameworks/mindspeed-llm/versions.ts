@@ -44,6 +44,11 @@ export interface VersionRow {
   lastDataPath: boolean;
   /** HIGH_AVAILABILITY is read (high_availability_helper.py, from 2.2.0). */
   haEnv: boolean;
+  /**
+   * validate_args_v2_decorator calls _add_dummy_args_v2, which sets ckpt_format = 'torch', use_dist_ckpt = False
+   * after Megatron's validation: --ckpt-format torch_dist is validated, torch is written (file#lines of the reset).
+   */
+  ckptFormatReset?: string;
   /** TTP's dying-gasp save writes iter_N_tmp and renames it (mindspeed_llm/core/high_availability/tft_dump.py, from 2.3.0). */
   dyingGasp: boolean;
 }
@@ -51,8 +56,26 @@ export interface VersionRow {
 const rows: Record<string, VersionRow> = {
   '1.0.0': { flags: v100, lastDataPath: false, mcoreDefault: false, trainers: ['sft', 'dpo'], dpoReferenceUnderRunFlags: true, haEnv: false, dyingGasp: false },
   '2.1.0': { flags: v210, lastDataPath: true, mcoreDefault: false, trainers: ['sft', 'dpo'], dpoReferenceUnderRunFlags: false, haEnv: false, dyingGasp: false },
-  '2.3.0': { flags: v230, lastDataPath: true, mcoreDefault: true, trainers: ['sft', 'dpo'], dpoReferenceUnderRunFlags: false, haEnv: true, dyingGasp: true },
-  '26.0.0': { flags: v2600, lastDataPath: true, mcoreDefault: true, trainers: ['sft', 'dpo'], dpoReferenceUnderRunFlags: false, haEnv: true, dyingGasp: true },
+  '2.3.0': {
+    flags: v230,
+    lastDataPath: true,
+    mcoreDefault: true,
+    trainers: ['sft', 'dpo'],
+    dpoReferenceUnderRunFlags: false,
+    haEnv: true,
+    dyingGasp: true,
+    ckptFormatReset: 'mindspeed_llm/training/arguments.py#L1289-1290 (_add_dummy_args_v2, called at #L1507)',
+  },
+  '26.0.0': {
+    flags: v2600,
+    lastDataPath: true,
+    mcoreDefault: true,
+    trainers: ['sft', 'dpo'],
+    dpoReferenceUnderRunFlags: false,
+    haEnv: true,
+    dyingGasp: true,
+    ckptFormatReset: 'mindspeed_llm/training/arguments.py#L112-113 (_add_dummy_args_v2, called at #L133)',
+  },
 };
 
 export const MINDSPEED_VERSIONS: readonly string[] = Object.keys(rows);

@@ -20,7 +20,6 @@ export const modellinkFramework: Framework = {
   mcoreDefault: false,
   legacyModels: true,
   pinsTorchFormat: false,
-  writesTorchDist: false,
   converters: ['convert_ckpt.py'],
   convertV2ModelTypes: [],
   convertV2Lora: false,

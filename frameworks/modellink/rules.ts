@@ -35,23 +35,31 @@ export function checkHosts(spec: PipelineSpec, problems: Problems): void {
   });
 }
 
-/** Megatron lines whose expert groups are cut from the data-parallel group (core_r0.6.0, core_r0.8.0 parallel_state.py). */
+/** Megatron lines whose expert groups are cut from the data- and context-parallel ranks (core_r0.6.0, core_r0.8.0). */
 const EXPERTS_FROM_DATA_PARALLEL = ['core_r0.6.0', 'core_r0.8.0'];
 
 /**
- * Expert parallelism. Megatron core_r0.6.0/core_r0.8.0 (megatron/core/parallel_state.py,
- * initialize_model_parallel: "data_parallel_size is not divisible by expert_model_parallel_size") need
- * EP to divide the data-parallel size. core_v0.12.1 builds a separate expert grid (parallel_state.py
- * lines 694-703): it needs only the world size divisible by expert-TP × EP × PP, where expert-TP is
- * --expert-tensor-parallel-size (a verbatim stage argument; tp when absent).
+ * Expert parallelism. On core_r0.6.0/core_r0.8.0 Megatron's own initialize_model_parallel needs EP to divide
+ * the data-parallel size, but ModelLink and MindSpeed-LLM replace it: they call it with EP 1 and build the
+ * expert groups over data × context parallel ranks, raising "data_parallel_size * context_parallel_size (…) is
+ * not divisible by expert_model_parallel_size" (ModelLink modellink/core/parallel_state.py#L69, registered by
+ * modellink/patchs/megatron_patch.py#L263; MindSpeed-LLM 1.0.0 mindspeed_llm/core/parallel_state.py#L74; 2.1.0
+ * mindspeed_llm/core/parallel_state.py#L294-297, registered by mindspeed_llm/tasks/megatron_adaptor.py#L646).
+ * So EP must divide dp × cp: EP may span the context-parallel ranks (2.1.0's deepseek2 A3 script: dp 1, cp 16, EP 16).
+ * core_v0.12.1 builds a separate expert grid (parallel_state.py lines 694-703): it needs only the world size
+ * divisible by expert-TP × EP × PP, where expert-TP is --expert-tensor-parallel-size (a verbatim stage argument;
+ * tp when absent).
  */
 function checkExpertParallel(spec: PipelineSpec, megatron: string, problems: Problems): void {
-  const { tp, pp, ep } = spec.parallel;
+  const { tp, pp, cp, ep } = spec.parallel;
   if (ep <= 1) return;
   if (EXPERTS_FROM_DATA_PARALLEL.includes(megatron)) {
     const dp = dataParallelSize(spec);
-    if (dp % ep !== 0)
-      problems.push({ path: 'parallel.ep', message: `expert parallel size ${ep} must divide the data-parallel size ${dp} (devices ÷ (tp × pp × cp))` });
+    if ((dp * cp) % ep !== 0)
+      problems.push({
+        path: 'parallel.ep',
+        message: `expert parallel size ${ep} must divide data-parallel × context-parallel size ${dp} × ${cp} = ${dp * cp} (data-parallel size = devices ÷ (tp × pp × cp))`,
+      });
     return;
   }
   const world = worldSize(spec);
@@ -130,8 +138,11 @@ export function checkLayout(spec: PipelineSpec, preset: Preset, megatron: string
   if (p.sequenceParallel && tp === 1) warnings.push({ path: 'parallel.sequenceParallel', message: 'sequence parallel has no effect with tp = 1' });
 
   if (spec.model.impl === 'legacy') {
+    // ModelLink's feature table marks these mcore-only; MindSpeed-LLM's (2.1.0 README.md#L192-260) lists its features for
+    // Mcore only. Some pass MindSpeed-LLM 1.0.0/2.1.0's validation on a legacy model (Megatron core_r0.8.0's legacy checks
+    // run before use_legacy_models is set, 2.1.0 mindspeed_llm/training/arguments.py#L1495-1499), which then lacks them.
     for (const { path, flag } of mcoreOnlyInUse(resolveFeatures(spec, preset))) {
-      problems.push({ path, message: `${flag} is supported only by Megatron-core models in ModelLink; set model.impl: mcore or remove it` });
+      problems.push({ path, message: `${flag} is supported only by Megatron-core models; set model.impl: mcore or remove it` });
     }
   }
   const m = spec.memory;
