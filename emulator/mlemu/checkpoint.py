@@ -171,17 +171,17 @@ def save_checkpoint(rt: 'Runtime', save_dir: str, iteration: int, args: Namespac
     v = version.current()
     dist_ckpt = v.is_msl and bool(getattr(args, 'use_dist_ckpt', False))
     # `ckpt_format = args.ckpt_format if args.use_dist_ckpt else 'torch'` (MindSpeed-LLM 2.3.0
-    # mindspeed_llm/training/checkpointing.py#L166). On 2.2.0+ use_dist_ckpt is always False here:
+    # mindspeed_llm/training/checkpointing.py#L166; 26.1.0 #L234). On 2.2.0-26.0.0 use_dist_ckpt is always False here:
     # validate_args_v2_decorator calls _add_dummy_args_v2, which sets ckpt_format='torch', use_dist_ckpt=False after
     # Megatron's validation whatever --ckpt-format said (2.3.0 mindspeed_llm/training/arguments.py#L1277-1290,#L1507;
-    # 26.0.0 #L101-113,#L133).
+    # 26.0.0 #L101-113,#L133). 26.1.0 no longer resets them (#L156-176): torch_dist, Megatron's default, is written.
     # core_r0.8.0 names it --dist-ckpt-format (2.1.0 mindspeed_llm/training/checkpointing.py#L256).
     fmt = (getattr(args, 'ckpt_format', None) or getattr(args, 'dist_ckpt_format', None) or 'torch_dist') \
         if dist_ckpt else 'torch'
     rt.print0('saving checkpoint at iteration {:7d} to {} in {} format'.format(iteration, save_dir, fmt))
     if v.is_msl and getattr(args, 'async_save', False) and not dist_ckpt:
-        # 2.3.0 mindspeed_llm/training/checkpointing.py#L187-189 (2.1.0 #L277-279).
-        line = 189 if v.dist_ckpt_core else 279
+        # 2.3.0 mindspeed_llm/training/checkpointing.py#L187-189 (2.1.0 #L277-279, 26.1.0 #L278-279).
+        line = 189 if v.resets_ckpt_format else 279
         tracebacks.die(list(stack) + [(
             'mindspeed_llm/training/checkpointing.py', line, 'wrapper',
             "raise NotImplementedError('Async checkpoint save not implemented for legacy checkpoints')")],

@@ -59,9 +59,12 @@ def models_and_format(args: Namespace, stack: list[Frame]) -> None:
                                      'assert args.ckpt_format == "torch", \\')],
                            'AssertionError', "legacy model format only supports the 'torch' checkpoint format.")
         # update_use_dist_ckpt (megatron/training/utils.py#L566-567), then _add_dummy_args_v2 resets both after
-        # Megatron's validation (2.3.0 mindspeed_llm/training/arguments.py#L1289-1290, called at #L1507).
-        args.ckpt_format = 'torch'
-        args.use_dist_ckpt = False
+        # Megatron's validation (2.3.0 mindspeed_llm/training/arguments.py#L1289-1290, called at #L1507) -- up to
+        # 26.0.0; 26.1.0's _add_dummy_args_v2 (#L156-176) leaves them as Megatron set them.
+        args.use_dist_ckpt = args.ckpt_format != 'torch'
+        if v.resets_ckpt_format:
+            args.ckpt_format = 'torch'
+            args.use_dist_ckpt = False
     else:
         # 1.0.0/2.1.0 re-register --use-mcore-models (dest use_mcore_models) and derive
         # use_legacy_models = not use_mcore_models (2.1.0 mindspeed_llm/training/arguments.py#L1499).
@@ -92,7 +95,8 @@ def _ha_checks(args: Namespace) -> list[tuple[bool, str]]:
             (ha and a('use_dist_ckpt'), 'switch of the high availability feature is unsupported'),
         ]
     # 2.3.0 features_manager/high_availability/high_availability.py#L27-57; 26.0.0 adds disable-gloo-group and LoRA
-    # (#L42-44, #L63-65). use_dist_ckpt is always False by then (_add_dummy_args_v2 runs first).
+    # (#L42-44, #L63-65; 26.1.0 #L35-79 the same checks). use_dist_ckpt is False by then up to 26.0.0
+    # (_add_dummy_args_v2 runs first); on 26.1.0 it is Megatron's (--ckpt-format other than torch).
     elastic = a('enable_elastic_training')
     checks = [
         (a('enable_hbmfault_repair') and not ha,
@@ -101,7 +105,7 @@ def _ha_checks(args: Namespace) -> list[tuple[bool, str]]:
         (ha and a('swap_attention'),
          'switch of the high availability feature is unsupported, please disable swap attention first.'),
     ]
-    if v.name == '26.0.0':
+    if v.ha_refuses_gloo_and_lora:
         checks.append((ha and a('disable_gloo_group'),
                        'switch of the high availability feature is unsupported, please disable disable-gloo-group first.'))
     checks += [
@@ -119,7 +123,7 @@ def _ha_checks(args: Namespace) -> list[tuple[bool, str]]:
          'switch of the enable elastic training is unsupported when expert-model-parallel-size, context '
          'parallel size is set.'),
     ]
-    if v.name == '26.0.0':
+    if v.ha_refuses_gloo_and_lora:
         checks.append((ha and bool(getattr(args, 'lora_target_modules', None)),
                        'switch of the high availability feature is unsupported, please disable lora-target-modules first.'))
     return checks
@@ -130,6 +134,11 @@ def validate_high_availability(args: Namespace, stack: list[Frame]) -> None:
     where = ('mindspeed_llm/training/arguments.py', 681, '_validate_high_availability', 'import mindio_ttp') \
         if v.name == '1.0.0' else ('mindspeed_llm/features_manager/high_availability/high_availability.py', 30,
                                    'validate_args', 'import mindio_ttp')
+    if getattr(args, 'enable_high_availability', False) and not mindio_installed() and v.ha_find_spec:
+        # 26.1.0 high_availability.py#L37-38: find_spec, a plain AssertionError.
+        tracebacks.die(stack + [(where[0], 38, where[2], 'raise AssertionError("High availability feature requires '
+                                                           'the mindio_ttp package but is not installed.")')],
+                       'AssertionError', 'High availability feature requires the mindio_ttp package but is not installed.')
     if getattr(args, 'enable_high_availability', False) and not mindio_installed():
         # `import mindio_ttp` -> ModuleNotFoundError, re-raised as AssertionError "from e".
         cause = tracebacks.format_traceback(stack + [where], 'ModuleNotFoundError', "No module named 'mindio_ttp'")
@@ -176,10 +185,6 @@ def unknown_stage(rt: 'object', stage: str | None) -> None:
 
 # --- online conversion (2.3.0+: features_manager/convert_checkpoint) ------------------------------------------
 
-HF2MG_MODELS = ('llama2', 'qwen3', 'qwen3-moe', 'deepseek3', 'glm45-moe', 'bailing_mini', 'qwen3-next', 'seed-oss',
-                'deepseek32', 'magistral', 'deepseek2-lite')
-
-
 def _has_hf_weights(directory: str | None) -> bool:
     """26.0.0 convert_checkpoint.py#L56-69 has_safetensor_weights."""
     if not directory or not os.path.isdir(directory):
@@ -191,10 +196,14 @@ def _has_hf_weights(directory: str | None) -> bool:
 def validate_online_convert(args: Namespace, stack: list[Frame]) -> None:
     """26.0.0 CheckpointFeature.validate_args (features_manager/convert_checkpoint/convert_checkpoint.py#L71-90):
     a --load holding HF weights switches both directions on by itself."""
-    if version.current().name != '26.0.0':
+    v = version.current()
+    if not v.hf_load_converts:
         return
     where = stack + [('mindspeed_llm/features_manager/convert_checkpoint/convert_checkpoint.py', 74, 'validate_args',
                       'raise AssertionError(')]
+    if args.ckpt_format == 'torch_dist' and args.enable_hf2mg_convert:
+        # 26.1.0 #L113-114; up to 26.0.0 _add_dummy_args_v2 has already made ckpt_format 'torch' here.
+        tracebacks.die(where, 'AssertionError', '--ckpt-format torch_dist cannot be used together with --enable-hf2mg-convert')
     hf = _has_hf_weights(args.load)
     if not hf and args.enable_hf2mg_convert:
         tracebacks.die(where, 'AssertionError', 'cannot find safetensor, please check load dir')
@@ -204,7 +213,7 @@ def validate_online_convert(args: Namespace, stack: list[Frame]) -> None:
     if not args.save and args.enable_mg2hf_convert:
         tracebacks.die(where, 'AssertionError', 'if enable_mg2hf_convert, please set save dir')
     if getattr(args, 'lora_target_modules', None) and args.enable_mg2hf_convert:
-        tracebacks.die(where, 'AssertionError', 'Lora and QLora are not supported with enable_mg2hf_convert')
+        tracebacks.die(where, 'AssertionError', v.lora_mg2hf_message)
     if args.enable_hf2mg_convert and args.enable_mg2hf_convert and not args.hf_cfg_dir:
         args.hf_cfg_dir = args.load
     if args.enable_hf2mg_convert and not args.model_type_hf:
@@ -232,8 +241,7 @@ def online_hf2mg(rt: 'object', stack: list[Frame]) -> None:
     if not ('config.json' in files and any(f.endswith(('.bin', '.safetensors')) and 'model' in f.lower() for f in files)):
         tracebacks.die(where, 'ValueError', f'When enable_hf2mg_convert is enabled, path {args.load} is not a valid '
                                             f'HuggingFace path.')
-    # 2.3.0 initialize.py#L231-240; 26.0.0 adds mamba2 (initialize.py#L231-234).
-    supported = HF2MG_MODELS + (('mamba2',) if version.current().name == '26.0.0' else ())
+    supported = version.current().hf2mg_models
     if args.model_type_hf not in supported:
         tracebacks.die(where, 'ValueError', f"Current --enable-hf2mg-convert does not support model type "
                                             f"'{args.model_type_hf}'. Supported models: {', '.join(supported)}")
@@ -268,7 +276,7 @@ def online_mg2hf(rt: 'object', iteration: int) -> None:
 
     from . import convert_v2
     args = rt.args
-    if version.current().name != '26.0.0' or not getattr(args, 'enable_mg2hf_convert', False):
+    if not version.current().hf_load_converts or not getattr(args, 'enable_mg2hf_convert', False):
         return
     if getattr(args, 'only_convert_last_checkpoint', False) and iteration != args.train_iters:
         return
