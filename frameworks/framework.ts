@@ -66,8 +66,12 @@ export interface Framework extends FrameworkChoice {
   legacyModels: boolean;
   /** Megatron's default --ckpt-format is torch_dist: linkflow passes --ckpt-format torch unless asked otherwise. */
   pinsTorchFormat: boolean;
-  /** --ckpt-format torch_dist is honoured (MindSpeed-LLM 2.3.0 and 26.0.0 reset it to torch after validation). */
+  /** --ckpt-format torch_dist is honoured (MindSpeed-LLM 2.3.0 and 26.0.0 reset it to torch after validation; 26.1.0 does not). */
   writesTorchDist: boolean;
+  /** preprocess_data.py's handlers (data_handler.py's classes), where generated; ModelLink: undefined (see plan/versions.ts). */
+  preprocessHandlers?: readonly string[];
+  /** Context parallelism in a fine-tune with --variable-seq-lengths: forbidden, allowed with padding to tp × cp, or allowed. */
+  contextParallelVarlen: 'forbidden' | 'padded' | 'allowed';
   converters: readonly Converter[];
   /** Model types convert_ckpt_v2.py accepts (--model-type-hf choices); empty without v2. */
   convertV2ModelTypes: readonly string[];

@@ -72,21 +72,20 @@ function checkHighAvailability(spec: PipelineSpec, framework: Framework, problem
 
 /** Rules of one stage on this version: its trainer, checkpoint format, tasks. */
 /**
- * Preprocess handlers that only some MindSpeed-LLM versions define (classes of mindspeed_llm/tasks/preprocess/
- * data_handler.py on each release branch); the others are in every version linkflow drives.
+ * The preprocess handlers a version defines: MindSpeed-LLM's generated list (data_handler.py's classes on each release
+ * branch, frameworks/mindspeed-llm/flag-names/); ModelLink has all of the spec's handlers but these, added by MindSpeed-LLM.
  */
-const HANDLER_VERSIONS: Readonly<Record<string, readonly string[]>> = {
-  HunyuanInstructionHandler: ['2.1.0', '2.3.0', '26.0.0'],
-  PPOAlpacaStyleInstructionHandler: ['2.1.0', '2.3.0', '26.0.0'],
-  R1AlpacaStyleInstructionHandler: ['2.1.0', '2.3.0', '26.0.0'],
-  R1SharegptStyleInstructionHandler: ['2.1.0', '2.3.0', '26.0.0'],
-  AlpacaStyleProcessRewardHandler: ['2.1.0'],
-  SharegptPretrainHandler: ['2.3.0', '26.0.0'],
-};
+const MINDSPEED_ONLY_HANDLERS = new Set([
+  'HunyuanInstructionHandler',
+  'PPOAlpacaStyleInstructionHandler',
+  'R1AlpacaStyleInstructionHandler',
+  'R1SharegptStyleInstructionHandler',
+  'AlpacaStyleProcessRewardHandler',
+  'SharegptPretrainHandler',
+]);
 
 function hasHandler(framework: Framework, handler: string): boolean {
-  const versions = HANDLER_VERSIONS[handler];
-  return !versions || (framework.flavour === 'mindspeed-llm' && versions.includes(framework.version));
+  return framework.preprocessHandlers ? framework.preprocessHandlers.includes(handler) : !MINDSPEED_ONLY_HANDLERS.has(handler);
 }
 
 export function checkStageOnVersion(spec: PipelineSpec, framework: Framework, stage: Stage, specPath: string, problems: Problems): void {
@@ -102,6 +101,13 @@ export function checkStageOnVersion(spec: PipelineSpec, framework: Framework, st
         message: framework.pinsTorchFormat
           ? `${framework.name} writes torch checkpoints whatever --ckpt-format says (mindspeed_llm/training/arguments.py _add_dummy_args_v2 resets it after validation); torch_dist is written by ${versionsWith((f) => f.writesTorchDist)}`
           : `--ckpt-format is Megatron core_v0.12.1's; ${framework.name} runs ${framework.megatron} (torch_dist is written by ${versionsWith((f) => f.writesTorchDist)})`,
+      });
+    else if (stage.checkpointFormat === 'torch_dist')
+      // The version would write one directory of .distcp files per iteration; the resume scan, the LoRA views and the
+      // converters read the per-rank layout (mp_rank_*/model_optim_rng.pt, frameworks/modellink/checkpoint.ts).
+      problems.push({
+        path: `${specPath}.checkpointFormat`,
+        message: `${framework.name} writes torch_dist as asked, but linkflow resumes and converts only the per-rank torch layout (mp_rank_*/model_optim_rng.pt): leave checkpointFormat torch`,
       });
     if (stage.asyncSave && stage.checkpointFormat !== 'torch_dist')
       problems.push({ path: `${specPath}.asyncSave`, message: 'async save writes torch_dist checkpoints only: set checkpointFormat: torch_dist' });

@@ -394,6 +394,18 @@ def task_names(tree: str) -> dict:
     return out
 
 
+def preprocess_handlers(tree: str) -> dict:
+    """preprocess_data.py's --handler-name is looked up among data_handler.py's classes (get_dataset_handler's
+    getattr on the module), not argparse choices: the classes named *Handler, BaseDatasetHandler left out."""
+    import ast
+
+    path = 'mindspeed_llm/tasks/preprocess/data_handler.py'
+    tree_ast = ast.parse(open(os.path.join(tree, path)).read())
+    classes = [(n.name, n.lineno) for n in tree_ast.body if isinstance(n, ast.ClassDef) and n.name.endswith('Handler')
+               and n.name != 'BaseDatasetHandler']
+    return {'source': path, 'handlers': [c for c, _ in classes], 'lines': [line for _, line in classes]}
+
+
 def unknown_args(tree: str, entry: str) -> str:
     """Megatron's parsers error on unknown flags; convert_ckpt_v2.py reads its own with parse_known_args and, from
     26.1.0 (convert_ckpt_v2.py#L132-134), raises ValueError when anything is left over."""
@@ -413,7 +425,8 @@ def version_document(ver: str, spec: dict, tree: str, sources: dict) -> dict:
                               'v2': 'process_args_v2: MindSpeedFeaturesManager.register_features_args over mindspeed_llm/'
                                     'features_manager FEATURES_LIST (MindSpeed core and MindSpeed-LLM features)'}[spec['style']],
            'parsers': {}, 'entrypoints': {}, 'missing_entrypoints': [], 'convert_ckpt_plugin_combinations': {},
-           'task_names': task_names(tree), 'stubbed_while_generating': {}}
+           'task_names': task_names(tree), 'preprocess_handlers': preprocess_handlers(tree),
+           'stubbed_while_generating': {}}
     for ep in ENTRYPOINTS:
         if not os.path.exists(os.path.join(tree, ep)):
             doc['missing_entrypoints'].append(ep)

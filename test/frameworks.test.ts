@@ -115,14 +115,23 @@ describe('a pipeline per framework version', () => {
     Object.assign(spec.stages[3], { checkpointFormat: 'torch_dist', asyncSave: true });
     Object.assign(spec.stages[4], { asyncSave: true });
     expect(problems(spec)).toEqual([
-      'stages[3].checkpointFormat: MindSpeed-LLM 2.3.0 writes torch checkpoints whatever --ckpt-format says (mindspeed_llm/training/arguments.py _add_dummy_args_v2 resets it after validation); torch_dist is written by no version linkflow knows',
+      'stages[3].checkpointFormat: MindSpeed-LLM 2.3.0 writes torch checkpoints whatever --ckpt-format says (mindspeed_llm/training/arguments.py _add_dummy_args_v2 resets it after validation); torch_dist is written by MindSpeed-LLM 26.1.0',
       'stages[4].asyncSave: async save writes torch_dist checkpoints only: set checkpointFormat: torch_dist',
       'stages[4].asyncSave: async save is for pretraining only (MindSpeed-LLM async_save_torch_dist.md: not LoRA, SFT or DPO)',
     ]);
     const ml = fiveStageSpec('f', '/tmp/ws');
     Object.assign(ml.stages[3], { checkpointFormat: 'torch_dist' });
     expect(problems(ml)).toEqual([
-      "stages[3].checkpointFormat: --ckpt-format is Megatron core_v0.12.1's; ModelLink d4feda79 runs core_r0.6.0 (torch_dist is written by no version linkflow knows)",
+      "stages[3].checkpointFormat: --ckpt-format is Megatron core_v0.12.1's; ModelLink d4feda79 runs core_r0.6.0 (torch_dist is written by MindSpeed-LLM 26.1.0)",
+    ]);
+  });
+
+  it('on 26.1.0, which honours --ckpt-format, still pins torch and refuses torch_dist: linkflow resumes the per-rank layout only', () => {
+    const spec = onFramework(fiveStageSpec('f', '/tmp/ws'), 'mindspeed-llm', '26.1.0');
+    expect(arg(stage(plan(spec).stages, 'pretrain'), '--ckpt-format')).toBe('torch');
+    Object.assign(spec.stages[3], { checkpointFormat: 'torch_dist', asyncSave: true });
+    expect(problems(spec)).toEqual([
+      'stages[3].checkpointFormat: MindSpeed-LLM 26.1.0 writes torch_dist as asked, but linkflow resumes and converts only the per-rank torch layout (mp_rank_*/model_optim_rng.pt): leave checkpointFormat torch',
     ]);
   });
 
@@ -136,7 +145,7 @@ describe('a pipeline per framework version', () => {
     const cmmlu = fiveStageSpec('e', '/tmp/ws');
     Object.assign(cmmlu.stages[5], { tasks: [{ name: 'cmmlu', dataPath: path.join(DEMO, 'cmmlu', 'test') }] });
     expect(problems(cmmlu)).toContain(
-      "stages[5].tasks[0].name: ModelLink d4feda79's evaluation.py has no task cmmlu; MindSpeed-LLM 2.1.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0 have it",
+      "stages[5].tasks[0].name: ModelLink d4feda79's evaluation.py has no task cmmlu; MindSpeed-LLM 2.1.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0, MindSpeed-LLM 26.1.0 have it",
     );
     expect(problems(onFramework(cmmlu, 'mindspeed-llm', '2.3.0'))).toEqual([]);
     const logProbs = onFramework(fiveStageSpec('i', '/tmp/ws'), 'mindspeed-llm', '2.3.0');
@@ -179,10 +188,10 @@ describe('a pipeline per framework version', () => {
     expect(flags(pretrain)).toEqual(expect.arrayContaining(['--enable-high-availability', '--enable-hbmfault-repair', '--ckpt-format']));
     expect(arg(pretrain, '--ckpt-format')).toBe('torch');
     expect(problems(ha('2.1.0', { strategies: ['dump'] }))).toEqual([
-      'highAvailability.strategies: MindSpeed-LLM 2.1.0 does not read HIGH_AVAILABILITY; MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0 do (or set the flags: hbmFaultRepair, workerReboot, elasticTraining)',
+      'highAvailability.strategies: MindSpeed-LLM 2.1.0 does not read HIGH_AVAILABILITY; MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0, MindSpeed-LLM 26.1.0 do (or set the flags: hbmFaultRepair, workerReboot, elasticTraining)',
     ]);
     expect(problems(ha('1.0.0', { noReplica: true }))).toContain(
-      "stages[3]: this stage needs --distributed-optimizer-no-replica, which MindSpeed-LLM 1.0.0's pretrain_gpt.py does not define; it exists in MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0",
+      "stages[3]: this stage needs --distributed-optimizer-no-replica, which MindSpeed-LLM 1.0.0's pretrain_gpt.py does not define; it exists in MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0, MindSpeed-LLM 26.1.0",
     );
     // One device: the replica optimizer has no data-parallel group to split.
     const single = ha('2.3.0', {});
@@ -239,11 +248,13 @@ describe('converters by version', () => {
     Object.assign(lora.stages[4], { lora: { r: 8, alpha: 16 } });
     lora.stages.push({ name: 'merged', kind: 'convert', from: 'pretrain', to: 'hf', hfDir: path.join(DEMO, 'hf-tiny'), lora: { load: 'finetune' } });
     expect(problems(lora).join('\n')).toMatch(
-      /stages\[7\]\.lora: MindSpeed-LLM 2\.3\.0's convert_ckpt_v2\.py cannot merge LoRA weights \(MindSpeed-LLM 26\.0\.0 can\)/,
+      /stages\[7\]\.lora: MindSpeed-LLM 2\.3\.0's convert_ckpt_v2\.py cannot merge LoRA weights \(MindSpeed-LLM 26\.0\.0, MindSpeed-LLM 26\.1\.0 can\)/,
     );
     const asked = onFramework(fiveStageSpec('c', '/tmp/ws'), 'mindspeed-llm', '2.1.0');
     (asked.modellink as Record<string, unknown>).converter = 'convert_ckpt_v2.py';
-    expect(problems(asked)).toEqual(['modellink.converter: MindSpeed-LLM 2.1.0 has no convert_ckpt_v2.py; MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0 have it']);
+    expect(problems(asked)).toEqual([
+      'modellink.converter: MindSpeed-LLM 2.1.0 has no convert_ckpt_v2.py; MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0, MindSpeed-LLM 26.1.0 have it',
+    ]);
   });
 
   it('exports a LoRA fine-tuned model back to HF with the LoRA merged (HF → mcore → HF)', () => {

@@ -1,5 +1,8 @@
 """MindSpeed-LLM 26.1.0 (emulator/roots/mindspeed-llm-26.1.0/): what differs from 26.0.0, each read from the 26.1.0
-branch head (reference/README.md lists the commit). The fixtures are test_mindspeed.py's."""
+branch head (reference/README.md lists the commit). The fixtures are test_mindspeed.py's, imported by name: the
+tests' parameters `run` then shadow the import, as pytest intends.
+"""
+# ruff: noqa: F811
 
 import os
 

@@ -45,9 +45,7 @@ function build(version: string, row: VersionRow): Framework {
     legacyModels: true,
     // Megatron core_v0.12.1 defaults --ckpt-format to torch_dist (the generated default says so).
     pinsTorchFormat: flags.defaults['--ckpt-format'] === 'torch_dist',
-    // _add_dummy_args_v2 sets ckpt_format = 'torch', use_dist_ckpt = False after Megatron's validation
-    // (2.3.0 mindspeed_llm/training/arguments.py#L1289-1290; 26.0.0 #L112-113): torch_dist is never written.
-    writesTorchDist: false,
+    writesTorchDist: row.writesTorchDist,
     converters,
     convertV2ModelTypes: flags.convertV2ModelTypes ?? [],
     convertV2Lora: sets.get('convert_ckpt_v2.py')?.has('--lora-load') ?? false,
@@ -68,6 +66,8 @@ function build(version: string, row: VersionRow): Framework {
       needsTorchFormat: true,
       dyingGasp: row.dyingGasp,
     },
+    preprocessHandlers: flags.handlers,
+    contextParallelVarlen: row.contextParallelVarlen,
     renamed: flags.renamed,
     choices: flags.choices,
     isKnownFlag: (entrypoint: Entrypoint, flag: string) => sets.get(entrypoint)?.has(flag) ?? false,
