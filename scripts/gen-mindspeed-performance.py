@@ -2,9 +2,9 @@
 with the file, commit and line each row is on.
 
 Read from the bare git mirror of github.com/Ascend/MindSpeed-LLM (the `fetch` tool's copy):
-  * README.md of each supported version (1.0.0, 2.1.0, 2.3.0, 26.0.0): the pretraining MFU table and the
+  * README.md of each supported version (1.0.0, 2.1.0, 2.3.0, 26.0.0, 26.1.0): the pretraining MFU table and the
     fine-tuning table (samples/s and MFU), HTML tables;
-  * 26.0.0 docs/en/pytorch/features/README.md: the "Throughput (Tokens/s)" tables (pretraining, fine-tuning);
+  * 26.0.0 and 26.1.0 docs/en/pytorch/features/README.md: the "Throughput (Tokens/s)" tables (pretraining, fine-tuning);
   * tag v1.0.RC3.0 README.md: the last per-model tokens/p/s table (Atlas 900 A2 PODc), ModelLink's format.
 
 Only tables whose header names a measurement (MFU, throughput, 性能 = performance) are kept. Cells spanning
@@ -27,6 +27,8 @@ SOURCES = [
     ('2.3.0', 'README.md'),
     ('26.0.0', 'README.md'),
     ('26.0.0', 'docs/en/pytorch/features/README.md'),
+    ('26.1.0', 'README.md'),
+    ('26.1.0', 'docs/en/pytorch/features/README.md'),
     ('v1.0.RC3.0', 'README.md'),
 ]
 MEASURES = ('MFU', 'Throughput', '性能', 'tokens')
