@@ -32,6 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # ref per version, from each branch's install guide:
 #   1.0.0  docs/USER_GUIDE.md#L63-67,#L101-102 (Megatron core_r0.6.0, MindSpeed 969686ff)
 #   2.1.0  docs/pytorch/install_guide.md#L67,#L76-79 (MindSpeed 2c085cc9, Megatron core_r0.8.0)
+#   2.2.0  docs/pytorch/install_guide.md#L139-154 (MindSpeed 2.2.0_core_r0.12.1, Megatron core_v0.12.1)
 #   2.3.0  docs/pytorch/install_guide.md#L147-161 (MindSpeed 2.3.0_core_r0.12.1, Megatron core_v0.12.1)
 #   26.0.0 docs/en/pytorch/training/install_guide.md#L168-185 (MindSpeed 26.0.0_core_r0.12.1, Megatron core_v0.12.1)
 #   26.1.0 docs/en/pytorch/training/install_guide.md#L190-210 (MindSpeed 26.1.0_core_r0.12.1, Megatron core_v0.12.1)
@@ -52,8 +53,8 @@ VERSIONS = {
                'megatron_name': 'core_v0.12.1', 'style': 'v2'},
 }
 
-# linkflow's supported set (2.0.0 and 2.2.0 are generated only when named on the command line).
-SUPPORTED = ['1.0.0', '2.1.0', '2.3.0', '26.0.0', '26.1.0']
+# linkflow's supported set (2.0.0 is generated only when named on the command line).
+SUPPORTED = ['1.0.0', '2.1.0', '2.2.0', '2.3.0', '26.0.0', '26.1.0']
 
 ENTRYPOINTS = ['pretrain_gpt.py', 'posttrain_gpt.py', 'convert_ckpt.py', 'convert_ckpt_v2.py', 'preprocess_data.py',
                'evaluation.py', 'inference.py']

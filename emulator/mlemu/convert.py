@@ -59,7 +59,7 @@ def parse(argv):
     known, _ = parser.parse_known_args(argv)
     if version.current().is_msl and version.current().name != '1.0.0':
         # 2.3.0 convert_ckpt.py#L37-39 (26.0.0 #L40-42); 2.1.0 has no such warning but the same flow.
-        if version.current().dist_ckpt_core:
+        if version.current().v1_eol_warning:
             logs.setup()
             log.warning('This version of weight conversion tool is approaching end-of-life. '
                         'It will be officially deprecated in the Q4 new release. '

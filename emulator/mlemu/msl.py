@@ -21,6 +21,15 @@ def mindio_installed() -> bool:
     return os.environ.get(MINDIO_ENV, '') == '1'
 
 
+# Set to 1 to say MindCluster's TaskD (taskd.python.adaptor.elastic_training) is installed; 2.2.0 imports it for
+# elastic training.
+TASKD_ENV = 'MLEMU_TASKD'
+
+
+def taskd_installed() -> bool:
+    return os.environ.get(TASKD_ENV, '') == '1'
+
+
 def pre_validate(args: Namespace) -> None:
     """HighAvailabilityFeature.pre_validate_args -> get_env_args (2.3.0 mindspeed_llm/tasks/high_availability/
     high_availability_helper.py#L6-22): HIGH_AVAILABILITY=dump|retry|recover|elastic-training (comma list), as
@@ -102,14 +111,18 @@ def _ha_checks(args: Namespace) -> list[tuple[bool, str]]:
         (a('enable_hbmfault_repair') and not ha,
          'switch of the enable hbmfault repair is unsupported, please enable high availability feature first.'),
         (ha and a('use_dist_ckpt'), 'switch of the high availability feature is unsupported'),
-        (ha and a('swap_attention'),
-         'switch of the high availability feature is unsupported, please disable swap attention first.'),
     ]
+    if v.ha_refuses_swap_attention:
+        checks.append((ha and a('swap_attention'),
+                       'switch of the high availability feature is unsupported, please disable swap attention first.'))
     if v.ha_refuses_gloo_and_lora:
         checks.append((ha and a('disable_gloo_group'),
                        'switch of the high availability feature is unsupported, please disable disable-gloo-group first.'))
     checks += [
         (a('swap_optimizer') and ha, 'switch of the high availability feature is unsupported'),
+        # 2.2.0 #L41-47: `import taskd.python.adaptor.elastic_training` (MindCluster's TaskD), re-raised as this.
+        (v.elastic_needs_taskd and elastic and not taskd_installed(),
+         'enable elastic training requires the taskd.python.adaptor.elastic_training package but it is not installed.'),
         (elastic and not ha,
          'switch of the enable elastic training is unsupported, please enable high availability feature first.'),
         (elastic and not a('use_distributed_optimizer'),
@@ -295,8 +308,9 @@ def online_mg2hf(rt: 'object', iteration: int) -> None:
 # --- high availability: the dying-gasp checkpoint --------------------------------------------------------------
 
 def ttp_active(args: Namespace) -> bool:
-    """MindIO TTP runs the training (tft_train) when HA is on and mindio_ttp imports (2.3.0+ training.py)."""
-    return version.current().dist_ckpt_core and bool(getattr(args, 'enable_high_availability', False)) \
+    """MindIO TTP runs the training (tft_train) when HA is on and mindio_ttp imports (2.2.0+ training.py); the
+    dying-gasp save is modelled where MindSpeed-LLM writes it itself (tft_dump.py, 2.3.0+)."""
+    return version.current().dying_gasp and bool(getattr(args, 'enable_high_availability', False)) \
         and mindio_installed()
 
 

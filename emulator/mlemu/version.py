@@ -46,6 +46,18 @@ class Version:
     # convert_ckpt_v2.py raises ValueError("Unrecognized argument : ...") for flags it does not define (26.1.0
     # convert_ckpt_v2.py#L132-134); 2.3.0 and 26.0.0 ignore them (parse_known_args, 2.3.0 #L53).
     v2_rejects_unknown: bool = False
+    # 2.3.0+ training_log adds ' core attn ratio (%): ' after the throughput (mindspeed_llm/training/
+    # training.py#L1073-1074); 2.2.0's training.py has no such field.
+    core_attn_ratio: bool = False
+    # 2.3.0+: MindSpeed-LLM's own TTP dump (mindspeed_llm/core/high_availability/tft_dump.py) writes the dying-gasp
+    # checkpoint; 2.2.0 leaves saving to mindio_ttp.adaptor (closed source), which the emulator does not model.
+    dying_gasp: bool = False
+    # HA refuses --swap-attention (2.3.0 high_availability.py#L39-41); 2.2.0 has no such check.
+    ha_refuses_swap_attention: bool = False
+    # 2.2.0 high_availability.py#L41-47: elastic training imports taskd.python.adaptor.elastic_training first.
+    elastic_needs_taskd: bool = False
+    # convert_ckpt.py warns that v1 is approaching end-of-life (2.3.0 convert_ckpt.py#L37-39); 2.2.0 does not.
+    v1_eol_warning: bool = False
     # mindspeed_llm/tasks/checkpoint/ (git ls-tree of the branch head): convert_ckpt.py's plugins (modules with
     # add_arguments) and the other modules its load_plugin may find.
     checkpoint_modules: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
@@ -74,12 +86,6 @@ class Version:
         return f'[ t {tp_rank}, p {pp_rank} ]'
 
     @property
-    def core_attn_ratio(self) -> bool:
-        """2.3.0+ training_log adds ' core attn ratio (%): ' after the throughput (mindspeed_llm/training/
-        training.py#L1073-1074)."""
-        return self.core == 'core_v0.12.1'
-
-    @property
     def mcore_default(self) -> bool:
         """2.2.0+: use_mcore_models = not use_legacy_models (features_manager/megatron_basic/training_basic.py#L19);
         ModelLink, 1.0.0 and 2.1.0: legacy unless --use-mcore-models."""
@@ -97,7 +103,8 @@ _HF2MG = ('llama2', 'qwen3', 'qwen3-moe', 'deepseek3', 'glm45-moe', 'bailing_min
 _V1_PLUGINS = frozenset({'loader_hf', 'loader_mg', 'saver'})
 _V2_MODULES = frozenset({'models', 'convert', 'convert_hf2mg', 'convert_mg2hf', 'model_builder', 'convert_param'})
 _CORE_R0_12 = dict(core='core_v0.12.1', args_title='MindSpeed-LLM Arguments', pkg='mindspeed_llm', trainers=('sft', 'dpo'),
-                   eval_tasks=_MSL_EVAL, online_convert=True)
+                   eval_tasks=_MSL_EVAL, online_convert=True, core_attn_ratio=True, dying_gasp=True,
+                   ha_refuses_swap_attention=True, v1_eol_warning=True)
 
 VERSIONS: dict[str, Version] = {
     'modellink': Version('modellink', 'core_r0.6.0', os.path.join(EMULATOR_ROOT, 'modellink_flags.json'),
@@ -113,6 +120,14 @@ VERSIONS: dict[str, Version] = {
                      trainers=('sft', 'dpo', 'orm', 'prm', 'simpo', 'trl_ppo'), eval_tasks=_MSL_EVAL,
                      checkpoint_modules=(_V1_PLUGINS, frozenset({'models', 'optim', 'optim_converter', 'loader_optim',
                                                                  'convert_param'}))),
+    # 2.2.0 launcher.py#L16-37: sft, dpo, orm, prm, simpo, trl_ppo; no online conversion (no
+    # features_manager/convert_checkpoint), no core attn ratio, no tft_dump.py; _add_dummy_args_v2 resets the
+    # checkpoint format (arguments.py#L1321-1322, called at #L1539).
+    '2.2.0': Version('2.2.0', flags_file=_flags('2.2.0'), resets_ckpt_format=True,
+                     checkpoint_modules=(_V1_PLUGINS, _V2_MODULES | {'convert_ckpt_mamba2'}),
+                     **{**_CORE_R0_12, 'trainers': ('sft', 'dpo', 'orm', 'prm', 'simpo', 'trl_ppo'), 'online_convert': False,
+                        'core_attn_ratio': False, 'dying_gasp': False, 'ha_refuses_swap_attention': False,
+                        'v1_eol_warning': False}, elastic_needs_taskd=True),
     # 2.3.0 launcher.py#L12-22: sft and dpo only; evaluation.py#L384-432.
     '2.3.0': Version('2.3.0', flags_file=_flags('2.3.0'), resets_ckpt_format=True, hf2mg_models=_HF2MG,
                      checkpoint_modules=(_V1_PLUGINS, _V2_MODULES), **_CORE_R0_12),
