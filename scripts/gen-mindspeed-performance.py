@@ -2,7 +2,7 @@
 with the file, commit and line each row is on.
 
 Read from the bare git mirror of github.com/Ascend/MindSpeed-LLM (the `fetch` tool's copy):
-  * README.md of each supported version (1.0.0, 2.1.0, 2.3.0, 26.0.0, 26.1.0): the pretraining MFU table and the
+  * README.md of each supported version (1.0.0, 2.1.0, 2.2.0, 2.3.0, 26.0.0, 26.1.0): the pretraining MFU table and the
     fine-tuning table (samples/s and MFU), HTML tables;
   * 26.0.0 and 26.1.0 docs/en/pytorch/features/README.md: the "Throughput (Tokens/s)" tables (pretraining, fine-tuning);
   * tag v1.0.RC3.0 README.md: the last per-model tokens/p/s table (Atlas 900 A2 PODc), ModelLink's format.
@@ -24,6 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = [
     ('1.0.0', 'README.md'),
     ('2.1.0', 'README.md'),
+    ('2.2.0', 'README.md'),
     ('2.3.0', 'README.md'),
     ('26.0.0', 'README.md'),
     ('26.0.0', 'docs/en/pytorch/features/README.md'),

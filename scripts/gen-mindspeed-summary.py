@@ -88,6 +88,38 @@ SOURCE_FACTS = {
                        'source': 'mindspeed_llm/core/high_availability/tft_dump.py#L20-30,#L114-191'},
     },
 }
+# 2.2.0 (branch 2.2.0 337813b0, EOL): the first core_v0.12.1 release, before online conversion and MindSpeed-LLM's own
+# TTP dump; lines read at that commit.
+SOURCE_FACTS['2.2.0'] = {
+    'stages_wired': {'value': ['sft', 'dpo', 'orm', 'prm', 'simpo', 'trl_ppo'],
+                     'source': 'mindspeed_llm/tasks/posttrain/launcher.py#L16-37 (ray_* stages return None)'},
+    'mcore_default': {'value': True, 'source': 'mindspeed_llm/features_manager/megatron_basic/training_basic.py#L19'},
+    'legacy_needs_ckpt_format_torch': {'value': True, 'source': 'megatron/training/arguments.py#L294-297 (core_v0.12.1)'},
+    'checkpoint_format': {'value': 'always torch: _add_dummy_args_v2 sets ckpt_format=torch, use_dist_ckpt=False after '
+                                   'validation; --async-save fails at the first save',
+                          'source': 'mindspeed_llm/training/arguments.py#L1309-1322,#L1539; '
+                                    'mindspeed_llm/training/checkpointing.py#L164,#L187'},
+    'saved_line': {'value': '  successfully saved checkpoint from iteration {:7d} to {}',
+                   'source': 'mindspeed_llm/training/checkpointing.py#L268'},
+    'loaded_line': SOURCE_FACTS['2.3.0']['loaded_line'],
+    'evaluation_data_path': {'value': 'the last --task-data-path', 'source': 'evaluation.py#L198-199'},
+    'dpo_reference_rng': {'value': 'the reference model loads with no_load_rng/no_load_optim unless --finetune',
+                          'source': 'mindspeed_llm/tasks/posttrain/dpo/dpo_trainer.py#L337-341'},
+    'convert_v2': {'value': 'parse_known_args (unknown flags ignored); only hf->mg and mg->hf, other pairs raise a str '
+                            '(TypeError); hf->mg writes iter_0000001 + tracker 1; mg->hf writes into --save-dir',
+                   'source': 'convert_ckpt_v2.py#L50,#L54-63; mindspeed_llm/tasks/checkpoint/convert.py#L45-49; '
+                             'convert_mg2hf.py#L1076,#L1107'},
+    'high_availability_checks': {'value': ['mindio_ttp importable', 'hbmfault-repair needs HA', 'HA refuses dist ckpt',
+                                           'HA refuses swap-optimizer', 'elastic needs taskd.python.adaptor.elastic_training',
+                                           'elastic needs HA and the distributed optimizer, no reuse-fp32-param, '
+                                           'EP=1 and CP=1'],
+                                 'source': 'mindspeed_llm/features_manager/high_availability/high_availability.py#L27-63'},
+    'high_availability_env': {'value': 'HIGH_AVAILABILITY=dump|retry|recover|elastic-training switches the flags on',
+                              'source': 'mindspeed_llm/features_manager/high_availability/high_availability_helper.py#L6-23'},
+    'dying_gasp': {'value': "not MindSpeed-LLM's: tft_register_processor/tft_train of mindio_ttp.adaptor (closed source) "
+                            'run the training; no tft_dump.py in the release',
+                   'source': 'mindspeed_llm/training/training.py#L469-475'},
+}
 SOURCE_FACTS['26.0.0'] = {
     **SOURCE_FACTS['2.3.0'],
     'online_mg2hf': {'value': '--load with HF weights switches hf2mg and mg2hf on; each save is copied to '

@@ -145,7 +145,7 @@ describe('a pipeline per framework version', () => {
     const cmmlu = fiveStageSpec('e', '/tmp/ws');
     Object.assign(cmmlu.stages[5], { tasks: [{ name: 'cmmlu', dataPath: path.join(DEMO, 'cmmlu', 'test') }] });
     expect(problems(cmmlu)).toContain(
-      "stages[5].tasks[0].name: ModelLink d4feda79's evaluation.py has no task cmmlu; MindSpeed-LLM 2.1.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0, MindSpeed-LLM 26.1.0 have it",
+      "stages[5].tasks[0].name: ModelLink d4feda79's evaluation.py has no task cmmlu; MindSpeed-LLM 2.1.0, MindSpeed-LLM 2.2.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0, MindSpeed-LLM 26.1.0 have it",
     );
     expect(problems(onFramework(cmmlu, 'mindspeed-llm', '2.3.0'))).toEqual([]);
     const logProbs = onFramework(fiveStageSpec('i', '/tmp/ws'), 'mindspeed-llm', '2.3.0');
@@ -188,10 +188,10 @@ describe('a pipeline per framework version', () => {
     expect(flags(pretrain)).toEqual(expect.arrayContaining(['--enable-high-availability', '--enable-hbmfault-repair', '--ckpt-format']));
     expect(arg(pretrain, '--ckpt-format')).toBe('torch');
     expect(problems(ha('2.1.0', { strategies: ['dump'] }))).toEqual([
-      'highAvailability.strategies: MindSpeed-LLM 2.1.0 does not read HIGH_AVAILABILITY; MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0, MindSpeed-LLM 26.1.0 do (or set the flags: hbmFaultRepair, workerReboot, elasticTraining)',
+      'highAvailability.strategies: MindSpeed-LLM 2.1.0 does not read HIGH_AVAILABILITY; MindSpeed-LLM 2.2.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0, MindSpeed-LLM 26.1.0 do (or set the flags: hbmFaultRepair, workerReboot, elasticTraining)',
     ]);
     expect(problems(ha('1.0.0', { noReplica: true }))).toContain(
-      "stages[3]: this stage needs --distributed-optimizer-no-replica, which MindSpeed-LLM 1.0.0's pretrain_gpt.py does not define; it exists in MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0, MindSpeed-LLM 26.1.0",
+      "stages[3]: this stage needs --distributed-optimizer-no-replica, which MindSpeed-LLM 1.0.0's pretrain_gpt.py does not define; it exists in MindSpeed-LLM 2.2.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0, MindSpeed-LLM 26.1.0",
     );
     // One device: the replica optimizer has no data-parallel group to split.
     const single = ha('2.3.0', {});
@@ -253,7 +253,7 @@ describe('converters by version', () => {
     const asked = onFramework(fiveStageSpec('c', '/tmp/ws'), 'mindspeed-llm', '2.1.0');
     (asked.modellink as Record<string, unknown>).converter = 'convert_ckpt_v2.py';
     expect(problems(asked)).toEqual([
-      'modellink.converter: MindSpeed-LLM 2.1.0 has no convert_ckpt_v2.py; MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0, MindSpeed-LLM 26.1.0 have it',
+      'modellink.converter: MindSpeed-LLM 2.1.0 has no convert_ckpt_v2.py; MindSpeed-LLM 2.2.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0, MindSpeed-LLM 26.1.0 have it',
     ]);
   });
 

@@ -126,7 +126,7 @@ describe('MindSpeed-LLM 2.3.0 on the emulator', () => {
     expect(fs.readdirSync(exported.output).some((f) => f.endsWith('.safetensors') || f.endsWith('.bin'))).toBe(true);
   });
 
-  it.each(['1.0.0', '2.1.0', '26.0.0', '26.1.0'])('MindSpeed-LLM %s runs the demo pipeline too, a fine-tuning crash resumed', async (version) => {
+  it.each(['1.0.0', '2.1.0', '2.2.0', '26.0.0', '26.1.0'])('MindSpeed-LLM %s runs the demo pipeline too, a fine-tuning crash resumed', async (version) => {
     const dir = tempDir(`msl-demo-${version}`);
     const root = path.join(EMULATOR, 'roots', `mindspeed-llm-${version}`);
     const spec = withStageEnv(

@@ -102,8 +102,8 @@ describe('MindSpeed-LLM presets', () => {
     expect(check.status, check.stderr).toBe(0);
   });
 
-  it('cover Qwen3 dense, Qwen3-MoE, DeepSeek-V3 and GLM-4.5 on 2.3.0, 26.0.0 and 26.1.0', () => {
-    expect(mindspeedPresetVersions()).toEqual(['2.3.0', '26.0.0', '26.1.0']);
+  it('cover Qwen3 dense, Qwen3-MoE, DeepSeek-V3 and GLM-4.5 on 2.2.0, 2.3.0, 26.0.0 and 26.1.0', () => {
+    expect(mindspeedPresetVersions()).toEqual(['2.2.0', '2.3.0', '26.0.0', '26.1.0']);
     // 26.1.0 renamed examples/mcore/glm45-moe to glm45-air (pretrain_glm45_air_106b_4k_A3_ptd.sh).
     const glm45 = (v: string) => (v === '26.1.0' ? 'glm45-air-106b' : 'glm45-moe-106b');
     for (const v of mindspeedPresetVersions())

@@ -47,6 +47,7 @@ describe('rules per MindSpeed-LLM version', () => {
     const cp = { tp: 1, pp: 2, cp: 2 };
     expect(about(mslSpec('1.0.0', cp), 'variable sequence lengths').length).toBe(1);
     expect(about(mslSpec('2.3.0', cp), 'variable sequence lengths').length).toBe(1);
+    expect(about(mslSpec('2.2.0', cp), 'variable sequence lengths').length).toBe(1);
     expect(about(mslSpec('2.3.0', cp, { '--variable-seq-lengths': null }), 'variable sequence lengths')).toEqual([]);
     expect(about(mslSpec('26.0.0', cp), 'variable sequence lengths')).toEqual([]);
     expect(about(mslSpec('26.1.0', cp), 'variable sequence lengths')).toEqual([]);
@@ -75,7 +76,7 @@ describe('rules per MindSpeed-LLM version', () => {
     // The lists are generated from each branch's data_handler.py (frameworks/mindspeed-llm/flag-names/<version>.json).
     expect(withHandler('26.1.0', 'SharegptPretrainHandler')).toEqual([]);
     expect(withHandler('26.1.0', 'AlpacaStyleProcessRewardHandler')[0]).toMatch(
-      /26\.1\.0's data_handler\.py has no AlpacaStyleProcessRewardHandler; MindSpeed-LLM 2\.1\.0 have it/,
+      /26\.1\.0's data_handler\.py has no AlpacaStyleProcessRewardHandler; MindSpeed-LLM 2\.1\.0, MindSpeed-LLM 2\.2\.0 have it/,
     );
   });
 });

@@ -6,14 +6,15 @@
  * each fact with the file of Ascend/MindSpeed-LLM that says it (branch heads in
  * reference/mindspeed-llm/, e.g. 2.3.0 = 62d4640b).
  *
- * The versions are those reference/mindspeed-llm/ carries (1.0.0, 2.1.0, 2.3.0, 26.0.0, 26.1.0: one per Megatron
- * core and the newest ones; 26.1.0 is the release MindSpeed-LLM maintains today, README.md 版本维护策略 of its
- * branch); 2.0.0 and 2.2.0 behave as 2.1.0 and 2.3.0 but their parsers are not generated.
+ * The versions are those reference/mindspeed-llm/ carries (1.0.0, 2.1.0, 2.2.0, 2.3.0, 26.0.0, 26.1.0; 26.1.0 is the
+ * release MindSpeed-LLM maintains today, README.md 版本维护策略 of its branch); 2.0.0 behaves as 2.1.0 but its
+ * parsers are not generated.
  * Adding a version: name it in scripts/gen-mindspeed-flags.py's VERSIONS (refs from its install guide), run the
  * generators (reference/README.md, MindSpeed-LLM), then add its import and row below.
  */
 import v100 from './flag-names/1.0.0.json' with { type: 'json' };
 import v210 from './flag-names/2.1.0.json' with { type: 'json' };
+import v220 from './flag-names/2.2.0.json' with { type: 'json' };
 import v230 from './flag-names/2.3.0.json' with { type: 'json' };
 import v2600 from './flag-names/26.0.0.json' with { type: 'json' };
 import v2610 from './flag-names/26.1.0.json' with { type: 'json' };
@@ -88,6 +89,22 @@ const rows: Record<string, VersionRow> = {
     dyingGasp: false,
     writesTorchDist: false,
     contextParallelVarlen: 'padded',
+  },
+  // 2.2.0 (branch 2.2.0 337813b0, EOL; files under mindspeed_llm/): features_manager/megatron_basic/training_basic.py#L19
+  // (mcore default); tasks/posttrain/launcher.py#L16-37 (sft, dpo and orm, prm, simpo, trl_ppo); dpo_trainer.py#L337-341;
+  // evaluation.py#L198-199; features_manager/high_availability/high_availability_helper.py#L6-23 (HIGH_AVAILABILITY);
+  // no tft_dump.py (the dump is mindio_ttp.adaptor's, closed source); training/arguments.py#L1321-1322 (ckpt-format
+  // reset, called at #L1539); _validate_instruction_finetune#L1015-1018 as 2.3.0.
+  '2.2.0': {
+    flags: v220,
+    lastDataPath: true,
+    mcoreDefault: true,
+    trainers: ['sft', 'dpo'],
+    dpoReferenceUnderRunFlags: false,
+    haEnv: true,
+    dyingGasp: false,
+    writesTorchDist: false,
+    contextParallelVarlen: 'forbidden',
   },
   '2.3.0': {
     flags: v230,
