@@ -164,7 +164,8 @@ def validate_high_availability(args: Namespace, stack: list[Frame]) -> None:
 
 
 def check_replica_optimizer(rt: 'object', stack: list[Frame]) -> None:
-    """TTPReplicaOptimizer.__init__ (2.3.0 mindspeed_llm/core/high_availability/tft_replica_optimizer.py#L40-49):
+    """TTPReplicaOptimizer.__init__ (2.3.0 mindspeed_llm/core/high_availability/tft_replica_optimizer.py#L40-49; 2.2.0
+    uses mindio_ttp.adaptor's TTPReplicaOptimizer, closed source, taken to check the same and named as 2.3.0's copy):
     with HA (and without --distributed-optimizer-no-replica) the data-parallel group is split into 2 replicas."""
     args = rt.args
     if not version.current().dist_ckpt_core or not getattr(args, 'enable_high_availability', False):
