@@ -58,6 +58,8 @@ class Version:
     elastic_needs_taskd: bool = False
     # convert_ckpt.py warns that v1 is approaching end-of-life (2.3.0 convert_ckpt.py#L37-39); 2.2.0 does not.
     v1_eol_warning: bool = False
+    # preprocess_data.py validate_args accepts --prompt-type with OpenAIInstructionHandler (26.1.0 #L254-264).
+    openai_prompt_type: bool = False
     # mindspeed_llm/tasks/checkpoint/ (git ls-tree of the branch head): convert_ckpt.py's plugins (modules with
     # add_arguments) and the other modules its load_plugin may find.
     checkpoint_modules: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
@@ -141,7 +143,7 @@ VERSIONS: dict[str, Version] = {
                       hf2mg_models=('llama2', 'qwen3', 'qwen3-moe', 'deepseek3', 'glm45-air', 'glm45', 'bailing_mini',
                                     'qwen3-next', 'seed-oss', 'deepseek32', 'magistral', 'deepseek2-lite', 'mamba2'),
                       ha_refuses_gloo_and_lora=True, ha_find_spec=True, v2_rejects_unknown=True,
-                      lora_mg2hf_message='Lora is not supported with enable_mg2hf_convert',
+                      lora_mg2hf_message='Lora is not supported with enable_mg2hf_convert', openai_prompt_type=True,
                       checkpoint_modules=(_V1_PLUGINS, _V2_MODULES | {'convert_ckpt_mamba2', 'convert_ckpt_longcat',
                                                                       'convert_ckpt_deepseek4'}), **_CORE_R0_12),
 }

@@ -92,3 +92,16 @@ def test_mg2hf_copies_and_the_glm45_names(run: Run) -> None:
     # initialize.py#L245-248: glm45-moe is no longer an online-conversion model.
     model = sft(run, V, '--load', 'hf', '--enable-hf2mg-convert', '--model-type-hf', 'gemma', '--ckpt-format', 'torch')
     assert 'Supported models: llama2, qwen3, qwen3-moe, deepseek3, glm45-air, glm45, bailing_mini' in model.stderr
+
+
+def test_preprocess_openai_prompt_type_and_reasoning_effort(run: Run) -> None:
+    common = ['--input', 'data/../hf/config.json', '--tokenizer-type', 'PretrainedFromHF', '--tokenizer-name-or-path', 'hf',
+              '--output-prefix', './out', '--workers', '1']
+    # preprocess_data.py#L254-264: --prompt-type is accepted with OpenAIInstructionHandler from 26.1.0 on.
+    openai = ['--handler-name', 'OpenAIInstructionHandler', '--prompt-type', 'qwen3']
+    old = run('26.0.0', 'preprocess_data.py', *common, *openai)
+    assert 'If specify prompt_type , handler name must be in:' in old.stderr
+    new = run(V, 'preprocess_data.py', *common, *openai, '--reasoning-effort', 'max', '--enable-thinking', 'false')
+    assert 'If specify prompt_type' not in new.stderr
+    # #L322-323: --reasoning-effort needs --enable-thinking true.
+    assert "ValueError: reasoning_effort='max' requires --enable-thinking True." in new.stderr
