@@ -71,6 +71,10 @@ export interface Framework extends FrameworkChoice {
    * torch_dist passes validation but torch checkpoints are written; undefined where the flag is honoured or absent.
    */
   ckptFormatReset?: string;
+  /** preprocess_data.py's handlers (data_handler.py's classes), where generated; ModelLink: undefined (see plan/versions.ts). */
+  preprocessHandlers?: readonly string[];
+  /** Context parallelism in a fine-tune with --variable-seq-lengths: forbidden, allowed with padding to tp × cp, or allowed. */
+  contextParallelVarlen: 'forbidden' | 'padded' | 'allowed';
   converters: readonly Converter[];
   /** Model types convert_ckpt_v2.py accepts (--model-type-hf choices); empty without v2. */
   convertV2ModelTypes: readonly string[];

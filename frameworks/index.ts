@@ -13,9 +13,12 @@ export const FRAMEWORK_VERSIONS: Record<Flavour, readonly string[]> = {
   'mindspeed-llm': MINDSPEED_VERSIONS,
 };
 
-/** What a pipeline that names no version drives: ModelLink; a flavour without a version: its newest one linkflow knows. */
+/**
+ * What a pipeline that names no version drives: ModelLink; mindspeed-llm without a version: 26.1.0, the release
+ * MindSpeed-LLM maintains today (README.md 版本维护策略 of branch 26.1.0; 2.3.0 reached EOL on 2026/6/30).
+ */
 export function defaultVersion(flavour: Flavour): string {
-  return flavour === 'modellink' ? MODELLINK_VERSION : '2.3.0';
+  return flavour === 'modellink' ? MODELLINK_VERSION : '26.1.0';
 }
 
 export const DEFAULT_FRAMEWORK: FrameworkChoice = { flavour: 'modellink', version: MODELLINK_VERSION };

@@ -17,7 +17,7 @@ function definingAll(entrypoint: string, args: Arg[]): Framework[] {
 
 /**
  * ModelLink when its parser takes the script as written (and it is not a MindSpeed-LLM entry point);
- * otherwise the MindSpeed-LLM version that does: the default (2.3.0) if it is one of them, else the newest.
+ * otherwise the MindSpeed-LLM version that does: the default (defaultVersion) if it is one of them, else the newest.
  * A script no version takes whole is MindSpeed-LLM's default when it runs a MindSpeed-LLM entry point, else ModelLink's.
  */
 export function frameworkOfScript(entrypointPath: string, args: Arg[]): FrameworkChoice {

@@ -72,28 +72,32 @@ function checkHighAvailability(spec: PipelineSpec, framework: Framework, problem
 
 /** Rules of one stage on this version: its trainer, checkpoint format, tasks. */
 /**
- * Preprocess handlers that only some MindSpeed-LLM versions define (classes of mindspeed_llm/tasks/preprocess/
- * data_handler.py on each release branch); the others are in every version linkflow drives.
+ * The preprocess handlers a version defines: MindSpeed-LLM's generated list (data_handler.py's classes on each release
+ * branch, frameworks/mindspeed-llm/flag-names/); ModelLink has all of the spec's handlers but these, added by MindSpeed-LLM.
  */
-const HANDLER_VERSIONS: Readonly<Record<string, readonly string[]>> = {
-  HunyuanInstructionHandler: ['2.1.0', '2.3.0', '26.0.0'],
-  PPOAlpacaStyleInstructionHandler: ['2.1.0', '2.3.0', '26.0.0'],
-  R1AlpacaStyleInstructionHandler: ['2.1.0', '2.3.0', '26.0.0'],
-  R1SharegptStyleInstructionHandler: ['2.1.0', '2.3.0', '26.0.0'],
-  AlpacaStyleProcessRewardHandler: ['2.1.0'],
-  SharegptPretrainHandler: ['2.3.0', '26.0.0'],
-};
+const MINDSPEED_ONLY_HANDLERS = new Set([
+  'HunyuanInstructionHandler',
+  'PPOAlpacaStyleInstructionHandler',
+  'R1AlpacaStyleInstructionHandler',
+  'R1SharegptStyleInstructionHandler',
+  'AlpacaStyleProcessRewardHandler',
+  'SharegptPretrainHandler',
+]);
 
 function hasHandler(framework: Framework, handler: string): boolean {
-  const versions = HANDLER_VERSIONS[handler];
-  return !versions || (framework.flavour === 'mindspeed-llm' && versions.includes(framework.version));
+  return framework.preprocessHandlers ? framework.preprocessHandlers.includes(handler) : !MINDSPEED_ONLY_HANDLERS.has(handler);
 }
+
+/** Versions where linkflow passes --ckpt-format torch_dist: Megatron core_v0.12.1 with the version's reset to torch. */
+const takesTorchDist = (f: Framework): boolean => f.pinsTorchFormat && f.ckptFormatReset !== undefined;
 
 /**
  * --ckpt-format torch_dist (issue 19: torch is pinned on core_v0.12.1 unless the user asks for torch_dist, pretraining
  * only). Where the version resets it after validation the run writes torch (what linkflow's checkpoint scan and resume
  * read), so asking for it is a warning; async save then fails at the first save, as the reset also turns off
- * use_dist_ckpt (Megatron core_v0.12.1 megatron/training/checkpointing.py#L396-397).
+ * use_dist_ckpt (Megatron core_v0.12.1 megatron/training/checkpointing.py#L396-397). Where the version honours it
+ * (26.1.0) the run would write one directory of .distcp files per iteration, which the resume scan, the LoRA views and
+ * the converters do not read (they read the per-rank layout, frameworks/modellink/checkpoint.ts): refused.
  */
 function checkCheckpointFormat(
   framework: Framework,
@@ -107,7 +111,7 @@ function checkCheckpointFormat(
   if (!framework.pinsTorchFormat) {
     problems.push({
       path: at,
-      message: `--ckpt-format is Megatron core_v0.12.1's; ${framework.name} runs ${framework.megatron} (${versionsWith((f) => f.pinsTorchFormat)} take it)`,
+      message: `--ckpt-format is Megatron core_v0.12.1's; ${framework.name} runs ${framework.megatron} (linkflow passes torch_dist on ${versionsWith(takesTorchDist)})`,
     });
     return;
   }
@@ -115,7 +119,13 @@ function checkCheckpointFormat(
     problems.push({ path: at, message: `torch_dist is for pretraining only (MindSpeed-LLM async_save_torch_dist.md); stage ${stage.name} is ${stage.kind}` });
     return;
   }
-  if (!framework.ckptFormatReset) return;
+  if (!framework.ckptFormatReset) {
+    problems.push({
+      path: at,
+      message: `${framework.name} writes torch_dist as asked (its _add_dummy_args_v2 no longer resets --ckpt-format), but linkflow resumes and converts only the per-rank torch layout (mp_rank_*/model_optim_rng.pt), not torch_dist's .distcp files: leave checkpointFormat torch (${versionsWith(takesTorchDist)} validate torch_dist and write torch)`,
+    });
+    return;
+  }
   warnings.push({
     path: at,
     message: `${framework.name} validates --ckpt-format torch_dist but writes torch checkpoints: ${framework.ckptFormatReset} resets ckpt_format to torch and use_dist_ckpt to False after Megatron's validation; linkflow passes torch_dist as asked and resumes from the torch layout on disk`,

@@ -47,6 +47,8 @@ def compact(ref):
     out['choices'] = choices
     out['defaults'] = defaults
     out['tasks'] = {entry: t['tasks'] for entry, t in ref.get('task_names', {}).items()}
+    if 'preprocess_handlers' in ref:
+        out['handlers'] = ref['preprocess_handlers']['handlers']
     return out
 
 

@@ -21,6 +21,7 @@ Usage: python3 scripts/gen-mindspeed-flags.py [MIRROR_ROOT] [OUT_DIR] [VERSION..
 """
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -31,8 +32,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # ref per version, from each branch's install guide:
 #   1.0.0  docs/USER_GUIDE.md#L63-67,#L101-102 (Megatron core_r0.6.0, MindSpeed 969686ff)
 #   2.1.0  docs/pytorch/install_guide.md#L67,#L76-79 (MindSpeed 2c085cc9, Megatron core_r0.8.0)
+#   2.2.0  docs/pytorch/install_guide.md#L139-154 (MindSpeed 2.2.0_core_r0.12.1, Megatron core_v0.12.1)
 #   2.3.0  docs/pytorch/install_guide.md#L147-161 (MindSpeed 2.3.0_core_r0.12.1, Megatron core_v0.12.1)
 #   26.0.0 docs/en/pytorch/training/install_guide.md#L168-185 (MindSpeed 26.0.0_core_r0.12.1, Megatron core_v0.12.1)
+#   26.1.0 docs/en/pytorch/training/install_guide.md#L190-210 (MindSpeed 26.1.0_core_r0.12.1, Megatron core_v0.12.1)
 VERSIONS = {
     '1.0.0': {'msl': '1.0.0', 'mindspeed': '969686ff', 'megatron': 'refs/heads/core_r0.6.0', 'megatron_name': 'core_r0.6.0',
               'style': 'v1'},
@@ -46,10 +49,12 @@ VERSIONS = {
               'megatron_name': 'core_v0.12.1', 'style': 'v2'},
     '26.0.0': {'msl': '26.0.0', 'mindspeed': '26.0.0_core_r0.12.1', 'megatron': 'refs/tags/core_v0.12.1',
                'megatron_name': 'core_v0.12.1', 'style': 'v2'},
+    '26.1.0': {'msl': '26.1.0', 'mindspeed': '26.1.0_core_r0.12.1', 'megatron': 'refs/tags/core_v0.12.1',
+               'megatron_name': 'core_v0.12.1', 'style': 'v2'},
 }
 
-# linkflow's supported set (2.0.0 and 2.2.0 are generated only when named on the command line).
-SUPPORTED = ['1.0.0', '2.1.0', '2.3.0', '26.0.0']
+# linkflow's supported set (2.0.0 is generated only when named on the command line).
+SUPPORTED = ['1.0.0', '2.1.0', '2.2.0', '2.3.0', '26.0.0', '26.1.0']
 
 ENTRYPOINTS = ['pretrain_gpt.py', 'posttrain_gpt.py', 'convert_ckpt.py', 'convert_ckpt_v2.py', 'preprocess_data.py',
                'evaluation.py', 'inference.py']
@@ -390,6 +395,29 @@ def task_names(tree: str) -> dict:
     return out
 
 
+def preprocess_handlers(tree: str) -> dict:
+    """preprocess_data.py's --handler-name is looked up among data_handler.py's classes (get_dataset_handler's
+    getattr on the module), not argparse choices: the classes named *Handler, BaseDatasetHandler left out."""
+    import ast
+
+    path = 'mindspeed_llm/tasks/preprocess/data_handler.py'
+    tree_ast = ast.parse(open(os.path.join(tree, path)).read())
+    classes = [(n.name, n.lineno) for n in tree_ast.body if isinstance(n, ast.ClassDef) and n.name.endswith('Handler')
+               and n.name != 'BaseDatasetHandler']
+    return {'source': path, 'handlers': [c for c, _ in classes], 'lines': [line for _, line in classes]}
+
+
+def unknown_args(tree: str, entry: str) -> str:
+    """Megatron's parsers error on unknown flags; convert_ckpt_v2.py reads its own with parse_known_args and, from
+    26.1.0 (convert_ckpt_v2.py#L132-134), raises ValueError when anything is left over."""
+    if entry != 'convert_ckpt_v2.py':
+        return 'error'
+    src = open(os.path.join(tree, entry)).read()
+    if re.search(r'if unknown:\s*\n\s*raise ValueError', src):
+        return 'error (parse_known_args, then ValueError "Unrecognized argument" for any left over)'
+    return 'ignored (parse_known_args)'
+
+
 def version_document(ver: str, spec: dict, tree: str, sources: dict) -> dict:
     """One version, in reference/modellink/flags.json's shape: entrypoints -> [records], and for convert_ckpt.py
     the flags per plugin selection under convert_ckpt_plugin_combinations."""
@@ -398,7 +426,8 @@ def version_document(ver: str, spec: dict, tree: str, sources: dict) -> dict:
                               'v2': 'process_args_v2: MindSpeedFeaturesManager.register_features_args over mindspeed_llm/'
                                     'features_manager FEATURES_LIST (MindSpeed core and MindSpeed-LLM features)'}[spec['style']],
            'parsers': {}, 'entrypoints': {}, 'missing_entrypoints': [], 'convert_ckpt_plugin_combinations': {},
-           'task_names': task_names(tree), 'stubbed_while_generating': {}}
+           'task_names': task_names(tree), 'preprocess_handlers': preprocess_handlers(tree),
+           'stubbed_while_generating': {}}
     for ep in ENTRYPOINTS:
         if not os.path.exists(os.path.join(tree, ep)):
             doc['missing_entrypoints'].append(ep)
@@ -406,7 +435,7 @@ def version_document(ver: str, spec: dict, tree: str, sources: dict) -> dict:
         print(f'[gen] {ver} {ep}', file=sys.stderr)
         got = entry_flags(tree, ep)
         doc['parsers'][ep] = {'allow_abbrev': got['allow_abbrev'], 'conflict_handler': got['conflict_handler'],
-                              'unknown_args': 'ignored (parse_known_args)' if ep == 'convert_ckpt_v2.py' else 'error'}
+                              'unknown_args': unknown_args(tree, ep)}
         doc['entrypoints'][ep] = got['flags']
         doc['stubbed_while_generating'][ep] = {'names': got['stubbed_own_names'],
                                                'modules_failed': got['own_modules_failed_under_stubs']}

@@ -2,9 +2,9 @@
 with the file, commit and line each row is on.
 
 Read from the bare git mirror of github.com/Ascend/MindSpeed-LLM (the `fetch` tool's copy):
-  * README.md of each supported version (1.0.0, 2.1.0, 2.3.0, 26.0.0): the pretraining MFU table and the
+  * README.md of each supported version (those whose flags are generated): the pretraining MFU table and the
     fine-tuning table (samples/s and MFU), HTML tables;
-  * 26.0.0 docs/en/pytorch/features/README.md: the "Throughput (Tokens/s)" tables (pretraining, fine-tuning);
+  * docs/en/pytorch/features/README.md where the branch has one (26.0.0 on): the "Throughput (Tokens/s)" tables;
   * tag v1.0.RC3.0 README.md: the last per-model tokens/p/s table (Atlas 900 A2 PODc), ModelLink's format.
 
 Only tables whose header names a measurement (MFU, throughput, 性能 = performance) are kept. Cells spanning
@@ -21,14 +21,22 @@ import sys
 from html.parser import HTMLParser
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SOURCES = [
-    ('1.0.0', 'README.md'),
-    ('2.1.0', 'README.md'),
-    ('2.3.0', 'README.md'),
-    ('26.0.0', 'README.md'),
-    ('26.0.0', 'docs/en/pytorch/features/README.md'),
-    ('v1.0.RC3.0', 'README.md'),
-]
+# Per version whose flags are generated (reference/mindspeed-llm/flags/<version>.json): its README.md and, where the
+# branch has it, its features README; then the last tokens/p/s table (ModelLink's format).
+FEATURES_README = 'docs/en/pytorch/features/README.md'
+LAST_TOKENS_TABLE = ('v1.0.RC3.0', 'README.md')
+
+
+def sources(git) -> list[tuple[str, str]]:
+    flags_dir = os.path.join(ROOT, 'reference', 'mindspeed-llm', 'flags')
+    versions = sorted((f[:-5] for f in os.listdir(flags_dir) if f.endswith('.json')),
+                      key=lambda v: tuple(int(x) for x in v.split('.')))
+    out = []
+    for v in versions:
+        out.append((v, 'README.md'))
+        if git('ls-tree', '--name-only', v, '--', FEATURES_README).strip():
+            out.append((v, FEATURES_README))
+    return out + [LAST_TOKENS_TABLE]
 MEASURES = ('MFU', 'Throughput', '性能', 'tokens')
 
 
@@ -117,7 +125,7 @@ def main() -> None:
         return subprocess.run(['git', '--git-dir', git_dir, *args], check=True, capture_output=True, text=True).stdout
 
     tables = []
-    for ref, path in SOURCES:
+    for ref, path in sources(git):
         commit = git('rev-list', '-n', '1', ref, '--').strip()
         text = git('show', f'{commit}:{path}')
         parser = Tables()

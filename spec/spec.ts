@@ -32,7 +32,7 @@ export const modellinkSchema = z.strictObject({
   root: nonEmpty,
   /** Which framework the checkout is: ModelLink (the default) or its successor MindSpeed-LLM. */
   flavour: z.enum(FLAVOURS).default('modellink'),
-  /** Its version (README, Framework versions): ModelLink d4feda79; MindSpeed-LLM 1.0.0 … 26.0.0 (default 2.3.0). */
+  /** Its version (README, Framework versions): ModelLink d4feda79; MindSpeed-LLM 1.0.0 … 26.1.0 (default 26.1.0, the maintained release). */
   version: nonEmpty.optional(),
   /** The weight converter of every convert stage (one per pipeline: v1 and v2 must not be mixed); default by version and model. */
   converter: z.enum(['convert_ckpt.py', 'convert_ckpt_v2.py']).optional(),

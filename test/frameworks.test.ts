@@ -114,6 +114,7 @@ describe('a pipeline per framework version', () => {
     expect(flags(stage(plan(onFramework(fiveStageSpec('f', '/tmp/ws'), 'mindspeed-llm', '2.1.0')).stages, 'pretrain'))).not.toContain('--ckpt-format');
     // Asked for: emitted, and validated with a warning naming the reset (2.3.0 _add_dummy_args_v2).
     for (const [version, at] of [
+      ['2.2.0', 'mindspeed_llm/training/arguments.py#L1321-1322'],
       ['2.3.0', 'mindspeed_llm/training/arguments.py#L1289-1290'],
       ['26.0.0', 'mindspeed_llm/training/arguments.py#L112-113'],
     ]) {
@@ -138,7 +139,16 @@ describe('a pipeline per framework version', () => {
     const ml = fiveStageSpec('f', '/tmp/ws');
     Object.assign(ml.stages[3], { checkpointFormat: 'torch_dist' });
     expect(problems(ml)).toEqual([
-      "stages[3].checkpointFormat: --ckpt-format is Megatron core_v0.12.1's; ModelLink d4feda79 runs core_r0.6.0 (MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0 take it)",
+      "stages[3].checkpointFormat: --ckpt-format is Megatron core_v0.12.1's; ModelLink d4feda79 runs core_r0.6.0 (linkflow passes torch_dist on MindSpeed-LLM 2.2.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0)",
+    ]);
+  });
+
+  it('on 26.1.0, which honours --ckpt-format, still pins torch and refuses torch_dist: linkflow resumes the per-rank layout only', () => {
+    const spec = onFramework(fiveStageSpec('f', '/tmp/ws'), 'mindspeed-llm', '26.1.0');
+    expect(arg(stage(plan(spec).stages, 'pretrain'), '--ckpt-format')).toBe('torch');
+    Object.assign(spec.stages[3], { checkpointFormat: 'torch_dist', asyncSave: true });
+    expect(problems(spec)).toEqual([
+      "stages[3].checkpointFormat: MindSpeed-LLM 26.1.0 writes torch_dist as asked (its _add_dummy_args_v2 no longer resets --ckpt-format), but linkflow resumes and converts only the per-rank torch layout (mp_rank_*/model_optim_rng.pt), not torch_dist's .distcp files: leave checkpointFormat torch (MindSpeed-LLM 2.2.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0 validate torch_dist and write torch)",
     ]);
   });
 
@@ -184,7 +194,7 @@ describe('a pipeline per framework version', () => {
     const cmmlu = fiveStageSpec('e', '/tmp/ws');
     Object.assign(cmmlu.stages[5], { tasks: [{ name: 'cmmlu', dataPath: path.join(DEMO, 'cmmlu', 'test') }] });
     expect(problems(cmmlu)).toContain(
-      "stages[5].tasks[0].name: ModelLink d4feda79's evaluation.py has no task cmmlu; MindSpeed-LLM 2.1.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0 have it",
+      "stages[5].tasks[0].name: ModelLink d4feda79's evaluation.py has no task cmmlu; MindSpeed-LLM 2.1.0, MindSpeed-LLM 2.2.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0, MindSpeed-LLM 26.1.0 have it",
     );
     expect(problems(onFramework(cmmlu, 'mindspeed-llm', '2.3.0'))).toEqual([]);
     const logProbs = onFramework(fiveStageSpec('i', '/tmp/ws'), 'mindspeed-llm', '2.3.0');
@@ -227,10 +237,10 @@ describe('a pipeline per framework version', () => {
     expect(flags(pretrain)).toEqual(expect.arrayContaining(['--enable-high-availability', '--enable-hbmfault-repair', '--ckpt-format']));
     expect(arg(pretrain, '--ckpt-format')).toBe('torch');
     expect(problems(ha('2.1.0', { strategies: ['dump'] }))).toEqual([
-      'highAvailability.strategies: MindSpeed-LLM 2.1.0 does not read HIGH_AVAILABILITY; MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0 do (or set the flags: hbmFaultRepair, workerReboot, elasticTraining)',
+      'highAvailability.strategies: MindSpeed-LLM 2.1.0 does not read HIGH_AVAILABILITY; MindSpeed-LLM 2.2.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0, MindSpeed-LLM 26.1.0 do (or set the flags: hbmFaultRepair, workerReboot, elasticTraining)',
     ]);
     expect(problems(ha('1.0.0', { noReplica: true }))).toContain(
-      "stages[3]: this stage needs --distributed-optimizer-no-replica, which MindSpeed-LLM 1.0.0's pretrain_gpt.py does not define; it exists in MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0",
+      "stages[3]: this stage needs --distributed-optimizer-no-replica, which MindSpeed-LLM 1.0.0's pretrain_gpt.py does not define; it exists in MindSpeed-LLM 2.2.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0, MindSpeed-LLM 26.1.0",
     );
     // One device: the replica optimizer has no data-parallel group to split.
     const single = ha('2.3.0', {});
@@ -287,11 +297,13 @@ describe('converters by version', () => {
     Object.assign(lora.stages[4], { lora: { r: 8, alpha: 16 } });
     lora.stages.push({ name: 'merged', kind: 'convert', from: 'pretrain', to: 'hf', hfDir: path.join(DEMO, 'hf-tiny'), lora: { load: 'finetune' } });
     expect(problems(lora).join('\n')).toMatch(
-      /stages\[7\]\.lora: MindSpeed-LLM 2\.3\.0's convert_ckpt_v2\.py cannot merge LoRA weights \(MindSpeed-LLM 26\.0\.0 can\)/,
+      /stages\[7\]\.lora: MindSpeed-LLM 2\.3\.0's convert_ckpt_v2\.py cannot merge LoRA weights \(MindSpeed-LLM 26\.0\.0, MindSpeed-LLM 26\.1\.0 can\)/,
     );
     const asked = onFramework(fiveStageSpec('c', '/tmp/ws'), 'mindspeed-llm', '2.1.0');
     (asked.modellink as Record<string, unknown>).converter = 'convert_ckpt_v2.py';
-    expect(problems(asked)).toEqual(['modellink.converter: MindSpeed-LLM 2.1.0 has no convert_ckpt_v2.py; MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0 have it']);
+    expect(problems(asked)).toEqual([
+      'modellink.converter: MindSpeed-LLM 2.1.0 has no convert_ckpt_v2.py; MindSpeed-LLM 2.2.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0, MindSpeed-LLM 26.1.0 have it',
+    ]);
   });
 
   it('exports a LoRA fine-tuned model back to HF with the LoRA merged (HF → mcore → HF)', () => {

@@ -1,7 +1,8 @@
 /**
  * The demo pipeline and a DPO pipeline as MindSpeed-LLM 2.3.0 runs them (the emulator's
  * roots/mindspeed-llm-2.3.0), each crashing once and resuming, on a real Temporal dev server; and the
- * dying-gasp checkpoint of high availability, written between save intervals, resumed from.
+ * dying-gasp checkpoint of high availability, written between save intervals, resumed from. DPO and the dying
+ * gasp also run on 26.1.0 (the maintained release), the demo on every other version's root.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -60,24 +61,32 @@ describe('MindSpeed-LLM 2.3.0 on the emulator', () => {
     expect(JSON.parse(fs.readFileSync(evaluate.output, 'utf8')).results[0]).toMatchObject({ task: 'mmlu' });
   });
 
-  it('runs a DPO pipeline (pairwise preprocessing, posttrain_gpt.py --stage dpo); a crash resumes from its checkpoint', async () => {
-    const dir = tempDir('msl-dpo');
-    const spec = on230(dpoSpec('msl-dpo', path.join(dir, 'ws'), { trainIters: 20, saveInterval: 10, dpoEnv: { MLEMU_FAULTS: 'crash@13' } }));
-    const { state, failure } = await runSpec(t, writeSpec(dir, spec));
-    expect(state.status, failure).toBe('succeeded');
-    const pairs = state.stages.find((s) => s.name === 'pairs')!;
-    for (const side of ['chosen', 'rejected'])
-      for (const part of ['input_ids', 'labels']) expect(fs.existsSync(`${pairs.output}_packed_${side}_${part}_document.bin`)).toBe(true);
-    const dpo = state.stages.find((s) => s.name === 'dpo')!;
-    expect(dpo.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
-    expect(dpo.attempts[1].loadedIteration).toBe(10);
-    // The reference model stays the converted weights (--ref-model); 2.1.0+ load it without RNG state by themselves.
-    const resumed = JSON.parse(/^# argv: (.*)$/m.exec(fs.readFileSync(dpo.attempts[1].logFile!, 'utf8'))![1]) as string[];
-    const weights = state.stages.find((s) => s.name === 'weights')!;
-    expect(resumed[resumed.indexOf('--ref-model') + 1]).toBe(weights.output);
-    expect(resumed).not.toContain('--no-load-rng');
-    expect(dpo.finalIteration).toBe(20);
-  });
+  it.each(['2.3.0', '26.1.0'])(
+    '%s runs a DPO pipeline (pairwise preprocessing, posttrain_gpt.py --stage dpo); a crash resumes from its checkpoint',
+    async (version) => {
+      const dir = tempDir(`msl-dpo-${version}`);
+      const spec = onFramework(
+        dpoSpec('msl-dpo', path.join(dir, 'ws'), { trainIters: 20, saveInterval: 10, dpoEnv: { MLEMU_FAULTS: 'crash@13' } }),
+        'mindspeed-llm',
+        version,
+        path.join(EMULATOR, 'roots', `mindspeed-llm-${version}`),
+      );
+      const { state, failure } = await runSpec(t, writeSpec(dir, spec));
+      expect(state.status, failure).toBe('succeeded');
+      const pairs = state.stages.find((s) => s.name === 'pairs')!;
+      for (const side of ['chosen', 'rejected'])
+        for (const part of ['input_ids', 'labels']) expect(fs.existsSync(`${pairs.output}_packed_${side}_${part}_document.bin`)).toBe(true);
+      const dpo = state.stages.find((s) => s.name === 'dpo')!;
+      expect(dpo.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
+      expect(dpo.attempts[1].loadedIteration).toBe(10);
+      // The reference model stays the converted weights (--ref-model); 2.1.0+ load it without RNG state by themselves.
+      const resumed = JSON.parse(/^# argv: (.*)$/m.exec(fs.readFileSync(dpo.attempts[1].logFile!, 'utf8'))![1]) as string[];
+      const weights = state.stages.find((s) => s.name === 'weights')!;
+      expect(resumed[resumed.indexOf('--ref-model') + 1]).toBe(weights.output);
+      expect(resumed).not.toContain('--no-load-rng');
+      expect(dpo.finalIteration).toBe(20);
+    },
+  );
 
   it('resumes LoRA fine-tuning as a warm restart (said in its attempt) and exports the model back to HF with the LoRA merged', async () => {
     const dir = tempDir('msl-lora');
@@ -126,7 +135,7 @@ describe('MindSpeed-LLM 2.3.0 on the emulator', () => {
     expect(fs.readdirSync(exported.output).some((f) => f.endsWith('.safetensors') || f.endsWith('.bin'))).toBe(true);
   });
 
-  it.each(['1.0.0', '2.1.0', '26.0.0'])('MindSpeed-LLM %s runs the demo pipeline too, a fine-tuning crash resumed', async (version) => {
+  it.each(['1.0.0', '2.1.0', '2.2.0', '26.0.0', '26.1.0'])('MindSpeed-LLM %s runs the demo pipeline too, a fine-tuning crash resumed', async (version) => {
     const dir = tempDir(`msl-demo-${version}`);
     const root = path.join(EMULATOR, 'roots', `mindspeed-llm-${version}`);
     const spec = withStageEnv(
@@ -164,31 +173,45 @@ describe('MindSpeed-LLM 2.3.0 on the emulator', () => {
     expect(evaluate.attempts[0].excerpt?.join('\n')).toMatch(/Not a directory/);
   });
 
-  it('passes --ckpt-format torch_dist when a pretraining stage asks for it, and resumes from the torch checkpoint 2.3.0 writes anyway', async () => {
-    const dir = tempDir('msl-dist');
-    const base = on230(fiveStageSpec('msl-dist', path.join(dir, 'ws'), { trainIters: 20, saveInterval: 10, pretrainEnv: { MLEMU_FAULTS: 'crash@15' } }));
-    const stages = base.stages.slice(0, 4).filter((s) => s.name !== 'sft-data');
-    Object.assign(
-      stages.find((s) => s.name === 'pretrain')!,
-      { checkpointFormat: 'torch_dist' },
-    );
-    const { state, failure } = await runSpec(t, writeSpec(dir, { ...base, stages }));
-    expect(state.status, failure).toBe('succeeded');
-    const pretrain = state.stages.find((s) => s.name === 'pretrain')!;
-    expect(pretrain.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
-    const first = fs.readFileSync(pretrain.attempts[0].logFile!, 'utf8');
-    const argv = JSON.parse(/^# argv: (.*)$/m.exec(first)![1]) as string[];
-    expect(argv[argv.indexOf('--ckpt-format') + 1]).toBe('torch_dist');
-    // _add_dummy_args_v2 reset it: the save is torch, one mp_rank_* shard directory per iteration, and the resume reads it.
-    expect(first).toMatch(/saving checkpoint at iteration +10 to .* in torch format/);
-    expect(fs.existsSync(path.join(pretrain.output, 'iter_0000010', 'mp_rank_00', 'model_optim_rng.pt'))).toBe(true);
-    expect(pretrain.attempts[1].loadedIteration).toBe(10);
-    expect(pretrain.finalIteration).toBe(20);
-  });
+  it.each(['2.2.0', '2.3.0'])(
+    '%s: passes --ckpt-format torch_dist when a pretraining stage asks for it, and resumes from the torch checkpoint it writes anyway',
+    async (version) => {
+      const dir = tempDir(`msl-dist-${version}`);
+      const base = onFramework(
+        fiveStageSpec('msl-dist', path.join(dir, 'ws'), { trainIters: 20, saveInterval: 10, pretrainEnv: { MLEMU_FAULTS: 'crash@15' } }),
+        'mindspeed-llm',
+        version,
+        path.join(EMULATOR, 'roots', `mindspeed-llm-${version}`),
+      );
+      const stages = base.stages.slice(0, 4).filter((s) => s.name !== 'sft-data');
+      Object.assign(
+        stages.find((s) => s.name === 'pretrain')!,
+        { checkpointFormat: 'torch_dist' },
+      );
+      const { state, failure } = await runSpec(t, writeSpec(dir, { ...base, stages }));
+      expect(state.status, failure).toBe('succeeded');
+      const pretrain = state.stages.find((s) => s.name === 'pretrain')!;
+      expect(pretrain.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
+      const first = fs.readFileSync(pretrain.attempts[0].logFile!, 'utf8');
+      const argv = JSON.parse(/^# argv: (.*)$/m.exec(first)![1]) as string[];
+      expect(argv[argv.indexOf('--ckpt-format') + 1]).toBe('torch_dist');
+      // _add_dummy_args_v2 reset it: the save is torch, one mp_rank_* shard directory per iteration, and the resume reads it.
+      expect(first).toMatch(/saving checkpoint at iteration +10 to .* in torch format/);
+      expect(fs.existsSync(path.join(pretrain.output, 'iter_0000010', 'mp_rank_00', 'model_optim_rng.pt'))).toBe(true);
+      expect(pretrain.attempts[1].loadedIteration).toBe(10);
+      expect(pretrain.finalIteration).toBe(20);
+    },
+  );
 
-  it('resumes from the dying-gasp checkpoint high availability writes between save intervals', async () => {
-    const dir = tempDir('msl-ha');
-    const base = on230(fiveStageSpec('msl-ha', path.join(dir, 'ws'), { trainIters: 30, saveInterval: 10, pretrainEnv: { MLEMU_FAULTS: 'crash@17' } }));
+  // 26.1.0 honours --ckpt-format, and HA refuses torch_dist there: the pinned --ckpt-format torch is what lets it run.
+  it.each(['2.3.0', '26.1.0'])('%s resumes from the dying-gasp checkpoint high availability writes between save intervals', async (version) => {
+    const dir = tempDir(`msl-ha-${version}`);
+    const base = onFramework(
+      fiveStageSpec('msl-ha', path.join(dir, 'ws'), { trainIters: 30, saveInterval: 10, pretrainEnv: { MLEMU_FAULTS: 'crash@17' } }),
+      'mindspeed-llm',
+      version,
+      path.join(EMULATOR, 'roots', `mindspeed-llm-${version}`),
+    );
     const spec: RawSpec = {
       ...base,
       modellink: { ...(base.modellink as Record<string, unknown>), env: { MLEMU_ITER_TIME_MS: '15', MLEMU_MINDIO_TTP: '1' } },

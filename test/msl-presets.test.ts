@@ -105,10 +105,12 @@ describe('MindSpeed-LLM presets', () => {
     expect(check.status, check.stderr).toBe(0);
   });
 
-  it('cover Qwen3 dense, Qwen3-MoE, DeepSeek-V3 and GLM-4.5 on 2.3.0 and 26.0.0', () => {
-    expect(mindspeedPresetVersions()).toEqual(['1.0.0', '2.1.0', '2.3.0', '26.0.0']);
-    for (const v of ['2.3.0', '26.0.0'])
-      for (const id of ['qwen3-8b', 'qwen3-moe-30b-a3b', 'deepseek3-671b', 'glm45-moe-106b']) expect(getMindspeedPreset(v, id), `${v} ${id}`).toBeDefined();
+  it('cover Qwen3 dense, Qwen3-MoE, DeepSeek-V3 and GLM-4.5 on 2.2.0, 2.3.0, 26.0.0 and 26.1.0', () => {
+    expect(mindspeedPresetVersions()).toEqual(['1.0.0', '2.1.0', '2.2.0', '2.3.0', '26.0.0', '26.1.0']);
+    // 26.1.0 renamed examples/mcore/glm45-moe to glm45-air (pretrain_glm45_air_106b_4k_A3_ptd.sh).
+    const glm45 = (v: string) => (v === '26.1.0' ? 'glm45-air-106b' : 'glm45-moe-106b');
+    for (const v of ['2.2.0', '2.3.0', '26.0.0', '26.1.0'])
+      for (const id of ['qwen3-8b', 'qwen3-moe-30b-a3b', 'deepseek3-671b', glm45(v)]) expect(getMindspeedPreset(v, id), `${v} ${id}`).toBeDefined();
     const qwen3 = getMindspeedPreset('2.3.0', 'qwen3-8b')!.architecture;
     expect([qwen3.numLayers, qwen3.hiddenSize, qwen3.ffnHiddenSize, qwen3.numAttentionHeads, qwen3.numQueryGroups]).toEqual([36, 4096, 12288, 32, 8]);
     const moe = new Map(getMindspeedPreset('26.0.0', 'qwen3-moe-30b-a3b')!.architectureArgs.mcore!.map(([f, v]) => [f, v]));
@@ -163,6 +165,8 @@ describe('MindSpeed-LLM presets', () => {
         '26.0.0 qwen3-8b docs/en/pytorch/features/README.md#L22',
         '26.0.0 qwen3-moe-30b-a3b docs/en/pytorch/features/README.md#L29',
         '26.0.0 deepseek3-671b docs/en/pytorch/features/README.md#L35',
+        '26.1.0 qwen3-8b docs/en/pytorch/features/README.md#L26',
+        '26.1.0 qwen3-32b docs/en/pytorch/features/README.md#L267',
         '2.3.0 llama2-7b README.md#L133',
         '2.1.0 llama2-7b README.md#L135',
         '2.1.0 mixtral-8x7b README.md#L154',
@@ -181,7 +185,7 @@ describe('MindSpeed-LLM presets', () => {
     }
   });
 
-  for (const version of ['1.0.0', '2.1.0', '2.3.0', '26.0.0'])
+  for (const version of mindspeedPresetVersions())
     it(`every ${version} preset plans on MindSpeed-LLM ${version} in each of its implementations, with the script's shape and only flags the version defines`, () => {
       const framework: Framework = getFramework({ flavour: 'mindspeed-llm', version })!;
       const names = mindspeedPresetNames(version);
@@ -251,8 +255,9 @@ describe('MindSpeed-LLM presets', () => {
     expect(v100Lines.find((l) => l.startsWith('llama2-70b '))).toMatch(
       /\(mcore, legacy; .*published README\.md#L85@cd34f028: .*; README\.md#L334@cd34f028: llama2-70B \/ Atlas 900 A2 PODc \/ 1x8 \/ MindSpeed LLM \+ NPU \/ LoRA \/ dynamic \/ 11\.72 samples\/s/,
     );
-    expect(cli('--flavour', 'mindspeed-llm', '--version', '2.2.0').stderr).toMatch(
-      /MindSpeed-LLM 2\.2\.0 has no generated presets; the versions with presets are 1\.0\.0, 2\.1\.0, 2\.3\.0, 26\.0\.0/,
+    expect(cli('--flavour', 'mindspeed-llm', '--version', '2.2.0').stdout).toMatch(/^MindSpeed-LLM 2\.2\.0 \(examples at Ascend\/MindSpeed-LLM@337813b0; /);
+    expect(cli('--flavour', 'mindspeed-llm', '--version', '9.9.9').stderr).toMatch(
+      /MindSpeed-LLM 9\.9\.9 has no generated presets; the versions with presets are 1\.0\.0, 2\.1\.0, 2\.2\.0, 2\.3\.0, 26\.0\.0, 26\.1\.0/,
     );
     const json = JSON.parse(cli('--flavour', 'mindspeed-llm', '--json').stdout) as Preset[];
     expect(json.filter((p) => p.framework?.version === '2.3.0').map((p) => p.name)).toEqual(mindspeedPresetNames('2.3.0'));

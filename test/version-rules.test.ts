@@ -45,15 +45,18 @@ describe('rules per MindSpeed-LLM version', () => {
     const trainingOnly = (spec: RawSpec) => Object.assign(spec, { stages: spec.stages.filter((s) => s.kind !== 'inference') });
     expect(about(trainingOnly(etp1('2.3.0')), 'expert')).toEqual([]);
     expect(about(trainingOnly(etp1('26.0.0')), 'expert')).toEqual([]);
+    expect(about(trainingOnly(etp1('26.1.0')), 'expert')).toEqual([]);
     expect(about(trainingOnly(etp1('2.1.0')), 'parallel.ep')).toHaveLength(1);
   });
 
-  it('context parallelism with variable sequence lengths: refused by 1.0.0 and 2.3.0, padded on 2.1.0, allowed on 26.0.0', () => {
+  it('context parallelism with variable sequence lengths: refused by 1.0.0 and 2.3.0, padded on 2.1.0, allowed on 26.0.0 and 26.1.0', () => {
     const cp = { tp: 1, pp: 2, cp: 2 };
     expect(about(mslSpec('1.0.0', cp), 'variable sequence lengths').length).toBe(1);
     expect(about(mslSpec('2.3.0', cp), 'variable sequence lengths').length).toBe(1);
+    expect(about(mslSpec('2.2.0', cp), 'variable sequence lengths').length).toBe(1);
     expect(about(mslSpec('2.3.0', cp, { '--variable-seq-lengths': null }), 'variable sequence lengths')).toEqual([]);
     expect(about(mslSpec('26.0.0', cp), 'variable sequence lengths')).toEqual([]);
+    expect(about(mslSpec('26.1.0', cp), 'variable sequence lengths')).toEqual([]);
     expect(about(mslSpec('2.1.0', cp), 'variable sequence lengths')).toEqual([]);
     const padded = about(mslSpec('2.1.0', cp, { '--pad-to-multiple-of': '3' }), 'pad-to-multiple-of');
     expect(padded).toHaveLength(1);
@@ -76,5 +79,10 @@ describe('rules per MindSpeed-LLM version', () => {
     expect(withHandler('2.3.0', 'PPOAlpacaStyleInstructionHandler')).toEqual([]);
     expect(withHandler('26.0.0', 'AlpacaStyleProcessRewardHandler')[0]).toMatch(/has no AlpacaStyleProcessRewardHandler/);
     expect(withHandler('2.1.0', 'AlpacaStyleProcessRewardHandler')).toEqual([]);
+    // The lists are generated from each branch's data_handler.py (frameworks/mindspeed-llm/flag-names/<version>.json).
+    expect(withHandler('26.1.0', 'SharegptPretrainHandler')).toEqual([]);
+    expect(withHandler('26.1.0', 'AlpacaStyleProcessRewardHandler')[0]).toMatch(
+      /26\.1\.0's data_handler\.py has no AlpacaStyleProcessRewardHandler; MindSpeed-LLM 2\.1\.0, MindSpeed-LLM 2\.2\.0 have it/,
+    );
   });
 });

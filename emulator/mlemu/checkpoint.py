@@ -171,24 +171,21 @@ def save_checkpoint(rt: 'Runtime', save_dir: str, iteration: int, args: Namespac
     v = version.current()
     dist_ckpt = v.is_msl and bool(getattr(args, 'use_dist_ckpt', False))
     # `ckpt_format = args.ckpt_format if args.use_dist_ckpt else 'torch'` (MindSpeed-LLM 2.3.0
-    # mindspeed_llm/training/checkpointing.py#L166). On 2.2.0+ use_dist_ckpt is always False here:
+    # mindspeed_llm/training/checkpointing.py#L166; 26.1.0 #L234). On 2.2.0-26.0.0 use_dist_ckpt is always False here:
     # validate_args_v2_decorator calls _add_dummy_args_v2, which sets ckpt_format='torch', use_dist_ckpt=False after
     # Megatron's validation whatever --ckpt-format said (2.3.0 mindspeed_llm/training/arguments.py#L1277-1290,#L1507;
-    # 26.0.0 #L101-113,#L133).
+    # 26.0.0 #L101-113,#L133). 26.1.0 no longer resets them (#L156-176): torch_dist, Megatron's default, is written.
     # core_r0.8.0 names it --dist-ckpt-format (2.1.0 mindspeed_llm/training/checkpointing.py#L256).
     fmt = (getattr(args, 'ckpt_format', None) or getattr(args, 'dist_ckpt_format', None) or 'torch_dist') \
         if dist_ckpt else 'torch'
     rt.print0('saving checkpoint at iteration {:7d} to {} in {} format'.format(iteration, save_dir, fmt))
     if v.is_msl and getattr(args, 'async_save', False) and not dist_ckpt:
         # 2.1.0 patches save_checkpoint for every run (mindspeed_llm/tasks/megatron_adaptor.py#L895): its wrapper
-        # raises (mindspeed_llm/training/checkpointing.py#L279). From 2.2.0 the wrapper is LoRA's only
-        # (features_manager/finetune/lora.py#L90; 2.3.0 checkpointing.py#L189, 26.0.0 #L191); otherwise Megatron's
-        # own save_checkpoint raises (core_v0.12.1 megatron/training/checkpointing.py#L397).
+        # raises. From 2.2.0 the wrapper is LoRA's only (features_manager/finetune/lora.py#L90-91 at 2.2.0, #L52 at
+        # 26.1.0); otherwise Megatron's own save_checkpoint raises (core_v0.12.1 megatron/training/checkpointing.py#L397).
         lora = bool(getattr(args, 'lora_target_modules', None))
-        if not v.dist_ckpt_core:
-            frame = ('mindspeed_llm/training/checkpointing.py', 279, 'wrapper')
-        elif lora:
-            frame = ('mindspeed_llm/training/checkpointing.py', 191 if v.name == '26.0.0' else 189, 'wrapper')
+        if not v.dist_ckpt_core or lora:
+            frame = ('mindspeed_llm/training/checkpointing.py', v.save_wrapper_raise_line, 'wrapper')
         else:
             frame = ('megatron/training/checkpointing.py', 397, 'save_checkpoint')
         tracebacks.die(list(stack) + [(

@@ -36,22 +36,11 @@ LOADER = MAIN + [('convert_ckpt.py', 101, 'main', 'loader.load_checkpoint(model_
 log = logging.getLogger()
 
 
-# MindSpeed-LLM's mindspeed_llm/tasks/checkpoint/ modules per release (git ls-tree of each branch head): the
-# plugins (those with add_arguments) and the other modules load_plugin may find.
-MSL_PLUGINS = {
-    '1.0.0': ({'loader_hf', 'loader_llama2_hf', 'loader_megatron', 'loader_mg', 'saver', 'saver_megatron'}, {'models'}),
-    '2.1.0': ({'loader_hf', 'loader_mg', 'saver'}, {'models', 'optim', 'optim_converter', 'loader_optim', 'convert_param'}),
-    '2.3.0': ({'loader_hf', 'loader_mg', 'saver'}, {'models', 'convert', 'convert_hf2mg', 'convert_mg2hf', 'model_builder',
-                                                     'convert_param'}),
-    '26.0.0': ({'loader_hf', 'loader_mg', 'saver'}, {'models', 'convert', 'convert_hf2mg', 'convert_mg2hf', 'model_builder',
-                                                      'convert_param'}),
-}
-
-
 def load_plugin(plugin_type, name):
     """convert_ckpt.py load_plugin: <type>_<name>, then <name>; prints which module it loaded."""
     v = version.current()
-    plugins, not_plugins = MSL_PLUGINS[v.name] if v.is_msl else (PLUGINS, NOT_PLUGINS)
+    # MindSpeed-LLM's mindspeed_llm/tasks/checkpoint/ modules per release: mlemu/version.py checkpoint_modules.
+    plugins, not_plugins = v.checkpoint_modules if v.is_msl else (PLUGINS, NOT_PLUGINS)
     root = 'mindspeed_llm.tasks.checkpoint' if v.is_msl else MODULE_ROOT
     module = f'{plugin_type}_{name}' if name else plugin_type
     if module not in plugins | not_plugins:
@@ -70,7 +59,7 @@ def parse(argv):
     known, _ = parser.parse_known_args(argv)
     if version.current().is_msl and version.current().name != '1.0.0':
         # 2.3.0 convert_ckpt.py#L37-39 (26.0.0 #L40-42); 2.1.0 has no such warning but the same flow.
-        if version.current().dist_ckpt_core:
+        if version.current().v1_eol_warning:
             logs.setup()
             log.warning('This version of weight conversion tool is approaching end-of-life. '
                         'It will be officially deprecated in the Q4 new release. '

@@ -2,7 +2,7 @@
 
 As 2.3.0 convert_ckpt_v2.py (26.0.0 the same, plus mamba2/longcat converters) does it:
   * its own `argparse.ArgumentParser()` (abbreviations allowed) read with parse_known_args (#L53): flags it does not
-    define are ignored, not rejected (only master, after 26.0.0, raises ValueError for them). There is no
+    define are ignored, not rejected (26.1.0 raises ValueError for them, #L132-134). There is no
     --model-type and no --use-mcore-models; --model-type-hf is a closed list per release (default qwen3);
   * only hf->mg and mg->hf (#L58-66); any other pair executes `raise "This conversion scheme is not supported"`,
     which Python reports as `TypeError: exceptions must derive from BaseException`;
@@ -19,7 +19,7 @@ import re
 import sys
 
 from . import args as argsmod
-from . import checkpoint, env, faults, logs, tracebacks
+from . import checkpoint, env, faults, logs, tracebacks, version
 from .convert import check_hf_dir, load_megatron, write_empty_safetensors
 
 ENTRYPOINT = 'convert_ckpt_v2.py'
@@ -32,7 +32,15 @@ def parse(argv):
     spec = argsmod.flag_spec()[ENTRYPOINT]
     parser = argparse.ArgumentParser(prog=ENTRYPOINT)
     argsmod.add_flags(parser, spec['flags'])
-    known, _unknown = parser.parse_known_args(argv)
+    known, unknown = parser.parse_known_args(argv)
+    if unknown and version.current().v2_rejects_unknown:
+        # 26.1.0 convert_ckpt_v2.py#L132-134.
+        tracebacks.die([('convert_ckpt_v2.py', 162, '<module>', 'main()'),
+                        ('mindspeed_llm/training/utils.py', 1136, 'wrapper', 'return func(*args, **kwargs)'),
+                        ('convert_ckpt_v2.py', 140, 'main', 'args = get_args()'),
+                        ('convert_ckpt_v2.py', 134, 'get_args',
+                         'raise ValueError(f"Unrecognized argument : {\' \'.join(unknown)}")')],
+                       'ValueError', f"Unrecognized argument : {' '.join(unknown)}")
     return known
 
 
@@ -47,6 +55,12 @@ def main(argv=None):
     elif args.load_model_type == 'mg' and args.save_model_type == 'hf':
         mg_to_hf(args)
     else:
+        if version.current().v2_rejects_unknown:
+            # 26.1.0 convert_ckpt_v2.py#L152-153 raises a real Exception.
+            tracebacks.die([('convert_ckpt_v2.py', 162, '<module>', 'main()'),
+                            ('mindspeed_llm/training/utils.py', 1136, 'wrapper', 'return func(*args, **kwargs)'),
+                            ('convert_ckpt_v2.py', 153, 'main', 'raise Exception("This conversion scheme is not supported")')],
+                           'Exception', 'This conversion scheme is not supported')
         tracebacks.die(MAIN + [('convert_ckpt_v2.py', 66, 'main', 'raise "This conversion scheme is not supported"')],
                        'TypeError', 'exceptions must derive from BaseException')
     log.info('time-consuming： {:.2f}s'.format(0.01))

@@ -21,6 +21,15 @@ def mindio_installed() -> bool:
     return os.environ.get(MINDIO_ENV, '') == '1'
 
 
+# Set to 1 to say MindCluster's TaskD (taskd.python.adaptor.elastic_training) is installed; 2.2.0 imports it for
+# elastic training.
+TASKD_ENV = 'MLEMU_TASKD'
+
+
+def taskd_installed() -> bool:
+    return os.environ.get(TASKD_ENV, '') == '1'
+
+
 def pre_validate(args: Namespace) -> None:
     """HighAvailabilityFeature.pre_validate_args -> get_env_args (2.3.0 mindspeed_llm/tasks/high_availability/
     high_availability_helper.py#L6-22): HIGH_AVAILABILITY=dump|retry|recover|elastic-training (comma list), as
@@ -61,9 +70,12 @@ def models_and_format(args: Namespace, stack: list[Frame]) -> None:
         if getattr(args, 'use_torch_fsdp2', False):
             _torch_fsdp2_checks(args, stack)
         # update_use_dist_ckpt (megatron/training/utils.py#L566-567), then _add_dummy_args_v2 resets both after
-        # Megatron's validation (2.3.0 mindspeed_llm/training/arguments.py#L1289-1290, called at #L1507).
-        args.ckpt_format = 'torch'
-        args.use_dist_ckpt = False
+        # Megatron's validation (2.3.0 mindspeed_llm/training/arguments.py#L1289-1290, called at #L1507) -- up to
+        # 26.0.0; 26.1.0's _add_dummy_args_v2 (#L156-176) leaves them as Megatron set them.
+        args.use_dist_ckpt = args.ckpt_format != 'torch'
+        if v.resets_ckpt_format:
+            args.ckpt_format = 'torch'
+            args.use_dist_ckpt = False
     else:
         # 1.0.0/2.1.0 re-register --use-mcore-models (dest use_mcore_models) and derive
         # use_legacy_models = not use_mcore_models (2.1.0 mindspeed_llm/training/arguments.py#L1499).
@@ -120,20 +132,25 @@ def _ha_checks(args: Namespace) -> list[tuple[bool, str]]:
             (ha and a('use_dist_ckpt'), 'switch of the high availability feature is unsupported'),
         ]
     # 2.3.0 features_manager/high_availability/high_availability.py#L27-57; 26.0.0 adds disable-gloo-group and LoRA
-    # (#L42-44, #L63-65). use_dist_ckpt is always False by then (_add_dummy_args_v2 runs first).
+    # (#L42-44, #L63-65; 26.1.0 #L35-79 the same checks). use_dist_ckpt is False by then up to 26.0.0
+    # (_add_dummy_args_v2 runs first); on 26.1.0 it is Megatron's (--ckpt-format other than torch).
     elastic = a('enable_elastic_training')
     checks = [
         (a('enable_hbmfault_repair') and not ha,
          'switch of the enable hbmfault repair is unsupported, please enable high availability feature first.'),
         (ha and a('use_dist_ckpt'), 'switch of the high availability feature is unsupported'),
-        (ha and a('swap_attention'),
-         'switch of the high availability feature is unsupported, please disable swap attention first.'),
     ]
-    if v.name == '26.0.0':
+    if v.ha_refuses_swap_attention:
+        checks.append((ha and a('swap_attention'),
+                       'switch of the high availability feature is unsupported, please disable swap attention first.'))
+    if v.ha_refuses_gloo_and_lora:
         checks.append((ha and a('disable_gloo_group'),
                        'switch of the high availability feature is unsupported, please disable disable-gloo-group first.'))
     checks += [
         (a('swap_optimizer') and ha, 'switch of the high availability feature is unsupported'),
+        # 2.2.0 #L41-47: `import taskd.python.adaptor.elastic_training` (MindCluster's TaskD), re-raised as this.
+        (v.elastic_needs_taskd and elastic and not taskd_installed(),
+         'enable elastic training requires the taskd.python.adaptor.elastic_training package but it is not installed.'),
         (elastic and not ha,
          'switch of the enable elastic training is unsupported, please enable high availability feature first.'),
         (elastic and not a('use_distributed_optimizer'),
@@ -147,7 +164,7 @@ def _ha_checks(args: Namespace) -> list[tuple[bool, str]]:
          'switch of the enable elastic training is unsupported when expert-model-parallel-size, context '
          'parallel size is set.'),
     ]
-    if v.name == '26.0.0':
+    if v.ha_refuses_gloo_and_lora:
         checks.append((ha and bool(getattr(args, 'lora_target_modules', None)),
                        'switch of the high availability feature is unsupported, please disable lora-target-modules first.'))
     return checks
@@ -158,6 +175,11 @@ def validate_high_availability(args: Namespace, stack: list[Frame]) -> None:
     where = ('mindspeed_llm/training/arguments.py', 681, '_validate_high_availability', 'import mindio_ttp') \
         if v.name == '1.0.0' else ('mindspeed_llm/features_manager/high_availability/high_availability.py', 30,
                                    'validate_args', 'import mindio_ttp')
+    if getattr(args, 'enable_high_availability', False) and not mindio_installed() and v.ha_find_spec:
+        # 26.1.0 high_availability.py#L37-38: find_spec, a plain AssertionError.
+        tracebacks.die(stack + [(where[0], 38, where[2], 'raise AssertionError("High availability feature requires '
+                                                           'the mindio_ttp package but is not installed.")')],
+                       'AssertionError', 'High availability feature requires the mindio_ttp package but is not installed.')
     if getattr(args, 'enable_high_availability', False) and not mindio_installed():
         # `import mindio_ttp` -> ModuleNotFoundError, re-raised as AssertionError "from e".
         cause = tracebacks.format_traceback(stack + [where], 'ModuleNotFoundError', "No module named 'mindio_ttp'")
@@ -170,7 +192,8 @@ def validate_high_availability(args: Namespace, stack: list[Frame]) -> None:
 
 
 def check_replica_optimizer(rt: 'object', stack: list[Frame]) -> None:
-    """TTPReplicaOptimizer.__init__ (2.3.0 mindspeed_llm/core/high_availability/tft_replica_optimizer.py#L40-49):
+    """TTPReplicaOptimizer.__init__ (2.3.0 mindspeed_llm/core/high_availability/tft_replica_optimizer.py#L40-49; 2.2.0
+    uses mindio_ttp.adaptor's TTPReplicaOptimizer, closed source, taken to check the same and named as 2.3.0's copy):
     with HA (and without --distributed-optimizer-no-replica) the data-parallel group is split into 2 replicas."""
     args = rt.args
     if not version.current().dist_ckpt_core or not getattr(args, 'enable_high_availability', False):
@@ -204,10 +227,6 @@ def unknown_stage(rt: 'object', stage: str | None) -> None:
 
 # --- online conversion (2.3.0+: features_manager/convert_checkpoint) ------------------------------------------
 
-HF2MG_MODELS = ('llama2', 'qwen3', 'qwen3-moe', 'deepseek3', 'glm45-moe', 'bailing_mini', 'qwen3-next', 'seed-oss',
-                'deepseek32', 'magistral', 'deepseek2-lite')
-
-
 def _has_hf_weights(directory: str | None) -> bool:
     """26.0.0 convert_checkpoint.py#L56-69 has_safetensor_weights."""
     if not directory or not os.path.isdir(directory):
@@ -219,10 +238,14 @@ def _has_hf_weights(directory: str | None) -> bool:
 def validate_online_convert(args: Namespace, stack: list[Frame]) -> None:
     """26.0.0 CheckpointFeature.validate_args (features_manager/convert_checkpoint/convert_checkpoint.py#L71-90):
     a --load holding HF weights switches both directions on by itself."""
-    if version.current().name != '26.0.0':
+    v = version.current()
+    if not v.hf_load_converts:
         return
     where = stack + [('mindspeed_llm/features_manager/convert_checkpoint/convert_checkpoint.py', 74, 'validate_args',
                       'raise AssertionError(')]
+    if args.ckpt_format == 'torch_dist' and args.enable_hf2mg_convert:
+        # 26.1.0 #L113-114; up to 26.0.0 _add_dummy_args_v2 has already made ckpt_format 'torch' here.
+        tracebacks.die(where, 'AssertionError', '--ckpt-format torch_dist cannot be used together with --enable-hf2mg-convert')
     hf = _has_hf_weights(args.load)
     if not hf and args.enable_hf2mg_convert:
         tracebacks.die(where, 'AssertionError', 'cannot find safetensor, please check load dir')
@@ -232,7 +255,7 @@ def validate_online_convert(args: Namespace, stack: list[Frame]) -> None:
     if not args.save and args.enable_mg2hf_convert:
         tracebacks.die(where, 'AssertionError', 'if enable_mg2hf_convert, please set save dir')
     if getattr(args, 'lora_target_modules', None) and args.enable_mg2hf_convert:
-        tracebacks.die(where, 'AssertionError', 'Lora and QLora are not supported with enable_mg2hf_convert')
+        tracebacks.die(where, 'AssertionError', v.lora_mg2hf_message)
     if args.enable_hf2mg_convert and args.enable_mg2hf_convert and not args.hf_cfg_dir:
         args.hf_cfg_dir = args.load
     if args.enable_hf2mg_convert and not args.model_type_hf:
@@ -260,8 +283,7 @@ def online_hf2mg(rt: 'object', stack: list[Frame]) -> None:
     if not ('config.json' in files and any(f.endswith(('.bin', '.safetensors')) and 'model' in f.lower() for f in files)):
         tracebacks.die(where, 'ValueError', f'When enable_hf2mg_convert is enabled, path {args.load} is not a valid '
                                             f'HuggingFace path.')
-    # 2.3.0 initialize.py#L231-240; 26.0.0 adds mamba2 (initialize.py#L231-234).
-    supported = HF2MG_MODELS + (('mamba2',) if version.current().name == '26.0.0' else ())
+    supported = version.current().hf2mg_models
     if args.model_type_hf not in supported:
         tracebacks.die(where, 'ValueError', f"Current --enable-hf2mg-convert does not support model type "
                                             f"'{args.model_type_hf}'. Supported models: {', '.join(supported)}")
@@ -296,7 +318,7 @@ def online_mg2hf(rt: 'object', iteration: int) -> None:
 
     from . import convert_v2
     args = rt.args
-    if version.current().name != '26.0.0' or not getattr(args, 'enable_mg2hf_convert', False):
+    if not version.current().hf_load_converts or not getattr(args, 'enable_mg2hf_convert', False):
         return
     if getattr(args, 'only_convert_last_checkpoint', False) and iteration != args.train_iters:
         return
@@ -315,8 +337,9 @@ def online_mg2hf(rt: 'object', iteration: int) -> None:
 # --- high availability: the dying-gasp checkpoint --------------------------------------------------------------
 
 def ttp_active(args: Namespace) -> bool:
-    """MindIO TTP runs the training (tft_train) when HA is on and mindio_ttp imports (2.3.0+ training.py)."""
-    return version.current().dist_ckpt_core and bool(getattr(args, 'enable_high_availability', False)) \
+    """MindIO TTP runs the training (tft_train) when HA is on and mindio_ttp imports (2.2.0+ training.py); the
+    dying-gasp save is modelled where MindSpeed-LLM writes it itself (tft_dump.py, 2.3.0+)."""
+    return version.current().dying_gasp and bool(getattr(args, 'enable_high_availability', False)) \
         and mindio_installed()
 
 

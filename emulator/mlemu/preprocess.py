@@ -83,8 +83,11 @@ def main(argv=None):
 
 def validate_args(args):
     stack = MAIN + [('preprocess_data.py', 243, 'main', 'validate_args(args)')]
-    # MindSpeed-LLM's list adds its own handlers (2.3.0 preprocess_data.py#L244-256).
+    # MindSpeed-LLM's list adds its own handlers (2.3.0 preprocess_data.py#L244-256); 26.1.0 also OpenAIInstructionHandler
+    # (#L254-264), fourth in its list.
     supported = PROMPT_TYPE_HANDLERS + (MSL_PROMPT_TYPE_HANDLERS if version.current().is_msl else [])
+    if version.current().openai_prompt_type:
+        supported = supported[:3] + ['OpenAIInstructionHandler'] + supported[3:]
     if args.prompt_type is not None and args.handler_name not in supported:
         tracebacks.die(stack + [('preprocess_data.py', 218, 'validate_args', None)], 'AssertionError',
                        f'If specify prompt_type , handler name must be in:\n{supported}.')
@@ -95,6 +98,13 @@ def validate_args(args):
     if not os.path.isdir(out_dir):
         tracebacks.die(stack + [('preprocess_data.py', 224, 'validate_args', None)], 'ValueError',
                        f'{out_dir} is not a directory or does not exist')
+    # --enable-thinking's type is the source's lambda (true/false/none -> True/False/None), kept as the raw string here.
+    thinking = str(getattr(args, 'enable_thinking', None)).lower() == 'true'
+    if getattr(args, 'reasoning_effort', None) and not thinking:
+        # 26.1.0 preprocess_data.py#L322-323 (the flag is 26.1.0's).
+        tracebacks.die(stack + [('preprocess_data.py', 323, 'validate_args', None)], 'ValueError',
+                       f'reasoning_effort={args.reasoning_effort!r} requires --enable-thinking True. Either remove '
+                       f'--reasoning-effort or enable thinking.')
 
 
 def build_tokenizer(args):

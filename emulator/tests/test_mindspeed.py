@@ -89,7 +89,7 @@ def sft(run: Run, version: str, *extra: str, env: dict[str, str] | None = None) 
 # --- roots and flags ------------------------------------------------------------------------------------------
 
 def test_each_root_has_exactly_its_releases_entrypoints(run: Run) -> None:
-    for version, has_v2 in (('1.0.0', False), ('2.1.0', False), ('2.3.0', True), ('26.0.0', True)):
+    for version, has_v2 in (('1.0.0', False), ('2.1.0', False), ('2.3.0', True), ('26.0.0', True), ('26.1.0', True)):
         assert os.path.isfile(entry(version, 'posttrain_gpt.py'))
         assert os.path.isfile(entry(version, 'convert_ckpt_v2.py')) == has_v2
     missing = run('2.1.0', 'convert_ckpt_v2.py', '--load-dir', 'hf', '--save-dir', 'out')
@@ -401,7 +401,7 @@ def test_training_line_core_attn_ratio_on_core_v0_12_1(run: Run) -> None:
 
 
 def test_version_files_name_their_sources() -> None:
-    for version in ('1.0.0', '2.1.0', '2.3.0', '26.0.0'):
+    for version in ('1.0.0', '2.1.0', '2.3.0', '26.0.0', '26.1.0'):
         with open(os.path.join(EMULATOR, 'versions', f'mindspeed-llm-{version}.json')) as f:
             doc = json.load(f)
         assert doc['version'] == version

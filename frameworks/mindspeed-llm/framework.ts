@@ -66,6 +66,8 @@ function build(version: string, row: VersionRow): Framework {
       needsTorchFormat: true,
       dyingGasp: row.dyingGasp,
     },
+    preprocessHandlers: flags.handlers,
+    contextParallelVarlen: row.contextParallelVarlen,
     renamed: flags.renamed,
     choices: flags.choices,
     isKnownFlag: (entrypoint: Entrypoint, flag: string) => sets.get(entrypoint)?.has(flag) ?? false,

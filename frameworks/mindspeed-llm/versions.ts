@@ -6,14 +6,18 @@
  * each fact with the file of Ascend/MindSpeed-LLM that says it (branch heads in
  * reference/mindspeed-llm/, e.g. 2.3.0 = 62d4640b).
  *
- * The versions are those reference/mindspeed-llm/ carries (1.0.0, 2.1.0, 2.3.0, 26.0.0: one per Megatron core
- * and the newest two); 2.0.0 and 2.2.0 behave as 2.1.0 and 2.3.0 but their parsers are not generated.
- * Adding a version: generate its flag list, add its row below.
+ * The versions are those reference/mindspeed-llm/ carries (1.0.0, 2.1.0, 2.2.0, 2.3.0, 26.0.0, 26.1.0; 26.1.0 is the
+ * release MindSpeed-LLM maintains today, README.md 版本维护策略 of its branch); 2.0.0 behaves as 2.1.0 but its
+ * parsers are not generated.
+ * Adding a version: name it in scripts/gen-mindspeed-flags.py's VERSIONS (refs from its install guide), run the
+ * generators (reference/README.md, MindSpeed-LLM), then add its import and row below.
  */
 import v100 from './flag-names/1.0.0.json' with { type: 'json' };
 import v210 from './flag-names/2.1.0.json' with { type: 'json' };
+import v220 from './flag-names/2.2.0.json' with { type: 'json' };
 import v230 from './flag-names/2.3.0.json' with { type: 'json' };
 import v2600 from './flag-names/26.0.0.json' with { type: 'json' };
+import v2610 from './flag-names/26.1.0.json' with { type: 'json' };
 
 /** The generated part of a version: its parsers' flags and choices. */
 export interface FlagNames {
@@ -25,6 +29,8 @@ export interface FlagNames {
   defaults: Record<string, string | null>;
   tasks: Record<string, string[]>;
   convertV2ModelTypes?: string[];
+  /** preprocess_data.py's --handler-name values: data_handler.py's *Handler classes. */
+  handlers?: string[];
 }
 
 export interface VersionRow {
@@ -47,15 +53,57 @@ export interface VersionRow {
   /**
    * validate_args_v2_decorator calls _add_dummy_args_v2, which sets ckpt_format = 'torch', use_dist_ckpt = False
    * after Megatron's validation: --ckpt-format torch_dist is validated, torch is written (file#lines of the reset).
+   * 26.1.0's _add_dummy_args_v2 (#L156-176) no longer resets them: Megatron's format (and --async-save) holds there.
    */
   ckptFormatReset?: string;
   /** TTP's dying-gasp save writes iter_N_tmp and renames it (mindspeed_llm/core/high_availability/tft_dump.py, from 2.3.0). */
   dyingGasp: boolean;
+  /**
+   * Context parallelism with --variable-seq-lengths in a fine-tune: 1.0.0 and 2.3.0 forbid it (arguments.py
+   * _validate_instruction_finetune: "Context parallelism is forbidden when use variable seq lengths."), 2.1.0 needs
+   * --pad-to-multiple-of divisible by tp × cp (same function), 26.0.0 and 26.1.0 have no such check (arguments.py,
+   * features_manager/finetune/finetune.py).
+   */
+  contextParallelVarlen: 'forbidden' | 'padded' | 'allowed';
 }
 
 const rows: Record<string, VersionRow> = {
-  '1.0.0': { flags: v100, lastDataPath: false, mcoreDefault: false, trainers: ['sft', 'dpo'], dpoReferenceUnderRunFlags: true, haEnv: false, dyingGasp: false },
-  '2.1.0': { flags: v210, lastDataPath: true, mcoreDefault: false, trainers: ['sft', 'dpo'], dpoReferenceUnderRunFlags: false, haEnv: false, dyingGasp: false },
+  '1.0.0': {
+    flags: v100,
+    lastDataPath: false,
+    mcoreDefault: false,
+    trainers: ['sft', 'dpo'],
+    dpoReferenceUnderRunFlags: true,
+    haEnv: false,
+    dyingGasp: false,
+    contextParallelVarlen: 'forbidden',
+  },
+  '2.1.0': {
+    flags: v210,
+    lastDataPath: true,
+    mcoreDefault: false,
+    trainers: ['sft', 'dpo'],
+    dpoReferenceUnderRunFlags: false,
+    haEnv: false,
+    dyingGasp: false,
+    contextParallelVarlen: 'padded',
+  },
+  // 2.2.0 (branch 2.2.0 337813b0, EOL; files under mindspeed_llm/): features_manager/megatron_basic/training_basic.py#L19
+  // (mcore default); tasks/posttrain/launcher.py#L16-37 (sft, dpo and orm, prm, simpo, trl_ppo); dpo_trainer.py#L337-341;
+  // evaluation.py#L198-199; features_manager/high_availability/high_availability_helper.py#L6-23 (HIGH_AVAILABILITY);
+  // no tft_dump.py (the dump is mindio_ttp.adaptor's, closed source); training/arguments.py#L1321-1322 (ckpt-format
+  // reset, called at #L1539); _validate_instruction_finetune#L1015-1018 as 2.3.0.
+  '2.2.0': {
+    flags: v220,
+    lastDataPath: true,
+    mcoreDefault: true,
+    trainers: ['sft', 'dpo'],
+    dpoReferenceUnderRunFlags: false,
+    haEnv: true,
+    dyingGasp: false,
+    ckptFormatReset: 'mindspeed_llm/training/arguments.py#L1321-1322 (_add_dummy_args_v2, called at #L1539)',
+    contextParallelVarlen: 'forbidden',
+  },
   '2.3.0': {
     flags: v230,
     lastDataPath: true,
@@ -65,6 +113,7 @@ const rows: Record<string, VersionRow> = {
     haEnv: true,
     dyingGasp: true,
     ckptFormatReset: 'mindspeed_llm/training/arguments.py#L1289-1290 (_add_dummy_args_v2, called at #L1507)',
+    contextParallelVarlen: 'forbidden',
   },
   '26.0.0': {
     flags: v2600,
@@ -75,6 +124,21 @@ const rows: Record<string, VersionRow> = {
     haEnv: true,
     dyingGasp: true,
     ckptFormatReset: 'mindspeed_llm/training/arguments.py#L112-113 (_add_dummy_args_v2, called at #L133)',
+    contextParallelVarlen: 'allowed',
+  },
+  // 26.1.0 (branch 26.1.0 ad615b3b; files under mindspeed_llm/): training_basic.py#L18 (mcore default); posttrain/launcher.py#L20-31
+  // (sft, dpo); dpo_trainer.py#L379-382 (reference model: no_load_rng unless fine-tuning); evaluation.py#L199-200 (last
+  // data path); high_availability_helper.py#L6-22 (HIGH_AVAILABILITY); tft_dump.py#L22-32,#L171-176 (dying gasp);
+  // arguments.py#L156-176 (no ckpt-format reset); finetune.py (no CP/varlen check).
+  '26.1.0': {
+    flags: v2610,
+    lastDataPath: true,
+    mcoreDefault: true,
+    trainers: ['sft', 'dpo'],
+    dpoReferenceUnderRunFlags: false,
+    haEnv: true,
+    dyingGasp: true,
+    contextParallelVarlen: 'allowed',
   },
 };
 

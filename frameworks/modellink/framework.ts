@@ -20,6 +20,8 @@ export const modellinkFramework: Framework = {
   mcoreDefault: false,
   legacyModels: true,
   pinsTorchFormat: false,
+  // modellink/training/arguments.py _validate_instruction_finetune: "Context parallelism is forbidden when use variable seq lengths."
+  contextParallelVarlen: 'forbidden',
   converters: ['convert_ckpt.py'],
   convertV2ModelTypes: [],
   convertV2Lora: false,

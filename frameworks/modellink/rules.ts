@@ -6,6 +6,7 @@ import { mcoreOnlyInUse } from './features.ts';
 import { resolveFeatures } from './commands.ts';
 import type { Preset } from './presets.ts';
 import type { FrameworkChoice } from '../framework.ts';
+import { getFramework } from '../index.ts';
 import type { PipelineSpec, SpecProblem, Stage } from '../../spec/spec.ts';
 
 type Problems = SpecProblem[];
@@ -170,18 +171,11 @@ export function checkLayout(spec: PipelineSpec, preset: Preset, megatron: string
   }
 }
 
-/**
- * Context parallelism with --variable-seq-lengths (which linkflow's fine-tunes pass unless args remove it), per version:
- * ModelLink and MindSpeed-LLM 1.0.0/2.3.0 forbid it (mindspeed_llm/training/arguments.py _validate_instruction_finetune:
- * "Context parallelism is forbidden when use variable seq lengths."); 2.1.0 only needs --pad-to-multiple-of (default 8)
- * divisible by tp × cp (same function there); 26.0.0 has no such check (arguments.py, features_manager/finetune/finetune.py).
- */
-const CP_VARLEN: Record<string, 'forbidden' | 'padded' | 'allowed'> = { 'mindspeed-llm 2.1.0': 'padded', 'mindspeed-llm 26.0.0': 'allowed' };
-
+/** Context parallelism with --variable-seq-lengths (which linkflow's fine-tunes pass unless args remove it): each version's rule is its Framework's contextParallelVarlen. */
 function checkContextParallelVarlen(spec: PipelineSpec, stage: Stage, specPath: string, framework: FrameworkChoice, problems: Problems): void {
   const { cp, tp } = spec.parallel;
   if (stage.kind !== 'finetune' || cp <= 1 || stage.args['--variable-seq-lengths'] === null) return;
-  const rule = CP_VARLEN[`${framework.flavour} ${framework.version}`] ?? 'forbidden';
+  const rule = getFramework(framework)?.contextParallelVarlen ?? 'forbidden';
   if (rule === 'forbidden')
     problems.push({
       path: 'parallel.cp',
