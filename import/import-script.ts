@@ -9,6 +9,7 @@
 import path from 'node:path';
 import type { Arg } from '../frameworks/modellink/args.ts';
 import { acceptsValue, FEATURE_FLAGS } from '../frameworks/modellink/features.ts';
+import { withNewNames } from '../frameworks/dialect.ts';
 import { getFramework, type Entrypoint, type Framework, type FrameworkChoice } from '../frameworks/index.ts';
 import { EVALUATION_TASKS } from '../spec/spec.ts';
 import { frameworkOfScript } from './framework-of-script.ts';
@@ -91,7 +92,7 @@ function scriptKind(parsed: ParsedScript): 'preprocess' | 'convert' | 'pretrain'
 }
 
 /** The preset whose shape the script uses: same layers, hidden size and heads; the script's own preset first. */
-function matchPreset(parsed: ParsedScript, choice: FrameworkChoice, scriptPath?: string): Preset | undefined {
+function matchPreset(parsed: ParsedScript, choice: FrameworkChoice, impl: 'mcore' | 'legacy', scriptPath?: string): Preset | undefined {
   const layers = int(parsed.args, '--num-layers');
   const hidden = int(parsed.args, '--hidden-size');
   const all = presetNamesFor(choice)
@@ -110,7 +111,14 @@ function matchPreset(parsed: ParsedScript, choice: FrameworkChoice, scriptPath?:
     if (shaped) return shaped;
     if (own.length > 0) return own[0];
   }
-  const candidates = all.filter((p) => p.architecture.numLayers === layers && p.architecture.hiddenSize === hidden);
+  // Among presets of the same layers and width: one the script's model type (mcore or legacy) can run, then the same heads, then the same query groups.
+  const heads = int(parsed.args, '--num-attention-heads');
+  const groups = has(parsed.args, '--group-query-attention') ? int(parsed.args, '--num-query-groups') : heads;
+  const fit = (p: Preset) =>
+    (p.impls.includes(impl) ? 0 : 4) +
+    (heads === undefined || p.architecture.numAttentionHeads === heads ? 0 : 2) +
+    (groups === undefined || (p.architecture.numQueryGroups ?? p.architecture.numAttentionHeads) === groups ? 0 : 1);
+  const candidates = all.filter((p) => p.architecture.numLayers === layers && p.architecture.hiddenSize === hidden).sort((x, y) => fit(x) - fit(y));
   const base = scriptPath
     ? path
         .basename(scriptPath)
@@ -372,16 +380,17 @@ function layoutArgs(kind: string, a: Arg[], presetLayers: number | undefined): R
 
 export function importScript(parsed: ParsedScript, options: ImportOptions): ImportResult {
   const kind = scriptKind(parsed);
-  const a = lastWins(parsed.args);
-  const choice = options.framework ?? frameworkOfScript(parsed.entrypoint, a);
+  const choice = options.framework ?? frameworkOfScript(parsed.entrypoint, lastWins(parsed.args));
   const framework = getFramework(choice);
   if (!framework) throw new Error(`linkflow does not know ${choice.flavour} ${choice.version}`);
-  const preset = options.preset ? presetFor(options.preset, choice) : matchPreset(parsed, choice, options.scriptPath);
+  // A deprecated name (--moe-intermediate-size) is read as the flag it sets (--moe-ffn-hidden-size), as linkflow renders it.
+  const a = lastWins(withNewNames(framework, parsed.args));
+  const impl = implOfScript(framework, kind, a);
+  const preset = options.preset ? presetFor(options.preset, choice) : matchPreset(parsed, choice, impl, options.scriptPath);
   // Preprocessing and conversion pass no shape: a model without a preset is then known by its HF type only.
   const architecture = preset ? undefined : (architectureOfScript(a) ?? (kind === 'preprocess' || kind === 'convert' ? shapelessArchitecture(a) : undefined));
   if (!preset && !architecture)
     throw new Error(`no preset has this script's shape (--num-layers ${str(a, '--num-layers')}, --hidden-size ${str(a, '--hidden-size')}); pass --preset`);
-  const impl = implOfScript(framework, kind, a);
   const d = parsed.distributed;
   const asInt = (x: unknown, fallback: number) => (typeof x === 'number' ? x : typeof x === 'string' && /^\d+$/.test(x) ? Number(x) : fallback);
   const features = featuresFromScript(a, kind !== 'convert' && kind !== 'preprocess');

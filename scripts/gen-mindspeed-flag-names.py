@@ -14,7 +14,7 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHOICES = ['--stage', '--ckpt-format', '--dpo-loss-type', '--prompt-type']
+CHOICES = ['--stage', '--ckpt-format', '--dpo-loss-type', '--prompt-type', '--tokenizer-type']
 
 
 def compact(ref):

@@ -62,8 +62,7 @@ NAMED_ARCH_FLAGS = [
 #: Tokens of a file name that say where a script runs (Atlas A3 nodes, the O2 optimizer), not which model.
 EXTRA_BOILERPLATE = re.compile(r'^(a3|o2|pack|ptd|\d+[kK]|\d+p)$')
 
-TOKENIZERS = {'BertWordPieceLowerCase', 'BertWordPieceCase', 'GPT2BPETokenizer', 'SentencePieceTokenizer',
-              'GPTSentencePieceTokenizer', 'Llama2Tokenizer', 'PretrainedFromHF', 'NullTokenizer'}
+#: --tokenizer-type: linkflow takes the names the version's pretrain_gpt.py parser offers (its choices).
 POSITION_EMBEDDINGS = {'rope', 'learned_absolute', 'alibi'}
 NORMALIZATIONS = {'RMSNorm', 'LayerNorm'}
 
@@ -137,9 +136,9 @@ class LeftOut(Exception):
     """A model linkflow's typed architecture cannot describe (listed in PRESETS.md, not silently dropped)."""
 
 
-def typed_architecture(canon: dict, defaults: dict, decisions: list[str], hf_type: str | None) -> dict:
+def typed_architecture(canon: dict, defaults: dict, decisions: list[str], hf_type: str | None, tokenizers: set[str]) -> dict:
     arch = ml.typed_architecture(canon, defaults, decisions, hf_type)
-    for key, allowed in [('tokenizerType', TOKENIZERS), ('positionEmbeddingType', POSITION_EMBEDDINGS), ('normalization', NORMALIZATIONS)]:
+    for key, allowed in [('tokenizerType', tokenizers), ('positionEmbeddingType', POSITION_EMBEDDINGS), ('normalization', NORMALIZATIONS)]:
         if arch[key] not in allowed:
             raise LeftOut(f'{canon["script"]} passes {key} {arch[key]}, which linkflow\'s architecture schema does not have')
     return arch
@@ -149,6 +148,7 @@ def build_version(version: str, examples: dict, flags: dict, perf: dict) -> tupl
     arch_flags = set(arch_flag_set(flags))
     defaults = {r['flag']: r['default'] for r in flags['entrypoints']['pretrain_gpt.py']}
     known = {e: {r['flag'] for r in rows} for e, rows in flags['entrypoints'].items()}
+    tokenizers = set(next(r['choices'] for r in flags['entrypoints']['pretrain_gpt.py'] if r['flag'] == '--tokenizer-type'))
     mcore = [s for s in examples['scripts'] if s['impl'] == 'mcore']
     by_id: dict[str, list[dict]] = {}
     for s in mcore:
@@ -180,7 +180,7 @@ def build_version(version: str, examples: dict, flags: dict, perf: dict) -> tupl
         hf_type, hf_from = hf_model_type(converts)
         if hf_type is None:
             decisions.append("hfModelType: no convert script of this model passes --model-type-hf; architecture.hfModelType is the 'llama2' default")
-        arch_args = [[f, v] for f, v in canon['args'] if f in arch_flags]
+        arch_args = [[f, v] for f, v in ml.last_wins(canon['args']) if f in arch_flags]
         missing = sorted({f for f, _ in arch_args if f not in known['pretrain_gpt.py'] or f not in known['posttrain_gpt.py']})
         if missing:
             ml.fail(f'{version} {pid}: {canon["script"]} passes {missing}, which pretrain_gpt.py/posttrain_gpt.py do not define')
@@ -192,7 +192,7 @@ def build_version(version: str, examples: dict, flags: dict, perf: dict) -> tupl
         published = [r for r in rows if r['script'] in names]
         layout = ml.layout_of(canon)
         try:
-            architecture = typed_architecture(canon, defaults, decisions, hf_type)
+            architecture = typed_architecture(canon, defaults, decisions, hf_type, tokenizers)
         except LeftOut as e:
             left_out.append(f'{pid}: {e}')
             continue

@@ -1,0 +1,144 @@
+/**
+ * Fixes found by the MindSpeed-LLM conformance run (test/conformance-mindspeed.test.ts), each on the real
+ * example script it came from (reference/mindspeed-llm/examples/<version>.json): pure, no servers.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { MINDSPEED_VERSIONS } from '../frameworks/mindspeed-llm/versions.ts';
+import { getMindspeedPreset, mindspeedPresetNames } from '../frameworks/mindspeed-llm/presets.ts';
+import { getPreset, presetNames } from '../frameworks/modellink/presets.ts';
+import { importScript, renderStage } from '../import/import-script.ts';
+import { planPipeline } from '../plan/plan.ts';
+import { difference, parsedOf, type Example } from '../testkit/conformance.ts';
+import { ROOT } from '../testkit/specs.ts';
+
+const MSL = '/opt/MindSpeed-LLM';
+type Json = Record<string, unknown>;
+
+function example(version: string, script: string): Example {
+  const doc = JSON.parse(fs.readFileSync(path.join(ROOT, 'reference', 'mindspeed-llm', 'examples', `${version}.json`), 'utf8')) as { scripts: Example[] };
+  const e = doc.scripts.find((s) => s.script === script);
+  if (!e) throw new Error(`${script} is not in ${version}.json`);
+  return e;
+}
+
+function imported(version: string, script: string) {
+  const e = example(version, script);
+  return { e, r: importScript(parsedOf(e), { name: 'imported', root: MSL, scriptPath: e.script, framework: { flavour: 'mindspeed-llm', version } }) };
+}
+
+const problemsOf = (spec: Json) => {
+  const r = planPipeline(spec, { baseDir: MSL });
+  return r.ok ? [] : r.problems.map((p) => `${p.path}: ${p.message}`);
+};
+
+describe('presets render each shape flag once', () => {
+  it('no preset of either zoo repeats a flag in its architectureArgs (a script that repeats one gives it once, as argparse reads it)', () => {
+    const all = [
+      ...presetNames().map((n) => getPreset(n)!),
+      ...MINDSPEED_VERSIONS.flatMap((v) => mindspeedPresetNames(v).map((n) => getMindspeedPreset(v, n)!)),
+    ];
+    expect(all.length).toBeGreaterThan(100);
+    for (const p of all)
+      for (const [impl, args] of Object.entries(p.architectureArgs)) {
+        const flags = args.map(([f]) => f);
+        expect(
+          flags.filter((f, i) => flags.indexOf(f) !== i),
+          `${p.name} ${impl}`,
+        ).toEqual([]);
+      }
+  });
+
+  it.each([
+    ['2.3.0', 'examples/mcore/kimi2/pretrain_kimi2_18b_4k_8p_ptd.sh', '--use-rotary-position-embeddings'],
+    ['26.0.0', 'examples/mcore/longcat/pretrain_longcat_flash_560b_4k_A3_ptd.sh', '--qk-layernorm'],
+  ])('%s %s (passes %s twice) renders back', (version, script, repeated) => {
+    const e = example(version, script);
+    expect(e.args.filter(([f]) => f === repeated).length).toBe(2);
+    expect(difference(e, MSL, { flavour: 'mindspeed-llm', version }).why).toBe('');
+    const { r } = imported(version, script);
+    const rendered = renderStage(r.spec, MSL);
+    if (!rendered.ok) throw new Error(rendered.problems.join('\n'));
+    expect(rendered.stage.args.filter(([f]) => f === repeated).length).toBe(1);
+  });
+});
+
+describe('a deprecated flag name in a script', () => {
+  const script = 'examples/mcore/qwen3_moe/dpo_qwen3_30b_a3b_16K_A3_ptd.sh';
+  it.each(['2.3.0', '26.0.0'])(
+    '%s: --moe-intermediate-size 768 is kept, passed as --moe-ffn-hidden-size (deprecated_args.py sets it from the old name)',
+    (version) => {
+      const { e, r } = imported(version, script);
+      expect(e.args).toContainEqual(['--moe-intermediate-size', '768']);
+      const rendered = renderStage(r.spec, MSL);
+      if (!rendered.ok) throw new Error(rendered.problems.join('\n'));
+      expect(rendered.stage.args).toContainEqual(['--moe-ffn-hidden-size', '768']);
+      const args = ((r.spec.stages as Json[])[0].args ?? {}) as Json;
+      expect(Object.keys(args)).not.toContain('--moe-intermediate-size');
+      expect(difference(e, MSL, { flavour: 'mindspeed-llm', version }).why).toBe('');
+    },
+  );
+
+  it('args giving both the old and the new name is a problem at the old one (which value wins would depend on their order)', () => {
+    const { r } = imported('2.3.0', script);
+    const stage = (r.spec.stages as Json[])[0];
+    stage.args = { ...(stage.args as Json), '--moe-intermediate-size': '768', '--moe-ffn-hidden-size': null };
+    expect(problemsOf(r.spec).join('\n')).toMatch(
+      /stages\[0\]\.args\.--moe-intermediate-size: --moe-intermediate-size is MindSpeed-LLM 2\.3\.0's old name of --moe-ffn-hidden-size/,
+    );
+  });
+});
+
+describe('--tokenizer-type follows the version', () => {
+  const script = 'examples/mcore/magistral/pretrain_magistral_small_24b_A3_ptd.sh';
+  it.each(['2.3.0', '26.0.0'])('%s: the magistral scripts import with MagistralTokenizer, on the magistral-24b preset', (version) => {
+    for (const s of [
+      script,
+      'examples/mcore/magistral/tune_magistral_small_24b_full_A3_ptd.sh',
+      'examples/mcore/magistral/generate_magistral_small_24b_ptd.sh',
+    ]) {
+      const { e, r } = imported(version, s);
+      expect(r.preset, s).toBe('magistral-24b');
+      expect(difference(e, MSL, { flavour: 'mindspeed-llm', version }).why, s).toBe('');
+    }
+    expect(getMindspeedPreset(version, 'magistral-24b')!.architecture.tokenizerType).toBe('MagistralTokenizer');
+  });
+
+  it('a tokenizer type the version does not have names the versions that do', () => {
+    const { r } = imported('2.3.0', script);
+    (r.spec.modellink as Json).version = '2.1.0';
+    const stage = (r.spec.stages as Json[])[0];
+    // The preset is 2.3.0's; on 2.1.0 a ModelLink-shaped preset of the zoo plans, with the stage asking for Magistral.
+    (r.spec.model as Json).preset = 'llama2-7b';
+    stage.tokenizerType = 'MagistralTokenizer';
+    const problems = problemsOf(r.spec).join('\n');
+    expect(problems).toMatch(
+      /stages\[0\]\.tokenizerType: MindSpeed-LLM 2\.1\.0 has no --tokenizer-type MagistralTokenizer \(it takes [^)]*PretrainedFromHF[^)]*\); MindSpeed-LLM 2\.3\.0, MindSpeed-LLM 26\.0\.0 have it/,
+    );
+    stage.tokenizerType = 'NoSuchTokenizer';
+    expect(problemsOf(r.spec).join('\n')).toMatch(/has no --tokenizer-type NoSuchTokenizer .*; no version linkflow knows have it/);
+    stage.tokenizerType = 'PretrainedFromHF';
+    expect(problemsOf(r.spec).join('\n')).not.toMatch(/tokenizerType/);
+  });
+
+  it("a model written out (model.architecture) is checked too, and ModelLink takes its parser's eight", () => {
+    const { r } = imported('2.3.0', script);
+    r.spec.modellink = { root: MSL, python: 'python', launcher: 'torchrun' };
+    const preset = getMindspeedPreset('2.3.0', 'magistral-24b')!;
+    r.spec.model = { architecture: { ...preset.architecture }, impl: 'mcore', tokenizer: '/models/magistral' };
+    const stage = (r.spec.stages as Json[])[0];
+    stage.args = {};
+    delete stage.tokenizerType;
+    expect(problemsOf(r.spec).join('\n')).toMatch(/model\.architecture\.tokenizerType: ModelLink d4feda79 has no --tokenizer-type MagistralTokenizer/);
+  });
+});
+
+describe('preset matching by shape', () => {
+  it('prefers a preset the script’s model type can run (an mcore 40 × 5120 script on 2.3.0 is not given legacy-only baichuan-13b)', () => {
+    const e = example('2.3.0', 'examples/mcore/magistral/pretrain_magistral_small_24b_A3_ptd.sh');
+    const r = importScript(parsedOf(e), { name: 'x', root: MSL, framework: { flavour: 'mindspeed-llm', version: '2.3.0' } });
+    expect((r.spec.model as Json).impl).toBe('mcore');
+    expect(r.preset).not.toBe('baichuan-13b');
+  });
+});
