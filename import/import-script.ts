@@ -84,7 +84,9 @@ function scriptKind(parsed: ParsedScript): 'preprocess' | 'convert' | 'pretrain'
   if (entry === 'inference.py') return 'inference';
   if (entry === 'pretrain_gpt.py') {
     const a = parsed.args;
-    return has(a, '--finetune') || has(a, '--is-instruction-dataset') || has(a, '--lora-r') || has(a, '--lora-target-modules') ? 'finetune' : 'pretrain';
+    // --finetune alone only loads weights without their iteration and optimizer (Megatron training/checkpointing.py
+    // load_checkpoint): continued pretraining on the pretrain dataset (deepseek2_lite's pretrain_*_ptd_8p.sh), kept as a flag.
+    return has(a, '--is-instruction-dataset') || has(a, '--lora-r') || has(a, '--lora-target-modules') ? 'finetune' : 'pretrain';
   }
   throw new Error(
     `cannot import ${parsed.entrypoint || 'a script without a ModelLink launch'}: linkflow runs preprocess_data.py, convert_ckpt.py, convert_ckpt_v2.py, pretrain_gpt.py, posttrain_gpt.py, trainer.py, evaluation.py and inference.py`,

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { MINDSPEED_VERSIONS } from '../frameworks/mindspeed-llm/versions.ts';
 import { getMindspeedPreset, mindspeedPresetNames } from '../frameworks/mindspeed-llm/presets.ts';
 import { getPreset, presetNames } from '../frameworks/modellink/presets.ts';
+import { resumeArgs } from '../frameworks/modellink/commands.ts';
 import { importScript, renderStage } from '../import/import-script.ts';
 import { planPipeline } from '../plan/plan.ts';
 import { difference, parsedOf, type Example } from '../testkit/conformance.ts';
@@ -140,5 +141,32 @@ describe('preset matching by shape', () => {
     const r = importScript(parsedOf(e), { name: 'x', root: MSL, framework: { flavour: 'mindspeed-llm', version: '2.3.0' } });
     expect((r.spec.model as Json).impl).toBe('mcore');
     expect(r.preset).not.toBe('baichuan-13b');
+  });
+});
+
+describe('pretrain_gpt.py with --finetune but no instruction data or LoRA', () => {
+  it.each([
+    ['1.0.0', 'examples/mcore/deepseek2_lite/pretrain_deepseek2_lite_16b_ptd_8p.sh'],
+    ['2.1.0', 'examples/mcore/deepseek2_lite/pretrain_deepseek2_lite_16b_ptd_16p.sh'],
+    ['2.3.0', 'examples/mcore/plm/pretrain_plm_1point8b_ptd.sh'],
+    ['26.0.0', 'examples/mcore/deepseek2_lite/pretrain_deepseek2_lite_16b_ptd_8p.sh'],
+  ])('%s %s is continued pretraining: a pretrain stage on pretrain_gpt.py that keeps --finetune, dropped on resume', (version, script) => {
+    const { e, r } = imported(version, script);
+    expect(r.kind).toBe('pretrain');
+    const rendered = renderStage(r.spec, MSL);
+    if (!rendered.ok) throw new Error(rendered.problems.join('\n'));
+    expect(rendered.stage.entrypoint).toBe('pretrain_gpt.py');
+    expect(rendered.stage.args).toContainEqual(['--finetune', null]);
+    expect(rendered.stage.args.map(([f]) => f)).not.toContain('--is-instruction-dataset');
+    expect(difference(e, MSL, { flavour: 'mindspeed-llm', version }).why).toBe('');
+    // A resume continues from the stage's own checkpoint: its iteration and optimizer come back.
+    const resumed = resumeArgs(rendered.stage.args, '/ws/checkpoints', false).map(([f]) => f);
+    expect(resumed).not.toContain('--finetune');
+    expect(resumed).not.toContain('--no-load-optim');
+  });
+
+  it('with --is-instruction-dataset it is still fine-tuning (1.0.0 baichuan2 tune script)', () => {
+    const { r } = imported('1.0.0', 'examples/mcore/baichuan2/tune_baichuan2_13b_full_ptd.sh');
+    expect(r.kind).toBe('finetune');
   });
 });
