@@ -77,8 +77,13 @@ function scriptKind(parsed: ParsedScript): 'preprocess' | 'convert' | 'pretrain'
   if (entry === 'posttrain_gpt.py' || entry === 'trainer.py') {
     const stage = str(parsed.args, '--stage');
     if (stage === 'dpo') return 'dpo';
-    if (stage === 'sft' || (stage === undefined && entry === 'posttrain_gpt.py')) return 'finetune';
-    throw new Error(`cannot import ${entry} --stage ${stage ?? '(none)'}: linkflow runs the sft and dpo stages`);
+    if (stage === 'sft') return 'finetune';
+    if (stage === undefined && entry === 'posttrain_gpt.py')
+      // Every version's --stage defaults to None, and AutoTrainer then has no trainer to run (mindspeed_llm/tasks/posttrain/launcher.py get_trainer; post_train/ in 1.0.0).
+      throw new Error(
+        `cannot import ${entry} without --stage: MindSpeed-LLM's posttrain_gpt.py then runs no trainer (launcher.py get_trainer returns None and train() fails); add --stage sft or --stage dpo, the stages linkflow runs`,
+      );
+    throw new Error(`cannot import ${entry} --stage ${stage ?? '(none)'}: linkflow runs the sft and dpo stages (${stage ?? 'this'} is not a linkflow stage)`);
   }
   if (entry === 'evaluation.py') return 'evaluate';
   if (entry === 'inference.py') return 'inference';
@@ -319,6 +324,13 @@ function featuresFromScript(a: Arg[], runsModel: boolean): Json {
     // A value the typed option does not take (alltoall_seq, a newer router) stays a verbatim flag.
     if (!acceptsValue(f, parsed)) continue;
     (sections[f.section] ??= {})[f.key] = parsed;
+  }
+  if (!runsModel && sections.parallel) {
+    // A converter's --num-layer-list and --num-layers-per-virtual-pipeline-stage are its target layout (the convert
+    // stage's numLayerList and vpp, with its --target-pipeline-parallel-size), not the pipeline's training layout.
+    delete sections.parallel.numLayerList;
+    delete sections.parallel.vpp;
+    if (!Object.keys(sections.parallel).length) delete sections.parallel;
   }
   if (runsModel) {
     // Kernels and overlap are explicit in an imported spec: absent in the script means off.

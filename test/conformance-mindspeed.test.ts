@@ -39,7 +39,7 @@ function examplesOf(version: string): Example[] {
 }
 
 /** Matches measured when this test was written, per version; they may only grow. */
-const FLOOR: Record<string, number> = { '1.0.0': 501, '2.1.0': 573, '2.3.0': 389, '26.0.0': 262 };
+const FLOOR: Record<string, number> = { '1.0.0': 501, '2.1.0': 587, '2.3.0': 399, '26.0.0': 276 };
 
 describe('MindSpeed-LLM example scripts: import and render back', () => {
   it.each(FRAMEWORK_VERSIONS['mindspeed-llm'])('%s', (version) => {

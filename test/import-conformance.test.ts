@@ -170,3 +170,54 @@ describe('pretrain_gpt.py with --finetune but no instruction data or LoRA', () =
     expect(r.kind).toBe('finetune');
   });
 });
+
+describe("a converter's target layout", () => {
+  it.each([
+    ['2.1.0', 'examples/mcore/internlm3/ckpt_convert_internlm3_hf2mcore.sh', 4, 1],
+    ['2.3.0', 'examples/mcore/internlm3/ckpt_convert_internlm3_hf2mcore.sh', 4, 1],
+    ['2.3.0', 'examples/mcore/qwen3_moe/ckpt_convert_qwen3_moe_235b_hf2mcore.sh', 4, 8],
+    ['26.0.0', 'examples/mcore/qwen3_moe/ckpt_convert_qwen3_moe_480b_hf2mcore.sh', 4, 2],
+    ['26.0.0', 'examples/mcore/glm5/ckpt_convert_glm5_hf2mcore.sh', 8, 2],
+  ])('%s %s: --num-layers-per-virtual-pipeline-stage is the convert stage’s (pp %i, vpp %i), not the pipeline’s', (version, script, pp, vpp) => {
+    const { e, r } = imported(version, script);
+    expect((r.spec.parallel as Json).vpp).toBeUndefined();
+    expect((r.spec.stages as Json[])[0]).toMatchObject({ kind: 'convert', pp, vpp });
+    expect(difference(e, MSL, { flavour: 'mindspeed-llm', version }).why).toBe('');
+  });
+});
+
+describe('process-reward preprocessing', () => {
+  it.each(['examples/mcore/llama2/data_convert_llama2_process_reward.sh', 'examples/mcore/mixtral/data_convert_mixtral_process_reward.sh'])(
+    '2.1.0 %s needs no prompt type (AlpacaStyleProcessRewardHandler uses no chat template)',
+    (script) => {
+      const { e, r } = imported('2.1.0', script);
+      expect((r.spec.stages as Json[])[0]).toMatchObject({ handler: 'AlpacaStyleProcessRewardHandler' });
+      expect((r.spec.stages as Json[])[0].promptType).toBeUndefined();
+      expect(difference(e, MSL, { flavour: 'mindspeed-llm', version: '2.1.0' }).why).toBe('');
+    },
+  );
+
+  it('the templated handlers still need one', () => {
+    const { r } = imported('2.1.0', 'examples/mcore/llama2/data_convert_llama2_process_reward.sh');
+    (r.spec.stages as Json[])[0].handler = 'AlpacaStyleInstructionHandler';
+    expect(problemsOf(r.spec).join('\n')).toMatch(/stages\[0\]\.promptType: AlpacaStyleInstructionHandler needs a prompt type/);
+  });
+});
+
+describe('posttrain_gpt.py without --stage', () => {
+  it.each([
+    ['2.1.0', 'examples/mcore/mixtral/train_prm_mixtral_8x7B_full_ptd.sh'],
+    ['1.0.0', 'examples/mcore/llama3/tune_llama3_8b_full_ptd.sh'],
+  ])('%s %s is refused: no trainer runs (get_trainer returns None)', (version, script) => {
+    const e = example(version, script);
+    expect(e.args.map(([f]) => f)).not.toContain('--stage');
+    expect(() => imported(version, script)).toThrow(/posttrain_gpt\.py without --stage: .*runs no trainer.*add --stage sft or --stage dpo/);
+  });
+
+  it('a stage linkflow does not run is refused by name', () => {
+    const e = example('2.1.0', 'examples/mcore/llama2/train_prm_llama2_7b_full_ptd.sh');
+    expect(() => importScript(parsedOf(e), { name: 'x', root: MSL, framework: { flavour: 'mindspeed-llm', version: '2.1.0' } })).toThrow(
+      /--stage prm: linkflow runs the sft and dpo stages \(prm is not a linkflow stage\)/,
+    );
+  });
+});
