@@ -116,7 +116,8 @@ function matchPreset(parsed: ParsedScript, choice: FrameworkChoice, impl: 'mcore
     if (own.length === 1) return own[0];
     const shaped = own.find((p) => p.architecture.numLayers === layers && p.architecture.hiddenSize === hidden);
     if (shaped) return shaped;
-    if (own.length > 0) return own[0];
+    // A convert script without a size (ckpt_convert_qwen3_hf2mcore.sh) is for the model whose layers its target layout can hold.
+    if (own.length > 0) return own.find((p) => holdsTargetLayout(p, parsed.args, impl)) ?? own[0];
   }
   // Among presets of the same layers and width: one the script's model type (mcore or legacy) can run, then the same heads, then the same query groups.
   const heads = int(parsed.args, '--num-attention-heads');
@@ -133,6 +134,22 @@ function matchPreset(parsed: ParsedScript, choice: FrameworkChoice, impl: 'mcore
         .replace(/[^a-z0-9]/g, '')
     : '';
   return candidates.find((p) => base.includes(p.name.replace(/[^a-z0-9]/g, ''))) ?? candidates[0];
+}
+
+/**
+ * Whether a convert script's target layout fits the preset's layers as the converter counts them: the HF
+ * model's plus the script's --noop-layers (plan/convert.ts checkTargetLayout has the rules and their sources).
+ */
+function holdsTargetLayout(p: Preset, a: Arg[], impl: 'mcore' | 'legacy'): boolean {
+  const pp = int(a, '--target-pipeline-parallel-size');
+  if (pp === undefined) return true;
+  const count = (v: unknown) => (typeof v === 'string' ? v.split(',').filter((x) => x.trim() !== '').length : 0);
+  const own = p.architectureArgs[impl]?.find(([f]) => f === '--noop-layers')?.[1];
+  const layers = p.architecture.numLayers - count(own) + count(str(a, '--noop-layers'));
+  const list = str(a, '--num-layer-list');
+  if (list && /^\d+(,\d+)*$/.test(list)) return list.split(',').reduce((x, y) => x + Number(y), 0) === layers;
+  const vpp = int(a, '--num-layers-per-virtual-pipeline-stage');
+  return layers % pp === 0 && (vpp === undefined || ((layers / pp) % vpp === 0 && vpp < layers / pp));
 }
 
 function launcherOf(parsed: ParsedScript): string | string[] {
@@ -383,12 +400,15 @@ function layoutArgs(kind: string, a: Arg[], presetLayers: number | undefined): R
   const etp = str(a, '--expert-tensor-parallel-size');
   const layers = str(a, '--num-layers');
   const trimmed = presetLayers !== undefined && layers !== undefined && layers !== String(presetLayers);
+  // A converter counts its --noop-layers into the layers it lays out (plan/convert.ts checkTargetLayout reads them from args).
+  const noop = kind === 'convert' ? str(a, '--noop-layers') : undefined;
   // A fine-tune with context parallelism but without --variable-seq-lengths: the rule on CP with variable lengths must not apply.
   const fixedLengths = kind === 'finetune' && (int(a, '--context-parallel-size') ?? 1) > 1 && !has(a, '--variable-seq-lengths');
   return {
     ...(etp === undefined ? {} : { '--expert-tensor-parallel-size': etp }),
     ...(fixedLengths ? { '--variable-seq-lengths': null } : {}),
     ...(trimmed ? { '--num-layers': layers } : {}),
+    ...(noop === undefined ? {} : { '--noop-layers': noop }),
   };
 }
 
@@ -542,13 +562,27 @@ function architectureOfScript(a: Arg[]): Json | undefined {
 }
 
 /**
+ * 120 layers, or as many as the target layout needs (the converter lays out the model's layers plus its
+ * --noop-layers: whole virtual stages, fewer per virtual stage than per pipeline stage).
+ */
+function standInLayers(a: Arg[]): number {
+  const pp = int(a, '--target-pipeline-parallel-size') ?? 1;
+  const vpp = int(a, '--num-layers-per-virtual-pipeline-stage');
+  const noop = (str(a, '--noop-layers') ?? '').split(',').filter((x) => x.trim() !== '').length;
+  const gcd = (x: number, y: number): number => (y === 0 ? x : gcd(y, x % y));
+  const unit = vpp === undefined ? pp : pp * vpp * 2;
+  const total = (120 * unit) / gcd(120, unit);
+  return total - noop;
+}
+
+/**
  * The stand-in shape of a model a preprocess or convert script names without its shape: those commands
  * pass none of it (convert_ckpt*.py reads it from the HF config), so it only has to satisfy the layout
  * checks (120 layers and heads divide by every TP and PP the scripts use, or their --num-layer-list).
  */
 function shapelessArchitecture(a: Arg[]): Json {
   const layerList = str(a, '--num-layer-list');
-  const numLayers = layerList && /^\d+(,\d+)*$/.test(layerList) ? layerList.split(',').reduce((x, y) => x + Number(y), 0) : 120;
+  const numLayers = layerList && /^\d+(,\d+)*$/.test(layerList) ? layerList.split(',').reduce((x, y) => x + Number(y), 0) : standInLayers(a);
   const hfModelType = str(a, '--model-type-hf');
   return {
     numLayers,

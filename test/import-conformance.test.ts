@@ -221,3 +221,61 @@ describe('posttrain_gpt.py without --stage', () => {
     );
   });
 });
+
+describe('a convert stage’s target layout is checked as the converter lays it out', () => {
+  const glm5 = () => imported('26.0.0', 'examples/mcore/glm5/ckpt_convert_glm5_hf2mcore.sh').r.spec;
+  const stageOf = (spec: Json) => (spec.stages as Json[])[0];
+
+  it('the layers are the HF model’s plus the stage’s --noop-layers (glm5: 78 + 2 over pp 8, vpp 2)', () => {
+    const spec = glm5();
+    expect(stageOf(spec).args).toMatchObject({ '--noop-layers': '78,79' });
+    expect(problemsOf(spec)).toEqual([]);
+    delete (stageOf(spec).args as Json)['--noop-layers'];
+    expect(problemsOf(spec).join('\n')).toMatch(/stages\[0\]\.pp: target pipeline parallel size 8 must divide the 78 layers of glm5-744b/);
+  });
+
+  it('convert_ckpt_v2.py wants fewer layers per virtual stage than per pipeline stage, dividing them', () => {
+    const spec = glm5();
+    stageOf(spec).vpp = 10;
+    expect(problemsOf(spec).join('\n')).toMatch(
+      /stages\[0\]\.vpp: a virtual pipeline needs target pp > 1 and 10 layers per virtual stage fewer than and dividing the 10 layers/,
+    );
+    stageOf(spec).vpp = 3;
+    expect(problemsOf(spec).join('\n')).toMatch(/stages\[0\]\.vpp: .*3 layers per virtual stage/);
+    stageOf(spec).vpp = 5;
+    expect(problemsOf(spec)).toEqual([]);
+  });
+
+  it('convert_ckpt_v2.py refuses a layer list with a virtual pipeline or noop layers; the list must fit pp and the layers', () => {
+    const spec = glm5();
+    stageOf(spec).numLayerList = [10, 10, 10, 10, 10, 10, 10, 10];
+    const problems = problemsOf(spec).join('\n');
+    expect(problems).toMatch(/stages\[0\]\.vpp: convert_ckpt_v2\.py refuses --num-layer-list with a virtual pipeline/);
+    expect(problems).toMatch(/stages\[0\]\.args\.--noop-layers: convert_ckpt_v2\.py refuses --num-layer-list with --noop-layers/);
+    stageOf(spec).numLayerList = [10, 10];
+    expect(problemsOf(spec).join('\n')).toMatch(/stages\[0\]\.numLayerList: has 2 entries; the converter needs one per pipeline stage \(pp = 8\)/);
+  });
+
+  it('a virtual pipeline needs target pp > 1 (Megatron validate_args), also on convert_ckpt.py', () => {
+    const { r } = imported('2.3.0', 'examples/mcore/internlm3/ckpt_convert_internlm3_hf2mcore.sh');
+    expect(r.spec.modellink).toMatchObject({ converter: 'convert_ckpt.py' });
+    expect(problemsOf(r.spec)).toEqual([]);
+    stageOf(r.spec).pp = 1;
+    expect(problemsOf(r.spec).join('\n')).toMatch(
+      /stages\[0\]\.vpp: a virtual pipeline needs target pp > 1 and 1 layers per virtual stage dividing the 48 layers/,
+    );
+    // v1 runs Megatron's rule only: as many layers per virtual stage as per pipeline stage is allowed.
+    stageOf(r.spec).pp = 4;
+    stageOf(r.spec).vpp = 12;
+    expect(problemsOf(r.spec)).toEqual([]);
+  });
+
+  it.each([
+    ['examples/mcore/qwen3/ckpt_convert_qwen3_hf2mcore.sh', 8],
+    ['examples/mcore/qwen3_moe/ckpt_convert_qwen3_moe_hf2mcore.sh', 8],
+  ])('26.0.0 %s (no size in its name) is given a preset whose layers its target pp %i divides', (script, pp) => {
+    const { e, r } = imported('26.0.0', script);
+    expect(getMindspeedPreset('26.0.0', r.preset)!.architecture.numLayers % pp).toBe(0);
+    expect(difference(e, MSL, { flavour: 'mindspeed-llm', version: '26.0.0' }).why).toBe('');
+  });
+});
