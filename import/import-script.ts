@@ -320,11 +320,13 @@ function stageFromScript(kind: string, a: Arg[], name: string, parsed: ParsedScr
 }
 
 /** Feature sections from the flags the script uses (see frameworks/modellink/features.ts). */
-function featuresFromScript(a: Arg[], runsModel: boolean): Json {
+function featuresFromScript(a: Arg[], runsModel: boolean, renamed: Readonly<Record<string, string>>): Json {
   const sections: Record<string, Json> = {};
   for (const f of FEATURE_FLAGS) {
-    if (!has(a, f.flag)) continue;
-    const v = value(a, f.flag);
+    // The script's flags carry the version's new names (--use-mc2 is read as --use-ascend-mc2 on 2.3.0).
+    const name = renamed[f.flag] ?? f.flag;
+    if (!has(a, name)) continue;
+    const v = value(a, name);
     const parsed =
       f.kind === 'bool'
         ? true
@@ -427,7 +429,7 @@ export function importScript(parsed: ParsedScript, options: ImportOptions): Impo
     throw new Error(`no preset has this script's shape (--num-layers ${str(a, '--num-layers')}, --hidden-size ${str(a, '--hidden-size')}); pass --preset`);
   const d = parsed.distributed;
   const asInt = (x: unknown, fallback: number) => (typeof x === 'number' ? x : typeof x === 'string' && /^\d+$/.test(x) ? Number(x) : fallback);
-  const features = featuresFromScript(a, kind !== 'convert' && kind !== 'preprocess');
+  const features = featuresFromScript(a, kind !== 'convert' && kind !== 'preprocess', framework.renamed);
   const stage = stageFromScript(kind, a, options.name, parsed);
   // The plan's expert-parallel rule reads expert-TP from the stage's args (frameworks/modellink/rules.ts), so it goes in before the first render.
   const seeded = layoutArgs(kind, a, preset?.architecture.numLayers);
@@ -463,7 +465,7 @@ export function importScript(parsed: ParsedScript, options: ImportOptions): Impo
       ...(features.parallel ?? {}),
     },
     ...Object.fromEntries(Object.entries(features).filter(([k]) => k !== 'parallel')),
-    ...(has(a, '--use-deter-comp') ? { deterministic: true } : {}),
+    ...(has(a, framework.renamed['--use-deter-comp'] ?? '--use-deter-comp') ? { deterministic: true } : {}),
     stages: [stage],
   };
 

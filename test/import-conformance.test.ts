@@ -279,3 +279,16 @@ describe('a convert stage’s target layout is checked as the converter lays it 
     expect(difference(e, MSL, { flavour: 'mindspeed-llm', version: '26.0.0' }).why).toBe('');
   });
 });
+
+describe('typed options read under the version’s new flag names', () => {
+  it.each([
+    ['examples/mcore/qwen3_moe/dpo_qwen3_30b_a3b_16K_A3_ptd.sh', '--npu-deterministic', (spec: Json) => spec.deterministic],
+    ['examples/mcore/qwen25/tune_qwen25_3b_4k_lora_ptd.sh', '--use-ascend-mc2', (spec: Json) => (spec.communication as Json).mc2],
+  ])('2.3.0 %s: %s is the typed option, not a verbatim flag', (script, flag, typed) => {
+    const { e, r } = imported('2.3.0', script);
+    expect(e.args.map(([f]) => f)).toContain(flag);
+    expect(typed(r.spec)).toBe(true);
+    expect(Object.keys(((r.spec.stages as Json[])[0].args ?? {}) as Json)).not.toContain(flag);
+    expect(difference(e, MSL, { flavour: 'mindspeed-llm', version: '2.3.0' }).why).toBe('');
+  });
+});
