@@ -98,7 +98,11 @@ function scriptKind(parsed: ParsedScript): 'preprocess' | 'convert' | 'pretrain'
   );
 }
 
-/** The preset whose shape the script uses: same layers, hidden size and heads; the script's own preset first. */
+/**
+ * The preset whose shape the script uses: same layers, hidden size and heads; the script's own preset first.
+ * A preset matched by shape alone must have the implementation the script builds (impl): a legacy-only
+ * preset must not turn a script's --use-mcore-models into a legacy model.
+ */
 function matchPreset(parsed: ParsedScript, choice: FrameworkChoice, impl: 'mcore' | 'legacy', scriptPath?: string): Preset | undefined {
   const layers = int(parsed.args, '--num-layers');
   const hidden = int(parsed.args, '--hidden-size');
@@ -119,14 +123,13 @@ function matchPreset(parsed: ParsedScript, choice: FrameworkChoice, impl: 'mcore
     // A convert script without a size (ckpt_convert_qwen3_hf2mcore.sh) is for the model whose layers its target layout can hold.
     if (own.length > 0) return own.find((p) => holdsTargetLayout(p, parsed.args, impl)) ?? own[0];
   }
-  // Among presets of the same layers and width: one the script's model type (mcore or legacy) can run, then the same heads, then the same query groups.
+  const shaped = all.filter((p) => p.architecture.numLayers === layers && p.architecture.hiddenSize === hidden && p.impls.includes(impl));
+  // Same heads and query groups first: a preset whose groups tp cannot divide would fail a layout the script runs.
   const heads = int(parsed.args, '--num-attention-heads');
-  const groups = has(parsed.args, '--group-query-attention') ? int(parsed.args, '--num-query-groups') : heads;
-  const fit = (p: Preset) =>
-    (p.impls.includes(impl) ? 0 : 4) +
-    (heads === undefined || p.architecture.numAttentionHeads === heads ? 0 : 2) +
-    (groups === undefined || (p.architecture.numQueryGroups ?? p.architecture.numAttentionHeads) === groups ? 0 : 1);
-  const candidates = all.filter((p) => p.architecture.numLayers === layers && p.architecture.hiddenSize === hidden).sort((x, y) => fit(x) - fit(y));
+  const groups = int(parsed.args, '--num-query-groups');
+  const sameHeads = (p: Preset) =>
+    (heads === undefined || p.architecture.numAttentionHeads === heads) && (groups === undefined || p.architecture.numQueryGroups === groups);
+  const candidates = [...shaped.filter(sameHeads), ...shaped.filter((p) => !sameHeads(p))];
   const base = scriptPath
     ? path
         .basename(scriptPath)
