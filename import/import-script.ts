@@ -81,7 +81,7 @@ function scriptKind(parsed: ParsedScript): 'preprocess' | 'convert' | 'pretrain'
     if (stage === undefined && entry === 'posttrain_gpt.py')
       // Every version's --stage defaults to None, and AutoTrainer then has no trainer to run (mindspeed_llm/tasks/posttrain/launcher.py get_trainer; post_train/ in 1.0.0).
       throw new Error(
-        `cannot import ${entry} without --stage: MindSpeed-LLM's posttrain_gpt.py then runs no trainer (launcher.py get_trainer returns None and train() fails); add --stage sft or --stage dpo, the stages linkflow runs`,
+        `cannot import ${entry} without --stage: linkflow runs the sft and dpo stages (add --stage sft or --stage dpo); without one MindSpeed-LLM's posttrain_gpt.py runs no trainer (launcher.py get_trainer returns None and train() fails)`,
       );
     throw new Error(`cannot import ${entry} --stage ${stage ?? '(none)'}: linkflow runs the sft and dpo stages (${stage ?? 'this'} is not a linkflow stage)`);
   }

@@ -211,7 +211,9 @@ describe('posttrain_gpt.py without --stage', () => {
   ])('%s %s is refused: no trainer runs (get_trainer returns None)', (version, script) => {
     const e = example(version, script);
     expect(e.args.map(([f]) => f)).not.toContain('--stage');
-    expect(() => imported(version, script)).toThrow(/posttrain_gpt\.py without --stage: .*runs no trainer.*add --stage sft or --stage dpo/);
+    expect(() => imported(version, script)).toThrow(
+      /^cannot import posttrain_gpt\.py without --stage: linkflow runs the sft and dpo stages \(add --stage sft or --stage dpo\); .*runs no trainer/,
+    );
   });
 
   it('a stage linkflow does not run is refused by name', () => {
