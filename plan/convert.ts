@@ -142,6 +142,8 @@ function checkTargetLayout(ctx: StageContext, stage: ConvertStage, layout: { pp:
   const noop = countOf(noopArg);
   const given = stage.args['--num-layers'];
   const hfLayers = typeof given === 'string' && /^[1-9][0-9]*$/.test(given) ? Number(given) : preset.architecture.numLayers - countOf(own);
+  // A layout wholly the pipeline's, over the model's own layers, is checkLayout's (frameworks/modellink/rules.ts) to report.
+  if (stage.pp === undefined && stage.vpp === undefined && stage.numLayerList === undefined && !noop && given === undefined) return;
   const layers = hfLayers + noop;
   const of = `the ${layers} layers of ${preset.name}${noop ? ` with ${noop} noop layers` : ''}`;
   const { pp, numLayerList: list, vpp } = layout;
