@@ -2,17 +2,12 @@
 import { z } from 'zod';
 import { nonEmpty, positiveInt, positiveNumber } from '../schema.ts';
 
-/** --tokenizer-type's choices in ModelLink's parser. */
-export const tokenizerTypeSchema = z.enum([
-  'BertWordPieceLowerCase',
-  'BertWordPieceCase',
-  'GPT2BPETokenizer',
-  'SentencePieceTokenizer',
-  'GPTSentencePieceTokenizer',
-  'Llama2Tokenizer',
-  'PretrainedFromHF',
-  'NullTokenizer',
-]);
+/**
+ * A --tokenizer-type name. Which names a run may use depends on the framework version's parser
+ * (Framework.choices['--tokenizer-type']: ModelLink's eight, MindSpeed-LLM 2.3.0 adds HuggingFaceTokenizer,
+ * TikTokenizer, MagistralTokenizer…), so the version check (plan/versions.ts) says which, not this schema.
+ */
+export const tokenizerTypeSchema = z.string().regex(/^[A-Za-z][A-Za-z0-9]*$/, 'a --tokenizer-type class name such as PretrainedFromHF');
 
 /** An architecture written out in full, for models without a preset. Names follow ModelLink's flags. */
 export const architectureSchema = z.strictObject({

@@ -39,7 +39,20 @@ export const modellinkFramework: Framework = {
     dyingGasp: false,
   },
   renamed: {},
-  choices: { '--stage': ['dpo', 'rm'] },
+  choices: {
+    '--stage': ['dpo', 'rm'],
+    // modellink/training/arguments.py l. 288-298 (_add_tokenizer_args).
+    '--tokenizer-type': [
+      'BertWordPieceLowerCase',
+      'BertWordPieceCase',
+      'GPT2BPETokenizer',
+      'SentencePieceTokenizer',
+      'GPTSentencePieceTokenizer',
+      'Llama2Tokenizer',
+      'PretrainedFromHF',
+      'NullTokenizer',
+    ],
+  },
   isKnownFlag: (entrypoint: Entrypoint, flag: string) => sets.get(entrypoint)?.has(flag) ?? false,
   entrypoints: [...sets.keys()] as Entrypoint[],
 };
