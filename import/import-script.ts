@@ -9,6 +9,7 @@
 import path from 'node:path';
 import type { Arg } from '../frameworks/modellink/args.ts';
 import { acceptsValue, FEATURE_FLAGS } from '../frameworks/modellink/features.ts';
+import { withNewNames } from '../frameworks/dialect.ts';
 import { getFramework, type Entrypoint, type Framework, type FrameworkChoice } from '../frameworks/index.ts';
 import { EVALUATION_TASKS } from '../spec/spec.ts';
 import { frameworkOfScript } from './framework-of-script.ts';
@@ -76,14 +77,21 @@ function scriptKind(parsed: ParsedScript): 'preprocess' | 'convert' | 'pretrain'
   if (entry === 'posttrain_gpt.py' || entry === 'trainer.py') {
     const stage = str(parsed.args, '--stage');
     if (stage === 'dpo') return 'dpo';
-    if (stage === 'sft' || (stage === undefined && entry === 'posttrain_gpt.py')) return 'finetune';
-    throw new Error(`cannot import ${entry} --stage ${stage ?? '(none)'}: linkflow runs the sft and dpo stages`);
+    if (stage === 'sft') return 'finetune';
+    if (stage === undefined && entry === 'posttrain_gpt.py')
+      // Every version's --stage defaults to None, and AutoTrainer then has no trainer to run (mindspeed_llm/tasks/posttrain/launcher.py get_trainer; post_train/ in 1.0.0).
+      throw new Error(
+        `cannot import ${entry} without --stage: linkflow runs the sft and dpo stages (add --stage sft or --stage dpo); without one MindSpeed-LLM's posttrain_gpt.py runs no trainer (launcher.py get_trainer returns None and train() fails)`,
+      );
+    throw new Error(`cannot import ${entry} --stage ${stage ?? '(none)'}: linkflow runs the sft and dpo stages (${stage ?? 'this'} is not a linkflow stage)`);
   }
   if (entry === 'evaluation.py') return 'evaluate';
   if (entry === 'inference.py') return 'inference';
   if (entry === 'pretrain_gpt.py') {
     const a = parsed.args;
-    return has(a, '--finetune') || has(a, '--is-instruction-dataset') || has(a, '--lora-r') || has(a, '--lora-target-modules') ? 'finetune' : 'pretrain';
+    // --finetune alone only loads weights without their iteration and optimizer (Megatron training/checkpointing.py
+    // load_checkpoint): continued pretraining on the pretrain dataset (deepseek2_lite's pretrain_*_ptd_8p.sh), kept as a flag.
+    return has(a, '--is-instruction-dataset') || has(a, '--lora-r') || has(a, '--lora-target-modules') ? 'finetune' : 'pretrain';
   }
   throw new Error(
     `cannot import ${parsed.entrypoint || 'a script without a ModelLink launch'}: linkflow runs preprocess_data.py, convert_ckpt.py, convert_ckpt_v2.py, pretrain_gpt.py, posttrain_gpt.py, trainer.py, evaluation.py and inference.py`,
@@ -112,7 +120,8 @@ function matchPreset(parsed: ParsedScript, choice: FrameworkChoice, impl: Impl, 
     if (own.length === 1) return own[0];
     const shaped = own.find((p) => p.architecture.numLayers === layers && p.architecture.hiddenSize === hidden);
     if (shaped) return shaped;
-    if (own.length > 0) return own[0];
+    // A convert script without a size (ckpt_convert_qwen3_hf2mcore.sh) is for the model whose layers its target layout can hold.
+    if (own.length > 0) return own.find((p) => holdsTargetLayout(p, parsed.args, impl)) ?? own[0];
   }
   const shaped = all.filter((p) => p.architecture.numLayers === layers && p.architecture.hiddenSize === hidden && p.impls.includes(impl));
   // Same heads and query groups first: a preset whose groups tp cannot divide would fail a layout the script runs.
@@ -128,6 +137,22 @@ function matchPreset(parsed: ParsedScript, choice: FrameworkChoice, impl: Impl, 
         .replace(/[^a-z0-9]/g, '')
     : '';
   return candidates.find((p) => base.includes(p.name.replace(/[^a-z0-9]/g, ''))) ?? candidates[0];
+}
+
+/**
+ * Whether a convert script's target layout fits the preset's layers as the converter counts them: the HF
+ * model's plus the script's --noop-layers (plan/convert.ts checkTargetLayout has the rules and their sources).
+ */
+function holdsTargetLayout(p: Preset, a: Arg[], impl: 'mcore' | 'legacy'): boolean {
+  const pp = int(a, '--target-pipeline-parallel-size');
+  if (pp === undefined) return true;
+  const count = (v: unknown) => (typeof v === 'string' ? v.split(',').filter((x) => x.trim() !== '').length : 0);
+  const own = p.architectureArgs[impl]?.find(([f]) => f === '--noop-layers')?.[1];
+  const layers = p.architecture.numLayers - count(own) + count(str(a, '--noop-layers'));
+  const list = str(a, '--num-layer-list');
+  if (list && /^\d+(,\d+)*$/.test(list)) return list.split(',').reduce((x, y) => x + Number(y), 0) === layers;
+  const vpp = int(a, '--num-layers-per-virtual-pipeline-stage');
+  return layers % pp === 0 && (vpp === undefined || ((layers / pp) % vpp === 0 && vpp < layers / pp));
 }
 
 function launcherOf(parsed: ParsedScript): string | string[] {
@@ -298,11 +323,13 @@ function stageFromScript(kind: string, a: Arg[], name: string, parsed: ParsedScr
 }
 
 /** Feature sections from the flags the script uses (see frameworks/modellink/features.ts). */
-function featuresFromScript(a: Arg[], runsModel: boolean): Json {
+function featuresFromScript(a: Arg[], runsModel: boolean, renamed: Readonly<Record<string, string>>): Json {
   const sections: Record<string, Json> = {};
   for (const f of FEATURE_FLAGS) {
-    if (!has(a, f.flag)) continue;
-    const v = value(a, f.flag);
+    // The script's flags carry the version's new names (--use-mc2 is read as --use-ascend-mc2 on 2.3.0).
+    const name = renamed[f.flag] ?? f.flag;
+    if (!has(a, name)) continue;
+    const v = value(a, name);
     const parsed =
       f.kind === 'bool'
         ? true
@@ -319,6 +346,13 @@ function featuresFromScript(a: Arg[], runsModel: boolean): Json {
     // A value the typed option does not take (alltoall_seq, a newer router) stays a verbatim flag.
     if (!acceptsValue(f, parsed)) continue;
     (sections[f.section] ??= {})[f.key] = parsed;
+  }
+  if (!runsModel && sections.parallel) {
+    // A converter's --num-layer-list and --num-layers-per-virtual-pipeline-stage are its target layout (the convert
+    // stage's numLayerList and vpp, with its --target-pipeline-parallel-size), not the pipeline's training layout.
+    delete sections.parallel.numLayerList;
+    delete sections.parallel.vpp;
+    if (!Object.keys(sections.parallel).length) delete sections.parallel;
   }
   if (runsModel) {
     // Kernels and overlap are explicit in an imported spec: absent in the script means off.
@@ -371,21 +405,25 @@ function layoutArgs(kind: string, a: Arg[], presetLayers: number | undefined): R
   const etp = str(a, '--expert-tensor-parallel-size');
   const layers = str(a, '--num-layers');
   const trimmed = presetLayers !== undefined && layers !== undefined && layers !== String(presetLayers);
+  // A converter counts its --noop-layers into the layers it lays out (plan/convert.ts checkTargetLayout reads them from args).
+  const noop = kind === 'convert' ? str(a, '--noop-layers') : undefined;
   // A fine-tune with context parallelism but without --variable-seq-lengths: the rule on CP with variable lengths must not apply.
   const fixedLengths = kind === 'finetune' && (int(a, '--context-parallel-size') ?? 1) > 1 && !has(a, '--variable-seq-lengths');
   return {
     ...(etp === undefined ? {} : { '--expert-tensor-parallel-size': etp }),
     ...(fixedLengths ? { '--variable-seq-lengths': null } : {}),
     ...(trimmed ? { '--num-layers': layers } : {}),
+    ...(noop === undefined ? {} : { '--noop-layers': noop }),
   };
 }
 
 export function importScript(parsed: ParsedScript, options: ImportOptions): ImportResult {
   const kind = scriptKind(parsed);
-  const a = lastWins(parsed.args);
-  const choice = options.framework ?? frameworkOfScript(parsed.entrypoint, a);
+  const choice = options.framework ?? frameworkOfScript(parsed.entrypoint, lastWins(parsed.args));
   const framework = getFramework(choice);
   if (!framework) throw new Error(`linkflow does not know ${choice.flavour} ${choice.version}`);
+  // A deprecated name (--moe-intermediate-size) is read as the flag it sets (--moe-ffn-hidden-size), as linkflow renders it.
+  const a = lastWins(withNewNames(framework, parsed.args));
   const impl = implOfScript(framework, kind, a);
   const preset = options.preset ? presetFor(options.preset, choice) : matchPreset(parsed, choice, impl, options.scriptPath);
   // Preprocessing and conversion pass no shape: a model without a preset is then known by its HF type only.
@@ -394,7 +432,7 @@ export function importScript(parsed: ParsedScript, options: ImportOptions): Impo
     throw new Error(`no preset has this script's shape (--num-layers ${str(a, '--num-layers')}, --hidden-size ${str(a, '--hidden-size')}); pass --preset`);
   const d = parsed.distributed;
   const asInt = (x: unknown, fallback: number) => (typeof x === 'number' ? x : typeof x === 'string' && /^\d+$/.test(x) ? Number(x) : fallback);
-  const features = featuresFromScript(a, kind !== 'convert' && kind !== 'preprocess');
+  const features = featuresFromScript(a, kind !== 'convert' && kind !== 'preprocess', framework.renamed);
   const stage = stageFromScript(kind, a, options.name, parsed);
   // The plan's expert-parallel rule reads expert-TP from the stage's args (frameworks/modellink/rules.ts), so it goes in before the first render.
   const seeded = layoutArgs(kind, a, preset?.architecture.numLayers);
@@ -430,7 +468,7 @@ export function importScript(parsed: ParsedScript, options: ImportOptions): Impo
       ...(features.parallel ?? {}),
     },
     ...Object.fromEntries(Object.entries(features).filter(([k]) => k !== 'parallel')),
-    ...(has(a, '--use-deter-comp') ? { deterministic: true } : {}),
+    ...(has(a, framework.renamed['--use-deter-comp'] ?? '--use-deter-comp') ? { deterministic: true } : {}),
     stages: [stage],
   };
 
@@ -529,13 +567,27 @@ function architectureOfScript(a: Arg[]): Json | undefined {
 }
 
 /**
+ * 120 layers, or as many as the target layout needs (the converter lays out the model's layers plus its
+ * --noop-layers: whole virtual stages, fewer per virtual stage than per pipeline stage).
+ */
+function standInLayers(a: Arg[]): number {
+  const pp = int(a, '--target-pipeline-parallel-size') ?? 1;
+  const vpp = int(a, '--num-layers-per-virtual-pipeline-stage');
+  const noop = (str(a, '--noop-layers') ?? '').split(',').filter((x) => x.trim() !== '').length;
+  const gcd = (x: number, y: number): number => (y === 0 ? x : gcd(y, x % y));
+  const unit = vpp === undefined ? pp : pp * vpp * 2;
+  const total = (120 * unit) / gcd(120, unit);
+  return total - noop;
+}
+
+/**
  * The stand-in shape of a model a preprocess or convert script names without its shape: those commands
  * pass none of it (convert_ckpt*.py reads it from the HF config), so it only has to satisfy the layout
  * checks (120 layers and heads divide by every TP and PP the scripts use, or their --num-layer-list).
  */
 function shapelessArchitecture(a: Arg[]): Json {
   const layerList = str(a, '--num-layer-list');
-  const numLayers = layerList && /^\d+(,\d+)*$/.test(layerList) ? layerList.split(',').reduce((x, y) => x + Number(y), 0) : 120;
+  const numLayers = layerList && /^\d+(,\d+)*$/.test(layerList) ? layerList.split(',').reduce((x, y) => x + Number(y), 0) : standInLayers(a);
   const hfModelType = str(a, '--model-type-hf');
   return {
     numLayers,

@@ -34,6 +34,7 @@ export function planConvert(ctx: StageContext, stage: ConvertStage): StageDraft 
         };
   const v2 = ctx.converter === 'convert_ckpt_v2.py';
   if (v2) checkV2(ctx, stage, from, to);
+  if (to !== 'hf') checkTargetLayout(ctx, stage, layout, v2);
   const target: Target =
     to === 'hf'
       ? hfTarget(ctx, stage, v2)
@@ -120,5 +121,52 @@ function checkV2(ctx: StageContext, stage: ConvertStage, from: string, to: strin
     problems.push({
       path: `${specPath}.lora`,
       message: `${framework.name}'s convert_ckpt_v2.py cannot merge LoRA weights (${versionsWith((f) => f.convertV2Lora)} can); set modellink.converter: convert_ckpt.py`,
+    });
+}
+
+const countOf = (list: unknown): number => (typeof list === 'string' ? list.split(',').filter((x) => x.trim() !== '').length : 0);
+
+/**
+ * The layout a conversion writes must be one the converter and Megatron take. The converter's layer count is
+ * the HF model's plus its --noop-layers (convert_hf2mg.py: num_layers + len(noop_layers)); a preset's count
+ * already holds the noop layers of its own script. v2 (MindSpeed-LLM 2.3.0 mindspeed_llm/tasks/checkpoint/
+ * convert_hf2mg.py _valid_parameter): pp divides the layers, fewer layers per virtual stage than per pipeline
+ * stage, --num-layer-list neither with a virtual pipeline nor with noop layers, one entry per stage summing to
+ * the layers. Both (Megatron validate_args, core_r0.8.0 arguments.py#L254-270, core_v0.12.1 #L432-464, which v1's
+ * saver runs on the target): pp > 1 with a virtual pipeline, whose layers per stage it divides.
+ */
+function checkTargetLayout(ctx: StageContext, stage: ConvertStage, layout: { pp: number; numLayerList?: number[]; vpp?: number }, v2: boolean): void {
+  const { preset, specPath, problems } = ctx;
+  const own = preset.architectureArgs[ctx.spec.model.impl]?.find(([f]) => f === '--noop-layers')?.[1];
+  const noopArg = stage.args['--noop-layers'];
+  const noop = countOf(noopArg);
+  const given = stage.args['--num-layers'];
+  const hfLayers = typeof given === 'string' && /^[1-9][0-9]*$/.test(given) ? Number(given) : preset.architecture.numLayers - countOf(own);
+  // A layout wholly the pipeline's, over the model's own layers, is checkLayout's (frameworks/modellink/rules.ts) to report.
+  if (stage.pp === undefined && stage.vpp === undefined && stage.numLayerList === undefined && !noop && given === undefined) return;
+  const layers = hfLayers + noop;
+  const of = `the ${layers} layers of ${preset.name}${noop ? ` with ${noop} noop layers` : ''}`;
+  const { pp, numLayerList: list, vpp } = layout;
+  const at = (field: string) => (stage[field as keyof ConvertStage] !== undefined ? `${specPath}.${field}` : `parallel.${field}`);
+  if (list) {
+    if (list.length !== pp)
+      problems.push({ path: at('numLayerList'), message: `has ${list.length} entries; the converter needs one per pipeline stage (pp = ${pp})` });
+    const sum = list.reduce((x, y) => x + y, 0);
+    if (sum !== layers) problems.push({ path: at('numLayerList'), message: `sums to ${sum}; the converter needs ${of}` });
+    if (v2 && vpp !== undefined)
+      problems.push({
+        path: at('vpp'),
+        message: 'convert_ckpt_v2.py refuses --num-layer-list with a virtual pipeline ("num_layer_list and vpp cannot be configured at the same time")',
+      });
+    if (v2 && noop) problems.push({ path: `${specPath}.args.--noop-layers`, message: 'convert_ckpt_v2.py refuses --num-layer-list with --noop-layers' });
+  } else if (layers % pp !== 0) {
+    problems.push({ path: at('pp'), message: `target pipeline parallel size ${pp} must divide ${of} (or give numLayerList)` });
+  }
+  if (vpp === undefined) return;
+  const perStage = list ? undefined : layers / pp;
+  if (pp < 2 || (perStage !== undefined && Number.isInteger(perStage) && (perStage % vpp !== 0 || (v2 && vpp >= perStage))))
+    problems.push({
+      path: at('vpp'),
+      message: `a virtual pipeline needs target pp > 1 and ${vpp} layers per virtual stage ${v2 ? 'fewer than and dividing' : 'dividing'} the ${perStage ?? '?'} layers of each pipeline stage (${of}, pp ${pp})`,
     });
 }

@@ -237,6 +237,14 @@ function resolvePreset(spec: PipelineSpec, problems: SpecProblem[]): Preset | un
 }
 
 function checkFlags(framework: Framework, command: Command, stage: Stage, specPath: string, problems: SpecProblem[]): void {
+  for (const [old, renamed] of Object.entries(framework.renamed)) {
+    // Both would become one flag, and which value wins would depend on the order they were written in.
+    if (old in stage.args && renamed in stage.args)
+      problems.push({
+        path: `${specPath}.args.${old}`,
+        message: `${old} is ${framework.name}'s old name of ${renamed}, which args also gives; keep one (${renamed})`,
+      });
+  }
   // A value outside the parser's choices: argparse exits with "invalid choice" before anything runs.
   for (const [f, v] of Object.entries(stage.args)) {
     const choices = framework.choices[framework.renamed[f] ?? f];
@@ -331,8 +339,12 @@ function resolveTokenizer(spec: PipelineSpec, preset: Preset, resolve: (p: strin
   return undefined;
 }
 
-/** Llama2Tokenizer / SentencePiece want the tokenizer.model file, PretrainedFromHF the HF directory. */
+/**
+ * Llama2Tokenizer / SentencePiece want the tokenizer.model file, MagistralTokenizer the tekken.json file
+ * (MindSpeed-LLM 2.3.0 mindspeed_llm/training/tokenizer/magistral_tokenizer.py: MistralTokenizer.from_file), PretrainedFromHF the HF directory.
+ */
 function tokenizerFile(preset: Preset, hfDir: string): string {
   const t = preset.architecture.tokenizerType;
+  if (t === 'MagistralTokenizer') return path.join(hfDir, 'tekken.json');
   return t === 'Llama2Tokenizer' || t === 'SentencePieceTokenizer' ? path.join(hfDir, 'tokenizer.model') : hfDir;
 }

@@ -24,6 +24,36 @@ export function resolveFramework(spec: PipelineSpec, problems: Problems): Framew
 /** Rules of the pipeline as a whole on this version: model type, high availability. */
 export function checkFrameworkRules(spec: PipelineSpec, framework: Framework, problems: Problems, warnings: Problems): void {
   checkHighAvailability(spec, framework, problems, warnings);
+  checkTokenizerType(framework, spec.model.architecture?.tokenizerType, 'model.architecture.tokenizerType', problems);
+  checkPositionEmbeddingType(framework, spec.model.architecture?.positionEmbeddingType, problems);
+}
+
+/** Whether the version's parsers take this --position-embedding-type (their choices). */
+function takesPositionEmbedding(framework: Framework, type: string): boolean {
+  const choices = framework.choices['--position-embedding-type'];
+  return !choices || choices.includes(type);
+}
+
+function checkPositionEmbeddingType(framework: Framework, type: string | undefined, problems: Problems): void {
+  if (type === undefined || takesPositionEmbedding(framework, type)) return;
+  problems.push({
+    path: 'model.architecture.positionEmbeddingType',
+    message: `${framework.name} has no --position-embedding-type ${type} (it takes ${(framework.choices['--position-embedding-type'] ?? []).join(', ')}); ${versionsWith((f) => takesPositionEmbedding(f, type))} have it`,
+  });
+}
+
+/** Whether the version's training/evaluation/inference parsers take this --tokenizer-type (their choices). */
+function takesTokenizerType(framework: Framework, type: string): boolean {
+  const choices = framework.choices['--tokenizer-type'];
+  return !choices || choices.includes(type);
+}
+
+function checkTokenizerType(framework: Framework, type: string | undefined, at: string, problems: Problems): void {
+  if (type === undefined || takesTokenizerType(framework, type)) return;
+  problems.push({
+    path: at,
+    message: `${framework.name} has no --tokenizer-type ${type} (it takes ${(framework.choices['--tokenizer-type'] ?? []).join(', ')}); ${versionsWith((f) => takesTokenizerType(f, type))} have it`,
+  });
 }
 
 function checkHighAvailability(spec: PipelineSpec, framework: Framework, problems: Problems, warnings: Problems): void {
@@ -189,6 +219,7 @@ export function checkStageOnVersion(spec: PipelineSpec, framework: Framework, st
         message: 'high availability needs --ckpt-format torch (high_availability.py refuses --use-dist-ckpt)',
       });
   }
+  if ('tokenizerType' in stage) checkTokenizerType(framework, stage.tokenizerType, `${specPath}.tokenizerType`, problems);
   if (stage.kind === 'preprocess' && stage.handler && !hasHandler(framework, stage.handler))
     problems.push({
       path: `${specPath}.handler`,

@@ -14,7 +14,7 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHOICES = ['--stage', '--ckpt-format', '--dpo-loss-type', '--prompt-type']
+CHOICES = ['--stage', '--ckpt-format', '--dpo-loss-type', '--prompt-type', '--tokenizer-type', '--position-embedding-type']
 # The converters' (v1 with its loader/saver plugins, v2): the same choices in both where a version has both.
 CONVERT_CHOICES = ['--load-model-type', '--save-model-type']
 

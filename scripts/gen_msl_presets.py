@@ -93,9 +93,8 @@ NAMED_ARCH_FLAGS = [
 #: Tokens of a file name that say where a script runs (Atlas A3 nodes, the O2 optimizer), not which model.
 EXTRA_BOILERPLATE = re.compile(r'^(a3|o2|pack|ptd|\d+[kK]|\d+p)$')
 
-TOKENIZERS = {'BertWordPieceLowerCase', 'BertWordPieceCase', 'GPT2BPETokenizer', 'SentencePieceTokenizer',
-              'GPTSentencePieceTokenizer', 'Llama2Tokenizer', 'PretrainedFromHF', 'NullTokenizer'}
-POSITION_EMBEDDINGS = {'rope', 'learned_absolute', 'alibi'}
+#: --tokenizer-type and --position-embedding-type: linkflow takes the names the version's pretrain_gpt.py parser
+#: offers (its choices).
 NORMALIZATIONS = {'RMSNorm', 'LayerNorm'}
 
 
@@ -189,9 +188,10 @@ class LeftOut(Exception):
     """A model linkflow's typed architecture cannot describe (listed in PRESETS.md, not silently dropped)."""
 
 
-def typed_architecture(canon: dict, defaults: dict, decisions: list[str], hf_type: str | None) -> dict:
+def typed_architecture(canon: dict, defaults: dict, decisions: list[str], hf_type: str | None, choices: dict[str, set[str]]) -> dict:
     arch = ml.typed_architecture(canon, defaults, decisions, hf_type)
-    for key, allowed in [('tokenizerType', TOKENIZERS), ('positionEmbeddingType', POSITION_EMBEDDINGS), ('normalization', NORMALIZATIONS)]:
+    for key, allowed in [('tokenizerType', choices['--tokenizer-type']), ('positionEmbeddingType', choices['--position-embedding-type']),
+                         ('normalization', NORMALIZATIONS)]:
         if arch[key] not in allowed:
             raise LeftOut(f'{canon["script"]} passes {key} {arch[key]}, which linkflow\'s architecture schema does not have')
     return arch
@@ -202,6 +202,8 @@ def build_version(version: str, examples: dict, flags: dict, perf: dict) -> tupl
     defaults = {r['flag']: r['default'] for r in flags['entrypoints']['pretrain_gpt.py']}
     known = {e: {r['flag'] for r in rows} for e, rows in flags['entrypoints'].items()}
     scripts_all = examples['scripts']  # examples/mcore and, on 1.0.0, examples/legacy
+    choices = {r['flag']: set(r['choices']) for r in flags['entrypoints']['pretrain_gpt.py']
+               if r['flag'] in ('--tokenizer-type', '--position-embedding-type')}
     by_id: dict[str, list[dict]] = {}
     for s in scripts_all:
         if s['kind'] in ('pretrain', 'tune_full', 'tune_lora', 'dpo', 'evaluate', 'generate', 'chat', 'convert'):
@@ -223,7 +225,7 @@ def build_version(version: str, examples: dict, flags: dict, perf: dict) -> tupl
                 without_pretrain.append(pid)
             continue
         try:
-            out[pid] = build_preset(version, examples['commit'], pid, scripts, pretrains, dir_converts, rows, arch_flags, defaults, known)
+            out[pid] = build_preset(version, examples['commit'], pid, scripts, pretrains, dir_converts, rows, arch_flags, defaults, known, choices)
         except LeftOut as e:
             left_out.append(f'{pid}: {e}')
     unmatched = [r for r in rows if r['script'] is None or not any(r in p['published'] for p in out.values())]
@@ -231,7 +233,7 @@ def build_version(version: str, examples: dict, flags: dict, perf: dict) -> tupl
 
 
 def build_preset(version: str, commit: str, pid: str, scripts: list[dict], pretrains: list[dict], dir_converts: dict, rows: list[dict],
-                 arch_flags: set, defaults: dict, known: dict) -> dict:
+                 arch_flags: set, defaults: dict, known: dict, choices: dict[str, set[str]]) -> dict:
     # One canonical pretrain script per implementation, mcore's first (it gives the typed architecture and the reference).
     impls = sorted({impl_of(s, version) for s in pretrains}, key=lambda i: 0 if i == 'mcore' else 1)
     canonical = {i: min([s for s in pretrains if impl_of(s, version) == i], key=canonical_key) for i in impls}
@@ -247,7 +249,8 @@ def build_preset(version: str, commit: str, pid: str, scripts: list[dict], pretr
     hf_type, hf_from = hf_model_type(converts)
     if hf_type is None:
         decisions.append("hfModelType: no convert script of this model passes --model-type-hf; architecture.hfModelType is the 'llama2' default")
-    architecture_args = {impl: [[f, v] for f, v in c['args'] if f in arch_flags] for impl, c in canonical.items()}
+    # A flag the script repeats counts once, with its last value, as argparse reads it.
+    architecture_args = {impl: [[f, v] for f, v in ml.last_wins(c['args']) if f in arch_flags] for impl, c in canonical.items()}
     for impl, c in canonical.items():
         missing = sorted({f for f, _ in architecture_args[impl] if f not in known['pretrain_gpt.py'] or f not in known['posttrain_gpt.py']})
         if missing:
@@ -261,10 +264,10 @@ def build_preset(version: str, commit: str, pid: str, scripts: list[dict], pretr
     names = {s['script'] for s in scripts}
     published = [r for r in rows if r['script'] in names]
     layout = layout_of(canon, version, [])  # its decision, if any, is already in references
-    architecture = typed_architecture(canon, defaults, decisions, hf_type)
+    architecture = typed_architecture(canon, defaults, decisions, hf_type, choices)
     for impl, c in canonical.items():
         if impl != primary:
-            twin = typed_architecture(c, defaults, [], hf_type)
+            twin = typed_architecture(c, defaults, [], hf_type, choices)
             differ = [k for k in architecture if twin.get(k) != architecture[k]]
             decisions.append(f'{impl} twin: {c["script"]}' + (f'; it differs from the {primary} script in {", ".join(differ)}: the typed architecture follows {primary}, architectureArgs.{impl} keep the {impl} script\'s values' if differ else ''))
     noop = ml.arg_value(canon, '--noop-layers')

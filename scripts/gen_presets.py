@@ -233,6 +233,13 @@ def arg_value(script: dict, flag: str, default=None):
     return found
 
 
+def last_wins(args: list) -> list:
+    """The arguments as argparse keeps them: a flag given twice counts once, at its last place with its last value
+    (import/import-script.ts lastWins); a preset's architectureArgs must not render a flag twice."""
+    last = {f: i for i, (f, _) in enumerate(args)}
+    return [[f, v] for i, (f, v) in enumerate(args) if last[f] == i]
+
+
 def has_flag(script: dict, flag: str) -> bool:
     return any(f == flag for f, _ in script['args'])
 
@@ -631,7 +638,7 @@ def main(argv: list[str]) -> int:
                 if k not in arch:
                     decisions.append(f'architecture.{k}: only the {impl} pretrain script {c["script"]} sets it ({other[k]!r}); the typed field follows {primary}')
 
-        architecture_args = {impl: [[f, v] for f, v in c['args'] if f in arch_flags] for impl, c in canonical.items()}
+        architecture_args = {impl: [[f, v] for f, v in last_wins(c['args']) if f in arch_flags] for impl, c in canonical.items()}
 
         fused = {
             'rmsnorm': has_flag(canon, '--use-fused-rmsnorm'),

@@ -48,80 +48,10 @@ const SLIPS = JSON.parse(fs.readFileSync(path.join(ROOT, 'reference', 'mindspeed
 };
 
 /**
- * Misses of linkflow's import that branch conf-import is fixing (kimi2/longcat argument multisets, --moe-intermediate-size,
- * magistral's tokenizer type, pretrain_gpt.py with --finetune, vpp and numLayerList on convert scripts, the process-reward
- * prompt type, train_prm). Each must still miss, so this list is emptied when that work lands (or the script becomes a
- * recorded slip). 2.2.0's dpo_qwen3_30b_a3b_4K_A3_ptd.sh also passes the deprecated --cp-attention-mask-type (recorded
- * as a slip on 26.0.0/26.1.0's ling_v2 script). 26.1.0's deepseek4_flash tune is the magistral kind for another typed
- * field: --position-embedding-type deepseek4 is one of 26.1.0's parser choices (MindSpeed patches Megatron's
- * _add_network_size_args) but not of the typed positionEmbeddingType; conf-import widens tokenizerType only.
+ * Misses of linkflow's own import still being fixed, per version: each must still miss (so the list shrinks as the
+ * fixes land). Empty today: every considered script renders back or is a recorded slip.
  */
-const PENDING: Record<string, string[]> = {
-  '1.0.0': ['examples/mcore/deepseek2_lite/pretrain_deepseek2_lite_16b_ptd_16p.sh', 'examples/mcore/deepseek2_lite/pretrain_deepseek2_lite_16b_ptd_8p.sh'],
-  '2.1.0': [
-    'examples/mcore/deepseek2_lite/pretrain_deepseek2_lite_16b_ptd_16p.sh',
-    'examples/mcore/deepseek2_lite/pretrain_deepseek2_lite_16b_ptd_8p.sh',
-    'examples/mcore/internlm3/ckpt_convert_internlm3_hf2mcore.sh',
-    'examples/mcore/llama2/data_convert_llama2_process_reward.sh',
-    'examples/mcore/mixtral/data_convert_mixtral_process_reward.sh',
-    'examples/mcore/mixtral/train_prm_mixtral_8x7B_full_ptd.sh',
-  ],
-  '2.2.0': [
-    'examples/mcore/deepseek2_lite/pretrain_deepseek2_lite_16b_ptd_16p.sh',
-    'examples/mcore/deepseek2_lite/pretrain_deepseek2_lite_16b_ptd_8p.sh',
-    'examples/mcore/internlm3/ckpt_convert_internlm3_hf2mcore.sh',
-    'examples/mcore/kimi2/pretrain_kimi2_18b_4k_8p_ptd.sh',
-    'examples/mcore/llama2/data_convert_llama2_process_reward.sh',
-    'examples/mcore/mixtral/data_convert_mixtral_process_reward.sh',
-    'examples/mcore/mixtral/train_prm_mixtral_8x7B_full_ptd.sh',
-    'examples/mcore/qwen3_moe/ckpt_convert_qwen3_moe_235b_hf2mcore.sh',
-    'examples/mcore/qwen3_moe/dpo_qwen3_30b_a3b_4K_A3_ptd.sh',
-  ],
-  '2.3.0': [
-    'examples/mcore/deepseek2_lite/pretrain_deepseek2_lite_16b_ptd_16p.sh',
-    'examples/mcore/deepseek2_lite/pretrain_deepseek2_lite_16b_ptd_8p.sh',
-    'examples/mcore/internlm3/ckpt_convert_internlm3_hf2mcore.sh',
-    'examples/mcore/kimi2/pretrain_kimi2_18b_4k_8p_ptd.sh',
-    'examples/mcore/magistral/generate_magistral_small_24b_ptd.sh',
-    'examples/mcore/magistral/pretrain_magistral_small_24b_A3_ptd.sh',
-    'examples/mcore/magistral/tune_magistral_small_24b_full_A3_ptd.sh',
-    'examples/mcore/plm/pretrain_plm_1point8b_ptd.sh',
-    'examples/mcore/qwen3_moe/ckpt_convert_qwen3_moe_235b_hf2mcore.sh',
-    'examples/mcore/qwen3_moe/dpo_qwen3_30b_a3b_16K_A3_ptd.sh',
-  ],
-  '26.0.0': [
-    'examples/mcore/deepseek2_lite/pretrain_deepseek2_lite_16b_ptd_16p.sh',
-    'examples/mcore/deepseek2_lite/pretrain_deepseek2_lite_16b_ptd_8p.sh',
-    'examples/mcore/glm5/ckpt_convert_glm5_hf2mcore.sh',
-    'examples/mcore/internlm3/ckpt_convert_internlm3_hf2mcore.sh',
-    'examples/mcore/kimi2/pretrain_kimi2_18b_4k_8p_ptd.sh',
-    'examples/mcore/longcat/generate_longcat_flash_560b_4k_A3_ptd.sh',
-    'examples/mcore/longcat/pretrain_longcat_flash_560b_4k_A3_ptd.sh',
-    'examples/mcore/magistral/generate_magistral_small_24b_ptd.sh',
-    'examples/mcore/magistral/pretrain_magistral_small_24b_A3_ptd.sh',
-    'examples/mcore/magistral/tune_magistral_small_24b_full_A3_ptd.sh',
-    'examples/mcore/qwen3_moe/ckpt_convert_qwen3_moe_235b_hf2mcore.sh',
-    'examples/mcore/qwen3_moe/ckpt_convert_qwen3_moe_480b_hf2mcore.sh',
-    'examples/mcore/qwen3_moe/dpo_qwen3_30b_a3b_16K_A3_ptd.sh',
-  ],
-  '26.1.0': [
-    'examples/mcore/deepseek2_lite/pretrain_deepseek2_lite_16b_ptd_16p.sh',
-    'examples/mcore/deepseek2_lite/pretrain_deepseek2_lite_16b_ptd_8p.sh',
-    'examples/mcore/deepseek4_flash/tune_deepseek4_flash_4k_A3_ptd.sh',
-    'examples/mcore/glm5/ckpt_convert_glm5_hf2mcore.sh',
-    'examples/mcore/glm52/ckpt_convert_glm52_hf2mcore.sh',
-    'examples/mcore/glm52/ckpt_convert_glm52_mcore2hf.sh',
-    'examples/mcore/kimi2/pretrain_kimi2_18b_4k_8p_ptd.sh',
-    'examples/mcore/longcat/generate_longcat_flash_560b_4k_A3_ptd.sh',
-    'examples/mcore/longcat/pretrain_longcat_flash_560b_4k_A3_ptd.sh',
-    'examples/mcore/magistral/generate_magistral_small_24b_ptd.sh',
-    'examples/mcore/magistral/pretrain_magistral_small_24b_A3_ptd.sh',
-    'examples/mcore/magistral/tune_magistral_small_24b_full_A3_ptd.sh',
-    'examples/mcore/qwen3_moe/ckpt_convert_qwen3_moe_235b_hf2mcore.sh',
-    'examples/mcore/qwen3_moe/ckpt_convert_qwen3_moe_480b_hf2mcore.sh',
-    'examples/mcore/qwen3_moe/dpo_qwen3_30b_a3b_16K_A3_ptd.sh',
-  ],
-};
+const PENDING: Record<string, string[]> = {};
 
 type Script = Example & { issues?: string[] };
 

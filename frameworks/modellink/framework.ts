@@ -41,7 +41,22 @@ export const modellinkFramework: Framework = {
     dyingGasp: false,
   },
   renamed: {},
-  choices: { '--stage': ['dpo', 'rm'] },
+  choices: {
+    '--stage': ['dpo', 'rm'],
+    // Megatron core_r0.6.0 megatron/training/arguments.py#L709-710, plus alibi (modellink/training/arguments.py#L525).
+    '--position-embedding-type': ['learned_absolute', 'rope', 'alibi'],
+    // modellink/training/arguments.py l. 288-298 (_add_tokenizer_args).
+    '--tokenizer-type': [
+      'BertWordPieceLowerCase',
+      'BertWordPieceCase',
+      'GPT2BPETokenizer',
+      'SentencePieceTokenizer',
+      'GPTSentencePieceTokenizer',
+      'Llama2Tokenizer',
+      'PretrainedFromHF',
+      'NullTokenizer',
+    ],
+  },
   isKnownFlag: (entrypoint: Entrypoint, flag: string) => sets.get(entrypoint)?.has(flag) ?? false,
   entrypoints: [...sets.keys()] as Entrypoint[],
 };

@@ -234,7 +234,10 @@ export function checkStageRules(
     if (spec.profiling && spec.profiling.stepStart >= stage.trainIters)
       warnings.push({ path: 'profiling.stepStart', message: `stage ${stage.name} stops at iteration ${stage.trainIters}, before profiling starts` });
   }
-  if (stage.kind === 'preprocess' && stage.handler && /^(AlpacaStyle|SharegptStyle)/.test(stage.handler) && !stage.promptType) {
+  // AlpacaStyleProcessRewardHandler (MindSpeed-LLM 2.1.0 mindspeed_llm/tasks/preprocess/data_handler.py#L556) tokenizes the
+  // raw input and marks --placeholder-token positions with --reward-tokens: no chat template, so no prompt type.
+  const templated = (handler: string) => /^(AlpacaStyle|SharegptStyle)/.test(handler) && handler !== 'AlpacaStyleProcessRewardHandler';
+  if (stage.kind === 'preprocess' && stage.handler && templated(stage.handler) && !stage.promptType) {
     problems.push({
       path: `${specPath}.promptType`,
       message: `${stage.handler} needs a prompt type (e.g. llama2, qwen, empty), as ModelLink's preprocess_data.py does`,
