@@ -122,6 +122,9 @@ SOURCE_FACTS['2.2.0'] = {
 }
 SOURCE_FACTS['26.0.0'] = {
     **SOURCE_FACTS['2.3.0'],
+    'checkpoint_format': {'value': SOURCE_FACTS['2.3.0']['checkpoint_format']['value'],
+                          'source': 'mindspeed_llm/training/arguments.py#L101-113,#L133; '
+                                    'mindspeed_llm/training/checkpointing.py#L168,#L189-191'},
     'online_mg2hf': {'value': '--load with HF weights switches hf2mg and mg2hf on; each save is copied to '
                               '<hf-save-dir or save>/mg2hf_iteration<N>/',
                      'source': 'mindspeed_llm/features_manager/convert_checkpoint/convert_checkpoint.py#L56-90; '
