@@ -63,7 +63,7 @@ export async function prepareAttempt(ctx: Context, input: AttemptInput, logFile:
   let loadedFrom: number | undefined;
   let iterationOffset: number | undefined;
   if (savesCheckpoints(stage)) {
-    const { args: resumed, point, warmRestart, iterationOffset: offset } = planResume({ ...stage, args }, logFile);
+    const { args: resumed, point, warmRestart, iterationOffset: offset } = planResume({ ...stage, args }, logFile, input.attempt);
     iterationOffset = offset;
     args = resumed;
     if (warmRestart) resumeNote = warmRestart;

@@ -344,10 +344,12 @@ def _compare_args(rt: 'Runtime', checkpoint_args: dict[str, Any], stack: list[Fr
 
 
 def load_checkpoint(rt: 'Runtime', load_dir: str, stack: list[Frame], has_optimizer: bool = True,
-                    trainable: int | None = None) -> Loaded | None:
+                    trainable: int | None = None, merge_lora: bool = True) -> Loaded | None:
     """megatron.training.checkpointing.load_checkpoint as ModelLink wraps it (LoRA: --lora-load on top).
 
     `trainable`: the trainable parameters of one model-parallel shard (what the distributed optimizer holds).
+    `merge_lora`: False for DPO's reference under is_load_refer (MindSpeed-LLM 2.1.0+ _load_base_checkpoint_wrapper
+    returns the base state alone then, 2.3.0 mindspeed_llm/training/checkpointing.py#L68).
 
     Returns a Loaded, or None when there was nothing to load (training starts from random).
     """
@@ -358,7 +360,7 @@ def load_checkpoint(rt: 'Runtime', load_dir: str, stack: list[Frame], has_optimi
     state, name, release, tracker_iteration = base
     sources = [(load_dir, tracker_iteration, release)]
     lora_enabled = bool(getattr(args, 'lora_target_modules', None))
-    if lora_enabled and getattr(args, 'lora_load', None):
+    if lora_enabled and merge_lora and getattr(args, 'lora_load', None):
         # ModelLink's _load_base_checkpoint_wrapper: the LoRA checkpoint is merged over the base one.
         lora = _load_base(rt, args.lora_load, False, stack)
         if lora is not None:

@@ -152,6 +152,31 @@ def test_pretrain_gpt_builds_no_instruction_dataset_on_mindspeed_llm(run: Run) -
     assert ml.returncode == 0, ml.stderr
 
 
+def test_dpo_lora_reference_takes_lora_load_under_finetune(run: Run) -> None:
+    """DPOTrainer._init_reference_model (2.3.0 posttrain/dpo/dpo_trainer.py#L363-386): under --finetune the
+    reference gets the --lora-load weights merged over --ref-model/--load (checkpointing.py#L55-78); without it
+    is_load_refer is set and the reference loads the base alone."""
+    run('2.3.0', 'convert_ckpt_v2.py', '--load-dir', 'hf', '--save-dir', 'w')
+    lora = ['--lora-r', '8', '--lora-alpha', '16', '--lora-target-modules', 'linear_qkv']
+    dpo = [*TRAIN, '--stage', 'dpo', '--is-pairwise-dataset', '--data-path', 'data/pair', *lora]
+    first = run('2.3.0', 'posttrain_gpt.py', *dpo, '--load', 'w', '--finetune', '--save', 'out', env={'MLEMU_FAULTS': 'crash@5'})
+    assert first.returncode != 0 and tracker(run, 'out') == '3'
+    # A warm restart (--finetune, --lora-load at the run's checkpoints): policy and reference both take them,
+    # whatever --ref-model names.
+    warm = run('2.3.0', 'posttrain_gpt.py', *dpo, '--load', 'w', '--ref-model', 'w', '--finetune', '--lora-load', 'out',
+               '--save', 'warm', '--train-iters', '3')
+    assert warm.returncode == 0, warm.stderr
+    assert warm.stdout.count(' loading checkpoint from out at iteration 3') == 2
+    # Without --finetune the reference loads w alone.
+    exact = run('2.3.0', 'posttrain_gpt.py', *dpo, '--load', 'w', '--no-load-optim', '--no-load-rng', '--lora-load', 'out',
+                '--save', 'exact')
+    assert exact.returncode == 0, exact.stderr
+    assert exact.stdout.count(' loading checkpoint from out at iteration 3') == 1
+    # The first attempt's command again: the reference is w, as it was.
+    again = run('2.3.0', 'posttrain_gpt.py', *dpo, '--load', 'w', '--finetune', '--save', 'again')
+    assert again.returncode == 0 and ' loading checkpoint from out' not in again.stdout
+
+
 # --- legacy/mcore and the checkpoint format -------------------------------------------------------------------
 
 def args_value(stdout: str, name: str) -> str:

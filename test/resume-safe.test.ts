@@ -1,0 +1,168 @@
+/**
+ * Resumes that overwrite nothing and keep what a stage trains against (issue 19): a LoRA warm restart never
+ * saves into a folder an earlier attempt wrote, and a LoRA DPO stage on MindSpeed-LLM keeps its reference
+ * model. Plans and real directories only, no Temporal.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { planResume } from '../activities/attempt/resume.ts';
+import { findWarmResumePoint, warmOutputDir } from '../activities/checkpoints.ts';
+import { planPipeline, type StagePlan } from '../plan/plan.ts';
+import { dpoSpec, fiveStageSpec, onFramework, tempDir, type RawSpec } from '../testkit/specs.ts';
+
+type Args = StagePlan['args'];
+
+function stageOf(spec: RawSpec, name: string): StagePlan {
+  const r = planPipeline(spec, { baseDir: '/tmp' });
+  if (!r.ok) throw new Error(r.problems.map((p) => `${p.path}: ${p.message}`).join('\n'));
+  return r.plan.stages.find((s) => s.name === name)!;
+}
+
+const value = (args: Args, flag: string) => args.find(([f]) => f === flag)?.[1];
+const iterDir = (i: number) => `iter_${String(i).padStart(7, '0')}`;
+
+/** A checkpoint of the 1×1 layout: complete (shard file and tracker) or torn (its directory only, no tracker). */
+function save(dir: string, iteration: number, torn = false): void {
+  const shard = path.join(dir, iterDir(iteration), 'mp_rank_00');
+  fs.mkdirSync(shard, { recursive: true });
+  if (torn) return;
+  fs.writeFileSync(path.join(shard, 'model_optim_rng.pt'), 'x');
+  fs.writeFileSync(path.join(dir, 'latest_checkpointed_iteration.txt'), `${iteration}\n`);
+}
+
+/** Every file under a directory with its content, to show nothing in it changed. */
+function snapshot(dir: string): Record<string, string> {
+  const files = fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => fs.statSync(path.join(dir, f)).isFile());
+  return Object.fromEntries(files.map((f) => [f, fs.readFileSync(path.join(dir, f), 'utf8')]));
+}
+
+function loraFinetune(ws: string): StagePlan {
+  const spec = onFramework(fiveStageSpec('l', ws), 'mindspeed-llm', '2.3.0');
+  Object.assign(spec.stages[4], { lora: { r: 8, alpha: 16 } });
+  return stageOf(spec, 'finetune');
+}
+
+function loraDpo(ws: string): StagePlan {
+  const spec = onFramework(dpoSpec('d', ws), 'mindspeed-llm', '2.3.0');
+  Object.assign(
+    spec.stages.find((s) => s.name === 'dpo')!,
+    { lora: { r: 8, alpha: 16 } },
+  );
+  return stageOf(spec, 'dpo');
+}
+
+describe('a LoRA warm restart (MindSpeed-LLM)', () => {
+  it('never saves into a warm folder an earlier attempt wrote: a torn checkpoint alone in warm-10 stays, the restart takes warm-10.<attempt>', () => {
+    const ws = tempDir('warm-torn');
+    const stage = loraFinetune(ws);
+    const saveDir = stage.training!.saveDir;
+    save(saveDir, 10);
+    // Attempt 2 restarted from 10 into warm-10 and died while writing its first checkpoint.
+    save(path.join(saveDir, 'warm-10'), 5, true);
+    const before = snapshot(saveDir);
+    const log = path.join(ws, 'attempt-3.log');
+    const planned = planResume(stage, log, 3);
+    // The newest complete checkpoint is still the stage directory's iter_10: the restart is again from 10.
+    expect(planned.iterationOffset).toBe(10);
+    expect(value(planned.args, '--save')).toBe(path.join(saveDir, 'warm-10.3'));
+    expect(fs.readdirSync(path.join(saveDir, 'warm-10'))).toEqual([iterDir(5)]);
+    expect(snapshot(saveDir)).toEqual(before);
+  });
+
+  it('takes warm-<N> while it is absent or empty (a rank’s trainer may have made it), so every rank of a gang picks the same folder', () => {
+    const ws = tempDir('warm-empty');
+    const stage = loraFinetune(ws);
+    const saveDir = stage.training!.saveDir;
+    save(saveDir, 10);
+    expect(value(planResume(stage, path.join(ws, 'a.log'), 2).args, '--save')).toBe(path.join(saveDir, 'warm-10'));
+    fs.mkdirSync(path.join(saveDir, 'warm-10'));
+    expect(value(planResume(stage, path.join(ws, 'b.log'), 2).args, '--save')).toBe(path.join(saveDir, 'warm-10'));
+  });
+
+  it('fails, naming the folders, rather than write into one an earlier attempt wrote when both names are taken', () => {
+    const ws = tempDir('warm-taken');
+    const stage = loraFinetune(ws);
+    const saveDir = stage.training!.saveDir;
+    save(saveDir, 10);
+    save(path.join(saveDir, 'warm-10'), 5, true);
+    save(path.join(saveDir, 'warm-10.3'), 5, true);
+    const log = path.join(ws, 'a.log');
+    expect(() => planResume(stage, log, 3)).toThrow(/warm-10 and warm-10\.3 .* already hold files of earlier attempts/);
+    expect(fs.readFileSync(log, 'utf8')).toMatch(/move them aside/);
+  });
+
+  it('follows the newest folder: warm-N.<attempt> after warm-N, for the next resume and for the stages that load the LoRA weights', () => {
+    const saveDir = tempDir('warm-order');
+    const layout = { tp: 1, pp: 1, ep: 1 };
+    save(saveDir, 10);
+    save(path.join(saveDir, 'warm-10'), 5, true);
+    save(path.join(saveDir, 'warm-10.3'), 5);
+    expect(findWarmResumePoint(saveDir, layout)).toMatchObject({
+      source: path.join(saveDir, 'warm-10.3'),
+      offset: 10,
+      point: { kind: 'tracker', iteration: 5 },
+    });
+    expect(warmOutputDir(saveDir)).toBe(path.join(saveDir, 'warm-10.3'));
+    // Both complete: the later attempt's folder is the newer one.
+    save(path.join(saveDir, 'warm-10'), 3);
+    expect(findWarmResumePoint(saveDir, layout).source).toBe(path.join(saveDir, 'warm-10.3'));
+    expect(warmOutputDir(saveDir)).toBe(path.join(saveDir, 'warm-10.3'));
+    // A restart from further on is newer still.
+    save(path.join(saveDir, 'warm-15'), 2);
+    expect(findWarmResumePoint(saveDir, layout)).toMatchObject({ source: path.join(saveDir, 'warm-15'), offset: 15 });
+  });
+});
+
+/**
+ * The weights DPOTrainer's reference model holds on MindSpeed-LLM 2.1.0-26.0.0, as the source loads them:
+ * load_checkpoint from --ref-model, else --load (posttrain/dpo/dpo_trainer.py _init_reference_model); under
+ * --finetune is_load_refer stays unset and _load_base_checkpoint_wrapper merges the --lora-load weights over
+ * it (mindspeed_llm/training/checkpointing.py#L55-78 at 2.3.0); without --finetune it loads the base alone.
+ */
+function referenceOf(args: Args): { base: unknown; lora: unknown } {
+  const finetune = args.some(([f]) => f === '--finetune');
+  return { base: value(args, '--ref-model') ?? value(args, '--load'), lora: finetune ? value(args, '--lora-load') : undefined };
+}
+
+describe('a LoRA DPO stage on MindSpeed-LLM that resumes', () => {
+  it('keeps the reference model of its first attempt: it starts again from the first weights into a folder of its own', () => {
+    const ws = tempDir('dpo-lora');
+    const stage = loraDpo(ws);
+    const saveDir = stage.training!.saveDir;
+    save(saveDir, 10);
+    const before = snapshot(saveDir);
+    const planned = planResume(stage, path.join(ws, 'a.log'), 2);
+    expect(referenceOf(planned.args)).toEqual(referenceOf(stage.args));
+    // The policy starts where attempt 1 did: nothing of the stage's own checkpoints is loaded.
+    expect(Object.values(referenceOf(planned.args))).not.toContain(saveDir);
+    expect(value(planned.args, '--lora-load')).toBe(value(stage.args, '--lora-load'));
+    expect(value(planned.args, '--save')).toBe(path.join(saveDir, 'warm-0'));
+    expect(value(planned.args, '--train-iters')).toBe(value(stage.args, '--train-iters'));
+    expect(planned.args.filter(([f]) => f !== '--save')).toEqual(stage.args.filter(([f]) => f !== '--save'));
+    expect(planned.iterationOffset).toBe(0);
+    expect(planned.warmRestart).toMatch(/^LoRA DPO restarts from the beginning: a warm restart would make its reference model the policy it resumes/);
+    expect(snapshot(saveDir)).toEqual(before);
+  });
+
+  it('restarts again into a new folder after a restart crashed, and a finished restart is the stage’s output', () => {
+    const ws = tempDir('dpo-lora-again');
+    const stage = loraDpo(ws);
+    const saveDir = stage.training!.saveDir;
+    save(saveDir, 10);
+    save(path.join(saveDir, 'warm-0'), 10);
+    const planned = planResume(stage, path.join(ws, 'a.log'), 3);
+    expect(value(planned.args, '--save')).toBe(path.join(saveDir, 'warm-0.3'));
+    expect(referenceOf(planned.args)).toEqual(referenceOf(stage.args));
+    save(path.join(saveDir, 'warm-0.3'), 20);
+    expect(warmOutputDir(saveDir)).toBe(path.join(saveDir, 'warm-0.3'));
+    // Finished (the run stopped before its manifest): the attempt has nothing to redo.
+    expect(planResume(stage, path.join(ws, 'b.log'), 4).point).toMatchObject({ kind: 'tracker', iteration: 20 });
+  });
+
+  it('starts in the stage directory when nothing was saved yet', () => {
+    const ws = tempDir('dpo-lora-first');
+    const stage = loraDpo(ws);
+    expect(planResume(stage, path.join(ws, 'a.log'), 1).args).toEqual(stage.args);
+  });
+});
