@@ -79,6 +79,42 @@ describe('MindSpeed-LLM 2.3.0 on the emulator', () => {
     expect(dpo.finalIteration).toBe(20);
   });
 
+  it('restarts a LoRA DPO stage from its first weights, so its reference model stays attempt 1’s, into a folder of its own', async () => {
+    const dir = tempDir('msl-dpo-lora');
+    // The fault fires once: its marker stays in one place, not in the save directory the restart changes.
+    const dpoEnv = { MLEMU_FAULTS: 'crash@13', MLEMU_MARKER_DIR: path.join(dir, 'markers') };
+    const spec = on230(dpoSpec('msl-dpo-lora', path.join(dir, 'ws'), { trainIters: 20, saveInterval: 10, dpoEnv }));
+    spec.stages = spec.stages.map((s) =>
+      s.name === 'dpo' ? { ...s, lora: { r: 8, alpha: 16 } } : s.name === 'evaluate' ? { ...s, load: 'weights', loraLoad: 'dpo' } : s,
+    );
+    const { state, failure } = await runSpec(t, writeSpec(dir, spec));
+    expect(state.status, failure).toBe('succeeded');
+    const dpo = state.stages.find((s) => s.name === 'dpo')!;
+    expect(dpo.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
+    const argvOf = (logFile: string) => JSON.parse(/^# argv: (.*)$/m.exec(fs.readFileSync(logFile, 'utf8'))![1]) as string[];
+    const [first, second] = [argvOf(dpo.attempts[0].logFile!), argvOf(dpo.attempts[1].logFile!)];
+    const restart = path.join(dpo.output, 'warm-0');
+    // The first attempt's command, saving elsewhere: under its --finetune DPOTrainer merges --lora-load into the
+    // reference model, so a warm restart's --lora-load at the stage's checkpoints would make the policy its reference.
+    expect(second[second.indexOf('--save') + 1]).toBe(restart);
+    // From the entrypoint on (the launcher's port is picked per attempt).
+    const withoutSave = (argv: string[]) => argv.slice(argv.indexOf('posttrain_gpt.py')).filter((a, i, all) => a !== '--save' && all[i - 1] !== '--save');
+    expect(withoutSave(second)).toEqual(withoutSave(first));
+    expect(second).not.toContain('--lora-load');
+    const log = fs.readFileSync(dpo.attempts[1].logFile!, 'utf8');
+    expect(log).not.toContain(`loading checkpoint from ${dpo.output}`);
+    expect(dpo.attempts[1].resumeNote).toMatch(/^LoRA DPO restarts from the beginning: a warm restart would make its reference model the policy it resumes/);
+    // Attempt 1's checkpoint stays as it was; the restart trains all 20 iterations in its folder.
+    expect(fs.readFileSync(path.join(dpo.output, 'latest_checkpointed_iteration.txt'), 'utf8').trim()).toBe('10');
+    for (const f of filesUnder(path.join(dpo.output, 'iter_0000010'))) expect(fs.statSync(f).mtimeMs, f).toBeLessThanOrEqual(dpo.attempts[1].startedAt!);
+    expect(fs.readFileSync(path.join(restart, 'latest_checkpointed_iteration.txt'), 'utf8').trim()).toBe('20');
+    expect(dpo.finalIteration).toBe(20);
+    // The evaluation loads the LoRA weights of the restart that finished.
+    const evaluate = state.stages.find((s) => s.name === 'evaluate')!;
+    const evalArgv = argvOf(evaluate.attempts[0].logFile!);
+    expect(evalArgv[evalArgv.indexOf('--lora-load') + 1]).toBe(restart);
+  });
+
   it('resumes LoRA fine-tuning as a warm restart (said in its attempt) and exports the model back to HF with the LoRA merged', async () => {
     const dir = tempDir('msl-lora');
     const base = on230(fiveStageSpec('msl-lora', path.join(dir, 'ws'), { trainIters: 20, saveInterval: 10 }));
