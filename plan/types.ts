@@ -105,8 +105,12 @@ export interface StagePlan {
   failureRules: { class: FailureClass; pattern: string }[];
   /** Written to the process's standard input (chat prompts), then closed. */
   stdin?: string;
-  /** Conversions to hf: ModelLink writes into a directory holding the original HF files; this one links to them. */
-  hfView?: { from: string; dir: string; weights?: false };
+  /**
+   * Conversions to hf: ModelLink writes into a directory holding the original HF files; this one links to them.
+   * `weights: false`: convert_ckpt_v2.py writes its own weights there; `configCopied`: it copies the config and
+   * tokenizer files itself (26.0.0 --hf-cfg-dir), so those are not linked (it would write through the links).
+   */
+  hfView?: { from: string; dir: string; weights?: false; configCopied?: true };
   /** The framework version the stage runs (absent in plans made before versions: ModelLink). */
   framework?: FrameworkChoice;
   /** Convert stages: which converter wrote the weights (recorded in the manifest). */

@@ -27,6 +27,7 @@ import { fail, type AttemptInput } from './common.ts';
 import { MissingSecretError, resolveSecrets, type ResolvedSecrets } from './secrets.ts';
 import { MIN_MASKED_LENGTH, type Masker } from '../../node/mask.ts';
 import { planResume } from './resume.ts';
+import { linkHfView } from './hf-view.ts';
 
 /** An attempt ready to launch. */
 export interface PreparedAttempt {
@@ -220,22 +221,5 @@ function checkInputs(stage: StagePlan, logFile: string): void {
         false,
       );
     }
-  }
-}
-
-/**
- * ModelLink's Megatron→HF saver reads the original HF model from --save-dir and writes mg2hf/
- * into it. The user's HF directory stays untouched: the stage gets its own directory of links.
- */
-/** The weight files of a HF directory: a view for convert_ckpt_v2.py leaves them out, since it writes its own under the same names. */
-const HF_WEIGHTS = /\.(safetensors|bin|pt|pth)$|^(model\.safetensors|pytorch_model\.bin)\.index\.json$/;
-
-function linkHfView(view: { from: string; dir: string; weights?: false }): void {
-  fs.mkdirSync(view.dir, { recursive: true });
-  for (const entry of fs.readdirSync(view.from)) {
-    if (entry === 'mg2hf') continue;
-    if (view.weights === false && HF_WEIGHTS.test(entry)) continue;
-    const link = path.join(view.dir, entry);
-    if (!fs.existsSync(link)) fs.symlinkSync(path.join(view.from, entry), link);
   }
 }

@@ -244,6 +244,17 @@ def test_convert_v2_directions_and_layout(run: Run) -> None:
     assert copied.returncode == 0, copied.stderr
     out26 = os.listdir(os.path.join(run.cwd, 'back26'))  # type: ignore[attr-defined]
     assert {'config.json', 'tokenizer_config.json', 'tokenizer.model', 'model.safetensors.index.json'} <= set(out26)
+    # Without it 26.0.0 writes no config either (copy_hf_cfg runs only when hf_cfg_dir is set, #L65-66); a directory
+    # that is not there fails before any weight is written (#L196-197).
+    bare = run('26.0.0', 'convert_ckpt_v2.py', '--load-model-type', 'mg', '--save-model-type', 'hf', '--load-dir', 'mg',
+               '--save-dir', 'bare26')
+    assert bare.returncode == 0, bare.stderr
+    assert 'config.json' not in os.listdir(os.path.join(run.cwd, 'bare26'))  # type: ignore[attr-defined]
+    missing = run('26.0.0', 'convert_ckpt_v2.py', '--load-model-type', 'mg', '--save-model-type', 'hf', '--load-dir',
+                  'mg', '--save-dir', 'gone26', '--hf-cfg-dir', 'no-such-dir')
+    assert missing.returncode == 1
+    assert 'FileNotFoundError: Hugging Face directory not found: no-such-dir' in missing.stderr
+    assert not [f for f in os.listdir(os.path.join(run.cwd, 'gone26')) if f.endswith('.safetensors')]  # type: ignore[attr-defined]
     same = run('2.3.0', 'convert_ckpt_v2.py', '--load-model-type', 'mg', '--save-model-type', 'mg', '--load-dir', 'mg',
                '--save-dir', 'x')
     assert same.returncode == 1
