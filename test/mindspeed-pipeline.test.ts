@@ -217,6 +217,10 @@ describe('MindSpeed-LLM 2.3.0 on the emulator', () => {
     // TTP saved the last finished iteration (16), not the last multiple of the save interval (10).
     expect(pretrain.attempts[1].loadedIteration).toBe(16);
     expect(fs.readdirSync(pretrain.output).filter((d) => d.endsWith('_tmp'))).toEqual([]);
+    // Attempt 2 went on from 16 and saved 20 and 30: attempt 1's checkpoints (10 and the dying gasp's 16) stay as written.
+    const firstFiles = ['iter_0000010', 'iter_0000016'].flatMap((d) => filesUnder(path.join(pretrain.output, d)));
+    expect(firstFiles.length).toBeGreaterThan(2);
+    for (const f of firstFiles) expect(fs.statSync(f).mtimeMs, f).toBeLessThanOrEqual(pretrain.attempts[1].startedAt!);
     expect(pretrain.finalIteration).toBe(30);
   });
 });

@@ -166,3 +166,35 @@ describe('a LoRA DPO stage on MindSpeed-LLM that resumes', () => {
     expect(planResume(stage, path.join(ws, 'a.log'), 1).args).toEqual(stage.args);
   });
 });
+
+describe('the dying-gasp checkpoint of high availability and LoRA warm restarts (MindSpeed-LLM 2.3.0, 26.0.0)', () => {
+  it('never meet in a pipeline: every version with a dying-gasp checkpoint refuses high availability with LoRA at validate', () => {
+    for (const version of ['2.3.0', '26.0.0']) {
+      const spec = onFramework(fiveStageSpec('ha', '/tmp/ws'), 'mindspeed-llm', version);
+      Object.assign(spec, { cluster: { nodes: 1, devicesPerNode: 4 }, highAvailability: { enabled: true } });
+      Object.assign(spec.stages[4], { lora: { r: 8, alpha: 16 } });
+      const r = planPipeline(spec, { baseDir: '/tmp' });
+      expect(r.ok ? [] : r.problems.map((p) => p.path)).toContain('stages[4].lora');
+    }
+  });
+
+  it('a dying-gasp checkpoint off the save interval inside a warm folder is resumed from, and the restart saves into a folder nobody wrote', () => {
+    const ws = tempDir('warm-gasp');
+    const stage = loraFinetune(ws);
+    const saveDir = stage.training!.saveDir;
+    save(saveDir, 10);
+    // The warm restart from 10 saved iter_3 by its dying gasp (MindIO tft_dump.py writes iter_N_tmp and renames it,
+    // then the tracker) and left a torn iter_0000005_tmp; a restart from 13 before it left a torn checkpoint in warm-13.
+    const warm = path.join(saveDir, 'warm-10');
+    save(warm, 3);
+    fs.mkdirSync(path.join(warm, 'iter_0000005_tmp', 'mp_rank_00'), { recursive: true });
+    save(path.join(saveDir, 'warm-13'), 2, true);
+    const before = snapshot(saveDir);
+    const planned = planResume(stage, path.join(ws, 'a.log'), 4);
+    expect(planned.point).toMatchObject({ kind: 'tracker', iteration: 13 });
+    expect(value(planned.args, '--lora-load')).toBe(warm);
+    expect(value(planned.args, '--save')).toBe(path.join(saveDir, 'warm-13.4'));
+    expect(value(planned.args, '--train-iters')).toBe(String(stage.training!.trainIters - 13));
+    expect(snapshot(saveDir)).toEqual(before);
+  });
+});
