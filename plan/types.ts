@@ -56,8 +56,10 @@ export interface TrainingPlan {
    * DPO: the weights the first attempt's reference model loads (its --load). DPOTrainer loads the reference from
    * --ref-model, else --load, so a resume names them with --ref-model; else the reference would be the policy it
    * resumes. `keepNoLoadRng`: the framework loads the reference under the run's --no-load-rng (Trainer).
+   * `loraWithoutFinetune`: a LoRA stage whose first attempt loads no LoRA weights, on a version whose reference then
+   * stays the base when not fine-tuning: it resumes without --finetune (else it starts again, activities/attempt/resume.ts).
    */
-  dpoReference?: { load: string; keepNoLoadRng: boolean };
+  dpoReference?: { load: string; keepNoLoadRng: boolean; loraWithoutFinetune?: true };
   hang: HangWindows;
 }
 

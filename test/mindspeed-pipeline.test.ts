@@ -79,19 +79,56 @@ describe('MindSpeed-LLM 2.3.0 on the emulator', () => {
     expect(dpo.finalIteration).toBe(20);
   });
 
-  it('restarts a LoRA DPO stage from its first weights, so its reference model stays attempt 1’s, into a folder of its own', async () => {
-    const dir = tempDir('msl-dpo-lora');
-    // The fault fires once: its marker stays in one place, not in the save directory the restart changes.
+  /** The DPO pipeline with LoRA on the converted weights, evaluated with the DPO stage's LoRA weights; a crash at 13. */
+  function loraDpoSpec(name: string, dir: string, version: string): RawSpec {
+    // The fault fires once: its marker stays in one place, not in a save directory a restart changes.
     const dpoEnv = { MLEMU_FAULTS: 'crash@13', MLEMU_MARKER_DIR: path.join(dir, 'markers') };
-    const spec = on230(dpoSpec('msl-dpo-lora', path.join(dir, 'ws'), { trainIters: 20, saveInterval: 10, dpoEnv }));
+    const spec = onFramework(
+      dpoSpec(name, path.join(dir, 'ws'), { trainIters: 20, saveInterval: 10, dpoEnv }),
+      'mindspeed-llm',
+      version,
+      path.join(EMULATOR, 'roots', `mindspeed-llm-${version}`),
+    );
     spec.stages = spec.stages.map((s) =>
       s.name === 'dpo' ? { ...s, lora: { r: 8, alpha: 16 } } : s.name === 'evaluate' ? { ...s, load: 'weights', loraLoad: 'dpo' } : s,
     );
-    const { state, failure } = await runSpec(t, writeSpec(dir, spec));
+    return spec;
+  }
+
+  const argvOf = (logFile: string) => JSON.parse(/^# argv: (.*)$/m.exec(fs.readFileSync(logFile, 'utf8'))![1]) as string[];
+
+  it('resumes a LoRA DPO stage without --finetune, so its reference model stays the base weights, counting on', async () => {
+    const dir = tempDir('msl-dpo-lora');
+    const { state, failure } = await runSpec(t, writeSpec(dir, loraDpoSpec('msl-dpo-lora', dir, '2.3.0')));
+    expect(state.status, failure).toBe('succeeded');
+    const dpo = state.stages.find((s) => s.name === 'dpo')!;
+    const weights = state.stages.find((s) => s.name === 'weights')!;
+    expect(dpo.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
+    expect(dpo.attempts[1].loadedIteration).toBe(10);
+    const second = argvOf(dpo.attempts[1].logFile!);
+    // examples/mcore/llama2/dpo_llama2_7b_lora_ptd.sh's shape: the base in --load, the LoRA checkpoint in --lora-load.
+    expect(second).not.toContain('--finetune');
+    expect(second).toEqual(expect.arrayContaining(['--no-load-optim', '--no-load-rng']));
+    expect(second[second.indexOf('--load') + 1]).toBe(weights.output);
+    expect(second[second.indexOf('--lora-load') + 1]).toBe(dpo.output);
+    // The policy loads the LoRA checkpoint; the reference (is_load_refer) the base alone.
+    const log = fs.readFileSync(dpo.attempts[1].logFile!, 'utf8');
+    expect(log.split(`loading checkpoint from ${dpo.output} at iteration 10`).length - 1).toBe(1);
+    expect(log.split(`loading checkpoint from ${weights.output} at iteration 1`).length - 1).toBe(2);
+    expect(dpo.attempts[1].resumeNote).toMatch(/^LoRA DPO resumes from iter_0000010 without --finetune/);
+    expect(dpo.attempts[1].lastIteration).toBe(20);
+    expect(dpo.finalIteration).toBe(20);
+    const evaluate = state.stages.find((s) => s.name === 'evaluate')!;
+    const evalArgv = argvOf(evaluate.attempts[0].logFile!);
+    expect(evalArgv[evalArgv.indexOf('--lora-load') + 1]).toBe(dpo.output);
+  });
+
+  it('restarts a LoRA DPO stage on 2.1.0 from its first weights, so its reference model stays attempt 1’s, into a folder of its own', async () => {
+    const dir = tempDir('msl-dpo-lora-210');
+    const { state, failure } = await runSpec(t, writeSpec(dir, loraDpoSpec('msl-dpo-lora', dir, '2.1.0')));
     expect(state.status, failure).toBe('succeeded');
     const dpo = state.stages.find((s) => s.name === 'dpo')!;
     expect(dpo.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
-    const argvOf = (logFile: string) => JSON.parse(/^# argv: (.*)$/m.exec(fs.readFileSync(logFile, 'utf8'))![1]) as string[];
     const [first, second] = [argvOf(dpo.attempts[0].logFile!), argvOf(dpo.attempts[1].logFile!)];
     const restart = path.join(dpo.output, 'warm-0');
     // The first attempt's command, saving elsewhere: under its --finetune DPOTrainer merges --lora-load into the

@@ -43,12 +43,22 @@ function loraFinetune(ws: string): StagePlan {
   return stageOf(spec, 'finetune');
 }
 
-function loraDpo(ws: string): StagePlan {
-  const spec = onFramework(dpoSpec('d', ws), 'mindspeed-llm', '2.3.0');
+function loraDpo(ws: string, version = '2.3.0'): StagePlan {
+  const spec = onFramework(dpoSpec('d', ws), 'mindspeed-llm', version);
   Object.assign(
     spec.stages.find((s) => s.name === 'dpo')!,
     { lora: { r: 8, alpha: 16 } },
   );
+  return stageOf(spec, 'dpo');
+}
+
+/** DPO with LoRA on top of a LoRA fine-tuning stage's weights (lora.load): its reference holds those weights. */
+function loraDpoAfterLoraSft(ws: string): StagePlan {
+  const spec = onFramework(fiveStageSpec('s', ws), 'mindspeed-llm', '2.3.0');
+  const pairs = dpoSpec('d', ws).stages.find((s) => s.name === 'pairs')!;
+  const dpo = { ...dpoSpec('d', ws).stages.find((s) => s.name === 'dpo')!, load: 'pretrain', lora: { r: 8, alpha: 16, load: 'finetune' } };
+  Object.assign(spec.stages[4], { lora: { r: 8, alpha: 16 } });
+  spec.stages = [...spec.stages.slice(0, 5), pairs, dpo];
   return stageOf(spec, 'dpo');
 }
 
@@ -126,28 +136,57 @@ function referenceOf(args: Args): { base: unknown; lora: unknown } {
 }
 
 describe('a LoRA DPO stage on MindSpeed-LLM that resumes', () => {
-  it('keeps the reference model of its first attempt: it starts again from the first weights into a folder of its own', () => {
-    const ws = tempDir('dpo-lora');
-    const stage = loraDpo(ws);
-    const saveDir = stage.training!.saveDir;
-    save(saveDir, 10);
-    const before = snapshot(saveDir);
-    const planned = planResume(stage, path.join(ws, 'a.log'), 2);
-    expect(referenceOf(planned.args)).toEqual(referenceOf(stage.args));
-    // The policy starts where attempt 1 did: nothing of the stage's own checkpoints is loaded.
-    expect(Object.values(referenceOf(planned.args))).not.toContain(saveDir);
-    expect(value(planned.args, '--lora-load')).toBe(value(stage.args, '--lora-load'));
-    expect(value(planned.args, '--save')).toBe(path.join(saveDir, 'warm-0'));
-    expect(value(planned.args, '--train-iters')).toBe(value(stage.args, '--train-iters'));
-    expect(planned.args.filter(([f]) => f !== '--save')).toEqual(stage.args.filter(([f]) => f !== '--save'));
-    expect(planned.iterationOffset).toBe(0);
-    expect(planned.warmRestart).toMatch(/^LoRA DPO restarts from the beginning: a warm restart would make its reference model the policy it resumes/);
-    expect(snapshot(saveDir)).toEqual(before);
+  it('2.3.0, 26.0.0: resumes its LoRA checkpoint without --finetune, so its reference model stays the base of attempt 1', () => {
+    for (const version of ['2.3.0', '26.0.0']) {
+      const ws = tempDir('dpo-lora');
+      const stage = loraDpo(ws, version);
+      expect(stage.training!.dpoReference?.loraWithoutFinetune).toBe(true);
+      const saveDir = stage.training!.saveDir;
+      save(saveDir, 10);
+      const before = snapshot(saveDir);
+      const planned = planResume(stage, path.join(ws, 'a.log'), 2);
+      // As examples/mcore/llama2/dpo_llama2_7b_lora_ptd.sh runs: no --finetune, --no-load-optim --no-load-rng.
+      expect(planned.args.map(([f]) => f)).not.toContain('--finetune');
+      expect(planned.args.map(([f]) => f)).toEqual(expect.arrayContaining(['--no-load-optim', '--no-load-rng']));
+      expect(value(planned.args, '--lora-load')).toBe(saveDir);
+      expect(value(planned.args, '--load')).toBe(value(stage.args, '--load'));
+      expect(referenceOf(planned.args)).toEqual(referenceOf(stage.args));
+      expect(referenceOf(planned.args)).toEqual({ base: stage.training!.dpoReference!.load, lora: undefined });
+      // The iteration count goes on from the checkpoint: the stage's own directory, as a full resume.
+      expect(planned.point).toMatchObject({ kind: 'tracker', iteration: 10 });
+      expect(planned.iterationOffset).toBeUndefined();
+      expect(value(planned.args, '--save')).toBe(saveDir);
+      expect(value(planned.args, '--train-iters')).toBe(value(stage.args, '--train-iters'));
+      expect(planned.warmRestart).toMatch(/^LoRA DPO resumes from iter_0000010 without --finetune .* the reference model stays the base weights/);
+      expect(snapshot(saveDir)).toEqual(before);
+    }
+  });
+
+  it('2.1.0, or after LoRA fine-tuning: starts again from the first weights into a folder of its own, keeping the first reference', () => {
+    for (const stage of [loraDpo(tempDir('dpo-lora-210'), '2.1.0'), loraDpoAfterLoraSft(tempDir('dpo-lora-sft'))]) {
+      expect(stage.training!.dpoReference?.loraWithoutFinetune).toBeUndefined();
+      const saveDir = stage.training!.saveDir;
+      save(saveDir, 10);
+      const before = snapshot(saveDir);
+      const planned = planResume(stage, path.join(saveDir, '..', 'a.log'), 2);
+      expect(referenceOf(planned.args)).toEqual(referenceOf(stage.args));
+      // The policy starts where attempt 1 did: nothing of the stage's own checkpoints is loaded.
+      expect(Object.values(referenceOf(planned.args))).not.toContain(saveDir);
+      expect(value(planned.args, '--lora-load')).toBe(value(stage.args, '--lora-load'));
+      expect(value(planned.args, '--save')).toBe(path.join(saveDir, 'warm-0'));
+      expect(planned.args.filter(([f]) => f !== '--save')).toEqual(stage.args.filter(([f]) => f !== '--save'));
+      expect(planned.iterationOffset).toBe(0);
+      expect(planned.warmRestart).toMatch(/^LoRA DPO restarts from the beginning: a warm restart would make its reference model the policy it resumes/);
+      expect(snapshot(saveDir)).toEqual(before);
+    }
+    // After LoRA fine-tuning the first reference holds the fine-tuned LoRA weights (--lora-load under --finetune).
+    const sft = loraDpoAfterLoraSft(tempDir('dpo-lora-sft-ref'));
+    expect(referenceOf(sft.args).lora).toMatch(/finetune\/checkpoints$/);
   });
 
   it('restarts again into a new folder after a restart crashed, and a finished restart is the stage’s output', () => {
     const ws = tempDir('dpo-lora-again');
-    const stage = loraDpo(ws);
+    const stage = loraDpo(ws, '2.1.0');
     const saveDir = stage.training!.saveDir;
     save(saveDir, 10);
     save(path.join(saveDir, 'warm-0'), 10);
@@ -161,9 +200,11 @@ describe('a LoRA DPO stage on MindSpeed-LLM that resumes', () => {
   });
 
   it('starts in the stage directory when nothing was saved yet', () => {
-    const ws = tempDir('dpo-lora-first');
-    const stage = loraDpo(ws);
-    expect(planResume(stage, path.join(ws, 'a.log'), 1).args).toEqual(stage.args);
+    for (const version of ['2.1.0', '2.3.0']) {
+      const ws = tempDir('dpo-lora-first');
+      const stage = loraDpo(ws, version);
+      expect(planResume(stage, path.join(ws, 'a.log'), 1).args).toEqual(stage.args);
+    }
   });
 });
 

@@ -16,6 +16,7 @@ import {
 } from '../../frameworks/modellink/checkpoint.ts';
 import { findResumePoint, findWarmResumePoint, holdsAnything, missingShards, readTracker } from '../checkpoints.ts';
 import { dpoResumeArgs, resumeArgs, warmLoraResumeArgs } from '../../frameworks/modellink/commands.ts';
+import { dpoLoraResumeArgs } from '../../frameworks/mindspeed-llm/dpo-lora-resume.ts';
 import type { StagePlan } from '../../plan/plan.ts';
 import { fail } from './common.ts';
 
@@ -95,7 +96,8 @@ export function planResume(stage: StagePlan, logFile: string, attempt: number): 
   const training = stage.training!;
   // MindSpeed-LLM resumes LoRA only as a warm restart (frameworks/mindspeed-llm/framework.ts loraResume).
   if (training.lora && training.loraResume === 'warm') {
-    return training.dpoReference ? planDpoLoraRestart(stage, logFile, attempt) : planWarmRestart(stage, logFile, attempt);
+    if (!training.dpoReference) return planWarmRestart(stage, logFile, attempt);
+    return training.dpoReference.loraWithoutFinetune ? planDpoLoraResume(stage) : planDpoLoraRestart(stage, logFile, attempt);
   }
   const point = findResumePoint(training.saveDir, training);
   if (point.kind === 'none') return { args: stage.args, point };
@@ -157,13 +159,31 @@ function planWarmRestart(stage: StagePlan, logFile: string, attempt: number): Pl
 }
 
 /**
+ * A LoRA DPO stage whose first attempt loaded no LoRA weights, on a version whose reference stays the base when
+ * not fine-tuning (2.3.0, 26.0.0): it resumes its newest LoRA checkpoint without --finetune, in the stage's own
+ * save directory as a full resume does, counting on (frameworks/mindspeed-llm/dpo-lora-resume.ts).
+ */
+function planDpoLoraResume(stage: StagePlan): PlannedResume {
+  const training = stage.training!;
+  const point = findResumePoint(training.saveDir, training);
+  if (point.kind === 'none' || point.iteration === 'release') return { args: stage.args, point };
+  const dir = point.kind === 'tracker' ? training.saveDir : resumeView(stage, point.iteration);
+  const warmRestart =
+    `LoRA DPO resumes from ${iterationDirName(point.iteration)} without --finetune (as MindSpeed-LLM's DPO-LoRA script runs): the LoRA weights, ` +
+    `the iteration count and the data go on, the optimizer and learning-rate schedule start again; the reference model stays the base weights ${training.dpoReference!.load}`;
+  return { args: dpoLoraResumeArgs(stage.args, dir), point, warmRestart };
+}
+
+/**
  * A LoRA DPO stage on MindSpeed-LLM cannot warm-restart: its reference model would become the policy it
  * resumes. DPOTrainer._init_reference_model (2.3.0 and 26.0.0 mindspeed_llm/tasks/posttrain/dpo/dpo_trainer.py
  * #L363-386) builds the reference through the same LoRA-wrapped model provider and loads it with load_checkpoint
  * from --ref-model (else --load); under --finetune, which a warm restart needs to count from 0, it leaves
  * is_load_refer unset, so _load_base_checkpoint_wrapper (mindspeed_llm/training/checkpointing.py#L55-78)
  * merges the --lora-load weights over it (merge_dicts overwrites, lora/utils.py#L42-49). --ref-model changes
- * only the base under them, and the base a warm restart loads is the first attempt's already. So the stage
+ * only the base under them, and the base a warm restart loads is the first attempt's already. So where it
+ * cannot resume without --finetune either (planDpoLoraResume: on 1.0.0 and 2.1.0, or after a first attempt that
+ * loaded LoRA weights, which its reference then holds and a run without --finetune would drop) the stage
  * starts again from the first attempt's weights (its command as it was, the first --lora-load included, so
  * policy and reference are those of attempt 1), saving into a folder of its own: its earlier checkpoints stay.
  * Once a run has finished (a restart folder whose tracker is at train-iters) there is nothing to redo.
