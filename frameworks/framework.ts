@@ -39,6 +39,8 @@ export interface Trainer {
    * 2.3.0, 26.0.0; frameworks/mindspeed-llm/dpo-lora-resume.ts).
    */
   loraResumeWithoutFinetune?: boolean;
+  /** DPO resumed (not fine-tuning): the reference loads iteration --refer-model-iter of --ref-model, not its tracker's (2.1.0). */
+  referenceAtReferIter?: boolean;
 }
 
 export interface HighAvailabilitySupport {

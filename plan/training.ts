@@ -73,5 +73,10 @@ export function planTraining(ctx: StageContext, stage: TrainingStage): StageDraf
 function dpoReference(ctx: StageContext, stage: TrainingStage, load: string): NonNullable<StagePlan['training']>['dpoReference'] {
   const trainer = trainerOf(ctx.framework, 'dpo');
   const loraWithoutFinetune = stage.kind === 'dpo' && stage.lora !== undefined && stage.lora.load === undefined && trainer?.loraResumeWithoutFinetune === true;
-  return { load, keepNoLoadRng: trainer?.referenceUnderRunFlags === true, ...(loraWithoutFinetune ? { loraWithoutFinetune: true as const } : {}) };
+  return {
+    load,
+    keepNoLoadRng: trainer?.referenceUnderRunFlags === true,
+    ...(loraWithoutFinetune ? { loraWithoutFinetune: true as const } : {}),
+    ...(trainer?.referenceAtReferIter ? { atReferIter: true as const } : {}),
+  };
 }

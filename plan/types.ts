@@ -58,8 +58,9 @@ export interface TrainingPlan {
    * resumes. `keepNoLoadRng`: the framework loads the reference under the run's --no-load-rng (Trainer).
    * `loraWithoutFinetune`: a LoRA stage whose first attempt loads no LoRA weights, on a version whose reference then
    * stays the base when not fine-tuning: it resumes without --finetune (else it starts again, activities/attempt/resume.ts).
+   * `atReferIter`: a resume names the reference's iteration with --refer-model-iter (2.1.0 ignores its tracker).
    */
-  dpoReference?: { load: string; keepNoLoadRng: boolean; loraWithoutFinetune?: true };
+  dpoReference?: { load: string; keepNoLoadRng: boolean; loraWithoutFinetune?: true; atReferIter?: true };
   hang: HangWindows;
 }
 

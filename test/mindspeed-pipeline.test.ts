@@ -152,6 +152,30 @@ describe('MindSpeed-LLM 2.3.0 on the emulator', () => {
     expect(evalArgv[evalArgv.indexOf('--lora-load') + 1]).toBe(restart);
   });
 
+  it('2.1.0 resumes a DPO stage whose reference is a training stage’s checkpoint: --refer-model-iter names its iteration', async () => {
+    const dir = tempDir('msl-dpo-210');
+    const spec = onFramework(
+      dpoSpec('msl-dpo-210', path.join(dir, 'ws'), { trainIters: 20, saveInterval: 10, dpoEnv: { MLEMU_FAULTS: 'crash@13' } }),
+      'mindspeed-llm',
+      '2.1.0',
+      path.join(EMULATOR, 'roots', 'mindspeed-llm-2.1.0'),
+    );
+    const demo = fiveStageSpec('x', '/tmp').stages;
+    const data = demo.find((s) => s.name === 'data')!;
+    const pretrain = { ...demo.find((s) => s.name === 'pretrain')!, trainIters: 6, saveInterval: 3 };
+    spec.stages = spec.stages.flatMap((s) => (s.name === 'dpo' ? [data, pretrain, { ...s, load: 'pretrain' }] : [s]));
+    const { state, failure } = await runSpec(t, writeSpec(dir, spec));
+    expect(state.status, failure).toBe('succeeded');
+    const dpo = state.stages.find((s) => s.name === 'dpo')!;
+    const trained = state.stages.find((s) => s.name === 'pretrain')!;
+    expect(dpo.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
+    const resumed = JSON.parse(/^# argv: (.*)$/m.exec(fs.readFileSync(dpo.attempts[1].logFile!, 'utf8'))![1]) as string[];
+    expect(resumed[resumed.indexOf('--ref-model') + 1]).toBe(trained.output);
+    expect(resumed[resumed.indexOf('--refer-model-iter') + 1]).toBe('6');
+    expect(fs.readFileSync(dpo.attempts[1].logFile!, 'utf8')).toContain(`loading checkpoint from ${trained.output} at iteration 6`);
+    expect(dpo.finalIteration).toBe(20);
+  });
+
   it('resumes LoRA fine-tuning as a warm restart (said in its attempt) and exports the model back to HF with the LoRA merged', async () => {
     const dir = tempDir('msl-lora');
     const base = on230(fiveStageSpec('msl-lora', path.join(dir, 'ws'), { trainIters: 20, saveInterval: 10 }));

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { planResume } from '../activities/attempt/resume.ts';
 import { findWarmResumePoint, warmOutputDir } from '../activities/checkpoints.ts';
+import { getFramework } from '../frameworks/index.ts';
 import { planPipeline, type StagePlan } from '../plan/plan.ts';
 import { dpoSpec, fiveStageSpec, onFramework, tempDir, type RawSpec } from '../testkit/specs.ts';
 
@@ -237,5 +238,48 @@ describe('the dying-gasp checkpoint of high availability and LoRA warm restarts 
     expect(value(planned.args, '--save')).toBe(path.join(saveDir, 'warm-13.4'));
     expect(value(planned.args, '--train-iters')).toBe(String(stage.training!.trainIters - 13));
     expect(snapshot(saveDir)).toEqual(before);
+  });
+});
+
+describe('a DPO stage resumed on MindSpeed-LLM 2.1.0', () => {
+  function dpoOn(version: string, ws: string): StagePlan {
+    return stageOf(onFramework(dpoSpec('d', ws), 'mindspeed-llm', version), 'dpo');
+  }
+
+  it('names the reference’s iteration with --refer-model-iter: 2.1.0 loads iteration 1 of --ref-model otherwise, whatever its tracker says', () => {
+    const ws = tempDir('dpo-210');
+    const stage = dpoOn('2.1.0', ws);
+    const reference = stage.training!.dpoReference!;
+    expect(reference.atReferIter).toBe(true);
+    save(reference.load, 20);
+    save(stage.training!.saveDir, 10);
+    const planned = planResume(stage, path.join(ws, 'a.log'), 2);
+    expect(value(planned.args, '--ref-model')).toBe(reference.load);
+    expect(value(planned.args, '--refer-model-iter')).toBe('20');
+    expect(getFramework({ flavour: 'mindspeed-llm', version: '2.1.0' })!.isKnownFlag('posttrain_gpt.py', '--refer-model-iter')).toBe(true);
+    // 2.3.0 reads the reference's tracker (refer_model_iter goes to Megatron as checkpointing_context): no flag.
+    const later = dpoOn('2.3.0', tempDir('dpo-230'));
+    save(later.training!.dpoReference!.load, 20);
+    save(later.training!.saveDir, 10);
+    const resumed = planResume(later, path.join(ws, 'b.log'), 2);
+    expect(resumed.args.map(([f]) => f)).not.toContain('--refer-model-iter');
+    expect(value(resumed.args, '--ref-model')).toBe(later.training!.dpoReference!.load);
+  });
+
+  it('shows a release reference as iteration 1 through a view of links, the reference untouched', () => {
+    const ws = tempDir('dpo-210-release');
+    const stage = dpoOn('2.1.0', ws);
+    const ref = stage.training!.dpoReference!.load;
+    fs.mkdirSync(path.join(ref, 'release', 'mp_rank_00'), { recursive: true });
+    fs.writeFileSync(path.join(ref, 'release', 'mp_rank_00', 'model_optim_rng.pt'), 'x');
+    fs.writeFileSync(path.join(ref, 'latest_checkpointed_iteration.txt'), 'release\n');
+    const before = snapshot(ref);
+    save(stage.training!.saveDir, 10);
+    const planned = planResume(stage, path.join(ws, 'a.log'), 2);
+    const view = value(planned.args, '--ref-model') as string;
+    expect(value(planned.args, '--refer-model-iter')).toBe('1');
+    expect(fs.readFileSync(path.join(view, 'latest_checkpointed_iteration.txt'), 'utf8').trim()).toBe('1');
+    expect(fs.readlinkSync(path.join(view, 'iter_0000001'))).toBe(path.join(ref, 'release'));
+    expect(snapshot(ref)).toEqual(before);
   });
 });

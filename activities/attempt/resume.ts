@@ -107,7 +107,32 @@ export function planResume(stage: StagePlan, logFile: string, attempt: number): 
     return { args: resumeArgs(stage.args, dir, true, loraLoadView(stage, point.iteration, training.saveDir, logFile)), point };
   }
   const args = resumeArgs(stage.args, dir, training.lora);
-  return { args: training.dpoReference && !training.lora ? dpoResumeArgs(args, training.dpoReference) : args, point };
+  if (!training.dpoReference || training.lora) return { args, point };
+  return { args: dpoResumeArgs(args, training.dpoReference, referenceStep(stage, logFile)), point };
+}
+
+/**
+ * 2.1.0 loads the reference of a resumed DPO attempt at iteration --refer-model-iter (default 1), whatever the
+ * reference's tracker names, and never as a release (frameworks/mindspeed-llm/versions.ts dpoReferenceAtReferIter):
+ * name the tracker's iteration, or show a release checkpoint through a view as iteration 1 (links only).
+ */
+function referenceStep(stage: StagePlan, logFile: string): { dir: string; iteration: number } | undefined {
+  const reference = stage.training!.dpoReference!;
+  if (!reference.atReferIter) return undefined;
+  const tracker = readTracker(reference.load);
+  if (typeof tracker === 'number') return { dir: reference.load, iteration: tracker };
+  if (tracker === 'release') {
+    const view = path.join(stage.dir, 'resume', 'reference');
+    placeLink(path.join(view, iterationDirName(1)), path.join(reference.load, iterationDirName('release')));
+    const file = path.join(view, TRACKER_FILE);
+    const tmp = tmpName(file);
+    fs.writeFileSync(tmp, '1\n');
+    fs.renameSync(tmp, file);
+    return { dir: view, iteration: 1 };
+  }
+  const reason = `the DPO reference weights ${reference.load} have no readable ${TRACKER_FILE}`;
+  fs.appendFileSync(logFile, `linkflow: ${reason}\n`);
+  throw fail('missing-input', `stage ${stage.name}: ${reason}`, { failureClass: 'missing-input', reason, excerpt: [reason], logFile }, false);
 }
 
 /**

@@ -12,6 +12,10 @@ With LoRA the reference is the same LoRA-wrapped model, and the --lora-load weig
 the policy (1.0.0 mindspeed_llm/training/checkpointing.py _load_base_checkpoint_wrapper), except where 2.1.0+ set
 is_load_refer (not fine-tuning): then the wrapper returns the base state alone (2.3.0 checkpointing.py#L59-69).
 Under --finetune a reference therefore holds whatever --lora-load names, as the policy does.
+
+Under is_load_refer 2.1.0 also loads iteration --refer-model-iter (default 1) of the reference directory whatever its
+tracker names (checkpointing.py#L153-154 sets checkpoint_step, #L83-85 uses it); 2.3.0 and 26.0.0 pass it to Megatron
+core_v0.12.1 as checkpointing_context (checkpointing.py#L59-60), which a torch-format load does not read.
 """
 from . import checkpoint, tracebacks, version
 
@@ -27,5 +31,7 @@ def load_reference(rt) -> None:
     is_load_refer = version.current().name not in ('modellink', '1.0.0') and not args.finetune
     if is_load_refer:
         args.no_load_rng, args.no_load_optim = True, True
-    checkpoint.load_checkpoint(rt, args.load, tracebacks.PRETRAIN_LOAD, has_optimizer=False, merge_lora=not is_load_refer)
+    step = args.refer_model_iter if is_load_refer and version.current().name == '2.1.0' else None
+    checkpoint.load_checkpoint(rt, args.load, tracebacks.PRETRAIN_LOAD, has_optimizer=False, merge_lora=not is_load_refer,
+                               step=step)
     args.consumed_train_samples = consumed

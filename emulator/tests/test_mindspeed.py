@@ -177,6 +177,28 @@ def test_dpo_lora_reference_takes_lora_load_under_finetune(run: Run) -> None:
     assert again.returncode == 0 and ' loading checkpoint from out' not in again.stdout
 
 
+def test_dpo_reference_on_2_1_0_loads_refer_model_iter(run: Run) -> None:
+    """Not fine-tuning, 2.1.0's reference loads iteration --refer-model-iter (default 1) of --ref-model, not the one its
+    tracker names (mindspeed_llm/training/checkpointing.py#L83-85, #L153-154); 2.3.0 reads the tracker."""
+    dpo = [*TRAIN, '--stage', 'dpo', '--is-pairwise-dataset', '--data-path', 'data/pair']
+    for version in ('2.1.0', '2.3.0'):
+        assert run(version, 'posttrain_gpt.py', *dpo, '--save', f'a{version}').returncode == 0
+        assert tracker(run, f'a{version}') == '6'
+        first = run(version, 'posttrain_gpt.py', *dpo, '--load', f'a{version}', '--finetune', '--save', f'b{version}',
+                    env={'MLEMU_FAULTS': 'crash@5'})
+        assert first.returncode != 0 and tracker(run, f'b{version}') == '3'
+    bad = run('2.1.0', 'posttrain_gpt.py', *dpo, '--load', 'b2.1.0', '--ref-model', 'a2.1.0', '--save', 'b2.1.0')
+    assert 'could not load the checkpoint' in bad.stdout and 'iter_0000001' in bad.stdout
+    assert 'iteration        6/       6' not in bad.stdout
+    good = run('2.1.0', 'posttrain_gpt.py', *dpo, '--load', 'b2.1.0', '--ref-model', 'a2.1.0', '--refer-model-iter', '6',
+               '--save', 'b2.1.0')
+    assert good.returncode == 0, good.stderr
+    assert ' loading checkpoint from a2.1.0 at iteration 6' in good.stdout and 'iteration        6/       6' in good.stdout
+    later = run('2.3.0', 'posttrain_gpt.py', *dpo, '--load', 'b2.3.0', '--ref-model', 'a2.3.0', '--save', 'b2.3.0')
+    assert later.returncode == 0, later.stderr
+    assert ' loading checkpoint from a2.3.0 at iteration 6' in later.stdout
+
+
 # --- legacy/mcore and the checkpoint format -------------------------------------------------------------------
 
 def args_value(stdout: str, name: str) -> str:

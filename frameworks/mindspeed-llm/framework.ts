@@ -45,6 +45,7 @@ function build(version: string, row: VersionRow): Framework {
           stage: 'dpo',
           referenceUnderRunFlags: row.dpoReferenceUnderRunFlags,
           loraResumeWithoutFinetune: row.dpoLoraReferenceWithoutFinetune,
+          referenceAtReferIter: row.dpoReferenceAtReferIter,
         }
       : undefined,
     mcoreDefault: row.mcoreDefault,

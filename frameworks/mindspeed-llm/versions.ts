@@ -48,6 +48,11 @@ export interface VersionRow {
    * (default 1) of the base whatever its tracker names (checkpoint_step, 2.1.0 checkpointing.py#L153-154).
    */
   dpoLoraReferenceWithoutFinetune: boolean;
+  /**
+   * Not fine-tuning, DPO's reference loads iteration --refer-model-iter (default 1) of --ref-model whatever its
+   * tracker names, never a release (2.1.0 mindspeed_llm/training/checkpointing.py#L153-154 checkpoint_step, #L83-85).
+   */
+  dpoReferenceAtReferIter: boolean;
   /** evaluation.py's tasks take the last --task-data-path (2.3.0 evaluation.py#L198-199), not the last naming them (1.0.0 #L182-184). */
   lastDataPath: boolean;
   /** HIGH_AVAILABILITY is read (high_availability_helper.py, from 2.2.0). */
@@ -64,6 +69,7 @@ const rows: Record<string, VersionRow> = {
     trainers: ['sft', 'dpo'],
     dpoReferenceUnderRunFlags: true,
     dpoLoraReferenceWithoutFinetune: false,
+    dpoReferenceAtReferIter: false,
     haEnv: false,
     dyingGasp: false,
   },
@@ -74,6 +80,7 @@ const rows: Record<string, VersionRow> = {
     trainers: ['sft', 'dpo'],
     dpoReferenceUnderRunFlags: false,
     dpoLoraReferenceWithoutFinetune: false,
+    dpoReferenceAtReferIter: true,
     haEnv: false,
     dyingGasp: false,
   },
@@ -84,6 +91,7 @@ const rows: Record<string, VersionRow> = {
     trainers: ['sft', 'dpo'],
     dpoReferenceUnderRunFlags: false,
     dpoLoraReferenceWithoutFinetune: true,
+    dpoReferenceAtReferIter: false,
     haEnv: true,
     dyingGasp: true,
   },
@@ -94,6 +102,7 @@ const rows: Record<string, VersionRow> = {
     trainers: ['sft', 'dpo'],
     dpoReferenceUnderRunFlags: false,
     dpoLoraReferenceWithoutFinetune: true,
+    dpoReferenceAtReferIter: false,
     haEnv: true,
     dyingGasp: true,
   },
