@@ -94,7 +94,8 @@ export interface PlannedResume {
 
 export function planResume(stage: StagePlan, logFile: string, attempt: number): PlannedResume {
   const training = stage.training!;
-  // MindSpeed-LLM resumes LoRA only as a warm restart (frameworks/mindspeed-llm/framework.ts loraResume).
+  // MindSpeed-LLM resumes LoRA only as a warm restart (frameworks/mindspeed-llm/framework.ts loraResume); LoRA DPO,
+  // whose reference a warm restart would spoil, resumes without --finetune where the version allows, else starts again.
   if (training.lora && training.loraResume === 'warm') {
     if (!training.dpoReference) return planWarmRestart(stage, logFile, attempt);
     return training.dpoReference.loraWithoutFinetune ? planDpoLoraResume(stage) : planDpoLoraRestart(stage, logFile, attempt);
