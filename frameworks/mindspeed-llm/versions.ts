@@ -40,6 +40,19 @@ export interface VersionRow {
   /** DPO's reference model loads under the run's RNG flags (1.0.0 post_train/dpo/dpo_trainer.py#L336-345; 2.1.0+ set
    * no_load_rng for it when not fine-tuning, posttrain/dpo/dpo_trainer.py#L326-336 at 2.1.0). */
   dpoReferenceUnderRunFlags: boolean;
+  /**
+   * Not fine-tuning, DPO's reference model loads the base alone (is_load_refer: _load_base_checkpoint_wrapper merges no
+   * --lora-load, 2.3.0 mindspeed_llm/training/checkpointing.py#L59-69), at the base's tracker: 2.3.0 and 26.0.0 hand
+   * refer_model_iter to Megatron core_v0.12.1 as checkpointing_context, which a torch-format load does not read.
+   * 1.0.0 merges --lora-load into the reference always (no is_load_refer); 2.1.0 loads iteration refer_model_iter
+   * (default 1) of the base whatever its tracker names (checkpoint_step, 2.1.0 checkpointing.py#L153-154).
+   */
+  dpoLoraReferenceWithoutFinetune: boolean;
+  /**
+   * Not fine-tuning, DPO's reference loads iteration --refer-model-iter (default 1) of --ref-model whatever its
+   * tracker names, never a release (2.1.0 mindspeed_llm/training/checkpointing.py#L153-154 checkpoint_step, #L83-85).
+   */
+  dpoReferenceAtReferIter: boolean;
   /** evaluation.py's tasks take the last --task-data-path (2.3.0 evaluation.py#L198-199), not the last naming them (1.0.0 #L182-184). */
   lastDataPath: boolean;
   /** HIGH_AVAILABILITY is read (high_availability_helper.py, from 2.2.0). */
@@ -54,14 +67,36 @@ export interface VersionRow {
 }
 
 const rows: Record<string, VersionRow> = {
-  '1.0.0': { flags: v100, lastDataPath: false, mcoreDefault: false, trainers: ['sft', 'dpo'], dpoReferenceUnderRunFlags: true, haEnv: false, dyingGasp: false },
-  '2.1.0': { flags: v210, lastDataPath: true, mcoreDefault: false, trainers: ['sft', 'dpo'], dpoReferenceUnderRunFlags: false, haEnv: false, dyingGasp: false },
+  '1.0.0': {
+    flags: v100,
+    lastDataPath: false,
+    mcoreDefault: false,
+    trainers: ['sft', 'dpo'],
+    dpoReferenceUnderRunFlags: true,
+    dpoLoraReferenceWithoutFinetune: false,
+    dpoReferenceAtReferIter: false,
+    haEnv: false,
+    dyingGasp: false,
+  },
+  '2.1.0': {
+    flags: v210,
+    lastDataPath: true,
+    mcoreDefault: false,
+    trainers: ['sft', 'dpo'],
+    dpoReferenceUnderRunFlags: false,
+    dpoLoraReferenceWithoutFinetune: false,
+    dpoReferenceAtReferIter: true,
+    haEnv: false,
+    dyingGasp: false,
+  },
   '2.3.0': {
     flags: v230,
     lastDataPath: true,
     mcoreDefault: true,
     trainers: ['sft', 'dpo'],
     dpoReferenceUnderRunFlags: false,
+    dpoLoraReferenceWithoutFinetune: true,
+    dpoReferenceAtReferIter: false,
     haEnv: true,
     dyingGasp: true,
     ckptFormatReset: 'mindspeed_llm/training/arguments.py#L1289-1290 (_add_dummy_args_v2, called at #L1507)',
@@ -72,6 +107,8 @@ const rows: Record<string, VersionRow> = {
     mcoreDefault: true,
     trainers: ['sft', 'dpo'],
     dpoReferenceUnderRunFlags: false,
+    dpoLoraReferenceWithoutFinetune: true,
+    dpoReferenceAtReferIter: false,
     haEnv: true,
     dyingGasp: true,
     ckptFormatReset: 'mindspeed_llm/training/arguments.py#L112-113 (_add_dummy_args_v2, called at #L133)',
