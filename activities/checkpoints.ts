@@ -56,7 +56,7 @@ export function findResumePoint(saveDir: string, layout: Layout): ResumePoint {
   });
 }
 
-/** The warm-restart folders of a LoRA save directory (see warmDirName), newest start first. */
+/** The warm-restart folders of a LoRA save directory (see warmDirName), newest first: latest start, then latest attempt. */
 function warmFolders(saveDir: string): { dir: string; from: number }[] {
   let entries: string[];
   try {
@@ -65,9 +65,19 @@ function warmFolders(saveDir: string): { dir: string; from: number }[] {
     return [];
   }
   return entries
-    .map((name) => ({ dir: path.join(saveDir, name), from: warmOfDirName(name) }))
-    .filter((w): w is { dir: string; from: number } => w.from !== undefined)
-    .sort((a, b) => b.from - a.from);
+    .map((name) => ({ dir: path.join(saveDir, name), of: warmOfDirName(name) }))
+    .filter((w): w is { dir: string; of: { from: number; seq: number } } => w.of !== undefined)
+    .sort((a, b) => b.of.from - a.of.from || b.of.seq - a.of.seq)
+    .map((w) => ({ dir: w.dir, from: w.of.from }));
+}
+
+/** Whether a directory holds anything (a torn checkpoint counts): a restart never saves into such a folder. */
+export function holdsAnything(dir: string): boolean {
+  try {
+    return fs.readdirSync(dir).length > 0;
+  } catch {
+    return false;
+  }
 }
 
 /**

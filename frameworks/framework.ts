@@ -33,6 +33,14 @@ export interface Trainer {
    * (converted weights) needs --no-load-rng once --finetune is gone; 2.1.0+ switch RNG loading off for it.
    */
   referenceUnderRunFlags?: boolean;
+  /**
+   * DPO with LoRA: not fine-tuning, the reference model loads --ref-model/--load at its tracker without the
+   * --lora-load weights, so an attempt can resume the LoRA weights and keep the base as reference (MindSpeed-LLM
+   * 2.3.0, 26.0.0; frameworks/mindspeed-llm/dpo-lora-resume.ts).
+   */
+  loraResumeWithoutFinetune?: boolean;
+  /** DPO resumed (not fine-tuning): the reference loads iteration --refer-model-iter of --ref-model, not its tracker's (2.1.0). */
+  referenceAtReferIter?: boolean;
 }
 
 export interface HighAvailabilitySupport {

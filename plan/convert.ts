@@ -35,9 +35,11 @@ export function planConvert(ctx: StageContext, stage: ConvertStage): StageDraft 
   const v2 = ctx.converter === 'convert_ckpt_v2.py';
   if (v2) checkV2(ctx, stage, from, to);
   if (to !== 'hf') checkTargetLayout(ctx, stage, layout, v2);
+  // 26.0.0's v2 copies the original's config and tokenizer files itself from --hf-cfg-dir (HF_CFG_FILE).
+  const copiesConfig = v2 && to === 'hf' && ctx.framework.isKnownFlag('convert_ckpt_v2.py', '--hf-cfg-dir');
   const target: Target =
     to === 'hf'
-      ? hfTarget(ctx, stage, v2)
+      ? hfTarget(ctx, stage, v2, copiesConfig)
       : {
           saveDir: path.join(ctx.dir, 'weights'),
           output: path.join(ctx.dir, 'weights'),
@@ -58,6 +60,7 @@ export function planConvert(ctx: StageContext, stage: ConvertStage): StageDraft 
         modelTypeHf: ctx.preset.architecture.hfModelType,
         layout,
         moeGroupedGemm: spec.moe.groupedGemm,
+        hfCfgDir: copiesConfig ? target.hfView?.from : undefined,
         lora: lora && {
           load: lora.load,
           r: lora.options.r,
@@ -75,7 +78,7 @@ export function planConvert(ctx: StageContext, stage: ConvertStage): StageDraft 
 }
 
 /** Megatron → HF: ModelLink writes mg2hf/ into a directory holding the original HF model's files; the stage's own links to them. */
-function hfTarget(ctx: StageContext, stage: ConvertStage, v2: boolean): Target {
+function hfTarget(ctx: StageContext, stage: ConvertStage, v2: boolean, copiesConfig: boolean): Target {
   const { spec } = ctx;
   const firstHf = spec.stages.find((s) => s.kind === 'convert' && (s.fromFormat ?? 'hf') === 'hf' && !spec.stages.some((t) => t.name === s.from));
   const hfSource =
@@ -86,8 +89,12 @@ function hfTarget(ctx: StageContext, stage: ConvertStage, v2: boolean): Target {
       message: 'required for a conversion to hf: the original HuggingFace model directory (its config and tokenizer)',
     });
   const saveDir = path.join(ctx.dir, 'hf');
-  // v2 writes the safetensors straight into --save-dir and no config: the view links the original's other files only.
-  if (v2) return { saveDir, output: saveDir, outputKind: 'hf-model', hfView: hfSource ? { from: hfSource, dir: saveDir, weights: false } : undefined };
+  // v2 writes the safetensors straight into --save-dir: the view links the original's other files only, and on
+  // 26.0.0 not those it copies from --hf-cfg-dir either (2.3.0 copies none: the config comes through the view).
+  if (v2) {
+    const view = hfSource ? { from: hfSource, dir: saveDir, weights: false as const, ...(copiesConfig ? { configCopied: true as const } : {}) } : undefined;
+    return { saveDir, output: saveDir, outputKind: 'hf-model', hfView: view };
+  }
   return { saveDir, output: path.join(saveDir, 'mg2hf'), outputKind: 'hf-model', hfView: hfSource ? { from: hfSource, dir: saveDir } : undefined };
 }
 

@@ -10,6 +10,7 @@ import { durationToMs } from '../common/duration.ts';
 import type { TrainingStage } from '../spec/spec.ts';
 import { experimentTracking } from './tracking.ts';
 import type { StageContext, StageDraft } from './context.ts';
+import type { StagePlan } from './types.ts';
 
 export function planTraining(ctx: StageContext, stage: TrainingStage): StageDraft {
   const { spec, problems } = ctx;
@@ -57,9 +58,7 @@ export function planTraining(ctx: StageContext, stage: TrainingStage): StageDraf
       lora,
       ...(lora ? { loraResume: ctx.framework.loraResume } : {}),
       loraBase: lora ? load : undefined,
-      ...(stage.kind === 'dpo' && load !== undefined
-        ? { dpoReference: { load, keepNoLoadRng: trainerOf(ctx.framework, 'dpo')?.referenceUnderRunFlags === true } }
-        : {}),
+      ...(stage.kind === 'dpo' && load !== undefined ? { dpoReference: dpoReference(ctx, stage, load) } : {}),
       hang: {
         minMs: durationToMs(stage.noProgressTimeout),
         factor: stage.noProgressFactor,
@@ -68,5 +67,16 @@ export function planTraining(ctx: StageContext, stage: TrainingStage): StageDraf
         logInterval: stage.logInterval,
       },
     },
+  };
+}
+
+function dpoReference(ctx: StageContext, stage: TrainingStage, load: string): NonNullable<StagePlan['training']>['dpoReference'] {
+  const trainer = trainerOf(ctx.framework, 'dpo');
+  const loraWithoutFinetune = stage.kind === 'dpo' && stage.lora !== undefined && stage.lora.load === undefined && trainer?.loraResumeWithoutFinetune === true;
+  return {
+    load,
+    keepNoLoadRng: trainer?.referenceUnderRunFlags === true,
+    ...(loraWithoutFinetune ? { loraWithoutFinetune: true as const } : {}),
+    ...(trainer?.referenceAtReferIter ? { atReferIter: true as const } : {}),
   };
 }

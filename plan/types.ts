@@ -56,8 +56,11 @@ export interface TrainingPlan {
    * DPO: the weights the first attempt's reference model loads (its --load). DPOTrainer loads the reference from
    * --ref-model, else --load, so a resume names them with --ref-model; else the reference would be the policy it
    * resumes. `keepNoLoadRng`: the framework loads the reference under the run's --no-load-rng (Trainer).
+   * `loraWithoutFinetune`: a LoRA stage whose first attempt loads no LoRA weights, on a version whose reference then
+   * stays the base when not fine-tuning: it resumes without --finetune (else it starts again, activities/attempt/resume.ts).
+   * `atReferIter`: a resume names the reference's iteration with --refer-model-iter (2.1.0 ignores its tracker).
    */
-  dpoReference?: { load: string; keepNoLoadRng: boolean };
+  dpoReference?: { load: string; keepNoLoadRng: boolean; loraWithoutFinetune?: true; atReferIter?: true };
   hang: HangWindows;
 }
 
@@ -105,8 +108,12 @@ export interface StagePlan {
   failureRules: { class: FailureClass; pattern: string }[];
   /** Written to the process's standard input (chat prompts), then closed. */
   stdin?: string;
-  /** Conversions to hf: ModelLink writes into a directory holding the original HF files; this one links to them. */
-  hfView?: { from: string; dir: string; weights?: false };
+  /**
+   * Conversions to hf: ModelLink writes into a directory holding the original HF files; this one links to them.
+   * `weights: false`: convert_ckpt_v2.py writes its own weights there; `configCopied`: it copies the config and
+   * tokenizer files itself (26.0.0 --hf-cfg-dir), so those are not linked (it would write through the links).
+   */
+  hfView?: { from: string; dir: string; weights?: false; configCopied?: true };
   /** The framework version the stage runs (absent in plans made before versions: ModelLink). */
   framework?: FrameworkChoice;
   /** Convert stages: which converter wrote the weights (recorded in the manifest). */

@@ -1,6 +1,6 @@
 /**
- * convert_ckpt_v2.py end to end on MindSpeed-LLM 2.3.0 (the emulator's roots/mindspeed-llm-2.3.0), on a real
- * Temporal dev server: a tiny qwen3-shaped model (model.architecture with hfModelType qwen3, which v2 knows)
+ * convert_ckpt_v2.py end to end on MindSpeed-LLM 2.3.0 and 26.0.0 (the emulator's roots/mindspeed-llm-<v>), on a
+ * real Temporal dev server: a tiny qwen3-shaped model (model.architecture with hfModelType qwen3, which v2 knows)
  * converted HF → mcore with v2, trained a few iterations, and exported mcore → HF with v2 straight into --save-dir.
  */
 import fs from 'node:fs';
@@ -30,9 +30,9 @@ function argvOf(logFile: string): string[] {
   return JSON.parse(/^# argv: (.*)$/m.exec(fs.readFileSync(logFile, 'utf8'))![1]) as string[];
 }
 
-describe('convert_ckpt_v2.py on MindSpeed-LLM 2.3.0', () => {
-  it('converts a qwen3 model HF → mcore, trains it, and exports it back to HF with v2', async () => {
-    const dir = tempDir('msl-v2');
+describe('convert_ckpt_v2.py on MindSpeed-LLM', () => {
+  it.each(['2.3.0', '26.0.0'])('%s converts a qwen3 model HF → mcore, trains it, and exports it back to HF with v2', async (version) => {
+    const dir = tempDir(`msl-v2-${version}`);
     const hf = qwen3Model(dir);
     const originalConfig = fs.readFileSync(path.join(hf, 'config.json'), 'utf8');
     const spec: RawSpec = onFramework(
@@ -63,8 +63,8 @@ describe('convert_ckpt_v2.py on MindSpeed-LLM 2.3.0', () => {
         ],
       },
       'mindspeed-llm',
-      '2.3.0',
-      path.join(EMULATOR, 'roots', 'mindspeed-llm-2.3.0'),
+      version,
+      path.join(EMULATOR, 'roots', `mindspeed-llm-${version}`),
     );
     const { state, failure } = await runSpec(t, writeSpec(dir, spec));
     expect(state.status, failure).toBe('succeeded');
@@ -74,7 +74,7 @@ describe('convert_ckpt_v2.py on MindSpeed-LLM 2.3.0', () => {
       expect(argv).toEqual(expect.arrayContaining(['convert_ckpt_v2.py', '--model-type-hf', 'qwen3']));
       expect(argv).not.toContain('--model-type');
       const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'ws', 'msl-v2', name, 'manifest.json'), 'utf8'));
-      expect(manifest).toMatchObject({ framework: { flavour: 'mindspeed-llm', version: '2.3.0' }, converter: 'convert_ckpt_v2.py' });
+      expect(manifest).toMatchObject({ framework: { flavour: 'mindspeed-llm', version }, converter: 'convert_ckpt_v2.py' });
     }
     const weights = state.stages.find((s) => s.name === 'weights')!;
     expect(fs.readFileSync(path.join(weights.output, 'latest_checkpointed_iteration.txt'), 'utf8').trim()).toBe('1');
@@ -88,8 +88,20 @@ describe('convert_ckpt_v2.py on MindSpeed-LLM 2.3.0', () => {
     expect(files.filter((f) => /^model-\d{5}-of-\d{6}\.safetensors$/.test(f))).toHaveLength(2);
     expect(files).not.toContain('mg2hf');
     expect(files).toContain('tokenizer.json');
-    // v2 writes no config.json; the export's is a link to the original, which the conversion left as it was.
-    expect(fs.lstatSync(path.join(exported.output, 'config.json')).isSymbolicLink()).toBe(true);
+    const configStat = fs.lstatSync(path.join(exported.output, 'config.json'));
+    if (version === '2.3.0') {
+      // 2.3.0's v2 writes no config.json and has no --hf-cfg-dir: the export's is a link to the original.
+      expect(configStat.isSymbolicLink()).toBe(true);
+    } else {
+      // 26.0.0's copies the original's config and tokenizer files from --hf-cfg-dir (convert_mg2hf.py#L195-217),
+      // into files of its own: the view links none of them, so nothing is written through a link into the original.
+      const argv = argvOf(exported.attempts.at(-1)!.logFile!);
+      expect(argv[argv.indexOf('--hf-cfg-dir') + 1]).toBe(hf);
+      expect(configStat.isFile()).toBe(true);
+      expect(fs.readFileSync(path.join(exported.output, 'config.json'), 'utf8')).toBe(originalConfig);
+      for (const f of ['tokenizer.json', 'tokenizer_config.json']) expect(fs.lstatSync(path.join(exported.output, f)).isFile(), f).toBe(true);
+    }
+    // The conversion left the original as it was.
     expect(JSON.parse(fs.readFileSync(path.join(hf, 'config.json'), 'utf8'))).toMatchObject({ model_type: 'qwen3', num_hidden_layers: 2 });
     expect(fs.readFileSync(path.join(hf, 'config.json'), 'utf8')).toBe(originalConfig);
     const index = JSON.parse(fs.readFileSync(path.join(exported.output, 'model.safetensors.index.json'), 'utf8'));

@@ -88,6 +88,103 @@ describe('MindSpeed-LLM 2.3.0 on the emulator', () => {
     },
   );
 
+  /** The DPO pipeline with LoRA on the converted weights, evaluated with the DPO stage's LoRA weights; a crash at 13. */
+  function loraDpoSpec(name: string, dir: string, version: string): RawSpec {
+    // The fault fires once: its marker stays in one place, not in a save directory a restart changes.
+    const dpoEnv = { MLEMU_FAULTS: 'crash@13', MLEMU_MARKER_DIR: path.join(dir, 'markers') };
+    const spec = onFramework(
+      dpoSpec(name, path.join(dir, 'ws'), { trainIters: 20, saveInterval: 10, dpoEnv }),
+      'mindspeed-llm',
+      version,
+      path.join(EMULATOR, 'roots', `mindspeed-llm-${version}`),
+    );
+    spec.stages = spec.stages.map((s) =>
+      s.name === 'dpo' ? { ...s, lora: { r: 8, alpha: 16 } } : s.name === 'evaluate' ? { ...s, load: 'weights', loraLoad: 'dpo' } : s,
+    );
+    return spec;
+  }
+
+  const argvOf = (logFile: string) => JSON.parse(/^# argv: (.*)$/m.exec(fs.readFileSync(logFile, 'utf8'))![1]) as string[];
+
+  it('resumes a LoRA DPO stage without --finetune, so its reference model stays the base weights, counting on', async () => {
+    const dir = tempDir('msl-dpo-lora');
+    const { state, failure } = await runSpec(t, writeSpec(dir, loraDpoSpec('msl-dpo-lora', dir, '2.3.0')));
+    expect(state.status, failure).toBe('succeeded');
+    const dpo = state.stages.find((s) => s.name === 'dpo')!;
+    const weights = state.stages.find((s) => s.name === 'weights')!;
+    expect(dpo.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
+    expect(dpo.attempts[1].loadedIteration).toBe(10);
+    const second = argvOf(dpo.attempts[1].logFile!);
+    // examples/mcore/llama2/dpo_llama2_7b_lora_ptd.sh's shape: the base in --load, the LoRA checkpoint in --lora-load.
+    expect(second).not.toContain('--finetune');
+    expect(second).toEqual(expect.arrayContaining(['--no-load-optim', '--no-load-rng']));
+    expect(second[second.indexOf('--load') + 1]).toBe(weights.output);
+    expect(second[second.indexOf('--lora-load') + 1]).toBe(dpo.output);
+    // The policy loads the LoRA checkpoint; the reference (is_load_refer) the base alone.
+    const log = fs.readFileSync(dpo.attempts[1].logFile!, 'utf8');
+    expect(log.split(`loading checkpoint from ${dpo.output} at iteration 10`).length - 1).toBe(1);
+    expect(log.split(`loading checkpoint from ${weights.output} at iteration 1`).length - 1).toBe(2);
+    expect(dpo.attempts[1].resumeNote).toMatch(/^LoRA DPO resumes from iter_0000010 without --finetune/);
+    expect(dpo.attempts[1].lastIteration).toBe(20);
+    expect(dpo.finalIteration).toBe(20);
+    const evaluate = state.stages.find((s) => s.name === 'evaluate')!;
+    const evalArgv = argvOf(evaluate.attempts[0].logFile!);
+    expect(evalArgv[evalArgv.indexOf('--lora-load') + 1]).toBe(dpo.output);
+  });
+
+  it('restarts a LoRA DPO stage on 2.1.0 from its first weights, so its reference model stays attempt 1’s, into a folder of its own', async () => {
+    const dir = tempDir('msl-dpo-lora-210');
+    const { state, failure } = await runSpec(t, writeSpec(dir, loraDpoSpec('msl-dpo-lora', dir, '2.1.0')));
+    expect(state.status, failure).toBe('succeeded');
+    const dpo = state.stages.find((s) => s.name === 'dpo')!;
+    expect(dpo.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
+    const [first, second] = [argvOf(dpo.attempts[0].logFile!), argvOf(dpo.attempts[1].logFile!)];
+    const restart = path.join(dpo.output, 'warm-0');
+    // The first attempt's command, saving elsewhere: under its --finetune DPOTrainer merges --lora-load into the
+    // reference model, so a warm restart's --lora-load at the stage's checkpoints would make the policy its reference.
+    expect(second[second.indexOf('--save') + 1]).toBe(restart);
+    // From the entrypoint on (the launcher's port is picked per attempt).
+    const withoutSave = (argv: string[]) => argv.slice(argv.indexOf('posttrain_gpt.py')).filter((a, i, all) => a !== '--save' && all[i - 1] !== '--save');
+    expect(withoutSave(second)).toEqual(withoutSave(first));
+    expect(second).not.toContain('--lora-load');
+    const log = fs.readFileSync(dpo.attempts[1].logFile!, 'utf8');
+    expect(log).not.toContain(`loading checkpoint from ${dpo.output}`);
+    expect(dpo.attempts[1].resumeNote).toMatch(/^LoRA DPO restarts from the beginning: a warm restart would make its reference model the policy it resumes/);
+    // Attempt 1's checkpoint stays as it was; the restart trains all 20 iterations in its folder.
+    expect(fs.readFileSync(path.join(dpo.output, 'latest_checkpointed_iteration.txt'), 'utf8').trim()).toBe('10');
+    for (const f of filesUnder(path.join(dpo.output, 'iter_0000010'))) expect(fs.statSync(f).mtimeMs, f).toBeLessThanOrEqual(dpo.attempts[1].startedAt!);
+    expect(fs.readFileSync(path.join(restart, 'latest_checkpointed_iteration.txt'), 'utf8').trim()).toBe('20');
+    expect(dpo.finalIteration).toBe(20);
+    // The evaluation loads the LoRA weights of the restart that finished.
+    const evaluate = state.stages.find((s) => s.name === 'evaluate')!;
+    const evalArgv = argvOf(evaluate.attempts[0].logFile!);
+    expect(evalArgv[evalArgv.indexOf('--lora-load') + 1]).toBe(restart);
+  });
+
+  it('2.1.0 resumes a DPO stage whose reference is a training stage’s checkpoint: --refer-model-iter names its iteration', async () => {
+    const dir = tempDir('msl-dpo-210');
+    const spec = onFramework(
+      dpoSpec('msl-dpo-210', path.join(dir, 'ws'), { trainIters: 20, saveInterval: 10, dpoEnv: { MLEMU_FAULTS: 'crash@13' } }),
+      'mindspeed-llm',
+      '2.1.0',
+      path.join(EMULATOR, 'roots', 'mindspeed-llm-2.1.0'),
+    );
+    const demo = fiveStageSpec('x', '/tmp').stages;
+    const data = demo.find((s) => s.name === 'data')!;
+    const pretrain = { ...demo.find((s) => s.name === 'pretrain')!, trainIters: 6, saveInterval: 3 };
+    spec.stages = spec.stages.flatMap((s) => (s.name === 'dpo' ? [data, pretrain, { ...s, load: 'pretrain' }] : [s]));
+    const { state, failure } = await runSpec(t, writeSpec(dir, spec));
+    expect(state.status, failure).toBe('succeeded');
+    const dpo = state.stages.find((s) => s.name === 'dpo')!;
+    const trained = state.stages.find((s) => s.name === 'pretrain')!;
+    expect(dpo.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
+    const resumed = JSON.parse(/^# argv: (.*)$/m.exec(fs.readFileSync(dpo.attempts[1].logFile!, 'utf8'))![1]) as string[];
+    expect(resumed[resumed.indexOf('--ref-model') + 1]).toBe(trained.output);
+    expect(resumed[resumed.indexOf('--refer-model-iter') + 1]).toBe('6');
+    expect(fs.readFileSync(dpo.attempts[1].logFile!, 'utf8')).toContain(`loading checkpoint from ${trained.output} at iteration 6`);
+    expect(dpo.finalIteration).toBe(20);
+  });
+
   it('resumes LoRA fine-tuning as a warm restart (said in its attempt) and exports the model back to HF with the LoRA merged', async () => {
     const dir = tempDir('msl-lora');
     const base = on230(fiveStageSpec('msl-lora', path.join(dir, 'ws'), { trainIters: 20, saveInterval: 10 }));
@@ -226,6 +323,10 @@ describe('MindSpeed-LLM 2.3.0 on the emulator', () => {
     // TTP saved the last finished iteration (16), not the last multiple of the save interval (10).
     expect(pretrain.attempts[1].loadedIteration).toBe(16);
     expect(fs.readdirSync(pretrain.output).filter((d) => d.endsWith('_tmp'))).toEqual([]);
+    // Attempt 2 went on from 16 and saved 20 and 30: attempt 1's checkpoints (10 and the dying gasp's 16) stay as written.
+    const firstFiles = ['iter_0000010', 'iter_0000016'].flatMap((d) => filesUnder(path.join(pretrain.output, d)));
+    expect(firstFiles.length).toBeGreaterThan(2);
+    for (const f of firstFiles) expect(fs.statSync(f).mtimeMs, f).toBeLessThanOrEqual(pretrain.attempts[1].startedAt!);
     expect(pretrain.finalIteration).toBe(30);
   });
 });

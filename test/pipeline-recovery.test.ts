@@ -181,6 +181,36 @@ describe('training resumes from the newest complete checkpoint', () => {
     expect(JSON.parse(fs.readFileSync(path.join(pretrain.dir, 'linkflow-lease.json'), 'utf8'))).toMatchObject({ released: true });
   });
 
+  it('plans its resume under the lease: what the other trainer saved while the attempt waited is resumed from, not saved over', async () => {
+    const file = pretrainSpec('lease-save', '', { trainIters: 10 });
+    expect((await runSpec(t, file)).state.status).toBe('succeeded');
+    const pretrain = planFile(file).stages.find((s) => s.kind === 'pretrain')!;
+    const saveDir = pretrain.training!.saveDir;
+    const written = fs.readdirSync(path.join(saveDir, 'iter_0000010'), { recursive: true, encoding: 'utf8' }).map((f) => path.join(saveDir, 'iter_0000010', f));
+    const mtimes = written.map((f) => fs.statSync(f).mtimeMs);
+    // Ten more iterations (the stage runs again), while a trainer on another host holds the lease and has not saved yet.
+    const spec = YAML.parse(fs.readFileSync(file, 'utf8'));
+    spec.stages.find((s: { name: string }) => s.name === 'pretrain').trainIters = 20;
+    fs.writeFileSync(file, YAML.stringify(spec));
+    const elsewhere = `${saveDir}.elsewhere`;
+    fs.renameSync(saveDir, elsewhere);
+    fs.writeFileSync(
+      path.join(pretrain.dir, 'linkflow-lease.json'),
+      JSON.stringify({ owner: 'other-run/attempt-1', host: 'elsewhere', pid: 1, renewedAt: Date.now() }),
+    );
+    const running = runSpec(t, file);
+    // Its checkpoint lands while the attempt waits for the lease.
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    fs.renameSync(elsewhere, saveDir);
+    const { state } = await running;
+    expect(state.status).toBe('succeeded');
+    const attempt = state.stages.find((s) => s.name === 'pretrain')!.attempts[0];
+    expect(fs.readFileSync(attempt.logFile!, 'utf8')).toContain('waited for the lease of other-run/attempt-1');
+    expect(attempt.loadedIteration).toBe(10);
+    expect(written.map((f) => fs.statSync(f).mtimeMs)).toEqual(mtimes);
+    expect(state.stages.find((s) => s.name === 'pretrain')!.finalIteration).toBe(20);
+  });
+
   it('a torn newest checkpoint: the attempt resumes from the previous complete one and says why', async () => {
     const file = pretrainSpec('torn', '', { trainIters: 30 });
     const first = await runSpec(t, file);

@@ -27,6 +27,7 @@ import { fail, type AttemptInput } from './common.ts';
 import { MissingSecretError, resolveSecrets, type ResolvedSecrets } from './secrets.ts';
 import { MIN_MASKED_LENGTH, type Masker } from '../../node/mask.ts';
 import { planResume } from './resume.ts';
+import { linkHfView } from './hf-view.ts';
 
 /** An attempt ready to launch. */
 export interface PreparedAttempt {
@@ -59,31 +60,6 @@ export async function prepareAttempt(ctx: Context, input: AttemptInput, logFile:
 
   // A LoRA stage that resumed by warm restarts: its output is its newest warm folder's checkpoint.
   let args = stage.args.map(([f, v]): StagePlan['args'][number] => (f === '--lora-load' && typeof v === 'string' ? [f, warmOutputDir(v)] : [f, v]));
-  let resumeNote: string | undefined;
-  let loadedFrom: number | undefined;
-  let iterationOffset: number | undefined;
-  if (savesCheckpoints(stage)) {
-    const { args: resumed, point, warmRestart, iterationOffset: offset } = planResume({ ...stage, args }, logFile);
-    iterationOffset = offset;
-    args = resumed;
-    if (warmRestart) resumeNote = warmRestart;
-    if (point.kind === 'tracker' && point.iteration === stage.training!.trainIters) {
-      // Training already reached the end (the previous run stopped before its manifest): nothing to redo.
-      // A gang that got there while no worker followed it is done too: it leaves nothing behind.
-      if (stage.kubernetes) await deleteStageGangs({ pipeline: input.pipeline, stageName: stage.name, settings: stage.kubernetes, logFile });
-      return {
-        done: {
-          loadedIteration: point.iteration,
-          finalIteration: point.iteration,
-          lastCheckpoint: { iteration: point.iteration, dir: point.dir },
-          logFile,
-          node: rank?.node ?? nodeName(),
-        },
-      };
-    }
-    if (point.kind !== 'none' && point.iteration !== 'release') loadedFrom = point.iteration;
-    if (point.kind === 'older') resumeNote = point.reason;
-  }
   if (saveInterval !== undefined && stage.training) args = args.map(([f, v]) => (f === '--save-interval' ? [f, String(saveInterval)] : [f, v]));
   if (stage.kind === 'preprocess') fs.mkdirSync(path.dirname(stage.output), { recursive: true });
   if (stage.hfView) linkHfView(stage.hfView);
@@ -103,6 +79,26 @@ export async function prepareAttempt(ctx: Context, input: AttemptInput, logFile:
         ? launchForRank(launchOf(stage), rank)
         : withMasterPort(launchOf(stage), await getFreePort('0.0.0.0'));
   const lease = savesCheckpoints(stage) ? await takeLease(ctx, input, logFile) : undefined;
+  // Under the lease: a trainer an earlier attempt left running has stopped writing, so the resume point and the
+  // folder a restart saves into are chosen from what it left (planned before, a stale point could be saved over).
+  const resume = savesCheckpoints(stage) ? releaseOnThrow(lease, () => planResume({ ...stage, args }, logFile, input.attempt)) : undefined;
+  const { point } = resume ?? {};
+  if (resume && point?.kind === 'tracker' && point.iteration === stage.training!.trainIters) {
+    // Training already reached the end (the previous run stopped before its manifest): nothing to redo.
+    // A gang that got there while no worker followed it is done too: it leaves nothing behind.
+    try {
+      if (stage.kubernetes) await deleteStageGangs({ pipeline: input.pipeline, stageName: stage.name, settings: stage.kubernetes, logFile });
+    } finally {
+      lease?.release();
+    }
+    const done = { loadedIteration: point.iteration, finalIteration: point.iteration, lastCheckpoint: { iteration: point.iteration, dir: point.dir } };
+    return { done: { ...done, logFile, node: rank?.node ?? nodeName() } };
+  }
+  if (resume) args = resume.args;
+  const iterationOffset = resume?.iterationOffset;
+  const loadedFrom = point && point.kind !== 'none' && point.iteration !== 'release' ? point.iteration : undefined;
+  const resumeNote = point?.kind === 'older' ? point.reason : resume?.warmRestart;
+  if (saveInterval !== undefined && stage.training) args = args.map(([f, v]) => (f === '--save-interval' ? [f, String(saveInterval)] : [f, v]));
   const argv = [...renderLaunch(launch), stage.entrypoint, ...flattenArgs(args)];
   // Under the lease: no other trainer of this stage writes events now. Only the node that logs iterations writes them.
   const tensorboardDir = tensorboardDirOf(stage);
@@ -220,22 +216,5 @@ function checkInputs(stage: StagePlan, logFile: string): void {
         false,
       );
     }
-  }
-}
-
-/**
- * ModelLink's Megatron→HF saver reads the original HF model from --save-dir and writes mg2hf/
- * into it. The user's HF directory stays untouched: the stage gets its own directory of links.
- */
-/** The weight files of a HF directory: a view for convert_ckpt_v2.py leaves them out, since it writes its own under the same names. */
-const HF_WEIGHTS = /\.(safetensors|bin|pt|pth)$|^(model\.safetensors|pytorch_model\.bin)\.index\.json$/;
-
-function linkHfView(view: { from: string; dir: string; weights?: false }): void {
-  fs.mkdirSync(view.dir, { recursive: true });
-  for (const entry of fs.readdirSync(view.from)) {
-    if (entry === 'mg2hf') continue;
-    if (view.weights === false && HF_WEIGHTS.test(entry)) continue;
-    const link = path.join(view.dir, entry);
-    if (!fs.existsSync(link)) fs.symlinkSync(path.join(view.from, entry), link);
   }
 }

@@ -286,9 +286,15 @@ class Loaded:
         return self.state.get('args')
 
 
-def _load_base(rt: 'Runtime', load_dir: str, exit_on_missing: bool, stack: list[Frame]) -> tuple[State, str, bool, int] | None:
-    """_load_base_checkpoint: tracker, then the rank-0 shard. Returns (state, name, release, iteration) or None."""
+def _load_base(rt: 'Runtime', load_dir: str, exit_on_missing: bool, stack: list[Frame],
+               step: int | None = None) -> tuple[State, str, bool, int] | None:
+    """_load_base_checkpoint: tracker, then the rank-0 shard. Returns (state, name, release, iteration) or None.
+
+    `step`: checkpoint_step (MindSpeed-LLM 2.1.0 mindspeed_llm/training/checkpointing.py#L83-85): that iteration,
+    never a release, whatever the tracker names; the tracker must exist all the same."""
     tracker = read_tracker(load_dir)
+    if tracker is not None and step is not None:
+        tracker = (step, False)
     if tracker is None:
         rt.print0('WARNING: could not find the metadata file {} '.format(tracker_path(load_dir)))
         rt.print0('    will not load any checkpoints and will start from random')
@@ -349,21 +355,24 @@ def _compare_args(rt: 'Runtime', checkpoint_args: dict[str, Any], stack: list[Fr
 
 
 def load_checkpoint(rt: 'Runtime', load_dir: str, stack: list[Frame], has_optimizer: bool = True,
-                    trainable: int | None = None) -> Loaded | None:
+                    trainable: int | None = None, merge_lora: bool = True, step: int | None = None) -> Loaded | None:
     """megatron.training.checkpointing.load_checkpoint as ModelLink wraps it (LoRA: --lora-load on top).
 
     `trainable`: the trainable parameters of one model-parallel shard (what the distributed optimizer holds).
+    `merge_lora`: False for DPO's reference under is_load_refer (MindSpeed-LLM 2.1.0+ _load_base_checkpoint_wrapper
+    returns the base state alone then, 2.3.0 mindspeed_llm/training/checkpointing.py#L68).
+    `step`: the iteration to load whatever the tracker says (2.1.0's reference: checkpoint_step, see _load_base).
 
     Returns a Loaded, or None when there was nothing to load (training starts from random).
     """
     args = rt.args
-    base = _load_base(rt, load_dir, args.exit_on_missing_checkpoint, stack)
+    base = _load_base(rt, load_dir, args.exit_on_missing_checkpoint, stack, step)
     if base is None:
         return None
     state, name, release, tracker_iteration = base
     sources = [(load_dir, tracker_iteration, release)]
     lora_enabled = bool(getattr(args, 'lora_target_modules', None))
-    if lora_enabled and getattr(args, 'lora_load', None):
+    if lora_enabled and merge_lora and getattr(args, 'lora_load', None):
         # ModelLink's _load_base_checkpoint_wrapper: the LoRA checkpoint is merged over the base one.
         lora = _load_base(rt, args.lora_load, False, stack)
         if lora is not None:

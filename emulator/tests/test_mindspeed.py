@@ -152,6 +152,53 @@ def test_pretrain_gpt_builds_no_instruction_dataset_on_mindspeed_llm(run: Run) -
     assert ml.returncode == 0, ml.stderr
 
 
+def test_dpo_lora_reference_takes_lora_load_under_finetune(run: Run) -> None:
+    """DPOTrainer._init_reference_model (2.3.0 posttrain/dpo/dpo_trainer.py#L363-386): under --finetune the
+    reference gets the --lora-load weights merged over --ref-model/--load (checkpointing.py#L55-78); without it
+    is_load_refer is set and the reference loads the base alone."""
+    run('2.3.0', 'convert_ckpt_v2.py', '--load-dir', 'hf', '--save-dir', 'w')
+    lora = ['--lora-r', '8', '--lora-alpha', '16', '--lora-target-modules', 'linear_qkv']
+    dpo = [*TRAIN, '--stage', 'dpo', '--is-pairwise-dataset', '--data-path', 'data/pair', *lora]
+    first = run('2.3.0', 'posttrain_gpt.py', *dpo, '--load', 'w', '--finetune', '--save', 'out', env={'MLEMU_FAULTS': 'crash@5'})
+    assert first.returncode != 0 and tracker(run, 'out') == '3'
+    # A warm restart (--finetune, --lora-load at the run's checkpoints): policy and reference both take them,
+    # whatever --ref-model names.
+    warm = run('2.3.0', 'posttrain_gpt.py', *dpo, '--load', 'w', '--ref-model', 'w', '--finetune', '--lora-load', 'out',
+               '--save', 'warm', '--train-iters', '3')
+    assert warm.returncode == 0, warm.stderr
+    assert warm.stdout.count(' loading checkpoint from out at iteration 3') == 2
+    # Without --finetune the reference loads w alone.
+    exact = run('2.3.0', 'posttrain_gpt.py', *dpo, '--load', 'w', '--no-load-optim', '--no-load-rng', '--lora-load', 'out',
+                '--save', 'exact')
+    assert exact.returncode == 0, exact.stderr
+    assert exact.stdout.count(' loading checkpoint from out at iteration 3') == 1
+    # The first attempt's command again: the reference is w, as it was.
+    again = run('2.3.0', 'posttrain_gpt.py', *dpo, '--load', 'w', '--finetune', '--save', 'again')
+    assert again.returncode == 0 and ' loading checkpoint from out' not in again.stdout
+
+
+def test_dpo_reference_on_2_1_0_loads_refer_model_iter(run: Run) -> None:
+    """Not fine-tuning, 2.1.0's reference loads iteration --refer-model-iter (default 1) of --ref-model, not the one its
+    tracker names (mindspeed_llm/training/checkpointing.py#L83-85, #L153-154); 2.3.0 reads the tracker."""
+    dpo = [*TRAIN, '--stage', 'dpo', '--is-pairwise-dataset', '--data-path', 'data/pair']
+    for version in ('2.1.0', '2.3.0'):
+        assert run(version, 'posttrain_gpt.py', *dpo, '--save', f'a{version}').returncode == 0
+        assert tracker(run, f'a{version}') == '6'
+        first = run(version, 'posttrain_gpt.py', *dpo, '--load', f'a{version}', '--finetune', '--save', f'b{version}',
+                    env={'MLEMU_FAULTS': 'crash@5'})
+        assert first.returncode != 0 and tracker(run, f'b{version}') == '3'
+    bad = run('2.1.0', 'posttrain_gpt.py', *dpo, '--load', 'b2.1.0', '--ref-model', 'a2.1.0', '--save', 'b2.1.0')
+    assert 'could not load the checkpoint' in bad.stdout and 'iter_0000001' in bad.stdout
+    assert 'iteration        6/       6' not in bad.stdout
+    good = run('2.1.0', 'posttrain_gpt.py', *dpo, '--load', 'b2.1.0', '--ref-model', 'a2.1.0', '--refer-model-iter', '6',
+               '--save', 'b2.1.0')
+    assert good.returncode == 0, good.stderr
+    assert ' loading checkpoint from a2.1.0 at iteration 6' in good.stdout and 'iteration        6/       6' in good.stdout
+    later = run('2.3.0', 'posttrain_gpt.py', *dpo, '--load', 'b2.3.0', '--ref-model', 'a2.3.0', '--save', 'b2.3.0')
+    assert later.returncode == 0, later.stderr
+    assert ' loading checkpoint from a2.3.0 at iteration 6' in later.stdout
+
+
 # --- legacy/mcore and the checkpoint format -------------------------------------------------------------------
 
 def args_value(stdout: str, name: str) -> str:
@@ -254,6 +301,17 @@ def test_convert_v2_directions_and_layout(run: Run) -> None:
     assert copied.returncode == 0, copied.stderr
     out26 = os.listdir(os.path.join(run.cwd, 'back26'))  # type: ignore[attr-defined]
     assert {'config.json', 'tokenizer_config.json', 'tokenizer.model', 'model.safetensors.index.json'} <= set(out26)
+    # Without it 26.0.0 writes no config either (copy_hf_cfg runs only when hf_cfg_dir is set, #L65-66); a directory
+    # that is not there fails before any weight is written (#L196-197).
+    bare = run('26.0.0', 'convert_ckpt_v2.py', '--load-model-type', 'mg', '--save-model-type', 'hf', '--load-dir', 'mg',
+               '--save-dir', 'bare26')
+    assert bare.returncode == 0, bare.stderr
+    assert 'config.json' not in os.listdir(os.path.join(run.cwd, 'bare26'))  # type: ignore[attr-defined]
+    missing = run('26.0.0', 'convert_ckpt_v2.py', '--load-model-type', 'mg', '--save-model-type', 'hf', '--load-dir',
+                  'mg', '--save-dir', 'gone26', '--hf-cfg-dir', 'no-such-dir')
+    assert missing.returncode == 1
+    assert 'FileNotFoundError: Hugging Face directory not found: no-such-dir' in missing.stderr
+    assert not [f for f in os.listdir(os.path.join(run.cwd, 'gone26')) if f.endswith('.safetensors')]  # type: ignore[attr-defined]
     same = run('2.3.0', 'convert_ckpt_v2.py', '--load-model-type', 'mg', '--save-model-type', 'mg', '--load-dir', 'mg',
                '--save-dir', 'x')
     assert same.returncode == 1

@@ -16,7 +16,19 @@ export interface ConvertV2Input {
   moeGroupedGemm: boolean;
   /** LoRA weights merged on the way to HF (26.0.0's v2: --lora-load … --save-lora-to-hf is not used, the merge is). */
   lora?: { load: string; r: number; alpha: number; targetModules: string[] };
+  /** mg → hf where the parser has --hf-cfg-dir (26.0.0): the original HF model, whose config and tokenizer files it copies. */
+  hfCfgDir?: string;
 }
+
+/**
+ * The files 26.0.0's Mg2HfConvert.copy_hf_cfg copies from --hf-cfg-dir into --save-dir, each read and written
+ * with open(dst, 'wb') (mindspeed_llm/tasks/checkpoint/convert_mg2hf.py#L155-165, #L195-217; 26.1.0 the same at
+ * #L170-180, #L210-232). Its mg → hf writes
+ * only the safetensors and their index: without --hf-cfg-dir the output has no config.json (2.3.0 has no such
+ * flag and never copies, convert_mg2hf.py#L1143; 26.0.0's examples/mcore/qwen3/ckpt_convert_qwen3_mcore2hf.sh passes it).
+ */
+export const HF_CFG_FILE =
+  /^(?:.*\.json|.*\.model(?:\.[\w\d]+)?|.*\.jinja|merges\.txt|(?:modeling|configuration|tokenization)_[\w_]+\.py|sample_finetune\.py)$/;
 
 export function convertV2Args(input: ConvertV2Input): Arg[] {
   const { layout } = input;
@@ -36,6 +48,7 @@ export function convertV2Args(input: ConvertV2Input): Arg[] {
       : []),
     ['--load-dir', input.loadDir],
     ['--save-dir', input.saveDir],
+    ...(!toMg && input.hfCfgDir !== undefined ? ([['--hf-cfg-dir', input.hfCfgDir]] as Arg[]) : []),
     ...(input.lora
       ? ([
           ['--lora-load', input.lora.load],

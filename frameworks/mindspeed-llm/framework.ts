@@ -39,7 +39,15 @@ function build(version: string, row: VersionRow): Framework {
     pretrain: { entrypoint: 'pretrain_gpt.py' },
     // posttrain_gpt.py builds instruction and pairwise datasets; pretrain_gpt.py no longer does (1.0.0 on).
     sft: { entrypoint: 'posttrain_gpt.py', stage: 'sft' },
-    dpo: row.trainers.includes('dpo') ? { entrypoint: 'posttrain_gpt.py', stage: 'dpo', referenceUnderRunFlags: row.dpoReferenceUnderRunFlags } : undefined,
+    dpo: row.trainers.includes('dpo')
+      ? {
+          entrypoint: 'posttrain_gpt.py',
+          stage: 'dpo',
+          referenceUnderRunFlags: row.dpoReferenceUnderRunFlags,
+          loraResumeWithoutFinetune: row.dpoLoraReferenceWithoutFinetune,
+          referenceAtReferIter: row.dpoReferenceAtReferIter,
+        }
+      : undefined,
     mcoreDefault: row.mcoreDefault,
     // Legacy examples are gone from 2.2.0 (examples/mcore only); --use-legacy-models still builds them.
     legacyModels: true,

@@ -46,6 +46,19 @@ export interface VersionRow {
   /** DPO's reference model loads under the run's RNG flags (1.0.0 post_train/dpo/dpo_trainer.py#L336-345; 2.1.0+ set
    * no_load_rng for it when not fine-tuning, posttrain/dpo/dpo_trainer.py#L326-336 at 2.1.0). */
   dpoReferenceUnderRunFlags: boolean;
+  /**
+   * Not fine-tuning, DPO's reference model loads the base alone (is_load_refer: _load_base_checkpoint_wrapper merges no
+   * --lora-load, 2.3.0 mindspeed_llm/training/checkpointing.py#L59-69), at the base's tracker: 2.3.0 and 26.0.0 hand
+   * refer_model_iter to Megatron core_v0.12.1 as checkpointing_context, which a torch-format load does not read.
+   * 1.0.0 merges --lora-load into the reference always (no is_load_refer); 2.1.0 loads iteration refer_model_iter
+   * (default 1) of the base whatever its tracker names (checkpoint_step, 2.1.0 checkpointing.py#L153-154).
+   */
+  dpoLoraReferenceWithoutFinetune: boolean;
+  /**
+   * Not fine-tuning, DPO's reference loads iteration --refer-model-iter (default 1) of --ref-model whatever its
+   * tracker names, never a release (2.1.0 mindspeed_llm/training/checkpointing.py#L153-154 checkpoint_step, #L83-85).
+   */
+  dpoReferenceAtReferIter: boolean;
   /** evaluation.py's tasks take the last --task-data-path (2.3.0 evaluation.py#L198-199), not the last naming them (1.0.0 #L182-184). */
   lastDataPath: boolean;
   /** HIGH_AVAILABILITY is read (high_availability_helper.py, from 2.2.0). */
@@ -74,6 +87,8 @@ const rows: Record<string, VersionRow> = {
     mcoreDefault: false,
     trainers: ['sft', 'dpo'],
     dpoReferenceUnderRunFlags: true,
+    dpoLoraReferenceWithoutFinetune: false,
+    dpoReferenceAtReferIter: false,
     haEnv: false,
     dyingGasp: false,
     contextParallelVarlen: 'forbidden',
@@ -84,6 +99,8 @@ const rows: Record<string, VersionRow> = {
     mcoreDefault: false,
     trainers: ['sft', 'dpo'],
     dpoReferenceUnderRunFlags: false,
+    dpoLoraReferenceWithoutFinetune: false,
+    dpoReferenceAtReferIter: true,
     haEnv: false,
     dyingGasp: false,
     contextParallelVarlen: 'padded',
@@ -92,13 +109,16 @@ const rows: Record<string, VersionRow> = {
   // (mcore default); tasks/posttrain/launcher.py#L16-37 (sft, dpo and orm, prm, simpo, trl_ppo); dpo_trainer.py#L337-341;
   // evaluation.py#L198-199; features_manager/high_availability/high_availability_helper.py#L6-23 (HIGH_AVAILABILITY);
   // no tft_dump.py (the dump is mindio_ttp.adaptor's, closed source); training/arguments.py#L1321-1322 (ckpt-format
-  // reset, called at #L1539); _validate_instruction_finetune#L1015-1018 as 2.3.0.
+  // reset, called at #L1539); _validate_instruction_finetune#L1015-1018 as 2.3.0; DPO's reference as 2.3.0's
+  // (dpo_trainer.py#L337-339 is_load_refer, training/checkpointing.py#L53-76 checkpointing_context, no LoRA merge).
   '2.2.0': {
     flags: v220,
     lastDataPath: true,
     mcoreDefault: true,
     trainers: ['sft', 'dpo'],
     dpoReferenceUnderRunFlags: false,
+    dpoLoraReferenceWithoutFinetune: true,
+    dpoReferenceAtReferIter: false,
     haEnv: true,
     dyingGasp: false,
     ckptFormatReset: 'mindspeed_llm/training/arguments.py#L1321-1322 (_add_dummy_args_v2, called at #L1539)',
@@ -110,6 +130,8 @@ const rows: Record<string, VersionRow> = {
     mcoreDefault: true,
     trainers: ['sft', 'dpo'],
     dpoReferenceUnderRunFlags: false,
+    dpoLoraReferenceWithoutFinetune: true,
+    dpoReferenceAtReferIter: false,
     haEnv: true,
     dyingGasp: true,
     ckptFormatReset: 'mindspeed_llm/training/arguments.py#L1289-1290 (_add_dummy_args_v2, called at #L1507)',
@@ -121,6 +143,8 @@ const rows: Record<string, VersionRow> = {
     mcoreDefault: true,
     trainers: ['sft', 'dpo'],
     dpoReferenceUnderRunFlags: false,
+    dpoLoraReferenceWithoutFinetune: true,
+    dpoReferenceAtReferIter: false,
     haEnv: true,
     dyingGasp: true,
     ckptFormatReset: 'mindspeed_llm/training/arguments.py#L112-113 (_add_dummy_args_v2, called at #L133)',
@@ -129,13 +153,16 @@ const rows: Record<string, VersionRow> = {
   // 26.1.0 (branch 26.1.0 ad615b3b; files under mindspeed_llm/): training_basic.py#L18 (mcore default); posttrain/launcher.py#L20-31
   // (sft, dpo); dpo_trainer.py#L379-382 (reference model: no_load_rng unless fine-tuning); evaluation.py#L199-200 (last
   // data path); high_availability_helper.py#L6-22 (HIGH_AVAILABILITY); tft_dump.py#L22-32,#L171-176 (dying gasp);
-  // arguments.py#L156-176 (no ckpt-format reset); finetune.py (no CP/varlen check).
+  // arguments.py#L156-176 (no ckpt-format reset); finetune.py (no CP/varlen check); DPO's reference as 2.3.0's
+  // (dpo_trainer.py#L379-381 is_load_refer, training/checkpointing.py#L65-107 checkpointing_context, no LoRA merge).
   '26.1.0': {
     flags: v2610,
     lastDataPath: true,
     mcoreDefault: true,
     trainers: ['sft', 'dpo'],
     dpoReferenceUnderRunFlags: false,
+    dpoLoraReferenceWithoutFinetune: true,
+    dpoReferenceAtReferIter: false,
     haEnv: true,
     dyingGasp: true,
     contextParallelVarlen: 'allowed',

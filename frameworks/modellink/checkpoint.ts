@@ -110,9 +110,19 @@ export function warmDirName(from: number): string {
   return `warm-${from}`;
 }
 
-export function warmOfDirName(name: string): number | undefined {
-  const m = /^warm-(\d+)$/.exec(name);
-  return m ? Number(m[1]) : undefined;
+/**
+ * The folder a restart from `from` saves into when `warm-<from>` already holds something (an earlier
+ * restart from the same iteration that crashed, its torn checkpoint alone there): the attempt's number
+ * makes a name of its own, so no restart ever writes into a folder an earlier attempt wrote.
+ */
+export function warmDirNameOfAttempt(from: number, attempt: number): string {
+  return `warm-${from}.${attempt}`;
+}
+
+/** A warm folder's start and its order among folders of the same start (`warm-N` 0, `warm-N.<attempt>` that attempt). */
+export function warmOfDirName(name: string): { from: number; seq: number } | undefined {
+  const m = /^warm-(\d+)(?:\.(\d+))?$/.exec(name);
+  return m ? { from: Number(m[1]), seq: m[2] === undefined ? 0 : Number(m[2]) } : undefined;
 }
 
 /** A link of a resume view: `link` (relative to the view) points at `target` (absolute). */

@@ -367,9 +367,11 @@ export function resumeArgs(args: Arg[], saveDir: string, lora: boolean, loraLoad
  * MindSpeed-LLM 2.3.0 mindspeed_llm/tasks/posttrain/dpo/dpo_trainer.py#L372), which now names the stage's own
  * checkpoints. Where the reference loads under the run's flags, converted weights (no RNG state) need --no-load-rng.
  */
-export function dpoResumeArgs(args: Arg[], reference: { load: string; keepNoLoadRng: boolean }): Arg[] {
+export function dpoResumeArgs(args: Arg[], reference: { load: string; keepNoLoadRng: boolean }, step?: { dir: string; iteration: number }): Arg[] {
   const added: Arg[] = [];
-  if (!args.some(([f]) => f === '--ref-model')) added.push(['--ref-model', reference.load]);
+  if (!args.some(([f]) => f === '--ref-model')) added.push(['--ref-model', step?.dir ?? reference.load]);
+  // 2.1.0 loads iteration --refer-model-iter of it, whatever its tracker names (frameworks/mindspeed-llm/versions.ts).
+  if (step && !args.some(([f]) => f === '--refer-model-iter')) added.push(['--refer-model-iter', num(step.iteration)]);
   if (reference.keepNoLoadRng && !args.some(([f]) => f === '--no-load-rng')) added.push(['--no-load-rng', null]);
   const at = args.findIndex(([f]) => f === '--load');
   return at < 0 ? [...args, ...added] : [...args.slice(0, at + 1), ...added, ...args.slice(at + 1)];
