@@ -55,23 +55,27 @@ const value = (s: StagePlan, flag: string) => s.args.find(([f]) => f === flag)?.
 describe('convert_ckpt_v2.py mg → hf and the original HF model’s config', () => {
   const hf = path.join(DEMO, 'hf-tiny');
 
-  it('26.0.0: passes --hf-cfg-dir (the original HF model), a flag of its parser; the view leaves the files it copies to it', () => {
-    const stage = exportStage('26.0.0', hf);
-    expect(stage.entrypoint).toBe('convert_ckpt_v2.py');
-    expect(value(stage, '--hf-cfg-dir')).toBe(hf);
-    expect(getFramework({ flavour: 'mindspeed-llm', version: '26.0.0' })!.isKnownFlag('convert_ckpt_v2.py', '--hf-cfg-dir')).toBe(true);
-    expect(stage.hfView).toMatchObject({ from: hf, weights: false, configCopied: true });
-    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'tokenizer.model', 'merges.txt', 'chat_template.jinja'])
-      expect(linksEntry(stage.hfView!, f), f).toBe(false);
-    expect(linksEntry(stage.hfView!, 'README.md')).toBe(true);
-    expect(linksEntry(stage.hfView!, 'model-00001-of-00002.safetensors')).toBe(false);
-  });
+  // 26.1.0's copy_hf_cfg is 26.0.0's (convert_mg2hf.py#L170-180, #L210-232).
+  it.each(['26.0.0', '26.1.0'])(
+    '%s: passes --hf-cfg-dir (the original HF model), a flag of its parser; the view leaves the files it copies to it',
+    (version) => {
+      const stage = exportStage(version, hf);
+      expect(stage.entrypoint).toBe('convert_ckpt_v2.py');
+      expect(value(stage, '--hf-cfg-dir')).toBe(hf);
+      expect(getFramework({ flavour: 'mindspeed-llm', version })!.isKnownFlag('convert_ckpt_v2.py', '--hf-cfg-dir')).toBe(true);
+      expect(stage.hfView).toMatchObject({ from: hf, weights: false, configCopied: true });
+      for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'tokenizer.model', 'merges.txt', 'chat_template.jinja'])
+        expect(linksEntry(stage.hfView!, f), f).toBe(false);
+      expect(linksEntry(stage.hfView!, 'README.md')).toBe(true);
+      expect(linksEntry(stage.hfView!, 'model-00001-of-00002.safetensors')).toBe(false);
+    },
+  );
 
-  it('2.3.0: has no --hf-cfg-dir (it copies nothing), so the view links the config and tokenizer', () => {
-    const stage = exportStage('2.3.0', hf);
+  it.each(['2.2.0', '2.3.0'])('%s: has no --hf-cfg-dir (it copies nothing), so the view links the config and tokenizer', (version) => {
+    const stage = exportStage(version, hf);
     expect(stage.entrypoint).toBe('convert_ckpt_v2.py');
     expect(stage.args.map(([f]) => f)).not.toContain('--hf-cfg-dir');
-    expect(getFramework({ flavour: 'mindspeed-llm', version: '2.3.0' })!.isKnownFlag('convert_ckpt_v2.py', '--hf-cfg-dir')).toBe(false);
+    expect(getFramework({ flavour: 'mindspeed-llm', version })!.isKnownFlag('convert_ckpt_v2.py', '--hf-cfg-dir')).toBe(false);
     expect(stage.hfView?.configCopied).toBeUndefined();
     expect(linksEntry(stage.hfView!, 'config.json')).toBe(true);
     expect(linksEntry(stage.hfView!, 'model.safetensors.index.json')).toBe(false);
