@@ -6,7 +6,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   iterationDirName,
+  isDistCheckpointDir,
   iterationOfDirName,
+  missingDistFiles,
   MODEL_FILE,
   parseTracker,
   resumePoint,
@@ -27,9 +29,19 @@ export function readTracker(saveDir: string): number | 'release' | 'invalid' | u
   return parseTracker(text);
 }
 
-/** The shards of `layout` that are missing in one iteration directory (empty: complete). */
+/**
+ * What is missing in one iteration directory (empty: complete): the shards of `layout`, or for a torch_dist folder
+ * (26.1.0 --ckpt-format torch_dist) the files its finalize writes.
+ */
 export function missingShards(saveDir: string, iteration: number | 'release', layout: Layout): string[] {
   const iterDir = path.join(saveDir, iterationDirName(iteration));
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(iterDir);
+  } catch {
+    // No folder: every shard is missing, as below.
+  }
+  if (isDistCheckpointDir(names)) return missingDistFiles(names);
   return shardDirNames(layout).filter((shard) => !fs.existsSync(path.join(iterDir, shard, MODEL_FILE)));
 }
 

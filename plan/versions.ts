@@ -118,16 +118,16 @@ function hasHandler(framework: Framework, handler: string): boolean {
   return framework.preprocessHandlers ? framework.preprocessHandlers.includes(handler) : !MINDSPEED_ONLY_HANDLERS.has(handler);
 }
 
-/** Versions where linkflow passes --ckpt-format torch_dist: Megatron core_v0.12.1 with the version's reset to torch. */
-const takesTorchDist = (f: Framework): boolean => f.pinsTorchFormat && f.ckptFormatReset !== undefined;
+/** Versions where linkflow passes --ckpt-format torch_dist: Megatron core_v0.12.1. */
+const takesTorchDist = (f: Framework): boolean => f.pinsTorchFormat;
 
 /**
  * --ckpt-format torch_dist (issue 19: torch is pinned on core_v0.12.1 unless the user asks for torch_dist, pretraining
  * only). Where the version resets it after validation the run writes torch (what linkflow's checkpoint scan and resume
  * read), so asking for it is a warning; async save then fails at the first save, as the reset also turns off
  * use_dist_ckpt (Megatron core_v0.12.1 megatron/training/checkpointing.py#L396-397). Where the version honours it
- * (26.1.0) the run would write one directory of .distcp files per iteration, which the resume scan, the LoRA views and
- * the converters do not read (they read the per-rank layout, frameworks/modellink/checkpoint.ts): refused.
+ * (26.1.0) the run writes one folder of .distcp files per iteration, which the resume scan reads
+ * (frameworks/modellink/checkpoint.ts missingDistFiles); a convert stage reading it is refused (checkDistSource).
  */
 function checkCheckpointFormat(
   framework: Framework,
@@ -149,13 +149,7 @@ function checkCheckpointFormat(
     problems.push({ path: at, message: `torch_dist is for pretraining only (MindSpeed-LLM async_save_torch_dist.md); stage ${stage.name} is ${stage.kind}` });
     return;
   }
-  if (!framework.ckptFormatReset) {
-    problems.push({
-      path: at,
-      message: `${framework.name} writes torch_dist as asked (its _add_dummy_args_v2 no longer resets --ckpt-format), but linkflow resumes and converts only the per-rank torch layout (mp_rank_*/model_optim_rng.pt), not torch_dist's .distcp files: leave checkpointFormat torch (${versionsWith(takesTorchDist)} validate torch_dist and write torch)`,
-    });
-    return;
-  }
+  if (!framework.ckptFormatReset) return; // 26.1.0 writes torch_dist as asked, and linkflow's scan reads it.
   warnings.push({
     path: at,
     message: `${framework.name} validates --ckpt-format torch_dist but writes torch checkpoints: ${framework.ckptFormatReset} resets ckpt_format to torch and use_dist_ckpt to False after Megatron's validation; linkflow passes torch_dist as asked and resumes from the torch layout on disk`,
@@ -197,6 +191,41 @@ function checkTorchFsdp2(spec: PipelineSpec, stage: Extract<Stage, { kind: 'pret
     });
 }
 
+/**
+ * A convert stage (or its LoRA merge) whose source is a pretraining stage writing torch_dist on a version that honours
+ * it: MindSpeed-LLM 26.1.0's convert_ckpt_v2.py reads mp_rank_XX[_YYY][_EEE]/model_optim_rng.pt only
+ * (mindspeed_llm/tasks/checkpoint/convert_mg2hf.py#L416-424, torch.load at #L1687-1688), and linkflow renders v1's
+ * convert_ckpt.py without --ckpt-format (its default torch, convert_ckpt.py#L134), so neither reads the .distcp folder.
+ */
+function checkDistSource(spec: PipelineSpec, framework: Framework, stage: Stage, specPath: string, problems: Problems): void {
+  if (!framework.pinsTorchFormat || framework.ckptFormatReset) return;
+  const fromDist = (name: string | undefined) => {
+    const source = spec.stages.find((s) => s.name === name);
+    return source?.kind === 'pretrain' && source.checkpointFormat === 'torch_dist' ? source.name : undefined;
+  };
+  const fix = (source: string) => `set checkpointFormat: torch on stage ${source} (and drop asyncSave)`;
+  if (stage.kind === 'convert')
+    for (const [at, name] of [
+      [`${specPath}.from`, stage.from],
+      [`${specPath}.lora.load`, stage.lora?.load],
+    ] as const) {
+      const source = fromDist(name);
+      if (source)
+        problems.push({
+          path: at,
+          message: `stage ${stage.name} converts stage ${source}'s checkpoint, which ${framework.name} writes as torch_dist (.distcp files), and ${framework.name}'s converters read the per-rank torch layout only (convert_ckpt_v2.py: mindspeed_llm/tasks/checkpoint/convert_mg2hf.py#L416-424; convert_ckpt.py's --ckpt-format defaults to torch, #L134): ${fix(source)}`,
+        });
+    }
+  if ((stage.kind === 'finetune' || stage.kind === 'dpo') && stage.lora) {
+    const source = fromDist(stage.load);
+    if (source)
+      problems.push({
+        path: `${specPath}.load`,
+        message: `stage ${stage.name} is LoRA on stage ${source}'s torch_dist checkpoint; a LoRA resume shows the base's mp_rank_*/model_optim_rng.pt under the LoRA checkpoint (loraResumeView), which torch_dist does not have: ${fix(source)}`,
+      });
+  }
+}
+
 export function checkStageOnVersion(spec: PipelineSpec, framework: Framework, stage: Stage, specPath: string, problems: Problems, warnings: Problems): void {
   if (stage.kind === 'pretrain' || stage.kind === 'finetune' || stage.kind === 'dpo') {
     if (!trainerOf(framework, stage.kind))
@@ -219,6 +248,7 @@ export function checkStageOnVersion(spec: PipelineSpec, framework: Framework, st
         message: 'high availability needs --ckpt-format torch (high_availability.py refuses --use-dist-ckpt)',
       });
   }
+  checkDistSource(spec, framework, stage, specPath, problems);
   if ('tokenizerType' in stage) checkTokenizerType(framework, stage.tokenizerType, `${specPath}.tokenizerType`, problems);
   if (stage.kind === 'preprocess' && stage.handler && !hasHandler(framework, stage.handler))
     problems.push({

@@ -139,16 +139,44 @@ describe('a pipeline per framework version', () => {
     const ml = fiveStageSpec('f', '/tmp/ws');
     Object.assign(ml.stages[3], { checkpointFormat: 'torch_dist' });
     expect(problems(ml)).toEqual([
-      "stages[3].checkpointFormat: --ckpt-format is Megatron core_v0.12.1's; ModelLink d4feda79 runs core_r0.6.0 (linkflow passes torch_dist on MindSpeed-LLM 2.2.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0)",
+      "stages[3].checkpointFormat: --ckpt-format is Megatron core_v0.12.1's; ModelLink d4feda79 runs core_r0.6.0 (linkflow passes torch_dist on MindSpeed-LLM 2.2.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0, MindSpeed-LLM 26.1.0)",
     ]);
   });
 
-  it('on 26.1.0, which honours --ckpt-format, still pins torch and refuses torch_dist: linkflow resumes the per-rank layout only', () => {
+  it('on 26.1.0, which honours --ckpt-format, pins torch and takes torch_dist and async save for pretraining; a convert or LoRA stage reading that checkpoint is refused', () => {
     const spec = onFramework(fiveStageSpec('f', '/tmp/ws'), 'mindspeed-llm', '26.1.0');
     expect(arg(stage(plan(spec).stages, 'pretrain'), '--ckpt-format')).toBe('torch');
     Object.assign(spec.stages[3], { checkpointFormat: 'torch_dist', asyncSave: true });
-    expect(problems(spec)).toEqual([
-      "stages[3].checkpointFormat: MindSpeed-LLM 26.1.0 writes torch_dist as asked (its _add_dummy_args_v2 no longer resets --ckpt-format), but linkflow resumes and converts only the per-rank torch layout (mp_rank_*/model_optim_rng.pt), not torch_dist's .distcp files: leave checkpointFormat torch (MindSpeed-LLM 2.2.0, MindSpeed-LLM 2.3.0, MindSpeed-LLM 26.0.0 validate torch_dist and write torch)",
+    const r = planPipeline(spec, { baseDir: '/tmp' });
+    if (!r.ok) throw new Error(r.problems.map((x) => x.message).join('\n'));
+    const pretrain = stage(r.plan.stages, 'pretrain');
+    expect(arg(pretrain, '--ckpt-format')).toBe('torch_dist');
+    expect(flags(pretrain)).toContain('--async-save');
+    expect(r.warnings.filter((w) => w.path.startsWith('stages[3]'))).toEqual([]);
+    // Fine-tuning keeps its refusal.
+    const ft = onFramework(fiveStageSpec('f', '/tmp/ws'), 'mindspeed-llm', '26.1.0');
+    Object.assign(ft.stages[4], { checkpointFormat: 'torch_dist', asyncSave: true });
+    expect(problems(ft)).toEqual([
+      'stages[4].checkpointFormat: torch_dist is for pretraining only (MindSpeed-LLM async_save_torch_dist.md); stage finetune is finetune',
+      'stages[4].asyncSave: async save is for pretraining only (MindSpeed-LLM async_save_torch_dist.md: not LoRA, SFT or DPO)',
+    ]);
+    // An export of the pretrained checkpoint: the converters read mp_rank_* only.
+    const exp = onFramework(fiveStageSpec('f', '/tmp/ws'), 'mindspeed-llm', '26.1.0');
+    Object.assign(exp.stages[3], { checkpointFormat: 'torch_dist' });
+    exp.stages.push({ name: 'export', kind: 'convert', from: 'pretrain', to: 'hf', hfDir: path.join(DEMO, 'hf-tiny') });
+    expect(problems(exp)).toEqual([
+      "stages[7].from: stage export converts stage pretrain's checkpoint, which MindSpeed-LLM 26.1.0 writes as torch_dist (.distcp files), and MindSpeed-LLM 26.1.0's converters read the per-rank torch layout only (convert_ckpt_v2.py: mindspeed_llm/tasks/checkpoint/convert_mg2hf.py#L416-424; convert_ckpt.py's --ckpt-format defaults to torch, #L134): set checkpointFormat: torch on stage pretrain (and drop asyncSave)",
+    ]);
+    // The same export on 2.3.0, which writes torch whatever was asked, is fine.
+    const old = onFramework(fiveStageSpec('f', '/tmp/ws'), 'mindspeed-llm', '2.3.0');
+    Object.assign(old.stages[3], { checkpointFormat: 'torch_dist' });
+    old.stages.push({ name: 'export', kind: 'convert', from: 'pretrain', to: 'hf', hfDir: path.join(DEMO, 'hf-tiny') });
+    expect(problems(old)).toEqual([]);
+    // LoRA on it: its resume view links the base's per-rank files.
+    Object.assign(exp.stages[4], { lora: { r: 8, alpha: 16 } });
+    exp.stages.pop();
+    expect(problems(exp)).toEqual([
+      "stages[4].load: stage finetune is LoRA on stage pretrain's torch_dist checkpoint; a LoRA resume shows the base's mp_rank_*/model_optim_rng.pt under the LoRA checkpoint (loraResumeView), which torch_dist does not have: set checkpointFormat: torch on stage pretrain (and drop asyncSave)",
     ]);
   });
 

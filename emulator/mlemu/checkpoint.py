@@ -222,26 +222,30 @@ DIST_METADATA = '.metadata'
 
 
 def _save_dist(rt: 'Runtime', save_dir: str, iteration: int, args: Namespace, keys: list[str], stack: Sequence[Frame]) -> None:
-    """torch_dist (dist_checkpointing.save, return_base_dir=True): one directory per iteration, no mp_rank_* shards;
-    torch.distributed.checkpoint's .metadata and one __<rank>_0.distcp per rank, plus common.pt and metadata.json."""
+    """torch_dist (Megatron core_v0.12.1 megatron/core/dist_checkpointing/serialization.py save()): one directory per
+    iteration, no mp_rank_* shards. common.pt is written at once by rank 0 (save_common, #L378); each rank writes its
+    __<rank>_0.distcp; torch.distributed.checkpoint's .metadata is written by the coordinator in the sharded strategy's
+    finalize_fn (strategies/torch.py#L790-791 -> state_dict_saver.py#L243 storage_writer.finish), then metadata.json
+    (metadata_finalize_fn, serialization.py#L386-392), then the tracker (iter_finalize_fn, megatron/training/
+    checkpointing.py#L526-540). Without --async-save all of it happens inside save (serialization.py#L394-397); with it the finalize
+    functions run later (_finalize below), so a job that dies in between leaves a folder without .metadata and the
+    older tracker."""
     base = os.path.join(save_dir, iter_dir_name(iteration))
     os.makedirs(base, exist_ok=True)
+    if rt.dist.hosts_rank0:
+        write_json(os.path.join(base, 'common.pt'), shard_document(iteration, 0, 0, 0, args, keys, False, None))
     for rank in range(rt.dist.world_size):
         if rt.dist.hosts(rank):
             write_json(os.path.join(base, f'__{rank}_0.distcp'), {'format': FORMAT + '/distcp', 'iteration': iteration,
                                                                    'rank': rank})
-    gang.barrier(list(stack) + tracebacks.SAVE_BARRIER)
-    if rt.dist.hosts_rank0:
-        write_json(os.path.join(base, 'common.pt'), shard_document(iteration, 0, 0, 0, args, keys, False, None))
-        write_json(os.path.join(base, DIST_METADATA), {'format': FORMAT + '/dcp-metadata', 'world_size': rt.dist.world_size})
-        write_json(os.path.join(base, 'metadata.json'), {'sharded_backend': 'torch_dist', 'sharded_backend_version': 1,
-                                                         'common_backend': 'torch', 'common_backend_version': 1})
     if getattr(args, 'async_save', False):
-        # The tracker is written by a finalize callback, after the background write (2.1.0
-        # mindspeed_llm/training/checkpointing.py#L360-363, #L379-382): a job that dies first leaves the older tracker.
+        # schedule_async_save (megatron/training/async_utils.py#L27-33, called at checkpointing.py#L565): the
+        # finalize functions run in maybe_finalize_async_save (async_utils.py#L36-53), which the training loop calls
+        # at each iteration (training.py#L1957) and blockingly at the end of training (#L2121).
         _PENDING.append((rt, save_dir, iteration))
         rt.print0('  scheduled an async checkpoint save at iteration {:7d} to {}'.format(iteration, save_dir))
         return
+    gang.barrier(list(stack) + tracebacks.SAVE_BARRIER)
     _finalize(rt, save_dir, iteration)
     gang.barrier(list(stack) + tracebacks.SAVE_BARRIER)
 
@@ -250,7 +254,12 @@ _PENDING: list[tuple['Runtime', str, int]] = []
 
 
 def _finalize(rt: 'Runtime', save_dir: str, iteration: int) -> None:
+    """The finalize functions, in the order the async request holds them: .metadata, metadata.json, tracker."""
+    base = os.path.join(save_dir, iter_dir_name(iteration))
     if rt.dist.hosts_rank0:
+        write_json(os.path.join(base, DIST_METADATA), {'format': FORMAT + '/dcp-metadata', 'world_size': rt.dist.world_size})
+        write_json(os.path.join(base, 'metadata.json'), {'sharded_backend': 'torch_dist', 'sharded_backend_version': 1,
+                                                         'common_backend': 'torch', 'common_backend_version': 1})
         write_tracker(save_dir, iteration)
     rt.print0('  successfully saved checkpoint {} iteration {:7d} to {}'.format(version.current().saved_word, iteration,
                                                                                  save_dir))

@@ -108,3 +108,32 @@ def test_preprocess_openai_prompt_type_and_reasoning_effort(run: Run) -> None:
     assert 'If specify prompt_type' not in new.stderr
     # #L322-323: --reasoning-effort needs --enable-thinking true.
     assert "ValueError: reasoning_effort='max' requires --enable-thinking True." in new.stderr
+
+
+def _files(run: Run, directory: str) -> list[str]:
+    return sorted(os.listdir(os.path.join(run.cwd, directory)))  # type: ignore[attr-defined]
+
+
+def test_torch_dist_layout_and_torn_async_save(run: Run) -> None:
+    # Megatron core_v0.12.1 dist_checkpointing.save: common.pt at once (serialization.py#L378), one .distcp per rank,
+    # .metadata at finalize (strategies/torch.py#L790-791), metadata.json after it (#L386-392), then the tracker
+    # (megatron/training/checkpointing.py#L526-540).
+    data = [*TRAIN, '--data-path', 'data/pre_text_document', '--save-interval', '2']
+    sync = run(V, 'pretrain_gpt.py', *data, '--save', 's')
+    assert sync.returncode == 0, sync.stderr
+    assert _files(run, 's/iter_0000006') == ['.metadata', '__0_0.distcp', 'common.pt', 'metadata.json']
+    assert not any(n.startswith('mp_rank_') for n in _files(run, 's/iter_0000002'))
+    assert tracker(run, 's') == '6'
+    # --async-save: the save at 4 is scheduled, and finalized by maybe_finalize_async_save at the next iteration
+    # (training.py#L1957); a crash at the start of iteration 5 leaves iter_0000004 without .metadata and the tracker at 2.
+    crashed = run(V, 'pretrain_gpt.py', *data, '--async-save', '--save', 'a', env={'MLEMU_FAULTS': 'crash@5'})
+    assert crashed.returncode != 0
+    assert 'scheduled an async checkpoint save at iteration       4' in crashed.stdout
+    assert _files(run, 'a/iter_0000004') == ['__0_0.distcp', 'common.pt']
+    assert _files(run, 'a/iter_0000002') == ['.metadata', '__0_0.distcp', 'common.pt', 'metadata.json']
+    assert tracker(run, 'a') == '2'
+    # --load reads the tracker's complete folder back and goes on from 2.
+    again = run(V, 'pretrain_gpt.py', *data, '--async-save', '--save', 'a', '--load', 'a')
+    assert again.returncode == 0, again.stderr
+    assert 'at iteration 2' in again.stdout and 'iteration        6/       6' in again.stdout
+    assert tracker(run, 'a') == '6'

@@ -5,6 +5,8 @@
  *   <save>/iter_0002000/mp_rank_00[_000][_000]/model_optim_rng.pt   (+ distrib_optim.pt)
  *
  * A checkpoint counts only when every shard of the job's TP×PP×EP layout is present with its file.
+ * torch_dist (Megatron core_v0.12.1, MindSpeed-LLM 26.1.0 with --ckpt-format torch_dist) keeps one folder per iteration
+ * instead: __<rank>_0.distcp files, common.pt, .metadata and metadata.json (see missingDistFiles).
  * Names and decisions only: activities/checkpoints.ts reads the save directory, and nothing writes into it.
  */
 import path from 'node:path';
@@ -48,6 +50,37 @@ export function shardDirNames(layout: Layout): string[] {
 /** "TP 2 × PP 1" (and "× EP 2" for MoE), for messages. */
 export function describeLayout(layout: Layout): string {
   return `TP ${layout.tp} × PP ${layout.pp}${(layout.ep ?? 1) > 1 ? ` × EP ${layout.ep}` : ''}`;
+}
+
+/** torch_dist's files (Megatron core_v0.12.1 megatron/core/dist_checkpointing/). */
+export const DIST_FILES = {
+  /** Rank 0's common state, written at once by save_common (serialization.py#L378). */
+  common: 'common.pt',
+  /** torch.distributed.checkpoint's global metadata: the coordinator writes it at finalize, after every rank's shards (strategies/torch.py#L790-791). */
+  metadata: '.metadata',
+  /** The sharded backend, written by metadata_finalize_fn after .metadata (serialization.py#L386-392); its presence is what check_is_distributed_checkpoint asks. */
+  config: 'metadata.json',
+} as const;
+
+/**
+ * Whether an iteration folder holds torch_dist: Megatron's _get_checkpoint_format (megatron/training/checkpointing.py#L860-875
+ * at core_v0.12.1) calls a folder with mp_rank_0* entries torch; linkflow calls one with any of torch_dist's files torch_dist.
+ */
+export function isDistCheckpointDir(names: readonly string[]): boolean {
+  if (names.some((n) => n.startsWith('mp_rank_'))) return false;
+  return names.some((n) => n.endsWith('.distcp') || (Object.values(DIST_FILES) as string[]).includes(n));
+}
+
+/**
+ * What a torch_dist folder lacks to be loadable (empty: complete). The finalize functions write .metadata, then
+ * metadata.json, then the tracker (megatron/training/checkpointing.py#L526-540); with --async-save they run only at a
+ * later iteration (maybe_finalize_async_save, megatron/training/training.py#L1957), so a job that dies after the shards
+ * leaves a folder without .metadata: torn.
+ */
+export function missingDistFiles(names: readonly string[]): string[] {
+  const missing: string[] = [DIST_FILES.common, DIST_FILES.metadata, DIST_FILES.config].filter((f) => !names.includes(f));
+  if (!names.some((n) => n.endsWith('.distcp'))) missing.push('*.distcp');
+  return missing;
 }
 
 /** What the tracker file says: an iteration, "release", or 'invalid' when it is neither. */
