@@ -194,8 +194,10 @@ function checkTorchFsdp2(spec: PipelineSpec, stage: Extract<Stage, { kind: 'pret
 /**
  * A convert stage (or its LoRA merge) whose source is a pretraining stage writing torch_dist on a version that honours
  * it: MindSpeed-LLM 26.1.0's convert_ckpt_v2.py reads mp_rank_XX[_YYY][_EEE]/model_optim_rng.pt only
- * (mindspeed_llm/tasks/checkpoint/convert_mg2hf.py#L416-424, torch.load at #L1687-1688), and linkflow renders v1's
- * convert_ckpt.py without --ckpt-format (its default torch, convert_ckpt.py#L134), so neither reads the .distcp folder.
+ * (mindspeed_llm/tasks/checkpoint/convert_mg2hf.py#L416-424, torch.load at #L1687-1688); linkflow renders v1's
+ * convert_ckpt.py without --ckpt-format (its default torch, convert_ckpt.py#L134) and has not verified v1 loading
+ * torch_dist through Megatron's load_checkpoint in a single process. A LoRA stage on it is refused too: its resume view
+ * links the base's per-rank files (frameworks/modellink/checkpoint.ts loraResumeView).
  */
 function checkDistSource(spec: PipelineSpec, framework: Framework, stage: Stage, specPath: string, problems: Problems): void {
   if (!framework.pinsTorchFormat || framework.ckptFormatReset) return;
@@ -213,7 +215,7 @@ function checkDistSource(spec: PipelineSpec, framework: Framework, stage: Stage,
       if (source)
         problems.push({
           path: at,
-          message: `stage ${stage.name} converts stage ${source}'s checkpoint, which ${framework.name} writes as torch_dist (.distcp files), and ${framework.name}'s converters read the per-rank torch layout only (convert_ckpt_v2.py: mindspeed_llm/tasks/checkpoint/convert_mg2hf.py#L416-424; convert_ckpt.py's --ckpt-format defaults to torch, #L134): ${fix(source)}`,
+          message: `stage ${stage.name} converts stage ${source}'s checkpoint, which ${framework.name} writes as torch_dist (.distcp files), and ${framework.name}'s convert_ckpt_v2.py reads the per-rank torch layout only (mindspeed_llm/tasks/checkpoint/convert_mg2hf.py#L416-424), and linkflow runs convert_ckpt.py with its --ckpt-format default torch (convert_ckpt.py#L134) and has not verified its torch_dist loading: ${fix(source)}`,
         });
     }
   if ((stage.kind === 'finetune' || stage.kind === 'dpo') && stage.lora) {

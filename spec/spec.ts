@@ -265,7 +265,7 @@ const trainingFields = {
   /**
    * --ckpt-format on Megatron core_v0.12.1 (MindSpeed-LLM 2.2.0 on), whose default is torch_dist: linkflow
    * passes torch unless torch_dist is asked for here (pretraining only; 2.3.0 and 26.0.0 validate it and write
-   * torch anyway, which plan/versions.ts warns about).
+   * torch anyway, which plan/versions.ts warns about; 26.1.0 writes torch_dist folders, which resume reads).
    */
   checkpointFormat: z.enum(['torch', 'torch_dist']).optional(),
   /** --async-save: with checkpointFormat torch_dist, pretraining only. */

@@ -165,7 +165,7 @@ describe('a pipeline per framework version', () => {
     Object.assign(exp.stages[3], { checkpointFormat: 'torch_dist' });
     exp.stages.push({ name: 'export', kind: 'convert', from: 'pretrain', to: 'hf', hfDir: path.join(DEMO, 'hf-tiny') });
     expect(problems(exp)).toEqual([
-      "stages[7].from: stage export converts stage pretrain's checkpoint, which MindSpeed-LLM 26.1.0 writes as torch_dist (.distcp files), and MindSpeed-LLM 26.1.0's converters read the per-rank torch layout only (convert_ckpt_v2.py: mindspeed_llm/tasks/checkpoint/convert_mg2hf.py#L416-424; convert_ckpt.py's --ckpt-format defaults to torch, #L134): set checkpointFormat: torch on stage pretrain (and drop asyncSave)",
+      "stages[7].from: stage export converts stage pretrain's checkpoint, which MindSpeed-LLM 26.1.0 writes as torch_dist (.distcp files), and MindSpeed-LLM 26.1.0's convert_ckpt_v2.py reads the per-rank torch layout only (mindspeed_llm/tasks/checkpoint/convert_mg2hf.py#L416-424), and linkflow runs convert_ckpt.py with its --ckpt-format default torch (convert_ckpt.py#L134) and has not verified its torch_dist loading: set checkpointFormat: torch on stage pretrain (and drop asyncSave)",
     ]);
     // The same export on 2.3.0, which writes torch whatever was asked, is fine.
     const old = onFramework(fiveStageSpec('f', '/tmp/ws'), 'mindspeed-llm', '2.3.0');

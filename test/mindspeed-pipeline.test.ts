@@ -2,7 +2,8 @@
  * The demo pipeline and a DPO pipeline as MindSpeed-LLM 2.3.0 runs them (the emulator's
  * roots/mindspeed-llm-2.3.0), each crashing once and resuming, on a real Temporal dev server; and the
  * dying-gasp checkpoint of high availability, written between save intervals, resumed from. DPO and the dying
- * gasp also run on 26.1.0 (the maintained release), the demo on every other version's root.
+ * gasp also run on 26.1.0 (the maintained release), and there a torch_dist pretraining with async save crashes before
+ * a save is finalized and resumes from the complete one before it; the demo runs on every other version's root.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -299,6 +300,46 @@ describe('MindSpeed-LLM 2.3.0 on the emulator', () => {
       expect(pretrain.finalIteration).toBe(20);
     },
   );
+
+  it('26.1.0 pretrains with torch_dist and async save; a crash before the save at 10 is finalized leaves it torn, and the resume loads 5', async () => {
+    const dir = tempDir('msl-dist-26.1.0');
+    const base = onFramework(
+      fiveStageSpec('msl-dist-async', path.join(dir, 'ws'), { trainIters: 20, saveInterval: 5, pretrainEnv: { MLEMU_FAULTS: 'crash@11' } }),
+      'mindspeed-llm',
+      '26.1.0',
+      path.join(EMULATOR, 'roots', 'mindspeed-llm-26.1.0'),
+    );
+    // The fine-tune loads the torch_dist checkpoint (Megatron's load detects the format on disk).
+    const stages = base.stages.slice(0, 5);
+    Object.assign(
+      stages.find((s) => s.name === 'pretrain')!,
+      { checkpointFormat: 'torch_dist', asyncSave: true },
+    );
+    const { state, failure } = await runSpec(t, writeSpec(dir, { ...base, stages }));
+    expect(state.status, failure).toBe('succeeded');
+    const pretrain = state.stages.find((s) => s.name === 'pretrain')!;
+    expect(pretrain.attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
+    const first = fs.readFileSync(pretrain.attempts[0].logFile!, 'utf8');
+    const argv = JSON.parse(/^# argv: (.*)$/m.exec(first)![1]) as string[];
+    expect(argv[argv.indexOf('--ckpt-format') + 1]).toBe('torch_dist');
+    expect(argv).toContain('--async-save');
+    // The save at 10 was scheduled, never finalized: no .metadata, and the tracker stayed at 5.
+    expect(first).toMatch(/scheduled an async checkpoint save at iteration +10/);
+    expect(first).not.toMatch(/successfully saved checkpoint from iteration +10/);
+    expect(pretrain.attempts[1].loadedIteration).toBe(5);
+    const second = fs.readFileSync(pretrain.attempts[1].logFile!, 'utf8');
+    expect(second).toMatch(/successfully loaded checkpoint from .* at iteration 5/);
+    // Attempt 1's complete checkpoint stays as written; attempt 2 finalized its own saves up to 20.
+    const five = filesUnder(path.join(pretrain.output, 'iter_0000005'));
+    expect(five.map((f) => path.basename(f)).sort()).toEqual(['.metadata', '__0_0.distcp', 'common.pt', 'metadata.json']);
+    for (const f of five) expect(fs.statSync(f).mtimeMs, f).toBeLessThanOrEqual(pretrain.attempts[1].startedAt!);
+    expect(fs.readFileSync(path.join(pretrain.output, 'latest_checkpointed_iteration.txt'), 'utf8').trim()).toBe('20');
+    expect(fs.existsSync(path.join(pretrain.output, 'iter_0000020', '.metadata'))).toBe(true);
+    expect(pretrain.finalIteration).toBe(20);
+    const finetune = state.stages.find((s) => s.name === 'finetune')!;
+    expect(finetune.attempts.map((a) => a.outcome)).toEqual(['succeeded']);
+    expect(fs.readFileSync(finetune.attempts[0].logFile!, 'utf8')).toMatch(/loading checkpoint from .*pretrain.* at iteration 20/);
+  });
 
   // 26.1.0 honours --ckpt-format, and HA refuses torch_dist there: the pinned --ckpt-format torch is what lets it run.
   it.each(['2.3.0', '26.1.0'])('%s resumes from the dying-gasp checkpoint high availability writes between save intervals', async (version) => {

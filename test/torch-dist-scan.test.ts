@@ -79,7 +79,10 @@ describe('findResumePoint on disk', () => {
 
   it('the per-rank torch layout is still read shard by shard', () => {
     const dir = saveDir('10', { 'iter_0000010/mp_rank_00': ['model_optim_rng.pt'] });
-    expect(findResumePoint(dir, { tp: 2, pp: 1 })).toEqual({ kind: 'none', reason: 'checkpoint iter_0000010 is incomplete (missing mp_rank_01), and no older complete checkpoint exists' });
+    expect(findResumePoint(dir, { tp: 2, pp: 1 })).toEqual({
+      kind: 'none',
+      reason: 'checkpoint iter_0000010 is incomplete (missing mp_rank_01), and no older complete checkpoint exists',
+    });
     expect(findResumePoint(dir, layout)).toEqual({ kind: 'tracker', iteration: 10, dir });
   });
 });

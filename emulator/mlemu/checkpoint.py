@@ -227,9 +227,9 @@ def _save_dist(rt: 'Runtime', save_dir: str, iteration: int, args: Namespace, ke
     __<rank>_0.distcp; torch.distributed.checkpoint's .metadata is written by the coordinator in the sharded strategy's
     finalize_fn (strategies/torch.py#L790-791 -> state_dict_saver.py#L243 storage_writer.finish), then metadata.json
     (metadata_finalize_fn, serialization.py#L386-392), then the tracker (iter_finalize_fn, megatron/training/
-    checkpointing.py#L526-540). Without --async-save all of it happens inside save (serialization.py#L394-397); with it the finalize
-    functions run later (_finalize below), so a job that dies in between leaves a folder without .metadata and the
-    older tracker."""
+    checkpointing.py#L526-540). Without --async-save all of it happens inside save (serialization.py#L394-397); with
+    it the finalize functions run later (_finalize below), so a job that dies in between leaves a folder without
+    .metadata and the older tracker."""
     base = os.path.join(save_dir, iter_dir_name(iteration))
     os.makedirs(base, exist_ok=True)
     if rt.dist.hosts_rank0:
