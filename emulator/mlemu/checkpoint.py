@@ -232,6 +232,11 @@ def _save_dist(rt: 'Runtime', save_dir: str, iteration: int, args: Namespace, ke
     .metadata and the older tracker."""
     base = os.path.join(save_dir, iter_dir_name(iteration))
     os.makedirs(base, exist_ok=True)
+    if rt.dist.hosts_rank0 and os.listdir(base):
+        # A resume saving the iteration of a torn folder again: Megatron warns and writes over it (serialization.py
+        # #L353-357), as training.py's logging.basicConfig prints it (emulator/mlemu/logs.py).
+        rt.print0('WARNING:megatron.core.dist_checkpointing.serialization:Overwriting old incomplete / corrupted '
+                  'checkpoint...')
     if rt.dist.hosts_rank0:
         write_json(os.path.join(base, 'common.pt'), shard_document(iteration, 0, 0, 0, args, keys, False, None))
     for rank in range(rt.dist.world_size):
@@ -321,13 +326,16 @@ def _load_base(rt: 'Runtime', load_dir: str, exit_on_missing: bool, stack: list[
     args = rt.args
     name = shard_path(load_dir, iteration, release, 0, 0, args.pipeline_model_parallel_size, 0, rt.ep)
     dist_common = os.path.join(load_dir, iter_dir_name(iteration, release), 'common.pt')
-    if version.current().is_msl and os.path.isfile(os.path.join(os.path.dirname(dist_common), DIST_METADATA)):
+    dist = version.current().is_msl and os.path.isfile(os.path.join(os.path.dirname(dist_common), DIST_METADATA))
+    if dist:
         # A torch_dist checkpoint: its common state is what the emulator reads (the shards are per rank).
         name = dist_common
+    # core_v0.12.1 names the format it found on disk (megatron/training/checkpointing.py#L942-948).
+    infix = 'distributed ' if dist and version.current().dist_ckpt_core else ''
     if release:
-        rt.print0(f' loading release checkpoint from {load_dir}')
+        rt.print0(f' loading release {infix}checkpoint from {load_dir}')
     else:
-        rt.print0(f' loading checkpoint from {load_dir} at iteration {iteration}')
+        rt.print0(f' loading {infix}checkpoint from {load_dir} at iteration {iteration}')
     if not os.path.isfile(name):
         # torch.load raises; Megatron catches BaseException, prints it and calls sys.exit().
         rt.print0('could not load the checkpoint')

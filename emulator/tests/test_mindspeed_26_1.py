@@ -136,4 +136,8 @@ def test_torch_dist_layout_and_torn_async_save(run: Run) -> None:
     again = run(V, 'pretrain_gpt.py', *data, '--async-save', '--save', 'a', '--load', 'a')
     assert again.returncode == 0, again.stderr
     assert 'at iteration 2' in again.stdout and 'iteration        6/       6' in again.stdout
+    assert ' loading distributed checkpoint from a at iteration 2' in again.stdout  # checkpointing.py#L942-948
+    # Saving 4 again finds the torn folder: Megatron warns and writes over it (serialization.py#L353-357).
+    assert again.stdout.count('Overwriting old incomplete / corrupted checkpoint...') == 1
+    assert _files(run, 'a/iter_0000004') == ['.metadata', '__0_0.distcp', 'common.pt', 'metadata.json']
     assert tracker(run, 'a') == '6'
