@@ -81,6 +81,21 @@ describe('a LoRA warm restart (MindSpeed-LLM)', () => {
     expect(snapshot(saveDir)).toEqual(before);
   });
 
+  it('a finished run whose tracker is unreadable is done: it is never relaunched into the stage directory over its own checkpoints', () => {
+    const ws = tempDir('warm-finished');
+    const stage = loraFinetune(ws);
+    const saveDir = stage.training!.saveDir;
+    const end = stage.training!.trainIters;
+    save(saveDir, end);
+    // A crash while the tracker was being written: empty, so the newest complete checkpoint is found by scanning.
+    fs.writeFileSync(path.join(saveDir, 'latest_checkpointed_iteration.txt'), '');
+    const before = snapshot(saveDir);
+    const planned = planResume(stage, path.join(ws, 'a.log'), 2);
+    // prepareAttempt ends an attempt whose resume point is the last iteration: nothing is launched.
+    expect(planned.point).toMatchObject({ kind: 'tracker', iteration: end });
+    expect(snapshot(saveDir)).toEqual(before);
+  });
+
   it('takes warm-<N> while it is absent or empty (a rank’s trainer may have made it), so every rank of a gang picks the same folder', () => {
     const ws = tempDir('warm-empty');
     const stage = loraFinetune(ws);

@@ -83,7 +83,8 @@ export async function prepareAttempt(ctx: Context, input: AttemptInput, logFile:
   // folder a restart saves into are chosen from what it left (planned before, a stale point could be saved over).
   const resume = savesCheckpoints(stage) ? releaseOnThrow(lease, () => planResume({ ...stage, args }, logFile, input.attempt)) : undefined;
   const { point } = resume ?? {};
-  if (resume && point?.kind === 'tracker' && point.iteration === stage.training!.trainIters) {
+  // A tracker torn or unreadable but a complete checkpoint at the end counts too (kind 'older'): relaunching would save over it.
+  if (resume && point && point.kind !== 'none' && point.iteration === stage.training!.trainIters) {
     // Training already reached the end (the previous run stopped before its manifest): nothing to redo.
     // A gang that got there while no worker followed it is done too: it leaves nothing behind.
     try {

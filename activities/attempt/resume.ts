@@ -169,7 +169,8 @@ function planWarmRestart(stage: StagePlan, logFile: string, attempt: number): Pl
   if (point.iteration === 'release') return { args: warmLoraResumeArgs(stage.args, dir), point };
   const total = offset + point.iteration;
   // Finished already (a run that stopped before its manifest): prepareAttempt ends the attempt, nothing is launched.
-  if (total === training.trainIters) return { args: stage.args, point: { ...point, iteration: total }, iterationOffset: offset };
+  // Whatever the tracker said: a complete checkpoint at the end means done, never a relaunch into the stage's own folder.
+  if (total === training.trainIters) return { args: stage.args, point: { kind: 'tracker', iteration: total, dir: point.dir }, iterationOffset: offset };
   const save = freshWarmDir(stage, total, attempt, logFile);
   const remaining = training.trainIters - total;
   const within = source === training.saveDir ? '' : ` (${path.basename(source)}/${iterationDirName(point.iteration)})`;
