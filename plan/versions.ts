@@ -23,6 +23,12 @@ export function resolveFramework(spec: PipelineSpec, problems: Problems): Framew
 
 /** Rules of the pipeline as a whole on this version: model type, high availability. */
 export function checkFrameworkRules(spec: PipelineSpec, framework: Framework, problems: Problems, warnings: Problems): void {
+  // Nothing reads the checkout's version: a spec written against an older install would be planned as the newest one.
+  if (spec.modellink.flavour === 'mindspeed-llm' && spec.modellink.version === undefined)
+    warnings.push({
+      path: 'modellink.version',
+      message: `no version given: planned as ${framework.name}, the release MindSpeed-LLM maintains; set modellink.version to your checkout's (${FRAMEWORK_VERSIONS['mindspeed-llm'].join(', ')}) so flags and resume rules match it`,
+    });
   checkHighAvailability(spec, framework, problems, warnings);
   checkTokenizerType(framework, spec.model.architecture?.tokenizerType, 'model.architecture.tokenizerType', problems);
   checkPositionEmbeddingType(framework, spec.model.architecture?.positionEmbeddingType, problems);
@@ -224,6 +230,19 @@ function checkDistSource(spec: PipelineSpec, framework: Framework, stage: Stage,
       problems.push({
         path: `${specPath}.load`,
         message: `stage ${stage.name} is LoRA on stage ${source}'s torch_dist checkpoint; a LoRA resume shows the base's mp_rank_*/model_optim_rng.pt under the LoRA checkpoint (loraResumeView), which torch_dist does not have: ${fix(source)}`,
+      });
+    return;
+  }
+  // Any other stage that loads it runs with linkflow's pinned --ckpt-format torch, and Megatron core_v0.12.1 reads the
+  // format on disk only under --auto-detect-ckpt-format or torch_dist: else "Detected load from a distributed checkpoint,
+  // but neither --use-dist-ckpt nor --auto-detect-ckpt-format is set." (megatron/training/checkpointing.py load_checkpoint,
+  // _load_global_dist_base_checkpoint).
+  if (stage.kind === 'finetune' || stage.kind === 'dpo' || stage.kind === 'evaluate' || stage.kind === 'inference') {
+    const source = fromDist(stage.load);
+    if (source)
+      problems.push({
+        path: `${specPath}.load`,
+        message: `stage ${stage.name} loads stage ${source}'s torch_dist checkpoint with linkflow's --ckpt-format torch, and Megatron core_v0.12.1 refuses that ("Detected load from a distributed checkpoint, but neither --use-dist-ckpt nor --auto-detect-ckpt-format is set", megatron/training/checkpointing.py _load_global_dist_base_checkpoint): ${fix(source)}`,
       });
   }
 }

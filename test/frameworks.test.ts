@@ -143,10 +143,26 @@ describe('a pipeline per framework version', () => {
     ]);
   });
 
+  it('a mindspeed-llm pipeline without a version is planned as the maintained release, with a warning to name the checkout', () => {
+    const r = planPipeline(onFramework(fiveStageSpec('f', '/tmp/ws'), 'mindspeed-llm'), { baseDir: '/tmp' });
+    if (!r.ok) throw new Error(r.problems.map((x) => x.message).join('\n'));
+    expect(r.warnings.filter((w) => w.path === 'modellink.version').map((w) => w.message)).toEqual([
+      `no version given: planned as MindSpeed-LLM 26.1.0, the release MindSpeed-LLM maintains; set modellink.version to your checkout's (${FRAMEWORK_VERSIONS['mindspeed-llm'].join(', ')}) so flags and resume rules match it`,
+    ]);
+    const named = planPipeline(onFramework(fiveStageSpec('f', '/tmp/ws'), 'mindspeed-llm', '2.3.0'), { baseDir: '/tmp' });
+    if (!named.ok) throw new Error(named.problems.map((x) => x.message).join('\n'));
+    expect(named.warnings.filter((w) => w.path === 'modellink.version')).toEqual([]);
+  });
+
   it('on 26.1.0, which honours --ckpt-format, pins torch and takes torch_dist and async save for pretraining; a convert or LoRA stage reading that checkpoint is refused', () => {
     const spec = onFramework(fiveStageSpec('f', '/tmp/ws'), 'mindspeed-llm', '26.1.0');
     expect(arg(stage(plan(spec).stages, 'pretrain'), '--ckpt-format')).toBe('torch');
     Object.assign(spec.stages[3], { checkpointFormat: 'torch_dist', asyncSave: true });
+    // A fine-tune loading it with the pinned --ckpt-format torch: Megatron refuses a distributed checkpoint without auto-detection.
+    const loadsDist =
+      'stages[4].load: stage finetune loads stage pretrain\'s torch_dist checkpoint with linkflow\'s --ckpt-format torch, and Megatron core_v0.12.1 refuses that ("Detected load from a distributed checkpoint, but neither --use-dist-ckpt nor --auto-detect-ckpt-format is set", megatron/training/checkpointing.py _load_global_dist_base_checkpoint): set checkpointFormat: torch on stage pretrain (and drop asyncSave)';
+    expect(problems(spec)).toEqual([loadsDist]);
+    spec.stages = spec.stages.slice(0, 4);
     const r = planPipeline(spec, { baseDir: '/tmp' });
     if (!r.ok) throw new Error(r.problems.map((x) => x.message).join('\n'));
     const pretrain = stage(r.plan.stages, 'pretrain');
@@ -165,6 +181,7 @@ describe('a pipeline per framework version', () => {
     Object.assign(exp.stages[3], { checkpointFormat: 'torch_dist' });
     exp.stages.push({ name: 'export', kind: 'convert', from: 'pretrain', to: 'hf', hfDir: path.join(DEMO, 'hf-tiny') });
     expect(problems(exp)).toEqual([
+      loadsDist,
       "stages[7].from: stage export converts stage pretrain's checkpoint, which MindSpeed-LLM 26.1.0 writes as torch_dist (.distcp files), and MindSpeed-LLM 26.1.0's convert_ckpt_v2.py reads the per-rank torch layout only (mindspeed_llm/tasks/checkpoint/convert_mg2hf.py#L416-424), and linkflow runs convert_ckpt.py with its --ckpt-format default torch (convert_ckpt.py#L134) and has not verified its torch_dist loading: set checkpointFormat: torch on stage pretrain (and drop asyncSave)",
     ]);
     // The same export on 2.3.0, which writes torch whatever was asked, is fine.

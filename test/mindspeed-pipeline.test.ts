@@ -309,8 +309,8 @@ describe('MindSpeed-LLM 2.3.0 on the emulator', () => {
       '26.1.0',
       path.join(EMULATOR, 'roots', 'mindspeed-llm-26.1.0'),
     );
-    // The fine-tune loads the torch_dist checkpoint (Megatron's load detects the format on disk).
-    const stages = base.stages.slice(0, 5);
+    // Up to the pretraining: a stage loading its torch_dist checkpoint with the pinned --ckpt-format torch is refused at validate.
+    const stages = base.stages.slice(0, 4);
     Object.assign(
       stages.find((s) => s.name === 'pretrain')!,
       { checkpointFormat: 'torch_dist', asyncSave: true },
@@ -339,9 +339,6 @@ describe('MindSpeed-LLM 2.3.0 on the emulator', () => {
     expect(fs.readFileSync(path.join(pretrain.output, 'latest_checkpointed_iteration.txt'), 'utf8').trim()).toBe('20');
     expect(fs.existsSync(path.join(pretrain.output, 'iter_0000020', '.metadata'))).toBe(true);
     expect(pretrain.finalIteration).toBe(20);
-    const finetune = state.stages.find((s) => s.name === 'finetune')!;
-    expect(finetune.attempts.map((a) => a.outcome)).toEqual(['succeeded']);
-    expect(fs.readFileSync(finetune.attempts[0].logFile!, 'utf8')).toMatch(/loading distributed checkpoint from .*pretrain.* at iteration 20/);
   });
 
   // 26.1.0 honours --ckpt-format, and HA refuses torch_dist there: the pinned --ckpt-format torch is what lets it run.

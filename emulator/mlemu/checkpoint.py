@@ -336,6 +336,17 @@ def _load_base(rt: 'Runtime', load_dir: str, exit_on_missing: bool, stack: list[
         rt.print0(f' loading release {infix}checkpoint from {load_dir}')
     else:
         rt.print0(f' loading {infix}checkpoint from {load_dir} at iteration {iteration}')
+    if dist and version.current().dist_ckpt_core and not getattr(args, 'use_dist_ckpt', False) \
+            and not getattr(args, 'auto_detect_ckpt_format', False):
+        # --ckpt-format torch without --auto-detect-ckpt-format: load_checkpoint builds no sharded state dict, and the
+        # torch_dist folder on disk cannot be read without one (Megatron-LM core_r0.12.0, the mirror's branch of the
+        # core_v0.12.1 line: megatron/training/checkpointing.py#L1194, #L1324, #L953-955, #L838-845).
+        tracebacks.die(stack + [('megatron/training/checkpointing.py', 1324, 'load_checkpoint', None),
+                                ('megatron/training/checkpointing.py', 954, '_load_base_checkpoint', None),
+                                ('megatron/training/checkpointing.py', 843, '_load_global_dist_base_checkpoint', None)],
+                       'RuntimeError',
+                       'Detected load from a distributed checkpoint, but neither --use-dist-ckpt nor '
+                       '--auto-detect-ckpt-format is set.')
     if not os.path.isfile(name):
         # torch.load raises; Megatron catches BaseException, prints it and calls sys.exit().
         rt.print0('could not load the checkpoint')

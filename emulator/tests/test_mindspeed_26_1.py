@@ -43,6 +43,16 @@ def test_resume_from_a_torch_dist_checkpoint(run: Run) -> None:
     again = run(V, 'pretrain_gpt.py', *data, '--load', 'r')
     assert again.returncode == 0, again.stderr
     assert 'at iteration 3' in again.stdout and 'iteration        6/       6' in again.stdout
+    # With --ckpt-format torch the same folder is refused unless the format is auto-detected (Megatron core_r0.12.0
+    # megatron/training/checkpointing.py#L1194, #L838-845: no sharded state dict was built for it).
+    pinned = run(V, 'pretrain_gpt.py', *data, '--ckpt-format', 'torch', '--load', 'r')
+    assert pinned.returncode == 1
+    assert ('RuntimeError: Detected load from a distributed checkpoint, '
+            'but neither --use-dist-ckpt nor --auto-detect-ckpt-format is set.') in pinned.stderr
+    detected = run(V, 'pretrain_gpt.py', *data, '--ckpt-format', 'torch', '--auto-detect-ckpt-format',
+                   '--load', 'r', '--save', 'r2')
+    assert detected.returncode == 0, detected.stderr
+    assert ' loading distributed checkpoint from r at iteration' in detected.stdout
 
 
 def test_convert_v2_rejects_unknown_flags(run: Run) -> None:
