@@ -20,7 +20,7 @@ import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { KubeApi, type KubeList, type KubeObject } from './api.ts';
 import { ensureImages, importImages, type TestImages } from './images.ts';
-import { createCgroup, ip, spawnInNetns, usedTenOctets } from './host.ts';
+import { alive, createCgroup, ip, spawnInNetns, usedTenOctets } from './host.ts';
 import { CLUSTER_DOMAIN, clusterLayout, cniConfig, containerdConfig, kubeconfig, kubeletConfig, type ClusterLayout, type NodeLayout } from './layout.ts';
 import { kubernetesBinDir, missingForKubernetes, REPO } from './requirements.ts';
 import { claimOctet, killNodeProcesses, leftovers, reapAbandoned, saveRecord, teardown, type ClusterRecord } from './teardown.ts';
@@ -185,11 +185,24 @@ export async function startKubernetesCluster(options: KubernetesClusterOptions =
     imported.catch(() => undefined); // awaited below; a failure meanwhile is not unhandled
     await poll('kube-apiserver to be ready', async () => (await api.raw('GET', '/readyz').catch(() => ({ status: 0 }))).status === 200, 60_000);
     record.controlPlane.push(startScheduler(layout, logDir), startControllerManager(layout, logDir), startDns(layout, logDir));
-    // The kubelets start while the images are imported (the longest step); pods come only after both.
+    // The kubelets start once the images are imported: a kubelet starting while another node's containerd has an
+    // import's temporary mount up can fail its ContainerManager ("failed to get rootfs info: cannot find filesystem
+    // info for device …/containerd/root/tmpmounts/…", cadvisor reads every mount of the host) and exit.
+    await imported;
     for (const [i, node] of layout.nodes.entries()) record.nodes[i].kubelet = startKubelet(layout, node, logDir);
     saveRecord(record);
     const names = layout.nodes.map((n) => n.name);
-    await Promise.all([imported, waitForNodes(api, names, npuResource, npusPerNode)]);
+    // A kubelet whose ContainerManager failed at start exits: started again (a few times), as systemd would restart it.
+    const restarts = new Map<string, number>();
+    const revive = (name: string) => {
+      const i = names.indexOf(name);
+      const pid = record.nodes[i].kubelet;
+      if (pid === undefined || alive(pid) || (restarts.get(name) ?? 0) >= 3) return;
+      restarts.set(name, (restarts.get(name) ?? 0) + 1);
+      record.nodes[i].kubelet = startKubelet(layout, layout.nodes[i], logDir);
+      saveRecord(record);
+    };
+    await waitForNodes(api, names, npuResource, npusPerNode, 60_000, revive);
     await poll('the cluster DNS to serve', async () => log('dns').includes('dns: serving'), 20_000);
     await poll('the default service account', async () => (await api.find('/api/v1/namespaces/default/serviceaccounts/default')) !== undefined);
     fs.writeFileSync(path.join(dir, 'started-in-ms'), String(Date.now() - started));

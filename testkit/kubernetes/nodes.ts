@@ -20,7 +20,15 @@ export function nodeAllocatable(node: KubeObject, resource: string): string | un
  * device plugin would (the study's `kubectl patch node --subresource=status`): the kubelet keeps
  * extended resources it does not manage, and recomputes allocatable from capacity.
  */
-export async function waitForNodes(api: KubeApi, names: string[], resource: string, count: number, timeoutMs = 60_000): Promise<void> {
+export async function waitForNodes(
+  api: KubeApi,
+  names: string[],
+  resource: string,
+  count: number,
+  timeoutMs = 60_000,
+  /** Called for each node not yet Ready, every round: the cluster starts its kubelet again if it exited. */
+  revive: (name: string) => void = () => undefined,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const nodes = await api.get<KubeList>('/api/v1/nodes').catch(() => ({ items: [] as KubeObject[] }));
@@ -39,6 +47,7 @@ export async function waitForNodes(api: KubeApi, names: string[], resource: stri
       return node && nodeReady(node) && nodeAllocatable(node, resource) === String(count);
     });
     if (ready.length === names.length) return;
+    for (const name of names) if (!ready.includes(name)) revive(name);
     if (Date.now() > deadline)
       throw new Error(`timed out waiting for nodes ${names.join(', ')} to be Ready with ${count} ${resource} (ready: ${ready.join(', ') || 'none'})`);
     await new Promise((r) => setTimeout(r, 200));
