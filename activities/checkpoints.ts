@@ -45,15 +45,18 @@ export function missingShards(saveDir: string, iteration: number | 'release', la
   return shardDirNames(layout).filter((shard) => !fs.existsSync(path.join(iterDir, shard, MODEL_FILE)));
 }
 
-/** The iteration directories of a save directory, ascending. */
-function listIterations(saveDir: string): number[] {
-  let entries: string[];
+/** A directory's entries; none when it does not exist (yet). */
+function entriesOf(dir: string): string[] {
   try {
-    entries = fs.readdirSync(saveDir);
+    return fs.readdirSync(dir);
   } catch {
     return [];
   }
-  return entries
+}
+
+/** The iteration directories of a save directory, ascending. */
+function listIterations(saveDir: string): number[] {
+  return entriesOf(saveDir)
     .map(iterationOfDirName)
     .filter((i): i is number => i !== undefined)
     .sort((a, b) => a - b);
@@ -70,13 +73,7 @@ export function findResumePoint(saveDir: string, layout: Layout): ResumePoint {
 
 /** The warm-restart folders of a LoRA save directory (see warmDirName), newest first: latest start, then latest attempt. */
 function warmFolders(saveDir: string): { dir: string; from: number }[] {
-  let entries: string[];
-  try {
-    entries = fs.readdirSync(saveDir);
-  } catch {
-    return [];
-  }
-  return entries
+  return entriesOf(saveDir)
     .map((name) => ({ dir: path.join(saveDir, name), of: warmOfDirName(name) }))
     .filter((w): w is { dir: string; of: { from: number; seq: number } } => w.of !== undefined)
     .sort((a, b) => b.of.from - a.of.from || b.of.seq - a.of.seq)

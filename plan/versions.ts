@@ -5,7 +5,7 @@
 import { defaultVersion, FRAMEWORK_VERSIONS, getFramework, versionsWith, type Converter, type Framework } from '../frameworks/index.ts';
 import { trainerOf } from '../frameworks/dialect.ts';
 import type { Preset } from '../frameworks/modellink/presets.ts';
-import type { PipelineSpec, SpecProblem, Stage } from '../spec/spec.ts';
+import { MINDSPEED_ONLY_HANDLERS, type PipelineSpec, type SpecProblem, type Stage } from '../spec/spec.ts';
 
 type Problems = SpecProblem[];
 
@@ -106,22 +106,14 @@ function checkHighAvailability(spec: PipelineSpec, framework: Framework, problem
     });
 }
 
-/** Rules of one stage on this version: its trainer, checkpoint format, tasks. */
 /**
  * The preprocess handlers a version defines: MindSpeed-LLM's generated list (data_handler.py's classes on each release
  * branch, frameworks/mindspeed-llm/flag-names/); ModelLink has all of the spec's handlers but these, added by MindSpeed-LLM.
  */
-const MINDSPEED_ONLY_HANDLERS = new Set([
-  'HunyuanInstructionHandler',
-  'PPOAlpacaStyleInstructionHandler',
-  'R1AlpacaStyleInstructionHandler',
-  'R1SharegptStyleInstructionHandler',
-  'AlpacaStyleProcessRewardHandler',
-  'SharegptPretrainHandler',
-]);
+const MINDSPEED_ONLY: ReadonlySet<string> = new Set(MINDSPEED_ONLY_HANDLERS);
 
 function hasHandler(framework: Framework, handler: string): boolean {
-  return framework.preprocessHandlers ? framework.preprocessHandlers.includes(handler) : !MINDSPEED_ONLY_HANDLERS.has(handler);
+  return framework.preprocessHandlers ? framework.preprocessHandlers.includes(handler) : !MINDSPEED_ONLY.has(handler);
 }
 
 /** Versions where linkflow passes --ckpt-format torch_dist: Megatron core_v0.12.1. */
@@ -247,6 +239,7 @@ function checkDistSource(spec: PipelineSpec, framework: Framework, stage: Stage,
   }
 }
 
+/** Rules of one stage on this version: its trainer, checkpoint format, tasks. */
 export function checkStageOnVersion(spec: PipelineSpec, framework: Framework, stage: Stage, specPath: string, problems: Problems, warnings: Problems): void {
   if (stage.kind === 'pretrain' || stage.kind === 'finetune' || stage.kind === 'dpo') {
     if (!trainerOf(framework, stage.kind))

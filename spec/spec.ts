@@ -139,6 +139,16 @@ const stageBase = {
   maxAttempts: positiveInt.optional(),
 };
 
+/** Handlers MindSpeed-LLM added (2.1.0 on), which ModelLink lacks: plan/versions.ts checks the version has them. */
+export const MINDSPEED_ONLY_HANDLERS = [
+  'HunyuanInstructionHandler',
+  'PPOAlpacaStyleInstructionHandler',
+  'R1AlpacaStyleInstructionHandler',
+  'R1SharegptStyleInstructionHandler',
+  'AlpacaStyleProcessRewardHandler',
+  'SharegptPretrainHandler',
+] as const;
+
 const preprocessStage = z.strictObject({
   ...stageBase,
   kind: z.literal('preprocess'),
@@ -152,13 +162,7 @@ const preprocessStage = z.strictObject({
       'GeneralInstructionHandler',
       'AlpacaStylePairwiseHandler',
       'SharegptStylePairwiseHandler',
-      // MindSpeed-LLM 2.1.0+ only (plan/versions.ts checks the version has it).
-      'HunyuanInstructionHandler',
-      'PPOAlpacaStyleInstructionHandler',
-      'R1AlpacaStyleInstructionHandler',
-      'R1SharegptStyleInstructionHandler',
-      'AlpacaStyleProcessRewardHandler',
-      'SharegptPretrainHandler',
+      ...MINDSPEED_ONLY_HANDLERS,
     ])
     .optional(),
   /** --overwrite-cache: rebuild the handler's cached dataset instead of reusing it. */
